@@ -1,0 +1,512 @@
+//! The liaison notebook ("cahier de liaison"): the append-only timeline of a circle.
+//!
+//! Entries (observations, care given, vital signs, alerts, handovers) are never edited or
+//! deleted: a correction is an [`Amendment`] by the entry's author, and an alert is closed by
+//! [`Acknowledgement`]s. The schema below is what the validator enforces on every change.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, ObjType};
+use serde::{Deserialize, Serialize};
+
+use crate::document::{
+    DocKind, RecordReader, WriteError, check_text, collection_item, collection_items, root_obj,
+};
+use crate::member::{MemberId, Timestamp};
+use crate::replica::{LoadError, Replica};
+use crate::schema::{DocSchema, Field, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers};
+
+const ENTRY_KINDS: &[&str] = &["observation", "care", "vitals", "alert", "handover"];
+
+const TEXT: Shape = Shape::Scalar(Scalar::Text {
+    max: MAX_TEXT_BYTES,
+    non_empty: true,
+});
+
+static VITALS_FIELDS: [Field; 9] = [
+    Field::optional(
+        "temperature_c",
+        Shape::Scalar(Scalar::Real {
+            min: 25.0,
+            max: 45.0,
+        }),
+    ),
+    Field::optional(
+        "heart_rate",
+        Shape::Scalar(Scalar::Int { min: 10, max: 300 }),
+    ),
+    Field::optional("systolic", Shape::Scalar(Scalar::Int { min: 30, max: 300 })),
+    Field::optional(
+        "diastolic",
+        Shape::Scalar(Scalar::Int { min: 10, max: 200 }),
+    ),
+    Field::optional("spo2", Shape::Scalar(Scalar::Int { min: 40, max: 100 })),
+    Field::optional(
+        "respiratory_rate",
+        Shape::Scalar(Scalar::Int { min: 2, max: 80 }),
+    ),
+    Field::optional(
+        "glycaemia_g_l",
+        Shape::Scalar(Scalar::Real {
+            min: 0.1,
+            max: 10.0,
+        }),
+    ),
+    Field::optional("pain", Shape::Scalar(Scalar::Int { min: 0, max: 10 })),
+    Field::optional(
+        "weight_kg",
+        Shape::Scalar(Scalar::Real {
+            min: 0.3,
+            max: 400.0,
+        }),
+    ),
+];
+
+static ENTRY: Shape = Shape::Record(&[
+    Field::required("author", Shape::Scalar(Scalar::Author)),
+    Field::required("at", Shape::Scalar(Scalar::Timestamp)),
+    Field::required("kind", Shape::Scalar(Scalar::OneOf(ENTRY_KINDS))),
+    Field::required("text", TEXT),
+    Field::optional("vitals", Shape::Record(&VITALS_FIELDS)),
+]);
+
+static AMENDMENT: Shape = Shape::Record(&[
+    Field::required("author", Shape::Scalar(Scalar::Author)),
+    Field::required("at", Shape::Scalar(Scalar::Timestamp)),
+    Field::required("entry", Shape::Scalar(Scalar::Ref("entries"))),
+    Field::required("text", TEXT),
+]);
+
+static ACK: Shape = Shape::Record(&[
+    Field::required("by", Shape::Scalar(Scalar::Author)),
+    Field::required("at", Shape::Scalar(Scalar::Timestamp)),
+    Field::required("entry", Shape::Scalar(Scalar::Ref("entries"))),
+]);
+
+pub(crate) static SCHEMA: DocSchema = DocSchema {
+    roots: &[
+        Root {
+            name: "entries",
+            shape: Shape::Collection(&ENTRY),
+            writers: Writers::Clinical,
+        },
+        Root {
+            name: "amendments",
+            shape: Shape::Collection(&AMENDMENT),
+            writers: Writers::Clinical,
+        },
+        Root {
+            name: "acks",
+            shape: Shape::Collection(&ACK),
+            writers: Writers::Members,
+        },
+    ],
+    append_only: true,
+};
+
+/// The kind of a notebook entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// Something seen or heard: the patient's state, their mood, their home.
+    Observation,
+    /// Care given: a dressing, an injection, a session of physiotherapy.
+    Care,
+    /// Vital signs, with structured values.
+    Vitals,
+    /// Something the team must see and acknowledge.
+    Alert,
+    /// A handover to the next professional.
+    Handover,
+}
+
+impl EntryKind {
+    /// All kinds.
+    pub const ALL: [EntryKind; 5] = [
+        EntryKind::Observation,
+        EntryKind::Care,
+        EntryKind::Vitals,
+        EntryKind::Alert,
+        EntryKind::Handover,
+    ];
+
+    /// The lowercase name stored in the document.
+    pub fn as_str(self) -> &'static str {
+        ENTRY_KINDS[self as usize]
+    }
+}
+
+impl std::str::FromStr for EntryKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EntryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown note kind {s:?}: use {}", ENTRY_KINDS.join(", ")))
+    }
+}
+
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Structured vital signs attached to an entry. Every value is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vitals {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heart_rate: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systolic: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diastolic: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spo2: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub respiratory_rate: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub glycaemia_g_l: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pain: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_kg: Option<f64>,
+}
+
+impl Vitals {
+    fn reals(&self) -> [(&'static str, Option<f64>); 3] {
+        [
+            ("temperature_c", self.temperature_c),
+            ("glycaemia_g_l", self.glycaemia_g_l),
+            ("weight_kg", self.weight_kg),
+        ]
+    }
+
+    fn ints(&self) -> [(&'static str, Option<i64>); 6] {
+        [
+            ("heart_rate", self.heart_rate),
+            ("systolic", self.systolic),
+            ("diastolic", self.diastolic),
+            ("spo2", self.spo2),
+            ("respiratory_rate", self.respiratory_rate),
+            ("pain", self.pain),
+        ]
+    }
+
+    /// Checks every value against the schema's ranges.
+    fn check(&self) -> Result<(), WriteError> {
+        for field in VITALS_FIELDS.iter() {
+            let value = self
+                .reals()
+                .into_iter()
+                .find(|(n, _)| *n == field.name)
+                .and_then(|(_, v)| v.map(automerge::ScalarValue::F64))
+                .or_else(|| {
+                    self.ints()
+                        .into_iter()
+                        .find(|(n, _)| *n == field.name)
+                        .and_then(|(_, v)| v.map(automerge::ScalarValue::Int))
+                });
+            if let (Some(v), Shape::Scalar(s)) = (value, &field.shape) {
+                crate::schema::check_scalar(*s, &v, &MemberId::from_bytes([0; 32])).map_err(
+                    |fault| WriteError::InvalidValue {
+                        field: field.name,
+                        reason: match fault {
+                            crate::schema::ScalarFault::Invalid(r) => r,
+                            crate::schema::ScalarFault::NotTheAuthor { .. } => "invalid".into(),
+                        },
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.reals().iter().all(|(_, v)| v.is_none())
+            && self.ints().iter().all(|(_, v)| v.is_none())
+    }
+}
+
+/// A new entry, as typed by its author.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    pub kind: EntryKind,
+    pub text: String,
+    pub vitals: Option<Vitals>,
+}
+
+/// A notebook entry with its amendments and acknowledgements.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub id: String,
+    pub author: MemberId,
+    pub at: Timestamp,
+    pub kind: EntryKind,
+    /// The text as first written.
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vitals: Option<Vitals>,
+    /// Corrections, oldest first.
+    pub amendments: Vec<Amendment>,
+    /// Acknowledgements (alerts only), oldest first.
+    pub acknowledgements: Vec<Acknowledgement>,
+}
+
+impl Entry {
+    /// The text as last corrected.
+    pub fn current_text(&self) -> &str {
+        self.amendments.last().map_or(&self.text, |a| &a.text)
+    }
+}
+
+/// A correction of an entry by its author.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Amendment {
+    pub id: String,
+    pub author: MemberId,
+    pub at: Timestamp,
+    pub text: String,
+}
+
+/// A member's acknowledgement of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Acknowledgement {
+    pub id: String,
+    pub by: MemberId,
+    pub at: Timestamp,
+}
+
+/// A liaison notebook replica.
+#[derive(Debug, Clone)]
+pub struct LiaisonNotebook {
+    replica: Replica,
+}
+
+impl LiaisonNotebook {
+    /// A new, empty notebook replica for the device `actor`.
+    pub fn new(actor: ActorId) -> Self {
+        Self {
+            replica: Replica::new(DocKind::LiaisonNotebook, actor),
+        }
+    }
+
+    /// Loads a saved notebook.
+    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, LoadError> {
+        Ok(Self {
+            replica: Replica::load(DocKind::LiaisonNotebook, bytes, actor)?,
+        })
+    }
+
+    /// The replica, for save, sync and validated merges.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The replica, mutably.
+    pub fn replica_mut(&mut self) -> &mut Replica {
+        &mut self.replica
+    }
+
+    /// Adds an entry written by `author` at `at`; returns its id.
+    pub fn add_entry(
+        &mut self,
+        author: MemberId,
+        entry: NewEntry,
+        at: Timestamp,
+    ) -> Result<String, WriteError> {
+        check_text("text", &entry.text, MAX_TEXT_BYTES)?;
+        let vitals = entry.vitals.filter(|v| !v.is_empty());
+        if let Some(v) = &vitals {
+            v.check()?;
+        }
+        self.replica.write(at, |doc, ctx| {
+            let entries =
+                root_obj(doc, "entries").ok_or(WriteError::Automerge("no entries".into()))?;
+            let id = ctx.next_item_id();
+            let obj = doc.put_object(&entries, id.as_str(), ObjType::Map)?;
+            doc.put(&obj, "author", author.to_hex())?;
+            doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
+            doc.put(&obj, "kind", entry.kind.as_str())?;
+            doc.put(&obj, "text", entry.text.as_str())?;
+            if let Some(v) = &vitals {
+                let vo = doc.put_object(&obj, "vitals", ObjType::Map)?;
+                for (name, value) in v.reals() {
+                    if let Some(x) = value {
+                        doc.put(&vo, name, x)?;
+                    }
+                }
+                for (name, value) in v.ints() {
+                    if let Some(x) = value {
+                        doc.put(&vo, name, x)?;
+                    }
+                }
+            }
+            Ok(id)
+        })
+    }
+
+    /// Corrects entry `entry` (which `author` wrote) with a new text; returns the amendment id.
+    pub fn amend(
+        &mut self,
+        author: MemberId,
+        entry: &str,
+        text: &str,
+        at: Timestamp,
+    ) -> Result<String, WriteError> {
+        check_text("text", text, MAX_TEXT_BYTES)?;
+        let original = self.entry_record(entry)?;
+        if original.member("author") != Some(author) {
+            return Err(WriteError::NotAllowed(
+                "only the author of an entry may amend it; write a new entry instead".into(),
+            ));
+        }
+        self.replica.write(at, |doc, ctx| {
+            let amendments =
+                root_obj(doc, "amendments").ok_or(WriteError::Automerge("no amendments".into()))?;
+            let id = ctx.next_item_id();
+            let obj = doc.put_object(&amendments, id.as_str(), ObjType::Map)?;
+            doc.put(&obj, "author", author.to_hex())?;
+            doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
+            doc.put(&obj, "entry", entry)?;
+            doc.put(&obj, "text", text)?;
+            Ok(id)
+        })
+    }
+
+    /// Records that `by` acknowledged alert `entry`; returns the acknowledgement id.
+    pub fn acknowledge(
+        &mut self,
+        by: MemberId,
+        entry: &str,
+        at: Timestamp,
+    ) -> Result<String, WriteError> {
+        let original = self.entry_record(entry)?;
+        if original.str("kind").as_deref() != Some("alert") {
+            return Err(WriteError::NotAllowed(
+                "only alerts are acknowledged".into(),
+            ));
+        }
+        self.replica.write(at, |doc, ctx| {
+            let acks = root_obj(doc, "acks").ok_or(WriteError::Automerge("no acks".into()))?;
+            let id = ctx.next_item_id();
+            let obj = doc.put_object(&acks, id.as_str(), ObjType::Map)?;
+            doc.put(&obj, "by", by.to_hex())?;
+            doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
+            doc.put(&obj, "entry", entry)?;
+            Ok(id)
+        })
+    }
+
+    fn entry_record(
+        &self,
+        id: &str,
+    ) -> Result<RecordReader<'_, automerge::AutoCommit>, WriteError> {
+        let not_found = || WriteError::NotFound {
+            what: "entry",
+            id: id.to_string(),
+        };
+        let doc = self.replica.doc();
+        let entries = root_obj(doc, "entries").ok_or_else(not_found)?;
+        let obj = collection_item(doc, &entries, id).ok_or_else(not_found)?;
+        Ok(RecordReader { doc, obj })
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        let doc = self.replica.doc();
+        root_obj(doc, "entries").map_or(0, |e| automerge::ReadDoc::length(doc, &e))
+    }
+
+    /// Whether the notebook has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All entries, oldest first (by time, then id), with their amendments and
+    /// acknowledgements.
+    pub fn entries(&self) -> Vec<Entry> {
+        let doc = self.replica.doc();
+        let mut entries = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        if let Some(coll) = root_obj(doc, "entries") {
+            for (id, obj) in collection_items(doc, &coll) {
+                let r = RecordReader { doc, obj };
+                let (Some(author), Some(at), Some(kind), Some(text)) = (
+                    r.member("author"),
+                    r.timestamp("at"),
+                    r.str("kind").and_then(|k| k.parse().ok()),
+                    r.str("text"),
+                ) else {
+                    continue;
+                };
+                let vitals = r.object("vitals").map(|v| {
+                    let v = RecordReader { doc, obj: v };
+                    Vitals {
+                        temperature_c: v.real("temperature_c"),
+                        heart_rate: v.int("heart_rate"),
+                        systolic: v.int("systolic"),
+                        diastolic: v.int("diastolic"),
+                        spo2: v.int("spo2"),
+                        respiratory_rate: v.int("respiratory_rate"),
+                        glycaemia_g_l: v.real("glycaemia_g_l"),
+                        pain: v.int("pain"),
+                        weight_kg: v.real("weight_kg"),
+                    }
+                });
+                index.insert(id.clone(), entries.len());
+                entries.push(Entry {
+                    id,
+                    author,
+                    at,
+                    kind,
+                    text,
+                    vitals,
+                    amendments: Vec::new(),
+                    acknowledgements: Vec::new(),
+                });
+            }
+        }
+        if let Some(coll) = root_obj(doc, "amendments") {
+            for (id, obj) in collection_items(doc, &coll) {
+                let r = RecordReader { doc, obj };
+                if let (Some(entry), Some(author), Some(at), Some(text)) = (
+                    r.str("entry"),
+                    r.member("author"),
+                    r.timestamp("at"),
+                    r.str("text"),
+                ) && let Some(&i) = index.get(&entry)
+                {
+                    entries[i].amendments.push(Amendment {
+                        id,
+                        author,
+                        at,
+                        text,
+                    });
+                }
+            }
+        }
+        if let Some(coll) = root_obj(doc, "acks") {
+            for (id, obj) in collection_items(doc, &coll) {
+                let r = RecordReader { doc, obj };
+                if let (Some(entry), Some(by), Some(at)) =
+                    (r.str("entry"), r.member("by"), r.timestamp("at"))
+                    && let Some(&i) = index.get(&entry)
+                {
+                    entries[i]
+                        .acknowledgements
+                        .push(Acknowledgement { id, by, at });
+                }
+            }
+        }
+        for e in &mut entries {
+            e.amendments
+                .sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+            e.acknowledgements
+                .sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        }
+        entries.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        entries
+    }
+}

@@ -1,0 +1,671 @@
+//! The patient file: who the patient is (and whether that identity was checked), their
+//! consent, contacts, problems, allergies, medications, care plan, tasks and document index.
+//!
+//! Unlike the notebook it is a living record: professionals and coordinators update it, and
+//! concurrent updates merge field by field. Items live in maps keyed by ids derived from the
+//! change that creates them, so concurrent additions never collide. Editing the identity makes
+//! it provisional again until someone verifies it.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ObjType, ScalarValue};
+use serde::{Deserialize, Serialize};
+
+use crate::document::{
+    DocKind, RecordReader, WriteError, check_text, collection_item, collection_items, root_obj,
+};
+use crate::member::{MemberId, Timestamp};
+use crate::replica::{LoadError, Replica};
+use crate::schema::{
+    DocSchema, Field, MAX_LABEL_BYTES, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers, check_ins,
+    parse_date,
+};
+
+const LABEL: Scalar = Scalar::Text {
+    max: MAX_LABEL_BYTES,
+    non_empty: true,
+};
+const LONG_TEXT: Scalar = Scalar::Text {
+    max: MAX_TEXT_BYTES,
+    non_empty: false,
+};
+const SEXES: &[&str] = &["female", "male", "other", "unknown"];
+const IDENTITY_STATUSES: &[&str] = &["provisional", "verified"];
+const CONSENT_STATUSES: &[&str] = &["given", "refused", "withdrawn"];
+const TASK_STATUSES: &[&str] = &["open", "done"];
+const ACTIVE_STATUSES: &[&str] = &["active", "resolved", "stopped"];
+const SEVERITIES: &[&str] = &["mild", "moderate", "severe"];
+
+const fn s(scalar: Scalar) -> Shape {
+    Shape::Scalar(scalar)
+}
+
+/// Fields every added item carries: who added it and when.
+macro_rules! item {
+    ($($field:expr),* $(,)?) => {
+        Shape::Record(&[
+            $($field,)*
+            Field::required("added_by", s(Scalar::Author)),
+            Field::required("added_at", s(Scalar::Timestamp)),
+        ])
+    };
+}
+
+static IDENTITY_FIELDS: &[Field] = &[
+    Field::optional("family_name", s(LABEL)),
+    Field::optional("given_names", s(LABEL)),
+    Field::optional("birth_date", s(Scalar::Date)),
+    Field::optional("sex", s(Scalar::OneOf(SEXES))),
+    Field::optional("ins", s(Scalar::Ins)),
+    Field::optional("status", s(Scalar::OneOf(IDENTITY_STATUSES))),
+    Field::optional("verified_by", s(Scalar::Author)),
+    Field::optional("verified_at", s(Scalar::Timestamp)),
+    Field::optional("updated_by", s(Scalar::Author)),
+    Field::optional("updated_at", s(Scalar::Timestamp)),
+];
+static IDENTITY: Shape = Shape::Record(IDENTITY_FIELDS);
+
+static CONSENT_FIELDS: &[Field] = &[
+    Field::optional("status", s(Scalar::OneOf(CONSENT_STATUSES))),
+    Field::optional("scope", s(LONG_TEXT)),
+    Field::optional("recorded_by", s(Scalar::Author)),
+    Field::optional("recorded_at", s(Scalar::Timestamp)),
+];
+static CONSENT: Shape = Shape::Record(CONSENT_FIELDS);
+
+static CARE_PLAN_FIELDS: &[Field] = &[
+    Field::optional("text", s(LONG_TEXT)),
+    Field::optional("updated_by", s(Scalar::Author)),
+    Field::optional("updated_at", s(Scalar::Timestamp)),
+];
+static CARE_PLAN: Shape = Shape::Record(CARE_PLAN_FIELDS);
+
+static CONTACT: Shape = item!(
+    Field::required("name", s(LABEL)),
+    Field::optional("relation", s(LABEL)),
+    Field::optional("phone", s(LABEL)),
+    Field::optional("email", s(LABEL)),
+);
+
+static PROBLEM: Shape = item!(
+    Field::required("label", s(LABEL)),
+    Field::optional("since", s(Scalar::Date)),
+    Field::optional("status", s(Scalar::OneOf(ACTIVE_STATUSES))),
+);
+
+static ALLERGY: Shape = item!(
+    Field::required("substance", s(LABEL)),
+    Field::optional("reaction", s(LABEL)),
+    Field::optional("severity", s(Scalar::OneOf(SEVERITIES))),
+);
+
+static MEDICATION: Shape = item!(
+    Field::required("name", s(LABEL)),
+    Field::optional("dose", s(LABEL)),
+    Field::optional("frequency", s(LABEL)),
+    Field::optional("status", s(Scalar::OneOf(ACTIVE_STATUSES))),
+);
+
+static TASK: Shape = item!(
+    Field::required("title", s(LABEL)),
+    Field::optional("owner", s(Scalar::Member)),
+    Field::optional("due", s(Scalar::Date)),
+    Field::required("status", s(Scalar::OneOf(TASK_STATUSES))),
+    Field::optional("done_by", s(Scalar::Author)),
+    Field::optional("done_at", s(Scalar::Timestamp)),
+);
+
+static DOCUMENT: Shape = item!(
+    Field::required("name", s(LABEL)),
+    Field::required("media_type", s(LABEL)),
+    Field::required(
+        "size",
+        s(Scalar::Int {
+            min: 0,
+            max: 1 << 40
+        })
+    ),
+    Field::required("blob", s(Scalar::Hash)),
+);
+
+const fn clinical(name: &'static str, shape: Shape) -> Root {
+    Root {
+        name,
+        shape,
+        writers: Writers::Clinical,
+    }
+}
+
+pub(crate) static SCHEMA: DocSchema = DocSchema {
+    roots: &[
+        clinical("identity", Shape::Record(IDENTITY_FIELDS)),
+        clinical("consent", Shape::Record(CONSENT_FIELDS)),
+        clinical("care_plan", Shape::Record(CARE_PLAN_FIELDS)),
+        clinical("contacts", Shape::Collection(&CONTACT)),
+        clinical("problems", Shape::Collection(&PROBLEM)),
+        clinical("allergies", Shape::Collection(&ALLERGY)),
+        clinical("medications", Shape::Collection(&MEDICATION)),
+        clinical("tasks", Shape::Collection(&TASK)),
+        clinical("documents", Shape::Collection(&DOCUMENT)),
+    ],
+    append_only: false,
+};
+
+/// Whether the patient's identity has been checked against an identity document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum IdentityStatus {
+    /// Not (or no longer) checked.
+    Provisional,
+    /// Checked by `by` at `at`.
+    Verified { by: MemberId, at: Timestamp },
+}
+
+/// The patient's identity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub ins: Option<String>,
+    pub status: IdentityStatus,
+}
+
+impl Identity {
+    /// "GIVEN FAMILY" as people write it, or "(no name)".
+    pub fn display_name(&self) -> String {
+        match (&self.given_names, &self.family_name) {
+            (Some(g), Some(f)) => format!("{g} {f}"),
+            (None, Some(f)) => f.clone(),
+            (Some(g), None) => g.clone(),
+            (None, None) => "(no name)".into(),
+        }
+    }
+}
+
+/// Changes to the identity; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdentityUpdate {
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub ins: Option<String>,
+}
+
+/// The patient's consent to sharing within the circle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Consent {
+    pub status: ConsentStatus,
+    pub scope: String,
+    pub recorded_by: MemberId,
+    pub recorded_at: Timestamp,
+}
+
+/// The state of consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentStatus {
+    Given,
+    Refused,
+    Withdrawn,
+}
+
+impl ConsentStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConsentStatus::Given => "given",
+            ConsentStatus::Refused => "refused",
+            ConsentStatus::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+impl std::str::FromStr for ConsentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "given" => Ok(ConsentStatus::Given),
+            "refused" => Ok(ConsentStatus::Refused),
+            "withdrawn" => Ok(ConsentStatus::Withdrawn),
+            _ => Err(format!(
+                "unknown consent {s:?}: use given, refused or withdrawn"
+            )),
+        }
+    }
+}
+
+/// One item of a list in the patient file (contact, problem, allergy, medication, task,
+/// document): its id, its fields as strings, who added it and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Item {
+    pub id: String,
+    pub fields: std::collections::BTreeMap<String, String>,
+    pub added_by: MemberId,
+    pub added_at: Timestamp,
+}
+
+impl Item {
+    /// A field's value, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+/// The lists of the patient file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemList {
+    Contacts,
+    Problems,
+    Allergies,
+    Medications,
+    Tasks,
+    Documents,
+}
+
+impl ItemList {
+    fn root(self) -> &'static str {
+        match self {
+            ItemList::Contacts => "contacts",
+            ItemList::Problems => "problems",
+            ItemList::Allergies => "allergies",
+            ItemList::Medications => "medications",
+            ItemList::Tasks => "tasks",
+            ItemList::Documents => "documents",
+        }
+    }
+
+    fn shape(self) -> &'static Shape {
+        match self {
+            ItemList::Contacts => &CONTACT,
+            ItemList::Problems => &PROBLEM,
+            ItemList::Allergies => &ALLERGY,
+            ItemList::Medications => &MEDICATION,
+            ItemList::Tasks => &TASK,
+            ItemList::Documents => &DOCUMENT,
+        }
+    }
+}
+
+/// A patient file replica.
+#[derive(Debug, Clone)]
+pub struct PatientFile {
+    replica: Replica,
+}
+
+impl PatientFile {
+    /// A new, empty patient file replica for the device `actor`.
+    pub fn new(actor: ActorId) -> Self {
+        Self {
+            replica: Replica::new(DocKind::PatientFile, actor),
+        }
+    }
+
+    /// Loads a saved patient file.
+    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, LoadError> {
+        Ok(Self {
+            replica: Replica::load(DocKind::PatientFile, bytes, actor)?,
+        })
+    }
+
+    /// The replica, for save, sync and validated merges.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The replica, mutably.
+    pub fn replica_mut(&mut self) -> &mut Replica {
+        &mut self.replica
+    }
+
+    /// Updates identity fields. Any change to the identity makes it provisional again.
+    pub fn set_identity(
+        &mut self,
+        author: MemberId,
+        update: &IdentityUpdate,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let fields: [(&'static str, &Option<String>); 5] = [
+            ("family_name", &update.family_name),
+            ("given_names", &update.given_names),
+            ("birth_date", &update.birth_date),
+            ("sex", &update.sex),
+            ("ins", &update.ins),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                check_field(
+                    &IDENTITY,
+                    name,
+                    &ScalarValue::Str(v.as_str().into()),
+                    &author,
+                )?;
+            }
+        }
+        self.replica.write(at, |doc, _| {
+            let obj = record(doc, "identity")?;
+            for (name, value) in fields {
+                if let Some(v) = value {
+                    doc.put(&obj, name, v.trim())?;
+                }
+            }
+            doc.put(&obj, "status", "provisional")?;
+            doc.put(&obj, "updated_by", author.to_hex())?;
+            doc.put(&obj, "updated_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Records that `author` checked the identity against an identity document.
+    pub fn verify_identity(&mut self, author: MemberId, at: Timestamp) -> Result<(), WriteError> {
+        let id = self.identity();
+        if id.family_name.is_none() || id.birth_date.is_none() {
+            return Err(WriteError::NotAllowed(
+                "an identity needs at least a family name and a birth date to be verified".into(),
+            ));
+        }
+        self.replica.write(at, |doc, _| {
+            let obj = record(doc, "identity")?;
+            doc.put(&obj, "status", "verified")?;
+            doc.put(&obj, "verified_by", author.to_hex())?;
+            doc.put(&obj, "verified_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Records the patient's consent (or refusal, or withdrawal).
+    pub fn record_consent(
+        &mut self,
+        author: MemberId,
+        status: ConsentStatus,
+        scope: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        check_field(&CONSENT, "scope", &ScalarValue::Str(scope.into()), &author)?;
+        self.replica.write(at, |doc, _| {
+            let obj = record(doc, "consent")?;
+            doc.put(&obj, "status", status.as_str())?;
+            doc.put(&obj, "scope", scope)?;
+            doc.put(&obj, "recorded_by", author.to_hex())?;
+            doc.put(&obj, "recorded_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the care plan text.
+    pub fn set_care_plan(
+        &mut self,
+        author: MemberId,
+        text: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        check_field(&CARE_PLAN, "text", &ScalarValue::Str(text.into()), &author)?;
+        self.replica.write(at, |doc, _| {
+            let obj = record(doc, "care_plan")?;
+            doc.put(&obj, "text", text)?;
+            doc.put(&obj, "updated_by", author.to_hex())?;
+            doc.put(&obj, "updated_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Adds an item to one of the lists; `fields` are `(name, value)` pairs as strings
+    /// (`size` of a document is parsed as an integer). Returns the item id.
+    pub fn add_item(
+        &mut self,
+        author: MemberId,
+        list: ItemList,
+        fields: &[(&str, &str)],
+        at: Timestamp,
+    ) -> Result<String, WriteError> {
+        let Shape::Record(decl) = list.shape() else {
+            return Err(WriteError::Automerge("item shape".into()));
+        };
+        let mut values = Vec::with_capacity(fields.len() + 1);
+        for (name, value) in fields {
+            let field = decl
+                .iter()
+                .find(|f| f.name == *name && !matches!(f.name, "added_by" | "added_at"))
+                .ok_or_else(|| WriteError::InvalidValue {
+                    field: "field",
+                    reason: format!("{name:?} is not a field of {}", list.root()),
+                })?;
+            let v = if matches!(field.shape, Shape::Scalar(Scalar::Int { .. })) {
+                ScalarValue::Int(value.parse().map_err(|_| WriteError::InvalidValue {
+                    field: field.name,
+                    reason: format!("{value:?} is not a number"),
+                })?)
+            } else {
+                ScalarValue::Str(value.trim().into())
+            };
+            check_field(list.shape(), field.name, &v, &author)?;
+            values.push((field.name, v));
+        }
+        if list == ItemList::Tasks && !values.iter().any(|(n, _)| *n == "status") {
+            values.push(("status", ScalarValue::Str("open".into())));
+        }
+        if let Some(missing) = decl.iter().find(|f| {
+            f.required
+                && !matches!(f.name, "added_by" | "added_at")
+                && !values.iter().any(|(n, _)| *n == f.name)
+        }) {
+            return Err(WriteError::InvalidValue {
+                field: missing.name,
+                reason: "is required".into(),
+            });
+        }
+        self.replica.write(at, |doc, ctx| {
+            let coll = root_obj(doc, list.root()).ok_or(WriteError::Automerge("no list".into()))?;
+            let id = ctx.next_item_id();
+            let obj = doc.put_object(&coll, id.as_str(), ObjType::Map)?;
+            for (name, v) in values {
+                doc.put(&obj, name, v)?;
+            }
+            doc.put(&obj, "added_by", author.to_hex())?;
+            doc.put(&obj, "added_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(id)
+        })
+    }
+
+    /// Marks a task done.
+    pub fn complete_task(
+        &mut self,
+        author: MemberId,
+        task: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let doc = self.replica.doc();
+        if root_obj(doc, "tasks")
+            .and_then(|t| collection_item(doc, &t, task))
+            .is_none()
+        {
+            return Err(WriteError::NotFound {
+                what: "task",
+                id: task.to_string(),
+            });
+        }
+        self.replica.write(at, |doc, _| {
+            let tasks = root_obj(doc, "tasks").ok_or(WriteError::Automerge("no tasks".into()))?;
+            let obj = collection_item(doc, &tasks, task).ok_or(WriteError::NotFound {
+                what: "task",
+                id: task.to_string(),
+            })?;
+            doc.put(&obj, "status", "done")?;
+            doc.put(&obj, "done_by", author.to_hex())?;
+            doc.put(&obj, "done_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Removes an item from a list (a contact who left, an allergy recorded by mistake).
+    pub fn remove_item(
+        &mut self,
+        list: ItemList,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        self.replica.write(at, |doc, _| {
+            let coll = root_obj(doc, list.root()).ok_or(WriteError::Automerge("no list".into()))?;
+            if collection_item(doc, &coll, id).is_none() {
+                return Err(WriteError::NotFound {
+                    what: "item",
+                    id: id.to_string(),
+                });
+            }
+            doc.delete(&coll, id)?;
+            Ok(())
+        })
+    }
+
+    /// The patient's identity.
+    pub fn identity(&self) -> Identity {
+        let doc = self.replica.doc();
+        let r = match root_obj(doc, "identity") {
+            Some(obj) => RecordReader { doc, obj },
+            None => {
+                return Identity {
+                    family_name: None,
+                    given_names: None,
+                    birth_date: None,
+                    sex: None,
+                    ins: None,
+                    status: IdentityStatus::Provisional,
+                };
+            }
+        };
+        let status = match (
+            r.str("status").as_deref(),
+            r.member("verified_by"),
+            r.timestamp("verified_at"),
+        ) {
+            (Some("verified"), Some(by), Some(at)) => IdentityStatus::Verified { by, at },
+            _ => IdentityStatus::Provisional,
+        };
+        Identity {
+            family_name: r.str("family_name"),
+            given_names: r.str("given_names"),
+            birth_date: r.str("birth_date"),
+            sex: r.str("sex"),
+            ins: r.str("ins"),
+            status,
+        }
+    }
+
+    /// The recorded consent, if any.
+    pub fn consent(&self) -> Option<Consent> {
+        let doc = self.replica.doc();
+        let r = RecordReader {
+            doc,
+            obj: root_obj(doc, "consent")?,
+        };
+        Some(Consent {
+            status: r.str("status")?.parse().ok()?,
+            scope: r.str("scope").unwrap_or_default(),
+            recorded_by: r.member("recorded_by")?,
+            recorded_at: r.timestamp("recorded_at")?,
+        })
+    }
+
+    /// The care plan text (empty if none).
+    pub fn care_plan(&self) -> String {
+        let doc = self.replica.doc();
+        root_obj(doc, "care_plan")
+            .and_then(|obj| RecordReader { doc, obj }.str("text"))
+            .unwrap_or_default()
+    }
+
+    /// The items of a list, oldest first.
+    pub fn items(&self, list: ItemList) -> Vec<Item> {
+        let doc = self.replica.doc();
+        let Some(coll) = root_obj(doc, list.root()) else {
+            return Vec::new();
+        };
+        let Shape::Record(decl) = list.shape() else {
+            return Vec::new();
+        };
+        let mut items: Vec<Item> = collection_items(doc, &coll)
+            .into_iter()
+            .filter_map(|(id, obj)| {
+                let r = RecordReader { doc, obj };
+                let fields = decl
+                    .iter()
+                    .filter(|f| !matches!(f.name, "added_by" | "added_at"))
+                    .filter_map(|f| {
+                        let v = match r.scalar(f.name)? {
+                            ScalarValue::Str(s) => s.to_string(),
+                            ScalarValue::Int(i) => i.to_string(),
+                            ScalarValue::Timestamp(t) => Timestamp(t).to_rfc3339(),
+                            _ => return None,
+                        };
+                        Some((f.name.to_string(), v))
+                    })
+                    .collect();
+                Some(Item {
+                    id,
+                    fields,
+                    added_by: r.member("added_by")?,
+                    added_at: r.timestamp("added_at")?,
+                })
+            })
+            .collect();
+        items.sort_by(|a, b| (a.added_at, &a.id).cmp(&(b.added_at, &b.id)));
+        items
+    }
+}
+
+/// The object of a root record of the patient file.
+fn record(doc: &AutoCommit, name: &str) -> Result<automerge::ObjId, WriteError> {
+    root_obj(doc, name).ok_or_else(|| WriteError::Automerge(format!("no {name}")))
+}
+
+/// Checks a value against the schema before writing it, with the same rules as validation.
+fn check_field(
+    shape: &'static Shape,
+    name: &'static str,
+    value: &ScalarValue,
+    author: &MemberId,
+) -> Result<(), WriteError> {
+    let Shape::Record(decl) = shape else {
+        return Ok(());
+    };
+    let Some(Field {
+        shape: Shape::Scalar(scalar),
+        ..
+    }) = decl.iter().find(|f| f.name == name)
+    else {
+        return Ok(());
+    };
+    if let (Scalar::Text { .. }, ScalarValue::Str(text)) = (scalar, value)
+        && matches!(
+            scalar,
+            Scalar::Text {
+                non_empty: true,
+                ..
+            }
+        )
+    {
+        check_text(name, text, MAX_TEXT_BYTES)?;
+    }
+    if let (Scalar::Date, ScalarValue::Str(d)) = (scalar, value) {
+        parse_date(d).map_err(|reason| WriteError::InvalidValue {
+            field: name,
+            reason,
+        })?;
+    }
+    if let (Scalar::Ins, ScalarValue::Str(d)) = (scalar, value) {
+        check_ins(d).map_err(|reason| WriteError::InvalidValue {
+            field: name,
+            reason,
+        })?;
+    }
+    crate::schema::check_scalar(*scalar, value, author).map_err(|fault| WriteError::InvalidValue {
+        field: name,
+        reason: match fault {
+            crate::schema::ScalarFault::Invalid(r) => r,
+            crate::schema::ScalarFault::NotTheAuthor { claimed } => {
+                format!("names {claimed}, not the author")
+            }
+        },
+    })
+}
