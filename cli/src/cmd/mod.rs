@@ -1,0 +1,5 @@
+//! One module per command, each with its arguments next to its handler.
+
+pub(crate) mod circle;
+pub(crate) mod init;
+pub(crate) mod note;

@@ -1,0 +1,20 @@
+//! A Cercle node: everything a member's device runs, below the command line.
+//!
+//! Today a node keeps its member's identity and circles on disk and writes to their documents;
+//! signed membership, envelopes, the store, sync, the network, the relay and the local API
+//! are added module by module (see `ARCHITECTURE.md`).
+//!
+//! # Layout
+//!
+//! - [`identity`]: the member's profile (RPPS/ADELI checked) and the member and device ids.
+//! - [`home`]: the home directory and its crash-safe file writes.
+//! - [`circle`]: circles of care and their three documents.
+#![forbid(unsafe_code)]
+
+pub mod circle;
+pub mod home;
+pub mod identity;
+
+pub use circle::{Circle, CircleError, CircleInfo};
+pub use home::{Home, HomeError};
+pub use identity::{LocalIdentity, Profile, ProfileError};
