@@ -47,6 +47,8 @@ enum Command {
     /// Write and read the liaison notebook.
     #[command(subcommand)]
     Note(cmd::note::NoteCommand),
+    /// Create a demo care circle on this machine (in a new temporary home unless --home).
+    Demo,
 }
 
 /// What every command gets: where the home is and how to print.
@@ -65,10 +67,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let home_given = cli.home.is_some();
     let home = match cli.home.or_else(default_home) {
         Some(h) => h,
         None => {
-            eprintln!("error: no home directory could be found; pass --home DIR or set CERCLE_HOME.");
+            eprintln!(
+                "error: no home directory could be found; pass --home DIR or set CERCLE_HOME."
+            );
             return ExitCode::from(1);
         }
     };
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Whoami => cmd::init::whoami(&ctx),
         Command::Circle(c) => cmd::circle::run(&ctx, c),
         Command::Note(c) => cmd::note::run(&ctx, c),
+        Command::Demo => cmd::demo::run(&ctx, home_given),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,1 +1,175 @@
-fn main() {}
+//! The typed liaison notebook against bare Automerge on the same data, in the same run:
+//! 10 000 entries of about 200 bytes, one commit each, then save and load.
+//!
+//! Criterion reports each side; a final interleaved pass prints the ratios (typed / bare) and
+//! writes them to `target/bench-results/notebook.json`. Ratios from one run are the fair
+//! comparison on a noisy machine.
+
+// Printing the ratio table is this benchmark's output.
+#![allow(clippy::print_stderr)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ObjType, ROOT, ScalarValue};
+use cercle_crdt::document::item_id;
+use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
+use criterion::{Criterion, criterion_group};
+
+const ENTRIES: usize = 10_000;
+const AUTHOR: MemberId = MemberId::from_const([0x42; 32]);
+const T0: i64 = 1_790_000_000_000;
+
+fn text(i: usize) -> String {
+    // About 200 bytes of realistic French note text, different for each entry.
+    format!(
+        "Passage n°{i}: patiente vue à domicile, pansement du talon refait, plaie propre sans \
+         signe d'infection, douleur 2/10, tension 13/8, bonne hydratation, à revoir demain {i:05}."
+    )
+}
+
+fn actor() -> ActorId {
+    ActorId::from(&[7u8; 16][..])
+}
+
+fn typed_add(n: usize) -> LiaisonNotebook {
+    let mut nb = LiaisonNotebook::new(actor());
+    for i in 0..n {
+        let entry = NewEntry {
+            kind: EntryKind::Observation,
+            text: text(i),
+            vitals: None,
+        };
+        let _ = nb.add_entry(AUTHOR, entry, Timestamp(T0 + i as i64 * 1000));
+    }
+    nb
+}
+
+/// The same operations written directly with Automerge: one map per entry, same keys (the
+/// ids the typed notebook derives), same fields, same values.
+fn bare_add(n: usize) -> AutoCommit {
+    let mut doc = AutoCommit::new().with_actor(actor());
+    let entries = doc
+        .put_object(ROOT, "entries", ObjType::Map)
+        .unwrap_or(ROOT);
+    doc.commit();
+    let author = AUTHOR.to_hex();
+    for i in 0..n {
+        let id = item_id(&actor(), i as u64 + 1, 0);
+        let Ok(obj) = doc.put_object(&entries, id.as_str(), ObjType::Map) else {
+            continue;
+        };
+        let _ = doc.put(&obj, "author", author.as_str());
+        let _ = doc.put(&obj, "at", ScalarValue::Timestamp(T0 + i as i64 * 1000));
+        let _ = doc.put(&obj, "kind", "observation");
+        let _ = doc.put(&obj, "text", text(i));
+        doc.commit_with(CommitOptions::default().with_time((T0 + i as i64 * 1000) / 1000));
+    }
+    doc
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("notebook_10k");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.bench_function("typed_add", |b| b.iter(|| black_box(typed_add(ENTRIES))));
+    g.bench_function("bare_add", |b| b.iter(|| black_box(bare_add(ENTRIES))));
+    let typed_bytes = typed_add(ENTRIES).replica_mut().save();
+    let bare_bytes = bare_add(ENTRIES).save();
+    g.bench_function("typed_save", |b| {
+        let mut nb = typed_add(ENTRIES);
+        b.iter(|| black_box(nb.replica_mut().save()))
+    });
+    g.bench_function("bare_save", |b| {
+        let mut doc = bare_add(ENTRIES);
+        b.iter(|| black_box(doc.save()))
+    });
+    g.bench_function("typed_load", |b| {
+        b.iter(|| black_box(LiaisonNotebook::load(&typed_bytes, actor()).map(|n| n.len())))
+    });
+    g.bench_function("bare_load", |b| {
+        b.iter(|| black_box(AutoCommit::load(&bare_bytes)))
+    });
+    g.finish();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Interleaved rounds of both sides, so drift on the machine hits both equally.
+fn ratios() {
+    const ROUNDS: usize = 5;
+    let mut rows = Vec::new();
+    let (mut ta, mut ba, mut ts, mut bs, mut tl, mut bl) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let mut nb = black_box(typed_add(ENTRIES));
+        ta.push(t.elapsed());
+        let t = Instant::now();
+        let mut doc = black_box(bare_add(ENTRIES));
+        ba.push(t.elapsed());
+        let t = Instant::now();
+        let typed_bytes = black_box(nb.replica_mut().save());
+        ts.push(t.elapsed());
+        let t = Instant::now();
+        let bare_bytes = black_box(doc.save());
+        bs.push(t.elapsed());
+        let t = Instant::now();
+        let loaded = black_box(LiaisonNotebook::load(&typed_bytes, actor()).map(|n| n.len()));
+        tl.push(t.elapsed());
+        assert_eq!(loaded, Ok(ENTRIES), "typed load lost entries");
+        let t = Instant::now();
+        let _ = black_box(AutoCommit::load(&bare_bytes));
+        bl.push(t.elapsed());
+    }
+    for (name, typed, bare) in [
+        ("add 10k entries, one commit each", ta, ba),
+        ("save", ts, bs),
+        ("load", tl, bl),
+    ] {
+        let (t, b) = (median(typed), median(bare));
+        let ratio = t.as_secs_f64() / b.as_secs_f64();
+        eprintln!(
+            "{name:<34} typed {:>9.1} ms   bare automerge {:>9.1} ms   ratio {ratio:.2}",
+            t.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3
+        );
+        rows.push(serde_json_row(name, t, b, ratio));
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join("notebook.json"),
+        format!("[\n{}\n]\n", rows.join(",\n")),
+    );
+}
+
+fn serde_json_row(name: &str, typed: Duration, bare: Duration, ratio: f64) -> String {
+    format!(
+        "  {{\"case\": \"{name}\", \"entries\": {ENTRIES}, \"typed_ms\": {:.3}, \"bare_ms\": {:.3}, \"ratio\": {ratio:.3}}}",
+        typed.as_secs_f64() * 1e3,
+        bare.as_secs_f64() * 1e3
+    )
+}
+
+criterion_group!(notebook, benches);
+
+fn main() {
+    // `cargo test --benches` runs benches in test mode: one quick pass, no timing.
+    if std::env::args().any(|a| a == "--test") {
+        let mut nb = typed_add(100);
+        let bytes = nb.replica_mut().save();
+        assert_eq!(
+            LiaisonNotebook::load(&bytes, actor()).map(|n| n.len()),
+            Ok(100)
+        );
+        let _ = bare_add(100).save();
+        return;
+    }
+    notebook();
+    ratios();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -120,6 +120,11 @@ impl Replica {
         self.doc.get_changes(heads)
     }
 
+    /// Whether the change `hash` has been applied to this replica.
+    pub fn has_change(&self, hash: &ChangeHash) -> bool {
+        ReadDoc::get_missing_deps(&self.doc, &[*hash]).is_empty()
+    }
+
     /// The last change written by this replica's device.
     pub fn last_local_change(&mut self) -> Option<Change> {
         self.doc.get_last_local_change()

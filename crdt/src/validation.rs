@@ -233,13 +233,13 @@ impl<'a> Batch<'a> {
                         &mut created,
                         &mut created_order,
                     )?;
-                    if let (true, OpType::Put(v)) = (target.is_item_record, &op.action) {
-                        if let Some(obj) = op_obj_id(&op.obj) {
-                            new_items
-                                .entry(obj)
-                                .or_default()
-                                .insert(field.name, v.clone());
-                        }
+                    if let (true, OpType::Put(v)) = (target.is_item_record, &op.action)
+                        && let Some(obj) = op_obj_id(&op.obj)
+                    {
+                        new_items
+                            .entry(obj)
+                            .or_default()
+                            .insert(field.name, v.clone());
                     }
                     if let Some(obj) = op_obj_id(&op.obj)
                         && let Some(c) = created.get_mut(&obj)
@@ -316,16 +316,15 @@ impl<'a> Batch<'a> {
         // Every record created by this change must be complete.
         for id in &created_order {
             let Some(c) = created.get(id) else { continue };
-            if let Shape::Record(fields) = c.target.shape {
-                if let Some(f) = fields
+            if let Shape::Record(fields) = c.target.shape
+                && let Some(f) = fields
                     .iter()
                     .find(|f| f.required && !c.written.contains(f.name))
-                {
-                    return Err(Rejection::MissingField {
-                        path: c.target.path.clone(),
-                        field: f.name,
-                    });
-                }
+            {
+                return Err(Rejection::MissingField {
+                    path: c.target.path.clone(),
+                    field: f.name,
+                });
             }
         }
         // References and the kind's own rules, on each new item.
@@ -343,10 +342,10 @@ impl<'a> Batch<'a> {
         }
         for id in created_order {
             if let (Some(c), fields) = (created.remove(&id), new_items.remove(&id)) {
-                if let (Some((root, item)), Some(fields)) = (&c.target.item, fields) {
-                    if c.target.is_item_record {
-                        self.batch_items.insert((root, item.clone()), fields);
-                    }
+                if let (Some((root, item)), Some(fields)) = (&c.target.item, fields)
+                    && c.target.is_item_record
+                {
+                    self.batch_items.insert((root, item.clone()), fields);
                 }
                 self.batch_objects.insert(id, c.target);
             }

@@ -100,9 +100,9 @@ impl Doc for Thread {
     }
     fn write(&mut self, me: MemberId, _role: Role, op: u8, pick: usize, at: Timestamp) {
         let messages = self.messages();
-        if op % 2 == 0 || messages.is_empty() {
+        if op.is_multiple_of(2) || messages.is_empty() {
             let attachment = format!("{:064x}", pick);
-            let attachments = if pick % 3 == 0 {
+            let attachments = if pick.is_multiple_of(3) {
                 vec![attachment]
             } else {
                 vec![]

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use cercle_crdt::{
-    DocKind, Entry, IdentityUpdate, LiaisonNotebook, LoadError, MemberId, NewEntry,
-    PatientFile, Thread, Timestamp, WriteError,
+    DocKind, Entry, IdentityUpdate, LiaisonNotebook, LoadError, MemberId, NewEntry, PatientFile,
+    Thread, Timestamp, WriteError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -232,7 +232,6 @@ fn load_error(dir: &std::path::Path, kind: DocKind, source: LoadError) -> Circle
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,16 +264,27 @@ mod tests {
             text: "Tension 13/8".into(),
             vitals: None,
         };
-        let note = c.add_note(&me, entry, Timestamp(2)).unwrap_or_else(|e| panic!("{e}"));
+        let note = c
+            .add_note(&me, entry, Timestamp(2))
+            .unwrap_or_else(|e| panic!("{e}"));
         let c = Circle::open(&home, &me, &id).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.notes().iter().map(|n| n.id.clone()).collect::<Vec<_>>(), vec![note]);
+        assert_eq!(
+            c.notes().iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
+            vec![note]
+        );
         assert_eq!(c.info().patient, "Jeanne Durand");
     }
 
     #[test]
     fn unknown_and_empty_circle_queries_are_errors() {
         let (_dir, home, _me) = setup();
-        assert!(matches!(Circle::find(&home, "abc"), Err(CircleError::Unknown { .. })));
-        assert!(matches!(Circle::find(&home, ""), Err(CircleError::Unknown { .. })));
+        assert!(matches!(
+            Circle::find(&home, "abc"),
+            Err(CircleError::Unknown { .. })
+        ));
+        assert!(matches!(
+            Circle::find(&home, ""),
+            Err(CircleError::Unknown { .. })
+        ));
     }
 }

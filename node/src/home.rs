@@ -157,13 +157,19 @@ mod tests {
     fn init_stores_the_identity_and_refuses_a_second_init() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let home = Home::at(dir.path().join("h"));
-        assert!(matches!(home.identity(), Err(HomeError::NotInitialised { .. })));
+        assert!(matches!(
+            home.identity(),
+            Err(HomeError::NotInitialised { .. })
+        ));
         let profile = Profile::new("Claire Martin", "infirmière", None, None)
             .unwrap_or_else(|e| panic!("{e}"));
         let id = LocalIdentity::generate(profile).unwrap_or_else(|e| panic!("{e}"));
         home.init(&id).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(home.identity().ok(), Some(id.clone()));
-        assert!(matches!(home.init(&id), Err(HomeError::AlreadyInitialised { .. })));
+        assert!(matches!(
+            home.init(&id),
+            Err(HomeError::AlreadyInitialised { .. })
+        ));
     }
 
     #[test]

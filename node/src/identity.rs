@@ -101,7 +101,7 @@ fn luhn_valid(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// This node's identity: the member it belongs to and its own device id.
@@ -161,7 +161,10 @@ mod tests {
 
     #[test]
     fn profiles_reject_empty_names() {
-        assert_eq!(Profile::new(" ", "infirmière", None, None), Err(ProfileError::BadName));
+        assert_eq!(
+            Profile::new(" ", "infirmière", None, None),
+            Err(ProfileError::BadName)
+        );
         assert!(Profile::new("Claire", "infirmière", Some("10003456786"), None).is_ok());
     }
 

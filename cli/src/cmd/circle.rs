@@ -40,7 +40,9 @@ fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Res
     }
     if let Some(d) = birth_date {
         parse_date(d).map_err(|_| {
-            anyhow::anyhow!("--birth-date {d:?} is not a valid date: use YYYY-MM-DD, e.g. 1941-05-12")
+            anyhow::anyhow!(
+                "--birth-date {d:?} is not a valid date: use YYYY-MM-DD, e.g. 1941-05-12"
+            )
         })?;
     }
     // "Jeanne Marie Durand": the last word is the family name, the rest the given names.
@@ -71,7 +73,14 @@ fn list(ctx: &Context) -> anyhow::Result<()> {
         }
         circles
             .iter()
-            .map(|c| format!("{}  {}  {}", &c.id[..12], human_time(c.created_at), c.patient))
+            .map(|c| {
+                format!(
+                    "{}  {}  {}",
+                    &c.id[..12],
+                    human_time(c.created_at),
+                    c.patient
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     })

@@ -1,0 +1,170 @@
+//! The first local commands, end to end through the real binary: a note written with
+//! `note add` is listed by `note list --json`, and user mistakes get one clear sentence, a
+//! non-zero exit, and lose nothing already stored.
+
+use cercle_tests::TestHome;
+
+fn circle_with_note() -> (TestHome, String, String) {
+    let home = TestHome::new();
+    let me = home.init("Dr Claire Martin", "médecin généraliste");
+    assert_eq!(me["name"], "Dr Claire Martin");
+    let circle = home.json(&[
+        "circle",
+        "create",
+        "--patient",
+        "Jeanne Durand",
+        "--birth-date",
+        "1941-05-12",
+    ]);
+    let id = circle["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(id.len(), 64, "circle id: {circle}");
+    let added = home.json(&["note", "add", &id[..8], "Pansement refait, plaie propre"]);
+    let note = added["id"].as_str().unwrap_or_default().to_string();
+    (home, id, note)
+}
+
+#[test]
+fn a_note_added_is_listed_with_its_author_kind_text_and_time() {
+    let (home, circle, note) = circle_with_note();
+    let me = home.json(&["whoami"]);
+    let alert = home.json(&["note", "add", &circle, "Chute ce matin", "--kind", "alert"]);
+    let notes = home.json(&["note", "list", &circle]);
+    let notes = notes.as_array().cloned().unwrap_or_default();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    let first = &notes[0];
+    assert_eq!(first["id"], note.as_str());
+    assert_eq!(first["author"], me["member"]);
+    assert_eq!(first["kind"], "observation");
+    assert_eq!(first["text"], "Pansement refait, plaie propre");
+    assert!(
+        first["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{first}"
+    );
+    assert_eq!(notes[1]["id"], alert["id"]);
+    assert_eq!(notes[1]["kind"], "alert");
+    let circles = home.json(&["circle", "list"]);
+    assert_eq!(circles[0]["patient"], "Jeanne Durand");
+}
+
+/// Runs a failing command and checks the error is one sentence on stderr with exit code 1.
+fn fails_with(home: &TestHome, args: &[&str], expected: &str) {
+    let run = home.cercle(args);
+    assert_eq!(run.code, Some(1), "{args:?}: {run:#?}");
+    assert!(
+        run.stdout.is_empty(),
+        "{args:?} printed to stdout: {run:#?}"
+    );
+    let err = run.stderr.trim();
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(
+        err.starts_with("error: ") && err.ends_with('.'),
+        "{args:?}: {err}"
+    );
+    assert!(
+        err.contains(expected),
+        "{args:?}: {err:?} lacks {expected:?}"
+    );
+}
+
+#[test]
+fn mistakes_get_one_sentence_a_non_zero_exit_and_lose_nothing() {
+    let (home, circle, note) = circle_with_note();
+    fails_with(
+        &home,
+        &["note", "add", "ffffffffff", "texte"],
+        "no circle matches",
+    );
+    fails_with(&home, &["note", "add", &circle, "   "], "the note is empty");
+    fails_with(
+        &home,
+        &["note", "add", &circle, "x", "--kind", "diagnosis"],
+        "unknown note kind",
+    );
+    fails_with(
+        &home,
+        &[
+            "circle",
+            "create",
+            "--patient",
+            "Paul Roy",
+            "--birth-date",
+            "1950-02-30",
+        ],
+        "is not a valid date",
+    );
+    fails_with(
+        &home,
+        &[
+            "circle",
+            "create",
+            "--patient",
+            "Paul Roy",
+            "--birth-date",
+            "30/01/1950",
+        ],
+        "use YYYY-MM-DD",
+    );
+    fails_with(&home, &["note", "list", "zz"], "no circle matches");
+    fails_with(
+        &home,
+        &["init", "--name", "Bis", "--profession", "x"],
+        "already holds an identity",
+    );
+    // Nothing stored was lost or added by the failed commands.
+    let notes = home.json(&["note", "list", &circle]);
+    assert_eq!(notes.as_array().map(Vec::len), Some(1));
+    assert_eq!(notes[0]["id"], note.as_str());
+    assert_eq!(
+        home.json(&["circle", "list"]).as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn commands_before_init_and_bad_professional_numbers_are_explained() {
+    let home = TestHome::new();
+    fails_with(&home, &["note", "list", "abc"], "run `cercle init");
+    fails_with(
+        &home,
+        &[
+            "init",
+            "--name",
+            "Claire",
+            "--profession",
+            "infirmière",
+            "--rpps",
+            "10003456787",
+        ],
+        "RPPS",
+    );
+    fails_with(
+        &home,
+        &[
+            "init",
+            "--name",
+            "Claire",
+            "--profession",
+            "infirmière",
+            "--adeli",
+            "12345",
+        ],
+        "ADELI",
+    );
+    let me = home.json(&[
+        "init",
+        "--name",
+        "Claire",
+        "--profession",
+        "infirmière",
+        "--rpps",
+        "10003456786",
+    ]);
+    assert_eq!(me["rpps"], "10003456786");
+}
+
+#[test]
+fn a_wrong_command_line_exits_with_code_2() {
+    let home = TestHome::new();
+    assert_eq!(home.cercle(&["note"]).code, Some(2));
+    assert_eq!(home.cercle(&["frobnicate"]).code, Some(2));
+}
