@@ -7,6 +7,7 @@
 
 mod cmd;
 mod output;
+mod passphrase;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

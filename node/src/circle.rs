@@ -13,7 +13,7 @@ use cercle_crdt::{
 use serde::{Deserialize, Serialize};
 
 use crate::home::{self, Home, HomeError};
-use crate::identity::LocalIdentity;
+use crate::identity::PublicIdentity;
 
 /// Why a circle operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,25 +76,25 @@ impl Circle {
     /// (YYYY-MM-DD) if known, and stores it durably.
     pub fn create(
         home: &Home,
-        me: &LocalIdentity,
+        me: &PublicIdentity,
         update: &IdentityUpdate,
         now: Timestamp,
     ) -> Result<Circle, CircleError> {
         let mut nonce = [0u8; 32];
         getrandom::fill(&mut nonce).map_err(|e| CircleError::Random(e.to_string()))?;
         let mut h = blake3::Hasher::new_derive_key("cercle 2026 circle id v1");
-        h.update(me.member.as_bytes());
+        h.update(me.member().as_bytes());
         h.update(&now.millis().to_le_bytes());
         h.update(&nonce);
         let id = h.finalize().to_hex().to_string();
 
         let actor = me.actor();
         let mut patient_file = PatientFile::new(actor.clone());
-        patient_file.set_identity(me.member, update, now)?;
+        patient_file.set_identity(me.member(), update, now)?;
         let info = CircleInfo {
             id: id.clone(),
             patient: patient_file.identity().display_name(),
-            created_by: me.member,
+            created_by: me.member(),
             created_at: now,
         };
         let dir = home.circles_dir().join(&id);
@@ -157,7 +157,7 @@ impl Circle {
     }
 
     /// Opens a circle by id or prefix, for the device of `me`.
-    pub fn open(home: &Home, me: &LocalIdentity, query: &str) -> Result<Circle, CircleError> {
+    pub fn open(home: &Home, me: &PublicIdentity, query: &str) -> Result<Circle, CircleError> {
         let info = Circle::find(home, query)?;
         let dir = home.circles_dir().join(&info.id);
         let actor = me.actor();
@@ -184,11 +184,11 @@ impl Circle {
     /// Adds a note to the liaison notebook and stores it durably; returns the note's id.
     pub fn add_note(
         &mut self,
-        me: &LocalIdentity,
+        me: &PublicIdentity,
         entry: NewEntry,
         now: Timestamp,
     ) -> Result<String, CircleError> {
-        let id = self.notebook.add_entry(me.member, entry, now)?;
+        let id = self.notebook.add_entry(me.member(), entry, now)?;
         self.save(DocKind::LiaisonNotebook)?;
         Ok(id)
     }
@@ -235,17 +235,18 @@ fn load_error(dir: &std::path::Path, kind: DocKind, source: LoadError) -> Circle
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Profile;
+    use crate::identity::{LocalIdentity, Profile};
     use cercle_crdt::EntryKind;
 
-    fn setup() -> (tempfile::TempDir, Home, LocalIdentity) {
+    fn setup() -> (tempfile::TempDir, Home, PublicIdentity) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let home = Home::at(dir.path());
         let profile =
             Profile::new("Dr Martin", "médecin", None, None).unwrap_or_else(|e| panic!("{e}"));
-        let me = LocalIdentity::generate(profile).unwrap_or_else(|e| panic!("{e}"));
-        home.init(&me).unwrap_or_else(|e| panic!("{e}"));
-        (dir, home, me)
+        let me = LocalIdentity::generate(profile, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
+        home.init(&me, None, crate::keyfile::KdfParams::FAST_INSECURE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (dir, home, me.public())
     }
 
     #[test]

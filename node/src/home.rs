@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! ```text
-//! HOME/identity.json                      member id, device id, profile
+//! HOME/identity.json                      public identity: profile, device certificate
+//! HOME/keys.json                          secret keys, encrypted (see `keyfile`)
 //! HOME/circles/ID/circle.json             circle metadata
 //! HOME/circles/ID/<doc kind>.automerge    one saved Automerge document per kind
 //! ```
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::identity::LocalIdentity;
+use crate::identity::{LocalIdentity, PublicIdentity};
+use crate::keyfile::{KdfParams, KeyFile, KeyFileError};
 
 /// Why the home directory could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,9 @@ pub enum HomeError {
     /// A file exists but does not hold what it should.
     #[error("{path} is damaged ({reason}); restore it from a backup")]
     Corrupt { path: PathBuf, reason: String },
+    /// The key file could not be opened.
+    #[error(transparent)]
+    Keys(#[from] KeyFileError),
 }
 
 /// An opened home directory.
@@ -48,6 +53,7 @@ pub struct Home {
 }
 
 const IDENTITY_FILE: &str = "identity.json";
+const KEY_FILE: &str = "keys.json";
 const CIRCLES_DIR: &str = "circles";
 
 impl Home {
@@ -61,34 +67,67 @@ impl Home {
         &self.root
     }
 
-    /// Creates the home and stores `identity` in it. Refuses to overwrite an identity.
-    pub fn init(&self, identity: &LocalIdentity) -> Result<(), HomeError> {
+    /// Creates the home and stores `identity` in it: the secrets sealed with `passphrase`
+    /// (`None`: an insecure demo key file), the public part in clear. Refuses to overwrite
+    /// an identity.
+    pub fn init(
+        &self,
+        identity: &LocalIdentity,
+        passphrase: Option<&str>,
+        kdf: KdfParams,
+    ) -> Result<(), HomeError> {
         let path = self.root.join(IDENTITY_FILE);
-        if path.exists() {
+        if path.exists() || self.root.join(KEY_FILE).exists() {
             return Err(HomeError::AlreadyInitialised {
                 path: self.root.clone(),
             });
         }
         create_dir(&self.root.join(CIRCLES_DIR))?;
-        write_json(&path, identity)
+        let keys = KeyFile::seal(&identity.secrets(), passphrase, kdf)?;
+        // Keys first: an identity file without its key file would be unusable.
+        let bytes = serde_json::to_vec_pretty(&keys).map_err(|e| HomeError::Corrupt {
+            path: self.root.join(KEY_FILE),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.root.join(KEY_FILE), &bytes)?;
+        write_json(&path, &identity.public())
     }
 
-    /// The identity stored by `init`.
-    pub fn identity(&self) -> Result<LocalIdentity, HomeError> {
+    /// The public identity stored by `init` (no passphrase needed).
+    pub fn identity(&self) -> Result<PublicIdentity, HomeError> {
         let path = self.root.join(IDENTITY_FILE);
         if !path.exists() {
             return Err(HomeError::NotInitialised {
                 path: self.root.clone(),
             });
         }
-        let identity: LocalIdentity = read_json(&path)?;
-        if identity.device.len() != 32 || hex::decode(&identity.device).is_err() {
-            return Err(HomeError::Corrupt {
+        let identity: PublicIdentity = read_json(&path)?;
+        identity
+            .certificate
+            .verify()
+            .map_err(|e| HomeError::Corrupt {
                 path,
-                reason: "the device id is not 32 hex digits".into(),
-            });
-        }
+                reason: e.to_string(),
+            })?;
         Ok(identity)
+    }
+
+    /// Whether the key file was written without a passphrase (demo homes).
+    pub fn is_insecure(&self) -> Result<bool, HomeError> {
+        let keys: KeyFile = read_json(&self.root.join(KEY_FILE))?;
+        Ok(keys.insecure)
+    }
+
+    /// Opens the key file with `passphrase` and returns the full identity.
+    pub fn unlock(&self, passphrase: &str) -> Result<LocalIdentity, HomeError> {
+        let public = self.identity()?;
+        let path = self.root.join(KEY_FILE);
+        let keys: KeyFile = read_json(&path)?;
+        let secrets = keys.open(passphrase)?;
+        LocalIdentity::from_secrets(&secrets, public).map_err(|e| HomeError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// The directory of the circles.
@@ -106,6 +145,15 @@ pub(crate) fn create_dir(path: &Path) -> Result<(), HomeError> {
 
 /// Replaces `path` with `bytes`, durably and atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// Like [`write_atomic`], for files only the owner may read (keys, tokens).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeError> {
     let io = |source| HomeError::Io {
         path: path.to_path_buf(),
         source,
@@ -115,7 +163,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
     {
-        let mut f = fs::File::create(&tmp).map_err(io)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f = options.open(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
@@ -153,6 +207,13 @@ mod tests {
     use super::*;
     use crate::identity::Profile;
 
+    fn identity() -> LocalIdentity {
+        let profile = Profile::new("Claire Martin", "infirmière", None, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        LocalIdentity::generate(profile, cercle_crdt::Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn init_stores_the_identity_and_refuses_a_second_init() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -161,15 +222,61 @@ mod tests {
             home.identity(),
             Err(HomeError::NotInitialised { .. })
         ));
-        let profile = Profile::new("Claire Martin", "infirmière", None, None)
+        let id = identity();
+        home.init(&id, Some("pw"), KdfParams::FAST_INSECURE)
             .unwrap_or_else(|e| panic!("{e}"));
-        let id = LocalIdentity::generate(profile).unwrap_or_else(|e| panic!("{e}"));
-        home.init(&id).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(home.identity().ok(), Some(id.clone()));
+        assert_eq!(home.identity().ok(), Some(id.public()));
+        let unlocked = home.unlock("pw").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(unlocked.sign(b"m"), id.sign(b"m"));
         assert!(matches!(
-            home.init(&id),
+            home.unlock("nope"),
+            Err(HomeError::Keys(KeyFileError::WrongPassphrase))
+        ));
+        assert!(matches!(
+            home.init(&id, Some("pw"), KdfParams::FAST_INSECURE),
             Err(HomeError::AlreadyInitialised { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_the_owner_can_read_the_key_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let home = Home::at(dir.path());
+        home.init(&identity(), Some("pw"), KdfParams::FAST_INSECURE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_key_file_holds_no_raw_secret_bytes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let home = Home::at(dir.path());
+        let id = identity();
+        home.init(&id, Some("pw"), KdfParams::FAST_INSECURE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let secrets = id.secrets();
+        for name in [KEY_FILE, IDENTITY_FILE] {
+            let file = fs::read(dir.path().join(name)).unwrap_or_default();
+            let text = String::from_utf8_lossy(&file).to_lowercase();
+            for key in secrets.chunks(32) {
+                assert!(
+                    !file.windows(32).any(|w| w == key),
+                    "{name} holds a raw key"
+                );
+                assert!(!text.contains(&hex::encode(key)), "{name} holds a hex key");
+                let b32 = data_encoding::BASE32_NOPAD.encode(key).to_lowercase();
+                let b64 = data_encoding::BASE64.encode(key).to_lowercase();
+                assert!(
+                    !text.contains(&b32[..40]) && !text.contains(&b64[..40]),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]

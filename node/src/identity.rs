@@ -1,11 +1,24 @@
-//! Who runs this node: the member's profile (name, profession, RPPS or ADELI number) and the
-//! ids of the member and of this device.
+//! Who runs this node: the member's keys and profile, this device's keys and certificate, and
+//! the contact card that carries them to other members.
 //!
-//! The member id and the device's Automerge actor are random for now; they become the
-//! Ed25519 member key and device key when signed identities arrive.
+//! - The **member key** (Ed25519) is the member's identity: its public half is the
+//!   [`MemberId`] that appears in every document.
+//! - The **device key** (Ed25519) signs what this device writes; its public half is the
+//!   [`DeviceId`], the device's Automerge actor and (later) its libp2p PeerId.
+//! - The **device X25519 key** receives sealed secrets (circle epoch keys).
+//! - A [`DeviceCertificate`], signed by the member key, binds the device keys to the member.
+//! - A [`ContactCard`] is one copy-pastable string with a checksum: profile, member key, device
+//!   certificates and addresses.
+//!
+//! Secrets never leave [`LocalIdentity`] except sealed in the key file (see
+//! [`crate::keyfile`]); `Debug` never prints them.
 
-use cercle_crdt::{ActorId, MemberId};
+use std::fmt;
+
+use cercle_crdt::{ActorId, MemberId, Timestamp};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// Why a profile was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +39,209 @@ pub enum ProfileError {
     /// The operating system gave no randomness.
     #[error("the system's random number generator failed: {0}")]
     Random(String),
+}
+
+/// Why a contact card or a certificate was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CardError {
+    /// Not a Cercle contact card at all.
+    #[error("this is not a Cercle contact card (it should start with `{CARD_PREFIX}`)")]
+    NotACard,
+    /// The checksum does not match: the card was mistyped or cut.
+    #[error("the contact card is damaged (checksum mismatch): copy it again in full")]
+    Checksum,
+    /// The card decodes but its content is invalid.
+    #[error("the contact card is invalid: {0}")]
+    Invalid(String),
+    /// A device certificate is not signed by the card's member key.
+    #[error("a device certificate on the card is not signed by its member")]
+    BadCertificate,
+}
+
+/// A device: the public half of its Ed25519 device key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(pub [u8; 32]);
+
+impl DeviceId {
+    /// The device's Automerge actor: its 32 key bytes.
+    pub fn actor(&self) -> ActorId {
+        ActorId::from(&self.0[..])
+    }
+
+    /// The device whose Automerge actor is `actor`, if it is one.
+    pub fn from_actor(actor: &ActorId) -> Option<DeviceId> {
+        actor.to_bytes().try_into().ok().map(DeviceId)
+    }
+
+    /// A short form for people.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceId({})", self.short())
+    }
+}
+
+impl TryFrom<String> for DeviceId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(|_| format!("{s:?} is not a device id"))?;
+        Ok(DeviceId(out))
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(d: DeviceId) -> String {
+        d.to_string()
+    }
+}
+
+/// Hex-encoded fixed-size byte arrays in JSON.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; N];
+        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+/// A device key and X25519 key, certified by a member key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCertificate {
+    /// The member.
+    pub member: MemberId,
+    /// The device's Ed25519 key.
+    pub device: DeviceId,
+    /// The device's X25519 key, for sealed secrets.
+    #[serde(with = "hex_bytes")]
+    pub x25519: [u8; 32],
+    /// When the member certified the device (milliseconds).
+    pub issued_at: i64,
+    /// The member key's signature over the above.
+    #[serde(with = "hex_bytes")]
+    pub signature: [u8; 64],
+}
+
+impl DeviceCertificate {
+    fn signed_bytes(member: &MemberId, device: &DeviceId, x25519: &[u8; 32], at: i64) -> Vec<u8> {
+        let mut m = b"cercle device certificate v1".to_vec();
+        m.extend_from_slice(member.as_bytes());
+        m.extend_from_slice(&device.0);
+        m.extend_from_slice(x25519);
+        m.extend_from_slice(&at.to_le_bytes());
+        m
+    }
+
+    /// Checks the member's signature (strict Ed25519 verification).
+    pub fn verify(&self) -> Result<(), CardError> {
+        let key = VerifyingKey::from_bytes(self.member.as_bytes())
+            .map_err(|_| CardError::BadCertificate)?;
+        let msg = Self::signed_bytes(&self.member, &self.device, &self.x25519, self.issued_at);
+        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
+            .map_err(|_| CardError::BadCertificate)?;
+        VerifyingKey::from_bytes(&self.device.0).map_err(|_| CardError::BadCertificate)?;
+        Ok(())
+    }
+}
+
+/// What a member hands to a coordinator to be added to a circle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactCard {
+    /// The member's profile.
+    pub profile: Profile,
+    /// The member key.
+    pub member: MemberId,
+    /// The member's devices.
+    pub devices: Vec<DeviceCertificate>,
+    /// Where the devices listen (multiaddrs), if known.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// Every card string starts with this.
+pub const CARD_PREFIX: &str = "cercle1";
+/// Cards larger than this are refused before decoding.
+pub const MAX_CARD_CHARS: usize = 8 * 1024;
+const MAX_CARD_DEVICES: usize = 16;
+
+impl ContactCard {
+    /// The card as one string: prefix, then lowercase base32 of the JSON and a 4-byte
+    /// BLAKE3 checksum.
+    pub fn encode(&self) -> String {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        let sum = blake3::hash(&bytes);
+        bytes.extend_from_slice(&sum.as_bytes()[..4]);
+        format!(
+            "{CARD_PREFIX}{}",
+            data_encoding::BASE32_NOPAD
+                .encode(&bytes)
+                .to_ascii_lowercase()
+        )
+    }
+
+    /// Parses and checks a card string: checksum, content, every certificate's signature.
+    pub fn decode(s: &str) -> Result<ContactCard, CardError> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        if s.len() > MAX_CARD_CHARS {
+            return Err(CardError::Invalid("too long".into()));
+        }
+        let body = s.strip_prefix(CARD_PREFIX).ok_or(CardError::NotACard)?;
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|_| CardError::Checksum)?;
+        if bytes.len() < 4 {
+            return Err(CardError::Checksum);
+        }
+        let (json, sum) = bytes.split_at(bytes.len() - 4);
+        if &blake3::hash(json).as_bytes()[..4] != sum {
+            return Err(CardError::Checksum);
+        }
+        let card: ContactCard =
+            serde_json::from_slice(json).map_err(|e| CardError::Invalid(e.to_string()))?;
+        if card.devices.is_empty() || card.devices.len() > MAX_CARD_DEVICES {
+            return Err(CardError::Invalid(format!(
+                "a card lists 1 to {MAX_CARD_DEVICES} devices"
+            )));
+        }
+        Profile::new(
+            &card.profile.name,
+            &card.profile.profession,
+            card.profile.rpps.as_deref(),
+            card.profile.adeli.as_deref(),
+        )
+        .map_err(|e| CardError::Invalid(e.to_string()))?;
+        for cert in &card.devices {
+            if cert.member != card.member {
+                return Err(CardError::BadCertificate);
+            }
+            cert.verify()?;
+        }
+        Ok(card)
+    }
 }
 
 /// The member's public profile, shown to the other members of their circles.
@@ -104,38 +320,182 @@ fn luhn_valid(digits: &[u32]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// This node's identity: the member it belongs to and its own device id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// This node's identity, with its secret keys. `Debug` shows only public parts.
 pub struct LocalIdentity {
-    /// The member's id.
-    pub member: MemberId,
-    /// This device's Automerge actor (hex).
-    pub device: String,
+    member_key: SigningKey,
+    device_key: SigningKey,
+    x25519: x25519_dalek::StaticSecret,
+    /// The device's certificate.
+    pub certificate: DeviceCertificate,
     /// The member's profile.
     pub profile: Profile,
 }
 
-impl LocalIdentity {
-    /// A new identity with fresh random ids.
-    pub fn generate(profile: Profile) -> Result<Self, ProfileError> {
-        let mut member = [0u8; 32];
-        let mut device = [0u8; 16];
-        getrandom::fill(&mut member).map_err(|e| ProfileError::Random(e.to_string()))?;
-        getrandom::fill(&mut device).map_err(|e| ProfileError::Random(e.to_string()))?;
-        Ok(Self {
-            member: MemberId::from_bytes(member),
-            device: hex::encode(device),
-            profile,
-        })
+impl fmt::Debug for LocalIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalIdentity")
+            .field("member", &self.member())
+            .field("device", &self.device())
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public part of an identity, stored in clear beside the key file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicIdentity {
+    /// The member's profile.
+    pub profile: Profile,
+    /// This device's certificate (member key, device key, X25519 key).
+    pub certificate: DeviceCertificate,
+}
+
+impl PublicIdentity {
+    /// The member.
+    pub fn member(&self) -> MemberId {
+        self.certificate.member
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.certificate.device
     }
 
     /// This device's Automerge actor.
     pub fn actor(&self) -> ActorId {
-        match hex::decode(&self.device) {
-            Ok(bytes) => ActorId::from(bytes.as_slice()),
-            // The identity file is checked on load; an unreadable device id cannot reach here.
-            Err(_) => ActorId::from(self.device.as_bytes()),
+        self.certificate.device.actor()
+    }
+
+    /// The contact card of this member with this device, reachable at `addresses`.
+    pub fn card(&self, addresses: &[String]) -> ContactCard {
+        ContactCard {
+            profile: self.profile.clone(),
+            member: self.member(),
+            devices: vec![self.certificate.clone()],
+            addresses: addresses.to_vec(),
         }
+    }
+}
+
+/// Length of the serialized secrets: member, device and X25519 secret keys.
+const SECRETS_LEN: usize = 96;
+
+fn random32() -> Result<Zeroizing<[u8; 32]>, ProfileError> {
+    let mut b = Zeroizing::new([0u8; 32]);
+    getrandom::fill(b.as_mut()).map_err(|e| ProfileError::Random(e.to_string()))?;
+    Ok(b)
+}
+
+impl LocalIdentity {
+    /// A new member with one device, all keys fresh from the system's CSPRNG.
+    pub fn generate(profile: Profile, now: Timestamp) -> Result<Self, ProfileError> {
+        let member_key = SigningKey::from_bytes(&*random32()?);
+        let device_key = SigningKey::from_bytes(&*random32()?);
+        let x25519 = x25519_dalek::StaticSecret::from(*random32()?);
+        let certificate = certify(&member_key, &device_key, &x25519, now.millis());
+        Ok(Self {
+            member_key,
+            device_key,
+            x25519,
+            certificate,
+            profile,
+        })
+    }
+
+    /// The member.
+    pub fn member(&self) -> MemberId {
+        self.certificate.member
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.certificate.device
+    }
+
+    /// This device's Automerge actor.
+    pub fn actor(&self) -> ActorId {
+        self.device().actor()
+    }
+
+    /// The public part, to store in clear and to build cards from.
+    pub fn public(&self) -> PublicIdentity {
+        PublicIdentity {
+            profile: self.profile.clone(),
+            certificate: self.certificate.clone(),
+        }
+    }
+
+    /// Signs `message` with the device key.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.device_key.sign(message).to_bytes()
+    }
+
+    /// The device's X25519 secret, to open sealed secrets.
+    pub fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.x25519.to_bytes())
+    }
+
+    /// The secrets, for the key file.
+    pub fn secrets(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(SECRETS_LEN));
+        out.extend_from_slice(self.member_key.as_bytes());
+        out.extend_from_slice(self.device_key.as_bytes());
+        out.extend_from_slice(self.x25519.as_bytes());
+        out
+    }
+
+    /// Rebuilds the identity from the key file's secrets and the stored public part,
+    /// checking that they belong together.
+    pub fn from_secrets(secrets: &[u8], public: PublicIdentity) -> Result<Self, CardError> {
+        if secrets.len() != SECRETS_LEN {
+            return Err(CardError::Invalid(
+                "the key file holds secrets of the wrong size".into(),
+            ));
+        }
+        let take = |i: usize| -> Zeroizing<[u8; 32]> {
+            let mut b = Zeroizing::new([0u8; 32]);
+            b.copy_from_slice(&secrets[i * 32..(i + 1) * 32]);
+            b
+        };
+        let member_key = SigningKey::from_bytes(&take(0));
+        let device_key = SigningKey::from_bytes(&take(1));
+        let x25519 = x25519_dalek::StaticSecret::from(*take(2));
+        let cert = &public.certificate;
+        let matches = member_key.verifying_key().to_bytes() == *cert.member.as_bytes()
+            && device_key.verifying_key().to_bytes() == cert.device.0
+            && x25519_dalek::PublicKey::from(&x25519).to_bytes() == cert.x25519;
+        if !matches {
+            return Err(CardError::Invalid(
+                "the key file does not belong to this identity".into(),
+            ));
+        }
+        cert.verify()?;
+        Ok(Self {
+            member_key,
+            device_key,
+            x25519,
+            certificate: public.certificate,
+            profile: public.profile,
+        })
+    }
+}
+
+fn certify(
+    member_key: &SigningKey,
+    device_key: &SigningKey,
+    x25519: &x25519_dalek::StaticSecret,
+    at: i64,
+) -> DeviceCertificate {
+    let member = MemberId::from_bytes(member_key.verifying_key().to_bytes());
+    let device = DeviceId(device_key.verifying_key().to_bytes());
+    let x = x25519_dalek::PublicKey::from(x25519).to_bytes();
+    let msg = DeviceCertificate::signed_bytes(&member, &device, &x, at);
+    DeviceCertificate {
+        member,
+        device,
+        x25519: x,
+        issued_at: at,
+        signature: member_key.sign(&msg).to_bytes(),
     }
 }
 
@@ -159,6 +519,53 @@ mod tests {
         assert!(check_adeli("75123456x").is_err());
     }
 
+    fn someone() -> LocalIdentity {
+        let profile = Profile::new("Claire Martin", "infirmière", None, Some("751234567"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        LocalIdentity::generate(profile, Timestamp(1_790_000_000_000))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_card_round_trips_and_its_certificates_verify() {
+        let me = someone();
+        let card = me.public().card(&["/ip4/127.0.0.1/tcp/4001".into()]);
+        let text = card.encode();
+        assert!(text.starts_with(CARD_PREFIX));
+        assert_eq!(ContactCard::decode(&text), Ok(card));
+    }
+
+    #[test]
+    fn damaged_or_forged_cards_are_refused() {
+        let me = someone();
+        let text = me.public().card(&[]).encode();
+        let mut typo: Vec<char> = text.chars().collect();
+        let i = typo.len() / 2;
+        typo[i] = if typo[i] == 'a' { 'b' } else { 'a' };
+        let typo: String = typo.into_iter().collect();
+        assert_eq!(ContactCard::decode(&typo), Err(CardError::Checksum));
+        assert_eq!(ContactCard::decode("hello"), Err(CardError::NotACard));
+        // A card claiming someone else's device: the certificate is not signed by its member.
+        let other = someone();
+        let mut forged = me.public().card(&[]);
+        forged.devices[0].device = other.device();
+        assert_eq!(
+            ContactCard::decode(&forged.encode()),
+            Err(CardError::BadCertificate)
+        );
+    }
+
+    #[test]
+    fn secrets_restore_the_same_identity_and_only_with_its_public_part() {
+        let me = someone();
+        let back = LocalIdentity::from_secrets(&me.secrets(), me.public())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.public(), me.public());
+        assert_eq!(back.sign(b"x"), me.sign(b"x"));
+        assert!(LocalIdentity::from_secrets(&me.secrets(), someone().public()).is_err());
+        assert!(!format!("{me:?}").contains(&hex::encode(&me.secrets()[..32])));
+    }
+
     #[test]
     fn profiles_reject_empty_names() {
         assert_eq!(
@@ -169,6 +576,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn card_decoding_never_panics(s in "\\PC{0,200}", bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = ContactCard::decode(&s);
+            let mut encoded = String::from(CARD_PREFIX);
+            encoded.push_str(&data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase());
+            let _ = ContactCard::decode(&encoded);
+        }
+
         #[test]
         fn exactly_one_luhn_digit_completes_any_ten_digit_prefix(prefix in "[0-9]{10}") {
             let valid = (0..10).filter(|d| check_rpps(&format!("{prefix}{d}")).is_ok()).count();

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! - [`identity`]: the member's profile (RPPS/ADELI checked) and the member and device ids.
+//! - [`identity`]: member and device keys, device certificates, contact cards, profiles.
+//! - [`keyfile`]: the secret keys encrypted at rest (Argon2id + XChaCha20-Poly1305).
 //! - [`home`]: the home directory and its crash-safe file writes.
 //! - [`circle`]: circles of care and their three documents.
 #![forbid(unsafe_code)]
@@ -14,7 +15,12 @@
 pub mod circle;
 pub mod home;
 pub mod identity;
+pub mod keyfile;
 
 pub use circle::{Circle, CircleError, CircleInfo};
 pub use home::{Home, HomeError};
-pub use identity::{LocalIdentity, Profile, ProfileError};
+pub use identity::{
+    CardError, ContactCard, DeviceCertificate, DeviceId, LocalIdentity, Profile, ProfileError,
+    PublicIdentity,
+};
+pub use keyfile::{KdfParams, KeyFile, KeyFileError};

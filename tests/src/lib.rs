@@ -40,6 +40,9 @@ pub fn cercle_bin() -> &'static Path {
     })
 }
 
+/// The passphrase every test home's keys are sealed with.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
 /// What one `cercle` run returned.
 #[derive(Debug)]
 pub struct Run {
@@ -105,6 +108,7 @@ impl TestHome {
             .arg(self.path())
             .args(args)
             .env_remove("CERCLE_HOME")
+            .env("CERCLE_PASSPHRASE", PASSPHRASE)
             .output()
             .unwrap_or_else(|e| panic!("cannot run cercle: {e}"));
         Run::from(out)

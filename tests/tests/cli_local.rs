@@ -27,6 +27,14 @@ fn circle_with_note() -> (TestHome, String, String) {
 fn a_note_added_is_listed_with_its_author_kind_text_and_time() {
     let (home, circle, note) = circle_with_note();
     let me = home.json(&["whoami"]);
+    assert_eq!(me["member"].as_str().map(str::len), Some(64), "{me}");
+    assert_eq!(me["device"].as_str().map(str::len), Some(64), "{me}");
+    assert!(
+        me["card"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cercle1")),
+        "{me}"
+    );
     let alert = home.json(&["note", "add", &circle, "Chute ce matin", "--kind", "alert"]);
     let notes = home.json(&["note", "list", &circle]);
     let notes = notes.as_array().cloned().unwrap_or_default();

@@ -8,7 +8,7 @@
 use cercle_crdt::{
     ConsentStatus, EntryKind, IdentityUpdate, ItemList, NewEntry, Timestamp, Vitals,
 };
-use cercle_node::{Circle, Home, LocalIdentity, Profile};
+use cercle_node::{Circle, Home, KdfParams, LocalIdentity, Profile};
 use serde::Serialize;
 
 use crate::Context;
@@ -37,8 +37,9 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         Some("10003456786"),
         None,
     )?;
-    let me = LocalIdentity::generate(profile)?;
-    home.init(&me)?;
+    let identity = LocalIdentity::generate(profile, now())?;
+    home.init(&identity, None, KdfParams::FAST_INSECURE)?;
+    let me = identity.public();
 
     let start = Timestamp(now().millis() - 4 * 24 * HOUR);
     let patient = IdentityUpdate {
@@ -50,39 +51,39 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
     };
     let mut circle = Circle::create(&home, &me, &patient, start)?;
     let pf = &mut circle.patient_file;
-    pf.verify_identity(me.member, start)?;
+    pf.verify_identity(me.member(), start)?;
     pf.record_consent(
-        me.member,
+        me.member(),
         ConsentStatus::Given,
         "équipe de soins à domicile",
         start,
     )?;
     pf.add_item(
-        me.member,
+        me.member(),
         ItemList::Problems,
         &[("label", "Insuffisance cardiaque"), ("status", "active")],
         start,
     )?;
     pf.add_item(
-        me.member,
+        me.member(),
         ItemList::Problems,
         &[("label", "Ulcère du talon droit"), ("status", "active")],
         start,
     )?;
     pf.add_item(
-        me.member,
+        me.member(),
         ItemList::Allergies,
         &[("substance", "Pénicilline"), ("severity", "severe")],
         start,
     )?;
     pf.add_item(
-        me.member,
+        me.member(),
         ItemList::Medications,
         &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
         start,
     )?;
     pf.add_item(
-        me.member,
+        me.member(),
         ItemList::Tasks,
         &[
             ("title", "Renouveler l'ordonnance de soins infirmiers"),
@@ -90,7 +91,7 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         ],
         start,
     )?;
-    pf.set_care_plan(me.member, "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.", start)?;
+    pf.set_care_plan(me.member(), "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.", start)?;
     circle.save(cercle_crdt::DocKind::PatientFile)?;
 
     let notes: [(i64, EntryKind, &str, Option<Vitals>); 6] = [

@@ -1,11 +1,12 @@
 //! `cercle init` and `cercle whoami`: create and show this node's identity.
 
 use anyhow::Context as _;
-use cercle_node::{LocalIdentity, Profile};
+use cercle_node::{KdfParams, LocalIdentity, Profile, PublicIdentity};
 use serde::Serialize;
 
 use crate::Context;
-use crate::output::answer;
+use crate::output::{answer, now};
+use crate::passphrase;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InitArgs {
@@ -21,12 +22,17 @@ pub(crate) struct InitArgs {
     /// Your ADELI number (9 digits).
     #[arg(long, value_name = "NUMBER")]
     adeli: Option<String>,
+    /// Store the keys without a passphrase. For demos and tests only: anyone who can read
+    /// the home directory can then act as you.
+    #[arg(long)]
+    insecure_no_passphrase: bool,
 }
 
 #[derive(Debug, Serialize)]
 struct WhoAmI<'a> {
     member: String,
-    device: &'a str,
+    device: String,
+    card: String,
     name: &'a str,
     profession: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,6 +40,7 @@ struct WhoAmI<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     adeli: Option<&'a str>,
     home: String,
+    insecure: bool,
 }
 
 pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
@@ -43,9 +50,14 @@ pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
         args.rpps.as_deref(),
         args.adeli.as_deref(),
     )?;
-    let identity = LocalIdentity::generate(profile)?;
-    ctx.home.init(&identity)?;
-    print_identity(ctx, &identity)
+    let identity = LocalIdentity::generate(profile, now())?;
+    if args.insecure_no_passphrase {
+        ctx.home.init(&identity, None, KdfParams::FAST_INSECURE)?;
+    } else {
+        let pass = passphrase::choose()?;
+        ctx.home.init(&identity, Some(&pass), KdfParams::DEFAULT)?;
+    }
+    print_identity(ctx, &identity.public())
 }
 
 pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
@@ -53,15 +65,17 @@ pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
     print_identity(ctx, &identity)
 }
 
-fn print_identity(ctx: &Context, id: &LocalIdentity) -> anyhow::Result<()> {
+fn print_identity(ctx: &Context, id: &PublicIdentity) -> anyhow::Result<()> {
     let me = WhoAmI {
-        member: id.member.to_hex(),
-        device: &id.device,
+        member: id.member().to_hex(),
+        device: id.device().to_string(),
+        card: id.card(&[]).encode(),
         name: &id.profile.name,
         profession: &id.profile.profession,
         rpps: id.profile.rpps.as_deref(),
         adeli: id.profile.adeli.as_deref(),
         home: ctx.home.root().display().to_string(),
+        insecure: ctx.home.is_insecure()?,
     };
     answer(ctx.json, &me, || {
         let mut s = format!(
@@ -74,6 +88,13 @@ fn print_identity(ctx: &Context, id: &LocalIdentity) -> anyhow::Result<()> {
         if let Some(a) = me.adeli {
             s.push_str(&format!("\nADELI   {a}"));
         }
+        if me.insecure {
+            s.push_str("\nwarning: these keys are stored without a passphrase (demo only)");
+        }
+        s.push_str(&format!(
+            "\n\nYour contact card (give it to a coordinator to join a circle):\n{}",
+            me.card
+        ));
         s
     })
     .context("printing the identity")

@@ -91,7 +91,7 @@ fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
         c.notes()
             .iter()
             .map(|e| {
-                let who = if e.author == me.member {
+                let who = if e.author == me.member() {
                     me.profile.name.clone()
                 } else {
                     e.author.short()
