@@ -12,6 +12,8 @@ use cercle_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod membership;
+
 use crate::home::{self, Home, HomeError};
 use crate::identity::PublicIdentity;
 
