@@ -51,3 +51,14 @@ pub(crate) fn ask() -> anyhow::Result<Zeroizing<String>> {
     }
     Ok(Zeroizing::new(rpassword::prompt_password("Passphrase: ")?))
 }
+
+/// The full identity of `home`, unlocking its key file (no question for demo homes).
+pub(crate) fn unlock(home: &cercle_node::Home) -> anyhow::Result<cercle_node::LocalIdentity> {
+    home.identity()?;
+    let pass = if home.is_insecure()? {
+        Zeroizing::new(String::new())
+    } else {
+        ask()?
+    };
+    Ok(home.unlock(&pass)?)
+}

@@ -125,6 +125,17 @@ impl Replica {
         ReadDoc::get_missing_deps(&self.doc, &[*hash]).is_empty()
     }
 
+    /// The highest sequence number of `actor`'s changes in this replica (0 if none).
+    pub fn last_seq_of(&self, actor: &ActorId) -> u64 {
+        let mut doc = self.doc.clone();
+        doc.get_changes(&[])
+            .iter()
+            .filter(|c| c.actor_id() == actor)
+            .map(|c| c.seq())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The last change written by this replica's device.
     pub fn last_local_change(&mut self) -> Option<Change> {
         self.doc.get_last_local_change()

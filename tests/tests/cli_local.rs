@@ -176,3 +176,99 @@ fn a_wrong_command_line_exits_with_code_2() {
     assert_eq!(home.cercle(&["note"]).code, Some(2));
     assert_eq!(home.cercle(&["frobnicate"]).code, Some(2));
 }
+
+#[test]
+fn a_coordinator_adds_shows_changes_and_removes_members_by_their_cards() {
+    let (gp, circle, _) = circle_with_note();
+    let nurse = TestHome::new();
+    let me = nurse.init("Paul Lefèvre", "infirmier");
+    let card = me["card"].as_str().unwrap_or_default().to_string();
+    let shown = gp.json(&[
+        "circle",
+        "add",
+        &circle,
+        "--card",
+        &card,
+        "--role",
+        "caregiver",
+    ]);
+    let members = shown["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 2, "{shown}");
+    let paul = members
+        .iter()
+        .find(|m| m["member"] == me["member"])
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(paul["role"], "caregiver");
+    assert_eq!(paul["name"], "Paul Lefèvre");
+    assert_eq!(paul["devices"][0], me["device"]);
+
+    let shown = gp.json(&["circle", "role", &circle, "paul lefèvre", "professional"]);
+    let roles: Vec<_> = shown["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["role"].clone())
+        .collect();
+    assert!(
+        roles.contains(&serde_json::json!("professional")),
+        "{shown}"
+    );
+
+    fails_with(
+        &gp,
+        &["circle", "add", &circle, "--card", &card, "--role", "nurse"],
+        "unknown role",
+    );
+    fails_with(
+        &gp,
+        &[
+            "circle", "add", &circle, "--card", &card, "--role", "observer",
+        ],
+        "already a member",
+    );
+    fails_with(
+        &gp,
+        &[
+            "circle",
+            "add",
+            &circle,
+            "--card",
+            "cercle1abc",
+            "--role",
+            "observer",
+        ],
+        "contact card",
+    );
+
+    let epoch_before = gp.json(&["circle", "show", &circle])["epoch"].clone();
+    let member = me["member"].as_str().unwrap_or_default();
+    let shown = gp.json(&["circle", "remove", &circle, &member[..10]]);
+    assert_eq!(shown["members"].as_array().map(Vec::len), Some(1));
+    assert_eq!(shown["removed"][0], me["member"]);
+    assert_ne!(
+        shown["epoch"], epoch_before,
+        "a removal starts a new key epoch"
+    );
+    fails_with(
+        &gp,
+        &["circle", "remove", &circle, &member[..10]],
+        "no member of this circle",
+    );
+}
+
+#[test]
+fn a_wrong_passphrase_is_refused_in_one_sentence() {
+    let home = TestHome::new();
+    home.init("Dr Claire Martin", "médecin");
+    let run = std::process::Command::new(cercle_tests::cercle_bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["circle", "create", "--patient", "Jeanne Durand"])
+        .env("CERCLE_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.starts_with("error: wrong passphrase"), "{err}");
+}

@@ -1,11 +1,13 @@
 //! `cercle circle`: create circles of care and list them.
 
-use cercle_crdt::IdentityUpdate;
 use cercle_crdt::schema::parse_date;
-use cercle_node::Circle;
+use cercle_crdt::{IdentityUpdate, Role};
+use cercle_node::{Circle, ContactCard};
+use serde::Serialize;
 
 use crate::Context;
 use crate::output::{answer, human_time, now};
+use crate::passphrase::unlock;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CircleCommand {
@@ -20,6 +22,51 @@ pub(crate) enum CircleCommand {
     },
     /// List your circles.
     List,
+    /// Show a circle: members, roles, devices, key epoch.
+    Show {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+    },
+    /// Add a member from their contact card (`cercle whoami` prints it).
+    Add {
+        circle: String,
+        /// The member's contact card.
+        #[arg(long)]
+        card: String,
+        /// coordinator, professional, caregiver or observer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a member (by member id prefix or name); they can read nothing written after.
+    Remove { circle: String, member: String },
+    /// Change a member's role.
+    Role {
+        circle: String,
+        member: String,
+        /// coordinator, professional, caregiver or observer.
+        role: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct MemberRow {
+    member: String,
+    name: Option<String>,
+    profession: Option<String>,
+    role: Role,
+    devices: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CircleView {
+    id: String,
+    patient: String,
+    epoch: Option<String>,
+    closed: bool,
+    members: Vec<MemberRow>,
+    removed: Vec<String>,
+    void_operations: usize,
+    waiting_operations: usize,
 }
 
 pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
@@ -29,11 +76,104 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             birth_date,
         } => create(ctx, &patient, birth_date.as_deref()),
         CircleCommand::List => list(ctx),
+        CircleCommand::Show { circle } => show(ctx, &circle),
+        CircleCommand::Add { circle, card, role } => {
+            let role = parse_role(&role)?;
+            let card = ContactCard::decode(&card)?;
+            let me = unlock(&ctx.home)?;
+            let mut c = Circle::open(&ctx.home, &me.public(), &circle)?;
+            c.add_member(&me, &card, role, now())?;
+            show_circle(ctx, &c)
+        }
+        CircleCommand::Remove { circle, member } => {
+            let me = unlock(&ctx.home)?;
+            let mut c = Circle::open(&ctx.home, &me.public(), &circle)?;
+            let member = c.find_member(&member)?;
+            c.remove_member(&me, &member, now())?;
+            show_circle(ctx, &c)
+        }
+        CircleCommand::Role {
+            circle,
+            member,
+            role,
+        } => {
+            let role = parse_role(&role)?;
+            let me = unlock(&ctx.home)?;
+            let mut c = Circle::open(&ctx.home, &me.public(), &circle)?;
+            let member = c.find_member(&member)?;
+            c.change_role(&me, &member, role, now())?;
+            show_circle(ctx, &c)
+        }
     }
 }
 
-fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Result<()> {
+fn parse_role(role: &str) -> anyhow::Result<Role> {
+    role.parse()
+        .map_err(|e: cercle_crdt::member::ParseRoleError| anyhow::anyhow!(e))
+}
+
+fn show(ctx: &Context, circle: &str) -> anyhow::Result<()> {
     let me = ctx.home.identity()?;
+    let c = Circle::open(&ctx.home, &me, circle)?;
+    show_circle(ctx, &c)
+}
+
+fn show_circle(ctx: &Context, c: &Circle) -> anyhow::Result<()> {
+    let r = c.resolution();
+    let view = CircleView {
+        id: c.info().id.clone(),
+        patient: c.info().patient.clone(),
+        epoch: r.epoch.map(|e| e.to_string()),
+        closed: r.closed,
+        members: r
+            .members
+            .iter()
+            .map(|(m, s)| MemberRow {
+                member: m.to_hex(),
+                name: c.profile_of(m).map(|p| p.name.clone()),
+                profession: c.profile_of(m).map(|p| p.profession.clone()),
+                role: s.role,
+                devices: s.devices.iter().map(|d| d.device.to_string()).collect(),
+            })
+            .collect(),
+        removed: r.removed.keys().map(|m| m.to_hex()).collect(),
+        void_operations: r.void.len(),
+        waiting_operations: c.membership().waiting(),
+    };
+    answer(ctx.json, &view, || {
+        let mut s = format!(
+            "circle  {}
+patient {}
+",
+            view.id, view.patient
+        );
+        if let Some(e) = &view.epoch {
+            s.push_str(&format!(
+                "epoch   {}
+",
+                &e[..16]
+            ));
+        }
+        s.push_str("members:\n");
+        for m in &view.members {
+            s.push_str(&format!(
+                "  {:<13} {:<24} {}  ({} device{})\n",
+                m.role.as_str(),
+                m.name.as_deref().unwrap_or("?"),
+                &m.member[..12],
+                m.devices.len(),
+                if m.devices.len() == 1 { "" } else { "s" }
+            ));
+        }
+        if !view.removed.is_empty() {
+            s.push_str(&format!("removed: {}\n", view.removed.len()));
+        }
+        s.trim_end().to_string()
+    })
+}
+
+fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Result<()> {
+    ctx.home.identity()?;
     let patient = patient.trim();
     if patient.is_empty() {
         anyhow::bail!("the patient's name is empty: pass it as --patient \"Jeanne Durand\"");
@@ -56,6 +196,7 @@ fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Res
         birth_date: birth_date.map(str::to_string),
         ..Default::default()
     };
+    let me = unlock(&ctx.home)?;
     let circle = Circle::create(&ctx.home, &me, &update, now())?;
     let info = circle.info();
     answer(ctx.json, info, || {

@@ -49,7 +49,7 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         sex: Some("female".into()),
         ins: None,
     };
-    let mut circle = Circle::create(&home, &me, &patient, start)?;
+    let mut circle = Circle::create(&home, &identity, &patient, start)?;
     let pf = &mut circle.patient_file;
     pf.verify_identity(me.member(), start)?;
     pf.record_consent(

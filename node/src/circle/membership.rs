@@ -230,7 +230,7 @@ pub enum VoidReason {
     RemovedConcurrently,
     /// The circle was closed before it.
     Closed,
-    /// It targets a member who is not (or no longer) in the circle, or adds one twice.
+    /// It targets a member who is not in the circle, or adds a current member again.
     BadTarget,
 }
 
@@ -513,7 +513,6 @@ fn evaluate(
             _ if state.closed => Err(VoidReason::Closed),
             (OpBody::AddMember { grant }, _)
                 if state.members.contains_key(&grant.member)
-                    || state.removed.contains_key(&grant.member)
                     || grant.devices.is_empty()
                     || grant
                         .devices

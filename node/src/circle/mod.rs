@@ -1,8 +1,10 @@
-//! Circles of care: the team around one patient, and the three documents it shares.
+//! Circles of care: the team around one patient, its signed membership log, and the three
+//! documents it shares.
 //!
-//! A circle is named by a 64-hex-digit id; people may type any unambiguous prefix of it. For
-//! now a circle lives only on the node that created it; signed membership, keys and
-//! replication build on this.
+//! A circle's id is the hash of its signed genesis operation (64 hex digits); people may type
+//! any unambiguous prefix of it. Who belongs to it, with which role, is decided only by
+//! [`membership`], from the signed operations stored beside the documents:
+//! `circles/ID/membership/HASH.op`.
 
 use std::path::PathBuf;
 
@@ -15,7 +17,8 @@ use serde::{Deserialize, Serialize};
 pub mod membership;
 
 use crate::home::{self, Home, HomeError};
-use crate::identity::PublicIdentity;
+use crate::identity::{ContactCard, LocalIdentity, Profile, PublicIdentity};
+use membership::{MemberGrant, MembershipLog, OpBody, OpContent, OpError, Resolution, SignedOp};
 
 /// Why a circle operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,18 @@ pub enum CircleError {
     /// The system's randomness failed.
     #[error("the system's random number generator failed: {0}")]
     Random(String),
+    /// A stored or received membership operation was refused.
+    #[error("membership operation refused: {0}")]
+    Op(#[from] OpError),
+    /// The local member's role does not allow this.
+    #[error("your role in this circle ({role}) does not allow {action}")]
+    NotAllowed { role: String, action: &'static str },
+    /// The member named is not in the circle.
+    #[error("no member of this circle matches {query:?}; `cercle circle show` lists them")]
+    UnknownMember { query: String },
+    /// The member to add is already in the circle.
+    #[error("{name} is already a member of this circle")]
+    AlreadyMember { name: String },
 }
 
 /// What a circle is, as stored beside its documents.
@@ -58,11 +73,14 @@ pub struct CircleInfo {
     pub created_at: Timestamp,
 }
 
-/// A circle opened from disk with its three documents.
+/// A circle opened from disk with its membership log and three documents.
 #[derive(Debug)]
 pub struct Circle {
     info: CircleInfo,
     dir: PathBuf,
+    membership: MembershipLog,
+    /// Profiles of members, as known from their cards (kept locally, never in the log).
+    names: std::collections::BTreeMap<MemberId, Profile>,
     /// The patient file.
     pub patient_file: PatientFile,
     /// The liaison notebook.
@@ -72,23 +90,40 @@ pub struct Circle {
 }
 
 const INFO_FILE: &str = "circle.json";
+const MEMBERSHIP_DIR: &str = "membership";
+const NAMES_FILE: &str = "names.json";
 
 impl Circle {
     /// Creates a circle for a patient named `family_name` `given_names`, born `birth_date`
     /// (YYYY-MM-DD) if known, and stores it durably.
     pub fn create(
         home: &Home,
-        me: &PublicIdentity,
+        signer: &LocalIdentity,
         update: &IdentityUpdate,
         now: Timestamp,
     ) -> Result<Circle, CircleError> {
-        let mut nonce = [0u8; 32];
+        let me = signer.public();
+        let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| CircleError::Random(e.to_string()))?;
-        let mut h = blake3::Hasher::new_derive_key("cercle 2026 circle id v1");
-        h.update(me.member().as_bytes());
-        h.update(&now.millis().to_le_bytes());
-        h.update(&nonce);
-        let id = h.finalize().to_hex().to_string();
+        let genesis = SignedOp::sign(
+            signer,
+            OpContent {
+                circle: None,
+                parents: Vec::new(),
+                device: me.device(),
+                at: now.millis(),
+                body: OpBody::Genesis {
+                    creator: MemberGrant {
+                        member: me.member(),
+                        devices: vec![me.certificate.clone()],
+                        role: cercle_crdt::Role::Coordinator,
+                    },
+                    nonce,
+                },
+            },
+        );
+        let id = genesis.hash().to_string();
+        let membership = MembershipLog::new(genesis.clone())?;
 
         let actor = me.actor();
         let mut patient_file = PatientFile::new(actor.clone());
@@ -100,14 +135,19 @@ impl Circle {
             created_at: now,
         };
         let dir = home.circles_dir().join(&id);
-        home::create_dir(&dir)?;
+        home::create_dir(&dir.join(MEMBERSHIP_DIR))?;
         let mut circle = Circle {
             info,
             dir,
+            membership,
+            names: Default::default(),
             patient_file,
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
         };
+        circle.store_op(&genesis)?;
+        circle.names.insert(me.member(), me.profile.clone());
+        circle.save_names()?;
         circle.save_all()?;
         home::write_json(&circle.dir.join(INFO_FILE), &circle.info)?;
         Ok(circle)
@@ -163,7 +203,16 @@ impl Circle {
         let info = Circle::find(home, query)?;
         let dir = home.circles_dir().join(&info.id);
         let actor = me.actor();
+        let membership = load_membership(&dir)?;
+        let names_path = dir.join(NAMES_FILE);
+        let names = if names_path.exists() {
+            home::read_json(&names_path)?
+        } else {
+            Default::default()
+        };
         Ok(Circle {
+            membership,
+            names,
             patient_file: PatientFile::load(&load_doc(&dir, DocKind::PatientFile)?, actor.clone())
                 .map_err(|source| load_error(&dir, DocKind::PatientFile, source))?,
             notebook: LiaisonNotebook::load(
@@ -183,6 +232,207 @@ impl Circle {
         &self.info
     }
 
+    /// Who is in the circle now.
+    pub fn resolution(&self) -> Resolution {
+        self.membership.resolve()
+    }
+
+    /// The membership log.
+    pub fn membership(&self) -> &MembershipLog {
+        &self.membership
+    }
+
+    /// A member's profile, if their card was seen here.
+    pub fn profile_of(&self, member: &MemberId) -> Option<&Profile> {
+        self.names.get(member)
+    }
+
+    /// The local member's role, checked against what they want to do.
+    fn require_role(
+        &self,
+        me: &PublicIdentity,
+        allowed: impl Fn(cercle_crdt::Role) -> bool,
+        action: &'static str,
+    ) -> Result<(), CircleError> {
+        match self.resolution().role(&me.member()) {
+            Some(role) if allowed(role) => Ok(()),
+            Some(role) => Err(CircleError::NotAllowed {
+                role: role.to_string(),
+                action,
+            }),
+            None => Err(CircleError::NotAllowed {
+                role: "not a member".into(),
+                action,
+            }),
+        }
+    }
+
+    /// Adds the member of `card` with `role`, as a signed operation by `signer`.
+    pub fn add_member(
+        &mut self,
+        signer: &LocalIdentity,
+        card: &ContactCard,
+        role: cercle_crdt::Role,
+        now: Timestamp,
+    ) -> Result<(), CircleError> {
+        self.require_role(
+            &signer.public(),
+            |r| r == cercle_crdt::Role::Coordinator,
+            "adding members",
+        )?;
+        let r = self.resolution();
+        if r.members.contains_key(&card.member) {
+            return Err(CircleError::AlreadyMember {
+                name: card.profile.name.clone(),
+            });
+        }
+        let body = OpBody::AddMember {
+            grant: MemberGrant {
+                member: card.member,
+                devices: card.devices.clone(),
+                role,
+            },
+        };
+        self.append_op(signer, body, now)?;
+        self.names.insert(card.member, card.profile.clone());
+        self.save_names()
+    }
+
+    /// Removes `member`; each of their devices is cut off after the last change seen here.
+    pub fn remove_member(
+        &mut self,
+        signer: &LocalIdentity,
+        member: &MemberId,
+        now: Timestamp,
+    ) -> Result<(), CircleError> {
+        self.require_role(
+            &signer.public(),
+            |r| r == cercle_crdt::Role::Coordinator,
+            "removing members",
+        )?;
+        let r = self.resolution();
+        let state = r
+            .members
+            .get(member)
+            .ok_or_else(|| CircleError::UnknownMember {
+                query: member.short(),
+            })?;
+        let cutoffs = state
+            .devices
+            .iter()
+            .map(|d| (d.device, self.last_seq_of(&d.device.actor())))
+            .collect();
+        self.append_op(
+            signer,
+            OpBody::RemoveMember {
+                member: *member,
+                cutoffs,
+            },
+            now,
+        )
+    }
+
+    /// Changes `member`'s role.
+    pub fn change_role(
+        &mut self,
+        signer: &LocalIdentity,
+        member: &MemberId,
+        role: cercle_crdt::Role,
+        now: Timestamp,
+    ) -> Result<(), CircleError> {
+        self.require_role(
+            &signer.public(),
+            |r| r == cercle_crdt::Role::Coordinator,
+            "changing roles",
+        )?;
+        if !self.resolution().members.contains_key(member) {
+            return Err(CircleError::UnknownMember {
+                query: member.short(),
+            });
+        }
+        self.append_op(
+            signer,
+            OpBody::ChangeRole {
+                member: *member,
+                role,
+            },
+            now,
+        )
+    }
+
+    /// Finds a current member by member id prefix or (case-insensitive) name.
+    pub fn find_member(&self, query: &str) -> Result<MemberId, CircleError> {
+        let q = query.trim().to_lowercase();
+        let matches: Vec<MemberId> = self
+            .resolution()
+            .members
+            .keys()
+            .filter(|m| {
+                (!q.is_empty() && m.to_hex().starts_with(&q))
+                    || self
+                        .names
+                        .get(m)
+                        .is_some_and(|p| p.name.to_lowercase() == q)
+            })
+            .copied()
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(CircleError::UnknownMember {
+                query: query.to_string(),
+            }),
+        }
+    }
+
+    /// The highest Automerge sequence number of `actor` in any of the circle's documents.
+    fn last_seq_of(&self, actor: &cercle_crdt::ActorId) -> u64 {
+        [
+            self.patient_file.replica(),
+            self.notebook.replica(),
+            self.thread.replica(),
+        ]
+        .into_iter()
+        .map(|r| r.last_seq_of(actor))
+        .max()
+        .unwrap_or(0)
+    }
+
+    fn append_op(
+        &mut self,
+        signer: &LocalIdentity,
+        body: OpBody,
+        now: Timestamp,
+    ) -> Result<(), CircleError> {
+        let op = SignedOp::sign(
+            signer,
+            OpContent {
+                circle: self.membership.circle(),
+                parents: self.membership.heads(),
+                device: signer.device(),
+                at: now.millis(),
+                body,
+            },
+        );
+        self.store_op(&op)?;
+        self.membership.insert(op)?;
+        Ok(())
+    }
+
+    /// Stores a membership operation durably (before it is applied or acknowledged).
+    fn store_op(&self, op: &SignedOp) -> Result<(), CircleError> {
+        let path = self
+            .dir
+            .join(MEMBERSHIP_DIR)
+            .join(format!("{}.op", op.hash()));
+        home::write_atomic(&path, op.bytes())?;
+        Ok(())
+    }
+
+    fn save_names(&self) -> Result<(), CircleError> {
+        home::write_json(&self.dir.join(NAMES_FILE), &self.names)?;
+        Ok(())
+    }
+
     /// Adds a note to the liaison notebook and stores it durably; returns the note's id.
     pub fn add_note(
         &mut self,
@@ -190,6 +440,11 @@ impl Circle {
         entry: NewEntry,
         now: Timestamp,
     ) -> Result<String, CircleError> {
+        self.require_role(
+            me,
+            cercle_crdt::Role::writes_clinical,
+            "writing notebook entries",
+        )?;
         let id = self.notebook.add_entry(me.member(), entry, now)?;
         self.save(DocKind::LiaisonNotebook)?;
         Ok(id)
@@ -219,6 +474,40 @@ impl Circle {
     }
 }
 
+/// Loads every stored operation; the one without a circle is the genesis.
+fn load_membership(dir: &std::path::Path) -> Result<MembershipLog, CircleError> {
+    let ops_dir = dir.join(MEMBERSHIP_DIR);
+    let entries = std::fs::read_dir(&ops_dir).map_err(|source| HomeError::Io {
+        path: ops_dir.clone(),
+        source,
+    })?;
+    let mut ops = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "op") {
+            let bytes = home::read(&path)?;
+            ops.push(SignedOp::decode(&bytes).map_err(|e| HomeError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?);
+        }
+    }
+    let (genesis, rest): (Vec<_>, Vec<_>) =
+        ops.into_iter().partition(|o| o.content().circle.is_none());
+    let genesis = genesis
+        .into_iter()
+        .next()
+        .ok_or_else(|| HomeError::Corrupt {
+            path: ops_dir.clone(),
+            reason: "no genesis operation".into(),
+        })?;
+    let mut log = MembershipLog::new(genesis)?;
+    for op in rest {
+        log.insert(op)?;
+    }
+    Ok(log)
+}
+
 fn doc_path(dir: &std::path::Path, kind: DocKind) -> PathBuf {
     dir.join(format!("{}.automerge", kind.as_str()))
 }
@@ -240,7 +529,7 @@ mod tests {
     use crate::identity::{LocalIdentity, Profile};
     use cercle_crdt::EntryKind;
 
-    fn setup() -> (tempfile::TempDir, Home, PublicIdentity) {
+    fn setup() -> (tempfile::TempDir, Home, LocalIdentity) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let home = Home::at(dir.path());
         let profile =
@@ -248,7 +537,7 @@ mod tests {
         let me = LocalIdentity::generate(profile, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
         home.init(&me, None, crate::keyfile::KdfParams::FAST_INSECURE)
             .unwrap_or_else(|e| panic!("{e}"));
-        (dir, home, me.public())
+        (dir, home, me)
     }
 
     #[test]
@@ -261,16 +550,16 @@ mod tests {
         };
         let c = Circle::create(&home, &me, &update, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
         let id = c.info().id.clone();
-        let mut c = Circle::open(&home, &me, &id[..6]).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Circle::open(&home, &me.public(), &id[..6]).unwrap_or_else(|e| panic!("{e}"));
         let entry = NewEntry {
             kind: EntryKind::Observation,
             text: "Tension 13/8".into(),
             vitals: None,
         };
         let note = c
-            .add_note(&me, entry, Timestamp(2))
+            .add_note(&me.public(), entry, Timestamp(2))
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = Circle::open(&home, &me, &id).unwrap_or_else(|e| panic!("{e}"));
+        let c = Circle::open(&home, &me.public(), &id).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             c.notes().iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
             vec![note]
