@@ -9,10 +9,12 @@
 //! - [`identity`]: member and device keys, device certificates, contact cards, profiles.
 //! - [`keyfile`]: the secret keys encrypted at rest (Argon2id + XChaCha20-Poly1305).
 //! - [`home`]: the home directory and its crash-safe file writes.
-//! - [`circle`]: circles of care and their three documents.
+//! - [`circle`]: circles of care, their signed membership log and three documents.
+//! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
 #![forbid(unsafe_code)]
 
 pub mod circle;
+pub mod crypto;
 pub mod home;
 pub mod identity;
 pub mod keyfile;

@@ -30,6 +30,7 @@ use cercle_crdt::{MemberId, Role};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::{EpochId, SealedKey};
 use crate::identity::{DeviceCertificate, DeviceId, LocalIdentity};
 
 /// The largest encoded operation accepted (a genesis or an add carries certificates and,
@@ -82,24 +83,35 @@ pub struct MemberGrant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum OpBody {
-    /// Creates the circle with its creator as coordinator. `nonce` makes every circle
-    /// distinct.
+    /// Creates the circle with its creator as coordinator and the first key epoch, sealed to
+    /// the creator's devices. `nonce` makes every circle distinct.
     Genesis {
         creator: MemberGrant,
         nonce: [u8; 16],
+        epoch: EpochId,
+        sealed: Vec<SealedKey>,
     },
-    /// Adds a member with a role and devices.
-    AddMember { grant: MemberGrant },
-    /// Removes a member. `cutoffs` gives, per device, the last sequence number the remover
-    /// accepts from it: anything the device writes after that is refused.
+    /// Adds a member with a role and devices; `sealed` gives the newcomer's devices the keys
+    /// of the epochs they may read (history is part of care).
+    AddMember {
+        grant: MemberGrant,
+        sealed: Vec<SealedKey>,
+    },
+    /// Removes a member and starts a new epoch sealed to the remaining devices only.
+    /// `cutoffs` gives, per device, the last sequence number the remover accepts from it.
     RemoveMember {
         member: MemberId,
         cutoffs: Vec<(DeviceId, u64)>,
+        epoch: EpochId,
+        sealed: Vec<SealedKey>,
     },
     /// Changes a member's role.
     ChangeRole { member: MemberId, role: Role },
-    /// Starts a new key epoch.
-    RotateKey,
+    /// Starts a new key epoch sealed to the current devices.
+    RotateKey {
+        epoch: EpochId,
+        sealed: Vec<SealedKey>,
+    },
     /// Closes the circle: nothing more may be written.
     Close,
 }
@@ -240,8 +252,10 @@ pub struct Resolution {
     pub members: BTreeMap<MemberId, MemberState>,
     /// Removed members and the per-device cut-offs of their removal.
     pub removed: BTreeMap<MemberId, Vec<(DeviceId, u64)>>,
-    /// The op that started the current key epoch (genesis, removal or rotation).
-    pub epoch: Option<OpHash>,
+    /// The current key epoch (started by the genesis, a removal or a rotation).
+    pub epoch: Option<EpochId>,
+    /// Every epoch, oldest first.
+    pub epochs: Vec<EpochId>,
     pub closed: bool,
     /// Operations without effect, and why.
     pub void: BTreeMap<OpHash, VoidReason>,
@@ -355,6 +369,37 @@ impl MembershipLog {
     /// Resolves the log (see the module documentation for the rule).
     pub fn resolve(&self) -> Resolution {
         resolve(&self.ops)
+    }
+
+    /// Every epoch key sealed to `device` by a valid operation.
+    pub fn sealed_for(&self, device: &DeviceId, resolution: &Resolution) -> Vec<&SealedKey> {
+        self.ops
+            .values()
+            .filter(|o| !resolution.void.contains_key(&o.hash))
+            .flat_map(|o| sealed_keys(&o.content.body))
+            .filter(|k| k.device == *device)
+            .collect()
+    }
+
+    /// The devices holding the key of `epoch` (sealed to them by a valid operation).
+    pub fn holders(&self, epoch: &EpochId, resolution: &Resolution) -> BTreeSet<DeviceId> {
+        self.ops
+            .values()
+            .filter(|o| !resolution.void.contains_key(&o.hash))
+            .flat_map(|o| sealed_keys(&o.content.body))
+            .filter(|k| k.epoch == *epoch)
+            .map(|k| k.device)
+            .collect()
+    }
+}
+
+fn sealed_keys(body: &OpBody) -> &[SealedKey] {
+    match body {
+        OpBody::Genesis { sealed, .. }
+        | OpBody::AddMember { sealed, .. }
+        | OpBody::RemoveMember { sealed, .. }
+        | OpBody::RotateKey { sealed, .. } => sealed,
+        OpBody::ChangeRole { .. } | OpBody::Close => &[],
     }
 }
 
@@ -511,7 +556,7 @@ fn evaluate(
                 Err(VoidReason::NotCoordinator)
             }
             _ if state.closed => Err(VoidReason::Closed),
-            (OpBody::AddMember { grant }, _)
+            (OpBody::AddMember { grant, .. }, _)
                 if state.members.contains_key(&grant.member)
                     || grant.devices.is_empty()
                     || grant
@@ -556,7 +601,7 @@ fn final_state(ops: &BTreeMap<OpHash, SignedOp>, order: &[OpHash], valid: &[bool
 
 fn apply(state: &mut Resolution, op: &SignedOp, position: usize) {
     match &op.content.body {
-        OpBody::Genesis { creator, .. } => {
+        OpBody::Genesis { creator, epoch, .. } => {
             state.members.insert(
                 creator.member,
                 MemberState {
@@ -565,9 +610,10 @@ fn apply(state: &mut Resolution, op: &SignedOp, position: usize) {
                     seniority: position,
                 },
             );
-            state.epoch = Some(op.hash);
+            state.epoch = Some(*epoch);
+            state.epochs.push(*epoch);
         }
-        OpBody::AddMember { grant } => {
+        OpBody::AddMember { grant, .. } => {
             if !state.members.contains_key(&grant.member)
                 && !state.removed.contains_key(&grant.member)
             {
@@ -581,10 +627,16 @@ fn apply(state: &mut Resolution, op: &SignedOp, position: usize) {
                 );
             }
         }
-        OpBody::RemoveMember { member, cutoffs } => {
+        OpBody::RemoveMember {
+            member,
+            cutoffs,
+            epoch,
+            ..
+        } => {
             if state.members.remove(member).is_some() {
                 state.removed.insert(*member, cutoffs.clone());
-                state.epoch = Some(op.hash);
+                state.epoch = Some(*epoch);
+                state.epochs.push(*epoch);
             }
         }
         OpBody::ChangeRole { member, role } => {
@@ -592,7 +644,10 @@ fn apply(state: &mut Resolution, op: &SignedOp, position: usize) {
                 m.role = *role;
             }
         }
-        OpBody::RotateKey => state.epoch = Some(op.hash),
+        OpBody::RotateKey { epoch, .. } => {
+            state.epoch = Some(*epoch);
+            state.epochs.push(*epoch);
+        }
         OpBody::Close => state.closed = true,
     }
 }
@@ -627,6 +682,8 @@ mod tests {
             body: OpBody::Genesis {
                 creator: grant(creator, Role::Coordinator),
                 nonce: [7; 16],
+                epoch: EpochId([0; 16]),
+                sealed: vec![],
             },
         };
         SignedOp::sign(creator, content)
@@ -659,6 +716,7 @@ mod tests {
             &log.heads(),
             OpBody::AddMember {
                 grant: grant(who, role),
+                sealed: vec![],
             },
         );
         let h = o.hash();
@@ -679,6 +737,8 @@ mod tests {
             OpBody::RemoveMember {
                 member: who.member(),
                 cutoffs: vec![(who.device(), 0)],
+                epoch: EpochId([7; 16]),
+                sealed: vec![],
             },
         )
     }
@@ -725,6 +785,7 @@ mod tests {
             &[base],
             OpBody::AddMember {
                 grant: grant(&c, Role::Professional),
+                sealed: vec![],
             },
         );
         let by_b_hash = by_b.hash();
@@ -783,6 +844,7 @@ mod tests {
             &log.heads(),
             OpBody::AddMember {
                 grant: grant(&b, Role::Observer),
+                sealed: vec![],
             },
         );
         let mut forged = o.bytes().to_vec();
@@ -798,7 +860,15 @@ mod tests {
             Err(OpError::TooLarge(_))
         ));
         let other = log_with(&b);
-        let foreign = op(&other, &b, &other.heads(), OpBody::RotateKey);
+        let foreign = op(
+            &other,
+            &b,
+            &other.heads(),
+            OpBody::RotateKey {
+                epoch: EpochId([1; 16]),
+                sealed: vec![],
+            },
+        );
         assert_eq!(log.insert(foreign), Err(OpError::WrongCircle));
         assert_eq!(log.insert(genesis(&b)), Err(OpError::SecondGenesis));
     }
@@ -813,6 +883,7 @@ mod tests {
             &full.heads(),
             OpBody::AddMember {
                 grant: grant(&b, Role::Coordinator),
+                sealed: vec![],
             },
         );
         full.insert(first.clone()).unwrap_or_else(|e| panic!("{e}"));
@@ -822,6 +893,7 @@ mod tests {
             &full.heads(),
             OpBody::AddMember {
                 grant: grant(&c, Role::Observer),
+                sealed: vec![],
             },
         );
         let mut partial = log_with(&a);
@@ -848,16 +920,22 @@ mod tests {
             let body = match body % 8 {
                 0..=2 => OpBody::AddMember {
                     grant: grant(target, role),
+                    sealed: vec![],
                 },
                 3 | 4 => OpBody::RemoveMember {
                     member: target.member(),
                     cutoffs: vec![],
+                    epoch: EpochId([7; 16]),
+                    sealed: vec![],
                 },
                 5 => OpBody::ChangeRole {
                     member: target.member(),
                     role,
                 },
-                6 => OpBody::RotateKey,
+                6 => OpBody::RotateKey {
+                    epoch: EpochId([all.len() as u8; 16]),
+                    sealed: vec![],
+                },
                 _ => OpBody::Close,
             };
             let o = op(&log, &people[author % people.len()], &parents, body);

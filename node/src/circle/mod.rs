@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod membership;
 
+use crate::crypto::{CryptoError, EpochId, EpochKey, seal_epoch_key};
 use crate::home::{self, Home, HomeError};
 use crate::identity::{ContactCard, LocalIdentity, Profile, PublicIdentity};
 use membership::{MemberGrant, MembershipLog, OpBody, OpContent, OpError, Resolution, SignedOp};
@@ -55,6 +56,14 @@ pub enum CircleError {
     /// The member named is not in the circle.
     #[error("no member of this circle matches {query:?}; `cercle circle show` lists them")]
     UnknownMember { query: String },
+    /// Sealing or opening a key failed.
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    /// This device holds no key of the circle's current epoch.
+    #[error(
+        "this device has no key for the circle's current epoch; ask a coordinator to add it again"
+    )]
+    NoEpochKey,
     /// The member to add is already in the circle.
     #[error("{name} is already a member of this circle")]
     AlreadyMember { name: String },
@@ -105,6 +114,15 @@ impl Circle {
         let me = signer.public();
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| CircleError::Random(e.to_string()))?;
+        let epoch = EpochId::generate()?;
+        let key = EpochKey::generate()?;
+        let sealed = vec![seal_epoch_key(
+            &key,
+            &nonce,
+            epoch,
+            me.device(),
+            &me.certificate.x25519,
+        )?];
         let genesis = SignedOp::sign(
             signer,
             OpContent {
@@ -119,6 +137,8 @@ impl Circle {
                         role: cercle_crdt::Role::Coordinator,
                     },
                     nonce,
+                    epoch,
+                    sealed,
                 },
             },
         );
@@ -286,12 +306,21 @@ impl Circle {
                 name: card.profile.name.clone(),
             });
         }
+        // History is part of care: the newcomer receives every epoch key this device holds.
+        let binding = self.binding();
+        let mut sealed = Vec::new();
+        for (epoch, key) in &self.epoch_keys(signer)? {
+            for d in &card.devices {
+                sealed.push(seal_epoch_key(key, &binding, *epoch, d.device, &d.x25519)?);
+            }
+        }
         let body = OpBody::AddMember {
             grant: MemberGrant {
                 member: card.member,
                 devices: card.devices.clone(),
                 role,
             },
+            sealed,
         };
         self.append_op(signer, body, now)?;
         self.names.insert(card.member, card.profile.clone());
@@ -322,14 +351,96 @@ impl Circle {
             .iter()
             .map(|d| (d.device, self.last_seq_of(&d.device.actor())))
             .collect();
+        // A new epoch that only the remaining devices can open.
+        let (epoch, sealed) = self.new_epoch_for(&r, Some(member))?;
         self.append_op(
             signer,
             OpBody::RemoveMember {
                 member: *member,
                 cutoffs,
+                epoch,
+                sealed,
             },
             now,
         )
+    }
+
+    /// What binds sealed keys to this circle: its genesis nonce.
+    fn binding(&self) -> Vec<u8> {
+        self.membership
+            .ops()
+            .find_map(|o| match &o.content().body {
+                OpBody::Genesis { nonce, .. } => Some(nonce.to_vec()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// A fresh epoch key sealed to every device of the current members except `without`.
+    fn new_epoch_for(
+        &self,
+        r: &Resolution,
+        without: Option<&MemberId>,
+    ) -> Result<(EpochId, Vec<crate::crypto::SealedKey>), CircleError> {
+        let epoch = EpochId::generate()?;
+        let key = EpochKey::generate()?;
+        let binding = self.binding();
+        let mut sealed = Vec::new();
+        for (m, state) in &r.members {
+            if Some(m) == without {
+                continue;
+            }
+            for d in &state.devices {
+                sealed.push(seal_epoch_key(&key, &binding, epoch, d.device, &d.x25519)?);
+            }
+        }
+        Ok((epoch, sealed))
+    }
+
+    /// Every epoch key of this circle that `me`'s device can open.
+    pub fn epoch_keys(
+        &self,
+        me: &LocalIdentity,
+    ) -> Result<std::collections::BTreeMap<EpochId, EpochKey>, CircleError> {
+        let r = self.resolution();
+        let binding = self.binding();
+        let secret = me.x25519_secret();
+        let mut keys = std::collections::BTreeMap::new();
+        for sealed in self.membership.sealed_for(&me.device(), &r) {
+            if let Ok(key) = crate::crypto::open_epoch_key(sealed, &binding, &secret) {
+                keys.insert(sealed.epoch, key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The key to write with: the current epoch's, provided it is sealed to exactly the
+    /// current members' devices. Otherwise (after concurrent changes) a coordinator's device
+    /// starts a new epoch first.
+    pub fn write_key(
+        &mut self,
+        me: &LocalIdentity,
+        now: Timestamp,
+    ) -> Result<(EpochId, EpochKey), CircleError> {
+        let r = self.resolution();
+        let current = r.epoch.ok_or(CircleError::NoEpochKey)?;
+        let devices: std::collections::BTreeSet<crate::identity::DeviceId> = r
+            .members
+            .values()
+            .flat_map(|m| m.devices.iter().map(|d| d.device))
+            .collect();
+        let exact = self.membership.holders(&current, &r) == devices;
+        if !exact && r.role(&me.member()) == Some(cercle_crdt::Role::Coordinator) {
+            let (epoch, sealed) = self.new_epoch_for(&r, None)?;
+            self.append_op(me, OpBody::RotateKey { epoch, sealed }, now)?;
+        }
+        let r = self.resolution();
+        let current = r.epoch.ok_or(CircleError::NoEpochKey)?;
+        let key = self
+            .epoch_keys(me)?
+            .remove(&current)
+            .ok_or(CircleError::NoEpochKey)?;
+        Ok((current, key))
     }
 
     /// Changes `member`'s role.
@@ -565,6 +676,83 @@ mod tests {
             vec![note]
         );
         assert_eq!(c.info().patient, "Jeanne Durand");
+    }
+
+    fn person(name: &str) -> LocalIdentity {
+        let p = Profile::new(name, "infirmière", None, None).unwrap_or_else(|e| panic!("{e}"));
+        LocalIdentity::generate(p, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_removed_member_reads_what_came_before_and_nothing_after() {
+        let (_dir, home, gp) = setup();
+        let nurse = person("Paul");
+        let mut c = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.add_member(
+            &gp,
+            &nurse.public().card(&[]),
+            cercle_crdt::Role::Professional,
+            Timestamp(2),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (e0, k0) = c
+            .write_key(&gp, Timestamp(3))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = k0.encrypt(b"h", b"avant").unwrap_or_else(|e| panic!("{e}"));
+        c.remove_member(&gp, &nurse.member(), Timestamp(4))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (e1, k1) = c
+            .write_key(&gp, Timestamp(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(e0, e1, "the removal started a new epoch");
+        let after = k1.encrypt(b"h", b"apres").unwrap_or_else(|e| panic!("{e}"));
+
+        // The nurse's keys, computed from the whole log (which relays and members see) and
+        // the nurse's own X25519 secret.
+        let nurse_keys = c.epoch_keys(&nurse).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(nurse_keys.keys().copied().collect::<Vec<_>>(), vec![e0]);
+        let read = nurse_keys
+            .get(&e0)
+            .map(|k| k.decrypt(b"h", &before).map(|p| p.to_vec()));
+        assert_eq!(read, Some(Ok(b"avant".to_vec())));
+        for k in nurse_keys.values() {
+            assert!(k.decrypt(b"h", &after).is_err());
+        }
+        // The coordinator still reads both.
+        let gp_keys = c.epoch_keys(&gp).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gp_keys.len(), 2);
+    }
+
+    #[test]
+    fn a_newcomer_receives_the_history_keys() {
+        let (_dir, home, gp) = setup();
+        let mut c = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let old = person("Old");
+        c.add_member(
+            &gp,
+            &old.public().card(&[]),
+            cercle_crdt::Role::Professional,
+            Timestamp(2),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        c.remove_member(&gp, &old.member(), Timestamp(3))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let newcomer = person("New");
+        c.add_member(
+            &gp,
+            &newcomer.public().card(&[]),
+            cercle_crdt::Role::Caregiver,
+            Timestamp(4),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let keys = c.epoch_keys(&newcomer).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(keys.len(), 2, "both epochs, including before they joined");
+        // Reopened from disk, the log gives the same keys.
+        let again =
+            Circle::open(&home, &gp.public(), &c.info().id).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.epoch_keys(&newcomer).map(|k| k.len()).ok(), Some(2));
     }
 
     #[test]

@@ -1,0 +1,298 @@
+//! The cryptography of circles, built only from reviewed crates:
+//!
+//! - **Epoch keys**: 32 random bytes per key epoch of a circle.
+//! - **Sealing** an epoch key to a device: HPKE (RFC 9180) in base mode with
+//!   X25519-HKDF-SHA256, HKDF-SHA256 and ChaCha20-Poly1305 (`hpke` crate). The `info` string
+//!   binds the circle, the epoch and the recipient device, so a sealed key cannot be replayed
+//!   for another circle, epoch or device.
+//! - **Payloads** (envelope contents): XChaCha20-Poly1305 under the epoch key with a random
+//!   24-byte nonce, the clear header as associated data.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hpke::aead::ChaCha20Poly1305 as HpkeAead;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::identity::DeviceId;
+
+/// Why a cryptographic operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The sealed key or payload does not open with this key (wrong key, or altered).
+    #[error("cannot decrypt: wrong key or altered data")]
+    Decrypt,
+    /// A public key or encapsulation is not valid.
+    #[error("invalid key material")]
+    InvalidKey,
+    /// The data is shorter than a nonce and tag.
+    #[error("encrypted data is truncated")]
+    Truncated,
+    /// The system's randomness failed.
+    #[error("the system's random number generator failed: {0}")]
+    Random(String),
+}
+
+/// Names one key epoch of a circle (chosen at random by the operation that starts it).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EpochId(pub [u8; 16]);
+
+impl EpochId {
+    /// A fresh random epoch id.
+    pub fn generate() -> Result<EpochId, CryptoError> {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).map_err(|e| CryptoError::Random(e.to_string()))?;
+        Ok(EpochId(b))
+    }
+}
+
+impl fmt::Debug for EpochId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Epoch({})", hex::encode(&self.0[..4]))
+    }
+}
+
+impl fmt::Display for EpochId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// A circle's key for one epoch. Zeroed on drop; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EpochKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for EpochKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EpochKey(..)")
+    }
+}
+
+impl EpochKey {
+    /// 32 fresh random bytes.
+    pub fn generate() -> Result<EpochKey, CryptoError> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        getrandom::fill(k.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
+        Ok(EpochKey(k))
+    }
+
+    /// Encrypts `plaintext`, authenticating `header` with it. Output: nonce ‖ ciphertext+tag.
+    pub fn encrypt(&self, header: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+        let cipher = XChaCha20Poly1305::new(&(*self.0).into());
+        let ct = cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: header,
+                },
+            )
+            .map_err(|_| CryptoError::Decrypt)?;
+        let mut out = Vec::with_capacity(24 + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypts what [`EpochKey::encrypt`] produced with the same `header`.
+    pub fn decrypt(&self, header: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if data.len() < 24 + 16 {
+            return Err(CryptoError::Truncated);
+        }
+        let (nonce, ct) = data.split_at(24);
+        let nonce: [u8; 24] = nonce.try_into().map_err(|_| CryptoError::Truncated)?;
+        let cipher = XChaCha20Poly1305::new(&(*self.0).into());
+        cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ct,
+                    aad: header,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+/// An epoch key sealed to one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedKey {
+    /// The device that can open it.
+    pub device: DeviceId,
+    /// The epoch whose key this is.
+    pub epoch: EpochId,
+    /// HPKE encapsulated key (hex).
+    pub enc: String,
+    /// HPKE ciphertext of the epoch key (hex).
+    pub ciphertext: String,
+}
+
+fn info(circle: &[u8], epoch: &EpochId, device: &DeviceId) -> Vec<u8> {
+    let mut i = b"cercle epoch key v1".to_vec();
+    i.extend_from_slice(circle);
+    i.extend_from_slice(&epoch.0);
+    i.extend_from_slice(&device.0);
+    i
+}
+
+/// Seals `key` (of `epoch` in the circle bound by `circle`, its genesis nonce) to `device`,
+/// whose X25519 public key is `recipient`.
+pub fn seal_epoch_key(
+    key: &EpochKey,
+    circle: &[u8],
+    epoch: EpochId,
+    device: DeviceId,
+    recipient: &[u8; 32],
+) -> Result<SealedKey, CryptoError> {
+    let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(recipient)
+        .map_err(|_| CryptoError::InvalidKey)?;
+    let info = info(circle, &epoch, &device);
+    let (enc, ciphertext) = hpke::single_shot_seal::<HpkeAead, HkdfSha256, X25519HkdfSha256>(
+        &OpModeS::Base,
+        &pk,
+        &info,
+        key.0.as_ref(),
+        b"",
+    )
+    .map_err(|_| CryptoError::InvalidKey)?;
+    Ok(SealedKey {
+        device,
+        epoch,
+        enc: hex::encode(enc.to_bytes()),
+        ciphertext: hex::encode(ciphertext),
+    })
+}
+
+/// Opens a sealed epoch key with the device's X25519 secret.
+pub fn open_epoch_key(
+    sealed: &SealedKey,
+    circle: &[u8],
+    secret: &[u8; 32],
+) -> Result<EpochKey, CryptoError> {
+    let sk = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(secret)
+        .map_err(|_| CryptoError::InvalidKey)?;
+    let enc_bytes = hex::decode(&sealed.enc).map_err(|_| CryptoError::InvalidKey)?;
+    let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&enc_bytes)
+        .map_err(|_| CryptoError::InvalidKey)?;
+    let ct = hex::decode(&sealed.ciphertext).map_err(|_| CryptoError::Decrypt)?;
+    let info = info(circle, &sealed.epoch, &sealed.device);
+    let plain = Zeroizing::new(
+        hpke::single_shot_open::<HpkeAead, HkdfSha256, X25519HkdfSha256>(
+            &OpModeR::Base,
+            &sk,
+            &enc,
+            &info,
+            &ct,
+            b"",
+        )
+        .map_err(|_| CryptoError::Decrypt)?,
+    );
+    let bytes: [u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| CryptoError::Decrypt)?;
+    Ok(EpochKey(Zeroizing::new(bytes)))
+}
+
+/// The X25519 public key of a secret (for tests and for checking certificates).
+pub fn x25519_public(secret: &[u8; 32]) -> [u8; 32] {
+    X25519HkdfSha256::sk_to_pk(
+        &match <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(secret) {
+            Ok(sk) => sk,
+            Err(_) => return [0; 32],
+        },
+    )
+    .to_bytes()
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{LocalIdentity, Profile};
+    use proptest::prelude::*;
+
+    fn device() -> LocalIdentity {
+        let p = Profile::new("A", "médecin", None, None).unwrap_or_else(|e| panic!("{e}"));
+        LocalIdentity::generate(p, cercle_crdt::Timestamp(1)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_epoch_key_sealed_to_a_device_opens_only_with_that_device() {
+        let (alice, bob) = (device(), device());
+        let circle = [9u8; 32];
+        let epoch = EpochId::generate().unwrap_or_else(|e| panic!("{e}"));
+        let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let sealed = seal_epoch_key(
+            &key,
+            &circle,
+            epoch,
+            alice.device(),
+            &alice.certificate.x25519,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            open_epoch_key(&sealed, &circle, &alice.x25519_secret()),
+            Ok(key.clone())
+        );
+        assert_eq!(
+            open_epoch_key(&sealed, &circle, &bob.x25519_secret()),
+            Err(CryptoError::Decrypt)
+        );
+        // Bound to its circle, epoch and device.
+        assert_eq!(
+            open_epoch_key(&sealed, &[8u8; 32], &alice.x25519_secret()),
+            Err(CryptoError::Decrypt)
+        );
+        let mut moved = sealed.clone();
+        moved.device = bob.device();
+        assert_eq!(
+            open_epoch_key(&moved, &circle, &alice.x25519_secret()),
+            Err(CryptoError::Decrypt)
+        );
+        // The certificate's X25519 key matches the HPKE public key of the secret.
+        assert_eq!(
+            x25519_public(&alice.x25519_secret()),
+            alice.certificate.x25519
+        );
+    }
+
+    #[test]
+    fn payloads_open_only_with_their_key_and_header() {
+        let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let other = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let ct = key
+            .encrypt(b"header", b"Chute ce matin")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            key.decrypt(b"header", &ct).map(|p| p.to_vec()),
+            Ok(b"Chute ce matin".to_vec())
+        );
+        assert_eq!(key.decrypt(b"other header", &ct), Err(CryptoError::Decrypt));
+        assert_eq!(other.decrypt(b"header", &ct), Err(CryptoError::Decrypt));
+        assert_eq!(
+            key.decrypt(b"header", &ct[..10]),
+            Err(CryptoError::Truncated)
+        );
+        assert!(!format!("{key:?}").contains(&hex::encode(&key.0[..4])));
+    }
+
+    proptest! {
+        #[test]
+        fn opening_random_data_never_panics(enc in ".{0,80}", ct in ".{0,120}", data in prop::collection::vec(any::<u8>(), 0..200)) {
+            let sealed = SealedKey { device: DeviceId([1; 32]), epoch: EpochId([2; 16]), enc, ciphertext: ct };
+            let _ = open_epoch_key(&sealed, &[0; 32], &[3; 32]);
+            let key = EpochKey(Zeroizing::new([4; 32]));
+            let _ = key.decrypt(b"h", &data);
+        }
+    }
+}
