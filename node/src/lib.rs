@@ -11,10 +11,12 @@
 //! - [`home`]: the home directory and its crash-safe file writes.
 //! - [`circle`]: circles of care, their signed membership log and three documents.
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
+//! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
 #![forbid(unsafe_code)]
 
 pub mod circle;
 pub mod crypto;
+pub mod envelope;
 pub mod home;
 pub mod identity;
 pub mod keyfile;

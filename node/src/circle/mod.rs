@@ -397,6 +397,18 @@ impl Circle {
         Ok((epoch, sealed))
     }
 
+    /// Devices holding each epoch's key, for the envelope checks.
+    pub fn epoch_holders(
+        &self,
+    ) -> std::collections::BTreeMap<EpochId, std::collections::BTreeSet<crate::identity::DeviceId>>
+    {
+        let r = self.resolution();
+        r.epochs
+            .iter()
+            .map(|e| (*e, self.membership.holders(e, &r)))
+            .collect()
+    }
+
     /// Every epoch key of this circle that `me`'s device can open.
     pub fn epoch_keys(
         &self,

@@ -1,0 +1,965 @@
+//! Envelopes: the unit of replication. One envelope carries one or more consecutive Automerge
+//! changes of one device in one document of one circle.
+//!
+//! Wire format (version 1, all integers little-endian), with hard limits:
+//!
+//! ```text
+//! header:  "CE" | version u8 | doc u8 | circle [32] | device [32] | seq u64 | prev [32]
+//!          | epoch [16] | dep count u8 | deps [32 × n]
+//! body:    payload length u32 | payload (nonce ‖ XChaCha20-Poly1305 ciphertext)
+//! trailer: Ed25519 signature [64] by the device over header and body
+//! ```
+//!
+//! The payload is the deflate-compressed list of changes, encrypted with the circle's epoch
+//! key; the header is its associated data. `prev` chains each device's envelopes per
+//! document, so a device cannot rewrite its history without leaving evidence.
+//!
+//! [`EnvelopeLog`] is the receive side, sans-I/O. It checks, in this order: size, decoding,
+//! signature, that the device is certified by a member allowed to write this document in
+//! this epoch and not past its removal cut-off, hash-chain continuity, decryption, that every
+//! change is the device's own, and finally the document's own validation
+//! (`cercle_crdt::validate_changes`, applied by the caller's `Replica`). Envelopes that
+//! arrive before their predecessor wait; anything rejected is recorded with its reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+
+use cercle_crdt::{Change, DocKind, MemberId, Role};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Serialize;
+
+use crate::circle::membership::{CircleId, Resolution};
+use crate::crypto::{EpochId, EpochKey};
+use crate::identity::{DeviceId, LocalIdentity};
+
+/// The largest envelope accepted, in bytes.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+/// The largest decompressed payload accepted (a guard against compression bombs).
+pub const MAX_PLAINTEXT_BYTES: usize = 4 * 1024 * 1024;
+/// At most this many changes per envelope.
+pub const MAX_CHANGES: usize = 1024;
+/// At most this many external dependencies per envelope.
+pub const MAX_DEPS: usize = 64;
+/// Out-of-order envelopes kept waiting per device and document.
+pub const MAX_WAITING: usize = 256;
+
+const MAGIC: &[u8; 2] = b"CE";
+const VERSION: u8 = 1;
+
+/// Why an envelope was refused. Recorded, never applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EnvelopeRejection {
+    #[error("envelope of {size} bytes is larger than {MAX_ENVELOPE_BYTES}")]
+    Oversized { size: usize },
+    #[error("malformed envelope: {what}")]
+    Malformed { what: String },
+    #[error("the device signature does not verify")]
+    BadSignature,
+    #[error("envelope for another circle")]
+    WrongCircle,
+    #[error("device {device} is not certified by any member of this circle")]
+    UnknownDevice { device: String },
+    #[error("device {device} was removed from the circle after its change {cutoff}")]
+    AfterRemoval { device: String, cutoff: u64 },
+    #[error("a {role} may not write the {doc}")]
+    RoleForbids { role: Role, doc: DocKind },
+    #[error("epoch {epoch} is not an epoch of this circle")]
+    UnknownEpoch { epoch: String },
+    #[error("the writing device does not hold the key of epoch {epoch}")]
+    WrongEpoch { epoch: String },
+    #[error("this device holds no key for epoch {epoch}")]
+    NoKey { epoch: String },
+    #[error("envelope {seq} of this device was already applied")]
+    Replay { seq: u64 },
+    #[error("envelope {seq} does not follow the device's previous envelope (fork)")]
+    Fork { seq: u64 },
+    #[error("the payload does not decrypt under the epoch key")]
+    Decrypt,
+    #[error("a change inside is not the signing device's own")]
+    ForeignChange,
+    #[error("too many envelopes wait for a missing predecessor")]
+    TooManyWaiting,
+}
+
+/// The clear header of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub circle: CircleId,
+    pub doc: DocKind,
+    pub device: DeviceId,
+    /// Position in the device's log for this document, from 1.
+    pub seq: u64,
+    /// Hash of the device's previous envelope for this document (zeros for seq 1).
+    pub prev: [u8; 32],
+    pub epoch: EpochId,
+    /// Automerge change hashes the changes depend on, outside this envelope.
+    pub deps: Vec<[u8; 32]>,
+}
+
+/// A signed envelope, as received or about to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub header: Header,
+    bytes: Vec<u8>,
+    header_len: usize,
+    payload: std::ops::Range<usize>,
+}
+
+fn doc_code(doc: DocKind) -> u8 {
+    match doc {
+        DocKind::PatientFile => 1,
+        DocKind::LiaisonNotebook => 2,
+        DocKind::Thread => 3,
+    }
+}
+
+fn doc_of(code: u8) -> Option<DocKind> {
+    DocKind::ALL.into_iter().find(|d| doc_code(*d) == code)
+}
+
+fn encode_header(h: &Header) -> Vec<u8> {
+    let mut b = Vec::with_capacity(160 + 32 * h.deps.len());
+    b.extend_from_slice(MAGIC);
+    b.push(VERSION);
+    b.push(doc_code(h.doc));
+    b.extend_from_slice(&h.circle.0);
+    b.extend_from_slice(&h.device.0);
+    b.extend_from_slice(&h.seq.to_le_bytes());
+    b.extend_from_slice(&h.prev);
+    b.extend_from_slice(&h.epoch.0);
+    b.push(h.deps.len() as u8);
+    for d in &h.deps {
+        b.extend_from_slice(d);
+    }
+    b
+}
+
+/// Reads fixed-size fields from a byte slice, failing cleanly at the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EnvelopeRejection> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| EnvelopeRejection::Malformed {
+                what: "truncated".into(),
+            })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EnvelopeRejection> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+}
+
+impl Envelope {
+    /// Seals `changes` (all by `signer`'s device, consecutive) into an envelope.
+    pub fn seal(
+        signer: &LocalIdentity,
+        circle: CircleId,
+        doc: DocKind,
+        seq: u64,
+        prev: [u8; 32],
+        (epoch, key): (EpochId, &EpochKey),
+        changes: &[Change],
+    ) -> Result<Envelope, EnvelopeRejection> {
+        let inside: BTreeSet<[u8; 32]> = changes.iter().map(|c| c.hash().0).collect();
+        let deps: BTreeSet<[u8; 32]> = changes
+            .iter()
+            .flat_map(|c| c.deps().iter().map(|d| d.0))
+            .filter(|d| !inside.contains(d))
+            .collect();
+        let header = Header {
+            circle,
+            doc,
+            device: signer.device(),
+            seq,
+            prev,
+            epoch,
+            deps: deps.into_iter().take(MAX_DEPS).collect(),
+        };
+        let mut plain = Vec::new();
+        plain.extend_from_slice(&(changes.len() as u32).to_le_bytes());
+        for c in changes {
+            let raw = c.raw_bytes();
+            plain.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+            plain.extend_from_slice(raw);
+        }
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        let compressed = z.write_all(&plain).and_then(|()| z.finish()).map_err(|e| {
+            EnvelopeRejection::Malformed {
+                what: e.to_string(),
+            }
+        })?;
+        let mut bytes = encode_header(&header);
+        let header_len = bytes.len();
+        let payload = key
+            .encrypt(&bytes, &compressed)
+            .map_err(|_| EnvelopeRejection::Decrypt)?;
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        let start = bytes.len();
+        bytes.extend_from_slice(&payload);
+        let end = bytes.len();
+        let signature = signer.sign(&bytes);
+        bytes.extend_from_slice(&signature);
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeRejection::Oversized { size: bytes.len() });
+        }
+        Ok(Envelope {
+            header,
+            bytes,
+            header_len,
+            payload: start..end,
+        })
+    }
+
+    /// Decodes received bytes and checks the signature (checks 1–3).
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeRejection> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeRejection::Oversized { size: bytes.len() });
+        }
+        let mut r = Reader { bytes, at: 0 };
+        let malformed = |what: &str| EnvelopeRejection::Malformed { what: what.into() };
+        if r.take(2)? != MAGIC {
+            return Err(malformed("not an envelope"));
+        }
+        if r.take(1)?[0] != VERSION {
+            return Err(malformed("unknown version"));
+        }
+        let doc = doc_of(r.take(1)?[0]).ok_or_else(|| malformed("unknown document kind"))?;
+        let circle = CircleId(r.array()?);
+        let device = DeviceId(r.array()?);
+        let seq = u64::from_le_bytes(r.array()?);
+        let prev = r.array()?;
+        let epoch = EpochId(r.array()?);
+        let ndeps = r.take(1)?[0] as usize;
+        if ndeps > MAX_DEPS {
+            return Err(malformed("too many dependencies"));
+        }
+        let mut deps = Vec::with_capacity(ndeps);
+        for _ in 0..ndeps {
+            deps.push(r.array()?);
+        }
+        let header_len = r.at;
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        let start = r.at;
+        r.take(len)?;
+        let end = r.at;
+        let signature: [u8; 64] = r.array()?;
+        if r.at != bytes.len() {
+            return Err(malformed("trailing bytes"));
+        }
+        if seq == 0 {
+            return Err(malformed("sequence numbers start at 1"));
+        }
+        let key =
+            VerifyingKey::from_bytes(&device.0).map_err(|_| EnvelopeRejection::BadSignature)?;
+        key.verify_strict(&bytes[..end], &Signature::from_bytes(&signature))
+            .map_err(|_| EnvelopeRejection::BadSignature)?;
+        Ok(Envelope {
+            header: Header {
+                circle,
+                doc,
+                device,
+                seq,
+                prev,
+                epoch,
+                deps,
+            },
+            bytes: bytes.to_vec(),
+            header_len,
+            payload: start..end,
+        })
+    }
+
+    /// The bytes to send and store.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// BLAKE3 hash of the whole envelope (what the next envelope's `prev` names).
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.bytes).as_bytes()
+    }
+
+    /// Decrypts and decompresses the changes (no other check).
+    pub fn open(&self, key: &EpochKey) -> Result<Vec<Change>, EnvelopeRejection> {
+        let compressed = key
+            .decrypt(
+                &self.bytes[..self.header_len],
+                &self.bytes[self.payload.clone()],
+            )
+            .map_err(|_| EnvelopeRejection::Decrypt)?;
+        let mut plain = Vec::new();
+        flate2::read::DeflateDecoder::new(&compressed[..])
+            .take(MAX_PLAINTEXT_BYTES as u64 + 1)
+            .read_to_end(&mut plain)
+            .map_err(|_| EnvelopeRejection::Malformed {
+                what: "bad compression".into(),
+            })?;
+        if plain.len() > MAX_PLAINTEXT_BYTES {
+            return Err(EnvelopeRejection::Malformed {
+                what: "payload too large".into(),
+            });
+        }
+        let mut r = Reader {
+            bytes: &plain,
+            at: 0,
+        };
+        let count = u32::from_le_bytes(r.array()?) as usize;
+        if count == 0 || count > MAX_CHANGES {
+            return Err(EnvelopeRejection::Malformed {
+                what: "bad change count".into(),
+            });
+        }
+        let mut changes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = u32::from_le_bytes(r.array()?) as usize;
+            let raw = r.take(len)?;
+            changes.push(Change::from_bytes(raw.to_vec()).map_err(|e| {
+                EnvelopeRejection::Malformed {
+                    what: format!("change: {e}"),
+                }
+            })?);
+        }
+        if r.at != plain.len() {
+            return Err(EnvelopeRejection::Malformed {
+                what: "trailing payload bytes".into(),
+            });
+        }
+        Ok(changes)
+    }
+}
+
+/// Whether `role` may write anything in `doc` (the fine rules are the document's own).
+fn may_write(role: Role, doc: DocKind) -> bool {
+    match doc {
+        DocKind::PatientFile => role.writes_clinical(),
+        DocKind::LiaisonNotebook | DocKind::Thread => role.writes_anything(),
+    }
+}
+
+/// What the receive side needs to know about the circle.
+#[derive(Debug)]
+pub struct CircleView<'a> {
+    pub circle: CircleId,
+    pub resolution: &'a Resolution,
+    /// Devices holding each epoch's key.
+    pub holders: &'a BTreeMap<EpochId, BTreeSet<DeviceId>>,
+    /// The epoch keys this device can open.
+    pub keys: &'a BTreeMap<EpochId, EpochKey>,
+}
+
+/// Changes ready to be applied, with who wrote them.
+#[derive(Debug)]
+pub struct Accepted {
+    pub doc: DocKind,
+    pub device: DeviceId,
+    pub seq: u64,
+    pub member: MemberId,
+    pub role: Role,
+    pub changes: Vec<Change>,
+}
+
+/// Two validly signed envelopes for the same device, document and sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkEvidence {
+    pub device: DeviceId,
+    pub doc: DocKind,
+    pub seq: u64,
+    pub first: Vec<u8>,
+    pub second: Vec<u8>,
+}
+
+/// The receive side: per device and document, the last accepted envelope, those waiting for
+/// a predecessor, rejections and fork evidence.
+#[derive(Debug, Default)]
+pub struct EnvelopeLog {
+    /// (device, doc) → (last seq, its hash, its bytes).
+    heads: BTreeMap<(DeviceId, DocKind), (u64, [u8; 32], Vec<u8>)>,
+    waiting: BTreeMap<(DeviceId, DocKind), BTreeMap<u64, Envelope>>,
+    /// Every rejection, in order (bounded by the caller's storage).
+    pub rejections: Vec<EnvelopeRejection>,
+    /// Proof of devices that signed two different envelopes for one position.
+    pub forks: Vec<ForkEvidence>,
+    /// Devices flagged for forking.
+    pub flagged: BTreeSet<DeviceId>,
+}
+
+impl EnvelopeLog {
+    /// Checks received bytes; returns the changes now ready (this envelope and any waiting
+    /// successors), in order. A rejection is recorded and returned.
+    pub fn receive(
+        &mut self,
+        bytes: &[u8],
+        view: &CircleView<'_>,
+    ) -> Result<Vec<Accepted>, EnvelopeRejection> {
+        let result = self.receive_inner(bytes, view);
+        if let Err(r) = &result {
+            tracing::warn!(reason = %r, "rejected envelope");
+            self.rejections.push(r.clone());
+        }
+        result
+    }
+
+    fn receive_inner(
+        &mut self,
+        bytes: &[u8],
+        view: &CircleView<'_>,
+    ) -> Result<Vec<Accepted>, EnvelopeRejection> {
+        let env = Envelope::decode(bytes)?;
+        let h = &env.header;
+        if h.circle != view.circle {
+            return Err(EnvelopeRejection::WrongCircle);
+        }
+        self.check_writer(&env, view)?;
+        let key = (h.device, h.doc);
+        let last = self.heads.get(&key).map_or(0, |(s, _, _)| *s);
+        if h.seq <= last {
+            return Err(self.replay_or_fork(&env));
+        }
+        if h.seq > last + 1 {
+            let waiting = self.waiting.entry(key).or_default();
+            if waiting.len() >= MAX_WAITING {
+                return Err(EnvelopeRejection::TooManyWaiting);
+            }
+            waiting.insert(h.seq, env);
+            return Ok(Vec::new());
+        }
+        let mut ready = vec![self.accept(env, view)?];
+        // Successors that were waiting for this one.
+        while let Some(next) = self
+            .waiting
+            .get_mut(&key)
+            .and_then(|w| w.remove(&(ready.last().map_or(0, |a| a.seq) + 1)))
+        {
+            match self.accept(next, view) {
+                Ok(a) => ready.push(a),
+                Err(r) => {
+                    self.rejections.push(r);
+                    break;
+                }
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Check 4: a certified device of a member allowed to write this document in this epoch,
+    /// not past its removal cut-off.
+    fn check_writer(
+        &self,
+        env: &Envelope,
+        view: &CircleView<'_>,
+    ) -> Result<(Role, MemberId), EnvelopeRejection> {
+        let h = &env.header;
+        let device = h.device.to_string();
+        let (member, role) = match view.resolution.member_of(&h.device) {
+            Some((m, s)) => (*m, s.role),
+            None => {
+                // A removed member's device may still deliver what it wrote before the cut-off.
+                let cutoff = view
+                    .resolution
+                    .removed
+                    .values()
+                    .flat_map(|c| c.iter())
+                    .find(|(d, _)| *d == h.device)
+                    .map(|(_, s)| *s);
+                return match cutoff {
+                    Some(c) if h.seq > c => {
+                        Err(EnvelopeRejection::AfterRemoval { device, cutoff: c })
+                    }
+                    Some(_) => Err(EnvelopeRejection::UnknownDevice { device }),
+                    None => Err(EnvelopeRejection::UnknownDevice { device }),
+                };
+            }
+        };
+        if !may_write(role, h.doc) {
+            return Err(EnvelopeRejection::RoleForbids { role, doc: h.doc });
+        }
+        let epoch = h.epoch.to_string();
+        if !view.resolution.epochs.contains(&h.epoch) {
+            return Err(EnvelopeRejection::UnknownEpoch { epoch });
+        }
+        if !view
+            .holders
+            .get(&h.epoch)
+            .is_some_and(|d| d.contains(&h.device))
+        {
+            return Err(EnvelopeRejection::WrongEpoch { epoch });
+        }
+        Ok((role, member))
+    }
+
+    /// Checks 5–7 for the envelope that extends the device's log.
+    fn accept(
+        &mut self,
+        env: Envelope,
+        view: &CircleView<'_>,
+    ) -> Result<Accepted, EnvelopeRejection> {
+        let (role, member) = self.check_writer(&env, view)?;
+        let h = env.header.clone();
+        let key = (h.device, h.doc);
+        let expected_prev = self.heads.get(&key).map_or([0u8; 32], |(_, hash, _)| *hash);
+        if h.prev != expected_prev {
+            return Err(EnvelopeRejection::Fork { seq: h.seq });
+        }
+        let epoch_key = view
+            .keys
+            .get(&h.epoch)
+            .ok_or_else(|| EnvelopeRejection::NoKey {
+                epoch: h.epoch.to_string(),
+            })?;
+        let changes = env.open(epoch_key)?;
+        let actor = h.device.actor();
+        if changes.iter().any(|c| *c.actor_id() != actor) {
+            return Err(EnvelopeRejection::ForeignChange);
+        }
+        self.heads
+            .insert(key, (h.seq, env.hash(), env.bytes.clone()));
+        Ok(Accepted {
+            doc: h.doc,
+            device: h.device,
+            seq: h.seq,
+            member,
+            role,
+            changes,
+        })
+    }
+
+    /// An envelope at an already-filled position: the same bytes are a replay; different,
+    /// validly signed bytes are a fork, kept as evidence.
+    fn replay_or_fork(&mut self, env: &Envelope) -> EnvelopeRejection {
+        let key = (env.header.device, env.header.doc);
+        if let Some((seq, _, bytes)) = self.heads.get(&key)
+            && *seq == env.header.seq
+            && *bytes != env.bytes
+        {
+            self.forks.push(ForkEvidence {
+                device: env.header.device,
+                doc: env.header.doc,
+                seq: *seq,
+                first: bytes.clone(),
+                second: env.bytes.clone(),
+            });
+            self.flagged.insert(env.header.device);
+            return EnvelopeRejection::Fork {
+                seq: env.header.seq,
+            };
+        }
+        EnvelopeRejection::Replay {
+            seq: env.header.seq,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::circle::Circle;
+    use crate::home::Home;
+    use crate::identity::Profile;
+    use crate::keyfile::KdfParams;
+    use cercle_crdt::{
+        ChangeAuthor, EntryKind, IdentityUpdate, LiaisonNotebook, NewEntry, PatientFile, Timestamp,
+    };
+    use proptest::prelude::*;
+
+    fn person(name: &str) -> LocalIdentity {
+        let p = Profile::new(name, "infirmière", None, None).unwrap_or_else(|e| panic!("{e}"));
+        LocalIdentity::generate(p, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A circle of a GP (coordinator), a nurse, a caregiver, and a removed physiotherapist.
+    struct Team {
+        _dir: tempfile::TempDir,
+        circle: Circle,
+        gp: LocalIdentity,
+        nurse: LocalIdentity,
+        carer: LocalIdentity,
+        physio: LocalIdentity,
+        physio_envelope: Vec<u8>,
+    }
+
+    fn team() -> Team {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let home = Home::at(dir.path());
+        let gp = person("GP");
+        home.init(&gp, None, KdfParams::FAST_INSECURE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut circle = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (nurse, carer, physio) = (person("Nurse"), person("Carer"), person("Physio"));
+        for (who, role) in [
+            (&nurse, Role::Professional),
+            (&carer, Role::Caregiver),
+            (&physio, Role::Professional),
+        ] {
+            circle
+                .add_member(&gp, &who.public().card(&[]), role, Timestamp(2))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // The physiotherapist writes one note (seq 1), then is removed: cut-off 0, since the
+        // GP's node has not seen it.
+        let physio_envelope = note_envelope(&circle, &physio, 1, [0; 32], "avant départ").0;
+        circle
+            .remove_member(&gp, &physio.member(), Timestamp(3))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Team {
+            _dir: dir,
+            circle,
+            gp,
+            nurse,
+            carer,
+            physio,
+            physio_envelope,
+        }
+    }
+
+    fn notebook_change(who: &LocalIdentity, text: &str) -> Vec<Change> {
+        let mut nb = LiaisonNotebook::new(who.actor());
+        let entry = NewEntry {
+            kind: EntryKind::Observation,
+            text: text.into(),
+            vitals: None,
+        };
+        nb.add_entry(who.member(), entry, Timestamp(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        nb.replica_mut().last_local_change().into_iter().collect()
+    }
+
+    /// An envelope by `who` with one notebook entry, sealed with the first epoch `who` holds.
+    fn note_envelope(
+        circle: &Circle,
+        who: &LocalIdentity,
+        seq: u64,
+        prev: [u8; 32],
+        text: &str,
+    ) -> (Vec<u8>, [u8; 32]) {
+        let keys = circle.epoch_keys(who).unwrap_or_else(|e| panic!("{e}"));
+        let current = circle.resolution().epoch;
+        let (epoch, key) = keys
+            .iter()
+            .find(|(e, _)| Some(**e) == current)
+            .or_else(|| keys.iter().next())
+            .unwrap_or_else(|| panic!("no key"));
+        let env = Envelope::seal(
+            who,
+            circle_id(circle),
+            DocKind::LiaisonNotebook,
+            seq,
+            prev,
+            (*epoch, key),
+            &notebook_change(who, text),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (env.bytes().to_vec(), env.hash())
+    }
+
+    fn circle_id(c: &Circle) -> CircleId {
+        let mut id = [0u8; 32];
+        hex::decode_to_slice(&c.info().id, &mut id).unwrap_or_else(|e| panic!("{e}"));
+        CircleId(id)
+    }
+
+    /// Receives `bytes` on `reader`'s node.
+    fn receive(
+        log: &mut EnvelopeLog,
+        t: &Team,
+        reader: &LocalIdentity,
+        bytes: &[u8],
+    ) -> Result<Vec<Accepted>, EnvelopeRejection> {
+        let resolution = t.circle.resolution();
+        let holders = t.circle.epoch_holders();
+        let keys = t
+            .circle
+            .epoch_keys(reader)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let view = CircleView {
+            circle: circle_id(&t.circle),
+            resolution: &resolution,
+            holders: &holders,
+            keys: &keys,
+        };
+        log.receive(bytes, &view)
+    }
+
+    #[test]
+    fn a_members_envelope_is_accepted_and_its_changes_apply() {
+        let t = team();
+        let (bytes, _) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "Pansement refait");
+        let mut log = EnvelopeLog::default();
+        let accepted = receive(&mut log, &t, &t.gp, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(accepted.len(), 1);
+        let a = &accepted[0];
+        assert_eq!((a.member, a.role), (t.nurse.member(), Role::Professional));
+        let mut nb = LiaisonNotebook::new(t.gp.actor());
+        let author = ChangeAuthor {
+            member: a.member,
+            role: a.role,
+        };
+        assert_eq!(
+            nb.replica_mut().apply_changes(a.changes.clone(), &author),
+            Ok(())
+        );
+        assert_eq!(nb.entries()[0].text, "Pansement refait");
+    }
+
+    #[test]
+    fn forged_unknown_removed_and_replayed_envelopes_are_rejected_each_with_its_reason() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        let (good, _) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "ok");
+
+        let mut forged = good.clone();
+        let i = forged.len() - 100;
+        forged[i] ^= 1;
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &forged).err(),
+            Some(EnvelopeRejection::BadSignature)
+        );
+
+        let outsider = person("Mallory");
+        let keys = t.circle.epoch_keys(&t.gp).unwrap_or_else(|e| panic!("{e}"));
+        let (e, k) = keys.iter().next().unwrap_or_else(|| panic!("no key"));
+        let theirs = Envelope::seal(
+            &outsider,
+            circle_id(&t.circle),
+            DocKind::LiaisonNotebook,
+            1,
+            [0; 32],
+            (*e, k),
+            &notebook_change(&outsider, "x"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            receive(&mut log, &t, &t.gp, theirs.bytes()),
+            Err(EnvelopeRejection::UnknownDevice { .. })
+        ));
+
+        assert!(matches!(
+            receive(&mut log, &t, &t.gp, &t.physio_envelope),
+            Err(EnvelopeRejection::AfterRemoval { cutoff: 0, .. })
+        ));
+
+        assert_eq!(receive(&mut log, &t, &t.gp, &good).map(|a| a.len()), Ok(1));
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &good).err(),
+            Some(EnvelopeRejection::Replay { seq: 1 })
+        );
+        assert_eq!(log.rejections.len(), 4, "every rejection is recorded");
+    }
+
+    #[test]
+    fn unknown_epochs_oversized_and_truncated_envelopes_are_rejected() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        let bogus = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let env = Envelope::seal(
+            &t.nurse,
+            circle_id(&t.circle),
+            DocKind::LiaisonNotebook,
+            1,
+            [0; 32],
+            (EpochId([9; 16]), &bogus),
+            &notebook_change(&t.nurse, "x"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            receive(&mut log, &t, &t.gp, env.bytes()),
+            Err(EnvelopeRejection::UnknownEpoch { .. })
+        ));
+        let huge = vec![0u8; MAX_ENVELOPE_BYTES + 1];
+        assert!(matches!(
+            receive(&mut log, &t, &t.gp, &huge),
+            Err(EnvelopeRejection::Oversized { .. })
+        ));
+        let (good, _) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "ok");
+        for cut in [0, 3, 40, good.len() / 2, good.len() - 1] {
+            assert!(
+                matches!(
+                    receive(&mut log, &t, &t.gp, &good[..cut]),
+                    Err(EnvelopeRejection::Malformed { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_changes_and_caregivers_writing_the_patient_file_are_rejected() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        let keys = t
+            .circle
+            .epoch_keys(&t.nurse)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let current = t.circle.resolution().epoch.unwrap_or(EpochId([0; 16]));
+        let key = keys
+            .get(&current)
+            .unwrap_or_else(|| panic!("no current key"));
+        // The nurse signs an envelope carrying the GP's change.
+        let env = Envelope::seal(
+            &t.nurse,
+            circle_id(&t.circle),
+            DocKind::LiaisonNotebook,
+            1,
+            [0; 32],
+            (current, key),
+            &notebook_change(&t.gp, "pas de moi"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, env.bytes()).err(),
+            Some(EnvelopeRejection::ForeignChange)
+        );
+
+        let carer_keys = t
+            .circle
+            .epoch_keys(&t.carer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let carer_key = carer_keys.get(&current).unwrap_or_else(|| panic!("no key"));
+        let mut pf = PatientFile::new(t.carer.actor());
+        pf.set_care_plan(t.carer.member(), "plan", Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let changes: Vec<Change> = pf.replica_mut().last_local_change().into_iter().collect();
+        let env = Envelope::seal(
+            &t.carer,
+            circle_id(&t.circle),
+            DocKind::PatientFile,
+            1,
+            [0; 32],
+            (current, carer_key),
+            &changes,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, env.bytes()).err(),
+            Some(EnvelopeRejection::RoleForbids {
+                role: Role::Caregiver,
+                doc: DocKind::PatientFile
+            })
+        );
+    }
+
+    #[test]
+    fn a_schema_violating_change_passes_the_envelope_but_not_the_document() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        // A notebook entry whose author field names the GP, sent by the nurse.
+        let mut nb = LiaisonNotebook::new(t.nurse.actor());
+        let entry = NewEntry {
+            kind: EntryKind::Alert,
+            text: "x".into(),
+            vitals: None,
+        };
+        nb.add_entry(t.gp.member(), entry, Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let changes: Vec<Change> = nb.replica_mut().last_local_change().into_iter().collect();
+        let current = t.circle.resolution().epoch.unwrap_or(EpochId([0; 16]));
+        let keys = t
+            .circle
+            .epoch_keys(&t.nurse)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = keys.get(&current).unwrap_or_else(|| panic!("no key"));
+        let env = Envelope::seal(
+            &t.nurse,
+            circle_id(&t.circle),
+            DocKind::LiaisonNotebook,
+            1,
+            [0; 32],
+            (current, key),
+            &changes,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let accepted = receive(&mut log, &t, &t.gp, env.bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let a = &accepted[0];
+        let mut target = LiaisonNotebook::new(t.gp.actor());
+        let r = target.replica_mut().apply_changes(
+            a.changes.clone(),
+            &ChangeAuthor {
+                member: a.member,
+                role: a.role,
+            },
+        );
+        assert!(
+            matches!(r, Err(cercle_crdt::Rejection::NotTheAuthor { .. })),
+            "{r:?}"
+        );
+        assert!(target.is_empty());
+    }
+
+    #[test]
+    fn out_of_order_envelopes_wait_and_forks_are_kept_as_evidence() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        let (first, h1) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "un");
+        let (second, _) = note_envelope(&t.circle, &t.nurse, 2, h1, "deux");
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &second).map(|a| a.len()),
+            Ok(0),
+            "waits"
+        );
+        let ready = receive(&mut log, &t, &t.gp, &first).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ready.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+        // A second, different envelope for seq 2 by the same device.
+        let (other, _) = note_envelope(&t.circle, &t.nurse, 2, h1, "autre version");
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &other).err(),
+            Some(EnvelopeRejection::Fork { seq: 2 })
+        );
+        assert_eq!(log.forks.len(), 1);
+        assert!(log.flagged.contains(&t.nurse.device()));
+        // A broken chain is a fork too.
+        let (broken, _) = note_envelope(&t.circle, &t.nurse, 3, [7; 32], "trois");
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &broken).err(),
+            Some(EnvelopeRejection::Fork { seq: 3 })
+        );
+    }
+
+    #[test]
+    fn a_removed_member_cannot_open_envelopes_of_the_new_epoch() {
+        let t = team();
+        let (bytes, _) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "après le départ");
+        let mut log = EnvelopeLog::default();
+        let r = receive(&mut log, &t, &t.physio, &bytes);
+        assert!(matches!(r, Err(EnvelopeRejection::NoKey { .. })), "{r:?}");
+        let env = Envelope::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        for key in t.circle.epoch_keys(&t.physio).unwrap_or_default().values() {
+            assert_eq!(env.open(key).err(), Some(EnvelopeRejection::Decrypt));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_random_and_mutated_bytes_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+            flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        ) {
+            let _ = Envelope::decode(&bytes);
+            let me = person("X");
+            let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+            let env = Envelope::seal(&me, CircleId([1; 32]), DocKind::Thread, 1, [0; 32], (EpochId([2; 16]), &key), &notebook_change(&me, "x"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut b = env.bytes().to_vec();
+            for (at, bit) in flips {
+                let i = at % b.len();
+                b[i] ^= 1 << (bit % 8);
+            }
+            if let Ok(d) = Envelope::decode(&b) {
+                let _ = d.open(&key);
+            }
+        }
+    }
+}
