@@ -382,12 +382,19 @@ pub struct ForkEvidence {
     pub second: Vec<u8>,
 }
 
+/// The last envelope accepted from one device in one document.
+#[derive(Debug, Clone)]
+struct LogHead {
+    seq: u64,
+    hash: [u8; 32],
+    bytes: Vec<u8>,
+}
+
 /// The receive side: per device and document, the last accepted envelope, those waiting for
 /// a predecessor, rejections and fork evidence.
 #[derive(Debug, Default)]
 pub struct EnvelopeLog {
-    /// (device, doc) → (last seq, its hash, its bytes).
-    heads: BTreeMap<(DeviceId, DocKind), (u64, [u8; 32], Vec<u8>)>,
+    heads: BTreeMap<(DeviceId, DocKind), LogHead>,
     waiting: BTreeMap<(DeviceId, DocKind), BTreeMap<u64, Envelope>>,
     /// Every rejection, in order (bounded by the caller's storage).
     pub rejections: Vec<EnvelopeRejection>,
@@ -425,7 +432,7 @@ impl EnvelopeLog {
         }
         self.check_writer(&env, view)?;
         let key = (h.device, h.doc);
-        let last = self.heads.get(&key).map_or(0, |(s, _, _)| *s);
+        let last = self.heads.get(&key).map_or(0, |h| h.seq);
         if h.seq <= last {
             return Err(self.replay_or_fork(&env));
         }
@@ -510,7 +517,7 @@ impl EnvelopeLog {
         let (role, member) = self.check_writer(&env, view)?;
         let h = env.header.clone();
         let key = (h.device, h.doc);
-        let expected_prev = self.heads.get(&key).map_or([0u8; 32], |(_, hash, _)| *hash);
+        let expected_prev = self.heads.get(&key).map_or([0u8; 32], |h| h.hash);
         if h.prev != expected_prev {
             return Err(EnvelopeRejection::Fork { seq: h.seq });
         }
@@ -541,15 +548,15 @@ impl EnvelopeLog {
     /// validly signed bytes are a fork, kept as evidence.
     fn replay_or_fork(&mut self, env: &Envelope) -> EnvelopeRejection {
         let key = (env.header.device, env.header.doc);
-        if let Some((seq, _, bytes)) = self.heads.get(&key)
-            && *seq == env.header.seq
-            && *bytes != env.bytes
+        if let Some(head) = self.heads.get(&key)
+            && head.seq == env.header.seq
+            && head.bytes != env.bytes
         {
             self.forks.push(ForkEvidence {
                 device: env.header.device,
                 doc: env.header.doc,
-                seq: *seq,
-                first: bytes.clone(),
+                seq: head.seq,
+                first: head.bytes.clone(),
                 second: env.bytes.clone(),
             });
             self.flagged.insert(env.header.device);
