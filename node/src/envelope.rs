@@ -532,8 +532,14 @@ impl EnvelopeLog {
         if changes.iter().any(|c| *c.actor_id() != actor) {
             return Err(EnvelopeRejection::ForeignChange);
         }
-        self.heads
-            .insert(key, (h.seq, env.hash(), env.bytes.clone()));
+        self.heads.insert(
+            key,
+            LogHead {
+                seq: h.seq,
+                hash: env.hash(),
+                bytes: env.bytes.clone(),
+            },
+        );
         Ok(Accepted {
             doc: h.doc,
             device: h.device,
