@@ -293,8 +293,20 @@ impl Envelope {
         *blake3::hash(&self.bytes).as_bytes()
     }
 
-    /// Decrypts and decompresses the changes (no other check).
+    /// Decrypts, decompresses and parses the changes (no other check).
     pub fn open(&self, key: &EpochKey) -> Result<Vec<Change>, EnvelopeRejection> {
+        self.open_raw(key)?
+            .into_iter()
+            .map(|raw| {
+                Change::from_bytes(raw).map_err(|e| EnvelopeRejection::Malformed {
+                    what: format!("change: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    /// Decrypts and decompresses the changes' bytes, without parsing them.
+    pub fn open_raw(&self, key: &EpochKey) -> Result<Vec<Vec<u8>>, EnvelopeRejection> {
         let compressed = key
             .decrypt(
                 &self.bytes[..self.header_len],
@@ -326,12 +338,7 @@ impl Envelope {
         let mut changes = Vec::with_capacity(count);
         for _ in 0..count {
             let len = u32::from_le_bytes(r.array()?) as usize;
-            let raw = r.take(len)?;
-            changes.push(Change::from_bytes(raw.to_vec()).map_err(|e| {
-                EnvelopeRejection::Malformed {
-                    what: format!("change: {e}"),
-                }
-            })?);
+            changes.push(r.take(len)?.to_vec());
         }
         if r.at != plain.len() {
             return Err(EnvelopeRejection::Malformed {
