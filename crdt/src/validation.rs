@@ -608,7 +608,7 @@ fn short_actor(a: &ActorId) -> String {
 #[cfg(test)]
 mod tests {
     use automerge::transaction::Transactable;
-    use automerge::{ROOT, Value};
+    use automerge::{ROOT, ScalarValue, Value};
 
     use super::*;
     use crate::notebook::{EntryKind, LiaisonNotebook, NewEntry};
@@ -672,6 +672,34 @@ mod tests {
             };
         }
         o
+    }
+
+    /// A change by `actor` (its first in this document) that creates one item in `root`
+    /// with `fields`, written directly with Automerge as a modified node would.
+    fn raw_item(
+        replica: &Replica,
+        actor: ActorId,
+        root: &str,
+        fields: &[(&str, automerge::ScalarValue)],
+    ) -> Vec<Change> {
+        let mut doc = raw(replica, actor.clone());
+        let coll = obj(&doc, &[root]);
+        let item = doc
+            .put_object(&coll, item_id(&actor, 1, 0).as_str(), ObjType::Map)
+            .unwrap_or(ROOT);
+        for (k, v) in fields {
+            doc.put(&item, *k, v.clone()).unwrap_or_default();
+        }
+        commit(&mut doc)
+    }
+
+    /// The fields of Bob's acknowledgement of `entry`.
+    fn ack_fields(entry: &str) -> [(&'static str, ScalarValue); 3] {
+        [
+            ("by", ScalarValue::Str(BOB.to_hex().into())),
+            ("at", ScalarValue::Timestamp(1)),
+            ("entry", ScalarValue::Str(entry.into())),
+        ]
     }
 
     fn check(replica: &Replica, changes: &[Change], by: ChangeAuthor) -> Result<(), Rejection> {
@@ -985,21 +1013,8 @@ mod tests {
             .add_entry(BOB, note(EntryKind::Alert, "x"), T)
             .unwrap_or_default();
         // Bob acknowledges an alert the receiver has never seen, in a change with no deps on it.
-        let mut raw_b = raw(b.replica(), actor(9));
-        let acks = obj(&raw_b, &["acks"]);
-        let k = raw_b
-            .put_object(&acks, item_id(&actor(9), 1, 0).as_str(), ObjType::Map)
-            .unwrap_or(ROOT);
-        raw_b.put(&k, "by", BOB.to_hex()).unwrap_or_default();
-        raw_b
-            .put(&k, "at", automerge::ScalarValue::Timestamp(1))
-            .unwrap_or_default();
-        raw_b.put(&k, "entry", ghost.as_str()).unwrap_or_default();
-        let r = check(
-            b.replica_mut(),
-            &commit(&mut raw_b),
-            author(BOB, Role::Professional),
-        );
+        let ack = raw_item(b.replica(), actor(9), "acks", &ack_fields(&ghost));
+        let r = check(b.replica_mut(), &ack, author(BOB, Role::Professional));
         assert!(
             matches!(r, Err(Rejection::UnknownReference { .. })),
             "{r:?}"
@@ -1009,42 +1024,25 @@ mod tests {
     #[test]
     fn amending_someone_elses_entry_or_acknowledging_a_non_alert_is_rejected() {
         let (a, b, obs, _) = notebooks();
-        let mut raw_b = raw(b.replica(), actor(2));
-        let amendments = obj(&raw_b, &["amendments"]);
-        let m = raw_b
-            .put_object(&amendments, item_id(&actor(2), 1, 0).as_str(), ObjType::Map)
-            .unwrap_or(ROOT);
-        raw_b.put(&m, "author", BOB.to_hex()).unwrap_or_default();
-        raw_b
-            .put(&m, "at", automerge::ScalarValue::Timestamp(1))
-            .unwrap_or_default();
-        raw_b.put(&m, "entry", obs.as_str()).unwrap_or_default();
-        raw_b.put(&m, "text", "corrigé").unwrap_or_default();
-        let r = check(
-            a.replica(),
-            &commit(&mut raw_b),
-            author(BOB, Role::Professional),
+        let amendment = raw_item(
+            b.replica(),
+            actor(2),
+            "amendments",
+            &[
+                ("author", ScalarValue::Str(BOB.to_hex().into())),
+                ("at", ScalarValue::Timestamp(1)),
+                ("entry", ScalarValue::Str(obs.as_str().into())),
+                ("text", ScalarValue::Str("corrigé".into())),
+            ],
         );
+        let r = check(a.replica(), &amendment, author(BOB, Role::Professional));
         assert!(
             matches!(r, Err(Rejection::AmendsOthersEntry { .. })),
             "{r:?}"
         );
 
-        let mut raw_b = raw(b.replica(), actor(2));
-        let acks = obj(&raw_b, &["acks"]);
-        let k = raw_b
-            .put_object(&acks, item_id(&actor(2), 1, 0).as_str(), ObjType::Map)
-            .unwrap_or(ROOT);
-        raw_b.put(&k, "by", BOB.to_hex()).unwrap_or_default();
-        raw_b
-            .put(&k, "at", automerge::ScalarValue::Timestamp(1))
-            .unwrap_or_default();
-        raw_b.put(&k, "entry", obs.as_str()).unwrap_or_default();
-        let r = check(
-            a.replica(),
-            &commit(&mut raw_b),
-            author(BOB, Role::Professional),
-        );
+        let ack = raw_item(b.replica(), actor(2), "acks", &ack_fields(&obs));
+        let r = check(a.replica(), &ack, author(BOB, Role::Professional));
         assert!(
             matches!(r, Err(Rejection::AcknowledgesNonAlert { .. })),
             "{r:?}"
