@@ -686,6 +686,25 @@ mod tests {
         (env.bytes().to_vec(), env.hash())
     }
 
+    /// An envelope (seq 1) by `who` carrying `changes`, sealed with the current epoch's key.
+    fn seal_current(t: &Team, who: &LocalIdentity, doc: DocKind, changes: &[Change]) -> Envelope {
+        let current = t.circle.resolution().epoch.unwrap_or(EpochId([0; 16]));
+        let keys = t.circle.epoch_keys(who).unwrap_or_else(|e| panic!("{e}"));
+        let key = keys
+            .get(&current)
+            .unwrap_or_else(|| panic!("no current key"));
+        Envelope::seal(
+            who,
+            circle_id(&t.circle),
+            doc,
+            1,
+            [0; 32],
+            (current, key),
+            changes,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn circle_id(c: &Circle) -> CircleId {
         let mut id = [0u8; 32];
         hex::decode_to_slice(&c.info().id, &mut id).unwrap_or_else(|e| panic!("{e}"));
@@ -820,49 +839,23 @@ mod tests {
     fn foreign_changes_and_caregivers_writing_the_patient_file_are_rejected() {
         let t = team();
         let mut log = EnvelopeLog::default();
-        let keys = t
-            .circle
-            .epoch_keys(&t.nurse)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let current = t.circle.resolution().epoch.unwrap_or(EpochId([0; 16]));
-        let key = keys
-            .get(&current)
-            .unwrap_or_else(|| panic!("no current key"));
         // The nurse signs an envelope carrying the GP's change.
-        let env = Envelope::seal(
+        let env = seal_current(
+            &t,
             &t.nurse,
-            circle_id(&t.circle),
             DocKind::LiaisonNotebook,
-            1,
-            [0; 32],
-            (current, key),
             &notebook_change(&t.gp, "pas de moi"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        );
         assert_eq!(
             receive(&mut log, &t, &t.gp, env.bytes()).err(),
             Some(EnvelopeRejection::ForeignChange)
         );
 
-        let carer_keys = t
-            .circle
-            .epoch_keys(&t.carer)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let carer_key = carer_keys.get(&current).unwrap_or_else(|| panic!("no key"));
         let mut pf = PatientFile::new(t.carer.actor());
         pf.set_care_plan(t.carer.member(), "plan", Timestamp(1))
             .unwrap_or_else(|e| panic!("{e}"));
         let changes: Vec<Change> = pf.replica_mut().last_local_change().into_iter().collect();
-        let env = Envelope::seal(
-            &t.carer,
-            circle_id(&t.circle),
-            DocKind::PatientFile,
-            1,
-            [0; 32],
-            (current, carer_key),
-            &changes,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let env = seal_current(&t, &t.carer, DocKind::PatientFile, &changes);
         assert_eq!(
             receive(&mut log, &t, &t.gp, env.bytes()).err(),
             Some(EnvelopeRejection::RoleForbids {
@@ -886,22 +879,7 @@ mod tests {
         nb.add_entry(t.gp.member(), entry, Timestamp(1))
             .unwrap_or_else(|e| panic!("{e}"));
         let changes: Vec<Change> = nb.replica_mut().last_local_change().into_iter().collect();
-        let current = t.circle.resolution().epoch.unwrap_or(EpochId([0; 16]));
-        let keys = t
-            .circle
-            .epoch_keys(&t.nurse)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let key = keys.get(&current).unwrap_or_else(|| panic!("no key"));
-        let env = Envelope::seal(
-            &t.nurse,
-            circle_id(&t.circle),
-            DocKind::LiaisonNotebook,
-            1,
-            [0; 32],
-            (current, key),
-            &changes,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let env = seal_current(&t, &t.nurse, DocKind::LiaisonNotebook, &changes);
         let accepted = receive(&mut log, &t, &t.gp, env.bytes()).unwrap_or_else(|e| panic!("{e}"));
         let a = &accepted[0];
         let mut target = LiaisonNotebook::new(t.gp.actor());
