@@ -15,7 +15,7 @@ use automerge::{ActorId, AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue,
 use serde::{Deserialize, Serialize};
 
 use crate::member::{MemberId, Timestamp};
-use crate::schema::DocSchema;
+use crate::schema::{DocSchema, Field, ScalarFault, Shape, check_scalar};
 
 /// Length of an item id in hex digits (96 bits).
 pub const ITEM_ID_HEX_LEN: usize = 24;
@@ -232,6 +232,31 @@ pub(crate) fn collection_item<D: ReadDoc>(doc: &D, collection: &ObjId, id: &str)
         Ok(Some((Value::Object(ObjType::Map), obj))) => Some(obj),
         _ => None,
     }
+}
+
+/// Checks a value a typed writer is about to put in field `name` of a record declared by
+/// `fields`, with the validator's own rules (so nothing written locally is refused by the
+/// other members). `author` is who writes it.
+pub(crate) fn check_write(
+    fields: &[Field],
+    name: &'static str,
+    value: &ScalarValue,
+    author: &MemberId,
+) -> Result<(), WriteError> {
+    let Some(Field {
+        shape: Shape::Scalar(scalar),
+        ..
+    }) = fields.iter().find(|f| f.name == name)
+    else {
+        return Ok(());
+    };
+    check_scalar(*scalar, value, author).map_err(|fault| WriteError::InvalidValue {
+        field: name,
+        reason: match fault {
+            ScalarFault::Invalid(reason) => reason,
+            ScalarFault::NotTheAuthor { claimed } => format!("names {claimed}, not the author"),
+        },
+    })
 }
 
 /// Checks a text input against a schema limit before writing it.

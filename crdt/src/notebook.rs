@@ -5,11 +5,12 @@
 //! [`Acknowledgement`]s. The schema below is what the validator enforces on every change.
 
 use automerge::transaction::Transactable;
-use automerge::{ActorId, ObjType};
+use automerge::{ActorId, ObjType, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{
-    DocKind, RecordReader, WriteError, check_text, collection_item, collection_items, root_obj,
+    DocKind, RecordReader, WriteError, check_text, check_write, collection_item, collection_items,
+    root_obj,
 };
 use crate::member::{MemberId, Timestamp};
 use crate::replica::{LoadError, Replica};
@@ -196,28 +197,18 @@ impl Vitals {
 
     /// Checks every value against the schema's ranges.
     fn check(&self) -> Result<(), WriteError> {
-        for field in VITALS_FIELDS.iter() {
-            let value = self
-                .reals()
-                .into_iter()
-                .find(|(n, _)| *n == field.name)
-                .and_then(|(_, v)| v.map(automerge::ScalarValue::F64))
-                .or_else(|| {
-                    self.ints()
-                        .into_iter()
-                        .find(|(n, _)| *n == field.name)
-                        .and_then(|(_, v)| v.map(automerge::ScalarValue::Int))
-                });
-            if let (Some(v), Shape::Scalar(s)) = (value, &field.shape) {
-                crate::schema::check_scalar(*s, &v, &MemberId::from_bytes([0; 32])).map_err(
-                    |fault| WriteError::InvalidValue {
-                        field: field.name,
-                        reason: match fault {
-                            crate::schema::ScalarFault::Invalid(r) => r,
-                            crate::schema::ScalarFault::NotTheAuthor { .. } => "invalid".into(),
-                        },
-                    },
-                )?;
+        let reals = self
+            .reals()
+            .into_iter()
+            .map(|(n, v)| (n, v.map(ScalarValue::F64)));
+        let ints = self
+            .ints()
+            .into_iter()
+            .map(|(n, v)| (n, v.map(ScalarValue::Int)));
+        for (name, value) in reals.chain(ints) {
+            if let Some(v) = value {
+                // Vitals hold no author field: whose name is passed does not matter.
+                check_write(&VITALS_FIELDS, name, &v, &MemberId::from_const([0; 32]))?;
             }
         }
         Ok(())

@@ -11,13 +11,12 @@ use automerge::{ActorId, AutoCommit, ObjType, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{
-    DocKind, RecordReader, WriteError, check_text, collection_item, collection_items, root_obj,
+    DocKind, RecordReader, WriteError, check_write, collection_item, collection_items, root_obj,
 };
 use crate::member::{MemberId, Timestamp};
 use crate::replica::{LoadError, Replica};
 use crate::schema::{
-    DocSchema, Field, MAX_LABEL_BYTES, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers, check_ins,
-    parse_date,
+    DocSchema, Field, MAX_LABEL_BYTES, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers,
 };
 
 const LABEL: Scalar = Scalar::Text {
@@ -626,46 +625,36 @@ fn check_field(
     value: &ScalarValue,
     author: &MemberId,
 ) -> Result<(), WriteError> {
-    let Shape::Record(decl) = shape else {
-        return Ok(());
-    };
-    let Some(Field {
-        shape: Shape::Scalar(scalar),
-        ..
-    }) = decl.iter().find(|f| f.name == name)
-    else {
-        return Ok(());
-    };
-    if let (Scalar::Text { .. }, ScalarValue::Str(text)) = (scalar, value)
-        && matches!(
-            scalar,
-            Scalar::Text {
-                non_empty: true,
-                ..
-            }
-        )
-    {
-        check_text(name, text, MAX_TEXT_BYTES)?;
+    match shape {
+        Shape::Record(fields) => check_write(fields, name, value, author),
+        _ => Ok(()),
     }
-    if let (Scalar::Date, ScalarValue::Str(d)) = (scalar, value) {
-        parse_date(d).map_err(|reason| WriteError::InvalidValue {
-            field: name,
-            reason,
-        })?;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_refuses_what_the_other_members_would_refuse() {
+        let me = MemberId::from_const([1; 32]);
+        let mut pf = PatientFile::new(ActorId::from(&[1u8; 16][..]));
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        let r = pf.add_item(me, ItemList::Problems, &[("label", &long)], Timestamp(1));
+        assert!(
+            matches!(r, Err(WriteError::InvalidValue { field: "label", .. })),
+            "{r:?}"
+        );
+        let r = pf.add_item(me, ItemList::Problems, &[("label", "  ")], Timestamp(1));
+        assert!(
+            matches!(r, Err(WriteError::InvalidValue { field: "label", .. })),
+            "{r:?}"
+        );
+        let bad_ins = IdentityUpdate {
+            ins: Some("184127645108947".into()),
+            ..Default::default()
+        };
+        assert!(pf.set_identity(me, &bad_ins, Timestamp(1)).is_err());
+        assert!(pf.items(ItemList::Problems).is_empty());
     }
-    if let (Scalar::Ins, ScalarValue::Str(d)) = (scalar, value) {
-        check_ins(d).map_err(|reason| WriteError::InvalidValue {
-            field: name,
-            reason,
-        })?;
-    }
-    crate::schema::check_scalar(*scalar, value, author).map_err(|fault| WriteError::InvalidValue {
-        field: name,
-        reason: match fault {
-            crate::schema::ScalarFault::Invalid(r) => r,
-            crate::schema::ScalarFault::NotTheAuthor { claimed } => {
-                format!("names {claimed}, not the author")
-            }
-        },
-    })
 }

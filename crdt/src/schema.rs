@@ -147,7 +147,7 @@ pub(crate) fn check_scalar(
             if s.len() > max {
                 Err(format!("{} bytes, at most {max} allowed", s.len()))
             } else if non_empty && s.trim().is_empty() {
-                Err("empty".into())
+                Err("must not be empty".into())
             } else {
                 Ok(())
             }
