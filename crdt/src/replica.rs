@@ -126,12 +126,12 @@ impl Replica {
     }
 
     /// The highest sequence number of `actor`'s changes in this replica (0 if none).
-    pub fn last_seq_of(&self, actor: &ActorId) -> u64 {
-        let mut doc = self.doc.clone();
-        doc.get_changes(&[])
+    pub fn last_seq_of(&mut self, actor: &ActorId) -> u64 {
+        self.doc
+            .get_changes_meta(&[])
             .iter()
-            .filter(|c| c.actor_id() == actor)
-            .map(|c| c.seq())
+            .filter(|c| *c.actor == *actor)
+            .map(|c| c.seq)
             .max()
             .unwrap_or(0)
     }

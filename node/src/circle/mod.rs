@@ -508,14 +508,13 @@ impl Circle {
     }
 
     /// The highest Automerge sequence number of `actor` in any of the circle's documents.
-    fn last_seq_of(&self, actor: &cercle_crdt::ActorId) -> u64 {
+    fn last_seq_of(&mut self, actor: &cercle_crdt::ActorId) -> u64 {
         [
-            self.patient_file.replica(),
-            self.notebook.replica(),
-            self.thread.replica(),
+            self.patient_file.replica_mut().last_seq_of(actor),
+            self.notebook.replica_mut().last_seq_of(actor),
+            self.thread.replica_mut().last_seq_of(actor),
         ]
         .into_iter()
-        .map(|r| r.last_seq_of(actor))
         .max()
         .unwrap_or(0)
     }
@@ -734,6 +733,41 @@ mod tests {
         // The coordinator still reads both.
         let gp_keys = c.epoch_keys(&gp).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(gp_keys.len(), 2);
+    }
+
+    #[test]
+    fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
+        let (_dir, home, gp) = setup();
+        let physio = person("Physio");
+        let mut c = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let role = cercle_crdt::Role::Professional;
+        c.add_member(&gp, &physio.public().card(&[]), role, Timestamp(2))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut theirs = LiaisonNotebook::new(physio.actor());
+        for text in ["Séance 1", "Séance 2"] {
+            let entry = NewEntry {
+                kind: EntryKind::Care,
+                text: text.into(),
+                vitals: None,
+            };
+            theirs
+                .add_entry(physio.member(), entry, Timestamp(3))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let changes = theirs.replica_mut().changes_since(&[]);
+        let author = cercle_crdt::ChangeAuthor {
+            member: physio.member(),
+            role,
+        };
+        c.notebook
+            .replica_mut()
+            .apply_changes(changes, &author)
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.remove_member(&gp, &physio.member(), Timestamp(4))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let removed = c.resolution().removed.get(&physio.member()).cloned();
+        assert_eq!(removed, Some(vec![(physio.device(), 2)]));
     }
 
     #[test]
