@@ -117,6 +117,11 @@ pub fn item_id(actor: &ActorId, seq: u64, index: u32) -> String {
     hex::encode(&h.finalize().as_bytes()[..ITEM_ID_HEX_LEN / 2])
 }
 
+/// Whether the change `hash` has been applied to `doc`.
+pub(crate) fn has_change(doc: &AutoCommit, hash: &automerge::ChangeHash) -> bool {
+    ReadDoc::get_missing_deps(doc, &[*hash]).is_empty()
+}
+
 /// The sequence number the next local change of `doc`'s actor will get.
 pub(crate) fn next_local_seq(doc: &mut AutoCommit) -> u64 {
     doc.get_last_local_change().map_or(1, |c| c.seq() + 1)

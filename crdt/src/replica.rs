@@ -122,7 +122,7 @@ impl Replica {
 
     /// Whether the change `hash` has been applied to this replica.
     pub fn has_change(&self, hash: &ChangeHash) -> bool {
-        ReadDoc::get_missing_deps(&self.doc, &[*hash]).is_empty()
+        document::has_change(&self.doc, hash)
     }
 
     /// The highest sequence number of `actor`'s changes in this replica (0 if none).

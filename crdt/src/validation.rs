@@ -21,7 +21,7 @@ use automerge::{
     ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue,
 };
 
-use crate::document::{DocKind, collection_item, item_id};
+use crate::document::{DocKind, collection_item, has_change, item_id};
 use crate::member::{MemberId, Role};
 use crate::schema::{DocSchema, Field, Root, Scalar, ScalarFault, Shape, check_scalar};
 
@@ -173,7 +173,7 @@ impl<'a> Batch<'a> {
 
     fn check_change(&mut self, change: &Change) -> Result<(), Rejection> {
         let hash = change.hash();
-        if self.seen_hashes.contains(&hash) || self.doc.get_missing_deps(&[hash]).is_empty() {
+        if self.seen_hashes.contains(&hash) || has_change(self.doc, &hash) {
             return Ok(()); // already applied or already checked in this batch
         }
         if *change.actor_id() == self.kind.genesis_actor() {
@@ -183,7 +183,7 @@ impl<'a> Batch<'a> {
             .deps()
             .iter()
             .filter(|d| !self.seen_hashes.contains(d))
-            .filter(|d| !self.doc.get_missing_deps(&[**d]).is_empty())
+            .filter(|d| !has_change(self.doc, d))
             .count();
         if missing > 0 {
             return Err(Rejection::MissingDependencies { count: missing });
