@@ -8,6 +8,7 @@
 mod cmd;
 mod output;
 mod passphrase;
+mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ enum Command {
     Note(cmd::note::NoteCommand),
     /// Create a demo care circle on this machine (in a new temporary home unless --home).
     Demo,
+    /// Rebuild the store's database from its journal (after disk or machine trouble).
+    Repair,
 }
 
 /// What every command gets: where the home is and how to print.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Circle(c) => cmd::circle::run(&ctx, c),
         Command::Note(c) => cmd::note::run(&ctx, c),
         Command::Demo => cmd::demo::run(&ctx, home_given),
+        Command::Repair => cmd::repair::run(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

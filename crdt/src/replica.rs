@@ -157,6 +157,21 @@ impl Replica {
             })
     }
 
+    /// Applies changes that were validated when they entered this node's store (checked on
+    /// receipt, or written here), when a replica is rebuilt from its snapshot and envelopes.
+    /// Changes from the network go through [`Replica::apply_changes`] instead.
+    pub fn apply_stored(&mut self, changes: Vec<Change>) -> Result<(), LoadError> {
+        self.doc
+            .apply_changes(changes)
+            .map_err(|e| LoadError::NotAutomerge(e.to_string()))?;
+        // Automerge resolves "our" actor when it is set; set it again now that our own
+        // changes may have arrived, so the next local sequence number follows them.
+        let actor = self.doc.get_actor().clone();
+        self.doc.set_actor(actor);
+        self.next_seq = document::next_local_seq(&mut self.doc);
+        Ok(())
+    }
+
     /// Runs one local write as one Automerge change at time `at`. On error nothing is kept.
     pub(crate) fn write<T>(
         &mut self,

@@ -274,3 +274,30 @@ proptest! {
         run::<PatientFile>(n, roles(n, Role::Professional), steps)?;
     }
 }
+
+/// A device's own changes, re-applied from its store into a fresh replica, are followed by
+/// new writes with fresh ids (the item id derives from the change's sequence number).
+#[test]
+fn a_replica_rebuilt_from_its_own_changes_keeps_numbering_them() {
+    let me = member(0);
+    let mut first = LiaisonNotebook::new(actor(0));
+    let entry = |text: &str| NewEntry {
+        kind: EntryKind::Observation,
+        text: text.into(),
+        vitals: None,
+    };
+    let a = first
+        .add_entry(me, entry("un"), Timestamp(1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = first.replica_mut().changes_since(&[]);
+    let mut again = LiaisonNotebook::new(actor(0));
+    again
+        .replica_mut()
+        .apply_stored(stored.into_iter().filter(|c| *c.actor_id() == actor(0)).collect())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = again
+        .add_entry(me, entry("deux"), Timestamp(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(a, b);
+    assert_eq!(again.entries().len(), 2);
+}

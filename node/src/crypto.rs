@@ -7,6 +7,9 @@
 //!   for another circle, epoch or device.
 //! - **Payloads** (envelope contents): XChaCha20-Poly1305 under the epoch key with a random
 //!   24-byte nonce, the clear header as associated data.
+//! - **The storage key**: what the store seals local care data with at rest (snapshots,
+//!   circle records, blobs). Derived with HKDF-SHA256 from the device's secret key, so it is
+//!   exactly as protected as the key file (the passphrase).
 
 use std::fmt;
 
@@ -120,6 +123,40 @@ impl EpochKey {
             )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+/// The key that seals this device's care data at rest. Zeroed on drop; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StorageKey(EpochKey);
+
+impl fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StorageKey(..)")
+    }
+}
+
+impl StorageKey {
+    /// Derives the storage key from a device's secret key bytes.
+    pub fn derive(device_secret: &[u8; 32]) -> StorageKey {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"cercle storage key v1"), device_secret);
+        let mut okm = Zeroizing::new([0u8; 32]);
+        // 32 bytes is always a valid HKDF-SHA256 output length.
+        if hk.expand(b"local store", okm.as_mut()).is_err() {
+            okm.fill(0);
+        }
+        StorageKey(EpochKey(okm))
+    }
+
+    /// Seals `plaintext` stored under `place` (tree and key), so a value cannot be moved to
+    /// another place unnoticed.
+    pub fn seal(&self, place: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.0.encrypt(place, plaintext)
+    }
+
+    /// Opens what [`StorageKey::seal`] produced for the same `place`.
+    pub fn open(&self, place: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.0.decrypt(place, data)
     }
 }
 
@@ -284,6 +321,20 @@ mod tests {
             Err(CryptoError::Truncated)
         );
         assert!(!format!("{key:?}").contains(&hex::encode(&key.0[..4])));
+    }
+
+    #[test]
+    fn the_storage_key_is_stable_per_device_and_binds_each_value_to_its_place() {
+        let a = StorageKey::derive(&[1; 32]);
+        assert_eq!(a, StorageKey::derive(&[1; 32]));
+        assert_ne!(a, StorageKey::derive(&[2; 32]));
+        let sealed = a.seal(b"circles/1", b"Jeanne Durand").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.open(b"circles/1", &sealed).map(|p| p.to_vec()),
+            Ok(b"Jeanne Durand".to_vec())
+        );
+        assert_eq!(a.open(b"circles/2", &sealed), Err(CryptoError::Decrypt));
+        assert_eq!(format!("{a:?}"), "StorageKey(..)");
     }
 
     proptest! {

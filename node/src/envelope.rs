@@ -587,9 +587,7 @@ impl EnvelopeLog {
 mod tests {
     use super::*;
     use crate::circle::Circle;
-    use crate::home::Home;
     use crate::identity::Profile;
-    use crate::keyfile::KdfParams;
     use cercle_crdt::{
         ChangeAuthor, EntryKind, IdentityUpdate, LiaisonNotebook, NewEntry, PatientFile, Timestamp,
     };
@@ -613,11 +611,15 @@ mod tests {
 
     fn team() -> Team {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let home = Home::at(dir.path());
         let gp = person("GP");
-        home.init(&gp, None, KdfParams::FAST_INSECURE)
+        let store = crate::store::SledStore::open(dir.path(), gp.storage_key())
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut circle = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+        let mut circle = Circle::create(
+            std::sync::Arc::new(store),
+            &gp,
+            &IdentityUpdate::default(),
+            Timestamp(1),
+        )
             .unwrap_or_else(|e| panic!("{e}"));
         let (nurse, carer, physio) = (person("Nurse"), person("Carer"), person("Physio"));
         for (who, role) in [

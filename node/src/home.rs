@@ -2,14 +2,13 @@
 //!
 //! Layout:
 //! ```text
-//! HOME/identity.json                      public identity: profile, device certificate
-//! HOME/keys.json                          secret keys, encrypted (see `keyfile`)
-//! HOME/circles/ID/circle.json             circle metadata
-//! HOME/circles/ID/<doc kind>.automerge    one saved Automerge document per kind
+//! HOME/identity.json    public identity: profile, device certificate
+//! HOME/keys.json        secret keys, encrypted (see `keyfile`)
+//! HOME/store/           circles, envelopes, snapshots... (see `store`), sealed or encrypted
 //! ```
-//! Every file is replaced atomically (write to a temporary file, fsync, rename, fsync the
-//! directory), so a crash leaves either the old or the new version, never a torn file, and a
-//! write is reported done only once it is on disk.
+//! The two identity files are replaced atomically (write to a temporary file, fsync, rename,
+//! fsync the directory), so a crash leaves either the old or the new version, never a torn
+//! file.
 
 use std::fs;
 use std::io::Write;
@@ -54,7 +53,7 @@ pub struct Home {
 
 const IDENTITY_FILE: &str = "identity.json";
 const KEY_FILE: &str = "keys.json";
-const CIRCLES_DIR: &str = "circles";
+const STORE_DIR: &str = "store";
 
 impl Home {
     /// The home at `root` (which may not exist yet).
@@ -82,7 +81,7 @@ impl Home {
                 path: self.root.clone(),
             });
         }
-        create_dir(&self.root.join(CIRCLES_DIR))?;
+        create_dir(&self.root)?;
         let keys = KeyFile::seal(&identity.secrets(), passphrase, kdf)?;
         // Keys first: an identity file without its key file would be unusable.
         let bytes = serde_json::to_vec_pretty(&keys).map_err(|e| HomeError::Corrupt {
@@ -130,9 +129,17 @@ impl Home {
         })
     }
 
-    /// The directory of the circles.
-    pub(crate) fn circles_dir(&self) -> PathBuf {
-        self.root.join(CIRCLES_DIR)
+    /// The directory of the store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join(STORE_DIR)
+    }
+
+    /// Opens this home's store with `identity`'s storage key (see `store::SledStore::open`).
+    pub fn open_store(
+        &self,
+        identity: &LocalIdentity,
+    ) -> Result<crate::store::SledStore, crate::store::StoreError> {
+        crate::store::SledStore::open(&self.store_dir(), identity.storage_key())
     }
 }
 

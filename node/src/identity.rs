@@ -435,6 +435,11 @@ impl LocalIdentity {
         Zeroizing::new(self.x25519.to_bytes())
     }
 
+    /// The key sealing this device's care data at rest (see `store`).
+    pub fn storage_key(&self) -> crate::crypto::StorageKey {
+        crate::crypto::StorageKey::derive(self.device_key.as_bytes())
+    }
+
     /// The secrets, for the key file.
     pub fn secrets(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(SECRETS_LEN));

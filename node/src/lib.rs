@@ -12,6 +12,7 @@
 //! - [`circle`]: circles of care, their signed membership log and three documents.
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
 //! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
+//! - [`store`]: the durable, encrypted store (sled plus a journal) and its group commit.
 #![forbid(unsafe_code)]
 
 pub mod circle;
@@ -20,6 +21,7 @@ pub mod envelope;
 pub mod home;
 pub mod identity;
 pub mod keyfile;
+pub mod store;
 
 pub use circle::{Circle, CircleError, CircleInfo};
 pub use home::{Home, HomeError};

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::Context;
 use crate::output::{answer, human_time, now};
-use crate::passphrase::unlock;
+use crate::session::Session;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CircleCommand {
@@ -80,16 +80,16 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
         CircleCommand::Add { circle, card, role } => {
             let role = parse_role(&role)?;
             let card = ContactCard::decode(&card)?;
-            let me = unlock(&ctx.home)?;
-            let mut c = Circle::open(&ctx.home, &me.public(), &circle)?;
-            c.add_member(&me, &card, role, now())?;
+            let s = Session::open(ctx)?;
+            let mut c = Circle::open(s.store(), &s.me, &circle)?;
+            c.add_member(&s.me, &card, role, now())?;
             show_circle(ctx, &c)
         }
         CircleCommand::Remove { circle, member } => {
-            let me = unlock(&ctx.home)?;
-            let mut c = Circle::open(&ctx.home, &me.public(), &circle)?;
+            let s = Session::open(ctx)?;
+            let mut c = Circle::open(s.store(), &s.me, &circle)?;
             let member = c.find_member(&member)?;
-            c.remove_member(&me, &member, now())?;
+            c.remove_member(&s.me, &member, now())?;
             show_circle(ctx, &c)
         }
         CircleCommand::Role {
@@ -98,10 +98,10 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             role,
         } => {
             let role = parse_role(&role)?;
-            let me = unlock(&ctx.home)?;
-            let mut c = Circle::open(&ctx.home, &me.public(), &circle)?;
+            let s = Session::open(ctx)?;
+            let mut c = Circle::open(s.store(), &s.me, &circle)?;
             let member = c.find_member(&member)?;
-            c.change_role(&me, &member, role, now())?;
+            c.change_role(&s.me, &member, role, now())?;
             show_circle(ctx, &c)
         }
     }
@@ -113,8 +113,8 @@ fn parse_role(role: &str) -> anyhow::Result<Role> {
 }
 
 fn show(ctx: &Context, circle: &str) -> anyhow::Result<()> {
-    let me = ctx.home.identity()?;
-    let c = Circle::open(&ctx.home, &me, circle)?;
+    let s = Session::open(ctx)?;
+    let c = Circle::open(s.store(), &s.me, circle)?;
     show_circle(ctx, &c)
 }
 
@@ -196,8 +196,8 @@ fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Res
         birth_date: birth_date.map(str::to_string),
         ..Default::default()
     };
-    let me = unlock(&ctx.home)?;
-    let circle = Circle::create(&ctx.home, &me, &update, now())?;
+    let s = Session::open(ctx)?;
+    let circle = Circle::create(s.store(), &s.me, &update, now())?;
     let info = circle.info();
     answer(ctx.json, info, || {
         format!("created circle {} for {}", info.id, info.patient)
@@ -205,8 +205,8 @@ fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Res
 }
 
 fn list(ctx: &Context) -> anyhow::Result<()> {
-    ctx.home.identity()?;
-    let circles = Circle::list(&ctx.home)?;
+    let s = Session::open(ctx)?;
+    let circles = Circle::list(s.store.as_ref())?;
     answer(ctx.json, &circles, || {
         if circles.is_empty() {
             return "no circles yet: create one with `cercle circle create --patient \"NAME\"`"

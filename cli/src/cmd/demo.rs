@@ -6,9 +6,10 @@
 //! it. Everything is written through the same code paths as real use.
 
 use cercle_crdt::{
-    ConsentStatus, EntryKind, IdentityUpdate, ItemList, NewEntry, Timestamp, Vitals,
+    ConsentStatus, EntryKind, IdentityUpdate, ItemList, NewEntry, PatientFile, Timestamp, Vitals,
+    WriteError,
 };
-use cercle_node::{Circle, Home, KdfParams, LocalIdentity, Profile};
+use cercle_node::{Circle, Home, KdfParams, LocalIdentity, Profile, PublicIdentity};
 use serde::Serialize;
 
 use crate::Context;
@@ -40,6 +41,8 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
     let identity = LocalIdentity::generate(profile, now())?;
     home.init(&identity, None, KdfParams::FAST_INSECURE)?;
     let me = identity.public();
+    let store: std::sync::Arc<dyn cercle_node::store::Store> =
+        std::sync::Arc::new(home.open_store(&identity)?);
 
     let start = Timestamp(now().millis() - 4 * 24 * HOUR);
     let patient = IdentityUpdate {
@@ -49,50 +52,10 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         sex: Some("female".into()),
         ins: None,
     };
-    let mut circle = Circle::create(&home, &identity, &patient, start)?;
-    let pf = &mut circle.patient_file;
-    pf.verify_identity(me.member(), start)?;
-    pf.record_consent(
-        me.member(),
-        ConsentStatus::Given,
-        "équipe de soins à domicile",
-        start,
-    )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Problems,
-        &[("label", "Insuffisance cardiaque"), ("status", "active")],
-        start,
-    )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Problems,
-        &[("label", "Ulcère du talon droit"), ("status", "active")],
-        start,
-    )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Allergies,
-        &[("substance", "Pénicilline"), ("severity", "severe")],
-        start,
-    )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Medications,
-        &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
-        start,
-    )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Tasks,
-        &[
-            ("title", "Renouveler l'ordonnance de soins infirmiers"),
-            ("due", "2026-12-15"),
-        ],
-        start,
-    )?;
-    pf.set_care_plan(me.member(), "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.", start)?;
-    circle.save(cercle_crdt::DocKind::PatientFile)?;
+    let mut circle = Circle::create(store, &identity, &patient, start)?;
+    circle
+        .edit_patient_file(&identity, start, |pf| demo_patient_file(pf, &me, start))?
+        .wait()?;
 
     let notes: [(i64, EntryKind, &str, Option<Vitals>); 6] = [
         (
@@ -144,7 +107,9 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
             text: text.into(),
             vitals,
         };
-        circle.add_note(&me, entry, Timestamp(start.millis() + hours * HOUR))?;
+        circle
+            .add_note(&identity, entry, Timestamp(start.millis() + hours * HOUR))?
+            .wait()?;
     }
 
     let summary = DemoSummary {
@@ -175,4 +140,55 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         ));
         s
     })
+}
+
+/// The demo patient's file: verified identity, consent, problems, allergy, treatment, task
+/// and care plan.
+fn demo_patient_file(
+    pf: &mut PatientFile,
+    me: &PublicIdentity,
+    start: Timestamp,
+) -> Result<(), WriteError> {
+    pf.verify_identity(me.member(), start)?;
+    pf.record_consent(
+        me.member(),
+        ConsentStatus::Given,
+        "équipe de soins à domicile",
+        start,
+    )?;
+    pf.add_item(
+        me.member(),
+        ItemList::Problems,
+        &[("label", "Insuffisance cardiaque"), ("status", "active")],
+        start,
+    )?;
+    pf.add_item(
+        me.member(),
+        ItemList::Problems,
+        &[("label", "Ulcère du talon droit"), ("status", "active")],
+        start,
+    )?;
+    pf.add_item(
+        me.member(),
+        ItemList::Allergies,
+        &[("substance", "Pénicilline"), ("severity", "severe")],
+        start,
+    )?;
+    pf.add_item(
+        me.member(),
+        ItemList::Medications,
+        &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
+        start,
+    )?;
+    pf.add_item(
+        me.member(),
+        ItemList::Tasks,
+        &[
+            ("title", "Renouveler l'ordonnance de soins infirmiers"),
+            ("due", "2026-12-15"),
+        ],
+        start,
+    )?;
+    pf.set_care_plan(me.member(), "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.", start)?;
+    Ok(())
 }

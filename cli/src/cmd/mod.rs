@@ -4,3 +4,4 @@ pub(crate) mod circle;
 pub(crate) mod demo;
 pub(crate) mod init;
 pub(crate) mod note;
+pub(crate) mod repair;

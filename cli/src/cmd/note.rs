@@ -1,4 +1,8 @@
-//! `cercle note`: add notes to a circle's liaison notebook and list them.
+//! `cercle note`: add notes to a circle's liaison notebook (one, or many from stdin) and
+//! list them.
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc;
 
 use cercle_crdt::{EntryKind, NewEntry};
 use cercle_node::Circle;
@@ -6,6 +10,10 @@ use serde::Serialize;
 
 use crate::Context;
 use crate::output::{answer, human_time, now};
+use crate::session::Session;
+
+/// At most this many notes read ahead of their acknowledgement.
+const IMPORT_WINDOW: usize = 256;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NoteCommand {
@@ -16,6 +24,14 @@ pub(crate) enum NoteCommand {
         /// The note's text, in quotes.
         text: String,
         /// observation, care, vitals, alert or handover.
+        #[arg(long, default_value = "observation")]
+        kind: String,
+    },
+    /// Add one note per line read from stdin; print each note's id once it is saved.
+    Import {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+        /// observation, care, vitals, alert or handover (for every line).
         #[arg(long, default_value = "observation")]
         kind: String,
     },
@@ -45,23 +61,24 @@ struct Added {
 pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
     match cmd {
         NoteCommand::Add { circle, text, kind } => add(ctx, &circle, &text, &kind),
+        NoteCommand::Import { circle, kind } => import(ctx, &circle, &kind),
         NoteCommand::List { circle } => list(ctx, &circle),
     }
 }
 
 fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()> {
-    let me = ctx.home.identity()?;
     let kind: EntryKind = kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     if text.trim().is_empty() {
         anyhow::bail!("the note is empty: give its text in quotes, e.g. \"Pansement refait\"");
     }
-    let mut c = Circle::open(&ctx.home, &me, circle)?;
+    let s = Session::open(ctx)?;
+    let mut c = Circle::open(s.store(), &s.me, circle)?;
     let entry = NewEntry {
         kind,
         text: text.to_string(),
         vitals: None,
     };
-    let id = c.add_note(&me, entry, now())?;
+    let id = c.add_note(&s.me, entry, now())?.wait()?;
     let added = Added {
         id,
         circle: c.info().id.clone(),
@@ -69,9 +86,60 @@ fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()
     answer(ctx.json, &added, || added.id.clone())
 }
 
+/// Reads lines on a separate thread so that every line already waiting is written before
+/// the first of them is acknowledged: they share one flush (group commit).
+fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
+    let kind: EntryKind = kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let s = Session::open(ctx)?;
+    let mut c = Circle::open(s.store(), &s.me, circle)?;
+    let circle_id = c.info().id.clone();
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<String>>(IMPORT_WINDOW);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    while let Ok(first) = rx.recv() {
+        let mut pending = Vec::new();
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
+            let text = line?;
+            if !text.trim().is_empty() {
+                let entry = NewEntry {
+                    kind,
+                    text,
+                    vitals: None,
+                };
+                pending.push(c.add_note(&s.me, entry, now())?);
+            }
+            if pending.len() < IMPORT_WINDOW {
+                next = rx.try_recv().ok();
+            }
+        }
+        for p in pending {
+            let id = p.wait()?;
+            if ctx.json {
+                let line = serde_json::to_string(&Added {
+                    id,
+                    circle: circle_id.clone(),
+                })?;
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{id}")?;
+            }
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
 fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
-    let me = ctx.home.identity()?;
-    let c = Circle::open(&ctx.home, &me, circle)?;
+    let s = Session::open(ctx)?;
+    let me = s.me.public();
+    let c = Circle::open(s.store(), &s.me, circle)?;
     let rows: Vec<NoteRow> = c
         .notes()
         .into_iter()

@@ -71,6 +71,16 @@ impl fmt::Display for CircleId {
     }
 }
 
+impl std::str::FromStr for CircleId {
+    type Err = hex::FromHexError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(CircleId(out))
+    }
+}
+
 /// A member as added to a circle: their key, devices and role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberGrant {

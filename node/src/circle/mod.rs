@@ -3,23 +3,37 @@
 //!
 //! A circle's id is the hash of its signed genesis operation (64 hex digits); people may type
 //! any unambiguous prefix of it. Who belongs to it, with which role, is decided only by
-//! [`membership`], from the signed operations stored beside the documents:
-//! `circles/ID/membership/HASH.op`.
+//! [`membership`], from the signed operations kept in the store.
+//!
+//! Every local write becomes an Automerge change, sealed at once into an [`Envelope`] and
+//! handed to the store in a [`Batch`]; the write is acknowledged ([`Pending::wait`]) when the
+//! store has made it durable. Opening a circle loads each document's latest snapshot and
+//! applies the envelopes stored after it.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cercle_crdt::{
-    DocKind, Entry, IdentityUpdate, LiaisonNotebook, LoadError, MemberId, NewEntry, PatientFile,
-    Thread, Timestamp, WriteError,
+    Change, DocKind, Entry, IdentityUpdate, LiaisonNotebook, LoadError, MemberId, NewEntry,
+    PatientFile, Replica, Thread, Timestamp, WriteError,
 };
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 pub mod membership;
 
 use crate::crypto::{CryptoError, EpochId, EpochKey, seal_epoch_key};
-use crate::home::{self, Home, HomeError};
-use crate::identity::{ContactCard, LocalIdentity, Profile, PublicIdentity};
-use membership::{MemberGrant, MembershipLog, OpBody, OpContent, OpError, Resolution, SignedOp};
+use crate::envelope::{Envelope, EnvelopeRejection};
+use crate::identity::{ContactCard, DeviceId, LocalIdentity, Profile, PublicIdentity};
+use crate::store::{Batch, Head, Snapshot, Store, StoreError, Ticket};
+use membership::{
+    CircleId, MemberGrant, MembershipLog, OpBody, OpContent, OpError, Resolution, SignedOp,
+};
+
+/// A document is snapshotted once this many envelopes were applied after its last snapshot.
+pub const SNAPSHOT_EVERY: usize = 1000;
+/// On opening, a document with at least this many envelopes after its snapshot gets a new one.
+pub const SNAPSHOT_ON_OPEN: usize = 64;
 
 /// Why a circle operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,16 +48,16 @@ pub enum CircleError {
     /// The document refused the write (empty note, bad date...).
     #[error("{0}")]
     Write(#[from] WriteError),
-    /// A document file could not be loaded.
-    #[error("{path} is damaged ({source}); restore it from a backup")]
+    /// A stored document or envelope could not be loaded.
+    #[error("the stored {what} of circle {circle} is damaged ({reason}); run `cercle repair`")]
     Load {
-        path: PathBuf,
-        #[source]
-        source: LoadError,
+        circle: String,
+        what: String,
+        reason: String,
     },
-    /// The home directory failed.
+    /// The store failed.
     #[error(transparent)]
-    Home(#[from] HomeError),
+    Store(#[from] StoreError),
     /// The system's randomness failed.
     #[error("the system's random number generator failed: {0}")]
     Random(String),
@@ -59,6 +73,9 @@ pub enum CircleError {
     /// Sealing or opening a key failed.
     #[error("{0}")]
     Crypto(#[from] CryptoError),
+    /// A local change could not be sealed into an envelope.
+    #[error("cannot seal the change: {0}")]
+    Seal(#[from] EnvelopeRejection),
     /// This device holds no key of the circle's current epoch.
     #[error(
         "this device has no key for the circle's current epoch; ask a coordinator to add it again"
@@ -69,7 +86,7 @@ pub enum CircleError {
     AlreadyMember { name: String },
 }
 
-/// What a circle is, as stored beside its documents.
+/// What a circle is, as recorded locally (sealed at rest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircleInfo {
     /// The circle's id (64 hex digits).
@@ -82,14 +99,46 @@ pub struct CircleInfo {
     pub created_at: Timestamp,
 }
 
-/// A circle opened from disk with its membership log and three documents.
+/// The local record of a circle: its metadata and the profiles of its members, as known
+/// from their cards (never in the membership log, which relays see).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CircleRecord {
+    info: CircleInfo,
+    names: BTreeMap<MemberId, Profile>,
+}
+
+/// A local write, done in memory and queued to the store: acknowledged once durable.
+#[must_use = "a write is acknowledged only once `wait` returns"]
+#[derive(Debug)]
+pub struct Pending<T> {
+    value: T,
+    ticket: Ticket,
+}
+
+impl<T> Pending<T> {
+    /// Blocks until the write is on disk, then gives its result (a note id...).
+    pub fn wait(self) -> Result<T, CircleError> {
+        self.ticket.wait()?;
+        Ok(self.value)
+    }
+}
+
+/// A circle opened from the store, with its membership log and three documents.
 #[derive(Debug)]
 pub struct Circle {
     info: CircleInfo,
-    dir: PathBuf,
+    id: CircleId,
+    store: Arc<dyn Store>,
     membership: MembershipLog,
-    /// Profiles of members, as known from their cards (kept locally, never in the log).
-    names: std::collections::BTreeMap<MemberId, Profile>,
+    names: BTreeMap<MemberId, Profile>,
+    /// Per document, the last sequence number applied from each device.
+    applied: BTreeMap<DocKind, BTreeMap<DeviceId, u64>>,
+    /// Per document, this device's last envelope.
+    own: BTreeMap<DocKind, Head>,
+    /// Per document, envelopes applied since the last snapshot.
+    since_snapshot: BTreeMap<DocKind, usize>,
+    /// The epoch and key this device writes with, until the membership changes.
+    write_key: Option<(EpochId, EpochKey)>,
     /// The patient file.
     pub patient_file: PatientFile,
     /// The liaison notebook.
@@ -98,15 +147,11 @@ pub struct Circle {
     pub thread: Thread,
 }
 
-const INFO_FILE: &str = "circle.json";
-const MEMBERSHIP_DIR: &str = "membership";
-const NAMES_FILE: &str = "names.json";
-
 impl Circle {
-    /// Creates a circle for a patient named `family_name` `given_names`, born `birth_date`
-    /// (YYYY-MM-DD) if known, and stores it durably.
+    /// Creates a circle for the patient described by `update`, with `signer` as its
+    /// coordinator, and stores it durably.
     pub fn create(
-        home: &Home,
+        store: Arc<dyn Store>,
         signer: &LocalIdentity,
         update: &IdentityUpdate,
         now: Timestamp,
@@ -142,64 +187,65 @@ impl Circle {
                 },
             },
         );
-        let id = genesis.hash().to_string();
+        let id = CircleId(genesis.hash().0);
         let membership = MembershipLog::new(genesis.clone())?;
 
         let actor = me.actor();
         let mut patient_file = PatientFile::new(actor.clone());
         patient_file.set_identity(me.member(), update, now)?;
         let info = CircleInfo {
-            id: id.clone(),
+            id: id.to_string(),
             patient: patient_file.identity().display_name(),
             created_by: me.member(),
             created_at: now,
         };
-        let dir = home.circles_dir().join(&id);
-        home::create_dir(&dir.join(MEMBERSHIP_DIR))?;
         let mut circle = Circle {
             info,
-            dir,
+            id,
+            store,
             membership,
-            names: Default::default(),
+            names: [(me.member(), me.profile.clone())].into_iter().collect(),
+            applied: BTreeMap::new(),
+            own: BTreeMap::new(),
+            since_snapshot: BTreeMap::new(),
+            write_key: None,
             patient_file,
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
         };
-        circle.store_op(&genesis)?;
-        circle.names.insert(me.member(), me.profile.clone());
-        circle.save_names()?;
-        circle.save_all()?;
-        home::write_json(&circle.dir.join(INFO_FILE), &circle.info)?;
+        let mut batch = Batch::new();
+        batch.op(&id, &genesis);
+        circle.record_into(&mut batch)?;
+        // The document's genesis is shared by every replica; only the identity is ours.
+        let changes: Vec<Change> = circle
+            .patient_file
+            .replica_mut()
+            .changes_since(&[])
+            .into_iter()
+            .filter(|c| *c.actor_id() == signer.actor())
+            .collect();
+        circle.seal_local(signer, DocKind::PatientFile, &changes, now, &mut batch)?;
+        circle.store.commit(batch)?;
         Ok(circle)
     }
 
-    /// All circles in `home`, by creation time.
-    pub fn list(home: &Home) -> Result<Vec<CircleInfo>, CircleError> {
-        let dir = home.circles_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(HomeError::Io { path: dir, source }.into()),
-        };
+    /// All circles in the store, by creation time.
+    pub fn list(store: &dyn Store) -> Result<Vec<CircleInfo>, CircleError> {
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let info_path = entry.path().join(INFO_FILE);
-            // A circle directory without metadata is one whose creation never finished.
-            if info_path.exists() {
-                out.push(home::read_json::<CircleInfo>(&info_path)?);
-            }
+        for (id, record) in store.circles()? {
+            out.push(decode_record(&id, &record)?.info);
         }
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 
     /// Finds one circle by its id or an unambiguous prefix of it.
-    pub fn find(home: &Home, query: &str) -> Result<CircleInfo, CircleError> {
+    pub fn find(store: &dyn Store, query: &str) -> Result<CircleInfo, CircleError> {
         let q = query.trim().to_ascii_lowercase();
         let matches: Vec<CircleInfo> = if q.is_empty() {
             Vec::new()
         } else {
-            Circle::list(home)?
+            Circle::list(store)?
                 .into_iter()
                 .filter(|c| c.id.starts_with(&q))
                 .collect()
@@ -218,38 +264,136 @@ impl Circle {
         }
     }
 
-    /// Opens a circle by id or prefix, for the device of `me`.
-    pub fn open(home: &Home, me: &PublicIdentity, query: &str) -> Result<Circle, CircleError> {
-        let info = Circle::find(home, query)?;
-        let dir = home.circles_dir().join(&info.id);
+    /// Opens a circle by id or prefix, for `me`'s device: its record, its membership log,
+    /// and each document from its snapshot and the envelopes after it.
+    pub fn open(
+        store: Arc<dyn Store>,
+        me: &LocalIdentity,
+        query: &str,
+    ) -> Result<Circle, CircleError> {
+        let info = Circle::find(store.as_ref(), query)?;
+        let id: CircleId = info.id.parse().map_err(|_| CircleError::Unknown {
+            query: query.to_string(),
+        })?;
+        let record = store
+            .circle(&id)?
+            .ok_or_else(|| CircleError::Unknown {
+                query: query.to_string(),
+            })?;
+        let record = decode_record(&id, &record)?;
+        let membership = load_membership(store.as_ref(), &id)?;
         let actor = me.actor();
-        let membership = load_membership(&dir)?;
-        let names_path = dir.join(NAMES_FILE);
-        let names = if names_path.exists() {
-            home::read_json(&names_path)?
-        } else {
-            Default::default()
-        };
-        Ok(Circle {
+        let mut circle = Circle {
+            info: record.info,
+            id,
+            store,
             membership,
-            names,
-            patient_file: PatientFile::load(&load_doc(&dir, DocKind::PatientFile)?, actor.clone())
-                .map_err(|source| load_error(&dir, DocKind::PatientFile, source))?,
-            notebook: LiaisonNotebook::load(
-                &load_doc(&dir, DocKind::LiaisonNotebook)?,
-                actor.clone(),
-            )
-            .map_err(|source| load_error(&dir, DocKind::LiaisonNotebook, source))?,
-            thread: Thread::load(&load_doc(&dir, DocKind::Thread)?, actor)
-                .map_err(|source| load_error(&dir, DocKind::Thread, source))?,
-            info,
-            dir,
-        })
+            names: record.names,
+            applied: BTreeMap::new(),
+            own: BTreeMap::new(),
+            since_snapshot: BTreeMap::new(),
+            write_key: None,
+            patient_file: PatientFile::new(actor.clone()),
+            notebook: LiaisonNotebook::new(actor.clone()),
+            thread: Thread::new(actor),
+        };
+        let keys = circle.epoch_keys(me)?;
+        for kind in DocKind::ALL {
+            circle.load_doc(kind, me, &keys)?;
+        }
+        circle.maintain(SNAPSHOT_ON_OPEN);
+        Ok(circle)
+    }
+
+    /// Loads one document: its snapshot, then every stored envelope after it.
+    fn load_doc(
+        &mut self,
+        kind: DocKind,
+        me: &LocalIdentity,
+        keys: &BTreeMap<EpochId, EpochKey>,
+    ) -> Result<(), CircleError> {
+        let circle_id = self.id.to_string();
+        let damaged = |what: &str, reason: String| CircleError::Load {
+            circle: circle_id.clone(),
+            what: what.to_string(),
+            reason,
+        };
+        let snapshot = self.store.snapshot(&self.id, kind)?;
+        let mut applied = BTreeMap::new();
+        if let Some(snap) = snapshot {
+            let replica = Replica::load(kind, &snap.doc, me.actor())
+                .map_err(|e: LoadError| damaged("snapshot", e.to_string()))?;
+            *self.replica_mut(kind) = replica;
+            applied = snap.covers;
+        }
+        let heads = self.store.heads(&self.id, kind)?;
+        let mut changes: Vec<Change> = Vec::new();
+        let mut count = 0;
+        for (device, head) in &heads {
+            let from = applied.get(device).copied().unwrap_or(0) + 1;
+            if from > head.seq {
+                continue;
+            }
+            for bytes in self
+                .store
+                .envelopes(&self.id, kind, device, from, usize::MAX)?
+            {
+                let env =
+                    Envelope::decode(&bytes).map_err(|e| damaged("envelope", e.to_string()))?;
+                let key = keys.get(&env.header.epoch).ok_or_else(|| {
+                    damaged("envelope", "no key for its epoch on this device".into())
+                })?;
+                changes.extend(env.open(key).map_err(|e| damaged("envelope", e.to_string()))?);
+                count += 1;
+            }
+            applied.insert(*device, head.seq);
+        }
+        if !changes.is_empty() {
+            self.replica_mut(kind)
+                .apply_stored(changes)
+                .map_err(|e| damaged("envelope", e.to_string()))?;
+        }
+        if let Some(h) = heads.get(&me.device()) {
+            self.own.insert(kind, *h);
+        }
+        self.applied.insert(kind, applied);
+        self.since_snapshot.insert(kind, count);
+        Ok(())
+    }
+
+    fn replica_mut(&mut self, kind: DocKind) -> &mut Replica {
+        match kind {
+            DocKind::PatientFile => self.patient_file.replica_mut(),
+            DocKind::LiaisonNotebook => self.notebook.replica_mut(),
+            DocKind::Thread => self.thread.replica_mut(),
+        }
+    }
+
+    /// Snapshots, in the background, each document with at least `threshold` envelopes
+    /// applied since its last snapshot.
+    pub fn maintain(&mut self, threshold: usize) {
+        for kind in DocKind::ALL {
+            if self.since_snapshot.get(&kind).copied().unwrap_or(0) < threshold.max(1) {
+                continue;
+            }
+            let snapshot = Snapshot {
+                covers: self.applied.get(&kind).cloned().unwrap_or_default(),
+                doc: self.replica_mut(kind).save(),
+            };
+            // Written by the store's writer; nothing waits for it (envelopes cover it).
+            drop(self.store.save_snapshot(&self.id, kind, &snapshot));
+            self.since_snapshot.insert(kind, 0);
+        }
     }
 
     /// The circle's metadata.
     pub fn info(&self) -> &CircleInfo {
         &self.info
+    }
+
+    /// The circle's id.
+    pub fn id(&self) -> CircleId {
+        self.id
     }
 
     /// Who is in the circle now.
@@ -322,9 +466,11 @@ impl Circle {
             },
             sealed,
         };
-        self.append_op(signer, body, now)?;
+        let mut batch = Batch::new();
+        self.append_op(signer, body, now, &mut batch)?;
         self.names.insert(card.member, card.profile.clone());
-        self.save_names()
+        self.record_into(&mut batch)?;
+        Ok(self.store.commit(batch)?)
     }
 
     /// Removes `member`; each of their devices is cut off after the last change seen here.
@@ -353,6 +499,7 @@ impl Circle {
             .collect();
         // A new epoch that only the remaining devices can open.
         let (epoch, sealed) = self.new_epoch_for(&r, Some(member))?;
+        let mut batch = Batch::new();
         self.append_op(
             signer,
             OpBody::RemoveMember {
@@ -362,7 +509,9 @@ impl Circle {
                 sealed,
             },
             now,
-        )
+            &mut batch,
+        )?;
+        Ok(self.store.commit(batch)?)
     }
 
     /// What binds sealed keys to this circle: its genesis nonce.
@@ -434,6 +583,24 @@ impl Circle {
         me: &LocalIdentity,
         now: Timestamp,
     ) -> Result<(EpochId, EpochKey), CircleError> {
+        let mut batch = Batch::new();
+        let key = self.write_key_into(me, now, &mut batch)?;
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(key)
+    }
+
+    /// [`Circle::write_key`], adding a rotation (if one is needed) to `batch`.
+    fn write_key_into(
+        &mut self,
+        me: &LocalIdentity,
+        now: Timestamp,
+        batch: &mut Batch,
+    ) -> Result<(EpochId, EpochKey), CircleError> {
+        if let Some(cached) = &self.write_key {
+            return Ok(cached.clone());
+        }
         let r = self.resolution();
         let current = r.epoch.ok_or(CircleError::NoEpochKey)?;
         let devices: std::collections::BTreeSet<crate::identity::DeviceId> = r
@@ -444,7 +611,7 @@ impl Circle {
         let exact = self.membership.holders(&current, &r) == devices;
         if !exact && r.role(&me.member()) == Some(cercle_crdt::Role::Coordinator) {
             let (epoch, sealed) = self.new_epoch_for(&r, None)?;
-            self.append_op(me, OpBody::RotateKey { epoch, sealed }, now)?;
+            self.append_op(me, OpBody::RotateKey { epoch, sealed }, now, batch)?;
         }
         let r = self.resolution();
         let current = r.epoch.ok_or(CircleError::NoEpochKey)?;
@@ -452,6 +619,7 @@ impl Circle {
             .epoch_keys(me)?
             .remove(&current)
             .ok_or(CircleError::NoEpochKey)?;
+        self.write_key = Some((current, key.clone()));
         Ok((current, key))
     }
 
@@ -473,6 +641,7 @@ impl Circle {
                 query: member.short(),
             });
         }
+        let mut batch = Batch::new();
         self.append_op(
             signer,
             OpBody::ChangeRole {
@@ -480,7 +649,9 @@ impl Circle {
                 role,
             },
             now,
-        )
+            &mut batch,
+        )?;
+        Ok(self.store.commit(batch)?)
     }
 
     /// Finds a current member by member id prefix or (case-insensitive) name.
@@ -524,6 +695,7 @@ impl Circle {
         signer: &LocalIdentity,
         body: OpBody,
         now: Timestamp,
+        batch: &mut Batch,
     ) -> Result<(), CircleError> {
         let op = SignedOp::sign(
             signer,
@@ -535,94 +707,156 @@ impl Circle {
                 body,
             },
         );
-        self.store_op(&op)?;
-        self.membership.insert(op)?;
+        self.membership.insert(op.clone())?;
+        // Who holds which key may have changed.
+        self.write_key = None;
+        batch.op(&self.id, &op);
         Ok(())
     }
 
-    /// Stores a membership operation durably (before it is applied or acknowledged).
-    fn store_op(&self, op: &SignedOp) -> Result<(), CircleError> {
-        let path = self
-            .dir
-            .join(MEMBERSHIP_DIR)
-            .join(format!("{}.op", op.hash()));
-        home::write_atomic(&path, op.bytes())?;
+    /// Adds the circle's local record (metadata, members' profiles) to `batch`.
+    fn record_into(&self, batch: &mut Batch) -> Result<(), CircleError> {
+        let record = CircleRecord {
+            info: self.info.clone(),
+            names: self.names.clone(),
+        };
+        let bytes = Zeroizing::new(serde_json::to_vec(&record).map_err(|e| {
+            CircleError::Load {
+                circle: self.info.id.clone(),
+                what: "record".into(),
+                reason: e.to_string(),
+            }
+        })?);
+        batch.circle(&self.id, &bytes);
         Ok(())
     }
 
-    fn save_names(&self) -> Result<(), CircleError> {
-        home::write_json(&self.dir.join(NAMES_FILE), &self.names)?;
+    /// Seals `changes` (this device's newest, in order) into the next envelope of its log
+    /// for `doc`, and adds it to `batch`.
+    fn seal_local(
+        &mut self,
+        me: &LocalIdentity,
+        doc: DocKind,
+        changes: &[Change],
+        now: Timestamp,
+        batch: &mut Batch,
+    ) -> Result<(), CircleError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (epoch, key) = self.write_key_into(me, now, batch)?;
+        let last = self.own.get(&doc).copied();
+        let seq = last.map_or(1, |h| h.seq + 1);
+        let prev = last.map_or([0u8; 32], |h| h.hash);
+        let env = Envelope::seal(me, self.id, doc, seq, prev, (epoch, &key), changes)?;
+        batch.envelope(&env);
+        self.own.insert(
+            doc,
+            Head {
+                seq,
+                hash: env.hash(),
+            },
+        );
+        self.applied
+            .entry(doc)
+            .or_default()
+            .insert(me.device(), seq);
+        *self.since_snapshot.entry(doc).or_default() += 1;
         Ok(())
     }
 
-    /// Adds a note to the liaison notebook and stores it durably; returns the note's id.
+    /// Edits the patient file with `f` (a clinical member's write); every change it makes
+    /// is sealed into one envelope. Changes made before an error in `f` are kept too.
+    pub fn edit_patient_file<T>(
+        &mut self,
+        me: &LocalIdentity,
+        now: Timestamp,
+        f: impl FnOnce(&mut PatientFile) -> Result<T, WriteError>,
+    ) -> Result<Pending<T>, CircleError> {
+        self.require_role(
+            &me.public(),
+            cercle_crdt::Role::writes_clinical,
+            "editing the patient file",
+        )?;
+        let before = self.patient_file.replica_mut().heads();
+        let result = f(&mut self.patient_file);
+        let changes = self.patient_file.replica_mut().changes_since(&before);
+        let mut batch = Batch::new();
+        self.seal_local(me, DocKind::PatientFile, &changes, now, &mut batch)?;
+        let ticket = self.store.submit(batch);
+        match result {
+            Ok(value) => Ok(Pending { value, ticket }),
+            Err(e) => {
+                ticket.wait()?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Adds a note to the liaison notebook; returns its id once durable.
     pub fn add_note(
         &mut self,
-        me: &PublicIdentity,
+        me: &LocalIdentity,
         entry: NewEntry,
         now: Timestamp,
-    ) -> Result<String, CircleError> {
+    ) -> Result<Pending<String>, CircleError> {
         self.require_role(
-            me,
+            &me.public(),
             cercle_crdt::Role::writes_clinical,
             "writing notebook entries",
         )?;
         let id = self.notebook.add_entry(me.member(), entry, now)?;
-        self.save(DocKind::LiaisonNotebook)?;
-        Ok(id)
+        self.write(me, DocKind::LiaisonNotebook, now, id)
+    }
+
+    /// Seals the one change just made in `doc` and queues it; `value` is given back once
+    /// durable.
+    fn write<T>(
+        &mut self,
+        me: &LocalIdentity,
+        doc: DocKind,
+        now: Timestamp,
+        value: T,
+    ) -> Result<Pending<T>, CircleError> {
+        let change: Vec<Change> = self.replica_mut(doc).last_local_change().into_iter().collect();
+        let mut batch = Batch::new();
+        self.seal_local(me, doc, &change, now, &mut batch)?;
+        let ticket = self.store.submit(batch);
+        self.maintain(SNAPSHOT_EVERY);
+        Ok(Pending { value, ticket })
     }
 
     /// The notebook's entries, oldest first.
     pub fn notes(&self) -> Vec<Entry> {
         self.notebook.entries()
     }
+}
 
-    /// Stores one document durably.
-    pub fn save(&mut self, kind: DocKind) -> Result<(), CircleError> {
-        let bytes = match kind {
-            DocKind::PatientFile => self.patient_file.replica_mut().save(),
-            DocKind::LiaisonNotebook => self.notebook.replica_mut().save(),
-            DocKind::Thread => self.thread.replica_mut().save(),
-        };
-        home::write_atomic(&doc_path(&self.dir, kind), &bytes)?;
-        Ok(())
-    }
-
-    fn save_all(&mut self) -> Result<(), CircleError> {
-        for kind in DocKind::ALL {
-            self.save(kind)?;
-        }
-        Ok(())
-    }
+fn decode_record(id: &CircleId, bytes: &[u8]) -> Result<CircleRecord, CircleError> {
+    serde_json::from_slice(bytes).map_err(|e| CircleError::Load {
+        circle: id.to_string(),
+        what: "record".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Loads every stored operation; the one without a circle is the genesis.
-fn load_membership(dir: &std::path::Path) -> Result<MembershipLog, CircleError> {
-    let ops_dir = dir.join(MEMBERSHIP_DIR);
-    let entries = std::fs::read_dir(&ops_dir).map_err(|source| HomeError::Io {
-        path: ops_dir.clone(),
-        source,
-    })?;
+fn load_membership(store: &dyn Store, id: &CircleId) -> Result<MembershipLog, CircleError> {
+    let damaged = |reason: String| CircleError::Load {
+        circle: id.to_string(),
+        what: "membership log".into(),
+        reason,
+    };
     let mut ops = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "op") {
-            let bytes = home::read(&path)?;
-            ops.push(SignedOp::decode(&bytes).map_err(|e| HomeError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?);
-        }
+    for bytes in store.ops(id)? {
+        ops.push(SignedOp::decode(&bytes).map_err(|e| damaged(e.to_string()))?);
     }
     let (genesis, rest): (Vec<_>, Vec<_>) =
         ops.into_iter().partition(|o| o.content().circle.is_none());
     let genesis = genesis
         .into_iter()
         .next()
-        .ok_or_else(|| HomeError::Corrupt {
-            path: ops_dir.clone(),
-            reason: "no genesis operation".into(),
-        })?;
+        .ok_or_else(|| damaged("no genesis operation".into()))?;
     let mut log = MembershipLog::new(genesis)?;
     for op in rest {
         log.insert(op)?;
@@ -630,36 +864,23 @@ fn load_membership(dir: &std::path::Path) -> Result<MembershipLog, CircleError> 
     Ok(log)
 }
 
-fn doc_path(dir: &std::path::Path, kind: DocKind) -> PathBuf {
-    dir.join(format!("{}.automerge", kind.as_str()))
-}
-
-fn load_doc(dir: &std::path::Path, kind: DocKind) -> Result<Vec<u8>, CircleError> {
-    Ok(home::read(&doc_path(dir, kind))?)
-}
-
-fn load_error(dir: &std::path::Path, kind: DocKind, source: LoadError) -> CircleError {
-    CircleError::Load {
-        path: doc_path(dir, kind),
-        source,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::identity::{LocalIdentity, Profile};
+    use crate::store::SledStore;
     use cercle_crdt::EntryKind;
+
+    type Home = Arc<dyn Store>;
 
     fn setup() -> (tempfile::TempDir, Home, LocalIdentity) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let home = Home::at(dir.path());
         let profile =
             Profile::new("Dr Martin", "médecin", None, None).unwrap_or_else(|e| panic!("{e}"));
         let me = LocalIdentity::generate(profile, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
-        home.init(&me, None, crate::keyfile::KdfParams::FAST_INSECURE)
-            .unwrap_or_else(|e| panic!("{e}"));
-        (dir, home, me)
+        let store =
+            SledStore::open(dir.path(), me.storage_key()).unwrap_or_else(|e| panic!("{e}"));
+        (dir, Arc::new(store), me)
     }
 
     #[test]
@@ -670,18 +891,19 @@ mod tests {
             given_names: Some("Jeanne".into()),
             ..Default::default()
         };
-        let c = Circle::create(&home, &me, &update, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
+        let c = Circle::create(home.clone(), &me, &update, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
         let id = c.info().id.clone();
-        let mut c = Circle::open(&home, &me.public(), &id[..6]).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Circle::open(home.clone(), &me, &id[..6]).unwrap_or_else(|e| panic!("{e}"));
         let entry = NewEntry {
             kind: EntryKind::Observation,
             text: "Tension 13/8".into(),
             vitals: None,
         };
         let note = c
-            .add_note(&me.public(), entry, Timestamp(2))
+            .add_note(&me, entry, Timestamp(2))
+            .and_then(Pending::wait)
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = Circle::open(&home, &me.public(), &id).unwrap_or_else(|e| panic!("{e}"));
+        let c = Circle::open(home.clone(), &me, &id).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             c.notes().iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
             vec![note]
@@ -698,7 +920,7 @@ mod tests {
     fn a_removed_member_reads_what_came_before_and_nothing_after() {
         let (_dir, home, gp) = setup();
         let nurse = person("Paul");
-        let mut c = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+        let mut c = Circle::create(home.clone(), &gp, &IdentityUpdate::default(), Timestamp(1))
             .unwrap_or_else(|e| panic!("{e}"));
         c.add_member(
             &gp,
@@ -739,7 +961,7 @@ mod tests {
     fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
         let (_dir, home, gp) = setup();
         let physio = person("Physio");
-        let mut c = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+        let mut c = Circle::create(home.clone(), &gp, &IdentityUpdate::default(), Timestamp(1))
             .unwrap_or_else(|e| panic!("{e}"));
         let role = cercle_crdt::Role::Professional;
         c.add_member(&gp, &physio.public().card(&[]), role, Timestamp(2))
@@ -773,7 +995,7 @@ mod tests {
     #[test]
     fn a_newcomer_receives_the_history_keys() {
         let (_dir, home, gp) = setup();
-        let mut c = Circle::create(&home, &gp, &IdentityUpdate::default(), Timestamp(1))
+        let mut c = Circle::create(home.clone(), &gp, &IdentityUpdate::default(), Timestamp(1))
             .unwrap_or_else(|e| panic!("{e}"));
         let old = person("Old");
         c.add_member(
@@ -797,7 +1019,7 @@ mod tests {
         assert_eq!(keys.len(), 2, "both epochs, including before they joined");
         // Reopened from disk, the log gives the same keys.
         let again =
-            Circle::open(&home, &gp.public(), &c.info().id).unwrap_or_else(|e| panic!("{e}"));
+            Circle::open(home.clone(), &gp, &c.info().id).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.epoch_keys(&newcomer).map(|k| k.len()).ok(), Some(2));
     }
 
@@ -805,11 +1027,11 @@ mod tests {
     fn unknown_and_empty_circle_queries_are_errors() {
         let (_dir, home, _me) = setup();
         assert!(matches!(
-            Circle::find(&home, "abc"),
+            Circle::find(home.as_ref(), "abc"),
             Err(CircleError::Unknown { .. })
         ));
         assert!(matches!(
-            Circle::find(&home, ""),
+            Circle::find(home.as_ref(), ""),
             Err(CircleError::Unknown { .. })
         ));
     }

@@ -1,0 +1,52 @@
+//! One command's access to the node: the unlocked identity and the home's open store.
+//!
+//! Opening the store takes the home's lock, so two commands (or a command and a running
+//! node) never write the same store at once. A store rebuilt from its journal is reported
+//! on stderr, since it means the disk or the machine had a problem.
+
+use std::sync::Arc;
+
+use cercle_node::LocalIdentity;
+use cercle_node::store::{SledStore, Store};
+
+use crate::Context;
+use crate::passphrase::unlock;
+
+/// An unlocked identity and its open store.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) me: LocalIdentity,
+    pub(crate) store: Arc<SledStore>,
+}
+
+impl Session {
+    /// Unlocks the home's identity and opens its store.
+    pub(crate) fn open(ctx: &Context) -> anyhow::Result<Session> {
+        let me = unlock(&ctx.home)?;
+        let store = ctx.home.open_store(&me)?;
+        let report = store.report();
+        if report.rebuilt {
+            let aside = report
+                .moved_aside
+                .as_ref()
+                .map(|p| format!(" (the damaged files are kept in {})", p.display()))
+                .unwrap_or_default();
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "warning: the store's database could not be opened and was rebuilt from its journal ({} batches){aside}.",
+                    report.replayed
+                );
+            }
+        }
+        Ok(Session {
+            me,
+            store: Arc::new(store),
+        })
+    }
+
+    /// The store, as the node library takes it.
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+}

@@ -1,0 +1,342 @@
+//! The journal: an append-only, checksummed file beside the database that holds every batch
+//! the store has acknowledged, so the database can be rebuilt from it if its files are ever
+//! damaged.
+//!
+//! Format: a 16-byte magic header, then records:
+//!
+//! ```text
+//! length u32 LE | checksum [16] = BLAKE3(length ‖ payload)[..16] | payload [length]
+//! ```
+//!
+//! A record is acknowledged only once [`Journal::sync`] (an `fdatasync`) has returned after
+//! it was appended. A crash can therefore leave only an unfinished record at the very end: on
+//! opening, the journal reads records up to the first one that is incomplete or fails its
+//! checksum, truncates the file there, and says how many bytes it dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of every journal file.
+pub const MAGIC: &[u8; 16] = b"cercle-journal\x00\x01";
+/// The largest record accepted, in bytes (a batch never comes close).
+pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+const RECORD_HEADER: usize = 4 + 16;
+
+/// Why the journal could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// The file could not be read or written.
+    #[error("cannot access the journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file does not start with the journal's magic bytes.
+    #[error("{path} is not a Cercle journal (damaged or foreign file)")]
+    NotAJournal { path: PathBuf },
+    /// A record is larger than any batch can be.
+    #[error("record of {size} bytes is larger than the journal's limit")]
+    TooLarge { size: usize },
+}
+
+/// What reading the journal found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Each valid record read, with the offset just after it.
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// Bytes of an unfinished record dropped at the end (0 after a clean stop).
+    pub dropped: u64,
+}
+
+/// An open journal, positioned at its end for appending.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    synced: u64,
+}
+
+impl Journal {
+    /// Creates a new, empty journal; fails if the file exists.
+    pub fn create(path: &Path) -> Result<Journal, JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
+        file.write_all(MAGIC).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        let len = MAGIC.len() as u64;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            len,
+            synced: len,
+        })
+    }
+
+    /// Opens an existing journal and reads the records after `from` (an offset returned by
+    /// an earlier append; 0 reads everything). An unfinished record at the end is cut off.
+    pub fn open(path: &Path, from: u64) -> Result<(Journal, Scan), JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut magic = [0u8; 16];
+        if size < MAGIC.len() as u64 || file.read_exact(&mut magic).is_err() || &magic != MAGIC {
+            return Err(JournalError::NotAJournal {
+                path: path.to_path_buf(),
+            });
+        }
+        let start = from.max(MAGIC.len() as u64).min(size);
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).map_err(io)?;
+        let (records, valid) = read_records(&rest, start);
+        let end = start + valid as u64;
+        let dropped = size - end;
+        if dropped > 0 {
+            tracing::warn!(
+                journal = %path.display(),
+                dropped,
+                "the journal ends with an unfinished write (a crash before it was acknowledged); cutting it off"
+            );
+            file.set_len(end).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+                len: end,
+                synced: end,
+            },
+            Scan { records, dropped },
+        ))
+    }
+
+    /// Appends one record (not yet durable: call [`Journal::sync`]); returns the offset just
+    /// after it.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, JournalError> {
+        if payload.len() > MAX_RECORD {
+            return Err(JournalError::TooLarge {
+                size: payload.len(),
+            });
+        }
+        let framed = frame(payload);
+        if let Err(source) = self.file.write_all(&framed) {
+            // Leave no partial record behind a later, complete one.
+            let _ = self.file.set_len(self.len);
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.len += framed.len() as u64;
+        Ok(self.len)
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if self.synced == self.len {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.synced = self.len;
+        Ok(())
+    }
+
+    /// Drops everything appended since the last sync (after a failed sync or write).
+    pub fn rollback(&mut self) -> Result<(), JournalError> {
+        self.file
+            .set_len(self.synced)
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.len = self.synced;
+        Ok(())
+    }
+
+    /// The offset of the end of the journal.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the journal holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len <= MAGIC.len() as u64
+    }
+}
+
+fn checksum(len: &[u8; 4], payload: &[u8]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    h.update(len);
+    h.update(payload);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+/// A record as written to the file.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut out = Vec::with_capacity(RECORD_HEADER + payload.len());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&checksum(&len, payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The valid records at the start of `bytes` (which begins at file offset `base`), and how
+/// many bytes they span.
+fn read_records(bytes: &[u8], base: u64) -> (Vec<(u64, Vec<u8>)>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while let Some(header) = bytes.get(at..at + RECORD_HEADER) {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&header[..4]);
+        let n = u32::from_le_bytes(len) as usize;
+        if n > MAX_RECORD {
+            break;
+        }
+        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + n) else {
+            break;
+        };
+        if checksum(&len, payload)[..] != header[4..] {
+            break;
+        }
+        at += RECORD_HEADER + n;
+        records.push((base + at as u64, payload.to_vec()));
+    }
+    (records, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("journal");
+        (dir, path)
+    }
+
+    #[test]
+    fn records_read_back_from_any_acknowledged_offset() {
+        let (_d, path) = tmp();
+        let mut j = Journal::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let a = j.append(b"first").unwrap_or_else(|e| panic!("{e}"));
+        let b = j.append(b"second").unwrap_or_else(|e| panic!("{e}"));
+        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        drop(j);
+        let (j, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            scan.records,
+            vec![(a, b"first".to_vec()), (b, b"second".to_vec())]
+        );
+        assert_eq!((j.len(), scan.dropped), (b, 0));
+        let (_, scan) = Journal::open(&path, a).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(scan.records, vec![(b, b"second".to_vec())]);
+    }
+
+    #[test]
+    fn an_unfinished_last_record_is_cut_off_and_appending_goes_on() {
+        let (_d, path) = tmp();
+        let mut j = Journal::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let a = j.append(b"kept").unwrap_or_else(|e| panic!("{e}"));
+        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        drop(j);
+        // A crash in the middle of the next write.
+        let torn = frame(b"never acknowledged");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(&torn[..torn.len() - 3])
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(f);
+        let (mut j, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!(scan.dropped, torn.len() as u64 - 3);
+        let b = j.append(b"after").unwrap_or_else(|e| panic!("{e}"));
+        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        let (_, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            scan.records,
+            vec![(a, b"kept".to_vec()), (b, b"after".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused() {
+        let (_d, path) = tmp();
+        std::fs::write(&path, b"PK\x03\x04 something else entirely")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            Journal::open(&path, 0),
+            Err(JournalError::NotAJournal { .. })
+        ));
+        assert!(matches!(
+            Journal::create(&path),
+            Err(JournalError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn rollback_forgets_what_was_not_synced() {
+        let (_d, path) = tmp();
+        let mut j = Journal::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        j.append(b"durable").unwrap_or_else(|e| panic!("{e}"));
+        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        j.append(b"failed").unwrap_or_else(|e| panic!("{e}"));
+        j.rollback().unwrap_or_else(|e| panic!("{e}"));
+        let (_, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(scan.records.len(), 1);
+    }
+
+    proptest! {
+        /// Whatever bytes follow the magic, reading never panics, and returns exactly the
+        /// records of any valid prefix.
+        #[test]
+        fn reading_arbitrary_bytes_never_panics(
+            good in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+            junk in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut bytes = Vec::new();
+            for g in &good {
+                bytes.extend_from_slice(&frame(g));
+            }
+            let valid = bytes.len();
+            bytes.extend_from_slice(&junk);
+            let (records, span) = read_records(&bytes, 16);
+            prop_assert!(span >= valid);
+            prop_assert!(records.len() >= good.len());
+            for (r, g) in records.iter().zip(&good) {
+                prop_assert_eq!(&r.1, g);
+            }
+        }
+    }
+}

@@ -1,0 +1,1035 @@
+//! The store on disk: a `sled` database, a journal beside it, and one writer thread that
+//! makes batches durable together (group commit).
+//!
+//! Layout of `DIR` (the home's `store/`):
+//!
+//! ```text
+//! DIR/lock      held (flock) while a process uses the store
+//! DIR/journal   every acknowledged batch, checksummed (see `journal`)
+//! DIR/db/       the sled database: the indexes that reads and sync use
+//! ```
+//!
+//! A batch is acknowledged once its journal record is `fdatasync`ed; it is then applied to
+//! sled, which flushes on its own schedule. The database records (in `meta/journal`) a
+//! journal offset that it is known to hold everything before; at start-up the records after
+//! it are applied again (writes are idempotent and replayed in order). If sled cannot open
+//! its files, they are moved aside and the database is rebuilt from the whole journal.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cercle_crdt::DocKind;
+use zeroize::Zeroizing;
+
+use super::journal::{Journal, JournalError};
+use super::{
+    Batch, ForkRecord, Head, RejectionRecord, SCHEMA_VERSION, Snapshot, Store, StoreError,
+    Ticket, Tree, Write, doc_of, keys,
+};
+use crate::circle::membership::CircleId;
+use crate::crypto::StorageKey;
+use crate::identity::DeviceId;
+
+const LOCK_FILE: &str = "lock";
+const JOURNAL_FILE: &str = "journal";
+const DB_DIR: &str = "db";
+const META_SCHEMA: &[u8] = b"schema";
+const META_JOURNAL: &[u8] = b"journal";
+const META_KEY_CHECK: &str = "key_check";
+const KEY_CHECK_TEXT: &[u8] = b"cercle store key check";
+
+/// Jobs queued to the writer thread (bounded).
+const QUEUE: usize = 4096;
+/// At most this many batches share one flush.
+const MAX_GROUP: usize = 1024;
+/// The database's journal position is advanced after this many journal bytes...
+const MARK_EVERY_BYTES: u64 = 4 * 1024 * 1024;
+/// ...or after this long without writes.
+const MARK_IDLE: Duration = Duration::from_millis(500);
+
+/// What happened when the store was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The database could not be opened and was rebuilt from the journal.
+    pub rebuilt: bool,
+    /// Where the damaged database files were moved, if they were.
+    pub moved_aside: Option<PathBuf>,
+    /// Journal records applied to the database at start.
+    pub replayed: usize,
+    /// Bytes of an unfinished, unacknowledged write cut from the journal's end.
+    pub dropped: u64,
+}
+
+enum Job {
+    Commit(Batch, SyncSender<Result<(), StoreError>>),
+    /// Not journaled; applied in order with the commits.
+    Snapshot(Vec<u8>, Vec<u8>, SyncSender<Result<(), StoreError>>),
+}
+
+/// The sled-backed [`Store`].
+pub struct SledStore {
+    dir: PathBuf,
+    db: sled::Db,
+    trees: BTreeMap<Tree, sled::Tree>,
+    key: StorageKey,
+    jobs: Option<SyncSender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    report: OpenReport,
+    _lock: File,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn damaged(dir: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Damaged {
+        path: dir.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn from_sled(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) => StoreError::io(dir, &io),
+        other => StoreError::Io {
+            path: dir.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn from_journal(dir: &Path, e: JournalError) -> StoreError {
+    match e {
+        JournalError::Io { path, source } => StoreError::io(&path, &source),
+        other => damaged(dir, other),
+    }
+}
+
+/// Opens sled at `path`, turning its errors and panics on damaged files into an error.
+fn open_sled(path: &Path) -> Result<sled::Db, String> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(64 * 1024 * 1024)
+        .flush_every_ms(Some(1000));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the database engine failed while reading its files".into()),
+    }
+}
+
+fn open_trees(dir: &Path, db: &sled::Db) -> Result<BTreeMap<Tree, sled::Tree>, StoreError> {
+    Tree::ALL
+        .into_iter()
+        .map(|t| Ok((t, db.open_tree(t.name()).map_err(|e| from_sled(dir, e))?)))
+        .collect()
+}
+
+/// Applies a batch's writes, tree by tree.
+fn apply(
+    dir: &Path,
+    trees: &BTreeMap<Tree, sled::Tree>,
+    writes: &[Write],
+) -> Result<(), StoreError> {
+    let mut per_tree: BTreeMap<Tree, sled::Batch> = BTreeMap::new();
+    for w in writes {
+        match w {
+            Write::Put { tree, key, value } => per_tree
+                .entry(*tree)
+                .or_default()
+                .insert(key.as_slice(), value.as_slice()),
+            Write::Delete { tree, key } => per_tree.entry(*tree).or_default().remove(key.as_slice()),
+        }
+    }
+    for (tree, batch) in per_tree {
+        if let Some(t) = trees.get(&tree) {
+            t.apply_batch(batch).map_err(|e| from_sled(dir, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The place a sealed value is bound to.
+fn place(tree: Tree, key: &[u8]) -> Vec<u8> {
+    let mut p = vec![tree.code()];
+    p.extend_from_slice(key);
+    p
+}
+
+fn read_u64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, sealing with `key`. Takes the home's lock,
+    /// checks the schema and that the store is this identity's, applies the journal's
+    /// latest records, and rebuilds the database from the journal if sled cannot open it
+    /// (with a warning).
+    pub fn open(dir: &Path, key: StorageKey) -> Result<SledStore, StoreError> {
+        create_private_dir(dir)?;
+        let lock = take_lock(dir)?;
+        let journal_path = dir.join(JOURNAL_FILE);
+        let db_path = dir.join(DB_DIR);
+        let mut report = OpenReport::default();
+
+        let fresh = !journal_path.exists() && !db_path.exists();
+        if fresh {
+            Journal::create(&journal_path).map_err(|e| from_journal(dir, e))?;
+        } else if !journal_path.exists() {
+            return Err(damaged(
+                dir,
+                "its journal is missing; restore the home from a backup",
+            ));
+        }
+        let db = match open_sled(&db_path) {
+            Ok(db) => db,
+            Err(reason) => {
+                tracing::warn!(store = %dir.display(), %reason, "the database does not open; rebuilding it from the journal");
+                let (db, aside, replayed) = rebuild(dir, &reason)?;
+                report.rebuilt = true;
+                report.moved_aside = aside;
+                report.replayed = replayed;
+                db
+            }
+        };
+        let trees = open_trees(dir, &db)?;
+        let mut store = SledStore {
+            dir: dir.to_path_buf(),
+            db,
+            trees,
+            key,
+            jobs: None,
+            writer: None,
+            report,
+            _lock: lock,
+        };
+        store.check_schema()?;
+        let mut journal = store.catch_up(&journal_path)?;
+        store.check_key(fresh, &mut journal)?;
+        store.start_writer(journal);
+        Ok(store)
+    }
+
+    /// Rebuilds the database from the journal even though it opens (`cercle repair`).
+    pub fn repair(dir: &Path, key: StorageKey) -> Result<OpenReport, StoreError> {
+        create_private_dir(dir)?;
+        let lock = take_lock(dir)?;
+        if !dir.join(JOURNAL_FILE).exists() {
+            return Err(damaged(dir, "its journal is missing"));
+        }
+        let (db, aside, replayed) = rebuild(dir, "repair requested")?;
+        drop(db);
+        drop(lock);
+        let store = SledStore::open(dir, key)?;
+        let mut report = store.report.clone();
+        report.rebuilt = true;
+        report.moved_aside = aside;
+        report.replayed = replayed;
+        Ok(report)
+    }
+
+    /// What opening found and did.
+    pub fn report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tree(&self, t: Tree) -> Result<&sled::Tree, StoreError> {
+        self.trees.get(&t).ok_or_else(|| damaged(&self.dir, "missing tree"))
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let meta = self.tree(Tree::Meta)?;
+        let found = match meta.get(META_SCHEMA).map_err(|e| from_sled(&self.dir, e))? {
+            None => 0,
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| damaged(&self.dir, "bad schema version"))?,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.dir.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for from in found..SCHEMA_VERSION {
+            self.migrate(from)?;
+        }
+        if found != SCHEMA_VERSION {
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
+                .map_err(|e| from_sled(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// The migration hook: brings a store of schema `from` to `from + 1`.
+    fn migrate(&self, from: u32) -> Result<(), StoreError> {
+        match from {
+            // 0 is an empty or freshly rebuilt database: nothing to convert.
+            0 => Ok(()),
+            other => Err(damaged(
+                &self.dir,
+                format!("no migration from store schema {other}"),
+            )),
+        }
+    }
+
+    /// Applies the journal records the database may not hold yet.
+    fn catch_up(&mut self, journal_path: &Path) -> Result<Journal, StoreError> {
+        let meta = self.tree(Tree::Meta)?;
+        let mark = meta
+            .get(META_JOURNAL)
+            .map_err(|e| from_sled(&self.dir, e))?
+            .and_then(|v| read_u64(&v))
+            .unwrap_or(0);
+        let (journal, scan) =
+            Journal::open(journal_path, mark).map_err(|e| from_journal(&self.dir, e))?;
+        if mark > journal.len() {
+            return Err(damaged(
+                &self.dir,
+                "the journal is shorter than the database remembers",
+            ));
+        }
+        for (_, record) in &scan.records {
+            let batch = Batch::decode(record).map_err(|e| damaged(&self.dir, e))?;
+            apply(&self.dir, &self.trees, &batch.writes)?;
+        }
+        self.report.replayed += scan.records.len();
+        self.report.dropped = scan.dropped;
+        Ok(journal)
+    }
+
+    /// Checks that the store was sealed with this key; a new store records a check value.
+    fn check_key(&mut self, fresh: bool, journal: &mut Journal) -> Result<(), StoreError> {
+        match self.meta(META_KEY_CHECK)? {
+            Some(sealed) => {
+                let ok = self
+                    .key
+                    .open(&place(Tree::Meta, META_KEY_CHECK.as_bytes()), &sealed)
+                    .is_ok_and(|p| p.as_slice() == KEY_CHECK_TEXT);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(StoreError::Foreign {
+                        path: self.dir.clone(),
+                    })
+                }
+            }
+            None if fresh || self.is_empty()? => {
+                let sealed = self
+                    .key
+                    .seal(&place(Tree::Meta, META_KEY_CHECK.as_bytes()), KEY_CHECK_TEXT)
+                    .map_err(|e| damaged(&self.dir, e))?;
+                let mut b = Batch::new();
+                b.meta(META_KEY_CHECK, &sealed);
+                // Written through the journal, like every acknowledged write.
+                journal
+                    .append(&b.encode())
+                    .map_err(|e| from_journal(&self.dir, e))?;
+                journal.sync().map_err(|e| from_journal(&self.dir, e))?;
+                apply(&self.dir, &self.trees, &b.writes)
+            }
+            None => Err(damaged(&self.dir, "its key check is missing")),
+        }
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        for t in [Tree::Circles, Tree::Ops, Tree::Envelopes] {
+            if !self.tree(t)?.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn start_writer(&mut self, journal: Journal) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let writer = Writer {
+            dir: self.dir.clone(),
+            db: self.db.clone(),
+            trees: self.trees.clone(),
+            journal,
+            failed: None,
+            marked: 0,
+        };
+        let handle = std::thread::Builder::new()
+            .name("cercle-store".into())
+            .spawn(move || writer.run(rx));
+        match handle {
+            Ok(h) => {
+                self.jobs = Some(tx);
+                self.writer = Some(h);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the store's writer thread"),
+        }
+    }
+
+    /// Seals the values of sealed trees in place.
+    fn seal(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        for w in &mut batch.writes {
+            if let Write::Put { tree, key, value } = w
+                && tree.sealed()
+            {
+                let sealed = self
+                    .key
+                    .seal(&place(*tree, key), value)
+                    .map_err(|e| damaged(&self.dir, e))?;
+                let plain = std::mem::replace(value, sealed);
+                drop(Zeroizing::new(plain));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_value(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.key
+            .open(&place(tree, key), value)
+            .map_err(|_| StoreError::BadValue {
+                path: self.dir.clone(),
+                what: format!("a sealed value in {}", tree.name()),
+            })
+    }
+
+    fn send(&self, job: Job, rx: mpsc::Receiver<Result<(), StoreError>>) -> Ticket {
+        match &self.jobs {
+            Some(jobs) if jobs.send(job).is_ok() => Ticket::pending(rx, self.dir.clone()),
+            _ => Ticket::ready(Err(StoreError::Stopped {
+                cause: "the store's writer is not running".into(),
+            })),
+        }
+    }
+
+    fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        self.tree(tree)?
+            .scan_prefix(prefix)
+            .map(|r| r.map_err(|e| from_sled(&self.dir, e)))
+            .collect()
+    }
+
+    /// Waits for every queued write, marks the journal position and flushes the database.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        self.jobs = None;
+        if let Some(h) = self.writer.take()
+            && h.join().is_err()
+        {
+            return Err(damaged(&self.dir, "the store's writer failed"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the store");
+        }
+    }
+}
+
+/// Creates the store's directory, readable by its owner only.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| StoreError::io(dir, &e))
+}
+
+fn take_lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(dir, &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: dir.parent().unwrap_or(dir).to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(StoreError::io(dir, &e)),
+    }
+}
+
+/// Moves the database aside (if any) and rebuilds it from the whole journal.
+fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), StoreError> {
+    let journal_path = dir.join(JOURNAL_FILE);
+    let (journal, scan) = Journal::open(&journal_path, 0).map_err(|e| match e {
+        JournalError::NotAJournal { .. } => damaged(dir, format!("{why}; and its journal is not readable")),
+        other => from_journal(dir, other),
+    })?;
+    let mut batches = Vec::with_capacity(scan.records.len());
+    for (_, record) in &scan.records {
+        batches.push(Batch::decode(record).map_err(|e| damaged(dir, format!("{why}; and {e}")))?);
+    }
+    let db_path = dir.join(DB_DIR);
+    let tmp = dir.join("db.rebuild");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(dir, &e))?;
+    }
+    let db = open_sled(&tmp).map_err(|e| damaged(dir, e))?;
+    let trees = open_trees(dir, &db)?;
+    for b in &batches {
+        apply(dir, &trees, &b.writes)?;
+    }
+    trees
+        .get(&Tree::Meta)
+        .ok_or_else(|| damaged(dir, "missing tree"))?
+        .insert(META_JOURNAL, &journal.len().to_be_bytes())
+        .map_err(|e| from_sled(dir, e))?;
+    db.flush().map_err(|e| from_sled(dir, e))?;
+    drop(trees);
+    drop(db);
+    let aside = if db_path.exists() {
+        let stamp = jiff::Timestamp::now().as_second();
+        let aside = dir.join(format!("db.damaged-{stamp}"));
+        fs::rename(&db_path, &aside).map_err(|e| StoreError::io(dir, &e))?;
+        Some(aside)
+    } else {
+        None
+    };
+    fs::rename(&tmp, &db_path).map_err(|e| StoreError::io(dir, &e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, &e))?;
+    let db = open_sled(&db_path).map_err(|e| damaged(dir, e))?;
+    tracing::warn!(store = %dir.display(), batches = batches.len(), "the database was rebuilt from the journal");
+    Ok((db, aside, batches.len()))
+}
+
+/// The writer thread's state.
+struct Writer {
+    dir: PathBuf,
+    db: sled::Db,
+    trees: BTreeMap<Tree, sled::Tree>,
+    journal: Journal,
+    /// After a failed write every later one fails too: a later batch may chain on the
+    /// failed one (an envelope's `prev`), and a gap must never be acknowledged.
+    failed: Option<StoreError>,
+    /// The journal offset the database is known to hold.
+    marked: u64,
+}
+
+impl Writer {
+    fn run(mut self, jobs: Receiver<Job>) {
+        self.marked = self.journal.len();
+        loop {
+            let first = if self.journal.len() > self.marked {
+                match jobs.recv_timeout(MARK_IDLE) {
+                    Ok(j) => j,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.mark();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match jobs.recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(j) => group.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+            if self.journal.len() - self.marked >= MARK_EVERY_BYTES {
+                self.mark();
+            }
+        }
+        // Clean shutdown: the database holds everything; the next start replays nothing.
+        self.mark();
+        self.mark();
+    }
+
+    fn commit_group(&mut self, group: Vec<Job>) {
+        let started = Instant::now();
+        let result = self.write_group(&group);
+        let n = group.len();
+        for job in group {
+            let reply = match job {
+                Job::Commit(_, reply) | Job::Snapshot(_, _, reply) => reply,
+            };
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = reply.send(result.clone());
+        }
+        tracing::trace!(batches = n, elapsed = ?started.elapsed(), "group committed");
+    }
+
+    fn write_group(&mut self, group: &[Job]) -> Result<(), StoreError> {
+        if let Some(e) = &self.failed {
+            return Err(StoreError::Stopped {
+                cause: e.to_string(),
+            });
+        }
+        let result = self.journal_and_apply(group);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store write failed; refusing further writes");
+            let _ = self.journal.rollback();
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn journal_and_apply(&mut self, group: &[Job]) -> Result<(), StoreError> {
+        for job in group {
+            if let Job::Commit(batch, _) = job
+                && batch.writes.iter().any(|w| w.tree().journaled())
+            {
+                self.journal
+                    .append(&batch.encode())
+                    .map_err(|e| from_journal(&self.dir, e))?;
+            }
+        }
+        self.journal.sync().map_err(|e| from_journal(&self.dir, e))?;
+        for job in group {
+            match job {
+                Job::Commit(batch, _) => apply(&self.dir, &self.trees, &batch.writes)?,
+                Job::Snapshot(key, value, _) => {
+                    if let Some(t) = self.trees.get(&Tree::Snapshots) {
+                        t.insert(key.as_slice(), value.as_slice())
+                            .map_err(|e| from_sled(&self.dir, e))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the database, then records that it holds the journal up to where it was.
+    fn mark(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let upto = self.journal.len();
+        let result = self.db.flush().and_then(|_| {
+            match self.trees.get(&Tree::Meta) {
+                Some(meta) => meta.insert(META_JOURNAL, &upto.to_be_bytes()).map(|_| ()),
+                None => Ok(()),
+            }
+        });
+        match result {
+            Ok(()) => self.marked = upto,
+            Err(e) => tracing::warn!(error = %e, "flushing the database; the journal covers it"),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn submit(&self, mut batch: Batch) -> Ticket {
+        if let Err(e) = self.seal(&mut batch) {
+            return Ticket::ready(Err(e));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Commit(batch, tx), rx)
+    }
+
+    fn save_snapshot(&self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) -> Ticket {
+        let key = keys::doc_prefix(circle, doc);
+        let sealed = match self.key.seal(&place(Tree::Snapshots, &key), &snapshot.encode()) {
+            Ok(s) => s,
+            Err(e) => return Ticket::ready(Err(damaged(&self.dir, e))),
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Snapshot(key, sealed, tx), rx)
+    }
+
+    fn circles(&self) -> Result<Vec<(CircleId, Zeroizing<Vec<u8>>)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan(Tree::Circles, b"")? {
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| damaged(&self.dir, "bad circle key"))?;
+            out.push((CircleId(id), self.open_value(Tree::Circles, &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn circle(&self, circle: &CircleId) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        match self
+            .tree(Tree::Circles)?
+            .get(circle.0)
+            .map_err(|e| from_sled(&self.dir, e))?
+        {
+            Some(v) => Ok(Some(self.open_value(Tree::Circles, &circle.0, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn ops(&self, circle: &CircleId) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .scan(Tree::Ops, &circle.0)?
+            .into_iter()
+            .map(|(_, v)| v.to_vec())
+            .collect())
+    }
+
+    fn envelopes(
+        &self,
+        circle: &CircleId,
+        doc: DocKind,
+        device: &DeviceId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = keys::envelope(circle, doc, device, from);
+        let end = keys::envelope(circle, doc, device, u64::MAX);
+        self.tree(Tree::Envelopes)?
+            .range(start..=end)
+            .take(limit)
+            .map(|r| r.map(|(_, v)| v.to_vec()).map_err(|e| from_sled(&self.dir, e)))
+            .collect()
+    }
+
+    fn heads(&self, circle: &CircleId, doc: DocKind) -> Result<BTreeMap<DeviceId, Head>, StoreError> {
+        let prefix = keys::doc_prefix(circle, doc);
+        let mut out = BTreeMap::new();
+        for (k, v) in self.scan(Tree::Heads, &prefix)? {
+            let device: [u8; 32] = k
+                .get(prefix.len()..)
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| damaged(&self.dir, "bad head key"))?;
+            let seq = v.get(..8).and_then(read_u64);
+            let hash: Option<[u8; 32]> = v.get(8..).and_then(|h| h.try_into().ok());
+            match (seq, hash) {
+                (Some(seq), Some(hash)) => {
+                    out.insert(DeviceId(device), Head { seq, hash });
+                }
+                _ => return Err(damaged(&self.dir, "bad head value")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&self, circle: &CircleId, doc: DocKind) -> Result<Option<Snapshot>, StoreError> {
+        let key = keys::doc_prefix(circle, doc);
+        match self
+            .tree(Tree::Snapshots)?
+            .get(&key)
+            .map_err(|e| from_sled(&self.dir, e))?
+        {
+            None => Ok(None),
+            Some(v) => {
+                let plain = self.open_value(Tree::Snapshots, &key, &v)?;
+                Snapshot::decode(&plain)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::BadValue {
+                        path: self.dir.clone(),
+                        what: "a snapshot".into(),
+                    })
+            }
+        }
+    }
+
+    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        match self
+            .tree(Tree::Blobs)?
+            .get(hash)
+            .map_err(|e| from_sled(&self.dir, e))?
+        {
+            Some(v) => Ok(Some(self.open_value(Tree::Blobs, hash, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(Tree::Meta)?
+            .get(key.as_bytes())
+            .map_err(|e| from_sled(&self.dir, e))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn rejections(&self, circle: &CircleId) -> Result<Vec<RejectionRecord>, StoreError> {
+        self.scan(Tree::Rejected, &circle.0)?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v).map_err(|_| StoreError::BadValue {
+                    path: self.dir.clone(),
+                    what: "a rejection record".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn forks(&self, circle: &CircleId) -> Result<Vec<ForkRecord>, StoreError> {
+        let bad = || StoreError::BadValue {
+            path: self.dir.clone(),
+            what: "fork evidence".into(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in self.scan(Tree::Forks, &circle.0)? {
+            let device: [u8; 32] = k.get(32..64).and_then(|d| d.try_into().ok()).ok_or_else(bad)?;
+            let doc = k.get(64).copied().and_then(doc_of).ok_or_else(bad)?;
+            let seq = k.get(65..73).and_then(read_u64).ok_or_else(bad)?;
+            let n = v
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes)
+                .ok_or_else(bad)? as usize;
+            let first = v.get(4..4 + n).ok_or_else(bad)?.to_vec();
+            let second = v.get(4 + n..).ok_or_else(bad)?.to_vec();
+            out.push(ForkRecord {
+                device: DeviceId(device),
+                doc,
+                seq,
+                first,
+                second,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> StorageKey {
+        StorageKey::derive(&[7; 32])
+    }
+
+    fn circle() -> CircleId {
+        CircleId([3; 32])
+    }
+
+    fn open(dir: &Path) -> SledStore {
+        SledStore::open(dir, key()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn record(text: &str) -> Batch {
+        let mut b = Batch::new();
+        b.circle(&circle(), text.as_bytes());
+        b
+    }
+
+    fn record_text(s: &SledStore) -> Option<String> {
+        s.circle(&circle())
+            .ok()
+            .flatten()
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+    }
+
+    #[test]
+    fn committed_writes_survive_reopening_and_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        s.commit(record("Jeanne Durand")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
+        s.close().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
+        assert_eq!(s.report().replayed, 0, "a clean close leaves nothing to replay");
+        drop(s);
+        for f in walk(dir.path()) {
+            let bytes = fs::read(&f).unwrap_or_default();
+            assert!(
+                !bytes.windows(6).any(|w| w == b"Durand"),
+                "{} holds the name in clear",
+                f.display()
+            );
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_second_opener_is_told_a_node_is_running() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let _s = open(dir.path());
+        assert!(matches!(
+            SledStore::open(dir.path(), key()),
+            Err(StoreError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn another_identitys_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        open(dir.path()).close().unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            SledStore::open(dir.path(), StorageKey::derive(&[8; 32])),
+            Err(StoreError::Foreign { .. })
+        ));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        s.tree(Tree::Meta)
+            .and_then(|m| {
+                m.insert(META_SCHEMA, &(SCHEMA_VERSION + 1).to_be_bytes())
+                    .map_err(|e| from_sled(dir.path(), e))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.close().unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            SledStore::open(dir.path(), key()),
+            Err(StoreError::NewerSchema { found, .. }) if found == SCHEMA_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn writes_the_database_missed_are_replayed_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        open(dir.path()).close().unwrap_or_else(|e| panic!("{e}"));
+        // A batch that reached the journal, then the process died before sled held it.
+        let (mut j, _) = Journal::open(&dir.path().join(JOURNAL_FILE), u64::MAX)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut b = record("Paul Martin");
+        let helper = open_unlocked_sealer();
+        helper(&mut b);
+        j.append(&b.encode()).unwrap_or_else(|e| panic!("{e}"));
+        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        assert_eq!(s.report().replayed, 1);
+        assert_eq!(record_text(&s).as_deref(), Some("Paul Martin"));
+    }
+
+    /// Seals a batch as the store would.
+    fn open_unlocked_sealer() -> impl Fn(&mut Batch) {
+        |b: &mut Batch| {
+            for w in &mut b.writes {
+                if let Write::Put { tree, key: k, value } = w
+                    && tree.sealed()
+                {
+                    *value = key()
+                        .seal(&place(*tree, k), value)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_database_overwritten_with_random_bytes_is_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        s.commit(record("Jeanne Durand")).unwrap_or_else(|e| panic!("{e}"));
+        s.close().unwrap_or_else(|e| panic!("{e}"));
+        for f in walk(&dir.path().join(DB_DIR)) {
+            let len = fs::metadata(&f).map(|m| m.len()).unwrap_or(0).max(64) as usize;
+            let mut junk = vec![0u8; len];
+            getrandom::fill(&mut junk).unwrap_or_else(|e| panic!("{e}"));
+            fs::write(&f, &junk).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let s = open(dir.path());
+        assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
+        assert!(s.report().rebuilt || s.report().replayed > 0);
+        drop(s);
+        // And with the journal gone too: a clear error, no panic.
+        let mut junk = vec![0u8; 4096];
+        getrandom::fill(&mut junk).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join(JOURNAL_FILE), &junk).unwrap_or_else(|e| panic!("{e}"));
+        for f in walk(&dir.path().join(DB_DIR)) {
+            fs::write(&f, &junk).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let err = SledStore::open(dir.path(), key()).map(|_| ());
+        assert!(matches!(err, Err(StoreError::Damaged { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn many_concurrent_writers_share_flushes_and_all_land() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = std::sync::Arc::new(open(dir.path()));
+        let tickets: Vec<Ticket> = (0..200u32)
+            .map(|i| {
+                let mut b = Batch::new();
+                b.meta(&format!("n{i}"), &i.to_be_bytes());
+                s.submit(b)
+            })
+            .collect();
+        for t in tickets {
+            t.wait().unwrap_or_else(|e| panic!("{e}"));
+        }
+        for i in 0..200u32 {
+            assert_eq!(
+                s.meta(&format!("n{i}")).ok().flatten(),
+                Some(i.to_be_bytes().to_vec())
+            );
+        }
+    }
+
+    #[test]
+    fn snapshots_read_back_opened() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        let snap = Snapshot {
+            covers: [(DeviceId([1; 32]), 4)].into_iter().collect(),
+            doc: b"automerge bytes".to_vec(),
+        };
+        s.save_snapshot(&circle(), DocKind::LiaisonNotebook, &snap)
+            .wait()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.snapshot(&circle(), DocKind::LiaisonNotebook).ok().flatten(),
+            Some(snap)
+        );
+        assert_eq!(s.snapshot(&circle(), DocKind::Thread).ok().flatten(), None);
+    }
+
+    #[test]
+    fn rejections_and_forks_read_back() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = open(dir.path());
+        let rec = RejectionRecord {
+            at: 5,
+            from: "peer".into(),
+            device: None,
+            reason: serde_json::json!({"reason": "bad_signature"}),
+            message: "the device signature does not verify".into(),
+            hash: "ab".repeat(32),
+        };
+        let fork = ForkRecord {
+            device: DeviceId([2; 32]),
+            doc: DocKind::Thread,
+            seq: 9,
+            first: vec![1, 2],
+            second: vec![3],
+        };
+        let mut b = Batch::new();
+        b.rejection(&circle(), &rec);
+        b.fork(&circle(), &fork);
+        s.commit(b).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.rejections(&circle()).ok(), Some(vec![rec]));
+        assert_eq!(s.forks(&circle()).ok(), Some(vec![fork]));
+    }
+}
