@@ -293,7 +293,12 @@ fn a_replica_rebuilt_from_its_own_changes_keeps_numbering_them() {
     let mut again = LiaisonNotebook::new(actor(0));
     again
         .replica_mut()
-        .apply_stored(stored.into_iter().filter(|c| *c.actor_id() == actor(0)).collect())
+        .apply_stored(
+            stored
+                .into_iter()
+                .filter(|c| *c.actor_id() == actor(0))
+                .collect(),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let b = again
         .add_entry(me, entry("deux"), Timestamp(2))

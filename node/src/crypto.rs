@@ -328,7 +328,9 @@ mod tests {
         let a = StorageKey::derive(&[1; 32]);
         assert_eq!(a, StorageKey::derive(&[1; 32]));
         assert_ne!(a, StorageKey::derive(&[2; 32]));
-        let sealed = a.seal(b"circles/1", b"Jeanne Durand").unwrap_or_else(|e| panic!("{e}"));
+        let sealed = a
+            .seal(b"circles/1", b"Jeanne Durand")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             a.open(b"circles/1", &sealed).map(|p| p.to_vec()),
             Ok(b"Jeanne Durand".to_vec())

@@ -620,7 +620,7 @@ mod tests {
             &IdentityUpdate::default(),
             Timestamp(1),
         )
-            .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
         let (nurse, carer, physio) = (person("Nurse"), person("Carer"), person("Physio"));
         for (who, role) in [
             (&nurse, Role::Professional),

@@ -101,17 +101,46 @@ impl TestHome {
         self.dir.path()
     }
 
-    /// Runs `cercle --home HOME ARGS...` and waits for it.
-    pub fn cercle(&self, args: &[&str]) -> Run {
-        let out = Command::new(cercle_bin())
-            .arg("--home")
+    /// The command `cercle --home HOME ARGS...`, ready to spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cercle_bin());
+        cmd.arg("--home")
             .arg(self.path())
             .args(args)
             .env_remove("CERCLE_HOME")
-            .env("CERCLE_PASSPHRASE", PASSPHRASE)
+            .env("CERCLE_PASSPHRASE", PASSPHRASE);
+        cmd
+    }
+
+    /// Runs `cercle --home HOME ARGS...` and waits for it.
+    pub fn cercle(&self, args: &[&str]) -> Run {
+        let out = self
+            .command(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run cercle: {e}"));
         Run::from(out)
+    }
+
+    /// Every file under the home, recursively.
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.path(), &mut out);
+        out
+    }
+
+    /// A home at `path` (kept after the test only if `path` is outside temp dirs).
+    pub fn in_dir(dir: tempfile::TempDir) -> Self {
+        Self { dir }
     }
 
     /// Runs `cercle --home HOME --json ARGS...`, requires success and parses the answer.

@@ -6,13 +6,14 @@ use std::sync::mpsc;
 
 use cercle_crdt::{EntryKind, NewEntry};
 use cercle_node::Circle;
+use cercle_node::circle::Pending;
 use serde::Serialize;
 
 use crate::Context;
 use crate::output::{answer, human_time, now};
 use crate::session::Session;
 
-/// At most this many notes read ahead of their acknowledgement.
+/// At most this many notes written ahead of their acknowledgement.
 const IMPORT_WINDOW: usize = 256;
 
 #[derive(Debug, clap::Subcommand)]
@@ -86,42 +87,20 @@ fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()
     answer(ctx.json, &added, || added.id.clone())
 }
 
-/// Reads lines on a separate thread so that every line already waiting is written before
-/// the first of them is acknowledged: they share one flush (group commit).
+/// Writes each line as it is read; a second thread prints each note's id as soon as it is
+/// durable. Notes written while a flush is under way share the next one (group commit).
 fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
     let kind: EntryKind = kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let s = Session::open(ctx)?;
     let mut c = Circle::open(s.store(), &s.me, circle)?;
     let circle_id = c.info().id.clone();
-    let (tx, rx) = mpsc::sync_channel::<std::io::Result<String>>(IMPORT_WINDOW);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut out = std::io::stdout().lock();
-    while let Ok(first) = rx.recv() {
-        let mut pending = Vec::new();
-        let mut next = Some(first);
-        while let Some(line) = next.take() {
-            let text = line?;
-            if !text.trim().is_empty() {
-                let entry = NewEntry {
-                    kind,
-                    text,
-                    vitals: None,
-                };
-                pending.push(c.add_note(&s.me, entry, now())?);
-            }
-            if pending.len() < IMPORT_WINDOW {
-                next = rx.try_recv().ok();
-            }
-        }
+    let json = ctx.json;
+    let (acks, pending) = mpsc::sync_channel::<Pending<String>>(IMPORT_WINDOW);
+    let printer = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
         for p in pending {
             let id = p.wait()?;
-            if ctx.json {
+            if json {
                 let line = serde_json::to_string(&Added {
                     id,
                     circle: circle_id.clone(),
@@ -130,10 +109,45 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
             } else {
                 writeln!(out, "{id}")?;
             }
+            out.flush()?;
         }
-        out.flush()?;
+        Ok(())
+    });
+    let mut written = Ok(());
+    for line in std::io::stdin().lock().lines() {
+        let text = match line {
+            Ok(t) => t,
+            Err(e) => {
+                written = Err(e.into());
+                break;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let entry = NewEntry {
+            kind,
+            text,
+            vitals: None,
+        };
+        match c.add_note(&s.me, entry, now()) {
+            // The printer stopped: it has the error to report.
+            Ok(p) => {
+                if acks.send(p).is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                written = Err(e.into());
+                break;
+            }
+        }
     }
-    Ok(())
+    drop(acks);
+    let printed = printer
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the output thread failed")));
+    printed.and(written)
 }
 
 fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {

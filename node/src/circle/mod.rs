@@ -275,11 +275,9 @@ impl Circle {
         let id: CircleId = info.id.parse().map_err(|_| CircleError::Unknown {
             query: query.to_string(),
         })?;
-        let record = store
-            .circle(&id)?
-            .ok_or_else(|| CircleError::Unknown {
-                query: query.to_string(),
-            })?;
+        let record = store.circle(&id)?.ok_or_else(|| CircleError::Unknown {
+            query: query.to_string(),
+        })?;
         let record = decode_record(&id, &record)?;
         let membership = load_membership(store.as_ref(), &id)?;
         let actor = me.actor();
@@ -343,7 +341,10 @@ impl Circle {
                 let key = keys.get(&env.header.epoch).ok_or_else(|| {
                     damaged("envelope", "no key for its epoch on this device".into())
                 })?;
-                changes.extend(env.open(key).map_err(|e| damaged("envelope", e.to_string()))?);
+                changes.extend(
+                    env.open(key)
+                        .map_err(|e| damaged("envelope", e.to_string()))?,
+                );
                 count += 1;
             }
             applied.insert(*device, head.seq);
@@ -720,12 +721,10 @@ impl Circle {
             info: self.info.clone(),
             names: self.names.clone(),
         };
-        let bytes = Zeroizing::new(serde_json::to_vec(&record).map_err(|e| {
-            CircleError::Load {
-                circle: self.info.id.clone(),
-                what: "record".into(),
-                reason: e.to_string(),
-            }
+        let bytes = Zeroizing::new(serde_json::to_vec(&record).map_err(|e| CircleError::Load {
+            circle: self.info.id.clone(),
+            what: "record".into(),
+            reason: e.to_string(),
         })?);
         batch.circle(&self.id, &bytes);
         Ok(())
@@ -818,7 +817,11 @@ impl Circle {
         now: Timestamp,
         value: T,
     ) -> Result<Pending<T>, CircleError> {
-        let change: Vec<Change> = self.replica_mut(doc).last_local_change().into_iter().collect();
+        let change: Vec<Change> = self
+            .replica_mut(doc)
+            .last_local_change()
+            .into_iter()
+            .collect();
         let mut batch = Batch::new();
         self.seal_local(me, doc, &change, now, &mut batch)?;
         let ticket = self.store.submit(batch);
@@ -878,8 +881,7 @@ mod tests {
         let profile =
             Profile::new("Dr Martin", "médecin", None, None).unwrap_or_else(|e| panic!("{e}"));
         let me = LocalIdentity::generate(profile, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            SledStore::open(dir.path(), me.storage_key()).unwrap_or_else(|e| panic!("{e}"));
+        let store = SledStore::open(dir.path(), me.storage_key()).unwrap_or_else(|e| panic!("{e}"));
         (dir, Arc::new(store), me)
     }
 
@@ -891,7 +893,8 @@ mod tests {
             given_names: Some("Jeanne".into()),
             ..Default::default()
         };
-        let c = Circle::create(home.clone(), &me, &update, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
+        let c = Circle::create(home.clone(), &me, &update, Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
         let id = c.info().id.clone();
         let mut c = Circle::open(home.clone(), &me, &id[..6]).unwrap_or_else(|e| panic!("{e}"));
         let entry = NewEntry {
@@ -1018,8 +1021,7 @@ mod tests {
         let keys = c.epoch_keys(&newcomer).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(keys.len(), 2, "both epochs, including before they joined");
         // Reopened from disk, the log gives the same keys.
-        let again =
-            Circle::open(home.clone(), &gp, &c.info().id).unwrap_or_else(|e| panic!("{e}"));
+        let again = Circle::open(home.clone(), &gp, &c.info().id).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.epoch_keys(&newcomer).map(|k| k.len()).ok(), Some(2));
     }
 

@@ -51,9 +51,7 @@ pub enum StoreError {
     )]
     Damaged { path: PathBuf, reason: String },
     /// The store was written with another identity's key.
-    #[error(
-        "the store in {path} belongs to another identity; use the home it was created with"
-    )]
+    #[error("the store in {path} belongs to another identity; use the home it was created with")]
     Foreign { path: PathBuf },
     /// The store was written by a newer version.
     #[error(
@@ -243,7 +241,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(4 + 40 * self.covers.len() + self.doc.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            4 + 40 * self.covers.len() + self.doc.len(),
+        ));
         out.extend_from_slice(&(self.covers.len() as u32).to_le_bytes());
         for (d, seq) in &self.covers {
             out.extend_from_slice(&d.0);
@@ -299,7 +299,12 @@ pub(crate) mod keys {
         k
     }
 
-    pub(crate) fn envelope(circle: &CircleId, doc: DocKind, device: &DeviceId, seq: u64) -> Vec<u8> {
+    pub(crate) fn envelope(
+        circle: &CircleId,
+        doc: DocKind,
+        device: &DeviceId,
+        seq: u64,
+    ) -> Vec<u8> {
         let mut k = head(circle, doc, device);
         k.extend_from_slice(&seq.to_be_bytes());
         k
@@ -412,7 +417,11 @@ impl Batch {
 
     /// The journal record of the journaled writes.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let writes: Vec<&Write> = self.writes.iter().filter(|w| w.tree().journaled()).collect();
+        let writes: Vec<&Write> = self
+            .writes
+            .iter()
+            .filter(|w| w.tree().journaled())
+            .collect();
         let mut out = vec![BATCH_VERSION];
         out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
         for w in writes {
@@ -559,7 +568,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// The version vector of a document: each device's last envelope.
-    fn heads(&self, circle: &CircleId, doc: DocKind) -> Result<BTreeMap<DeviceId, Head>, StoreError>;
+    fn heads(
+        &self,
+        circle: &CircleId,
+        doc: DocKind,
+    ) -> Result<BTreeMap<DeviceId, Head>, StoreError>;
 
     /// The latest snapshot of a document, opened.
     fn snapshot(&self, circle: &CircleId, doc: DocKind) -> Result<Option<Snapshot>, StoreError>;

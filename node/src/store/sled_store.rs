@@ -27,8 +27,8 @@ use zeroize::Zeroizing;
 
 use super::journal::{Journal, JournalError};
 use super::{
-    Batch, ForkRecord, Head, RejectionRecord, SCHEMA_VERSION, Snapshot, Store, StoreError,
-    Ticket, Tree, Write, doc_of, keys,
+    Batch, ForkRecord, Head, RejectionRecord, SCHEMA_VERSION, Snapshot, Store, StoreError, Ticket,
+    Tree, Write, doc_of, keys,
 };
 use crate::circle::membership::CircleId;
 use crate::crypto::StorageKey;
@@ -147,7 +147,9 @@ fn apply(
                 .entry(*tree)
                 .or_default()
                 .insert(key.as_slice(), value.as_slice()),
-            Write::Delete { tree, key } => per_tree.entry(*tree).or_default().remove(key.as_slice()),
+            Write::Delete { tree, key } => {
+                per_tree.entry(*tree).or_default().remove(key.as_slice())
+            }
         }
     }
     for (tree, batch) in per_tree {
@@ -248,7 +250,9 @@ impl SledStore {
     }
 
     fn tree(&self, t: Tree) -> Result<&sled::Tree, StoreError> {
-        self.trees.get(&t).ok_or_else(|| damaged(&self.dir, "missing tree"))
+        self.trees
+            .get(&t)
+            .ok_or_else(|| damaged(&self.dir, "missing tree"))
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -334,7 +338,10 @@ impl SledStore {
             None if fresh || self.is_empty()? => {
                 let sealed = self
                     .key
-                    .seal(&place(Tree::Meta, META_KEY_CHECK.as_bytes()), KEY_CHECK_TEXT)
+                    .seal(
+                        &place(Tree::Meta, META_KEY_CHECK.as_bytes()),
+                        KEY_CHECK_TEXT,
+                    )
                     .map_err(|e| damaged(&self.dir, e))?;
                 let mut b = Batch::new();
                 b.meta(META_KEY_CHECK, &sealed);
@@ -397,7 +404,12 @@ impl SledStore {
         Ok(())
     }
 
-    fn open_value(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    fn open_value(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         self.key
             .open(&place(tree, key), value)
             .map_err(|_| StoreError::BadValue {
@@ -476,7 +488,9 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
 fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), StoreError> {
     let journal_path = dir.join(JOURNAL_FILE);
     let (journal, scan) = Journal::open(&journal_path, 0).map_err(|e| match e {
-        JournalError::NotAJournal { .. } => damaged(dir, format!("{why}; and its journal is not readable")),
+        JournalError::NotAJournal { .. } => {
+            damaged(dir, format!("{why}; and its journal is not readable"))
+        }
         other => from_journal(dir, other),
     })?;
     let mut batches = Vec::with_capacity(scan.records.len());
@@ -503,7 +517,10 @@ fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), 
     drop(db);
     let aside = if db_path.exists() {
         let stamp = jiff::Timestamp::now().as_second();
-        let aside = dir.join(format!("db.damaged-{stamp}"));
+        let aside = (0..)
+            .map(|n| dir.join(format!("db.damaged-{stamp}-{n}")))
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| dir.join("db.damaged"));
         fs::rename(&db_path, &aside).map_err(|e| StoreError::io(dir, &e))?;
         Some(aside)
     } else {
@@ -606,7 +623,9 @@ impl Writer {
                     .map_err(|e| from_journal(&self.dir, e))?;
             }
         }
-        self.journal.sync().map_err(|e| from_journal(&self.dir, e))?;
+        self.journal
+            .sync()
+            .map_err(|e| from_journal(&self.dir, e))?;
         for job in group {
             match job {
                 Job::Commit(batch, _) => apply(&self.dir, &self.trees, &batch.writes)?,
@@ -627,12 +646,13 @@ impl Writer {
             return;
         }
         let upto = self.journal.len();
-        let result = self.db.flush().and_then(|_| {
-            match self.trees.get(&Tree::Meta) {
+        let result = self
+            .db
+            .flush()
+            .and_then(|_| match self.trees.get(&Tree::Meta) {
                 Some(meta) => meta.insert(META_JOURNAL, &upto.to_be_bytes()).map(|_| ()),
                 None => Ok(()),
-            }
-        });
+            });
         match result {
             Ok(()) => self.marked = upto,
             Err(e) => tracing::warn!(error = %e, "flushing the database; the journal covers it"),
@@ -651,7 +671,10 @@ impl Store for SledStore {
 
     fn save_snapshot(&self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) -> Ticket {
         let key = keys::doc_prefix(circle, doc);
-        let sealed = match self.key.seal(&place(Tree::Snapshots, &key), &snapshot.encode()) {
+        let sealed = match self
+            .key
+            .seal(&place(Tree::Snapshots, &key), &snapshot.encode())
+        {
             Ok(s) => s,
             Err(e) => return Ticket::ready(Err(damaged(&self.dir, e))),
         };
@@ -703,11 +726,18 @@ impl Store for SledStore {
         self.tree(Tree::Envelopes)?
             .range(start..=end)
             .take(limit)
-            .map(|r| r.map(|(_, v)| v.to_vec()).map_err(|e| from_sled(&self.dir, e)))
+            .map(|r| {
+                r.map(|(_, v)| v.to_vec())
+                    .map_err(|e| from_sled(&self.dir, e))
+            })
             .collect()
     }
 
-    fn heads(&self, circle: &CircleId, doc: DocKind) -> Result<BTreeMap<DeviceId, Head>, StoreError> {
+    fn heads(
+        &self,
+        circle: &CircleId,
+        doc: DocKind,
+    ) -> Result<BTreeMap<DeviceId, Head>, StoreError> {
         let prefix = keys::doc_prefix(circle, doc);
         let mut out = BTreeMap::new();
         for (k, v) in self.scan(Tree::Heads, &prefix)? {
@@ -785,7 +815,10 @@ impl Store for SledStore {
         };
         let mut out = Vec::new();
         for (k, v) in self.scan(Tree::Forks, &circle.0)? {
-            let device: [u8; 32] = k.get(32..64).and_then(|d| d.try_into().ok()).ok_or_else(bad)?;
+            let device: [u8; 32] = k
+                .get(32..64)
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(bad)?;
             let doc = k.get(64).copied().and_then(doc_of).ok_or_else(bad)?;
             let seq = k.get(65..73).and_then(read_u64).ok_or_else(bad)?;
             let n = v
@@ -840,12 +873,17 @@ mod tests {
     fn committed_writes_survive_reopening_and_are_sealed_on_disk() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = open(dir.path());
-        s.commit(record("Jeanne Durand")).unwrap_or_else(|e| panic!("{e}"));
+        s.commit(record("Jeanne Durand"))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
         s.close().unwrap_or_else(|e| panic!("{e}"));
         let s = open(dir.path());
         assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
-        assert_eq!(s.report().replayed, 0, "a clean close leaves nothing to replay");
+        assert_eq!(
+            s.report().replayed,
+            0,
+            "a clean close leaves nothing to replay"
+        );
         drop(s);
         for f in walk(dir.path()) {
             let bytes = fs::read(&f).unwrap_or_default();
@@ -928,7 +966,11 @@ mod tests {
     fn open_unlocked_sealer() -> impl Fn(&mut Batch) {
         |b: &mut Batch| {
             for w in &mut b.writes {
-                if let Write::Put { tree, key: k, value } = w
+                if let Write::Put {
+                    tree,
+                    key: k,
+                    value,
+                } = w
                     && tree.sealed()
                 {
                     *value = key()
@@ -943,7 +985,8 @@ mod tests {
     fn a_database_overwritten_with_random_bytes_is_rebuilt_from_the_journal() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = open(dir.path());
-        s.commit(record("Jeanne Durand")).unwrap_or_else(|e| panic!("{e}"));
+        s.commit(record("Jeanne Durand"))
+            .unwrap_or_else(|e| panic!("{e}"));
         s.close().unwrap_or_else(|e| panic!("{e}"));
         for f in walk(&dir.path().join(DB_DIR)) {
             let len = fs::metadata(&f).map(|m| m.len()).unwrap_or(0).max(64) as usize;
@@ -1000,7 +1043,9 @@ mod tests {
             .wait()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            s.snapshot(&circle(), DocKind::LiaisonNotebook).ok().flatten(),
+            s.snapshot(&circle(), DocKind::LiaisonNotebook)
+                .ok()
+                .flatten(),
             Some(snap)
         );
         assert_eq!(s.snapshot(&circle(), DocKind::Thread).ok().flatten(), None);
