@@ -29,7 +29,7 @@ step "tests"
 cargo test --workspace --locked
 
 step "benchmark smoke run (each bench once, no timing)"
-cargo test --workspace --bench notebook --locked
+cargo test --workspace --benches --locked
 
 step "simulation CI scenarios (same seed twice must print the same report)"
 for seed in 1 2; do

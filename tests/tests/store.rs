@@ -2,6 +2,9 @@
 //! SIGKILL, the store always reopens, no care data is readable on disk, and damaged, locked,
 //! foreign or full stores get one clear sentence instead of a panic.
 
+// The crash test reports its seed and what it saw on stderr.
+#![allow(clippy::print_stderr)]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};

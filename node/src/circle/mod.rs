@@ -1025,6 +1025,158 @@ mod tests {
         assert_eq!(again.epoch_keys(&newcomer).map(|k| k.len()).ok(), Some(2));
     }
 
+    /// A store whose writes start failing (a disk that fills up) after `ok` batches.
+    #[derive(Debug)]
+    struct FailingStore {
+        inner: Arc<dyn Store>,
+        ok: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for FailingStore {
+        fn submit(&self, batch: Batch) -> Ticket {
+            let left = self.ok.load(std::sync::atomic::Ordering::SeqCst);
+            if left == 0 {
+                return Ticket::ready(Err(StoreError::DiskFull {
+                    path: "/full".into(),
+                }));
+            }
+            self.ok.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.submit(batch)
+        }
+        fn save_snapshot(&self, c: &CircleId, d: DocKind, s: &Snapshot) -> Ticket {
+            self.inner.save_snapshot(c, d, s)
+        }
+        fn circles(&self) -> Result<Vec<(CircleId, crate::store::Opened)>, StoreError> {
+            self.inner.circles()
+        }
+        fn circle(&self, c: &CircleId) -> Result<Option<crate::store::Opened>, StoreError> {
+            self.inner.circle(c)
+        }
+        fn ops(&self, c: &CircleId) -> Result<Vec<Vec<u8>>, StoreError> {
+            self.inner.ops(c)
+        }
+        fn envelopes(
+            &self,
+            c: &CircleId,
+            d: DocKind,
+            dev: &DeviceId,
+            from: u64,
+            limit: usize,
+        ) -> Result<Vec<Vec<u8>>, StoreError> {
+            self.inner.envelopes(c, d, dev, from, limit)
+        }
+        fn heads(&self, c: &CircleId, d: DocKind) -> Result<BTreeMap<DeviceId, Head>, StoreError> {
+            self.inner.heads(c, d)
+        }
+        fn snapshot(&self, c: &CircleId, d: DocKind) -> Result<Option<Snapshot>, StoreError> {
+            self.inner.snapshot(c, d)
+        }
+        fn blob(&self, h: &[u8; 32]) -> Result<Option<crate::store::Opened>, StoreError> {
+            self.inner.blob(h)
+        }
+        fn meta(&self, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.meta(k)
+        }
+        fn rejections(
+            &self,
+            c: &CircleId,
+        ) -> Result<Vec<crate::store::RejectionRecord>, StoreError> {
+            self.inner.rejections(c)
+        }
+        fn forks(&self, c: &CircleId) -> Result<Vec<crate::store::ForkRecord>, StoreError> {
+            self.inner.forks(c)
+        }
+    }
+
+    #[test]
+    fn a_write_the_store_refuses_is_not_acknowledged_and_the_rest_survive() {
+        let (_dir, home, me) = setup();
+        let c = Circle::create(home.clone(), &me, &IdentityUpdate::default(), Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = c.info().id.clone();
+        drop(c);
+        let failing: Arc<dyn Store> = Arc::new(FailingStore {
+            inner: home.clone(),
+            ok: 2.into(),
+        });
+        let mut c = Circle::open(failing, &me, &id).unwrap_or_else(|e| panic!("{e}"));
+        let note = |text: &str| NewEntry {
+            kind: EntryKind::Observation,
+            text: text.into(),
+            vitals: None,
+        };
+        let mut acked = Vec::new();
+        for (i, text) in ["un", "deux", "trois"].into_iter().enumerate() {
+            let result = c
+                .add_note(&me, note(text), Timestamp(2 + i as i64))
+                .and_then(Pending::wait);
+            match result {
+                Ok(id) => acked.push(id),
+                Err(e) => assert!(
+                    matches!(e, CircleError::Store(StoreError::DiskFull { .. })),
+                    "{e}"
+                ),
+            }
+        }
+        assert_eq!(acked.len(), 2, "the third write was refused");
+        drop(c);
+        let c = Circle::open(home, &me, &id).unwrap_or_else(|e| panic!("{e}"));
+        let stored: Vec<String> = c.notes().into_iter().map(|n| n.id).collect();
+        assert_eq!(stored, acked);
+    }
+
+    #[test]
+    fn many_notes_reopen_from_a_snapshot_and_the_envelopes_after_it() {
+        let (_dir, home, me) = setup();
+        let c = Circle::create(home.clone(), &me, &IdentityUpdate::default(), Timestamp(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = c.id();
+        let mut c = c;
+        let add = |c: &mut Circle, n: std::ops::Range<i64>| {
+            for i in n {
+                let entry = NewEntry {
+                    kind: EntryKind::Care,
+                    text: format!("Passage {i}"),
+                    vitals: None,
+                };
+                c.add_note(&me, entry, Timestamp(i))
+                    .and_then(Pending::wait)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        };
+        add(&mut c, 10..(10 + SNAPSHOT_ON_OPEN as i64));
+        drop(c);
+        assert!(
+            home.snapshot(&id, DocKind::LiaisonNotebook)
+                .ok()
+                .flatten()
+                .is_none()
+        );
+        // Opening applies the envelopes and, there being enough, snapshots.
+        let mut c =
+            Circle::open(home.clone(), &me, &id.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.notes().len(), SNAPSHOT_ON_OPEN);
+        add(&mut c, 1000..1003);
+        drop(c);
+        let snap = home
+            .snapshot(&id, DocKind::LiaisonNotebook)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no snapshot"));
+        assert_eq!(
+            snap.covers.get(&me.device()),
+            Some(&(SNAPSHOT_ON_OPEN as u64))
+        );
+        let c = Circle::open(home, &me, &id.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let texts: Vec<String> = c
+            .notes()
+            .iter()
+            .map(|n| n.current_text().to_string())
+            .collect();
+        assert_eq!(texts.len(), SNAPSHOT_ON_OPEN + 3);
+        assert_eq!(texts.last().map(String::as_str), Some("Passage 1002"));
+    }
+
     #[test]
     fn unknown_and_empty_circle_queries_are_errors() {
         let (_dir, home, _me) = setup();

@@ -33,6 +33,9 @@ mod sled_store;
 
 pub use sled_store::{OpenReport, SledStore};
 
+/// A value opened from a sealed tree; zeroed when dropped.
+pub type Opened = Zeroizing<Vec<u8>>;
+
 /// The store's on-disk schema version (see `SledStore::migrate`).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -549,10 +552,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn save_snapshot(&self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) -> Ticket;
 
     /// Every circle's id and opened record.
-    fn circles(&self) -> Result<Vec<(CircleId, Zeroizing<Vec<u8>>)>, StoreError>;
+    fn circles(&self) -> Result<Vec<(CircleId, Opened)>, StoreError>;
 
     /// One circle's opened record.
-    fn circle(&self, circle: &CircleId) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError>;
+    fn circle(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError>;
 
     /// A circle's signed membership operations (and the sealed keys they carry).
     fn ops(&self, circle: &CircleId) -> Result<Vec<Vec<u8>>, StoreError>;
@@ -578,7 +581,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn snapshot(&self, circle: &CircleId, doc: DocKind) -> Result<Option<Snapshot>, StoreError>;
 
     /// An attachment, opened.
-    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError>;
+    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError>;
 
     /// A node metadata value.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -27,8 +27,8 @@ use zeroize::Zeroizing;
 
 use super::journal::{Journal, JournalError};
 use super::{
-    Batch, ForkRecord, Head, RejectionRecord, SCHEMA_VERSION, Snapshot, Store, StoreError, Ticket,
-    Tree, Write, doc_of, keys,
+    Batch, ForkRecord, Head, Opened, RejectionRecord, SCHEMA_VERSION, Snapshot, Store, StoreError,
+    Ticket, Tree, Write, doc_of, keys,
 };
 use crate::circle::membership::CircleId;
 use crate::crypto::StorageKey;
@@ -682,7 +682,7 @@ impl Store for SledStore {
         self.send(Job::Snapshot(key, sealed, tx), rx)
     }
 
-    fn circles(&self) -> Result<Vec<(CircleId, Zeroizing<Vec<u8>>)>, StoreError> {
+    fn circles(&self) -> Result<Vec<(CircleId, Opened)>, StoreError> {
         let mut out = Vec::new();
         for (k, v) in self.scan(Tree::Circles, b"")? {
             let id: [u8; 32] = k
@@ -694,7 +694,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn circle(&self, circle: &CircleId) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    fn circle(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError> {
         match self
             .tree(Tree::Circles)?
             .get(circle.0)
@@ -777,7 +777,7 @@ impl Store for SledStore {
         }
     }
 
-    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError> {
         match self
             .tree(Tree::Blobs)?
             .get(hash)
