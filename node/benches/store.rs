@@ -5,6 +5,9 @@
 //!    a second thread waits for each acknowledgement, so notes written during a flush share
 //!    the next one. With a flush per note, each note waits for its own flush before the next
 //!    is written. Both go through the same `Circle::add_note` and `SledStore`.
+//!    Then the store alone: the same envelopes, already sealed, committed to a fresh store one
+//!    flush each and then sharing flushes, to show what group commit does where Automerge's
+//!    own cost per change does not bound it.
 //! 2. **Cold start vs bare Automerge.** Opening the store and the circle that holds those
 //!    notes (sled, journal tail, circle record, membership log, epoch keys, the three
 //!    documents' sealed snapshots and the envelopes after them) until the notes can be read,
@@ -22,9 +25,11 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use cercle_crdt::{EntryKind, IdentityUpdate, NewEntry, Timestamp};
+use cercle_crdt::{DocKind, EntryKind, IdentityUpdate, NewEntry, Timestamp};
+use cercle_node::circle::membership::CircleId;
 use cercle_node::circle::{Circle, Pending};
-use cercle_node::store::{SledStore, Store};
+use cercle_node::envelope::Envelope;
+use cercle_node::store::{Batch, SledStore, Store, Ticket};
 use cercle_node::{LocalIdentity, Profile};
 
 fn identity() -> LocalIdentity {
@@ -89,6 +94,58 @@ fn flush_per_note(c: &mut Circle, me: &LocalIdentity, n: usize) -> Duration {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     started.elapsed()
+}
+
+/// The store alone: the same envelopes committed to a fresh store one flush each, then
+/// sharing flushes. Returns (flush per envelope, group commit).
+fn store_only(envelopes: &[Envelope], me: &LocalIdentity) -> (Duration, Duration) {
+    let one = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open_store(one.path(), me);
+    let started = Instant::now();
+    for env in envelopes {
+        let mut b = Batch::new();
+        b.envelope(env);
+        store.commit(b).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let each = started.elapsed();
+    drop(store);
+    let grouped = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open_store(grouped.path(), me);
+    let started = Instant::now();
+    let (acks, pending) = mpsc::sync_channel::<Ticket>(256);
+    let waiter = std::thread::spawn(move || {
+        for t in pending {
+            t.wait().unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+    for env in envelopes {
+        let mut b = Batch::new();
+        b.envelope(env);
+        if acks.send(store.submit(b)).is_err() {
+            break;
+        }
+    }
+    drop(acks);
+    let _ = waiter.join();
+    (each, started.elapsed())
+}
+
+/// The envelopes of a circle's notebook, as stored.
+fn stored_envelopes(dir: &Path, me: &LocalIdentity, id: &str) -> Vec<Envelope> {
+    let store = open_store(dir, me);
+    let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
+    store
+        .envelopes(
+            &circle,
+            DocKind::LiaisonNotebook,
+            &me.device(),
+            1,
+            usize::MAX,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|b| Envelope::decode(b).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
 }
 
 /// Opens the store and the circle until its notes are readable; returns the time and count.
@@ -159,6 +216,9 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
     drop(store);
     let cold = compare_cold(dir.path(), &me, &id, rounds);
     assert_eq!(cold.notes, n, "every note is back after a cold start");
+    let envelopes = stored_envelopes(dir.path(), &me, &id);
+    assert_eq!(envelopes.len(), n);
+    let (store_each, store_group) = store_only(&envelopes, &me);
 
     // The worst case between snapshots: 999 envelopes after the last one.
     let (extra, cold_tail) = {
@@ -172,6 +232,7 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
     };
 
     let speedup = flush.as_secs_f64() / group.as_secs_f64();
+    let store_speedup = store_each.as_secs_f64() / store_group.as_secs_f64();
     let ratio = cold.ours.as_secs_f64() / cold.bare.as_secs_f64();
     let ratio_tail = cold_tail.ours.as_secs_f64() / cold_tail.bare.as_secs_f64();
     eprintln!("{n} notes, each acknowledged once durable");
@@ -184,6 +245,17 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
         "group commit            {:>9.1} ms  {:>8.0} notes/s   {speedup:.1}x",
         group.as_secs_f64() * 1e3,
         per_s(group)
+    );
+    eprintln!("the store alone, the same {n} envelopes already sealed");
+    eprintln!(
+        "  flush per envelope    {:>9.1} ms  {:>8.0} notes/s",
+        store_each.as_secs_f64() * 1e3,
+        per_s(store_each)
+    );
+    eprintln!(
+        "  group commit          {:>9.1} ms  {:>8.0} notes/s   {store_speedup:.1}x",
+        store_group.as_secs_f64() * 1e3,
+        per_s(store_group)
     );
     eprintln!("cold start, median of {rounds}");
     eprintln!(
@@ -208,6 +280,9 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
         "group_commit_ms": group.as_secs_f64() * 1e3,
         "group_commit_notes_per_s": per_s(group),
         "group_commit_speedup": speedup,
+        "store_only_flush_per_envelope_notes_per_s": per_s(store_each),
+        "store_only_group_commit_notes_per_s": per_s(store_group),
+        "store_only_group_commit_speedup": store_speedup,
         "cold_start_ms": cold.ours.as_secs_f64() * 1e3,
         "bare_automerge_load_ms": cold.bare.as_secs_f64() * 1e3,
         "cold_start_ratio": ratio,

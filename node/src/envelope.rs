@@ -10,8 +10,8 @@
 //! trailer: Ed25519 signature [64] by the device over header and body
 //! ```
 //!
-//! The payload is the deflate-compressed list of changes, encrypted with the circle's epoch
-//! key; the header is its associated data. `prev` chains each device's envelopes per
+//! The payload is the list of changes, deflate-compressed from 2 KiB on (its first byte says
+//! which), encrypted with the circle's epoch key; the header is its associated data. `prev` chains each device's envelopes per
 //! document, so a device cannot rewrite its history without leaving evidence.
 //!
 //! [`EnvelopeLog`] is the receive side, sans-I/O. It checks, in this order: size, decoding,
@@ -44,6 +44,11 @@ pub const MAX_DEPS: usize = 64;
 pub const MAX_WAITING: usize = 256;
 
 const MAGIC: &[u8; 2] = b"CE";
+/// Payload encodings (the first byte inside the encryption).
+const PLAIN: u8 = 0;
+const DEFLATE: u8 = 1;
+/// Payloads from this size on are deflated.
+const COMPRESS_FROM: usize = 2048;
 const VERSION: u8 = 1;
 
 /// Why an envelope was refused. Recorded, never applied.
@@ -196,12 +201,21 @@ impl Envelope {
             plain.extend_from_slice(&(raw.len() as u32).to_le_bytes());
             plain.extend_from_slice(raw);
         }
-        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-        let compressed = z.write_all(&plain).and_then(|()| z.finish()).map_err(|e| {
-            EnvelopeRejection::Malformed {
-                what: e.to_string(),
-            }
-        })?;
+        // Automerge already compresses large columns; deflate pays only on bigger batches.
+        let compressed = if plain.len() < COMPRESS_FROM {
+            let mut out = Vec::with_capacity(1 + plain.len());
+            out.push(PLAIN);
+            out.extend_from_slice(&plain);
+            out
+        } else {
+            let mut z =
+                flate2::write::DeflateEncoder::new(vec![DEFLATE], flate2::Compression::fast());
+            z.write_all(&plain).and_then(|()| z.finish()).map_err(|e| {
+                EnvelopeRejection::Malformed {
+                    what: e.to_string(),
+                }
+            })?
+        };
         let mut bytes = encode_header(&header);
         let header_len = bytes.len();
         let payload = key
@@ -314,12 +328,22 @@ impl Envelope {
             )
             .map_err(|_| EnvelopeRejection::Decrypt)?;
         let mut plain = Vec::new();
-        flate2::read::DeflateDecoder::new(&compressed[..])
-            .take(MAX_PLAINTEXT_BYTES as u64 + 1)
-            .read_to_end(&mut plain)
-            .map_err(|_| EnvelopeRejection::Malformed {
-                what: "bad compression".into(),
-            })?;
+        match compressed.split_first() {
+            Some((&PLAIN, rest)) => plain.extend_from_slice(rest),
+            Some((&DEFLATE, rest)) => {
+                flate2::read::DeflateDecoder::new(rest)
+                    .take(MAX_PLAINTEXT_BYTES as u64 + 1)
+                    .read_to_end(&mut plain)
+                    .map_err(|_| EnvelopeRejection::Malformed {
+                        what: "bad compression".into(),
+                    })?;
+            }
+            _ => {
+                return Err(EnvelopeRejection::Malformed {
+                    what: "unknown payload encoding".into(),
+                });
+            }
+        }
         if plain.len() > MAX_PLAINTEXT_BYTES {
             return Err(EnvelopeRejection::Malformed {
                 what: "payload too large".into(),
@@ -733,6 +757,50 @@ mod tests {
             keys: &keys,
         };
         log.receive(bytes, &view)
+    }
+
+    #[test]
+    fn small_payloads_travel_plain_and_large_ones_deflated_both_open_the_same() {
+        let who = person("Nurse");
+        let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut nb = LiaisonNotebook::new(who.actor());
+        for i in 0..40 {
+            let entry = NewEntry {
+                kind: EntryKind::Observation,
+                text: format!("Passage {i}: pansement refait, plaie propre, tension 13/8."),
+                vitals: None,
+            };
+            nb.add_entry(who.member(), entry, Timestamp(5 + i))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let all: Vec<Change> = nb
+            .replica_mut()
+            .changes_since(&[])
+            .into_iter()
+            .skip(1)
+            .collect();
+        for changes in [&all[..1], &all[..]] {
+            let env = Envelope::seal(
+                &who,
+                CircleId([1; 32]),
+                DocKind::LiaisonNotebook,
+                1,
+                [0; 32],
+                (EpochId([2; 16]), &key),
+                changes,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let raw: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
+            let payload = env.payload.len();
+            if raw >= COMPRESS_FROM {
+                assert!(payload < raw, "a large batch is compressed");
+            }
+            let opened = env.open(&key).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                opened.iter().map(|c| c.hash()).collect::<Vec<_>>(),
+                changes.iter().map(|c| c.hash()).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub struct Circle {
     since_snapshot: BTreeMap<DocKind, usize>,
     /// The epoch and key this device writes with, until the membership changes.
     write_key: Option<(EpochId, EpochKey)>,
+    /// The membership log's resolution, recomputed when the log changes.
+    resolved: Resolution,
     /// The patient file.
     pub patient_file: PatientFile,
     /// The liaison notebook.
@@ -189,6 +191,7 @@ impl Circle {
         );
         let id = CircleId(genesis.hash().0);
         let membership = MembershipLog::new(genesis.clone())?;
+        let resolved = membership.resolve();
 
         let actor = me.actor();
         let mut patient_file = PatientFile::new(actor.clone());
@@ -209,6 +212,7 @@ impl Circle {
             own: BTreeMap::new(),
             since_snapshot: BTreeMap::new(),
             write_key: None,
+            resolved,
             patient_file,
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
@@ -280,6 +284,7 @@ impl Circle {
         })?;
         let record = decode_record(&id, &record)?;
         let membership = load_membership(store.as_ref(), &id)?;
+        let resolved = membership.resolve();
         let actor = me.actor();
         let mut circle = Circle {
             info: record.info,
@@ -291,6 +296,7 @@ impl Circle {
             own: BTreeMap::new(),
             since_snapshot: BTreeMap::new(),
             write_key: None,
+            resolved,
             patient_file: PatientFile::new(actor.clone()),
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
@@ -398,8 +404,8 @@ impl Circle {
     }
 
     /// Who is in the circle now.
-    pub fn resolution(&self) -> Resolution {
-        self.membership.resolve()
+    pub fn resolution(&self) -> &Resolution {
+        &self.resolved
     }
 
     /// The membership log.
@@ -445,7 +451,7 @@ impl Circle {
             |r| r == cercle_crdt::Role::Coordinator,
             "adding members",
         )?;
-        let r = self.resolution();
+        let r = self.resolution().clone();
         if r.members.contains_key(&card.member) {
             return Err(CircleError::AlreadyMember {
                 name: card.profile.name.clone(),
@@ -486,7 +492,7 @@ impl Circle {
             |r| r == cercle_crdt::Role::Coordinator,
             "removing members",
         )?;
-        let r = self.resolution();
+        let r = self.resolution().clone();
         let state = r
             .members
             .get(member)
@@ -552,7 +558,7 @@ impl Circle {
         &self,
     ) -> std::collections::BTreeMap<EpochId, std::collections::BTreeSet<crate::identity::DeviceId>>
     {
-        let r = self.resolution();
+        let r = self.resolution().clone();
         r.epochs
             .iter()
             .map(|e| (*e, self.membership.holders(e, &r)))
@@ -564,7 +570,7 @@ impl Circle {
         &self,
         me: &LocalIdentity,
     ) -> Result<std::collections::BTreeMap<EpochId, EpochKey>, CircleError> {
-        let r = self.resolution();
+        let r = self.resolution().clone();
         let binding = self.binding();
         let secret = me.x25519_secret();
         let mut keys = std::collections::BTreeMap::new();
@@ -602,7 +608,7 @@ impl Circle {
         if let Some(cached) = &self.write_key {
             return Ok(cached.clone());
         }
-        let r = self.resolution();
+        let r = self.resolution().clone();
         let current = r.epoch.ok_or(CircleError::NoEpochKey)?;
         let devices: std::collections::BTreeSet<crate::identity::DeviceId> = r
             .members
@@ -614,7 +620,7 @@ impl Circle {
             let (epoch, sealed) = self.new_epoch_for(&r, None)?;
             self.append_op(me, OpBody::RotateKey { epoch, sealed }, now, batch)?;
         }
-        let r = self.resolution();
+        let r = self.resolution().clone();
         let current = r.epoch.ok_or(CircleError::NoEpochKey)?;
         let key = self
             .epoch_keys(me)?
@@ -709,7 +715,8 @@ impl Circle {
             },
         );
         self.membership.insert(op.clone())?;
-        // Who holds which key may have changed.
+        // Who is in, and who holds which key, may have changed.
+        self.resolved = self.membership.resolve();
         self.write_key = None;
         batch.op(&self.id, &op);
         Ok(())

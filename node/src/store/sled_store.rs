@@ -119,7 +119,8 @@ fn open_sled(path: &Path) -> Result<sled::Db, String> {
     let config = sled::Config::new()
         .path(path)
         .cache_capacity(64 * 1024 * 1024)
-        .flush_every_ms(Some(1000));
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(e.to_string()),
@@ -613,31 +614,30 @@ impl Writer {
         result
     }
 
+    /// The whole group becomes one journal record (one write, one flush) and one sled batch
+    /// per tree: the group is acknowledged together, so it may be durable together.
     fn journal_and_apply(&mut self, group: &[Job]) -> Result<(), StoreError> {
-        for job in group {
-            if let Job::Commit(batch, _) = job
-                && batch.writes.iter().any(|w| w.tree().journaled())
-            {
-                self.journal
-                    .append(&batch.encode())
-                    .map_err(|e| from_journal(&self.dir, e))?;
-            }
-        }
-        self.journal
-            .sync()
-            .map_err(|e| from_journal(&self.dir, e))?;
+        let mut writes: Vec<Write> = Vec::new();
         for job in group {
             match job {
-                Job::Commit(batch, _) => apply(&self.dir, &self.trees, &batch.writes)?,
-                Job::Snapshot(key, value, _) => {
-                    if let Some(t) = self.trees.get(&Tree::Snapshots) {
-                        t.insert(key.as_slice(), value.as_slice())
-                            .map_err(|e| from_sled(&self.dir, e))?;
-                    }
-                }
+                Job::Commit(batch, _) => writes.extend(batch.writes.iter().cloned()),
+                Job::Snapshot(key, value, _) => writes.push(Write::Put {
+                    tree: Tree::Snapshots,
+                    key: key.clone(),
+                    value: value.clone(),
+                }),
             }
         }
-        Ok(())
+        let combined = Batch { writes };
+        if combined.writes.iter().any(|w| w.tree().journaled()) {
+            self.journal
+                .append(&combined.encode())
+                .map_err(|e| from_journal(&self.dir, e))?;
+            self.journal
+                .sync()
+                .map_err(|e| from_journal(&self.dir, e))?;
+        }
+        apply(&self.dir, &self.trees, &combined.writes)
     }
 
     /// Flushes the database, then records that it holds the journal up to where it was.
