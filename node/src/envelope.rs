@@ -752,7 +752,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let view = CircleView {
             circle: circle_id(&t.circle),
-            resolution: &resolution,
+            resolution,
             holders: &holders,
             keys: &keys,
         };
