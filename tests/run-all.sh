@@ -36,5 +36,8 @@ for seed in 1 2; do
   a=$(cargo run -q --locked -p cercle-simulations -- gossip --seed "$seed" --nodes 30 --json)
   b=$(cargo run -q --locked -p cercle-simulations -- gossip --seed "$seed" --nodes 30 --json)
   [ "$a" = "$b" ] || { echo "seed $seed gave two different reports" >&2; exit 1; }
+  a=$(cargo run -q --locked -p cercle-simulations -- network --seed "$seed" --json)
+  b=$(cargo run -q --locked -p cercle-simulations -- network --seed "$seed" --json)
+  [ "$a" = "$b" ] || { echo "network seed $seed gave two different reports" >&2; exit 1; }
 done
 echo "simulations: converged and reproducible"

@@ -13,6 +13,7 @@
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
 //! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
 //! - [`store`]: the durable, encrypted store (sled plus a journal) and its group commit.
+//! - [`sync`]: the sans-I/O sync protocol between two nodes.
 #![forbid(unsafe_code)]
 
 pub mod circle;
@@ -22,6 +23,7 @@ pub mod home;
 pub mod identity;
 pub mod keyfile;
 pub mod store;
+pub mod sync;
 
 pub use circle::{Circle, CircleError, CircleInfo};
 pub use home::{Home, HomeError};

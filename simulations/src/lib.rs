@@ -8,6 +8,8 @@
 //! # Layout
 //!
 //! - [`gossip`]: anti-entropy by per-device version vectors between random pairs.
+//! - [`network`]: the real sync protocol (`cercle_node::sync`) between 50 nodes in 5 circles.
 #![forbid(unsafe_code)]
 
 pub mod gossip;
+pub mod network;

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
-use cercle_simulations::gossip;
+use cercle_simulations::{gossip, network};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,33 @@ enum Scenario {
         #[arg(long, default_value_t = 0.02)]
         churn: f64,
     },
+    /// Nodes in several circles run the real sync protocol over a simulated network with
+    /// partitions, lost connections, churn and concurrent writers.
+    Network {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+        #[arg(long, default_value_t = 5)]
+        circles: usize,
+        /// Probability that a message is lost (its connection breaks).
+        #[arg(long, default_value_t = 0.10)]
+        loss: f64,
+        /// Probability per second that a node goes offline or comes back.
+        #[arg(long, default_value_t = 0.05)]
+        churn: f64,
+    },
+}
+
+fn print_report(json: bool, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else if let Some(map) = serde_json::to_value(report)?.as_object() {
+        for (k, v) in map {
+            println!("{k:<24} {v}");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +89,34 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             anyhow::ensure!(report.converged, "the scenario did not converge");
+        }
+        Scenario::Network {
+            seed,
+            nodes,
+            circles,
+            loss,
+            churn,
+        } => {
+            anyhow::ensure!((0.0..1.0).contains(&loss), "--loss must be in [0, 1)");
+            anyhow::ensure!((0.0..=1.0).contains(&churn), "--churn must be in [0, 1]");
+            anyhow::ensure!(
+                nodes >= 2 && circles >= 1,
+                "--nodes must be at least 2 and --circles at least 1"
+            );
+            let config = network::Config {
+                nodes,
+                circles,
+                loss,
+                churn,
+                ..Default::default()
+            };
+            let report = network::run(&config, seed);
+            print_report(args.json, &report)?;
+            anyhow::ensure!(report.converged, "the scenario did not converge");
+            anyhow::ensure!(
+                report.non_member_data_bytes == 0,
+                "a node received data of a circle it is not a member of"
+            );
         }
     }
     Ok(())

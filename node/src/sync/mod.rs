@@ -1,0 +1,645 @@
+//! The sync protocol between two nodes, sans-I/O: messages and time in, messages out. No
+//! sockets, no tokio; the network shell (`net`, to come) carries [`Message`]s and the node
+//! applies what [`PeerSync`] hands back through the envelope checks.
+//!
+//! Per connection, symmetric:
+//!
+//! 1. On connect (and periodically, for anti-entropy) each side sends one [`Message::Hello`]
+//!    with a digest per circle it shares with the peer's device, and only those: a peer that
+//!    is a member of nothing learns nothing.
+//! 2. For each circle both list with different digests, the receiver answers with
+//!    [`Message::Have`]: the membership operations it holds and, per document, its version
+//!    vector (last sequence number per device).
+//! 3. The other side sends exactly what is missing, in [`Message::Data`] messages of at most
+//!    [`MAX_DATA_BYTES`]: membership operations first (envelopes cannot be checked without
+//!    them), then envelope ranges across documents. At most [`MAX_IN_FLIGHT`] bytes are
+//!    unacknowledged at a time; each `Data` is answered by [`Message::Ack`].
+//! 4. A new local envelope is pushed at once ([`PeerSync::push`]) if the peer shares the
+//!    circle, within the same budget.
+//!
+//! Two nodes with the same state exchange one `Hello` each way and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use cercle_crdt::DocKind;
+use serde::{Deserialize, Serialize};
+
+use crate::circle::membership::{CircleId, OpHash};
+use crate::identity::DeviceId;
+
+pub mod memory;
+
+/// The largest `Data` message, in bytes of operations and envelopes.
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+/// Unacknowledged `Data` bytes allowed per peer.
+pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
+/// At most this many circles in one `Hello`, operations in one `Have`, devices per vector.
+pub const MAX_ITEMS: usize = 100_000;
+/// Anti-entropy: a new `Hello` this often (milliseconds) while connected.
+pub const RESYNC_EVERY_MS: i64 = 60_000;
+
+/// A digest of what a node holds of one circle.
+pub type Digest = [u8; 32];
+
+/// One document's version vector: each device's last sequence number.
+pub type Vector = BTreeMap<DeviceId, u64>;
+
+/// What travels between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// The circles shared with the peer and a digest of each.
+    Hello { circles: Vec<(CircleId, Digest)> },
+    /// What this side holds of a circle whose digest differed.
+    Have {
+        circle: CircleId,
+        ops: Vec<OpHash>,
+        vectors: Vec<(DocKind, Vector)>,
+    },
+    /// Operations and envelopes the peer lacks.
+    Data {
+        circle: CircleId,
+        ops: Vec<Vec<u8>>,
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// A `Data` message of `bytes` was received.
+    Ack { bytes: u64 },
+}
+
+/// Why a message from the peer was refused (recorded; the connection may go on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncRejection {
+    #[error("the peer sent data for a circle it does not share with this node")]
+    NotShared,
+    #[error("the message lists more than {MAX_ITEMS} items")]
+    TooMany,
+    #[error("a data message of {0} bytes is larger than {MAX_DATA_BYTES}")]
+    TooLarge(usize),
+    #[error("the peer acknowledged more than was sent")]
+    BadAck,
+}
+
+/// What the node holds, as the protocol needs to read it. Implemented over the store by the
+/// node, over memory by tests and the simulations.
+pub trait Local {
+    /// The circles of which `device` belongs to a current member.
+    fn shared_with(&self, device: &DeviceId) -> Vec<CircleId>;
+    /// The hashes of the circle's membership operations.
+    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash>;
+    /// One operation's bytes.
+    fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>>;
+    /// The version vector of one document.
+    fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector;
+    /// Envelopes of `device` in `doc` from sequence number `from` on, at most `limit`.
+    fn envelopes(
+        &self,
+        circle: &CircleId,
+        doc: DocKind,
+        device: &DeviceId,
+        from: u64,
+        limit: usize,
+    ) -> Vec<Vec<u8>>;
+
+    /// The digest of a circle: its operations and every document's version vector.
+    fn digest(&self, circle: &CircleId) -> Digest {
+        let mut h = blake3::Hasher::new();
+        for op in self.op_hashes(circle) {
+            h.update(&op.0);
+        }
+        for doc in DocKind::ALL {
+            h.update(doc.as_str().as_bytes());
+            for (device, seq) in self.vector(circle, doc) {
+                h.update(&device.0);
+                h.update(&seq.to_le_bytes());
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// What the node must do with a message's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub circle: CircleId,
+    /// Membership operations, to insert first.
+    pub ops: Vec<Vec<u8>>,
+    /// Envelopes, for the receive checks.
+    pub envelopes: Vec<Vec<u8>>,
+}
+
+/// Something still to send to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Ops {
+        circle: CircleId,
+        hashes: Vec<OpHash>,
+    },
+    Range {
+        circle: CircleId,
+        doc: DocKind,
+        device: DeviceId,
+        from: u64,
+        to: u64,
+    },
+    Envelope {
+        circle: CircleId,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Pending {
+    fn circle(&self) -> CircleId {
+        match self {
+            Pending::Ops { circle, .. }
+            | Pending::Range { circle, .. }
+            | Pending::Envelope { circle, .. } => *circle,
+        }
+    }
+}
+
+/// The protocol's state for one connected peer device.
+#[derive(Debug)]
+pub struct PeerSync {
+    peer: DeviceId,
+    queue: VecDeque<Pending>,
+    in_flight: usize,
+    last_hello: Option<i64>,
+    /// Messages sent and received, and data bytes, for status and tests.
+    pub stats: SyncStats,
+}
+
+/// Counters of one peer's sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub sent: u64,
+    pub received: u64,
+    pub data_bytes_sent: u64,
+    pub data_bytes_received: u64,
+}
+
+impl PeerSync {
+    /// The state for a newly connected `peer`.
+    pub fn new(peer: DeviceId) -> PeerSync {
+        PeerSync {
+            peer,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            last_hello: None,
+            stats: SyncStats::default(),
+        }
+    }
+
+    /// The peer device.
+    pub fn peer(&self) -> DeviceId {
+        self.peer
+    }
+
+    /// Envelopes and ranges queued for the peer (for `status`).
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The first messages of a connection.
+    pub fn connected(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
+        self.queue.clear();
+        self.in_flight = 0;
+        vec![self.hello(local, now)]
+    }
+
+    /// Anti-entropy: a `Hello` when the last one is older than [`RESYNC_EVERY_MS`].
+    pub fn tick(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
+        match self.last_hello {
+            Some(at) if now - at < RESYNC_EVERY_MS => Vec::new(),
+            _ => vec![self.hello(local, now)],
+        }
+    }
+
+    fn hello(&mut self, local: &dyn Local, now: i64) -> Message {
+        self.last_hello = Some(now);
+        self.stats.sent += 1;
+        let circles = local
+            .shared_with(&self.peer)
+            .into_iter()
+            .map(|c| (c, local.digest(&c)))
+            .collect();
+        Message::Hello { circles }
+    }
+
+    /// A new local envelope of `circle`: sent at once if the peer shares it.
+    pub fn push(&mut self, local: &dyn Local, circle: CircleId, bytes: Vec<u8>) -> Vec<Message> {
+        if !local.shared_with(&self.peer).contains(&circle) {
+            return Vec::new();
+        }
+        self.queue.push_back(Pending::Envelope { circle, bytes });
+        self.fill(local)
+    }
+
+    /// Handles one message from the peer: the replies, and what to apply.
+    pub fn receive(
+        &mut self,
+        local: &dyn Local,
+        message: Message,
+    ) -> Result<(Vec<Message>, Option<Received>), SyncRejection> {
+        self.stats.received += 1;
+        let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
+        match message {
+            Message::Hello { circles } => {
+                if circles.len() > MAX_ITEMS {
+                    return Err(SyncRejection::TooMany);
+                }
+                let mut out = Vec::new();
+                for (circle, digest) in circles {
+                    if shared.contains(&circle) && local.digest(&circle) != digest {
+                        out.push(self.have(local, circle));
+                    }
+                }
+                Ok((out, None))
+            }
+            Message::Have {
+                circle,
+                ops,
+                vectors,
+            } => {
+                if !shared.contains(&circle) {
+                    return Err(SyncRejection::NotShared);
+                }
+                if ops.len() > MAX_ITEMS || vectors.iter().any(|(_, v)| v.len() > MAX_ITEMS) {
+                    return Err(SyncRejection::TooMany);
+                }
+                self.plan(local, circle, &ops, &vectors);
+                Ok((self.fill(local), None))
+            }
+            Message::Data {
+                circle,
+                ops,
+                envelopes,
+            } => {
+                let bytes = data_bytes(&ops, &envelopes);
+                if bytes > MAX_DATA_BYTES {
+                    return Err(SyncRejection::TooLarge(bytes));
+                }
+                if !shared.contains(&circle) {
+                    return Err(SyncRejection::NotShared);
+                }
+                self.stats.data_bytes_received += bytes as u64;
+                self.stats.sent += 1;
+                let ack = Message::Ack {
+                    bytes: bytes as u64,
+                };
+                Ok((
+                    vec![ack],
+                    Some(Received {
+                        circle,
+                        ops,
+                        envelopes,
+                    }),
+                ))
+            }
+            Message::Ack { bytes } => {
+                let bytes = usize::try_from(bytes).map_err(|_| SyncRejection::BadAck)?;
+                if bytes > self.in_flight {
+                    return Err(SyncRejection::BadAck);
+                }
+                self.in_flight -= bytes;
+                Ok((self.fill(local), None))
+            }
+        }
+    }
+
+    fn have(&mut self, local: &dyn Local, circle: CircleId) -> Message {
+        self.stats.sent += 1;
+        Message::Have {
+            circle,
+            ops: local.op_hashes(&circle).into_iter().collect(),
+            vectors: DocKind::ALL
+                .into_iter()
+                .map(|d| (d, local.vector(&circle, d)))
+                .collect(),
+        }
+    }
+
+    /// Queues what the peer lacks: operations first, then envelope ranges.
+    fn plan(
+        &mut self,
+        local: &dyn Local,
+        circle: CircleId,
+        their_ops: &[OpHash],
+        their_vectors: &[(DocKind, Vector)],
+    ) {
+        let theirs: BTreeSet<OpHash> = their_ops.iter().copied().collect();
+        let missing: Vec<OpHash> = local
+            .op_hashes(&circle)
+            .into_iter()
+            .filter(|h| !theirs.contains(h))
+            .collect();
+        // Replace anything still queued for this circle: the peer just said what it has.
+        self.queue
+            .retain(|p| p.circle() != circle || matches!(p, Pending::Envelope { .. }));
+        let mut plan = VecDeque::new();
+        if !missing.is_empty() {
+            plan.push_back(Pending::Ops {
+                circle,
+                hashes: missing,
+            });
+        }
+        for doc in DocKind::ALL {
+            let theirs = their_vectors
+                .iter()
+                .find(|(d, _)| *d == doc)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            for (device, seq) in local.vector(&circle, doc) {
+                let have = theirs.get(&device).copied().unwrap_or(0);
+                if seq > have {
+                    plan.push_back(Pending::Range {
+                        circle,
+                        doc,
+                        device,
+                        from: have + 1,
+                        to: seq,
+                    });
+                }
+            }
+        }
+        // Missing history goes before new pushes already queued.
+        plan.extend(self.queue.drain(..));
+        self.queue = plan;
+    }
+
+    /// Turns queued work into `Data` messages while the in-flight budget allows.
+    fn fill(&mut self, local: &dyn Local) -> Vec<Message> {
+        let mut out = Vec::new();
+        while self.in_flight < MAX_IN_FLIGHT {
+            let Some(circle) = self.queue.front().map(Pending::circle) else {
+                break;
+            };
+            let mut ops = Vec::new();
+            let mut envelopes = Vec::new();
+            let mut size = 0usize;
+            // One message per circle, filled up to the size limit.
+            let mut full = false;
+            while let Some(p) = self.queue.front_mut() {
+                if p.circle() != circle || full {
+                    break;
+                }
+                let fits = |size: usize, len: usize| size == 0 || size + len <= MAX_DATA_BYTES;
+                match p {
+                    Pending::Ops { hashes, .. } => {
+                        while let Some(h) = hashes.first().copied() {
+                            let bytes = local.op(&circle, &h).unwrap_or_default();
+                            if !fits(size, bytes.len()) {
+                                full = true;
+                                break;
+                            }
+                            size += bytes.len();
+                            hashes.remove(0);
+                            if !bytes.is_empty() {
+                                ops.push(bytes);
+                            }
+                        }
+                        if hashes.is_empty() {
+                            self.queue.pop_front();
+                        }
+                    }
+                    Pending::Range {
+                        doc,
+                        device,
+                        from,
+                        to,
+                        ..
+                    } => {
+                        let batch = local.envelopes(&circle, *doc, device, *from, 64);
+                        let mut taken = 0u64;
+                        for bytes in batch {
+                            if *from + taken > *to {
+                                break;
+                            }
+                            if !fits(size, bytes.len()) {
+                                full = true;
+                                break;
+                            }
+                            size += bytes.len();
+                            envelopes.push(bytes);
+                            taken += 1;
+                        }
+                        *from += taken;
+                        if !full && (taken == 0 || *from > *to) {
+                            // Done, or the store holds no more of this range.
+                            self.queue.pop_front();
+                        }
+                    }
+                    Pending::Envelope { bytes, .. } => {
+                        if !fits(size, bytes.len()) {
+                            full = true;
+                            continue;
+                        }
+                        size += bytes.len();
+                        envelopes.push(std::mem::take(bytes));
+                        self.queue.pop_front();
+                    }
+                }
+            }
+            if ops.is_empty() && envelopes.is_empty() {
+                continue;
+            }
+            self.in_flight += size;
+            self.stats.sent += 1;
+            self.stats.data_bytes_sent += size as u64;
+            out.push(Message::Data {
+                circle,
+                ops,
+                envelopes,
+            });
+        }
+        out
+    }
+}
+
+fn data_bytes(ops: &[Vec<u8>], envelopes: &[Vec<u8>]) -> usize {
+    ops.iter().chain(envelopes).map(Vec::len).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::{Memory, envelope};
+    use super::*;
+    use proptest::prelude::*;
+
+    const A: DeviceId = DeviceId([1; 32]);
+    const B: DeviceId = DeviceId([2; 32]);
+    const C: DeviceId = DeviceId([3; 32]);
+    const CIRCLE: CircleId = CircleId([9; 32]);
+
+    /// Runs a connection between `a` (device A) and `b` (device B) until it is quiet;
+    /// returns the messages each side sent and the largest in-flight amount seen.
+    fn converse(
+        a: &mut Memory,
+        b: &mut Memory,
+        ia: DeviceId,
+        ib: DeviceId,
+    ) -> (usize, usize, usize) {
+        let mut pa = PeerSync::new(ib);
+        let mut pb = PeerSync::new(ia);
+        let mut to_b: VecDeque<Message> = pa.connected(a, 0).into();
+        let mut to_a: VecDeque<Message> = pb.connected(b, 0).into();
+        let (mut sent_a, mut sent_b, mut max_flight) = (to_b.len(), to_a.len(), 0);
+        for _ in 0..100_000 {
+            if let Some(m) = to_b.pop_front() {
+                let (replies, received) = pb.receive(b, m).unwrap_or_else(|e| panic!("{e}"));
+                if let Some(r) = received {
+                    b.apply(r);
+                }
+                sent_b += replies.len();
+                to_a.extend(replies);
+            } else if let Some(m) = to_a.pop_front() {
+                let (replies, received) = pa.receive(a, m).unwrap_or_else(|e| panic!("{e}"));
+                if let Some(r) = received {
+                    a.apply(r);
+                }
+                sent_a += replies.len();
+                to_b.extend(replies);
+            } else {
+                break;
+            }
+            max_flight = max_flight.max(pa.in_flight).max(pb.in_flight);
+        }
+        (sent_a, sent_b, max_flight)
+    }
+
+    fn pair() -> (Memory, Memory) {
+        let mut a = Memory::default();
+        a.share(CIRCLE, [A, B]);
+        a.add_op(CIRCLE, 1);
+        let b = a.clone();
+        (a, b)
+    }
+
+    #[test]
+    fn an_empty_member_catches_up_with_everything_within_the_in_flight_budget() {
+        let (mut a, mut b) = pair();
+        a.add_op(CIRCLE, 2);
+        for _ in 0..3000 {
+            a.write(CIRCLE, DocKind::LiaisonNotebook, A, 2000);
+        }
+        a.write(CIRCLE, DocKind::PatientFile, A, 300);
+        let (_, _, max_flight) = converse(&mut a, &mut b, A, B);
+        assert_eq!(b.digest(&CIRCLE), a.digest(&CIRCLE));
+        assert!(max_flight <= MAX_IN_FLIGHT + MAX_DATA_BYTES, "{max_flight}");
+    }
+
+    #[test]
+    fn an_unchanged_circle_costs_one_hello_each_way() {
+        let (mut a, mut b) = pair();
+        a.write(CIRCLE, DocKind::Thread, A, 10);
+        b.write(CIRCLE, DocKind::Thread, A, 10);
+        let (sa, sb, _) = converse(&mut a, &mut b, A, B);
+        assert_eq!((sa, sb), (1, 1));
+    }
+
+    #[test]
+    fn both_sides_get_what_the_other_wrote_while_apart() {
+        let (mut a, mut b) = pair();
+        for _ in 0..5 {
+            a.write(CIRCLE, DocKind::LiaisonNotebook, A, 50);
+            b.write(CIRCLE, DocKind::LiaisonNotebook, B, 50);
+        }
+        b.add_op(CIRCLE, 3);
+        converse(&mut a, &mut b, A, B);
+        assert_eq!(a.digest(&CIRCLE), b.digest(&CIRCLE));
+        assert_eq!(a.vector(&CIRCLE, DocKind::LiaisonNotebook).len(), 2);
+    }
+
+    #[test]
+    fn a_device_of_no_member_learns_nothing() {
+        let (mut a, _) = pair();
+        a.write(CIRCLE, DocKind::LiaisonNotebook, A, 50);
+        let mut c = Memory::default();
+        let mut pa = PeerSync::new(C);
+        let hello = pa.connected(&a, 0);
+        assert_eq!(hello, vec![Message::Hello { circles: vec![] }]);
+        // Even asking directly gets a refusal, not data.
+        let ask = Message::Have {
+            circle: CIRCLE,
+            ops: vec![],
+            vectors: vec![],
+        };
+        assert_eq!(pa.receive(&a, ask), Err(SyncRejection::NotShared));
+        assert_eq!(pa.stats.data_bytes_sent, 0);
+        converse(&mut a, &mut c, A, C);
+        assert_eq!(c.envelope_count(&CIRCLE), 0);
+        assert!(c.op_hashes(&CIRCLE).is_empty());
+    }
+
+    #[test]
+    fn a_new_envelope_is_pushed_at_once_to_members_only() {
+        let (mut a, _) = pair();
+        a.write(CIRCLE, DocKind::LiaisonNotebook, A, 50);
+        let bytes = envelope(DocKind::LiaisonNotebook, A, 1, 50);
+        let mut to_b = PeerSync::new(B);
+        let sent = to_b.push(&a, CIRCLE, bytes.clone());
+        assert_eq!(
+            sent,
+            vec![Message::Data {
+                circle: CIRCLE,
+                ops: vec![],
+                envelopes: vec![bytes.clone()],
+            }]
+        );
+        let mut to_c = PeerSync::new(C);
+        assert!(to_c.push(&a, CIRCLE, bytes).is_empty());
+    }
+
+    #[test]
+    fn oversized_and_unshared_data_and_false_acks_are_refused() {
+        let (a, _) = pair();
+        let mut p = PeerSync::new(B);
+        let big = Message::Data {
+            circle: CIRCLE,
+            ops: vec![],
+            envelopes: vec![vec![0; MAX_DATA_BYTES + 1]],
+        };
+        assert!(matches!(
+            p.receive(&a, big),
+            Err(SyncRejection::TooLarge(_))
+        ));
+        let other = Message::Data {
+            circle: CircleId([8; 32]),
+            ops: vec![],
+            envelopes: vec![vec![1]],
+        };
+        assert_eq!(p.receive(&a, other), Err(SyncRejection::NotShared));
+        assert_eq!(
+            p.receive(&a, Message::Ack { bytes: 1 }),
+            Err(SyncRejection::BadAck)
+        );
+    }
+
+    #[test]
+    fn anti_entropy_says_hello_again_only_after_the_interval() {
+        let (a, _) = pair();
+        let mut p = PeerSync::new(B);
+        assert_eq!(p.connected(&a, 0).len(), 1);
+        assert!(p.tick(&a, RESYNC_EVERY_MS - 1).is_empty());
+        assert_eq!(p.tick(&a, RESYNC_EVERY_MS).len(), 1);
+    }
+
+    proptest! {
+        /// Whatever each side wrote while apart, one connection makes them equal.
+        #[test]
+        fn any_two_states_of_a_circle_converge_in_one_connection(
+            writes in prop::collection::vec((any::<bool>(), 0..3usize, 1..3000usize), 0..60),
+            ops in prop::collection::vec((any::<bool>(), any::<u8>()), 0..6),
+        ) {
+            let (mut a, mut b) = pair();
+            for (on_a, doc, len) in writes {
+                let doc = DocKind::ALL[doc];
+                if on_a { a.write(CIRCLE, doc, A, len) } else { b.write(CIRCLE, doc, B, len) }
+            }
+            for (on_a, n) in ops {
+                if on_a { a.add_op(CIRCLE, n) } else { b.add_op(CIRCLE, n) }
+            }
+            converse(&mut a, &mut b, A, B);
+            prop_assert_eq!(a.digest(&CIRCLE), b.digest(&CIRCLE));
+        }
+    }
+}
