@@ -87,6 +87,24 @@ struct InFlight {
     message: Message,
 }
 
+/// Puts `message` on the wire with a random latency of 1–40 ms.
+fn send(
+    wire: &mut VecDeque<InFlight>,
+    rng: &mut ChaCha8Rng,
+    now: i64,
+    from: usize,
+    to: usize,
+    message: Message,
+) {
+    let at = now + rng.random_range(1..40);
+    wire.push_back(InFlight {
+        at,
+        from,
+        to,
+        message,
+    });
+}
+
 fn size(m: &Message) -> u64 {
     match m {
         Message::Hello { circles } => 8 + 64 * circles.len() as u64,
@@ -190,13 +208,7 @@ pub fn run(config: &Config, seed: u64) -> Report {
                     continue;
                 };
                 for message in ps.push(&nodes[me], c, bytes.clone()) {
-                    let at = now + rng.random_range(1..40);
-                    wire.push_back(InFlight {
-                        at,
-                        from: me,
-                        to: other,
-                        message,
-                    });
+                    send(&mut wire, &mut rng, now, me, other, message);
                 }
             }
         }
@@ -216,20 +228,10 @@ pub fn run(config: &Config, seed: u64) -> Report {
                     let mut pa = PeerSync::new(device(b));
                     let mut pb = PeerSync::new(device(a));
                     for message in pa.connected(&nodes[a], now) {
-                        wire.push_back(InFlight {
-                            at: now + rng.random_range(1..40),
-                            from: a,
-                            to: b,
-                            message,
-                        });
+                        send(&mut wire, &mut rng, now, a, b, message);
                     }
                     for message in pb.connected(&nodes[b], now) {
-                        wire.push_back(InFlight {
-                            at: now + rng.random_range(1..40),
-                            from: b,
-                            to: a,
-                            message,
-                        });
+                        send(&mut wire, &mut rng, now, b, a, message);
                     }
                     connections.insert((a, b), (pa, pb));
                 }
@@ -273,12 +275,7 @@ pub fn run(config: &Config, seed: u64) -> Report {
                         nodes[m.to].apply(r);
                     }
                     for message in replies {
-                        later.push_back(InFlight {
-                            at: now + rng.random_range(1..40),
-                            from: m.to,
-                            to: m.from,
-                            message,
-                        });
+                        send(&mut later, &mut rng, now, m.to, m.from, message);
                     }
                 }
                 Err(_) => {
@@ -291,20 +288,10 @@ pub fn run(config: &Config, seed: u64) -> Report {
         // Anti-entropy.
         for ((a, b), (pa, pb)) in connections.iter_mut() {
             for message in pa.tick(&nodes[*a], now) {
-                wire.push_back(InFlight {
-                    at: now + rng.random_range(1..40),
-                    from: *a,
-                    to: *b,
-                    message,
-                });
+                send(&mut wire, &mut rng, now, *a, *b, message);
             }
             for message in pb.tick(&nodes[*b], now) {
-                wire.push_back(InFlight {
-                    at: now + rng.random_range(1..40),
-                    from: *b,
-                    to: *a,
-                    message,
-                });
+                send(&mut wire, &mut rng, now, *b, *a, message);
             }
         }
         if now >= config.write_ms && converged(&nodes, &member_of, k) {

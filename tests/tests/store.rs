@@ -36,8 +36,12 @@ fn home_with_circle(fast: bool, patient: &str) -> (TestHome, String) {
 }
 
 fn note_ids(home: &TestHome, circle: &str) -> Vec<String> {
-    let notes = home.json(&["note", "list", circle]);
-    notes
+    ids(&home.cercle(&["--json", "note", "list", circle]).ok())
+}
+
+/// The note ids in a `note list --json` answer, in order.
+fn ids(list: &Run) -> Vec<String> {
+    list.json()
         .as_array()
         .map(|a| {
             a.iter()
@@ -156,15 +160,7 @@ fn every_acknowledged_note_survives_sigkill_and_the_store_always_reopens() {
             Some(0),
             "round {round} (seed {seed}): the store did not reopen:\n{list:#?}"
         );
-        let present: BTreeSet<String> = list
-            .json()
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|n| n["id"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let present: BTreeSet<String> = ids(&list).into_iter().collect();
         let lost: Vec<&String> = acknowledged.difference(&present).collect();
         assert!(
             lost.is_empty(),
@@ -281,16 +277,7 @@ fn a_database_of_random_bytes_is_rebuilt_from_the_journal_or_refused_clearly() {
     }
     // The journal survived: the node rebuilds from it, says so, and loses nothing.
     let list = home.cercle(&["--json", "note", "list", &circle]).ok();
-    let after: Vec<String> = list
-        .json()
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(after, before);
+    assert_eq!(ids(&list), before);
     assert!(!list.stderr.contains("panicked"), "{list:#?}");
 
     // `cercle repair` rebuilds on demand too.
