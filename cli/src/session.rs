@@ -31,13 +31,10 @@ impl Session {
                 .as_ref()
                 .map(|p| format!(" (the damaged files are kept in {})", p.display()))
                 .unwrap_or_default();
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!(
-                    "warning: the store's database could not be opened and was rebuilt from its journal ({} batches){aside}.",
-                    report.replayed
-                );
-            }
+            eprintln!(
+                "warning: the store's database could not be opened and was rebuilt from its journal ({} batches){aside}.",
+                report.replayed
+            );
         }
         Ok(Session {
             me,

@@ -235,37 +235,14 @@ impl Circle {
 
     /// All circles in the store, by creation time.
     pub fn list(store: &dyn Store) -> Result<Vec<CircleInfo>, CircleError> {
-        let mut out = Vec::new();
-        for (id, record) in store.circles()? {
-            out.push(decode_record(&id, &record)?.info);
-        }
+        let mut out: Vec<CircleInfo> = records(store)?.into_iter().map(|(_, r)| r.info).collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 
     /// Finds one circle by its id or an unambiguous prefix of it.
     pub fn find(store: &dyn Store, query: &str) -> Result<CircleInfo, CircleError> {
-        let q = query.trim().to_ascii_lowercase();
-        let matches: Vec<CircleInfo> = if q.is_empty() {
-            Vec::new()
-        } else {
-            Circle::list(store)?
-                .into_iter()
-                .filter(|c| c.id.starts_with(&q))
-                .collect()
-        };
-        match matches.len() {
-            0 => Err(CircleError::Unknown {
-                query: query.to_string(),
-            }),
-            1 => Ok(matches.into_iter().next().ok_or(CircleError::Unknown {
-                query: query.to_string(),
-            })?),
-            count => Err(CircleError::Ambiguous {
-                query: query.to_string(),
-                count,
-            }),
-        }
+        Ok(find_record(store, query)?.1.info)
     }
 
     /// Opens a circle by id or prefix, for `me`'s device: its record, its membership log,
@@ -275,14 +252,7 @@ impl Circle {
         me: &LocalIdentity,
         query: &str,
     ) -> Result<Circle, CircleError> {
-        let info = Circle::find(store.as_ref(), query)?;
-        let id: CircleId = info.id.parse().map_err(|_| CircleError::Unknown {
-            query: query.to_string(),
-        })?;
-        let record = store.circle(&id)?.ok_or_else(|| CircleError::Unknown {
-            query: query.to_string(),
-        })?;
-        let record = decode_record(&id, &record)?;
+        let (id, record) = find_record(store.as_ref(), query)?;
         let membership = load_membership(store.as_ref(), &id)?;
         let resolved = membership.resolve();
         let actor = me.actor();
@@ -376,8 +346,8 @@ impl Circle {
         }
     }
 
-    /// Snapshots, in the background, each document with at least `threshold` envelopes
-    /// applied since its last snapshot.
+    /// Saves each document with at least `threshold` envelopes applied since its last
+    /// snapshot; the store seals and writes the snapshot on its writer thread.
     pub fn maintain(&mut self, threshold: usize) {
         for kind in DocKind::ALL {
             if self.since_snapshot.get(&kind).copied().unwrap_or(0) < threshold.max(1) {
@@ -839,6 +809,40 @@ impl Circle {
     /// The notebook's entries, oldest first.
     pub fn notes(&self) -> Vec<Entry> {
         self.notebook.entries()
+    }
+}
+
+/// Every circle's id and opened record.
+fn records(store: &dyn Store) -> Result<Vec<(CircleId, CircleRecord)>, CircleError> {
+    store
+        .circles()?
+        .into_iter()
+        .map(|(id, bytes)| Ok((id, decode_record(&id, &bytes)?)))
+        .collect()
+}
+
+/// The one circle whose id starts with `query`.
+fn find_record(store: &dyn Store, query: &str) -> Result<(CircleId, CircleRecord), CircleError> {
+    let q = query.trim().to_ascii_lowercase();
+    let mut matches: Vec<(CircleId, CircleRecord)> = if q.is_empty() {
+        Vec::new()
+    } else {
+        records(store)?
+            .into_iter()
+            .filter(|(_, r)| r.info.id.starts_with(&q))
+            .collect()
+    };
+    match matches.len() {
+        1 => matches.pop().ok_or(CircleError::Unknown {
+            query: query.to_string(),
+        }),
+        0 => Err(CircleError::Unknown {
+            query: query.to_string(),
+        }),
+        count => Err(CircleError::Ambiguous {
+            query: query.to_string(),
+            count,
+        }),
     }
 }
 

@@ -580,32 +580,50 @@ impl Writer {
                 self.mark();
             }
         }
-        // Clean shutdown: the database holds everything; the next start replays nothing.
+        // Clean shutdown: the database holds everything; the next start replays nothing. The
+        // second mark flushes the journal position the first one recorded.
         self.mark();
         self.mark();
     }
 
+    /// The whole group becomes one journal record (one write, one flush) and one sled batch
+    /// per tree: it is acknowledged together, so it may be durable together.
     fn commit_group(&mut self, group: Vec<Job>) {
         let started = Instant::now();
-        let result = self.write_group(&group);
         let n = group.len();
+        let mut writes = Vec::new();
+        let mut replies = Vec::with_capacity(n);
         for job in group {
-            let reply = match job {
-                Job::Commit(_, reply) | Job::Snapshot(_, _, reply) => reply,
-            };
+            match job {
+                Job::Commit(batch, reply) => {
+                    writes.extend(batch.writes);
+                    replies.push(reply);
+                }
+                Job::Snapshot(key, value, reply) => {
+                    writes.push(Write::Put {
+                        tree: Tree::Snapshots,
+                        key,
+                        value,
+                    });
+                    replies.push(reply);
+                }
+            }
+        }
+        let result = self.write_group(&Batch { writes });
+        for reply in replies {
             // The caller may have stopped waiting; nothing to do then.
             let _ = reply.send(result.clone());
         }
         tracing::trace!(batches = n, elapsed = ?started.elapsed(), "group committed");
     }
 
-    fn write_group(&mut self, group: &[Job]) -> Result<(), StoreError> {
+    fn write_group(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if let Some(e) = &self.failed {
             return Err(StoreError::Stopped {
                 cause: e.to_string(),
             });
         }
-        let result = self.journal_and_apply(group);
+        let result = self.journal_and_apply(batch);
         if let Err(e) = &result {
             tracing::error!(error = %e, "store write failed; refusing further writes");
             let _ = self.journal.rollback();
@@ -614,30 +632,16 @@ impl Writer {
         result
     }
 
-    /// The whole group becomes one journal record (one write, one flush) and one sled batch
-    /// per tree: the group is acknowledged together, so it may be durable together.
-    fn journal_and_apply(&mut self, group: &[Job]) -> Result<(), StoreError> {
-        let mut writes: Vec<Write> = Vec::new();
-        for job in group {
-            match job {
-                Job::Commit(batch, _) => writes.extend(batch.writes.iter().cloned()),
-                Job::Snapshot(key, value, _) => writes.push(Write::Put {
-                    tree: Tree::Snapshots,
-                    key: key.clone(),
-                    value: value.clone(),
-                }),
-            }
-        }
-        let combined = Batch { writes };
-        if combined.writes.iter().any(|w| w.tree().journaled()) {
+    fn journal_and_apply(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.writes.iter().any(|w| w.tree().journaled()) {
             self.journal
-                .append(&combined.encode())
+                .append(&batch.encode())
                 .map_err(|e| from_journal(&self.dir, e))?;
             self.journal
                 .sync()
                 .map_err(|e| from_journal(&self.dir, e))?;
         }
-        apply(&self.dir, &self.trees, &combined.writes)
+        apply(&self.dir, &self.trees, &batch.writes)
     }
 
     /// Flushes the database, then records that it holds the journal up to where it was.

@@ -129,7 +129,7 @@ pub struct Received {
 
 /// Something still to send to the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Pending {
+enum Queued {
     Ops {
         circle: CircleId,
         hashes: Vec<OpHash>,
@@ -147,12 +147,12 @@ enum Pending {
     },
 }
 
-impl Pending {
+impl Queued {
     fn circle(&self) -> CircleId {
         match self {
-            Pending::Ops { circle, .. }
-            | Pending::Range { circle, .. }
-            | Pending::Envelope { circle, .. } => *circle,
+            Queued::Ops { circle, .. }
+            | Queued::Range { circle, .. }
+            | Queued::Envelope { circle, .. } => *circle,
         }
     }
 }
@@ -161,7 +161,7 @@ impl Pending {
 #[derive(Debug)]
 pub struct PeerSync {
     peer: DeviceId,
-    queue: VecDeque<Pending>,
+    queue: VecDeque<Queued>,
     in_flight: usize,
     last_hello: Option<i64>,
     /// Messages sent and received, and data bytes, for status and tests.
@@ -230,7 +230,7 @@ impl PeerSync {
         if !local.shared_with(&self.peer).contains(&circle) {
             return Vec::new();
         }
-        self.queue.push_back(Pending::Envelope { circle, bytes });
+        self.queue.push_back(Queued::Envelope { circle, bytes });
         self.fill(local)
     }
 
@@ -334,10 +334,10 @@ impl PeerSync {
             .collect();
         // Replace anything still queued for this circle: the peer just said what it has.
         self.queue
-            .retain(|p| p.circle() != circle || matches!(p, Pending::Envelope { .. }));
+            .retain(|p| p.circle() != circle || matches!(p, Queued::Envelope { .. }));
         let mut plan = VecDeque::new();
         if !missing.is_empty() {
-            plan.push_back(Pending::Ops {
+            plan.push_back(Queued::Ops {
                 circle,
                 hashes: missing,
             });
@@ -351,7 +351,7 @@ impl PeerSync {
             for (device, seq) in local.vector(&circle, doc) {
                 let have = theirs.get(&device).copied().unwrap_or(0);
                 if seq > have {
-                    plan.push_back(Pending::Range {
+                    plan.push_back(Queued::Range {
                         circle,
                         doc,
                         device,
@@ -370,7 +370,7 @@ impl PeerSync {
     fn fill(&mut self, local: &dyn Local) -> Vec<Message> {
         let mut out = Vec::new();
         while self.in_flight < MAX_IN_FLIGHT {
-            let Some(circle) = self.queue.front().map(Pending::circle) else {
+            let Some(circle) = self.queue.front().map(Queued::circle) else {
                 break;
             };
             let mut ops = Vec::new();
@@ -384,7 +384,7 @@ impl PeerSync {
                 }
                 let fits = |size: usize, len: usize| size == 0 || size + len <= MAX_DATA_BYTES;
                 match p {
-                    Pending::Ops { hashes, .. } => {
+                    Queued::Ops { hashes, .. } => {
                         while let Some(h) = hashes.first().copied() {
                             let bytes = local.op(&circle, &h).unwrap_or_default();
                             if !fits(size, bytes.len()) {
@@ -401,7 +401,7 @@ impl PeerSync {
                             self.queue.pop_front();
                         }
                     }
-                    Pending::Range {
+                    Queued::Range {
                         doc,
                         device,
                         from,
@@ -428,7 +428,7 @@ impl PeerSync {
                             self.queue.pop_front();
                         }
                     }
-                    Pending::Envelope { bytes, .. } => {
+                    Queued::Envelope { bytes, .. } => {
                         if !fits(size, bytes.len()) {
                             full = true;
                             continue;
