@@ -5,6 +5,7 @@
 // Printing the answer is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod backend;
 mod cmd;
 mod output;
 mod passphrase;
@@ -49,6 +50,12 @@ enum Command {
     /// Write and read the liaison notebook.
     #[command(subcommand)]
     Note(cmd::note::NoteCommand),
+    /// Run this node in the foreground: sync with the circles' members until Ctrl-C.
+    Up(cmd::up::UpArgs),
+    /// Show whether the node runs, its peer id, addresses and peers.
+    Status,
+    /// List the connected peers and what they share with this node.
+    Peers,
     /// Create a demo care circle on this machine (in a new temporary home unless --home).
     Demo,
     /// Rebuild the store's database from its journal (after disk or machine trouble).
@@ -90,6 +97,9 @@ fn main() -> ExitCode {
         Command::Whoami => cmd::init::whoami(&ctx),
         Command::Circle(c) => cmd::circle::run(&ctx, c),
         Command::Note(c) => cmd::note::run(&ctx, c),
+        Command::Up(args) => cmd::up::up(&ctx, args),
+        Command::Status => cmd::up::status(&ctx),
+        Command::Peers => cmd::up::peers(&ctx),
         Command::Demo => cmd::demo::run(&ctx, home_given),
         Command::Repair => cmd::repair::run(&ctx),
     };

@@ -401,6 +401,8 @@ pub struct Accepted {
     pub member: MemberId,
     pub role: Role,
     pub changes: Vec<Change>,
+    /// The envelope itself, to store and pass on.
+    pub envelope: Envelope,
 }
 
 /// Two validly signed envelopes for the same device, document and sequence number.
@@ -436,6 +438,20 @@ pub struct EnvelopeLog {
 }
 
 impl EnvelopeLog {
+    /// Continues a device's log from its last stored envelope (on opening, and for this
+    /// device's own writes).
+    pub fn resume(&mut self, env: &Envelope) {
+        let h = &env.header;
+        self.heads.insert(
+            (h.device, h.doc),
+            LogHead {
+                seq: h.seq,
+                hash: env.hash(),
+                bytes: env.bytes.clone(),
+            },
+        );
+    }
+
     /// Checks received bytes; returns the changes now ready (this envelope and any waiting
     /// successors), in order. A rejection is recorded and returned.
     pub fn receive(
@@ -578,6 +594,7 @@ impl EnvelopeLog {
             member,
             role,
             changes,
+            envelope: env,
         })
     }
 

@@ -430,6 +430,11 @@ impl LocalIdentity {
         self.device_key.sign(message).to_bytes()
     }
 
+    /// The device's Ed25519 secret, which is also its libp2p identity (`net::keypair`).
+    pub(crate) fn device_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.device_key.to_bytes())
+    }
+
     /// The device's X25519 secret, to open sealed secrets.
     pub fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.x25519.to_bytes())

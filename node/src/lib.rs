@@ -1,8 +1,7 @@
 //! A Cercle node: everything a member's device runs, below the command line.
 //!
-//! Today a node keeps its member's identity and circles on disk and writes to their documents;
-//! signed membership, envelopes, the store, sync, the network, the relay and the local API
-//! are added module by module (see `ARCHITECTURE.md`).
+//! A node keeps its member's identity and circles on disk, writes to their documents, and
+//! replicates them with the other members' nodes over libp2p (see `ARCHITECTURE.md`).
 //!
 //! # Layout
 //!
@@ -13,15 +12,21 @@
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
 //! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
 //! - [`store`]: the durable, encrypted store (sled plus a journal) and its group commit.
-//! - [`sync`]: the sans-I/O sync protocol between two nodes.
+//! - [`sync`]: the sans-I/O sync protocol between two nodes, and its wire format.
+//! - [`net`]: the libp2p swarm and the sync stream protocol.
+//! - [`node`]: the running node: its core (circles and peers) and the async shell around it.
+//! - [`api`]: the requests a user makes of a node, and the local HTTP API that carries them.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod circle;
 pub mod crypto;
 pub mod envelope;
 pub mod home;
 pub mod identity;
 pub mod keyfile;
+pub mod net;
+pub mod node;
 pub mod store;
 pub mod sync;
 

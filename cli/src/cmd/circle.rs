@@ -1,13 +1,12 @@
-//! `cercle circle`: create circles of care and list them.
+//! `cercle circle`: create circles of care, list and show them, and manage their members.
 
-use cercle_crdt::schema::parse_date;
-use cercle_crdt::{IdentityUpdate, Role};
-use cercle_node::{Circle, ContactCard};
-use serde::Serialize;
+use cercle_crdt::Role;
+use cercle_node::api::{Answer, CircleSummary, Request};
+use cercle_node::{CircleInfo, ContactCard};
 
 use crate::Context;
-use crate::output::{answer, human_time, now};
-use crate::session::Session;
+use crate::backend::Backend;
+use crate::output::{answer, human_time};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CircleCommand {
@@ -48,62 +47,50 @@ pub(crate) enum CircleCommand {
     },
 }
 
-#[derive(Debug, Serialize)]
-struct MemberRow {
-    member: String,
-    name: Option<String>,
-    profession: Option<String>,
-    role: Role,
-    devices: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct CircleView {
-    id: String,
-    patient: String,
-    epoch: Option<String>,
-    closed: bool,
-    members: Vec<MemberRow>,
-    removed: Vec<String>,
-    void_operations: usize,
-    waiting_operations: usize,
-}
-
 pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
-    match cmd {
+    let request = match cmd {
         CircleCommand::Create {
             patient,
             birth_date,
-        } => create(ctx, &patient, birth_date.as_deref()),
-        CircleCommand::List => list(ctx),
-        CircleCommand::Show { circle } => show(ctx, &circle),
+        } => {
+            ctx.home.identity()?;
+            Request::CircleCreate {
+                patient,
+                birth_date,
+            }
+        }
+        CircleCommand::List => Request::CircleList,
+        CircleCommand::Show { circle } => Request::CircleShow { circle },
         CircleCommand::Add { circle, card, role } => {
             let role = parse_role(&role)?;
-            let card = ContactCard::decode(&card)?;
-            let s = Session::open(ctx)?;
-            let mut c = Circle::open(s.store(), &s.me, &circle)?;
-            c.add_member(&s.me, &card, role, now())?;
-            show_circle(ctx, &c)
+            // A bad card is reported before the passphrase is asked for.
+            ContactCard::decode(&card)?;
+            Request::MemberAdd { circle, card, role }
         }
-        CircleCommand::Remove { circle, member } => {
-            let s = Session::open(ctx)?;
-            let mut c = Circle::open(s.store(), &s.me, &circle)?;
-            let member = c.find_member(&member)?;
-            c.remove_member(&s.me, &member, now())?;
-            show_circle(ctx, &c)
-        }
+        CircleCommand::Remove { circle, member } => Request::MemberRemove { circle, member },
         CircleCommand::Role {
             circle,
             member,
             role,
-        } => {
-            let role = parse_role(&role)?;
-            let s = Session::open(ctx)?;
-            let mut c = Circle::open(s.store(), &s.me, &circle)?;
-            let member = c.find_member(&member)?;
-            c.change_role(&s.me, &member, role, now())?;
-            show_circle(ctx, &c)
+        } => Request::RoleChange {
+            circle,
+            member,
+            role: parse_role(&role)?,
+        },
+    };
+    let created = matches!(request, Request::CircleCreate { .. });
+    match Backend::open(ctx)?.call(request)? {
+        Answer::Circle(view) => show_circle(ctx, &view),
+        Answer::Circles { circles } if created => {
+            let info = circles
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
+            answer(ctx.json, info, || {
+                format!("created circle {} for {}", info.id, info.patient)
+            })
         }
+        Answer::Circles { circles } => list(ctx, &circles),
+        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
     }
 }
 
@@ -112,47 +99,16 @@ fn parse_role(role: &str) -> anyhow::Result<Role> {
         .map_err(|e: cercle_crdt::member::ParseRoleError| anyhow::anyhow!(e))
 }
 
-fn show(ctx: &Context, circle: &str) -> anyhow::Result<()> {
-    let s = Session::open(ctx)?;
-    let c = Circle::open(s.store(), &s.me, circle)?;
-    show_circle(ctx, &c)
-}
-
-fn show_circle(ctx: &Context, c: &Circle) -> anyhow::Result<()> {
-    let r = c.resolution();
-    let view = CircleView {
-        id: c.info().id.clone(),
-        patient: c.info().patient.clone(),
-        epoch: r.epoch.map(|e| e.to_string()),
-        closed: r.closed,
-        members: r
-            .members
-            .iter()
-            .map(|(m, s)| MemberRow {
-                member: m.to_hex(),
-                name: c.profile_of(m).map(|p| p.name.clone()),
-                profession: c.profile_of(m).map(|p| p.profession.clone()),
-                role: s.role,
-                devices: s.devices.iter().map(|d| d.device.to_string()).collect(),
-            })
-            .collect(),
-        removed: r.removed.keys().map(|m| m.to_hex()).collect(),
-        void_operations: r.void.len(),
-        waiting_operations: c.membership().waiting(),
-    };
-    answer(ctx.json, &view, || {
-        let mut s = format!(
-            "circle  {}
-patient {}
-",
-            view.id, view.patient
-        );
+fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
+    answer(ctx.json, view, || {
+        let patient = if view.patient.is_empty() {
+            "(not received yet)"
+        } else {
+            &view.patient
+        };
+        let mut s = format!("circle  {}\npatient {}\n", view.id, patient);
         if let Some(e) = &view.epoch {
-            s.push_str(&format!(
-                "epoch   {}
-",
-                &e[..16]
-            ));
+            s.push_str(&format!("epoch   {}\n", &e[..16.min(e.len())]));
         }
         s.push_str("members:\n");
         for m in &view.members {
@@ -168,45 +124,17 @@ patient {}
         if !view.removed.is_empty() {
             s.push_str(&format!("removed: {}\n", view.removed.len()));
         }
+        if view.refused > 0 {
+            s.push_str(&format!(
+                "refused from peers: {} (kept with their reasons)\n",
+                view.refused
+            ));
+        }
         s.trim_end().to_string()
     })
 }
 
-fn create(ctx: &Context, patient: &str, birth_date: Option<&str>) -> anyhow::Result<()> {
-    ctx.home.identity()?;
-    let patient = patient.trim();
-    if patient.is_empty() {
-        anyhow::bail!("the patient's name is empty: pass it as --patient \"Jeanne Durand\"");
-    }
-    if let Some(d) = birth_date {
-        parse_date(d).map_err(|_| {
-            anyhow::anyhow!(
-                "--birth-date {d:?} is not a valid date: use YYYY-MM-DD, e.g. 1941-05-12"
-            )
-        })?;
-    }
-    // "Jeanne Marie Durand": the last word is the family name, the rest the given names.
-    let (given, family) = match patient.rsplit_once(char::is_whitespace) {
-        Some((g, f)) => (Some(g.trim().to_string()), f.to_string()),
-        None => (None, patient.to_string()),
-    };
-    let update = IdentityUpdate {
-        family_name: Some(family),
-        given_names: given,
-        birth_date: birth_date.map(str::to_string),
-        ..Default::default()
-    };
-    let s = Session::open(ctx)?;
-    let circle = Circle::create(s.store(), &s.me, &update, now())?;
-    let info = circle.info();
-    answer(ctx.json, info, || {
-        format!("created circle {} for {}", info.id, info.patient)
-    })
-}
-
-fn list(ctx: &Context) -> anyhow::Result<()> {
-    let s = Session::open(ctx)?;
-    let circles = Circle::list(s.store.as_ref())?;
+fn list(ctx: &Context, circles: &[CircleInfo]) -> anyhow::Result<()> {
     answer(ctx.json, &circles, || {
         if circles.is_empty() {
             return "no circles yet: create one with `cercle circle create --patient \"NAME\"`"

@@ -5,3 +5,4 @@ pub(crate) mod demo;
 pub(crate) mod init;
 pub(crate) mod note;
 pub(crate) mod repair;
+pub(crate) mod up;

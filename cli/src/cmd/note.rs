@@ -6,10 +6,12 @@ use std::sync::mpsc;
 
 use cercle_crdt::{EntryKind, NewEntry};
 use cercle_node::Circle;
+use cercle_node::api::{Answer, Request};
 use cercle_node::circle::Pending;
 use serde::Serialize;
 
 use crate::Context;
+use crate::backend::{Backend, Client};
 use crate::output::{answer, human_time, now};
 use crate::session::Session;
 
@@ -44,16 +46,6 @@ pub(crate) enum NoteCommand {
 }
 
 #[derive(Debug, Serialize)]
-struct NoteRow {
-    id: String,
-    author: String,
-    kind: String,
-    text: String,
-    at: String,
-    amended: bool,
-}
-
-#[derive(Debug, Serialize)]
 struct Added {
     id: String,
     circle: String,
@@ -72,17 +64,18 @@ fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()
     if text.trim().is_empty() {
         anyhow::bail!("the note is empty: give its text in quotes, e.g. \"Pansement refait\"");
     }
-    let s = Session::open(ctx)?;
-    let mut c = Circle::open(s.store(), &s.me, circle)?;
-    let entry = NewEntry {
+    let request = Request::NoteAdd {
+        circle: circle.to_string(),
+        texts: vec![text.to_string()],
         kind,
-        text: text.to_string(),
-        vitals: None,
     };
-    let id = c.add_note(&s.me, entry, now())?.wait()?;
+    let (circle, ids) = match Backend::open(ctx)?.call(request)? {
+        Answer::Added { circle, ids } => (circle, ids),
+        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
+    };
     let added = Added {
-        id,
-        circle: c.info().id.clone(),
+        id: ids.into_iter().next().unwrap_or_default(),
+        circle,
     };
     answer(ctx.json, &added, || added.id.clone())
 }
@@ -91,6 +84,9 @@ fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()
 /// durable. Notes written while a flush is under way share the next one (group commit).
 fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
     let kind: EntryKind = kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    if let Some(client) = Client::running(ctx)? {
+        return import_through(ctx, &client, circle, kind);
+    }
     let s = Session::open(ctx)?;
     let mut c = Circle::open(s.store(), &s.me, circle)?;
     let circle_id = c.info().id.clone();
@@ -150,40 +146,79 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
     printed.and(written)
 }
 
+/// Import through the running node: lines are sent in batches, each answered once durable.
+fn import_through(
+    ctx: &Context,
+    client: &Client,
+    circle: &str,
+    kind: EntryKind,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut send = |texts: Vec<String>| -> anyhow::Result<()> {
+        let request = Request::NoteAdd {
+            circle: circle.to_string(),
+            texts,
+            kind,
+        };
+        let Answer::Added { circle, ids } = client.call(&request)? else {
+            anyhow::bail!("the node gave an unexpected answer");
+        };
+        for id in ids {
+            if ctx.json {
+                let line = serde_json::to_string(&Added {
+                    id,
+                    circle: circle.clone(),
+                })?;
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{id}")?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let mut batch = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let text = line?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        batch.push(text);
+        if batch.len() == IMPORT_WINDOW {
+            send(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        send(batch)?;
+    }
+    Ok(())
+}
+
 fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
-    let s = Session::open(ctx)?;
-    let me = s.me.public();
-    let c = Circle::open(s.store(), &s.me, circle)?;
-    let rows: Vec<NoteRow> = c
-        .notes()
-        .into_iter()
-        .map(|e| NoteRow {
-            author: e.author.to_hex(),
-            kind: e.kind.to_string(),
-            text: e.current_text().to_string(),
-            at: e.at.to_rfc3339(),
-            amended: !e.amendments.is_empty(),
-            id: e.id,
-        })
-        .collect();
-    answer(ctx.json, &rows, || {
-        if rows.is_empty() {
+    let request = Request::NoteList {
+        circle: circle.to_string(),
+    };
+    let notes = match Backend::open(ctx)?.call(request)? {
+        Answer::Notes { notes } => notes,
+        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
+    };
+    answer(ctx.json, &notes, || {
+        if notes.is_empty() {
             return "no notes yet".into();
         }
-        c.notes()
+        notes
             .iter()
-            .map(|e| {
-                let who = if e.author == me.member() {
-                    me.profile.name.clone()
-                } else {
-                    e.author.short()
-                };
+            .map(|n| {
+                let who = n
+                    .author_name
+                    .clone()
+                    .unwrap_or_else(|| n.author[..12].to_string());
                 format!(
                     "{}  {:<11}  {:<20}  {}",
-                    human_time(e.at),
-                    e.kind.as_str(),
+                    human_time(cercle_crdt::Timestamp(n.at_millis)),
+                    n.kind,
                     who,
-                    e.current_text()
+                    n.text
                 )
             })
             .collect::<Vec<_>>()

@@ -10,7 +10,7 @@
 //! store has made it durable. Opening a circle loads each document's latest snapshot and
 //! applies the envelopes stored after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cercle_crdt::{
@@ -23,9 +23,9 @@ use zeroize::Zeroizing;
 pub mod membership;
 
 use crate::crypto::{CryptoError, EpochId, EpochKey, seal_epoch_key};
-use crate::envelope::{Envelope, EnvelopeRejection};
+use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRejection};
 use crate::identity::{ContactCard, DeviceId, LocalIdentity, Profile, PublicIdentity};
-use crate::store::{Batch, Head, Snapshot, Store, StoreError, Ticket};
+use crate::store::{Batch, Head, RejectionRecord, Snapshot, Store, StoreError, Ticket};
 use membership::{
     CircleId, MemberGrant, MembershipLog, OpBody, OpContent, OpError, Resolution, SignedOp,
 };
@@ -81,6 +81,9 @@ pub enum CircleError {
         "this device has no key for the circle's current epoch; ask a coordinator to add it again"
     )]
     NoEpochKey,
+    /// Data of a circle this device is not a member of.
+    #[error("this device is not a member of circle {circle}")]
+    NotInvited { circle: String },
     /// The member to add is already in the circle.
     #[error("{name} is already a member of this circle")]
     AlreadyMember { name: String },
@@ -116,11 +119,39 @@ pub struct Pending<T> {
 }
 
 impl<T> Pending<T> {
+    /// The value now and the ticket that completes once it is durable.
+    pub fn into_parts(self) -> (T, Ticket) {
+        (self.value, self.ticket)
+    }
+
     /// Blocks until the write is on disk, then gives its result (a note id...).
     pub fn wait(self) -> Result<T, CircleError> {
         self.ticket.wait()?;
         Ok(self.value)
     }
+}
+
+/// What the receive checks need of the membership log, computed once per change of it.
+#[derive(Debug)]
+struct ReceiveKeys {
+    holders: BTreeMap<EpochId, BTreeSet<DeviceId>>,
+    keys: BTreeMap<EpochId, EpochKey>,
+}
+
+/// What receiving a peer's operations and envelopes did.
+#[derive(Debug)]
+#[must_use = "the receipt's ticket tells when the received data is durable"]
+pub struct Receipt {
+    /// Operations new to this node, in the order received (to pass on).
+    pub new_ops: Vec<Vec<u8>>,
+    /// Envelopes accepted, stored and applied, in order (to pass on).
+    pub accepted: Vec<Vec<u8>>,
+    /// Envelopes applied, per document.
+    pub applied: BTreeMap<DocKind, usize>,
+    /// Why each refused item was refused (also recorded in the store).
+    pub refused: Vec<String>,
+    /// Completes when all of it is durable.
+    pub ticket: Ticket,
 }
 
 /// A circle opened from the store, with its membership log and three documents.
@@ -141,6 +172,13 @@ pub struct Circle {
     write_key: Option<(EpochId, EpochKey)>,
     /// The membership log's resolution, recomputed when the log changes.
     resolved: Resolution,
+    /// The receive side's checks: each device's last accepted envelope per document.
+    log: EnvelopeLog,
+    /// Epoch holders and the keys this device opens, for receiving; recomputed when the
+    /// membership log changes.
+    receive_keys: Option<ReceiveKeys>,
+    /// Envelopes sealed here and not yet taken by [`Circle::take_sealed`] (to push).
+    sealed: Vec<Vec<u8>>,
     /// The patient file.
     pub patient_file: PatientFile,
     /// The liaison notebook.
@@ -213,6 +251,9 @@ impl Circle {
             since_snapshot: BTreeMap::new(),
             write_key: None,
             resolved,
+            log: EnvelopeLog::default(),
+            receive_keys: None,
+            sealed: Vec::new(),
             patient_file,
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
@@ -267,6 +308,9 @@ impl Circle {
             since_snapshot: BTreeMap::new(),
             write_key: None,
             resolved,
+            log: EnvelopeLog::default(),
+            receive_keys: None,
+            sealed: Vec::new(),
             patient_file: PatientFile::new(actor.clone()),
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
@@ -306,6 +350,12 @@ impl Circle {
         for (device, head) in &heads {
             let from = applied.get(device).copied().unwrap_or(0) + 1;
             if from > head.seq {
+                // The receive checks continue each device's log from its last envelope.
+                for bytes in self.store.envelopes(&self.id, kind, device, head.seq, 1)? {
+                    let env =
+                        Envelope::decode(&bytes).map_err(|e| damaged("envelope", e.to_string()))?;
+                    self.log.resume(&env);
+                }
                 continue;
             }
             for bytes in self
@@ -314,6 +364,9 @@ impl Circle {
             {
                 let env =
                     Envelope::decode(&bytes).map_err(|e| damaged("envelope", e.to_string()))?;
+                if env.header.seq == head.seq {
+                    self.log.resume(&env);
+                }
                 let key = keys.get(&env.header.epoch).ok_or_else(|| {
                     damaged("envelope", "no key for its epoch on this device".into())
                 })?;
@@ -685,11 +738,16 @@ impl Circle {
             },
         );
         self.membership.insert(op.clone())?;
-        // Who is in, and who holds which key, may have changed.
-        self.resolved = self.membership.resolve();
-        self.write_key = None;
+        self.membership_changed();
         batch.op(&self.id, &op);
         Ok(())
+    }
+
+    /// Who is in, and who holds which key, may have changed.
+    fn membership_changed(&mut self) {
+        self.resolved = self.membership.resolve();
+        self.write_key = None;
+        self.receive_keys = None;
     }
 
     /// Adds the circle's local record (metadata, members' profiles) to `batch`.
@@ -726,6 +784,8 @@ impl Circle {
         let prev = last.map_or([0u8; 32], |h| h.hash);
         let env = Envelope::seal(me, self.id, doc, seq, prev, (epoch, &key), changes)?;
         batch.envelope(&env);
+        self.log.resume(&env);
+        self.sealed.push(env.bytes().to_vec());
         self.own.insert(
             doc,
             Head {
@@ -809,6 +869,251 @@ impl Circle {
     /// The notebook's entries, oldest first.
     pub fn notes(&self) -> Vec<Entry> {
         self.notebook.entries()
+    }
+
+    /// How many envelopes and operations from peers were refused (recorded in the store).
+    pub fn refused_count(&self) -> usize {
+        self.store.rejections(&self.id).map_or(0, |r| r.len())
+    }
+
+    /// The envelopes this device sealed since the last call, oldest first: the node pushes
+    /// them to connected members once they are durable.
+    pub fn take_sealed(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// Per document, the last sequence number held from each device (its version vector).
+    pub fn vector(&self, doc: DocKind) -> BTreeMap<DeviceId, u64> {
+        self.applied.get(&doc).cloned().unwrap_or_default()
+    }
+
+    /// Joins a circle this node does not hold yet, from operations a member sent: they must
+    /// start from the genesis named by `circle` and make `me`'s device a member.
+    pub fn join(
+        store: Arc<dyn Store>,
+        me: &LocalIdentity,
+        circle: CircleId,
+        ops: &[Vec<u8>],
+    ) -> Result<Circle, CircleError> {
+        let mut decoded = Vec::new();
+        for bytes in ops {
+            decoded.push(SignedOp::decode(bytes)?);
+        }
+        let (genesis, rest): (Vec<_>, Vec<_>) = decoded
+            .into_iter()
+            .partition(|o| o.content().circle.is_none() && o.hash().0 == circle.0);
+        let not_invited = || CircleError::NotInvited {
+            circle: circle.to_string(),
+        };
+        let genesis = genesis.into_iter().next().ok_or_else(not_invited)?;
+        let (created_by, created_at) = match &genesis.content().body {
+            OpBody::Genesis { creator, .. } => (creator.member, genesis.content().at),
+            _ => return Err(not_invited()),
+        };
+        let mut membership = MembershipLog::new(genesis.clone())?;
+        let mut batch = Batch::new();
+        batch.op(&circle, &genesis);
+        for op in rest {
+            // An operation of another circle or a second genesis is not stored.
+            if membership.insert(op.clone())? {
+                batch.op(&circle, &op);
+            }
+        }
+        let resolved = membership.resolve();
+        if resolved.member_of(&me.device()).is_none() {
+            return Err(not_invited());
+        }
+        let actor = me.actor();
+        let circle = Circle {
+            info: CircleInfo {
+                id: circle.to_string(),
+                // Known once the patient file arrives.
+                patient: String::new(),
+                created_by,
+                created_at: Timestamp(created_at),
+            },
+            id: circle,
+            store,
+            membership,
+            names: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            own: BTreeMap::new(),
+            since_snapshot: BTreeMap::new(),
+            write_key: None,
+            resolved,
+            log: EnvelopeLog::default(),
+            receive_keys: None,
+            sealed: Vec::new(),
+            patient_file: PatientFile::new(actor.clone()),
+            notebook: LiaisonNotebook::new(actor.clone()),
+            thread: Thread::new(actor),
+        };
+        circle.record_into(&mut batch)?;
+        circle.store.commit(batch)?;
+        tracing::info!(circle = %circle.id, "joined a circle");
+        Ok(circle)
+    }
+
+    /// Receives a peer's operations, then envelopes: each goes through the membership and
+    /// envelope checks and the document's schema and roles; what passes is stored and
+    /// applied, what fails is recorded with its reason and never applied. `from` names the
+    /// peer in the records.
+    pub fn receive(
+        &mut self,
+        me: &LocalIdentity,
+        from: &str,
+        ops: &[Vec<u8>],
+        envelopes: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Receipt {
+        let mut batch = Batch::new();
+        let mut receipt = Receipt {
+            new_ops: Vec::new(),
+            accepted: Vec::new(),
+            applied: BTreeMap::new(),
+            refused: Vec::new(),
+            ticket: Ticket::ready(Ok(())),
+        };
+        let id = self.id;
+        let mut refuse = |batch: &mut Batch,
+                          device: Option<String>,
+                          reason: serde_json::Value,
+                          message: String,
+                          bytes: &[u8]| {
+            tracing::warn!(circle = %id, from, %message, "refused data from a peer");
+            batch.rejection(
+                &id,
+                &RejectionRecord {
+                    at: now.millis(),
+                    from: from.to_string(),
+                    device,
+                    reason,
+                    message: message.clone(),
+                    hash: blake3::hash(bytes).to_hex().to_string(),
+                },
+            );
+            receipt.refused.push(message);
+        };
+
+        // Operations first: envelopes cannot be checked without them.
+        let mut changed = false;
+        for bytes in ops {
+            match SignedOp::decode(bytes).and_then(|op| {
+                let new = self.membership.insert(op.clone())?;
+                Ok((op, new))
+            }) {
+                Ok((op, true)) => {
+                    batch.op(&self.id, &op);
+                    receipt.new_ops.push(bytes.clone());
+                    changed = true;
+                }
+                Ok((_, false)) => {}
+                Err(e) => refuse(
+                    &mut batch,
+                    None,
+                    serde_json::json!({"reason": "membership_op"}),
+                    format!("membership operation refused: {e}"),
+                    bytes,
+                ),
+            }
+        }
+        if changed {
+            self.membership_changed();
+        }
+
+        if !envelopes.is_empty() {
+            let patient_before = self.info.patient.clone();
+            let keys = self.receive_keys(me);
+            let view = CircleView {
+                circle: self.id,
+                resolution: &self.resolved,
+                holders: &keys.holders,
+                keys: &keys.keys,
+            };
+            let mut ready = Vec::new();
+            for bytes in envelopes {
+                match self.log.receive(bytes, &view) {
+                    Ok(accepted) => ready.extend(accepted),
+                    // Already here: a peer passed on what another one sent.
+                    Err(EnvelopeRejection::Replay { .. }) => {}
+                    Err(r) => refuse(
+                        &mut batch,
+                        Envelope::decode(bytes)
+                            .ok()
+                            .map(|e| e.header.device.to_string()),
+                        serde_json::to_value(&r).unwrap_or_default(),
+                        r.to_string(),
+                        bytes,
+                    ),
+                }
+            }
+            self.log.rejections.clear();
+            for fork in std::mem::take(&mut self.log.forks) {
+                batch.fork(
+                    &self.id,
+                    &crate::store::ForkRecord {
+                        device: fork.device,
+                        doc: fork.doc,
+                        seq: fork.seq,
+                        first: fork.first,
+                        second: fork.second,
+                    },
+                );
+            }
+            self.receive_keys = Some(keys);
+            for a in ready {
+                let author = cercle_crdt::ChangeAuthor {
+                    member: a.member,
+                    role: a.role,
+                };
+                match self.replica_mut(a.doc).apply_changes(a.changes, &author) {
+                    Ok(()) => {
+                        batch.envelope(&a.envelope);
+                        self.applied
+                            .entry(a.doc)
+                            .or_default()
+                            .insert(a.device, a.seq);
+                        *self.since_snapshot.entry(a.doc).or_default() += 1;
+                        *receipt.applied.entry(a.doc).or_default() += 1;
+                        receipt.accepted.push(a.envelope.bytes().to_vec());
+                    }
+                    Err(e) => refuse(
+                        &mut batch,
+                        Some(a.device.to_string()),
+                        serde_json::json!({"reason": "schema", "seq": a.seq}),
+                        format!("change refused by the {} rules: {e}", a.doc),
+                        a.envelope.bytes(),
+                    ),
+                }
+            }
+            if receipt.applied.contains_key(&DocKind::PatientFile) {
+                let name = self.patient_file.identity().display_name();
+                if name != patient_before {
+                    self.info.patient = name;
+                }
+            }
+            if self.info.patient != patient_before
+                && let Err(e) = self.record_into(&mut batch)
+            {
+                receipt.refused.push(e.to_string());
+            }
+        }
+        if !batch.is_empty() {
+            receipt.ticket = self.store.submit(batch);
+        }
+        self.maintain(SNAPSHOT_EVERY);
+        receipt
+    }
+
+    /// The epoch holders and keys for the receive checks, from the cache or computed.
+    fn receive_keys(&mut self, me: &LocalIdentity) -> ReceiveKeys {
+        if let Some(k) = self.receive_keys.take() {
+            return k;
+        }
+        ReceiveKeys {
+            holders: self.epoch_holders(),
+            keys: self.epoch_keys(me).unwrap_or_default(),
+        }
     }
 }
 

@@ -85,6 +85,9 @@ impl Local for Memory {
             .map(|(c, _)| *c)
             .collect()
     }
+    fn knows(&self, circle: &CircleId) -> bool {
+        self.members.contains_key(circle)
+    }
     fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
         self.ops
             .get(circle)

@@ -28,6 +28,7 @@ use crate::circle::membership::{CircleId, OpHash};
 use crate::identity::DeviceId;
 
 pub mod memory;
+pub mod wire;
 
 /// The largest `Data` message, in bytes of operations and envelopes.
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -35,6 +36,8 @@ pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
 /// At most this many circles in one `Hello`, operations in one `Have`, devices per vector.
 pub const MAX_ITEMS: usize = 100_000;
+/// At most this many circles unknown here are asked for in answer to one `Hello`.
+pub const MAX_UNKNOWN_ASKED: usize = 16;
 /// Anti-entropy: a new `Hello` this often (milliseconds) while connected.
 pub const RESYNC_EVERY_MS: i64 = 60_000;
 
@@ -58,7 +61,9 @@ pub enum Message {
     /// Operations and envelopes the peer lacks.
     Data {
         circle: CircleId,
+        #[serde(with = "wire::byte_strings")]
         ops: Vec<Vec<u8>>,
+        #[serde(with = "wire::byte_strings")]
         envelopes: Vec<Vec<u8>>,
     },
     /// A `Data` message of `bytes` was received.
@@ -84,6 +89,10 @@ pub enum SyncRejection {
 pub trait Local {
     /// The circles of which `device` belongs to a current member.
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId>;
+    /// Whether this node holds `circle` at all. A peer may offer a circle this node does not
+    /// hold yet (it was just added to it): this node then asks for everything, and the node
+    /// checks on receipt that the operations make it a member.
+    fn knows(&self, circle: &CircleId) -> bool;
     /// The hashes of the circle's membership operations.
     fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash>;
     /// One operation's bytes.
@@ -206,6 +215,12 @@ impl PeerSync {
         vec![self.hello(local, now)]
     }
 
+    /// A `Hello` now, after something changed that the digests do not follow by pushes
+    /// (the membership log): the peer answers with what it lacks or has.
+    pub fn resync(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
+        vec![self.hello(local, now)]
+    }
+
     /// Anti-entropy: a `Hello` when the last one is older than [`RESYNC_EVERY_MS`].
     pub fn tick(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         match self.last_hello {
@@ -248,9 +263,21 @@ impl PeerSync {
                     return Err(SyncRejection::TooMany);
                 }
                 let mut out = Vec::new();
+                let mut unknown = 0;
                 for (circle, digest) in circles {
-                    if shared.contains(&circle) && local.digest(&circle) != digest {
-                        out.push(self.have(local, circle));
+                    if shared.contains(&circle) {
+                        if local.digest(&circle) != digest {
+                            out.push(self.have(local, circle));
+                        }
+                    } else if !local.knows(&circle) && unknown < MAX_UNKNOWN_ASKED {
+                        // Offered a circle not held here: ask for all of it.
+                        unknown += 1;
+                        self.stats.sent += 1;
+                        out.push(Message::Have {
+                            circle,
+                            ops: Vec::new(),
+                            vectors: Vec::new(),
+                        });
                     }
                 }
                 Ok((out, None))
@@ -278,7 +305,9 @@ impl PeerSync {
                 if bytes > MAX_DATA_BYTES {
                     return Err(SyncRejection::TooLarge(bytes));
                 }
-                if !shared.contains(&circle) {
+                // Data of a circle not held here is passed on: the node joins it only if
+                // its operations make this device a member.
+                if !shared.contains(&circle) && local.knows(&circle) {
                     return Err(SyncRejection::NotShared);
                 }
                 self.stats.data_bytes_received += bytes as u64;

@@ -1,0 +1,138 @@
+//! `cercle up`, `cercle status`, `cercle peers`: run the node in the foreground, and see
+//! what it is connected to.
+
+use cercle_node::api::{Answer, Request, Status};
+use cercle_node::net::NetConfig;
+use cercle_node::node::{self, NodeConfig};
+
+use crate::Context;
+use crate::backend::Backend;
+use crate::output::answer;
+use crate::session::Session;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Listen on this multiaddress (repeatable), e.g. /ip4/0.0.0.0/tcp/4001. Default: every
+    /// interface, a free TCP port and a free QUIC port.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Connect to this peer (repeatable), e.g. /ip4/192.168.1.20/tcp/4001/p2p/12D3Koo...;
+    /// dialed again whenever the connection drops.
+    #[arg(long, value_name = "MULTIADDR")]
+    peer: Vec<String>,
+    /// Do not look for peers on the local network (mDNS).
+    #[arg(long)]
+    no_mdns: bool,
+    /// Serve the local API on this address (default: a free port on 127.0.0.1).
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    api: Option<std::net::SocketAddr>,
+}
+
+pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
+    let parse = |flag: &str, list: &[String]| -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+        list.iter()
+            .map(|a| {
+                a.parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "{flag} {a:?} is not a multiaddress ({e}); write it like /ip4/127.0.0.1/tcp/4001"
+                    )
+                })
+            })
+            .collect()
+    };
+    let listen = parse("--listen", &args.listen)?;
+    let peers = parse("--peer", &args.peer)?;
+    if let Some(a) = args.api
+        && !a.ip().is_loopback()
+    {
+        anyhow::bail!(
+            "--api {a} is not a loopback address: the local API listens on 127.0.0.1 only"
+        );
+    }
+    let s = Session::open(ctx)?;
+    let config = NodeConfig {
+        net: NetConfig {
+            listen,
+            peers,
+            mdns: !args.no_mdns,
+        },
+        api: args.api,
+        home: ctx.home.root().to_path_buf(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let store = s.store();
+    let me = s.me;
+    runtime.block_on(node::run(store, me, config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn status_of(ctx: &Context) -> anyhow::Result<Status> {
+    let mut backend = Backend::open(ctx)?;
+    match backend.call(Request::Status)? {
+        Answer::Status(s) => Ok(s),
+        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
+    }
+}
+
+pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
+    let s = status_of(ctx)?;
+    answer(ctx.json, &s, || {
+        if !s.running {
+            return format!(
+                "not running (start the node with `cercle up`)\npeer id {}",
+                s.peer_id
+            );
+        }
+        let mut out = format!("running\npeer id {}\naddresses:", s.peer_id);
+        for a in &s.addresses {
+            out.push_str(&format!("\n  {a}"));
+        }
+        out.push_str(&format!("\npeers: {}", s.peers.len()));
+        out
+    })
+}
+
+pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
+    let s = status_of(ctx)?;
+    answer(ctx.json, &s.peers, || {
+        if !s.running {
+            return "not running (start the node with `cercle up`)".into();
+        }
+        if s.peers.is_empty() {
+            return "no peers connected".into();
+        }
+        s.peers
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}  {} circle(s)  {} pending  {} B sent  {} B received",
+                    p.peer_id,
+                    p.circles.len(),
+                    p.pending,
+                    p.data_bytes_sent,
+                    p.data_bytes_received
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

@@ -1,0 +1,376 @@
+//! The network shell: a libp2p swarm (TCP and QUIC, Noise, Yamux, identify, ping, mDNS,
+//! connection limits) and the sync stream protocol [`SYNC_PROTOCOL`] that carries
+//! [`Message`]s, framed by [`crate::sync::wire`]. No protocol decision is taken here: every
+//! message goes to the node's core and every message out comes from it.
+//!
+//! A device's Ed25519 key is its libp2p identity, so a connected [`PeerId`] *is* a proven
+//! [`DeviceId`] (Noise authenticates it) and gating by circle membership needs no extra
+//! handshake. Peers whose key is not Ed25519 (other libp2p software) get identify and ping
+//! only.
+//!
+//! Per connected Cercle peer there is one outbound stream, written by a task fed from an
+//! unbounded channel whose content the core bounds (its in-flight budget), and one inbound
+//! stream, read by a task that forwards each frame to the core through a bounded channel
+//! (so a peer faster than the core is slowed down by TCP, not buffered here).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use libp2p::identity::{Keypair, PublicKey};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns, noise, ping, tcp,
+    yamux,
+};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
+
+use crate::identity::{DeviceId, LocalIdentity};
+use crate::sync::Message;
+use crate::sync::wire::{self, MAX_FRAME};
+
+/// The sync protocol's name and version.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cercle/sync/1.0.0");
+/// The identify protocol version string.
+pub const PROTOCOL_VERSION: &str = "/cercle/1.0.0";
+/// Connections kept at most, in all and per peer.
+pub const MAX_CONNECTIONS: u32 = 256;
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Messages from peers waiting for the core, at most.
+pub const INBOUND_QUEUE: usize = 256;
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    #[error("the device key cannot serve as a network identity: {0}")]
+    Key(String),
+    #[error("cannot set up the network: {0}")]
+    Setup(String),
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: String, reason: String },
+    #[error("{0:?} is not a valid multiaddress: {1}")]
+    Address(String, String),
+}
+
+/// How the network runs.
+#[derive(Debug, Clone, Default)]
+pub struct NetConfig {
+    /// Addresses to listen on; none means `/ip4/0.0.0.0/tcp/0` and `/ip4/0.0.0.0/udp/0/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and whenever the connection drops.
+    pub peers: Vec<Multiaddr>,
+    /// Whether to find peers on the LAN by mDNS.
+    pub mdns: bool,
+}
+
+/// What the network tells the core.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A Cercle peer's sync stream is open: messages for it go into `writer`.
+    Connected {
+        device: DeviceId,
+        peer_id: PeerId,
+        writer: mpsc::UnboundedSender<Message>,
+    },
+    /// The last connection to the peer closed.
+    Disconnected { device: DeviceId },
+    /// A message from the peer.
+    Message { device: DeviceId, message: Message },
+    /// This node's listen addresses changed.
+    Addresses(Vec<String>),
+}
+
+/// What the core asks of the network.
+#[derive(Debug)]
+pub enum NetCommand {
+    Dial(String),
+}
+
+/// The libp2p keypair of a device: its Ed25519 device key.
+pub fn keypair(me: &LocalIdentity) -> Result<Keypair, NetError> {
+    let mut secret = me.device_secret();
+    Keypair::ed25519_from_bytes(&mut secret[..]).map_err(|e| NetError::Key(e.to_string()))
+}
+
+/// The device whose key is behind `peer`, if it is an Ed25519 key.
+pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
+    let mh = peer.as_ref();
+    // Ed25519 peer ids inline the public key (identity multihash).
+    if mh.code() != 0 {
+        return None;
+    }
+    let key = PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    let ed = key.try_into_ed25519().ok()?;
+    Some(DeviceId(ed.to_bytes()))
+}
+
+/// The peer id of a device.
+pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
+    let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
+    Some(PublicKey::from(ed).to_peer_id())
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// The running network: the swarm and its streams, until `commands` closes.
+pub async fn run(
+    key: Keypair,
+    config: NetConfig,
+    events: mpsc::Sender<NetEvent>,
+    mut commands: mpsc::Receiver<NetCommand>,
+) -> Result<(), NetError> {
+    let mut swarm = build(key, config.mdns)?;
+    let listen = if config.listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/tcp/0"
+                .parse()
+                .map_err(|e| NetError::Setup(format!("{e}")))?,
+            "/ip4/0.0.0.0/udp/0/quic-v1"
+                .parse()
+                .map_err(|e| NetError::Setup(format!("{e}")))?,
+        ]
+    } else {
+        config.listen.clone()
+    };
+    for address in listen {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|e| NetError::Listen {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    for address in &config.peers {
+        dial(&mut swarm, address.clone());
+    }
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(SYNC_PROTOCOL)
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let mut addresses: BTreeSet<String> = BTreeSet::new();
+    let mut redial = tokio::time::interval(Duration::from_secs(5));
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(NetCommand::Dial(address)) => match address.parse::<Multiaddr>() {
+                    Ok(a) => dial(&mut swarm, a),
+                    Err(e) => tracing::warn!(%address, error = %e, "not a multiaddress"),
+                },
+                None => break,
+            },
+            Some((peer, stream)) = incoming.next() => {
+                match device_of(&peer) {
+                    Some(device) => {
+                        tokio::spawn(read_stream(device, stream, events.clone()));
+                    }
+                    None => tracing::debug!(%peer, "sync stream from a peer without a device key"),
+                }
+            }
+            _ = redial.tick() => {
+                // Configured peers are dialed again whenever they are not connected.
+                for address in &config.peers {
+                    let connected = address.iter().find_map(|p| match p {
+                        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                        _ => None,
+                    }).is_some_and(|id| swarm.is_connected(&id));
+                    if !connected {
+                        dial(&mut swarm, address.clone());
+                    }
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!(%address, "listening");
+                    addresses.insert(address.to_string());
+                    let _ = events.send(NetEvent::Addresses(addresses.iter().cloned().collect())).await;
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    addresses.remove(&address.to_string());
+                    let _ = events.send(NetEvent::Addresses(addresses.iter().cloned().collect())).await;
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                    tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+                    if num_established.get() == 1
+                        && let Some(device) = device_of(&peer_id)
+                    {
+                        tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone()));
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                    if num_established == 0
+                        && let Some(device) = device_of(&peer_id)
+                    {
+                        tracing::debug!(%peer_id, "disconnected");
+                        let _ = events.send(NetEvent::Disconnected { device }).await;
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                    for (peer, address) in found {
+                        if !swarm.is_connected(&peer) {
+                            tracing::info!(%peer, %address, "found on the local network");
+                            dial(&mut swarm, address.with_p2p(peer).unwrap_or_else(|a| a));
+                        }
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    tracing::debug!(?peer_id, %error, "dial failed");
+                }
+                SwarmEvent::IncomingConnectionError { error, .. } => {
+                    tracing::debug!(%error, "incoming connection failed");
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
+fn build(key: Keypair, with_mdns: bool) -> Result<Swarm<Behaviour>, NetError> {
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mdns = if with_mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(MAX_CONNECTIONS))
+                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                        .with_max_pending_incoming(Some(64))
+                        .with_max_pending_outgoing(Some(64)),
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(PROTOCOL_VERSION.into(), key.public())
+                        .with_agent_version(format!("cercle/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                mdns: mdns.into(),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}
+
+fn dial(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
+    tracing::debug!(%address, "dialing");
+    if let Err(e) = swarm.dial(address.clone()) {
+        tracing::debug!(%address, error = %e, "cannot dial");
+    }
+}
+
+/// Opens the sync stream to a newly connected peer and writes the core's messages to it.
+async fn open_stream(
+    device: DeviceId,
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    events: mpsc::Sender<NetEvent>,
+) {
+    let stream = match control.open_stream(peer, SYNC_PROTOCOL).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "no sync stream (not a Cercle node?)");
+            return;
+        }
+    };
+    let (writer, mut queue) = mpsc::unbounded_channel::<Message>();
+    if events
+        .send(NetEvent::Connected {
+            device,
+            peer_id: peer,
+            writer,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut framed = FramedWrite::new(stream.compat_write(), codec());
+    while let Some(message) = queue.recv().await {
+        let bytes = wire::encode(&message);
+        if let Err(e) = framed.send(bytes::Bytes::from(bytes)).await {
+            tracing::debug!(%peer, error = %e, "sync stream closed");
+            break;
+        }
+    }
+}
+
+/// Reads a peer's sync stream and hands each message to the core.
+async fn read_stream(device: DeviceId, stream: libp2p::Stream, events: mpsc::Sender<NetEvent>) {
+    let mut framed = FramedRead::new(stream.compat(), codec());
+    while let Some(frame) = framed.next().await {
+        match frame {
+            Ok(bytes) => match wire::decode(&bytes) {
+                Ok(message) => {
+                    if events
+                        .send(NetEvent::Message { device, message })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(%device, reason = %e, "refused a sync frame"),
+            },
+            Err(e) => {
+                // Framing is lost (a frame over the limit, or the stream broke).
+                tracing::warn!(%device, reason = %e, "closing a sync stream");
+                return;
+            }
+        }
+    }
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_and_its_peer_id_name_each_other() {
+        let key = Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id();
+        let device = device_of(&peer).unwrap_or_else(|| panic!("not an ed25519 peer id"));
+        assert_eq!(peer_of(&device), Some(peer));
+    }
+
+    #[test]
+    fn a_peer_without_an_ed25519_key_is_no_device() {
+        assert_eq!(device_of(&PeerId::random()), None);
+    }
+}
