@@ -5,9 +5,10 @@
 //! on stderr, since it means the disk or the machine had a problem.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cercle_node::LocalIdentity;
-use cercle_node::store::{SledStore, Store};
+use cercle_node::store::{SledStore, Store, StoreError};
 
 use crate::Context;
 use crate::passphrase::unlock;
@@ -22,8 +23,22 @@ pub(crate) struct Session {
 impl Session {
     /// Unlocks the home's identity and opens its store.
     pub(crate) fn open(ctx: &Context) -> anyhow::Result<Session> {
+        Session::open_waiting(ctx, Duration::ZERO)
+    }
+
+    /// Like [`Session::open`], waiting up to `patience` for another command to release the
+    /// store (a node starting while a command still reads the store waits for it).
+    pub(crate) fn open_waiting(ctx: &Context, patience: Duration) -> anyhow::Result<Session> {
         let me = unlock(&ctx.home)?;
-        let store = ctx.home.open_store(&me)?;
+        let deadline = Instant::now() + patience;
+        let store = loop {
+            match ctx.home.open_store(&me) {
+                Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         let report = store.report();
         if report.rebuilt {
             let aside = report

@@ -177,11 +177,8 @@ pub struct ApiFile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
 }
@@ -190,25 +187,14 @@ impl ApiFile {
     /// Writes the file readable by its owner only.
     pub fn write(&self, home: &Path) -> Result<(), ApiError> {
         let path = home.join(API_FILE);
-        let err = |source| ApiError::Write {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| ApiError::Write {
             path: path.clone(),
-            source,
-        };
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
-        let tmp = home.join(format!("{API_FILE}.tmp"));
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(err)?;
-            f.write_all(&bytes).map_err(err)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(err)
+            reason: e.to_string(),
+        })?;
+        crate::home::write_private(&path, &bytes).map_err(|e| ApiError::Write {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// Reads the file, if a node wrote one.

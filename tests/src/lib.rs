@@ -155,3 +155,154 @@ impl TestHome {
         self.json(&["init", "--name", name, "--profession", profession])
     }
 }
+
+/// Polls `check` every 100 ms until it returns true or `secs` seconds pass.
+pub fn wait_until(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    check()
+}
+
+/// A `cercle up` process of a home; stopped with SIGTERM (and waited for) when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    /// Its listen addresses, each ending in `/p2p/<peer id>`.
+    pub addresses: Vec<String>,
+    /// Its peer id.
+    pub peer_id: String,
+}
+
+impl Daemon {
+    /// Runs `cercle up ARGS...` through `prefix` (e.g. `ip netns exec NS`; empty for none)
+    /// and waits until its API answers with at least one listen address.
+    pub fn start(home: &TestHome, prefix: &[&str], args: &[&str]) -> Daemon {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest)
+                    .arg(cercle_bin())
+                    .arg("--home")
+                    .arg(home.path());
+                c
+            }
+            None => {
+                let mut c = Command::new(cercle_bin());
+                c.arg("--home").arg(home.path());
+                c
+            }
+        };
+        cmd.arg("up")
+            .args(args)
+            .env_remove("CERCLE_HOME")
+            .env("CERCLE_PASSPHRASE", PASSPHRASE)
+            .stdout(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start cercle up: {e}"));
+        let mut daemon = Daemon {
+            child: Some(child),
+            addresses: Vec::new(),
+            peer_id: String::new(),
+        };
+        let mut status = serde_json::Value::Null;
+        let up = wait_until(30, || {
+            if let Some(child) = daemon.child.as_mut()
+                && let Ok(Some(exit)) = child.try_wait()
+            {
+                panic!("cercle up exited at start: {exit}");
+            }
+            let run = home.through(prefix, &["--json", "status"]);
+            if run.code != Some(0) {
+                return false;
+            }
+            status = run.json();
+            status["running"] == true
+                && status["addresses"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+        });
+        assert!(up, "cercle up did not start: {status}");
+        daemon.peer_id = status["peer_id"].as_str().unwrap_or_default().to_string();
+        daemon.addresses = status["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        daemon
+    }
+
+    /// The first TCP address.
+    pub fn tcp_address(&self) -> String {
+        self.addresses
+            .iter()
+            .find(|a| a.contains("/tcp/"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no TCP address in {:?}", self.addresses))
+    }
+
+    /// Stops the node with SIGTERM and waits for it to exit; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("cercle up did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl TestHome {
+    /// Runs `PREFIX... cercle --home HOME ARGS...` (a prefix such as `ip netns exec NS`).
+    pub fn through(&self, prefix: &[&str], args: &[&str]) -> Run {
+        let Some((first, rest)) = prefix.split_first() else {
+            return self.cercle(args);
+        };
+        let out = Command::new(first)
+            .args(rest)
+            .arg(cercle_bin())
+            .arg("--home")
+            .arg(self.path())
+            .args(args)
+            .env_remove("CERCLE_HOME")
+            .env("CERCLE_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run cercle: {e}"));
+        Run::from(out)
+    }
+
+    /// The texts of a circle's notes, oldest first.
+    pub fn note_texts(&self, circle: &str) -> Vec<String> {
+        self.json(&["note", "list", circle])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["text"].as_str().map(str::to_string))
+            .collect()
+    }
+}

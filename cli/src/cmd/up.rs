@@ -6,7 +6,7 @@ use cercle_node::net::NetConfig;
 use cercle_node::node::{self, NodeConfig};
 
 use crate::Context;
-use crate::backend::Backend;
+use crate::backend::Client;
 use crate::output::answer;
 use crate::session::Session;
 
@@ -49,7 +49,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
             "--api {a} is not a loopback address: the local API listens on 127.0.0.1 only"
         );
     }
-    let s = Session::open(ctx)?;
+    let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
     let config = NodeConfig {
         net: NetConfig {
             listen,
@@ -85,12 +85,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// The running node's status; without one, what the identity alone tells (no passphrase,
+/// no store: a node may be starting and need the store's lock).
 fn status_of(ctx: &Context) -> anyhow::Result<Status> {
-    let mut backend = Backend::open(ctx)?;
-    match backend.call(Request::Status)? {
-        Answer::Status(s) => Ok(s),
-        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
+    if let Some(client) = Client::running(ctx)? {
+        return match client.call(&Request::Status)? {
+            Answer::Status(s) => Ok(s),
+            other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
+        };
     }
+    let me = ctx.home.identity()?;
+    Ok(Status {
+        peer_id: cercle_node::net::peer_of(&me.device())
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        device: me.device().to_string(),
+        ..Status::default()
+    })
 }
 
 pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {

@@ -620,7 +620,8 @@ mod tests {
 
     #[test]
     fn oversized_and_unshared_data_and_false_acks_are_refused() {
-        let (a, _) = pair();
+        let (mut a, _) = pair();
+        a.share(CircleId([8; 32]), [C]);
         let mut p = PeerSync::new(B);
         let big = Message::Data {
             circle: CIRCLE,
@@ -641,6 +642,43 @@ mod tests {
             p.receive(&a, Message::Ack { bytes: 1 }),
             Err(SyncRejection::BadAck)
         );
+    }
+
+    #[test]
+    fn a_circle_offered_but_not_held_is_asked_for_and_its_data_passed_on() {
+        let (a, _) = pair();
+        let unknown = CircleId([10; 32]);
+        let mut p = PeerSync::new(B);
+        let (replies, _) = p
+            .receive(
+                &a,
+                Message::Hello {
+                    circles: vec![(unknown, [0; 32])],
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            replies,
+            vec![Message::Have {
+                circle: unknown,
+                ops: vec![],
+                vectors: vec![]
+            }]
+        );
+        // The node decides on receipt whether the operations make it a member.
+        let data = Message::Data {
+            circle: unknown,
+            ops: vec![vec![1, 2, 3]],
+            envelopes: vec![],
+        };
+        let (_, received) = p.receive(&a, data).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(received.map(|r| r.circle), Some(unknown));
+        // A flood of unknown circles is asked for only up to a bound.
+        let many = (100..200u8).map(|i| (CircleId([i; 32]), [0; 32])).collect();
+        let (replies, _) = p
+            .receive(&a, Message::Hello { circles: many })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(replies.len(), MAX_UNKNOWN_ASKED);
     }
 
     #[test]

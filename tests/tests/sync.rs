@@ -1,0 +1,200 @@
+//! Members' nodes converge over real libp2p connections on loopback, through the real
+//! `cercle up` processes: a note written on one node is listed on the other; a node that is
+//! a member of nothing receives nothing; a stopped node catches up when it returns; two
+//! nodes that both wrote while cut apart end with the same notes; a removed member gets
+//! nothing written after its removal.
+
+use cercle_tests::{Daemon, TestHome, wait_until};
+
+const LOOPBACK: &[&str] = &["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+
+/// A and B members of one circle (A coordinator, B professional); C a member of nothing.
+fn team() -> (TestHome, TestHome, TestHome, String) {
+    let a = TestHome::new();
+    let b = TestHome::new();
+    let c = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    c.init("Sophie Bernard", "kinésithérapeute");
+    let circle = a.json(&["circle", "create", "--patient", "Jeanne Durand"])["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let card = b.json(&["whoami"])["card"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.json(&[
+        "circle",
+        "add",
+        &circle,
+        "--card",
+        &card,
+        "--role",
+        "professional",
+    ]);
+    (a, b, c, circle)
+}
+
+fn up(home: &TestHome, peers: &[&Daemon]) -> Daemon {
+    let mut args: Vec<String> = LOOPBACK.iter().map(|s| s.to_string()).collect();
+    for p in peers {
+        args.push("--peer".into());
+        args.push(p.tcp_address());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(home, &[], &args)
+}
+
+fn peers(home: &TestHome) -> Vec<serde_json::Value> {
+    home.json(&["peers"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn has_note(home: &TestHome, circle: &str, text: &str) -> bool {
+    home.note_texts(circle).iter().any(|t| t == text)
+}
+
+/// Whether any file under the home contains `needle`.
+fn files_contain(home: &TestHome, needle: &[u8]) -> bool {
+    home.files().iter().any(|f| {
+        std::fs::read(f)
+            .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
+    let (a, b, c, circle) = team();
+    let node_a = up(&a, &[]);
+    let mut node_b = up(&b, &[&node_a]);
+    let node_c = up(&c, &[&node_a, &node_b]);
+
+    // A note written on A is listed on B.
+    a.json(&["note", "add", &circle, "Pansement refait, plaie propre"]);
+    assert!(
+        wait_until(20, || has_note(
+            &b,
+            &circle,
+            "Pansement refait, plaie propre"
+        )),
+        "B never listed A's note: {:?}",
+        b.note_texts(&circle)
+    );
+    // B joined from A's operations and learned the patient from the patient file.
+    assert_eq!(b.json(&["circle", "list"])[0]["patient"], "Jeanne Durand");
+
+    // C is connected to both, shares nothing, and received no sync data at all.
+    assert!(
+        wait_until(20, || peers(&c).len() == 2),
+        "C is not connected to A and B: {:?}",
+        peers(&c)
+    );
+    for p in peers(&c) {
+        assert_eq!(p["data_bytes_received"], 0, "C received circle data: {p}");
+        assert_eq!(p["circles"].as_array().map(Vec::len), Some(0), "{p}");
+    }
+    for p in peers(&a) {
+        if p["peer_id"] == node_c.peer_id.as_str() {
+            assert_eq!(p["data_bytes_sent"], 0, "A sent C circle data: {p}");
+        }
+    }
+    assert_eq!(c.json(&["circle", "list"]), serde_json::json!([]));
+    let id_bytes: Vec<u8> = (0..circle.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&circle[i..i + 2], 16).ok())
+        .collect();
+    assert!(
+        !files_contain(&c, &id_bytes) && !files_contain(&c, circle.as_bytes()),
+        "C's home holds something of the circle"
+    );
+
+    // B stops; A writes; B comes back and catches up.
+    assert_eq!(node_b.stop(), Some(0), "B did not stop cleanly");
+    for i in 0..5 {
+        a.json(&["note", "add", &circle, &format!("Visite du soir {i}")]);
+    }
+    let node_b = up(&b, &[&node_a]);
+    assert!(
+        wait_until(20, || has_note(&b, &circle, "Visite du soir 4")),
+        "B did not catch up after its restart: {:?}",
+        b.note_texts(&circle)
+    );
+    drop(node_b);
+    drop(node_c);
+}
+
+#[test]
+fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
+    let (a, b, _c, circle) = team();
+    let node_a = up(&a, &[]);
+    let mut node_b = up(&b, &[&node_a]);
+    a.json(&["note", "add", &circle, "Avant la coupure"]);
+    assert!(wait_until(20, || has_note(&b, &circle, "Avant la coupure")));
+
+    // The cut: B's node stops; both keep writing (B offline, on its own store).
+    assert_eq!(node_b.stop(), Some(0));
+    a.json(&["note", "add", &circle, "Écrit par A pendant la coupure"]);
+    b.json(&["note", "add", &circle, "Écrit par B pendant la coupure"]);
+    a.json(&["note", "add", &circle, "Encore A"]);
+
+    // The cut heals.
+    let _node_b = up(&b, &[&node_a]);
+    let same = wait_until(30, || {
+        let on_a = a.note_texts(&circle);
+        on_a.len() == 4 && on_a == b.note_texts(&circle)
+    });
+    assert!(
+        same,
+        "A and B differ after the cut healed:\nA: {:?}\nB: {:?}",
+        a.note_texts(&circle),
+        b.note_texts(&circle)
+    );
+}
+
+#[test]
+fn a_removed_member_receives_nothing_written_after_the_removal() {
+    let (a, b, _c, circle) = team();
+    let node_a = up(&a, &[]);
+    let _node_b = up(&b, &[&node_a]);
+    a.json(&["note", "add", &circle, "Avant le retrait"]);
+    assert!(wait_until(20, || has_note(&b, &circle, "Avant le retrait")));
+    let epoch_before = b.json(&["circle", "show", &circle])["epoch"].clone();
+
+    let b_member = b.json(&["whoami"])["member"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.json(&["circle", "remove", &circle, &b_member[..12]]);
+    // A no longer shares the circle with B's device.
+    assert!(wait_until(20, || {
+        peers(&a)
+            .iter()
+            .all(|p| p["circles"].as_array().is_some_and(Vec::is_empty))
+    }));
+    let received_before: u64 = peers(&b)
+        .iter()
+        .filter_map(|p| p["data_bytes_received"].as_u64())
+        .sum();
+    a.json(&["note", "add", &circle, "Après le retrait"]);
+    // Give the note every chance to travel, then check it did not.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(!has_note(&b, &circle, "Après le retrait"));
+    let received_after: u64 = peers(&b)
+        .iter()
+        .filter_map(|p| p["data_bytes_received"].as_u64())
+        .sum();
+    assert_eq!(
+        received_before, received_after,
+        "B received data after its removal"
+    );
+    assert_eq!(
+        b.json(&["circle", "show", &circle])["epoch"],
+        epoch_before,
+        "B learned of the new epoch"
+    );
+    assert!(has_note(&a, &circle, "Après le retrait"));
+}
