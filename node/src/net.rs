@@ -38,6 +38,8 @@ pub const PROTOCOL_VERSION: &str = "/cercle/1.0.0";
 /// Connections kept at most, in all and per peer.
 pub const MAX_CONNECTIONS: u32 = 256;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Peers found by mDNS waiting for their turn to be dialed, at most.
+const MAX_DIAL_LATER: usize = 256;
 /// Messages from peers waiting for the core, at most.
 pub const INBOUND_QUEUE: usize = 256;
 
@@ -158,7 +160,13 @@ pub async fn run(
         .accept(SYNC_PROTOCOL)
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let mut addresses: BTreeSet<String> = BTreeSet::new();
-    let mut redial = tokio::time::interval(Duration::from_secs(5));
+    let local = *swarm.local_peer_id();
+    // Peers found by mDNS with a larger peer id than ours: they dial us; we dial them only
+    // if they have not after a while. (Two nodes dialing each other at the same moment from
+    // their listen ports make one TCP connection with two initiators, which Noise refuses.)
+    let mut dial_later: Vec<(tokio::time::Instant, Multiaddr, PeerId)> = Vec::new();
+    let mut redial = tokio::time::interval(Duration::from_secs(1));
+    let mut redial_count: u64 = 0;
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
@@ -179,6 +187,20 @@ pub async fn run(
                 }
             }
             _ = redial.tick() => {
+                let now = tokio::time::Instant::now();
+                dial_later.retain(|(at, address, peer)| {
+                    if *at > now {
+                        return true;
+                    }
+                    if !swarm.is_connected(peer) {
+                        dial(&mut swarm, address.clone());
+                    }
+                    false
+                });
+                redial_count += 1;
+                if redial_count % 5 != 0 {
+                    continue;
+                }
                 // Configured peers are dialed again whenever they are not connected.
                 for address in &config.peers {
                     let connected = address.iter().find_map(|p| match p {
@@ -218,9 +240,16 @@ pub async fn run(
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                     for (peer, address) in found {
-                        if !swarm.is_connected(&peer) {
-                            tracing::info!(%peer, %address, "found on the local network");
-                            dial(&mut swarm, address.with_p2p(peer).unwrap_or_else(|a| a));
+                        if swarm.is_connected(&peer) {
+                            continue;
+                        }
+                        tracing::info!(%peer, %address, "found on the local network");
+                        let address = address.with_p2p(peer).unwrap_or_else(|a| a);
+                        if local < peer {
+                            dial(&mut swarm, address);
+                        } else if dial_later.len() < MAX_DIAL_LATER {
+                            let at = tokio::time::Instant::now() + Duration::from_secs(3);
+                            dial_later.push((at, address, peer));
                         }
                     }
                 }
