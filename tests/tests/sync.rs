@@ -198,3 +198,33 @@ fn a_removed_member_receives_nothing_written_after_the_removal() {
     );
     assert!(has_note(&a, &circle, "Après le retrait"));
 }
+
+#[test]
+fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins() {
+    let a = TestHome::new();
+    let b = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    let circle = a.json(&["circle", "create", "--patient", "Jeanne Durand"])["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let _node_a = up(&a, &[]);
+    let node_b = up(&b, &[]);
+    // The card of a running node carries its addresses.
+    let card = b.json(&["whoami"])["card"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(a.cercle(&["whoami"]).ok().stdout.contains("cercle1"));
+    a.json(&["note", "add", &circle, "Premier passage"]);
+    // Adding B with that card is all A needs to reach B.
+    a.json(&["circle", "add", &circle, "--card", &card, "--role", "professional"]);
+    assert!(
+        wait_until(20, || b.cercle(&["--json", "note", "list", &circle]).code == Some(0)
+            && has_note(&b, &circle, "Premier passage")),
+        "B did not join through the address on its card; A's peers: {:?}",
+        peers(&a)
+    );
+    assert!(peers(&a).iter().any(|p| p["peer_id"] == node_b.peer_id.as_str()));
+}

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use cercle_node::{KdfParams, LocalIdentity, Profile, PublicIdentity};
+use cercle_node::api::{Answer, Request};
 use serde::Serialize;
 
 use crate::Context;
@@ -57,19 +58,31 @@ pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
         let pass = passphrase::choose()?;
         ctx.home.init(&identity, Some(&pass), KdfParams::DEFAULT)?;
     }
-    print_identity(ctx, &identity.public())
+    print_identity(ctx, &identity.public(), None)
 }
 
 pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
     let identity = ctx.home.identity()?;
-    print_identity(ctx, &identity)
+    // While the node runs, the card also carries its addresses.
+    let card = match crate::backend::Client::running(ctx)? {
+        Some(client) => match client.call(&Request::Card)? {
+            Answer::Card { card } => Some(card),
+            _ => None,
+        },
+        None => None,
+    };
+    print_identity(ctx, &identity, card)
 }
 
-fn print_identity(ctx: &Context, id: &PublicIdentity) -> anyhow::Result<()> {
+fn print_identity(
+    ctx: &Context,
+    id: &PublicIdentity,
+    card: Option<String>,
+) -> anyhow::Result<()> {
     let me = WhoAmI {
         member: id.member().to_hex(),
         device: id.device().to_string(),
-        card: id.card(&[]).encode(),
+        card: card.unwrap_or_else(|| id.card(&[]).encode()),
         name: &id.profile.name,
         profession: &id.profile.profession,
         rpps: id.profile.rpps.as_deref(),

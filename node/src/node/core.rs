@@ -208,16 +208,27 @@ impl NodeCore {
 
     /// A peer device connected: the protocol starts with a `Hello`.
     pub fn peer_connected(&mut self, device: DeviceId, peer_id: String, now: i64) -> Vec<Output> {
-        let mut sync = PeerSync::new(device);
-        let out = sync.connected(&self.circles, now);
-        self.peers.insert(
-            device,
-            Peer {
-                sync,
-                peer_id: peer_id.clone(),
-                last_seen: Some(now),
-            },
-        );
+        let out = match self.peers.get_mut(&device) {
+            // Its messages arrived before our stream to it opened: the exchange is under
+            // way, a Hello from this side completes it.
+            Some(p) => {
+                p.peer_id = peer_id.clone();
+                p.sync.resync(&self.circles, now)
+            }
+            None => {
+                let mut sync = PeerSync::new(device);
+                let out = sync.connected(&self.circles, now);
+                self.peers.insert(
+                    device,
+                    Peer {
+                        sync,
+                        peer_id: peer_id.clone(),
+                        last_seen: Some(now),
+                    },
+                );
+                out
+            }
+        };
         let mut outputs = sends(device, out);
         outputs.push(Output::Event(NodeEvent::Peer {
             peer_id,
@@ -239,10 +250,14 @@ impl NodeCore {
 
     /// A message from a connected peer device.
     pub fn from_peer(&mut self, device: DeviceId, message: Message, now: i64) -> Vec<Output> {
-        let Some(peer) = self.peers.get_mut(&device) else {
-            tracing::debug!(%device, "message from a peer not (or no longer) connected");
-            return Vec::new();
-        };
+        // The peer's stream may deliver before ours to it is open: its state starts here.
+        let peer = self.peers.entry(device).or_insert_with(|| Peer {
+            sync: PeerSync::new(device),
+            peer_id: crate::net::peer_of(&device)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            last_seen: None,
+        });
         peer.last_seen = Some(now);
         let (replies, received) = match peer.sync.receive(&self.circles, message) {
             Ok(r) => r,

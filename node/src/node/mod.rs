@@ -32,6 +32,8 @@ pub use core::{Circles, Handled, NodeCore, NodeError, Output};
 
 /// Inputs waiting for the core, at most.
 const INPUT_QUEUE: usize = 1024;
+/// Messages kept per peer until our stream to it opens, at most.
+const MAX_EARLY: usize = 1024;
 /// How often the core's clock ticks (anti-entropy timers).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -211,6 +213,60 @@ async fn stop(config: &NodeConfig, input: &mpsc::Sender<Input>, core: std::threa
     let _ = tokio::task::spawn_blocking(move || core.join()).await;
 }
 
+/// Where the core's outputs go: per-peer writers, the event stream, the network task.
+struct Outlets {
+    writers: BTreeMap<DeviceId, mpsc::UnboundedSender<Message>>,
+    /// Messages for a peer whose stream to us delivered before ours to it opened.
+    early: BTreeMap<DeviceId, Vec<Message>>,
+    net: mpsc::Sender<NetCommand>,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+impl Outlets {
+    fn route(&mut self, outputs: Vec<Output>) {
+        for o in outputs {
+            match o {
+                Output::Send(device, message) => match self.writers.get(&device) {
+                    Some(w) => {
+                        if w.send(message).is_err() {
+                            self.writers.remove(&device);
+                        }
+                    }
+                    None => {
+                        let queue = self.early.entry(device).or_default();
+                        if queue.len() < MAX_EARLY {
+                            queue.push(message);
+                        } else {
+                            tracing::warn!(%device, "dropped a message for a peer not yet reachable");
+                        }
+                    }
+                },
+                Output::Event(e) => {
+                    let _ = self.events.send(e);
+                }
+                Output::Dial(address) => {
+                    if self.net.try_send(NetCommand::Dial(address)).is_err() {
+                        tracing::warn!("too many dials queued; one was dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Our stream to `device` is open: what waited for it goes first.
+    fn connected(&mut self, device: DeviceId, writer: mpsc::UnboundedSender<Message>) {
+        for message in self.early.remove(&device).unwrap_or_default() {
+            let _ = writer.send(message);
+        }
+        self.writers.insert(device, writer);
+    }
+
+    fn disconnected(&mut self, device: &DeviceId) {
+        self.writers.remove(device);
+        self.early.remove(device);
+    }
+}
+
 /// The core thread: takes inputs one at a time and carries out the outputs.
 fn drive(
     mut core: NodeCore,
@@ -219,7 +275,12 @@ fn drive(
     net: mpsc::Sender<NetCommand>,
     events: broadcast::Sender<NodeEvent>,
 ) {
-    let mut writers: BTreeMap<DeviceId, mpsc::UnboundedSender<Message>> = BTreeMap::new();
+    let mut out = Outlets {
+        writers: BTreeMap::new(),
+        early: BTreeMap::new(),
+        net,
+        events,
+    };
     // Writes wait for durability on their own thread, in order, so the core keeps going.
     let (durable_tx, durable_rx) =
         std::sync::mpsc::channel::<(Vec<Ticket>, Answer, Vec<Output>, Reply)>();
@@ -245,28 +306,6 @@ fn drive(
             }
         });
     let now = || jiff::Timestamp::now().as_millisecond();
-    let route = |outputs: Vec<Output>,
-                 writers: &mut BTreeMap<DeviceId, mpsc::UnboundedSender<Message>>| {
-        for o in outputs {
-            match o {
-                Output::Send(device, message) => {
-                    if let Some(w) = writers.get(&device)
-                        && w.send(message).is_err()
-                    {
-                        writers.remove(&device);
-                    }
-                }
-                Output::Event(e) => {
-                    let _ = events.send(e);
-                }
-                Output::Dial(address) => {
-                    if net.try_send(NetCommand::Dial(address)).is_err() {
-                        tracing::warn!("too many dials queued; one was dropped");
-                    }
-                }
-            }
-        }
-    };
     while let Some(i) = input.blocking_recv() {
         match i {
             Input::Net(NetEvent::Connected {
@@ -274,24 +313,21 @@ fn drive(
                 peer_id,
                 writer,
             }) => {
-                writers.insert(device, writer);
-                let out = core.peer_connected(device, peer_id.to_string(), now());
-                route(out, &mut writers);
+                out.connected(device, writer);
+                out.route(core.peer_connected(device, peer_id.to_string(), now()));
             }
             Input::Net(NetEvent::Disconnected { device }) => {
-                writers.remove(&device);
-                let out = core.peer_disconnected(&device);
-                route(out, &mut writers);
+                out.disconnected(&device);
+                out.route(core.peer_disconnected(&device));
             }
             Input::Net(NetEvent::Message { device, message }) => {
-                let out = core.from_peer(device, message, now());
-                route(out, &mut writers);
+                out.route(core.from_peer(device, message, now()));
             }
             Input::Net(NetEvent::Addresses(a)) => core.set_addresses(a),
             Input::Request(request, reply) => {
                 match core.handle(request, cercle_crdt::Timestamp(now())) {
                     Ok(h) if h.tickets.is_empty() => {
-                        route(h.after, &mut writers);
+                        out.route(h.after);
                         let _ = reply.send(Ok(h.answer));
                     }
                     Ok(h) => {
@@ -311,16 +347,13 @@ fn drive(
                 after,
                 reply,
             } => {
-                route(after, &mut writers);
+                out.route(after);
                 let _ = reply.send(Ok(answer));
             }
             Input::Failed { error, reply } => {
                 let _ = reply.send(Err(error));
             }
-            Input::Tick => {
-                let out = core.tick(now());
-                route(out, &mut writers);
-            }
+            Input::Tick => out.route(core.tick(now())),
             Input::Stop => break,
         }
     }

@@ -1,0 +1,409 @@
+//! Sync between two real nodes: two `cercle up` processes on loopback (A writes through its
+//! local API, B applies; B's event stream tells when), and bare Automerge sync of the same
+//! notebook in the same run as the floor.
+//!
+//! 1. **Latency**: 1 000 notes one at a time; for each, from the moment A is asked to write
+//!    it to the moment B has checked, stored and applied it (B's clock: same machine).
+//!    A answers only once the note is durable, and pushes it then.
+//! 2. **Bursts** of 1 000, 2 000 and 10 000 notes, sent as `note import` does (batches of
+//!    256, each answered once durable): from the first request to the last note applied on B.
+//! 3. **Catch-up**: an empty member's node connecting to A, which holds a circle of 10 000
+//!    notes: from the dial to the last note applied.
+//! 4. **Idle resync**: B reconnects to A with nothing new: messages and data bytes.
+//! 5. **Floor**: bare Automerge (`automerge::sync`) between two in-memory documents holding
+//!    the same notes: per-note incremental sync, and a full sync of 10 000 notes.
+//!
+//! Prints a table and writes `target/bench-results/sync.json`. Under `cargo test` it runs a
+//! small smoke pass.
+
+#![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use automerge::sync::{State as SyncState, SyncDoc};
+use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
+use cercle_node::api::{Answer, ApiFile, NodeEvent, Request};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cercle");
+
+fn text(i: usize) -> String {
+    format!("Passage {i}: pansement refait, plaie propre, douleur 2/10, tension 13/8, à revoir demain.")
+}
+
+struct Node {
+    home: PathBuf,
+    child: Option<Child>,
+    api: Option<ApiFile>,
+}
+
+impl Node {
+    fn init(root: &Path, name: &str) -> Node {
+        let home = root.join(name);
+        cercle(&home, &["init", "--name", name, "--profession", "infirmière", "--insecure-no-passphrase"]);
+        Node {
+            home,
+            child: None,
+            api: None,
+        }
+    }
+
+    fn up(&mut self, peers: &[String]) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--home")
+            .arg(&self.home)
+            .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for p in peers {
+            cmd.args(["--peer", p]);
+        }
+        self.child = Some(cmd.spawn().expect("cercle up"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(api)) = ApiFile::read(&self.home) {
+                self.api = Some(api);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("cercle up did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+        self.api = None;
+    }
+
+    fn api(&self) -> &ApiFile {
+        self.api.as_ref().expect("node not running")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn cercle(home: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("cercle");
+    assert!(out.status.success(), "cercle {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+async fn call(http: &reqwest::Client, node: &Node, request: &Request) -> Answer {
+    let api = node.api();
+    let r = http
+        .post(format!("http://{}/api/v1/call", api.address))
+        .bearer_auth(&api.token)
+        .json(request)
+        .send()
+        .await
+        .expect("api call");
+    let ok = r.status().is_success();
+    let body: serde_json::Value = r.json().await.expect("api answer");
+    assert!(ok, "{body}");
+    serde_json::from_value(body).expect("answer")
+}
+
+/// B's notebook applications: (envelopes applied, when, µs since the epoch).
+async fn watch(http: reqwest::Client, node: &Node) -> mpsc::UnboundedReceiver<(usize, i64)> {
+    let api = node.api();
+    let r = http
+        .get(format!("http://{}/api/v1/events", api.address))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("events");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut stream = r.bytes_stream();
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                if let Ok(NodeEvent::Applied { doc, count, at_micros, .. }) =
+                    serde_json::from_slice(&line)
+                    && doc == "liaison_notebook"
+                    && tx.send((count, at_micros)).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn now_micros() -> i64 {
+    jiff::Timestamp::now().as_microsecond() as i64
+}
+
+/// Waits until `n` more notebook envelopes were applied; returns when the last one was.
+async fn applied(rx: &mut mpsc::UnboundedReceiver<(usize, i64)>, n: usize) -> i64 {
+    let mut seen = 0;
+    let mut last = 0;
+    while seen < n {
+        let (count, at) = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+            .await
+            .expect("B stopped applying")
+            .expect("event stream closed");
+        seen += count;
+        last = at;
+    }
+    last
+}
+
+async fn burst(
+    http: &reqwest::Client,
+    a: &Node,
+    circle: &str,
+    rx: &mut mpsc::UnboundedReceiver<(usize, i64)>,
+    n: usize,
+    from: usize,
+) -> Duration {
+    let started = now_micros();
+    let mut i = from;
+    while i < from + n {
+        let end = (i + 256).min(from + n);
+        let texts = (i..end).map(text).collect();
+        call(http, a, &Request::NoteAdd { circle: circle.into(), texts, kind: EntryKind::Care }).await;
+        i = end;
+    }
+    let last = applied(rx, n).await;
+    Duration::from_micros((last - started).max(0) as u64)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Syncs `a` into `b` with Automerge's own sync protocol until neither has more to say.
+fn bare_sync(
+    a: &mut automerge::AutoCommit,
+    b: &mut automerge::AutoCommit,
+    sa: &mut SyncState,
+    sb: &mut SyncState,
+) {
+    loop {
+        let mut moved = false;
+        if let Some(m) = a.sync().generate_sync_message(sa) {
+            b.sync().receive_sync_message(sb, m).expect("sync");
+            moved = true;
+        }
+        if let Some(m) = b.sync().generate_sync_message(sb) {
+            a.sync().receive_sync_message(sa, m).expect("sync");
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+/// Bare Automerge: per-note time (µs, median) to write a note and sync it to another
+/// document, and a full sync of `n` notes into an empty document. The notes are written by
+/// the same notebook code, then moved as bare Automerge changes.
+fn floor(latency_notes: usize, n: usize) -> (f64, Duration) {
+    let author = MemberId::from_bytes([1; 32]);
+    let entry = |i: usize| NewEntry {
+        kind: EntryKind::Care,
+        text: text(i),
+        vitals: None,
+    };
+    let mut writer = LiaisonNotebook::new(automerge::ActorId::from(vec![1u8; 32]));
+    let mut a = automerge::AutoCommit::load(&writer.replica_mut().save()).expect("load");
+    let mut b = a.fork();
+    let (mut sa, mut sb) = (SyncState::new(), SyncState::new());
+    bare_sync(&mut a, &mut b, &mut sa, &mut sb);
+    let mut per_note = Vec::new();
+    for i in 0..latency_notes {
+        let t = Instant::now();
+        writer.add_entry(author, entry(i), Timestamp(i as i64)).expect("note");
+        let change = writer.replica_mut().last_local_change().expect("change");
+        a.apply_changes([change]).expect("apply");
+        bare_sync(&mut a, &mut b, &mut sa, &mut sb);
+        per_note.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    per_note.sort_by(f64::total_cmp);
+    let mut big = LiaisonNotebook::new(automerge::ActorId::from(vec![2u8; 32]));
+    for i in 0..n {
+        big.add_entry(author, entry(i), Timestamp(i as i64)).expect("note");
+    }
+    let mut full = automerge::AutoCommit::load(&big.replica_mut().save()).expect("load");
+    let mut empty = automerge::AutoCommit::new();
+    let (mut s1, mut s2) = (SyncState::new(), SyncState::new());
+    let t = Instant::now();
+    bare_sync(&mut full, &mut empty, &mut s1, &mut s2);
+    (percentile(&per_note, 0.5), t.elapsed())
+}
+
+async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let mut a = Node::init(dir.path(), "A");
+    let mut b = Node::init(dir.path(), "B");
+    let circle = cercle(&a.home, &["circle", "create", "--patient", "Jeanne Durand"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let card_b = cercle(&b.home, &["whoami"])["card"].as_str().expect("card").to_string();
+    cercle(&a.home, &["circle", "add", &circle, "--card", &card_b, "--role", "professional"]);
+    a.up(&[]);
+    let Answer::Status(sa) = call(&http, &a, &Request::Status).await else { panic!() };
+    let addr_a = sa.addresses.iter().find(|x| x.contains("/tcp/")).expect("tcp").clone();
+    b.up(std::slice::from_ref(&addr_a));
+    let mut rx = watch(http.clone(), &b).await;
+    // B joins the circle (patient file) before anything is timed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Answer::Circles { circles } = call(&http, &b, &Request::CircleList).await
+            && !circles.is_empty()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never joined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 1. Latency.
+    let mut lat = Vec::new();
+    for i in 0..latency_notes {
+        let t0 = now_micros();
+        call(&http, &a, &Request::NoteAdd { circle: circle.clone(), texts: vec![text(i)], kind: EntryKind::Care }).await;
+        let at = applied(&mut rx, 1).await;
+        lat.push((at - t0) as f64 / 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+
+    // 2. Bursts.
+    let mut written = latency_notes;
+    let mut burst_rows = Vec::new();
+    for &n in bursts {
+        let d = burst(&http, &a, &circle, &mut rx, n, written).await;
+        written += n;
+        burst_rows.push((n, d));
+    }
+
+    // 4. Idle resync: B reconnects with nothing new.
+    b.stop();
+    b.up(std::slice::from_ref(&addr_a));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let idle = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Answer::Status(s) = call(&http, &b, &Request::Status).await else { panic!() };
+        if let Some(p) = s.peers.first()
+            && p.messages_received >= 1
+        {
+            // Let anything the Hellos would trigger happen.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Answer::Status(s) = call(&http, &b, &Request::Status).await else { panic!() };
+            break s.peers[0].clone();
+        }
+        assert!(Instant::now() < deadline, "B did not reconnect");
+    };
+
+    // 3. Catch-up: a second circle of `catch_up` notes, and a new member's empty node.
+    let circle2 = cercle_call_create(&http, &a).await;
+    let mut c = Node::init(dir.path(), "C");
+    let card_c = cercle(&c.home, &["whoami"])["card"].as_str().expect("card").to_string();
+    let mut i = 0;
+    while i < catch_up {
+        let end = (i + 256).min(catch_up);
+        call(&http, &a, &Request::NoteAdd { circle: circle2.clone(), texts: (i..end).map(text).collect(), kind: EntryKind::Care }).await;
+        i = end;
+    }
+    call(&http, &a, &Request::MemberAdd { circle: circle2.clone(), card: card_c, role: cercle_crdt::Role::Professional }).await;
+    c.up(&[]);
+    let mut rx_c = watch(http.clone(), &c).await;
+    let t0 = now_micros();
+    call(&http, &c, &Request::Connect { address: addr_a.clone() }).await;
+    let last = applied(&mut rx_c, catch_up).await;
+    let catch_up_time = Duration::from_micros((last - t0).max(0) as u64);
+    c.stop();
+    b.stop();
+    a.stop();
+
+    let (floor_note_us, floor_full) = floor(latency_notes.min(1000), catch_up);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let per_note = |(n, d): &(usize, Duration)| ms(*d) / *n as f64;
+    let first = burst_rows.first().map(per_note).unwrap_or(0.0);
+    let last_row = burst_rows.last().map(per_note).unwrap_or(0.0);
+    let quadratic = if first > 0.0 { last_row / first } else { 0.0 };
+
+    eprintln!("\nsync between two cercle processes on loopback");
+    eprintln!("  latency, {latency_notes} notes one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms (targets 1 ms, 5 ms)");
+    eprintln!("  bare Automerge per-note sync (in memory): {:.0} µs; ratio of p50 {:.1}x", floor_note_us, p50 * 1e3 / floor_note_us);
+    for (n, d) in &burst_rows {
+        eprintln!("  burst of {n:>6} notes: {:>8.0} ms ({:.3} ms/note)", ms(*d), ms(*d) / *n as f64);
+    }
+    eprintln!("  per-note time at the largest burst / at the smallest: {quadratic:.2} (target <= 1.5)");
+    eprintln!(
+        "  catch-up of an empty member on {catch_up} notes: {:.0} ms; bare Automerge full sync: {:.0} ms; ratio {:.1}x",
+        ms(catch_up_time),
+        ms(floor_full),
+        ms(catch_up_time) / ms(floor_full).max(1e-9)
+    );
+    eprintln!(
+        "  idle resync of an unchanged circle: {} message(s) sent, {} received by B, {} data bytes",
+        idle.messages_sent, idle.messages_received, idle.data_bytes_received + idle.data_bytes_sent
+    );
+    serde_json::json!({
+        "latency_notes": latency_notes,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "bare_automerge_note_sync_us": floor_note_us,
+        "latency_p50_ratio_to_bare": p50 * 1e3 / floor_note_us,
+        "bursts": burst_rows.iter().map(|(n, d)| serde_json::json!({"notes": n, "ms": ms(*d), "ms_per_note": ms(*d) / *n as f64})).collect::<Vec<_>>(),
+        "per_note_largest_over_smallest": quadratic,
+        "catch_up_notes": catch_up,
+        "catch_up_ms": ms(catch_up_time),
+        "bare_automerge_full_sync_ms": ms(floor_full),
+        "catch_up_ratio_to_bare": ms(catch_up_time) / ms(floor_full).max(1e-9),
+        "idle_resync_messages_sent": idle.messages_sent,
+        "idle_resync_messages_received": idle.messages_received,
+        "idle_resync_data_bytes": idle.data_bytes_received + idle.data_bytes_sent,
+    })
+}
+
+async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
+    match call(http, a, &Request::CircleCreate { patient: "Marcel Leroy".into(), birth_date: None }).await {
+        Answer::Circles { circles } => circles[0].id.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if !std::env::args().any(|a| a == "--bench") {
+        runtime.block_on(run(20, &[50, 100], 200));
+        return;
+    }
+    let report = runtime.block_on(run(1000, &[1000, 2000, 10_000], 10_000));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("sync.json"), format!("{report:#}\n"));
+}
