@@ -31,7 +31,9 @@ use tokio::sync::mpsc;
 const BIN: &str = env!("CARGO_BIN_EXE_cercle");
 
 fn text(i: usize) -> String {
-    format!("Passage {i}: pansement refait, plaie propre, douleur 2/10, tension 13/8, à revoir demain.")
+    format!(
+        "Passage {i}: pansement refait, plaie propre, douleur 2/10, tension 13/8, à revoir demain."
+    )
 }
 
 struct Node {
@@ -43,7 +45,17 @@ struct Node {
 impl Node {
     fn init(root: &Path, name: &str) -> Node {
         let home = root.join(name);
-        cercle(&home, &["init", "--name", name, "--profession", "infirmière", "--insecure-no-passphrase"]);
+        cercle(
+            &home,
+            &[
+                "init",
+                "--name",
+                name,
+                "--profession",
+                "infirmière",
+                "--insecure-no-passphrase",
+            ],
+        );
         Node {
             home,
             child: None,
@@ -75,7 +87,9 @@ impl Node {
 
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let _ = c.wait();
         }
         self.api = None;
@@ -103,7 +117,11 @@ fn cercle(home: &Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .expect("cercle");
-    assert!(out.status.success(), "cercle {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cercle {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
@@ -139,8 +157,12 @@ async fn watch(http: reqwest::Client, node: &Node) -> mpsc::UnboundedReceiver<(u
             buf.extend_from_slice(&chunk);
             while let Some(end) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=end).collect();
-                if let Ok(NodeEvent::Applied { doc, count, at_micros, .. }) =
-                    serde_json::from_slice(&line)
+                if let Ok(NodeEvent::Applied {
+                    doc,
+                    count,
+                    at_micros,
+                    ..
+                }) = serde_json::from_slice(&line)
                     && doc == "liaison_notebook"
                     && tx.send((count, at_micros)).is_err()
                 {
@@ -184,7 +206,16 @@ async fn burst(
     while i < from + n {
         let end = (i + 256).min(from + n);
         let texts = (i..end).map(text).collect();
-        call(http, a, &Request::NoteAdd { circle: circle.into(), texts, kind: EntryKind::Care }).await;
+        call(
+            http,
+            a,
+            &Request::NoteAdd {
+                circle: circle.into(),
+                texts,
+                kind: EntryKind::Care,
+            },
+        )
+        .await;
         i = end;
     }
     let last = applied(rx, n).await;
@@ -237,7 +268,9 @@ fn floor(latency_notes: usize, n: usize) -> (f64, Duration) {
     let mut per_note = Vec::new();
     for i in 0..latency_notes {
         let t = Instant::now();
-        writer.add_entry(author, entry(i), Timestamp(i as i64)).expect("note");
+        writer
+            .add_entry(author, entry(i), Timestamp(i as i64))
+            .expect("note");
         let change = writer.replica_mut().last_local_change().expect("change");
         a.apply_changes([change]).expect("apply");
         bare_sync(&mut a, &mut b, &mut sa, &mut sb);
@@ -246,7 +279,8 @@ fn floor(latency_notes: usize, n: usize) -> (f64, Duration) {
     per_note.sort_by(f64::total_cmp);
     let mut big = LiaisonNotebook::new(automerge::ActorId::from(vec![2u8; 32]));
     for i in 0..n {
-        big.add_entry(author, entry(i), Timestamp(i as i64)).expect("note");
+        big.add_entry(author, entry(i), Timestamp(i as i64))
+            .expect("note");
     }
     let mut full = automerge::AutoCommit::load(&big.replica_mut().save()).expect("load");
     let mut empty = automerge::AutoCommit::new();
@@ -265,11 +299,32 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         .as_str()
         .expect("id")
         .to_string();
-    let card_b = cercle(&b.home, &["whoami"])["card"].as_str().expect("card").to_string();
-    cercle(&a.home, &["circle", "add", &circle, "--card", &card_b, "--role", "professional"]);
+    let card_b = cercle(&b.home, &["whoami"])["card"]
+        .as_str()
+        .expect("card")
+        .to_string();
+    cercle(
+        &a.home,
+        &[
+            "circle",
+            "add",
+            &circle,
+            "--card",
+            &card_b,
+            "--role",
+            "professional",
+        ],
+    );
     a.up(&[]);
-    let Answer::Status(sa) = call(&http, &a, &Request::Status).await else { panic!() };
-    let addr_a = sa.addresses.iter().find(|x| x.contains("/tcp/")).expect("tcp").clone();
+    let Answer::Status(sa) = call(&http, &a, &Request::Status).await else {
+        panic!()
+    };
+    let addr_a = sa
+        .addresses
+        .iter()
+        .find(|x| x.contains("/tcp/"))
+        .expect("tcp")
+        .clone();
     b.up(std::slice::from_ref(&addr_a));
     let mut rx = watch(http.clone(), &b).await;
     // B joins the circle (patient file) before anything is timed.
@@ -288,7 +343,16 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     let mut lat = Vec::new();
     for i in 0..latency_notes {
         let t0 = now_micros();
-        call(&http, &a, &Request::NoteAdd { circle: circle.clone(), texts: vec![text(i)], kind: EntryKind::Care }).await;
+        call(
+            &http,
+            &a,
+            &Request::NoteAdd {
+                circle: circle.clone(),
+                texts: vec![text(i)],
+                kind: EntryKind::Care,
+            },
+        )
+        .await;
         let at = applied(&mut rx, 1).await;
         lat.push((at - t0) as f64 / 1e3);
     }
@@ -310,13 +374,17 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     let deadline = Instant::now() + Duration::from_secs(30);
     let idle = loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let Answer::Status(s) = call(&http, &b, &Request::Status).await else { panic!() };
+        let Answer::Status(s) = call(&http, &b, &Request::Status).await else {
+            panic!()
+        };
         if let Some(p) = s.peers.first()
             && p.messages_received >= 1
         {
             // Let anything the Hellos would trigger happen.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let Answer::Status(s) = call(&http, &b, &Request::Status).await else { panic!() };
+            let Answer::Status(s) = call(&http, &b, &Request::Status).await else {
+                panic!()
+            };
             break s.peers[0].clone();
         }
         assert!(Instant::now() < deadline, "B did not reconnect");
@@ -325,18 +393,46 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     // 3. Catch-up: a second circle of `catch_up` notes, and a new member's empty node.
     let circle2 = cercle_call_create(&http, &a).await;
     let mut c = Node::init(dir.path(), "C");
-    let card_c = cercle(&c.home, &["whoami"])["card"].as_str().expect("card").to_string();
+    let card_c = cercle(&c.home, &["whoami"])["card"]
+        .as_str()
+        .expect("card")
+        .to_string();
     let mut i = 0;
     while i < catch_up {
         let end = (i + 256).min(catch_up);
-        call(&http, &a, &Request::NoteAdd { circle: circle2.clone(), texts: (i..end).map(text).collect(), kind: EntryKind::Care }).await;
+        call(
+            &http,
+            &a,
+            &Request::NoteAdd {
+                circle: circle2.clone(),
+                texts: (i..end).map(text).collect(),
+                kind: EntryKind::Care,
+            },
+        )
+        .await;
         i = end;
     }
-    call(&http, &a, &Request::MemberAdd { circle: circle2.clone(), card: card_c, role: cercle_crdt::Role::Professional }).await;
+    call(
+        &http,
+        &a,
+        &Request::MemberAdd {
+            circle: circle2.clone(),
+            card: card_c,
+            role: cercle_crdt::Role::Professional,
+        },
+    )
+    .await;
     c.up(&[]);
     let mut rx_c = watch(http.clone(), &c).await;
     let t0 = now_micros();
-    call(&http, &c, &Request::Connect { address: addr_a.clone() }).await;
+    call(
+        &http,
+        &c,
+        &Request::Connect {
+            address: addr_a.clone(),
+        },
+    )
+    .await;
     let last = applied(&mut rx_c, catch_up).await;
     let catch_up_time = Duration::from_micros((last - t0).max(0) as u64);
     c.stop();
@@ -351,12 +447,24 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     let quadratic = if first > 0.0 { last_row / first } else { 0.0 };
 
     eprintln!("\nsync between two cercle processes on loopback");
-    eprintln!("  latency, {latency_notes} notes one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms (targets 1 ms, 5 ms)");
-    eprintln!("  bare Automerge per-note sync (in memory): {:.0} µs; ratio of p50 {:.1}x", floor_note_us, p50 * 1e3 / floor_note_us);
+    eprintln!(
+        "  latency, {latency_notes} notes one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms (targets 1 ms, 5 ms)"
+    );
+    eprintln!(
+        "  bare Automerge per-note sync (in memory): {:.0} µs; ratio of p50 {:.1}x",
+        floor_note_us,
+        p50 * 1e3 / floor_note_us
+    );
     for (n, d) in &burst_rows {
-        eprintln!("  burst of {n:>6} notes: {:>8.0} ms ({:.3} ms/note)", ms(*d), ms(*d) / *n as f64);
+        eprintln!(
+            "  burst of {n:>6} notes: {:>8.0} ms ({:.3} ms/note)",
+            ms(*d),
+            ms(*d) / *n as f64
+        );
     }
-    eprintln!("  per-note time at the largest burst / at the smallest: {quadratic:.2} (target <= 1.5)");
+    eprintln!(
+        "  per-note time at the largest burst / at the smallest: {quadratic:.2} (target <= 1.5)"
+    );
     eprintln!(
         "  catch-up of an empty member on {catch_up} notes: {:.0} ms; bare Automerge full sync: {:.0} ms; ratio {:.1}x",
         ms(catch_up_time),
@@ -365,7 +473,9 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     );
     eprintln!(
         "  idle resync of an unchanged circle: {} message(s) sent, {} received by B, {} data bytes",
-        idle.messages_sent, idle.messages_received, idle.data_bytes_received + idle.data_bytes_sent
+        idle.messages_sent,
+        idle.messages_received,
+        idle.data_bytes_received + idle.data_bytes_sent
     );
     serde_json::json!({
         "latency_notes": latency_notes,
@@ -386,7 +496,16 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
 }
 
 async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
-    match call(http, a, &Request::CircleCreate { patient: "Marcel Leroy".into(), birth_date: None }).await {
+    match call(
+        http,
+        a,
+        &Request::CircleCreate {
+            patient: "Marcel Leroy".into(),
+            birth_date: None,
+        },
+    )
+    .await
+    {
         Answer::Circles { circles } => circles[0].id.clone(),
         other => panic!("{other:?}"),
     }

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
-use cercle_crdt::{Change, DocKind, MemberId, Role};
+use cercle_crdt::{Change, ChangeAuthor, DocKind, MemberId, Role};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Serialize;
 
@@ -403,6 +403,16 @@ pub struct Accepted {
     pub changes: Vec<Change>,
     /// The envelope itself, to store and pass on.
     pub envelope: Envelope,
+}
+
+impl Accepted {
+    /// Who wrote the changes, as the document's validation needs it.
+    pub fn author(&self) -> ChangeAuthor {
+        ChangeAuthor {
+            member: self.member,
+            role: self.role,
+        }
+    }
 }
 
 /// Two validly signed envelopes for the same device, document and sequence number.

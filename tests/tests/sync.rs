@@ -219,12 +219,25 @@ fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins() {
     assert!(a.cercle(&["whoami"]).ok().stdout.contains("cercle1"));
     a.json(&["note", "add", &circle, "Premier passage"]);
     // Adding B with that card is all A needs to reach B.
-    a.json(&["circle", "add", &circle, "--card", &card, "--role", "professional"]);
+    a.json(&[
+        "circle",
+        "add",
+        &circle,
+        "--card",
+        &card,
+        "--role",
+        "professional",
+    ]);
     assert!(
-        wait_until(20, || b.cercle(&["--json", "note", "list", &circle]).code == Some(0)
+        wait_until(20, || b.cercle(&["--json", "note", "list", &circle]).code
+            == Some(0)
             && has_note(&b, &circle, "Premier passage")),
         "B did not join through the address on its card; A's peers: {:?}",
         peers(&a)
     );
-    assert!(peers(&a).iter().any(|p| p["peer_id"] == node_b.peer_id.as_str()));
+    assert!(
+        peers(&a)
+            .iter()
+            .any(|p| p["peer_id"] == node_b.peer_id.as_str())
+    );
 }

@@ -1,8 +1,8 @@
 //! `cercle init` and `cercle whoami`: create and show this node's identity.
 
 use anyhow::Context as _;
-use cercle_node::{KdfParams, LocalIdentity, Profile, PublicIdentity};
 use cercle_node::api::{Answer, Request};
+use cercle_node::{KdfParams, LocalIdentity, Profile, PublicIdentity};
 use serde::Serialize;
 
 use crate::Context;
@@ -74,11 +74,7 @@ pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
     print_identity(ctx, &identity, card)
 }
 
-fn print_identity(
-    ctx: &Context,
-    id: &PublicIdentity,
-    card: Option<String>,
-) -> anyhow::Result<()> {
+fn print_identity(ctx: &Context, id: &PublicIdentity, card: Option<String>) -> anyhow::Result<()> {
     let me = WhoAmI {
         member: id.member().to_hex(),
         device: id.device().to_string(),

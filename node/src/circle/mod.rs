@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 pub mod membership;
 
 use crate::crypto::{CryptoError, EpochId, EpochKey, seal_epoch_key};
-use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRejection};
+use crate::envelope::{Accepted, CircleView, Envelope, EnvelopeLog, EnvelopeRejection};
 use crate::identity::{ContactCard, DeviceId, LocalIdentity, Profile, PublicIdentity};
 use crate::store::{Batch, Head, RejectionRecord, Snapshot, Store, StoreError, Ticket};
 use membership::{
@@ -1061,29 +1061,49 @@ impl Circle {
                 );
             }
             self.receive_keys = Some(keys);
-            for a in ready {
-                let author = cercle_crdt::ChangeAuthor {
-                    member: a.member,
-                    role: a.role,
-                };
-                match self.replica_mut(a.doc).apply_changes(a.changes, &author) {
-                    Ok(()) => {
-                        batch.envelope(&a.envelope);
-                        self.applied
-                            .entry(a.doc)
-                            .or_default()
-                            .insert(a.device, a.seq);
-                        *self.since_snapshot.entry(a.doc).or_default() += 1;
-                        *receipt.applied.entry(a.doc).or_default() += 1;
-                        receipt.accepted.push(a.envelope.bytes().to_vec());
+            // Consecutive envelopes of one author in one document are validated and applied
+            // as one batch: Automerge's cost per apply grows with the document, so one
+            // apply per envelope would make a large catch-up quadratic. If the batch is
+            // refused, its envelopes are tried one by one so that only the bad one is lost.
+            for group in group_by_author(ready) {
+                let (doc, author) = (group[0].doc, group[0].author());
+                let changes: Vec<Change> = group
+                    .iter()
+                    .flat_map(|a| a.changes.iter().cloned())
+                    .collect();
+                let results: Vec<Result<(), String>> =
+                    match self.replica_mut(doc).apply_changes(changes, &author) {
+                        Ok(()) => vec![Ok(()); group.len()],
+                        Err(e) if group.len() == 1 => vec![Err(e.to_string())],
+                        Err(_) => group
+                            .iter()
+                            .map(|a| {
+                                self.replica_mut(doc)
+                                    .apply_changes(a.changes.clone(), &author)
+                                    .map_err(|e| e.to_string())
+                            })
+                            .collect(),
+                    };
+                for (a, result) in group.iter().zip(results) {
+                    match result {
+                        Ok(()) => {
+                            batch.envelope(&a.envelope);
+                            self.applied
+                                .entry(a.doc)
+                                .or_default()
+                                .insert(a.device, a.seq);
+                            *self.since_snapshot.entry(a.doc).or_default() += 1;
+                            *receipt.applied.entry(a.doc).or_default() += 1;
+                            receipt.accepted.push(a.envelope.bytes().to_vec());
+                        }
+                        Err(e) => refuse(
+                            &mut batch,
+                            Some(a.device.to_string()),
+                            serde_json::json!({"reason": "schema", "seq": a.seq}),
+                            format!("change refused by the {} rules: {e}", a.doc),
+                            a.envelope.bytes(),
+                        ),
                     }
-                    Err(e) => refuse(
-                        &mut batch,
-                        Some(a.device.to_string()),
-                        serde_json::json!({"reason": "schema", "seq": a.seq}),
-                        format!("change refused by the {} rules: {e}", a.doc),
-                        a.envelope.bytes(),
-                    ),
                 }
             }
             if receipt.applied.contains_key(&DocKind::PatientFile) {
@@ -1115,6 +1135,20 @@ impl Circle {
             keys: self.epoch_keys(me).unwrap_or_default(),
         }
     }
+}
+
+/// Splits accepted envelopes, in order, into runs of one document and one author.
+fn group_by_author(ready: Vec<Accepted>) -> Vec<Vec<Accepted>> {
+    let mut groups: Vec<Vec<Accepted>> = Vec::new();
+    for a in ready {
+        match groups.last_mut() {
+            Some(g) if g[0].doc == a.doc && g[0].member == a.member && g[0].role == a.role => {
+                g.push(a);
+            }
+            _ => groups.push(vec![a]),
+        }
+    }
+    groups
 }
 
 /// Every circle's id and opened record.
