@@ -207,7 +207,7 @@ pub fn run(config: &Config, seed: u64) -> Report {
                 } else {
                     continue;
                 };
-                for message in ps.push(&nodes[me], c, bytes.clone()) {
+                for message in ps.push(&nodes[me], c, vec![bytes.clone()]) {
                     send(&mut wire, &mut rng, now, me, other, message);
                 }
             }

@@ -347,12 +347,10 @@ impl NodeCore {
             if Some(*device) == except {
                 continue;
             }
-            for bytes in &envelopes {
-                out.extend(sends(
-                    *device,
-                    peer.sync.push(&self.circles, circle, bytes.clone()),
-                ));
-            }
+            out.extend(sends(
+                *device,
+                peer.sync.push(&self.circles, circle, envelopes.clone()),
+            ));
         }
         out
     }

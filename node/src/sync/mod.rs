@@ -240,12 +240,22 @@ impl PeerSync {
         Message::Hello { circles }
     }
 
-    /// A new local envelope of `circle`: sent at once if the peer shares it.
-    pub fn push(&mut self, local: &dyn Local, circle: CircleId, bytes: Vec<u8>) -> Vec<Message> {
-        if !local.shared_with(&self.peer).contains(&circle) {
+    /// New envelopes of `circle`: sent at once if the peer shares it, as few `Data`
+    /// messages as their size allows.
+    pub fn push(
+        &mut self,
+        local: &dyn Local,
+        circle: CircleId,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Vec<Message> {
+        if envelopes.is_empty() || !local.shared_with(&self.peer).contains(&circle) {
             return Vec::new();
         }
-        self.queue.push_back(Queued::Envelope { circle, bytes });
+        self.queue.extend(
+            envelopes
+                .into_iter()
+                .map(|bytes| Queued::Envelope { circle, bytes }),
+        );
         self.fill(local)
     }
 
@@ -605,7 +615,7 @@ mod tests {
         a.write(CIRCLE, DocKind::LiaisonNotebook, A, 50);
         let bytes = envelope(DocKind::LiaisonNotebook, A, 1, 50);
         let mut to_b = PeerSync::new(B);
-        let sent = to_b.push(&a, CIRCLE, bytes.clone());
+        let sent = to_b.push(&a, CIRCLE, vec![bytes.clone()]);
         assert_eq!(
             sent,
             vec![Message::Data {
@@ -615,7 +625,18 @@ mod tests {
             }]
         );
         let mut to_c = PeerSync::new(C);
-        assert!(to_c.push(&a, CIRCLE, bytes).is_empty());
+        assert!(to_c.push(&a, CIRCLE, vec![bytes]).is_empty());
+    }
+
+    #[test]
+    fn envelopes_written_together_travel_in_one_message() {
+        let (a, _) = pair();
+        let batch: Vec<Vec<u8>> = (1..=300)
+            .map(|seq| envelope(DocKind::LiaisonNotebook, A, seq, 300))
+            .collect();
+        let mut to_b = PeerSync::new(B);
+        let sent = to_b.push(&a, CIRCLE, batch);
+        assert_eq!(sent.len(), 1, "one Data message for 300 small envelopes");
     }
 
     #[test]
