@@ -307,34 +307,55 @@ impl LiaisonNotebook {
         entry: NewEntry,
         at: Timestamp,
     ) -> Result<String, WriteError> {
-        check_text("text", &entry.text, MAX_TEXT_BYTES)?;
-        let vitals = entry.vitals.filter(|v| !v.is_empty());
-        if let Some(v) = &vitals {
-            v.check()?;
+        let mut ids = self.add_entries(author, vec![entry], at)?;
+        ids.pop()
+            .ok_or_else(|| WriteError::Automerge("no entry written".into()))
+    }
+
+    /// Adds several entries written by `author` at `at` as one change (an import): all of
+    /// them or, if one is invalid, none. Returns their ids in order.
+    pub fn add_entries(
+        &mut self,
+        author: MemberId,
+        entries: Vec<NewEntry>,
+        at: Timestamp,
+    ) -> Result<Vec<String>, WriteError> {
+        let mut checked = Vec::with_capacity(entries.len());
+        for entry in entries {
+            check_text("text", &entry.text, MAX_TEXT_BYTES)?;
+            let vitals = entry.vitals.filter(|v| !v.is_empty());
+            if let Some(v) = &vitals {
+                v.check()?;
+            }
+            checked.push((entry.kind, entry.text, vitals));
         }
         self.replica.write(at, |doc, ctx| {
-            let entries =
+            let root =
                 root_obj(doc, "entries").ok_or(WriteError::Automerge("no entries".into()))?;
-            let id = ctx.next_item_id();
-            let obj = doc.put_object(&entries, id.as_str(), ObjType::Map)?;
-            doc.put(&obj, "author", author.to_hex())?;
-            doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
-            doc.put(&obj, "kind", entry.kind.as_str())?;
-            doc.put(&obj, "text", entry.text.as_str())?;
-            if let Some(v) = &vitals {
-                let vo = doc.put_object(&obj, "vitals", ObjType::Map)?;
-                for (name, value) in v.reals() {
-                    if let Some(x) = value {
-                        doc.put(&vo, name, x)?;
+            let mut ids = Vec::with_capacity(checked.len());
+            for (kind, text, vitals) in &checked {
+                let id = ctx.next_item_id();
+                let obj = doc.put_object(&root, id.as_str(), ObjType::Map)?;
+                doc.put(&obj, "author", author.to_hex())?;
+                doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
+                doc.put(&obj, "kind", kind.as_str())?;
+                doc.put(&obj, "text", text.as_str())?;
+                if let Some(v) = vitals {
+                    let vo = doc.put_object(&obj, "vitals", ObjType::Map)?;
+                    for (name, value) in v.reals() {
+                        if let Some(x) = value {
+                            doc.put(&vo, name, x)?;
+                        }
+                    }
+                    for (name, value) in v.ints() {
+                        if let Some(x) = value {
+                            doc.put(&vo, name, x)?;
+                        }
                     }
                 }
-                for (name, value) in v.ints() {
-                    if let Some(x) = value {
-                        doc.put(&vo, name, x)?;
-                    }
-                }
+                ids.push(id);
             }
-            Ok(id)
+            Ok(ids)
         })
     }
 

@@ -206,3 +206,62 @@ proptest! {
         prop_assert!(matches!(r, Err(Rejection::OutsideSchema { .. })), "{:?}", r);
     }
 }
+
+/// An import writes many entries in one change; another replica accepts it whole, and the
+/// same change written in someone else's name is refused whole.
+#[test]
+fn an_import_of_many_entries_is_one_valid_change() {
+    let mut writer = LiaisonNotebook::new(ActorId::from(&[0x11u8; 16][..]));
+    let entries = (0..50)
+        .map(|i| NewEntry {
+            kind: EntryKind::Care,
+            text: format!("passage {i}"),
+            vitals: None,
+        })
+        .collect();
+    let ids = writer
+        .add_entries(HONEST, entries, T)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids.len(), 50);
+    let change = writer
+        .replica_mut()
+        .last_local_change()
+        .unwrap_or_else(|| panic!("no change"));
+    let mut reader = LiaisonNotebook::new(ActorId::from(&[0x22u8; 16][..]));
+    let honest = ChangeAuthor {
+        member: HONEST,
+        role: Role::Professional,
+    };
+    reader
+        .replica_mut()
+        .apply_changes(vec![change.clone()], &honest)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reader.entries().len(), 50);
+    let impostor = ChangeAuthor {
+        member: MALLORY,
+        role: Role::Professional,
+    };
+    let mut other = LiaisonNotebook::new(ActorId::from(&[0x33u8; 16][..]));
+    assert!(
+        other
+            .replica_mut()
+            .apply_changes(vec![change], &impostor)
+            .is_err()
+    );
+    assert!(other.entries().is_empty());
+    // One invalid entry refuses the whole import.
+    let bad = vec![
+        NewEntry {
+            kind: EntryKind::Care,
+            text: "ok".into(),
+            vitals: None,
+        },
+        NewEntry {
+            kind: EntryKind::Care,
+            text: "   ".into(),
+            vitals: None,
+        },
+    ];
+    assert!(writer.add_entries(HONEST, bad, T).is_err());
+    assert_eq!(writer.entries().len(), 50);
+}

@@ -845,6 +845,23 @@ impl Circle {
         self.write(me, DocKind::LiaisonNotebook, now, id)
     }
 
+    /// Adds several notes as one change (an import): one envelope, all or none; returns
+    /// their ids once durable.
+    pub fn add_notes(
+        &mut self,
+        me: &LocalIdentity,
+        entries: Vec<NewEntry>,
+        now: Timestamp,
+    ) -> Result<Pending<Vec<String>>, CircleError> {
+        self.require_role(
+            &me.public(),
+            cercle_crdt::Role::writes_clinical,
+            "writing notebook entries",
+        )?;
+        let ids = self.notebook.add_entries(me.member(), entries, now)?;
+        self.write(me, DocKind::LiaisonNotebook, now, ids)
+    }
+
     /// Seals the one change just made in `doc` and queues it; `value` is given back once
     /// durable.
     fn write<T>(

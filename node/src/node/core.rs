@@ -15,6 +15,8 @@ use crate::identity::{CardError, ContactCard, DeviceId, LocalIdentity};
 use crate::store::{Store, StoreError, Ticket};
 use crate::sync::{Local, Message, PeerSync, Received, SyncRejection, Vector};
 
+/// Notes of one request written as one Automerge change (one envelope).
+pub const NOTES_PER_CHANGE: usize = 64;
 /// Most notes accepted in one request.
 pub const MAX_NOTES_PER_REQUEST: usize = 10_000;
 
@@ -551,15 +553,21 @@ impl NodeCore {
         let c = self.circles.find(circle)?;
         let heads_before = c.membership().heads();
         let mut ids = Vec::with_capacity(texts.len());
-        let mut tickets = Vec::with_capacity(texts.len());
-        for text in texts {
-            let entry = NewEntry {
-                kind,
-                text,
-                vitals: None,
-            };
-            let (id, ticket) = c.add_note(&self.me, entry, now)?.into_parts();
-            ids.push(id);
+        let mut tickets = Vec::new();
+        // Notes sent together (an import) are written NOTES_PER_CHANGE to a change.
+        let mut texts = texts.into_iter().peekable();
+        while texts.peek().is_some() {
+            let entries: Vec<NewEntry> = texts
+                .by_ref()
+                .take(NOTES_PER_CHANGE)
+                .map(|text| NewEntry {
+                    kind,
+                    text,
+                    vitals: None,
+                })
+                .collect();
+            let (written, ticket) = c.add_notes(&self.me, entries, now)?.into_parts();
+            ids.extend(written);
             tickets.push(ticket);
         }
         let id = c.id();
