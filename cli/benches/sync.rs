@@ -5,8 +5,9 @@
 //! 1. **Latency**: 1 000 notes one at a time; for each, from the moment A is asked to write
 //!    it to the moment B has checked, stored and applied it (B's clock: same machine).
 //!    A answers only once the note is durable, and pushes it then.
-//! 2. **Bursts** of 1 000, 2 000 and 10 000 notes, sent as `note import` does (batches of
-//!    256, each answered once durable): from the first request to the last note applied on B.
+//! 2. **Bursts** of 1 000, 2 000 and 10 000 notes, sent as `note import` does (requests of
+//!    256 notes, each answered once durable; the node writes them 64 to an Automerge change):
+//!    from the first request to the last note applied on B.
 //! 3. **Catch-up**: an empty member's node connecting to A, which holds a circle of 10 000
 //!    notes: from the dial to the last note applied.
 //! 4. **Idle resync**: B reconnects to A with nothing new: messages and data bytes.
@@ -175,10 +176,11 @@ async fn watch(http: reqwest::Client, node: &Node) -> mpsc::UnboundedReceiver<(u
 }
 
 fn now_micros() -> i64 {
-    jiff::Timestamp::now().as_microsecond() as i64
+    jiff::Timestamp::now().as_microsecond()
 }
 
 /// Waits until `n` more notebook envelopes were applied; returns when the last one was.
+/// (Notes sent together are written several to an envelope: see `envelopes_for`.)
 async fn applied(rx: &mut mpsc::UnboundedReceiver<(usize, i64)>, n: usize) -> i64 {
     let mut seen = 0;
     let mut last = 0;
@@ -191,6 +193,14 @@ async fn applied(rx: &mut mpsc::UnboundedReceiver<(usize, i64)>, n: usize) -> i6
         last = at;
     }
     last
+}
+
+/// How many envelopes the node writes for `n` notes sent in requests of 256.
+fn envelopes_for(n: usize) -> usize {
+    let per_change = cercle_node::node::core::NOTES_PER_CHANGE;
+    let full = n / 256;
+    let rest = n % 256;
+    full * 256usize.div_ceil(per_change) + rest.div_ceil(per_change)
 }
 
 async fn burst(
@@ -218,7 +228,7 @@ async fn burst(
         .await;
         i = end;
     }
-    let last = applied(rx, n).await;
+    let last = applied(rx, envelopes_for(n)).await;
     Duration::from_micros((last - started).max(0) as u64)
 }
 
@@ -433,7 +443,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         },
     )
     .await;
-    let last = applied(&mut rx_c, catch_up).await;
+    let last = applied(&mut rx_c, envelopes_for(catch_up)).await;
     let catch_up_time = Duration::from_micros((last - t0).max(0) as u64);
     c.stop();
     b.stop();

@@ -198,7 +198,7 @@ pub async fn run(
                     false
                 });
                 redial_count += 1;
-                if redial_count % 5 != 0 {
+                if !redial_count.is_multiple_of(5) {
                     continue;
                 }
                 // Configured peers are dialed again whenever they are not connected.

@@ -5,6 +5,9 @@
 //! Creating namespaces needs root and `ip`; without them the test says it was skipped and
 //! why. CI runs as root.
 
+// Saying why the test was skipped is its output.
+#![allow(clippy::print_stderr)]
+
 use std::process::Command;
 
 use cercle_tests::{Daemon, TestHome, wait_until};

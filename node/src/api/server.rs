@@ -47,15 +47,16 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// The token must match and the Host must be this machine's loopback name.
-fn check(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+/// Why a call is refused, if it is: the token must match and the Host must be this
+/// machine's loopback name.
+fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
     if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "the local API answers only to 127.0.0.1 or localhost",
         ));
@@ -72,17 +73,16 @@ fn check(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
             .zip(api.token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
-    if !same {
-        return Err(error(
+    (!same).then(|| {
+        error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (it is in the home's api.json)",
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 async fn call(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check(&api, &headers) {
+    if let Some(r) = refusal(&api, &headers) {
         return r;
     }
     let request: Request = match serde_json::from_slice(&body) {
@@ -101,7 +101,7 @@ async fn call(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
 }
 
 async fn status(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Err(r) = check(&api, &headers) {
+    if let Some(r) = refusal(&api, &headers) {
         return r;
     }
     match api.node.call(Request::Status).await {
@@ -112,7 +112,7 @@ async fn status(State(api): State<Api>, headers: HeaderMap) -> Response {
 
 /// Node events as JSON lines, for as long as the client listens.
 async fn events(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Err(r) = check(&api, &headers) {
+    if let Some(r) = refusal(&api, &headers) {
         return r;
     }
     let rx = api.node.subscribe();

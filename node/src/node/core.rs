@@ -312,7 +312,7 @@ impl NodeCore {
         // anti-entropy round finds it here.
         drop(receipt.ticket);
         let mut out = Vec::new();
-        let at_micros = jiff::Timestamp::now().as_microsecond() as i64;
+        let at_micros = jiff::Timestamp::now().as_microsecond();
         for (doc, count) in &receipt.applied {
             out.push(Output::Event(NodeEvent::Applied {
                 circle: circle.to_string(),
