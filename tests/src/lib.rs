@@ -296,6 +296,27 @@ impl TestHome {
         Run::from(out)
     }
 
+    /// Creates a circle around `patient`; returns its id.
+    pub fn create_circle(&self, patient: &str) -> String {
+        self.json(&["circle", "create", "--patient", patient])["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// This member's contact card (with the node's addresses while it runs).
+    pub fn card(&self) -> String {
+        self.json(&["whoami"])["card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Adds the member of `card` to `circle` with `role`; returns the circle as shown.
+    pub fn add_member(&self, circle: &str, card: &str, role: &str) -> serde_json::Value {
+        self.json(&["circle", "add", circle, "--card", card, "--role", role])
+    }
+
     /// The texts of a circle's notes, oldest first.
     pub fn note_texts(&self, circle: &str) -> Vec<String> {
         self.json(&["note", "list", circle])

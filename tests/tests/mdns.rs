@@ -91,23 +91,8 @@ fn two_nodes_on_a_lan_find_each_other_by_mdns_and_sync() {
     let b = TestHome::new();
     a.init("Dr Claire Martin", "médecin généraliste");
     b.init("Julien Petit", "infirmier");
-    let circle = a.json(&["circle", "create", "--patient", "Jeanne Durand"])["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let card = b.json(&["whoami"])["card"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    a.json(&[
-        "circle",
-        "add",
-        &circle,
-        "--card",
-        &card,
-        "--role",
-        "professional",
-    ]);
+    let circle = a.create_circle("Jeanne Durand");
+    a.add_member(&circle, &b.card(), "professional");
 
     // No --peer: each node listens on its LAN and finds the other by mDNS.
     let listen = ["--listen", "/ip4/0.0.0.0/tcp/0"];

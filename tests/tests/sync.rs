@@ -16,23 +16,8 @@ fn team() -> (TestHome, TestHome, TestHome, String) {
     a.init("Dr Claire Martin", "médecin généraliste");
     b.init("Julien Petit", "infirmier");
     c.init("Sophie Bernard", "kinésithérapeute");
-    let circle = a.json(&["circle", "create", "--patient", "Jeanne Durand"])["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let card = b.json(&["whoami"])["card"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    a.json(&[
-        "circle",
-        "add",
-        &circle,
-        "--card",
-        &card,
-        "--role",
-        "professional",
-    ]);
+    let circle = a.create_circle("Jeanne Durand");
+    a.add_member(&circle, &b.card(), "professional");
     (a, b, c, circle)
 }
 
@@ -205,29 +190,15 @@ fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins() {
     let b = TestHome::new();
     a.init("Dr Claire Martin", "médecin généraliste");
     b.init("Julien Petit", "infirmier");
-    let circle = a.json(&["circle", "create", "--patient", "Jeanne Durand"])["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let circle = a.create_circle("Jeanne Durand");
     let _node_a = up(&a, &[]);
     let node_b = up(&b, &[]);
     // The card of a running node carries its addresses.
-    let card = b.json(&["whoami"])["card"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let card = b.card();
     assert!(a.cercle(&["whoami"]).ok().stdout.contains("cercle1"));
     a.json(&["note", "add", &circle, "Premier passage"]);
     // Adding B with that card is all A needs to reach B.
-    a.json(&[
-        "circle",
-        "add",
-        &circle,
-        "--card",
-        &card,
-        "--role",
-        "professional",
-    ]);
+    a.add_member(&circle, &card, "professional");
     assert!(
         wait_until(20, || b.cercle(&["--json", "note", "list", &circle]).code
             == Some(0)

@@ -95,16 +95,7 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
     let printer = std::thread::spawn(move || -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         for p in pending {
-            let id = p.wait()?;
-            if json {
-                let line = serde_json::to_string(&Added {
-                    id,
-                    circle: circle_id.clone(),
-                })?;
-                writeln!(out, "{line}")?;
-            } else {
-                writeln!(out, "{id}")?;
-            }
+            print_added(&mut out, json, p.wait()?, &circle_id)?;
             out.flush()?;
         }
         Ok(())
@@ -146,6 +137,20 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
     printed.and(written)
 }
 
+/// One imported note's line: its id, or `{"id", "circle"}` with `--json`.
+fn print_added(out: &mut impl Write, json: bool, id: String, circle: &str) -> anyhow::Result<()> {
+    if json {
+        let line = serde_json::to_string(&Added {
+            id,
+            circle: circle.to_string(),
+        })?;
+        writeln!(out, "{line}")?;
+    } else {
+        writeln!(out, "{id}")?;
+    }
+    Ok(())
+}
+
 /// Import through the running node: lines are sent in batches, each answered once durable.
 fn import_through(
     ctx: &Context,
@@ -164,15 +169,7 @@ fn import_through(
             anyhow::bail!("the node gave an unexpected answer");
         };
         for id in ids {
-            if ctx.json {
-                let line = serde_json::to_string(&Added {
-                    id,
-                    circle: circle.clone(),
-                })?;
-                writeln!(out, "{line}")?;
-            } else {
-                writeln!(out, "{id}")?;
-            }
+            print_added(&mut out, ctx.json, id, &circle)?;
         }
         out.flush()?;
         Ok(())

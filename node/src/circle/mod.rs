@@ -229,35 +229,17 @@ impl Circle {
         );
         let id = CircleId(genesis.hash().0);
         let membership = MembershipLog::new(genesis.clone())?;
-        let resolved = membership.resolve();
 
-        let actor = me.actor();
-        let mut patient_file = PatientFile::new(actor.clone());
-        patient_file.set_identity(me.member(), update, now)?;
         let info = CircleInfo {
             id: id.to_string(),
-            patient: patient_file.identity().display_name(),
+            patient: String::new(),
             created_by: me.member(),
             created_at: now,
         };
-        let mut circle = Circle {
-            info,
-            id,
-            store,
-            membership,
-            names: [(me.member(), me.profile.clone())].into_iter().collect(),
-            applied: BTreeMap::new(),
-            own: BTreeMap::new(),
-            since_snapshot: BTreeMap::new(),
-            write_key: None,
-            resolved,
-            log: EnvelopeLog::default(),
-            receive_keys: None,
-            sealed: Vec::new(),
-            patient_file,
-            notebook: LiaisonNotebook::new(actor.clone()),
-            thread: Thread::new(actor),
-        };
+        let names = [(me.member(), me.profile.clone())].into_iter().collect();
+        let mut circle = Circle::assemble(info, id, store, membership, names, me.actor());
+        circle.patient_file.set_identity(me.member(), update, now)?;
+        circle.info.patient = circle.patient_file.identity().display_name();
         let mut batch = Batch::new();
         batch.op(&id, &genesis);
         circle.record_into(&mut batch)?;
@@ -272,6 +254,36 @@ impl Circle {
         circle.seal_local(signer, DocKind::PatientFile, &changes, now, &mut batch)?;
         circle.store.commit(batch)?;
         Ok(circle)
+    }
+
+    /// A circle with its membership log and empty documents written by `actor`.
+    fn assemble(
+        info: CircleInfo,
+        id: CircleId,
+        store: Arc<dyn Store>,
+        membership: MembershipLog,
+        names: BTreeMap<MemberId, Profile>,
+        actor: cercle_crdt::ActorId,
+    ) -> Circle {
+        let resolved = membership.resolve();
+        Circle {
+            info,
+            id,
+            store,
+            membership,
+            names,
+            applied: BTreeMap::new(),
+            own: BTreeMap::new(),
+            since_snapshot: BTreeMap::new(),
+            write_key: None,
+            resolved,
+            log: EnvelopeLog::default(),
+            receive_keys: None,
+            sealed: Vec::new(),
+            patient_file: PatientFile::new(actor.clone()),
+            notebook: LiaisonNotebook::new(actor.clone()),
+            thread: Thread::new(actor),
+        }
     }
 
     /// All circles in the store, by creation time.
@@ -295,26 +307,8 @@ impl Circle {
     ) -> Result<Circle, CircleError> {
         let (id, record) = find_record(store.as_ref(), query)?;
         let membership = load_membership(store.as_ref(), &id)?;
-        let resolved = membership.resolve();
-        let actor = me.actor();
-        let mut circle = Circle {
-            info: record.info,
-            id,
-            store,
-            membership,
-            names: record.names,
-            applied: BTreeMap::new(),
-            own: BTreeMap::new(),
-            since_snapshot: BTreeMap::new(),
-            write_key: None,
-            resolved,
-            log: EnvelopeLog::default(),
-            receive_keys: None,
-            sealed: Vec::new(),
-            patient_file: PatientFile::new(actor.clone()),
-            notebook: LiaisonNotebook::new(actor.clone()),
-            thread: Thread::new(actor),
-        };
+        let mut circle =
+            Circle::assemble(record.info, id, store, membership, record.names, me.actor());
         let keys = circle.epoch_keys(me)?;
         for kind in DocKind::ALL {
             circle.load_doc(kind, me, &keys)?;
@@ -836,13 +830,11 @@ impl Circle {
         entry: NewEntry,
         now: Timestamp,
     ) -> Result<Pending<String>, CircleError> {
-        self.require_role(
-            &me.public(),
-            cercle_crdt::Role::writes_clinical,
-            "writing notebook entries",
-        )?;
-        let id = self.notebook.add_entry(me.member(), entry, now)?;
-        self.write(me, DocKind::LiaisonNotebook, now, id)
+        let Pending { value, ticket } = self.add_notes(me, vec![entry], now)?;
+        Ok(Pending {
+            value: value.into_iter().next().unwrap_or_default(),
+            ticket,
+        })
     }
 
     /// Adds several notes as one change (an import): one envelope, all or none; returns
@@ -936,35 +928,17 @@ impl Circle {
                 batch.op(&circle, &op);
             }
         }
-        let resolved = membership.resolve();
-        if resolved.member_of(&me.device()).is_none() {
+        if membership.resolve().member_of(&me.device()).is_none() {
             return Err(not_invited());
         }
-        let actor = me.actor();
-        let circle = Circle {
-            info: CircleInfo {
-                id: circle.to_string(),
-                // Known once the patient file arrives.
-                patient: String::new(),
-                created_by,
-                created_at: Timestamp(created_at),
-            },
-            id: circle,
-            store,
-            membership,
-            names: BTreeMap::new(),
-            applied: BTreeMap::new(),
-            own: BTreeMap::new(),
-            since_snapshot: BTreeMap::new(),
-            write_key: None,
-            resolved,
-            log: EnvelopeLog::default(),
-            receive_keys: None,
-            sealed: Vec::new(),
-            patient_file: PatientFile::new(actor.clone()),
-            notebook: LiaisonNotebook::new(actor.clone()),
-            thread: Thread::new(actor),
+        let info = CircleInfo {
+            id: circle.to_string(),
+            // Known once the patient file arrives.
+            patient: String::new(),
+            created_by,
+            created_at: Timestamp(created_at),
         };
+        let circle = Circle::assemble(info, circle, store, membership, BTreeMap::new(), me.actor());
         circle.record_into(&mut batch)?;
         circle.store.commit(batch)?;
         tracing::info!(circle = %circle.id, "joined a circle");

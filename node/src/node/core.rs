@@ -428,49 +428,26 @@ impl NodeCore {
             }
             Request::MemberAdd { circle, card, role } => {
                 let card = ContactCard::decode(&card)?;
-                let c = self.circles.find(&circle)?;
-                c.add_member(&self.me, &card, role, now)?;
-                let answer = Answer::Circle(summary(c));
-                let id = c.id();
-                let mut out: Vec<Output> =
-                    card.addresses.iter().cloned().map(Output::Dial).collect();
-                out.extend(self.pass_on(id, None, Vec::new(), true, now.millis()));
-                Ok(Handled {
-                    answer,
-                    tickets: Vec::new(),
-                    after: out,
+                // The new member's node is dialed at the addresses on its card.
+                let dial = card.addresses.clone();
+                self.change_membership(&circle, dial, now, |c, me| {
+                    c.add_member(me, &card, role, now)
                 })
             }
             Request::MemberRemove { circle, member } => {
-                let c = self.circles.find(&circle)?;
-                let member = c.find_member(&member)?;
-                c.remove_member(&self.me, &member, now)?;
-                let answer = Answer::Circle(summary(c));
-                let id = c.id();
-                let after = self.pass_on(id, None, Vec::new(), true, now.millis());
-                Ok(Handled {
-                    answer,
-                    tickets: Vec::new(),
-                    after,
+                self.change_membership(&circle, Vec::new(), now, |c, me| {
+                    let member = c.find_member(&member)?;
+                    c.remove_member(me, &member, now)
                 })
             }
             Request::RoleChange {
                 circle,
                 member,
                 role,
-            } => {
-                let c = self.circles.find(&circle)?;
+            } => self.change_membership(&circle, Vec::new(), now, |c, me| {
                 let member = c.find_member(&member)?;
-                c.change_role(&self.me, &member, role, now)?;
-                let answer = Answer::Circle(summary(c));
-                let id = c.id();
-                let after = self.pass_on(id, None, Vec::new(), true, now.millis());
-                Ok(Handled {
-                    answer,
-                    tickets: Vec::new(),
-                    after,
-                })
-            }
+                c.change_role(me, &member, role, now)
+            }),
             Request::NoteAdd {
                 circle,
                 texts,
@@ -491,6 +468,28 @@ impl NodeCore {
                 })
             }
         }
+    }
+
+    /// Runs a membership change (durable when it returns), then says `Hello` again to every
+    /// peer: who shares the circle may have changed.
+    fn change_membership(
+        &mut self,
+        circle: &str,
+        dial: Vec<String>,
+        now: Timestamp,
+        change: impl FnOnce(&mut Circle, &LocalIdentity) -> Result<(), CircleError>,
+    ) -> Result<Handled, NodeError> {
+        let c = self.circles.find(circle)?;
+        change(c, &self.me)?;
+        let answer = Answer::Circle(summary(c));
+        let id = c.id();
+        let mut after: Vec<Output> = dial.into_iter().map(Output::Dial).collect();
+        after.extend(self.pass_on(id, None, Vec::new(), true, now.millis()));
+        Ok(Handled {
+            answer,
+            tickets: Vec::new(),
+            after,
+        })
     }
 
     fn create(
