@@ -56,6 +56,8 @@ enum Command {
     Status,
     /// List the connected peers and what they share with this node.
     Peers,
+    /// Run a relay for operators: circuit relay, rendezvous, AutoNAT, metrics.
+    Relay(cmd::relay::RelayArgs),
     /// Create a demo care circle on this machine (in a new temporary home unless --home).
     Demo,
     /// Rebuild the store's database from its journal (after disk or machine trouble).
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Up(args) => cmd::up::up(&ctx, args),
         Command::Status => cmd::up::status(&ctx),
         Command::Peers => cmd::up::peers(&ctx),
+        Command::Relay(args) => cmd::relay::run(&ctx, args),
         Command::Demo => cmd::demo::run(&ctx, home_given),
         Command::Repair => cmd::repair::run(&ctx),
     };

@@ -4,5 +4,6 @@ pub(crate) mod circle;
 pub(crate) mod demo;
 pub(crate) mod init;
 pub(crate) mod note;
+pub(crate) mod relay;
 pub(crate) mod repair;
 pub(crate) mod up;

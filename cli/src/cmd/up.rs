@@ -28,20 +28,25 @@ pub(crate) struct UpArgs {
     api: Option<std::net::SocketAddr>,
 }
 
-pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
-    let parse = |flag: &str, list: &[String]| -> anyhow::Result<Vec<libp2p::Multiaddr>> {
-        list.iter()
-            .map(|a| {
-                a.parse().map_err(|e| {
-                    anyhow::anyhow!(
-                        "{flag} {a:?} is not a multiaddress ({e}); write it like /ip4/127.0.0.1/tcp/4001"
-                    )
-                })
+/// Parses the multiaddresses given with `flag`, or says how to write one.
+pub(crate) fn parse_addresses(
+    flag: &str,
+    list: &[String],
+) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "{flag} {a:?} is not a multiaddress ({e}); write it like /ip4/127.0.0.1/tcp/4001"
+                )
             })
-            .collect()
-    };
-    let listen = parse("--listen", &args.listen)?;
-    let peers = parse("--peer", &args.peer)?;
+        })
+        .collect()
+}
+
+pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
+    let listen = parse_addresses("--listen", &args.listen)?;
+    let peers = parse_addresses("--peer", &args.peer)?;
     if let Some(a) = args.api
         && !a.ip().is_loopback()
     {
@@ -70,7 +75,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -1,0 +1,429 @@
+//! `cercle relay`: a node for operators (a regional e-health agency, a hospital IT team) that
+//! runs unattended and helps members' nodes reach each other: libp2p circuit relay v2
+//! server (with reservation and circuit limits), rendezvous server, AutoNAT server, and
+//! Prometheus metrics with a health check on a local HTTP port.
+//!
+//! A relay holds no member identity and no circle key: its own Ed25519 network key lives in
+//! `HOME/relay.key` (mode 0600), created on first start, so its peer id survives restarts.
+//! It sees peer ids, sizes and timing, never content.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat, connection_limits, identify, noise, ping, relay, rendezvous,
+    tcp, yamux,
+};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use zeroize::Zeroizing;
+
+/// The file holding the relay's network key.
+pub const KEY_FILE: &str = "relay.key";
+/// Reservations held at once, in all and per peer.
+pub const MAX_RESERVATIONS: usize = 1024;
+/// Relayed connections at once, in all and per peer.
+pub const MAX_CIRCUITS: usize = 256;
+pub const MAX_CIRCUITS_PER_PEER: usize = 8;
+/// A relayed connection lasts at most this long and carries at most this many bytes before
+/// the peers are expected to have punched a direct hole (or to reconnect).
+pub const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+pub const MAX_CIRCUIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    #[error("cannot read or create the relay key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("cannot set up the relay's network: {0}")]
+    Setup(String),
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: String, reason: String },
+    #[error("cannot serve metrics on {address}: {reason}")]
+    Metrics { address: String, reason: String },
+}
+
+/// How to run a relay.
+#[derive(Debug, Clone, Default)]
+pub struct RelayConfig {
+    /// The relay's home (its key).
+    pub home: PathBuf,
+    /// Listen addresses; none means TCP and QUIC on port 4001 of every interface.
+    pub listen: Vec<Multiaddr>,
+    /// Where `/metrics` and `/health` are served (loopback recommended).
+    pub metrics: Option<SocketAddr>,
+}
+
+/// What the relay tells its operator once it listens.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RelayReady {
+    pub peer_id: String,
+    /// Full listen addresses, each ending in `/p2p/<peer_id>`.
+    pub addresses: Vec<String>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The relay's key: read from `HOME/relay.key`, or created there.
+pub fn load_or_create_key(home: &Path) -> Result<Keypair, RelayError> {
+    let path = home.join(KEY_FILE);
+    let err = |reason: String| RelayError::Key {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let mut secret = Zeroizing::new(bytes);
+            if secret.len() != 32 {
+                return Err(err(format!(
+                    "it holds {} bytes, not a 32-byte key",
+                    secret.len()
+                )));
+            }
+            Keypair::ed25519_from_bytes(&mut secret[..]).map_err(|e| err(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::home::create_dir(home).map_err(|e| err(e.to_string()))?;
+            let mut secret = Zeroizing::new([0u8; 32]);
+            getrandom::fill(&mut secret[..]).map_err(|e| err(e.to_string()))?;
+            crate::home::write_private(&path, &secret[..]).map_err(|e| err(e.to_string()))?;
+            Keypair::ed25519_from_bytes(&mut secret[..]).map_err(|e| err(e.to_string()))
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Why a request was refused, as a metrics label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Refusal {
+    kind: String,
+}
+
+/// The relay's metrics.
+#[derive(Debug, Default)]
+struct Metrics {
+    connections: Gauge,
+    reservations: Gauge,
+    reservations_accepted: Counter,
+    circuits: Gauge,
+    circuits_accepted: Counter,
+    rendezvous_registrations: Counter,
+    rejections: Family<Refusal, Counter>,
+}
+
+impl Metrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "cercle_relay_connections",
+            "Open connections",
+            self.connections.clone(),
+        );
+        registry.register(
+            "cercle_relay_reservations",
+            "Relay reservations held",
+            self.reservations.clone(),
+        );
+        registry.register(
+            "cercle_relay_reservations_accepted",
+            "Relay reservations accepted",
+            self.reservations_accepted.clone(),
+        );
+        registry.register(
+            "cercle_relay_circuits",
+            "Relayed connections open",
+            self.circuits.clone(),
+        );
+        registry.register(
+            "cercle_relay_circuits_accepted",
+            "Relayed connections accepted",
+            self.circuits_accepted.clone(),
+        );
+        registry.register(
+            "cercle_relay_rendezvous_registrations",
+            "Rendezvous registrations accepted",
+            self.rendezvous_registrations.clone(),
+        );
+        registry.register(
+            "cercle_relay_rejections",
+            "Requests refused, by kind",
+            self.rejections.clone(),
+        );
+    }
+
+    fn refused(&self, kind: &str) {
+        self.rejections
+            .get_or_create(&Refusal { kind: kind.into() })
+            .inc();
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    relay: relay::Behaviour,
+    rendezvous: rendezvous::server::Behaviour,
+    autonat: autonat::Behaviour,
+}
+
+fn build(key: Keypair) -> Result<Swarm<Behaviour>, RelayError> {
+    let setup = |e: &dyn std::fmt::Display| RelayError::Setup(e.to_string());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            Behaviour {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(4096))
+                        .with_max_established_per_peer(Some(4))
+                        .with_max_pending_incoming(Some(256)),
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(crate::net::PROTOCOL_VERSION.into(), key.public())
+                        .with_agent_version(format!("cercle-relay/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                relay: relay::Behaviour::new(
+                    peer,
+                    relay::Config {
+                        max_reservations: MAX_RESERVATIONS,
+                        max_reservations_per_peer: 4,
+                        max_circuits: MAX_CIRCUITS,
+                        max_circuits_per_peer: MAX_CIRCUITS_PER_PEER,
+                        max_circuit_duration: MAX_CIRCUIT_DURATION,
+                        max_circuit_bytes: MAX_CIRCUIT_BYTES,
+                        ..Default::default()
+                    },
+                ),
+                rendezvous: rendezvous::server::Behaviour::new(
+                    rendezvous::server::Config::default(),
+                ),
+                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+            }
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+/// Runs the relay until `shutdown` completes; `ready` is called once with its peer id and
+/// listen addresses.
+pub async fn run(
+    config: RelayConfig,
+    ready: impl FnOnce(RelayReady),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let key = load_or_create_key(&config.home)?;
+    let peer_id = key.public().to_peer_id();
+    let mut swarm = build(key)?;
+    let listen = if config.listen.is_empty() {
+        vec!["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+            .into_iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    } else {
+        config.listen.clone()
+    };
+    for address in &listen {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|e| RelayError::Listen {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let registry = Arc::new(registry);
+    let metrics_addr = match config.metrics {
+        Some(address) => {
+            let listener =
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|e| RelayError::Metrics {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            let bound = listener.local_addr().map_err(|e| RelayError::Metrics {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?;
+            tokio::spawn(serve_metrics(listener, registry.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    // The addresses the operator gives to members: every one the listeners report first.
+    let mut addresses: Vec<String> = Vec::new();
+    let mut ready = Some(ready);
+    let settle = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(settle);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = &mut settle, if ready.is_some() => {
+                if let Some(f) = ready.take() {
+                    f(RelayReady { peer_id: peer_id.to_string(), addresses: addresses.clone(), metrics: metrics_addr });
+                }
+            }
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::NewListenAddr { address, .. } = &event {
+                    addresses.push(format!("{address}/p2p/{peer_id}"));
+                    if ready.is_some() {
+                        // Listeners report their addresses together; answer shortly after.
+                        settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(200));
+                    }
+                }
+                observe(&metrics, &peer_id, event);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the metrics in step with the swarm's events.
+fn observe(m: &Metrics, me: &PeerId, event: SwarmEvent<BehaviourEvent>) {
+    match event {
+        SwarmEvent::ConnectionEstablished { .. } => {
+            m.connections.inc();
+        }
+        SwarmEvent::ConnectionClosed { .. } => {
+            m.connections.dec();
+        }
+        SwarmEvent::IncomingConnectionError { .. } => m.refused("connection"),
+        SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => match e {
+            relay::Event::ReservationReqAccepted { renewed, .. } => {
+                m.reservations_accepted.inc();
+                if !renewed {
+                    m.reservations.inc();
+                }
+            }
+            relay::Event::ReservationClosed { .. } | relay::Event::ReservationTimedOut { .. } => {
+                m.reservations.dec();
+            }
+            relay::Event::ReservationReqDenied { .. } => m.refused("reservation"),
+            relay::Event::CircuitReqAccepted { .. } => {
+                m.circuits_accepted.inc();
+                m.circuits.inc();
+            }
+            relay::Event::CircuitClosed { .. } => {
+                m.circuits.dec();
+            }
+            relay::Event::CircuitReqDenied { .. } => m.refused("circuit"),
+            _ => {}
+        },
+        SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => match e {
+            rendezvous::server::Event::PeerRegistered { .. } => {
+                m.rendezvous_registrations.inc();
+            }
+            rendezvous::server::Event::PeerNotRegistered { .. } => {
+                m.refused("rendezvous_registration");
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    tracing::trace!(relay = %me, "event observed");
+}
+
+async fn serve_metrics(listener: tokio::net::TcpListener, registry: Arc<Registry>) {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut text = String::new();
+                    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                        Ok(()) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route("/health", get(|| async { "ok\n" }));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_key_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = load_or_create_key(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let b = load_or_create_key(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_damaged_relay_key_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap_or_else(|e| panic!("{e}"));
+        let err = load_or_create_key(dir.path()).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("not a 32-byte key")));
+    }
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        let m = Metrics::default();
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        m.refused("circuit");
+        m.connections.inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.contains("# TYPE cercle_relay_connections gauge"),
+            "{text}"
+        );
+        assert!(text.contains("cercle_relay_connections 1"), "{text}");
+        assert!(
+            text.contains("cercle_relay_rejections_total{kind=\"circuit\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
