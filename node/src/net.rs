@@ -269,45 +269,56 @@ pub async fn run(
     Ok(())
 }
 
-fn build(key: Keypair, with_mdns: bool) -> Result<Swarm<Behaviour>, NetError> {
-    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+/// What a behaviour's constructor may fail with.
+pub(crate) type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A swarm on TCP (Noise, Yamux) and QUIC with tokio, for nodes and relays alike.
+pub(crate) fn swarm<B: NetworkBehaviour>(
+    key: Keypair,
+    idle: Duration,
+    behaviour: impl FnOnce(&Keypair) -> Result<B, BehaviourError>,
+) -> Result<Swarm<B>, String> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| setup(&e))?
+        .map_err(|e| e.to_string())?
         .with_quic()
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let mdns = if with_mdns {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
-            } else {
-                None
-            };
-            Ok(Behaviour {
-                limits: connection_limits::Behaviour::new(
-                    connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(MAX_CONNECTIONS))
-                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
-                        .with_max_pending_incoming(Some(64))
-                        .with_max_pending_outgoing(Some(64)),
-                ),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(PROTOCOL_VERSION.into(), key.public())
-                        .with_agent_version(format!("cercle/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::default(),
-                mdns: mdns.into(),
-                stream: libp2p_stream::Behaviour::new(),
-            })
+        .with_behaviour(behaviour)
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build())
+}
+
+fn build(key: Keypair, with_mdns: bool) -> Result<Swarm<Behaviour>, NetError> {
+    swarm(key, Duration::from_secs(60), |key| {
+        let peer = key.public().to_peer_id();
+        let mdns = if with_mdns {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(MAX_CONNECTIONS))
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                    .with_max_pending_incoming(Some(64))
+                    .with_max_pending_outgoing(Some(64)),
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new(PROTOCOL_VERSION.into(), key.public())
+                    .with_agent_version(format!("cercle/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+            mdns: mdns.into(),
+            stream: libp2p_stream::Behaviour::new(),
         })
-        .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    Ok(swarm)
+    })
+    .map_err(NetError::Setup)
 }
 
 fn dial(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {

@@ -16,8 +16,7 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, autonat, connection_limits, identify, noise, ping, relay, rendezvous,
-    tcp, yamux,
+    Multiaddr, PeerId, Swarm, autonat, connection_limits, identify, ping, relay, rendezvous,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -176,52 +175,37 @@ struct Behaviour {
 }
 
 fn build(key: Keypair) -> Result<Swarm<Behaviour>, RelayError> {
-    let setup = |e: &dyn std::fmt::Display| RelayError::Setup(e.to_string());
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| setup(&e))?
-        .with_quic()
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            Behaviour {
-                limits: connection_limits::Behaviour::new(
-                    connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(4096))
-                        .with_max_established_per_peer(Some(4))
-                        .with_max_pending_incoming(Some(256)),
-                ),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(crate::net::PROTOCOL_VERSION.into(), key.public())
-                        .with_agent_version(format!("cercle-relay/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::default(),
-                relay: relay::Behaviour::new(
-                    peer,
-                    relay::Config {
-                        max_reservations: MAX_RESERVATIONS,
-                        max_reservations_per_peer: 4,
-                        max_circuits: MAX_CIRCUITS,
-                        max_circuits_per_peer: MAX_CIRCUITS_PER_PEER,
-                        max_circuit_duration: MAX_CIRCUIT_DURATION,
-                        max_circuit_bytes: MAX_CIRCUIT_BYTES,
-                        ..Default::default()
-                    },
-                ),
-                rendezvous: rendezvous::server::Behaviour::new(
-                    rendezvous::server::Config::default(),
-                ),
-                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
-            }
+    crate::net::swarm(key, Duration::from_secs(120), |key| {
+        let peer = key.public().to_peer_id();
+        Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(4096))
+                    .with_max_established_per_peer(Some(4))
+                    .with_max_pending_incoming(Some(256)),
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new(crate::net::PROTOCOL_VERSION.into(), key.public())
+                    .with_agent_version(format!("cercle-relay/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+            relay: relay::Behaviour::new(
+                peer,
+                relay::Config {
+                    max_reservations: MAX_RESERVATIONS,
+                    max_reservations_per_peer: 4,
+                    max_circuits: MAX_CIRCUITS,
+                    max_circuits_per_peer: MAX_CIRCUITS_PER_PEER,
+                    max_circuit_duration: MAX_CIRCUIT_DURATION,
+                    max_circuit_bytes: MAX_CIRCUIT_BYTES,
+                    ..Default::default()
+                },
+            ),
+            rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
+            autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
         })
-        .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
-    Ok(swarm)
+    })
+    .map_err(RelayError::Setup)
 }
 
 /// Runs the relay until `shutdown` completes; `ready` is called once with its peer id and
