@@ -136,7 +136,7 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         let h = &summary.home;
         let c = &summary.circle[..12];
         s.push_str(&format!(
-            "\nExplore it:\n  {bin} --home {h} note list {c}\n  {bin} --home {h} note add {c} \"Votre note\" --kind care\n  {bin} --home {h} --json note list {c}\n\nThis demo runs one node. Replication between members' nodes and the web UI are not built yet (see README)."
+            "\nExplore it:\n  {bin} --home {h} note list {c}\n  {bin} --home {h} note add {c} \"Votre note\" --kind care\n  {bin} --home {h} --json note list {c}\n\nThis demo runs one node, offline. Members' nodes sync with `cercle up` (see the README); a demo team of several nodes and the web UI are not built yet."
         ));
         s
     })
