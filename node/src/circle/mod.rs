@@ -1153,13 +1153,22 @@ fn records(store: &dyn Store) -> Result<Vec<(CircleId, CircleRecord)>, CircleErr
 
 /// The one circle whose id starts with `query`.
 fn find_record(store: &dyn Store, query: &str) -> Result<(CircleId, CircleRecord), CircleError> {
+    pick(query, records(store)?, |(id, _)| *id)
+}
+
+/// The one item whose circle id starts with `query` (the rule people type ids by).
+pub(crate) fn pick<T>(
+    query: &str,
+    items: impl IntoIterator<Item = T>,
+    id: impl Fn(&T) -> CircleId,
+) -> Result<T, CircleError> {
     let q = query.trim().to_ascii_lowercase();
-    let mut matches: Vec<(CircleId, CircleRecord)> = if q.is_empty() {
+    let mut matches: Vec<T> = if q.is_empty() {
         Vec::new()
     } else {
-        records(store)?
+        items
             .into_iter()
-            .filter(|(_, r)| r.info.id.starts_with(&q))
+            .filter(|t| id(t).to_string().starts_with(&q))
             .collect()
     };
     match matches.len() {

@@ -92,14 +92,10 @@ impl Circles {
         Ok(Circles { store, open })
     }
 
+    /// The open circle whose id starts with `query`: found among those in memory, without
+    /// reading and opening every sealed record again.
     fn find(&mut self, query: &str) -> Result<&mut Circle, CircleError> {
-        let info = Circle::find(self.store.as_ref(), query)?;
-        let id: CircleId = info.id.parse().map_err(|_| CircleError::Unknown {
-            query: query.to_string(),
-        })?;
-        self.open.get_mut(&id).ok_or(CircleError::Unknown {
-            query: query.to_string(),
-        })
+        crate::circle::pick(query, self.open.values_mut(), |c| c.id())
     }
 }
 
