@@ -88,6 +88,29 @@ pub enum EnvelopeRejection {
     TooManyWaiting,
 }
 
+impl EnvelopeRejection {
+    /// A short, stable name of the reason (for metrics labels and records).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EnvelopeRejection::Oversized { .. } => "oversized",
+            EnvelopeRejection::Malformed { .. } => "malformed",
+            EnvelopeRejection::BadSignature => "bad_signature",
+            EnvelopeRejection::WrongCircle => "wrong_circle",
+            EnvelopeRejection::UnknownDevice { .. } => "unknown_device",
+            EnvelopeRejection::AfterRemoval { .. } => "after_removal",
+            EnvelopeRejection::RoleForbids { .. } => "role_forbids",
+            EnvelopeRejection::UnknownEpoch { .. } => "unknown_epoch",
+            EnvelopeRejection::WrongEpoch { .. } => "wrong_epoch",
+            EnvelopeRejection::NoKey { .. } => "no_key",
+            EnvelopeRejection::Replay { .. } => "replay",
+            EnvelopeRejection::Fork { .. } => "fork",
+            EnvelopeRejection::Decrypt => "decrypt",
+            EnvelopeRejection::ForeignChange => "foreign_change",
+            EnvelopeRejection::TooManyWaiting => "too_many_waiting",
+        }
+    }
+}
+
 /// The clear header of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -388,8 +411,10 @@ pub struct CircleView<'a> {
     pub resolution: &'a Resolution,
     /// Devices holding each epoch's key.
     pub holders: &'a BTreeMap<EpochId, BTreeSet<DeviceId>>,
-    /// The epoch keys this device can open.
-    pub keys: &'a BTreeMap<EpochId, EpochKey>,
+    /// The epoch keys this device can open; `None` for a relay, which carries envelopes it
+    /// cannot open: checks 1–5 only (size, decoding, signature, writer, chain), and
+    /// [`Accepted::changes`] is empty.
+    pub keys: Option<&'a BTreeMap<EpochId, EpochKey>>,
 }
 
 /// Changes ready to be applied, with who wrote them.
@@ -470,9 +495,17 @@ impl EnvelopeLog {
         view: &CircleView<'_>,
     ) -> Result<Vec<Accepted>, EnvelopeRejection> {
         let result = self.receive_inner(bytes, view);
-        if let Err(r) = &result {
-            tracing::warn!(reason = %r, "rejected envelope");
-            self.rejections.push(r.clone());
+        match &result {
+            // Peers pass on what others sent: a replay is routine, not a rejection to shout.
+            Err(r @ EnvelopeRejection::Replay { .. }) => {
+                tracing::debug!(reason = %r, "envelope already held");
+                self.rejections.push(r.clone());
+            }
+            Err(r) => {
+                tracing::warn!(reason = %r, "rejected envelope");
+                self.rejections.push(r.clone());
+            }
+            Ok(_) => {}
         }
         result
     }
@@ -578,17 +611,20 @@ impl EnvelopeLog {
         if h.prev != expected_prev {
             return Err(EnvelopeRejection::Fork { seq: h.seq });
         }
-        let epoch_key = view
-            .keys
-            .get(&h.epoch)
-            .ok_or_else(|| EnvelopeRejection::NoKey {
-                epoch: h.epoch.to_string(),
-            })?;
-        let changes = env.open(epoch_key)?;
-        let actor = h.device.actor();
-        if changes.iter().any(|c| *c.actor_id() != actor) {
-            return Err(EnvelopeRejection::ForeignChange);
-        }
+        let changes = match view.keys {
+            Some(keys) => {
+                let epoch_key = keys.get(&h.epoch).ok_or_else(|| EnvelopeRejection::NoKey {
+                    epoch: h.epoch.to_string(),
+                })?;
+                let changes = env.open(epoch_key)?;
+                let actor = h.device.actor();
+                if changes.iter().any(|c| *c.actor_id() != actor) {
+                    return Err(EnvelopeRejection::ForeignChange);
+                }
+                changes
+            }
+            None => Vec::new(),
+        };
         self.heads.insert(
             key,
             LogHead {
@@ -781,7 +817,7 @@ mod tests {
             circle: circle_id(&t.circle),
             resolution,
             holders: &holders,
-            keys: &keys,
+            keys: Some(&keys),
         };
         log.receive(bytes, &view)
     }

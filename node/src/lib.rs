@@ -16,6 +16,7 @@
 //! - [`net`]: the libp2p swarm and the sync stream protocol.
 //! - [`node`]: the running node: its core (circles and peers) and the async shell around it.
 //! - [`api`]: the requests a user makes of a node, and the local HTTP API that carries them.
+//! - [`mailbox`]: the relay's store of envelopes for offline members, checked without keys.
 //! - [`relay`]: the relay node for operators (circuit relay, rendezvous, AutoNAT, metrics).
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod envelope;
 pub mod home;
 pub mod identity;
 pub mod keyfile;
+pub mod mailbox;
 pub mod net;
 pub mod node;
 pub mod relay;

@@ -3,6 +3,12 @@
 //! [`Message`]s, framed by [`crate::sync::wire`]. No protocol decision is taken here: every
 //! message goes to the node's core and every message out comes from it.
 //!
+//! Relays (`--relay`): the node keeps a connection to each, reserves a slot there (so it can
+//! be reached at `RELAY/p2p-circuit/p2p/ME`), registers at the relay's rendezvous under each
+//! circle's opaque namespace ([`Spot`]), discovers the other members there and dials them
+//! through the relay; DCUtR then tries to punch a direct connection, and the relayed one
+//! stays if it fails. The relay is also a peer of the sync protocol: its mailbox.
+//!
 //! A device's Ed25519 key is its libp2p identity, so a connected [`PeerId`] *is* a proven
 //! [`DeviceId`] (Noise authenticates it) and gating by circle membership needs no extra
 //! handshake. Peers whose key is not Ed25519 (other libp2p software) get identify and ping
@@ -13,15 +19,18 @@
 //! stream, read by a task that forwards each frame to the core through a bounded channel
 //! (so a peer faster than the core is slowed down by TCP, not buffered here).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use libp2p::core::transport::ListenerId;
 use libp2p::identity::{Keypair, PublicKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns, noise, ping, tcp,
-    yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, dcutr, identify, mdns, noise,
+    ping, relay, rendezvous, tcp, yamux,
 };
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -42,6 +51,10 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 const MAX_DIAL_LATER: usize = 256;
 /// Messages from peers waiting for the core, at most.
 pub const INBOUND_QUEUE: usize = 256;
+/// Members are looked for at relays' rendezvous this often (seconds), and registrations
+/// renewed every [`REGISTER_EVERY`] seconds (their lifetime is two hours).
+const DISCOVER_EVERY: u64 = 20;
+const REGISTER_EVERY: u64 = 1800;
 
 /// Why the network could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +68,8 @@ pub enum NetError {
     Listen { address: String, reason: String },
     #[error("{0:?} is not a valid multiaddress: {1}")]
     Address(String, String),
+    #[error("the relay address {0} must end with /p2p/<relay peer id>")]
+    RelayAddress(String),
 }
 
 /// How the network runs.
@@ -66,6 +81,39 @@ pub struct NetConfig {
     pub peers: Vec<Multiaddr>,
     /// Whether to find peers on the LAN by mDNS.
     pub mdns: bool,
+    /// Relays to reserve a slot at, meet members at, and keep a mailbox at; each ends with
+    /// `/p2p/<relay peer id>`.
+    pub relays: Vec<Multiaddr>,
+}
+
+impl NetConfig {
+    /// The devices of the configured relays (their peer ids name them).
+    pub fn relay_devices(&self) -> Result<BTreeSet<DeviceId>, NetError> {
+        self.relays
+            .iter()
+            .map(|a| {
+                relay_peer(a)
+                    .and_then(|p| device_of(&p))
+                    .ok_or_else(|| NetError::RelayAddress(a.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// The peer id an address ends with.
+fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
+    match address.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// Where the members of one circle meet at relays: an opaque namespace (derived from the
+/// circle's current epoch key) and the peers that belong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spot {
+    pub namespace: String,
+    pub members: BTreeSet<PeerId>,
 }
 
 /// What the network tells the core.
@@ -89,6 +137,54 @@ pub enum NetEvent {
 #[derive(Debug)]
 pub enum NetCommand {
     Dial(String),
+    /// The circles' meeting spots changed (a circle was created or joined, or its members
+    /// or epoch changed).
+    Spots(Vec<Spot>),
+}
+
+/// Messages kept per peer until our stream to it opens, at most.
+const MAX_EARLY: usize = 1024;
+
+/// Where messages for connected peers go: each peer's stream writer, and, for a peer whose
+/// stream to us delivered before ours to it opened, what waits for that writer (bounded).
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    writers: BTreeMap<DeviceId, mpsc::UnboundedSender<Message>>,
+    early: BTreeMap<DeviceId, Vec<Message>>,
+}
+
+impl Outbox {
+    /// Sends (or keeps until the stream opens) one message.
+    pub(crate) fn send(&mut self, device: DeviceId, message: Message) {
+        match self.writers.get(&device) {
+            Some(w) => {
+                if w.send(message).is_err() {
+                    self.writers.remove(&device);
+                }
+            }
+            None => {
+                let queue = self.early.entry(device).or_default();
+                if queue.len() < MAX_EARLY {
+                    queue.push(message);
+                } else {
+                    tracing::warn!(%device, "dropped a message for a peer not yet reachable");
+                }
+            }
+        }
+    }
+
+    /// Our stream to `device` is open: what waited for it goes first.
+    pub(crate) fn connected(&mut self, device: DeviceId, writer: mpsc::UnboundedSender<Message>) {
+        for message in self.early.remove(&device).unwrap_or_default() {
+            let _ = writer.send(message);
+        }
+        self.writers.insert(device, writer);
+    }
+
+    pub(crate) fn disconnected(&mut self, device: &DeviceId) {
+        self.writers.remove(device);
+        self.early.remove(device);
+    }
 }
 
 /// The libp2p keypair of a device: its Ed25519 device key.
@@ -122,6 +218,87 @@ struct Behaviour {
     ping: ping::Behaviour,
     mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
     stream: libp2p_stream::Behaviour,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    rendezvous: rendezvous::client::Behaviour,
+}
+
+/// The node's relays: their addresses as this node reaches them, and their reservations.
+#[derive(Debug, Default)]
+struct Relays {
+    addresses: BTreeMap<PeerId, Multiaddr>,
+    /// Relays we listen through (a reservation asked or held).
+    listening: BTreeMap<PeerId, ListenerId>,
+    /// Relays holding a reservation for us: where we register and discover.
+    reserved: BTreeSet<PeerId>,
+    spots: Vec<Spot>,
+}
+
+impl Relays {
+    /// Registers every spot at `relay` and looks for members there.
+    fn register(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
+        for spot in &self.spots {
+            let Ok(namespace) = rendezvous::Namespace::new(spot.namespace.clone()) else {
+                continue;
+            };
+            if let Err(e) = swarm
+                .behaviour_mut()
+                .rendezvous
+                .register(namespace, relay, None)
+            {
+                tracing::debug!(%relay, error = %e, "cannot register at the relay yet");
+            }
+        }
+        self.discover(swarm, relay);
+    }
+
+    fn discover(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
+        for spot in &self.spots {
+            if let Ok(namespace) = rendezvous::Namespace::new(spot.namespace.clone()) {
+                swarm
+                    .behaviour_mut()
+                    .rendezvous
+                    .discover(Some(namespace), None, None, relay);
+            }
+        }
+    }
+
+    /// Dials the members found at `relay`, through it and at the addresses they gave.
+    fn found(
+        &self,
+        swarm: &mut Swarm<Behaviour>,
+        relay: PeerId,
+        registrations: Vec<rendezvous::Registration>,
+    ) {
+        let Some(relay_address) = self.addresses.get(&relay) else {
+            return;
+        };
+        for r in registrations {
+            let peer = r.record.peer_id();
+            let member = self
+                .spots
+                .iter()
+                .any(|s| s.namespace == r.namespace.to_string() && s.members.contains(&peer));
+            if !member || peer == *swarm.local_peer_id() || swarm.is_connected(&peer) {
+                continue;
+            }
+            let mut addresses = vec![
+                relay_address
+                    .clone()
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer)),
+            ];
+            addresses.extend(r.record.addresses().iter().cloned());
+            tracing::info!(%peer, %relay, "found a member at the relay");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "cannot dial a member");
+            }
+        }
+    }
 }
 
 /// The running network: the swarm and its streams, until `commands` closes.
@@ -155,6 +332,13 @@ pub async fn run(
     for address in &config.peers {
         dial(&mut swarm, address.clone());
     }
+    let mut relays = Relays::default();
+    for address in &config.relays {
+        let peer =
+            relay_peer(address).ok_or_else(|| NetError::RelayAddress(address.to_string()))?;
+        relays.addresses.insert(peer, address.clone());
+        dial(&mut swarm, address.clone());
+    }
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
         .accept(SYNC_PROTOCOL)
@@ -176,6 +360,14 @@ pub async fn run(
                     Ok(a) => dial(&mut swarm, a),
                     Err(e) => tracing::warn!(%address, error = %e, "not a multiaddress"),
                 },
+                Some(NetCommand::Spots(spots)) => {
+                    if spots != relays.spots {
+                        relays.spots = spots;
+                        for relay in relays.reserved.clone() {
+                            relays.register(&mut swarm, relay);
+                        }
+                    }
+                }
                 None => break,
             },
             Some((peer, stream)) = incoming.next() => {
@@ -198,8 +390,22 @@ pub async fn run(
                     false
                 });
                 redial_count += 1;
+                if redial_count.is_multiple_of(REGISTER_EVERY) {
+                    for relay in relays.reserved.clone() {
+                        relays.register(&mut swarm, relay);
+                    }
+                } else if redial_count.is_multiple_of(DISCOVER_EVERY) {
+                    for relay in &relays.reserved {
+                        relays.discover(&mut swarm, *relay);
+                    }
+                }
                 if !redial_count.is_multiple_of(5) {
                     continue;
+                }
+                for (peer, address) in &relays.addresses {
+                    if !swarm.is_connected(peer) {
+                        dial(&mut swarm, address.clone());
+                    }
                 }
                 // Configured peers are dialed again whenever they are not connected.
                 for address in &config.peers {
@@ -222,8 +428,56 @@ pub async fn run(
                     addresses.remove(&address.to_string());
                     let _ = events.send(NetEvent::Addresses(addresses.iter().cloned().collect())).await;
                 }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    tracing::debug!(?listener_id, ?reason, "listener closed");
+                    // A relay's reservation ended (the relay went away): ask again on reconnect.
+                    relays.listening.retain(|relay, id| {
+                        let closed = *id == listener_id;
+                        if closed {
+                            tracing::info!(%relay, ?reason, "the reservation at the relay ended");
+                        }
+                        !closed
+                    });
+                    let listening: BTreeSet<PeerId> = relays.listening.keys().copied().collect();
+                    relays.reserved.retain(|r| listening.contains(r));
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. })) => {
+                    if !renewal {
+                        tracing::info!(relay = %relay_peer_id, "reachable through the relay");
+                    }
+                    relays.reserved.insert(relay_peer_id);
+                    relays.register(&mut swarm, relay_peer_id);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => match e {
+                    rendezvous::client::Event::Discovered { rendezvous_node, registrations, .. } => {
+                        relays.found(&mut swarm, rendezvous_node, registrations);
+                    }
+                    rendezvous::client::Event::RegisterFailed { rendezvous_node, error, .. } => {
+                        tracing::warn!(relay = %rendezvous_node, ?error, "the relay refused a registration");
+                    }
+                    rendezvous::client::Event::DiscoverFailed { rendezvous_node, error, .. } => {
+                        tracing::debug!(relay = %rendezvous_node, ?error, "discovery failed");
+                    }
+                    _ => {}
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
+                    Ok(_) => tracing::info!(peer = %remote_peer_id, "direct connection punched through"),
+                    Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "no direct connection; staying on the relayed one"),
+                },
                 SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
                     tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+                    // A relay of ours: reserve a slot there, to be reachable through it.
+                    if !endpoint.is_relayed()
+                        && !relays.listening.contains_key(&peer_id)
+                        && let Some(address) = relays.addresses.get(&peer_id)
+                    {
+                        match swarm.listen_on(address.clone().with(Protocol::P2pCircuit)) {
+                            Ok(id) => {
+                                relays.listening.insert(peer_id, id);
+                            }
+                            Err(e) => tracing::warn!(relay = %peer_id, error = %e, "cannot listen through the relay"),
+                        }
+                    }
                     if num_established.get() == 1
                         && let Some(device) = device_of(&peer_id)
                     {
@@ -231,11 +485,15 @@ pub async fn run(
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                    if num_established == 0
-                        && let Some(device) = device_of(&peer_id)
-                    {
-                        tracing::debug!(%peer_id, "disconnected");
+                    if let Some(device) = device_of(&peer_id) {
+                        tracing::debug!(%peer_id, remaining = num_established, "connection closed");
                         let _ = events.send(NetEvent::Disconnected { device }).await;
+                        // Another connection remains (a relayed circuit ended after a hole
+                        // punch, or the reverse): the sync stream may have been on the
+                        // closed one, so it starts again on what remains.
+                        if num_established > 0 {
+                            tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone()));
+                        }
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
@@ -294,7 +552,29 @@ pub(crate) fn swarm<B: NetworkBehaviour>(
 }
 
 fn build(key: Keypair, with_mdns: bool) -> Result<Swarm<Behaviour>, NetError> {
-    swarm(key, Duration::from_secs(60), |key| {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_behaviour(|key, relay| behaviour(key, relay, with_mdns))
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+fn behaviour(
+    key: &Keypair,
+    relay: relay::client::Behaviour,
+    with_mdns: bool,
+) -> Result<Behaviour, BehaviourError> {
+    {
         let peer = key.public().to_peer_id();
         let mdns = if with_mdns {
             Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
@@ -316,9 +596,11 @@ fn build(key: Keypair, with_mdns: bool) -> Result<Swarm<Behaviour>, NetError> {
             ping: ping::Behaviour::default(),
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
+            relay,
+            dcutr: dcutr::Behaviour::new(peer),
+            rendezvous: rendezvous::client::Behaviour::new(key.clone()),
         })
-    })
-    .map_err(NetError::Setup)
+    }
 }
 
 fn dial(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
@@ -329,7 +611,7 @@ fn dial(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
 }
 
 /// Opens the sync stream to a newly connected peer and writes the core's messages to it.
-async fn open_stream(
+pub(crate) async fn open_stream(
     device: DeviceId,
     peer: PeerId,
     mut control: libp2p_stream::Control,
@@ -365,7 +647,11 @@ async fn open_stream(
 }
 
 /// Reads a peer's sync stream and hands each message to the core.
-async fn read_stream(device: DeviceId, stream: libp2p::Stream, events: mpsc::Sender<NetEvent>) {
+pub(crate) async fn read_stream(
+    device: DeviceId,
+    stream: libp2p::Stream,
+    events: mpsc::Sender<NetEvent>,
+) {
     let mut framed = FramedRead::new(stream.compat(), codec());
     while let Some(frame) = framed.next().await {
         match frame {

@@ -1,16 +1,27 @@
 //! `cercle relay`: a node for operators (a regional e-health agency, a hospital IT team) that
 //! runs unattended and helps members' nodes reach each other: libp2p circuit relay v2
-//! server (with reservation and circuit limits), rendezvous server, AutoNAT server, and
-//! Prometheus metrics with a health check on a local HTTP port.
+//! server (with reservation and circuit limits), rendezvous server, AutoNAT server, the
+//! [`crate::mailbox`] that keeps envelopes for members who are offline, and Prometheus
+//! metrics with a health check on a local HTTP port.
 //!
 //! A relay holds no member identity and no circle key: its own Ed25519 network key lives in
 //! `HOME/relay.key` (mode 0600), created on first start, so its peer id survives restarts.
-//! It sees peer ids, sizes and timing, never content.
+//! It sees circle ids, peer ids, sizes and timing, never content.
+//!
+//! The mailbox speaks the nodes' sync protocol on the same stream protocol; this shell
+//! carries messages between the swarm and the sans-I/O [`Exchange`], and stores before it
+//! acknowledges.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::mailbox::exchange::{Exchange, Step};
+use crate::mailbox::{Mailbox, MailboxLimits};
+use crate::net::{NetEvent, Outbox, SYNC_PROTOCOL, device_of};
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -27,6 +38,9 @@ use zeroize::Zeroizing;
 
 /// The file holding the relay's network key.
 pub const KEY_FILE: &str = "relay.key";
+/// The mailbox's database directory in the relay's home.
+pub const MAILBOX_DIR: &str = "mailbox";
+
 /// Reservations held at once, in all and per peer.
 pub const MAX_RESERVATIONS: usize = 1024;
 /// Relayed connections at once, in all and per peer.
@@ -49,6 +63,8 @@ pub enum RelayError {
     Listen { address: String, reason: String },
     #[error("cannot serve metrics on {address}: {reason}")]
     Metrics { address: String, reason: String },
+    #[error(transparent)]
+    Mailbox(#[from] crate::mailbox::MailboxError),
 }
 
 /// How to run a relay.
@@ -60,6 +76,11 @@ pub struct RelayConfig {
     pub listen: Vec<Multiaddr>,
     /// Where `/metrics` and `/health` are served (loopback recommended).
     pub metrics: Option<SocketAddr>,
+    /// The addresses members reach the relay at (behind a NAT or a load balancer); none
+    /// means its listen addresses.
+    pub external: Vec<Multiaddr>,
+    /// What each circle's mailbox may hold.
+    pub limits: MailboxLimits,
 }
 
 /// What the relay tells its operator once it listens.
@@ -106,6 +127,13 @@ struct Refusal {
     kind: String,
 }
 
+/// Why a mailbox request was refused, as metrics labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailboxRefusal {
+    direction: String,
+    reason: String,
+}
+
 /// The relay's metrics.
 #[derive(Debug, Default)]
 struct Metrics {
@@ -116,6 +144,12 @@ struct Metrics {
     circuits_accepted: Counter,
     rendezvous_registrations: Counter,
     rejections: Family<Refusal, Counter>,
+    mailbox_circles: Gauge,
+    mailbox_ops: Gauge,
+    mailbox_envelopes: Gauge,
+    mailbox_bytes: Gauge,
+    mailbox_stored: Counter,
+    mailbox_refusals: Family<MailboxRefusal, Counter>,
 }
 
 impl Metrics {
@@ -155,6 +189,63 @@ impl Metrics {
             "Requests refused, by kind",
             self.rejections.clone(),
         );
+        registry.register(
+            "cercle_relay_mailbox_circles",
+            "Circles held in the mailbox",
+            self.mailbox_circles.clone(),
+        );
+        registry.register(
+            "cercle_relay_mailbox_ops",
+            "Membership operations held in the mailbox",
+            self.mailbox_ops.clone(),
+        );
+        registry.register(
+            "cercle_relay_mailbox_envelopes",
+            "Envelopes held in the mailbox",
+            self.mailbox_envelopes.clone(),
+        );
+        registry.register(
+            "cercle_relay_mailbox_bytes",
+            "Envelope bytes held in the mailbox",
+            self.mailbox_bytes.clone(),
+        );
+        registry.register(
+            "cercle_relay_mailbox_stored",
+            "Envelopes stored in the mailbox",
+            self.mailbox_stored.clone(),
+        );
+        registry.register(
+            "cercle_relay_mailbox_refusals",
+            "Mailbox pushes and pulls refused, by direction and reason",
+            self.mailbox_refusals.clone(),
+        );
+    }
+
+    /// Counts what one mailbox step stored and refused.
+    fn mailbox_step(&self, step: &Step, mailbox: &Mailbox) {
+        for (direction, reason) in &step.refused {
+            self.mailbox_refusals
+                .get_or_create(&MailboxRefusal {
+                    direction: direction.as_str().into(),
+                    reason: (*reason).into(),
+                })
+                .inc();
+        }
+        if step.stored.envelopes > 0 || step.stored.ops > 0 {
+            self.mailbox_stored.inc_by(step.stored.envelopes as u64);
+            self.mailbox_totals(mailbox);
+        }
+    }
+
+    fn mailbox_totals(&self, mailbox: &Mailbox) {
+        let t = mailbox.totals();
+        let gauge = |g: &Gauge, v: u64| {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge(&self.mailbox_circles, t.circles);
+        gauge(&self.mailbox_ops, t.ops);
+        gauge(&self.mailbox_envelopes, t.envelopes);
+        gauge(&self.mailbox_bytes, t.bytes);
     }
 
     fn refused(&self, kind: &str) {
@@ -172,6 +263,7 @@ struct Behaviour {
     relay: relay::Behaviour,
     rendezvous: rendezvous::server::Behaviour,
     autonat: autonat::Behaviour,
+    stream: libp2p_stream::Behaviour,
 }
 
 fn build(key: Keypair) -> Result<Swarm<Behaviour>, RelayError> {
@@ -203,6 +295,7 @@ fn build(key: Keypair) -> Result<Swarm<Behaviour>, RelayError> {
             ),
             rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
             autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+            stream: libp2p_stream::Behaviour::new(),
         })
     })
     .map_err(RelayError::Setup)
@@ -226,6 +319,14 @@ pub async fn run(
     } else {
         config.listen.clone()
     };
+    // Reservations carry the relay's public addresses: it serves only once it has some.
+    for address in &config.external {
+        swarm.add_external_address(address.clone());
+    }
+    swarm
+        .behaviour_mut()
+        .relay
+        .set_status(Some(relay::Status::Enable));
     for address in &listen {
         swarm
             .listen_on(address.clone())
@@ -258,6 +359,15 @@ pub async fn run(
         None => None,
     };
 
+    let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), config.limits)?;
+    metrics.mailbox_totals(&mailbox);
+    let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
+    let carrier = tokio::spawn(carry(Exchange::new(mailbox), net_rx, metrics.clone()));
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(SYNC_PROTOCOL)
+        .map_err(|e| RelayError::Setup(e.to_string()))?;
+
     // The addresses the operator gives to members: every one the listeners report first.
     let mut addresses: Vec<String> = Vec::new();
     let mut ready = Some(ready);
@@ -272,19 +382,83 @@ pub async fn run(
                     f(RelayReady { peer_id: peer_id.to_string(), addresses: addresses.clone(), metrics: metrics_addr });
                 }
             }
+            Some((peer, stream)) = incoming.next() => {
+                if let Some(device) = device_of(&peer) {
+                    tokio::spawn(crate::net::read_stream(device, stream, net_tx.clone()));
+                }
+            }
             event = swarm.select_next_some() => {
-                if let SwarmEvent::NewListenAddr { address, .. } = &event {
-                    addresses.push(format!("{address}/p2p/{peer_id}"));
-                    if ready.is_some() {
-                        // Listeners report their addresses together; answer shortly after.
-                        settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(200));
+                match &event {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        addresses.push(format!("{address}/p2p/{peer_id}"));
+                        if config.external.is_empty() {
+                            swarm.add_external_address(address.clone());
+                        }
+                        if ready.is_some() {
+                            // Listeners report their addresses together; answer shortly after.
+                            settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(200));
+                        }
                     }
+                    SwarmEvent::ConnectionEstablished { peer_id: peer, num_established, endpoint, .. } => {
+                        // Members reach the mailbox directly, not through another relay.
+                        if num_established.get() == 1 && !endpoint.is_relayed()
+                            && let Some(device) = device_of(peer)
+                        {
+                            tokio::spawn(crate::net::open_stream(device, *peer, control.clone(), net_tx.clone()));
+                        }
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id: peer, num_established: 0, .. } => {
+                        if let Some(device) = device_of(peer) {
+                            let _ = net_tx.send(NetEvent::Disconnected { device }).await;
+                        }
+                    }
+                    _ => {}
                 }
                 observe(&metrics, &peer_id, event);
             }
         }
     }
+    drop(net_tx);
+    carrier.abort();
     Ok(())
+}
+
+/// Carries messages between the network and the mailbox's exchange. Storing blocks (it
+/// ends with an fsync), so it runs in place on this worker while the swarm goes on.
+async fn carry(
+    mut exchange: Exchange,
+    mut events: mpsc::Receiver<NetEvent>,
+    metrics: Arc<Metrics>,
+) {
+    let mut outbox = Outbox::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let step = tokio::select! {
+            event = events.recv() => match event {
+                None => return,
+                Some(NetEvent::Connected { device, writer, .. }) => {
+                    outbox.connected(device, writer);
+                    exchange.connected(device, now)
+                }
+                Some(NetEvent::Disconnected { device }) => {
+                    outbox.disconnected(&device);
+                    exchange.disconnected(&device);
+                    continue;
+                }
+                Some(NetEvent::Message { device, message }) => {
+                    tokio::task::block_in_place(|| exchange.message(device, message, now))
+                }
+                Some(NetEvent::Addresses(_)) => continue,
+            },
+            _ = tick.tick() => tokio::task::block_in_place(|| exchange.tick(now)),
+        };
+        metrics.mailbox_step(&step, exchange.mailbox());
+        for (device, message) in step.sends {
+            outbox.send(device, message);
+        }
+    }
 }
 
 /// Keeps the metrics in step with the swarm's events.

@@ -5,8 +5,9 @@
 //! through its command line.
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The path of a freshly built `cercle` binary of the same profile as the running tests.
@@ -326,4 +327,268 @@ impl TestHome {
             .filter_map(|n| n["text"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+/// A `cercle relay` process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    child: Child,
+    /// The JSON object it printed when ready: `peer_id`, `addresses`, `metrics`.
+    pub ready: serde_json::Value,
+}
+
+impl Relay {
+    /// Runs `PREFIX... cercle --home HOME --json relay ARGS...` and waits for its first line.
+    pub fn start(home: &TestHome, prefix: &[&str], args: &[&str]) -> Relay {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(cercle_bin());
+                c
+            }
+            None => Command::new(cercle_bin()),
+        };
+        let mut child = cmd
+            .arg("--home")
+            .arg(home.path())
+            .args(["--json", "relay"])
+            .args(args)
+            .env_remove("CERCLE_HOME")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start cercle relay: {e}"));
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let ready = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the relay's first line is not JSON ({e}): {line:?}"));
+        Relay { child, ready }
+    }
+
+    /// Its peer id.
+    pub fn peer_id(&self) -> String {
+        self.ready["peer_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Its listen addresses, each ending in `/p2p/<peer id>`.
+    pub fn addresses(&self) -> Vec<String> {
+        self.ready["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The listen address on `ip` (e.g. the relay's side of a namespace link).
+    pub fn address_on(&self, ip: &str) -> String {
+        self.addresses()
+            .into_iter()
+            .find(|a| a.starts_with(&format!("/ip4/{ip}/tcp/")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the relay listens on no TCP address of {ip}: {}",
+                    self.ready
+                )
+            })
+    }
+
+    /// `GET path` on its metrics server: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = format!(
+            "http://{}{path}",
+            self.ready["metrics"].as_str().unwrap_or_default()
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        runtime.block_on(async {
+            let r = reqwest::get(&url)
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        })
+    }
+
+    /// `/metrics`, parsed by an independent Prometheus text parser (a failure to parse fails
+    /// the test).
+    pub fn metrics(&self) -> Metrics {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}): {text}"));
+        Metrics { scrape, text }
+    }
+
+    /// Kills the relay with SIGKILL, without warning, and waits for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed `/metrics` page.
+#[derive(Debug)]
+pub struct Metrics {
+    scrape: prometheus_parse::Scrape,
+    /// The page as served.
+    pub text: String,
+}
+
+impl Metrics {
+    /// The value of the sample `name` whose labels include `labels` (0 if there is none:
+    /// a labelled counter appears at its first increment).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+}
+
+/// Whether the tests run as root (needed to create network namespaces).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Network namespaces joined by veth pairs: private machines and links that reach nothing
+/// else. Removed (with their links) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    names: Vec<String>,
+    tag: u32,
+    links: usize,
+}
+
+impl Netns {
+    /// Creates one namespace per name (made unique to this process), loopback up.
+    pub fn create(names: &[&str]) -> Result<Netns, String> {
+        let tag = std::process::id() % 100_000;
+        let mut netns = Netns {
+            names: Vec::new(),
+            tag,
+            links: 0,
+        };
+        for name in names {
+            let full = format!("cercle-{name}{tag}");
+            ip(&["netns", "add", &full])?;
+            netns.names.push(full.clone());
+            ip(&["-n", &full, "link", "set", "lo", "up"])?;
+        }
+        Ok(netns)
+    }
+
+    /// Links namespace `a` (address `a_ip`) to namespace `b`, or to the test's own namespace
+    /// if `b` is `None`, with /24 addresses.
+    pub fn link(
+        &mut self,
+        a: usize,
+        a_ip: &str,
+        b: Option<usize>,
+        b_ip: &str,
+    ) -> Result<(), String> {
+        self.links += 1;
+        let (va, vb) = (
+            format!("v{}a{}", self.tag, self.links),
+            format!("v{}b{}", self.tag, self.links),
+        );
+        let ns_a = self.names[a].clone();
+        match b {
+            Some(b) => {
+                let ns_b = self.names[b].clone();
+                ip(&[
+                    "link", "add", &va, "netns", &ns_a, "type", "veth", "peer", "name", &vb,
+                    "netns", &ns_b,
+                ])?;
+                ip(&[
+                    "-n",
+                    &ns_b,
+                    "addr",
+                    "add",
+                    &format!("{b_ip}/24"),
+                    "dev",
+                    &vb,
+                ])?;
+                ip(&["-n", &ns_b, "link", "set", &vb, "up", "multicast", "on"])?;
+            }
+            None => {
+                ip(&[
+                    "link", "add", &vb, "type", "veth", "peer", "name", &va, "netns", &ns_a,
+                ])?;
+                ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &vb])?;
+                ip(&["link", "set", &vb, "up"])?;
+            }
+        }
+        ip(&[
+            "-n",
+            &ns_a,
+            "addr",
+            "add",
+            &format!("{a_ip}/24"),
+            "dev",
+            &va,
+        ])?;
+        ip(&["-n", &ns_a, "link", "set", &va, "up", "multicast", "on"])?;
+        Ok(())
+    }
+
+    /// The prefix that runs a command inside namespace `i`.
+    pub fn exec(&self, i: usize) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.names[i]]
+    }
+
+    /// Runs `ip ARGS...` inside namespace `i`; its output, or why it failed.
+    pub fn ip(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["-n", &self.names[i]];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "delete", n]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -8,70 +8,13 @@
 // Saying why the test was skipped is its output.
 #![allow(clippy::print_stderr)]
 
-use std::process::Command;
+use cercle_tests::{Daemon, Netns, TestHome, is_root, wait_until};
 
-use cercle_tests::{Daemon, TestHome, wait_until};
-
-/// Two namespaces and the veth pair between them; removed on drop.
-struct Lan {
-    names: [String; 2],
-}
-
-impl Lan {
-    fn create() -> Result<Lan, String> {
-        let tag = std::process::id() % 100_000;
-        let names = [format!("cercle-a{tag}"), format!("cercle-b{tag}")];
-        let lan = Lan { names };
-        let [a, b] = &lan.names;
-        let (va, vb) = (format!("va{tag}"), format!("vb{tag}"));
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", a],
-            vec!["netns", "add", b],
-            vec![
-                "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b,
-            ],
-            vec!["-n", a, "addr", "add", "10.77.0.1/24", "dev", &va],
-            vec!["-n", b, "addr", "add", "10.77.0.2/24", "dev", &vb],
-            vec!["-n", a, "link", "set", "lo", "up"],
-            vec!["-n", b, "link", "set", "lo", "up"],
-            vec!["-n", a, "link", "set", &va, "up", "multicast", "on"],
-            vec!["-n", b, "link", "set", &vb, "up", "multicast", "on"],
-        ];
-        for step in steps {
-            let out = Command::new("ip")
-                .args(&step)
-                .output()
-                .map_err(|e| format!("cannot run ip: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "ip {} failed: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(lan)
-    }
-
-    fn exec(&self, i: usize) -> [&str; 4] {
-        ["ip", "netns", "exec", &self.names[i]]
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "delete", n]).status();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+/// Two namespaces and the veth pair between them.
+fn lan() -> Result<Netns, String> {
+    let mut lan = Netns::create(&["a", "b"])?;
+    lan.link(0, "10.77.0.1", Some(1), "10.77.0.2")?;
+    Ok(lan)
 }
 
 #[test]
@@ -80,7 +23,7 @@ fn two_nodes_on_a_lan_find_each_other_by_mdns_and_sync() {
         eprintln!("SKIPPED: creating network namespaces needs root (CI runs as root)");
         return;
     }
-    let lan = match Lan::create() {
+    let lan = match lan() {
         Ok(lan) => lan,
         Err(e) => {
             eprintln!("SKIPPED: cannot create the two-namespace LAN: {e}");

@@ -6,89 +6,24 @@
 // Saying why a part was skipped is this test's output.
 #![allow(clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use cercle_tests::{Daemon, TestHome, cercle_bin, wait_until};
+use cercle_tests::{Daemon, Relay, TestHome, cercle_bin, wait_until};
 
-struct Relay {
-    child: Child,
-    ready: serde_json::Value,
-}
-
-impl Relay {
-    fn start(home: &TestHome) -> Relay {
-        let mut child = Command::new(cercle_bin())
-            .arg("--home")
-            .arg(home.path())
-            .args([
-                "--json",
-                "relay",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--metrics",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start cercle relay: {e}"));
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        let ready = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("the relay's first line is not JSON ({e}): {line:?}"));
-        Relay { child, ready }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let url = format!(
-            "http://{}{path}",
-            self.ready["metrics"].as_str().unwrap_or_default()
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        runtime.block_on(async {
-            let r = reqwest::get(&url)
-                .await
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        })
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The value of an unlabelled sample in Prometheus text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
+const LOOPBACK: [&str; 4] = [
+    "--listen",
+    "/ip4/127.0.0.1/tcp/0",
+    "--metrics",
+    "127.0.0.1:0",
+];
 
 #[test]
 fn a_relay_says_who_it_is_keeps_its_identity_and_exposes_metrics() {
     let home = TestHome::new();
-    let relay = Relay::start(&home);
-    let peer_id = relay.ready["peer_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let relay = Relay::start(&home, &[], &LOOPBACK);
+    let peer_id = relay.peer_id();
     assert!(peer_id.starts_with("12D3KooW"), "{}", relay.ready);
-    let addresses: Vec<String> = relay.ready["addresses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
+    let addresses = relay.addresses();
     assert!(!addresses.is_empty(), "{}", relay.ready);
     assert!(
         addresses
@@ -105,8 +40,8 @@ fn a_relay_says_who_it_is_keeps_its_identity_and_exposes_metrics() {
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert_eq!(
-        sample(&text, "cercle_relay_connections"),
-        Some(0.0),
+        relay.metrics().value("cercle_relay_connections", &[]),
+        0.0,
         "{text}"
     );
 
@@ -125,18 +60,18 @@ fn a_relay_says_who_it_is_keeps_its_identity_and_exposes_metrics() {
         ],
     );
     assert!(
-        wait_until(20, || sample(
-            &relay.get("/metrics").1,
-            "cercle_relay_connections"
-        ) >= Some(1.0)),
+        wait_until(20, || relay
+            .metrics()
+            .value("cercle_relay_connections", &[])
+            >= 1.0),
         "the relay did not count the node's connection: {}",
         relay.get("/metrics").1
     );
 
     // Killed without warning, it comes back as the same peer.
-    drop(relay);
-    let again = Relay::start(&home);
-    assert_eq!(again.ready["peer_id"], peer_id.as_str());
+    relay.kill();
+    let again = Relay::start(&home, &[], &LOOPBACK);
+    assert_eq!(again.peer_id(), peer_id);
 }
 
 #[test]

@@ -20,6 +20,11 @@ pub(crate) struct UpArgs {
     /// dialed again whenever the connection drops.
     #[arg(long, value_name = "MULTIADDR")]
     peer: Vec<String>,
+    /// Use this relay (repeatable): reachable through it, members met at its rendezvous,
+    /// envelopes kept in its mailbox for members who are offline. The address ends with the
+    /// relay's peer id, as `cercle relay` prints it.
+    #[arg(long, value_name = "MULTIADDR")]
+    relay: Vec<String>,
     /// Do not look for peers on the local network (mDNS).
     #[arg(long)]
     no_mdns: bool,
@@ -47,6 +52,7 @@ pub(crate) fn parse_addresses(
 pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     let listen = parse_addresses("--listen", &args.listen)?;
     let peers = parse_addresses("--peer", &args.peer)?;
+    let relays = parse_addresses("--relay", &args.relay)?;
     if let Some(a) = args.api
         && !a.ip().is_loopback()
     {
@@ -54,13 +60,18 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
             "--api {a} is not a loopback address: the local API listens on 127.0.0.1 only"
         );
     }
+    let net = NetConfig {
+        listen,
+        peers,
+        mdns: !args.no_mdns,
+        relays,
+    };
+    if let Err(e) = net.relay_devices() {
+        anyhow::bail!("--relay: {e}, as `cercle relay` prints it");
+    }
     let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
     let config = NodeConfig {
-        net: NetConfig {
-            listen,
-            peers,
-            mdns: !args.no_mdns,
-        },
+        net,
         api: args.api,
         home: ctx.home.root().to_path_buf(),
     };

@@ -582,6 +582,14 @@ impl Circle {
             .collect()
     }
 
+    /// Where members of the current epoch meet at a relay's rendezvous, if `me` holds the
+    /// current epoch's key.
+    pub fn rendezvous_namespace(&self, me: &LocalIdentity) -> Option<String> {
+        let current = self.resolution().epoch?;
+        let keys = self.epoch_keys(me).ok()?;
+        keys.get(&current).map(EpochKey::rendezvous_namespace)
+    }
+
     /// Every epoch key of this circle that `me`'s device can open.
     pub fn epoch_keys(
         &self,
@@ -1019,7 +1027,7 @@ impl Circle {
                 circle: self.id,
                 resolution: &self.resolved,
                 holders: &keys.holders,
-                keys: &keys.keys,
+                keys: Some(&keys.keys),
             };
             let mut ready = Vec::new();
             for bytes in envelopes {

@@ -12,6 +12,7 @@ use crate::api::{Answer, CircleSummary, MemberRow, NodeEvent, NoteRow, PeerRow, 
 use crate::circle::membership::{CircleId, OpHash};
 use crate::circle::{Circle, CircleError};
 use crate::identity::{CardError, ContactCard, DeviceId, LocalIdentity};
+use crate::net::Spot;
 use crate::store::{Store, StoreError, Ticket};
 use crate::sync::{Local, Message, PeerSync, Received, SyncRejection, Vector};
 
@@ -45,6 +46,8 @@ pub enum Output {
     Event(NodeEvent),
     /// Dial a multiaddress.
     Dial(String),
+    /// Where the circles' members meet at relays changed.
+    Spots(Vec<Spot>),
 }
 
 /// A handled request: its answer, the tickets to wait for before giving it, and what to
@@ -79,6 +82,8 @@ impl Handled {
 pub struct Circles {
     store: Arc<dyn Store>,
     open: BTreeMap<CircleId, Circle>,
+    /// The relays this node uses: each keeps a mailbox of every circle.
+    relays: BTreeSet<DeviceId>,
 }
 
 impl Circles {
@@ -89,7 +94,11 @@ impl Circles {
             let c = Circle::open(store.clone(), me, &info.id)?;
             open.insert(c.id(), c);
         }
-        Ok(Circles { store, open })
+        Ok(Circles {
+            store,
+            open,
+            relays: BTreeSet::new(),
+        })
     }
 
     /// The open circle whose id starts with `query`: found among those in memory, without
@@ -101,6 +110,9 @@ impl Circles {
 
 impl Local for Circles {
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId> {
+        if self.relays.contains(device) {
+            return self.open.keys().copied().collect();
+        }
         self.open
             .values()
             .filter(|c| c.resolution().member_of(device).is_some())
@@ -194,6 +206,31 @@ impl NodeCore {
         self.running = true;
     }
 
+    /// The relays this node uses: they get every circle's envelopes (for their mailbox).
+    pub fn set_relays(&mut self, relays: BTreeSet<DeviceId>) {
+        self.circles.relays = relays;
+    }
+
+    /// Where each circle's members meet at relays: the namespace of its current epoch, and
+    /// its members' devices.
+    pub fn spots(&self) -> Vec<Spot> {
+        self.circles
+            .open
+            .values()
+            .filter_map(|c| {
+                let namespace = c.rendezvous_namespace(&self.me)?;
+                let members = c
+                    .resolution()
+                    .members
+                    .values()
+                    .flat_map(|m| m.devices.iter())
+                    .filter_map(|d| crate::net::peer_of(&d.device))
+                    .collect();
+                Some(Spot { namespace, members })
+            })
+            .collect()
+    }
+
     /// The node's listen addresses changed.
     pub fn set_addresses(&mut self, addresses: Vec<String>) {
         self.addresses = addresses;
@@ -283,7 +320,8 @@ impl NodeCore {
             ops,
             envelopes,
         } = r;
-        if !self.circles.open.contains_key(&circle) {
+        let joined = !self.circles.open.contains_key(&circle);
+        if joined {
             match Circle::join(self.circles.store.clone(), &self.me, circle, &ops) {
                 Ok(c) => {
                     self.circles.open.insert(circle, c);
@@ -321,7 +359,7 @@ impl NodeCore {
             circle,
             Some(from),
             receipt.accepted,
-            !receipt.new_ops.is_empty(),
+            joined || !receipt.new_ops.is_empty(),
             now,
         ));
         out
@@ -338,6 +376,9 @@ impl NodeCore {
         now: i64,
     ) -> Vec<Output> {
         let mut out = Vec::new();
+        if membership_changed {
+            out.push(Output::Spots(self.spots()));
+        }
         for (device, peer) in &mut self.peers {
             if membership_changed {
                 out.extend(sends(*device, peer.sync.resync(&self.circles, now)));
@@ -522,10 +563,17 @@ impl NodeCore {
         // Durable already (create commits); nobody else shares it yet.
         c.take_sealed();
         let info = c.info().clone();
-        self.circles.open.insert(c.id(), c);
-        Ok(Handled::now(Answer::Circles {
-            circles: vec![info],
-        }))
+        let id = c.id();
+        self.circles.open.insert(id, c);
+        // Relays keep a mailbox of it from now on.
+        let after = self.pass_on(id, None, Vec::new(), true, now.millis());
+        Ok(Handled {
+            answer: Answer::Circles {
+                circles: vec![info],
+            },
+            tickets: Vec::new(),
+            after,
+        })
     }
 
     fn add_notes(

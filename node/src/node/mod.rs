@@ -15,7 +15,6 @@
 
 pub mod core;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,16 +23,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::api::{self, Answer, ApiFile, NodeEvent, Request};
-use crate::identity::{DeviceId, LocalIdentity};
-use crate::net::{self, NetCommand, NetConfig, NetEvent};
+use crate::identity::LocalIdentity;
+use crate::net::{self, NetCommand, NetConfig, NetEvent, Outbox};
 use crate::store::{Store, Ticket};
-use crate::sync::Message;
 pub use core::{Circles, Handled, NodeCore, NodeError, Output};
 
 /// Inputs waiting for the core, at most.
 const INPUT_QUEUE: usize = 1024;
-/// Messages kept per peer until our stream to it opens, at most.
-const MAX_EARLY: usize = 1024;
 /// How often the core's clock ticks (anti-entropy timers).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -122,6 +118,7 @@ pub async fn run(
     let peer_id = key.public().to_peer_id();
     let mut core = NodeCore::open(store, me, peer_id.to_string())?;
     core.set_running();
+    core.set_relays(config.net.relay_devices()?);
 
     let (input_tx, input_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
     let (net_events_tx, mut net_events_rx) = mpsc::channel::<NetEvent>(net::INBOUND_QUEUE);
@@ -151,6 +148,7 @@ pub async fn run(
         reason: e,
     })?;
 
+    let _ = net_cmd_tx.try_send(NetCommand::Spots(core.spots()));
     let net = tokio::spawn(net::run(key, config.net.clone(), net_events_tx, net_cmd_rx));
     // Network events go to the core through the same queue as requests.
     let forward_input = input_tx.clone();
@@ -215,9 +213,7 @@ async fn stop(config: &NodeConfig, input: &mpsc::Sender<Input>, core: std::threa
 
 /// Where the core's outputs go: per-peer writers, the event stream, the network task.
 struct Outlets {
-    writers: BTreeMap<DeviceId, mpsc::UnboundedSender<Message>>,
-    /// Messages for a peer whose stream to us delivered before ours to it opened.
-    early: BTreeMap<DeviceId, Vec<Message>>,
+    outbox: Outbox,
     net: mpsc::Sender<NetCommand>,
     events: broadcast::Sender<NodeEvent>,
 }
@@ -226,21 +222,7 @@ impl Outlets {
     fn route(&mut self, outputs: Vec<Output>) {
         for o in outputs {
             match o {
-                Output::Send(device, message) => match self.writers.get(&device) {
-                    Some(w) => {
-                        if w.send(message).is_err() {
-                            self.writers.remove(&device);
-                        }
-                    }
-                    None => {
-                        let queue = self.early.entry(device).or_default();
-                        if queue.len() < MAX_EARLY {
-                            queue.push(message);
-                        } else {
-                            tracing::warn!(%device, "dropped a message for a peer not yet reachable");
-                        }
-                    }
-                },
+                Output::Send(device, message) => self.outbox.send(device, message),
                 Output::Event(e) => {
                     let _ = self.events.send(e);
                 }
@@ -249,21 +231,13 @@ impl Outlets {
                         tracing::warn!("too many dials queued; one was dropped");
                     }
                 }
+                Output::Spots(spots) => {
+                    if self.net.try_send(NetCommand::Spots(spots)).is_err() {
+                        tracing::warn!("the network is busy; circles' meeting spots not updated");
+                    }
+                }
             }
         }
-    }
-
-    /// Our stream to `device` is open: what waited for it goes first.
-    fn connected(&mut self, device: DeviceId, writer: mpsc::UnboundedSender<Message>) {
-        for message in self.early.remove(&device).unwrap_or_default() {
-            let _ = writer.send(message);
-        }
-        self.writers.insert(device, writer);
-    }
-
-    fn disconnected(&mut self, device: &DeviceId) {
-        self.writers.remove(device);
-        self.early.remove(device);
     }
 }
 
@@ -276,8 +250,7 @@ fn drive(
     events: broadcast::Sender<NodeEvent>,
 ) {
     let mut out = Outlets {
-        writers: BTreeMap::new(),
-        early: BTreeMap::new(),
+        outbox: Outbox::default(),
         net,
         events,
     };
@@ -313,11 +286,11 @@ fn drive(
                 peer_id,
                 writer,
             }) => {
-                out.connected(device, writer);
+                out.outbox.connected(device, writer);
                 out.route(core.peer_connected(device, peer_id.to_string(), now()));
             }
             Input::Net(NetEvent::Disconnected { device }) => {
-                out.disconnected(&device);
+                out.outbox.disconnected(&device);
                 out.route(core.peer_disconnected(&device));
             }
             Input::Net(NetEvent::Message { device, message }) => {

@@ -1,0 +1,179 @@
+//! The relay's side of the sync protocol, sans-I/O: the same [`PeerSync`] state machine
+//! members' nodes run, over the [`Mailbox`] instead of a member's circles. Messages and time
+//! in; messages out, with every refusal named so the shell can count it.
+//!
+//! A member's node treats a relay it uses as a peer sharing all its circles: it pushes every
+//! new envelope there and, on connect, both sides exchange what the other lacks (the pull).
+//! The relay answers only for the circles of which the peer's device is a current member,
+//! and passes what it stores on to the other members connected to it.
+
+use std::collections::BTreeMap;
+
+use crate::identity::DeviceId;
+use crate::sync::{Message, PeerSync, SyncRejection};
+
+use super::{Delivery, Mailbox};
+
+/// Retention is enforced this often (microseconds).
+const SWEEP_EVERY: i64 = 3600 * 1_000_000;
+
+/// Which way a refused request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A peer sent data.
+    Push,
+    /// A peer asked for data.
+    Pull,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Push => "push",
+            Direction::Pull => "pull",
+        }
+    }
+}
+
+/// What the shell must do after one input.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Messages to send, in order, to connected devices.
+    pub sends: Vec<(DeviceId, Message)>,
+    /// Refusals, by direction and reason.
+    pub refused: Vec<(Direction, &'static str)>,
+    /// What was stored.
+    pub stored: Delivery,
+}
+
+/// The mailbox and the protocol state of each connected device.
+#[derive(Debug)]
+pub struct Exchange {
+    mailbox: Mailbox,
+    peers: BTreeMap<DeviceId, PeerSync>,
+    last_sweep: Option<i64>,
+}
+
+impl Exchange {
+    pub fn new(mailbox: Mailbox) -> Exchange {
+        Exchange {
+            mailbox,
+            peers: BTreeMap::new(),
+            last_sweep: None,
+        }
+    }
+
+    /// The mailbox, for metrics and listings.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// A device's sync stream opened: the exchange starts with a `Hello`.
+    pub fn connected(&mut self, device: DeviceId, now_ms: i64) -> Step {
+        let messages = match self.peers.get_mut(&device) {
+            // Its messages arrived before our stream to it opened: a Hello completes it.
+            Some(sync) => sync.resync(&self.mailbox, now_ms),
+            None => {
+                let mut sync = PeerSync::new(device);
+                let out = sync.connected(&self.mailbox, now_ms);
+                self.peers.insert(device, sync);
+                out
+            }
+        };
+        Step {
+            sends: messages.into_iter().map(|m| (device, m)).collect(),
+            ..Step::default()
+        }
+    }
+
+    /// A device's last connection closed.
+    pub fn disconnected(&mut self, device: &DeviceId) {
+        self.peers.remove(device);
+    }
+
+    /// A message from a device. Stored data is on disk when this returns, before the
+    /// acknowledgement in [`Step::sends`] goes out.
+    pub fn message(&mut self, device: DeviceId, message: Message, now_ms: i64) -> Step {
+        let mut step = Step::default();
+        if let Message::Hello { circles } = &message {
+            let ids: Vec<_> = circles.iter().map(|(c, _)| *c).collect();
+            for _ in 0..self.mailbox.refused_pulls(&device, &ids) {
+                step.refused.push((Direction::Pull, "not_member"));
+            }
+        }
+        let direction = match message {
+            Message::Data { .. } => Direction::Push,
+            _ => Direction::Pull,
+        };
+        let sync = self
+            .peers
+            .entry(device)
+            .or_insert_with(|| PeerSync::new(device));
+        let (replies, received) = match sync.receive(&self.mailbox, message) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(%device, reason = %e, "refused a mailbox request");
+                let kind = match e {
+                    SyncRejection::NotShared => "not_member",
+                    SyncRejection::TooLarge(_) => "oversized",
+                    _ => "protocol",
+                };
+                step.refused.push((direction, kind));
+                return step;
+            }
+        };
+        let Some(data) = received else {
+            step.sends = replies.into_iter().map(|m| (device, m)).collect();
+            return step;
+        };
+        let circle = data.circle;
+        let ops_before = self.mailbox.op_count(&circle);
+        let mut delivery = self.mailbox.receive(&device, data, now_ms * 1000);
+        let accepted = std::mem::take(&mut delivery.accepted);
+        for r in &delivery.refused {
+            step.refused.push((Direction::Push, r.kind()));
+        }
+        step.sends = replies.into_iter().map(|m| (device, m)).collect();
+        let membership_changed = self.mailbox.op_count(&circle) != ops_before;
+        // Pass on to the other members connected here.
+        for (other, sync) in &mut self.peers {
+            if membership_changed {
+                step.sends.extend(
+                    sync.resync(&self.mailbox, now_ms)
+                        .into_iter()
+                        .map(|m| (*other, m)),
+                );
+            }
+            if *other == device || accepted.is_empty() {
+                continue;
+            }
+            step.sends.extend(
+                sync.push(&self.mailbox, circle, accepted.clone())
+                    .into_iter()
+                    .map(|m| (*other, m)),
+            );
+        }
+        step.stored = delivery;
+        step
+    }
+
+    /// Periodic work: anti-entropy with each device, and the retention sweep.
+    pub fn tick(&mut self, now_ms: i64) -> Step {
+        let mut step = Step::default();
+        for (device, sync) in &mut self.peers {
+            step.sends.extend(
+                sync.tick(&self.mailbox, now_ms)
+                    .into_iter()
+                    .map(|m| (*device, m)),
+            );
+        }
+        let now = now_ms * 1000;
+        if self.last_sweep.is_none_or(|at| now - at >= SWEEP_EVERY) {
+            self.last_sweep = Some(now);
+            if let Err(e) = self.mailbox.sweep(now) {
+                tracing::error!(error = %e, "the retention sweep failed");
+            }
+        }
+        step
+    }
+}

@@ -1,0 +1,830 @@
+//! The relay's mailbox: envelopes of the circles that use a relay, kept until their members
+//! come online, on a sled database in the relay's home.
+//!
+//! The mailbox holds what a relay may hold and nothing more: each circle's signed membership
+//! operations (from which it computes who is a member, exactly as nodes do) and the
+//! envelopes as they travel, encrypted. It never holds a key. Every envelope pushed goes
+//! through the checks a relay can make without reading it ([`EnvelopeLog`] with no keys:
+//! size, decoding, signature, a current member's device allowed to write that document in
+//! that epoch, chain continuity); only then is it stored. Only the devices of a circle's
+//! current members may push to it or pull from it ([`Local::shared_with`]).
+//!
+//! Each circle has quotas (bytes, envelopes, operations) and a retention: a circle with no
+//! new envelope for [`MailboxLimits::retention`] is dropped (its members still sync with
+//! each other). A push is stored and flushed to disk before it is acknowledged.
+//!
+//! Layout, three sled trees:
+//! - `ops`: circle (32) ‖ op hash (32) → the operation's bytes;
+//! - `envelopes`: circle (32) ‖ doc (1) ‖ device (32) ‖ seq (8, big-endian) → envelope bytes;
+//! - `circles`: circle (32) → time of the last stored envelope (i64 µs, big-endian).
+
+pub mod exchange;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use cercle_crdt::DocKind;
+
+use crate::circle::membership::{CircleId, MembershipLog, OpBody, OpHash, Resolution, SignedOp};
+use crate::crypto::EpochId;
+use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRejection};
+use crate::identity::DeviceId;
+use crate::sync::{Local, Received, Vector};
+
+/// Why the mailbox cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailboxError {
+    #[error("cannot open the mailbox database at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("the mailbox database failed: {0}")]
+    Db(#[from] sled::Error),
+}
+
+/// How much one circle may hold, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// Circles held at most.
+    pub circles: usize,
+    /// Envelope bytes per circle.
+    pub bytes: u64,
+    /// Envelopes per circle.
+    pub envelopes: u64,
+    /// Membership operations per circle (including those waiting for a parent).
+    pub ops: usize,
+    /// A circle with no new envelope for this long is dropped.
+    pub retention: Duration,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> MailboxLimits {
+        MailboxLimits {
+            circles: 10_000,
+            bytes: 256 * 1024 * 1024,
+            envelopes: 200_000,
+            ops: 10_000,
+            retention: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// Why something a peer sent was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("the device is not a current member of the circle")]
+    NotMember,
+    #[error("the operations do not start from the circle's genesis")]
+    NoGenesis,
+    #[error("the relay holds as many circles as it may")]
+    CirclesFull,
+    #[error("the circle's mailbox is full")]
+    Quota,
+    #[error("membership operation refused: {0}")]
+    Op(String),
+    #[error("envelope refused: {0}")]
+    Envelope(EnvelopeRejection),
+}
+
+impl Refusal {
+    /// A short, stable name of the reason, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::NotMember => "not_member",
+            Refusal::NoGenesis => "no_genesis",
+            Refusal::CirclesFull => "circles_full",
+            Refusal::Quota => "quota",
+            Refusal::Op(_) => "membership_op",
+            Refusal::Envelope(r) => r.kind(),
+        }
+    }
+}
+
+/// What became of one push.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The envelopes stored, to pass on to connected members.
+    pub accepted: Vec<Vec<u8>>,
+    pub ops: usize,
+    pub envelopes: usize,
+    pub bytes: u64,
+    pub refused: Vec<Refusal>,
+}
+
+/// What the mailbox holds in all (for metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub circles: u64,
+    pub ops: u64,
+    pub envelopes: u64,
+    pub bytes: u64,
+}
+
+/// One circle's line in an operator's listing: sizes and timing, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CircleUsage {
+    pub circle: String,
+    pub members: usize,
+    pub ops: usize,
+    pub envelopes: u64,
+    pub bytes: u64,
+    /// Microseconds since the epoch of the last stored envelope.
+    pub last_active: i64,
+}
+
+/// One circle as the relay holds it.
+#[derive(Debug)]
+struct Held {
+    log: MembershipLog,
+    resolution: Resolution,
+    holders: BTreeMap<EpochId, BTreeSet<DeviceId>>,
+    envelopes: EnvelopeLog,
+    vectors: BTreeMap<DocKind, Vector>,
+    count: u64,
+    bytes: u64,
+    last_active: i64,
+}
+
+impl Held {
+    fn new(log: MembershipLog, now: i64) -> Held {
+        let mut held = Held {
+            log,
+            resolution: Resolution::default(),
+            holders: BTreeMap::new(),
+            envelopes: EnvelopeLog::default(),
+            vectors: BTreeMap::new(),
+            count: 0,
+            bytes: 0,
+            last_active: now,
+        };
+        held.resolve();
+        held
+    }
+
+    fn resolve(&mut self) {
+        self.resolution = self.log.resolve();
+        let r = &self.resolution;
+        self.holders = r
+            .epochs
+            .iter()
+            .map(|e| (*e, self.log.holders(e, r)))
+            .collect();
+    }
+
+    fn devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
+        self.resolution
+            .members
+            .values()
+            .flat_map(|m| m.devices.iter().map(|d| d.device))
+    }
+}
+
+/// The mailbox: its database and, in memory, each circle's membership and log heads.
+#[derive(Debug)]
+pub struct Mailbox {
+    db: sled::Db,
+    ops: sled::Tree,
+    envelopes: sled::Tree,
+    circles_tree: sled::Tree,
+    circles: BTreeMap<CircleId, Held>,
+    /// Which circles each current member device may push to and pull from.
+    members: BTreeMap<DeviceId, BTreeSet<CircleId>>,
+    limits: MailboxLimits,
+}
+
+fn doc_code(doc: DocKind) -> u8 {
+    match doc {
+        DocKind::PatientFile => 0,
+        DocKind::LiaisonNotebook => 1,
+        DocKind::Thread => 2,
+    }
+}
+
+fn doc_of(code: u8) -> Option<DocKind> {
+    DocKind::ALL.into_iter().find(|d| doc_code(*d) == code)
+}
+
+fn envelope_key(circle: &CircleId, doc: DocKind, device: &DeviceId, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(73);
+    k.extend_from_slice(&circle.0);
+    k.push(doc_code(doc));
+    k.extend_from_slice(&device.0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Splits an envelope key; `None` if it is not one.
+fn split_envelope_key(k: &[u8]) -> Option<(CircleId, DocKind, DeviceId, u64)> {
+    if k.len() != 73 {
+        return None;
+    }
+    let circle = CircleId(k[..32].try_into().ok()?);
+    let doc = doc_of(k[32])?;
+    let device = DeviceId(k[33..65].try_into().ok()?);
+    let seq = u64::from_be_bytes(k[65..].try_into().ok()?);
+    Some((circle, doc, device, seq))
+}
+
+impl Mailbox {
+    /// Opens (or creates) the mailbox at `path` and rebuilds each circle's state from it.
+    pub fn open(path: &Path, limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| MailboxError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut mailbox = Mailbox {
+            ops: db.open_tree("ops")?,
+            envelopes: db.open_tree("envelopes")?,
+            circles_tree: db.open_tree("circles")?,
+            db,
+            circles: BTreeMap::new(),
+            members: BTreeMap::new(),
+            limits,
+        };
+        mailbox.load()?;
+        Ok(mailbox)
+    }
+
+    fn load(&mut self) -> Result<(), MailboxError> {
+        // Operations, grouped by circle; the genesis is the one whose hash is the circle.
+        let mut by_circle: BTreeMap<CircleId, Vec<SignedOp>> = BTreeMap::new();
+        for item in self.ops.iter() {
+            let (k, v) = item?;
+            let Some(circle) = k.get(..32).and_then(|c| c.try_into().ok()).map(CircleId) else {
+                continue;
+            };
+            match SignedOp::decode(&v) {
+                Ok(op) => by_circle.entry(circle).or_default().push(op),
+                Err(e) => tracing::error!(%circle, error = %e, "a stored operation is damaged"),
+            }
+        }
+        for (circle, ops) in by_circle {
+            let Some(genesis) = ops.iter().find(|o| o.hash().0 == circle.0).cloned() else {
+                tracing::error!(%circle, "a stored circle has no genesis; skipped");
+                continue;
+            };
+            let Ok(mut log) = MembershipLog::new(genesis) else {
+                continue;
+            };
+            for op in ops {
+                let _ = log.insert(op);
+            }
+            let last_active = self
+                .circles_tree
+                .get(circle.0)?
+                .and_then(|v| v.as_ref().try_into().ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            self.circles.insert(circle, Held::new(log, last_active));
+        }
+        // Envelopes: sizes, and the last one of each log resumes the chain checks.
+        let mut last: Option<(CircleId, DocKind, DeviceId, u64, sled::IVec)> = None;
+        for item in self.envelopes.iter() {
+            let (k, v) = item?;
+            let Some((circle, doc, device, seq)) = split_envelope_key(&k) else {
+                continue;
+            };
+            if let Some(held) = self.circles.get_mut(&circle) {
+                held.count += 1;
+                held.bytes += v.len() as u64;
+            }
+            if let Some(prev) = last.take()
+                && (prev.0, prev.1, prev.2) != (circle, doc, device)
+            {
+                self.resume(prev);
+            }
+            last = Some((circle, doc, device, seq, v));
+        }
+        if let Some(prev) = last {
+            self.resume(prev);
+        }
+        let circles: Vec<CircleId> = self.circles.keys().copied().collect();
+        for c in circles {
+            self.index(&c);
+        }
+        tracing::info!(circles = self.circles.len(), "mailbox opened");
+        Ok(())
+    }
+
+    fn resume(
+        &mut self,
+        (circle, doc, device, seq, bytes): (CircleId, DocKind, DeviceId, u64, sled::IVec),
+    ) {
+        let Some(held) = self.circles.get_mut(&circle) else {
+            return;
+        };
+        match Envelope::decode(&bytes) {
+            Ok(env) => {
+                held.envelopes.resume(&env);
+                held.vectors.entry(doc).or_default().insert(device, seq);
+            }
+            Err(e) => tracing::error!(%circle, error = %e, "a stored envelope is damaged"),
+        }
+    }
+
+    /// Rebuilds the member index of one circle.
+    fn index(&mut self, circle: &CircleId) {
+        for set in self.members.values_mut() {
+            set.remove(circle);
+        }
+        self.members.retain(|_, s| !s.is_empty());
+        if let Some(held) = self.circles.get(circle) {
+            for device in held.devices() {
+                self.members.entry(device).or_default().insert(*circle);
+            }
+        }
+    }
+
+    /// The circles held, in all.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            circles: self.circles.len() as u64,
+            ..Totals::default()
+        };
+        for held in self.circles.values() {
+            t.ops += held.log.ops().count() as u64;
+            t.envelopes += held.count;
+            t.bytes += held.bytes;
+        }
+        t
+    }
+
+    /// Each circle's sizes and last activity, for the operator.
+    pub fn usage(&self) -> Vec<CircleUsage> {
+        self.circles
+            .iter()
+            .map(|(id, h)| CircleUsage {
+                circle: id.to_string(),
+                members: h.resolution.members.len(),
+                ops: h.log.ops().count(),
+                envelopes: h.count,
+                bytes: h.bytes,
+                last_active: h.last_active,
+            })
+            .collect()
+    }
+
+    /// How many membership operations the mailbox holds for `circle`.
+    pub fn op_count(&self, circle: &CircleId) -> usize {
+        self.circles.get(circle).map_or(0, |h| h.log.ops().count())
+    }
+
+    /// Every stored record as (tree, key, value), for an operator's dump.
+    pub fn records(
+        &self,
+    ) -> impl Iterator<Item = Result<(&'static str, Vec<u8>, Vec<u8>), MailboxError>> + '_ {
+        [
+            ("ops", &self.ops),
+            ("envelopes", &self.envelopes),
+            ("circles", &self.circles_tree),
+        ]
+        .into_iter()
+        .flat_map(|(name, tree)| {
+            tree.iter().map(move |item| {
+                item.map(|(k, v)| (name, k.to_vec(), v.to_vec()))
+                    .map_err(MailboxError::from)
+            })
+        })
+    }
+
+    /// The circles among `offered` that this mailbox holds but `device` may not pull.
+    pub fn refused_pulls(&self, device: &DeviceId, offered: &[CircleId]) -> usize {
+        let mine = self.members.get(device);
+        offered
+            .iter()
+            .filter(|c| self.circles.contains_key(c) && !mine.is_some_and(|m| m.contains(c)))
+            .count()
+    }
+
+    /// Takes what `from` pushed: operations, then envelopes, each checked; what passes is
+    /// stored and flushed to disk before this returns.
+    pub fn receive(&mut self, from: &DeviceId, data: Received, now: i64) -> Delivery {
+        let mut delivery = Delivery::default();
+        let circle = data.circle;
+        let adopted = !self.circles.contains_key(&circle);
+        if adopted {
+            match self.adopt(from, circle, &data.ops, now) {
+                Ok(()) => {}
+                Err(r) => {
+                    tracing::info!(%circle, device = %from, reason = %r, "refused a new circle");
+                    delivery.refused.push(r);
+                    return delivery;
+                }
+            }
+        } else if !self.members.get(from).is_some_and(|s| s.contains(&circle)) {
+            delivery.refused.push(Refusal::NotMember);
+            return delivery;
+        }
+        let limits = self.limits;
+        let Some(held) = self.circles.get_mut(&circle) else {
+            return delivery;
+        };
+
+        let mut ops_batch = sled::Batch::default();
+        let mut changed = false;
+        for bytes in &data.ops {
+            if held.log.ops().count() + held.log.waiting() >= limits.ops {
+                delivery.refused.push(Refusal::Quota);
+                break;
+            }
+            match SignedOp::decode(bytes).and_then(|op| Ok((held.log.insert(op.clone())?, op))) {
+                Ok((true, op)) => {
+                    ops_batch.insert(op_key(&circle, &op.hash()), op.bytes());
+                    delivery.ops += 1;
+                    changed = true;
+                }
+                Ok((false, op)) => {
+                    // Already held, or the genesis of a circle just adopted.
+                    if op.hash().0 == circle.0 {
+                        ops_batch.insert(op_key(&circle, &op.hash()), op.bytes());
+                    }
+                }
+                Err(e) => delivery.refused.push(Refusal::Op(e.to_string())),
+            }
+        }
+        if changed {
+            held.resolve();
+        }
+
+        let mut env_batch = sled::Batch::default();
+        let view = CircleView {
+            circle,
+            resolution: &held.resolution,
+            holders: &held.holders,
+            keys: None,
+        };
+        for bytes in &data.envelopes {
+            let size = bytes.len() as u64;
+            if held.count >= limits.envelopes || held.bytes + size > limits.bytes {
+                delivery.refused.push(Refusal::Quota);
+                continue;
+            }
+            match held.envelopes.receive(bytes, &view) {
+                Ok(accepted) => {
+                    for a in accepted {
+                        let b = a.envelope.bytes();
+                        env_batch.insert(envelope_key(&circle, a.doc, &a.device, a.seq), b);
+                        held.vectors
+                            .entry(a.doc)
+                            .or_default()
+                            .insert(a.device, a.seq);
+                        held.count += 1;
+                        held.bytes += b.len() as u64;
+                        delivery.envelopes += 1;
+                        delivery.bytes += b.len() as u64;
+                        delivery.accepted.push(b.to_vec());
+                    }
+                }
+                Err(EnvelopeRejection::Replay { .. }) => {}
+                Err(r) => delivery.refused.push(Refusal::Envelope(r)),
+            }
+        }
+        held.envelopes.rejections.clear();
+        held.envelopes.forks.clear();
+        if delivery.envelopes > 0 {
+            held.last_active = now;
+        }
+        let last_active = held.last_active;
+        let stored = self
+            .ops
+            .apply_batch(ops_batch)
+            .and_then(|()| self.envelopes.apply_batch(env_batch))
+            .and_then(|()| {
+                self.circles_tree
+                    .insert(circle.0, &last_active.to_be_bytes())
+                    .map(|_| ())
+            })
+            .and_then(|()| self.db.flush().map(|_| ()));
+        if let Err(e) = stored {
+            // Nothing is acknowledged as held: forget this circle's state and reload it.
+            tracing::error!(%circle, error = %e, "cannot store in the mailbox");
+            delivery.envelopes = 0;
+            delivery.ops = 0;
+            delivery.accepted.clear();
+        }
+        if changed || adopted {
+            self.index(&circle);
+        }
+        delivery
+    }
+
+    /// A circle not held yet, offered by `from`: its operations must start from the genesis
+    /// named by the circle id and make `from` a current member.
+    fn adopt(
+        &mut self,
+        from: &DeviceId,
+        circle: CircleId,
+        ops: &[Vec<u8>],
+        now: i64,
+    ) -> Result<(), Refusal> {
+        if self.circles.len() >= self.limits.circles {
+            return Err(Refusal::CirclesFull);
+        }
+        let genesis = ops
+            .iter()
+            .filter_map(|b| SignedOp::decode(b).ok())
+            .find(|o| o.hash().0 == circle.0 && matches!(o.content().body, OpBody::Genesis { .. }))
+            .ok_or(Refusal::NoGenesis)?;
+        let mut log = MembershipLog::new(genesis).map_err(|e| Refusal::Op(e.to_string()))?;
+        for op in ops
+            .iter()
+            .take(self.limits.ops)
+            .filter_map(|b| SignedOp::decode(b).ok())
+        {
+            let _ = log.insert(op);
+        }
+        if log.resolve().member_of(from).is_none() {
+            return Err(Refusal::NotMember);
+        }
+        // The operations themselves are stored by `receive`, with the rest of the push.
+        let genesis_only = MembershipLog::new(
+            log.ops()
+                .find(|o| o.hash().0 == circle.0)
+                .cloned()
+                .ok_or(Refusal::NoGenesis)?,
+        )
+        .map_err(|e| Refusal::Op(e.to_string()))?;
+        self.circles.insert(circle, Held::new(genesis_only, now));
+        tracing::info!(%circle, "a new circle uses this mailbox");
+        Ok(())
+    }
+
+    /// Drops the circles with no new envelope within the retention; returns how many.
+    pub fn sweep(&mut self, now: i64) -> Result<usize, MailboxError> {
+        let horizon = now - i64::try_from(self.limits.retention.as_micros()).unwrap_or(i64::MAX);
+        let old: Vec<CircleId> = self
+            .circles
+            .iter()
+            .filter(|(_, h)| h.last_active < horizon)
+            .map(|(c, _)| *c)
+            .collect();
+        for circle in &old {
+            for tree in [&self.ops, &self.envelopes, &self.circles_tree] {
+                let keys: Vec<sled::IVec> = tree
+                    .scan_prefix(circle.0)
+                    .keys()
+                    .collect::<Result<_, _>>()?;
+                let mut batch = sled::Batch::default();
+                for k in keys {
+                    batch.remove(k);
+                }
+                tree.apply_batch(batch)?;
+            }
+            self.circles.remove(circle);
+            self.index(circle);
+            tracing::info!(%circle, "dropped a circle past its retention");
+        }
+        if !old.is_empty() {
+            self.db.flush()?;
+        }
+        Ok(old.len())
+    }
+}
+
+fn op_key(circle: &CircleId, hash: &OpHash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    k.extend_from_slice(&circle.0);
+    k.extend_from_slice(&hash.0);
+    k
+}
+
+impl Local for Mailbox {
+    fn shared_with(&self, device: &DeviceId) -> Vec<CircleId> {
+        self.members
+            .get(device)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn knows(&self, circle: &CircleId) -> bool {
+        self.circles.contains_key(circle)
+    }
+
+    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
+        self.circles
+            .get(circle)
+            .map(|h| h.log.ops().map(SignedOp::hash).collect())
+            .unwrap_or_default()
+    }
+
+    fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
+        self.ops
+            .get(op_key(circle, hash))
+            .ok()
+            .flatten()
+            .map(|v| v.to_vec())
+    }
+
+    fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector {
+        self.circles
+            .get(circle)
+            .and_then(|h| h.vectors.get(&doc).cloned())
+            .unwrap_or_default()
+    }
+
+    fn envelopes(
+        &self,
+        circle: &CircleId,
+        doc: DocKind,
+        device: &DeviceId,
+        from: u64,
+        limit: usize,
+    ) -> Vec<Vec<u8>> {
+        let start = envelope_key(circle, doc, device, from);
+        let end = envelope_key(circle, doc, device, u64::MAX);
+        self.envelopes
+            .range(start..=end)
+            .take(limit)
+            .filter_map(|item| match item {
+                Ok((_, v)) => Some(v.to_vec()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the mailbox");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cercle_crdt::{EntryKind, IdentityUpdate, NewEntry, Role, Timestamp};
+
+    use super::*;
+    use crate::circle::{Circle, Pending};
+    use crate::identity::{LocalIdentity, Profile};
+    use crate::store::{SledStore, Store};
+
+    fn person(name: &str) -> LocalIdentity {
+        let p = Profile::new(name, "infirmière", None, None).unwrap_or_else(|e| panic!("{e}"));
+        LocalIdentity::generate(p, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A coordinator's circle with a nurse, and the coordinator's first note.
+    struct Scene {
+        _dir: tempfile::TempDir,
+        gp: LocalIdentity,
+        nurse: LocalIdentity,
+        circle: Circle,
+    }
+
+    impl Scene {
+        fn new() -> Scene {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let gp = person("Dr Martin");
+            let nurse = person("Julien");
+            let store: Arc<dyn Store> = Arc::new(
+                SledStore::open(dir.path(), gp.storage_key()).unwrap_or_else(|e| panic!("{e}")),
+            );
+            let mut circle = Circle::create(store, &gp, &IdentityUpdate::default(), Timestamp(1))
+                .unwrap_or_else(|e| panic!("{e}"));
+            circle
+                .add_member(
+                    &gp,
+                    &nurse.public().card(&[]),
+                    Role::Professional,
+                    Timestamp(2),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            circle.take_sealed();
+            Scene {
+                _dir: dir,
+                gp,
+                nurse,
+                circle,
+            }
+        }
+
+        /// The envelopes of one new note by the coordinator.
+        fn note(&mut self, text: &str) -> Vec<Vec<u8>> {
+            let entry = NewEntry {
+                kind: EntryKind::Observation,
+                text: text.into(),
+                vitals: None,
+            };
+            self.circle
+                .add_note(&self.gp, entry, Timestamp(3))
+                .and_then(Pending::wait)
+                .unwrap_or_else(|e| panic!("{e}"));
+            self.circle.take_sealed()
+        }
+
+        fn push(&self, envelopes: Vec<Vec<u8>>) -> Received {
+            Received {
+                circle: self.circle.id(),
+                ops: self
+                    .circle
+                    .membership()
+                    .ops()
+                    .map(|o| o.bytes().to_vec())
+                    .collect(),
+                envelopes,
+            }
+        }
+    }
+
+    fn open(dir: &Path, limits: MailboxLimits) -> Mailbox {
+        Mailbox::open(dir, limits).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_members_push_is_kept_across_reopening_and_its_log_goes_on() {
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let first = scene.note("un");
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let d = mailbox.receive(&scene.gp.device(), scene.push(first.clone()), 10);
+        assert_eq!((d.envelopes, d.refused.clone()), (first.len(), Vec::new()));
+        let id = scene.circle.id();
+        // Both members may pull it; the relay serves exactly what it stored.
+        assert_eq!(mailbox.shared_with(&scene.nurse.device()), vec![id]);
+        let vector = mailbox.vector(&id, DocKind::LiaisonNotebook);
+        assert_eq!(vector, scene.circle.vector(DocKind::LiaisonNotebook));
+        let stored = mailbox.envelopes(&id, DocKind::LiaisonNotebook, &scene.gp.device(), 1, 10);
+        assert_eq!(stored, first);
+        let totals = mailbox.totals();
+        drop(mailbox);
+
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        assert_eq!(mailbox.totals(), totals);
+        assert_eq!(mailbox.vector(&id, DocKind::LiaisonNotebook), vector);
+        // The chain resumes where it stopped: the next envelope follows, a replay is quiet.
+        let second = scene.note("deux");
+        let d = mailbox.receive(&scene.gp.device(), scene.push(second), 20);
+        assert_eq!((d.envelopes, d.refused), (1, Vec::new()));
+        let d = mailbox.receive(&scene.gp.device(), scene.push(first), 30);
+        assert_eq!((d.envelopes, d.refused), (0, Vec::new()));
+    }
+
+    #[test]
+    fn a_stranger_can_neither_bring_a_circle_nor_pull_one() {
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let stranger = person("Inconnu");
+        let envelopes = scene.note("un");
+        let d = mailbox.receive(&stranger.device(), scene.push(envelopes.clone()), 10);
+        assert_eq!(d.refused, vec![Refusal::NotMember]);
+        assert_eq!(mailbox.totals(), Totals::default());
+
+        mailbox.receive(&scene.gp.device(), scene.push(envelopes.clone()), 10);
+        let id = scene.circle.id();
+        assert!(mailbox.shared_with(&stranger.device()).is_empty());
+        assert_eq!(mailbox.refused_pulls(&stranger.device(), &[id]), 1);
+        assert_eq!(mailbox.refused_pulls(&scene.nurse.device(), &[id]), 0);
+        let d = mailbox.receive(&stranger.device(), scene.push(envelopes), 10);
+        assert_eq!(d.refused, vec![Refusal::NotMember]);
+    }
+
+    #[test]
+    fn a_forged_envelope_is_refused_and_not_stored() {
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let mut forged = scene.note("un");
+        if let Some(byte) = forged[0].last_mut() {
+            *byte ^= 1;
+        }
+        let d = mailbox.receive(&scene.gp.device(), scene.push(forged), 10);
+        assert_eq!(d.envelopes, 0);
+        assert_eq!(
+            d.refused.iter().map(Refusal::kind).collect::<Vec<_>>(),
+            vec!["bad_signature"]
+        );
+        assert_eq!(mailbox.totals().envelopes, 0);
+    }
+
+    #[test]
+    fn a_full_mailbox_refuses_and_an_idle_one_is_dropped() {
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let limits = MailboxLimits {
+            envelopes: 1,
+            retention: Duration::from_secs(60),
+            ..MailboxLimits::default()
+        };
+        let mut mailbox = open(dir.path(), limits);
+        let mut both = scene.note("un");
+        both.extend(scene.note("deux"));
+        let d = mailbox.receive(&scene.gp.device(), scene.push(both), 0);
+        assert_eq!((d.envelopes, d.refused), (1, vec![Refusal::Quota]));
+
+        assert_eq!(
+            mailbox.sweep(59_000_000).unwrap_or_else(|e| panic!("{e}")),
+            0
+        );
+        assert_eq!(
+            mailbox.sweep(61_000_000).unwrap_or_else(|e| panic!("{e}")),
+            1
+        );
+        assert_eq!(mailbox.totals(), Totals::default());
+        drop(mailbox);
+        assert_eq!(open(dir.path(), limits).totals(), Totals::default());
+    }
+}
