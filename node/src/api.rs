@@ -52,6 +52,8 @@ pub enum Request {
         member: String,
         role: Role,
     },
+    /// Names the relays the circle uses (replacing the earlier list; empty for none).
+    RelaysSet { circle: String, relays: Vec<String> },
     /// Adds notes to the liaison notebook; answered once they are durable.
     NoteAdd {
         circle: String,
@@ -120,6 +122,8 @@ pub struct CircleSummary {
     pub closed: bool,
     pub members: Vec<MemberRow>,
     pub removed: Vec<String>,
+    /// The relays the circle uses.
+    pub relays: Vec<String>,
     pub void_operations: usize,
     pub waiting_operations: usize,
     pub refused: usize,

@@ -100,6 +100,16 @@ impl NetConfig {
     }
 }
 
+/// The device of a relay named by its full address (ending in `/p2p/<peer id>`).
+pub fn relay_device(address: &str) -> Result<DeviceId, NetError> {
+    let parsed: Multiaddr = address
+        .parse()
+        .map_err(|e: libp2p::multiaddr::Error| NetError::Address(address.into(), e.to_string()))?;
+    relay_peer(&parsed)
+        .and_then(|p| device_of(&p))
+        .ok_or_else(|| NetError::RelayAddress(address.into()))
+}
+
 /// The peer id an address ends with.
 fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
@@ -140,6 +150,8 @@ pub enum NetCommand {
     /// The circles' meeting spots changed (a circle was created or joined, or its members
     /// or epoch changed).
     Spots(Vec<Spot>),
+    /// The relays the circles name (the full list; the configured ones stay too).
+    Relays(Vec<String>),
 }
 
 /// Messages kept per peer until our stream to it opens, at most.
@@ -226,6 +238,8 @@ struct Behaviour {
 /// The node's relays: their addresses as this node reaches them, and their reservations.
 #[derive(Debug, Default)]
 struct Relays {
+    /// The relays given in the configuration: always kept.
+    configured: BTreeSet<PeerId>,
     addresses: BTreeMap<PeerId, Multiaddr>,
     /// Relays we listen through (a reservation asked or held).
     listening: BTreeMap<PeerId, ListenerId>,
@@ -235,6 +249,45 @@ struct Relays {
 }
 
 impl Relays {
+    /// The relays named by the circles changed: new ones are dialed, dropped ones let go.
+    fn named(&mut self, swarm: &mut Swarm<Behaviour>, named: Vec<String>) {
+        let mut wanted: BTreeMap<PeerId, Multiaddr> = BTreeMap::new();
+        for a in named {
+            match a.parse::<Multiaddr>() {
+                Ok(address) => match relay_peer(&address) {
+                    Some(peer) => {
+                        wanted.insert(peer, address);
+                    }
+                    None => tracing::warn!(%a, "a circle names a relay without its peer id"),
+                },
+                Err(e) => {
+                    tracing::warn!(%a, error = %e, "a circle names a relay that is no address")
+                }
+            }
+        }
+        let dropped: Vec<PeerId> = self
+            .addresses
+            .keys()
+            .filter(|p| !self.configured.contains(p) && !wanted.contains_key(p))
+            .copied()
+            .collect();
+        for peer in dropped {
+            self.addresses.remove(&peer);
+            self.reserved.remove(&peer);
+            if let Some(id) = self.listening.remove(&peer) {
+                swarm.remove_listener(id);
+            }
+        }
+        for (peer, address) in wanted {
+            if self.configured.contains(&peer) || self.addresses.contains_key(&peer) {
+                continue;
+            }
+            tracing::info!(relay = %peer, "using a relay a circle names");
+            self.addresses.insert(peer, address.clone());
+            dial(swarm, address);
+        }
+    }
+
     /// Registers every spot at `relay` and looks for members there.
     fn register(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
         for spot in &self.spots {
@@ -337,6 +390,7 @@ pub async fn run(
         let peer =
             relay_peer(address).ok_or_else(|| NetError::RelayAddress(address.to_string()))?;
         relays.addresses.insert(peer, address.clone());
+        relays.configured.insert(peer);
         dial(&mut swarm, address.clone());
     }
     let mut control = swarm.behaviour().stream.new_control();
@@ -360,6 +414,7 @@ pub async fn run(
                     Ok(a) => dial(&mut swarm, a),
                     Err(e) => tracing::warn!(%address, error = %e, "not a multiaddress"),
                 },
+                Some(NetCommand::Relays(named)) => relays.named(&mut swarm, named),
                 Some(NetCommand::Spots(spots)) => {
                     if spots != relays.spots {
                         relays.spots = spots;

@@ -74,6 +74,61 @@ fn a_relay_says_who_it_is_keeps_its_identity_and_exposes_metrics() {
     assert_eq!(again.peer_id(), peer_id);
 }
 
+/// The relays a coordinator names in a circle are used by every member's node, with no
+/// `--relay` flag: A writes with only the circle's relay as a path and goes offline; B,
+/// given the relay once to join, gets the note from the mailbox, and, started again without
+/// the flag, still connects to the relay.
+#[test]
+fn members_use_the_relays_their_circle_names() {
+    let relay_home = TestHome::new();
+    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
+    let relay_address = relay.addresses()[0].clone();
+    let (a, b) = (TestHome::new(), TestHome::new());
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    let circle = a.create_circle("Jeanne Durand");
+    a.add_member(&circle, &b.card(), "professional");
+    let shown = a.json(&["circle", "relays", &circle, &relay_address]);
+    assert_eq!(shown["relays"][0], relay_address.as_str(), "{shown}");
+
+    let no_relay = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+    let mut node_a = Daemon::start(&a, &[], &no_relay);
+    a.cercle(&["note", "add", &circle, "Plaie propre, pansement refait"])
+        .ok();
+    assert!(
+        wait_until(30, || relay
+            .metrics()
+            .value("cercle_relay_mailbox_stored_total", &[])
+            >= 1.0),
+        "A's node never used the circle's relay: {}",
+        relay.metrics().text
+    );
+    node_a.stop();
+
+    let mut with_relay = no_relay.to_vec();
+    with_relay.extend(["--relay", &relay_address]);
+    let mut node_b = Daemon::start(&b, &[], &with_relay);
+    assert!(
+        wait_until(30, || b
+            .note_texts(&circle)
+            .contains(&"Plaie propre, pansement refait".to_string())),
+        "B did not get the note from the circle's relay"
+    );
+    assert_eq!(
+        b.json(&["circle", "show", &circle])["relays"][0],
+        relay_address.as_str()
+    );
+    node_b.stop();
+    let _node_b = Daemon::start(&b, &[], &no_relay);
+    assert!(
+        wait_until(30, || b
+            .cercle(&["peers"])
+            .stdout
+            .contains(&relay.peer_id())),
+        "B, started without --relay, did not connect to the circle's relay"
+    );
+}
+
 #[test]
 fn the_relay_unit_file_passes_systemd_analyze_verify() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {

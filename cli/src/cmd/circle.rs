@@ -38,6 +38,17 @@ pub(crate) enum CircleCommand {
     },
     /// Remove a member (by member id prefix or name); they can read nothing written after.
     Remove { circle: String, member: String },
+    /// Show the relays the circle uses, or name them (replacing the list): every member's
+    /// node then reserves a slot at them, meets the others there and keeps a mailbox there.
+    Relays {
+        circle: String,
+        /// Relay addresses as `cercle relay` prints them (ending in /p2p/<peer id>).
+        #[arg(value_name = "MULTIADDR")]
+        relays: Vec<String>,
+        /// Use no relay any more.
+        #[arg(long, conflicts_with = "relays")]
+        none: bool,
+    },
     /// Change a member's role.
     Role {
         circle: String,
@@ -68,6 +79,22 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             Request::MemberAdd { circle, card, role }
         }
         CircleCommand::Remove { circle, member } => Request::MemberRemove { circle, member },
+        CircleCommand::Relays {
+            circle,
+            relays,
+            none,
+        } => {
+            if relays.is_empty() && !none {
+                Request::CircleShow { circle }
+            } else {
+                for r in &relays {
+                    cercle_node::net::relay_device(r).map_err(|e| {
+                        anyhow::anyhow!("{e}; give the address as `cercle relay` prints it")
+                    })?;
+                }
+                Request::RelaysSet { circle, relays }
+            }
+        }
         CircleCommand::Role {
             circle,
             member,
@@ -123,6 +150,12 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
         }
         if !view.removed.is_empty() {
             s.push_str(&format!("removed: {}\n", view.removed.len()));
+        }
+        if !view.relays.is_empty() {
+            s.push_str("relays:\n");
+            for r in &view.relays {
+                s.push_str(&format!("  {r}\n"));
+            }
         }
         if view.refused > 0 {
             s.push_str(&format!(

@@ -122,9 +122,17 @@ pub enum OpBody {
         epoch: EpochId,
         sealed: Vec<SealedKey>,
     },
+    /// Names the relays the circle uses (replacing any earlier list): every member's node
+    /// reserves a slot there, meets the others there and keeps a mailbox there. Each is a
+    /// multiaddress ending with the relay's peer id; at most [`MAX_RELAYS`].
+    SetRelays { relays: Vec<String> },
     /// Closes the circle: nothing more may be written.
     Close,
 }
+
+/// Relays a circle may name, at most, and the longest address.
+pub const MAX_RELAYS: usize = 8;
+pub const MAX_RELAY_ADDRESS: usize = 256;
 
 /// The signed part of an operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +270,8 @@ pub struct Resolution {
     pub members: BTreeMap<MemberId, MemberState>,
     /// Removed members and the per-device cut-offs of their removal.
     pub removed: BTreeMap<MemberId, Vec<(DeviceId, u64)>>,
+    /// The relays the circle uses (the last `SetRelays` in the log's order).
+    pub relays: Vec<String>,
     /// The current key epoch (started by the genesis, a removal or a rotation).
     pub epoch: Option<EpochId>,
     /// Every epoch, oldest first.
@@ -409,7 +419,7 @@ fn sealed_keys(body: &OpBody) -> &[SealedKey] {
         | OpBody::AddMember { sealed, .. }
         | OpBody::RemoveMember { sealed, .. }
         | OpBody::RotateKey { sealed, .. } => sealed,
-        OpBody::ChangeRole { .. } | OpBody::Close => &[],
+        OpBody::ChangeRole { .. } | OpBody::SetRelays { .. } | OpBody::Close => &[],
     }
 }
 
@@ -581,6 +591,14 @@ fn evaluate(
             {
                 Err(VoidReason::BadTarget)
             }
+            (OpBody::SetRelays { relays }, _)
+                if relays.len() > MAX_RELAYS
+                    || relays
+                        .iter()
+                        .any(|r| r.is_empty() || r.len() > MAX_RELAY_ADDRESS) =>
+            {
+                Err(VoidReason::BadTarget)
+            }
             _ => Ok(()),
         };
         match verdict {
@@ -658,6 +676,7 @@ fn apply(state: &mut Resolution, op: &SignedOp, position: usize) {
             state.epoch = Some(*epoch);
             state.epochs.push(*epoch);
         }
+        OpBody::SetRelays { relays } => state.relays = relays.clone(),
         OpBody::Close => state.closed = true,
     }
 }
@@ -762,6 +781,29 @@ mod tests {
         assert_eq!(r.role(&a.member()), Some(Role::Coordinator));
         assert_eq!(r.role(&b.member()), Some(Role::Caregiver));
         assert_eq!(r.member_of(&b.device()).map(|(m, _)| *m), Some(b.member()));
+    }
+
+    #[test]
+    fn a_coordinator_names_the_relays_and_the_last_list_wins() {
+        let (a, b) = (person("A"), person("B"));
+        let mut log = log_with(&a);
+        add(&mut log, &a, &b, Role::Professional);
+        let set = |log: &mut MembershipLog, by: &LocalIdentity, relays: Vec<String>| {
+            let o = op(log, by, &log.heads(), OpBody::SetRelays { relays });
+            log.insert(o).unwrap_or_else(|e| panic!("{e}"));
+        };
+        set(&mut log, &a, vec!["/ip4/192.0.2.1/tcp/4001/p2p/R1".into()]);
+        set(&mut log, &a, vec!["/ip4/192.0.2.2/tcp/4001/p2p/R2".into()]);
+        // A professional may not choose; too many relays are refused.
+        set(
+            &mut log,
+            &b,
+            vec!["/ip4/192.0.2.9/tcp/4001/p2p/EVIL".into()],
+        );
+        set(&mut log, &a, vec!["x".into(); MAX_RELAYS + 1]);
+        let r = log.resolve();
+        assert_eq!(r.relays, vec!["/ip4/192.0.2.2/tcp/4001/p2p/R2".to_string()]);
+        assert_eq!(r.void.len(), 2);
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub enum CircleError {
     /// The member to add is already in the circle.
     #[error("{name} is already a member of this circle")]
     AlreadyMember { name: String },
+    /// More relays than a circle may name.
+    #[error("a circle may use at most {max} relays")]
+    TooManyRelays { max: usize },
 }
 
 /// What a circle is, as recorded locally (sealed at rest).
@@ -683,6 +686,28 @@ impl Circle {
             now,
             &mut batch,
         )?;
+        Ok(self.store.commit(batch)?)
+    }
+
+    /// Names the relays the circle uses (replacing the earlier list; empty to use none).
+    pub fn set_relays(
+        &mut self,
+        signer: &LocalIdentity,
+        relays: Vec<String>,
+        now: Timestamp,
+    ) -> Result<(), CircleError> {
+        self.require_role(
+            &signer.public(),
+            |r| r == cercle_crdt::Role::Coordinator,
+            "choosing the circle's relays",
+        )?;
+        if relays.len() > membership::MAX_RELAYS {
+            return Err(CircleError::TooManyRelays {
+                max: membership::MAX_RELAYS,
+            });
+        }
+        let mut batch = Batch::new();
+        self.append_op(signer, OpBody::SetRelays { relays }, now, &mut batch)?;
         Ok(self.store.commit(batch)?)
     }
 

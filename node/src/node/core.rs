@@ -48,6 +48,8 @@ pub enum Output {
     Dial(String),
     /// Where the circles' members meet at relays changed.
     Spots(Vec<Spot>),
+    /// The relays named by the circles changed (the full list).
+    Relays(Vec<String>),
 }
 
 /// A handled request: its answer, the tickets to wait for before giving it, and what to
@@ -82,8 +84,17 @@ impl Handled {
 pub struct Circles {
     store: Arc<dyn Store>,
     open: BTreeMap<CircleId, Circle>,
-    /// The relays this node uses: each keeps a mailbox of every circle.
+    /// The relays this node was started with: each keeps a mailbox of every circle.
     relays: BTreeSet<DeviceId>,
+}
+
+/// Whether `circle` names the relay whose device is `device` among its relays.
+fn names_relay(circle: &Circle, device: &DeviceId) -> bool {
+    circle
+        .resolution()
+        .relays
+        .iter()
+        .any(|a| crate::net::relay_device(a).ok().as_ref() == Some(device))
 }
 
 impl Circles {
@@ -115,7 +126,7 @@ impl Local for Circles {
         }
         self.open
             .values()
-            .filter(|c| c.resolution().member_of(device).is_some())
+            .filter(|c| c.resolution().member_of(device).is_some() || names_relay(c, device))
             .map(Circle::id)
             .collect()
     }
@@ -229,6 +240,17 @@ impl NodeCore {
                 Some(Spot { namespace, members })
             })
             .collect()
+    }
+
+    /// The relays the circles name, each once.
+    pub fn circle_relays(&self) -> Vec<String> {
+        let all: BTreeSet<&String> = self
+            .circles
+            .open
+            .values()
+            .flat_map(|c| c.resolution().relays.iter())
+            .collect();
+        all.into_iter().cloned().collect()
     }
 
     /// The node's listen addresses changed.
@@ -377,6 +399,7 @@ impl NodeCore {
     ) -> Vec<Output> {
         let mut out = Vec::new();
         if membership_changed {
+            out.push(Output::Relays(self.circle_relays()));
             out.push(Output::Spots(self.spots()));
         }
         for (device, peer) in &mut self.peers {
@@ -485,6 +508,15 @@ impl NodeCore {
                 let member = c.find_member(&member)?;
                 c.change_role(me, &member, role, now)
             }),
+            Request::RelaysSet { circle, relays } => {
+                for r in &relays {
+                    crate::net::relay_device(r)
+                        .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+                }
+                self.change_membership(&circle, Vec::new(), now, |c, me| {
+                    c.set_relays(me, relays, now)
+                })
+            }
             Request::NoteAdd {
                 circle,
                 texts,
@@ -657,6 +689,7 @@ fn summary(c: &Circle) -> CircleSummary {
             })
             .collect(),
         removed: r.removed.keys().map(|m| m.to_hex()).collect(),
+        relays: r.relays.clone(),
         void_operations: r.void.len(),
         waiting_operations: c.membership().waiting(),
         refused: c.refused_count(),

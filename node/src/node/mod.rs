@@ -148,6 +148,7 @@ pub async fn run(
         reason: e,
     })?;
 
+    let _ = net_cmd_tx.try_send(NetCommand::Relays(core.circle_relays()));
     let _ = net_cmd_tx.try_send(NetCommand::Spots(core.spots()));
     let net = tokio::spawn(net::run(key, config.net.clone(), net_events_tx, net_cmd_rx));
     // Network events go to the core through the same queue as requests.
@@ -229,6 +230,11 @@ impl Outlets {
                 Output::Dial(address) => {
                     if self.net.try_send(NetCommand::Dial(address)).is_err() {
                         tracing::warn!("too many dials queued; one was dropped");
+                    }
+                }
+                Output::Relays(relays) => {
+                    if self.net.try_send(NetCommand::Relays(relays)).is_err() {
+                        tracing::warn!("the network is busy; the circles' relays not updated");
                     }
                 }
                 Output::Spots(spots) => {
