@@ -222,7 +222,7 @@ impl Metrics {
     }
 
     /// Counts what one mailbox step stored and refused.
-    fn mailbox_step(&self, step: &Step, mailbox: &Mailbox) {
+    fn mailbox_step(&self, step: &Step) {
         for (direction, reason) in &step.refused {
             self.mailbox_refusals
                 .get_or_create(&MailboxRefusal {
@@ -231,12 +231,10 @@ impl Metrics {
                 })
                 .inc();
         }
-        if step.stored.envelopes > 0 || step.stored.ops > 0 {
-            self.mailbox_stored.inc_by(step.stored.envelopes as u64);
-            self.mailbox_totals(mailbox);
-        }
+        self.mailbox_stored.inc_by(step.stored.envelopes as u64);
     }
 
+    /// What the mailbox holds (once a second: it walks every circle).
     fn mailbox_totals(&self, mailbox: &Mailbox) {
         let t = mailbox.totals();
         let gauge = |g: &Gauge, v: u64| {
@@ -452,9 +450,13 @@ async fn carry(
                 }
                 Some(NetEvent::Addresses(_)) => continue,
             },
-            _ = tick.tick() => tokio::task::block_in_place(|| exchange.tick(now)),
+            _ = tick.tick() => {
+                let step = tokio::task::block_in_place(|| exchange.tick(now));
+                metrics.mailbox_totals(exchange.mailbox());
+                step
+            }
         };
-        metrics.mailbox_step(&step, exchange.mailbox());
+        metrics.mailbox_step(&step);
         for (device, message) in step.sends {
             outbox.send(device, message);
         }

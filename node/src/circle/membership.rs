@@ -969,7 +969,7 @@ mod tests {
             let parents: Vec<OpHash> = parents.iter().map(|p| all[p % all.len()]).collect();
             let target = &people[target % people.len()];
             let role = Role::ALL[role % 4];
-            let body = match body % 8 {
+            let body = match body % 9 {
                 0..=2 => OpBody::AddMember {
                     grant: grant(target, role),
                     sealed: vec![],
@@ -987,6 +987,9 @@ mod tests {
                 6 => OpBody::RotateKey {
                     epoch: EpochId([all.len() as u8; 16]),
                     sealed: vec![],
+                },
+                7 => OpBody::SetRelays {
+                    relays: vec![format!("/ip4/192.0.2.{}/tcp/4001", all.len())],
                 },
                 _ => OpBody::Close,
             };

@@ -426,8 +426,9 @@ impl Mailbox {
 
         let mut ops_batch = sled::Batch::default();
         let mut changed = false;
+        let mut held_ops = held.log.ops().count() + held.log.waiting();
         for bytes in &data.ops {
-            if held.log.ops().count() + held.log.waiting() >= limits.ops {
+            if held_ops >= limits.ops {
                 delivery.refused.push(Refusal::Quota);
                 break;
             }
@@ -435,6 +436,7 @@ impl Mailbox {
                 Ok((true, op)) => {
                     ops_batch.insert(op_key(&circle, &op.hash()), op.bytes());
                     delivery.ops += 1;
+                    held_ops += 1;
                     changed = true;
                 }
                 Ok((false, op)) => {
@@ -826,5 +828,42 @@ mod tests {
         assert_eq!(mailbox.totals(), Totals::default());
         drop(mailbox);
         assert_eq!(open(dir.path(), limits).totals(), Totals::default());
+    }
+
+    #[test]
+    fn the_exchange_acknowledges_passes_on_to_members_and_names_refusals() {
+        use crate::sync::Message;
+        use exchange::{Direction, Exchange};
+
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut ex = Exchange::new(open(dir.path(), MailboxLimits::default()));
+        let stranger = person("Inconnu");
+        let (gp, nurse) = (scene.gp.device(), scene.nurse.device());
+        for d in [gp, nurse, stranger.device()] {
+            ex.connected(d, 0);
+        }
+        let envelopes = scene.note("un");
+        let push = scene.push(envelopes);
+        let data = Message::Data {
+            circle: push.circle,
+            ops: push.ops,
+            envelopes: push.envelopes,
+        };
+        let step = ex.message(gp, data, 1);
+        assert_eq!(step.stored.envelopes, 1);
+        assert!(step.refused.is_empty(), "{:?}", step.refused);
+        let to = |d: DeviceId| step.sends.iter().filter(move |(t, _)| *t == d);
+        assert!(to(gp).any(|(_, m)| matches!(m, Message::Ack { .. })));
+        assert!(to(nurse).any(|(_, m)| matches!(m, Message::Data { .. })));
+        assert!(!to(stranger.device()).any(|(_, m)| matches!(m, Message::Data { .. })));
+
+        // The stranger asks for the circle: nothing, and the refusal is named.
+        let hello = Message::Hello {
+            circles: vec![(scene.circle.id(), [0; 32])],
+        };
+        let step = ex.message(stranger.device(), hello, 2);
+        assert!(step.sends.is_empty());
+        assert_eq!(step.refused, vec![(Direction::Pull, "not_member")]);
     }
 }
