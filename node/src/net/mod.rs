@@ -19,14 +19,12 @@
 //! stream, read by a task that forwards each frame to the core through a bounded channel
 //! (so a peer faster than the core is slowed down by TCP, not buffered here).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use libp2p::core::transport::ListenerId;
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, dcutr, identify, mdns, noise,
@@ -35,6 +33,13 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
+
+mod outbox;
+mod relays;
+
+pub(crate) use outbox::Outbox;
+use relays::{Relays, relay_peer};
+pub use relays::{Spot, relay_device};
 
 use crate::identity::{DeviceId, LocalIdentity};
 use crate::sync::Message;
@@ -100,32 +105,6 @@ impl NetConfig {
     }
 }
 
-/// The device of a relay named by its full address (ending in `/p2p/<peer id>`).
-pub fn relay_device(address: &str) -> Result<DeviceId, NetError> {
-    let parsed: Multiaddr = address
-        .parse()
-        .map_err(|e: libp2p::multiaddr::Error| NetError::Address(address.into(), e.to_string()))?;
-    relay_peer(&parsed)
-        .and_then(|p| device_of(&p))
-        .ok_or_else(|| NetError::RelayAddress(address.into()))
-}
-
-/// The peer id an address ends with.
-fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
-    match address.iter().last() {
-        Some(Protocol::P2p(peer)) => Some(peer),
-        _ => None,
-    }
-}
-
-/// Where the members of one circle meet at relays: an opaque namespace (derived from the
-/// circle's current epoch key) and the peers that belong there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spot {
-    pub namespace: String,
-    pub members: BTreeSet<PeerId>,
-}
-
 /// What the network tells the core.
 #[derive(Debug)]
 pub enum NetEvent {
@@ -152,51 +131,6 @@ pub enum NetCommand {
     Spots(Vec<Spot>),
     /// The relays the circles name (the full list; the configured ones stay too).
     Relays(Vec<String>),
-}
-
-/// Messages kept per peer until our stream to it opens, at most.
-const MAX_EARLY: usize = 1024;
-
-/// Where messages for connected peers go: each peer's stream writer, and, for a peer whose
-/// stream to us delivered before ours to it opened, what waits for that writer (bounded).
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    writers: BTreeMap<DeviceId, mpsc::UnboundedSender<Message>>,
-    early: BTreeMap<DeviceId, Vec<Message>>,
-}
-
-impl Outbox {
-    /// Sends (or keeps until the stream opens) one message.
-    pub(crate) fn send(&mut self, device: DeviceId, message: Message) {
-        match self.writers.get(&device) {
-            Some(w) => {
-                if w.send(message).is_err() {
-                    self.writers.remove(&device);
-                }
-            }
-            None => {
-                let queue = self.early.entry(device).or_default();
-                if queue.len() < MAX_EARLY {
-                    queue.push(message);
-                } else {
-                    tracing::warn!(%device, "dropped a message for a peer not yet reachable");
-                }
-            }
-        }
-    }
-
-    /// Our stream to `device` is open: what waited for it goes first.
-    pub(crate) fn connected(&mut self, device: DeviceId, writer: mpsc::UnboundedSender<Message>) {
-        for message in self.early.remove(&device).unwrap_or_default() {
-            let _ = writer.send(message);
-        }
-        self.writers.insert(device, writer);
-    }
-
-    pub(crate) fn disconnected(&mut self, device: &DeviceId) {
-        self.writers.remove(device);
-        self.early.remove(device);
-    }
 }
 
 /// The libp2p keypair of a device: its Ed25519 device key.
@@ -233,125 +167,6 @@ struct Behaviour {
     relay: relay::client::Behaviour,
     dcutr: dcutr::Behaviour,
     rendezvous: rendezvous::client::Behaviour,
-}
-
-/// The node's relays: their addresses as this node reaches them, and their reservations.
-#[derive(Debug, Default)]
-struct Relays {
-    /// The relays given in the configuration: always kept.
-    configured: BTreeSet<PeerId>,
-    addresses: BTreeMap<PeerId, Multiaddr>,
-    /// Relays we listen through (a reservation asked or held).
-    listening: BTreeMap<PeerId, ListenerId>,
-    /// Relays holding a reservation for us: where we register and discover.
-    reserved: BTreeSet<PeerId>,
-    spots: Vec<Spot>,
-}
-
-impl Relays {
-    /// The relays named by the circles changed: new ones are dialed, dropped ones let go.
-    fn named(&mut self, swarm: &mut Swarm<Behaviour>, named: Vec<String>) {
-        let mut wanted: BTreeMap<PeerId, Multiaddr> = BTreeMap::new();
-        for a in named {
-            match a.parse::<Multiaddr>() {
-                Ok(address) => match relay_peer(&address) {
-                    Some(peer) => {
-                        wanted.insert(peer, address);
-                    }
-                    None => tracing::warn!(%a, "a circle names a relay without its peer id"),
-                },
-                Err(e) => {
-                    tracing::warn!(%a, error = %e, "a circle names a relay that is no address")
-                }
-            }
-        }
-        let dropped: Vec<PeerId> = self
-            .addresses
-            .keys()
-            .filter(|p| !self.configured.contains(p) && !wanted.contains_key(p))
-            .copied()
-            .collect();
-        for peer in dropped {
-            self.addresses.remove(&peer);
-            self.reserved.remove(&peer);
-            if let Some(id) = self.listening.remove(&peer) {
-                swarm.remove_listener(id);
-            }
-        }
-        for (peer, address) in wanted {
-            if self.configured.contains(&peer) || self.addresses.contains_key(&peer) {
-                continue;
-            }
-            tracing::info!(relay = %peer, "using a relay a circle names");
-            self.addresses.insert(peer, address.clone());
-            dial(swarm, address);
-        }
-    }
-
-    /// Registers every spot at `relay` and looks for members there.
-    fn register(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
-        for spot in &self.spots {
-            let Ok(namespace) = rendezvous::Namespace::new(spot.namespace.clone()) else {
-                continue;
-            };
-            if let Err(e) = swarm
-                .behaviour_mut()
-                .rendezvous
-                .register(namespace, relay, None)
-            {
-                tracing::debug!(%relay, error = %e, "cannot register at the relay yet");
-            }
-        }
-        self.discover(swarm, relay);
-    }
-
-    fn discover(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
-        for spot in &self.spots {
-            if let Ok(namespace) = rendezvous::Namespace::new(spot.namespace.clone()) {
-                swarm
-                    .behaviour_mut()
-                    .rendezvous
-                    .discover(Some(namespace), None, None, relay);
-            }
-        }
-    }
-
-    /// Dials the members found at `relay`, through it and at the addresses they gave.
-    fn found(
-        &self,
-        swarm: &mut Swarm<Behaviour>,
-        relay: PeerId,
-        registrations: Vec<rendezvous::Registration>,
-    ) {
-        let Some(relay_address) = self.addresses.get(&relay) else {
-            return;
-        };
-        for r in registrations {
-            let peer = r.record.peer_id();
-            let member = self
-                .spots
-                .iter()
-                .any(|s| s.namespace == r.namespace.to_string() && s.members.contains(&peer));
-            if !member || peer == *swarm.local_peer_id() || swarm.is_connected(&peer) {
-                continue;
-            }
-            let mut addresses = vec![
-                relay_address
-                    .clone()
-                    .with(Protocol::P2pCircuit)
-                    .with(Protocol::P2p(peer)),
-            ];
-            addresses.extend(r.record.addresses().iter().cloned());
-            tracing::info!(%peer, %relay, "found a member at the relay");
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addresses)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = swarm.dial(opts) {
-                tracing::debug!(%peer, error = %e, "cannot dial a member");
-            }
-        }
-    }
 }
 
 /// The running network: the swarm and its streams, until `commands` closes.
@@ -585,7 +400,8 @@ pub async fn run(
 /// What a behaviour's constructor may fail with.
 pub(crate) type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A swarm on TCP (Noise, Yamux) and QUIC with tokio, for nodes and relays alike.
+/// A swarm on TCP (Noise, Yamux) and QUIC with tokio: the relay's. (A node's, in [`build`],
+/// adds the relay client transport, which changes the builder's type.)
 pub(crate) fn swarm<B: NetworkBehaviour>(
     key: Keypair,
     idle: Duration,

@@ -1,0 +1,158 @@
+//! A node's relays: where it reserves a slot (to be reachable through each relay), where it
+//! registers each circle's [`Spot`] at the relay's rendezvous, and how it dials the members
+//! it finds there (through the relay, then at the addresses they gave).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, rendezvous};
+
+use super::{Behaviour, NetError, device_of, dial};
+use crate::identity::DeviceId;
+
+/// The device of a relay named by its full address (ending in `/p2p/<peer id>`).
+pub fn relay_device(address: &str) -> Result<DeviceId, NetError> {
+    let parsed: Multiaddr = address
+        .parse()
+        .map_err(|e: libp2p::multiaddr::Error| NetError::Address(address.into(), e.to_string()))?;
+    relay_peer(&parsed)
+        .and_then(|p| device_of(&p))
+        .ok_or_else(|| NetError::RelayAddress(address.into()))
+}
+
+/// The peer id an address ends with.
+pub(super) fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
+    match address.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// Where the members of one circle meet at relays: an opaque namespace (derived from the
+/// circle's current epoch key) and the peers that belong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spot {
+    pub namespace: String,
+    pub members: BTreeSet<PeerId>,
+}
+
+/// The node's relays: their addresses as this node reaches them, and their reservations.
+#[derive(Debug, Default)]
+pub(super) struct Relays {
+    /// The relays given in the configuration: always kept.
+    pub(super) configured: BTreeSet<PeerId>,
+    pub(super) addresses: BTreeMap<PeerId, Multiaddr>,
+    /// Relays we listen through (a reservation asked or held).
+    pub(super) listening: BTreeMap<PeerId, ListenerId>,
+    /// Relays holding a reservation for us: where we register and discover.
+    pub(super) reserved: BTreeSet<PeerId>,
+    pub(super) spots: Vec<Spot>,
+}
+
+impl Relays {
+    /// The relays named by the circles changed: new ones are dialed, dropped ones let go.
+    pub(super) fn named(&mut self, swarm: &mut Swarm<Behaviour>, named: Vec<String>) {
+        let mut wanted: BTreeMap<PeerId, Multiaddr> = BTreeMap::new();
+        for a in named {
+            match a.parse::<Multiaddr>() {
+                Ok(address) => match relay_peer(&address) {
+                    Some(peer) => {
+                        wanted.insert(peer, address);
+                    }
+                    None => tracing::warn!(%a, "a circle names a relay without its peer id"),
+                },
+                Err(e) => {
+                    tracing::warn!(%a, error = %e, "a circle names a relay that is no address")
+                }
+            }
+        }
+        let dropped: Vec<PeerId> = self
+            .addresses
+            .keys()
+            .filter(|p| !self.configured.contains(p) && !wanted.contains_key(p))
+            .copied()
+            .collect();
+        for peer in dropped {
+            self.addresses.remove(&peer);
+            self.reserved.remove(&peer);
+            if let Some(id) = self.listening.remove(&peer) {
+                swarm.remove_listener(id);
+            }
+        }
+        for (peer, address) in wanted {
+            if self.configured.contains(&peer) || self.addresses.contains_key(&peer) {
+                continue;
+            }
+            tracing::info!(relay = %peer, "using a relay a circle names");
+            self.addresses.insert(peer, address.clone());
+            dial(swarm, address);
+        }
+    }
+
+    /// Registers every spot at `relay` and looks for members there.
+    pub(super) fn register(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
+        for spot in &self.spots {
+            let Ok(namespace) = rendezvous::Namespace::new(spot.namespace.clone()) else {
+                continue;
+            };
+            if let Err(e) = swarm
+                .behaviour_mut()
+                .rendezvous
+                .register(namespace, relay, None)
+            {
+                tracing::debug!(%relay, error = %e, "cannot register at the relay yet");
+            }
+        }
+        self.discover(swarm, relay);
+    }
+
+    pub(super) fn discover(&self, swarm: &mut Swarm<Behaviour>, relay: PeerId) {
+        for spot in &self.spots {
+            if let Ok(namespace) = rendezvous::Namespace::new(spot.namespace.clone()) {
+                swarm
+                    .behaviour_mut()
+                    .rendezvous
+                    .discover(Some(namespace), None, None, relay);
+            }
+        }
+    }
+
+    /// Dials the members found at `relay`, through it and at the addresses they gave.
+    pub(super) fn found(
+        &self,
+        swarm: &mut Swarm<Behaviour>,
+        relay: PeerId,
+        registrations: Vec<rendezvous::Registration>,
+    ) {
+        let Some(relay_address) = self.addresses.get(&relay) else {
+            return;
+        };
+        for r in registrations {
+            let peer = r.record.peer_id();
+            let member = self
+                .spots
+                .iter()
+                .any(|s| s.namespace == r.namespace.to_string() && s.members.contains(&peer));
+            if !member || peer == *swarm.local_peer_id() || swarm.is_connected(&peer) {
+                continue;
+            }
+            let mut addresses = vec![
+                relay_address
+                    .clone()
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer)),
+            ];
+            addresses.extend(r.record.addresses().iter().cloned());
+            tracing::info!(%peer, %relay, "found a member at the relay");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "cannot dial a member");
+            }
+        }
+    }
+}
