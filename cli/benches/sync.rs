@@ -11,6 +11,9 @@
 //! 3. **Catch-up**: an empty member's node connecting to A, which holds a circle of 10 000
 //!    notes: from the dial to the last note applied.
 //! 4. **Idle resync**: B reconnects to A with nothing new: messages and data bytes.
+//! 6. **Mailbox**: A, whose circle names a relay and which has no other peer, writes 10 000
+//!    notes and goes offline; a new member's empty node connects to the relay alone:
+//!    how long until the relay holds everything, and the member's catch-up from it.
 //! 5. **Floor**: bare Automerge (`automerge::sync`) between two in-memory documents holding
 //!    the same notes: per-note incremental sync, and a full sync of 10 000 notes.
 //!
@@ -449,6 +452,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     b.stop();
     a.stop();
 
+    let (mailbox_push, mailbox_catch_up) = mailbox_run(catch_up).await;
     let (floor_note_us, floor_full) = floor(latency_notes.min(1000), catch_up);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let per_note = |(n, d): &(usize, Duration)| ms(*d) / *n as f64;
@@ -482,6 +486,12 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         ms(catch_up_time) / ms(floor_full).max(1e-9)
     );
     eprintln!(
+        "  through a relay's mailbox, {catch_up} notes: all held by the relay {:.0} ms after the first write (gauge read once a second); an empty member's catch-up from the mailbox alone {:.0} ms, ratio to bare {:.1}x",
+        ms(mailbox_push),
+        ms(mailbox_catch_up),
+        ms(mailbox_catch_up) / ms(floor_full).max(1e-9)
+    );
+    eprintln!(
         "  idle resync of an unchanged circle: {} message(s) sent, {} received by B, {} data bytes",
         idle.messages_sent,
         idle.messages_received,
@@ -499,10 +509,150 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         "catch_up_ms": ms(catch_up_time),
         "bare_automerge_full_sync_ms": ms(floor_full),
         "catch_up_ratio_to_bare": ms(catch_up_time) / ms(floor_full).max(1e-9),
+        "mailbox_all_held_ms": ms(mailbox_push),
+        "mailbox_catch_up_ms": ms(mailbox_catch_up),
+        "mailbox_catch_up_ratio_to_bare": ms(mailbox_catch_up) / ms(floor_full).max(1e-9),
         "idle_resync_messages_sent": idle.messages_sent,
         "idle_resync_messages_received": idle.messages_received,
         "idle_resync_data_bytes": idle.data_bytes_received + idle.data_bytes_sent,
     })
+}
+
+/// A relay on loopback: its peer id, first address and metrics address.
+struct RelayProcess {
+    child: Child,
+    address: String,
+    metrics: String,
+}
+
+impl RelayProcess {
+    fn start(home: &Path) -> RelayProcess {
+        let mut child = Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .args(["--json", "relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--metrics", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cercle relay");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("line");
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("relay json");
+        RelayProcess {
+            child,
+            address: ready["addresses"][0].as_str().expect("address").into(),
+            metrics: ready["metrics"].as_str().expect("metrics").into(),
+        }
+    }
+
+    /// Envelopes the mailbox holds (refreshed by the relay once a second).
+    async fn envelopes(&self, http: &reqwest::Client) -> f64 {
+        let text = http
+            .get(format!("http://{}/metrics", self.metrics))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("prometheus text");
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "cercle_relay_mailbox_envelopes")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The mailbox: A writes `n` notes with only the circle's relay to push to and goes
+/// offline; a new member's empty node then catches up from the relay alone. Returns the
+/// time until the mailbox held everything (pushed from the first write) and the catch-up.
+async fn mailbox_run(n: usize) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let relay = RelayProcess::start(&dir.path().join("relay"));
+    let mut a = Node::init(dir.path(), "A");
+    let mut d = Node::init(dir.path(), "D");
+    let circle = cercle(&a.home, &["circle", "create", "--patient", "Jeanne Durand"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let card_d = cercle(&d.home, &["whoami"])["card"]
+        .as_str()
+        .expect("card")
+        .to_string();
+    cercle(&a.home, &["circle", "relays", &circle, &relay.address]);
+    cercle(
+        &a.home,
+        &[
+            "circle",
+            "add",
+            &circle,
+            "--card",
+            &card_d,
+            "--role",
+            "professional",
+        ],
+    );
+    a.up(&[]);
+    let before = relay.envelopes(&http).await;
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + 256).min(n);
+        call(
+            &http,
+            &a,
+            &Request::NoteAdd {
+                circle: circle.clone(),
+                texts: (i..end).map(text).collect(),
+                kind: EntryKind::Care,
+            },
+        )
+        .await;
+        i = end;
+    }
+    let want = before + envelopes_for(n) as f64;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while relay.envelopes(&http).await < want {
+        assert!(
+            Instant::now() < deadline,
+            "the mailbox never got every note"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The gauge is refreshed once a second: the time is an upper bound by up to 1 s.
+    let pushed = t0.elapsed();
+    a.stop();
+
+    d.up(&[]);
+    let mut rx = watch(http.clone(), &d).await;
+    let t0 = now_micros();
+    call(
+        &http,
+        &d,
+        &Request::Connect {
+            address: relay.address.clone(),
+        },
+    )
+    .await;
+    let last = applied(&mut rx, envelopes_for(n)).await;
+    d.stop();
+    (pushed, Duration::from_micros((last - t0).max(0) as u64))
 }
 
 async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {

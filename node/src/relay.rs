@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -234,7 +235,7 @@ impl Metrics {
         self.mailbox_stored.inc_by(step.stored.envelopes as u64);
     }
 
-    /// What the mailbox holds (once a second: it walks every circle).
+    /// What the mailbox holds.
     fn mailbox_totals(&self, mailbox: &Mailbox) {
         let t = mailbox.totals();
         let gauge = |g: &Gauge, v: u64| {
@@ -335,6 +336,8 @@ pub async fn run(
     }
 
     let metrics = Arc::new(Metrics::default());
+    // False once the mailbox cannot write: `/health` then answers 503.
+    let healthy = Arc::new(AtomicBool::new(true));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let registry = Arc::new(registry);
@@ -351,7 +354,7 @@ pub async fn run(
                 address: address.to_string(),
                 reason: e.to_string(),
             })?;
-            tokio::spawn(serve_metrics(listener, registry.clone()));
+            tokio::spawn(serve_metrics(listener, registry.clone(), healthy.clone()));
             Some(bound)
         }
         None => None,
@@ -360,7 +363,12 @@ pub async fn run(
     let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), config.limits)?;
     metrics.mailbox_totals(&mailbox);
     let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
-    let carrier = tokio::spawn(carry(Exchange::new(mailbox), net_rx, metrics.clone()));
+    let carrier = tokio::spawn(carry(
+        Exchange::new(mailbox),
+        net_rx,
+        metrics.clone(),
+        healthy.clone(),
+    ));
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
         .accept(SYNC_PROTOCOL)
@@ -427,18 +435,19 @@ async fn carry(
     mut exchange: Exchange,
     mut events: mpsc::Receiver<NetEvent>,
     metrics: Arc<Metrics>,
+    healthy: Arc<AtomicBool>,
 ) {
     let mut outbox = Outbox::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let now = || jiff::Timestamp::now().as_millisecond();
     loop {
-        let now = jiff::Timestamp::now().as_millisecond();
         let step = tokio::select! {
             event = events.recv() => match event {
                 None => return,
                 Some(NetEvent::Connected { device, writer, .. }) => {
                     outbox.connected(device, writer);
-                    exchange.connected(device, now)
+                    exchange.connected(device, now())
                 }
                 Some(NetEvent::Disconnected { device }) => {
                     outbox.disconnected(&device);
@@ -446,17 +455,17 @@ async fn carry(
                     continue;
                 }
                 Some(NetEvent::Message { device, message }) => {
-                    tokio::task::block_in_place(|| exchange.message(device, message, now))
+                    tokio::task::block_in_place(|| exchange.message(device, message, now()))
                 }
                 Some(NetEvent::Addresses(_)) => continue,
             },
-            _ = tick.tick() => {
-                let step = tokio::task::block_in_place(|| exchange.tick(now));
-                metrics.mailbox_totals(exchange.mailbox());
-                step
-            }
+            _ = tick.tick() => tokio::task::block_in_place(|| exchange.tick(now())),
         };
         metrics.mailbox_step(&step);
+        metrics.mailbox_totals(exchange.mailbox());
+        if exchange.mailbox().failed() {
+            healthy.store(false, Ordering::Relaxed);
+        }
         for (device, message) in step.sends {
             outbox.send(device, message);
         }
@@ -508,7 +517,11 @@ fn observe(m: &Metrics, me: &PeerId, event: SwarmEvent<BehaviourEvent>) {
     tracing::trace!(relay = %me, "event observed");
 }
 
-async fn serve_metrics(listener: tokio::net::TcpListener, registry: Arc<Registry>) {
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    healthy: Arc<AtomicBool>,
+) {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     use axum::routing::get;
@@ -535,7 +548,22 @@ async fn serve_metrics(listener: tokio::net::TcpListener, registry: Arc<Registry
                 }
             }),
         )
-        .route("/health", get(|| async { "ok\n" }));
+        .route(
+            "/health",
+            get(move || {
+                let ok = healthy.load(Ordering::Relaxed);
+                async move {
+                    if ok {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the mailbox cannot write; see the relay's log\n",
+                        )
+                    }
+                }
+            }),
+        );
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the metrics server stopped");
     }

@@ -217,7 +217,12 @@ fn members_without_a_route_meet_through_the_relay_and_its_mailbox() {
         "the relay never got the removal"
     );
     let mut node_c = c.start(&relay);
-    // C never heard of its removal: it still offers the circle and writes to it.
+    // C never heard of its removal: it still offers the circle and writes to it (once it
+    // is connected to the relay, so that the note is pushed there).
+    assert!(
+        wait_until(30, || c.peers().contains(&relay.peer_id())),
+        "C never reconnected to the relay"
+    );
     c.cercle(&["note", "add", &circle, REFUSED]).ok();
     assert!(
         wait_until(30, || {

@@ -85,6 +85,8 @@ pub enum Refusal {
     Op(String),
     #[error("envelope refused: {0}")]
     Envelope(EnvelopeRejection),
+    #[error("the mailbox cannot store any more (a disk error); see the relay's log")]
+    Unavailable,
 }
 
 impl Refusal {
@@ -97,6 +99,7 @@ impl Refusal {
             Refusal::Quota => "quota",
             Refusal::Op(_) => "membership_op",
             Refusal::Envelope(r) => r.kind(),
+            Refusal::Unavailable => "unavailable",
         }
     }
 }
@@ -172,6 +175,11 @@ impl Held {
             .collect();
     }
 
+    /// Operations, envelopes and envelope bytes held.
+    fn size(&self) -> (u64, u64, u64) {
+        (self.log.ops().count() as u64, self.count, self.bytes)
+    }
+
     fn devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
         self.resolution
             .members
@@ -191,6 +199,10 @@ pub struct Mailbox {
     /// Which circles each current member device may push to and pull from.
     members: BTreeMap<DeviceId, BTreeSet<CircleId>>,
     limits: MailboxLimits,
+    /// Set when a write failed: memory may then be ahead of the disk, so nothing more is
+    /// accepted until the relay restarts (and reloads what the disk holds).
+    failed: bool,
+    totals: Totals,
 }
 
 fn doc_code(doc: DocKind) -> u8 {
@@ -244,6 +256,8 @@ impl Mailbox {
             circles: BTreeMap::new(),
             members: BTreeMap::new(),
             limits,
+            failed: false,
+            totals: Totals::default(),
         };
         mailbox.load()?;
         Ok(mailbox)
@@ -306,6 +320,7 @@ impl Mailbox {
         for c in circles {
             self.index(&c);
         }
+        self.totals = self.count();
         tracing::info!(circles = self.circles.len(), "mailbox opened");
         Ok(())
     }
@@ -341,16 +356,32 @@ impl Mailbox {
 
     /// The circles held, in all.
     pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Walks every circle to count what is held (on opening; then kept up to date).
+    fn count(&self) -> Totals {
         let mut t = Totals {
             circles: self.circles.len() as u64,
             ..Totals::default()
         };
         for held in self.circles.values() {
-            t.ops += held.log.ops().count() as u64;
-            t.envelopes += held.count;
-            t.bytes += held.bytes;
+            let (ops, envelopes, bytes) = held.size();
+            t.ops += ops;
+            t.envelopes += envelopes;
+            t.bytes += bytes;
         }
         t
+    }
+
+    /// Replaces one circle's share of the totals: `before` by what it holds now.
+    fn recount(&mut self, circle: &CircleId, before: (u64, u64, u64)) {
+        let now = self.circles.get(circle).map_or((0, 0, 0), Held::size);
+        let t = &mut self.totals;
+        t.ops = t.ops.saturating_sub(before.0) + now.0;
+        t.envelopes = t.envelopes.saturating_sub(before.1) + now.1;
+        t.bytes = t.bytes.saturating_sub(before.2) + now.2;
+        t.circles = self.circles.len() as u64;
     }
 
     /// Each circle's sizes and last activity, for the operator.
@@ -366,6 +397,11 @@ impl Mailbox {
                 last_active: h.last_active,
             })
             .collect()
+    }
+
+    /// Whether a write failed (the mailbox then takes nothing more until restarted).
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// How many membership operations the mailbox holds for `circle`.
@@ -404,7 +440,12 @@ impl Mailbox {
     /// stored and flushed to disk before this returns.
     pub fn receive(&mut self, from: &DeviceId, data: Received, now: i64) -> Delivery {
         let mut delivery = Delivery::default();
+        if self.failed {
+            delivery.refused.push(Refusal::Unavailable);
+            return delivery;
+        }
         let circle = data.circle;
+        let before = self.circles.get(&circle).map_or((0, 0, 0), Held::size);
         let adopted = !self.circles.contains_key(&circle);
         if adopted {
             match self.adopt(from, circle, &data.ops, now) {
@@ -502,15 +543,19 @@ impl Mailbox {
             })
             .and_then(|()| self.db.flush().map(|_| ()));
         if let Err(e) = stored {
-            // Nothing is acknowledged as held: forget this circle's state and reload it.
-            tracing::error!(%circle, error = %e, "cannot store in the mailbox");
-            delivery.envelopes = 0;
-            delivery.ops = 0;
-            delivery.accepted.clear();
+            // Nothing of this push is held; memory is now ahead of the disk, so the mailbox
+            // takes nothing more until a restart reloads it.
+            tracing::error!(%circle, error = %e, "cannot store in the mailbox; refusing pushes until restarted");
+            self.failed = true;
+            delivery = Delivery {
+                refused: vec![Refusal::Unavailable],
+                ..Delivery::default()
+            };
         }
         if changed || adopted {
             self.index(&circle);
         }
+        self.recount(&circle, before);
         delivery
     }
 
@@ -576,8 +621,10 @@ impl Mailbox {
                 }
                 tree.apply_batch(batch)?;
             }
+            let before = self.circles.get(circle).map_or((0, 0, 0), Held::size);
             self.circles.remove(circle);
             self.index(circle);
+            self.recount(circle, before);
             tracing::info!(%circle, "dropped a circle past its retention");
         }
         if !old.is_empty() {
@@ -762,6 +809,9 @@ mod tests {
         assert_eq!((d.envelopes, d.refused), (1, Vec::new()));
         let d = mailbox.receive(&scene.gp.device(), scene.push(first), 30);
         assert_eq!((d.envelopes, d.refused), (0, Vec::new()));
+        // The totals kept up to date match a full count.
+        assert_eq!(mailbox.totals(), mailbox.count());
+        assert_eq!(mailbox.totals().envelopes, 2);
     }
 
     #[test]
