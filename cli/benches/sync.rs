@@ -206,6 +206,26 @@ fn envelopes_for(n: usize) -> usize {
     full * 256usize.div_ceil(per_change) + rest.div_ceil(per_change)
 }
 
+/// Writes notes `from..to` to `circle` through `node`'s API, as `note import` does:
+/// requests of 256, each answered once durable.
+async fn write_notes(http: &reqwest::Client, node: &Node, circle: &str, from: usize, to: usize) {
+    let mut i = from;
+    while i < to {
+        let end = (i + 256).min(to);
+        call(
+            http,
+            node,
+            &Request::NoteAdd {
+                circle: circle.into(),
+                texts: (i..end).map(text).collect(),
+                kind: EntryKind::Care,
+            },
+        )
+        .await;
+        i = end;
+    }
+}
+
 async fn burst(
     http: &reqwest::Client,
     a: &Node,
@@ -215,22 +235,7 @@ async fn burst(
     from: usize,
 ) -> Duration {
     let started = now_micros();
-    let mut i = from;
-    while i < from + n {
-        let end = (i + 256).min(from + n);
-        let texts = (i..end).map(text).collect();
-        call(
-            http,
-            a,
-            &Request::NoteAdd {
-                circle: circle.into(),
-                texts,
-                kind: EntryKind::Care,
-            },
-        )
-        .await;
-        i = end;
-    }
+    write_notes(http, a, circle, from, from + n).await;
     let last = applied(rx, envelopes_for(n)).await;
     Duration::from_micros((last - started).max(0) as u64)
 }
@@ -303,16 +308,15 @@ fn floor(latency_notes: usize, n: usize) -> (f64, Duration) {
     (percentile(&per_note, 0.5), t.elapsed())
 }
 
-async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_json::Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::builder().no_proxy().build().expect("http");
-    let mut a = Node::init(dir.path(), "A");
-    let mut b = Node::init(dir.path(), "B");
+/// A's circle with a second member (a professional): both homes and the circle's id.
+fn circle_of_two(root: &Path, second: &str) -> (Node, Node, String) {
+    let a = Node::init(root, "A");
+    let b = Node::init(root, second);
     let circle = cercle(&a.home, &["circle", "create", "--patient", "Jeanne Durand"])["id"]
         .as_str()
         .expect("id")
         .to_string();
-    let card_b = cercle(&b.home, &["whoami"])["card"]
+    let card = cercle(&b.home, &["whoami"])["card"]
         .as_str()
         .expect("card")
         .to_string();
@@ -323,11 +327,18 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
             "add",
             &circle,
             "--card",
-            &card_b,
+            &card,
             "--role",
             "professional",
         ],
     );
+    (a, b, circle)
+}
+
+async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
     a.up(&[]);
     let Answer::Status(sa) = call(&http, &a, &Request::Status).await else {
         panic!()
@@ -410,21 +421,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         .as_str()
         .expect("card")
         .to_string();
-    let mut i = 0;
-    while i < catch_up {
-        let end = (i + 256).min(catch_up);
-        call(
-            &http,
-            &a,
-            &Request::NoteAdd {
-                circle: circle2.clone(),
-                texts: (i..end).map(text).collect(),
-                kind: EntryKind::Care,
-            },
-        )
-        .await;
-        i = end;
-    }
+    write_notes(&http, &a, &circle2, 0, catch_up).await;
     call(
         &http,
         &a,
@@ -585,47 +582,12 @@ async fn mailbox_run(n: usize) -> (Duration, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let relay = RelayProcess::start(&dir.path().join("relay"));
-    let mut a = Node::init(dir.path(), "A");
-    let mut d = Node::init(dir.path(), "D");
-    let circle = cercle(&a.home, &["circle", "create", "--patient", "Jeanne Durand"])["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let card_d = cercle(&d.home, &["whoami"])["card"]
-        .as_str()
-        .expect("card")
-        .to_string();
+    let (mut a, mut d, circle) = circle_of_two(dir.path(), "D");
     cercle(&a.home, &["circle", "relays", &circle, &relay.address]);
-    cercle(
-        &a.home,
-        &[
-            "circle",
-            "add",
-            &circle,
-            "--card",
-            &card_d,
-            "--role",
-            "professional",
-        ],
-    );
     a.up(&[]);
     let before = relay.envelopes(&http).await;
     let t0 = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let end = (i + 256).min(n);
-        call(
-            &http,
-            &a,
-            &Request::NoteAdd {
-                circle: circle.clone(),
-                texts: (i..end).map(text).collect(),
-                kind: EntryKind::Care,
-            },
-        )
-        .await;
-        i = end;
-    }
+    write_notes(&http, &a, &circle, 0, n).await;
     let want = before + envelopes_for(n) as f64;
     let deadline = Instant::now() + Duration::from_secs(300);
     while relay.envelopes(&http).await < want {
