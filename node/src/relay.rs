@@ -82,6 +82,8 @@ pub struct RelayConfig {
     pub external: Vec<Multiaddr>,
     /// What each circle's mailbox may hold.
     pub limits: MailboxLimits,
+    /// Keep only the circles that name this relay among their relays.
+    pub named_circles_only: bool,
 }
 
 /// What the relay tells its operator once it listens.
@@ -360,7 +362,11 @@ pub async fn run(
         None => None,
     };
 
-    let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), config.limits)?;
+    let mut limits = config.limits;
+    if config.named_circles_only {
+        limits.named_only = device_of(&peer_id);
+    }
+    let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), limits)?;
     metrics.mailbox_totals(&mailbox);
     let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
     let carrier = tokio::spawn(carry(

@@ -30,6 +30,10 @@ pub(crate) struct RelayArgs {
     /// Envelopes the mailbox keeps per circle.
     #[arg(long, value_name = "COUNT", default_value_t = 200_000)]
     circle_quota_envelopes: u64,
+    /// Keep a mailbox only for the circles that name this relay (`cercle circle relays`),
+    /// not for any circle a member pushes.
+    #[arg(long)]
+    named_circles_only: bool,
     /// Days a circle's mailbox is kept after its last new envelope.
     #[arg(long, value_name = "DAYS", default_value_t = 90)]
     retention_days: u64,
@@ -59,6 +63,7 @@ pub(crate) fn run(ctx: &Context, args: RelayArgs) -> anyhow::Result<()> {
         metrics: args.metrics,
         external: parse_addresses("--external", &args.external)?,
         limits,
+        named_circles_only: args.named_circles_only,
     };
     let json = ctx.json;
     let ready = move |r: RelayReady| {

@@ -55,6 +55,10 @@ pub struct MailboxLimits {
     pub ops: usize,
     /// A circle with no new envelope for this long is dropped.
     pub retention: Duration,
+    /// When set (to the relay's own device), only the circles whose membership log names
+    /// this relay (`cercle circle relays`) are kept: an operator serves the circles that
+    /// chose its relay, not anyone's.
+    pub named_only: Option<DeviceId>,
 }
 
 impl Default for MailboxLimits {
@@ -65,6 +69,7 @@ impl Default for MailboxLimits {
             envelopes: 200_000,
             ops: 10_000,
             retention: Duration::from_secs(90 * 24 * 3600),
+            named_only: None,
         }
     }
 }
@@ -87,6 +92,8 @@ pub enum Refusal {
     Envelope(EnvelopeRejection),
     #[error("the mailbox cannot store any more (a disk error); see the relay's log")]
     Unavailable,
+    #[error("the circle does not name this relay among its relays")]
+    NotNamed,
 }
 
 impl Refusal {
@@ -100,6 +107,7 @@ impl Refusal {
             Refusal::Op(_) => "membership_op",
             Refusal::Envelope(r) => r.kind(),
             Refusal::Unavailable => "unavailable",
+            Refusal::NotNamed => "not_named",
         }
     }
 }
@@ -492,6 +500,12 @@ impl Mailbox {
         if changed {
             held.resolve();
         }
+        // A circle that stopped naming this relay gets no new envelopes here.
+        let served = serves(&limits, &held.resolution);
+        if !served && !data.envelopes.is_empty() {
+            delivery.refused.push(Refusal::NotNamed);
+        }
+        let envelopes: &[Vec<u8>] = if served { &data.envelopes } else { &[] };
 
         let mut env_batch = sled::Batch::default();
         let view = CircleView {
@@ -500,7 +514,7 @@ impl Mailbox {
             holders: &held.holders,
             keys: None,
         };
-        for bytes in &data.envelopes {
+        for bytes in envelopes {
             let size = bytes.len() as u64;
             if held.count >= limits.envelopes || held.bytes + size > limits.bytes {
                 delivery.refused.push(Refusal::Quota);
@@ -584,8 +598,12 @@ impl Mailbox {
         {
             let _ = log.insert(op);
         }
-        if log.resolve().member_of(from).is_none() {
+        let resolution = log.resolve();
+        if resolution.member_of(from).is_none() {
             return Err(Refusal::NotMember);
+        }
+        if !serves(&self.limits, &resolution) {
+            return Err(Refusal::NotNamed);
         }
         // The operations themselves are stored by `receive`, with the rest of the push.
         let genesis_only = MembershipLog::new(
@@ -631,6 +649,17 @@ impl Mailbox {
             self.db.flush()?;
         }
         Ok(old.len())
+    }
+}
+
+/// Whether the policy lets the mailbox keep a circle resolved as `resolution`.
+fn serves(limits: &MailboxLimits, resolution: &Resolution) -> bool {
+    match &limits.named_only {
+        None => true,
+        Some(me) => resolution
+            .relays
+            .iter()
+            .any(|a| crate::net::relay_device(a).ok().as_ref() == Some(me)),
     }
 }
 
@@ -915,5 +944,33 @@ mod tests {
         let step = ex.message(stranger.device(), hello, 2);
         assert!(step.sends.is_empty());
         assert_eq!(step.refused, vec![(Direction::Pull, "not_member")]);
+    }
+
+    #[test]
+    fn a_relay_for_named_circles_keeps_only_the_circles_that_name_it() {
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let relay = person("Relais");
+        let limits = MailboxLimits {
+            named_only: Some(relay.device()),
+            ..MailboxLimits::default()
+        };
+        let mut mailbox = open(dir.path(), limits);
+        let first = scene.note("un");
+        let d = mailbox.receive(&scene.gp.device(), scene.push(first.clone()), 10);
+        assert_eq!(d.refused, vec![Refusal::NotNamed]);
+        assert_eq!(mailbox.totals(), Totals::default());
+
+        let peer = crate::net::peer_of(&relay.device()).unwrap_or_else(|| panic!("peer id"));
+        scene
+            .circle
+            .set_relays(
+                &scene.gp,
+                vec![format!("/ip4/192.0.2.1/tcp/4001/p2p/{peer}")],
+                Timestamp(4),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let d = mailbox.receive(&scene.gp.device(), scene.push(first), 20);
+        assert_eq!((d.envelopes, d.refused), (1, Vec::new()));
     }
 }

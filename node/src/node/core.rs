@@ -592,7 +592,8 @@ impl NodeCore {
             ..Default::default()
         };
         let mut c = Circle::create(self.circles.store.clone(), &self.me, &update, now)?;
-        // Durable already (create commits); nobody else shares it yet.
+        // Durable already (create commits). No member shares it yet; relays get all of it
+        // from the `Hello` below.
         c.take_sealed();
         let info = c.info().clone();
         let id = c.id();
