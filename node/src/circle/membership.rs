@@ -130,6 +130,9 @@ pub enum OpBody {
     Close,
 }
 
+/// Operations waiting for a missing parent, at most (a peer cannot grow them without bound).
+pub const MAX_WAITING_OPS: usize = 1024;
+
 /// Relays a circle may name, at most, and the longest address.
 pub const MAX_RELAYS: usize = 8;
 pub const MAX_RELAY_ADDRESS: usize = 256;
@@ -170,6 +173,8 @@ pub enum OpError {
     WrongCircle,
     #[error("a genesis operation cannot be added to an existing circle")]
     SecondGenesis,
+    #[error("too many operations wait for a missing parent")]
+    TooManyWaiting,
 }
 
 const SIGNATURE_CONTEXT: &[u8] = b"cercle membership op v1";
@@ -340,6 +345,10 @@ impl MembershipLog {
         }
         if self.ops.contains_key(&op.hash) || self.waiting.contains_key(&op.hash) {
             return Ok(false);
+        }
+        let ready_now = op.content.parents.iter().all(|p| self.ops.contains_key(p));
+        if !ready_now && self.waiting.len() >= MAX_WAITING_OPS {
+            return Err(OpError::TooManyWaiting);
         }
         self.waiting.insert(op.hash, op);
         // Move every waiting op whose parents are all known into the log.
@@ -804,6 +813,30 @@ mod tests {
         let r = log.resolve();
         assert_eq!(r.relays, vec!["/ip4/192.0.2.2/tcp/4001/p2p/R2".to_string()]);
         assert_eq!(r.void.len(), 2);
+    }
+
+    #[test]
+    fn operations_waiting_for_a_parent_are_bounded() {
+        let a = person("A");
+        let mut log = log_with(&a);
+        let missing = OpHash([9; 32]);
+        for i in 0..=MAX_WAITING_OPS {
+            let o = op(
+                &log,
+                &a,
+                &[missing],
+                OpBody::SetRelays {
+                    relays: vec![format!("/ip4/192.0.2.1/tcp/{i}")],
+                },
+            );
+            let r = log.insert(o);
+            if i < MAX_WAITING_OPS {
+                assert_eq!(r, Ok(true));
+            } else {
+                assert_eq!(r, Err(OpError::TooManyWaiting));
+            }
+        }
+        assert_eq!(log.waiting(), MAX_WAITING_OPS);
     }
 
     #[test]
