@@ -656,10 +656,7 @@ impl Mailbox {
 fn serves(limits: &MailboxLimits, resolution: &Resolution) -> bool {
     match &limits.named_only {
         None => true,
-        Some(me) => resolution
-            .relays
-            .iter()
-            .any(|a| crate::net::relay_device(a).ok().as_ref() == Some(me)),
+        Some(me) => crate::net::names_relay(&resolution.relays, me),
     }
 }
 

@@ -39,7 +39,7 @@ mod relays;
 
 pub(crate) use outbox::Outbox;
 use relays::{Relays, relay_peer};
-pub use relays::{Spot, relay_device};
+pub use relays::{Spot, names_relay, relay_device};
 
 use crate::identity::{DeviceId, LocalIdentity};
 use crate::sync::Message;

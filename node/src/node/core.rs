@@ -88,15 +88,6 @@ pub struct Circles {
     relays: BTreeSet<DeviceId>,
 }
 
-/// Whether `circle` names the relay whose device is `device` among its relays.
-fn names_relay(circle: &Circle, device: &DeviceId) -> bool {
-    circle
-        .resolution()
-        .relays
-        .iter()
-        .any(|a| crate::net::relay_device(a).ok().as_ref() == Some(device))
-}
-
 impl Circles {
     /// Opens every circle in the store.
     pub fn open(store: Arc<dyn Store>, me: &LocalIdentity) -> Result<Circles, CircleError> {
@@ -126,7 +117,10 @@ impl Local for Circles {
         }
         self.open
             .values()
-            .filter(|c| c.resolution().member_of(device).is_some() || names_relay(c, device))
+            .filter(|c| {
+                let r = c.resolution();
+                r.member_of(device).is_some() || crate::net::names_relay(&r.relays, device)
+            })
             .map(Circle::id)
             .collect()
     }
