@@ -127,14 +127,13 @@ impl Exchange {
             return step;
         };
         let circle = data.circle;
-        let ops_before = self.mailbox.op_count(&circle);
         let mut delivery = self.mailbox.receive(&device, data, now_ms * 1000);
         let accepted = std::mem::take(&mut delivery.accepted);
         for r in &delivery.refused {
             step.refused.push((Direction::Push, r.kind()));
         }
         step.sends = replies.into_iter().map(|m| (device, m)).collect();
-        let membership_changed = self.mailbox.op_count(&circle) != ops_before;
+        let membership_changed = delivery.ops > 0;
         // Pass on to the other members connected here.
         for (other, sync) in &mut self.peers {
             if membership_changed {

@@ -13,7 +13,7 @@
 //! new envelope for [`MailboxLimits::retention`] is dropped (its members still sync with
 //! each other). A push is stored and flushed to disk before it is acknowledged.
 //!
-//! Layout, three sled trees:
+//! Layout, three sled trees, keyed as the node's store keys them ([`keys`]):
 //! - `ops`: circle (32) ‖ op hash (32) → the operation's bytes;
 //! - `envelopes`: circle (32) ‖ doc (1) ‖ device (32) ‖ seq (8, big-endian) → envelope bytes;
 //! - `circles`: circle (32) → time of the last stored envelope (i64 µs, big-endian).
@@ -30,6 +30,7 @@ use crate::circle::membership::{CircleId, MembershipLog, OpBody, OpHash, Resolut
 use crate::crypto::EpochId;
 use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRejection};
 use crate::identity::DeviceId;
+use crate::store::keys;
 use crate::sync::{Local, Received, Vector};
 
 /// Why the mailbox cannot be opened or written.
@@ -117,6 +118,7 @@ impl Refusal {
 pub struct Delivery {
     /// The envelopes stored, to pass on to connected members.
     pub accepted: Vec<Vec<u8>>,
+    /// Membership operations stored (a circle's membership changed here if any).
     pub ops: usize,
     pub envelopes: usize,
     pub bytes: u64,
@@ -213,39 +215,6 @@ pub struct Mailbox {
     totals: Totals,
 }
 
-fn doc_code(doc: DocKind) -> u8 {
-    match doc {
-        DocKind::PatientFile => 0,
-        DocKind::LiaisonNotebook => 1,
-        DocKind::Thread => 2,
-    }
-}
-
-fn doc_of(code: u8) -> Option<DocKind> {
-    DocKind::ALL.into_iter().find(|d| doc_code(*d) == code)
-}
-
-fn envelope_key(circle: &CircleId, doc: DocKind, device: &DeviceId, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(73);
-    k.extend_from_slice(&circle.0);
-    k.push(doc_code(doc));
-    k.extend_from_slice(&device.0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Splits an envelope key; `None` if it is not one.
-fn split_envelope_key(k: &[u8]) -> Option<(CircleId, DocKind, DeviceId, u64)> {
-    if k.len() != 73 {
-        return None;
-    }
-    let circle = CircleId(k[..32].try_into().ok()?);
-    let doc = doc_of(k[32])?;
-    let device = DeviceId(k[33..65].try_into().ok()?);
-    let seq = u64::from_be_bytes(k[65..].try_into().ok()?);
-    Some((circle, doc, device, seq))
-}
-
 impl Mailbox {
     /// Opens (or creates) the mailbox at `path` and rebuilds each circle's state from it.
     pub fn open(path: &Path, limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
@@ -307,7 +276,7 @@ impl Mailbox {
         let mut last: Option<(CircleId, DocKind, DeviceId, u64, sled::IVec)> = None;
         for item in self.envelopes.iter() {
             let (k, v) = item?;
-            let Some((circle, doc, device, seq)) = split_envelope_key(&k) else {
+            let Some((circle, doc, device, seq)) = keys::split_envelope(&k) else {
                 continue;
             };
             if let Some(held) = self.circles.get_mut(&circle) {
@@ -412,11 +381,6 @@ impl Mailbox {
         self.failed
     }
 
-    /// How many membership operations the mailbox holds for `circle`.
-    pub fn op_count(&self, circle: &CircleId) -> usize {
-        self.circles.get(circle).map_or(0, |h| h.log.ops().count())
-    }
-
     /// Every stored record as (tree, key, value), for an operator's dump.
     pub fn records(
         &self,
@@ -483,17 +447,18 @@ impl Mailbox {
             }
             match SignedOp::decode(bytes).and_then(|op| Ok((held.log.insert(op.clone())?, op))) {
                 Ok((true, op)) => {
-                    ops_batch.insert(op_key(&circle, &op.hash()), op.bytes());
+                    ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
                     delivery.ops += 1;
                     held_ops += 1;
                     changed = true;
                 }
-                Ok((false, op)) => {
-                    // Already held, or the genesis of a circle just adopted.
-                    if op.hash().0 == circle.0 {
-                        ops_batch.insert(op_key(&circle, &op.hash()), op.bytes());
-                    }
+                // The genesis of a circle just adopted is already in its log, not yet on disk.
+                Ok((false, op)) if adopted && op.hash().0 == circle.0 => {
+                    ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
+                    delivery.ops += 1;
                 }
+                // Already held.
+                Ok((false, _)) => {}
                 Err(e) => delivery.refused.push(Refusal::Op(e.to_string())),
             }
         }
@@ -524,7 +489,7 @@ impl Mailbox {
                 Ok(accepted) => {
                     for a in accepted {
                         let b = a.envelope.bytes();
-                        env_batch.insert(envelope_key(&circle, a.doc, &a.device, a.seq), b);
+                        env_batch.insert(keys::envelope(&circle, a.doc, &a.device, a.seq), b);
                         held.vectors
                             .entry(a.doc)
                             .or_default()
@@ -660,13 +625,6 @@ fn serves(limits: &MailboxLimits, resolution: &Resolution) -> bool {
     }
 }
 
-fn op_key(circle: &CircleId, hash: &OpHash) -> Vec<u8> {
-    let mut k = Vec::with_capacity(64);
-    k.extend_from_slice(&circle.0);
-    k.extend_from_slice(&hash.0);
-    k
-}
-
 impl Local for Mailbox {
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId> {
         self.members
@@ -688,7 +646,7 @@ impl Local for Mailbox {
 
     fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
         self.ops
-            .get(op_key(circle, hash))
+            .get(keys::op(circle, &hash.0))
             .ok()
             .flatten()
             .map(|v| v.to_vec())
@@ -709,8 +667,8 @@ impl Local for Mailbox {
         from: u64,
         limit: usize,
     ) -> Vec<Vec<u8>> {
-        let start = envelope_key(circle, doc, device, from);
-        let end = envelope_key(circle, doc, device, u64::MAX);
+        let start = keys::envelope(circle, doc, device, from);
+        let end = keys::envelope(circle, doc, device, u64::MAX);
         self.envelopes
             .range(start..=end)
             .take(limit)

@@ -94,14 +94,7 @@ pub struct NetConfig {
 impl NetConfig {
     /// The devices of the configured relays (their peer ids name them).
     pub fn relay_devices(&self) -> Result<BTreeSet<DeviceId>, NetError> {
-        self.relays
-            .iter()
-            .map(|a| {
-                relay_peer(a)
-                    .and_then(|p| device_of(&p))
-                    .ok_or_else(|| NetError::RelayAddress(a.to_string()))
-            })
-            .collect()
+        self.relays.iter().map(relays::relay_device_at).collect()
     }
 }
 

@@ -17,9 +17,14 @@ pub fn relay_device(address: &str) -> Result<DeviceId, NetError> {
     let parsed: Multiaddr = address
         .parse()
         .map_err(|e: libp2p::multiaddr::Error| NetError::Address(address.into(), e.to_string()))?;
-    relay_peer(&parsed)
+    relay_device_at(&parsed)
+}
+
+/// The device of the relay at `address`, which must end with the relay's peer id.
+pub(super) fn relay_device_at(address: &Multiaddr) -> Result<DeviceId, NetError> {
+    relay_peer(address)
         .and_then(|p| device_of(&p))
-        .ok_or_else(|| NetError::RelayAddress(address.into()))
+        .ok_or_else(|| NetError::RelayAddress(address.to_string()))
 }
 
 /// Whether `relays` (as a circle names them) include the relay whose device is `device`.

@@ -313,6 +313,18 @@ pub(crate) mod keys {
         k
     }
 
+    /// The parts of a key made by [`envelope`]; `None` if it is not one.
+    pub(crate) fn split_envelope(k: &[u8]) -> Option<(CircleId, DocKind, DeviceId, u64)> {
+        if k.len() != 73 {
+            return None;
+        }
+        let circle = CircleId(k[..32].try_into().ok()?);
+        let doc = doc_of(k[32])?;
+        let device = DeviceId(k[33..65].try_into().ok()?);
+        let seq = u64::from_be_bytes(k[65..].try_into().ok()?);
+        Some((circle, doc, device, seq))
+    }
+
     pub(crate) fn op(circle: &CircleId, hash: &[u8; 32]) -> Vec<u8> {
         let mut k = circle.0.to_vec();
         k.extend_from_slice(hash);
@@ -615,6 +627,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn envelope_keys_split_back_into_their_parts(circle in any::<[u8; 32]>(), doc in 0usize..3, device in any::<[u8; 32]>(), seq in any::<u64>(), noise in prop::collection::vec(any::<u8>(), 0..100)) {
+            let doc = DocKind::ALL[doc];
+            let k = keys::envelope(&CircleId(circle), doc, &DeviceId(device), seq);
+            prop_assert_eq!(keys::split_envelope(&k), Some((CircleId(circle), doc, DeviceId(device), seq)));
+            // Any other bytes give a key's parts or nothing, never a panic.
+            let _ = keys::split_envelope(&noise);
+        }
+
         #[test]
         fn batches_round_trip_through_their_journal_record(writes in prop::collection::vec(write(), 0..12)) {
             let batch = Batch { writes };
