@@ -14,6 +14,9 @@
 //! 6. **Mailbox**: A, whose circle names a relay and which has no other peer, writes 10 000
 //!    notes and goes offline; a new member's empty node connects to the relay alone:
 //!    how long until the relay holds everything, and the member's catch-up from it.
+//! 7. **Invites and the demo**: `cercle join CODE` between two running nodes on loopback,
+//!    from the command's start to its exit with the circle held (median of 5), and
+//!    `cercle demo` from its start to its fourth member's URL printed.
 //! 5. **Floor**: bare Automerge (`automerge::sync`) between two in-memory documents holding
 //!    the same notes: per-note incremental sync, and a full sync of 10 000 notes.
 //!
@@ -219,6 +222,7 @@ async fn write_notes(http: &reqwest::Client, node: &Node, circle: &str, from: us
                 circle: circle.into(),
                 texts: (i..end).map(text).collect(),
                 kind: EntryKind::Care,
+                at: None,
             },
         )
         .await;
@@ -374,6 +378,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
                 circle: circle.clone(),
                 texts: vec![text(i)],
                 kind: EntryKind::Care,
+                at: None,
             },
         )
         .await;
@@ -633,6 +638,63 @@ async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
     }
 }
 
+/// `cercle join` between two running nodes (median of `rounds`), and `cercle demo` up.
+fn invites_and_demo(rounds: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = Node::init(dir.path(), "A");
+    let mut b = Node::init(dir.path(), "B");
+    a.up(&[]);
+    b.up(&[]);
+    let mut joins = Vec::new();
+    for i in 0..rounds {
+        let patient = format!("Patient {i}");
+        let circle = cercle(&a.home, &["circle", "create", "--patient", &patient])["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let code = cercle(
+            &a.home,
+            &["invite", "create", &circle, "--role", "professional"],
+        )["code"]
+            .as_str()
+            .expect("code")
+            .to_string();
+        let t = Instant::now();
+        let joined = cercle(&b.home, &["join", &code]);
+        joins.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(joined["state"], "joined");
+    }
+    a.stop();
+    b.stop();
+    joins.sort_by(f64::total_cmp);
+    let join_median = percentile(&joins, 0.5);
+
+    let t = Instant::now();
+    let mut demo = Command::new(BIN)
+        .args(["--json", "demo"])
+        .env("TMPDIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo");
+    let out = demo.stdout.take().expect("stdout");
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    assert_eq!(lines.take(4).filter(Result::is_ok).count(), 4);
+    let demo_up = t.elapsed().as_secs_f64() * 1e3;
+    let _ = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status();
+    let _ = demo.wait();
+    eprintln!(
+        "  invite: `cercle join` until the circle is held, median of {rounds}: {join_median:.0} ms; `cercle demo` up (relay and 4 nodes): {demo_up:.0} ms"
+    );
+    serde_json::json!({
+        "invite_join_ms_median": join_median,
+        "invite_joins": rounds,
+        "demo_up_ms": demo_up,
+    })
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -641,9 +703,11 @@ fn main() {
         .expect("runtime");
     if !std::env::args().any(|a| a == "--bench") {
         runtime.block_on(run(20, &[50, 100], 200));
+        invites_and_demo(1);
         return;
     }
-    let report = runtime.block_on(run(1000, &[1000, 2000, 10_000], 10_000));
+    let mut report = runtime.block_on(run(1000, &[1000, 2000, 10_000], 10_000));
+    report["invites_and_demo"] = invites_and_demo(5);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("sync.json"), format!("{report:#}\n"));

@@ -53,7 +53,13 @@ impl Client {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let http = reqwest::Client::builder().no_proxy().build()?;
+        // A node that accepts no connection is not running; one that accepted a request
+        // answers it once its writes are durable, which never takes minutes.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(300))
+            .build()?;
         let client = Client { api, http, runtime };
         // A node killed without a chance to clean up leaves a stale file behind.
         match client.call(&Request::Status) {
@@ -85,4 +91,16 @@ impl Client {
             Ok(serde_json::from_value(body)?)
         })
     }
+}
+
+/// Sends one request to the running node, or to the store opened for this command.
+pub(crate) fn ask(ctx: &Context, request: Request) -> anyhow::Result<Answer> {
+    Backend::open(ctx)?.call(request)
+}
+
+/// The error for an answer of the wrong kind (a node of another version).
+pub(crate) fn unexpected(answer: &Answer) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the node gave an unexpected answer ({answer:?}); is it the same version as this command?"
+    )
 }

@@ -7,6 +7,7 @@
 
 mod backend;
 mod cmd;
+mod config;
 mod output;
 mod passphrase;
 mod session;
@@ -19,8 +20,12 @@ use clap::{Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  the command failed (the message says why and what to do)
-  2  the command line is wrong (unknown option, missing argument)";
+  1  the command failed (the message on stderr says why and what to do)
+  2  the command line is wrong (unknown option, missing argument)
+
+Every command talks to the node running on its home (`cercle up`) when there is one, and
+opens the home's store itself otherwise. Settings of `cercle up` live in the configuration
+file (`cercle config get` shows where; CERCLE_CONFIG names another one).";
 
 /// Cercle: a peer-to-peer sharing network for care teams.
 #[derive(Debug, Parser)]
@@ -38,28 +43,59 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create this node's identity (once per home).
     Init(cmd::init::InitArgs),
-    /// Show this node's identity.
+    /// Show this node's identity and contact card.
     Whoami,
-    /// Create and list circles of care.
-    #[command(subcommand)]
-    Circle(cmd::circle::CircleCommand),
-    /// Write and read the liaison notebook.
-    #[command(subcommand)]
-    Note(cmd::note::NoteCommand),
-    /// Run this node in the foreground: sync with the circles' members until Ctrl-C.
+    /// Run this node in the foreground: sync with the circles' members, serve the local
+    /// API and web UI, until Ctrl-C.
     Up(cmd::up::UpArgs),
     /// Show whether the node runs, its peer id, addresses and peers.
     Status,
     /// List the connected peers and what they share with this node.
     Peers,
-    /// Run a relay for operators: circuit relay, rendezvous, AutoNAT, metrics.
+    /// Create and list circles of care, and manage their members.
+    #[command(subcommand)]
+    Circle(cmd::circle::CircleCommand),
+    /// Invite someone into a circle with a one-time code.
+    #[command(subcommand)]
+    Invite(cmd::invite::InviteCommand),
+    /// Join a circle with an invite code (your node must be running).
+    Join(cmd::invite::JoinArgs),
+    /// Read and change the patient file.
+    #[command(subcommand)]
+    Patient(cmd::patient::PatientCommand),
+    /// Write and read the liaison notebook.
+    #[command(subcommand)]
+    Note(cmd::note::NoteCommand),
+    /// Send and read the circle's messages.
+    #[command(subcommand)]
+    Msg(cmd::msg::MsgCommand),
+    /// Add, list and fetch documents of the patient file.
+    #[command(subcommand)]
+    Doc(cmd::doc::DocCommand),
+    /// The care plan's tasks.
+    #[command(subcommand)]
+    Task(cmd::task::TaskCommand),
+    /// Write a circle's documents to files (Automerge or JSON).
+    Export(cmd::export::ExportArgs),
+    /// Run a relay for operators: circuit relay, rendezvous, mailbox, metrics.
     Relay(cmd::relay::RelayArgs),
-    /// Create a demo care circle on this machine (in a new temporary home unless --home).
-    Demo,
+    /// Start a demo care team on this machine (a relay and several nodes) and print the
+    /// URLs of their web UIs.
+    Demo(cmd::demo::DemoArgs),
+    /// Read and change the settings of `cercle up`.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Rebuild the store's database from its journal (after disk or machine trouble).
     Repair,
 }
@@ -80,7 +116,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let home_given = cli.home.is_some();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "cercle", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let home = match cli.home.or_else(default_home) {
         Some(h) => h,
         None => {
@@ -97,13 +137,22 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&ctx, args),
         Command::Whoami => cmd::init::whoami(&ctx),
-        Command::Circle(c) => cmd::circle::run(&ctx, c),
-        Command::Note(c) => cmd::note::run(&ctx, c),
         Command::Up(args) => cmd::up::up(&ctx, args),
         Command::Status => cmd::up::status(&ctx),
         Command::Peers => cmd::up::peers(&ctx),
+        Command::Circle(c) => cmd::circle::run(&ctx, c),
+        Command::Invite(c) => cmd::invite::run(&ctx, c),
+        Command::Join(args) => cmd::invite::join(&ctx, args),
+        Command::Patient(c) => cmd::patient::run(&ctx, c),
+        Command::Note(c) => cmd::note::run(&ctx, c),
+        Command::Msg(c) => cmd::msg::run(&ctx, c),
+        Command::Doc(c) => cmd::doc::run(&ctx, c),
+        Command::Task(c) => cmd::task::run(&ctx, c),
+        Command::Export(args) => cmd::export::run(&ctx, args),
         Command::Relay(args) => cmd::relay::run(&ctx, args),
-        Command::Demo => cmd::demo::run(&ctx, home_given),
+        Command::Demo(args) => cmd::demo::run(&ctx, args),
+        Command::Config(c) => cmd::config::run(&ctx, c),
+        Command::Completions { .. } => Ok(()),
         Command::Repair => cmd::repair::run(&ctx),
     };
     match result {

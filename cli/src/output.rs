@@ -1,5 +1,7 @@
 //! Printing answers: JSON for scripts, aligned text for people.
 
+use std::io::IsTerminal;
+
 use serde::Serialize;
 
 /// Prints `value` as JSON, or `text()` for people.
@@ -19,6 +21,22 @@ pub(crate) fn answer<T: Serialize>(
     Ok(())
 }
 
+/// What a write that made one item answers: the item's id and its circle.
+#[derive(Debug, Serialize)]
+pub(crate) struct Added {
+    pub(crate) id: String,
+    pub(crate) circle: String,
+}
+
+/// Prints the one item a write made (its id; `{"id", "circle"}` with `--json`).
+pub(crate) fn added(json: bool, circle: String, mut ids: Vec<String>) -> anyhow::Result<()> {
+    let added = Added {
+        id: ids.pop().unwrap_or_default(),
+        circle,
+    };
+    answer(json, &added, || added.id.clone())
+}
+
 /// The current time as a model timestamp.
 pub(crate) fn now() -> cercle_crdt::Timestamp {
     cercle_crdt::Timestamp(jiff::Timestamp::now().as_millisecond())
@@ -30,4 +48,31 @@ pub(crate) fn human_time(t: cercle_crdt::Timestamp) -> String {
         Ok(ts) => ts.strftime("%Y-%m-%d %H:%M").to_string(),
         Err(_) => t.to_rfc3339(),
     }
+}
+
+/// A spinner on stderr, drawn only when stderr is a terminal.
+pub(crate) fn progress_spinner(message: &'static str) -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// A progress bar over `len` bytes on stderr, drawn only when stderr is a terminal.
+pub(crate) fn progress_bytes(len: u64, message: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
 }

@@ -36,5 +36,5 @@ pub use patient_file::{
     Consent, ConsentStatus, Identity, IdentityStatus, IdentityUpdate, Item, ItemList, PatientFile,
 };
 pub use replica::{LoadError, Replica};
-pub use thread::{Message, ReadReceipt, Thread};
+pub use thread::{Message, PublishedProfile, ReadReceipt, Thread};
 pub use validation::{ChangeAuthor, Rejection, validate_changes};

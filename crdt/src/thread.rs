@@ -1,7 +1,10 @@
-//! The circle's thread: instant messages between members, with read receipts.
+//! The circle's thread: instant messages between members, with read receipts, and the
+//! members' profiles as each published their own.
 //!
 //! Append-only like the notebook: a message is never edited or deleted, only appended by its
-//! author; a read receipt is written by the reader only.
+//! author; a read receipt is written by the reader only; a profile is written by the member
+//! it describes (a newer one replaces the older when read). Profiles live here, encrypted
+//! like any care data, rather than in the membership log, which relays read.
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, ObjType};
@@ -36,6 +39,20 @@ static RECEIPT: Shape = Shape::Record(&[
     Field::required("message", Shape::Scalar(Scalar::Ref("messages"))),
 ]);
 
+const LABEL: Scalar = Scalar::Text {
+    max: crate::schema::MAX_LABEL_BYTES,
+    non_empty: true,
+};
+
+static PROFILE: Shape = Shape::Record(&[
+    Field::required("member", Shape::Scalar(Scalar::Author)),
+    Field::required("at", Shape::Scalar(Scalar::Timestamp)),
+    Field::required("name", Shape::Scalar(LABEL)),
+    Field::required("profession", Shape::Scalar(LABEL)),
+    Field::optional("rpps", Shape::Scalar(LABEL)),
+    Field::optional("adeli", Shape::Scalar(LABEL)),
+]);
+
 pub(crate) static SCHEMA: DocSchema = DocSchema {
     roots: &[
         Root {
@@ -48,9 +65,25 @@ pub(crate) static SCHEMA: DocSchema = DocSchema {
             shape: Shape::Collection(&RECEIPT),
             writers: Writers::Members,
         },
+        Root {
+            name: "profiles",
+            shape: Shape::Collection(&PROFILE),
+            writers: Writers::Members,
+        },
     ],
     append_only: true,
 };
+
+/// A member's profile as they published it in the circle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedProfile {
+    pub member: MemberId,
+    pub at: Timestamp,
+    pub name: String,
+    pub profession: String,
+    pub rpps: Option<String>,
+    pub adeli: Option<String>,
+}
 
 /// A message with the receipts of those who read it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -186,6 +219,77 @@ impl Thread {
                 Ok(id)
             })
             .map(Some)
+    }
+
+    /// Publishes `profile` as `member`'s own (only its author may write it).
+    pub fn publish_profile(
+        &mut self,
+        member: MemberId,
+        profile: &PublishedProfile,
+        at: Timestamp,
+    ) -> Result<String, WriteError> {
+        for (field, value) in [("name", &profile.name), ("profession", &profile.profession)] {
+            check_text(field, value, crate::schema::MAX_LABEL_BYTES)?;
+            if value.trim().is_empty() {
+                return Err(WriteError::InvalidValue {
+                    field,
+                    reason: "empty".into(),
+                });
+            }
+        }
+        self.replica.write(at, |doc, ctx| {
+            let profiles =
+                root_obj(doc, "profiles").ok_or(WriteError::Automerge("no profiles".into()))?;
+            let id = ctx.next_item_id();
+            let obj = doc.put_object(&profiles, id.as_str(), ObjType::Map)?;
+            doc.put(&obj, "member", member.to_hex())?;
+            doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
+            doc.put(&obj, "name", profile.name.as_str())?;
+            doc.put(&obj, "profession", profile.profession.as_str())?;
+            if let Some(r) = &profile.rpps {
+                doc.put(&obj, "rpps", r.as_str())?;
+            }
+            if let Some(a) = &profile.adeli {
+                doc.put(&obj, "adeli", a.as_str())?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Each member's latest published profile.
+    pub fn profiles(&self) -> std::collections::BTreeMap<MemberId, PublishedProfile> {
+        let doc = self.replica.doc();
+        let mut out: std::collections::BTreeMap<MemberId, PublishedProfile> =
+            std::collections::BTreeMap::new();
+        let Some(coll) = root_obj(doc, "profiles") else {
+            return out;
+        };
+        for (_, obj) in collection_items(doc, &coll) {
+            let r = RecordReader { doc, obj };
+            let (Some(member), Some(at), Some(name), Some(profession)) = (
+                r.member("member"),
+                r.timestamp("at"),
+                r.str("name"),
+                r.str("profession"),
+            ) else {
+                continue;
+            };
+            let p = PublishedProfile {
+                member,
+                at,
+                name,
+                profession,
+                rpps: r.str("rpps"),
+                adeli: r.str("adeli"),
+            };
+            match out.get(&member) {
+                Some(old) if (old.at, &old.name) >= (p.at, &p.name) => {}
+                _ => {
+                    out.insert(member, p);
+                }
+            }
+        }
+        out
     }
 
     /// All messages, oldest first, with their read receipts.

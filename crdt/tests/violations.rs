@@ -155,6 +155,35 @@ proptest! {
         prop_assert!(matches!(r, Err(Rejection::NotTheAuthor { .. })), "{:?}", r);
     }
 
+    /// A profile published in someone else's name is rejected; one's own is accepted.
+    #[test]
+    fn a_profile_is_published_only_by_its_member(n in 0usize..4, victim in any::<[u8; 32]>()) {
+        let victim = MemberId::from_bytes(victim);
+        prop_assume!(victim != MALLORY);
+        let mut t = Thread::new(ActorId::from(&[0x11u8; 16][..]));
+        for i in 0..n { let _ = t.send(HONEST, &format!("m{i}"), &[], T); }
+        let base = t.replica().clone();
+        let profile = |member| cercle_crdt::PublishedProfile {
+            member,
+            at: T,
+            name: "Dr Usurpateur".into(),
+            profession: "médecin".into(),
+            rpps: None,
+            adeli: None,
+        };
+        let mut forged = Thread::load(&t.replica_mut().save(), mallory_actor()).unwrap_or_else(|_| Thread::new(mallory_actor()));
+        prop_assert!(forged.publish_profile(victim, &profile(victim), T).is_ok());
+        let changes: Vec<_> = forged.replica_mut().last_local_change().into_iter().collect();
+        let r = judge(&base, &changes, Role::Professional);
+        prop_assert!(matches!(r, Err(Rejection::NotTheAuthor { .. })), "{:?}", r);
+
+        let mut own = Thread::load(&t.replica_mut().save(), mallory_actor()).unwrap_or_else(|_| Thread::new(mallory_actor()));
+        prop_assert!(own.publish_profile(MALLORY, &profile(MALLORY), T).is_ok());
+        let changes: Vec<_> = own.replica_mut().last_local_change().into_iter().collect();
+        prop_assert_eq!(judge(&base, &changes, Role::Caregiver), Ok(()));
+        prop_assert_eq!(own.profiles().get(&MALLORY).map(|p| p.name.clone()), Some("Dr Usurpateur".to_string()));
+    }
+
     /// Caregivers and observers writing the patient file, observers writing anything.
     #[test]
     fn roles_are_enforced_on_every_part(op in 0usize..4, caregiver in any::<bool>()) {

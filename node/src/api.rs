@@ -19,6 +19,10 @@ use crate::circle::CircleInfo;
 
 /// The file in the home where a running node records its API address and token.
 pub const API_FILE: &str = "api.json";
+/// The API token, kept across restarts (mode 0600) so the UI's links stay valid.
+pub const TOKEN_FILE: &str = "api-token";
+/// The API port chosen the first time, reused at the next start when free.
+pub const PORT_FILE: &str = "api-port";
 
 /// Something a user asks of a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,16 +58,121 @@ pub enum Request {
     },
     /// Names the relays the circle uses (replacing the earlier list; empty for none).
     RelaysSet { circle: String, relays: Vec<String> },
-    /// Adds notes to the liaison notebook; answered once they are durable.
+    /// A one-time invite code to the circle, for the role given (coordinators only).
+    InviteCreate {
+        circle: String,
+        role: Role,
+        /// Seconds from now until the code expires.
+        expires_in: u64,
+    },
+    /// Joins a circle with an invite code: reaches the inviter and proves the code's secret.
+    /// Follow it with [`Request::JoinStatus`].
+    Join { code: String },
+    /// Where a join started with [`Request::Join`] stands.
+    JoinStatus { invite: String },
+    /// The patient file.
+    PatientShow { circle: String },
+    /// Changes to the patient file (fields left `None` are unchanged).
+    PatientSet {
+        circle: String,
+        #[serde(default)]
+        change: Box<PatientChange>,
+    },
+    /// Adds notes to the liaison notebook; answered once they are durable. `at` dates them
+    /// (a visit written up afterwards); it may not be in the future.
     NoteAdd {
         circle: String,
         texts: Vec<String>,
         kind: EntryKind,
+        #[serde(default)]
+        at: Option<i64>,
     },
     /// The notebook's notes, oldest first.
     NoteList { circle: String },
+    /// Corrects one of this member's notes (the original stays visible as amended).
+    NoteAmend {
+        circle: String,
+        note: String,
+        text: String,
+    },
+    /// Acknowledges an alert.
+    NoteAck { circle: String, note: String },
+    /// Sends a message to the circle.
+    MsgSend {
+        circle: String,
+        text: String,
+        #[serde(default)]
+        attachments: Vec<String>,
+    },
+    /// The circle's messages, oldest first; `mark_read` records this member's read
+    /// receipts for those not read yet.
+    MsgList {
+        circle: String,
+        #[serde(default)]
+        mark_read: bool,
+    },
+    /// Adds a task to the care plan.
+    TaskAdd {
+        circle: String,
+        title: String,
+        #[serde(default)]
+        owner: Option<String>,
+        #[serde(default)]
+        due: Option<String>,
+    },
+    /// The care plan's tasks.
+    TaskList { circle: String },
+    /// Marks a task done.
+    TaskDone { circle: String, task: String },
+    /// Adds a document (a file) to the patient file.
+    DocAdd {
+        circle: String,
+        name: String,
+        media_type: String,
+        /// The file's bytes, hex.
+        content: String,
+    },
+    /// The patient file's documents.
+    DocList { circle: String },
+    /// A document's bytes; fetched from connected members if not held here yet.
+    DocGet { circle: String, doc: String },
+    /// The circle's documents in a portable form.
+    Export {
+        circle: String,
+        format: ExportFormat,
+    },
     /// Dials a peer's multiaddress.
     Connect { address: String },
+}
+
+/// Changes to a patient file; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PatientChange {
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub ins: Option<String>,
+    /// Marks the identity as checked against an identity document.
+    pub verify: bool,
+    pub consent: Option<String>,
+    pub consent_scope: Option<String>,
+    pub care_plan: Option<String>,
+    pub problem: Option<String>,
+    pub allergy: Option<String>,
+    pub medication: Option<String>,
+    pub contact: Option<String>,
+}
+
+/// The form of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// Each document in Automerge's binary save format.
+    Automerge,
+    /// The circle's content as one JSON document.
+    Json,
 }
 
 /// A node's answer to a [`Request`].
@@ -72,12 +181,160 @@ pub enum Request {
 #[non_exhaustive]
 pub enum Answer {
     Status(Status),
-    Card { card: String },
-    Circles { circles: Vec<CircleInfo> },
+    Card {
+        card: String,
+    },
+    Circles {
+        circles: Vec<CircleInfo>,
+    },
     Circle(CircleSummary),
-    Added { circle: String, ids: Vec<String> },
-    Notes { notes: Vec<NoteRow> },
+    Added {
+        circle: String,
+        ids: Vec<String>,
+    },
+    Notes {
+        notes: Vec<NoteRow>,
+    },
+    Invite(InviteView),
+    Join(JoinView),
+    Patient(Box<PatientView>),
+    Messages {
+        messages: Vec<MessageRow>,
+    },
+    Tasks {
+        tasks: Vec<TaskRow>,
+    },
+    Documents {
+        documents: Vec<DocumentRow>,
+    },
+    /// A document's bytes (hex), or `None` while it is being fetched.
+    Document {
+        document: DocumentRow,
+        content: Option<String>,
+        /// Bytes received so far while fetching.
+        received: u64,
+    },
+    Export {
+        files: Vec<ExportFile>,
+    },
     Done,
+}
+
+/// A new invite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteView {
+    /// The code to hand over (single use).
+    pub code: String,
+    pub circle: String,
+    pub role: Role,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+    /// Where the invitee's node will reach this one.
+    pub addresses: Vec<String>,
+}
+
+/// Where a join stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinView {
+    pub invite: String,
+    pub circle: String,
+    /// `reaching` (looking for the inviter), `accepted` (added, receiving the circle),
+    /// `joined` (the circle is here) or `refused`.
+    pub state: String,
+    /// Why the inviter refused.
+    pub reason: Option<String>,
+}
+
+/// The patient file, for people.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatientView {
+    pub circle: String,
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub ins: Option<String>,
+    /// `provisional` or `verified`.
+    pub identity_status: String,
+    pub verified_by: Option<String>,
+    /// `given`, `refused` or `withdrawn`; `None` if never recorded.
+    pub consent: Option<String>,
+    pub consent_scope: Option<String>,
+    pub care_plan: String,
+    pub problems: Vec<ItemRow>,
+    pub allergies: Vec<ItemRow>,
+    pub medications: Vec<ItemRow>,
+    pub contacts: Vec<ItemRow>,
+    pub tasks: Vec<TaskRow>,
+    pub documents: Vec<DocumentRow>,
+}
+
+/// One item of a patient file list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRow {
+    pub id: String,
+    pub fields: std::collections::BTreeMap<String, String>,
+    pub added_by: String,
+    pub added_at: String,
+}
+
+/// One task of the care plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    pub title: String,
+    pub owner: Option<String>,
+    pub owner_name: Option<String>,
+    pub due: Option<String>,
+    /// `open` or `done`.
+    pub status: String,
+    pub done_by: Option<String>,
+    pub added_by: String,
+}
+
+/// One document of the patient file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentRow {
+    pub id: String,
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    /// The content's BLAKE3 hash (hex).
+    pub blob: String,
+    /// Whether this node holds the content.
+    pub here: bool,
+    pub added_by: String,
+    pub added_at: String,
+}
+
+/// One message of the circle's thread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub author: String,
+    pub author_name: Option<String>,
+    pub text: String,
+    pub at: String,
+    pub at_millis: i64,
+    pub attachments: Vec<String>,
+    /// Who read it (member ids), and when.
+    pub read_by: Vec<ReceiptRow>,
+}
+
+/// One read receipt or acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptRow {
+    pub by: String,
+    pub by_name: Option<String>,
+    pub at: String,
+}
+
+/// One exported file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportFile {
+    pub name: String,
+    /// The file's bytes, hex.
+    pub content: String,
 }
 
 /// The node's network state.
@@ -151,6 +408,8 @@ pub struct NoteRow {
     pub at: String,
     pub at_millis: i64,
     pub amended: bool,
+    /// For alerts: who acknowledged it.
+    pub acks: Vec<ReceiptRow>,
 }
 
 /// Something that happened in the node, for live views.
@@ -225,4 +484,54 @@ impl ApiFile {
     }
 }
 
+/// The home's API token: the one kept in [`TOKEN_FILE`], or a new one written there.
+pub fn home_token(home: &Path) -> Result<String, ApiError> {
+    let path = home.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() == 64 && t.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Ok(t.trim().to_string());
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "the API token file is damaged; a new token is made")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ApiError::Read {
+                path,
+                reason: e.to_string(),
+            });
+        }
+    }
+    let token = server::new_token().map_err(|reason| ApiError::Write {
+        path: path.clone(),
+        reason,
+    })?;
+    crate::home::write_private(&path, token.as_bytes()).map_err(|e| ApiError::Write {
+        path,
+        reason: e.to_string(),
+    })?;
+    Ok(token)
+}
+
+/// The API port recorded in the home by an earlier start, if any.
+pub fn recorded_port(home: &Path) -> Option<u16> {
+    std::fs::read_to_string(home.join(PORT_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+}
+
+/// Records the API port for the next start.
+pub fn record_port(home: &Path, port: u16) -> Result<(), ApiError> {
+    let path = home.join(PORT_FILE);
+    crate::home::write_atomic(&path, port.to_string().as_bytes()).map_err(|e| ApiError::Write {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+pub mod openapi;
 pub mod server;
+mod ui;

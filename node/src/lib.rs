@@ -10,6 +10,7 @@
 //! - [`home`]: the home directory and its crash-safe file writes.
 //! - [`circle`]: circles of care, their signed membership log and three documents.
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
+//! - [`invite`]: invite codes and the inviter's check of a join.
 //! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
 //! - [`store`]: the durable, encrypted store (sled plus a journal) and its group commit.
 //! - [`sync`]: the sans-I/O sync protocol between two nodes, and its wire format.
@@ -26,6 +27,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod home;
 pub mod identity;
+pub mod invite;
 pub mod keyfile;
 pub mod mailbox;
 pub mod net;

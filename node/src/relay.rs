@@ -87,7 +87,7 @@ pub struct RelayConfig {
 }
 
 /// What the relay tells its operator once it listens.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RelayReady {
     pub peer_id: String,
     /// Full listen addresses, each ending in `/p2p/<peer_id>`.

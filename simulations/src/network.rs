@@ -123,6 +123,8 @@ fn size(m: &Message) -> u64 {
                 .sum::<u64>()
         }
         Message::Ack { .. } => 16,
+        // Invites and document contents: their encoded size.
+        other => cercle_node::sync::wire::encode(other).len() as u64,
     }
 }
 

@@ -109,8 +109,14 @@ impl TestHome {
             .arg(self.path())
             .args(args)
             .env_remove("CERCLE_HOME")
+            .env("CERCLE_CONFIG", self.config_file())
             .env("CERCLE_PASSPHRASE", PASSPHRASE);
         cmd
+    }
+
+    /// The configuration file of this home's commands (never the user's own).
+    pub fn config_file(&self) -> PathBuf {
+        self.path().join("config.toml")
     }
 
     /// Runs `cercle --home HOME ARGS...` and waits for it.
@@ -201,6 +207,7 @@ impl Daemon {
         cmd.arg("up")
             .args(args)
             .env_remove("CERCLE_HOME")
+            .env("CERCLE_CONFIG", home.config_file())
             .env("CERCLE_PASSPHRASE", PASSPHRASE)
             .stdout(std::process::Stdio::null());
         let child = cmd
@@ -291,6 +298,7 @@ impl TestHome {
             .arg(self.path())
             .args(args)
             .env_remove("CERCLE_HOME")
+            .env("CERCLE_CONFIG", self.config_file())
             .env("CERCLE_PASSPHRASE", PASSPHRASE)
             .output()
             .unwrap_or_else(|e| panic!("cannot run cercle: {e}"));
@@ -403,17 +411,7 @@ impl Relay {
             "http://{}{path}",
             self.ready["metrics"].as_str().unwrap_or_default()
         );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        runtime.block_on(async {
-            let r = reqwest::get(&url)
-                .await
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        })
+        http_get(&url, &[])
     }
 
     /// `/metrics`, parsed by an independent Prometheus text parser (a failure to parse fails
@@ -591,4 +589,42 @@ fn ip(args: &[&str]) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `GET url` with extra headers: status and body. Redirects are not followed.
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    http(reqwest::Method::GET, url, headers, None)
+}
+
+/// One HTTP request with extra headers and an optional JSON body: status and body.
+pub fn http(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut request = client.request(method, url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let r = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
 }

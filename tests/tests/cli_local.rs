@@ -272,24 +272,3 @@ fn a_wrong_passphrase_is_refused_in_one_sentence() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.starts_with("error: wrong passphrase"), "{err}");
 }
-
-#[test]
-fn the_demo_builds_a_circle_whose_notebook_the_commands_can_read() {
-    let home = TestHome::new();
-    let demo = home.json(&["demo"]);
-    assert_eq!(demo["patient"], "Jeanne Durand");
-    assert_eq!(demo["notes"], 6);
-    let circle = demo["circle"].as_str().unwrap_or_default().to_string();
-    let notes = home.json(&["note", "list", &circle]);
-    let kinds: Vec<_> = notes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| n["kind"].clone())
-        .collect();
-    assert!(kinds.contains(&serde_json::json!("alert")), "{notes}");
-    let shown = home.json(&["circle", "show", &circle]);
-    assert_eq!(shown["members"][0]["role"], "coordinator");
-    // Demo keys carry no passphrase, and say so.
-    assert_eq!(home.json(&["whoami"])["insecure"], true);
-}

@@ -121,7 +121,7 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
     }
 }
 
-fn parse_role(role: &str) -> anyhow::Result<Role> {
+pub(crate) fn parse_role(role: &str) -> anyhow::Result<Role> {
     role.parse()
         .map_err(|e: cercle_crdt::member::ParseRoleError| anyhow::anyhow!(e))
 }

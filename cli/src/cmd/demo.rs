@@ -1,49 +1,331 @@
-//! `cercle demo`: a demo care circle on this machine, to see the care data model at work.
+//! `cercle demo`: a care team on this machine, to see Cercle at work in a browser.
 //!
-//! Creates (in a fresh temporary home unless `--home` is given) a GP's identity and a circle
-//! around a demo patient with a verified identity, consent, problems, treatments, tasks and a
-//! few days of liaison notebook entries, then prints the notebook and the commands to explore
-//! it. Everything is written through the same code paths as real use.
+//! Starts, as separate processes on loopback, a relay and one node per member (GP, home
+//! nurse, physiotherapist, family caregiver, then a pharmacist and a social worker with
+//! `--members`), each in its own home under one temporary directory. The GP's node creates
+//! the circle around a demo patient (verified identity, consent, problems, treatment, task,
+//! care plan), adds the others and names the relay; every other member's node receives the
+//! circle through the relay and the network like any member's would. The members then write
+//! a few days of notebook entries (an alert among them) and messages through their own
+//! node's API. One line per member gives the URL of their web UI, logged in. Ctrl-C stops
+//! the team and removes the directory (unless `--keep`).
 
-use cercle_crdt::{
-    ConsentStatus, EntryKind, IdentityUpdate, ItemList, NewEntry, PatientFile, Timestamp, Vitals,
-    WriteError,
-};
-use cercle_node::{Circle, Home, KdfParams, LocalIdentity, Profile, PublicIdentity};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cercle_crdt::{ConsentStatus, EntryKind, IdentityUpdate, ItemList, Role, Timestamp};
+use cercle_node::api::{Answer, ApiFile, Request};
+use cercle_node::{Circle, Home, KdfParams, LocalIdentity, Profile};
 use serde::Serialize;
 
 use crate::Context;
-use crate::output::{answer, human_time, now};
+use crate::backend::Client;
+use crate::output::now;
 
-#[derive(Debug, Serialize)]
-struct DemoSummary {
-    home: String,
-    circle: String,
-    patient: String,
-    notes: usize,
-}
-
+/// The whole team must be up within this time.
+const READY_WITHIN: Duration = Duration::from_secs(25);
 const HOUR: i64 = 3_600_000;
 
-pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
-    let home = if home_given {
-        ctx.home.clone()
-    } else {
-        let dir = std::env::temp_dir().join(format!("cercle-demo-{}", now().millis()));
-        Home::at(dir)
-    };
-    let profile = Profile::new(
-        "Dr Claire Martin",
-        "médecin généraliste",
-        Some("10003456786"),
-        None,
-    )?;
-    let identity = LocalIdentity::generate(profile, now())?;
-    home.init(&identity, None, KdfParams::FAST_INSECURE)?;
-    let me = identity.public();
-    let store: std::sync::Arc<dyn cercle_node::store::Store> =
-        std::sync::Arc::new(home.open_store(&identity)?);
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// How many members the care team has (2 to 6).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(2..=6))]
+    members: u8,
+    /// Keep the demo's directory (homes, logs) after Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+}
 
+/// One member of the demo team.
+struct Member {
+    slug: &'static str,
+    name: &'static str,
+    profession: &'static str,
+    rpps: Option<&'static str>,
+    role: Role,
+}
+
+const TEAM: [Member; 6] = [
+    Member {
+        slug: "medecin",
+        name: "Dr Claire Martin",
+        profession: "médecin généraliste",
+        rpps: Some("10003456786"),
+        role: Role::Coordinator,
+    },
+    Member {
+        slug: "infirmier",
+        name: "Julien Moreau",
+        profession: "infirmier libéral",
+        rpps: None,
+        role: Role::Professional,
+    },
+    Member {
+        slug: "kine",
+        name: "Sophie Lambert",
+        profession: "masseur-kinésithérapeute",
+        rpps: None,
+        role: Role::Professional,
+    },
+    Member {
+        slug: "aidante",
+        name: "Marie Durand",
+        profession: "aidante (fille de la patiente)",
+        rpps: None,
+        role: Role::Caregiver,
+    },
+    Member {
+        slug: "pharmacien",
+        name: "Paul Girard",
+        profession: "pharmacien",
+        rpps: None,
+        role: Role::Professional,
+    },
+    Member {
+        slug: "social",
+        name: "Nadia Benali",
+        profession: "assistante sociale",
+        rpps: None,
+        role: Role::Observer,
+    },
+];
+
+/// What is printed per member.
+#[derive(Debug, Serialize)]
+struct MemberLine {
+    name: String,
+    role: String,
+    profession: String,
+    url: String,
+}
+
+/// The processes of the demo, stopped (and the directory removed) when dropped.
+struct Team {
+    dir: PathBuf,
+    keep: bool,
+    children: Vec<Child>,
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            // SIGTERM first: each node flushes its store and removes its api.json.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.keep {
+            tracing::info!(dir = %self.dir.display(), "demo directory kept");
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Team {
+    /// Starts `cercle ARGS` with its output in `log`.
+    fn spawn(&mut self, args: &[&str], log: &Path, stdout: Stdio) -> anyhow::Result<usize> {
+        let exe = std::env::current_exe()?;
+        let err = std::fs::File::create(log)?;
+        let child = Command::new(exe)
+            .args(args)
+            // The team ignores the user's own settings.
+            .env(crate::config::ENV, self.dir.join("config.toml"))
+            .env("CERCLE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start a demo process: {e}"))?;
+        self.children.push(child);
+        Ok(self.children.len() - 1)
+    }
+}
+
+pub(crate) fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("cercle-demo-{}", now().millis()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let mut team = Team {
+        dir: dir.clone(),
+        keep: args.keep,
+        children: Vec::new(),
+    };
+    let relay = start_relay(&mut team)?;
+    let members = &TEAM[..usize::from(args.members)];
+
+    // Identities, each in its own home (without passphrase: a demo).
+    let mut homes = Vec::new();
+    for m in members {
+        let home = Home::at(dir.join(m.slug));
+        let profile = Profile::new(m.name, m.profession, m.rpps, None)?;
+        let identity = LocalIdentity::generate(profile, now())?;
+        home.init(&identity, None, KdfParams::FAST_INSECURE)?;
+        homes.push((home, identity));
+    }
+    let circle = create_circle(&homes, members, &relay)?;
+
+    // The GP's node first, then the others, told where the GP and the relay are.
+    let node_args = |home: &Home| -> Vec<String> {
+        vec![
+            "--home".into(),
+            home.root().display().to_string(),
+            "up".into(),
+            "--no-mdns".into(),
+            "--listen".into(),
+            "/ip4/127.0.0.1/tcp/0".into(),
+            "--relay".into(),
+            relay.clone(),
+        ]
+    };
+    let gp_home = &homes[0].0;
+    let a = node_args(gp_home);
+    team.spawn(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &dir.join("medecin.log"),
+        Stdio::null(),
+    )?;
+    let gp = wait_for_node(ctx, gp_home, started)?;
+    let gp_address = match gp.call(&Request::Status)? {
+        Answer::Status(s) => s.addresses.into_iter().find(|a| a.contains("/tcp/")),
+        _ => None,
+    };
+    for (m, (home, _)) in members.iter().zip(&homes).skip(1) {
+        let mut a = node_args(home);
+        if let Some(p) = &gp_address {
+            a.extend(["--peer".to_string(), p.clone()]);
+        }
+        team.spawn(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            &dir.join(format!("{}.log", m.slug)),
+            Stdio::null(),
+        )?;
+    }
+    let mut clients = vec![gp];
+    for (home, _) in homes.iter().skip(1) {
+        clients.push(wait_for_node(ctx, home, started)?);
+    }
+    // Every member's node holds the circle once it came through the network.
+    for (client, m) in clients.iter().zip(members) {
+        wait_for_circle(client, &circle, m.name, started)?;
+    }
+    write_team_entries(&clients, members, &circle)?;
+
+    let mut lines = Vec::new();
+    for ((home, _), m) in homes.iter().zip(members) {
+        let api = ApiFile::read(home.root())?
+            .ok_or_else(|| anyhow::anyhow!("{}'s node stopped", m.name))?;
+        lines.push(MemberLine {
+            name: m.name.into(),
+            role: m.role.as_str().into(),
+            profession: m.profession.into(),
+            url: crate::cmd::up::ui_url(&api),
+        });
+    }
+    if ctx.json {
+        for l in &lines {
+            println!("{}", serde_json::to_string(l)?);
+        }
+    } else {
+        println!(
+            "Demo care team for Jeanne Durand, up in {:.1} s ({} nodes and a relay on this machine):\n",
+            started.elapsed().as_secs_f64(),
+            lines.len()
+        );
+        for l in &lines {
+            println!("  {:<18} {:<13} {}", l.name, l.role, l.url);
+        }
+        println!(
+            "\nOpen a URL to see that member's web UI. Data and logs: {}\nCtrl-C stops the team{}.",
+            dir.display(),
+            if args.keep {
+                " (the directory is kept)"
+            } else {
+                " and removes the directory"
+            }
+        );
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let watch = async {
+            // The team's processes are checked now and then: a crashed node ends the demo.
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if team
+                    .children
+                    .iter_mut()
+                    .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+                {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = crate::cmd::up::shutdown_signal() => {}
+            () = watch => tracing::warn!("a process of the demo team stopped; stopping the others"),
+        }
+    });
+    drop(team);
+    Ok(())
+}
+
+/// Starts the relay and returns its TCP address.
+fn start_relay(team: &mut Team) -> anyhow::Result<String> {
+    let home = team.dir.join("relais");
+    std::fs::create_dir_all(&home)?;
+    let home_arg = home.display().to_string();
+    let i = team.spawn(
+        &[
+            "--home",
+            &home_arg,
+            "--json",
+            "relay",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+        &team.dir.join("relais.log"),
+        Stdio::piped(),
+    )?;
+    let stdout = team.children[i]
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the relay's output is not readable"))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    let ready: cercle_node::relay::RelayReady = serde_json::from_str(&line)
+        .map_err(|_| anyhow::anyhow!("the demo relay did not start; see {}", home.display()))?;
+    ready
+        .addresses
+        .into_iter()
+        .find(|a| a.contains("/tcp/"))
+        .ok_or_else(|| anyhow::anyhow!("the demo relay has no TCP address"))
+}
+
+/// The circle, made offline in the GP's home: patient file, the GP's first notes, the
+/// other members, and the relay.
+fn create_circle(
+    homes: &[(Home, LocalIdentity)],
+    members: &[Member],
+    relay: &str,
+) -> anyhow::Result<String> {
+    let (home, gp) = &homes[0];
+    let store: std::sync::Arc<dyn cercle_node::store::Store> =
+        std::sync::Arc::new(home.open_store(gp)?);
     let start = Timestamp(now().millis() - 4 * 24 * HOUR);
     let patient = IdentityUpdate {
         family_name: Some("Durand".into()),
@@ -52,143 +334,185 @@ pub(crate) fn run(ctx: &Context, home_given: bool) -> anyhow::Result<()> {
         sex: Some("female".into()),
         ins: None,
     };
-    let mut circle = Circle::create(store, &identity, &patient, start)?;
+    let mut circle = Circle::create(store, gp, &patient, start)?;
+    let me = gp.member();
     circle
-        .edit_patient_file(&identity, start, |pf| demo_patient_file(pf, &me, start))?
+        .edit_patient_file(gp, start, |pf| {
+            pf.verify_identity(me, start)?;
+            pf.record_consent(
+                me,
+                ConsentStatus::Given,
+                "équipe de soins à domicile",
+                start,
+            )?;
+            for (list, fields) in [
+                (
+                    ItemList::Problems,
+                    &[("label", "Insuffisance cardiaque"), ("status", "active")][..],
+                ),
+                (
+                    ItemList::Problems,
+                    &[("label", "Ulcère du talon droit"), ("status", "active")],
+                ),
+                (
+                    ItemList::Allergies,
+                    &[("substance", "Pénicilline"), ("severity", "severe")],
+                ),
+                (
+                    ItemList::Medications,
+                    &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
+                ),
+                (
+                    ItemList::Tasks,
+                    &[
+                        ("title", "Renouveler l'ordonnance de soins infirmiers"),
+                        ("status", "open"),
+                    ],
+                ),
+            ] {
+                pf.add_item(me, list, fields, start)?;
+            }
+            pf.set_care_plan(
+                me,
+                "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.",
+                start,
+            )
+        })?
         .wait()?;
-
-    let notes: [(i64, EntryKind, &str, Option<Vitals>); 6] = [
-        (
-            9,
-            EntryKind::Observation,
-            "Première visite: patiente fatiguée mais souriante, œdèmes des chevilles.",
-            None,
-        ),
-        (
-            10,
-            EntryKind::Care,
-            "Pansement du talon refait, plaie propre, pas de signe d'infection.",
-            None,
-        ),
-        (
-            33,
-            EntryKind::Vitals,
-            "Constantes du matin.",
-            Some(Vitals {
-                systolic: Some(132),
-                diastolic: Some(78),
-                heart_rate: Some(84),
-                weight_kg: Some(61.4),
-                ..Default::default()
-            }),
-        ),
-        (
-            57,
-            EntryKind::Handover,
-            "Pour l'IDE de demain: surveiller le poids, +1,2 kg en deux jours.",
-            None,
-        ),
-        (
-            81,
-            EntryKind::Alert,
-            "Prise de poids de 2 kg en 3 jours et essoufflement: appeler le médecin traitant.",
-            None,
-        ),
-        (
-            82,
-            EntryKind::Observation,
-            "Fille de la patiente prévenue, passera ce soir.",
-            None,
-        ),
-    ];
-    for (hours, kind, text, vitals) in notes {
-        let entry = NewEntry {
-            kind,
-            text: text.into(),
-            vitals,
-        };
-        circle
-            .add_note(&identity, entry, Timestamp(start.millis() + hours * HOUR))?
-            .wait()?;
+    circle
+        .add_note(
+            gp,
+            cercle_crdt::NewEntry {
+                kind: EntryKind::Observation,
+                text: "Première visite: patiente fatiguée mais souriante, œdèmes des chevilles."
+                    .into(),
+                vitals: None,
+            },
+            Timestamp(start.millis() + 2 * HOUR),
+        )?
+        .wait()?;
+    for ((_, identity), m) in homes.iter().zip(members).skip(1) {
+        circle.add_member(gp, &identity.public().card(&[]), m.role, now())?;
     }
-
-    let summary = DemoSummary {
-        home: home.root().display().to_string(),
-        circle: circle.info().id.clone(),
-        patient: circle.info().patient.clone(),
-        notes: circle.notes().len(),
-    };
-    answer(ctx.json, &summary, || {
-        let mut s = format!(
-            "Demo circle for {} created in {}\n\nLiaison notebook:\n",
-            summary.patient, summary.home
-        );
-        for e in circle.notes() {
-            s.push_str(&format!(
-                "  {}  {:<11} {}\n",
-                human_time(e.at),
-                e.kind.as_str(),
-                e.current_text()
-            ));
-        }
-        let bin =
-            std::env::current_exe().map_or_else(|_| "cercle".into(), |p| p.display().to_string());
-        let h = &summary.home;
-        let c = &summary.circle[..12];
-        s.push_str(&format!(
-            "\nExplore it:\n  {bin} --home {h} note list {c}\n  {bin} --home {h} note add {c} \"Votre note\" --kind care\n  {bin} --home {h} --json note list {c}\n\nThis demo runs one node, offline. Members' nodes sync with `cercle up` (see the README); a demo team of several nodes and the web UI are not built yet."
-        ));
-        s
-    })
+    circle.set_relays(gp, vec![relay.to_string()], now())?;
+    Ok(circle.info().id.clone())
 }
 
-/// The demo patient's file: verified identity, consent, problems, allergy, treatment, task
-/// and care plan.
-fn demo_patient_file(
-    pf: &mut PatientFile,
-    me: &PublicIdentity,
-    start: Timestamp,
-) -> Result<(), WriteError> {
-    pf.verify_identity(me.member(), start)?;
-    pf.record_consent(
-        me.member(),
-        ConsentStatus::Given,
-        "équipe de soins à domicile",
-        start,
+/// Waits for a member's node to answer on its API.
+fn wait_for_node(ctx: &Context, home: &Home, started: Instant) -> anyhow::Result<Client> {
+    let member_ctx = Context {
+        home: home.clone(),
+        json: ctx.json,
+    };
+    loop {
+        if let Some(c) = Client::running(&member_ctx)? {
+            return Ok(c);
+        }
+        if started.elapsed() > READY_WITHIN {
+            anyhow::bail!(
+                "a demo node did not start within {} s; see the logs in {}",
+                READY_WITHIN.as_secs(),
+                home.root()
+                    .parent()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the member's node holds the circle.
+fn wait_for_circle(
+    client: &Client,
+    circle: &str,
+    name: &str,
+    started: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        if let Answer::Circles { circles } = client.call(&Request::CircleList)?
+            && circles.iter().any(|c| c.id == circle)
+        {
+            return Ok(());
+        }
+        if started.elapsed() > READY_WITHIN {
+            anyhow::bail!(
+                "{name}'s node did not receive the circle within {} s",
+                READY_WITHIN.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A few days of the team's work, each written by its author's own node.
+fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> anyhow::Result<()> {
+    let start = now().millis() - 4 * 24 * HOUR;
+    let note = |who: usize, hours: i64, kind: EntryKind, text: &str| -> anyhow::Result<()> {
+        let Some(client) = clients.get(who) else {
+            return Ok(());
+        };
+        client.call(&Request::NoteAdd {
+            circle: circle.into(),
+            texts: vec![text.into()],
+            kind,
+            at: Some(start + hours * HOUR),
+        })?;
+        Ok(())
+    };
+    let message = |who: usize, text: &str| -> anyhow::Result<()> {
+        let Some(client) = clients.get(who) else {
+            return Ok(());
+        };
+        client.call(&Request::MsgSend {
+            circle: circle.into(),
+            text: text.into(),
+            attachments: Vec::new(),
+        })?;
+        Ok(())
+    };
+    note(
+        1,
+        9,
+        EntryKind::Care,
+        "Pansement du talon refait, plaie propre, pas de signe d'infection.",
     )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Problems,
-        &[("label", "Insuffisance cardiaque"), ("status", "active")],
-        start,
+    note(
+        1,
+        33,
+        EntryKind::Vitals,
+        "Constantes du matin: TA 132/78, FC 84, poids 61,4 kg.",
     )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Problems,
-        &[("label", "Ulcère du talon droit"), ("status", "active")],
-        start,
+    note(
+        2,
+        50,
+        EntryKind::Care,
+        "Séance de kinésithérapie: marche de 10 minutes avec déambulateur, bonne tolérance.",
     )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Allergies,
-        &[("substance", "Pénicilline"), ("severity", "severe")],
-        start,
+    note(
+        1,
+        57,
+        EntryKind::Handover,
+        "Pour l'IDE de demain: surveiller le poids, +1,2 kg en deux jours.",
     )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Medications,
-        &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
-        start,
+    note(
+        1,
+        81,
+        EntryKind::Alert,
+        "Prise de poids de 2 kg en 3 jours et essoufflement: appeler le médecin traitant.",
     )?;
-    pf.add_item(
-        me.member(),
-        ItemList::Tasks,
-        &[
-            ("title", "Renouveler l'ordonnance de soins infirmiers"),
-            ("due", "2026-12-15"),
-        ],
-        start,
+    message(
+        3,
+        "Maman a mal dormi cette nuit, elle dit être essoufflée en montant l'escalier.",
     )?;
-    pf.set_care_plan(me.member(), "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.", start)?;
+    message(
+        0,
+        "Je passe demain en fin de matinée. Merci de noter le poids chaque matin.",
+    )?;
+    if members.len() > 4 {
+        message(
+            4,
+            "Le renouvellement de Furosémide est prêt à la pharmacie.",
+        )?;
+    }
     Ok(())
 }

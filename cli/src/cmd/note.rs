@@ -8,11 +8,10 @@ use cercle_crdt::{EntryKind, NewEntry};
 use cercle_node::Circle;
 use cercle_node::api::{Answer, Request};
 use cercle_node::circle::Pending;
-use serde::Serialize;
 
 use crate::Context;
 use crate::backend::{Backend, Client};
-use crate::output::{answer, human_time, now};
+use crate::output::{added, answer, human_time, now};
 use crate::session::Session;
 
 /// At most this many notes written ahead of their acknowledgement.
@@ -43,12 +42,20 @@ pub(crate) enum NoteCommand {
         /// The circle: its id or an unambiguous prefix.
         circle: String,
     },
-}
-
-#[derive(Debug, Serialize)]
-struct Added {
-    id: String,
-    circle: String,
+    /// Correct one of your notes (the note shows as amended).
+    Amend {
+        circle: String,
+        /// The note's id or a prefix of at least 4 characters.
+        note: String,
+        /// The corrected text, in quotes.
+        text: String,
+    },
+    /// Acknowledge an alert: the team sees who has seen it.
+    Ack {
+        circle: String,
+        /// The alert's id or a prefix of at least 4 characters.
+        note: String,
+    },
 }
 
 pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
@@ -56,6 +63,21 @@ pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
         NoteCommand::Add { circle, text, kind } => add(ctx, &circle, &text, &kind),
         NoteCommand::Import { circle, kind } => import(ctx, &circle, &kind),
         NoteCommand::List { circle } => list(ctx, &circle),
+        NoteCommand::Amend { circle, note, text } => {
+            if text.trim().is_empty() {
+                anyhow::bail!("the corrected text is empty: give it in quotes");
+            }
+            changed(ctx, Request::NoteAmend { circle, note, text })
+        }
+        NoteCommand::Ack { circle, note } => changed(ctx, Request::NoteAck { circle, note }),
+    }
+}
+
+/// Amend and ack answer with the note's id.
+fn changed(ctx: &Context, request: Request) -> anyhow::Result<()> {
+    match Backend::open(ctx)?.call(request)? {
+        Answer::Added { circle, ids } => added(ctx.json, circle, ids),
+        other => Err(crate::backend::unexpected(&other)),
     }
 }
 
@@ -68,16 +90,12 @@ fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()
         circle: circle.to_string(),
         texts: vec![text.to_string()],
         kind,
+        at: None,
     };
-    let (circle, ids) = match Backend::open(ctx)?.call(request)? {
-        Answer::Added { circle, ids } => (circle, ids),
-        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
-    };
-    let added = Added {
-        id: ids.into_iter().next().unwrap_or_default(),
-        circle,
-    };
-    answer(ctx.json, &added, || added.id.clone())
+    match Backend::open(ctx)?.call(request)? {
+        Answer::Added { circle, ids } => added(ctx.json, circle, ids),
+        other => Err(crate::backend::unexpected(&other)),
+    }
 }
 
 /// Writes each line as it is read; a second thread prints each note's id as soon as it is
@@ -140,7 +158,7 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
 /// One imported note's line: its id, or `{"id", "circle"}` with `--json`.
 fn print_added(out: &mut impl Write, json: bool, id: String, circle: &str) -> anyhow::Result<()> {
     if json {
-        let line = serde_json::to_string(&Added {
+        let line = serde_json::to_string(&crate::output::Added {
             id,
             circle: circle.to_string(),
         })?;
@@ -164,6 +182,7 @@ fn import_through(
             circle: circle.to_string(),
             texts,
             kind,
+            at: None,
         };
         let Answer::Added { circle, ids } = client.call(&request)? else {
             anyhow::bail!("the node gave an unexpected answer");
@@ -210,13 +229,24 @@ fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
                     .author_name
                     .clone()
                     .unwrap_or_else(|| n.author[..12].to_string());
-                format!(
-                    "{}  {:<11}  {:<20}  {}",
+                let mut line = format!(
+                    "{}  {}  {:<11}  {:<20}  {}",
+                    &n.id[..8],
                     human_time(cercle_crdt::Timestamp(n.at_millis)),
                     n.kind,
                     who,
                     n.text
-                )
+                );
+                if n.amended {
+                    line.push_str("  (amended)");
+                }
+                if n.kind == "alert" {
+                    line.push_str(&match n.acks.len() {
+                        0 => "  (not acknowledged)".to_string(),
+                        k => format!("  (acknowledged by {k})"),
+                    });
+                }
+                line
             })
             .collect::<Vec<_>>()
             .join("\n")

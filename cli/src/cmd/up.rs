@@ -28,7 +28,8 @@ pub(crate) struct UpArgs {
     /// Do not look for peers on the local network (mDNS).
     #[arg(long)]
     no_mdns: bool,
-    /// Serve the local API on this address (default: a free port on 127.0.0.1).
+    /// Serve the local API and web UI on this address (default: the port of the last start,
+    /// or a free port, on 127.0.0.1).
     #[arg(long, value_name = "127.0.0.1:PORT")]
     api: Option<std::net::SocketAddr>,
 }
@@ -50,10 +51,17 @@ pub(crate) fn parse_addresses(
 }
 
 pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
-    let listen = parse_addresses("--listen", &args.listen)?;
-    let peers = parse_addresses("--peer", &args.peer)?;
-    let relays = parse_addresses("--relay", &args.relay)?;
-    if let Some(a) = args.api
+    // Flags win over the configuration file, list by list.
+    let config = crate::config::Config::load()?;
+    let or_config = |given: Vec<String>, configured: Vec<String>| {
+        if given.is_empty() { configured } else { given }
+    };
+    let listen = parse_addresses("--listen", &or_config(args.listen, config.listen))?;
+    let peers = parse_addresses("--peer", &or_config(args.peer, config.peers))?;
+    let relays = parse_addresses("--relay", &or_config(args.relay, config.relays))?;
+    let api = args.api.or(config.api);
+    let mdns = !args.no_mdns && config.mdns != Some(false);
+    if let Some(a) = api
         && !a.ip().is_loopback()
     {
         anyhow::bail!(
@@ -63,7 +71,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     let net = NetConfig {
         listen,
         peers,
-        mdns: !args.no_mdns,
+        mdns,
         relays,
     };
     if let Err(e) = net.relay_devices() {
@@ -72,7 +80,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
     let config = NodeConfig {
         net,
-        api: args.api,
+        api,
         home: ctx.home.root().to_path_buf(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,8 +89,25 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
         .build()?;
     let store = s.store();
     let me = s.me;
-    runtime.block_on(node::run(store, me, config, shutdown_signal()))?;
+    let json = ctx.json;
+    let ready = move |api: &cercle_node::api::ApiFile| {
+        let ui = ui_url(api);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "api": api.address.to_string(), "ui": ui })
+            );
+        } else {
+            println!("Cercle node running. Web UI: {ui}\nStop it with Ctrl-C.");
+        }
+    };
+    runtime.block_on(node::run(store, me, config, ready, shutdown_signal()))?;
     Ok(())
+}
+
+/// The web UI's address, with the token that logs the browser in.
+pub(crate) fn ui_url(api: &cercle_node::api::ApiFile) -> String {
+    format!("http://{}/?token={}", api.address, api.token)
 }
 
 /// Ctrl-C or SIGTERM.
@@ -129,7 +154,11 @@ pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
                 s.peer_id
             );
         }
-        let mut out = format!("running\npeer id {}\naddresses:", s.peer_id);
+        let mut out = format!("running\npeer id {}\n", s.peer_id);
+        if let Ok(Some(api)) = cercle_node::api::ApiFile::read(ctx.home.root()) {
+            out.push_str(&format!("web UI  {}\n", ui_url(&api)));
+        }
+        out.push_str("addresses:");
         for a in &s.addresses {
             out.push_str(&format!("\n  {a}"));
         }

@@ -438,6 +438,62 @@ impl Circle {
         self.names.get(member)
     }
 
+    /// Every member's profile known here: from the cards this node saw, else as each
+    /// member published it in the thread.
+    pub fn profiles(&self) -> BTreeMap<MemberId, Profile> {
+        let mut all: BTreeMap<MemberId, Profile> = self
+            .thread
+            .profiles()
+            .into_iter()
+            .map(|(m, p)| {
+                (
+                    m,
+                    Profile {
+                        name: p.name,
+                        profession: p.profession,
+                        rpps: p.rpps,
+                        adeli: p.adeli,
+                    },
+                )
+            })
+            .collect();
+        all.extend(self.names.iter().map(|(m, p)| (*m, p.clone())));
+        all
+    }
+
+    /// Publishes `me`'s profile in the thread if it is not there as it is now (a member
+    /// who joined from the network is known to the others by this). Nothing for a member
+    /// whose role writes no messages.
+    pub fn publish_profile(
+        &mut self,
+        me: &LocalIdentity,
+        now: Timestamp,
+    ) -> Result<Option<Pending<String>>, CircleError> {
+        let mine = me.public().profile;
+        let published = self.thread.profiles().remove(&me.member());
+        if published.is_some_and(|p| p.name == mine.name && p.profession == mine.profession) {
+            return Ok(None);
+        }
+        if !self
+            .resolution()
+            .role(&me.member())
+            .is_some_and(cercle_crdt::Role::writes_anything)
+        {
+            return Ok(None);
+        }
+        let profile = cercle_crdt::PublishedProfile {
+            member: me.member(),
+            at: now,
+            name: mine.name,
+            profession: mine.profession,
+            rpps: mine.rpps,
+            adeli: mine.adeli,
+        };
+        let member = me.member();
+        self.edit_thread(me, now, |t| t.publish_profile(member, &profile, now))
+            .map(Some)
+    }
+
     /// The local member's role, checked against what they want to do.
     fn require_role(
         &self,
@@ -836,17 +892,72 @@ impl Circle {
         now: Timestamp,
         f: impl FnOnce(&mut PatientFile) -> Result<T, WriteError>,
     ) -> Result<Pending<T>, CircleError> {
-        self.require_role(
-            &me.public(),
+        self.edit(
+            me,
+            DocKind::PatientFile,
             cercle_crdt::Role::writes_clinical,
             "editing the patient file",
-        )?;
-        let before = self.patient_file.replica_mut().heads();
-        let result = f(&mut self.patient_file);
-        let changes = self.patient_file.replica_mut().changes_since(&before);
+            now,
+            |c| f(&mut c.patient_file),
+        )
+    }
+
+    /// Writes to the liaison notebook with `f` (amend an entry, acknowledge an alert): a
+    /// clinical member's write, sealed into one envelope.
+    pub fn edit_notebook<T>(
+        &mut self,
+        me: &LocalIdentity,
+        now: Timestamp,
+        f: impl FnOnce(&mut LiaisonNotebook) -> Result<T, WriteError>,
+    ) -> Result<Pending<T>, CircleError> {
+        self.edit(
+            me,
+            DocKind::LiaisonNotebook,
+            cercle_crdt::Role::writes_clinical,
+            "writing in the liaison notebook",
+            now,
+            |c| f(&mut c.notebook),
+        )
+    }
+
+    /// Writes to the circle's messages with `f` (send, mark read): any member but an
+    /// observer, sealed into one envelope.
+    pub fn edit_thread<T>(
+        &mut self,
+        me: &LocalIdentity,
+        now: Timestamp,
+        f: impl FnOnce(&mut Thread) -> Result<T, WriteError>,
+    ) -> Result<Pending<T>, CircleError> {
+        self.edit(
+            me,
+            DocKind::Thread,
+            cercle_crdt::Role::writes_anything,
+            "writing messages",
+            now,
+            |c| f(&mut c.thread),
+        )
+    }
+
+    /// Runs `f` on document `doc` if this member's role allows it, then seals every
+    /// change it made into one envelope and queues it. Changes made before an error in `f`
+    /// are kept too.
+    fn edit<T>(
+        &mut self,
+        me: &LocalIdentity,
+        doc: DocKind,
+        allowed: impl Fn(cercle_crdt::Role) -> bool,
+        action: &'static str,
+        now: Timestamp,
+        f: impl FnOnce(&mut Self) -> Result<T, WriteError>,
+    ) -> Result<Pending<T>, CircleError> {
+        self.require_role(&me.public(), allowed, action)?;
+        let before = self.replica_mut(doc).heads();
+        let result = f(self);
+        let changes = self.replica_mut(doc).changes_since(&before);
         let mut batch = Batch::new();
-        self.seal_local(me, DocKind::PatientFile, &changes, now, &mut batch)?;
+        self.seal_local(me, doc, &changes, now, &mut batch)?;
         let ticket = self.store.submit(batch);
+        self.maintain(SNAPSHOT_EVERY);
         match result {
             Ok(value) => Ok(Pending { value, ticket }),
             Err(e) => {

@@ -8,12 +8,18 @@ use std::sync::Arc;
 
 use cercle_crdt::{DocKind, IdentityUpdate, NewEntry, Timestamp};
 
-use crate::api::{Answer, CircleSummary, MemberRow, NodeEvent, NoteRow, PeerRow, Request, Status};
+use crate::api::{Answer, CircleSummary, MemberRow, NodeEvent, PeerRow, Request, Status};
 use crate::circle::membership::{CircleId, OpHash};
 use crate::circle::{Circle, CircleError};
 use crate::identity::{CardError, ContactCard, DeviceId, LocalIdentity};
+use crate::invite::InviteError;
 use crate::net::Spot;
-use crate::store::{Store, StoreError, Ticket};
+use crate::store::{Batch, Store, StoreError, Ticket};
+
+use super::care;
+
+mod blobs;
+mod invites;
 use crate::sync::{Local, Message, PeerSync, Received, SyncRejection, Vector};
 
 /// Notes of one request written as one Automerge change (one envelope).
@@ -33,6 +39,8 @@ pub enum NodeError {
     Card(#[from] CardError),
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    Invite(#[from] InviteError),
     #[error("the node is not running; start it with `cercle up`")]
     NotRunning,
 }
@@ -186,6 +194,10 @@ pub struct NodeCore {
     addresses: Vec<String>,
     peer_id: String,
     running: bool,
+    /// Invites this node is joining with, by invite id.
+    joins: BTreeMap<String, invites::Joining>,
+    /// Document contents being fetched from members.
+    fetches: blobs::Fetches,
 }
 
 impl NodeCore {
@@ -203,12 +215,43 @@ impl NodeCore {
             addresses: Vec::new(),
             peer_id,
             running: false,
+            joins: BTreeMap::new(),
+            fetches: BTreeMap::new(),
         })
     }
 
     /// Marks the core as driven by a running node (for `status`).
     pub fn set_running(&mut self) {
         self.running = true;
+        // Envelopes written here reach peers through the first `Hello` exchange.
+        let ids: Vec<CircleId> = self.circles.open.keys().copied().collect();
+        for id in ids {
+            drop(self.publish_profile(id, jiff::Timestamp::now().as_millisecond()));
+        }
+    }
+
+    /// Publishes this member's profile in a circle's thread if it is missing or outdated,
+    /// and pushes it once durable.
+    fn publish_profile(&mut self, circle: CircleId, now: i64) -> Vec<Output> {
+        let Some(c) = self.circles.open.get_mut(&circle) else {
+            return Vec::new();
+        };
+        match c.publish_profile(&self.me, Timestamp(now)) {
+            Ok(None) => return Vec::new(),
+            // Rare (once per circle joined): the core waits for this one write.
+            Ok(Some(p)) => {
+                if let Err(e) = p.wait() {
+                    tracing::error!(%circle, error = %e, "cannot publish this member's profile");
+                    return Vec::new();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%circle, error = %e, "cannot publish this member's profile");
+                return Vec::new();
+            }
+        }
+        let sealed = c.take_sealed();
+        self.pass_on(circle, None, sealed, false, now)
     }
 
     /// The relays this node uses: they get every circle's envelopes (for their mailbox).
@@ -285,6 +328,7 @@ impl NodeCore {
             peer_id,
             connected: true,
         }));
+        outputs.extend(self.send_joins(&device));
         outputs
     }
 
@@ -301,6 +345,39 @@ impl NodeCore {
 
     /// A message from a connected peer device.
     pub fn from_peer(&mut self, device: DeviceId, message: Message, now: i64) -> Vec<Output> {
+        let message = match message {
+            Message::Join {
+                invite,
+                secret,
+                card,
+            } => return self.join_asked(device, invite, &secret, &card, now),
+            Message::JoinAnswer { invite, refused } => {
+                self.join_answered(&device, &invite, refused);
+                return Vec::new();
+            }
+            Message::BlobWant {
+                circle,
+                blob,
+                offset,
+            } => return self.blob_wanted(device, circle, &blob, offset),
+            Message::BlobPart {
+                circle,
+                blob,
+                offset,
+                total,
+                bytes,
+            } => {
+                let part = blobs::Part {
+                    circle,
+                    blob,
+                    offset,
+                    total,
+                    bytes,
+                };
+                return self.blob_part(device, part, now);
+            }
+            m => m,
+        };
         // The peer's stream may deliver before ours to it is open: its state starts here.
         let peer = self.peers.entry(device).or_insert_with(|| Peer {
             sync: PeerSync::new(device),
@@ -378,6 +455,9 @@ impl NodeCore {
             joined || !receipt.new_ops.is_empty(),
             now,
         ));
+        if joined {
+            out.extend(self.publish_profile(circle, now));
+        }
         out
     }
 
@@ -417,6 +497,8 @@ impl NodeCore {
         for (device, peer) in &mut self.peers {
             out.extend(sends(*device, peer.sync.tick(&self.circles, now)));
         }
+        out.extend(self.retry_joins(now));
+        out.extend(self.retry_fetches(now));
         out
     }
 
@@ -511,14 +593,202 @@ impl NodeCore {
                     c.set_relays(me, relays, now)
                 })
             }
+            Request::InviteCreate {
+                circle,
+                role,
+                expires_in,
+            } => self.invite(&circle, role, expires_in, now),
+            Request::Join { code } => self.join(&code, now),
+            Request::JoinStatus { invite } => self.join_status(&invite),
+            Request::PatientShow { circle } => {
+                let store = self.circles.store.clone();
+                let c = self.circles.find(&circle)?;
+                let view = care::patient(c, store.as_ref());
+                Ok(Handled::now(Answer::Patient(Box::new(view))))
+            }
+            Request::PatientSet { circle, change } => self.write(&circle, now, |c, me, store| {
+                let (_, ticket) = care::change_patient(c, me, *change, now)?.into_parts();
+                Ok((
+                    Answer::Patient(Box::new(care::patient(c, store))),
+                    vec![ticket],
+                ))
+            }),
             Request::NoteAdd {
                 circle,
                 texts,
                 kind,
-            } => self.add_notes(&circle, texts, kind, now),
+                at,
+            } => {
+                let at = match at {
+                    // A few minutes of clock difference between devices are tolerated.
+                    Some(t) if t > now.millis() + 5 * 60_000 => {
+                        return Err(NodeError::BadRequest(
+                            "a note cannot be dated in the future".into(),
+                        ));
+                    }
+                    Some(t) => Timestamp(t),
+                    None => now,
+                };
+                self.add_notes(&circle, texts, kind, at, now)
+            }
             Request::NoteList { circle } => {
                 let c = self.circles.find(&circle)?;
-                Ok(Handled::now(Answer::Notes { notes: notes(c) }))
+                Ok(Handled::now(Answer::Notes {
+                    notes: care::notes(c),
+                }))
+            }
+            Request::NoteAmend { circle, note, text } => self.write(&circle, now, |c, me, _| {
+                let id = care::pick_id("note", &note, c.notes().into_iter().map(|e| e.id))?;
+                let author = me.member();
+                let (_, ticket) = c
+                    .edit_notebook(me, now, |nb| nb.amend(author, &id, &text, now))?
+                    .into_parts();
+                Ok((added(c, id), vec![ticket]))
+            }),
+            Request::NoteAck { circle, note } => self.write(&circle, now, |c, me, _| {
+                let id = care::pick_id("note", &note, c.notes().into_iter().map(|e| e.id))?;
+                let by = me.member();
+                let (_, ticket) = c
+                    .edit_notebook(me, now, |nb| nb.acknowledge(by, &id, now))?
+                    .into_parts();
+                Ok((added(c, id), vec![ticket]))
+            }),
+            Request::MsgSend {
+                circle,
+                text,
+                attachments,
+            } => self.write(&circle, now, |c, me, _| {
+                if text.trim().is_empty() {
+                    return Err(NodeError::BadRequest(
+                        "the message is empty: give its text in quotes".into(),
+                    ));
+                }
+                let author = me.member();
+                let (id, ticket) = c
+                    .edit_thread(me, now, |t| t.send(author, &text, &attachments, now))?
+                    .into_parts();
+                Ok((added(c, id), vec![ticket]))
+            }),
+            Request::MsgList { circle, mark_read } => self.write(&circle, now, |c, me, _| {
+                let mut tickets = Vec::new();
+                let by = me.member();
+                let unread: Vec<String> = c
+                    .thread
+                    .messages()
+                    .into_iter()
+                    .filter(|m| m.author != by && m.read_by.iter().all(|r| r.by != by))
+                    .map(|m| m.id)
+                    .collect();
+                if mark_read && !unread.is_empty() {
+                    let (_, ticket) = c
+                        .edit_thread(me, now, |t| {
+                            unread
+                                .iter()
+                                .try_for_each(|id| t.mark_read(by, id, now).map(|_| ()))
+                        })?
+                        .into_parts();
+                    tickets.push(ticket);
+                }
+                Ok((
+                    Answer::Messages {
+                        messages: care::messages(c),
+                    },
+                    tickets,
+                ))
+            }),
+            Request::TaskAdd {
+                circle,
+                title,
+                owner,
+                due,
+            } => self.write(&circle, now, |c, me, _| {
+                let owner = owner.map(|o| c.find_member(&o)).transpose()?;
+                let owner_hex = owner.map(|m| m.to_hex());
+                let mut fields = vec![("title", title.as_str()), ("status", "open")];
+                if let Some(o) = &owner_hex {
+                    fields.push(("owner", o.as_str()));
+                }
+                if let Some(d) = &due {
+                    fields.push(("due", d.as_str()));
+                }
+                let author = me.member();
+                let (id, ticket) = c
+                    .edit_patient_file(me, now, |pf| {
+                        pf.add_item(author, cercle_crdt::ItemList::Tasks, &fields, now)
+                    })?
+                    .into_parts();
+                Ok((added(c, id), vec![ticket]))
+            }),
+            Request::TaskList { circle } => {
+                let c = self.circles.find(&circle)?;
+                Ok(Handled::now(Answer::Tasks {
+                    tasks: care::tasks(c),
+                }))
+            }
+            Request::TaskDone { circle, task } => self.write(&circle, now, |c, me, _| {
+                let id = care::pick_id("task", &task, care::tasks(c).into_iter().map(|t| t.id))?;
+                let author = me.member();
+                let (_, ticket) = c
+                    .edit_patient_file(me, now, |pf| pf.complete_task(author, &id, now))?
+                    .into_parts();
+                Ok((
+                    Answer::Tasks {
+                        tasks: care::tasks(c),
+                    },
+                    vec![ticket],
+                ))
+            }),
+            Request::DocAdd {
+                circle,
+                name,
+                media_type,
+                content,
+            } => self.write(&circle, now, |c, me, store| {
+                let bytes = hex::decode(&content).map_err(|_| {
+                    NodeError::BadRequest("the document's content is not hex".into())
+                })?;
+                if bytes.len() > care::MAX_DOCUMENT_BYTES {
+                    return Err(NodeError::BadRequest(format!(
+                        "the document is {} bytes; at most {} are accepted",
+                        bytes.len(),
+                        care::MAX_DOCUMENT_BYTES
+                    )));
+                }
+                let mut batch = Batch::new();
+                let blob = hex::encode(batch.blob(&bytes));
+                let stored = store.submit(batch);
+                let size = bytes.len().to_string();
+                let author = me.member();
+                let (id, ticket) = c
+                    .edit_patient_file(me, now, |pf| {
+                        pf.add_item(
+                            author,
+                            cercle_crdt::ItemList::Documents,
+                            &[
+                                ("name", name.as_str()),
+                                ("media_type", media_type.as_str()),
+                                ("size", size.as_str()),
+                                ("blob", blob.as_str()),
+                            ],
+                            now,
+                        )
+                    })?
+                    .into_parts();
+                Ok((added(c, id), vec![stored, ticket]))
+            }),
+            Request::DocList { circle } => {
+                let store = self.circles.store.clone();
+                let c = self.circles.find(&circle)?;
+                Ok(Handled::now(Answer::Documents {
+                    documents: care::documents(c, store.as_ref()),
+                }))
+            }
+            Request::DocGet { circle, doc } => self.document(&circle, &doc, now.millis()),
+            Request::Export { circle, format } => {
+                let store = self.circles.store.clone();
+                let c = self.circles.find(&circle)?;
+                let files = care::export(c, store.as_ref(), format)?;
+                Ok(Handled::now(Answer::Export { files }))
             }
             Request::Connect { address } => {
                 if !self.running {
@@ -551,6 +821,76 @@ impl NodeCore {
         Ok(Handled {
             answer,
             tickets: Vec::new(),
+            after,
+        })
+    }
+
+    /// A document's row, and its content if this node holds it; otherwise its fetch from
+    /// the connected members starts (or goes on), and the answer says how far it got.
+    fn document(&mut self, circle: &str, doc: &str, now: i64) -> Result<Handled, NodeError> {
+        let store = self.circles.store.clone();
+        let c = self.circles.find(circle)?;
+        let id = c.id();
+        let rows = care::documents(c, store.as_ref());
+        let picked = care::pick_id("document", doc, rows.iter().map(|d| d.id.clone()))?;
+        let Some(document) = rows.into_iter().find(|d| d.id == picked) else {
+            return Err(NodeError::BadRequest(format!("no document {doc:?}")));
+        };
+        let hash = care::blob_hash(&document.blob).ok_or_else(|| {
+            NodeError::BadRequest(format!("the document {:?} names no content", document.name))
+        })?;
+        if let Some(content) = store.blob(&hash)? {
+            let received = content.len() as u64;
+            return Ok(Handled::now(Answer::Document {
+                document,
+                content: Some(hex::encode(&content)),
+                received,
+            }));
+        }
+        if !self.running {
+            return Err(NodeError::BadRequest(format!(
+                "the content of {:?} is not on this node yet; start the node with `cercle up` to fetch it from the circle's members",
+                document.name
+            )));
+        }
+        let after = self.fetch_blob(id, hash, document.size, now);
+        let received = self.fetch_progress(&hash).unwrap_or(0);
+        Ok(Handled {
+            answer: Answer::Document {
+                document,
+                content: None,
+                received,
+            },
+            tickets: Vec::new(),
+            after,
+        })
+    }
+
+    /// Runs a write on one circle, then pushes what it sealed to the connected members
+    /// once durable (and says `Hello` again if the write started a new key epoch).
+    fn write(
+        &mut self,
+        circle: &str,
+        now: Timestamp,
+        f: impl FnOnce(
+            &mut Circle,
+            &LocalIdentity,
+            &dyn Store,
+        ) -> Result<(Answer, Vec<Ticket>), NodeError>,
+    ) -> Result<Handled, NodeError> {
+        let store = self.circles.store.clone();
+        let c = self.circles.find(circle)?;
+        let heads_before = c.membership().heads();
+        let result = f(c, &self.me, store.as_ref());
+        let id = c.id();
+        // Changes made before an error are durable too, and pushed like the others.
+        let sealed = c.take_sealed();
+        let rotated = c.membership().heads() != heads_before;
+        let after = self.pass_on(id, None, sealed, rotated, now.millis());
+        let (answer, tickets) = result?;
+        Ok(Handled {
+            answer,
+            tickets,
             after,
         })
     }
@@ -593,7 +933,8 @@ impl NodeCore {
         let id = c.id();
         self.circles.open.insert(id, c);
         // Relays keep a mailbox of it from now on.
-        let after = self.pass_on(id, None, Vec::new(), true, now.millis());
+        let mut after = self.pass_on(id, None, Vec::new(), true, now.millis());
+        after.extend(self.publish_profile(id, now.millis()));
         Ok(Handled {
             answer: Answer::Circles {
                 circles: vec![info],
@@ -608,6 +949,7 @@ impl NodeCore {
         circle: &str,
         texts: Vec<String>,
         kind: cercle_crdt::EntryKind,
+        at: Timestamp,
         now: Timestamp,
     ) -> Result<Handled, NodeError> {
         if texts.len() > MAX_NOTES_PER_REQUEST {
@@ -636,7 +978,7 @@ impl NodeCore {
                     vitals: None,
                 })
                 .collect();
-            let (written, ticket) = c.add_notes(&self.me, entries, now)?.into_parts();
+            let (written, ticket) = c.add_notes(&self.me, entries, at)?.into_parts();
             ids.extend(written);
             tickets.push(ticket);
         }
@@ -667,6 +1009,7 @@ fn sends(device: DeviceId, messages: Vec<Message>) -> Vec<Output> {
 /// A circle's members and epoch, for people.
 fn summary(c: &Circle) -> CircleSummary {
     let r = c.resolution();
+    let profiles = c.profiles();
     CircleSummary {
         id: c.info().id.clone(),
         patient: c.info().patient.clone(),
@@ -677,8 +1020,8 @@ fn summary(c: &Circle) -> CircleSummary {
             .iter()
             .map(|(m, s)| MemberRow {
                 member: m.to_hex(),
-                name: c.profile_of(m).map(|p| p.name.clone()),
-                profession: c.profile_of(m).map(|p| p.profession.clone()),
+                name: profiles.get(m).map(|p| p.name.clone()),
+                profession: profiles.get(m).map(|p| p.profession.clone()),
                 role: s.role,
                 devices: s.devices.iter().map(|d| d.device.to_string()).collect(),
             })
@@ -691,19 +1034,13 @@ fn summary(c: &Circle) -> CircleSummary {
     }
 }
 
-/// The notebook's notes, for people.
-fn notes(c: &Circle) -> Vec<NoteRow> {
-    c.notes()
-        .into_iter()
-        .map(|e| NoteRow {
-            author: e.author.to_hex(),
-            author_name: c.profile_of(&e.author).map(|p| p.name.clone()),
-            kind: e.kind.to_string(),
-            text: e.current_text().to_string(),
-            at: e.at.to_rfc3339(),
-            at_millis: e.at.millis(),
-            amended: !e.amendments.is_empty(),
-            id: e.id,
-        })
-        .collect()
+/// The answer to a write that made one item.
+fn added(c: &Circle, id: String) -> Answer {
+    Answer::Added {
+        circle: c.info().id.clone(),
+        ids: vec![id],
+    }
 }
+
+#[cfg(test)]
+mod tests;

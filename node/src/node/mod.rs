@@ -13,6 +13,7 @@
 //! durable: a peer never holds an envelope this node could lose in a crash (which would let
 //! the device sign a different one at the same position, a fork).
 
+pub mod care;
 pub mod core;
 
 use std::net::SocketAddr;
@@ -106,12 +107,14 @@ impl NodeHandle {
     }
 }
 
-/// Runs the node until `shutdown` completes; then stops accepting requests, finishes the
+/// Runs the node until `shutdown` completes (`ready` is called once its API answers); then
+/// stops accepting requests, finishes the
 /// writes under way and closes the store.
 pub async fn run(
     store: Arc<dyn Store>,
     me: LocalIdentity,
     config: NodeConfig,
+    ready: impl FnOnce(&ApiFile),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     let key = net::keypair(&me)?;
@@ -130,23 +133,39 @@ pub async fn run(
     };
 
     // The API first: a port that cannot be bound is a clear error before anything runs.
+    // Without a port given, the one recorded by the last start is tried first (bookmarks
+    // of the UI stay valid), then any free one.
+    let recorded = api::recorded_port(&config.home).map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
     let api_addr = config
         .api
+        .or(recorded)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listener = tokio::net::TcpListener::bind(api_addr)
-        .await
-        .map_err(|e| RunError::Api {
-            address: api_addr.to_string(),
-            reason: e.to_string(),
-        })?;
+    let listener = match tokio::net::TcpListener::bind(api_addr).await {
+        Ok(l) => l,
+        Err(e) if config.api.is_none() && recorded.is_some() => {
+            tracing::info!(address = %api_addr, error = %e, "the recorded API port is taken; using another");
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(|e| RunError::Api {
+                    address: "127.0.0.1:0".into(),
+                    reason: e.to_string(),
+                })?
+        }
+        Err(e) => {
+            return Err(RunError::Api {
+                address: api_addr.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
     let bound = listener.local_addr().map_err(|e| RunError::Api {
         address: api_addr.to_string(),
         reason: e.to_string(),
     })?;
-    let token = api::server::new_token().map_err(|e| RunError::Api {
-        address: bound.to_string(),
-        reason: e,
-    })?;
+    if config.api.is_none() {
+        api::record_port(&config.home, bound.port())?;
+    }
+    let token = api::home_token(&config.home)?;
 
     let _ = net_cmd_tx.try_send(NetCommand::Relays(core.circle_relays()));
     let _ = net_cmd_tx.try_send(NetCommand::Spots(core.spots()));
@@ -180,12 +199,13 @@ pub async fn run(
         })?;
 
     let server = tokio::spawn(api::server::serve(listener, handle.clone(), token.clone()));
-    ApiFile {
+    let api_file = ApiFile {
         address: bound,
         token,
         pid: std::process::id(),
-    }
-    .write(&config.home)?;
+    };
+    api_file.write(&config.home)?;
+    ready(&api_file);
     tracing::info!(%peer_id, api = %bound, "node running");
 
     tokio::select! {

@@ -95,6 +95,38 @@ mod tests {
                 envelopes
             }),
             any::<u64>().prop_map(|bytes| Message::Ack { bytes }),
+            (
+                "[0-9a-f]{16}",
+                prop::collection::vec(any::<u8>(), 0..20),
+                "\\PC{0,80}"
+            )
+                .prop_map(|(invite, secret, card)| Message::Join {
+                    invite,
+                    secret,
+                    card
+                }),
+            ("[0-9a-f]{16}", prop::option::of("\\PC{0,80}"))
+                .prop_map(|(invite, refused)| Message::JoinAnswer { invite, refused }),
+            (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(c, b, offset)| {
+                Message::BlobWant {
+                    circle: CircleId(c),
+                    blob: b.to_vec(),
+                    offset,
+                }
+            }),
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                any::<u64>(),
+                prop::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(c, offset, total, bytes)| Message::BlobPart {
+                    circle: CircleId(c),
+                    blob: vec![7; 32],
+                    offset,
+                    total,
+                    bytes,
+                }),
         ]
     }
 

@@ -1,0 +1,215 @@
+//! `cercle doc`: documents of the patient file (prescriptions, reports, photos).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use cercle_node::api::{Answer, DocumentRow, Request};
+use cercle_node::node::care::MAX_DOCUMENT_BYTES;
+use serde::Serialize;
+
+use crate::Context;
+use crate::backend::{ask, unexpected};
+use crate::output::{added, answer, progress_bytes};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DocCommand {
+    /// Add a file to the patient file's documents.
+    Add {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+        /// The file.
+        path: PathBuf,
+        /// The document's name (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its media type (default: from the file's extension).
+        #[arg(long, value_name = "TYPE")]
+        media_type: Option<String>,
+    },
+    /// List the documents.
+    List { circle: String },
+    /// Write a document's content to a file.
+    Get {
+        circle: String,
+        /// The document's id or a prefix of at least 4 characters.
+        doc: String,
+        /// Where to write it (default: its name, in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Give up after this many seconds if no connected member sends it.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        timeout: u64,
+    },
+}
+
+/// The document's row and content: at once if this node holds it, otherwise as the
+/// connected members send it, part by part.
+fn fetch(
+    ctx: &Context,
+    circle: String,
+    doc: String,
+    timeout: u64,
+) -> anyhow::Result<(DocumentRow, String)> {
+    let mut backend = crate::backend::Backend::open(ctx)?;
+    let request = Request::DocGet { circle, doc };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    loop {
+        match backend.call(request.clone())? {
+            Answer::Document {
+                document,
+                content: Some(content),
+                ..
+            } => {
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                return Ok((document, content));
+            }
+            Answer::Document {
+                document, received, ..
+            } => {
+                let b = bar.get_or_insert_with(|| progress_bytes(document.size, "fetching"));
+                b.set_position(received);
+                if std::time::Instant::now() > deadline {
+                    b.finish_and_clear();
+                    anyhow::bail!(
+                        "no connected member sent {:?} within {timeout} s; try again when one of them is online",
+                        document.name
+                    );
+                }
+            }
+            other => return Err(unexpected(&other)),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Written {
+    path: String,
+    bytes: u64,
+    document: DocumentRow,
+}
+
+/// The media type named by a file's extension (the common ones in care).
+fn media_type_of(path: &std::path::Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("pdf") => "application/pdf",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("txt") => "text/plain",
+        Some("xml") => "application/xml",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
+    match cmd {
+        DocCommand::Add {
+            circle,
+            path,
+            name,
+            media_type,
+        } => {
+            let size = std::fs::metadata(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
+                .len();
+            if size > MAX_DOCUMENT_BYTES as u64 {
+                anyhow::bail!(
+                    "{} is {size} bytes; documents of at most {} MiB are accepted",
+                    path.display(),
+                    MAX_DOCUMENT_BYTES / (1024 * 1024)
+                );
+            }
+            let bytes = std::fs::read(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let name = name.unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "document".into())
+            });
+            let request = Request::DocAdd {
+                circle,
+                name,
+                media_type: media_type.unwrap_or_else(|| media_type_of(&path).into()),
+                content: hex::encode(&bytes),
+            };
+            let bar = progress_bytes(size, "sending");
+            let result = ask(ctx, request);
+            bar.finish_and_clear();
+            match result? {
+                Answer::Added { circle, ids } => added(ctx.json, circle, ids),
+                other => Err(unexpected(&other)),
+            }
+        }
+        DocCommand::List { circle } => match ask(ctx, Request::DocList { circle })? {
+            Answer::Documents { documents } => answer(ctx.json, &documents, || {
+                if documents.is_empty() {
+                    return "no documents yet".into();
+                }
+                documents
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}  {:<30}  {:<24}  {} B{}",
+                            &d.id[..8],
+                            d.name,
+                            d.media_type,
+                            d.size,
+                            if d.here {
+                                ""
+                            } else {
+                                "  (not on this node yet)"
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
+            other => Err(unexpected(&other)),
+        },
+        DocCommand::Get {
+            circle,
+            doc,
+            out,
+            timeout,
+        } => {
+            let (document, content) = fetch(ctx, circle, doc, timeout)?;
+            let bytes = hex::decode(content)
+                .map_err(|_| anyhow::anyhow!("the node sent a damaged document"))?;
+            // Only the name's last part: a document named "../x" cannot write elsewhere.
+            let path = out.unwrap_or_else(|| {
+                PathBuf::from(
+                    std::path::Path::new(&document.name)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| format!("{}.bin", &document.id[..8])),
+                )
+            });
+            let bar = progress_bytes(bytes.len() as u64, "writing");
+            let mut file = std::fs::File::create(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            for chunk in bytes.chunks(64 * 1024) {
+                file.write_all(chunk)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            let written = Written {
+                path: path.display().to_string(),
+                bytes: bytes.len() as u64,
+                document,
+            };
+            answer(ctx.json, &written, || {
+                format!("wrote {} ({} bytes)", written.path, written.bytes)
+            })
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `cercle invite create` and `cercle join`: bring a new member into a circle with a
+//! one-time code instead of exchanging contact cards.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use cercle_node::api::{Answer, JoinView, Request};
+use cercle_node::invite::{InviteCode, parse_validity};
+
+use crate::Context;
+use crate::backend::{Client, ask, unexpected};
+use crate::output::{answer, now, progress_spinner};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum InviteCommand {
+    /// Make a one-time invite code to a circle (coordinators only). The invitee runs
+    /// `cercle join CODE` while this node runs.
+    Create {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+        /// The role the invitee gets: coordinator, professional, caregiver or observer.
+        #[arg(long)]
+        role: String,
+        /// How long the code is valid: 30m, 48h, 7d (at most 30d).
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        expires: String,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct JoinArgs {
+    /// The invite code, as the coordinator gave it (spaces and case do not matter).
+    code: String,
+    /// Give up after this many seconds if the inviter cannot be reached.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+pub(crate) fn run(ctx: &Context, cmd: InviteCommand) -> anyhow::Result<()> {
+    let InviteCommand::Create {
+        circle,
+        role,
+        expires,
+        no_qr,
+    } = cmd;
+    let role = crate::cmd::circle::parse_role(&role)?;
+    let validity = parse_validity(&expires).map_err(|e| anyhow::anyhow!(e))?;
+    let request = Request::InviteCreate {
+        circle,
+        role,
+        expires_in: u64::try_from(validity / 1000).unwrap_or(0),
+    };
+    let view = match ask(ctx, request)? {
+        Answer::Invite(v) => v,
+        other => return Err(unexpected(&other)),
+    };
+    answer(ctx.json, &view, || {
+        let expires = crate::output::human_time(cercle_crdt::Timestamp(view.expires_at));
+        let mut s = format!(
+            "Invite to circle {} as {} (single use, until {expires} UTC):\n\n{}\n",
+            &view.circle[..12],
+            view.role.as_str(),
+            view.code
+        );
+        if !no_qr
+            && std::io::stdout().is_terminal()
+            && let Some(qr) = qr_text(&view.code)
+        {
+            s.push('\n');
+            s.push_str(&qr);
+        }
+        s.push_str(
+            "\nThe invitee runs `cercle join CODE`; keep this node running until they have joined.",
+        );
+        s
+    })
+}
+
+/// The code as a QR code drawn with half blocks, for a phone to read off the terminal.
+fn qr_text(code: &str) -> Option<String> {
+    let qr = qrcode::QrCode::new(code.to_ascii_uppercase().as_bytes()).ok()?;
+    Some(
+        qr.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build(),
+    )
+}
+
+pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
+    // A damaged or expired code is reported at once, node running or not.
+    let code = InviteCode::decode(&args.code)?;
+    code.check_expiry(now().millis())?;
+    let Some(client) = Client::running(ctx)? else {
+        anyhow::bail!(
+            "joining needs the network: start your node with `cercle up` in another terminal, then run this command again"
+        );
+    };
+    let mut view = match client.call(&Request::Join { code: args.code })? {
+        Answer::Join(v) => v,
+        other => return Err(unexpected(&other)),
+    };
+    let spinner = progress_spinner("reaching the inviter");
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    while view.state == "reaching" || view.state == "accepted" {
+        if Instant::now() > deadline {
+            spinner.finish_and_clear();
+            if view.state == "accepted" {
+                anyhow::bail!(
+                    "you were added to the circle but its data has not arrived yet; it will when a member is reachable (see `cercle circle list`)"
+                );
+            }
+            anyhow::bail!(
+                "the inviter could not be reached within {} s; their node must be running (on your network or through a relay); try again later",
+                args.timeout
+            );
+        }
+        if view.state == "accepted" {
+            spinner.set_message("added; receiving the circle");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        view = match client.call(&Request::JoinStatus {
+            invite: view.invite.clone(),
+        })? {
+            Answer::Join(v) => v,
+            other => return Err(unexpected(&other)),
+        };
+    }
+    spinner.finish_and_clear();
+    if view.state == "refused" {
+        anyhow::bail!(
+            "the inviter refused: {}",
+            view.reason.as_deref().unwrap_or("no reason given")
+        );
+    }
+    print_joined(ctx, &view)
+}
+
+fn print_joined(ctx: &Context, view: &JoinView) -> anyhow::Result<()> {
+    answer(ctx.json, view, || {
+        format!(
+            "joined circle {}; see it with `cercle circle show {}`",
+            view.circle,
+            &view.circle[..12]
+        )
+    })
+}

@@ -1,0 +1,82 @@
+//! `cercle msg`: the circle's messages.
+
+use cercle_node::api::{Answer, Request};
+
+use crate::Context;
+use crate::backend::{ask, unexpected};
+use crate::output::{added, answer, human_time};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum MsgCommand {
+    /// Send a message to the circle's members.
+    Send {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+        /// The message, in quotes.
+        text: String,
+    },
+    /// List the circle's messages, oldest first, and mark them read.
+    List {
+        circle: String,
+        /// Do not record read receipts.
+        #[arg(long)]
+        no_mark_read: bool,
+    },
+}
+
+pub(crate) fn run(ctx: &Context, cmd: MsgCommand) -> anyhow::Result<()> {
+    match cmd {
+        MsgCommand::Send { circle, text } => {
+            if text.trim().is_empty() {
+                anyhow::bail!("the message is empty: give its text in quotes");
+            }
+            let request = Request::MsgSend {
+                circle,
+                text,
+                attachments: Vec::new(),
+            };
+            match ask(ctx, request)? {
+                Answer::Added { circle, ids } => added(ctx.json, circle, ids),
+                other => Err(unexpected(&other)),
+            }
+        }
+        MsgCommand::List {
+            circle,
+            no_mark_read,
+        } => {
+            let request = Request::MsgList {
+                circle,
+                mark_read: !no_mark_read,
+            };
+            match ask(ctx, request)? {
+                Answer::Messages { messages } => answer(ctx.json, &messages, || {
+                    if messages.is_empty() {
+                        return "no messages yet".into();
+                    }
+                    messages
+                        .iter()
+                        .map(|m| {
+                            let who = m
+                                .author_name
+                                .clone()
+                                .unwrap_or_else(|| m.author[..12].to_string());
+                            let read = if m.read_by.is_empty() {
+                                String::new()
+                            } else {
+                                format!("  (read by {})", m.read_by.len())
+                            };
+                            format!(
+                                "{}  {:<20}  {}{read}",
+                                human_time(cercle_crdt::Timestamp(m.at_millis)),
+                                who,
+                                m.text
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `cercle patient`: read and change the patient file (identity and its verification,
+//! consent, care plan, problems, allergies, medications, contacts).
+
+use cercle_node::api::{Answer, ItemRow, PatientChange, PatientView, Request};
+
+use crate::Context;
+use crate::backend::{ask, unexpected};
+use crate::output::answer;
+
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PatientCommand {
+    /// Show the patient file.
+    Show {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+    },
+    /// Change the patient file (professionals and coordinators); one change per option.
+    Set {
+        circle: String,
+        #[arg(long)]
+        family_name: Option<String>,
+        #[arg(long)]
+        given_names: Option<String>,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        birth_date: Option<String>,
+        /// female, male or other.
+        #[arg(long)]
+        sex: Option<String>,
+        /// The national health identifier (INS, 15 digits with its key).
+        #[arg(long)]
+        ins: Option<String>,
+        /// Record that the identity was checked against an identity document.
+        #[arg(long)]
+        verify: bool,
+        /// given, refused or withdrawn.
+        #[arg(long)]
+        consent: Option<String>,
+        /// What the consent covers.
+        #[arg(long, requires = "consent")]
+        consent_scope: Option<String>,
+        #[arg(long)]
+        care_plan: Option<String>,
+        /// Add a problem (a diagnosis).
+        #[arg(long)]
+        problem: Option<String>,
+        /// Add an allergy (the substance).
+        #[arg(long)]
+        allergy: Option<String>,
+        /// Add a medication (its name and dose).
+        #[arg(long)]
+        medication: Option<String>,
+        /// Add a contact (a relative, a neighbour).
+        #[arg(long)]
+        contact: Option<String>,
+    },
+}
+
+pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
+    let request = match cmd {
+        PatientCommand::Show { circle } => Request::PatientShow { circle },
+        PatientCommand::Set {
+            circle,
+            family_name,
+            given_names,
+            birth_date,
+            sex,
+            ins,
+            verify,
+            consent,
+            consent_scope,
+            care_plan,
+            problem,
+            allergy,
+            medication,
+            contact,
+        } => Request::PatientSet {
+            circle,
+            change: Box::new(PatientChange {
+                family_name,
+                given_names,
+                birth_date,
+                sex,
+                ins,
+                verify,
+                consent,
+                consent_scope,
+                care_plan,
+                problem,
+                allergy,
+                medication,
+                contact,
+            }),
+        },
+    };
+    match ask(ctx, request)? {
+        Answer::Patient(view) => answer(ctx.json, &view, || text(&view)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn text(p: &PatientView) -> String {
+    let name = match (&p.given_names, &p.family_name) {
+        (Some(g), Some(f)) => format!("{g} {f}"),
+        (None, Some(f)) => f.clone(),
+        _ => "(no name)".into(),
+    };
+    let mut s = format!(
+        "{name}  born {}  sex {}\nINS {}  identity {}\nconsent {}{}\n",
+        p.birth_date.as_deref().unwrap_or("?"),
+        p.sex.as_deref().unwrap_or("?"),
+        p.ins.as_deref().unwrap_or("-"),
+        p.identity_status,
+        p.consent.as_deref().unwrap_or("not recorded"),
+        p.consent_scope
+            .as_deref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default(),
+    );
+    if !p.care_plan.is_empty() {
+        s.push_str(&format!("care plan: {}\n", p.care_plan));
+    }
+    let list = |s: &mut String, title: &str, items: &[ItemRow], key: &str| {
+        if items.is_empty() {
+            return;
+        }
+        s.push_str(&format!("{title}:\n"));
+        for i in items {
+            let rest: Vec<String> = i
+                .fields
+                .iter()
+                .filter(|(k, _)| k.as_str() != key)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            s.push_str(&format!(
+                "  {}  {}{}\n",
+                &i.id[..8],
+                i.fields.get(key).map_or("?", String::as_str),
+                if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", rest.join(", "))
+                }
+            ));
+        }
+    };
+    list(&mut s, "problems", &p.problems, "label");
+    list(&mut s, "allergies", &p.allergies, "substance");
+    list(&mut s, "medications", &p.medications, "name");
+    list(&mut s, "contacts", &p.contacts, "name");
+    if !p.tasks.is_empty() {
+        s.push_str(&format!(
+            "tasks: {} (see `cercle task list`)\n",
+            p.tasks.len()
+        ));
+    }
+    if !p.documents.is_empty() {
+        s.push_str(&format!(
+            "documents: {} (see `cercle doc list`)\n",
+            p.documents.len()
+        ));
+    }
+    s.trim_end().to_string()
+}

@@ -1,0 +1,387 @@
+//! Invites: how a coordinator brings a new member into a circle without exchanging contact
+//! cards by hand.
+//!
+//! The coordinator's node makes an [`InviteCode`]: the circle id, the inviter's device,
+//! where to reach it (its addresses, relayed ones included), an expiry and a one-time
+//! 128-bit secret. It keeps an [`InviteRecord`] with the role to grant and only the
+//! secret's hash. The invitee's node dials the inviter (the peer id in the code makes Noise
+//! authenticate it, directly or through a relay), sends the secret with its contact card,
+//! and the inviter's node checks the record ([`InviteRecord::admit`]), adds the member with
+//! a signed operation that seals the circle's keys to the new devices, and marks the invite
+//! used. Everything here is pure: the node core does the I/O.
+
+use cercle_crdt::{MemberId, Role};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde::{Deserialize, Serialize};
+
+use crate::circle::membership::CircleId;
+use crate::identity::DeviceId;
+
+/// Every invite code starts with this.
+pub const INVITE_PREFIX: &str = "cercleinv1";
+/// Codes longer than this are refused before decoding.
+pub const MAX_CODE_CHARS: usize = 2048;
+/// Addresses carried in a code, at most (the code stays short enough to read out).
+pub const MAX_CODE_ADDRESSES: usize = 6;
+/// Invites a node keeps waiting for an answer, at most.
+pub const MAX_JOINS: usize = 16;
+/// The longest validity an invite may have (30 days, in milliseconds).
+pub const MAX_VALIDITY_MS: i64 = 30 * 24 * 3_600_000;
+/// The key prefix of invite records in the store's metadata.
+const RECORD_PREFIX: &str = "invite/";
+
+/// Why an invite code or a join was refused: one sentence for the person holding the code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InviteError {
+    #[error("this is not an invite code (it starts with {INVITE_PREFIX}); copy the whole code")]
+    NotACode,
+    #[error("the invite code is damaged or incomplete; copy it again from the inviter")]
+    Damaged,
+    #[error("this invite expired on {0}; ask the coordinator for a new one")]
+    Expired(String),
+    #[error("this invite was already used; ask the coordinator for a new one")]
+    Used,
+    #[error("the inviter does not know this invite (it was withdrawn or made by another node)")]
+    Unknown,
+    #[error("the invite's secret does not match; copy the code again")]
+    WrongSecret,
+    #[error("the contact card sent with the invite is not the joining device's")]
+    WrongDevice,
+    #[error("the invite code names no address to reach the inviter")]
+    NoAddress,
+}
+
+/// What an invite code carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteCode {
+    pub circle: CircleId,
+    /// The inviter's device (its libp2p identity).
+    pub inviter: DeviceId,
+    pub secret: [u8; 16],
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+    /// Multiaddresses of the inviter, each ending with its peer id.
+    pub addresses: Vec<String>,
+}
+
+/// The code's content as encoded (CBOR, short field names; addresses as binary
+/// multiaddresses without the inviter's peer id, which the device gives back).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    c: serde_bytes::ByteBuf,
+    i: serde_bytes::ByteBuf,
+    s: serde_bytes::ByteBuf,
+    e: i64,
+    a: Vec<serde_bytes::ByteBuf>,
+}
+
+impl InviteCode {
+    /// The code as one string: prefix, then lowercase base32 of CBOR and a 4-byte BLAKE3
+    /// checksum.
+    pub fn encode(&self) -> String {
+        let wire = Wire {
+            c: serde_bytes::ByteBuf::from(self.circle.0.to_vec()),
+            i: serde_bytes::ByteBuf::from(self.inviter.0.to_vec()),
+            s: serde_bytes::ByteBuf::from(self.secret.to_vec()),
+            e: self.expires_at,
+            a: self
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<Multiaddr>().ok())
+                .map(|mut a| {
+                    if matches!(a.iter().last(), Some(Protocol::P2p(p)) if Some(p) == crate::net::peer_of(&self.inviter))
+                    {
+                        a.pop();
+                    }
+                    serde_bytes::ByteBuf::from(a.to_vec())
+                })
+                .collect(),
+        };
+        let mut bytes = Vec::with_capacity(256);
+        if let Err(e) = ciborium::into_writer(&wire, &mut bytes) {
+            tracing::error!(error = %e, "an invite code could not be encoded");
+        }
+        let sum = blake3::hash(&bytes);
+        bytes.extend_from_slice(&sum.as_bytes()[..4]);
+        format!(
+            "{INVITE_PREFIX}{}",
+            data_encoding::BASE32_NOPAD
+                .encode(&bytes)
+                .to_ascii_lowercase()
+        )
+    }
+
+    /// Parses a code (spaces and line breaks ignored) and checks its checksum. Expiry is
+    /// checked separately ([`InviteCode::check_expiry`]).
+    pub fn decode(s: &str) -> Result<InviteCode, InviteError> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        if s.len() > MAX_CODE_CHARS {
+            return Err(InviteError::Damaged);
+        }
+        let body = s
+            .to_ascii_lowercase()
+            .strip_prefix(INVITE_PREFIX)
+            .map(str::to_string)
+            .ok_or(InviteError::NotACode)?;
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|_| InviteError::Damaged)?;
+        if bytes.len() < 4 {
+            return Err(InviteError::Damaged);
+        }
+        let (cbor, sum) = bytes.split_at(bytes.len() - 4);
+        if &blake3::hash(cbor).as_bytes()[..4] != sum {
+            return Err(InviteError::Damaged);
+        }
+        let wire: Wire = ciborium::from_reader(cbor).map_err(|_| InviteError::Damaged)?;
+        let fixed = |b: &[u8]| <[u8; 32]>::try_from(b).map_err(|_| InviteError::Damaged);
+        let secret = <[u8; 16]>::try_from(wire.s.as_slice()).map_err(|_| InviteError::Damaged)?;
+        if wire.a.len() > MAX_CODE_ADDRESSES {
+            return Err(InviteError::Damaged);
+        }
+        let inviter = DeviceId(fixed(&wire.i)?);
+        let peer = crate::net::peer_of(&inviter).ok_or(InviteError::Damaged)?;
+        let addresses = wire
+            .a
+            .into_iter()
+            .map(|b| {
+                Multiaddr::try_from(b.into_vec())
+                    .map(|a| a.with(Protocol::P2p(peer)).to_string())
+                    .map_err(|_| InviteError::Damaged)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(InviteCode {
+            circle: CircleId(fixed(&wire.c)?),
+            inviter,
+            secret,
+            expires_at: wire.e,
+            addresses,
+        })
+    }
+
+    /// The invite's id: the first 8 bytes of the secret's hash, hex. Both sides compute it;
+    /// it names the record without revealing the secret.
+    pub fn id(&self) -> String {
+        invite_id(&self.secret)
+    }
+
+    /// Refuses an expired code.
+    pub fn check_expiry(&self, now: i64) -> Result<(), InviteError> {
+        if now > self.expires_at {
+            return Err(InviteError::Expired(human_date(self.expires_at)));
+        }
+        Ok(())
+    }
+}
+
+/// The id of the invite with `secret`.
+pub fn invite_id(secret: &[u8]) -> String {
+    hex::encode(&blake3::hash(secret).as_bytes()[..8])
+}
+
+/// `2026-11-23 17:05 UTC`.
+fn human_date(millis: i64) -> String {
+    jiff::Timestamp::from_millisecond(millis)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| millis.to_string())
+}
+
+/// What the inviter's node keeps of an invite: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    pub circle: CircleId,
+    pub role: Role,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub secret_hash: [u8; 32],
+    /// The member it admitted, once used.
+    pub used_by: Option<MemberId>,
+}
+
+impl InviteRecord {
+    /// A record for a new invite with `secret`.
+    pub fn new(
+        circle: CircleId,
+        role: Role,
+        secret: &[u8; 16],
+        now: i64,
+        expires_at: i64,
+    ) -> InviteRecord {
+        InviteRecord {
+            circle,
+            role,
+            created_at: now,
+            expires_at,
+            secret_hash: *blake3::hash(secret).as_bytes(),
+            used_by: None,
+        }
+    }
+
+    /// The store's metadata key of the invite `id`.
+    pub fn key(id: &str) -> String {
+        format!("{RECORD_PREFIX}{id}")
+    }
+
+    /// Whether `member` may join with `secret` now. A member the invite already admitted
+    /// is admitted again (its first answer may have been lost); anyone else after the
+    /// first use is refused.
+    pub fn admit(&self, secret: &[u8], member: &MemberId, now: i64) -> Result<(), InviteError> {
+        // blake3::Hash compares in constant time.
+        if blake3::hash(secret) != blake3::Hash::from_bytes(self.secret_hash) {
+            return Err(InviteError::WrongSecret);
+        }
+        match self.used_by {
+            Some(m) if m == *member => return Ok(()),
+            Some(_) => return Err(InviteError::Used),
+            None => {}
+        }
+        if now > self.expires_at {
+            return Err(InviteError::Expired(human_date(self.expires_at)));
+        }
+        Ok(())
+    }
+}
+
+/// A new random secret.
+pub fn new_secret() -> Result<[u8; 16], String> {
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).map_err(|e| format!("no randomness for the invite: {e}"))?;
+    Ok(secret)
+}
+
+/// Parses an invite's validity: `90s`, `30m`, `48h`, `7d` (at most 30 days).
+pub fn parse_validity(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let bad = || format!("--expires {s:?} is not a duration: write it like 30m, 48h or 7d");
+    if s.len() > 12 {
+        return Err(bad());
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit_ms: i64 = match unit {
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 24 * 3_600_000,
+        _ => return Err(bad()),
+    };
+    let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
+    if ms <= 0 || ms > MAX_VALIDITY_MS {
+        return Err(format!(
+            "--expires {s:?}: an invite is valid for at most 30 days"
+        ));
+    }
+    Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A device with a real Ed25519 key (addresses end with its peer id).
+    fn device() -> DeviceId {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        crate::net::device_of(&key.public().to_peer_id()).unwrap_or(DeviceId([0; 32]))
+    }
+
+    fn code() -> InviteCode {
+        let inviter = device();
+        let peer = crate::net::peer_of(&inviter)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        InviteCode {
+            circle: CircleId([7; 32]),
+            inviter,
+            secret: [3; 16],
+            expires_at: 1_800_000_000_000,
+            addresses: vec![
+                format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"),
+                format!("/ip4/192.168.1.20/udp/4001/quic-v1/p2p/{peer}"),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_code_decodes_to_what_was_encoded() {
+        let c = code();
+        let s = c.encode();
+        assert!(s.starts_with(INVITE_PREFIX));
+        assert_eq!(InviteCode::decode(&s), Ok(c.clone()));
+        // Read aloud or retyped: case and spaces do not matter.
+        let spaced: String = s
+            .to_ascii_uppercase()
+            .chars()
+            .enumerate()
+            .flat_map(|(i, ch)| if i % 5 == 4 { vec![ch, ' '] } else { vec![ch] })
+            .collect();
+        assert_eq!(InviteCode::decode(&spaced), Ok(c));
+    }
+
+    #[test]
+    fn a_changed_character_is_caught() {
+        let s = code().encode();
+        let mut chars: Vec<char> = s.chars().collect();
+        let i = INVITE_PREFIX.len() + 10;
+        chars[i] = if chars[i] == 'a' { 'b' } else { 'a' };
+        let garbled: String = chars.into_iter().collect();
+        assert_eq!(InviteCode::decode(&garbled), Err(InviteError::Damaged));
+        assert_eq!(
+            InviteCode::decode(&s[..s.len() - 3]),
+            Err(InviteError::Damaged)
+        );
+        assert_eq!(InviteCode::decode("cercle1abc"), Err(InviteError::NotACode));
+    }
+
+    #[test]
+    fn a_record_admits_once_with_the_right_secret_before_expiry() {
+        let secret = [5u8; 16];
+        let mut r = InviteRecord::new(CircleId([1; 32]), Role::Professional, &secret, 0, 1000);
+        let alice = MemberId::from_bytes([1; 32]);
+        let bob = MemberId::from_bytes([2; 32]);
+        assert_eq!(
+            r.admit(&[6u8; 16], &alice, 10),
+            Err(InviteError::WrongSecret)
+        );
+        assert!(matches!(
+            r.admit(&secret, &alice, 2000),
+            Err(InviteError::Expired(_))
+        ));
+        assert_eq!(r.admit(&secret, &alice, 10), Ok(()));
+        r.used_by = Some(alice);
+        assert_eq!(r.admit(&secret, &alice, 20), Ok(()));
+        assert_eq!(r.admit(&secret, &bob, 20), Err(InviteError::Used));
+    }
+
+    #[test]
+    fn validities_are_read_in_minutes_hours_and_days() {
+        assert_eq!(parse_validity("90s"), Ok(90_000));
+        assert_eq!(parse_validity("30m"), Ok(30 * 60_000));
+        assert_eq!(parse_validity("48h"), Ok(48 * 3_600_000));
+        assert_eq!(parse_validity("7d"), Ok(7 * 24 * 3_600_000));
+        assert!(parse_validity("31d").is_err());
+        assert!(parse_validity("0h").is_err());
+        assert!(parse_validity("soon").is_err());
+        assert!(parse_validity("12").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_text_never_panics(s in "\\PC{0,300}") {
+            let _ = InviteCode::decode(&s);
+            let _ = InviteCode::decode(&format!("{INVITE_PREFIX}{s}"));
+        }
+
+        #[test]
+        fn any_code_round_trips(circle in any::<[u8; 32]>(), secret in any::<[u8; 16]>(), expires_at in any::<i64>(), ports in prop::collection::vec(any::<u16>(), 0..MAX_CODE_ADDRESSES)) {
+            let inviter = device();
+            let peer = crate::net::peer_of(&inviter).map(|p| p.to_string()).unwrap_or_default();
+            let addresses = ports.iter().map(|p| format!("/ip4/10.0.0.1/tcp/{p}/p2p/{peer}")).collect();
+            let c = InviteCode { circle: CircleId(circle), inviter, secret, expires_at, addresses };
+            prop_assert_eq!(InviteCode::decode(&c.encode()), Ok(c));
+        }
+    }
+}
