@@ -669,17 +669,24 @@ fn invites_and_demo(rounds: usize) -> serde_json::Value {
     joins.sort_by(f64::total_cmp);
     let join_median = percentile(&joins, 0.5);
 
+    let errors = dir.path().join("demo.err");
     let t = Instant::now();
     let mut demo = Command::new(BIN)
         .args(["--json", "demo"])
         .env("TMPDIR", dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&errors).expect("demo.err"))
         .spawn()
         .expect("demo");
     let out = demo.stdout.take().expect("stdout");
     let lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-    assert_eq!(lines.take(4).filter(Result::is_ok).count(), 4);
+    let printed = lines.take(4).filter(Result::is_ok).count();
+    assert_eq!(
+        printed,
+        4,
+        "the demo stopped: {}",
+        std::fs::read_to_string(&errors).unwrap_or_default()
+    );
     let demo_up = t.elapsed().as_secs_f64() * 1e3;
     let _ = Command::new("kill")
         .args(["-TERM", &demo.id().to_string()])

@@ -197,15 +197,22 @@ pub(crate) fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<()> {
         Stdio::null(),
     )?;
     let gp = wait_for_node(ctx, gp_home, started)?;
-    let gp_address = match gp.call(&Request::Status)? {
-        Answer::Status(s) => s.addresses.into_iter().find(|a| a.contains("/tcp/")),
-        _ => None,
+    // The API answers before the network has reported its listen address: wait for it, or
+    // the others would have only the relay to find the GP through.
+    let gp_address = loop {
+        if let Answer::Status(s) = gp.call(&Request::Status)?
+            && let Some(a) = s.addresses.into_iter().find(|a| a.contains("/tcp/"))
+        {
+            break a;
+        }
+        if started.elapsed() > READY_WITHIN {
+            anyhow::bail!("the GP's node has no address; see {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     for (m, (home, _)) in members.iter().zip(&homes).skip(1) {
         let mut a = node_args(home);
-        if let Some(p) = &gp_address {
-            a.extend(["--peer".to_string(), p.clone()]);
-        }
+        a.extend(["--peer".to_string(), gp_address.clone()]);
         team.spawn(
             &a.iter().map(String::as_str).collect::<Vec<_>>(),
             &dir.join(format!("{}.log", m.slug)),
