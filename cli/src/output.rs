@@ -37,6 +37,14 @@ pub(crate) fn added(json: bool, circle: String, mut ids: Vec<String>) -> anyhow:
     answer(json, &added, || added.id.clone())
 }
 
+/// One line per item, or `empty` when there is none.
+pub(crate) fn rows<T>(items: &[T], empty: &str, row: impl Fn(&T) -> String) -> String {
+    if items.is_empty() {
+        return empty.to_string();
+    }
+    items.iter().map(row).collect::<Vec<_>>().join("\n")
+}
+
 /// The current time as a model timestamp.
 pub(crate) fn now() -> cercle_crdt::Timestamp {
     cercle_crdt::Timestamp(jiff::Timestamp::now().as_millisecond())

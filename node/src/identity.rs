@@ -190,38 +190,22 @@ const MAX_CARD_DEVICES: usize = 16;
 
 impl ContactCard {
     /// The card as one string: prefix, then lowercase base32 of the JSON and a 4-byte
-    /// BLAKE3 checksum.
+    /// BLAKE3 checksum (see [`crate::textcode`]).
     pub fn encode(&self) -> String {
-        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
-        let sum = blake3::hash(&bytes);
-        bytes.extend_from_slice(&sum.as_bytes()[..4]);
-        format!(
-            "{CARD_PREFIX}{}",
-            data_encoding::BASE32_NOPAD
-                .encode(&bytes)
-                .to_ascii_lowercase()
-        )
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        crate::textcode::encode(CARD_PREFIX, &json)
     }
 
     /// Parses and checks a card string: checksum, content, every certificate's signature.
     pub fn decode(s: &str) -> Result<ContactCard, CardError> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        if s.len() > MAX_CARD_CHARS {
-            return Err(CardError::Invalid("too long".into()));
-        }
-        let body = s.strip_prefix(CARD_PREFIX).ok_or(CardError::NotACard)?;
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|_| CardError::Checksum)?;
-        if bytes.len() < 4 {
-            return Err(CardError::Checksum);
-        }
-        let (json, sum) = bytes.split_at(bytes.len() - 4);
-        if &blake3::hash(json).as_bytes()[..4] != sum {
-            return Err(CardError::Checksum);
-        }
+        let json =
+            crate::textcode::decode(CARD_PREFIX, s, MAX_CARD_CHARS).map_err(|e| match e {
+                crate::textcode::TextCodeError::OtherKind => CardError::NotACard,
+                crate::textcode::TextCodeError::TooLong => CardError::Invalid("too long".into()),
+                _ => CardError::Checksum,
+            })?;
         let card: ContactCard =
-            serde_json::from_slice(json).map_err(|e| CardError::Invalid(e.to_string()))?;
+            serde_json::from_slice(&json).map_err(|e| CardError::Invalid(e.to_string()))?;
         if card.devices.is_empty() || card.devices.len() > MAX_CARD_DEVICES {
             return Err(CardError::Invalid(format!(
                 "a card lists 1 to {MAX_CARD_DEVICES} devices"

@@ -79,7 +79,7 @@ struct Wire {
 
 impl InviteCode {
     /// The code as one string: prefix, then lowercase base32 of CBOR and a 4-byte BLAKE3
-    /// checksum.
+    /// checksum (see [`crate::textcode`]).
     pub fn encode(&self) -> String {
         let wire = Wire {
             c: serde_bytes::ByteBuf::from(self.circle.0.to_vec()),
@@ -103,39 +103,19 @@ impl InviteCode {
         if let Err(e) = ciborium::into_writer(&wire, &mut bytes) {
             tracing::error!(error = %e, "an invite code could not be encoded");
         }
-        let sum = blake3::hash(&bytes);
-        bytes.extend_from_slice(&sum.as_bytes()[..4]);
-        format!(
-            "{INVITE_PREFIX}{}",
-            data_encoding::BASE32_NOPAD
-                .encode(&bytes)
-                .to_ascii_lowercase()
-        )
+        crate::textcode::encode(INVITE_PREFIX, &bytes)
     }
 
     /// Parses a code (spaces and line breaks ignored) and checks its checksum. Expiry is
     /// checked separately ([`InviteCode::check_expiry`]).
     pub fn decode(s: &str) -> Result<InviteCode, InviteError> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        if s.len() > MAX_CODE_CHARS {
-            return Err(InviteError::Damaged);
-        }
-        let body = s
-            .to_ascii_lowercase()
-            .strip_prefix(INVITE_PREFIX)
-            .map(str::to_string)
-            .ok_or(InviteError::NotACode)?;
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|_| InviteError::Damaged)?;
-        if bytes.len() < 4 {
-            return Err(InviteError::Damaged);
-        }
-        let (cbor, sum) = bytes.split_at(bytes.len() - 4);
-        if &blake3::hash(cbor).as_bytes()[..4] != sum {
-            return Err(InviteError::Damaged);
-        }
-        let wire: Wire = ciborium::from_reader(cbor).map_err(|_| InviteError::Damaged)?;
+        let cbor =
+            crate::textcode::decode(INVITE_PREFIX, s, MAX_CODE_CHARS).map_err(|e| match e {
+                crate::textcode::TextCodeError::OtherKind => InviteError::NotACode,
+                _ => InviteError::Damaged,
+            })?;
+        let wire: Wire =
+            ciborium::from_reader(cbor.as_slice()).map_err(|_| InviteError::Damaged)?;
         let fixed = |b: &[u8]| <[u8; 32]>::try_from(b).map_err(|_| InviteError::Damaged);
         let secret = <[u8; 16]>::try_from(wire.s.as_slice()).map_err(|_| InviteError::Damaged)?;
         if wire.a.len() > MAX_CODE_ADDRESSES {

@@ -10,6 +10,7 @@
 //! - [`home`]: the home directory and its crash-safe file writes.
 //! - [`circle`]: circles of care, their signed membership log and three documents.
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
+//! - [`textcode`]: the checksummed text form of contact cards and invite codes.
 //! - [`invite`]: invite codes and the inviter's check of a join.
 //! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
 //! - [`store`]: the durable, encrypted store (sled plus a journal) and its group commit.
@@ -35,6 +36,7 @@ pub mod node;
 pub mod relay;
 pub mod store;
 pub mod sync;
+pub mod textcode;
 
 pub use circle::{Circle, CircleError, CircleInfo};
 pub use home::{Home, HomeError};

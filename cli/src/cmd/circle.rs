@@ -169,21 +169,17 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
 
 fn list(ctx: &Context, circles: &[CircleInfo]) -> anyhow::Result<()> {
     answer(ctx.json, &circles, || {
-        if circles.is_empty() {
-            return "no circles yet: create one with `cercle circle create --patient \"NAME\"`"
-                .into();
-        }
-        circles
-            .iter()
-            .map(|c| {
+        crate::output::rows(
+            circles,
+            "no circles yet: create one with `cercle circle create --patient \"NAME\"`",
+            |c| {
                 format!(
                     "{}  {}  {}",
                     &c.id[..12],
                     human_time(c.created_at),
                     c.patient
                 )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+            },
+        )
     })
 }

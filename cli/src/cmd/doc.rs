@@ -151,27 +151,20 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
         }
         DocCommand::List { circle } => match ask(ctx, Request::DocList { circle })? {
             Answer::Documents { documents } => answer(ctx.json, &documents, || {
-                if documents.is_empty() {
-                    return "no documents yet".into();
-                }
-                documents
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "{}  {:<30}  {:<24}  {} B{}",
-                            &d.id[..8],
-                            d.name,
-                            d.media_type,
-                            d.size,
-                            if d.here {
-                                ""
-                            } else {
-                                "  (not on this node yet)"
-                            }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                crate::output::rows(&documents, "no documents yet", |d| {
+                    format!(
+                        "{}  {:<30}  {:<24}  {} B{}",
+                        &d.id[..8],
+                        d.name,
+                        d.media_type,
+                        d.size,
+                        if d.here {
+                            ""
+                        } else {
+                            "  (not on this node yet)"
+                        }
+                    )
+                })
             }),
             other => Err(unexpected(&other)),
         },

@@ -50,30 +50,23 @@ pub(crate) fn run(ctx: &Context, cmd: MsgCommand) -> anyhow::Result<()> {
             };
             match ask(ctx, request)? {
                 Answer::Messages { messages } => answer(ctx.json, &messages, || {
-                    if messages.is_empty() {
-                        return "no messages yet".into();
-                    }
-                    messages
-                        .iter()
-                        .map(|m| {
-                            let who = m
-                                .author_name
-                                .clone()
-                                .unwrap_or_else(|| m.author[..12].to_string());
-                            let read = if m.read_by.is_empty() {
-                                String::new()
-                            } else {
-                                format!("  (read by {})", m.read_by.len())
-                            };
-                            format!(
-                                "{}  {:<20}  {}{read}",
-                                human_time(cercle_crdt::Timestamp(m.at_millis)),
-                                who,
-                                m.text
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    crate::output::rows(&messages, "no messages yet", |m| {
+                        let who = m
+                            .author_name
+                            .clone()
+                            .unwrap_or_else(|| m.author[..12].to_string());
+                        let read = if m.read_by.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  (read by {})", m.read_by.len())
+                        };
+                        format!(
+                            "{}  {:<20}  {}{read}",
+                            human_time(cercle_crdt::Timestamp(m.at_millis)),
+                            who,
+                            m.text
+                        )
+                    })
                 }),
                 other => Err(unexpected(&other)),
             }

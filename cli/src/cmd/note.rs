@@ -219,36 +219,29 @@ fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
         other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
     };
     answer(ctx.json, &notes, || {
-        if notes.is_empty() {
-            return "no notes yet".into();
-        }
-        notes
-            .iter()
-            .map(|n| {
-                let who = n
-                    .author_name
-                    .clone()
-                    .unwrap_or_else(|| n.author[..12].to_string());
-                let mut line = format!(
-                    "{}  {}  {:<11}  {:<20}  {}",
-                    &n.id[..8],
-                    human_time(cercle_crdt::Timestamp(n.at_millis)),
-                    n.kind,
-                    who,
-                    n.text
-                );
-                if n.amended {
-                    line.push_str("  (amended)");
-                }
-                if n.kind == "alert" {
-                    line.push_str(&match n.acks.len() {
-                        0 => "  (not acknowledged)".to_string(),
-                        k => format!("  (acknowledged by {k})"),
-                    });
-                }
-                line
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        crate::output::rows(&notes, "no notes yet", |n| {
+            let who = n
+                .author_name
+                .clone()
+                .unwrap_or_else(|| n.author[..12].to_string());
+            let mut line = format!(
+                "{}  {}  {:<11}  {:<20}  {}",
+                &n.id[..8],
+                human_time(cercle_crdt::Timestamp(n.at_millis)),
+                n.kind,
+                who,
+                n.text
+            );
+            if n.amended {
+                line.push_str("  (amended)");
+            }
+            if n.kind == "alert" {
+                line.push_str(&match n.acks.len() {
+                    0 => "  (not acknowledged)".to_string(),
+                    k => format!("  (acknowledged by {k})"),
+                });
+            }
+            line
+        })
     })
 }

@@ -56,27 +56,20 @@ pub(crate) fn run(ctx: &Context, cmd: TaskCommand) -> anyhow::Result<()> {
 }
 
 fn text(tasks: &[TaskRow]) -> String {
-    if tasks.is_empty() {
-        return "no tasks yet".into();
-    }
-    tasks
-        .iter()
-        .map(|t| {
-            format!(
-                "{}  [{}]  {}{}{}",
-                &t.id[..8],
-                if t.status == "done" { "x" } else { " " },
-                t.title,
-                t.due
-                    .as_deref()
-                    .map(|d| format!("  due {d}"))
-                    .unwrap_or_default(),
-                t.owner_name
-                    .as_deref()
-                    .map(|o| format!("  ({o})"))
-                    .unwrap_or_default(),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::output::rows(tasks, "no tasks yet", |t| {
+        format!(
+            "{}  [{}]  {}{}{}",
+            &t.id[..8],
+            if t.status == "done" { "x" } else { " " },
+            t.title,
+            t.due
+                .as_deref()
+                .map(|d| format!("  due {d}"))
+                .unwrap_or_default(),
+            t.owner_name
+                .as_deref()
+                .map(|o| format!("  ({o})"))
+                .unwrap_or_default(),
+        )
+    })
 }

@@ -173,22 +173,15 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
         if !s.running {
             return "not running (start the node with `cercle up`)".into();
         }
-        if s.peers.is_empty() {
-            return "no peers connected".into();
-        }
-        s.peers
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}  {} circle(s)  {} pending  {} B sent  {} B received",
-                    p.peer_id,
-                    p.circles.len(),
-                    p.pending,
-                    p.data_bytes_sent,
-                    p.data_bytes_received
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        crate::output::rows(&s.peers, "no peers connected", |p| {
+            format!(
+                "{}  {} circle(s)  {} pending  {} B sent  {} B received",
+                p.peer_id,
+                p.circles.len(),
+                p.pending,
+                p.data_bytes_sent,
+                p.data_bytes_received
+            )
+        })
     })
 }
