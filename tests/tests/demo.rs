@@ -15,13 +15,15 @@ fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
     // binary".
     let bin = cercle_bin();
     let started = Instant::now();
+    let errors = tmp.path().join("demo.err");
     let mut demo = Command::new(bin)
         .args(["--json", "demo"])
         .env("TMPDIR", tmp.path())
         .env("CERCLE_CONFIG", tmp.path().join("config.toml"))
+        .env("CERCLE_LOG", "info")
         .env_remove("CERCLE_HOME")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap_or_else(|e| panic!("{e}")))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the demo: {e}"));
     let stdout = demo.stdout.take().unwrap_or_else(|| panic!("no stdout"));
@@ -30,7 +32,12 @@ fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
     while members.len() < 4 {
         let Some(Ok(line)) = lines.next() else {
             let _ = demo.kill();
-            panic!("the demo printed {} member(s) and stopped", members.len());
+            panic!(
+                "the demo printed {} member(s) and stopped after {:?}: {}",
+                members.len(),
+                started.elapsed(),
+                std::fs::read_to_string(&errors).unwrap_or_default()
+            );
         };
         let m: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));

@@ -91,7 +91,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     let me = s.me;
     let json = ctx.json;
     let ready = move |api: &cercle_node::api::ApiFile| {
-        let ui = ui_url(api);
+        let ui = shown_ui_url(api);
         if json {
             println!(
                 "{}",
@@ -103,6 +103,16 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     };
     runtime.block_on(node::run(store, me, config, ready, shutdown_signal()))?;
     Ok(())
+}
+
+/// The web UI's address as printed: with the token that logs a browser in on a terminal
+/// only, never into a service's log (the token stays in the home's api-token file).
+fn shown_ui_url(api: &cercle_node::api::ApiFile) -> String {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        ui_url(api)
+    } else {
+        format!("http://{}/", api.address)
+    }
 }
 
 /// The web UI's address, with the token that logs the browser in.
@@ -156,7 +166,7 @@ pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
         }
         let mut out = format!("running\npeer id {}\n", s.peer_id);
         if let Ok(Some(api)) = cercle_node::api::ApiFile::read(ctx.home.root()) {
-            out.push_str(&format!("web UI  {}\n", ui_url(&api)));
+            out.push_str(&format!("web UI  {}\n", shown_ui_url(&api)));
         }
         out.push_str("addresses:");
         for a in &s.addresses {

@@ -474,39 +474,62 @@ fn dial(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
     }
 }
 
+/// Tries to open (or reopen) a sync stream this many times in a row before giving up.
+const STREAM_ATTEMPTS: u32 = 3;
+
 /// Opens the sync stream to a newly connected peer and writes the core's messages to it.
+/// A stream that breaks while the core still writes to the peer (one of two connections
+/// closed, a reset) is opened again: the core sees a new `Connected` and says `Hello`, so
+/// what was lost on the way is asked for again.
 pub(crate) async fn open_stream(
     device: DeviceId,
     peer: PeerId,
     mut control: libp2p_stream::Control,
     events: mpsc::Sender<NetEvent>,
 ) {
-    let stream = match control.open_stream(peer, SYNC_PROTOCOL).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "no sync stream (not a Cercle node?)");
+    let mut failures = 0;
+    while failures < STREAM_ATTEMPTS {
+        let stream = match control.open_stream(peer, SYNC_PROTOCOL).await {
+            Ok(s) => s,
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => {
+                tracing::debug!(%peer, "no sync stream (not a Cercle node)");
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(%peer, error = %e, attempt = failures, "cannot open the sync stream");
+                tokio::time::sleep(Duration::from_millis(300 * u64::from(failures))).await;
+                continue;
+            }
+        };
+        let (writer, mut queue) = mpsc::unbounded_channel::<Message>();
+        if events
+            .send(NetEvent::Connected {
+                device,
+                peer_id: peer,
+                writer,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
-    };
-    let (writer, mut queue) = mpsc::unbounded_channel::<Message>();
-    if events
-        .send(NetEvent::Connected {
-            device,
-            peer_id: peer,
-            writer,
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut framed = FramedWrite::new(stream.compat_write(), codec());
-    while let Some(message) = queue.recv().await {
-        let bytes = wire::encode(&message);
-        if let Err(e) = framed.send(bytes::Bytes::from(bytes)).await {
-            tracing::debug!(%peer, error = %e, "sync stream closed");
-            break;
+        let mut framed = FramedWrite::new(stream.compat_write(), codec());
+        let mut wrote = false;
+        loop {
+            // The core dropped the writer: the peer is gone, or a newer stream replaced
+            // this one.
+            let Some(message) = queue.recv().await else {
+                return;
+            };
+            let bytes = wire::encode(&message);
+            if let Err(e) = framed.send(bytes::Bytes::from(bytes)).await {
+                tracing::debug!(%peer, error = %e, "sync stream closed; opening another");
+                break;
+            }
+            wrote = true;
         }
+        failures = if wrote { 1 } else { failures + 1 };
     }
 }
 

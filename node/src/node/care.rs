@@ -127,9 +127,7 @@ pub(super) fn documents(c: &Circle, store: &dyn Store) -> Vec<DocumentRow> {
         .into_iter()
         .map(|d| {
             let blob = d.get("blob").unwrap_or_default().to_string();
-            let here = blob_hash(&blob)
-                .and_then(|h| store.blob(&h).ok().flatten())
-                .is_some();
+            let here = blob_hash(&blob).is_some_and(|h| store.has_blob(&h).unwrap_or(false));
             DocumentRow {
                 name: d.get("name").unwrap_or_default().to_string(),
                 media_type: d.get("media_type").unwrap_or_default().to_string(),

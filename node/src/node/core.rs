@@ -198,6 +198,8 @@ pub struct NodeCore {
     joins: BTreeMap<String, invites::Joining>,
     /// Document contents being fetched from members.
     fetches: blobs::Fetches,
+    /// The document whose parts are being sent.
+    serving: blobs::Serving,
 }
 
 impl NodeCore {
@@ -217,6 +219,7 @@ impl NodeCore {
             running: false,
             joins: BTreeMap::new(),
             fetches: BTreeMap::new(),
+            serving: None,
         })
     }
 

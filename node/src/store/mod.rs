@@ -595,6 +595,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// An attachment, opened.
     fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError>;
 
+    /// Whether an attachment is held, without opening it.
+    fn has_blob(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self.blob(hash)?.is_some())
+    }
+
     /// A node metadata value.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -792,6 +792,12 @@ impl Store for SledStore {
         }
     }
 
+    fn has_blob(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        self.tree(Tree::Blobs)?
+            .contains_key(hash)
+            .map_err(|e| from_sled(&self.dir, e))
+    }
+
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree(Tree::Meta)?

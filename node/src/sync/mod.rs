@@ -38,6 +38,10 @@ pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
 pub const MAX_ITEMS: usize = 100_000;
 /// At most this many circles unknown here are asked for in answer to one `Hello`.
 pub const MAX_UNKNOWN_ASKED: usize = 16;
+/// A circle asked for in full and still not here is asked for again after this long (a
+/// message lost when a connection was replaced would otherwise wait for the next
+/// anti-entropy round).
+pub const ASK_AGAIN_MS: i64 = 3_000;
 /// Anti-entropy: a new `Hello` this often (milliseconds) while connected.
 pub const RESYNC_EVERY_MS: i64 = 60_000;
 
@@ -203,6 +207,8 @@ pub struct PeerSync {
     queue: VecDeque<Queued>,
     in_flight: usize,
     last_hello: Option<i64>,
+    /// Circles the peer offered that are not held here, and when they were asked for.
+    asked: Vec<(CircleId, Option<i64>)>,
     /// Messages sent and received, and data bytes, for status and tests.
     pub stats: SyncStats,
 }
@@ -224,6 +230,7 @@ impl PeerSync {
             queue: VecDeque::new(),
             in_flight: 0,
             last_hello: None,
+            asked: Vec::new(),
             stats: SyncStats::default(),
         }
     }
@@ -251,12 +258,32 @@ impl PeerSync {
         vec![self.hello(local, now)]
     }
 
-    /// Anti-entropy: a `Hello` when the last one is older than [`RESYNC_EVERY_MS`].
+    /// Anti-entropy: a `Hello` when the last one is older than [`RESYNC_EVERY_MS`]; and
+    /// circles offered, asked for and still not here are asked for again.
     pub fn tick(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
-        match self.last_hello {
-            Some(at) if now - at < RESYNC_EVERY_MS => Vec::new(),
-            _ => vec![self.hello(local, now)],
+        self.asked.retain(|(c, _)| !local.knows(c));
+        let mut out = Vec::new();
+        for (circle, at) in &mut self.asked {
+            match at {
+                // Asked during a `receive`, which has no clock: the wait starts now.
+                None => *at = Some(now),
+                Some(t) if now - *t < ASK_AGAIN_MS => {}
+                Some(_) => {
+                    *at = Some(now);
+                    self.stats.sent += 1;
+                    out.push(Message::Have {
+                        circle: *circle,
+                        ops: Vec::new(),
+                        vectors: Vec::new(),
+                    });
+                }
+            }
         }
+        match self.last_hello {
+            Some(at) if now - at < RESYNC_EVERY_MS => {}
+            _ => out.push(self.hello(local, now)),
+        }
+        out
     }
 
     fn hello(&mut self, local: &dyn Local, now: i64) -> Message {
@@ -310,8 +337,14 @@ impl PeerSync {
                             out.push(self.have(local, circle));
                         }
                     } else if !local.knows(&circle) && unknown < MAX_UNKNOWN_ASKED {
-                        // Offered a circle not held here: ask for all of it.
+                        // Offered a circle not held here: ask for all of it (and again on
+                        // a later tick if it does not come; the time is set then).
                         unknown += 1;
+                        if self.asked.len() < MAX_UNKNOWN_ASKED
+                            && !self.asked.iter().any(|(c, _)| *c == circle)
+                        {
+                            self.asked.push((circle, None));
+                        }
                         self.stats.sent += 1;
                         out.push(Message::Have {
                             circle,
@@ -735,6 +768,31 @@ mod tests {
             .receive(&a, Message::Hello { circles: many })
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(replies.len(), MAX_UNKNOWN_ASKED);
+    }
+
+    #[test]
+    fn a_circle_asked_for_and_lost_on_the_way_is_asked_for_again() {
+        let (a, _) = pair();
+        let unknown = CircleId([10; 32]);
+        let mut p = PeerSync::new(B);
+        assert_eq!(p.connected(&a, 0).len(), 1);
+        let hello = Message::Hello {
+            circles: vec![(unknown, [0; 32])],
+        };
+        let (asked, _) = p.receive(&a, hello).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(asked.len(), 1);
+        // The answer never comes: the wait starts at the next tick, then the ask repeats.
+        assert!(p.tick(&a, 1_000).is_empty());
+        assert!(p.tick(&a, 1_000 + ASK_AGAIN_MS - 1).is_empty());
+        let again = p.tick(&a, 1_000 + ASK_AGAIN_MS);
+        assert_eq!(
+            again,
+            vec![Message::Have {
+                circle: unknown,
+                ops: vec![],
+                vectors: vec![]
+            }]
+        );
     }
 
     #[test]

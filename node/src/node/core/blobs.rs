@@ -104,7 +104,7 @@ impl NodeCore {
     /// A member asks for a part of a document: answered if it is a current member and the
     /// circle lists the document.
     pub(super) fn blob_wanted(
-        &self,
+        &mut self,
         from: DeviceId,
         circle: CircleId,
         blob: &[u8],
@@ -129,13 +129,22 @@ impl NodeCore {
             tracing::warn!(peer = %from, %circle, "refused a document the circle does not list");
             return Vec::new();
         }
-        let content = match self.circles.store.blob(&hash) {
-            Ok(Some(c)) => c,
-            Ok(None) => return Vec::new(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a document to send");
-                return Vec::new();
-            }
+        // Parts are asked for one after the other: the document last served stays open
+        // rather than being read and opened again for each part.
+        let content = match &self.serving {
+            Some((h, c)) if *h == hash => c.clone(),
+            _ => match self.circles.store.blob(&hash) {
+                Ok(Some(c)) => {
+                    let c = std::sync::Arc::new(c);
+                    self.serving = Some((hash, c.clone()));
+                    c
+                }
+                Ok(None) => return Vec::new(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a document to send");
+                    return Vec::new();
+                }
+            },
         };
         let Ok(start) = usize::try_from(offset) else {
             return Vec::new();
@@ -234,3 +243,6 @@ impl NodeCore {
 
 /// The fetches under way, by blob hash.
 pub(super) type Fetches = BTreeMap<[u8; 32], Fetch>;
+
+/// The document whose parts this node is sending, kept open between parts.
+pub(super) type Serving = Option<([u8; 32], std::sync::Arc<crate::store::Opened>)>;
