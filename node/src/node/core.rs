@@ -965,39 +965,30 @@ impl NodeCore {
                 "a note is empty: give its text in quotes, e.g. \"Pansement refait\"".into(),
             ));
         }
-        let c = self.circles.find(circle)?;
-        let heads_before = c.membership().heads();
-        let mut ids = Vec::with_capacity(texts.len());
-        let mut tickets = Vec::new();
-        // Notes sent together (an import) are written NOTES_PER_CHANGE to a change.
-        let mut texts = texts.into_iter().peekable();
-        while texts.peek().is_some() {
-            let entries: Vec<NewEntry> = texts
-                .by_ref()
-                .take(NOTES_PER_CHANGE)
-                .map(|text| NewEntry {
-                    kind,
-                    text,
-                    vitals: None,
-                })
-                .collect();
-            let (written, ticket) = c.add_notes(&self.me, entries, at)?.into_parts();
-            ids.extend(written);
-            tickets.push(ticket);
-        }
-        let id = c.id();
-        let sealed = c.take_sealed();
-        // A write may have started a new key epoch first (after concurrent changes).
-        let rotated = c.membership().heads() != heads_before;
-        let answer = Answer::Added {
-            circle: id.to_string(),
-            ids,
-        };
-        let after = self.pass_on(id, None, sealed, rotated, now.millis());
-        Ok(Handled {
-            answer,
-            tickets,
-            after,
+        self.write(circle, now, |c, me, _| {
+            let mut ids = Vec::with_capacity(texts.len());
+            let mut tickets = Vec::new();
+            // Notes sent together (an import) are written NOTES_PER_CHANGE to a change.
+            let mut texts = texts.into_iter().peekable();
+            while texts.peek().is_some() {
+                let entries: Vec<NewEntry> = texts
+                    .by_ref()
+                    .take(NOTES_PER_CHANGE)
+                    .map(|text| NewEntry {
+                        kind,
+                        text,
+                        vitals: None,
+                    })
+                    .collect();
+                let (written, ticket) = c.add_notes(me, entries, at)?.into_parts();
+                ids.extend(written);
+                tickets.push(ticket);
+            }
+            let answer = Answer::Added {
+                circle: c.info().id.clone(),
+                ids,
+            };
+            Ok((answer, tickets))
         })
     }
 }

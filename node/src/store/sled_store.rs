@@ -128,6 +128,23 @@ fn open_sled(path: &Path) -> Result<sled::Db, String> {
     }
 }
 
+/// Opens sled at `path` just written by another handle to it: sled's background threads may
+/// hold the file lock for a moment after the last handle is dropped, so a lock refusal is
+/// retried for up to 5 s.
+fn open_sled_released(path: &Path) -> Result<sled::Db, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open_sled(path) {
+            Err(e)
+                if e.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_trees(dir: &Path, db: &sled::Db) -> Result<BTreeMap<Tree, sled::Tree>, StoreError> {
     Tree::ALL
         .into_iter()
@@ -531,7 +548,7 @@ fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), 
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, &e))?;
-    let db = open_sled(&db_path).map_err(|e| damaged(dir, e))?;
+    let db = open_sled_released(&db_path).map_err(|e| damaged(dir, e))?;
     tracing::warn!(store = %dir.display(), batches = batches.len(), "the database was rebuilt from the journal");
     Ok((db, aside, batches.len()))
 }
