@@ -16,6 +16,17 @@ if ! need ip && [ "$(id -u)" = 0 ] && need apt-get; then
   apt-get update -qq >/dev/null && apt-get install -y -qq iproute2 >/dev/null || true
 fi
 
+# The web UI is tested in a real headless Chromium through chromedriver.
+if ! need chromedriver || ! need chromium; then
+  if need apt-get; then
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq >/dev/null && $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "chromium and chromedriver are missing: install them (Debian: chromium chromium-driver)" >&2
+    exit 1
+  fi
+fi
+
 step() { printf '\n== %s\n' "$*"; }
 
 step "formatting"

@@ -327,6 +327,7 @@ pub struct ReceiptRow {
     pub by: String,
     pub by_name: Option<String>,
     pub at: String,
+    pub at_millis: i64,
 }
 
 /// One exported file.
@@ -344,6 +345,8 @@ pub struct Status {
     pub peer_id: String,
     /// The device id.
     pub device: String,
+    /// The member this node belongs to.
+    pub member: String,
     /// Listen addresses, each ending in `/p2p/<peer_id>`.
     pub addresses: Vec<String>,
     /// Connected peers.
@@ -535,3 +538,4 @@ pub fn record_port(home: &Path, port: u16) -> Result<(), ApiError> {
 pub mod openapi;
 pub mod server;
 mod ui;
+mod web;

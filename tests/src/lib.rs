@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod browser;
+pub mod demo;
+
 /// The path of a freshly built `cercle` binary of the same profile as the running tests.
 ///
 /// `CERCLE_BIN` overrides it (to test an installed binary).
@@ -603,6 +606,23 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> (u16, String) {
+    let mut headers = headers.to_vec();
+    let body = body.map(|b| {
+        headers.push(("Content-Type", "application/json"));
+        b.to_string().into_bytes()
+    });
+    let (status, _, text) = http_request(method, url, &headers, body);
+    (status, text)
+}
+
+/// One HTTP request, redirects not followed: status, response headers (lower-case names)
+/// and body.
+pub fn http_request(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, std::collections::BTreeMap<String, String>, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -613,18 +633,20 @@ pub fn http(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut request = client.request(method, url);
+        let mut r = client.request(method, url);
         for (k, v) in headers {
-            request = request.header(*k, *v);
+            r = r.header(*k, *v);
         }
         if let Some(b) = body {
-            request = request.json(b);
+            r = r.body(b);
         }
-        let r = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        let status = r.status().as_u16();
-        (status, r.text().await.unwrap_or_default())
+        let response = r.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        (status, headers, response.text().await.unwrap_or_default())
     })
 }

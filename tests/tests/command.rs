@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use cercle_tests::browser::WebSession;
 use cercle_tests::{Daemon, TestHome, http, http_get, wait_until};
 
 const LOOPBACK: [&str; 3] = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
@@ -409,7 +410,8 @@ fn the_local_api_wants_its_token_and_a_loopback_host() {
     let (code, page) = http_get(&format!("http://{address}/"), &[]);
     assert_eq!(code, 401);
     assert!(page.contains("Jeton") && !page.contains("Durand"), "{page}");
-    let (code, page) = http_get(&format!("http://{address}/?token={token}"), &[]);
+    let web = WebSession::login(&format!("http://{address}/?token={token}"));
+    let (code, page) = web.get("/");
     assert_eq!(code, 200);
     assert!(page.contains("Jeanne Durand"));
     let (code, _) = http_get(

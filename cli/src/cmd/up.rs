@@ -151,6 +151,7 @@ fn status_of(ctx: &Context) -> anyhow::Result<Status> {
             .map(|p| p.to_string())
             .unwrap_or_default(),
         device: me.device().to_string(),
+        member: me.member().to_hex(),
         ..Status::default()
     })
 }

@@ -1,32 +1,30 @@
 //! The HTTP server of the local API (axum, on 127.0.0.1): token and Host checks, then one
 //! [`Request`] per call handed to the node's core; the OpenAPI description; and the web
-//! pages, whose login puts the token in a cookie named after the port (so the nodes of one
-//! machine, all on 127.0.0.1, keep apart).
+//! UI's routes from [`super::web`], whose login puts the token in a cookie named after the
+//! port (so the nodes of one machine, all on 127.0.0.1, keep apart).
 
 use std::convert::Infallible;
 
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-
-use super::{Answer, Request};
+use super::Request;
 use crate::node::NodeHandle;
 
 /// Largest request body accepted (a batch of notes).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
-struct Api {
-    node: NodeHandle,
-    token: String,
+pub(super) struct Api {
+    pub(super) node: NodeHandle,
+    pub(super) token: String,
     /// The name of the session cookie: `cercle_<port>`.
-    cookie: String,
+    pub(super) cookie: String,
 }
 
 /// A new random API token (256 bits, hex).
@@ -40,12 +38,11 @@ pub fn new_token() -> Result<String, String> {
 pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle, token: String) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let app = Router::new()
-        .route("/", get(home))
-        .route("/login", post(login))
         .route("/api/v1/call", post(call))
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
         .route("/api/v1/openapi.json", get(openapi))
+        .merge(super::web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api {
             node,
@@ -63,7 +60,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 /// Whether the Host header names this machine's loopback (so a web page cannot reach the
 /// API through DNS rebinding).
-fn loopback_host(headers: &HeaderMap) -> bool {
+pub(super) fn loopback_host(headers: &HeaderMap) -> bool {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -72,7 +69,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
     matches!(name, "127.0.0.1" | "localhost" | "[::1]")
 }
 
-fn wrong_host() -> Response {
+pub(super) fn wrong_host() -> Response {
     error(
         StatusCode::FORBIDDEN,
         "the local API answers only to 127.0.0.1 or localhost",
@@ -80,11 +77,16 @@ fn wrong_host() -> Response {
 }
 
 /// Whether `given` is the token, compared in constant time (the token is a secret).
-fn is_token(api: &Api, given: &str) -> bool {
-    given.len() == api.token.len()
+pub(super) fn is_token(api: &Api, given: &str) -> bool {
+    same_secret(given, &api.token)
+}
+
+/// Whether two secrets are equal, compared in constant time.
+pub(super) fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
         && given
             .bytes()
-            .zip(api.token.bytes())
+            .zip(secret.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
 }
@@ -106,93 +108,6 @@ fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
             "missing or wrong API token (it is in the home's api-token file)",
         )
     })
-}
-
-/// The session cookie holding the token, for the web pages.
-fn session_cookie(api: &Api, token: &str) -> Cookie<'static> {
-    Cookie::build((api.cookie.clone(), token.to_string()))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .build()
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
-/// The web UI's first page: with the token (in the link, once, or in the session cookie)
-/// the circles; without it the login page.
-async fn home(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if !loopback_host(&headers) {
-        return wrong_host();
-    }
-    let from_link = q.token.as_deref().filter(|t| is_token(&api, t));
-    let from_cookie = jar
-        .get(&api.cookie)
-        .map(Cookie::value)
-        .filter(|t| is_token(&api, t));
-    let Some(token) = from_link.or(from_cookie).map(str::to_string) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            super::ui::login(q.token.is_some()),
-        )
-            .into_response();
-    };
-    let circles = match api.node.call(Request::CircleList).await {
-        Ok(Answer::Circles { circles }) => circles,
-        Ok(_) => Vec::new(),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
-    };
-    let mut shown = Vec::with_capacity(circles.len());
-    for c in circles {
-        let notes = match api
-            .node
-            .call(Request::NoteList {
-                circle: c.id.clone(),
-            })
-            .await
-        {
-            Ok(Answer::Notes { notes }) => notes,
-            _ => Vec::new(),
-        };
-        shown.push((c, notes));
-    }
-    let me = api.node.call(Request::Status).await.ok();
-    let page = super::ui::circles(&shown, me.as_ref());
-    (jar.add(session_cookie(&api, &token)), page).into_response()
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-/// The login form: a right token sets the session cookie.
-async fn login(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    axum::Form(form): axum::Form<LoginForm>,
-) -> Response {
-    if !loopback_host(&headers) {
-        return wrong_host();
-    }
-    let token = form.token.trim();
-    if !is_token(&api, token) {
-        return (StatusCode::UNAUTHORIZED, super::ui::login(true)).into_response();
-    }
-    (
-        jar.add(session_cookie(&api, token)),
-        axum::response::Redirect::to("/"),
-    )
-        .into_response()
 }
 
 async fn openapi(headers: HeaderMap) -> Response {

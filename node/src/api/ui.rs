@@ -1,98 +1,278 @@
 //! The web pages a node serves to its member, server-rendered (maud), French first: the
-//! login page and the circles with their liaison notebooks.
+//! login page, the circles with their badges, and for one circle its liaison notebook,
+//! patient file, messages, documents, members and activity, plus the node's sync status.
+//!
+//! Pages are pure functions of what the handlers in [`super::web`] read from the node. The
+//! parts a colleague's change can alter carry `data-live` and an id: the page's script
+//! fetches the page again when the node reports news and swaps those parts in place.
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{NoteRow, Status};
-use crate::circle::CircleInfo;
+use super::{
+    CircleSummary, DocumentRow, InviteView, MessageRow, NoteRow, PatientView, ReceiptRow, Status,
+};
 
-const STYLE: &str = "
-body{font-family:system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
-header{background:#0b5d7a;color:#fff;padding:.8rem 1.5rem}
-header h1{margin:0;font-size:1.3rem}
-main{max-width:60rem;margin:1.5rem auto;padding:0 1rem}
-section{background:#fff;border:1px solid #d8dde3;border-radius:.5rem;padding:1rem 1.25rem;margin-bottom:1rem}
-h2{margin:.2rem 0 .8rem;font-size:1.15rem}
-ol{list-style:none;padding:0;margin:0}
-li{padding:.45rem 0;border-top:1px solid #eef0f3}
-.kind{display:inline-block;min-width:6.5rem;font-size:.8rem;font-weight:600;color:#0b5d7a}
-.alert .kind{color:#a4161a}
-time{color:#5c6670;font-size:.85rem;margin-right:.6rem}
-.who{color:#5c6670;font-size:.85rem}
-label{display:block;margin:.6rem 0 .3rem}
-input{font-size:1rem;padding:.45rem;width:100%;max-width:30rem}
-button{margin-top:.8rem;font-size:1rem;padding:.45rem 1rem;background:#0b5d7a;color:#fff;border:0;border-radius:.3rem}
-";
+pub(crate) mod chart;
+pub(crate) mod words;
 
-fn page(title: &str, body: Markup) -> Markup {
+use chart::Bar;
+use words::{KINDS, Lang, ROLES, Words};
+
+/// The style sheet, served at `/ui/style.css`.
+pub(crate) const STYLE: &str = include_str!("ui/style.css");
+/// The page script (live updates), served at `/ui/live.js`.
+pub(crate) const SCRIPT: &str = include_str!("ui/live.js");
+
+/// What every page of a signed-in member needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) lang: Lang,
+    /// The form token of the session.
+    pub(crate) csrf: String,
+    /// The page's own path and query (the language switch comes back to it).
+    pub(crate) here: String,
+    /// Connected peers, for the header's sync indicator.
+    pub(crate) peers: usize,
+}
+
+impl Ctx {
+    fn w(&self) -> &'static Words {
+        self.lang.words()
+    }
+
+    /// A date for people, in this machine's time zone.
+    fn when(&self, millis: i64) -> String {
+        when(self.w().date_format, millis)
+    }
+}
+
+fn when(format: &str, millis: i64) -> String {
+    let Ok(t) = jiff::Timestamp::from_millisecond(millis) else {
+        return String::new();
+    };
+    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+    t.to_zoned(zone).strftime(format).to_string()
+}
+
+fn hidden_csrf(ctx: &Ctx) -> Markup {
+    html! { input type="hidden" name="csrf" value=(ctx.csrf); }
+}
+
+/// The tabs of a circle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tab {
+    Notebook,
+    Patient,
+    Messages,
+    Documents,
+    Members,
+    Activity,
+}
+
+impl Tab {
+    const ALL: [Tab; 6] = [
+        Tab::Notebook,
+        Tab::Patient,
+        Tab::Messages,
+        Tab::Documents,
+        Tab::Members,
+        Tab::Activity,
+    ];
+
+    fn path(self) -> &'static str {
+        match self {
+            Tab::Notebook => "",
+            Tab::Patient => "/patient",
+            Tab::Messages => "/messages",
+            Tab::Documents => "/documents",
+            Tab::Members => "/members",
+            Tab::Activity => "/activity",
+        }
+    }
+
+    fn name(self, w: &Words) -> &'static str {
+        match self {
+            Tab::Notebook => w.notebook,
+            Tab::Patient => w.patient_file,
+            Tab::Messages => w.messages,
+            Tab::Documents => w.documents,
+            Tab::Members => w.members,
+            Tab::Activity => w.activity,
+        }
+    }
+}
+
+/// A circle as its pages' heading shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct CircleHead {
+    pub(crate) id: String,
+    pub(crate) patient: String,
+    /// Alerts nobody acknowledged yet.
+    pub(crate) alerts: usize,
+    /// Messages from others this member has not read.
+    pub(crate) unread: usize,
+    /// This member's role in the circle.
+    pub(crate) role: String,
+}
+
+impl CircleHead {
+    /// Whether this member may write notes, tasks and documents.
+    pub(crate) fn writes_care(&self) -> bool {
+        matches!(self.role.as_str(), "coordinator" | "professional")
+    }
+
+    fn url(&self, tab: Tab) -> String {
+        format!("/c/{}{}", self.id, tab.path())
+    }
+}
+
+/// Counts of what waits for this member in a circle: open alerts and unread messages.
+pub(crate) fn badges(notes: &[NoteRow], messages: &[MessageRow], me: &str) -> (usize, usize) {
+    let alerts = notes
+        .iter()
+        .filter(|n| n.kind == "alert" && n.acks.is_empty())
+        .count();
+    let unread = messages
+        .iter()
+        .filter(|m| m.author != me && !m.read_by.iter().any(|r| r.by == me))
+        .count();
+    (alerts, unread)
+}
+
+fn badge(count: usize, label: &str, class: &str) -> Markup {
+    html! {
+        @if count > 0 {
+            span class=(format!("badge {class}")) { (count) span class="visually-hidden" { " " (label) } }
+        }
+    }
+}
+
+fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Markup {
+    let w = ctx.w();
+    let other = ctx.lang.other();
     html! {
         (DOCTYPE)
-        html lang="fr" {
+        html lang=(ctx.lang.code()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — Cercle" }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="stylesheet" href="/ui/style.css";
+                script src="/ui/live.js" defer {}
             }
-            body {
-                header { h1 { "Cercle" } }
-                main { (body) }
+            body data-circle=[circle] {
+                a class="skip" href="#main" { (w.skip) }
+                header class="top" {
+                    a class="brand" href="/" { "Cercle" }
+                    a href="/" { (w.circles) }
+                    a id="live-peers" data-live href="/sync" class=(if ctx.peers == 0 { "sync off" } else { "sync on" }) {
+                        @if ctx.peers == 0 { (w.offline) } @else { (ctx.peers) " " (w.peers_connected) }
+                    }
+                    form method="post" action="/lang" class="inline" {
+                        (hidden_csrf(ctx))
+                        input type="hidden" name="back" value=(ctx.here);
+                        input type="hidden" name="lang" value=(other.code());
+                        button type="submit" class="link" lang=(other.code()) aria-label=(format!("{} : {}", w.switch_label, other.words().language)) {
+                            (other.words().language)
+                        }
+                    }
+                    form method="post" action="/logout" class="inline" {
+                        (hidden_csrf(ctx))
+                        button type="submit" class="link" { (w.sign_out) }
+                    }
+                }
+                main id="main" tabindex="-1" { (body) }
             }
         }
     }
 }
 
-/// The login page; `failed` when a token was given and was wrong.
-pub(super) fn login(failed: bool) -> Markup {
-    page(
-        "Connexion",
+/// A page without a session: the login form (in French, or English when the browser chose
+/// it before); `failed` when a token was given and was wrong.
+pub(crate) fn login(lang: Lang, failed: bool) -> Markup {
+    let w = lang.words();
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (w.login) " — Cercle" }
+                link rel="stylesheet" href="/ui/style.css";
+            }
+            body {
+                header class="top" { span class="brand" { "Cercle" } }
+                main id="main" {
+                    section class="card narrow" {
+                        h1 { (w.login) }
+                        @if failed { p role="alert" class="error" { (w.login_wrong) } }
+                        p { (w.login_help) }
+                        form method="post" action="/login" {
+                            input type="hidden" name="lang" value=(lang.code());
+                            label for="token" { (w.token) }
+                            input id="token" name="token" type="password" autocomplete="off" required;
+                            button type="submit" { (w.sign_in) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A refused or failed action, with the reason and the way back.
+pub(crate) fn failure(ctx: &Ctx, reason: &str, back: &str) -> Markup {
+    let w = ctx.w();
+    document(
+        ctx,
+        w.failed,
+        None,
         html! {
-            section {
-                h2 { "Connexion" }
-                @if failed {
-                    p role="alert" { "Ce jeton n'est pas le bon. Vérifiez-le et réessayez." }
-                }
-                p { "Collez le jeton de votre nœud (fichier " code { "api-token" } " de son répertoire)." }
-                form method="post" action="/login" {
-                    label for="token" { "Jeton d'accès" }
-                    input id="token" name="token" type="password" autocomplete="off" required;
-                    button type="submit" { "Se connecter" }
-                }
+            section class="card narrow" {
+                h1 { (w.failed) }
+                p role="alert" class="error" { (reason) }
+                a href=(back) { (w.back) }
             }
         },
     )
 }
 
-/// The circles held by the node, each with its notebook (newest first).
-pub(super) fn circles(
-    circles: &[(CircleInfo, Vec<NoteRow>)],
-    me: Option<&super::Answer>,
-) -> Markup {
-    let status: Option<&Status> = match me {
-        Some(super::Answer::Status(s)) => Some(s),
-        _ => None,
-    };
-    page(
-        "Vos cercles",
+/// One circle on the home page.
+#[derive(Debug, Clone)]
+pub(crate) struct CircleRow {
+    pub(crate) head: CircleHead,
+    pub(crate) last_note: Option<NoteRow>,
+}
+
+/// The home page: the member's circles, with what waits in each.
+pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow]) -> Markup {
+    let w = ctx.w();
+    document(
+        ctx,
+        w.circles,
+        None,
         html! {
-            @if let Some(s) = status {
-                p class="who" { "Nœud " (s.peer_id) " · " (s.peers.len()) " pair(s) connecté(s)" }
-            }
-            @if circles.is_empty() {
-                section { p { "Aucun cercle pour l'instant." } }
-            }
-            @for (c, notes) in circles {
-                section aria-labelledby=(format!("c-{}", &c.id[..12])) {
-                    h2 id=(format!("c-{}", &c.id[..12])) { (c.patient) }
-                    p class="who" { "Cahier de liaison · " (notes.len()) " note(s)" }
-                    ol {
-                        @for n in notes.iter().rev() {
-                            li class=(n.kind) {
-                                time datetime=(n.at) { (n.at.get(..16).unwrap_or(&n.at).replace('T', " ")) }
-                                span class="kind" { (n.kind) }
-                                (n.text)
-                                " "
-                                span class="who" { "— " (n.author_name.as_deref().unwrap_or("?")) }
+            h1 { (w.circles) }
+            div id="live-circles" data-live {
+                @if rows.is_empty() { section class="card" { p { (w.no_circles) } } }
+                ul class="circles" {
+                    @for r in rows {
+                        li class="card" {
+                            h2 {
+                                a href=(r.head.url(Tab::Notebook)) { (r.head.patient) }
+                                " " (badge(r.head.alerts, w.alerts_open, "alert"))
+                                (badge(r.head.unread, w.unread, "unread"))
+                            }
+                            p class="muted" {
+                                (w.role(&r.head.role))
+                                @if r.head.alerts > 0 { " · " (r.head.alerts) " " (w.alerts_open) }
+                                @if r.head.unread > 0 {
+                                    " · " a href=(r.head.url(Tab::Messages)) { (r.head.unread) " " (w.unread) }
+                                }
+                            }
+                            @match &r.last_note {
+                                Some(n) => p { span class="muted" { (w.last_note) " · " (ctx.when(n.at_millis)) " · " } (n.text) },
+                                None => p class="muted" { (w.no_notes) },
                             }
                         }
                     }
@@ -100,4 +280,753 @@ pub(super) fn circles(
             }
         },
     )
+}
+
+fn circle_page(ctx: &Ctx, head: &CircleHead, tab: Tab, body: Markup) -> Markup {
+    let w = ctx.w();
+    document(
+        ctx,
+        &format!("{} · {}", head.patient, tab.name(w)),
+        Some(&head.id),
+        html! {
+            h1 { (head.patient) }
+            nav aria-label=(w.sections) id="live-tabs" data-live class="tabs" {
+                @for t in Tab::ALL {
+                    a href=(head.url(t)) aria-current=[(t == tab).then_some("page")] {
+                        (t.name(w))
+                        @if t == Tab::Notebook { (badge(head.alerts, w.alerts_open, "alert")) }
+                        @if t == Tab::Messages { (badge(head.unread, w.unread, "unread")) }
+                    }
+                }
+            }
+            (body)
+        },
+    )
+}
+
+/// The notebook's filter, from the page's query.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub(crate) struct NoteFilter {
+    #[serde(default)]
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) author: String,
+}
+
+fn who(w: &Words, name: Option<&str>) -> String {
+    name.unwrap_or(w.unknown_member).to_string()
+}
+
+fn receipts(ctx: &Ctx, rows: &[ReceiptRow], me: &str) -> Markup {
+    let w = ctx.w();
+    html! {
+        @for (i, r) in rows.iter().enumerate() {
+            @if i > 0 { ", " }
+            @if r.by == me { (w.you) } @else { (who(w, r.by_name.as_deref())) }
+            " (" time datetime=(r.at) { (ctx.when(r.at_millis)) } ")"
+        }
+    }
+}
+
+/// The liaison notebook: the timeline (newest first, filtered), and the form to add a note.
+pub(crate) fn notebook(
+    ctx: &Ctx,
+    head: &CircleHead,
+    notes: &[NoteRow],
+    filter: &NoteFilter,
+    me: &str,
+) -> Markup {
+    let w = ctx.w();
+    let mut authors: Vec<(String, String)> = notes
+        .iter()
+        .map(|n| (n.author.clone(), who(w, n.author_name.as_deref())))
+        .collect();
+    authors.sort();
+    authors.dedup();
+    let shown: Vec<&NoteRow> = notes
+        .iter()
+        .rev()
+        .filter(|n| filter.kind.is_empty() || n.kind == filter.kind)
+        .filter(|n| filter.author.is_empty() || n.author == filter.author)
+        .collect();
+    circle_page(
+        ctx,
+        head,
+        Tab::Notebook,
+        html! {
+            div class="columns" {
+                section class="card" aria-labelledby="new-note" {
+                    h2 id="new-note" { (w.new_note) }
+                    @if head.writes_care() {
+                        form method="post" action=(format!("/c/{}/notes", head.id)) {
+                            (hidden_csrf(ctx))
+                            label for="note-kind" { (w.kind) }
+                            select id="note-kind" name="kind" {
+                                @for k in KINDS { option value=(k) { (w.kind(k)) } }
+                            }
+                            label for="note-text" { (w.text) }
+                            textarea id="note-text" name="text" rows="4" required maxlength="8000" {}
+                            button type="submit" { (w.add) }
+                        }
+                    } @else {
+                        p { (w.read_only) }
+                    }
+                }
+                section class="card" aria-labelledby="filter" {
+                    h2 id="filter" { (w.filter) }
+                    form method="get" action=(head.url(Tab::Notebook)) class="filters" {
+                        div {
+                            label for="filter-kind" { (w.kind) }
+                            select id="filter-kind" name="kind" {
+                                option value="" { (w.all_kinds) }
+                                @for k in KINDS { option value=(k) selected[filter.kind == k] { (w.kind(k)) } }
+                            }
+                        }
+                        div {
+                            label for="filter-author" { (w.author) }
+                            select id="filter-author" name="author" {
+                                option value="" { (w.all_authors) }
+                                @for (id, name) in &authors { option value=(id) selected[&filter.author == id] { (name) } }
+                            }
+                        }
+                        button type="submit" { (w.filter) }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="timeline" {
+                h2 id="timeline" { (w.notebook) }
+                ol id="live-notes" data-live class="timeline" {
+                    @if shown.is_empty() { li { (w.no_notes) } }
+                    @for n in shown {
+                        li class=(format!("note {}", n.kind)) id=(format!("note-{}", n.id)) {
+                            div class="meta" {
+                                span class="kind" { (w.kind(&n.kind)) }
+                                time datetime=(n.at) { (ctx.when(n.at_millis)) }
+                                span class="muted" { (who(w, n.author_name.as_deref())) }
+                                @if n.amended { span class="muted" { " · " (w.amended) } }
+                            }
+                            p class="text" { (n.text) }
+                            @if n.kind == "alert" {
+                                @if n.acks.is_empty() {
+                                    p class="ack pending" { (w.awaiting_ack) }
+                                    form method="post" action=(format!("/c/{}/notes/{}/ack", head.id, n.id)) class="inline" {
+                                        (hidden_csrf(ctx))
+                                        button type="submit" class="ack-button" { (w.acknowledge) }
+                                    }
+                                } @else {
+                                    p class="ack done" { (w.acknowledged_by) " " (receipts(ctx, &n.acks, me)) }
+                                }
+                            }
+                            @if n.author == me && head.writes_care() {
+                                details class="amend" {
+                                    summary { (w.amend) }
+                                    form method="post" action=(format!("/c/{}/notes/{}/amend", head.id, n.id)) {
+                                        (hidden_csrf(ctx))
+                                        label for=(format!("amend-{}", n.id)) { (w.text) }
+                                        textarea id=(format!("amend-{}", n.id)) name="text" rows="3" required { (n.text) }
+                                        button type="submit" { (w.save) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The field that names an item (a problem's name, an allergy's substance), shown first.
+const NAMING_FIELDS: [&str; 4] = ["name", "substance", "label", "text"];
+
+fn items(w: &Words, title: &str, rows: &[super::ItemRow]) -> Markup {
+    html! {
+        section class="card" {
+            h2 { (title) }
+            @if rows.is_empty() { p class="muted" { (w.none) } }
+            ul {
+                @for r in rows {
+                    @let main = NAMING_FIELDS.iter().find_map(|k| r.fields.get_key_value(*k))
+                        .or_else(|| r.fields.iter().next());
+                    li {
+                        @if let Some((_, v)) = main { strong { (v) } }
+                        @for (k, v) in &r.fields {
+                            @if main.is_none_or(|(mk, _)| *mk != k.as_str()) { span class="muted" { " · " (k) " : " (v) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn field(label: &str, value: Option<&str>, missing: &str) -> Markup {
+    html! {
+        dt { (label) }
+        dd { @match value { Some(v) if !v.is_empty() => (v), _ => span class="muted" { (missing) } } }
+    }
+}
+
+/// The patient file: identity and its verification, consent, problems, allergies,
+/// medications, contacts, care plan and tasks.
+pub(crate) fn patient(
+    ctx: &Ctx,
+    head: &CircleHead,
+    p: &PatientView,
+    names: &[(String, String)],
+) -> Markup {
+    let w = ctx.w();
+    let name = [p.given_names.as_deref(), p.family_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let verified_by = p.verified_by.as_ref().map(|m| {
+        names
+            .iter()
+            .find(|(id, _)| id == m)
+            .map_or(w.unknown_member, |(_, n)| n)
+    });
+    circle_page(
+        ctx,
+        head,
+        Tab::Patient,
+        html! {
+            div id="live-patient" data-live {
+                div class="columns" {
+                    section class="card" {
+                        h2 { (w.identity) }
+                        dl {
+                            (field(w.name, Some(&name), w.not_recorded))
+                            (field(w.born, p.birth_date.as_deref(), w.not_recorded))
+                            (field(w.sex, p.sex.as_deref(), w.not_recorded))
+                            (field(w.ins, p.ins.as_deref(), w.not_recorded))
+                            dt { (w.identity_status) }
+                            dd {
+                                span class=(if p.identity_status == "verified" { "pill ok" } else { "pill warn" }) {
+                                    (w.identity_state(&p.identity_status))
+                                }
+                                @if let Some(by) = verified_by { " " span class="muted" { (w.verified_by) " " (by) } }
+                            }
+                        }
+                    }
+                    section class="card" {
+                        h2 { (w.consent) }
+                        dl {
+                            dt { (w.consent) }
+                            dd { (w.consent_state(p.consent.as_deref().unwrap_or(""))) }
+                            (field(w.consent_scope, p.consent_scope.as_deref(), w.not_recorded))
+                        }
+                        h2 { (w.care_plan) }
+                        @if p.care_plan.is_empty() { p class="muted" { (w.not_recorded) } } @else { p class="text" { (p.care_plan) } }
+                    }
+                }
+                div class="columns" {
+                    (items(w, w.problems, &p.problems))
+                    (items(w, w.allergies, &p.allergies))
+                }
+                div class="columns" {
+                    (items(w, w.medications, &p.medications))
+                    (items(w, w.contacts, &p.contacts))
+                }
+                section class="card" aria-labelledby="tasks" {
+                    h2 id="tasks" { (w.tasks) }
+                    @if p.tasks.is_empty() { p class="muted" { (w.none) } }
+                    ul class="tasks" {
+                        @for t in &p.tasks {
+                            li class=(if t.status == "done" { "task done" } else { "task" }) {
+                                strong { (t.title) }
+                                span class="muted" {
+                                    @if let Some(o) = &t.owner_name { " · " (o) }
+                                    @if let Some(d) = &t.due { " · " (w.due) " " (d) }
+                                    " · " @if t.status == "done" { (w.done) } @else { (w.to_do) }
+                                }
+                                @if t.status != "done" && head.role != "observer" {
+                                    form method="post" action=(format!("/c/{}/tasks/{}/done", head.id, t.id)) class="inline" {
+                                        (hidden_csrf(ctx))
+                                        button type="submit" class="small" { (w.mark_done) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if head.writes_care() {
+                section class="card" aria-labelledby="new-task" {
+                    h2 id="new-task" { (w.new_task) }
+                    form method="post" action=(format!("/c/{}/tasks", head.id)) class="filters" {
+                        (hidden_csrf(ctx))
+                        div {
+                            label for="task-title" { (w.title) }
+                            input id="task-title" name="title" required maxlength="500";
+                        }
+                        div {
+                            label for="task-due" { (w.due) }
+                            input id="task-due" name="due" type="date";
+                        }
+                        button type="submit" { (w.add) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The circle's messages (oldest first, as a conversation), with who read each.
+pub(crate) fn messages(ctx: &Ctx, head: &CircleHead, messages: &[MessageRow], me: &str) -> Markup {
+    let w = ctx.w();
+    circle_page(
+        ctx,
+        head,
+        Tab::Messages,
+        html! {
+            section class="card" aria-labelledby="thread" {
+                h2 id="thread" { (w.messages) }
+                ol id="live-messages" data-live class="thread" {
+                    @if messages.is_empty() { li class="muted" { (w.no_messages) } }
+                    @for m in messages {
+                        li class=(if m.author == me { "message mine" } else { "message" }) id=(format!("msg-{}", m.id)) {
+                            div class="meta" {
+                                strong { @if m.author == me { (w.you) } @else { (who(w, m.author_name.as_deref())) } }
+                                " " time datetime=(m.at) { (ctx.when(m.at_millis)) }
+                            }
+                            p class="text" { (m.text) }
+                            @let others: Vec<ReceiptRow> = m.read_by.iter().filter(|r| r.by != m.author).cloned().collect();
+                            p class="receipt muted" {
+                                @if others.is_empty() { (w.not_read) } @else { (w.read_by) " " (receipts(ctx, &others, me)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if head.role != "observer" {
+                section class="card" aria-labelledby="new-message" {
+                    h2 id="new-message" { (w.new_message) }
+                    form method="post" action=(head.url(Tab::Messages)) {
+                        (hidden_csrf(ctx))
+                        label for="message-text" { (w.text) }
+                        textarea id="message-text" name="text" rows="3" required maxlength="8000" {}
+                        button type="submit" { (w.send) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} o"),
+        b if b < 1024 * 1024 => format!("{:.0} Kio", b as f64 / 1024.0),
+        b => format!("{:.1} Mio", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The patient file's documents: download (or fetch from a member), and upload.
+pub(crate) fn documents(
+    ctx: &Ctx,
+    head: &CircleHead,
+    docs: &[DocumentRow],
+    names: &[(String, String)],
+) -> Markup {
+    let w = ctx.w();
+    circle_page(
+        ctx,
+        head,
+        Tab::Documents,
+        html! {
+            section class="card" aria-labelledby="docs" {
+                h2 id="docs" { (w.documents) }
+                div id="live-documents" data-live {
+                    @if docs.is_empty() { p class="muted" { (w.no_documents) } }
+                    ul class="documents" {
+                        @for d in docs {
+                            li {
+                                a href=(format!("/c/{}/documents/{}", head.id, d.id)) download=(d.name) {
+                                    @if d.here { (w.download) } @else { (w.fetch) } " : " (d.name)
+                                }
+                                span class="muted" {
+                                    " · " (d.media_type) " · " (w.size) " " (size(d.size)) " · " (w.added_by) " "
+                                    (names.iter().find(|(id, _)| *id == d.added_by).map_or(w.unknown_member, |(_, n)| n.as_str()))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if head.writes_care() {
+                section class="card" aria-labelledby="upload" {
+                    h2 id="upload" { (w.upload) }
+                    form method="post" action=(head.url(Tab::Documents)) enctype="multipart/form-data" {
+                        (hidden_csrf(ctx))
+                        label for="doc-file" { (w.file) " (8 Mio max.)" }
+                        input id="doc-file" name="file" type="file" required;
+                        button type="submit" { (w.upload) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The circle's members, its relays, and (for coordinators) the invite form and a fresh
+/// code with its QR.
+pub(crate) fn members(
+    ctx: &Ctx,
+    head: &CircleHead,
+    summary: &CircleSummary,
+    me: &str,
+    invite: Option<&InviteView>,
+) -> Markup {
+    let w = ctx.w();
+    circle_page(
+        ctx,
+        head,
+        Tab::Members,
+        html! {
+            section class="card" aria-labelledby="members" {
+                h2 id="members" { (w.members) }
+                table id="live-members" data-live {
+                    thead { tr { th scope="col" { (w.name) } th scope="col" { (w.profession) } th scope="col" { (w.role) } } }
+                    tbody {
+                        @for m in &summary.members {
+                            tr {
+                                td { (who(w, m.name.as_deref())) @if m.member == me { " (" (w.you) ")" } }
+                                td { (m.profession.as_deref().unwrap_or("")) }
+                                td { (w.role(m.role.as_str())) }
+                            }
+                        }
+                    }
+                }
+                @if !summary.relays.is_empty() {
+                    h3 { (w.relays) }
+                    ul class="mono" { @for r in &summary.relays { li { (r) } } }
+                }
+            }
+            @if let Some(i) = invite {
+                section class="card" aria-labelledby="code" {
+                    h2 id="code" { (w.invite_code) }
+                    p { (w.role) " : " (w.role(i.role.as_str())) " · " (w.invite_expires) " " (ctx.when(i.expires_at)) }
+                    div class="qr" { (qr(&i.code)) }
+                    p { code class="invite" id="invite-code" { (i.code) } }
+                    p class="muted" { (w.invite_help) }
+                }
+            }
+            @if head.role == "coordinator" {
+                section class="card" aria-labelledby="invite" {
+                    h2 id="invite" { (w.invite) }
+                    form method="post" action=(format!("/c/{}/invites", head.id)) class="filters" {
+                        (hidden_csrf(ctx))
+                        div {
+                            label for="invite-role" { (w.role) }
+                            select id="invite-role" name="role" { @for r in ROLES { option value=(r) { (w.role(r)) } } }
+                        }
+                        div {
+                            label for="invite-validity" { (w.valid_for) }
+                            select id="invite-validity" name="validity" {
+                                option value="1h" { "1 h" }
+                                option value="1d" selected { "24 h" }
+                                option value="7d" { "7 j" }
+                            }
+                        }
+                        button type="submit" { (w.create_invite) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The invite code as a QR code (SVG), or nothing when it does not fit one.
+fn qr(code: &str) -> Markup {
+    match qrcode::QrCode::with_error_correction_level(code.as_bytes(), qrcode::EcLevel::L) {
+        Ok(q) => {
+            let svg = q
+                .render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(220, 220)
+                .quiet_zone(true)
+                .build();
+            // The renderer's own output (no user text in it: only the code's modules).
+            let body = svg.find("<svg").map_or("", |at| &svg[at..]);
+            PreEscaped(body.to_string())
+        }
+        Err(_) => html! {},
+    }
+}
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Notes per week over the last eight weeks, oldest first.
+pub(crate) fn notes_per_week(
+    notes: &[NoteRow],
+    now_ms: i64,
+    day_format: &str,
+    week_of: &str,
+) -> Vec<Bar> {
+    (0..8)
+        .rev()
+        .map(|weeks_ago| {
+            let end = now_ms - weeks_ago * WEEK_MS;
+            let start = end - WEEK_MS;
+            let count = notes
+                .iter()
+                .filter(|n| n.at_millis > start && n.at_millis <= end)
+                .count();
+            Bar {
+                label: format!("{week_of} {}", when(day_format, start + 1)),
+                value: count as f64,
+                shown: count.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Hours from each of the last ten alerts to its first acknowledgement; alerts still open
+/// are shown waiting, with the time so far.
+pub(crate) fn time_to_acknowledge(
+    notes: &[NoteRow],
+    now_ms: i64,
+    day_format: &str,
+    w: &Words,
+) -> Vec<Bar> {
+    let alerts: Vec<&NoteRow> = notes.iter().filter(|n| n.kind == "alert").collect();
+    alerts
+        .iter()
+        .skip(alerts.len().saturating_sub(10))
+        .map(|n| {
+            let first = n.acks.iter().map(|a| a.at_millis).min();
+            let hours = (first.unwrap_or(now_ms) - n.at_millis).max(0) as f64 / 3_600_000.0;
+            Bar {
+                label: format!("{} {}", when(day_format, n.at_millis), trim(&n.text, 16)),
+                value: hours,
+                shown: match first {
+                    Some(_) => format!("{hours:.1} {}", w.hours),
+                    None => format!("{hours:.1} {} …", w.hours),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Notes and messages per member over the last thirty days, most active first.
+pub(crate) fn active_members(
+    notes: &[NoteRow],
+    messages: &[MessageRow],
+    now_ms: i64,
+    w: &Words,
+) -> Vec<Bar> {
+    let since = now_ms - 30 * 24 * 3600 * 1000;
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let written = notes
+        .iter()
+        .filter(|n| n.at_millis > since)
+        .map(|n| n.author_name.as_deref())
+        .chain(
+            messages
+                .iter()
+                .filter(|m| m.at_millis > since)
+                .map(|m| m.author_name.as_deref()),
+        );
+    for name in written {
+        *counts.entry(who(w, name)).or_default() += 1;
+    }
+    let mut bars: Vec<Bar> = counts
+        .into_iter()
+        .map(|(label, n)| Bar {
+            label: trim(&label, 24),
+            value: n as f64,
+            shown: format!("{n} {}", w.entries),
+        })
+        .collect();
+    bars.sort_by(|a, b| b.value.total_cmp(&a.value));
+    bars
+}
+
+fn trim(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The activity indicators of a circle.
+pub(crate) fn activity(
+    ctx: &Ctx,
+    head: &CircleHead,
+    notes: &[NoteRow],
+    messages: &[MessageRow],
+    now_ms: i64,
+) -> Markup {
+    let w = ctx.w();
+    circle_page(
+        ctx,
+        head,
+        Tab::Activity,
+        html! {
+            div id="live-activity" data-live class="charts" {
+                section class="card" {
+                    (chart::bars("chart-weeks", w.notes_per_week, w.notes_per_week_desc,
+                        &notes_per_week(notes, now_ms, w.day_format, w.week_of), w.no_data))
+                }
+                section class="card" {
+                    (chart::bars("chart-acks", w.time_to_ack, w.time_to_ack_desc,
+                        &time_to_acknowledge(notes, now_ms, w.day_format, w), w.no_data))
+                }
+                section class="card" {
+                    (chart::bars("chart-members", w.active_members, w.active_members_desc,
+                        &active_members(notes, messages, now_ms, w), w.no_data))
+                }
+            }
+        },
+    )
+}
+
+/// The node's sync status: its addresses and each connected peer, with the circles shared,
+/// what waits to be sent and the last exchange.
+pub(crate) fn sync(ctx: &Ctx, status: &Status, circles: &[(String, String)]) -> Markup {
+    let w = ctx.w();
+    let patient = |id: &String| {
+        circles
+            .iter()
+            .find(|(c, _)| c == id)
+            .map_or_else(|| id.chars().take(8).collect(), |(_, p)| p.clone())
+    };
+    document(
+        ctx,
+        w.sync,
+        None,
+        html! {
+            h1 { (w.sync) }
+            div id="live-sync" data-live {
+                section class="card" aria-labelledby="peers" {
+                    h2 id="peers" { (w.peer) "s" }
+                    @if status.peers.is_empty() {
+                        p { (w.no_peers) }
+                    } @else {
+                        div class="scroll" {
+                            table {
+                                thead { tr {
+                                    th scope="col" { (w.peer) }
+                                    th scope="col" { (w.shared_circles) }
+                                    th scope="col" { (w.pending) }
+                                    th scope="col" { (w.last_sync) }
+                                    th scope="col" { (w.sent) " / " (w.received) }
+                                } }
+                                tbody {
+                                    @for p in &status.peers {
+                                        tr {
+                                            td class="mono" { (p.peer_id.chars().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<String>()) }
+                                            td { (p.circles.iter().map(patient).collect::<Vec<_>>().join(", ")) }
+                                            td { (p.pending) }
+                                            td { @match p.last_seen { Some(t) => (ctx.when(t)), None => "—" } }
+                                            td { (size(p.data_bytes_sent)) " / " (size(p.data_bytes_received)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="node" {
+                h2 id="node" { (w.this_node) }
+                p class="mono" { (status.peer_id) }
+                h3 { (w.addresses) }
+                ul class="mono" { @for a in &status.addresses { li { (a) } } }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(kind: &str, at: i64, acks: &[i64]) -> NoteRow {
+        NoteRow {
+            id: format!("n{at}"),
+            author: "a".into(),
+            author_name: Some("Claire".into()),
+            kind: kind.into(),
+            text: "x".into(),
+            at: String::new(),
+            at_millis: at,
+            amended: false,
+            acks: acks
+                .iter()
+                .map(|t| ReceiptRow {
+                    by: "b".into(),
+                    by_name: None,
+                    at: String::new(),
+                    at_millis: *t,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn notes_fall_in_their_week_and_old_ones_drop_out() {
+        let now = 100 * WEEK_MS;
+        let notes = [
+            note("care", now - 1, &[]),
+            note("care", now - WEEK_MS - 1, &[]),
+            note("care", now - WEEK_MS - 2, &[]),
+            note("care", now - 20 * WEEK_MS, &[]),
+        ];
+        let bars = notes_per_week(&notes, now, "%d/%m", "w");
+        assert_eq!(bars.len(), 8);
+        let values: Vec<f64> = bars.iter().map(|b| b.value).collect();
+        assert_eq!(values, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn time_to_acknowledge_takes_the_first_ack_and_counts_open_alerts_until_now() {
+        let hour = 3_600_000;
+        let notes = [
+            note("alert", 0, &[3 * hour, hour]),
+            note("care", 0, &[]),
+            note("alert", 10 * hour, &[]),
+        ];
+        let bars = time_to_acknowledge(&notes, 12 * hour, "%d/%m", &words::FR);
+        assert_eq!(bars.len(), 2);
+        assert_eq!(bars[0].value, 1.0);
+        assert_eq!(bars[1].value, 2.0);
+        assert!(bars[1].shown.ends_with('…'));
+    }
+
+    #[test]
+    fn badges_count_open_alerts_and_others_unread_messages() {
+        let notes = [
+            note("alert", 0, &[]),
+            note("alert", 0, &[5]),
+            note("care", 0, &[]),
+        ];
+        let message = |author: &str, read: &[&str]| MessageRow {
+            id: "m".into(),
+            author: author.into(),
+            author_name: None,
+            text: String::new(),
+            at: String::new(),
+            at_millis: 0,
+            attachments: Vec::new(),
+            read_by: read
+                .iter()
+                .map(|b| ReceiptRow {
+                    by: b.to_string(),
+                    by_name: None,
+                    at: String::new(),
+                    at_millis: 0,
+                })
+                .collect(),
+        };
+        let messages = [message("me", &[]), message("b", &[]), message("b", &["me"])];
+        assert_eq!(badges(&notes, &messages, "me"), (1, 1));
+    }
+
+    #[test]
+    fn the_qr_code_is_an_svg_of_the_code() {
+        let svg = qr("cercleinv1abcdefghijklmnopqrstuvwxyz234567").into_string();
+        assert!(svg.starts_with("<svg"), "{svg}");
+    }
 }

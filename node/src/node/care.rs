@@ -36,6 +36,7 @@ fn receipt(names: &Names, by: &MemberId, at: Timestamp) -> ReceiptRow {
         by: by.to_hex(),
         by_name: name_of(names, by),
         at: at.to_rfc3339(),
+        at_millis: at.millis(),
     }
 }
 

@@ -511,6 +511,7 @@ impl NodeCore {
         Status {
             peer_id: self.peer_id.clone(),
             device: self.me.device().to_string(),
+            member: self.me.member().to_hex(),
             addresses: self
                 .addresses
                 .iter()

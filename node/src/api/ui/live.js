@@ -1,0 +1,41 @@
+// Live pages: when the node reports news (a colleague's note, a read receipt, a peer), the
+// page is fetched again and its `data-live` parts are swapped in place. Forms being typed
+// in are never replaced. No framework, no build step.
+"use strict";
+(function () {
+  let timer = null;
+  let stale = false;
+  const circle = document.body.dataset.circle;
+
+  async function refresh() {
+    if (document.visibilityState !== "visible") { stale = true; return; }
+    stale = false;
+    let response;
+    try {
+      response = await fetch(location.href, { credentials: "same-origin", headers: { "X-Cercle-Live": "1" } });
+    } catch (_) { return; }
+    if (!response.ok) return;
+    const next = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.querySelectorAll("[data-live]").forEach(function (part) {
+      const fresh = next.getElementById(part.id);
+      if (fresh && !part.contains(document.activeElement)) part.replaceWith(document.importNode(fresh, true));
+    });
+    document.dispatchEvent(new CustomEvent("cercle:refreshed"));
+  }
+
+  function soon() {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 80);
+  }
+
+  const events = new EventSource("/ui/events");
+  events.onmessage = function (message) {
+    let event;
+    try { event = JSON.parse(message.data); } catch (_) { return; }
+    if (circle && event.circle && event.circle !== circle) return;
+    soon();
+  };
+  // Leaving the page closes the stream at once: a browser allows few connections per site.
+  window.addEventListener("pagehide", function () { events.close(); });
+  document.addEventListener("visibilitychange", function () { if (stale) soon(); });
+})();

@@ -1,0 +1,473 @@
+//! Every word the web UI shows, in French (the default: its users are French care teams)
+//! and in English. One struct per language, so a missing translation does not compile.
+
+/// The language of the pages, chosen by the member and kept in a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Lang {
+    #[default]
+    Fr,
+    En,
+}
+
+impl Lang {
+    /// The language named `code` ("fr" or "en"), if it is one of ours.
+    pub(crate) fn parse(code: &str) -> Option<Lang> {
+        match code {
+            "fr" => Some(Lang::Fr),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Lang::Fr => "fr",
+            Lang::En => "en",
+        }
+    }
+
+    /// The other language, offered by the switch.
+    pub(crate) fn other(self) -> Lang {
+        match self {
+            Lang::Fr => Lang::En,
+            Lang::En => Lang::Fr,
+        }
+    }
+
+    pub(crate) fn words(self) -> &'static Words {
+        match self {
+            Lang::Fr => &FR,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// The words of one language.
+#[derive(Debug)]
+pub(crate) struct Words {
+    /// The name of the language, in itself (shown on the switch).
+    pub(crate) language: &'static str,
+    pub(crate) switch_label: &'static str,
+    pub(crate) skip: &'static str,
+    pub(crate) login: &'static str,
+    pub(crate) login_wrong: &'static str,
+    pub(crate) login_help: &'static str,
+    pub(crate) token: &'static str,
+    pub(crate) sign_in: &'static str,
+    pub(crate) sign_out: &'static str,
+    pub(crate) circles: &'static str,
+    pub(crate) no_circles: &'static str,
+    pub(crate) peers_connected: &'static str,
+    pub(crate) offline: &'static str,
+    pub(crate) alerts_open: &'static str,
+    pub(crate) unread: &'static str,
+    pub(crate) last_note: &'static str,
+    pub(crate) no_notes: &'static str,
+    pub(crate) notebook: &'static str,
+    pub(crate) patient_file: &'static str,
+    pub(crate) messages: &'static str,
+    pub(crate) documents: &'static str,
+    pub(crate) members: &'static str,
+    pub(crate) activity: &'static str,
+    pub(crate) sync: &'static str,
+    pub(crate) sections: &'static str,
+    pub(crate) new_note: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) text: &'static str,
+    pub(crate) add: &'static str,
+    pub(crate) all_kinds: &'static str,
+    pub(crate) all_authors: &'static str,
+    pub(crate) author: &'static str,
+    pub(crate) filter: &'static str,
+    pub(crate) amend: &'static str,
+    pub(crate) amended: &'static str,
+    pub(crate) save: &'static str,
+    pub(crate) acknowledge: &'static str,
+    pub(crate) acknowledged_by: &'static str,
+    pub(crate) awaiting_ack: &'static str,
+    pub(crate) read_only: &'static str,
+    pub(crate) unknown_member: &'static str,
+    pub(crate) identity: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) born: &'static str,
+    pub(crate) sex: &'static str,
+    pub(crate) ins: &'static str,
+    pub(crate) identity_status: &'static str,
+    pub(crate) verified_by: &'static str,
+    pub(crate) consent: &'static str,
+    pub(crate) consent_scope: &'static str,
+    pub(crate) not_recorded: &'static str,
+    pub(crate) problems: &'static str,
+    pub(crate) allergies: &'static str,
+    pub(crate) medications: &'static str,
+    pub(crate) contacts: &'static str,
+    pub(crate) care_plan: &'static str,
+    pub(crate) tasks: &'static str,
+    pub(crate) none: &'static str,
+    pub(crate) new_task: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) due: &'static str,
+    pub(crate) done: &'static str,
+    pub(crate) mark_done: &'static str,
+    pub(crate) to_do: &'static str,
+    pub(crate) send: &'static str,
+    pub(crate) new_message: &'static str,
+    pub(crate) no_messages: &'static str,
+    pub(crate) read_by: &'static str,
+    pub(crate) not_read: &'static str,
+    pub(crate) you: &'static str,
+    pub(crate) upload: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) download: &'static str,
+    pub(crate) fetch: &'static str,
+    pub(crate) no_documents: &'static str,
+    pub(crate) size: &'static str,
+    pub(crate) added_by: &'static str,
+    pub(crate) role: &'static str,
+    pub(crate) profession: &'static str,
+    pub(crate) invite: &'static str,
+    pub(crate) invite_help: &'static str,
+    pub(crate) valid_for: &'static str,
+    pub(crate) create_invite: &'static str,
+    pub(crate) invite_code: &'static str,
+    pub(crate) invite_expires: &'static str,
+    pub(crate) relays: &'static str,
+    pub(crate) peer: &'static str,
+    pub(crate) shared_circles: &'static str,
+    pub(crate) pending: &'static str,
+    pub(crate) last_sync: &'static str,
+    pub(crate) received: &'static str,
+    pub(crate) sent: &'static str,
+    pub(crate) no_peers: &'static str,
+    pub(crate) this_node: &'static str,
+    pub(crate) addresses: &'static str,
+    pub(crate) notes_per_week: &'static str,
+    pub(crate) notes_per_week_desc: &'static str,
+    pub(crate) time_to_ack: &'static str,
+    pub(crate) time_to_ack_desc: &'static str,
+    pub(crate) active_members: &'static str,
+    pub(crate) active_members_desc: &'static str,
+    pub(crate) week_of: &'static str,
+    pub(crate) hours: &'static str,
+    pub(crate) entries: &'static str,
+    pub(crate) no_data: &'static str,
+    pub(crate) failed: &'static str,
+    pub(crate) back: &'static str,
+    pub(crate) refused_form: &'static str,
+    pub(crate) date_format: &'static str,
+    pub(crate) day_format: &'static str,
+}
+
+impl Words {
+    /// The name of a notebook entry kind.
+    pub(crate) fn kind(&self, kind: &str) -> &'static str {
+        let fr = std::ptr::eq(self, &FR);
+        match (kind, fr) {
+            ("observation", true) => "Observation",
+            ("care", true) => "Soin",
+            ("vitals", true) => "Constantes",
+            ("alert", true) => "Alerte",
+            ("handover", true) => "Transmission",
+            ("observation", false) => "Observation",
+            ("care", false) => "Care",
+            ("vitals", false) => "Vital signs",
+            ("alert", false) => "Alert",
+            ("handover", false) => "Handover",
+            _ => "?",
+        }
+    }
+
+    /// The name of a role.
+    pub(crate) fn role(&self, role: &str) -> &'static str {
+        let fr = std::ptr::eq(self, &FR);
+        match (role, fr) {
+            ("coordinator", true) => "Coordinateur",
+            ("professional", true) => "Professionnel",
+            ("caregiver", true) => "Aidant",
+            ("observer", true) => "Observateur",
+            ("coordinator", false) => "Coordinator",
+            ("professional", false) => "Professional",
+            ("caregiver", false) => "Caregiver",
+            ("observer", false) => "Observer",
+            _ => "?",
+        }
+    }
+
+    /// The status of a patient's identity (INS qualification).
+    pub(crate) fn identity_state(&self, status: &str) -> &'static str {
+        let fr = std::ptr::eq(self, &FR);
+        match (status, fr) {
+            ("verified", true) => "Vérifiée",
+            ("verified", false) => "Verified",
+            (_, true) => "Provisoire (non vérifiée)",
+            (_, false) => "Provisional (not verified)",
+        }
+    }
+
+    /// The state of the patient's consent.
+    pub(crate) fn consent_state(&self, status: &str) -> &'static str {
+        let fr = std::ptr::eq(self, &FR);
+        match (status, fr) {
+            ("given", true) => "Recueilli",
+            ("refused", true) => "Refusé",
+            ("withdrawn", true) => "Retiré",
+            ("given", false) => "Given",
+            ("refused", false) => "Refused",
+            ("withdrawn", false) => "Withdrawn",
+            (_, true) => "Non recueilli",
+            (_, false) => "Not recorded",
+        }
+    }
+}
+
+/// The entry kinds a note may have, in the order the form offers them.
+pub(crate) const KINDS: [&str; 5] = ["observation", "care", "vitals", "alert", "handover"];
+
+/// The roles an invite may give, in the order the form offers them.
+pub(crate) const ROLES: [&str; 4] = ["professional", "caregiver", "observer", "coordinator"];
+
+pub(crate) static FR: Words = Words {
+    language: "Français",
+    switch_label: "Langue",
+    skip: "Aller au contenu",
+    login: "Connexion",
+    login_wrong: "Ce jeton n'est pas le bon. Vérifiez-le et réessayez.",
+    login_help: "Collez le jeton d'accès de votre nœud : il est dans le fichier api-token de son répertoire, et la commande « cercle up » affiche un lien qui connecte directement.",
+    token: "Jeton d'accès",
+    sign_in: "Se connecter",
+    sign_out: "Se déconnecter",
+    circles: "Vos cercles de soins",
+    no_circles: "Aucun cercle pour l'instant. Un coordinateur peut vous envoyer un code d'invitation.",
+    peers_connected: "pair(s) connecté(s)",
+    offline: "hors ligne : vos saisies sont gardées et partiront dès qu'un chemin existe",
+    alerts_open: "alerte(s) à acquitter",
+    unread: "non lu(s)",
+    last_note: "Dernière note",
+    no_notes: "Aucune note pour l'instant.",
+    notebook: "Cahier de liaison",
+    patient_file: "Dossier patient",
+    messages: "Messages",
+    documents: "Documents",
+    members: "Membres",
+    activity: "Activité",
+    sync: "Synchronisation",
+    sections: "Sections du cercle",
+    new_note: "Nouvelle note",
+    kind: "Type",
+    text: "Texte",
+    add: "Ajouter",
+    all_kinds: "Tous les types",
+    all_authors: "Tous les auteurs",
+    author: "Auteur",
+    filter: "Filtrer",
+    amend: "Corriger",
+    amended: "corrigée",
+    save: "Enregistrer",
+    acknowledge: "Accuser réception",
+    acknowledged_by: "Acquittée par",
+    awaiting_ack: "En attente d'acquittement",
+    read_only: "Votre rôle dans ce cercle permet de lire le cahier, pas d'y écrire.",
+    unknown_member: "membre inconnu",
+    identity: "Identité",
+    name: "Nom",
+    born: "Né(e) le",
+    sex: "Sexe",
+    ins: "INS",
+    identity_status: "Statut de l'identité",
+    verified_by: "vérifiée par",
+    consent: "Consentement",
+    consent_scope: "Portée",
+    not_recorded: "non renseigné",
+    problems: "Problèmes de santé",
+    allergies: "Allergies",
+    medications: "Traitements",
+    contacts: "Contacts",
+    care_plan: "Projet de soins",
+    tasks: "Tâches",
+    none: "Aucun",
+    new_task: "Nouvelle tâche",
+    title: "Intitulé",
+    due: "Échéance",
+    done: "faite",
+    mark_done: "Marquer faite",
+    to_do: "à faire",
+    send: "Envoyer",
+    new_message: "Nouveau message",
+    no_messages: "Aucun message pour l'instant.",
+    read_by: "Lu par",
+    not_read: "Pas encore lu",
+    you: "vous",
+    upload: "Déposer",
+    file: "Fichier",
+    download: "Télécharger",
+    fetch: "Récupérer auprès d'un membre",
+    no_documents: "Aucun document pour l'instant.",
+    size: "Taille",
+    added_by: "Ajouté par",
+    role: "Rôle",
+    profession: "Profession",
+    invite: "Inviter un membre",
+    invite_help: "Le code ne sert qu'une fois. Transmettez-le en main propre ou par un canal sûr ; le membre le saisit avec « cercle join ».",
+    valid_for: "Valable",
+    create_invite: "Créer le code",
+    invite_code: "Code d'invitation",
+    invite_expires: "Expire le",
+    relays: "Relais",
+    peer: "Pair",
+    shared_circles: "Cercles partagés",
+    pending: "En attente d'envoi",
+    last_sync: "Dernier échange",
+    received: "Reçu",
+    sent: "Envoyé",
+    no_peers: "Aucun pair connecté : vos saisies restent sur ce poste et partiront dès qu'un membre ou un relais sera joignable.",
+    this_node: "Ce nœud",
+    addresses: "Adresses",
+    notes_per_week: "Notes par semaine",
+    notes_per_week_desc: "Nombre de notes du cahier de liaison sur les huit dernières semaines.",
+    time_to_ack: "Délai d'acquittement des alertes",
+    time_to_ack_desc: "Heures entre chaque alerte et son premier acquittement (dix dernières alertes).",
+    active_members: "Membres actifs",
+    active_members_desc: "Notes et messages écrits par chaque membre sur les trente derniers jours.",
+    week_of: "sem. du",
+    hours: "h",
+    entries: "écrit(s)",
+    no_data: "Pas encore de données.",
+    failed: "L'action n'a pas abouti",
+    back: "Retour",
+    refused_form: "Ce formulaire a expiré ou ne vient pas de cette page. Rechargez la page et recommencez.",
+    date_format: "%d/%m/%Y %H:%M",
+    day_format: "%d/%m",
+};
+
+pub(crate) static EN: Words = Words {
+    language: "English",
+    switch_label: "Language",
+    skip: "Skip to content",
+    login: "Sign in",
+    login_wrong: "That token is not the right one. Check it and try again.",
+    login_help: "Paste your node's access token: it is in the api-token file of its home, and `cercle up` prints a link that signs you in directly.",
+    token: "Access token",
+    sign_in: "Sign in",
+    sign_out: "Sign out",
+    circles: "Your circles of care",
+    no_circles: "No circle yet. A coordinator can send you an invite code.",
+    peers_connected: "peer(s) connected",
+    offline: "offline: what you write is kept and leaves as soon as a path exists",
+    alerts_open: "alert(s) to acknowledge",
+    unread: "unread",
+    last_note: "Last note",
+    no_notes: "No note yet.",
+    notebook: "Liaison notebook",
+    patient_file: "Patient file",
+    messages: "Messages",
+    documents: "Documents",
+    members: "Members",
+    activity: "Activity",
+    sync: "Sync",
+    sections: "Circle sections",
+    new_note: "New note",
+    kind: "Kind",
+    text: "Text",
+    add: "Add",
+    all_kinds: "All kinds",
+    all_authors: "All authors",
+    author: "Author",
+    filter: "Filter",
+    amend: "Correct",
+    amended: "corrected",
+    save: "Save",
+    acknowledge: "Acknowledge",
+    acknowledged_by: "Acknowledged by",
+    awaiting_ack: "Awaiting acknowledgement",
+    read_only: "Your role in this circle lets you read the notebook, not write in it.",
+    unknown_member: "unknown member",
+    identity: "Identity",
+    name: "Name",
+    born: "Born",
+    sex: "Sex",
+    ins: "INS",
+    identity_status: "Identity status",
+    verified_by: "verified by",
+    consent: "Consent",
+    consent_scope: "Scope",
+    not_recorded: "not recorded",
+    problems: "Health problems",
+    allergies: "Allergies",
+    medications: "Medications",
+    contacts: "Contacts",
+    care_plan: "Care plan",
+    tasks: "Tasks",
+    none: "None",
+    new_task: "New task",
+    title: "Title",
+    due: "Due",
+    done: "done",
+    mark_done: "Mark done",
+    to_do: "to do",
+    send: "Send",
+    new_message: "New message",
+    no_messages: "No message yet.",
+    read_by: "Read by",
+    not_read: "Not read yet",
+    you: "you",
+    upload: "Upload",
+    file: "File",
+    download: "Download",
+    fetch: "Fetch from a member",
+    no_documents: "No document yet.",
+    size: "Size",
+    added_by: "Added by",
+    role: "Role",
+    profession: "Profession",
+    invite: "Invite a member",
+    invite_help: "The code works once. Hand it over in person or through a safe channel; the member enters it with `cercle join`.",
+    valid_for: "Valid for",
+    create_invite: "Create the code",
+    invite_code: "Invite code",
+    invite_expires: "Expires",
+    relays: "Relays",
+    peer: "Peer",
+    shared_circles: "Shared circles",
+    pending: "Waiting to be sent",
+    last_sync: "Last exchange",
+    received: "Received",
+    sent: "Sent",
+    no_peers: "No peer connected: what you write stays on this computer and leaves as soon as a member or a relay is reachable.",
+    this_node: "This node",
+    addresses: "Addresses",
+    notes_per_week: "Notes per week",
+    notes_per_week_desc: "Liaison notebook notes over the last eight weeks.",
+    time_to_ack: "Time to acknowledge alerts",
+    time_to_ack_desc: "Hours between each alert and its first acknowledgement (last ten alerts).",
+    active_members: "Active members",
+    active_members_desc: "Notes and messages written by each member over the last thirty days.",
+    week_of: "week of",
+    hours: "h",
+    entries: "written",
+    no_data: "No data yet.",
+    failed: "That did not work",
+    back: "Back",
+    refused_form: "This form has expired or does not come from this page. Reload the page and try again.",
+    date_format: "%Y-%m-%d %H:%M",
+    day_format: "%m-%d",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_and_role_has_a_name_in_both_languages() {
+        for w in [&FR, &EN] {
+            for k in KINDS {
+                assert_ne!(w.kind(k), "?", "{k}");
+            }
+            for r in ROLES {
+                assert_ne!(w.role(r), "?", "{r}");
+            }
+        }
+        assert_eq!(Lang::parse("en"), Some(Lang::En));
+        assert_eq!(Lang::parse("de"), None);
+        assert_eq!(Lang::default().other(), Lang::En);
+    }
+}

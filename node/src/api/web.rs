@@ -1,0 +1,892 @@
+//! The web UI's routes: the session (token cookie, form token, language), the pages, the
+//! forms that write, and the live event stream. Every page and form goes through the same
+//! [`Request`]s as the JSON API and the CLI, so the UI can do nothing they cannot.
+//!
+//! Guards, in order: the Host must be this machine's loopback name (DNS rebinding); the
+//! session cookie must hold the node's token; every POST must carry the session's form
+//! token (derived from the API token, so it needs no state and survives restarts) and, when
+//! the browser sends one, an Origin of this very address. Responses forbid framing,
+//! caching, referrers and any script or style not served from here.
+
+// A refusal here is the page that says why, as in axum's own extractors.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Multipart, Path, Query, Request as HttpRequest, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use maud::Markup;
+
+use super::server::{Api, is_token, loopback_host, same_secret, wrong_host};
+use super::ui::words::Lang;
+use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
+use super::{Answer, MessageRow, NoteRow, Request};
+use crate::node::care::MAX_DOCUMENT_BYTES;
+
+/// How long a download waits for a document being fetched from a member.
+const FETCH_WAIT: Duration = Duration::from_secs(30);
+
+/// The routes of the web UI, to merge with the API's.
+pub(super) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/lang", post(switch_language))
+        .route("/sync", get(sync))
+        .route("/ui/events", get(events))
+        .route("/ui/style.css", get(style))
+        .route("/ui/live.js", get(script))
+        .route("/c/{circle}", get(notebook))
+        .route("/c/{circle}/notes", post(note_add))
+        .route("/c/{circle}/notes/{note}/amend", post(note_amend))
+        .route("/c/{circle}/notes/{note}/ack", post(note_ack))
+        .route("/c/{circle}/patient", get(patient))
+        .route("/c/{circle}/tasks", post(task_add))
+        .route("/c/{circle}/tasks/{task}/done", post(task_done))
+        .route("/c/{circle}/messages", get(messages).post(message_send))
+        .route("/c/{circle}/documents", get(documents).post(document_add))
+        .route("/c/{circle}/documents/{doc}", get(document_get))
+        .route("/c/{circle}/members", get(members))
+        .route("/c/{circle}/invites", post(invite_create))
+        .route("/c/{circle}/activity", get(activity))
+        .layer(axum::middleware::from_fn(guard_headers))
+}
+
+/// Headers on every page: no framing, no caching of care data, no referrer to other sites
+/// (same-origin, so forms still carry their Origin), and scripts,
+/// styles and connections only from this address.
+async fn guard_headers(request: HttpRequest, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The form token of a session: derived from the API token, so only a page this node
+/// served can know it.
+fn form_token(api: &Api) -> String {
+    hex::encode(blake3::derive_key(
+        "cercle web ui form token v1",
+        api.token.as_bytes(),
+    ))
+}
+
+fn language_cookie(api: &Api) -> String {
+    format!("{}_lang", api.cookie)
+}
+
+fn language(api: &Api, jar: &CookieJar) -> Lang {
+    jar.get(&language_cookie(api))
+        .and_then(|c| Lang::parse(c.value()))
+        .unwrap_or_default()
+}
+
+/// The session cookie holding the token: HttpOnly, SameSite=Strict, named after the port.
+fn session_cookie(api: &Api, token: &str) -> Cookie<'static> {
+    Cookie::build((api.cookie.clone(), token.to_string()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build()
+}
+
+fn login_page(lang: Lang, failed: bool) -> Response {
+    (StatusCode::UNAUTHORIZED, ui::login(lang, failed)).into_response()
+}
+
+/// A signed-in member's request: the Host and the session cookie were checked.
+struct Session {
+    api: Api,
+    ctx: Ctx,
+}
+
+impl FromRequestParts<Api> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, Response> {
+        if !loopback_host(&parts.headers) {
+            return Err(wrong_host());
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        let lang = language(api, &jar);
+        let signed_in = jar
+            .get(&api.cookie)
+            .is_some_and(|c| is_token(api, c.value()));
+        if !signed_in {
+            return Err(login_page(lang, false));
+        }
+        let peers = match api.node.call(Request::Status).await {
+            Ok(Answer::Status(s)) => s.peers.len(),
+            _ => 0,
+        };
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        Ok(Session {
+            api: api.clone(),
+            ctx: Ctx {
+                lang,
+                csrf: form_token(api),
+                here,
+                peers,
+            },
+        })
+    }
+}
+
+impl Session {
+    /// Refuses a form that does not carry this session's form token, or that a browser
+    /// says comes from another site.
+    fn check(&self, headers: &HeaderMap, given: &str) -> Result<(), Response> {
+        let origin_ok = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_none_or(|origin| {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                origin == format!("http://{host}")
+            });
+        if origin_ok && same_secret(given, &self.ctx.csrf) {
+            return Ok(());
+        }
+        tracing::warn!("a web form without this session's form token was refused");
+        Err(self.refused(
+            StatusCode::FORBIDDEN,
+            self.ctx.lang.words().refused_form,
+            "/",
+        ))
+    }
+
+    fn refused(&self, status: StatusCode, reason: &str, back: &str) -> Response {
+        (status, ui::failure(&self.ctx, reason, back)).into_response()
+    }
+
+    /// Asks the node; its refusal becomes a page that says why.
+    async fn ask(&self, request: Request, back: &str) -> Result<Answer, Response> {
+        self.api
+            .node
+            .call(request)
+            .await
+            .map_err(|e| self.refused(StatusCode::BAD_REQUEST, &e, back))
+    }
+
+    fn unexpected(&self, answer: &Answer) -> Response {
+        tracing::error!(?answer, "the node gave the web UI an unexpected answer");
+        self.refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the node gave an unexpected answer",
+            "/",
+        )
+    }
+
+    async fn me(&self) -> Result<String, Response> {
+        match self.ask(Request::Status, "/").await? {
+            Answer::Status(s) => Ok(s.member),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn notes(&self, circle: &str) -> Result<Vec<NoteRow>, Response> {
+        match self
+            .ask(
+                Request::NoteList {
+                    circle: circle.into(),
+                },
+                "/",
+            )
+            .await?
+        {
+            Answer::Notes { notes } => Ok(notes),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn messages(&self, circle: &str, mark_read: bool) -> Result<Vec<MessageRow>, Response> {
+        let request = Request::MsgList {
+            circle: circle.into(),
+            mark_read,
+        };
+        match self.ask(request, "/").await? {
+            Answer::Messages { messages } => Ok(messages),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn summary(&self, circle: &str) -> Result<super::CircleSummary, Response> {
+        match self
+            .ask(
+                Request::CircleShow {
+                    circle: circle.into(),
+                },
+                "/",
+            )
+            .await?
+        {
+            Answer::Circle(s) => Ok(s),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// A circle's heading: patient, this member's role, open alerts and unread messages.
+    /// Also gives the notes and messages read for it, and this member's id.
+    async fn head(
+        &self,
+        circle: &str,
+        mark_read: bool,
+    ) -> Result<(CircleHead, Vec<NoteRow>, Vec<MessageRow>, String), Response> {
+        let me = self.me().await?;
+        let summary = self.summary(circle).await?;
+        let notes = self.notes(&summary.id).await?;
+        let messages = self.messages(&summary.id, mark_read).await?;
+        let (alerts, unread) = ui::badges(&notes, &messages, &me);
+        let role = summary
+            .members
+            .iter()
+            .find(|m| m.member == me)
+            .map_or("observer", |m| m.role.as_str())
+            .to_string();
+        let head = CircleHead {
+            id: summary.id,
+            patient: summary.patient,
+            alerts,
+            unread,
+            role,
+        };
+        Ok((head, notes, messages, me))
+    }
+
+    /// Member ids and names in a circle, for pages that name people.
+    async fn names(&self, circle: &str) -> Result<Vec<(String, String)>, Response> {
+        Ok(self
+            .summary(circle)
+            .await?
+            .members
+            .into_iter()
+            .filter_map(|m| Some((m.member, m.name?)))
+            .collect())
+    }
+}
+
+/// After a form: back to the page it was on (Post/Redirect/Get).
+fn back_to(path: String) -> Response {
+    Redirect::to(&path).into_response()
+}
+
+fn page(markup: Markup) -> Response {
+    markup.into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The circles; a `?token=` link signs in and is answered with a redirect to `/`, so the
+/// token leaves the address bar and the history at once.
+async fn home(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<TokenQuery>,
+    session: Result<Session, Response>,
+) -> Response {
+    if let Some(token) = q.token {
+        if !loopback_host(&headers) {
+            return wrong_host();
+        }
+        if !is_token(&api, &token) {
+            return login_page(language(&api, &jar), true);
+        }
+        return (jar.add(session_cookie(&api, &token)), Redirect::to("/")).into_response();
+    }
+    match session {
+        Ok(s) => circles(s).await.unwrap_or_else(|r| r),
+        Err(r) => r,
+    }
+}
+
+async fn circles(s: Session) -> Result<Response, Response> {
+    let list = match s.ask(Request::CircleList, "/").await? {
+        Answer::Circles { circles } => circles,
+        other => return Err(s.unexpected(&other)),
+    };
+    let mut rows = Vec::with_capacity(list.len());
+    for c in list {
+        let (head, notes, _, _) = s.head(&c.id, false).await?;
+        rows.push(CircleRow {
+            head,
+            last_note: notes.into_iter().last(),
+        });
+    }
+    Ok(page(ui::home(&s.ctx, &rows)))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LoginForm {
+    token: String,
+    #[serde(default)]
+    lang: String,
+}
+
+/// The login form: a right token sets the session cookie. It needs no form token: without
+/// the node's token it can do nothing, and with it there is nothing left to forge.
+async fn login(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    if !loopback_host(&headers) {
+        return wrong_host();
+    }
+    let lang = Lang::parse(&form.lang).unwrap_or_default();
+    let token = form.token.trim();
+    if !is_token(&api, token) {
+        tracing::warn!("a web login with a wrong token was refused");
+        return login_page(lang, true);
+    }
+    (jar.add(session_cookie(&api, token)), Redirect::to("/")).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    s: Session,
+    headers: HeaderMap,
+    jar: CookieJar,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = s.check(&headers, &f.csrf) {
+        return r;
+    }
+    let gone = Cookie::build((s.api.cookie.clone(), "")).path("/").build();
+    (jar.remove(gone), Redirect::to("/")).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LanguageForm {
+    #[serde(default)]
+    csrf: String,
+    lang: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// The language switch: kept in a lasting cookie; back to the page it was pressed on (a
+/// path of this site only).
+async fn switch_language(
+    s: Session,
+    headers: HeaderMap,
+    jar: CookieJar,
+    axum::Form(f): axum::Form<LanguageForm>,
+) -> Response {
+    if let Err(r) = s.check(&headers, &f.csrf) {
+        return r;
+    }
+    let lang = Lang::parse(&f.lang).unwrap_or_default();
+    let cookie = Cookie::build((language_cookie(&s.api), lang.code()))
+        .same_site(SameSite::Strict)
+        .path("/")
+        .permanent()
+        .build();
+    let local = f.back.starts_with('/') && !f.back.starts_with("//") && !f.back.contains('\\');
+    let back = if local { f.back } else { "/".to_string() };
+    (jar.add(cookie), Redirect::to(&back)).into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        ui::STYLE,
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        ui::SCRIPT,
+    )
+        .into_response()
+}
+
+/// The node's events for open pages, as server-sent events.
+async fn events(s: Session) -> Response {
+    let rx = s.api.node.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    return Some((Ok::<_, Infallible>(Event::default().data(data)), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "a web page fell behind the node's events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn sync(s: Session) -> Response {
+    let run = async {
+        let status = match s.ask(Request::Status, "/").await? {
+            Answer::Status(st) => st,
+            other => return Err(s.unexpected(&other)),
+        };
+        let circles = match s.ask(Request::CircleList, "/").await? {
+            Answer::Circles { circles } => circles.into_iter().map(|c| (c.id, c.patient)).collect(),
+            other => return Err(s.unexpected(&other)),
+        };
+        let circles: Vec<(String, String)> = circles;
+        Ok(page(ui::sync(&s.ctx, &status, &circles)))
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+async fn notebook(
+    s: Session,
+    Path(circle): Path<String>,
+    Query(filter): Query<NoteFilter>,
+) -> Response {
+    let run = async {
+        let (head, notes, _, me) = s.head(&circle, false).await?;
+        Ok(page(ui::notebook(&s.ctx, &head, &notes, &filter, &me)))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NoteForm {
+    #[serde(default)]
+    csrf: String,
+    kind: String,
+    text: String,
+}
+
+async fn note_add(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<NoteForm>,
+) -> Response {
+    let back = format!("/c/{circle}");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        let kind = f
+            .kind
+            .parse()
+            .map_err(|e: String| s.refused(StatusCode::BAD_REQUEST, &e, &back))?;
+        let request = Request::NoteAdd {
+            circle: circle.clone(),
+            texts: vec![f.text.trim().to_string()],
+            kind,
+            at: None,
+        };
+        s.ask(request, &back).await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TextForm {
+    #[serde(default)]
+    csrf: String,
+    text: String,
+}
+
+async fn note_amend(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, note)): Path<(String, String)>,
+    axum::Form(f): axum::Form<TextForm>,
+) -> Response {
+    let back = format!("/c/{circle}");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        let request = Request::NoteAmend {
+            circle: circle.clone(),
+            note,
+            text: f.text.trim().to_string(),
+        };
+        s.ask(request, &back).await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn note_ack(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, note)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    let back = format!("/c/{circle}");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        s.ask(
+            Request::NoteAck {
+                circle: circle.clone(),
+                note,
+            },
+            &back,
+        )
+        .await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn patient(s: Session, Path(circle): Path<String>) -> Response {
+    let run = async {
+        let (head, _, _, _) = s.head(&circle, false).await?;
+        let view = match s
+            .ask(
+                Request::PatientShow {
+                    circle: head.id.clone(),
+                },
+                "/",
+            )
+            .await?
+        {
+            Answer::Patient(p) => p,
+            other => return Err(s.unexpected(&other)),
+        };
+        let names = s.names(&head.id).await?;
+        Ok(page(ui::patient(&s.ctx, &head, &view, &names)))
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TaskForm {
+    #[serde(default)]
+    csrf: String,
+    title: String,
+    #[serde(default)]
+    due: String,
+}
+
+async fn task_add(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<TaskForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        let due = Some(f.due.trim().to_string()).filter(|d| !d.is_empty());
+        let request = Request::TaskAdd {
+            circle: circle.clone(),
+            title: f.title.trim().to_string(),
+            owner: None,
+            due,
+        };
+        s.ask(request, &back).await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn task_done(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, task)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        s.ask(
+            Request::TaskDone {
+                circle: circle.clone(),
+                task,
+            },
+            &back,
+        )
+        .await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+/// The messages; opening the page records this member's read receipts.
+async fn messages(s: Session, Path(circle): Path<String>) -> Response {
+    let run = async {
+        let (head, _, messages, me) = s.head(&circle, true).await?;
+        Ok(page(ui::messages(&s.ctx, &head, &messages, &me)))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn message_send(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<TextForm>,
+) -> Response {
+    let back = format!("/c/{circle}/messages");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        let request = Request::MsgSend {
+            circle: circle.clone(),
+            text: f.text.trim().to_string(),
+            attachments: Vec::new(),
+        };
+        s.ask(request, &back).await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn documents(s: Session, Path(circle): Path<String>) -> Response {
+    let run = async {
+        let (head, _, _, _) = s.head(&circle, false).await?;
+        let docs = match s
+            .ask(
+                Request::DocList {
+                    circle: head.id.clone(),
+                },
+                "/",
+            )
+            .await?
+        {
+            Answer::Documents { documents } => documents,
+            other => return Err(s.unexpected(&other)),
+        };
+        let names = s.names(&head.id).await?;
+        Ok(page(ui::documents(&s.ctx, &head, &docs, &names)))
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+/// A document upload (multipart): the form token must come before the file.
+async fn document_add(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    mut form: Multipart,
+) -> Response {
+    let back = format!("/c/{circle}/documents");
+    let run = async {
+        let bad =
+            |e: &dyn std::fmt::Display| s.refused(StatusCode::BAD_REQUEST, &e.to_string(), &back);
+        let mut checked = false;
+        let mut file = None;
+        while let Some(field) = form.next_field().await.map_err(|e| bad(&e))? {
+            match field.name() {
+                Some("csrf") => {
+                    let given = field.text().await.map_err(|e| bad(&e))?;
+                    s.check(&headers, &given)?;
+                    checked = true;
+                }
+                Some("file") if checked => {
+                    let name = field.file_name().unwrap_or("document").to_string();
+                    let media_type = field
+                        .content_type()
+                        .unwrap_or("application/octet-stream")
+                        .to_string();
+                    let bytes = field.bytes().await.map_err(|e| bad(&e))?;
+                    file = Some((name, media_type, bytes));
+                }
+                _ => {}
+            }
+        }
+        if !checked {
+            s.check(&headers, "")?;
+        }
+        let Some((name, media_type, bytes)) = file else {
+            return Err(bad(&"choose a file to upload"));
+        };
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(bad(&format!(
+                "{name} is {} bytes; a document may hold at most {MAX_DOCUMENT_BYTES}",
+                bytes.len()
+            )));
+        }
+        let request = Request::DocAdd {
+            circle: circle.clone(),
+            name,
+            media_type,
+            content: hex::encode(&bytes),
+        };
+        s.ask(request, &back).await?;
+        Ok(back_to(back.clone()))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+/// A document's bytes, as a download (never shown inline: a member's file must not run
+/// as a page of this site). Waits a while for a document being fetched from a member.
+async fn document_get(s: Session, Path((circle, doc)): Path<(String, String)>) -> Response {
+    let back = format!("/c/{circle}/documents");
+    let run = async {
+        let started = tokio::time::Instant::now();
+        loop {
+            let request = Request::DocGet {
+                circle: circle.clone(),
+                doc: doc.clone(),
+            };
+            match s.ask(request, &back).await? {
+                Answer::Document {
+                    document,
+                    content: Some(content),
+                    ..
+                } => {
+                    let bytes = hex::decode(content).map_err(|e| {
+                        s.refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &back)
+                    })?;
+                    let name: String = document
+                        .name
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    let disposition = format!("attachment; filename=\"{name}\"");
+                    let mut response = bytes.into_response();
+                    let h = response.headers_mut();
+                    h.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&disposition) {
+                        h.insert(header::CONTENT_DISPOSITION, v);
+                    }
+                    h.insert(
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static("sandbox"),
+                    );
+                    return Ok(response);
+                }
+                Answer::Document { document, .. } if started.elapsed() < FETCH_WAIT => {
+                    tracing::debug!(name = %document.name, "waiting for a document from a member");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Answer::Document { document, .. } => {
+                    let reason = format!(
+                        "{} is not on this computer yet and no member holding it answered; try again when one is connected",
+                        document.name
+                    );
+                    return Err(s.refused(StatusCode::GATEWAY_TIMEOUT, &reason, &back));
+                }
+                other => return Err(s.unexpected(&other)),
+            }
+        }
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn members(s: Session, Path(circle): Path<String>) -> Response {
+    let run = async {
+        let (head, _, _, me) = s.head(&circle, false).await?;
+        let summary = s.summary(&head.id).await?;
+        Ok(page(ui::members(&s.ctx, &head, &summary, &me, None)))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    role: String,
+    validity: String,
+}
+
+/// A new invite code, shown at once with its QR on the members page (not redirected: the
+/// code is shown once and never put in a URL).
+async fn invite_create(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<InviteForm>,
+) -> Response {
+    let back = format!("/c/{circle}/members");
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        let role = f
+            .role
+            .parse()
+            .map_err(|e: cercle_crdt::member::ParseRoleError| {
+                s.refused(StatusCode::BAD_REQUEST, &e.to_string(), &back)
+            })?;
+        let millis = crate::invite::parse_validity(&f.validity)
+            .map_err(|e| s.refused(StatusCode::BAD_REQUEST, &e, &back))?;
+        let request = Request::InviteCreate {
+            circle: circle.clone(),
+            role,
+            expires_in: millis.unsigned_abs() / 1000,
+        };
+        let invite = match s.ask(request, &back).await? {
+            Answer::Invite(i) => i,
+            other => return Err(s.unexpected(&other)),
+        };
+        let (head, _, _, me) = s.head(&circle, false).await?;
+        let summary = s.summary(&head.id).await?;
+        let mut ctx = s.ctx.clone();
+        ctx.here = back.clone();
+        Ok(page(ui::members(&ctx, &head, &summary, &me, Some(&invite))))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn activity(s: Session, Path(circle): Path<String>) -> Response {
+    let run = async {
+        let (head, notes, messages, _) = s.head(&circle, false).await?;
+        let now = jiff::Timestamp::now().as_millisecond();
+        Ok(page(ui::activity(&s.ctx, &head, &notes, &messages, now)))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}

@@ -1,0 +1,289 @@
+//! A real headless Chromium driven through WebDriver (Debian's `chromium` and
+//! `chromium-driver`, via `fantoccini`), and a plain HTTP session with a node's web UI
+//! (its cookie), for what a browser would not show: status codes and refusals.
+//!
+//! Calls are blocking so a test reads top to bottom; each browser keeps its own runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// A `chromedriver` process on a free loopback port; browsers are sessions of it.
+#[derive(Debug)]
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    /// Starts chromedriver; fails with the command that installs it when it is missing.
+    pub fn start() -> Driver {
+        let exe = ["chromedriver", "/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|e| Command::new(e).arg("--version").output().is_ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "chromedriver is missing: run ./tests/run-all.sh, or apt-get install chromium chromium-driver"
+                )
+            });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let child = Command::new(exe)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        let up = crate::wait_until(20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "chromedriver did not listen on port {port}");
+        Driver { child, port }
+    }
+
+    /// A new headless Chromium, its window `width` × `height`.
+    pub fn browser(&self, width: u32, height: u32) -> Browser {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-extensions", "--lang=fr-FR",
+                    format!("--window-size={width},{height}"),
+                ]
+            }),
+        );
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let client = runtime.block_on(async {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("chromium did not start through chromedriver: {e}"))
+        });
+        let browser = Browser { runtime, client };
+        browser.resize(width, height);
+        browser
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser window.
+#[derive(Debug)]
+pub struct Browser {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Browser {
+    fn run<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    ) -> T {
+        self.runtime
+            .block_on(f)
+            .unwrap_or_else(|e| panic!("browser: {e}"))
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.run(self.client.goto(url));
+    }
+
+    pub fn url(&self) -> String {
+        self.run(self.client.current_url()).to_string()
+    }
+
+    pub fn resize(&self, width: u32, height: u32) {
+        self.run(self.client.set_window_size(width, height));
+    }
+
+    /// The visible text of the first element matching `css`, or "" when there is none.
+    pub fn text(&self, css: &str) -> String {
+        self.runtime
+            .block_on(async {
+                let e = self.client.find(Locator::Css(css)).await?;
+                e.text().await
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.runtime
+            .block_on(async {
+                let e = self.client.find(Locator::Css(css)).await?;
+                e.attr(name).await
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Types `text` into the field matching `css` (focusing it first, as a user would).
+    pub fn type_in(&self, css: &str, text: &str) {
+        self.run(async {
+            let e = self.client.find(Locator::Css(css)).await?;
+            e.click().await?;
+            e.send_keys(text).await
+        });
+    }
+
+    /// Chooses `path` in the file field matching `css`.
+    pub fn choose_file(&self, css: &str, path: &Path) {
+        self.run(async {
+            let e = self.client.find(Locator::Css(css)).await?;
+            e.send_keys(&path.to_string_lossy()).await
+        });
+    }
+
+    pub fn select(&self, css: &str, value: &str) {
+        self.run(async {
+            let e = self.client.find(Locator::Css(css)).await?;
+            e.select_by_value(value).await
+        });
+    }
+
+    pub fn click(&self, css: &str) {
+        self.run(async {
+            let e = self.client.find(Locator::Css(css)).await?;
+            e.click().await
+        });
+    }
+
+    /// Waits up to 5 s for the attribute `name` of `css` to be `value` (after a click that
+    /// loads a page); returns whether it came.
+    pub fn wait_for_attr(&self, css: &str, name: &str, value: &str) -> bool {
+        crate::wait_until(5, || self.attr(css, name).as_deref() == Some(value))
+    }
+
+    /// Runs a script in the page and returns its JSON result.
+    pub fn script(&self, js: &str) -> serde_json::Value {
+        self.run(self.client.execute(js, Vec::new()))
+    }
+
+    /// Waits up to `within` for the text of `css` to contain `needle`; returns how long it
+    /// took, or None.
+    pub fn wait_for_text(&self, css: &str, needle: &str, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.text(css).contains(needle) {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    /// Saves a PNG of the window to `path`.
+    pub fn screenshot(&self, path: &Path) {
+        let png = self.run(self.client.screenshot());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.runtime.block_on(client.close());
+    }
+}
+
+/// Where the tests write screenshots: `target/screenshots/` of the workspace.
+pub fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("screenshots")
+}
+
+/// An HTTP session with a node's web UI: the cookie its `?token=` link sets.
+#[derive(Debug)]
+pub struct WebSession {
+    pub base: String,
+    pub cookie: String,
+}
+
+impl WebSession {
+    /// Follows a login link (`http://127.0.0.1:PORT/?token=…`) and keeps the cookie it sets;
+    /// the link must answer with a redirect to `/`, so the token leaves the address bar.
+    pub fn login(link: &str) -> WebSession {
+        let (status, headers, body) = crate::http_request(reqwest::Method::GET, link, &[], None);
+        assert_eq!(status, 303, "{link}: {body}");
+        assert_eq!(headers.get("location").map(String::as_str), Some("/"));
+        let cookie = headers
+            .get("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| panic!("{link} set no cookie"))
+            .to_string();
+        let base = link.split("/?").next().unwrap_or(link).to_string();
+        WebSession { base, cookie }
+    }
+
+    /// `GET path`: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = crate::http_request(
+            reqwest::Method::GET,
+            &format!("{}{path}", self.base),
+            &[("Cookie", &self.cookie)],
+            None,
+        );
+        (status, body)
+    }
+
+    /// The id of the first circle the home page links to.
+    pub fn first_circle(&self) -> String {
+        let (_, page) = self.get("/");
+        page.split("href=\"/c/")
+            .nth(1)
+            .map(|rest| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+            .unwrap_or_else(|| panic!("no circle on the home page: {page}"))
+    }
+
+    /// `POST path` with a url-encoded form: status and body.
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let (status, _, body) = crate::http_request(
+            reqwest::Method::POST,
+            &format!("{}{path}", self.base),
+            &[
+                ("Cookie", &self.cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.into_bytes()),
+        );
+        (status, body)
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,303 @@
+//! The web UI in a real headless Chromium, against the demo team's running nodes: the GP
+//! (A) and the home nurse (B) each in their own browser. What they type on one side appears
+//! on the other without a reload; acknowledgements and read receipts travel back; the pages
+//! refuse strangers and forged forms; French by default, English on every page; and
+//! screenshots of the main pages at 1280 and 800 px, with no sideways scrolling.
+
+// The test reports where its screenshots are and how fast a note reached the other page.
+#![allow(clippy::print_stderr)]
+
+use std::time::Duration;
+
+use cercle_tests::browser::{Browser, Driver, WebSession, screenshot_dir};
+use cercle_tests::demo::Demo;
+
+/// The base address of a login link.
+fn base(link: &str) -> String {
+    link.split("/?").next().unwrap_or(link).to_string()
+}
+
+/// The id of the notebook entry or message (`li`) whose text contains `text`.
+fn item_id(browser: &Browser, list: &str, text: &str) -> String {
+    let js = format!(
+        "const li = [...document.querySelectorAll('{list} > li')].find(l => l.textContent.includes({text:?})); return li ? li.id : '';"
+    );
+    browser.script(&js).as_str().unwrap_or_default().to_string()
+}
+
+fn form_token(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no form token in {page}"))
+        .to_string()
+}
+
+#[test]
+fn two_members_work_together_in_their_browsers() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut demo = Demo::start(tmp.path());
+    let (gp, nurse) = (demo.url(0), demo.url(1));
+    let driver = Driver::start();
+    let a = driver.browser(1280, 900);
+    let b = driver.browser(1280, 900);
+    let shots = screenshot_dir();
+
+    // A browser without the token gets the login page, in French, and no care data.
+    a.goto(&format!("{}/", base(&gp)));
+    assert_eq!(a.attr("html", "lang").as_deref(), Some("fr"));
+    assert_eq!(a.text("h1"), "Connexion");
+    let source = a.script("return document.documentElement.outerHTML;");
+    assert!(!source.to_string().contains("Durand"), "{source}");
+    a.screenshot(&shots.join("login-1280.png"));
+
+    // The login link signs in and leaves the address bar at once.
+    a.goto(&gp);
+    assert!(!a.url().contains("token"), "{}", a.url());
+    assert_eq!(a.text("h1"), "Vos cercles de soins");
+    assert!(a.text("ul.circles").contains("Jeanne Durand"));
+    let circle = a
+        .attr("ul.circles h2 a", "href")
+        .and_then(|h| h.strip_prefix("/c/").map(str::to_string))
+        .unwrap_or_else(|| panic!("no circle link"));
+    let notebook = |link: &str| format!("{}/c/{circle}", base(link));
+    b.goto(&nurse);
+    b.goto(&notebook(&nurse));
+    a.goto(&notebook(&gp));
+
+    // A types a note; it appears in B's open page within 2 s, without a reload.
+    b.script("window.cercleNoReload = 42; return 1;");
+    let text = "Tension 13/8, pouls régulier, patiente souriante";
+    a.select("#note-kind", "observation");
+    a.type_in("#note-text", text);
+    a.click("form[action$='/notes'] button[type=submit]");
+    let shown = a.wait_for_text("#live-notes", text, Duration::from_secs(5));
+    assert!(
+        shown.is_some(),
+        "{}: {}",
+        a.url(),
+        a.script("return document.documentElement.outerHTML;")
+    );
+    let took = b.wait_for_text("#live-notes", text, Duration::from_secs(2));
+    assert!(took.is_some(), "B's page did not show A's note within 2 s");
+    assert_eq!(
+        b.script("return window.cercleNoReload;"),
+        42,
+        "B's page reloaded"
+    );
+    eprintln!("A's note reached B's open page in {took:?}");
+
+    // An alert from A, acknowledged on B, shows as acknowledged on A.
+    let alert = "Chute ce matin, douleur hanche droite";
+    a.select("#note-kind", "alert");
+    a.type_in("#note-text", alert);
+    a.click("form[action$='/notes'] button[type=submit]");
+    assert!(
+        b.wait_for_text("#live-notes", alert, Duration::from_secs(5))
+            .is_some()
+    );
+    let id = item_id(&b, "#live-notes", alert);
+    assert!(!id.is_empty());
+    assert!(
+        b.text(&format!("[id='{id}']"))
+            .contains("En attente d'acquittement")
+    );
+    b.click(&format!("[id='{id}'] .ack-button"));
+    assert!(
+        b.wait_for_text(
+            &format!("[id='{id}']"),
+            "Acquittée par vous",
+            Duration::from_secs(5)
+        )
+        .is_some()
+    );
+    let acked = a.wait_for_text(
+        &format!("[id='{id}']"),
+        "Acquittée par Julien Moreau",
+        Duration::from_secs(5),
+    );
+    assert!(
+        acked.is_some(),
+        "A never saw B's acknowledgement: {}",
+        a.text(&format!("[id='{id}']"))
+    );
+
+    // A message from B shows on A; once A opens it, B sees A's read receipt.
+    let message = "Pouvez-vous passer voir Mme Durand demain ?";
+    b.goto(&format!("{}/messages", notebook(&nurse)));
+    b.type_in("#message-text", message);
+    b.click("form[action$='/messages'] button[type=submit]");
+    assert!(
+        b.wait_for_text("#live-messages", message, Duration::from_secs(5))
+            .is_some()
+    );
+    let id = item_id(&b, "#live-messages", message);
+    assert!(b.text(&format!("[id='{id}']")).contains("Pas encore lu"));
+    a.goto(&format!("{}/messages", notebook(&gp)));
+    assert!(
+        a.wait_for_text("#live-messages", message, Duration::from_secs(5))
+            .is_some()
+    );
+    let read = b.wait_for_text(
+        &format!("[id='{id}']"),
+        "Lu par Dr Claire Martin",
+        Duration::from_secs(5),
+    );
+    assert!(
+        read.is_some(),
+        "B never saw A's read receipt: {}",
+        b.text(&format!("[id='{id}']"))
+    );
+
+    // A document uploaded by A is listed on B's open page.
+    let file = tmp.path().join("ordonnance.txt");
+    std::fs::write(&file, "Paracétamol 1 g, 3 fois par jour").unwrap_or_else(|e| panic!("{e}"));
+    b.goto(&format!("{}/documents", notebook(&nurse)));
+    a.goto(&format!("{}/documents", notebook(&gp)));
+    a.choose_file("#doc-file", &file);
+    a.click("form[action$='/documents'] button[type=submit]");
+    assert!(
+        a.wait_for_text("#live-documents", "ordonnance.txt", Duration::from_secs(5))
+            .is_some()
+    );
+    assert!(
+        b.wait_for_text("#live-documents", "ordonnance.txt", Duration::from_secs(5))
+            .is_some()
+    );
+
+    // A coordinator's invite code, with its QR.
+    a.goto(&format!("{}/members", notebook(&gp)));
+    a.select("#invite-role", "caregiver");
+    a.click("form[action$='/invites'] button[type=submit]");
+    let code = a.wait_for_text("#invite-code", "cercleinv1", Duration::from_secs(5));
+    assert!(code.is_some(), "{}", a.text("main"));
+    assert!(a.script("return document.querySelectorAll('.qr svg').length;") == 1);
+
+    // Forms need the session's form token: without it, or with a wrong one, refused and
+    // nothing written; with the one the page carries, accepted.
+    let web = WebSession::login(&gp);
+    let notes = format!("/c/{circle}/notes");
+    let forged = [("kind", "observation"), ("text", "Note forgée")];
+    assert_eq!(web.post(&notes, &forged).0, 403);
+    let wrong = [
+        ("csrf", "00"),
+        ("kind", "observation"),
+        ("text", "Note forgée"),
+    ];
+    assert_eq!(web.post(&notes, &wrong).0, 403);
+    let (_, page) = web.get(&format!("/c/{circle}"));
+    assert!(!page.contains("Note forgée"));
+    let token = form_token(&page);
+    let right = [
+        ("csrf", token.as_str()),
+        ("kind", "care"),
+        ("text", "Pansement refait"),
+    ];
+    assert_eq!(web.post(&notes, &right).0, 303);
+    // And a browser without the session is sent to the login page for every page.
+    let stranger = WebSession {
+        base: base(&gp),
+        cookie: "cercle_1=0".into(),
+    };
+    let (code, page) = stranger.get(&format!("/c/{circle}/patient"));
+    assert_eq!(code, 401);
+    assert!(page.contains("Connexion") && !page.contains("Durand"));
+
+    // French by default, English on every page: each switch keeps the page and the choice.
+    let pages = [
+        (
+            "home",
+            "/".to_string(),
+            "Vos cercles de soins",
+            "Your circles of care",
+        ),
+        (
+            "notebook",
+            format!("/c/{circle}"),
+            "Nouvelle note",
+            "New note",
+        ),
+        (
+            "patient",
+            format!("/c/{circle}/patient"),
+            "Projet de soins",
+            "Care plan",
+        ),
+        (
+            "messages",
+            format!("/c/{circle}/messages"),
+            "Nouveau message",
+            "New message",
+        ),
+        (
+            "documents",
+            format!("/c/{circle}/documents"),
+            "Déposer",
+            "Upload",
+        ),
+        (
+            "members",
+            format!("/c/{circle}/members"),
+            "Inviter un membre",
+            "Invite a member",
+        ),
+        (
+            "activity",
+            format!("/c/{circle}/activity"),
+            "Notes par semaine",
+            "Notes per week",
+        ),
+        ("sync", "/sync".to_string(), "Ce nœud", "This node"),
+    ];
+    let mut english = false;
+    for (name, path, fr, en) in &pages {
+        a.goto(&format!("{}{path}", base(&gp)));
+        let (lang, word, other, other_word) = if english {
+            ("en", en, "fr", fr)
+        } else {
+            ("fr", fr, "en", en)
+        };
+        assert_eq!(a.attr("html", "lang").as_deref(), Some(lang), "{name}");
+        assert!(
+            a.text("main").contains(*word),
+            "{name} in {lang}: {}",
+            a.text("main")
+        );
+        a.click("form[action='/lang'] button");
+        assert!(
+            a.wait_for_attr("html", "lang", other),
+            "{name}: {}",
+            a.url()
+        );
+        assert!(a.url().ends_with(path.as_str()), "{name}: {}", a.url());
+        assert!(
+            a.text("main").contains(*other_word),
+            "{name} in {other}: {}",
+            a.text("main")
+        );
+        english = !english;
+    }
+    if english {
+        a.click("form[action='/lang'] button");
+    }
+
+    // Screenshots of the main pages at 1280 and 800 px; nothing scrolls sideways.
+    for width in [1280, 800] {
+        a.resize(width, 1000);
+        for (name, path, _, _) in &pages {
+            a.goto(&format!("{}{path}", base(&gp)));
+            let overflow = a.script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            );
+            assert!(
+                overflow.as_i64() == Some(0),
+                "{name} at {width} px scrolls sideways by {overflow}"
+            );
+            a.screenshot(&shots.join(format!("{name}-{width}.png")));
+        }
+    }
+    eprintln!("screenshots in {}", shots.display());
+
+    drop((a, b));
+    assert_eq!(demo.stop(), Some(0));
+}
