@@ -17,6 +17,10 @@
 //! 7. **Invites and the demo**: `cercle join CODE` between two running nodes on loopback,
 //!    from the command's start to its exit with the circle held (median of 5), and
 //!    `cercle demo` from its start to its fourth member's URL printed.
+//! 8. **Live web page**: a note submitted through A's web form (session cookie and form
+//!    token, as the browser does) until B's open page would show it: B's `/ui/events`
+//!    stream announces it and B's notebook page, fetched again as the page script does,
+//!    contains it (the browser's own rendering is left out; the UI test sees it there).
 //! 5. **Floor**: bare Automerge (`automerge::sync`) between two in-memory documents holding
 //!    the same notes: per-note incremental sync, and a full sync of 10 000 notes.
 //!
@@ -702,6 +706,121 @@ fn invites_and_demo(rounds: usize) -> serde_json::Value {
     })
 }
 
+/// A signed-in web session with a node: its base URL and the session cookie.
+async fn web_session(http: &reqwest::Client, node: &Node) -> (String, String) {
+    let api = node.api();
+    let base = format!("http://{}", api.address);
+    let r = http
+        .get(format!("{base}/?token={}", api.token))
+        .send()
+        .await
+        .expect("login link");
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_string();
+    (base, cookie)
+}
+
+async fn page(http: &reqwest::Client, base: &str, cookie: &str, path: &str) -> String {
+    http.get(format!("{base}{path}"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("page body")
+}
+
+/// 8. Notes submitted on A's notebook form until on B's live page (ms, sorted).
+async fn web_live(rounds: usize) -> Vec<f64> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
+    a.up(&[]);
+    let Answer::Status(sa) = call(&http, &a, &Request::Status).await else {
+        panic!()
+    };
+    let addr_a = sa
+        .addresses
+        .iter()
+        .find(|x| x.contains("/tcp/"))
+        .expect("tcp")
+        .clone();
+    b.up(std::slice::from_ref(&addr_a));
+    let (base_a, cookie_a) = web_session(&http, &a).await;
+    let (base_b, cookie_b) = web_session(&http, &b).await;
+    let notebook = format!("/c/{circle}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !page(&http, &base_b, &cookie_b, &notebook)
+        .await
+        .contains("Nouvelle note")
+    {
+        assert!(Instant::now() < deadline, "B never held the circle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let form = page(&http, &base_a, &cookie_a, &notebook).await;
+    let token = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("form token")
+        .to_string();
+    let events = http
+        .get(format!("{base_b}/ui/events"))
+        .header("Cookie", &cookie_b)
+        .send()
+        .await
+        .expect("events");
+    let mut events = events.bytes_stream();
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let note = format!("Visite {i}: pansement refait, plaie propre");
+        let t = Instant::now();
+        let r = http
+            .post(format!("{base_a}{notebook}/notes"))
+            .header("Cookie", &cookie_a)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("kind", "care"),
+                ("text", note.as_str()),
+            ])
+            .send()
+            .await
+            .expect("form");
+        assert_eq!(r.status().as_u16(), 303, "the form was refused");
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .expect("no event on B within 10 s")
+                .expect("B's event stream ended")
+                .expect("event stream");
+            if String::from_utf8_lossy(&chunk).contains("liaison_notebook")
+                && page(&http, &base_b, &cookie_b, &notebook)
+                    .await
+                    .contains(&note)
+            {
+                break;
+            }
+        }
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(events);
+    a.stop();
+    b.stop();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -711,10 +830,30 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         runtime.block_on(run(20, &[50, 100], 200));
         invites_and_demo(1);
+        runtime.block_on(web_live(3));
         return;
     }
     let mut report = runtime.block_on(run(1000, &[1000, 2000, 10_000], 10_000));
     report["invites_and_demo"] = invites_and_demo(5);
+    let live = runtime.block_on(web_live(100));
+    let (median, p95, max) = (
+        percentile(&live, 0.5),
+        percentile(&live, 0.95),
+        live.last().copied().unwrap_or(0.0),
+    );
+    let api_p50 = report["latency_p50_ms"].as_f64().unwrap_or(f64::NAN);
+    eprintln!(
+        "  web: a note submitted on A's page until on B's live page, {} notes: median {median:.1} ms, p95 {p95:.1} ms, max {max:.1} ms (bound: 1 s); {:.1}x the API path's p50",
+        live.len(),
+        median / api_p50
+    );
+    report["web_live"] = serde_json::json!({
+        "notes": live.len(),
+        "median_ms": median,
+        "p95_ms": p95,
+        "max_ms": max,
+        "median_ratio_to_api_latency_p50": median / api_p50,
+    });
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("sync.json"), format!("{report:#}\n"));

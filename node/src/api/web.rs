@@ -188,8 +188,32 @@ impl Session {
         ))
     }
 
+    /// A form that writes: checks its form token, asks the node, and goes back to `back`
+    /// (Post/Redirect/Get), or shows why it was refused.
+    async fn submit(
+        &self,
+        headers: &HeaderMap,
+        csrf: &str,
+        request: Request,
+        back: String,
+    ) -> Response {
+        if let Err(refused) = self.check(headers, csrf) {
+            return refused;
+        }
+        match self.ask(request, &back).await {
+            Ok(_) => back_to(back),
+            Err(refused) => refused,
+        }
+    }
+
+    /// The page saying why an action failed; its language switch leads back to `back`
+    /// (the failed request may have been a POST).
     fn refused(&self, status: StatusCode, reason: &str, back: &str) -> Response {
-        (status, ui::failure(&self.ctx, reason, back)).into_response()
+        let ctx = Ctx {
+            here: back.to_string(),
+            ..self.ctx.clone()
+        };
+        (status, ui::failure(&ctx, reason, back)).into_response()
     }
 
     /// Asks the node; its refusal becomes a page that says why.
@@ -516,22 +540,20 @@ async fn note_add(
     axum::Form(f): axum::Form<NoteForm>,
 ) -> Response {
     let back = format!("/c/{circle}");
-    let run = async {
-        s.check(&headers, &f.csrf)?;
-        let kind = f
-            .kind
-            .parse()
-            .map_err(|e: String| s.refused(StatusCode::BAD_REQUEST, &e, &back))?;
-        let request = Request::NoteAdd {
-            circle: circle.clone(),
-            texts: vec![f.text.trim().to_string()],
-            kind,
-            at: None,
-        };
-        s.ask(request, &back).await?;
-        Ok(back_to(back.clone()))
+    if let Err(refused) = s.check(&headers, &f.csrf) {
+        return refused;
+    }
+    let kind: cercle_crdt::EntryKind = match f.kind.parse() {
+        Ok(kind) => kind,
+        Err(e) => return s.refused(StatusCode::BAD_REQUEST, &e, &back),
     };
-    run.await.unwrap_or_else(|r: Response| r)
+    let request = Request::NoteAdd {
+        circle,
+        texts: vec![f.text.trim().to_string()],
+        kind,
+        at: None,
+    };
+    s.submit(&headers, &f.csrf, request, back).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -548,17 +570,9 @@ async fn note_amend(
     axum::Form(f): axum::Form<TextForm>,
 ) -> Response {
     let back = format!("/c/{circle}");
-    let run = async {
-        s.check(&headers, &f.csrf)?;
-        let request = Request::NoteAmend {
-            circle: circle.clone(),
-            note,
-            text: f.text.trim().to_string(),
-        };
-        s.ask(request, &back).await?;
-        Ok(back_to(back.clone()))
-    };
-    run.await.unwrap_or_else(|r: Response| r)
+    let text = f.text.trim().to_string();
+    let request = Request::NoteAmend { circle, note, text };
+    s.submit(&headers, &f.csrf, request, back).await
 }
 
 async fn note_ack(
@@ -568,19 +582,8 @@ async fn note_ack(
     axum::Form(f): axum::Form<CsrfForm>,
 ) -> Response {
     let back = format!("/c/{circle}");
-    let run = async {
-        s.check(&headers, &f.csrf)?;
-        s.ask(
-            Request::NoteAck {
-                circle: circle.clone(),
-                note,
-            },
-            &back,
-        )
-        .await?;
-        Ok(back_to(back.clone()))
-    };
-    run.await.unwrap_or_else(|r: Response| r)
+    s.submit(&headers, &f.csrf, Request::NoteAck { circle, note }, back)
+        .await
 }
 
 async fn patient(s: Session, Path(circle): Path<String>) -> Response {
@@ -620,19 +623,13 @@ async fn task_add(
     axum::Form(f): axum::Form<TaskForm>,
 ) -> Response {
     let back = format!("/c/{circle}/patient");
-    let run = async {
-        s.check(&headers, &f.csrf)?;
-        let due = Some(f.due.trim().to_string()).filter(|d| !d.is_empty());
-        let request = Request::TaskAdd {
-            circle: circle.clone(),
-            title: f.title.trim().to_string(),
-            owner: None,
-            due,
-        };
-        s.ask(request, &back).await?;
-        Ok(back_to(back.clone()))
+    let request = Request::TaskAdd {
+        circle,
+        title: f.title.trim().to_string(),
+        owner: None,
+        due: Some(f.due.trim().to_string()).filter(|d| !d.is_empty()),
     };
-    run.await.unwrap_or_else(|r: Response| r)
+    s.submit(&headers, &f.csrf, request, back).await
 }
 
 async fn task_done(
@@ -642,19 +639,8 @@ async fn task_done(
     axum::Form(f): axum::Form<CsrfForm>,
 ) -> Response {
     let back = format!("/c/{circle}/patient");
-    let run = async {
-        s.check(&headers, &f.csrf)?;
-        s.ask(
-            Request::TaskDone {
-                circle: circle.clone(),
-                task,
-            },
-            &back,
-        )
-        .await?;
-        Ok(back_to(back.clone()))
-    };
-    run.await.unwrap_or_else(|r: Response| r)
+    s.submit(&headers, &f.csrf, Request::TaskDone { circle, task }, back)
+        .await
 }
 
 /// The messages; opening the page records this member's read receipts.
@@ -673,17 +659,12 @@ async fn message_send(
     axum::Form(f): axum::Form<TextForm>,
 ) -> Response {
     let back = format!("/c/{circle}/messages");
-    let run = async {
-        s.check(&headers, &f.csrf)?;
-        let request = Request::MsgSend {
-            circle: circle.clone(),
-            text: f.text.trim().to_string(),
-            attachments: Vec::new(),
-        };
-        s.ask(request, &back).await?;
-        Ok(back_to(back.clone()))
+    let request = Request::MsgSend {
+        circle,
+        text: f.text.trim().to_string(),
+        attachments: Vec::new(),
     };
-    run.await.unwrap_or_else(|r: Response| r)
+    s.submit(&headers, &f.csrf, request, back).await
 }
 
 async fn documents(s: Session, Path(circle): Path<String>) -> Response {
