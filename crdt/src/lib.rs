@@ -15,9 +15,11 @@
 //!   merges.
 //! - [`patient_file`], [`notebook`], [`thread`]: the three document kinds.
 //! - [`validation`]: the change validator and its [`Rejection`] reasons.
+//! - [`fhir`]: a circle's documents as one FHIR R4 bundle, for other care systems.
 #![forbid(unsafe_code)]
 
 pub mod document;
+pub mod fhir;
 pub mod member;
 pub mod notebook;
 pub mod patient_file;

@@ -173,6 +173,8 @@ pub enum ExportFormat {
     Automerge,
     /// The circle's content as one JSON document.
     Json,
+    /// The circle as one FHIR R4 `Bundle` (JSON) for other care systems.
+    Fhir,
 }
 
 /// A node's answer to a [`Request`].

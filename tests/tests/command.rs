@@ -320,6 +320,32 @@ fn every_command_answers_in_json() {
             .unwrap_or_else(|e| panic!("the JSON export does not parse: {e}"));
     assert_eq!(content["liaison_notebook"][0]["kind"], "alert");
 
+    let fhir_file = a.path().join("c.fhir.json");
+    a.json(&[
+        "export",
+        &circle,
+        "--format",
+        "fhir",
+        "--out",
+        &fhir_file.display().to_string(),
+    ]);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fhir_file).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"));
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let observations: Vec<&serde_json::Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Observation")
+        .collect();
+    assert_eq!(
+        observations.len(),
+        content["liaison_notebook"].as_array().map_or(0, Vec::len)
+    );
+    assert_eq!(observations[0]["code"]["text"], "alert");
+
     let set = a.json(&["config", "set", "mdns", "false"]);
     assert_eq!(set["value"], false);
     assert_eq!(a.json(&["config", "get", "mdns"]), serde_json::json!(false));

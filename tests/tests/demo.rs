@@ -1,6 +1,6 @@
 //! `cercle demo`: a relay and a care team as separate processes on this machine, up within
-//! 30 seconds, each member's UI answering at the printed URL, everything stopped and removed
-//! on SIGTERM.
+//! 30 seconds, each member's UI answering at the printed URL, the patient file exported as
+//! FHIR R4 from the page, everything stopped and removed on SIGTERM.
 
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
     let notebook = || sessions[3].get(&format!("/c/{circle}")).1;
     let named = wait_until(10, || notebook().contains("Dr Claire Martin"));
     assert!(named, "{}", notebook());
+    fhir_export_of_the_demo_patient(&sessions[3], &circle);
 
     let dirs = || -> Vec<_> {
         std::fs::read_dir(tmp.path())
@@ -68,4 +69,77 @@ fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
     .join()
     .unwrap_or(false);
     assert!(gone, "a demo node still answers");
+}
+
+/// The patient page's export link gives a FHIR R4 collection bundle in which the demo's
+/// patient, team and notes are, and every reference names an entry of the bundle.
+fn fhir_export_of_the_demo_patient(web: &WebSession, circle: &str) {
+    let link = format!("/c/{circle}/export.fhir.json");
+    let (_, page) = web.get(&format!("/c/{circle}/patient"));
+    assert!(page.contains(&link), "no export link on the patient page");
+    let (code, body) = web.get(&link);
+    assert_eq!(code, 200, "{body}");
+    let bundle: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"));
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "collection");
+    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    let urls: std::collections::BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| e["fullUrl"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(urls.len(), entries.len(), "entries share a fullUrl");
+    let mut references = Vec::new();
+    collect_references(&bundle, &mut references);
+    assert!(!references.is_empty());
+    for r in &references {
+        assert!(urls.contains(r), "{r} names no entry of the bundle");
+    }
+    let of = |t: &str| -> Vec<&serde_json::Value> {
+        entries
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == t)
+            .collect()
+    };
+    let patient = of("Patient");
+    assert_eq!(patient.len(), 1);
+    assert_eq!(patient[0]["name"][0]["family"], "Durand");
+    assert!(
+        of("Observation").iter().any(|o| o["valueString"]
+            .as_str()
+            .is_some_and(|t| t.contains("appeler le médecin traitant"))),
+        "the alert is not among the observations"
+    );
+    assert!(
+        of("Practitioner")
+            .iter()
+            .any(|p| p["name"][0]["text"] == "Dr Claire Martin")
+    );
+    assert_eq!(
+        of("RelatedPerson").len(),
+        1,
+        "the caregiver is a related person"
+    );
+    assert_eq!(
+        of("CareTeam")[0]["participant"].as_array().map(Vec::len),
+        Some(4)
+    );
+    assert!(of("Provenance").len() >= of("Observation").len());
+    assert_eq!(of("Consent")[0]["status"], "active");
+}
+
+fn collect_references(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                match (k.as_str(), x.as_str()) {
+                    ("reference", Some(r)) => out.push(r.to_string()),
+                    _ => collect_references(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_references(x, out)),
+        _ => {}
+    }
 }

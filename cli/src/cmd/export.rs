@@ -1,6 +1,6 @@
 //! `cercle export`: a circle's documents in a portable form: Automerge's binary save
-//! format (one file per document, loadable by any Automerge implementation) or one JSON
-//! file of what people read.
+//! format (one file per document, loadable by any Automerge implementation), one JSON
+//! file of what people read, or one FHIR R4 bundle for other care systems.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,8 @@ use crate::output::{answer, progress_bytes};
 pub(crate) struct ExportArgs {
     /// The circle: its id or an unambiguous prefix.
     circle: String,
-    /// automerge (a directory of .automerge files) or json (one file).
+    /// automerge (a directory of .automerge files), json or fhir (one file: a FHIR R4
+    /// Bundle of the patient, care team, notebook, messages, documents and provenance).
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
     /// The directory (automerge) or file (json) to write.
@@ -27,6 +28,7 @@ pub(crate) struct ExportArgs {
 enum Format {
     Automerge,
     Json,
+    Fhir,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +41,7 @@ pub(crate) fn run(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
     let format = match args.format {
         Format::Automerge => ExportFormat::Automerge,
         Format::Json => ExportFormat::Json,
+        Format::Fhir => ExportFormat::Fhir,
     };
     let files = match ask(
         ctx,

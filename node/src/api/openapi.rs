@@ -69,7 +69,7 @@ pub const REQUESTS: &[(&str, &str)] = &[
     ),
     (
         "export",
-        "The circle's documents: {circle, format: automerge | json}.",
+        "The circle's documents: {circle, format: automerge | json | fhir}.",
     ),
     ("connect", "Dials a peer's multiaddress: {address}."),
 ];

@@ -451,7 +451,7 @@ fn items(w: &Words, title: &str, rows: &[super::ItemRow]) -> Markup {
                     li {
                         @if let Some((_, v)) = main { strong { (v) } }
                         @for (k, v) in &r.fields {
-                            @if main.is_none_or(|(mk, _)| *mk != k.as_str()) { span class="muted" { " · " (k) " : " (v) } }
+                            @if main.is_none_or(|(mk, _)| *mk != k.as_str()) { span class="muted" { " · " (w.item_field(k)) " : " (w.item_value(v)) } }
                         }
                     }
                 }
@@ -499,7 +499,7 @@ pub(crate) fn patient(
                         dl {
                             (field(w.name, Some(&name), w.not_recorded))
                             (field(w.born, p.birth_date.as_deref(), w.not_recorded))
-                            (field(w.sex, p.sex.as_deref(), w.not_recorded))
+                            (field(w.sex, p.sex.as_deref().map(|x| w.sex_name(x)), w.not_recorded))
                             (field(w.ins, p.ins.as_deref(), w.not_recorded))
                             dt { (w.identity_status) }
                             dd {
@@ -528,6 +528,10 @@ pub(crate) fn patient(
                 div class="columns" {
                     (items(w, w.medications, &p.medications))
                     (items(w, w.contacts, &p.contacts))
+                }
+                p class="export" {
+                    a href=(format!("/c/{}/export.fhir.json", head.id)) download { (w.export_fhir) }
+                    " " span class="muted" { (w.export_fhir_hint) }
                 }
                 section class="card" aria-labelledby="tasks" {
                     h2 id="tasks" { (w.tasks) }

@@ -28,7 +28,7 @@ use maud::Markup;
 use super::server::{Api, is_token, loopback_host, same_secret, wrong_host};
 use super::ui::words::Lang;
 use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
-use super::{Answer, MessageRow, NoteRow, Request};
+use super::{Answer, ExportFormat, MessageRow, NoteRow, Request};
 use crate::node::care::MAX_DOCUMENT_BYTES;
 
 /// How long a download waits for a document being fetched from a member.
@@ -50,6 +50,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/notes/{note}/amend", post(note_amend))
         .route("/c/{circle}/notes/{note}/ack", post(note_ack))
         .route("/c/{circle}/patient", get(patient))
+        .route("/c/{circle}/export.fhir.json", get(export_fhir))
         .route("/c/{circle}/tasks", post(task_add))
         .route("/c/{circle}/tasks/{task}/done", post(task_done))
         .route("/c/{circle}/messages", get(messages).post(message_send))
@@ -744,6 +745,54 @@ async fn document_add(
     run.await.unwrap_or_else(|r: Response| r)
 }
 
+/// `bytes` as a file to save, named `name` (made safe for the header), never shown inline:
+/// a member's file must not run as a page of this site.
+fn download(bytes: Vec<u8>, content_type: &'static str, name: &str) -> Response {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    response
+}
+
+/// The circle as a FHIR R4 bundle, to save and hand to another care system.
+async fn export_fhir(s: Session, Path(circle): Path<String>) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let run = async {
+        let request = Request::Export {
+            circle: circle.clone(),
+            format: ExportFormat::Fhir,
+        };
+        let file = match s.ask(request, &back).await? {
+            Answer::Export { mut files } if files.len() == 1 => files.remove(0),
+            other => return Err(s.unexpected(&other)),
+        };
+        let bytes = hex::decode(&file.content)
+            .map_err(|e| s.refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &back))?;
+        let short: String = circle.chars().take(8).collect();
+        let name = format!("cercle-{short}.fhir.json");
+        Ok(download(bytes, "application/fhir+json", &name))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
 /// A document's bytes, as a download (never shown inline: a member's file must not run
 /// as a page of this site). Waits a while for a document being fetched from a member.
 async fn document_get(s: Session, Path((circle, doc)): Path<(String, String)>) -> Response {
@@ -764,32 +813,7 @@ async fn document_get(s: Session, Path((circle, doc)): Path<(String, String)>) -
                     let bytes = hex::decode(content).map_err(|e| {
                         s.refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &back)
                     })?;
-                    let name: String = document
-                        .name
-                        .chars()
-                        .map(|c| {
-                            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect();
-                    let disposition = format!("attachment; filename=\"{name}\"");
-                    let mut response = bytes.into_response();
-                    let h = response.headers_mut();
-                    h.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/octet-stream"),
-                    );
-                    if let Ok(v) = HeaderValue::from_str(&disposition) {
-                        h.insert(header::CONTENT_DISPOSITION, v);
-                    }
-                    h.insert(
-                        header::CONTENT_SECURITY_POLICY,
-                        HeaderValue::from_static("sandbox"),
-                    );
-                    return Ok(response);
+                    return Ok(download(bytes, "application/octet-stream", &document.name));
                 }
                 Answer::Document { document, .. } if started.elapsed() < FETCH_WAIT => {
                     tracing::debug!(name = %document.name, "waiting for a document from a member");

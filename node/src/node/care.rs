@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use cercle_crdt::fhir::{self, CareTeamMember, CircleRecord};
 use cercle_crdt::{
     ConsentStatus, DocKind, IdentityStatus, IdentityUpdate, Item, ItemList, MemberId, Timestamp,
 };
@@ -257,6 +258,7 @@ pub(super) fn export(
     c: &mut Circle,
     store: &dyn Store,
     format: ExportFormat,
+    now: Timestamp,
 ) -> Result<Vec<ExportFile>, NodeError> {
     match format {
         ExportFormat::Automerge => Ok(DocKind::ALL
@@ -295,7 +297,51 @@ pub(super) fn export(
                 content: hex::encode(bytes),
             }])
         }
+        ExportFormat::Fhir => {
+            let bundle = fhir_bundle(c, now);
+            let bytes = serde_json::to_vec_pretty(&bundle)
+                .map_err(|e| NodeError::BadRequest(format!("cannot write JSON: {e}")))?;
+            Ok(vec![ExportFile {
+                name: "circle.fhir.json".into(),
+                content: hex::encode(bytes),
+            }])
+        }
     }
+}
+
+/// The circle as a FHIR R4 bundle: the members as the membership log has them now, and
+/// anyone else whose profile was published here (a former member who wrote).
+fn fhir_bundle(c: &Circle, now: Timestamp) -> serde_json::Value {
+    let resolution = c.resolution();
+    let members: Vec<CareTeamMember> = c
+        .profiles()
+        .into_iter()
+        .map(|(m, p)| (m, Some(p)))
+        .chain(
+            resolution
+                .members
+                .keys()
+                .filter(|m| !c.profiles().contains_key(m))
+                .map(|m| (*m, None)),
+        )
+        .map(|(member, profile)| CareTeamMember {
+            member,
+            role: resolution.members.get(&member).map(|s| s.role),
+            name: profile.as_ref().map(|p| p.name.clone()),
+            profession: profile.as_ref().map(|p| p.profession.clone()),
+            rpps: profile.as_ref().and_then(|p| p.rpps.clone()),
+            adeli: profile.and_then(|p| p.adeli),
+        })
+        .collect();
+    fhir::bundle(&CircleRecord {
+        circle: &c.info().id,
+        closed: resolution.closed,
+        patient_file: &c.patient_file,
+        notebook: &c.notebook,
+        thread: &c.thread,
+        members: &members,
+        exported_at: now,
+    })
 }
 
 /// The one id among `ids` equal to or starting with `query` (at least 4 characters).

@@ -791,7 +791,7 @@ impl NodeCore {
             Request::Export { circle, format } => {
                 let store = self.circles.store.clone();
                 let c = self.circles.find(&circle)?;
-                let files = care::export(c, store.as_ref(), format)?;
+                let files = care::export(c, store.as_ref(), format, now)?;
                 Ok(Handled::now(Answer::Export { files }))
             }
             Request::Connect { address } => {

@@ -102,6 +102,8 @@ pub(crate) struct Words {
     pub(crate) medications: &'static str,
     pub(crate) contacts: &'static str,
     pub(crate) care_plan: &'static str,
+    pub(crate) export_fhir: &'static str,
+    pub(crate) export_fhir_hint: &'static str,
     pub(crate) tasks: &'static str,
     pub(crate) none: &'static str,
     pub(crate) new_task: &'static str,
@@ -204,6 +206,56 @@ impl Words {
         }
     }
 
+    /// The patient's sex as stored (`female`, `male`, `other`, `unknown`).
+    pub(crate) fn sex_name(&self, sex: &str) -> &'static str {
+        let fr = std::ptr::eq(self, &FR);
+        match (sex, fr) {
+            ("female", true) => "Féminin",
+            ("female", false) => "Female",
+            ("male", true) => "Masculin",
+            ("male", false) => "Male",
+            ("other", true) => "Autre",
+            ("other", false) => "Other",
+            (_, true) => "Inconnu",
+            (_, false) => "Unknown",
+        }
+    }
+
+    /// The name of a field of a patient file item, as the schema names it.
+    pub(crate) fn item_field<'a>(&self, field: &'a str) -> &'a str {
+        let fr = std::ptr::eq(self, &FR);
+        match (field, fr) {
+            ("status", true) => "statut",
+            ("since", true) => "depuis",
+            ("since", false) => "since",
+            ("severity", true) => "gravité",
+            ("reaction", true) => "réaction",
+            ("dose", true) => "dose",
+            ("frequency", true) => "fréquence",
+            ("relation", true) => "lien",
+            ("phone", true) => "téléphone",
+            ("email", true) => "courriel",
+            (other, _) => other,
+        }
+    }
+
+    /// A value of a patient file item: the schema's words in this language, other text as
+    /// written.
+    pub(crate) fn item_value<'a>(&self, value: &'a str) -> &'a str {
+        if !std::ptr::eq(self, &FR) {
+            return value;
+        }
+        match value {
+            "active" => "en cours",
+            "resolved" => "résolu",
+            "stopped" => "arrêté",
+            "mild" => "légère",
+            "moderate" => "modérée",
+            "severe" => "sévère",
+            other => other,
+        }
+    }
+
     /// The state of the patient's consent.
     pub(crate) fn consent_state(&self, status: &str) -> &'static str {
         let fr = std::ptr::eq(self, &FR);
@@ -283,6 +335,8 @@ pub(crate) static FR: Words = Words {
     medications: "Traitements",
     contacts: "Contacts",
     care_plan: "Projet de soins",
+    export_fhir: "Exporter le dossier (FHIR R4)",
+    export_fhir_hint: "Un fichier JSON à transmettre à un autre logiciel de soins : patient, équipe, cahier de liaison, messages, documents et traçabilité de chaque saisie.",
     tasks: "Tâches",
     none: "Aucun",
     new_task: "Nouvelle tâche",
@@ -396,6 +450,8 @@ pub(crate) static EN: Words = Words {
     medications: "Medications",
     contacts: "Contacts",
     care_plan: "Care plan",
+    export_fhir: "Export the file (FHIR R4)",
+    export_fhir_hint: "A JSON file for another care system: patient, care team, liaison notebook, messages, documents and the provenance of every entry.",
     tasks: "Tasks",
     none: "None",
     new_task: "New task",
@@ -466,6 +522,29 @@ mod tests {
                 assert_ne!(w.role(r), "?", "{r}");
             }
         }
+        for sex in ["female", "male", "other", "unknown"] {
+            assert_ne!(FR.sex_name(sex), EN.sex_name(sex), "{sex}");
+        }
+        // The French page never shows the schema's English words for an item's details.
+        for field in [
+            "status",
+            "since",
+            "severity",
+            "reaction",
+            "frequency",
+            "relation",
+            "phone",
+            "email",
+        ] {
+            assert_ne!(FR.item_field(field), field, "{field}");
+            assert_eq!(EN.item_field(field), field);
+        }
+        for value in [
+            "active", "resolved", "stopped", "mild", "moderate", "severe",
+        ] {
+            assert_ne!(FR.item_value(value), value, "{value}");
+        }
+        assert_eq!(FR.item_value("1 le matin"), "1 le matin");
         assert_eq!(Lang::parse("en"), Some(Lang::En));
         assert_eq!(Lang::parse("de"), None);
         assert_eq!(Lang::default().other(), Lang::En);
