@@ -35,7 +35,12 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::{State as SyncState, SyncDoc};
 use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
-use cercle_node::api::{Answer, ApiFile, NodeEvent, Request};
+use cercle_node::api::{ApiFile, NodeEvent};
+use cercle_node::ops::circles::{CircleCreate, CircleList};
+use cercle_node::ops::members::MemberAdd;
+use cercle_node::ops::notes::NoteAdd;
+use cercle_node::ops::status::{Connect, Status};
+use cercle_node::ops::{Answer, Operation, Request, typed};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -136,19 +141,22 @@ fn cercle(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
-async fn call(http: &reqwest::Client, node: &Node, request: &Request) -> Answer {
+/// Carries out one operation through the node's local API (as the CLI does), typed.
+async fn ask<O: Operation>(http: &reqwest::Client, node: &Node, op: O) -> O::Answer {
     let api = node.api();
+    let request: Request = op.into();
     let r = http
         .post(format!("http://{}/api/v1/call", api.address))
         .bearer_auth(&api.token)
-        .json(request)
+        .json(&request)
         .send()
         .await
         .expect("api call");
     let ok = r.status().is_success();
     let body: serde_json::Value = r.json().await.expect("api answer");
     assert!(ok, "{body}");
-    serde_json::from_value(body).expect("answer")
+    let answer: Answer = serde_json::from_value(body).expect("answer");
+    typed::<O>(Ok(answer)).expect("the answer of this operation")
 }
 
 /// B's notebook applications: (envelopes applied, when, µs since the epoch).
@@ -219,10 +227,10 @@ async fn write_notes(http: &reqwest::Client, node: &Node, circle: &str, from: us
     let mut i = from;
     while i < to {
         let end = (i + 256).min(to);
-        call(
+        ask(
             http,
             node,
-            &Request::NoteAdd {
+            NoteAdd {
                 circle: circle.into(),
                 texts: (i..end).map(text).collect(),
                 kind: EntryKind::Care,
@@ -348,9 +356,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
     a.up(&[]);
-    let Answer::Status(sa) = call(&http, &a, &Request::Status).await else {
-        panic!()
-    };
+    let sa = ask(&http, &a, Status {}).await;
     let addr_a = sa
         .addresses
         .iter()
@@ -362,9 +368,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     // B joins the circle (patient file) before anything is timed.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Answer::Circles { circles } = call(&http, &b, &Request::CircleList).await
-            && !circles.is_empty()
-        {
+        if !ask(&http, &b, CircleList {}).await.circles.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "B never joined");
@@ -375,10 +379,10 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     let mut lat = Vec::new();
     for i in 0..latency_notes {
         let t0 = now_micros();
-        call(
+        ask(
             &http,
             &a,
-            &Request::NoteAdd {
+            NoteAdd {
                 circle: circle.clone(),
                 texts: vec![text(i)],
                 kind: EntryKind::Care,
@@ -407,17 +411,13 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     let deadline = Instant::now() + Duration::from_secs(30);
     let idle = loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let Answer::Status(s) = call(&http, &b, &Request::Status).await else {
-            panic!()
-        };
+        let s = ask(&http, &b, Status {}).await;
         if let Some(p) = s.peers.first()
             && p.messages_received >= 1
         {
             // Let anything the Hellos would trigger happen.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let Answer::Status(s) = call(&http, &b, &Request::Status).await else {
-                panic!()
-            };
+            let s = ask(&http, &b, Status {}).await;
             break s.peers[0].clone();
         }
         assert!(Instant::now() < deadline, "B did not reconnect");
@@ -431,10 +431,10 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         .expect("card")
         .to_string();
     write_notes(&http, &a, &circle2, 0, catch_up).await;
-    call(
+    ask(
         &http,
         &a,
-        &Request::MemberAdd {
+        MemberAdd {
             circle: circle2.clone(),
             card: card_c,
             role: cercle_crdt::Role::Professional,
@@ -444,10 +444,10 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     c.up(&[]);
     let mut rx_c = watch(http.clone(), &c).await;
     let t0 = now_micros();
-    call(
+    ask(
         &http,
         &c,
-        &Request::Connect {
+        Connect {
             address: addr_a.clone(),
         },
     )
@@ -613,10 +613,10 @@ async fn mailbox_run(n: usize) -> (Duration, Duration) {
     d.up(&[]);
     let mut rx = watch(http.clone(), &d).await;
     let t0 = now_micros();
-    call(
+    ask(
         &http,
         &d,
-        &Request::Connect {
+        Connect {
             address: relay.address.clone(),
         },
     )
@@ -627,19 +627,11 @@ async fn mailbox_run(n: usize) -> (Duration, Duration) {
 }
 
 async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
-    match call(
-        http,
-        a,
-        &Request::CircleCreate {
-            patient: "Marcel Leroy".into(),
-            birth_date: None,
-        },
-    )
-    .await
-    {
-        Answer::Circles { circles } => circles[0].id.clone(),
-        other => panic!("{other:?}"),
-    }
+    let create = CircleCreate {
+        patient: "Marcel Leroy".into(),
+        birth_date: None,
+    };
+    ask(http, a, create).await.circles[0].id.clone()
 }
 
 /// `cercle join` between two running nodes (median of `rounds`), and `cercle demo` up.
@@ -747,9 +739,7 @@ async fn web_live(rounds: usize) -> Vec<f64> {
         .expect("http");
     let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
     a.up(&[]);
-    let Answer::Status(sa) = call(&http, &a, &Request::Status).await else {
-        panic!()
-    };
+    let sa = ask(&http, &a, Status {}).await;
     let addr_a = sa
         .addresses
         .iter()

@@ -1,9 +1,11 @@
 //! Where a command's request goes: to the running node over its local API when `cercle up`
 //! runs on this home (the node holds the store's lock), or to a node core opened on the
-//! store for this one command otherwise. Both answer the same [`Request`]s the same way.
+//! store for this one command otherwise. Both carry out the same operations the same way,
+//! and both answer typed: `backend.ask(NoteAdd { .. })?` is an `Added`.
 
-use cercle_node::api::{Answer, ApiFile, Request};
-use cercle_node::node::NodeCore;
+use cercle_node::api::ApiFile;
+use cercle_node::node::offline::OfflineNode;
+use cercle_node::ops::{Answer, ErrorKind, NodeError, Operation, Request, typed};
 
 use crate::Context;
 use crate::session::Session;
@@ -12,7 +14,7 @@ use crate::session::Session;
 #[derive(Debug)]
 pub(crate) enum Backend {
     Running(Client),
-    Offline(Box<NodeCore>),
+    Offline(Box<OfflineNode>),
 }
 
 impl Backend {
@@ -23,15 +25,15 @@ impl Backend {
         }
         let s = Session::open(ctx)?;
         let peer_id = cercle_node::net::keypair(&s.me)?.public().to_peer_id();
-        let core = NodeCore::open(s.store(), s.me, peer_id.to_string())?;
-        Ok(Backend::Offline(Box::new(core)))
+        let node = OfflineNode::open(s.store(), s.me, peer_id.to_string())?;
+        Ok(Backend::Offline(Box::new(node)))
     }
 
-    /// Sends one request and returns the answer once any write it made is durable.
-    pub(crate) fn call(&mut self, request: Request) -> anyhow::Result<Answer> {
+    /// Carries out one operation; returns its answer once any write it made is durable.
+    pub(crate) fn ask<O: Operation>(&mut self, op: O) -> Result<O::Answer, NodeError> {
         match self {
-            Backend::Running(c) => c.call(&request),
-            Backend::Offline(core) => Ok(core.handle(request, crate::output::now())?.wait()?),
+            Backend::Running(c) => c.ask(op),
+            Backend::Offline(node) => node.ask(op),
         }
     }
 }
@@ -62,14 +64,28 @@ impl Client {
             .build()?;
         let client = Client { api, http, runtime };
         // A node killed without a chance to clean up leaves a stale file behind.
-        match client.call(&Request::Status) {
+        match client.send(&cercle_node::ops::status::Status {}.into()) {
             Ok(_) => Ok(Some(client)),
-            Err(e) if e.downcast_ref::<reqwest::Error>().is_some() => Ok(None),
-            Err(e) => Err(e),
+            Err(Failure::Unreachable(_)) => Ok(None),
+            Err(Failure::Refused(e)) => Err(e.into()),
         }
     }
 
-    pub(crate) fn call(&self, request: &Request) -> anyhow::Result<Answer> {
+    /// Carries out one operation on the running node.
+    pub(crate) fn ask<O: Operation>(&self, op: O) -> Result<O::Answer, NodeError> {
+        typed::<O>(self.call(&op.into()))
+    }
+
+    pub(crate) fn call(&self, request: &Request) -> Result<Answer, NodeError> {
+        self.send(request).map_err(|f| match f {
+            Failure::Refused(e) => e,
+            Failure::Unreachable(e) => NodeError::unavailable(format!(
+                "the node running on this home does not answer ({e}); is it stopping?"
+            )),
+        })
+    }
+
+    fn send(&self, request: &Request) -> Result<Answer, Failure> {
         let url = format!("http://{}/api/v1/call", self.api.address);
         self.runtime.block_on(async {
             let response = self
@@ -78,29 +94,38 @@ impl Client {
                 .bearer_auth(&self.api.token)
                 .json(request)
                 .send()
-                .await?;
-            let ok = response.status().is_success();
-            let body: serde_json::Value = response.json().await?;
-            if !ok {
-                let message = body
-                    .get("error")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or("the node refused the request");
-                anyhow::bail!("{message}");
+                .await
+                .map_err(Failure::Unreachable)?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.map_err(Failure::Unreachable)?;
+            if !status.is_success() {
+                // A refusal says its kind and its sentence; anything else is told by status.
+                let e = serde_json::from_value::<NodeError>(body.clone()).unwrap_or_else(|_| {
+                    let message = body
+                        .get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("the node refused the request");
+                    NodeError::new(ErrorKind::from_status(status.as_u16()), message)
+                });
+                return Err(Failure::Refused(e));
             }
-            Ok(serde_json::from_value(body)?)
+            serde_json::from_value(body).map_err(|e| {
+                Failure::Refused(NodeError::internal(format!("unreadable answer: {e}")))
+            })
         })
     }
 }
 
-/// Sends one request to the running node, or to the store opened for this command.
-pub(crate) fn ask(ctx: &Context, request: Request) -> anyhow::Result<Answer> {
-    Backend::open(ctx)?.call(request)
+/// Why a call got no answer.
+#[derive(Debug)]
+enum Failure {
+    /// Nothing answered at the address.
+    Unreachable(reqwest::Error),
+    /// The node answered with a refusal.
+    Refused(NodeError),
 }
 
-/// The error for an answer of the wrong kind (a node of another version).
-pub(crate) fn unexpected(answer: &Answer) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the node gave an unexpected answer ({answer:?}); is it the same version as this command?"
-    )
+/// Carries out one operation on the running node, or on the store opened for this command.
+pub(crate) fn ask<O: Operation>(ctx: &Context, op: O) -> anyhow::Result<O::Answer> {
+    Ok(Backend::open(ctx)?.ask(op)?)
 }

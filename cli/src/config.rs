@@ -171,12 +171,11 @@ mod tests {
             "listen",
             "/ip4/0.0.0.0/tcp/4001, /ip4/0.0.0.0/udp/4001/quic-v1",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        c.set("mdns", "false").unwrap_or_else(|e| panic!("{e}"));
-        c.set("api", "127.0.0.1:7070")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let text = toml::to_string_pretty(&c).unwrap_or_else(|e| panic!("{e}"));
-        let back: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+        c.set("mdns", "false").unwrap();
+        c.set("api", "127.0.0.1:7070").unwrap();
+        let text = toml::to_string_pretty(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.listen.len(), 2);
     }

@@ -1,5 +1,7 @@
 //! The typed liaison notebook against bare Automerge on the same data, in the same run:
-//! 10 000 entries of about 200 bytes, one commit each, then save and load.
+//! 10 000 entries of about 200 bytes, one commit each, then save and load, and the FHIR R4
+//! export of the notebook against reading the same entries with Automerge and writing them
+//! as plain JSON.
 //!
 //! Criterion reports each side; a final interleaved pass prints the ratios (typed / bare) and
 //! writes them to `target/bench-results/notebook.json`. Ratios from one run are the fair
@@ -12,9 +14,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ObjType, ROOT, ScalarValue};
+use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
 use cercle_crdt::document::item_id;
-use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
+use cercle_crdt::fhir::{self, CircleRecord};
+use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, PatientFile, Thread, Timestamp};
 use criterion::{Criterion, criterion_group};
 
 const ENTRIES: usize = 10_000;
@@ -69,6 +72,50 @@ fn bare_add(n: usize) -> AutoCommit {
     doc
 }
 
+/// The notebook as a FHIR R4 bundle, serialised: what `cercle export --format fhir` does.
+fn fhir_export(nb: &LiaisonNotebook) -> usize {
+    let pf = PatientFile::new(actor());
+    let th = Thread::new(actor());
+    let bundle = fhir::bundle(&CircleRecord {
+        circle: "bench",
+        closed: false,
+        patient_file: &pf,
+        notebook: nb,
+        thread: &th,
+        members: &[],
+        exported_at: Timestamp(T0),
+    });
+    serde_json::to_vec(&bundle).map_or(0, |b| b.len())
+}
+
+/// The same entries read with bare Automerge and written as plain JSON objects.
+fn bare_export(doc: &AutoCommit) -> usize {
+    let Ok(Some((_, entries))) = doc.get(ROOT, "entries") else {
+        return 0;
+    };
+    let rows: Vec<serde_json::Value> = doc
+        .map_range(&entries, ..)
+        .map(|item| {
+            let field = |name: &str| match doc.get(item.id(), name) {
+                Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
+                    ScalarValue::Str(t) => serde_json::json!(t.as_str()),
+                    ScalarValue::Timestamp(t) => serde_json::json!(t),
+                    _ => serde_json::Value::Null,
+                },
+                _ => serde_json::Value::Null,
+            };
+            serde_json::json!({
+                "id": item.key,
+                "author": field("author"),
+                "at": field("at"),
+                "kind": field("kind"),
+                "text": field("text"),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&rows).map_or(0, |b| b.len())
+}
+
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("notebook_10k");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
@@ -104,6 +151,8 @@ fn ratios() {
     let mut rows = Vec::new();
     let (mut ta, mut ba, mut ts, mut bs, mut tl, mut bl) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut tf, mut bf, mut small) = (vec![], vec![], vec![]);
+    let small_nb = typed_add(ENTRIES / 5);
     for _ in 0..ROUNDS {
         let t = Instant::now();
         let mut nb = black_box(typed_add(ENTRIES));
@@ -124,11 +173,33 @@ fn ratios() {
         let t = Instant::now();
         let _ = black_box(AutoCommit::load(&bare_bytes));
         bl.push(t.elapsed());
+        let t = Instant::now();
+        assert!(black_box(fhir_export(&nb)) > 0);
+        tf.push(t.elapsed());
+        let t = Instant::now();
+        assert!(black_box(bare_export(&doc)) > 0);
+        bf.push(t.elapsed());
+        let t = Instant::now();
+        let _ = black_box(fhir_export(&small_nb));
+        small.push(t.elapsed());
     }
+    // Linear in the notebook: 5x the entries should cost about 5x (ratio near 1).
+    let (big, small) = (median(tf.clone()), median(small));
+    let per_entry =
+        (big.as_secs_f64() / ENTRIES as f64) / (small.as_secs_f64() / (ENTRIES / 5) as f64);
+    eprintln!(
+        "fhir export per entry, 10k vs 2k entries: ratio {per_entry:.2} ({:.1} ms vs {:.1} ms)",
+        big.as_secs_f64() * 1e3,
+        small.as_secs_f64() * 1e3
+    );
+    rows.push(format!(
+        "  {{\"case\": \"fhir export per entry, 10k vs 2k\", \"entries\": {ENTRIES}, \"ratio\": {per_entry:.3}}}"
+    ));
     for (name, typed, bare) in [
         ("add 10k entries, one commit each", ta, ba),
         ("save", ts, bs),
         ("load", tl, bl),
+        ("fhir r4 export (bare: read + plain json)", tf, bf),
     ] {
         let (t, b) = (median(typed), median(bare));
         let ratio = t.as_secs_f64() / b.as_secs_f64();
@@ -166,7 +237,8 @@ fn main() {
             LiaisonNotebook::load(&bytes, actor()).map(|n| n.len()),
             Ok(100)
         );
-        let _ = bare_add(100).save();
+        let doc = bare_add(100);
+        assert!(fhir_export(&nb) > 0 && bare_export(&doc) > 0);
         return;
     }
     notebook();

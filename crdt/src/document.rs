@@ -49,6 +49,20 @@ impl DocKind {
         }
     }
 
+    /// Its one-byte code in binary formats (envelope headers, store keys).
+    pub fn code(self) -> u8 {
+        match self {
+            DocKind::PatientFile => 1,
+            DocKind::LiaisonNotebook => 2,
+            DocKind::Thread => 3,
+        }
+    }
+
+    /// The kind whose [`DocKind::code`] is `code`.
+    pub fn from_code(code: u8) -> Option<DocKind> {
+        DocKind::ALL.into_iter().find(|d| d.code() == code)
+    }
+
     /// The fixed actor of this kind's genesis change. No device may use it.
     pub fn genesis_actor(self) -> ActorId {
         let mut bytes = *b"cercle-genesis-0";

@@ -1079,7 +1079,7 @@ mod tests {
             ..d
         };
         let b = export(&d, &team(), false);
-        check_r4(&b).unwrap_or_else(|e| panic!("{e}"));
+        check_r4(&b).unwrap();
         let p = of_type(&b, "Patient")[0];
         assert_eq!(p["extension"][0]["valueCode"], "provisional");
         assert!(!p.to_string().contains("241051234567805"), "{p}");
@@ -1166,7 +1166,7 @@ mod tests {
         let a = export(&d, &team(), false);
         assert_eq!(a, export(&d, &team(), false));
         let closed = export(&d, &team(), true);
-        check_r4(&closed).unwrap_or_else(|e| panic!("{e}"));
+        check_r4(&closed).unwrap();
         assert_eq!(of_type(&closed, "CareTeam")[0]["status"], "inactive");
         assert_eq!(of_type(&a, "CareTeam")[0]["status"], "active");
         // Only current members take part in the team; the former one is still named.

@@ -89,7 +89,19 @@ impl From<MemberId> for String {
 }
 
 /// What a member may do in a circle. Enforced on receipt of every change, not only in the UI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Administers the circle (adds and removes members) and writes like a professional.

@@ -105,7 +105,7 @@ pub(crate) static SCHEMA: DocSchema = DocSchema {
 };
 
 /// The kind of a notebook entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     /// Something seen or heard: the patient's state, their mood, their home.

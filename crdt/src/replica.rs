@@ -32,6 +32,8 @@ pub struct Replica {
     kind: DocKind,
     doc: AutoCommit,
     next_seq: u64,
+    /// Local changes written since the last [`Replica::take_local_changes`], oldest first.
+    unsent: Vec<ChangeHash>,
 }
 
 /// Context of a local write: gives the ids of the items the change creates.
@@ -58,6 +60,7 @@ impl Replica {
             kind,
             doc: document::new_replica(kind, actor),
             next_seq: 1,
+            unsent: Vec::new(),
         }
     }
 
@@ -92,6 +95,7 @@ impl Replica {
             kind,
             doc,
             next_seq,
+            unsent: Vec::new(),
         })
     }
 
@@ -141,6 +145,16 @@ impl Replica {
         self.doc.get_last_local_change()
     }
 
+    /// The local changes written since the last call, oldest first: what the device has
+    /// to seal and send. Looked up by hash, so the cost follows the new changes, not the
+    /// document's history.
+    pub fn take_local_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.unsent)
+            .iter()
+            .filter_map(|h| self.doc.get_change_by_hash(h))
+            .collect()
+    }
+
     /// Validates `changes` as written by `author`, then applies them. Nothing is applied if
     /// any change is rejected.
     pub fn apply_changes(
@@ -185,12 +199,12 @@ impl Replica {
         };
         match f(&mut self.doc, &mut ctx) {
             Ok(v) => {
-                if self
+                if let Some(hash) = self
                     .doc
                     .commit_with(CommitOptions::default().with_time(at.seconds()))
-                    .is_some()
                 {
                     self.next_seq += 1;
+                    self.unsent.push(hash);
                 }
                 Ok(v)
             }

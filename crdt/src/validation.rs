@@ -719,10 +719,7 @@ mod tests {
             Ok(())
         );
         // A caregiver acknowledges the alert.
-        bob_side
-            .acknowledge(BOB, &alert, T)
-            .map(|_| ())
-            .unwrap_or_else(|e| panic!("{e}"));
+        bob_side.acknowledge(BOB, &alert, T).map(|_| ()).unwrap();
         let ack: Vec<Change> = bob_side
             .replica_mut()
             .last_local_change()

@@ -2,6 +2,8 @@
 //! kind, exchanged in any order through the validator, is accepted and converges to identical
 //! state on every replica.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 use cercle_crdt::{
     ActorId, ChangeAuthor, ConsentStatus, EntryKind, IdentityUpdate, ItemList, LiaisonNotebook,
     MemberId, NewEntry, PatientFile, Replica, Role, Thread, Timestamp, Vitals,
@@ -286,9 +288,7 @@ fn a_replica_rebuilt_from_its_own_changes_keeps_numbering_them() {
         text: text.into(),
         vitals: None,
     };
-    let a = first
-        .add_entry(me, entry("un"), Timestamp(1))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let a = first.add_entry(me, entry("un"), Timestamp(1)).unwrap();
     let stored = first.replica_mut().changes_since(&[]);
     let mut again = LiaisonNotebook::new(actor(0));
     again
@@ -299,10 +299,8 @@ fn a_replica_rebuilt_from_its_own_changes_keeps_numbering_them() {
                 .filter(|c| *c.actor_id() == actor(0))
                 .collect(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    let b = again
-        .add_entry(me, entry("deux"), Timestamp(2))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let b = again.add_entry(me, entry("deux"), Timestamp(2)).unwrap();
     assert_ne!(a, b);
     assert_eq!(again.entries().len(), 2);
 }

@@ -4,6 +4,8 @@
 //! Violations are written with raw Automerge operations on a copy of the victim's document
 //! (what a malicious member's modified node would send), then judged by `validate_changes`.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use cercle_crdt::document::item_id;
@@ -248,9 +250,7 @@ fn an_import_of_many_entries_is_one_valid_change() {
             vitals: None,
         })
         .collect();
-    let ids = writer
-        .add_entries(HONEST, entries, T)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ids = writer.add_entries(HONEST, entries, T).unwrap();
     assert_eq!(ids.len(), 50);
     let change = writer
         .replica_mut()
@@ -264,7 +264,7 @@ fn an_import_of_many_entries_is_one_valid_change() {
     reader
         .replica_mut()
         .apply_changes(vec![change.clone()], &honest)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(reader.entries().len(), 50);
     let impostor = ChangeAuthor {
         member: MALLORY,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use cercle_crdt::{Change, DocKind, EntryKind, LiaisonNotebook, NewEntry, Timestamp};
 use cercle_node::circle::membership::CircleId;
-use cercle_node::crypto::{EpochId, EpochKey};
-use cercle_node::envelope::Envelope;
+use cercle_node::crypto::{EpochId, EpochKey, SecureRng};
+use cercle_node::envelope::{Envelope, Slot};
 use cercle_node::{LocalIdentity, Profile};
 
 fn author() -> LocalIdentity {
@@ -43,20 +43,23 @@ fn changes(me: &LocalIdentity, n: usize) -> Vec<Change> {
         .collect()
 }
 
-fn crypto_round_trip(me: &LocalIdentity, key: &EpochKey, batches: &[Vec<Change>]) -> usize {
+fn crypto_round_trip(
+    me: &LocalIdentity,
+    key: &EpochKey,
+    batches: &[Vec<Change>],
+    rng: &mut SecureRng,
+) -> usize {
     let mut prev = [0u8; 32];
     let mut opened = 0;
     for (i, batch) in batches.iter().enumerate() {
-        let env = Envelope::seal(
-            me,
-            CircleId([1; 32]),
-            DocKind::LiaisonNotebook,
-            i as u64 + 1,
+        let slot = Slot {
+            circle: CircleId([1; 32]),
+            doc: DocKind::LiaisonNotebook,
+            seq: i as u64 + 1,
             prev,
-            (EpochId([2; 16]), key),
-            batch,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        };
+        let env = Envelope::seal(me, slot, (EpochId([2; 16]), key), batch, rng)
+            .unwrap_or_else(|e| panic!("{e}"));
         prev = env.hash();
         let received = Envelope::decode(env.bytes()).unwrap_or_else(|e| panic!("{e}"));
         opened += received.open_raw(key).map(|c| c.len()).unwrap_or(0);
@@ -81,7 +84,8 @@ fn automerge_apply(me: &LocalIdentity, raw: &[Vec<Vec<u8>>]) -> usize {
 
 fn run(envelopes: usize, per_envelope: usize, rounds: usize) -> (Duration, Duration, usize) {
     let me = author();
-    let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut rng: SecureRng = rand::SeedableRng::seed_from_u64(1);
+    let key = EpochKey::generate(&mut rng);
     let all = changes(&me, envelopes * per_envelope);
     let batches: Vec<Vec<Change>> = all.chunks(per_envelope).map(<[Change]>::to_vec).collect();
     let raw: Vec<Vec<Vec<u8>>> = batches
@@ -91,7 +95,7 @@ fn run(envelopes: usize, per_envelope: usize, rounds: usize) -> (Duration, Durat
     let (mut crypto, mut apply) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
-        let n = black_box(crypto_round_trip(&me, &key, &batches));
+        let n = black_box(crypto_round_trip(&me, &key, &batches, &mut rng));
         crypto.push(t.elapsed());
         assert_eq!(n, all.len());
         let t = Instant::now();

@@ -4,7 +4,8 @@
 //!    (its ticket waited on). With group commit, notes are written as fast as they come and
 //!    a second thread waits for each acknowledgement, so notes written during a flush share
 //!    the next one. With a flush per note, each note waits for its own flush before the next
-//!    is written. Both go through the same `Circle::add_note` and `SledStore`.
+//!    is written. Both go through the same write path (`Circle::write`, then the store's
+//!    `submit` of the staged batch, as the node's shell does) and `SledStore`.
 //!    Then the store alone: the same envelopes, already sealed, committed to a fresh store one
 //!    flush each and then sharing flushes, to show what group commit does where Automerge's
 //!    own cost per change does not bound it.
@@ -25,12 +26,38 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use cercle_crdt::{DocKind, EntryKind, IdentityUpdate, NewEntry, Timestamp};
+use cercle_crdt::{DocKind, EntryKind, IdentityUpdate, LiaisonNotebook, NewEntry, Timestamp};
 use cercle_node::circle::membership::CircleId;
-use cercle_node::circle::{Circle, Pending};
-use cercle_node::envelope::Envelope;
+use cercle_node::circle::{Circle, SNAPSHOT_EVERY};
+use cercle_node::crypto::SecureRng;
+use cercle_node::envelope::{Envelope, LogId};
 use cercle_node::store::{Batch, SledStore, Store, Ticket};
 use cercle_node::{LocalIdentity, Profile};
+
+fn rng() -> SecureRng {
+    rand::SeedableRng::seed_from_u64(1)
+}
+
+/// One note through the write path, handed to the store (with any snapshot due, as the
+/// node does); the ticket completes once it is durable.
+fn add_note(
+    store: &dyn Store,
+    c: &mut Circle,
+    me: &LocalIdentity,
+    i: usize,
+    rng: &mut SecureRng,
+) -> Ticket {
+    let at = Timestamp(2 + i as i64);
+    let w =
+        c.write::<LiaisonNotebook, _>(me, at, rng, |nb| nb.add_entry(me.member(), entry(i), at));
+    w.value.unwrap_or_else(|e| panic!("{e}"));
+    let ticket = store.submit(w.staged.batch);
+    let snapshots = c.snapshots(SNAPSHOT_EVERY);
+    if !snapshots.is_empty() {
+        drop(store.submit(snapshots));
+    }
+    ticket
+}
 
 fn identity() -> LocalIdentity {
     let p = Profile::new("Bench", "infirmière", None, None).unwrap_or_else(|e| panic!("{e}"));
@@ -58,25 +85,30 @@ fn new_circle(dir: &Path, me: &LocalIdentity) -> (Arc<dyn Store>, Circle) {
         family_name: Some("Durand".into()),
         ..Default::default()
     };
-    let c =
-        Circle::create(store.clone(), me, &patient, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
+    let (c, staged) =
+        Circle::create(me, &patient, Timestamp(1), &mut rng()).unwrap_or_else(|e| panic!("{e}"));
+    store.commit(staged.batch).unwrap_or_else(|e| panic!("{e}"));
     (store, c)
 }
 
 /// Writes `n` notes, each acknowledged once durable, sharing flushes. Returns the time.
-fn group_commit(c: &mut Circle, me: &LocalIdentity, n: usize, from: usize) -> Duration {
+fn group_commit(
+    store: &dyn Store,
+    c: &mut Circle,
+    me: &LocalIdentity,
+    n: usize,
+    from: usize,
+) -> Duration {
     let started = Instant::now();
-    let (acks, pending) = mpsc::sync_channel::<Pending<String>>(256);
+    let mut rng = rng();
+    let (acks, pending) = mpsc::sync_channel::<Ticket>(256);
     let waiter = std::thread::spawn(move || {
-        for p in pending {
-            p.wait().unwrap_or_else(|e| panic!("{e}"));
+        for t in pending {
+            t.wait().unwrap_or_else(|e| panic!("{e}"));
         }
     });
     for i in from..from + n {
-        let p = c
-            .add_note(me, entry(i), Timestamp(2 + i as i64))
-            .unwrap_or_else(|e| panic!("{e}"));
-        if acks.send(p).is_err() {
+        if acks.send(add_note(store, c, me, i, &mut rng)).is_err() {
             break;
         }
     }
@@ -86,11 +118,12 @@ fn group_commit(c: &mut Circle, me: &LocalIdentity, n: usize, from: usize) -> Du
 }
 
 /// Writes `n` notes, each waiting for its own flush before the next.
-fn flush_per_note(c: &mut Circle, me: &LocalIdentity, n: usize) -> Duration {
+fn flush_per_note(store: &dyn Store, c: &mut Circle, me: &LocalIdentity, n: usize) -> Duration {
     let started = Instant::now();
+    let mut rng = rng();
     for i in 0..n {
-        c.add_note(me, entry(i), Timestamp(2 + i as i64))
-            .and_then(Pending::wait)
+        add_note(store, c, me, i, &mut rng)
+            .wait()
             .unwrap_or_else(|e| panic!("{e}"));
     }
     started.elapsed()
@@ -134,14 +167,13 @@ fn store_only(envelopes: &[Envelope], me: &LocalIdentity) -> (Duration, Duration
 fn stored_envelopes(dir: &Path, me: &LocalIdentity, id: &str) -> Vec<Envelope> {
     let store = open_store(dir, me);
     let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
+    let log = LogId {
+        circle,
+        doc: DocKind::LiaisonNotebook,
+        device: me.device(),
+    };
     store
-        .envelopes(
-            &circle,
-            DocKind::LiaisonNotebook,
-            &me.device(),
-            1,
-            usize::MAX,
-        )
+        .envelopes(&log, 1, usize::MAX)
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()
         .map(|b| Envelope::decode(b).unwrap_or_else(|e| panic!("{e}")))
@@ -152,9 +184,13 @@ fn stored_envelopes(dir: &Path, me: &LocalIdentity, id: &str) -> Vec<Envelope> {
 fn cold_start(dir: &Path, me: &LocalIdentity, id: &str) -> (Duration, usize) {
     let started = Instant::now();
     let store = open_store(dir, me);
-    let c = Circle::open(store, me, id).unwrap_or_else(|e| panic!("{e}"));
-    let n = c.notebook.len();
+    let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
+    let (c, snapshots) =
+        Circle::open(store.as_ref(), me, &circle).unwrap_or_else(|e| panic!("{e}"));
+    let n = c.notebook().len();
     let elapsed = started.elapsed();
+    // Written in the background, as a node does after opening.
+    store.commit(snapshots).unwrap_or_else(|e| panic!("{e}"));
     drop(c);
     (elapsed, n)
 }
@@ -183,8 +219,11 @@ fn compare_cold(dir: &Path, me: &LocalIdentity, id: &str, rounds: usize) -> Cold
     let mut notes = 0;
     let saved = {
         let store = open_store(dir, me);
-        let mut c = Circle::open(store, me, id).unwrap_or_else(|e| panic!("{e}"));
-        c.notebook.replica_mut().save()
+        let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
+        let (mut c, snapshots) =
+            Circle::open(store.as_ref(), me, &circle).unwrap_or_else(|e| panic!("{e}"));
+        store.commit(snapshots).unwrap_or_else(|e| panic!("{e}"));
+        c.save(DocKind::LiaisonNotebook)
     };
     for _ in 0..rounds {
         let (t, n) = cold_start(dir, me, id);
@@ -204,13 +243,13 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
     let per_s = |d: Duration| n as f64 / d.as_secs_f64();
 
     let flush_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (_s, mut c) = new_circle(flush_dir.path(), &me);
-    let flush = flush_per_note(&mut c, &me, n);
+    let (s, mut c) = new_circle(flush_dir.path(), &me);
+    let flush = flush_per_note(s.as_ref(), &mut c, &me, n);
     drop(c);
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (store, mut c) = new_circle(dir.path(), &me);
-    let group = group_commit(&mut c, &me, n, 0);
+    let group = group_commit(store.as_ref(), &mut c, &me, n, 0);
     let id = c.info().id.clone();
     drop(c);
     drop(store);
@@ -223,9 +262,12 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
     // The worst case between snapshots: 999 envelopes after the last one.
     let (extra, cold_tail) = {
         let store = open_store(dir.path(), &me);
-        let mut c = Circle::open(store.clone(), &me, &id).unwrap_or_else(|e| panic!("{e}"));
-        let extra = (cercle_node::circle::SNAPSHOT_EVERY - 1).min(n);
-        let _ = group_commit(&mut c, &me, extra, n);
+        let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
+        let (mut c, snapshots) =
+            Circle::open(store.as_ref(), &me, &circle).unwrap_or_else(|e| panic!("{e}"));
+        store.commit(snapshots).unwrap_or_else(|e| panic!("{e}"));
+        let extra = (SNAPSHOT_EVERY - 1).min(n);
+        let _ = group_commit(store.as_ref(), &mut c, &me, extra, n);
         drop(c);
         drop(store);
         (extra, compare_cold(dir.path(), &me, &id, rounds))

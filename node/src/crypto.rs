@@ -19,10 +19,24 @@ use hpke::aead::ChaCha20Poly1305 as HpkeAead;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::identity::DeviceId;
+
+/// The random generator the protocol code takes as an input (ChaCha12): the running node
+/// seeds it from the operating system, a test or a simulation from a seed, so the same seed
+/// gives the same keys, nonces and bytes on the wire.
+pub type SecureRng = rand::rngs::StdRng;
+
+/// A generator seeded from the operating system, for the shells that drive the protocol
+/// code (the daemon, the command without a daemon).
+pub fn os_rng() -> Result<SecureRng, CryptoError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| CryptoError::Random(e.to_string()))?;
+    Ok(rand::SeedableRng::from_seed(seed))
+}
 
 /// Why a cryptographic operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,10 +62,10 @@ pub struct EpochId(pub [u8; 16]);
 
 impl EpochId {
     /// A fresh random epoch id.
-    pub fn generate() -> Result<EpochId, CryptoError> {
+    pub fn generate(rng: &mut SecureRng) -> EpochId {
         let mut b = [0u8; 16];
-        getrandom::fill(&mut b).map_err(|e| CryptoError::Random(e.to_string()))?;
-        Ok(EpochId(b))
+        rng.fill_bytes(&mut b);
+        EpochId(b)
     }
 }
 
@@ -79,10 +93,10 @@ impl fmt::Debug for EpochKey {
 
 impl EpochKey {
     /// 32 fresh random bytes.
-    pub fn generate() -> Result<EpochKey, CryptoError> {
+    pub fn generate(rng: &mut SecureRng) -> EpochKey {
         let mut k = Zeroizing::new([0u8; 32]);
-        getrandom::fill(k.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
-        Ok(EpochKey(k))
+        rng.fill_bytes(k.as_mut());
+        EpochKey(k)
     }
 
     /// The rendezvous namespace of the epoch: derived from the key, so only those who hold
@@ -93,10 +107,25 @@ impl EpochKey {
         hex::encode(&derived[..16])
     }
 
-    /// Encrypts `plaintext`, authenticating `header` with it. Output: nonce ‖ ciphertext+tag.
-    pub fn encrypt(&self, header: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    /// Encrypts `plaintext` under a random nonce, authenticating `header` with it. Output:
+    /// nonce ‖ ciphertext+tag.
+    pub fn encrypt(
+        &self,
+        rng: &mut SecureRng,
+        header: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+        rng.fill_bytes(&mut nonce);
+        self.encrypt_with(nonce, header, plaintext)
+    }
+
+    fn encrypt_with(
+        &self,
+        nonce: [u8; 24],
+        header: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let cipher = XChaCha20Poly1305::new(&(*self.0).into());
         let ct = cipher
             .encrypt(
@@ -159,7 +188,11 @@ impl StorageKey {
     /// Seals `plaintext` stored under `place` (tree and key), so a value cannot be moved to
     /// another place unnoticed.
     pub fn seal(&self, place: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.0.encrypt(place, plaintext)
+        // The store seals on its own, outside the protocol code: its nonces come straight
+        // from the operating system.
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+        self.0.encrypt_with(nonce, place, plaintext)
     }
 
     /// Opens what [`StorageKey::seal`] produced for the same `place`.
@@ -192,6 +225,7 @@ fn info(circle: &[u8], epoch: &EpochId, device: &DeviceId) -> Vec<u8> {
 /// Seals `key` (of `epoch` in the circle bound by `circle`, its genesis nonce) to `device`,
 /// whose X25519 public key is `recipient`.
 pub fn seal_epoch_key(
+    rng: &mut SecureRng,
     key: &EpochKey,
     circle: &[u8],
     epoch: EpochId,
@@ -201,14 +235,16 @@ pub fn seal_epoch_key(
     let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(recipient)
         .map_err(|_| CryptoError::InvalidKey)?;
     let info = info(circle, &epoch, &device);
-    let (enc, ciphertext) = hpke::single_shot_seal::<HpkeAead, HkdfSha256, X25519HkdfSha256>(
-        &OpModeS::Base,
-        &pk,
-        &info,
-        key.0.as_ref(),
-        b"",
-    )
-    .map_err(|_| CryptoError::InvalidKey)?;
+    let (enc, ciphertext) =
+        hpke::single_shot_seal_with_rng::<HpkeAead, HkdfSha256, X25519HkdfSha256>(
+            &OpModeS::Base,
+            &pk,
+            &info,
+            key.0.as_ref(),
+            b"",
+            rng,
+        )
+        .map_err(|_| CryptoError::InvalidKey)?;
     Ok(SealedKey {
         device,
         epoch,
@@ -266,25 +302,31 @@ mod tests {
     use crate::identity::{LocalIdentity, Profile};
     use proptest::prelude::*;
 
+    fn rng() -> SecureRng {
+        rand::SeedableRng::seed_from_u64(7)
+    }
+
     fn device() -> LocalIdentity {
-        let p = Profile::new("A", "médecin", None, None).unwrap_or_else(|e| panic!("{e}"));
-        LocalIdentity::generate(p, cercle_crdt::Timestamp(1)).unwrap_or_else(|e| panic!("{e}"))
+        let p = Profile::new("A", "médecin", None, None).unwrap();
+        LocalIdentity::generate(p, cercle_crdt::Timestamp(1)).unwrap()
     }
 
     #[test]
     fn an_epoch_key_sealed_to_a_device_opens_only_with_that_device() {
         let (alice, bob) = (device(), device());
         let circle = [9u8; 32];
-        let epoch = EpochId::generate().unwrap_or_else(|e| panic!("{e}"));
-        let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let rng = &mut rng();
+        let epoch = EpochId::generate(rng);
+        let key = EpochKey::generate(rng);
         let sealed = seal_epoch_key(
+            rng,
             &key,
             &circle,
             epoch,
             alice.device(),
             &alice.certificate.x25519,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(
             open_epoch_key(&sealed, &circle, &alice.x25519_secret()),
             Ok(key.clone())
@@ -313,11 +355,10 @@ mod tests {
 
     #[test]
     fn payloads_open_only_with_their_key_and_header() {
-        let key = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
-        let other = EpochKey::generate().unwrap_or_else(|e| panic!("{e}"));
-        let ct = key
-            .encrypt(b"header", b"Chute ce matin")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let rng = &mut rng();
+        let key = EpochKey::generate(rng);
+        let other = EpochKey::generate(rng);
+        let ct = key.encrypt(rng, b"header", b"Chute ce matin").unwrap();
         assert_eq!(
             key.decrypt(b"header", &ct).map(|p| p.to_vec()),
             Ok(b"Chute ce matin".to_vec())
@@ -336,9 +377,7 @@ mod tests {
         let a = StorageKey::derive(&[1; 32]);
         assert_eq!(a, StorageKey::derive(&[1; 32]));
         assert_ne!(a, StorageKey::derive(&[2; 32]));
-        let sealed = a
-            .seal(b"circles/1", b"Jeanne Durand")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let sealed = a.seal(b"circles/1", b"Jeanne Durand").unwrap();
         assert_eq!(
             a.open(b"circles/1", &sealed).map(|p| p.to_vec()),
             Ok(b"Jeanne Durand".to_vec())

@@ -181,7 +181,9 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeErr
         f.sync_all().map_err(io)?;
     }
     fs::rename(&tmp, path).map_err(io)?;
-    // The rename is durable only once the directory entry is.
+    // The rename is durable only once the directory entry is. (Windows cannot open a
+    // directory as a file; its renames are journaled by NTFS.)
+    #[cfg(unix)]
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     Ok(())
 }
@@ -215,15 +217,13 @@ mod tests {
     use crate::identity::Profile;
 
     fn identity() -> LocalIdentity {
-        let profile = Profile::new("Claire Martin", "infirmière", None, None)
-            .unwrap_or_else(|e| panic!("{e}"));
-        LocalIdentity::generate(profile, cercle_crdt::Timestamp(1))
-            .unwrap_or_else(|e| panic!("{e}"))
+        let profile = Profile::new("Claire Martin", "infirmière", None, None).unwrap();
+        LocalIdentity::generate(profile, cercle_crdt::Timestamp(1)).unwrap()
     }
 
     #[test]
     fn init_stores_the_identity_and_refuses_a_second_init() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().join("h"));
         assert!(matches!(
             home.identity(),
@@ -231,9 +231,9 @@ mod tests {
         ));
         let id = identity();
         home.init(&id, Some("pw"), KdfParams::FAST_INSECURE)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(home.identity().ok(), Some(id.public()));
-        let unlocked = home.unlock("pw").unwrap_or_else(|e| panic!("{e}"));
+        let unlocked = home.unlock("pw").unwrap();
         assert_eq!(unlocked.sign(b"m"), id.sign(b"m"));
         assert!(matches!(
             home.unlock("nope"),
@@ -249,10 +249,10 @@ mod tests {
     #[test]
     fn only_the_owner_can_read_the_key_file() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
         home.init(&identity(), Some("pw"), KdfParams::FAST_INSECURE)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let mode = fs::metadata(dir.path().join(KEY_FILE))
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or(0);
@@ -261,11 +261,11 @@ mod tests {
 
     #[test]
     fn the_key_file_holds_no_raw_secret_bytes() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
         let id = identity();
         home.init(&id, Some("pw"), KdfParams::FAST_INSECURE)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let secrets = id.secrets();
         for name in [KEY_FILE, IDENTITY_FILE] {
             let file = fs::read(dir.path().join(name)).unwrap_or_default();
@@ -288,9 +288,9 @@ mod tests {
 
     #[test]
     fn a_damaged_identity_file_is_reported_not_replaced() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
-        fs::write(dir.path().join(IDENTITY_FILE), b"{not json").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join(IDENTITY_FILE), b"{not json").unwrap();
         assert!(matches!(home.identity(), Err(HomeError::Corrupt { .. })));
         assert_eq!(
             fs::read(dir.path().join(IDENTITY_FILE)).ok().as_deref(),

@@ -364,26 +364,36 @@ impl PublicIdentity {
 /// Length of the serialized secrets: member, device and X25519 secret keys.
 const SECRETS_LEN: usize = 96;
 
-fn random32() -> Result<Zeroizing<[u8; 32]>, ProfileError> {
-    let mut b = Zeroizing::new([0u8; 32]);
-    getrandom::fill(b.as_mut()).map_err(|e| ProfileError::Random(e.to_string()))?;
-    Ok(b)
-}
-
 impl LocalIdentity {
     /// A new member with one device, all keys fresh from the system's CSPRNG.
     pub fn generate(profile: Profile, now: Timestamp) -> Result<Self, ProfileError> {
-        let member_key = SigningKey::from_bytes(&*random32()?);
-        let device_key = SigningKey::from_bytes(&*random32()?);
-        let x25519 = x25519_dalek::StaticSecret::from(*random32()?);
+        let mut rng = crate::crypto::os_rng().map_err(|e| ProfileError::Random(e.to_string()))?;
+        Ok(Self::generate_with(profile, now, &mut rng))
+    }
+
+    /// A new member with one device, its keys drawn from `rng` (a test or a simulation
+    /// passes a seeded one, so the same seed makes the same people).
+    pub fn generate_with(
+        profile: Profile,
+        now: Timestamp,
+        rng: &mut crate::crypto::SecureRng,
+    ) -> Self {
+        let mut random32 = || {
+            let mut b = Zeroizing::new([0u8; 32]);
+            rand::Rng::fill_bytes(rng, b.as_mut());
+            b
+        };
+        let member_key = SigningKey::from_bytes(&random32());
+        let device_key = SigningKey::from_bytes(&random32());
+        let x25519 = x25519_dalek::StaticSecret::from(*random32());
         let certificate = certify(&member_key, &device_key, &x25519, now.millis());
-        Ok(Self {
+        Self {
             member_key,
             device_key,
             x25519,
             certificate,
             profile,
-        })
+        }
     }
 
     /// The member.
@@ -514,10 +524,8 @@ mod tests {
     }
 
     fn someone() -> LocalIdentity {
-        let profile = Profile::new("Claire Martin", "infirmière", None, Some("751234567"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        LocalIdentity::generate(profile, Timestamp(1_790_000_000_000))
-            .unwrap_or_else(|e| panic!("{e}"))
+        let profile = Profile::new("Claire Martin", "infirmière", None, Some("751234567")).unwrap();
+        LocalIdentity::generate(profile, Timestamp(1_790_000_000_000)).unwrap()
     }
 
     #[test]
@@ -552,8 +560,7 @@ mod tests {
     #[test]
     fn secrets_restore_the_same_identity_and_only_with_its_public_part() {
         let me = someone();
-        let back = LocalIdentity::from_secrets(&me.secrets(), me.public())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let back = LocalIdentity::from_secrets(&me.secrets(), me.public()).unwrap();
         assert_eq!(back.public(), me.public());
         assert_eq!(back.sign(b"x"), me.sign(b"x"));
         assert!(LocalIdentity::from_secrets(&me.secrets(), someone().public()).is_err());

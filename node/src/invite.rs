@@ -225,10 +225,11 @@ impl InviteRecord {
 }
 
 /// A new random secret.
-pub fn new_secret() -> Result<[u8; 16], String> {
+pub fn new_secret(rng: &mut crate::crypto::SecureRng) -> [u8; 16] {
+    use rand::Rng as _;
     let mut secret = [0u8; 16];
-    getrandom::fill(&mut secret).map_err(|e| format!("no randomness for the invite: {e}"))?;
-    Ok(secret)
+    rng.fill_bytes(&mut secret);
+    secret
 }
 
 /// Parses an invite's validity: `90s`, `30m`, `48h`, `7d` (at most 30 days).

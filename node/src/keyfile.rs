@@ -180,7 +180,7 @@ mod tests {
             Some("correct horse"),
             KdfParams::FAST_INSECURE,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(
             f.open("correct horse").map(|s| s.to_vec()),
             Ok(b"secret keys".to_vec())
@@ -190,8 +190,7 @@ mod tests {
 
     #[test]
     fn weakening_the_parameters_or_the_insecure_flag_is_detected() {
-        let f = KeyFile::seal(b"k", Some("pw"), KdfParams::FAST_INSECURE)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let f = KeyFile::seal(b"k", Some("pw"), KdfParams::FAST_INSECURE).unwrap();
         let mut weaker = f.clone();
         weaker.kdf.t = 2;
         assert_eq!(weaker.open("pw"), Err(KeyFileError::WrongPassphrase));
@@ -208,8 +207,7 @@ mod tests {
 
     #[test]
     fn insecure_files_open_without_a_passphrase() {
-        let f = KeyFile::seal(b"demo", None, KdfParams::FAST_INSECURE)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let f = KeyFile::seal(b"demo", None, KdfParams::FAST_INSECURE).unwrap();
         assert!(f.insecure);
         assert_eq!(f.open("anything").map(|s| s.to_vec()), Ok(b"demo".to_vec()));
     }

@@ -11,13 +11,15 @@
 //! - [`circle`]: circles of care, their signed membership log and three documents.
 //! - [`crypto`]: epoch keys, HPKE sealing to devices, payload encryption.
 //! - [`textcode`]: the checksummed text form of contact cards and invite codes.
+//! - `reader`: the bounds-checked cursor the binary formats are read with.
 //! - [`invite`]: invite codes and the inviter's check of a join.
 //! - [`envelope`]: the signed, encrypted unit of replication and its receive checks.
 //! - [`store`]: the durable, encrypted store (sled plus a journal) and its group commit.
 //! - [`sync`]: the sans-I/O sync protocol between two nodes, and its wire format.
 //! - [`net`]: the libp2p swarm and the sync stream protocol.
 //! - [`node`]: the running node: its core (circles and peers) and the async shell around it.
-//! - [`api`]: the requests a user makes of a node, and the local HTTP API that carries them.
+//! - [`ops`]: what a user can ask of a node, one module per operation, and [`ops::NodeError`].
+//! - [`api`]: the local HTTP API and web UI that carry those requests.
 //! - [`mailbox`]: the relay's store of envelopes for offline members, checked without keys.
 //! - [`relay`]: the relay node for operators (circuit relay, rendezvous, AutoNAT, metrics).
 #![forbid(unsafe_code)]
@@ -33,6 +35,8 @@ pub mod keyfile;
 pub mod mailbox;
 pub mod net;
 pub mod node;
+pub mod ops;
+mod reader;
 pub mod relay;
 pub mod store;
 pub mod sync;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::mailbox::exchange::{Exchange, Step};
 use crate::mailbox::{Mailbox, MailboxLimits};
-use crate::net::{NetEvent, Outbox, SYNC_PROTOCOL, device_of};
+use crate::net::{NetEvent, Outbox, SYNC_PROTOCOL, Undelivered, device_of};
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -369,11 +369,14 @@ pub async fn run(
     let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), limits)?;
     metrics.mailbox_totals(&mailbox);
     let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
+    // Peers that do not read what the mailbox sends them, to disconnect.
+    let (drop_tx, mut drop_rx) = mpsc::channel::<crate::identity::DeviceId>(64);
     let carrier = tokio::spawn(carry(
         Exchange::new(mailbox),
         net_rx,
         metrics.clone(),
         healthy.clone(),
+        drop_tx,
     ));
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
@@ -397,6 +400,11 @@ pub async fn run(
             Some((peer, stream)) = incoming.next() => {
                 if let Some(device) = device_of(&peer) {
                     tokio::spawn(crate::net::read_stream(device, stream, net_tx.clone()));
+                }
+            }
+            Some(device) = drop_rx.recv() => {
+                if let Some(peer) = crate::net::peer_of(&device) {
+                    let _ = swarm.disconnect_peer_id(peer);
                 }
             }
             event = swarm.select_next_some() => {
@@ -442,6 +450,7 @@ async fn carry(
     mut events: mpsc::Receiver<NetEvent>,
     metrics: Arc<Metrics>,
     healthy: Arc<AtomicBool>,
+    drop_peer: mpsc::Sender<crate::identity::DeviceId>,
 ) {
     let mut outbox = Outbox::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -473,7 +482,16 @@ async fn carry(
             healthy.store(false, Ordering::Relaxed);
         }
         for (device, message) in step.sends {
-            outbox.send(device, message);
+            match outbox.send(device, message) {
+                Ok(()) => {}
+                Err(Undelivered::Overflow(device)) => {
+                    tracing::warn!(%device, "a member does not read what the mailbox sends; disconnecting it");
+                    exchange.disconnected(&device);
+                    let _ = drop_peer.try_send(device);
+                }
+                // The stream closed: the device says Hello again on its next stream.
+                Err(Undelivered::Lost(device)) => exchange.disconnected(&device),
+            }
         }
     }
 }
@@ -579,11 +597,12 @@ async fn serve_metrics(
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn the_relay_key_is_created_once_and_kept() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let a = load_or_create_key(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let b = load_or_create_key(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_key(dir.path()).unwrap();
+        let b = load_or_create_key(dir.path()).unwrap();
         assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
@@ -593,8 +612,8 @@ mod tests {
 
     #[test]
     fn a_damaged_relay_key_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
         let err = load_or_create_key(dir.path()).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("not a 32-byte key")));
     }
@@ -607,8 +626,7 @@ mod tests {
         m.refused("circuit");
         m.connections.inc();
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry)
-            .unwrap_or_else(|e| panic!("{e}"));
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
             text.contains("# TYPE cercle_relay_connections gauge"),
             "{text}"

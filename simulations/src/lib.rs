@@ -8,7 +8,8 @@
 //! # Layout
 //!
 //! - [`gossip`]: anti-entropy by per-device version vectors between random pairs.
-//! - [`network`]: the real sync protocol (`cercle_node::sync`) between 50 nodes in 5 circles.
+//! - [`network`]: whole node cores (`cercle_node::node::cluster`) between 50 nodes in 5
+//!   circles: the code the daemon runs, over a simulated network.
 #![forbid(unsafe_code)]
 
 pub mod gossip;

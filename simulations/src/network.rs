@@ -1,20 +1,25 @@
-//! The `network` scenario: the real sync state machine (`cercle_node::sync::PeerSync`)
-//! between many nodes over a simulated network in virtual time.
+//! The `network` scenario: whole nodes (the node core the daemon runs: requests, writes made
+//! durable, envelopes sealed and checked, the sync protocol, membership and keys) between
+//! many nodes over a simulated network in virtual time, through
+//! `cercle_node::node::cluster`.
 //!
-//! `nodes` nodes form `circles` circles (each node a member of one, plus a few connections
-//! to non-members, which must receive nothing). Connections carry messages with random
-//! latency; a lost message breaks its connection (as a dead TCP/QUIC connection would), and
-//! the two nodes reconnect later. Nodes go offline and come back (churn), the network is cut
-//! in two halves for a while (partition), and members write concurrently. After the writes
-//! stop, the run continues until every circle's members hold the same digest.
+//! `nodes` nodes form `circles` circles (each node a member of one, created by its first
+//! member who adds the others by their contact cards, plus a few connections to
+//! non-members, which must receive nothing). Messages travel with random latency; a lost
+//! message breaks its connection (as a dead TCP/QUIC connection would), and the two nodes
+//! reconnect later. Nodes go offline and come back (churn), the network is cut in two halves
+//! for a while (partition), and members write notes concurrently. After the writes stop,
+//! the run continues until every circle's members hold the same digest.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
-use cercle_crdt::DocKind;
+use cercle_crdt::{EntryKind, Role};
 use cercle_node::circle::membership::CircleId;
-use cercle_node::identity::DeviceId;
-use cercle_node::sync::memory::Memory;
-use cercle_node::sync::{Local, Message, PeerSync};
+use cercle_node::node::cluster::{Cluster, WireConfig};
+use cercle_node::ops::circles::CircleCreate;
+use cercle_node::ops::members::MemberAdd;
+use cercle_node::ops::notes::NoteAdd;
+use cercle_node::sync::Local;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
@@ -53,7 +58,8 @@ pub struct Report {
     pub seed: u64,
     pub nodes: usize,
     pub circles: usize,
-    pub envelopes_written: usize,
+    /// Notes written (each one envelope, sealed and pushed by its writer's core).
+    pub notes_written: usize,
     pub converged: bool,
     /// Virtual milliseconds from the last write to convergence.
     pub convergence_ms: i64,
@@ -62,71 +68,16 @@ pub struct Report {
     pub connections_broken: u64,
     /// Data bytes any node received for a circle it is not a member of (must be 0).
     pub non_member_data_bytes: u64,
+    /// A fingerprint of every message, write and answer of the run.
+    pub trace: String,
 }
 
-const TICK_MS: i64 = 10;
+/// The scenario's step, in virtual milliseconds.
+const STEP_MS: i64 = 100;
 const PARTITION_FROM_MS: i64 = 20_000;
 const PARTITION_TO_MS: i64 = 40_000;
-
-fn device(i: usize) -> DeviceId {
-    let mut d = [0u8; 32];
-    d[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-    DeviceId(d)
-}
-
-fn circle(i: usize) -> CircleId {
-    CircleId([i as u8 + 1; 32])
-}
-
-/// A message on the wire.
-#[derive(Debug)]
-struct InFlight {
-    at: i64,
-    from: usize,
-    to: usize,
-    message: Message,
-}
-
-/// Puts `message` on the wire with a random latency of 1–40 ms.
-fn send(
-    wire: &mut VecDeque<InFlight>,
-    rng: &mut ChaCha8Rng,
-    now: i64,
-    from: usize,
-    to: usize,
-    message: Message,
-) {
-    let at = now + rng.random_range(1..40);
-    wire.push_back(InFlight {
-        at,
-        from,
-        to,
-        message,
-    });
-}
-
-fn size(m: &Message) -> u64 {
-    match m {
-        Message::Hello { circles } => 8 + 64 * circles.len() as u64,
-        Message::Have { ops, vectors, .. } => {
-            40 + 32 * ops.len() as u64
-                + vectors
-                    .iter()
-                    .map(|(_, v)| 8 + 40 * v.len() as u64)
-                    .sum::<u64>()
-        }
-        Message::Data { ops, envelopes, .. } => {
-            40 + ops
-                .iter()
-                .chain(envelopes)
-                .map(|b| 4 + b.len() as u64)
-                .sum::<u64>()
-        }
-        Message::Ack { .. } => 16,
-        // Invites and document contents: their encoded size.
-        other => cercle_node::sync::wire::encode(other).len() as u64,
-    }
-}
+/// Setting a circle up (creation, members added) may take this long.
+const SETUP_MS: i64 = 60_000;
 
 /// Runs the scenario.
 pub fn run(config: &Config, seed: u64) -> Report {
@@ -134,16 +85,32 @@ pub fn run(config: &Config, seed: u64) -> Report {
     let n = config.nodes.max(2);
     let k = config.circles.clamp(1, n);
     let member_of: Vec<usize> = (0..n).map(|i| i % k).collect();
-    let mut nodes: Vec<Memory> = (0..n).map(|_| Memory::default()).collect();
-    for node in &mut nodes {
-        for c in 0..k {
-            node.share(circle(c), (0..n).filter(|j| member_of[*j] == c).map(device));
-        }
-    }
-    for (i, node) in nodes.iter_mut().enumerate() {
-        // Each circle starts with its genesis operation on every member.
-        node.add_op(circle(member_of[i]), member_of[i] as u8);
-    }
+    let names: Vec<String> = (0..n).map(|i| format!("Soignant {i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wire = WireConfig {
+        latency_us: (1_000, 40_000),
+        durable_us: 1_000,
+        loss: config.loss.clamp(0.0, 0.9),
+    };
+    let mut report = Report {
+        seed,
+        nodes: n,
+        circles: k,
+        notes_written: 0,
+        converged: false,
+        convergence_ms: 0,
+        messages: 0,
+        bytes: 0,
+        connections_broken: 0,
+        non_member_data_bytes: 0,
+        trace: String::new(),
+    };
+    let Ok(mut cluster) = Cluster::new(seed, &names, wire) else {
+        return report;
+    };
+    let Some(circles) = set_up(&mut cluster, &member_of, k) else {
+        return report;
+    };
     // Who may connect: members of the same circle, and a few strangers.
     let mut links: BTreeSet<(usize, usize)> = BTreeSet::new();
     for a in 0..n {
@@ -159,158 +126,116 @@ pub fn run(config: &Config, seed: u64) -> Report {
             }
         }
     }
+    let cut = |a: usize, b: usize, t: i64| {
+        (PARTITION_FROM_MS..PARTITION_TO_MS).contains(&t) && (a < n / 2) != (b < n / 2)
+    };
     let mut online = vec![true; n];
-    let mut connections: BTreeMap<(usize, usize), (PeerSync, PeerSync)> = BTreeMap::new();
-    let mut wire: VecDeque<InFlight> = VecDeque::new();
-    let mut report = Report {
-        seed,
-        nodes: n,
-        circles: k,
-        envelopes_written: 0,
-        converged: false,
-        convergence_ms: 0,
-        messages: 0,
-        bytes: 0,
-        connections_broken: 0,
-        non_member_data_bytes: 0,
-    };
-    let cut = |a: usize, b: usize, now: i64| {
-        (PARTITION_FROM_MS..PARTITION_TO_MS).contains(&now) && (a < n / 2) != (b < n / 2)
-    };
-    let mut now = 0;
-    while now <= config.max_ms {
-        // Churn.
-        let p = config.churn * TICK_MS as f64 / 1000.0;
-        for up in online.iter_mut() {
-            if rng.random_bool(p.clamp(0.0, 1.0)) {
+    let mut t = 0;
+    while t <= config.max_ms {
+        // Churn: a node going offline loses its connections.
+        let p = (config.churn * STEP_MS as f64 / 1000.0).clamp(0.0, 1.0);
+        for (i, up) in online.iter_mut().enumerate() {
+            if t < config.write_ms && rng.random_bool(p) {
                 *up = !*up;
+            } else if t >= config.write_ms {
+                *up = true;
             }
-        }
-        if now >= config.write_ms {
-            online.iter_mut().for_each(|u| *u = true);
-        }
-        // Writes: about ten per second across the network.
-        if now < config.write_ms && rng.random_bool(0.1) {
-            let w = rng.random_range(0..n);
-            let doc = DocKind::ALL[rng.random_range(0..3usize)];
-            let len = rng.random_range(100..2000usize);
-            nodes[w].write(circle(member_of[w]), doc, device(w), len);
-            report.envelopes_written += 1;
-            let c = circle(member_of[w]);
-            let bytes = nodes[w]
-                .envelopes(&c, doc, &device(w), 0, usize::MAX)
-                .pop()
-                .unwrap_or_default();
-            for ((a, b), (pa, pb)) in connections.iter_mut() {
-                let (me, other, ps) = if *a == w {
-                    (*a, *b, pa)
-                } else if *b == w {
-                    (*b, *a, pb)
-                } else {
-                    continue;
-                };
-                for message in ps.push(&nodes[me], c, vec![bytes.clone()]) {
-                    send(&mut wire, &mut rng, now, me, other, message);
+            if !*up {
+                for j in 0..n {
+                    if cluster.connected(i, j) {
+                        cluster.disconnect(i, j);
+                        report.connections_broken += 1;
+                    }
                 }
             }
         }
-        // Connections break when an end is offline or cut off; others (re)connect.
-        let down: Vec<(usize, usize)> = connections
-            .keys()
-            .filter(|(a, b)| !online[*a] || !online[*b] || cut(*a, *b, now))
-            .copied()
-            .collect();
-        for key in down {
-            connections.remove(&key);
-            report.connections_broken += 1;
-        }
-        if now % 1000 == 0 {
-            for &(a, b) in &links {
-                if online[a] && online[b] && !cut(a, b, now) && !connections.contains_key(&(a, b)) {
-                    let mut pa = PeerSync::new(device(b));
-                    let mut pb = PeerSync::new(device(a));
-                    for message in pa.connected(&nodes[a], now) {
-                        send(&mut wire, &mut rng, now, a, b, message);
-                    }
-                    for message in pb.connected(&nodes[b], now) {
-                        send(&mut wire, &mut rng, now, b, a, message);
-                    }
-                    connections.insert((a, b), (pa, pb));
-                }
-            }
-        }
-        // Deliver what is due.
-        let mut later = VecDeque::new();
-        while let Some(m) = wire.pop_front() {
-            if m.at > now {
-                later.push_back(m);
-                continue;
-            }
-            let key = (m.from.min(m.to), m.from.max(m.to));
-            let Some((pa, pb)) = connections.get_mut(&key) else {
-                continue; // the connection died with the message
-            };
-            report.messages += 1;
-            report.bytes += size(&m.message);
-            if rng.random_bool(config.loss.clamp(0.0, 1.0)) {
-                connections.remove(&key);
+        for &(a, b) in &links {
+            if cut(a, b, t) && cluster.connected(a, b) {
+                cluster.disconnect(a, b);
                 report.connections_broken += 1;
-                continue;
             }
-            let receiver = if m.to == key.0 { pa } else { pb };
-            if let Message::Data {
-                circle: c,
-                ops,
-                envelopes,
-            } = &m.message
-                && *c != circle(member_of[m.to])
-            {
-                report.non_member_data_bytes += ops
-                    .iter()
-                    .chain(envelopes)
-                    .map(|b| b.len() as u64)
-                    .sum::<u64>();
+        }
+        // Writes: one note per step (ten per second) across the network.
+        if t < config.write_ms {
+            let w = rng.random_range(0..n);
+            if online[w] {
+                let add = NoteAdd {
+                    circle: circles[member_of[w]].to_string(),
+                    texts: vec![format!("Passage {t}: pansement refait, plaie propre.")],
+                    kind: EntryKind::Care,
+                    at: None,
+                };
+                cluster.request(w, add.into());
+                report.notes_written += 1;
             }
-            match receiver.receive(&nodes[m.to], m.message) {
-                Ok((replies, received)) => {
-                    if let Some(r) = received {
-                        nodes[m.to].apply(r);
-                    }
-                    for message in replies {
-                        send(&mut later, &mut rng, now, m.to, m.from, message);
-                    }
-                }
-                Err(_) => {
-                    connections.remove(&key);
-                    report.connections_broken += 1;
+        }
+        // Links come back every second between nodes that are up and not cut apart.
+        if t % 1000 == 0 {
+            for &(a, b) in &links {
+                if online[a] && online[b] && !cut(a, b, t) {
+                    cluster.connect(a, b);
                 }
             }
         }
-        wire = later;
-        // Anti-entropy.
-        for ((a, b), (pa, pb)) in connections.iter_mut() {
-            for message in pa.tick(&nodes[*a], now) {
-                send(&mut wire, &mut rng, now, *a, *b, message);
-            }
-            for message in pb.tick(&nodes[*b], now) {
-                send(&mut wire, &mut rng, now, *b, *a, message);
-            }
-        }
-        if now >= config.write_ms && converged(&nodes, &member_of, k) {
+        cluster.run_for(STEP_MS);
+        if t >= config.write_ms && converged(&cluster, &circles, &member_of) {
             report.converged = true;
-            report.convergence_ms = now - config.write_ms;
+            report.convergence_ms = t - config.write_ms;
             break;
         }
-        now += TICK_MS;
+        t += STEP_MS;
     }
+    report.messages = cluster.stats.messages;
+    report.bytes = cluster.stats.bytes;
+    report.connections_broken += cluster.stats.lost;
+    report.non_member_data_bytes = cluster
+        .data_to
+        .iter()
+        .filter(|((node, circle), _)| circles[member_of[*node]] != *circle)
+        .map(|(_, bytes)| *bytes)
+        .sum();
+    report.trace = cluster.trace();
     report
 }
 
-fn converged(nodes: &[Memory], member_of: &[usize], k: usize) -> bool {
-    (0..k).all(|c| {
-        let digests: BTreeSet<[u8; 32]> = (0..nodes.len())
+/// Each circle's first member creates it and adds the others by their contact cards.
+fn set_up(cluster: &mut Cluster, member_of: &[usize], k: usize) -> Option<Vec<CircleId>> {
+    let mut circles = Vec::with_capacity(k);
+    for c in 0..k {
+        let create = CircleCreate {
+            patient: format!("Patient {c}"),
+            birth_date: None,
+        };
+        let id = cluster
+            .ask(c, create, SETUP_MS)
+            .ok()?
+            .circles
+            .first()?
+            .id
+            .clone();
+        for (i, _) in member_of
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| **m == c && *i != c)
+        {
+            let card = cluster.members[i].core.me().public().card(&[]).encode();
+            let add = MemberAdd {
+                circle: id.clone(),
+                card,
+                role: Role::Professional,
+            };
+            cluster.ask(c, add, SETUP_MS).ok()?;
+        }
+        circles.push(id.parse().ok()?);
+    }
+    Some(circles)
+}
+
+fn converged(cluster: &Cluster, circles: &[CircleId], member_of: &[usize]) -> bool {
+    circles.iter().enumerate().all(|(c, id)| {
+        let digests: BTreeSet<[u8; 32]> = (0..cluster.members.len())
             .filter(|i| member_of[*i] == c)
-            .map(|i| nodes[i].digest(&circle(c)))
+            .map(|i| cluster.members[i].core.circles().digest(id))
             .collect();
         digests.len() == 1
     })
@@ -332,7 +257,7 @@ mod tests {
         let report = run(&config, 3);
         assert!(report.converged, "{report:?}");
         assert_eq!(report.non_member_data_bytes, 0);
-        assert!(report.envelopes_written > 0);
+        assert!(report.notes_written > 0);
         assert_eq!(run(&config, 3), report, "one seed, one report");
     }
 }

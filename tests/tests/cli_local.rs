@@ -2,6 +2,8 @@
 //! `note add` is listed by `note list --json`, and user mistakes get one clear sentence, a
 //! non-zero exit, and lose nothing already stored.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 use cercle_tests::TestHome;
 
 fn circle_with_note() -> (TestHome, String, String) {
@@ -267,7 +269,7 @@ fn a_wrong_passphrase_is_refused_in_one_sentence() {
         .args(["circle", "create", "--patient", "Jeanne Durand"])
         .env("CERCLE_PASSPHRASE", "not the passphrase")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(run.status.code(), Some(1));
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.starts_with("error: wrong passphrase"), "{err}");

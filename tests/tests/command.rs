@@ -1,6 +1,8 @@
 //! The `cercle` command with running nodes: invites between two daemons, the `--json`
 //! answer of every command, the local API's guards, and exports that Automerge reads back.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 use std::os::unix::fs::PermissionsExt;
 
 use cercle_tests::browser::WebSession;
@@ -269,8 +271,7 @@ fn every_command_answers_in_json() {
     assert_eq!(done[0]["status"], "done");
 
     let file = a.path().join("ordonnance.pdf");
-    std::fs::write(&file, b"%PDF-1.4 ordonnance de soins infirmiers")
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, b"%PDF-1.4 ordonnance de soins infirmiers").unwrap();
     let doc = a.json(&["doc", "add", &circle, &file.display().to_string()]);
     let doc_id = doc["id"].as_str().unwrap_or_default().to_string();
     let docs = a.json(&["doc", "list", &circle]);
@@ -376,7 +377,7 @@ fn every_command_answers_in_json() {
             }
             child.wait_with_output()
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&imported.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -448,7 +449,7 @@ fn the_local_api_wants_its_token_and_a_loopback_host() {
 
     let (code, doc) = http_get(&format!("http://{address}/api/v1/openapi.json"), &[]);
     assert_eq!(code, 200);
-    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/call"]["post"].is_object());
 }

@@ -2,6 +2,8 @@
 //! 30 seconds, each member's UI answering at the printed URL, the patient file exported as
 //! FHIR R4 from the page, everything stopped and removed on SIGTERM.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 use std::time::Duration;
 
 use cercle_tests::browser::WebSession;
@@ -10,7 +12,7 @@ use cercle_tests::{cercle_bin, wait_until};
 
 #[test]
 fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
     // The binary is built (if needed) before the clock starts: "within 30 s of a built
     // binary".
     cercle_bin();

@@ -2,6 +2,8 @@
 //! SIGKILL, the store always reopens, no care data is readable on disk, and damaged, locked,
 //! foreign or full stores get one clear sentence instead of a panic.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 // The crash test reports its seed and what it saw on stderr.
 #![allow(clippy::print_stderr)]
 
@@ -199,14 +201,13 @@ fn no_note_text_nor_patient_name_is_readable_anywhere_in_the_home() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     if let Some(mut stdin) = import.stdin.take() {
         for i in 0..120 {
-            writeln!(stdin, "{marker} passage {i}, Mme Quenouille va mieux")
-                .unwrap_or_else(|e| panic!("{e}"));
+            writeln!(stdin, "{marker} passage {i}, Mme Quenouille va mieux").unwrap();
         }
     }
-    let out = import.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = import.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(note_ids(&home, &circle).len(), 121);
     // The store was opened, snapshotted and closed; the journal and database are on disk.
@@ -245,7 +246,7 @@ fn overwrite_with_random_bytes(path: &std::path::Path, seed: u64) {
         .unwrap_or(0)
         .max(4096) as usize;
     let junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-    std::fs::write(path, junk).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(path, junk).unwrap();
 }
 
 fn one_clear_sentence(run: &Run, expected: &str) {
@@ -306,13 +307,13 @@ fn a_second_process_on_the_same_home_is_told_a_node_is_running() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // Wait until the importer holds the store: its first note is acknowledged.
     let mut stdin = holder.stdin.take().unwrap_or_else(|| panic!("no stdin"));
-    writeln!(stdin, "première note").unwrap_or_else(|e| panic!("{e}"));
+    writeln!(stdin, "première note").unwrap();
     let mut first = String::new();
     let mut out = BufReader::new(holder.stdout.take().unwrap_or_else(|| panic!("no stdout")));
-    out.read_line(&mut first).unwrap_or_else(|e| panic!("{e}"));
+    out.read_line(&mut first).unwrap();
     assert!(!first.trim().is_empty());
     let run = home.cercle(&["note", "list", &circle]);
     one_clear_sentence(&run, "a node is already running on this home");
@@ -327,20 +328,20 @@ fn another_identitys_store_is_refused() {
     let (b, circle_b) = home_with_circle(true, "Paul Martin");
     let store_a = a.path().join("store");
     let store_b = b.path().join("store");
-    std::fs::remove_dir_all(&store_b).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(&store_b).unwrap();
     copy_dir(&store_a, &store_b);
     let run = b.cercle(&["note", "list", &circle_b]);
     one_clear_sentence(&run, "belongs to another identity");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).into_iter().flatten().flatten() {
         let target = to.join(entry.file_name());
         if entry.path().is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }
@@ -350,7 +351,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// acknowledged before it is still there once space is freed.
 #[test]
 fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
         .arg(dir.path())
@@ -368,7 +369,7 @@ fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
         }
     }
     let _unmount = Unmount(dir.path().to_path_buf());
-    let home_dir = tempfile::tempdir_in(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let home_dir = tempfile::tempdir_in(dir.path()).unwrap();
     let home = TestHome::in_dir(home_dir);
     home.json(&[
         "init",
@@ -382,14 +383,14 @@ fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
     let circle = circle["id"].as_str().unwrap_or_default().to_string();
     // Room to free later.
     let filler = dir.path().join("filler");
-    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
     let mut import = home
         .command(&["note", "import", &circle])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut stdin = import.stdin.take().unwrap_or_else(|| panic!("no stdin"));
     let writer = std::thread::spawn(move || {
         // Incompressible text, 8 KiB per note: the disk fills within a few hundred notes.
@@ -403,7 +404,7 @@ fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
             }
         }
     });
-    let out = import.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = import.wait_with_output().unwrap();
     let _ = writer.join();
     let run = Run {
         code: out.status.code(),
@@ -413,7 +414,7 @@ fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
     one_clear_sentence(&run, "is full");
     let acked: Vec<String> = run.stdout.lines().map(str::to_string).collect();
     assert!(!acked.is_empty(), "some notes fit before the disk filled");
-    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&filler).unwrap();
     let present: BTreeSet<String> = note_ids(&home, &circle).into_iter().collect();
     for id in &acked {
         assert!(present.contains(id), "acknowledged note {id} lost");

@@ -4,6 +4,8 @@
 //! refuse strangers and forged forms; French by default, English on every page; and
 //! screenshots of the main pages at 1280 and 800 px, with no sideways scrolling.
 
+// A test that unwraps fails with the error in its message.
+#![allow(clippy::unwrap_used)]
 // The test reports where its screenshots are and how fast a note reached the other page.
 #![allow(clippy::print_stderr)]
 
@@ -35,7 +37,7 @@ fn form_token(page: &str) -> String {
 
 #[test]
 fn two_members_work_together_in_their_browsers() {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
     let mut demo = Demo::start(tmp.path());
     let (gp, nurse) = (demo.url(0), demo.url(1));
     let driver = Driver::start();
@@ -151,7 +153,7 @@ fn two_members_work_together_in_their_browsers() {
 
     // A document uploaded by A is listed on B's open page.
     let file = tmp.path().join("ordonnance.txt");
-    std::fs::write(&file, "Paracétamol 1 g, 3 fois par jour").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, "Paracétamol 1 g, 3 fois par jour").unwrap();
     b.goto(&format!("{}/documents", notebook(&nurse)));
     a.goto(&format!("{}/documents", notebook(&gp)));
     a.choose_file("#doc-file", &file);

@@ -1,11 +1,14 @@
 //! `cercle circle`: create circles of care, list and show them, and manage their members.
 
 use cercle_crdt::Role;
-use cercle_node::api::{Answer, CircleSummary, Request};
+use cercle_node::ops::circles::{CircleCreate, CircleList, CircleShow, CircleSummary};
+use cercle_node::ops::members::{MemberAdd, MemberRemove};
+use cercle_node::ops::relays::RelaysSet;
+use cercle_node::ops::roles::RoleChange;
 use cercle_node::{CircleInfo, ContactCard};
 
 use crate::Context;
-use crate::backend::Backend;
+use crate::backend::ask;
 use crate::output::{answer, human_time};
 
 #[derive(Debug, clap::Subcommand)]
@@ -59,65 +62,63 @@ pub(crate) enum CircleCommand {
 }
 
 pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
-    let request = match cmd {
+    match cmd {
         CircleCommand::Create {
             patient,
             birth_date,
         } => {
             ctx.home.identity()?;
-            Request::CircleCreate {
+            let create = CircleCreate {
                 patient,
                 birth_date,
-            }
-        }
-        CircleCommand::List => Request::CircleList,
-        CircleCommand::Show { circle } => Request::CircleShow { circle },
-        CircleCommand::Add { circle, card, role } => {
-            let role = parse_role(&role)?;
-            // A bad card is reported before the passphrase is asked for.
-            ContactCard::decode(&card)?;
-            Request::MemberAdd { circle, card, role }
-        }
-        CircleCommand::Remove { circle, member } => Request::MemberRemove { circle, member },
-        CircleCommand::Relays {
-            circle,
-            relays,
-            none,
-        } => {
-            if relays.is_empty() && !none {
-                Request::CircleShow { circle }
-            } else {
-                for r in &relays {
-                    cercle_node::net::relay_device(r).map_err(|e| {
-                        anyhow::anyhow!("{e}; give the address as `cercle relay` prints it")
-                    })?;
-                }
-                Request::RelaysSet { circle, relays }
-            }
-        }
-        CircleCommand::Role {
-            circle,
-            member,
-            role,
-        } => Request::RoleChange {
-            circle,
-            member,
-            role: parse_role(&role)?,
-        },
-    };
-    let created = matches!(request, Request::CircleCreate { .. });
-    match Backend::open(ctx)?.call(request)? {
-        Answer::Circle(view) => show_circle(ctx, &view),
-        Answer::Circles { circles } if created => {
-            let info = circles
+            };
+            let created = ask(ctx, create)?;
+            let info = created
+                .circles
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
             answer(ctx.json, info, || {
                 format!("created circle {} for {}", info.id, info.patient)
             })
         }
-        Answer::Circles { circles } => list(ctx, &circles),
-        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
+        CircleCommand::List => list(ctx, &ask(ctx, CircleList {})?.circles),
+        CircleCommand::Show { circle } => show_circle(ctx, &ask(ctx, CircleShow { circle })?),
+        CircleCommand::Add { circle, card, role } => {
+            let role = parse_role(&role)?;
+            // A bad card is reported before the passphrase is asked for.
+            ContactCard::decode(&card)?;
+            show_circle(ctx, &ask(ctx, MemberAdd { circle, card, role })?)
+        }
+        CircleCommand::Remove { circle, member } => {
+            show_circle(ctx, &ask(ctx, MemberRemove { circle, member })?)
+        }
+        CircleCommand::Relays {
+            circle,
+            relays,
+            none,
+        } => {
+            if relays.is_empty() && !none {
+                return show_circle(ctx, &ask(ctx, CircleShow { circle })?);
+            }
+            for r in &relays {
+                cercle_node::net::relay_device(r).map_err(|e| {
+                    anyhow::anyhow!("{e}; give the address as `cercle relay` prints it")
+                })?;
+            }
+            show_circle(ctx, &ask(ctx, RelaysSet { circle, relays })?)
+        }
+        CircleCommand::Role {
+            circle,
+            member,
+            role,
+        } => {
+            let change = RoleChange {
+                circle,
+                member,
+                role: parse_role(&role)?,
+            };
+            show_circle(ctx, &ask(ctx, change)?)
+        }
     }
 }
 

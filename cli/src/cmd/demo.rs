@@ -14,9 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cercle_crdt::{ConsentStatus, EntryKind, IdentityUpdate, ItemList, Role, Timestamp};
-use cercle_node::api::{Answer, ApiFile, Request};
-use cercle_node::{Circle, Home, KdfParams, LocalIdentity, Profile};
+use cercle_crdt::{EntryKind, Role};
+use cercle_node::api::ApiFile;
+use cercle_node::node::offline::OfflineNode;
+use cercle_node::ops::circles::{CircleCreate, CircleList};
+use cercle_node::ops::members::MemberAdd;
+use cercle_node::ops::messages::MsgSend;
+use cercle_node::ops::notes::NoteAdd;
+use cercle_node::ops::patient::{ItemAdd, PatientChange, PatientList, PatientSet};
+use cercle_node::ops::relays::RelaysSet;
+use cercle_node::ops::tasks::TaskAdd;
+use cercle_node::{Home, KdfParams, LocalIdentity, Profile};
 use serde::Serialize;
 
 use crate::Context;
@@ -200,9 +208,8 @@ pub(crate) fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<()> {
     // The API answers before the network has reported its listen address: wait for it, or
     // the others would have only the relay to find the GP through.
     let gp_address = loop {
-        if let Answer::Status(s) = gp.call(&Request::Status)?
-            && let Some(a) = s.addresses.into_iter().find(|a| a.contains("/tcp/"))
-        {
+        let status = gp.ask(cercle_node::ops::status::Status {})?;
+        if let Some(a) = status.addresses.into_iter().find(|a| a.contains("/tcp/")) {
             break a;
         }
         if started.elapsed() > READY_WITHIN {
@@ -323,8 +330,9 @@ fn start_relay(team: &mut Team) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("the demo relay has no TCP address"))
 }
 
-/// The circle, made offline in the GP's home: patient file, the GP's first notes, the
-/// other members, and the relay.
+/// The circle, made in the GP's home before the GP's node starts, through the same
+/// operations the CLI uses: patient file, the GP's first note, the other members, and the
+/// relay.
 fn create_circle(
     homes: &[(Home, LocalIdentity)],
     members: &[Member],
@@ -333,76 +341,84 @@ fn create_circle(
     let (home, gp) = &homes[0];
     let store: std::sync::Arc<dyn cercle_node::store::Store> =
         std::sync::Arc::new(home.open_store(gp)?);
-    let start = Timestamp(now().millis() - 4 * 24 * HOUR);
-    let patient = IdentityUpdate {
-        family_name: Some("Durand".into()),
-        given_names: Some("Jeanne".into()),
+    let peer = cercle_node::net::keypair(gp)?.public().to_peer_id();
+    let me = LocalIdentity::from_secrets(&gp.secrets(), gp.public())?;
+    let mut node = OfflineNode::open(store, me, peer.to_string())?;
+    let start = now().millis() - 4 * 24 * HOUR;
+    let create = CircleCreate {
+        patient: "Jeanne Durand".into(),
         birth_date: Some("1941-05-12".into()),
-        sex: Some("female".into()),
-        ins: None,
     };
-    let mut circle = Circle::create(store, gp, &patient, start)?;
-    let me = gp.member();
-    circle
-        .edit_patient_file(gp, start, |pf| {
-            pf.verify_identity(me, start)?;
-            pf.record_consent(
-                me,
-                ConsentStatus::Given,
-                "équipe de soins à domicile",
-                start,
-            )?;
-            for (list, fields) in [
-                (
-                    ItemList::Problems,
-                    &[("label", "Insuffisance cardiaque"), ("status", "active")][..],
-                ),
-                (
-                    ItemList::Problems,
-                    &[("label", "Ulcère du talon droit"), ("status", "active")],
-                ),
-                (
-                    ItemList::Allergies,
-                    &[("substance", "Pénicilline"), ("severity", "severe")],
-                ),
-                (
-                    ItemList::Medications,
-                    &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
-                ),
-                (
-                    ItemList::Tasks,
-                    &[
-                        ("title", "Renouveler l'ordonnance de soins infirmiers"),
-                        ("status", "open"),
-                    ],
-                ),
-            ] {
-                pf.add_item(me, list, fields, start)?;
-            }
-            pf.set_care_plan(
-                me,
-                "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine.",
-                start,
-            )
-        })?
-        .wait()?;
-    circle
-        .add_note(
-            gp,
-            cercle_crdt::NewEntry {
-                kind: EntryKind::Observation,
-                text: "Première visite: patiente fatiguée mais souriante, œdèmes des chevilles."
-                    .into(),
-                vitals: None,
-            },
-            Timestamp(start.millis() + 2 * HOUR),
-        )?
-        .wait()?;
-    for ((_, identity), m) in homes.iter().zip(members).skip(1) {
-        circle.add_member(gp, &identity.public().card(&[]), m.role, now())?;
+    let circle = node.ask(create)?.circles[0].id.clone();
+    let change = PatientChange {
+        sex: Some("female".into()),
+        verify: true,
+        consent: Some("given".into()),
+        consent_scope: Some("équipe de soins à domicile".into()),
+        care_plan: Some(
+            "Pansement du talon un jour sur deux; pesée quotidienne; kinésithérapie deux fois par semaine."
+                .into(),
+        ),
+        ..PatientChange::default()
+    };
+    node.ask(PatientSet {
+        circle: circle.clone(),
+        change: Box::new(change),
+    })?;
+    for (list, fields) in [
+        (
+            PatientList::Problems,
+            &[("label", "Insuffisance cardiaque"), ("status", "active")][..],
+        ),
+        (
+            PatientList::Problems,
+            &[("label", "Ulcère du talon droit"), ("status", "active")],
+        ),
+        (
+            PatientList::Allergies,
+            &[("substance", "Pénicilline"), ("severity", "severe")],
+        ),
+        (
+            PatientList::Medications,
+            &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
+        ),
+    ] {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        node.ask(ItemAdd {
+            circle: circle.clone(),
+            list,
+            fields,
+        })?;
     }
-    circle.set_relays(gp, vec![relay.to_string()], now())?;
-    Ok(circle.info().id.clone())
+    node.ask(TaskAdd {
+        circle: circle.clone(),
+        title: "Renouveler l'ordonnance de soins infirmiers".into(),
+        owner: None,
+        due: None,
+    })?;
+    node.ask(NoteAdd {
+        circle: circle.clone(),
+        texts: vec![
+            "Première visite: patiente fatiguée mais souriante, œdèmes des chevilles.".into(),
+        ],
+        kind: EntryKind::Observation,
+        at: Some(start + 2 * HOUR),
+    })?;
+    for ((_, identity), m) in homes.iter().zip(members).skip(1) {
+        node.ask(MemberAdd {
+            circle: circle.clone(),
+            card: identity.public().card(&[]).encode(),
+            role: m.role,
+        })?;
+    }
+    node.ask(RelaysSet {
+        circle: circle.clone(),
+        relays: vec![relay.to_string()],
+    })?;
+    Ok(circle)
 }
 
 /// Waits for a member's node to answer on its API.
@@ -436,8 +452,11 @@ fn wait_for_circle(
     started: Instant,
 ) -> anyhow::Result<()> {
     loop {
-        if let Answer::Circles { circles } = client.call(&Request::CircleList)?
-            && circles.iter().any(|c| c.id == circle)
+        if client
+            .ask(CircleList {})?
+            .circles
+            .iter()
+            .any(|c| c.id == circle)
         {
             return Ok(());
         }
@@ -458,7 +477,7 @@ fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> a
         let Some(client) = clients.get(who) else {
             return Ok(());
         };
-        client.call(&Request::NoteAdd {
+        client.ask(NoteAdd {
             circle: circle.into(),
             texts: vec![text.into()],
             kind,
@@ -470,7 +489,7 @@ fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> a
         let Some(client) = clients.get(who) else {
             return Ok(());
         };
-        client.call(&Request::MsgSend {
+        client.ask(MsgSend {
             circle: circle.into(),
             text: text.into(),
             attachments: Vec::new(),

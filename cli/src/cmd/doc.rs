@@ -3,12 +3,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use cercle_node::api::{Answer, DocumentRow, Request};
-use cercle_node::node::care::MAX_DOCUMENT_BYTES;
+use cercle_node::ops::documents::{DocAdd, DocGet, DocList, DocumentRow, MAX_DOCUMENT_BYTES};
 use serde::Serialize;
 
 use crate::Context;
-use crate::backend::{ask, unexpected};
+use crate::backend::ask;
 use crate::output::{added, answer, progress_bytes};
 
 #[derive(Debug, clap::Subcommand)]
@@ -51,35 +50,25 @@ fn fetch(
     timeout: u64,
 ) -> anyhow::Result<(DocumentRow, String)> {
     let mut backend = crate::backend::Backend::open(ctx)?;
-    let request = Request::DocGet { circle, doc };
+    let get = DocGet { circle, doc };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let mut bar: Option<indicatif::ProgressBar> = None;
     loop {
-        match backend.call(request.clone())? {
-            Answer::Document {
-                document,
-                content: Some(content),
-                ..
-            } => {
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                return Ok((document, content));
+        let got = backend.ask(get.clone())?;
+        if let Some(content) = got.content {
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
-            Answer::Document {
-                document, received, ..
-            } => {
-                let b = bar.get_or_insert_with(|| progress_bytes(document.size, "fetching"));
-                b.set_position(received);
-                if std::time::Instant::now() > deadline {
-                    b.finish_and_clear();
-                    anyhow::bail!(
-                        "no connected member sent {:?} within {timeout} s; try again when one of them is online",
-                        document.name
-                    );
-                }
-            }
-            other => return Err(unexpected(&other)),
+            return Ok((got.document, content));
+        }
+        let b = bar.get_or_insert_with(|| progress_bytes(got.document.size, "fetching"));
+        b.set_position(got.received);
+        if std::time::Instant::now() > deadline {
+            b.finish_and_clear();
+            anyhow::bail!(
+                "no connected member sent {:?} within {timeout} s; try again when one of them is online",
+                got.document.name
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -135,22 +124,21 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "document".into())
             });
-            let request = Request::DocAdd {
+            let add = DocAdd {
                 circle,
                 name,
                 media_type: media_type.unwrap_or_else(|| media_type_of(&path).into()),
                 content: hex::encode(&bytes),
             };
             let bar = progress_bytes(size, "sending");
-            let result = ask(ctx, request);
+            let result = ask(ctx, add);
             bar.finish_and_clear();
-            match result? {
-                Answer::Added { circle, ids } => added(ctx.json, circle, ids),
-                other => Err(unexpected(&other)),
-            }
+            let done = result?;
+            added(ctx.json, done.circle, done.ids)
         }
-        DocCommand::List { circle } => match ask(ctx, Request::DocList { circle })? {
-            Answer::Documents { documents } => answer(ctx.json, &documents, || {
+        DocCommand::List { circle } => {
+            let documents = ask(ctx, DocList { circle })?.documents;
+            answer(ctx.json, &documents, || {
                 crate::output::rows(&documents, "no documents yet", |d| {
                     format!(
                         "{}  {:<30}  {:<24}  {} B{}",
@@ -165,9 +153,8 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
                         }
                     )
                 })
-            }),
-            other => Err(unexpected(&other)),
-        },
+            })
+        }
         DocCommand::Get {
             circle,
             doc,

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use cercle_node::api::{Answer, ExportFormat, Request};
+use cercle_node::ops::export::{Export, ExportFormat};
 use serde::Serialize;
 
 use crate::Context;
-use crate::backend::{ask, unexpected};
+use crate::backend::ask;
 use crate::output::{answer, progress_bytes};
 
 #[derive(Debug, clap::Args)]
@@ -43,16 +43,11 @@ pub(crate) fn run(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
         Format::Json => ExportFormat::Json,
         Format::Fhir => ExportFormat::Fhir,
     };
-    let files = match ask(
-        ctx,
-        Request::Export {
-            circle: args.circle,
-            format,
-        },
-    )? {
-        Answer::Export { files } => files,
-        other => return Err(unexpected(&other)),
+    let export = Export {
+        circle: args.circle,
+        format,
     };
+    let files = ask(ctx, export)?.files;
     let contents = files
         .into_iter()
         .map(|f| {

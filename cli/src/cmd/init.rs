@@ -1,7 +1,6 @@
 //! `cercle init` and `cercle whoami`: create and show this node's identity.
 
 use anyhow::Context as _;
-use cercle_node::api::{Answer, Request};
 use cercle_node::{KdfParams, LocalIdentity, Profile, PublicIdentity};
 use serde::Serialize;
 
@@ -65,10 +64,7 @@ pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
     let identity = ctx.home.identity()?;
     // While the node runs, the card also carries its addresses.
     let card = match crate::backend::Client::running(ctx)? {
-        Some(client) => match client.call(&Request::Card)? {
-            Answer::Card { card } => Some(card),
-            _ => None,
-        },
+        Some(client) => Some(client.ask(cercle_node::ops::status::Card {})?.card),
         None => None,
     };
     print_identity(ctx, &identity, card)

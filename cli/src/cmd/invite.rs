@@ -4,11 +4,12 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use cercle_node::api::{Answer, JoinView, Request};
 use cercle_node::invite::{InviteCode, parse_validity};
+use cercle_node::ops::invite::InviteCreate;
+use cercle_node::ops::join::{Join, JoinStatus, JoinView};
 
 use crate::Context;
-use crate::backend::{Client, ask, unexpected};
+use crate::backend::{Client, ask};
 use crate::output::{answer, now, progress_spinner};
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,15 +49,12 @@ pub(crate) fn run(ctx: &Context, cmd: InviteCommand) -> anyhow::Result<()> {
     } = cmd;
     let role = crate::cmd::circle::parse_role(&role)?;
     let validity = parse_validity(&expires).map_err(|e| anyhow::anyhow!(e))?;
-    let request = Request::InviteCreate {
+    let create = InviteCreate {
         circle,
         role,
         expires_in: u64::try_from(validity / 1000).unwrap_or(0),
     };
-    let view = match ask(ctx, request)? {
-        Answer::Invite(v) => v,
-        other => return Err(unexpected(&other)),
-    };
+    let view = ask(ctx, create)?;
     answer(ctx.json, &view, || {
         let expires = crate::output::human_time(cercle_crdt::Timestamp(view.expires_at));
         let mut s = format!(
@@ -99,10 +97,7 @@ pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
             "joining needs the network: start your node with `cercle up` in another terminal, then run this command again"
         );
     };
-    let mut view = match client.call(&Request::Join { code: args.code })? {
-        Answer::Join(v) => v,
-        other => return Err(unexpected(&other)),
-    };
+    let mut view = client.ask(Join { code: args.code })?;
     let spinner = progress_spinner("reaching the inviter");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while view.state == "reaching" || view.state == "accepted" {
@@ -122,12 +117,9 @@ pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
             spinner.set_message("added; receiving the circle");
         }
         std::thread::sleep(Duration::from_millis(200));
-        view = match client.call(&Request::JoinStatus {
+        view = client.ask(JoinStatus {
             invite: view.invite.clone(),
-        })? {
-            Answer::Join(v) => v,
-            other => return Err(unexpected(&other)),
-        };
+        })?;
     }
     spinner.finish_and_clear();
     if view.state == "refused" {

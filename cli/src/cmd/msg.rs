@@ -1,9 +1,9 @@
 //! `cercle msg`: the circle's messages.
 
-use cercle_node::api::{Answer, Request};
+use cercle_node::ops::messages::{MsgList, MsgSend};
 
 use crate::Context;
-use crate::backend::{ask, unexpected};
+use crate::backend::ask;
 use crate::output::{added, answer, human_time};
 
 #[derive(Debug, clap::Subcommand)]
@@ -27,49 +27,42 @@ pub(crate) enum MsgCommand {
 pub(crate) fn run(ctx: &Context, cmd: MsgCommand) -> anyhow::Result<()> {
     match cmd {
         MsgCommand::Send { circle, text } => {
-            if text.trim().is_empty() {
-                anyhow::bail!("the message is empty: give its text in quotes");
-            }
-            let request = Request::MsgSend {
+            let send = MsgSend {
                 circle,
                 text,
                 attachments: Vec::new(),
             };
-            match ask(ctx, request)? {
-                Answer::Added { circle, ids } => added(ctx.json, circle, ids),
-                other => Err(unexpected(&other)),
-            }
+            let sent = ask(ctx, send)?;
+            added(ctx.json, sent.circle, sent.ids)
         }
         MsgCommand::List {
             circle,
             no_mark_read,
         } => {
-            let request = Request::MsgList {
+            let list = MsgList {
                 circle,
                 mark_read: !no_mark_read,
             };
-            match ask(ctx, request)? {
-                Answer::Messages { messages } => answer(ctx.json, &messages, || {
-                    crate::output::rows(&messages, "no messages yet", |m| {
-                        let who = m
-                            .author_name
-                            .clone()
-                            .unwrap_or_else(|| m.author[..12].to_string());
-                        let read = if m.read_by.is_empty() {
-                            String::new()
-                        } else {
-                            format!("  (read by {})", m.read_by.len())
-                        };
-                        format!(
-                            "{}  {:<20}  {}{read}",
-                            human_time(cercle_crdt::Timestamp(m.at_millis)),
-                            who,
-                            m.text
-                        )
-                    })
-                }),
-                other => Err(unexpected(&other)),
-            }
+            let messages = ask(ctx, list)?.messages;
+            answer(ctx.json, &messages, || {
+                crate::output::rows(&messages, "no messages yet", |m| {
+                    let who = m
+                        .author_name
+                        .clone()
+                        .unwrap_or_else(|| m.author[..12].to_string());
+                    let read = if m.read_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  (read by {})", m.read_by.len())
+                    };
+                    format!(
+                        "{}  {:<20}  {}{read}",
+                        human_time(cercle_crdt::Timestamp(m.at_millis)),
+                        who,
+                        m.text
+                    )
+                })
+            })
         }
     }
 }

@@ -1,21 +1,17 @@
-//! `cercle note`: add notes to a circle's liaison notebook (one, or many from stdin) and
-//! list them.
+//! `cercle note`: add notes to a circle's liaison notebook (one, or many from stdin), list
+//! them, correct one's own and acknowledge alerts.
 
 use std::io::{BufRead, Write};
-use std::sync::mpsc;
 
-use cercle_crdt::{EntryKind, NewEntry};
-use cercle_node::Circle;
-use cercle_node::api::{Answer, Request};
-use cercle_node::circle::Pending;
+use cercle_crdt::EntryKind;
+use cercle_node::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList};
 
 use crate::Context;
-use crate::backend::{Backend, Client};
-use crate::output::{added, answer, human_time, now};
-use crate::session::Session;
+use crate::backend::{Backend, ask};
+use crate::output::{added, answer, human_time};
 
-/// At most this many notes written ahead of their acknowledgement.
-const IMPORT_WINDOW: usize = 256;
+/// Notes sent in one request by an import, at most; each request is answered once durable.
+const IMPORT_BATCH: usize = 256;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NoteCommand {
@@ -60,99 +56,71 @@ pub(crate) enum NoteCommand {
 
 pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
     match cmd {
-        NoteCommand::Add { circle, text, kind } => add(ctx, &circle, &text, &kind),
+        NoteCommand::Add { circle, text, kind } => {
+            let add = NoteAdd {
+                circle,
+                texts: vec![text],
+                kind: kind.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                at: None,
+            };
+            let done = ask(ctx, add)?;
+            added(ctx.json, done.circle, done.ids)
+        }
         NoteCommand::Import { circle, kind } => import(ctx, &circle, &kind),
         NoteCommand::List { circle } => list(ctx, &circle),
         NoteCommand::Amend { circle, note, text } => {
-            if text.trim().is_empty() {
-                anyhow::bail!("the corrected text is empty: give it in quotes");
-            }
-            changed(ctx, Request::NoteAmend { circle, note, text })
+            let done = ask(ctx, NoteAmend { circle, note, text })?;
+            added(ctx.json, done.circle, done.ids)
         }
-        NoteCommand::Ack { circle, note } => changed(ctx, Request::NoteAck { circle, note }),
+        NoteCommand::Ack { circle, note } => {
+            let done = ask(ctx, NoteAck { circle, note })?;
+            added(ctx.json, done.circle, done.ids)
+        }
     }
 }
 
-/// Amend and ack answer with the note's id.
-fn changed(ctx: &Context, request: Request) -> anyhow::Result<()> {
-    match Backend::open(ctx)?.call(request)? {
-        Answer::Added { circle, ids } => added(ctx.json, circle, ids),
-        other => Err(crate::backend::unexpected(&other)),
-    }
-}
-
-fn add(ctx: &Context, circle: &str, text: &str, kind: &str) -> anyhow::Result<()> {
-    let kind: EntryKind = kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    if text.trim().is_empty() {
-        anyhow::bail!("the note is empty: give its text in quotes, e.g. \"Pansement refait\"");
-    }
-    let request = Request::NoteAdd {
-        circle: circle.to_string(),
-        texts: vec![text.to_string()],
-        kind,
-        at: None,
-    };
-    match Backend::open(ctx)?.call(request)? {
-        Answer::Added { circle, ids } => added(ctx.json, circle, ids),
-        other => Err(crate::backend::unexpected(&other)),
-    }
-}
-
-/// Writes each line as it is read; a second thread prints each note's id as soon as it is
-/// durable. Notes written while a flush is under way share the next one (group commit).
+/// Adds one note per line of stdin to the running node or to the store opened here (the
+/// same operation either way); prints each note's id once it is durable. Lines that are
+/// already there when a request goes are sent together, up to [`IMPORT_BATCH`], so a file
+/// goes in large requests (sharing flushes: group commit) and a person typing sees each
+/// note acknowledged at once.
 fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
     let kind: EntryKind = kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    if let Some(client) = Client::running(ctx)? {
-        return import_through(ctx, &client, circle, kind);
-    }
-    let s = Session::open(ctx)?;
-    let mut c = Circle::open(s.store(), &s.me, circle)?;
-    let circle_id = c.info().id.clone();
-    let json = ctx.json;
-    let (acks, pending) = mpsc::sync_channel::<Pending<String>>(IMPORT_WINDOW);
-    let printer = std::thread::spawn(move || -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
-        for p in pending {
-            print_added(&mut out, json, p.wait()?, &circle_id)?;
-            out.flush()?;
-        }
-        Ok(())
-    });
-    let mut written = Ok(());
-    for line in std::io::stdin().lock().lines() {
-        let text = match line {
-            Ok(t) => t,
-            Err(e) => {
-                written = Err(e.into());
-                break;
+    let mut backend = Backend::open(ctx)?;
+    let (lines, incoming) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(IMPORT_BATCH);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if lines.send(line).is_err() {
+                return;
             }
-        };
-        if text.trim().is_empty() {
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    while let Ok(first) = incoming.recv() {
+        let mut texts = vec![first?];
+        while texts.len() < IMPORT_BATCH {
+            match incoming.try_recv() {
+                Ok(line) => texts.push(line?),
+                Err(_) => break,
+            }
+        }
+        texts.retain(|t| !t.trim().is_empty());
+        if texts.is_empty() {
             continue;
         }
-        let entry = NewEntry {
+        let add = NoteAdd {
+            circle: circle.to_string(),
+            texts,
             kind,
-            text,
-            vitals: None,
+            at: None,
         };
-        match c.add_note(&s.me, entry, now()) {
-            // The printer stopped: it has the error to report.
-            Ok(p) => {
-                if acks.send(p).is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                written = Err(e.into());
-                break;
-            }
+        let done = backend.ask(add)?;
+        for id in done.ids {
+            print_added(&mut out, ctx.json, id, &done.circle)?;
         }
+        out.flush()?;
     }
-    drop(acks);
-    let printed = printer
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the output thread failed")));
-    printed.and(written)
+    Ok(())
 }
 
 /// One imported note's line: its id, or `{"id", "circle"}` with `--json`.
@@ -169,55 +137,11 @@ fn print_added(out: &mut impl Write, json: bool, id: String, circle: &str) -> an
     Ok(())
 }
 
-/// Import through the running node: lines are sent in batches, each answered once durable.
-fn import_through(
-    ctx: &Context,
-    client: &Client,
-    circle: &str,
-    kind: EntryKind,
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let mut send = |texts: Vec<String>| -> anyhow::Result<()> {
-        let request = Request::NoteAdd {
-            circle: circle.to_string(),
-            texts,
-            kind,
-            at: None,
-        };
-        let Answer::Added { circle, ids } = client.call(&request)? else {
-            anyhow::bail!("the node gave an unexpected answer");
-        };
-        for id in ids {
-            print_added(&mut out, ctx.json, id, &circle)?;
-        }
-        out.flush()?;
-        Ok(())
-    };
-    let mut batch = Vec::new();
-    for line in std::io::stdin().lock().lines() {
-        let text = line?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        batch.push(text);
-        if batch.len() == IMPORT_WINDOW {
-            send(std::mem::take(&mut batch))?;
-        }
-    }
-    if !batch.is_empty() {
-        send(batch)?;
-    }
-    Ok(())
-}
-
 fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
-    let request = Request::NoteList {
+    let list = NoteList {
         circle: circle.to_string(),
     };
-    let notes = match Backend::open(ctx)?.call(request)? {
-        Answer::Notes { notes } => notes,
-        other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
-    };
+    let notes = ask(ctx, list)?.notes;
     answer(ctx.json, &notes, || {
         crate::output::rows(&notes, "no notes yet", |n| {
             let who = n

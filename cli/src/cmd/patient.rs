@@ -1,10 +1,12 @@
 //! `cercle patient`: read and change the patient file (identity and its verification,
 //! consent, care plan, problems, allergies, medications, contacts).
 
-use cercle_node::api::{Answer, ItemRow, PatientChange, PatientView, Request};
+use cercle_node::ops::patient::{
+    ItemAdd, ItemRow, PatientChange, PatientSet, PatientShow, PatientView,
+};
 
 use crate::Context;
-use crate::backend::{ask, unexpected};
+use crate::backend::ask;
 use crate::output::answer;
 
 // Parsed once per run: the size of its largest variant does not matter.
@@ -15,6 +17,16 @@ pub(crate) enum PatientCommand {
     Show {
         /// The circle: its id or an unambiguous prefix.
         circle: String,
+    },
+    /// Add an item with its fields to a list of the patient file, e.g.
+    /// `cercle patient add CIRCLE allergies substance=Pénicilline severity=severe`.
+    Add {
+        circle: String,
+        /// problems, allergies, medications or contacts.
+        list: String,
+        /// The item's fields as NAME=VALUE.
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        fields: Vec<String>,
     },
     /// Change the patient file (professionals and coordinators); one change per option.
     Set {
@@ -58,8 +70,34 @@ pub(crate) enum PatientCommand {
 }
 
 pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
-    let request = match cmd {
-        PatientCommand::Show { circle } => Request::PatientShow { circle },
+    let view = match cmd {
+        PatientCommand::Show { circle } => ask(ctx, PatientShow { circle })?,
+        PatientCommand::Add {
+            circle,
+            list,
+            fields,
+        } => {
+            let list = list.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let fields = fields
+                .iter()
+                .map(|f| {
+                    f.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("{f:?} is not NAME=VALUE, e.g. severity=severe")
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let done = ask(
+                ctx,
+                ItemAdd {
+                    circle,
+                    list,
+                    fields,
+                },
+            )?;
+            return crate::output::added(ctx.json, done.circle, done.ids);
+        }
         PatientCommand::Set {
             circle,
             family_name,
@@ -75,9 +113,8 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
             allergy,
             medication,
             contact,
-        } => Request::PatientSet {
-            circle,
-            change: Box::new(PatientChange {
+        } => {
+            let change = Box::new(PatientChange {
                 family_name,
                 given_names,
                 birth_date,
@@ -91,13 +128,11 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                 allergy,
                 medication,
                 contact,
-            }),
-        },
+            });
+            ask(ctx, PatientSet { circle, change })?
+        }
     };
-    match ask(ctx, request)? {
-        Answer::Patient(view) => answer(ctx.json, &view, || text(&view)),
-        other => Err(unexpected(&other)),
-    }
+    answer(ctx.json, &view, || text(&view))
 }
 
 fn text(p: &PatientView) -> String {

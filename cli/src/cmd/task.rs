@@ -1,10 +1,10 @@
 //! `cercle task`: the care plan's tasks, with owners and due dates.
 
-use cercle_node::api::{Answer, Request, TaskRow};
+use cercle_node::ops::tasks::{TaskAdd, TaskDone, TaskList, TaskRow};
 
 use crate::Context;
-use crate::backend::{ask, unexpected};
-use crate::output::{added, answer};
+use crate::backend::ask;
+use crate::output::answer;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TaskCommand {
@@ -28,31 +28,28 @@ pub(crate) enum TaskCommand {
 }
 
 pub(crate) fn run(ctx: &Context, cmd: TaskCommand) -> anyhow::Result<()> {
-    let request = match cmd {
+    let tasks = match cmd {
         TaskCommand::Add {
             circle,
             title,
             owner,
             due,
         } => {
-            if title.trim().is_empty() {
-                anyhow::bail!("the task is empty: give what is to be done, in quotes");
-            }
-            Request::TaskAdd {
-                circle,
-                title,
-                owner,
-                due,
-            }
+            let added = ask(
+                ctx,
+                TaskAdd {
+                    circle,
+                    title,
+                    owner,
+                    due,
+                },
+            )?;
+            return crate::output::added(ctx.json, added.circle, added.ids);
         }
-        TaskCommand::List { circle } => Request::TaskList { circle },
-        TaskCommand::Done { circle, task } => Request::TaskDone { circle, task },
+        TaskCommand::List { circle } => ask(ctx, TaskList { circle })?.tasks,
+        TaskCommand::Done { circle, task } => ask(ctx, TaskDone { circle, task })?.tasks,
     };
-    match ask(ctx, request)? {
-        Answer::Added { circle, ids } => added(ctx.json, circle, ids),
-        Answer::Tasks { tasks } => answer(ctx.json, &tasks, || text(&tasks)),
-        other => Err(unexpected(&other)),
-    }
+    answer(ctx.json, &tasks, || text(&tasks))
 }
 
 fn text(tasks: &[TaskRow]) -> String {

@@ -1,7 +1,7 @@
 //! `cercle up`, `cercle status`, `cercle peers`: run the node in the foreground, and see
 //! what it is connected to.
 
-use cercle_node::api::{Answer, Request, Status};
+use cercle_node::api::NodeStatus as Status;
 use cercle_node::net::NetConfig;
 use cercle_node::node::{self, NodeConfig};
 
@@ -120,8 +120,10 @@ pub(crate) fn ui_url(api: &cercle_node::api::ApiFile) -> String {
     format!("http://{}/?token={}", api.address, api.token)
 }
 
-/// Ctrl-C or SIGTERM.
+/// Ctrl-C, or SIGTERM (what systemd and `kill` send) on Unix, or the console closing on
+/// Windows.
 pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -130,6 +132,17 @@ pub(crate) async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    #[cfg(windows)]
+    let term = async {
+        match tokio::signal::windows::ctrl_close() {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(any(unix, windows)))]
+    let term = std::future::pending::<()>();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
@@ -140,10 +153,7 @@ pub(crate) async fn shutdown_signal() {
 /// no store: a node may be starting and need the store's lock).
 fn status_of(ctx: &Context) -> anyhow::Result<Status> {
     if let Some(client) = Client::running(ctx)? {
-        return match client.call(&Request::Status)? {
-            Answer::Status(s) => Ok(s),
-            other => anyhow::bail!("the node gave an unexpected answer: {other:?}"),
-        };
+        return Ok(client.ask(cercle_node::ops::status::Status {})?);
     }
     let me = ctx.home.identity()?;
     Ok(Status {

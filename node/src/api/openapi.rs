@@ -1,137 +1,66 @@
 //! The OpenAPI 3.1 description of the local API, served at `GET /api/v1/openapi.json`.
 //!
-//! Every call is one JSON object whose `request` field names it; [`REQUESTS`] lists them
-//! with what they do, and a unit test checks each name is a [`super::Request`] the server
-//! accepts, so the description cannot name a request that does not exist.
+//! Generated from the types themselves (`schemars`, JSON Schema 2020-12 as OpenAPI 3.1
+//! takes it): every [`Request`] and [`Answer`] with its fields and their documentation,
+//! and [`NodeError`] with its kinds. Adding an operation or a field changes it with no
+//! other edit.
 
+use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-/// Every request name, and what it does.
-pub const REQUESTS: &[(&str, &str)] = &[
-    (
-        "status",
-        "The node's peer id, addresses and connected peers.",
-    ),
-    (
-        "card",
-        "This member's contact card, with the node's addresses.",
-    ),
-    ("circle_list", "The circles held here."),
-    (
-        "circle_create",
-        "A new circle around a patient: {patient, birth_date?}.",
-    ),
-    (
-        "circle_show",
-        "A circle's members, roles, relays and key epoch: {circle}.",
-    ),
-    (
-        "member_add",
-        "Adds a member from a contact card: {circle, card, role}.",
-    ),
-    ("member_remove", "Removes a member: {circle, member}."),
-    (
-        "role_change",
-        "Changes a member's role: {circle, member, role}.",
-    ),
-    ("relays_set", "Names the circle's relays: {circle, relays}."),
-    (
-        "invite_create",
-        "A one-time invite code: {circle, role, expires_in (seconds)}.",
-    ),
-    ("join", "Joins a circle with an invite code: {code}."),
-    ("join_status", "Where a join stands: {invite}."),
-    ("patient_show", "The patient file: {circle}."),
-    ("patient_set", "Changes the patient file: {circle, change}."),
-    (
-        "note_add",
-        "Adds notes to the liaison notebook: {circle, texts, kind, at?}.",
-    ),
-    ("note_list", "The notebook's notes, oldest first: {circle}."),
-    (
-        "note_amend",
-        "Corrects one of this member's notes: {circle, note, text}.",
-    ),
-    ("note_ack", "Acknowledges an alert: {circle, note}."),
-    ("msg_send", "Sends a message: {circle, text, attachments?}."),
-    ("msg_list", "The circle's messages: {circle, mark_read?}."),
-    ("task_add", "Adds a task: {circle, title, owner?, due?}."),
-    ("task_list", "The care plan's tasks: {circle}."),
-    ("task_done", "Marks a task done: {circle, task}."),
-    (
-        "doc_add",
-        "Adds a document: {circle, name, media_type, content (hex)}.",
-    ),
-    ("doc_list", "The patient file's documents: {circle}."),
-    (
-        "doc_get",
-        "A document's content (hex), fetched from members if needed: {circle, doc}.",
-    ),
-    (
-        "export",
-        "The circle's documents: {circle, format: automerge | json | fhir}.",
-    ),
-    ("connect", "Dials a peer's multiaddress: {address}."),
-];
+use super::NodeEvent;
+use crate::ops::{Answer, NodeError, Request};
 
 /// The description as JSON.
 pub fn document() -> Value {
-    let request_names: Vec<&str> = REQUESTS.iter().map(|(n, _)| *n).collect();
-    let described: Vec<Value> = REQUESTS
-        .iter()
-        .map(|(n, d)| json!({ "const": n, "description": d }))
-        .collect();
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let request = generator.subschema_for::<Request>();
+    let answer = generator.subschema_for::<Answer>();
+    let error = generator.subschema_for::<NodeError>();
+    let event = generator.subschema_for::<NodeEvent>();
+    let schemas = generator.take_definitions(true);
+    let error_response = |what: &str| json!({ "description": what, "content": { "application/json": { "schema": error } } });
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Cercle node local API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The API of one Cercle node, on 127.0.0.1 only. Every call carries the token kept in the node's home (api-token, mode 0600) as a bearer token, and a Host header naming 127.0.0.1 or localhost. Errors are {\"error\": \"<one sentence>\"}."
+            "description": "The API of one Cercle node, on 127.0.0.1 only. Every call carries the token kept in the node's home (api-token, mode 0600) as a bearer token, and a Host header naming 127.0.0.1 or localhost. A refusal is {\"kind\": \"<kind>\", \"error\": \"<one sentence>\"} with the status of its kind."
         },
         "servers": [{ "url": "http://127.0.0.1:{port}", "variables": { "port": { "default": "0" } } }],
         "security": [{ "token": [] }],
         "components": {
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Request": {
-                    "type": "object",
-                    "required": ["request"],
-                    "properties": {
-                        "request": { "type": "string", "enum": request_names, "oneOf": described }
-                    },
-                    "additionalProperties": true
-                },
-                "Answer": {
-                    "type": "object",
-                    "required": ["answer"],
-                    "properties": { "answer": { "type": "string" } },
-                    "additionalProperties": true
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": { "error": { "type": "string" } }
-                }
-            }
+            "schemas": schemas,
         },
         "paths": {
             "/api/v1/call": {
                 "post": {
                     "summary": "One request to the node; answered once any write it made is durable.",
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Request" } } } },
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": request } } },
                     "responses": {
-                        "200": { "description": "The answer.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Answer" } } } },
-                        "400": { "description": "The request was refused.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                        "200": { "description": "The answer.", "content": { "application/json": { "schema": answer } } },
+                        "400": error_response("The request is wrong (kind bad_input)."),
                         "401": { "description": "Missing or wrong token." },
-                        "403": { "description": "The Host header is not this machine's loopback name." }
+                        "403": error_response("Not allowed (kind not_allowed), or a Host that is not this machine's loopback name."),
+                        "404": error_response("What the request names does not exist here (kind not_found)."),
+                        "409": error_response("It contradicts what is already there (kind conflict)."),
+                        "413": { "description": "The body is larger than the API takes." },
+                        "500": error_response("Something is wrong with this node (kind internal)."),
+                        "503": error_response("The node cannot now, or is busy (kind unavailable).")
                     }
                 }
             },
             "/api/v1/status": {
-                "get": { "summary": "The node's status (as the status request).", "responses": { "200": { "description": "The status." } } }
+                "get": { "summary": "The node's status (as the status request).", "responses": { "200": { "description": "The status.", "content": { "application/json": { "schema": answer } } } } }
             },
             "/api/v1/events": {
-                "get": { "summary": "Node events as JSON lines, for as long as the client listens.", "responses": { "200": { "description": "application/x-ndjson stream." } } }
+                "get": { "summary": "Node events as JSON lines, for as long as the client listens.", "responses": { "200": { "description": "One event per line.", "content": { "application/x-ndjson": { "schema": event } } } } }
             },
             "/api/v1/openapi.json": {
                 "get": { "summary": "This description.", "security": [], "responses": { "200": { "description": "OpenAPI 3.1 JSON." } } }
@@ -144,15 +73,48 @@ pub fn document() -> Value {
 mod tests {
     use super::*;
 
+    /// Every `"const"` value under `value`: the tags of requests and answers.
+    fn constants(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(s)) = map.get("const") {
+                    out.push(s.clone());
+                }
+                map.values().for_each(|v| constants(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| constants(v, out)),
+            _ => {}
+        }
+    }
+
     #[test]
-    fn every_described_request_exists() {
-        for (name, _) in REQUESTS {
-            let e = serde_json::from_value::<super::super::Request>(json!({ "request": name }))
+    fn every_request_the_server_accepts_is_described_with_its_fields() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let schemas = &doc["components"]["schemas"];
+        let mut tags = Vec::new();
+        constants(&schemas["Request"], &mut tags);
+        for name in ["status", "circle_create", "note_add", "doc_get", "export"] {
+            assert!(
+                tags.iter().any(|t| t == name),
+                "{name} missing from {tags:?}"
+            );
+        }
+        // Each described request is one the server takes.
+        for tag in &tags {
+            let e = serde_json::from_value::<Request>(json!({ "request": tag }))
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            assert!(!e.contains("unknown variant"), "{name}: {e}");
+            assert!(!e.contains("unknown variant"), "{tag}: {e}");
         }
-        assert_eq!(document()["openapi"], "3.1.0");
+        // A request's fields come from its type, with their documentation.
+        let note_add = serde_json::to_string(&schemas["NoteAdd"]).unwrap_or_default();
+        assert!(
+            note_add.contains("texts") && note_add.contains("future"),
+            "{note_add}"
+        );
+        let kinds = serde_json::to_string(&schemas["ErrorKind"]).unwrap_or_default();
+        assert!(kinds.contains("not_allowed"), "{kinds}");
     }
 }

@@ -15,9 +15,13 @@ use axum::routing::{get, post};
 
 use super::Request;
 use crate::node::NodeHandle;
+use crate::ops::{ErrorKind, NodeError};
 
-/// Largest request body accepted (a batch of notes).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest request body accepted (a batch of notes, a document as hex).
+pub const MAX_BODY: usize = 20 * 1024 * 1024;
+/// Calls carried out at once, at most; beyond, a call is refused as unavailable (503)
+/// rather than queued, so a flood of calls cannot hold memory.
+pub const MAX_CONCURRENT_CALLS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub(super) struct Api {
@@ -25,6 +29,8 @@ pub(super) struct Api {
     pub(super) token: String,
     /// The name of the session cookie: `cercle_<port>`.
     pub(super) cookie: String,
+    /// Permits for calls under way.
+    pub(super) calls: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A new random API token (256 bits, hex).
@@ -48,6 +54,7 @@ pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle, token: S
             node,
             token,
             cookie: format!("cercle_{port}"),
+            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
         });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the local API stopped");
@@ -56,6 +63,27 @@ pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle, token: S
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// A refusal of the node, with the status of its kind.
+fn refusal_of(e: &NodeError) -> Response {
+    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(e)).into_response()
+}
+
+/// The answer to one request, once a permit for it is free.
+async fn answer(api: &Api, request: Request) -> Response {
+    let Ok(_permit) = api.calls.try_acquire() else {
+        let busy = NodeError::new(
+            ErrorKind::Unavailable,
+            "the node is busy with other calls; try again in a moment",
+        );
+        return refusal_of(&busy);
+    };
+    match api.node.call(request).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => refusal_of(&e),
+    }
 }
 
 /// Whether the Host header names this machine's loopback (so a web page cannot reach the
@@ -117,33 +145,36 @@ async fn openapi(headers: HeaderMap) -> Response {
     Json(super::openapi::document()).into_response()
 }
 
-async fn call(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+/// One request. The Host and the token are checked before the body is read: a caller
+/// without the token makes the node read nothing.
+async fn call(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     if let Some(r) = refusal(&api, &headers) {
         return r;
     }
-    let request: Request = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
             return error(
-                StatusCode::BAD_REQUEST,
-                &format!("not a valid request: {e}"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request is larger than the {MAX_BODY} bytes the API takes"),
             );
         }
     };
-    match api.node.call(request).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, &e),
-    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let bad = NodeError::bad_input(format!("not a valid request: {e}"));
+            return refusal_of(&bad);
+        }
+    };
+    answer(&api, request).await
 }
 
 async fn status(State(api): State<Api>, headers: HeaderMap) -> Response {
     if let Some(r) = refusal(&api, &headers) {
         return r;
     }
-    match api.node.call(Request::Status).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
-    }
+    answer(&api, crate::ops::status::Status {}.into()).await
 }
 
 /// Node events as JSON lines, for as long as the client listens.

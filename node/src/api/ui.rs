@@ -8,9 +8,14 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{
-    CircleSummary, DocumentRow, InviteView, MessageRow, NoteRow, PatientView, ReceiptRow, Status,
-};
+use crate::ops::ReceiptRow;
+use crate::ops::circles::CircleSummary;
+use crate::ops::documents::DocumentRow;
+use crate::ops::invite::InviteView;
+use crate::ops::messages::MessageRow;
+use crate::ops::notes::NoteRow;
+use crate::ops::patient::{ItemRow, PatientView};
+use crate::ops::status::NodeStatus as Status;
 
 pub(crate) mod chart;
 pub(crate) mod words;
@@ -43,6 +48,14 @@ impl Ctx {
     /// A date for people, in this machine's time zone.
     fn when(&self, millis: i64) -> String {
         when(self.w().date_format, millis)
+    }
+
+    /// A calendar date as stored (`YYYY-MM-DD`) written the way this language does; anything
+    /// else as it is.
+    fn day(&self, date: &str) -> String {
+        date.parse::<jiff::civil::Date>()
+            .map(|d| d.strftime(self.w().calendar_format).to_string())
+            .unwrap_or_else(|_| date.to_string())
     }
 }
 
@@ -221,15 +234,23 @@ pub(crate) fn login(lang: Lang, failed: bool) -> Markup {
 }
 
 /// A refused or failed action, with the reason and the way back.
-pub(crate) fn failure(ctx: &Ctx, reason: &str, back: &str) -> Markup {
+/// The page saying why an action failed: a heading for the kind of failure, in the page's
+/// language, and the node's sentence.
+pub(crate) fn failure(
+    ctx: &Ctx,
+    kind: Option<crate::ops::ErrorKind>,
+    reason: &str,
+    back: &str,
+) -> Markup {
     let w = ctx.w();
+    let title = kind.map_or(w.failed, |k| w.error_kind(k));
     document(
         ctx,
-        w.failed,
+        title,
         None,
         html! {
             section class="card narrow" {
-                h1 { (w.failed) }
+                h1 { (title) }
                 p role="alert" class="error" { (reason) }
                 a href=(back) { (w.back) }
             }
@@ -439,7 +460,7 @@ pub(crate) fn notebook(
 /// The field that names an item (a problem's name, an allergy's substance), shown first.
 const NAMING_FIELDS: [&str; 4] = ["name", "substance", "label", "text"];
 
-fn items(w: &Words, title: &str, rows: &[super::ItemRow]) -> Markup {
+fn items(w: &Words, title: &str, rows: &[ItemRow]) -> Markup {
     html! {
         section class="card" {
             h2 { (title) }
@@ -498,7 +519,7 @@ pub(crate) fn patient(
                         h2 { (w.identity) }
                         dl {
                             (field(w.name, Some(&name), w.not_recorded))
-                            (field(w.born, p.birth_date.as_deref(), w.not_recorded))
+                            (field(w.born, p.birth_date.as_deref().map(|d| ctx.day(d)).as_deref(), w.not_recorded))
                             (field(w.sex, p.sex.as_deref().map(|x| w.sex_name(x)), w.not_recorded))
                             (field(w.ins, p.ins.as_deref(), w.not_recorded))
                             dt { (w.identity_status) }
@@ -542,7 +563,7 @@ pub(crate) fn patient(
                                 strong { (t.title) }
                                 span class="muted" {
                                     @if let Some(o) = &t.owner_name { " · " (o) }
-                                    @if let Some(d) = &t.due { " · " (w.due) " " (d) }
+                                    @if let Some(d) = &t.due { " · " (w.due) " " (ctx.day(d)) }
                                     " · " @if t.status == "done" { (w.done) } @else { (w.to_do) }
                                 }
                                 @if t.status != "done" && head.role != "observer" {
@@ -1026,6 +1047,19 @@ mod tests {
         };
         let messages = [message("me", &[]), message("b", &[]), message("b", &["me"])];
         assert_eq!(badges(&notes, &messages, "me"), (1, 1));
+    }
+
+    #[test]
+    fn calendar_dates_are_written_the_way_each_language_does() {
+        let ctx = |lang| Ctx {
+            lang,
+            csrf: String::new(),
+            here: "/".into(),
+            peers: 0,
+        };
+        assert_eq!(ctx(Lang::Fr).day("1941-05-12"), "12/05/1941");
+        assert_eq!(ctx(Lang::En).day("1941-05-12"), "1941-05-12");
+        assert_eq!(ctx(Lang::Fr).day("vers 1940"), "vers 1940");
     }
 
     #[test]

@@ -28,8 +28,16 @@ use maud::Markup;
 use super::server::{Api, is_token, loopback_host, same_secret, wrong_host};
 use super::ui::words::Lang;
 use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
-use super::{Answer, ExportFormat, MessageRow, NoteRow, Request};
-use crate::node::care::MAX_DOCUMENT_BYTES;
+use crate::ops::circles::{CircleList, CircleShow, CircleSummary};
+use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
+use crate::ops::export::{Export, ExportFormat};
+use crate::ops::invite::InviteCreate;
+use crate::ops::messages::{MessageRow, MsgList, MsgSend};
+use crate::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList, NoteRow};
+use crate::ops::patient::PatientShow;
+use crate::ops::status::Status;
+use crate::ops::tasks::{TaskAdd, TaskDone};
+use crate::ops::{ErrorKind, NodeError, Operation};
 
 /// How long a download waits for a document being fetched from a member.
 const FETCH_WAIT: Duration = Duration::from_secs(30);
@@ -143,10 +151,7 @@ impl FromRequestParts<Api> for Session {
         if !signed_in {
             return Err(login_page(lang, false));
         }
-        let peers = match api.node.call(Request::Status).await {
-            Ok(Answer::Status(s)) => s.peers.len(),
-            _ => 0,
-        };
+        let peers = api.node.ask(Status {}).await.map_or(0, |s| s.peers.len());
         let here = parts
             .uri
             .path_and_query()
@@ -182,105 +187,78 @@ impl Session {
             return Ok(());
         }
         tracing::warn!("a web form without this session's form token was refused");
-        Err(self.refused(
-            StatusCode::FORBIDDEN,
-            self.ctx.lang.words().refused_form,
-            "/",
-        ))
+        let e = NodeError::not_allowed(self.ctx.lang.words().refused_form);
+        Err(self.refused(&e, "/"))
     }
 
     /// A form that writes: checks its form token, asks the node, and goes back to `back`
     /// (Post/Redirect/Get), or shows why it was refused.
-    async fn submit(
+    async fn submit<O: Operation>(
         &self,
         headers: &HeaderMap,
         csrf: &str,
-        request: Request,
+        op: O,
         back: String,
     ) -> Response {
         if let Err(refused) = self.check(headers, csrf) {
             return refused;
         }
-        match self.ask(request, &back).await {
+        match self.ask(op, &back).await {
             Ok(_) => back_to(back),
             Err(refused) => refused,
         }
     }
 
-    /// The page saying why an action failed; its language switch leads back to `back`
-    /// (the failed request may have been a POST).
-    fn refused(&self, status: StatusCode, reason: &str, back: &str) -> Response {
+    /// The page saying why an action failed, with the status of its kind; its language
+    /// switch leads back to `back` (the failed request may have been a POST).
+    fn refused(&self, e: &NodeError, back: &str) -> Response {
         let ctx = Ctx {
             here: back.to_string(),
             ..self.ctx.clone()
         };
-        (status, ui::failure(&ctx, reason, back)).into_response()
+        let status =
+            StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, ui::failure(&ctx, Some(e.kind), &e.message, back)).into_response()
+    }
+
+    /// A refusal found here, before asking the node.
+    fn bad(&self, reason: &str, back: &str) -> Response {
+        self.refused(&NodeError::bad_input(reason), back)
     }
 
     /// Asks the node; its refusal becomes a page that says why.
-    async fn ask(&self, request: Request, back: &str) -> Result<Answer, Response> {
+    async fn ask<O: Operation>(&self, op: O, back: &str) -> Result<O::Answer, Response> {
         self.api
             .node
-            .call(request)
+            .ask(op)
             .await
-            .map_err(|e| self.refused(StatusCode::BAD_REQUEST, &e, back))
-    }
-
-    fn unexpected(&self, answer: &Answer) -> Response {
-        tracing::error!(?answer, "the node gave the web UI an unexpected answer");
-        self.refused(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the node gave an unexpected answer",
-            "/",
-        )
+            .map_err(|e| self.refused(&e, back))
     }
 
     async fn me(&self) -> Result<String, Response> {
-        match self.ask(Request::Status, "/").await? {
-            Answer::Status(s) => Ok(s.member),
-            other => Err(self.unexpected(&other)),
-        }
+        Ok(self.ask(Status {}, "/").await?.member)
     }
 
     async fn notes(&self, circle: &str) -> Result<Vec<NoteRow>, Response> {
-        match self
-            .ask(
-                Request::NoteList {
-                    circle: circle.into(),
-                },
-                "/",
-            )
-            .await?
-        {
-            Answer::Notes { notes } => Ok(notes),
-            other => Err(self.unexpected(&other)),
-        }
+        let list = NoteList {
+            circle: circle.into(),
+        };
+        Ok(self.ask(list, "/").await?.notes)
     }
 
     async fn messages(&self, circle: &str, mark_read: bool) -> Result<Vec<MessageRow>, Response> {
-        let request = Request::MsgList {
+        let list = MsgList {
             circle: circle.into(),
             mark_read,
         };
-        match self.ask(request, "/").await? {
-            Answer::Messages { messages } => Ok(messages),
-            other => Err(self.unexpected(&other)),
-        }
+        Ok(self.ask(list, "/").await?.messages)
     }
 
-    async fn summary(&self, circle: &str) -> Result<super::CircleSummary, Response> {
-        match self
-            .ask(
-                Request::CircleShow {
-                    circle: circle.into(),
-                },
-                "/",
-            )
-            .await?
-        {
-            Answer::Circle(s) => Ok(s),
-            other => Err(self.unexpected(&other)),
-        }
+    async fn summary(&self, circle: &str) -> Result<CircleSummary, Response> {
+        let show = CircleShow {
+            circle: circle.into(),
+        };
+        self.ask(show, "/").await
     }
 
     /// A circle's heading: patient, this member's role, open alerts and unread messages.
@@ -362,10 +340,7 @@ async fn home(
 }
 
 async fn circles(s: Session) -> Result<Response, Response> {
-    let list = match s.ask(Request::CircleList, "/").await? {
-        Answer::Circles { circles } => circles,
-        other => return Err(s.unexpected(&other)),
-    };
+    let list = s.ask(CircleList {}, "/").await?.circles;
     let mut rows = Vec::with_capacity(list.len());
     for c in list {
         let (head, notes, _, _) = s.head(&c.id, false).await?;
@@ -500,15 +475,14 @@ async fn events(s: Session) -> Response {
 
 async fn sync(s: Session) -> Response {
     let run = async {
-        let status = match s.ask(Request::Status, "/").await? {
-            Answer::Status(st) => st,
-            other => return Err(s.unexpected(&other)),
-        };
-        let circles = match s.ask(Request::CircleList, "/").await? {
-            Answer::Circles { circles } => circles.into_iter().map(|c| (c.id, c.patient)).collect(),
-            other => return Err(s.unexpected(&other)),
-        };
-        let circles: Vec<(String, String)> = circles;
+        let status = s.ask(Status {}, "/").await?;
+        let circles: Vec<(String, String)> = s
+            .ask(CircleList {}, "/")
+            .await?
+            .circles
+            .into_iter()
+            .map(|c| (c.id, c.patient))
+            .collect();
         Ok(page(ui::sync(&s.ctx, &status, &circles)))
     };
     run.await.unwrap_or_else(|r| r)
@@ -546,15 +520,15 @@ async fn note_add(
     }
     let kind: cercle_crdt::EntryKind = match f.kind.parse() {
         Ok(kind) => kind,
-        Err(e) => return s.refused(StatusCode::BAD_REQUEST, &e, &back),
+        Err(e) => return s.bad(&e, &back),
     };
-    let request = Request::NoteAdd {
+    let add = NoteAdd {
         circle,
         texts: vec![f.text.trim().to_string()],
         kind,
         at: None,
     };
-    s.submit(&headers, &f.csrf, request, back).await
+    s.submit(&headers, &f.csrf, add, back).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -572,8 +546,8 @@ async fn note_amend(
 ) -> Response {
     let back = format!("/c/{circle}");
     let text = f.text.trim().to_string();
-    let request = Request::NoteAmend { circle, note, text };
-    s.submit(&headers, &f.csrf, request, back).await
+    let amend = NoteAmend { circle, note, text };
+    s.submit(&headers, &f.csrf, amend, back).await
 }
 
 async fn note_ack(
@@ -583,25 +557,17 @@ async fn note_ack(
     axum::Form(f): axum::Form<CsrfForm>,
 ) -> Response {
     let back = format!("/c/{circle}");
-    s.submit(&headers, &f.csrf, Request::NoteAck { circle, note }, back)
+    s.submit(&headers, &f.csrf, NoteAck { circle, note }, back)
         .await
 }
 
 async fn patient(s: Session, Path(circle): Path<String>) -> Response {
     let run = async {
         let (head, _, _, _) = s.head(&circle, false).await?;
-        let view = match s
-            .ask(
-                Request::PatientShow {
-                    circle: head.id.clone(),
-                },
-                "/",
-            )
-            .await?
-        {
-            Answer::Patient(p) => p,
-            other => return Err(s.unexpected(&other)),
+        let show = PatientShow {
+            circle: head.id.clone(),
         };
+        let view = s.ask(show, "/").await?;
         let names = s.names(&head.id).await?;
         Ok(page(ui::patient(&s.ctx, &head, &view, &names)))
     };
@@ -624,13 +590,13 @@ async fn task_add(
     axum::Form(f): axum::Form<TaskForm>,
 ) -> Response {
     let back = format!("/c/{circle}/patient");
-    let request = Request::TaskAdd {
+    let add = TaskAdd {
         circle,
         title: f.title.trim().to_string(),
         owner: None,
         due: Some(f.due.trim().to_string()).filter(|d| !d.is_empty()),
     };
-    s.submit(&headers, &f.csrf, request, back).await
+    s.submit(&headers, &f.csrf, add, back).await
 }
 
 async fn task_done(
@@ -640,7 +606,7 @@ async fn task_done(
     axum::Form(f): axum::Form<CsrfForm>,
 ) -> Response {
     let back = format!("/c/{circle}/patient");
-    s.submit(&headers, &f.csrf, Request::TaskDone { circle, task }, back)
+    s.submit(&headers, &f.csrf, TaskDone { circle, task }, back)
         .await
 }
 
@@ -660,29 +626,21 @@ async fn message_send(
     axum::Form(f): axum::Form<TextForm>,
 ) -> Response {
     let back = format!("/c/{circle}/messages");
-    let request = Request::MsgSend {
+    let send = MsgSend {
         circle,
         text: f.text.trim().to_string(),
         attachments: Vec::new(),
     };
-    s.submit(&headers, &f.csrf, request, back).await
+    s.submit(&headers, &f.csrf, send, back).await
 }
 
 async fn documents(s: Session, Path(circle): Path<String>) -> Response {
     let run = async {
         let (head, _, _, _) = s.head(&circle, false).await?;
-        let docs = match s
-            .ask(
-                Request::DocList {
-                    circle: head.id.clone(),
-                },
-                "/",
-            )
-            .await?
-        {
-            Answer::Documents { documents } => documents,
-            other => return Err(s.unexpected(&other)),
+        let list = DocList {
+            circle: head.id.clone(),
         };
+        let docs = s.ask(list, "/").await?.documents;
         let names = s.names(&head.id).await?;
         Ok(page(ui::documents(&s.ctx, &head, &docs, &names)))
     };
@@ -698,8 +656,7 @@ async fn document_add(
 ) -> Response {
     let back = format!("/c/{circle}/documents");
     let run = async {
-        let bad =
-            |e: &dyn std::fmt::Display| s.refused(StatusCode::BAD_REQUEST, &e.to_string(), &back);
+        let bad = |e: &dyn std::fmt::Display| s.bad(&e.to_string(), &back);
         let mut checked = false;
         let mut file = None;
         while let Some(field) = form.next_field().await.map_err(|e| bad(&e))? {
@@ -733,13 +690,13 @@ async fn document_add(
                 bytes.len()
             )));
         }
-        let request = Request::DocAdd {
+        let add = DocAdd {
             circle: circle.clone(),
             name,
             media_type,
             content: hex::encode(&bytes),
         };
-        s.ask(request, &back).await?;
+        s.ask(add, &back).await?;
         Ok(back_to(back.clone()))
     };
     run.await.unwrap_or_else(|r: Response| r)
@@ -776,16 +733,18 @@ fn download(bytes: Vec<u8>, content_type: &'static str, name: &str) -> Response 
 async fn export_fhir(s: Session, Path(circle): Path<String>) -> Response {
     let back = format!("/c/{circle}/patient");
     let run = async {
-        let request = Request::Export {
+        let export = Export {
             circle: circle.clone(),
             format: ExportFormat::Fhir,
         };
-        let file = match s.ask(request, &back).await? {
-            Answer::Export { mut files } if files.len() == 1 => files.remove(0),
-            other => return Err(s.unexpected(&other)),
-        };
+        let mut files = s.ask(export, &back).await?.files;
+        if files.len() != 1 {
+            let e = NodeError::internal("the FHIR export is not one file");
+            return Err(s.refused(&e, &back));
+        }
+        let file = files.remove(0);
         let bytes = hex::decode(&file.content)
-            .map_err(|e| s.refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &back))?;
+            .map_err(|e| s.refused(&NodeError::internal(e.to_string()), &back))?;
         let short: String = circle.chars().take(8).collect();
         let name = format!("cercle-{short}.fhir.json");
         Ok(download(bytes, "application/fhir+json", &name))
@@ -800,34 +759,29 @@ async fn document_get(s: Session, Path((circle, doc)): Path<(String, String)>) -
     let run = async {
         let started = tokio::time::Instant::now();
         loop {
-            let request = Request::DocGet {
+            let get = DocGet {
                 circle: circle.clone(),
                 doc: doc.clone(),
             };
-            match s.ask(request, &back).await? {
-                Answer::Document {
-                    document,
-                    content: Some(content),
-                    ..
-                } => {
-                    let bytes = hex::decode(content).map_err(|e| {
-                        s.refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &back)
-                    })?;
-                    return Ok(download(bytes, "application/octet-stream", &document.name));
-                }
-                Answer::Document { document, .. } if started.elapsed() < FETCH_WAIT => {
-                    tracing::debug!(name = %document.name, "waiting for a document from a member");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Answer::Document { document, .. } => {
-                    let reason = format!(
-                        "{} is not on this computer yet and no member holding it answered; try again when one is connected",
-                        document.name
-                    );
-                    return Err(s.refused(StatusCode::GATEWAY_TIMEOUT, &reason, &back));
-                }
-                other => return Err(s.unexpected(&other)),
+            let got = s.ask(get, &back).await?;
+            if let Some(content) = got.content {
+                let bytes = hex::decode(content)
+                    .map_err(|e| s.refused(&NodeError::internal(e.to_string()), &back))?;
+                return Ok(download(
+                    bytes,
+                    "application/octet-stream",
+                    &got.document.name,
+                ));
             }
+            if started.elapsed() >= FETCH_WAIT {
+                let reason = format!(
+                    "{} is not on this computer yet and no member holding it answered; try again when one is connected",
+                    got.document.name
+                );
+                return Err(s.refused(&NodeError::new(ErrorKind::Unavailable, reason), &back));
+            }
+            tracing::debug!(name = %got.document.name, "waiting for a document from a member");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     run.await.unwrap_or_else(|r: Response| r)
@@ -864,20 +818,14 @@ async fn invite_create(
         let role = f
             .role
             .parse()
-            .map_err(|e: cercle_crdt::member::ParseRoleError| {
-                s.refused(StatusCode::BAD_REQUEST, &e.to_string(), &back)
-            })?;
-        let millis = crate::invite::parse_validity(&f.validity)
-            .map_err(|e| s.refused(StatusCode::BAD_REQUEST, &e, &back))?;
-        let request = Request::InviteCreate {
+            .map_err(|e: cercle_crdt::member::ParseRoleError| s.bad(&e.to_string(), &back))?;
+        let millis = crate::invite::parse_validity(&f.validity).map_err(|e| s.bad(&e, &back))?;
+        let create = InviteCreate {
             circle: circle.clone(),
             role,
             expires_in: millis.unsigned_abs() / 1000,
         };
-        let invite = match s.ask(request, &back).await? {
-            Answer::Invite(i) => i,
-            other => return Err(s.unexpected(&other)),
-        };
+        let invite = s.ask(create, &back).await?;
         let (head, _, _, me) = s.head(&circle, false).await?;
         let summary = s.summary(&head.id).await?;
         let mut ctx = s.ctx.clone();

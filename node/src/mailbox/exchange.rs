@@ -109,7 +109,7 @@ impl Exchange {
             .peers
             .entry(device)
             .or_insert_with(|| PeerSync::new(device));
-        let (replies, received) = match sync.receive(&self.mailbox, message) {
+        let (replies, received) = match sync.receive(&self.mailbox, message, now_ms) {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(%device, reason = %e, "refused a mailbox request");
@@ -126,7 +126,6 @@ impl Exchange {
             step.sends = replies.into_iter().map(|m| (device, m)).collect();
             return step;
         };
-        let circle = data.circle;
         let mut delivery = self.mailbox.receive(&device, data, now_ms * 1000);
         let accepted = std::mem::take(&mut delivery.accepted);
         for r in &delivery.refused {
@@ -147,7 +146,7 @@ impl Exchange {
                 continue;
             }
             step.sends.extend(
-                sync.push(&self.mailbox, circle, accepted.clone())
+                sync.push(&self.mailbox, &accepted, now_ms)
                     .into_iter()
                     .map(|m| (*other, m)),
             );

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use cercle_crdt::DocKind;
 
-use crate::circle::membership::{CircleId, MembershipLog, OpBody, OpHash, Resolution, SignedOp};
-use crate::crypto::EpochId;
-use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRejection};
+use crate::circle::membership::{
+    CircleId, Membership, MembershipLog, OpBody, OpHash, Resolution, SignedOp,
+};
+use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRef, EnvelopeRejection, LogId};
 use crate::identity::DeviceId;
 use crate::store::keys;
 use crate::sync::{Local, Received, Vector};
@@ -117,7 +118,7 @@ impl Refusal {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The envelopes stored, to pass on to connected members.
-    pub accepted: Vec<Vec<u8>>,
+    pub accepted: Vec<EnvelopeRef>,
     /// Membership operations stored (a circle's membership changed here if any).
     pub ops: usize,
     pub envelopes: usize,
@@ -149,9 +150,7 @@ pub struct CircleUsage {
 /// One circle as the relay holds it.
 #[derive(Debug)]
 struct Held {
-    log: MembershipLog,
-    resolution: Resolution,
-    holders: BTreeMap<EpochId, BTreeSet<DeviceId>>,
+    membership: Membership,
     envelopes: EnvelopeLog,
     vectors: BTreeMap<DocKind, Vector>,
     count: u64,
@@ -161,37 +160,31 @@ struct Held {
 
 impl Held {
     fn new(log: MembershipLog, now: i64) -> Held {
-        let mut held = Held {
-            log,
-            resolution: Resolution::default(),
-            holders: BTreeMap::new(),
+        Held {
+            membership: Membership::new(log),
             envelopes: EnvelopeLog::default(),
             vectors: BTreeMap::new(),
             count: 0,
             bytes: 0,
             last_active: now,
-        };
-        held.resolve();
-        held
+        }
     }
 
-    fn resolve(&mut self) {
-        self.resolution = self.log.resolve();
-        let r = &self.resolution;
-        self.holders = r
-            .epochs
-            .iter()
-            .map(|e| (*e, self.log.holders(e, r)))
-            .collect();
+    fn resolution(&self) -> &Resolution {
+        self.membership.resolution()
     }
 
     /// Operations, envelopes and envelope bytes held.
     fn size(&self) -> (u64, u64, u64) {
-        (self.log.ops().count() as u64, self.count, self.bytes)
+        (
+            self.membership.log().ops().count() as u64,
+            self.count,
+            self.bytes,
+        )
     }
 
     fn devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
-        self.resolution
+        self.resolution()
             .members
             .values()
             .flat_map(|m| m.devices.iter().map(|d| d.device))
@@ -218,13 +211,18 @@ pub struct Mailbox {
 impl Mailbox {
     /// Opens (or creates) the mailbox at `path` and rebuilds each circle's state from it.
     pub fn open(path: &Path, limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| MailboxError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        // A relay restarted in place finds sled's lock free; one reopened in the same
+        // process may have to wait a moment for sled's threads to let it go.
+        let db = crate::store::once_released(|| {
+            sled::Config::new()
+                .path(path)
+                .open()
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|reason| MailboxError::Open {
+            path: path.display().to_string(),
+            reason,
+        })?;
         let mut mailbox = Mailbox {
             ops: db.open_tree("ops")?,
             envelopes: db.open_tree("envelopes")?,
@@ -262,7 +260,9 @@ impl Mailbox {
                 continue;
             };
             for op in ops {
-                let _ = log.insert(op);
+                if let Err(e) = log.insert(op) {
+                    tracing::warn!(%circle, error = %e, "a stored operation is not in the log");
+                }
             }
             let last_active = self
                 .circles_tree
@@ -273,22 +273,22 @@ impl Mailbox {
             self.circles.insert(circle, Held::new(log, last_active));
         }
         // Envelopes: sizes, and the last one of each log resumes the chain checks.
-        let mut last: Option<(CircleId, DocKind, DeviceId, u64, sled::IVec)> = None;
+        let mut last: Option<(LogId, u64, sled::IVec)> = None;
         for item in self.envelopes.iter() {
             let (k, v) = item?;
-            let Some((circle, doc, device, seq)) = keys::split_envelope(&k) else {
+            let Some((log, seq)) = keys::split_envelope(&k) else {
                 continue;
             };
-            if let Some(held) = self.circles.get_mut(&circle) {
+            if let Some(held) = self.circles.get_mut(&log.circle) {
                 held.count += 1;
                 held.bytes += v.len() as u64;
             }
             if let Some(prev) = last.take()
-                && (prev.0, prev.1, prev.2) != (circle, doc, device)
+                && prev.0 != log
             {
                 self.resume(prev);
             }
-            last = Some((circle, doc, device, seq, v));
+            last = Some((log, seq, v));
         }
         if let Some(prev) = last {
             self.resume(prev);
@@ -302,19 +302,21 @@ impl Mailbox {
         Ok(())
     }
 
-    fn resume(
-        &mut self,
-        (circle, doc, device, seq, bytes): (CircleId, DocKind, DeviceId, u64, sled::IVec),
-    ) {
-        let Some(held) = self.circles.get_mut(&circle) else {
+    fn resume(&mut self, (log, seq, bytes): (LogId, u64, sled::IVec)) {
+        let Some(held) = self.circles.get_mut(&log.circle) else {
             return;
         };
         match Envelope::decode(&bytes) {
             Ok(env) => {
                 held.envelopes.resume(&env);
-                held.vectors.entry(doc).or_default().insert(device, seq);
+                held.vectors
+                    .entry(log.doc)
+                    .or_default()
+                    .insert(log.device, seq);
             }
-            Err(e) => tracing::error!(%circle, error = %e, "a stored envelope is damaged"),
+            Err(e) => {
+                tracing::error!(circle = %log.circle, error = %e, "a stored envelope is damaged")
+            }
         }
     }
 
@@ -367,8 +369,8 @@ impl Mailbox {
             .iter()
             .map(|(id, h)| CircleUsage {
                 circle: id.to_string(),
-                members: h.resolution.members.len(),
-                ops: h.log.ops().count(),
+                members: h.resolution().members.len(),
+                ops: h.membership.log().ops().count(),
                 envelopes: h.count,
                 bytes: h.bytes,
                 last_active: h.last_active,
@@ -437,76 +439,84 @@ impl Mailbox {
             return delivery;
         };
 
+        // The same two steps as a member's circle, without keys: operations, then the
+        // envelope checks a relay can make (size, decoding, signature, writer, chain).
+        let room = limits
+            .ops
+            .saturating_sub(held.membership.log().ops().count() + held.membership.log().waiting());
+        if data.ops.len() > room {
+            delivery.refused.push(Refusal::Quota);
+        }
+        let intake = held
+            .membership
+            .take_in(&data.ops[..data.ops.len().min(room)]);
         let mut ops_batch = sled::Batch::default();
-        let mut changed = false;
-        let mut held_ops = held.log.ops().count() + held.log.waiting();
-        for bytes in &data.ops {
-            if held_ops >= limits.ops {
-                delivery.refused.push(Refusal::Quota);
-                break;
-            }
-            match SignedOp::decode(bytes).and_then(|op| Ok((held.log.insert(op.clone())?, op))) {
-                Ok((true, op)) => {
-                    ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
-                    delivery.ops += 1;
-                    held_ops += 1;
-                    changed = true;
-                }
-                // The genesis of a circle just adopted is already in its log, not yet on disk.
-                Ok((false, op)) if adopted && op.hash().0 == circle.0 => {
-                    ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
-                    delivery.ops += 1;
-                }
-                // Already held.
-                Ok((false, _)) => {}
-                Err(e) => delivery.refused.push(Refusal::Op(e.to_string())),
-            }
+        for op in &intake.new {
+            ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
         }
-        if changed {
-            held.resolve();
+        // The genesis of a circle just adopted is already in its log, not yet on disk.
+        if adopted
+            && let Some(genesis) = held.membership.log().ops().find(|o| o.hash().0 == circle.0)
+        {
+            ops_batch.insert(keys::op(&circle, &genesis.hash().0), genesis.bytes());
+            delivery.ops += 1;
         }
+        delivery.ops += intake.new.len();
+        delivery.refused.extend(
+            intake
+                .refused
+                .into_iter()
+                .map(|(_, e)| Refusal::Op(e.to_string())),
+        );
+        let changed = !intake.new.is_empty();
         // A circle that stopped naming this relay gets no new envelopes here.
-        let served = serves(&limits, &held.resolution);
+        let served = serves(&limits, held.resolution());
         if !served && !data.envelopes.is_empty() {
             delivery.refused.push(Refusal::NotNamed);
         }
-        let envelopes: &[Vec<u8>] = if served { &data.envelopes } else { &[] };
-
-        let mut env_batch = sled::Batch::default();
+        let offered: &[Vec<u8>] = if served { &data.envelopes } else { &[] };
+        // Quotas are checked before any work: what does not fit is refused unread.
+        let (mut count, mut bytes) = (held.count, held.bytes);
+        let fit = offered
+            .iter()
+            .take_while(|b| {
+                count += 1;
+                bytes += b.len() as u64;
+                count <= limits.envelopes && bytes <= limits.bytes
+            })
+            .count();
+        if fit < offered.len() {
+            delivery.refused.push(Refusal::Quota);
+        }
         let view = CircleView {
             circle,
-            resolution: &held.resolution,
-            holders: &held.holders,
+            resolution: held.membership.resolution(),
+            holders: held.membership.holders(),
             keys: None,
         };
-        for bytes in envelopes {
-            let size = bytes.len() as u64;
-            if held.count >= limits.envelopes || held.bytes + size > limits.bytes {
-                delivery.refused.push(Refusal::Quota);
-                continue;
-            }
-            match held.envelopes.receive(bytes, &view) {
-                Ok(accepted) => {
-                    for a in accepted {
-                        let b = a.envelope.bytes();
-                        env_batch.insert(keys::envelope(&circle, a.doc, &a.device, a.seq), b);
-                        held.vectors
-                            .entry(a.doc)
-                            .or_default()
-                            .insert(a.device, a.seq);
-                        held.count += 1;
-                        held.bytes += b.len() as u64;
-                        delivery.envelopes += 1;
-                        delivery.bytes += b.len() as u64;
-                        delivery.accepted.push(b.to_vec());
-                    }
-                }
-                Err(EnvelopeRejection::Replay { .. }) => {}
-                Err(r) => delivery.refused.push(Refusal::Envelope(r)),
-            }
+        let checked = held.envelopes.check(&offered[..fit], &view);
+        delivery.refused.extend(
+            checked
+                .rejected
+                .into_iter()
+                .map(|r| Refusal::Envelope(r.reason)),
+        );
+        let mut env_batch = sled::Batch::default();
+        for a in checked.accepted {
+            held.envelopes.confirm(&a.envelope);
+            let b = a.envelope.bytes();
+            let log = a.envelope.header.log();
+            env_batch.insert(keys::envelope(&log, a.seq), b);
+            held.vectors
+                .entry(a.doc)
+                .or_default()
+                .insert(a.device, a.seq);
+            held.count += 1;
+            held.bytes += b.len() as u64;
+            delivery.envelopes += 1;
+            delivery.bytes += b.len() as u64;
+            delivery.accepted.push(EnvelopeRef { log, seq: a.seq });
         }
-        held.envelopes.rejections.clear();
-        held.envelopes.forks.clear();
         if delivery.envelopes > 0 {
             held.last_active = now;
         }
@@ -555,24 +565,19 @@ impl Mailbox {
             .filter_map(|b| SignedOp::decode(b).ok())
             .find(|o| o.hash().0 == circle.0 && matches!(o.content().body, OpBody::Genesis { .. }))
             .ok_or(Refusal::NoGenesis)?;
-        let mut log = MembershipLog::new(genesis).map_err(|e| Refusal::Op(e.to_string()))?;
-        for op in ops
-            .iter()
-            .take(self.limits.ops)
-            .filter_map(|b| SignedOp::decode(b).ok())
-        {
-            let _ = log.insert(op);
-        }
-        let resolution = log.resolve();
-        if resolution.member_of(from).is_none() {
+        let mut log =
+            Membership::new(MembershipLog::new(genesis).map_err(|e| Refusal::Op(e.to_string()))?);
+        let _ = log.take_in(&ops[..ops.len().min(self.limits.ops)]);
+        if log.resolution().member_of(from).is_none() {
             return Err(Refusal::NotMember);
         }
-        if !serves(&self.limits, &resolution) {
+        if !serves(&self.limits, log.resolution()) {
             return Err(Refusal::NotNamed);
         }
         // The operations themselves are stored by `receive`, with the rest of the push.
         let genesis_only = MembershipLog::new(
-            log.ops()
+            log.log()
+                .ops()
                 .find(|o| o.hash().0 == circle.0)
                 .cloned()
                 .ok_or(Refusal::NoGenesis)?,
@@ -640,7 +645,7 @@ impl Local for Mailbox {
     fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
         self.circles
             .get(circle)
-            .map(|h| h.log.ops().map(SignedOp::hash).collect())
+            .map(|h| h.membership.log().ops().map(SignedOp::hash).collect())
             .unwrap_or_default()
     }
 
@@ -659,49 +664,40 @@ impl Local for Mailbox {
             .unwrap_or_default()
     }
 
-    fn envelopes(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        from: u64,
-        limit: usize,
-    ) -> Vec<Vec<u8>> {
-        let start = keys::envelope(circle, doc, device, from);
-        let end = keys::envelope(circle, doc, device, u64::MAX);
-        self.envelopes
-            .range(start..=end)
-            .take(limit)
-            .filter_map(|item| match item {
-                Ok((_, v)) => Some(v.to_vec()),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the mailbox");
-                    None
-                }
-            })
-            .collect()
+    fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Vec<Vec<u8>> {
+        let range = keys::envelope(log, from)..=keys::envelope(log, u64::MAX);
+        let read = self.envelopes.range(range).take(limit);
+        read.filter_map(|item| match item {
+            Ok((_, v)) => Some(v.to_vec()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the mailbox");
+                None
+            }
+        })
+        .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use cercle_crdt::{EntryKind, IdentityUpdate, NewEntry, Role, Timestamp};
 
     use super::*;
-    use crate::circle::{Circle, Pending};
+    use crate::circle::Circle;
+    use crate::crypto::SecureRng;
     use crate::identity::{LocalIdentity, Profile};
-    use crate::store::{SledStore, Store};
 
     fn person(name: &str) -> LocalIdentity {
-        let p = Profile::new(name, "infirmière", None, None).unwrap_or_else(|e| panic!("{e}"));
-        LocalIdentity::generate(p, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"))
+        let p = Profile::new(name, "infirmière", None, None).unwrap();
+        LocalIdentity::generate(p, Timestamp(1)).unwrap()
     }
 
-    /// A coordinator's circle with a nurse, and the coordinator's first note.
+    fn rng() -> SecureRng {
+        rand::SeedableRng::seed_from_u64(5)
+    }
+
+    /// A coordinator's circle with a nurse.
     struct Scene {
-        _dir: tempfile::TempDir,
         gp: LocalIdentity,
         nurse: LocalIdentity,
         circle: Circle,
@@ -709,29 +705,15 @@ mod tests {
 
     impl Scene {
         fn new() -> Scene {
-            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let gp = person("Dr Martin");
             let nurse = person("Julien");
-            let store: Arc<dyn Store> = Arc::new(
-                SledStore::open(dir.path(), gp.storage_key()).unwrap_or_else(|e| panic!("{e}")),
-            );
-            let mut circle = Circle::create(store, &gp, &IdentityUpdate::default(), Timestamp(1))
-                .unwrap_or_else(|e| panic!("{e}"));
-            circle
-                .add_member(
-                    &gp,
-                    &nurse.public().card(&[]),
-                    Role::Professional,
-                    Timestamp(2),
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-            circle.take_sealed();
-            Scene {
-                _dir: dir,
-                gp,
-                nurse,
-                circle,
-            }
+            let (mut circle, _) =
+                Circle::create(&gp, &IdentityUpdate::default(), Timestamp(1), &mut rng()).unwrap();
+            let card = nurse.public().card(&[]);
+            let _ = circle
+                .add_member(&gp, &card, Role::Professional, Timestamp(2), &mut rng())
+                .unwrap();
+            Scene { gp, nurse, circle }
         }
 
         /// The envelopes of one new note by the coordinator.
@@ -741,11 +723,15 @@ mod tests {
                 text: text.into(),
                 vitals: None,
             };
-            self.circle
-                .add_note(&self.gp, entry, Timestamp(3))
-                .and_then(Pending::wait)
-                .unwrap_or_else(|e| panic!("{e}"));
-            self.circle.take_sealed()
+            let member = self.gp.member();
+            let w = self.circle.write::<cercle_crdt::LiaisonNotebook, _>(
+                &self.gp,
+                Timestamp(3),
+                &mut rng(),
+                |nb| nb.add_entry(member, entry, Timestamp(3)),
+            );
+            w.value.unwrap();
+            w.staged.batch.envelope_bytes()
         }
 
         fn push(&self, envelopes: Vec<Vec<u8>>) -> Received {
@@ -763,13 +749,13 @@ mod tests {
     }
 
     fn open(dir: &Path, limits: MailboxLimits) -> Mailbox {
-        Mailbox::open(dir, limits).unwrap_or_else(|e| panic!("{e}"))
+        Mailbox::open(dir, limits).unwrap()
     }
 
     #[test]
     fn a_members_push_is_kept_across_reopening_and_its_log_goes_on() {
         let mut scene = Scene::new();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let first = scene.note("un");
         let mut mailbox = open(dir.path(), MailboxLimits::default());
         let d = mailbox.receive(&scene.gp.device(), scene.push(first.clone()), 10);
@@ -779,7 +765,12 @@ mod tests {
         assert_eq!(mailbox.shared_with(&scene.nurse.device()), vec![id]);
         let vector = mailbox.vector(&id, DocKind::LiaisonNotebook);
         assert_eq!(vector, scene.circle.vector(DocKind::LiaisonNotebook));
-        let stored = mailbox.envelopes(&id, DocKind::LiaisonNotebook, &scene.gp.device(), 1, 10);
+        let log = LogId {
+            circle: id,
+            doc: DocKind::LiaisonNotebook,
+            device: scene.gp.device(),
+        };
+        let stored = mailbox.envelopes(&log, 1, 10);
         assert_eq!(stored, first);
         let totals = mailbox.totals();
         drop(mailbox);
@@ -801,7 +792,7 @@ mod tests {
     #[test]
     fn a_stranger_can_neither_bring_a_circle_nor_pull_one() {
         let mut scene = Scene::new();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let mut mailbox = open(dir.path(), MailboxLimits::default());
         let stranger = person("Inconnu");
         let envelopes = scene.note("un");
@@ -821,7 +812,7 @@ mod tests {
     #[test]
     fn a_forged_envelope_is_refused_and_not_stored() {
         let mut scene = Scene::new();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let mut mailbox = open(dir.path(), MailboxLimits::default());
         let mut forged = scene.note("un");
         if let Some(byte) = forged[0].last_mut() {
@@ -839,7 +830,7 @@ mod tests {
     #[test]
     fn a_full_mailbox_refuses_and_an_idle_one_is_dropped() {
         let mut scene = Scene::new();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let limits = MailboxLimits {
             envelopes: 1,
             retention: Duration::from_secs(60),
@@ -851,14 +842,8 @@ mod tests {
         let d = mailbox.receive(&scene.gp.device(), scene.push(both), 0);
         assert_eq!((d.envelopes, d.refused), (1, vec![Refusal::Quota]));
 
-        assert_eq!(
-            mailbox.sweep(59_000_000).unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
-        assert_eq!(
-            mailbox.sweep(61_000_000).unwrap_or_else(|e| panic!("{e}")),
-            1
-        );
+        assert_eq!(mailbox.sweep(59_000_000).unwrap(), 0);
+        assert_eq!(mailbox.sweep(61_000_000).unwrap(), 1);
         assert_eq!(mailbox.totals(), Totals::default());
         drop(mailbox);
         assert_eq!(open(dir.path(), limits).totals(), Totals::default());
@@ -870,7 +855,7 @@ mod tests {
         use exchange::{Direction, Exchange};
 
         let mut scene = Scene::new();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let mut ex = Exchange::new(open(dir.path(), MailboxLimits::default()));
         let stranger = person("Inconnu");
         let (gp, nurse) = (scene.gp.device(), scene.nurse.device());
@@ -904,7 +889,7 @@ mod tests {
     #[test]
     fn a_relay_for_named_circles_keeps_only_the_circles_that_name_it() {
         let mut scene = Scene::new();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let relay = person("Relais");
         let limits = MailboxLimits {
             named_only: Some(relay.device()),
@@ -917,14 +902,14 @@ mod tests {
         assert_eq!(mailbox.totals(), Totals::default());
 
         let peer = crate::net::peer_of(&relay.device()).unwrap_or_else(|| panic!("peer id"));
-        scene
+        let _ = scene
             .circle
             .set_relays(
                 &scene.gp,
                 vec![format!("/ip4/192.0.2.1/tcp/4001/p2p/{peer}")],
                 Timestamp(4),
             )
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let d = mailbox.receive(&scene.gp.device(), scene.push(first), 20);
         assert_eq!((d.envelopes, d.refused), (1, Vec::new()));
     }

@@ -14,10 +14,11 @@
 //! handshake. Peers whose key is not Ed25519 (other libp2p software) get identify and ping
 //! only.
 //!
-//! Per connected Cercle peer there is one outbound stream, written by a task fed from an
-//! unbounded channel whose content the core bounds (its in-flight budget), and one inbound
-//! stream, read by a task that forwards each frame to the core through a bounded channel
-//! (so a peer faster than the core is slowed down by TCP, not buffered here).
+//! Per connected Cercle peer there is one outbound stream, written by a task fed from a
+//! channel of [`PEER_QUEUE`] messages (a peer that does not read fills it and is
+//! disconnected), and one inbound stream, read by a task that forwards each frame to the
+//! core through a bounded channel (so a peer faster than the core is slowed down by TCP,
+//! not buffered here).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -37,7 +38,8 @@ use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
 mod outbox;
 mod relays;
 
-pub(crate) use outbox::Outbox;
+pub use outbox::{MAX_EARLY, PEER_QUEUE};
+pub(crate) use outbox::{Outbox, Undelivered};
 use relays::{Relays, relay_peer};
 pub use relays::{Spot, names_relay, relay_device};
 
@@ -105,7 +107,7 @@ pub enum NetEvent {
     Connected {
         device: DeviceId,
         peer_id: PeerId,
-        writer: mpsc::UnboundedSender<Message>,
+        writer: mpsc::Sender<Message>,
     },
     /// The last connection to the peer closed.
     Disconnected { device: DeviceId },
@@ -119,6 +121,8 @@ pub enum NetEvent {
 #[derive(Debug)]
 pub enum NetCommand {
     Dial(String),
+    /// Closes every connection to a peer (one that does not read what it is sent).
+    Disconnect(PeerId),
     /// The circles' meeting spots changed (a circle was created or joined, or its members
     /// or epoch changed).
     Spots(Vec<Spot>),
@@ -222,6 +226,9 @@ pub async fn run(
                     Ok(a) => dial(&mut swarm, a),
                     Err(e) => tracing::warn!(%address, error = %e, "not a multiaddress"),
                 },
+                Some(NetCommand::Disconnect(peer)) => {
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
                 Some(NetCommand::Relays(named)) => relays.named(&mut swarm, named),
                 Some(NetCommand::Spots(spots)) => {
                     if spots != relays.spots {
@@ -502,7 +509,7 @@ pub(crate) async fn open_stream(
                 continue;
             }
         };
-        let (writer, mut queue) = mpsc::unbounded_channel::<Message>();
+        let (writer, mut queue) = Outbox::channel();
         if events
             .send(NetEvent::Connected {
                 device,

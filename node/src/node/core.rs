@@ -1,55 +1,109 @@
-//! The node's state machine without the network: the open circles, one [`PeerSync`] per
-//! connected peer device, and the answers to users' [`Request`]s. The async shell
-//! ([`super::Node`]) feeds it requests, peer messages and time, and carries out the
-//! [`Output`]s it returns; the `cercle` command uses it directly when no node runs.
+//! The node as a state machine: every decision of a running node, without sockets, disk
+//! writes, clock or system randomness. [`NodeCore::handle`] takes one [`Input`] (a user's
+//! request, a peer's message, a connection change, the outcome of a write, a tick) with the
+//! current time, and returns the [`Effect`]s for the shell to carry out: writes to make
+//! durable, messages to send, answers, events, dials.
+//!
+//! A write leaves as `Effect::Write(id, batch)`; only when the shell reports
+//! `Input::Durable(id)` are its envelopes pushed to peers and the request it belongs to
+//! answered, so a peer never holds an envelope this node could lose in a crash. Randomness
+//! comes from the generator the core was opened with (the daemon seeds it from the system,
+//! a test or a simulation from a seed), so the same inputs give the same effects.
+//!
+//! The same core runs in the daemon (`node::run`), in the command without a daemon
+//! (`node::offline`), in the tests and in the simulations (`node::cluster`). Each user
+//! request is carried out by its own module in [`crate::ops`]; this file holds the state,
+//! the dispatch and the durability bookkeeping; peers, invites and document contents have
+//! their own files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cercle_crdt::{DocKind, IdentityUpdate, NewEntry, Timestamp};
+use cercle_crdt::{MemberId, Timestamp, WriteError};
 
-use crate::api::{Answer, CircleSummary, MemberRow, NodeEvent, PeerRow, Request, Status};
+use crate::api::NodeEvent;
 use crate::circle::membership::{CircleId, OpHash};
-use crate::circle::{Circle, CircleError};
-use crate::identity::{CardError, ContactCard, DeviceId, LocalIdentity};
-use crate::invite::InviteError;
+use crate::circle::{Circle, CircleDocument, SNAPSHOT_EVERY, Staged};
+use crate::crypto::SecureRng;
+use crate::envelope::LogId;
+use crate::identity::{DeviceId, LocalIdentity};
 use crate::net::Spot;
-use crate::store::{Batch, Store, StoreError, Ticket};
+use crate::ops::{Answer, NodeError, Request};
+use crate::store::{Batch, Store, StoreError};
+use crate::sync::{Local, Message, Vector};
 
-use super::care;
+pub(crate) mod blobs;
+pub(crate) mod invites;
+mod peers;
+mod writes;
 
-mod blobs;
-mod invites;
-use crate::sync::{Local, Message, PeerSync, Received, SyncRejection, Vector};
+use writes::{After, Writes};
 
 /// Notes of one request written as one Automerge change (one envelope).
 pub const NOTES_PER_CHANGE: usize = 64;
-/// Most notes accepted in one request.
-pub const MAX_NOTES_PER_REQUEST: usize = 10_000;
 
-/// Why a request failed: one sentence for the user.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    #[error(transparent)]
-    Circle(#[from] CircleError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the contact card is not valid: {0}")]
-    Card(#[from] CardError),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error(transparent)]
-    Invite(#[from] InviteError),
-    #[error("the node is not running; start it with `cercle up`")]
-    NotRunning,
+/// The time of an input: microseconds since the Unix epoch, read by the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Now(pub i64);
+
+impl Now {
+    /// At `millis` milliseconds since the Unix epoch.
+    pub fn from_millis(millis: i64) -> Now {
+        Now(millis.saturating_mul(1000))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    /// As the documents date things.
+    pub fn timestamp(self) -> Timestamp {
+        Timestamp(self.millis())
+    }
 }
 
-/// What the shell must do.
-#[derive(Debug, Clone)]
-pub enum Output {
+/// Names a user's request, so its answer can find its way back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// Names a write the core asked for; the shell reports its outcome with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId(pub u64);
+
+/// What happens to the node.
+#[derive(Debug)]
+pub enum Input {
+    /// A user asks something (the CLI, the web UI).
+    Request(RequestId, Request),
+    /// A peer device's sync stream is open (its key is proven by Noise).
+    Connected { device: DeviceId, peer_id: String },
+    /// A peer device's last connection closed.
+    Disconnected { device: DeviceId },
+    /// A message from a connected peer device.
+    Message { device: DeviceId, message: Message },
+    /// Messages for `device` were dropped before reaching the network (its writer is gone
+    /// or full): what was in flight to it will never be acknowledged.
+    Undelivered { device: DeviceId },
+    /// This node's listen addresses.
+    Addresses(Vec<String>),
+    /// A write is on disk (and every write asked for before it).
+    Durable(WriteId),
+    /// A write failed; the store refuses every later one until reopened.
+    WriteFailed(WriteId, StoreError),
+    /// Time passed: anti-entropy, retries.
+    Tick,
+}
+
+/// What the shell must do, in order.
+#[derive(Debug)]
+pub enum Effect {
+    /// Make `Batch` durable (in the order asked), then report `Durable` or `WriteFailed`.
+    Write(WriteId, Batch),
     /// Send a message to a connected peer device.
     Send(DeviceId, Message),
+    /// Answer a request (boxed: answers are large, sends are many).
+    Answer(RequestId, Box<Result<Answer, NodeError>>),
     /// Tell live views.
     Event(NodeEvent),
     /// Dial a multiaddress.
@@ -60,61 +114,38 @@ pub enum Output {
     Relays(Vec<String>),
 }
 
-/// A handled request: its answer, the tickets to wait for before giving it, and what to
-/// do once they complete (push the new envelopes).
-#[derive(Debug)]
-pub struct Handled {
-    pub answer: Answer,
-    pub tickets: Vec<Ticket>,
-    pub after: Vec<Output>,
-}
-
-impl Handled {
-    fn now(answer: Answer) -> Handled {
-        Handled {
-            answer,
-            tickets: Vec::new(),
-            after: Vec::new(),
-        }
-    }
-
-    /// Waits for durability (for callers without a node: the CLI's offline mode).
-    pub fn wait(self) -> Result<Answer, NodeError> {
-        for t in self.tickets {
-            t.wait()?;
-        }
-        Ok(self.answer)
-    }
-}
-
 /// The circles held by this node, as the sync protocol reads them.
 #[derive(Debug)]
 pub struct Circles {
-    store: Arc<dyn Store>,
-    open: BTreeMap<CircleId, Circle>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) open: BTreeMap<CircleId, Circle>,
     /// The relays this node was started with: each keeps a mailbox of every circle.
-    relays: BTreeSet<DeviceId>,
+    pub(crate) relays: BTreeSet<DeviceId>,
 }
 
 impl Circles {
-    /// Opens every circle in the store.
-    pub fn open(store: Arc<dyn Store>, me: &LocalIdentity) -> Result<Circles, CircleError> {
+    /// Opens every circle in the store; documents needing a new snapshot give a batch.
+    fn open(store: Arc<dyn Store>, me: &LocalIdentity) -> Result<(Circles, Batch), NodeError> {
         let mut open = BTreeMap::new();
-        for info in Circle::list(store.as_ref())? {
-            let c = Circle::open(store.clone(), me, &info.id)?;
-            open.insert(c.id(), c);
+        let mut snapshots = Batch::new();
+        for (id, _) in store.circles()? {
+            let (c, batch) = Circle::open(store.as_ref(), me, &id)?;
+            snapshots.extend(batch);
+            open.insert(id, c);
         }
-        Ok(Circles {
+        let circles = Circles {
             store,
             open,
             relays: BTreeSet::new(),
-        })
+        };
+        Ok((circles, snapshots))
     }
 
-    /// The open circle whose id starts with `query`: found among those in memory, without
-    /// reading and opening every sealed record again.
-    fn find(&mut self, query: &str) -> Result<&mut Circle, CircleError> {
-        crate::circle::pick(query, self.open.values_mut(), |c| c.id())
+    /// The open circle whose id starts with `query`.
+    pub(crate) fn find(&mut self, query: &str) -> Result<&mut Circle, NodeError> {
+        Ok(crate::circle::pick(query, self.open.values_mut(), |c| {
+            c.id()
+        })?)
     }
 }
 
@@ -145,72 +176,69 @@ impl Local for Circles {
     }
 
     fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
-        self.open.get(circle).and_then(|c| {
-            c.membership()
-                .ops()
-                .find(|o| o.hash() == *hash)
-                .map(|o| o.bytes().to_vec())
-        })
+        let c = self.open.get(circle)?;
+        let op = c.membership().ops().find(|o| o.hash() == *hash)?;
+        Some(op.bytes().to_vec())
     }
 
-    fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector {
+    fn vector(&self, circle: &CircleId, doc: cercle_crdt::DocKind) -> Vector {
         self.open
             .get(circle)
             .map(|c| c.vector(doc))
             .unwrap_or_default()
     }
 
-    fn envelopes(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        from: u64,
-        limit: usize,
-    ) -> Vec<Vec<u8>> {
-        self.store
-            .envelopes(circle, doc, device, from, limit)
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot read envelopes to send");
-                Vec::new()
-            })
+    fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Vec<Vec<u8>> {
+        self.store.envelopes(log, from, limit).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read envelopes to send");
+            Vec::new()
+        })
     }
 }
 
-/// One connected peer device.
+/// What a write to a circle needs beside the circle: who writes, when, and the generator.
 #[derive(Debug)]
-struct Peer {
-    sync: PeerSync,
-    peer_id: String,
-    last_seen: Option<i64>,
+pub(crate) struct Author<'a> {
+    pub(crate) me: &'a LocalIdentity,
+    pub(crate) now: Timestamp,
+    pub(crate) rng: &'a mut SecureRng,
 }
 
-/// The node without its network.
+/// The node without its network, disk writes and clock.
 #[derive(Debug)]
 pub struct NodeCore {
-    me: LocalIdentity,
-    circles: Circles,
-    peers: BTreeMap<DeviceId, Peer>,
-    addresses: Vec<String>,
-    peer_id: String,
-    running: bool,
+    pub(crate) me: LocalIdentity,
+    pub(crate) circles: Circles,
+    pub(crate) peers: BTreeMap<DeviceId, peers::Peer>,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) peer_id: String,
+    pub(crate) running: bool,
     /// Invites this node is joining with, by invite id.
-    joins: BTreeMap<String, invites::Joining>,
+    pub(crate) joins: BTreeMap<String, invites::Joining>,
     /// Document contents being fetched from members.
-    fetches: blobs::Fetches,
+    pub(crate) fetches: blobs::Fetches,
     /// The document whose parts are being sent.
-    serving: blobs::Serving,
+    pub(crate) serving: blobs::Serving,
+    rng: SecureRng,
+    /// The time of the input being handled.
+    now: Now,
+    /// The effects of the input being handled.
+    out: Vec<Effect>,
+    writes: Writes,
 }
 
 impl NodeCore {
-    /// Opens every circle of the store for `me`. `peer_id` is the device's libp2p peer id.
+    /// Opens every circle of the store for `me`. `peer_id` is the device's libp2p peer id;
+    /// `rng` is the core's only source of randomness. Snapshots due on opening are the
+    /// first effects [`NodeCore::start`] returns.
     pub fn open(
         store: Arc<dyn Store>,
         me: LocalIdentity,
         peer_id: String,
+        rng: SecureRng,
     ) -> Result<NodeCore, NodeError> {
-        let circles = Circles::open(store, &me)?;
-        Ok(NodeCore {
+        let (circles, snapshots) = Circles::open(store, &me)?;
+        let mut core = NodeCore {
             me,
             circles,
             peers: BTreeMap::new(),
@@ -220,56 +248,248 @@ impl NodeCore {
             joins: BTreeMap::new(),
             fetches: BTreeMap::new(),
             serving: None,
-        })
-    }
-
-    /// Marks the core as driven by a running node (for `status`).
-    pub fn set_running(&mut self) {
-        self.running = true;
-        // Envelopes written here reach peers through the first `Hello` exchange.
-        let ids: Vec<CircleId> = self.circles.open.keys().copied().collect();
-        for id in ids {
-            drop(self.publish_profile(id, jiff::Timestamp::now().as_millisecond()));
-        }
-    }
-
-    /// Publishes this member's profile in a circle's thread if it is missing or outdated,
-    /// and pushes it once durable.
-    fn publish_profile(&mut self, circle: CircleId, now: i64) -> Vec<Output> {
-        let Some(c) = self.circles.open.get_mut(&circle) else {
-            return Vec::new();
+            rng,
+            now: Now(0),
+            out: Vec::new(),
+            writes: Writes::default(),
         };
-        match c.publish_profile(&self.me, Timestamp(now)) {
-            Ok(None) => return Vec::new(),
-            // Rare (once per circle joined): the core waits for this one write.
-            Ok(Some(p)) => {
-                if let Err(e) = p.wait() {
-                    tracing::error!(%circle, error = %e, "cannot publish this member's profile");
-                    return Vec::new();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%circle, error = %e, "cannot publish this member's profile");
-                return Vec::new();
-            }
+        if !snapshots.is_empty() {
+            core.write_batch(snapshots, After::default());
         }
-        let sealed = c.take_sealed();
-        self.pass_on(circle, None, sealed, false, now)
+        Ok(core)
     }
 
-    /// The relays this node uses: they get every circle's envelopes (for their mailbox).
-    pub fn set_relays(&mut self, relays: BTreeSet<DeviceId>) {
+    /// Starts the node: `running` for a node with a network (invites, fetches, profiles
+    /// published where missing), and the relays it was started with. The effects include
+    /// any writes due since opening.
+    pub fn start(&mut self, running: bool, relays: BTreeSet<DeviceId>, now: Now) -> Vec<Effect> {
+        self.now = now;
+        self.running = running;
         self.circles.relays = relays;
+        if running {
+            // Envelopes written here reach peers through the first `Hello` exchange.
+            let ids: Vec<CircleId> = self.circles.open.keys().copied().collect();
+            for id in ids {
+                self.publish_profile(id);
+            }
+            self.out.push(Effect::Relays(self.circle_relays()));
+            let spots = self.spots();
+            self.out.push(Effect::Spots(spots));
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Handles one input at time `now`; returns what the shell must do, in order.
+    pub fn handle(&mut self, input: Input, now: Now) -> Vec<Effect> {
+        self.now = now;
+        match input {
+            Input::Request(id, request) => self.request(id, request),
+            Input::Connected { device, peer_id } => self.peer_connected(device, peer_id),
+            Input::Disconnected { device } => self.peer_disconnected(&device),
+            Input::Message { device, message } => self.peer_message(device, message),
+            Input::Undelivered { device } => self.undelivered(device),
+            Input::Addresses(a) => self.addresses = a,
+            Input::Durable(id) => self.durable(id),
+            Input::WriteFailed(id, e) => self.write_failed(id, e),
+            Input::Tick => self.tick(),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The circles held here.
+    pub fn circles(&self) -> &Circles {
+        &self.circles
+    }
+
+    /// This node's member and device.
+    pub fn me(&self) -> &LocalIdentity {
+        &self.me
+    }
+
+    /// Writes waiting for their outcome.
+    pub fn writes_pending(&self) -> usize {
+        self.writes.pending()
+    }
+
+    #[tracing::instrument(skip_all, fields(request = request.name(), id = id.0))]
+    fn request(&mut self, id: RequestId, request: Request) {
+        let first = self.writes.next_id();
+        let result = request.run(self);
+        if let Err(e) = &result {
+            tracing::debug!(kind = ?e.kind, error = %e, "request refused");
+        }
+        // A request that wrote is answered once all its writes are durable: the last one
+        // is, since the store makes them durable in order.
+        match self.writes.last_since(first) {
+            Some(last) => self.writes.answer_after(last, id, result),
+            None => self.out.push(Effect::Answer(id, Box::new(result))),
+        }
+    }
+
+    /// The time of the input being handled.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.now.timestamp()
+    }
+
+    /// Adds an effect of the input being handled.
+    pub(crate) fn emit(&mut self, effect: Effect) {
+        self.out.push(effect);
+    }
+
+    /// The open circle `query` names, with what writing to it needs.
+    pub(crate) fn circle_mut(
+        &mut self,
+        query: &str,
+    ) -> Result<(&mut Circle, Author<'_>), NodeError> {
+        let c = self.circles.find(query)?;
+        let author = Author {
+            me: &self.me,
+            now: self.now.timestamp(),
+            rng: &mut self.rng,
+        };
+        Ok((c, author))
+    }
+
+    /// Who writes, when, and the generator, for a write that is not to an open circle.
+    pub(crate) fn author(&mut self) -> Author<'_> {
+        Author {
+            me: &self.me,
+            now: self.now.timestamp(),
+            rng: &mut self.rng,
+        }
+    }
+
+    /// The open circle `query` names, to read.
+    pub(crate) fn circle(&mut self, query: &str) -> Result<&Circle, NodeError> {
+        Ok(&*self.circles.find(query)?)
+    }
+
+    /// The random generator.
+    pub(crate) fn rng(&mut self) -> &mut SecureRng {
+        &mut self.rng
+    }
+
+    /// Writes document `D` of the circle `query` names with `f` (given this member and the
+    /// time); stages what it changed, even before an error.
+    pub(crate) fn write<D: CircleDocument, T>(
+        &mut self,
+        query: &str,
+        f: impl FnOnce(&mut D, MemberId, Timestamp) -> Result<T, WriteError>,
+    ) -> Result<T, NodeError> {
+        let (c, a) = self.circle_mut(query)?;
+        let id = c.id();
+        let (member, now) = (a.me.member(), a.now);
+        let written = c.write::<D, T>(a.me, a.now, a.rng, |d| f(d, member, now));
+        self.stage(id, written.staged);
+        Ok(written.value?)
+    }
+
+    /// Asks the shell to make a circle's staged change durable; once it is, its envelopes
+    /// go to every connected peer sharing the circle (but `from`, which sent them) and,
+    /// if the membership changed, every peer gets a new `Hello`.
+    pub(crate) fn stage_from(&mut self, circle: CircleId, staged: Staged, from: Option<DeviceId>) {
+        if staged.batch.is_empty() {
+            return;
+        }
+        let envelopes = staged.envelopes.len();
+        let after = After {
+            circle: Some(circle),
+            envelopes: staged.envelopes,
+            except: from,
+            membership_changed: staged.membership_changed,
+            ..After::default()
+        };
+        let write = self.write_batch(staged.batch, after);
+        tracing::debug!(%circle, write = write.0, envelopes, "staged; waiting for the disk");
+        if let Some(c) = self.circles.open.get_mut(&circle) {
+            let snapshots = c.snapshots(SNAPSHOT_EVERY);
+            if !snapshots.is_empty() {
+                self.write_batch(snapshots, After::default());
+            }
+        }
+    }
+
+    /// [`NodeCore::stage_from`] for a change made here.
+    pub(crate) fn stage(&mut self, circle: CircleId, staged: Staged) {
+        self.stage_from(circle, staged, None);
+    }
+
+    /// Asks the shell to make `batch` durable, with what to do once it is.
+    pub(crate) fn write_batch(&mut self, batch: Batch, after: After) -> WriteId {
+        let id = self.writes.add(after);
+        self.out.push(Effect::Write(id, batch));
+        id
+    }
+
+    /// Effects to carry out once the writes staged so far are durable (or at once if
+    /// nothing waits).
+    pub(crate) fn after_writes(&mut self, effects: Vec<Effect>) {
+        match self.writes.last_since(WriteId(0)) {
+            Some(last) => self.writes.effects_after(last, effects),
+            None => self.out.extend(effects),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(write = id.0))]
+    fn durable(&mut self, id: WriteId) {
+        let Some(after) = self.writes.done(id) else {
+            return;
+        };
+        if !after.envelopes.is_empty() {
+            tracing::debug!(
+                envelopes = after.envelopes.len(),
+                "durable; pushing to peers"
+            );
+        }
+        if after.membership_changed {
+            self.out.push(Effect::Relays(self.circle_relays()));
+            let spots = self.spots();
+            self.out.push(Effect::Spots(spots));
+            self.resync_all();
+        }
+        if let Some(circle) = after.circle
+            && !after.envelopes.is_empty()
+        {
+            self.push(circle, &after.envelopes, after.except);
+        }
+        self.out.extend(after.effects);
+        if let Some((request, answer)) = after.answer {
+            tracing::debug!(request = request.0, "answered once durable");
+            self.out.push(Effect::Answer(request, Box::new(answer)));
+        }
+    }
+
+    fn write_failed(&mut self, id: WriteId, e: StoreError) {
+        tracing::error!(write = id.0, error = %e, "a write failed; nothing of it is sent");
+        if let Some(after) = self.writes.done(id)
+            && let Some((request, _)) = after.answer
+        {
+            self.out
+                .push(Effect::Answer(request, Box::new(Err(e.into()))));
+        }
+    }
+
+    /// Publishes this member's profile in a circle's thread if it is missing or outdated.
+    pub(crate) fn publish_profile(&mut self, circle: CircleId) {
+        let Some(c) = self.circles.open.get_mut(&circle) else {
+            return;
+        };
+        let written = c.publish_profile(&self.me, self.now.timestamp(), &mut self.rng);
+        if let Err(e) = written.value {
+            tracing::warn!(%circle, error = %e, "cannot publish this member's profile");
+        }
+        self.stage(circle, written.staged);
     }
 
     /// Where each circle's members meet at relays: the namespace of its current epoch, and
     /// its members' devices.
-    pub fn spots(&self) -> Vec<Spot> {
+    pub fn spots(&mut self) -> Vec<Spot> {
+        let me = &self.me;
         self.circles
             .open
-            .values()
+            .values_mut()
             .filter_map(|c| {
-                let namespace = c.rendezvous_namespace(&self.me)?;
+                let namespace = c.rendezvous_namespace(me)?;
                 let members = c
                     .resolution()
                     .members
@@ -291,749 +511,6 @@ impl NodeCore {
             .flat_map(|c| c.resolution().relays.iter())
             .collect();
         all.into_iter().cloned().collect()
-    }
-
-    /// The node's listen addresses changed.
-    pub fn set_addresses(&mut self, addresses: Vec<String>) {
-        self.addresses = addresses;
-    }
-
-    /// The circles held here.
-    pub fn circles(&self) -> &Circles {
-        &self.circles
-    }
-
-    /// A peer device connected: the protocol starts with a `Hello`.
-    pub fn peer_connected(&mut self, device: DeviceId, peer_id: String, now: i64) -> Vec<Output> {
-        let out = match self.peers.get_mut(&device) {
-            // Its messages arrived before our stream to it opened: the exchange is under
-            // way, a Hello from this side completes it.
-            Some(p) => {
-                p.peer_id = peer_id.clone();
-                p.sync.resync(&self.circles, now)
-            }
-            None => {
-                let mut sync = PeerSync::new(device);
-                let out = sync.connected(&self.circles, now);
-                self.peers.insert(
-                    device,
-                    Peer {
-                        sync,
-                        peer_id: peer_id.clone(),
-                        last_seen: Some(now),
-                    },
-                );
-                out
-            }
-        };
-        let mut outputs = sends(device, out);
-        outputs.push(Output::Event(NodeEvent::Peer {
-            peer_id,
-            connected: true,
-        }));
-        outputs.extend(self.send_joins(&device));
-        outputs
-    }
-
-    /// A peer device's last connection closed.
-    pub fn peer_disconnected(&mut self, device: &DeviceId) -> Vec<Output> {
-        match self.peers.remove(device) {
-            Some(p) => vec![Output::Event(NodeEvent::Peer {
-                peer_id: p.peer_id,
-                connected: false,
-            })],
-            None => Vec::new(),
-        }
-    }
-
-    /// A message from a connected peer device.
-    pub fn from_peer(&mut self, device: DeviceId, message: Message, now: i64) -> Vec<Output> {
-        let message = match message {
-            Message::Join {
-                invite,
-                secret,
-                card,
-            } => return self.join_asked(device, invite, &secret, &card, now),
-            Message::JoinAnswer { invite, refused } => {
-                self.join_answered(&device, &invite, refused);
-                return Vec::new();
-            }
-            Message::BlobWant {
-                circle,
-                blob,
-                offset,
-            } => return self.blob_wanted(device, circle, &blob, offset),
-            Message::BlobPart {
-                circle,
-                blob,
-                offset,
-                total,
-                bytes,
-            } => {
-                let part = blobs::Part {
-                    circle,
-                    blob,
-                    offset,
-                    total,
-                    bytes,
-                };
-                return self.blob_part(device, part, now);
-            }
-            m => m,
-        };
-        // The peer's stream may deliver before ours to it is open: its state starts here.
-        let peer = self.peers.entry(device).or_insert_with(|| Peer {
-            sync: PeerSync::new(device),
-            peer_id: crate::net::peer_of(&device)
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
-            last_seen: None,
-        });
-        peer.last_seen = Some(now);
-        let (replies, received) = match peer.sync.receive(&self.circles, message) {
-            Ok(r) => r,
-            Err(e) => {
-                self.refused(&device, &e);
-                return Vec::new();
-            }
-        };
-        let mut out = sends(device, replies);
-        if let Some(r) = received {
-            out.extend(self.apply(device, r, now));
-        }
-        out
-    }
-
-    fn refused(&self, device: &DeviceId, e: &SyncRejection) {
-        tracing::warn!(%device, reason = %e, "refused a sync message");
-    }
-
-    /// Applies received data: joins the circle if new, checks and stores, then passes
-    /// what was accepted on to the other connected members.
-    fn apply(&mut self, from: DeviceId, r: Received, now: i64) -> Vec<Output> {
-        let Received {
-            circle,
-            ops,
-            envelopes,
-        } = r;
-        let joined = !self.circles.open.contains_key(&circle);
-        if joined {
-            match Circle::join(self.circles.store.clone(), &self.me, circle, &ops) {
-                Ok(c) => {
-                    self.circles.open.insert(circle, c);
-                }
-                Err(e) => {
-                    tracing::warn!(%circle, peer = %from, reason = %e, "refused an unknown circle");
-                    return Vec::new();
-                }
-            }
-        }
-        let Some(c) = self.circles.open.get_mut(&circle) else {
-            return Vec::new();
-        };
-        let receipt = c.receive(
-            &self.me,
-            &from.to_string(),
-            &ops,
-            &envelopes,
-            Timestamp(now),
-        );
-        // Received data is not acknowledged to anyone: the sender keeps it until the next
-        // anti-entropy round finds it here.
-        drop(receipt.ticket);
-        let mut out = Vec::new();
-        let at_micros = jiff::Timestamp::now().as_microsecond();
-        for (doc, count) in &receipt.applied {
-            out.push(Output::Event(NodeEvent::Applied {
-                circle: circle.to_string(),
-                doc: doc.as_str().to_string(),
-                count: *count,
-                at_micros,
-            }));
-        }
-        out.extend(self.pass_on(
-            circle,
-            Some(from),
-            receipt.accepted,
-            joined || !receipt.new_ops.is_empty(),
-            now,
-        ));
-        if joined {
-            out.extend(self.publish_profile(circle, now));
-        }
-        out
-    }
-
-    /// Pushes envelopes to every connected member but `except`; after a membership change,
-    /// a new `Hello` to every peer (who may now share, or no longer share, the circle).
-    fn pass_on(
-        &mut self,
-        circle: CircleId,
-        except: Option<DeviceId>,
-        envelopes: Vec<Vec<u8>>,
-        membership_changed: bool,
-        now: i64,
-    ) -> Vec<Output> {
-        let mut out = Vec::new();
-        if membership_changed {
-            out.push(Output::Relays(self.circle_relays()));
-            out.push(Output::Spots(self.spots()));
-        }
-        for (device, peer) in &mut self.peers {
-            if membership_changed {
-                out.extend(sends(*device, peer.sync.resync(&self.circles, now)));
-            }
-            if Some(*device) == except {
-                continue;
-            }
-            out.extend(sends(
-                *device,
-                peer.sync.push(&self.circles, circle, envelopes.clone()),
-            ));
-        }
-        out
-    }
-
-    /// Periodic work: anti-entropy.
-    pub fn tick(&mut self, now: i64) -> Vec<Output> {
-        let mut out = Vec::new();
-        for (device, peer) in &mut self.peers {
-            out.extend(sends(*device, peer.sync.tick(&self.circles, now)));
-        }
-        out.extend(self.retry_joins(now));
-        out.extend(self.retry_fetches(now));
-        out
-    }
-
-    /// The node's status.
-    pub fn status(&self) -> Status {
-        let suffix = format!("/p2p/{}", self.peer_id);
-        Status {
-            peer_id: self.peer_id.clone(),
-            device: self.me.device().to_string(),
-            member: self.me.member().to_hex(),
-            addresses: self
-                .addresses
-                .iter()
-                .map(|a| {
-                    if a.ends_with(&suffix) {
-                        a.clone()
-                    } else {
-                        format!("{a}{suffix}")
-                    }
-                })
-                .collect(),
-            peers: self
-                .peers
-                .iter()
-                .map(|(device, p)| PeerRow {
-                    peer_id: p.peer_id.clone(),
-                    device: device.to_string(),
-                    circles: self
-                        .circles
-                        .shared_with(device)
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                    pending: p.sync.pending(),
-                    messages_sent: p.sync.stats.sent,
-                    messages_received: p.sync.stats.received,
-                    data_bytes_sent: p.sync.stats.data_bytes_sent,
-                    data_bytes_received: p.sync.stats.data_bytes_received,
-                    last_seen: p.last_seen,
-                })
-                .collect(),
-            running: self.running,
-        }
-    }
-
-    /// Handles a user's request. Writes are done in memory and queued to the store; the
-    /// answer must be given only once the returned tickets complete.
-    pub fn handle(&mut self, request: Request, now: Timestamp) -> Result<Handled, NodeError> {
-        match request {
-            Request::Status => Ok(Handled::now(Answer::Status(self.status()))),
-            Request::Card => Ok(Handled::now(Answer::Card {
-                card: self.me.public().card(&self.status().addresses).encode(),
-            })),
-            Request::CircleList => Ok(Handled::now(Answer::Circles {
-                circles: Circle::list(self.circles.store.as_ref())?,
-            })),
-            Request::CircleCreate {
-                patient,
-                birth_date,
-            } => self.create(&patient, birth_date, now),
-            Request::CircleShow { circle } => {
-                let c = self.circles.find(&circle)?;
-                Ok(Handled::now(Answer::Circle(summary(c))))
-            }
-            Request::MemberAdd { circle, card, role } => {
-                let card = ContactCard::decode(&card)?;
-                // The new member's node is dialed at the addresses on its card.
-                let dial = card.addresses.clone();
-                self.change_membership(&circle, dial, now, |c, me| {
-                    c.add_member(me, &card, role, now)
-                })
-            }
-            Request::MemberRemove { circle, member } => {
-                self.change_membership(&circle, Vec::new(), now, |c, me| {
-                    let member = c.find_member(&member)?;
-                    c.remove_member(me, &member, now)
-                })
-            }
-            Request::RoleChange {
-                circle,
-                member,
-                role,
-            } => self.change_membership(&circle, Vec::new(), now, |c, me| {
-                let member = c.find_member(&member)?;
-                c.change_role(me, &member, role, now)
-            }),
-            Request::RelaysSet { circle, relays } => {
-                for r in &relays {
-                    crate::net::relay_device(r)
-                        .map_err(|e| NodeError::BadRequest(e.to_string()))?;
-                }
-                self.change_membership(&circle, Vec::new(), now, |c, me| {
-                    c.set_relays(me, relays, now)
-                })
-            }
-            Request::InviteCreate {
-                circle,
-                role,
-                expires_in,
-            } => self.invite(&circle, role, expires_in, now),
-            Request::Join { code } => self.join(&code, now),
-            Request::JoinStatus { invite } => self.join_status(&invite),
-            Request::PatientShow { circle } => {
-                let store = self.circles.store.clone();
-                let c = self.circles.find(&circle)?;
-                let view = care::patient(c, store.as_ref());
-                Ok(Handled::now(Answer::Patient(Box::new(view))))
-            }
-            Request::PatientSet { circle, change } => self.write(&circle, now, |c, me, store| {
-                let (_, ticket) = care::change_patient(c, me, *change, now)?.into_parts();
-                Ok((
-                    Answer::Patient(Box::new(care::patient(c, store))),
-                    vec![ticket],
-                ))
-            }),
-            Request::NoteAdd {
-                circle,
-                texts,
-                kind,
-                at,
-            } => {
-                let at = match at {
-                    // A few minutes of clock difference between devices are tolerated.
-                    Some(t) if t > now.millis() + 5 * 60_000 => {
-                        return Err(NodeError::BadRequest(
-                            "a note cannot be dated in the future".into(),
-                        ));
-                    }
-                    Some(t) => Timestamp(t),
-                    None => now,
-                };
-                self.add_notes(&circle, texts, kind, at, now)
-            }
-            Request::NoteList { circle } => {
-                let c = self.circles.find(&circle)?;
-                Ok(Handled::now(Answer::Notes {
-                    notes: care::notes(c),
-                }))
-            }
-            Request::NoteAmend { circle, note, text } => self.write(&circle, now, |c, me, _| {
-                let id = care::pick_id("note", &note, c.notes().into_iter().map(|e| e.id))?;
-                let author = me.member();
-                let (_, ticket) = c
-                    .edit_notebook(me, now, |nb| nb.amend(author, &id, &text, now))?
-                    .into_parts();
-                Ok((added(c, id), vec![ticket]))
-            }),
-            Request::NoteAck { circle, note } => self.write(&circle, now, |c, me, _| {
-                let id = care::pick_id("note", &note, c.notes().into_iter().map(|e| e.id))?;
-                let by = me.member();
-                let (_, ticket) = c
-                    .edit_notebook(me, now, |nb| nb.acknowledge(by, &id, now))?
-                    .into_parts();
-                Ok((added(c, id), vec![ticket]))
-            }),
-            Request::MsgSend {
-                circle,
-                text,
-                attachments,
-            } => self.write(&circle, now, |c, me, _| {
-                if text.trim().is_empty() {
-                    return Err(NodeError::BadRequest(
-                        "the message is empty: give its text in quotes".into(),
-                    ));
-                }
-                let author = me.member();
-                let (id, ticket) = c
-                    .edit_thread(me, now, |t| t.send(author, &text, &attachments, now))?
-                    .into_parts();
-                Ok((added(c, id), vec![ticket]))
-            }),
-            Request::MsgList { circle, mark_read } => self.write(&circle, now, |c, me, _| {
-                let mut tickets = Vec::new();
-                let by = me.member();
-                let unread: Vec<String> = c
-                    .thread
-                    .messages()
-                    .into_iter()
-                    .filter(|m| m.author != by && m.read_by.iter().all(|r| r.by != by))
-                    .map(|m| m.id)
-                    .collect();
-                if mark_read && !unread.is_empty() {
-                    let (_, ticket) = c
-                        .edit_thread(me, now, |t| {
-                            unread
-                                .iter()
-                                .try_for_each(|id| t.mark_read(by, id, now).map(|_| ()))
-                        })?
-                        .into_parts();
-                    tickets.push(ticket);
-                }
-                Ok((
-                    Answer::Messages {
-                        messages: care::messages(c),
-                    },
-                    tickets,
-                ))
-            }),
-            Request::TaskAdd {
-                circle,
-                title,
-                owner,
-                due,
-            } => self.write(&circle, now, |c, me, _| {
-                let owner = owner.map(|o| c.find_member(&o)).transpose()?;
-                let owner_hex = owner.map(|m| m.to_hex());
-                let mut fields = vec![("title", title.as_str()), ("status", "open")];
-                if let Some(o) = &owner_hex {
-                    fields.push(("owner", o.as_str()));
-                }
-                if let Some(d) = &due {
-                    fields.push(("due", d.as_str()));
-                }
-                let author = me.member();
-                let (id, ticket) = c
-                    .edit_patient_file(me, now, |pf| {
-                        pf.add_item(author, cercle_crdt::ItemList::Tasks, &fields, now)
-                    })?
-                    .into_parts();
-                Ok((added(c, id), vec![ticket]))
-            }),
-            Request::TaskList { circle } => {
-                let c = self.circles.find(&circle)?;
-                Ok(Handled::now(Answer::Tasks {
-                    tasks: care::tasks(c),
-                }))
-            }
-            Request::TaskDone { circle, task } => self.write(&circle, now, |c, me, _| {
-                let id = care::pick_id("task", &task, care::tasks(c).into_iter().map(|t| t.id))?;
-                let author = me.member();
-                let (_, ticket) = c
-                    .edit_patient_file(me, now, |pf| pf.complete_task(author, &id, now))?
-                    .into_parts();
-                Ok((
-                    Answer::Tasks {
-                        tasks: care::tasks(c),
-                    },
-                    vec![ticket],
-                ))
-            }),
-            Request::DocAdd {
-                circle,
-                name,
-                media_type,
-                content,
-            } => self.write(&circle, now, |c, me, store| {
-                let bytes = hex::decode(&content).map_err(|_| {
-                    NodeError::BadRequest("the document's content is not hex".into())
-                })?;
-                if bytes.len() > care::MAX_DOCUMENT_BYTES {
-                    return Err(NodeError::BadRequest(format!(
-                        "the document is {} bytes; at most {} are accepted",
-                        bytes.len(),
-                        care::MAX_DOCUMENT_BYTES
-                    )));
-                }
-                let mut batch = Batch::new();
-                let blob = hex::encode(batch.blob(&bytes));
-                let stored = store.submit(batch);
-                let size = bytes.len().to_string();
-                let author = me.member();
-                let (id, ticket) = c
-                    .edit_patient_file(me, now, |pf| {
-                        pf.add_item(
-                            author,
-                            cercle_crdt::ItemList::Documents,
-                            &[
-                                ("name", name.as_str()),
-                                ("media_type", media_type.as_str()),
-                                ("size", size.as_str()),
-                                ("blob", blob.as_str()),
-                            ],
-                            now,
-                        )
-                    })?
-                    .into_parts();
-                Ok((added(c, id), vec![stored, ticket]))
-            }),
-            Request::DocList { circle } => {
-                let store = self.circles.store.clone();
-                let c = self.circles.find(&circle)?;
-                Ok(Handled::now(Answer::Documents {
-                    documents: care::documents(c, store.as_ref()),
-                }))
-            }
-            Request::DocGet { circle, doc } => self.document(&circle, &doc, now.millis()),
-            Request::Export { circle, format } => {
-                let store = self.circles.store.clone();
-                let c = self.circles.find(&circle)?;
-                let files = care::export(c, store.as_ref(), format, now)?;
-                Ok(Handled::now(Answer::Export { files }))
-            }
-            Request::Connect { address } => {
-                if !self.running {
-                    return Err(NodeError::NotRunning);
-                }
-                Ok(Handled {
-                    answer: Answer::Done,
-                    tickets: Vec::new(),
-                    after: vec![Output::Dial(address)],
-                })
-            }
-        }
-    }
-
-    /// Runs a membership change (durable when it returns), then says `Hello` again to every
-    /// peer: who shares the circle may have changed.
-    fn change_membership(
-        &mut self,
-        circle: &str,
-        dial: Vec<String>,
-        now: Timestamp,
-        change: impl FnOnce(&mut Circle, &LocalIdentity) -> Result<(), CircleError>,
-    ) -> Result<Handled, NodeError> {
-        let c = self.circles.find(circle)?;
-        change(c, &self.me)?;
-        let answer = Answer::Circle(summary(c));
-        let id = c.id();
-        let mut after: Vec<Output> = dial.into_iter().map(Output::Dial).collect();
-        after.extend(self.pass_on(id, None, Vec::new(), true, now.millis()));
-        Ok(Handled {
-            answer,
-            tickets: Vec::new(),
-            after,
-        })
-    }
-
-    /// A document's row, and its content if this node holds it; otherwise its fetch from
-    /// the connected members starts (or goes on), and the answer says how far it got.
-    fn document(&mut self, circle: &str, doc: &str, now: i64) -> Result<Handled, NodeError> {
-        let store = self.circles.store.clone();
-        let c = self.circles.find(circle)?;
-        let id = c.id();
-        let rows = care::documents(c, store.as_ref());
-        let picked = care::pick_id("document", doc, rows.iter().map(|d| d.id.clone()))?;
-        let Some(document) = rows.into_iter().find(|d| d.id == picked) else {
-            return Err(NodeError::BadRequest(format!("no document {doc:?}")));
-        };
-        let hash = care::blob_hash(&document.blob).ok_or_else(|| {
-            NodeError::BadRequest(format!("the document {:?} names no content", document.name))
-        })?;
-        if let Some(content) = store.blob(&hash)? {
-            let received = content.len() as u64;
-            return Ok(Handled::now(Answer::Document {
-                document,
-                content: Some(hex::encode(&content)),
-                received,
-            }));
-        }
-        if !self.running {
-            return Err(NodeError::BadRequest(format!(
-                "the content of {:?} is not on this node yet; start the node with `cercle up` to fetch it from the circle's members",
-                document.name
-            )));
-        }
-        let after = self.fetch_blob(id, hash, document.size, now);
-        let received = self.fetch_progress(&hash).unwrap_or(0);
-        Ok(Handled {
-            answer: Answer::Document {
-                document,
-                content: None,
-                received,
-            },
-            tickets: Vec::new(),
-            after,
-        })
-    }
-
-    /// Runs a write on one circle, then pushes what it sealed to the connected members
-    /// once durable (and says `Hello` again if the write started a new key epoch).
-    fn write(
-        &mut self,
-        circle: &str,
-        now: Timestamp,
-        f: impl FnOnce(
-            &mut Circle,
-            &LocalIdentity,
-            &dyn Store,
-        ) -> Result<(Answer, Vec<Ticket>), NodeError>,
-    ) -> Result<Handled, NodeError> {
-        let store = self.circles.store.clone();
-        let c = self.circles.find(circle)?;
-        let heads_before = c.membership().heads();
-        let result = f(c, &self.me, store.as_ref());
-        let id = c.id();
-        // Changes made before an error are durable too, and pushed like the others.
-        let sealed = c.take_sealed();
-        let rotated = c.membership().heads() != heads_before;
-        let after = self.pass_on(id, None, sealed, rotated, now.millis());
-        let (answer, tickets) = result?;
-        Ok(Handled {
-            answer,
-            tickets,
-            after,
-        })
-    }
-
-    fn create(
-        &mut self,
-        patient: &str,
-        birth_date: Option<String>,
-        now: Timestamp,
-    ) -> Result<Handled, NodeError> {
-        let patient = patient.trim();
-        if patient.is_empty() {
-            return Err(NodeError::BadRequest(
-                "the patient's name is empty: pass it as --patient \"Jeanne Durand\"".into(),
-            ));
-        }
-        if let Some(d) = &birth_date {
-            cercle_crdt::schema::parse_date(d).map_err(|_| {
-                NodeError::BadRequest(format!(
-                    "--birth-date {d:?} is not a valid date: use YYYY-MM-DD, e.g. 1941-05-12"
-                ))
-            })?;
-        }
-        // "Jeanne Marie Durand": the last word is the family name, the rest the given names.
-        let (given, family) = match patient.rsplit_once(char::is_whitespace) {
-            Some((g, f)) => (Some(g.trim().to_string()), f.to_string()),
-            None => (None, patient.to_string()),
-        };
-        let update = IdentityUpdate {
-            family_name: Some(family),
-            given_names: given,
-            birth_date,
-            ..Default::default()
-        };
-        let mut c = Circle::create(self.circles.store.clone(), &self.me, &update, now)?;
-        // Durable already (create commits). No member shares it yet; relays get all of it
-        // from the `Hello` below.
-        c.take_sealed();
-        let info = c.info().clone();
-        let id = c.id();
-        self.circles.open.insert(id, c);
-        // Relays keep a mailbox of it from now on.
-        let mut after = self.pass_on(id, None, Vec::new(), true, now.millis());
-        after.extend(self.publish_profile(id, now.millis()));
-        Ok(Handled {
-            answer: Answer::Circles {
-                circles: vec![info],
-            },
-            tickets: Vec::new(),
-            after,
-        })
-    }
-
-    fn add_notes(
-        &mut self,
-        circle: &str,
-        texts: Vec<String>,
-        kind: cercle_crdt::EntryKind,
-        at: Timestamp,
-        now: Timestamp,
-    ) -> Result<Handled, NodeError> {
-        if texts.len() > MAX_NOTES_PER_REQUEST {
-            return Err(NodeError::BadRequest(format!(
-                "at most {MAX_NOTES_PER_REQUEST} notes per request"
-            )));
-        }
-        if texts.iter().any(|t| t.trim().is_empty()) {
-            return Err(NodeError::BadRequest(
-                "a note is empty: give its text in quotes, e.g. \"Pansement refait\"".into(),
-            ));
-        }
-        self.write(circle, now, |c, me, _| {
-            let mut ids = Vec::with_capacity(texts.len());
-            let mut tickets = Vec::new();
-            // Notes sent together (an import) are written NOTES_PER_CHANGE to a change.
-            let mut texts = texts.into_iter().peekable();
-            while texts.peek().is_some() {
-                let entries: Vec<NewEntry> = texts
-                    .by_ref()
-                    .take(NOTES_PER_CHANGE)
-                    .map(|text| NewEntry {
-                        kind,
-                        text,
-                        vitals: None,
-                    })
-                    .collect();
-                let (written, ticket) = c.add_notes(me, entries, at)?.into_parts();
-                ids.extend(written);
-                tickets.push(ticket);
-            }
-            let answer = Answer::Added {
-                circle: c.info().id.clone(),
-                ids,
-            };
-            Ok((answer, tickets))
-        })
-    }
-}
-
-fn sends(device: DeviceId, messages: Vec<Message>) -> Vec<Output> {
-    messages
-        .into_iter()
-        .map(|m| Output::Send(device, m))
-        .collect()
-}
-
-/// A circle's members and epoch, for people.
-fn summary(c: &Circle) -> CircleSummary {
-    let r = c.resolution();
-    let profiles = c.profiles();
-    CircleSummary {
-        id: c.info().id.clone(),
-        patient: c.info().patient.clone(),
-        epoch: r.epoch.map(|e| e.to_string()),
-        closed: r.closed,
-        members: r
-            .members
-            .iter()
-            .map(|(m, s)| MemberRow {
-                member: m.to_hex(),
-                name: profiles.get(m).map(|p| p.name.clone()),
-                profession: profiles.get(m).map(|p| p.profession.clone()),
-                role: s.role,
-                devices: s.devices.iter().map(|d| d.device.to_string()).collect(),
-            })
-            .collect(),
-        removed: r.removed.keys().map(|m| m.to_hex()).collect(),
-        relays: r.relays.clone(),
-        void_operations: r.void.len(),
-        waiting_operations: c.membership().waiting(),
-        refused: c.refused_count(),
-    }
-}
-
-/// The answer to a write that made one item.
-fn added(c: &Circle, id: String) -> Answer {
-    Answer::Added {
-        circle: c.info().id.clone(),
-        ids: vec![id],
     }
 }
 

@@ -1,21 +1,26 @@
 //! The running node: the [`NodeCore`] on its own thread, the network task and the local API,
-//! wired by channels. This shell only moves things around; every decision is the core's.
+//! wired by bounded channels. This shell only moves things around and owns the I/O (the
+//! clock, the system's randomness, the store's writes, the sockets); every decision is the
+//! core's.
 //!
 //! ```text
-//!  API handlers ──Request──▶ ┌──────────┐ ──Send──▶ per-peer writer tasks ──▶ libp2p
-//!  network task ─NetEvent──▶ │ NodeCore │ ──Dial──▶ network task
-//!  ticker ─────────Tick────▶ │ (thread) │ ──Event─▶ event stream (API)
+//!  API handlers ──Request──▶ ┌──────────┐ ──Send────▶ outbox: per-peer writers ──▶ libp2p
+//!  network task ─NetEvent──▶ │ NodeCore │ ──Dial────▶ network task
+//!  ticker ─────────Tick────▶ │ (thread) │ ──Event───▶ event stream (API)
+//!                            │          │ ──Answer──▶ the request's reply
+//!  durability ─Durable─────▶ │          │ ──Write───▶ store (group commit) ──▶ durability
 //!                            └──────────┘
-//!                 tickets ──▶ durability waiter ──Durable──▶ core (push, then answer)
 //! ```
 //!
 //! A write is answered, and its envelopes pushed to peers, only once the store has made it
 //! durable: a peer never holds an envelope this node could lose in a crash (which would let
 //! the device sign a different one at the same position, a fork).
 
-pub mod care;
+pub mod cluster;
 pub mod core;
+pub mod offline;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,14 +28,23 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::api::{self, Answer, ApiFile, NodeEvent, Request};
+use crate::api::{self, ApiFile, NodeEvent};
 use crate::identity::LocalIdentity;
-use crate::net::{self, NetCommand, NetConfig, NetEvent, Outbox};
+use crate::net::{self, NetCommand, NetConfig, NetEvent, Outbox, Undelivered};
+use crate::ops::{Answer, NodeError, Operation, Request};
 use crate::store::{Store, Ticket};
-pub use core::{Circles, Handled, NodeCore, NodeError, Output};
+pub use core::{Circles, Effect, Input, NodeCore, Now, RequestId, WriteId};
 
-/// Inputs waiting for the core, at most.
-const INPUT_QUEUE: usize = 1024;
+/// Requests and network events waiting for the core, at most (the senders wait beyond).
+pub const INPUT_QUEUE: usize = 1024;
+/// Writes handed to the store and not yet reported durable, at most: the core thread
+/// waits for one to complete before handing over another.
+pub const WRITES_IN_FLIGHT: usize = 1024;
+/// Commands from the core to the network task waiting, at most (dials beyond are dropped
+/// with a warning; the peers are dialed again later).
+pub const NET_COMMANDS: usize = 64;
+/// Live events kept for a slow listener, at most (it then misses the oldest).
+pub const EVENTS: usize = 4096;
 /// How often the core's clock ticks (anti-entropy timers).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -59,46 +73,39 @@ pub enum RunError {
 }
 
 /// A request's reply channel.
-pub type Reply = oneshot::Sender<Result<Answer, String>>;
+pub type Reply = oneshot::Sender<Result<Answer, NodeError>>;
 
-/// What the core thread receives.
+/// What the core thread receives from the rest of the program.
 #[derive(Debug)]
-pub enum Input {
-    Net(NetEvent),
+enum ToCore {
     Request(Request, Reply),
-    /// A request's writes are durable: push and answer.
-    Durable {
-        answer: Answer,
-        after: Vec<Output>,
-        reply: Reply,
-    },
-    /// A request's writes failed.
-    Failed {
-        error: String,
-        reply: Reply,
-    },
+    Net(NetEvent),
     Tick,
     Stop,
 }
 
-/// What the API server needs to reach the core.
+/// What the API server needs to reach the core: a cheap, cloneable handle.
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
-    input: mpsc::Sender<Input>,
+    input: mpsc::Sender<ToCore>,
     events: broadcast::Sender<NodeEvent>,
 }
 
 impl NodeHandle {
-    /// Asks the core; the answer comes once any write is durable.
-    pub async fn call(&self, request: Request) -> Result<Answer, String> {
+    /// Asks the core; the answer comes once any write it made is durable.
+    pub async fn call(&self, request: Request) -> Result<Answer, NodeError> {
         let (reply, answer) = oneshot::channel();
+        let stopping = || NodeError::unavailable("the node is stopping");
         self.input
-            .send(Input::Request(request, reply))
+            .send(ToCore::Request(request, reply))
             .await
-            .map_err(|_| "the node is stopping".to_string())?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the node is stopping".to_string()))
+            .map_err(|_| stopping())?;
+        answer.await.unwrap_or_else(|_| Err(stopping()))
+    }
+
+    /// Carries out one operation, typed.
+    pub async fn ask<O: Operation>(&self, op: O) -> Result<O::Answer, NodeError> {
+        crate::ops::typed::<O>(self.call(op.into()).await)
     }
 
     /// Live events.
@@ -108,8 +115,7 @@ impl NodeHandle {
 }
 
 /// Runs the node until `shutdown` completes (`ready` is called once its API answers); then
-/// stops accepting requests, finishes the
-/// writes under way and closes the store.
+/// stops accepting requests, finishes the writes under way and closes the store.
 pub async fn run(
     store: Arc<dyn Store>,
     me: LocalIdentity,
@@ -119,14 +125,14 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let key = net::keypair(&me)?;
     let peer_id = key.public().to_peer_id();
-    let mut core = NodeCore::open(store, me, peer_id.to_string())?;
-    core.set_running();
-    core.set_relays(config.net.relay_devices()?);
+    let rng = crate::crypto::os_rng().map_err(|e| NodeError::internal(e.to_string()))?;
+    let mut core = NodeCore::open(store.clone(), me, peer_id.to_string(), rng)?;
+    let started = core.start(true, config.net.relay_devices()?, now());
 
-    let (input_tx, input_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+    let (input_tx, input_rx) = mpsc::channel::<ToCore>(INPUT_QUEUE);
     let (net_events_tx, mut net_events_rx) = mpsc::channel::<NetEvent>(net::INBOUND_QUEUE);
-    let (net_cmd_tx, net_cmd_rx) = mpsc::channel::<NetCommand>(64);
-    let (events_tx, _) = broadcast::channel::<NodeEvent>(4096);
+    let (net_cmd_tx, net_cmd_rx) = mpsc::channel::<NetCommand>(NET_COMMANDS);
+    let (events_tx, _) = broadcast::channel::<NodeEvent>(EVENTS);
     let handle = NodeHandle {
         input: input_tx.clone(),
         events: events_tx.clone(),
@@ -167,14 +173,12 @@ pub async fn run(
     }
     let token = api::home_token(&config.home)?;
 
-    let _ = net_cmd_tx.try_send(NetCommand::Relays(core.circle_relays()));
-    let _ = net_cmd_tx.try_send(NetCommand::Spots(core.spots()));
     let net = tokio::spawn(net::run(key, config.net.clone(), net_events_tx, net_cmd_rx));
     // Network events go to the core through the same queue as requests.
     let forward_input = input_tx.clone();
     let forwarder = tokio::spawn(async move {
         while let Some(e) = net_events_rx.recv().await {
-            if forward_input.send(Input::Net(e)).await.is_err() {
+            if forward_input.send(ToCore::Net(e)).await.is_err() {
                 break;
             }
         }
@@ -182,17 +186,18 @@ pub async fn run(
     let tick_input = input_tx.clone();
     let ticker = tokio::spawn(async move {
         let mut t = tokio::time::interval(TICK);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             t.tick().await;
-            if tick_input.send(Input::Tick).await.is_err() {
+            if tick_input.send(ToCore::Tick).await.is_err() {
                 break;
             }
         }
     });
-    let waiter_input = input_tx.clone();
+    let shell = Shell::new(store, net_cmd_tx, events_tx);
     let core_thread = std::thread::Builder::new()
         .name("cercle-core".into())
-        .spawn(move || drive(core, input_rx, waiter_input, net_cmd_tx, events_tx))
+        .spawn(move || shell.drive(core, started, input_rx))
         .map_err(|e| RunError::Api {
             address: bound.to_string(),
             reason: format!("cannot start the core thread: {e}"),
@@ -225,147 +230,219 @@ pub async fn run(
     Ok(())
 }
 
-async fn stop(config: &NodeConfig, input: &mpsc::Sender<Input>, core: std::thread::JoinHandle<()>) {
+/// The time now, as the core takes it.
+pub fn now() -> Now {
+    Now(jiff::Timestamp::now().as_microsecond())
+}
+
+async fn stop(
+    config: &NodeConfig,
+    input: &mpsc::Sender<ToCore>,
+    core: std::thread::JoinHandle<()>,
+) {
     ApiFile::remove(&config.home);
-    let _ = input.send(Input::Stop).await;
+    let _ = input.send(ToCore::Stop).await;
     // The core finishes the writes under way and drops the store, which flushes it.
     let _ = tokio::task::spawn_blocking(move || core.join()).await;
 }
 
-/// Where the core's outputs go: per-peer writers, the event stream, the network task.
-struct Outlets {
+/// The core thread's I/O: the store's writes and their outcomes, the per-peer writers, the
+/// event stream, the network task, and the replies of requests under way.
+struct Shell {
+    store: Arc<dyn Store>,
     outbox: Outbox,
     net: mpsc::Sender<NetCommand>,
     events: broadcast::Sender<NodeEvent>,
+    replies: BTreeMap<RequestId, Reply>,
+    next_request: u64,
+    /// Tickets of writes handed to the store, to the thread that waits on them in order.
+    tickets: std::sync::mpsc::SyncSender<(WriteId, Ticket)>,
+    /// Their outcomes, back from that thread.
+    outcomes: mpsc::Receiver<Input>,
+    in_flight: usize,
+    waiter: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Outlets {
-    fn route(&mut self, outputs: Vec<Output>) {
-        for o in outputs {
-            match o {
-                Output::Send(device, message) => self.outbox.send(device, message),
-                Output::Event(e) => {
+impl Shell {
+    fn new(
+        store: Arc<dyn Store>,
+        net: mpsc::Sender<NetCommand>,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Shell {
+        // Both channels hold at most WRITES_IN_FLIGHT items, and no more writes than that
+        // are ever in flight: neither side of them can block the other for good.
+        let (tickets, waiting) =
+            std::sync::mpsc::sync_channel::<(WriteId, Ticket)>(WRITES_IN_FLIGHT);
+        let (done, outcomes) = mpsc::channel::<Input>(WRITES_IN_FLIGHT);
+        let waiter = std::thread::Builder::new()
+            .name("cercle-durable".into())
+            .spawn(move || {
+                for (id, ticket) in waiting {
+                    let outcome = match ticket.wait() {
+                        Ok(()) => Input::Durable(id),
+                        Err(e) => Input::WriteFailed(id, e),
+                    };
+                    if done.blocking_send(outcome).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the durability thread"))
+            .ok();
+        Shell {
+            store,
+            outbox: Outbox::default(),
+            net,
+            events,
+            replies: BTreeMap::new(),
+            next_request: 0,
+            tickets,
+            outcomes,
+            in_flight: 0,
+            waiter,
+        }
+    }
+
+    /// The core thread: takes inputs one at a time (write outcomes first) and carries out
+    /// the effects.
+    fn drive(
+        mut self,
+        mut core: NodeCore,
+        started: Vec<Effect>,
+        mut input: mpsc::Receiver<ToCore>,
+    ) {
+        self.carry_out(&mut core, started);
+        futures::executor::block_on(async {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    Some(outcome) = self.outcomes.recv() => {
+                        self.in_flight -= 1;
+                        outcome
+                    }
+                    i = input.recv() => match i {
+                        None | Some(ToCore::Stop) => break,
+                        Some(ToCore::Tick) => Input::Tick,
+                        Some(ToCore::Request(request, reply)) => {
+                            let id = RequestId(self.next_request);
+                            self.next_request += 1;
+                            self.replies.insert(id, reply);
+                            Input::Request(id, request)
+                        }
+                        Some(ToCore::Net(e)) => match self.net_event(e) {
+                            Some(i) => i,
+                            None => continue,
+                        },
+                    },
+                };
+                let effects = core.handle(next, now());
+                self.carry_out(&mut core, effects);
+            }
+        });
+        // The writes under way complete before the store closes; their requests are
+        // answered.
+        while self.in_flight > 0 {
+            let Some(outcome) = self.outcomes.blocking_recv() else {
+                break;
+            };
+            self.in_flight -= 1;
+            let effects = core.handle(outcome, now());
+            self.carry_out(&mut core, effects);
+        }
+        drop(self.tickets);
+        if let Some(w) = self.waiter.take() {
+            let _ = w.join();
+        }
+        drop(core);
+    }
+
+    /// A network event as the core takes it (the outbox learns of writers here).
+    fn net_event(&mut self, e: NetEvent) -> Option<Input> {
+        Some(match e {
+            NetEvent::Connected {
+                device,
+                peer_id,
+                writer,
+            } => {
+                self.outbox.connected(device, writer);
+                Input::Connected {
+                    device,
+                    peer_id: peer_id.to_string(),
+                }
+            }
+            NetEvent::Disconnected { device } => {
+                self.outbox.disconnected(&device);
+                Input::Disconnected { device }
+            }
+            NetEvent::Message { device, message } => Input::Message { device, message },
+            NetEvent::Addresses(a) => Input::Addresses(a),
+        })
+    }
+
+    fn carry_out(&mut self, core: &mut NodeCore, effects: Vec<Effect>) {
+        let mut lost = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Write(id, batch) => {
+                    // No more than WRITES_IN_FLIGHT: the oldest completes first.
+                    while self.in_flight >= WRITES_IN_FLIGHT {
+                        let Some(outcome) = self.outcomes.blocking_recv() else {
+                            return;
+                        };
+                        self.in_flight -= 1;
+                        let more = core.handle(outcome, now());
+                        self.carry_out(core, more);
+                    }
+                    let ticket = self.store.submit(batch);
+                    self.in_flight += 1;
+                    if self.tickets.send((id, ticket)).is_err() {
+                        tracing::error!("the durability thread stopped; writes are not confirmed");
+                    }
+                }
+                Effect::Send(device, message) => match self.outbox.send(device, message) {
+                    Ok(()) => {}
+                    Err(Undelivered::Overflow(device)) => {
+                        tracing::warn!(peer = %device, "a peer does not read what this node sends; disconnecting it");
+                        if let Some(peer) = net::peer_of(&device)
+                            && self.net.try_send(NetCommand::Disconnect(peer)).is_err()
+                        {
+                            tracing::warn!(
+                                "the network is busy; a peer that does not read stays connected for now"
+                            );
+                        }
+                    }
+                    Err(Undelivered::Lost(device)) => lost.push(device),
+                },
+                Effect::Answer(id, answer) => {
+                    if let Some(reply) = self.replies.remove(&id) {
+                        let _ = reply.send(*answer);
+                    }
+                }
+                Effect::Event(e) => {
                     let _ = self.events.send(e);
                 }
-                Output::Dial(address) => {
+                Effect::Dial(address) => {
                     if self.net.try_send(NetCommand::Dial(address)).is_err() {
                         tracing::warn!("too many dials queued; one was dropped");
                     }
                 }
-                Output::Relays(relays) => {
+                Effect::Relays(relays) => {
                     if self.net.try_send(NetCommand::Relays(relays)).is_err() {
                         tracing::warn!("the network is busy; the circles' relays not updated");
                     }
                 }
-                Output::Spots(spots) => {
+                Effect::Spots(spots) => {
                     if self.net.try_send(NetCommand::Spots(spots)).is_err() {
                         tracing::warn!("the network is busy; circles' meeting spots not updated");
                     }
                 }
             }
         }
-    }
-}
-
-/// The core thread: takes inputs one at a time and carries out the outputs.
-fn drive(
-    mut core: NodeCore,
-    mut input: mpsc::Receiver<Input>,
-    back: mpsc::Sender<Input>,
-    net: mpsc::Sender<NetCommand>,
-    events: broadcast::Sender<NodeEvent>,
-) {
-    let mut out = Outlets {
-        outbox: Outbox::default(),
-        net,
-        events,
-    };
-    // Writes wait for durability on their own thread, in order, so the core keeps going.
-    let (durable_tx, durable_rx) =
-        std::sync::mpsc::channel::<(Vec<Ticket>, Answer, Vec<Output>, Reply)>();
-    let waiter = std::thread::Builder::new()
-        .name("cercle-durable".into())
-        .spawn(move || {
-            for (tickets, answer, after, reply) in durable_rx {
-                let result = tickets.into_iter().try_for_each(Ticket::wait);
-                let input = match result {
-                    Ok(()) => Input::Durable {
-                        answer,
-                        after,
-                        reply,
-                    },
-                    Err(e) => Input::Failed {
-                        error: e.to_string(),
-                        reply,
-                    },
-                };
-                if back.blocking_send(input).is_err() {
-                    break;
-                }
-            }
-        });
-    let now = || jiff::Timestamp::now().as_millisecond();
-    while let Some(i) = input.blocking_recv() {
-        match i {
-            Input::Net(NetEvent::Connected {
-                device,
-                peer_id,
-                writer,
-            }) => {
-                out.outbox.connected(device, writer);
-                out.route(core.peer_connected(device, peer_id.to_string(), now()));
-            }
-            Input::Net(NetEvent::Disconnected { device }) => {
-                out.outbox.disconnected(&device);
-                out.route(core.peer_disconnected(&device));
-            }
-            Input::Net(NetEvent::Message { device, message }) => {
-                out.route(core.from_peer(device, message, now()));
-            }
-            Input::Net(NetEvent::Addresses(a)) => core.set_addresses(a),
-            Input::Request(request, reply) => {
-                match core.handle(request, cercle_crdt::Timestamp(now())) {
-                    Ok(h) if h.tickets.is_empty() => {
-                        out.route(h.after);
-                        let _ = reply.send(Ok(h.answer));
-                    }
-                    Ok(h) => {
-                        if let Err(std::sync::mpsc::SendError((_, _, _, reply))) =
-                            durable_tx.send((h.tickets, h.answer, h.after, reply))
-                        {
-                            let _ = reply.send(Err("the node is stopping".into()));
-                        }
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
-            }
-            Input::Durable {
-                answer,
-                after,
-                reply,
-            } => {
-                out.route(after);
-                let _ = reply.send(Ok(answer));
-            }
-            Input::Failed { error, reply } => {
-                let _ = reply.send(Err(error));
-            }
-            Input::Tick => out.route(core.tick(now())),
-            Input::Stop => break,
+        // Messages lost with a closed stream: the core starts the exchange again (what it
+        // sends now waits in the outbox for the stream that replaces it).
+        for device in lost {
+            let more = core.handle(Input::Undelivered { device }, now());
+            self.carry_out(core, more);
         }
     }
-    drop(durable_tx);
-    // Answers still in the waiter get their durability before the store closes.
-    if let Ok(w) = waiter {
-        input.close();
-        while let Ok(i) = input.try_recv() {
-            if let Input::Durable { answer, reply, .. } = i {
-                let _ = reply.send(Ok(answer));
-            }
-        }
-        let _ = w.join();
-    }
-    drop(core);
 }

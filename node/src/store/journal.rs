@@ -239,7 +239,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn tmp() -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
         (dir, path)
     }
@@ -247,43 +247,39 @@ mod tests {
     #[test]
     fn records_read_back_from_any_acknowledged_offset() {
         let (_d, path) = tmp();
-        let mut j = Journal::create(&path).unwrap_or_else(|e| panic!("{e}"));
-        let a = j.append(b"first").unwrap_or_else(|e| panic!("{e}"));
-        let b = j.append(b"second").unwrap_or_else(|e| panic!("{e}"));
-        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        let mut j = Journal::create(&path).unwrap();
+        let a = j.append(b"first").unwrap();
+        let b = j.append(b"second").unwrap();
+        j.sync().unwrap();
         drop(j);
-        let (j, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        let (j, scan) = Journal::open(&path, 0).unwrap();
         assert_eq!(
             scan.records,
             vec![(a, b"first".to_vec()), (b, b"second".to_vec())]
         );
         assert_eq!((j.len(), scan.dropped), (b, 0));
-        let (_, scan) = Journal::open(&path, a).unwrap_or_else(|e| panic!("{e}"));
+        let (_, scan) = Journal::open(&path, a).unwrap();
         assert_eq!(scan.records, vec![(b, b"second".to_vec())]);
     }
 
     #[test]
     fn an_unfinished_last_record_is_cut_off_and_appending_goes_on() {
         let (_d, path) = tmp();
-        let mut j = Journal::create(&path).unwrap_or_else(|e| panic!("{e}"));
-        let a = j.append(b"kept").unwrap_or_else(|e| panic!("{e}"));
-        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        let mut j = Journal::create(&path).unwrap();
+        let a = j.append(b"kept").unwrap();
+        j.sync().unwrap();
         drop(j);
         // A crash in the middle of the next write.
         let torn = frame(b"never acknowledged");
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("{e}"));
-        f.write_all(&torn[..torn.len() - 3])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&torn[..torn.len() - 3]).unwrap();
         drop(f);
-        let (mut j, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        let (mut j, scan) = Journal::open(&path, 0).unwrap();
         assert_eq!(scan.records.len(), 1);
         assert_eq!(scan.dropped, torn.len() as u64 - 3);
-        let b = j.append(b"after").unwrap_or_else(|e| panic!("{e}"));
-        j.sync().unwrap_or_else(|e| panic!("{e}"));
-        let (_, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        let b = j.append(b"after").unwrap();
+        j.sync().unwrap();
+        let (_, scan) = Journal::open(&path, 0).unwrap();
         assert_eq!(
             scan.records,
             vec![(a, b"kept".to_vec()), (b, b"after".to_vec())]
@@ -293,8 +289,7 @@ mod tests {
     #[test]
     fn a_foreign_file_is_refused() {
         let (_d, path) = tmp();
-        std::fs::write(&path, b"PK\x03\x04 something else entirely")
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, b"PK\x03\x04 something else entirely").unwrap();
         assert!(matches!(
             Journal::open(&path, 0),
             Err(JournalError::NotAJournal { .. })
@@ -308,12 +303,12 @@ mod tests {
     #[test]
     fn rollback_forgets_what_was_not_synced() {
         let (_d, path) = tmp();
-        let mut j = Journal::create(&path).unwrap_or_else(|e| panic!("{e}"));
-        j.append(b"durable").unwrap_or_else(|e| panic!("{e}"));
-        j.sync().unwrap_or_else(|e| panic!("{e}"));
-        j.append(b"failed").unwrap_or_else(|e| panic!("{e}"));
-        j.rollback().unwrap_or_else(|e| panic!("{e}"));
-        let (_, scan) = Journal::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        let mut j = Journal::create(&path).unwrap();
+        j.append(b"durable").unwrap();
+        j.sync().unwrap();
+        j.append(b"failed").unwrap();
+        j.rollback().unwrap();
+        let (_, scan) = Journal::open(&path, 0).unwrap();
         assert_eq!(scan.records.len(), 1);
     }
 

@@ -12,25 +12,31 @@
 //!   [`StorageKey`](crate::crypto::StorageKey), bound to their place; envelopes are already
 //!   encrypted with epoch keys. No plaintext care data reaches the disk.
 //!
-//! [`SledStore`] is the implementation: a `sled` database plus a checksummed journal of
-//! every acknowledged batch, from which the database is rebuilt if its files are damaged
-//! (see `ARCHITECTURE.md`). Tests wrap the trait to inject faults.
+//! [`SledStore`] is the implementation a node runs: a `sled` database plus a checksummed
+//! journal of every acknowledged batch, from which the database is rebuilt if its files are
+//! damaged (see `ARCHITECTURE.md`). [`MemoryStore`] holds the same trees in memory, for the
+//! deterministic cluster of cores the tests and the simulations run. Tests wrap the trait
+//! to inject faults.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use cercle_crdt::DocKind;
 use zeroize::Zeroizing;
 
 use crate::circle::membership::{CircleId, SignedOp};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, LogId};
 use crate::identity::DeviceId;
+use crate::reader::Reader;
 
 pub mod journal;
+mod memory;
 mod sled_store;
 
+pub use memory::MemoryStore;
+pub(crate) use sled_store::once_released;
 pub use sled_store::{OpenReport, SledStore};
 
 /// A value opened from a sealed tree; zeroed when dropped.
@@ -233,6 +239,42 @@ pub struct ForkRecord {
     pub second: Vec<u8>,
 }
 
+impl ForkRecord {
+    fn key(&self, circle: &CircleId) -> Vec<u8> {
+        let mut k = circle.0.to_vec();
+        k.extend_from_slice(&self.device.0);
+        k.push(self.doc.code());
+        k.extend_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+
+    fn value(&self) -> Vec<u8> {
+        let mut v = (self.first.len() as u32).to_le_bytes().to_vec();
+        v.extend_from_slice(&self.first);
+        v.extend_from_slice(&self.second);
+        v
+    }
+
+    fn decode(key: &[u8], value: &[u8]) -> Option<ForkRecord> {
+        let mut k = Reader::new(key, ());
+        let _circle: [u8; 32] = k.array().ok()?;
+        let device = DeviceId(k.array().ok()?);
+        let doc = DocKind::from_code(k.byte().ok()?)?;
+        let seq = u64::from_be_bytes(k.array().ok()?);
+        let mut v = Reader::new(value, ());
+        let n = v.len_u32().ok()?;
+        let first = v.take(n).ok()?.to_vec();
+        let second = v.rest().to_vec();
+        Some(ForkRecord {
+            device,
+            doc,
+            seq,
+            first,
+            second,
+        })
+    }
+}
+
 /// A saved document and the envelopes it already contains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -257,32 +299,18 @@ impl Snapshot {
     }
 
     fn decode(bytes: &[u8]) -> Option<Snapshot> {
-        let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        let mut at = 4usize;
+        let mut r = Reader::new(bytes, ());
+        let n = r.len_u32().ok()?;
         let mut covers = BTreeMap::new();
         for _ in 0..n {
-            let d: [u8; 32] = bytes.get(at..at + 32)?.try_into().ok()?;
-            let s = u64::from_le_bytes(bytes.get(at + 32..at + 40)?.try_into().ok()?);
-            covers.insert(DeviceId(d), s);
-            at += 40;
+            let device = DeviceId(r.array().ok()?);
+            covers.insert(device, r.u64().ok()?);
         }
         Some(Snapshot {
             covers,
-            doc: bytes.get(at..)?.to_vec(),
+            doc: r.rest().to_vec(),
         })
     }
-}
-
-pub(crate) fn doc_code(doc: DocKind) -> u8 {
-    match doc {
-        DocKind::PatientFile => 1,
-        DocKind::LiaisonNotebook => 2,
-        DocKind::Thread => 3,
-    }
-}
-
-pub(crate) fn doc_of(code: u8) -> Option<DocKind> {
-    DocKind::ALL.into_iter().find(|d| doc_code(*d) == code)
 }
 
 /// Key builders: fixed-width fields, big-endian numbers, so prefix scans and ranges work.
@@ -292,37 +320,34 @@ pub(crate) mod keys {
     pub(crate) fn doc_prefix(circle: &CircleId, doc: DocKind) -> Vec<u8> {
         let mut k = Vec::with_capacity(33);
         k.extend_from_slice(&circle.0);
-        k.push(doc_code(doc));
+        k.push(doc.code());
         k
     }
 
-    pub(crate) fn head(circle: &CircleId, doc: DocKind, device: &DeviceId) -> Vec<u8> {
-        let mut k = doc_prefix(circle, doc);
-        k.extend_from_slice(&device.0);
+    pub(crate) fn head(log: &LogId) -> Vec<u8> {
+        let mut k = doc_prefix(&log.circle, log.doc);
+        k.extend_from_slice(&log.device.0);
         k
     }
 
-    pub(crate) fn envelope(
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        seq: u64,
-    ) -> Vec<u8> {
-        let mut k = head(circle, doc, device);
+    pub(crate) fn envelope(log: &LogId, seq: u64) -> Vec<u8> {
+        let mut k = head(log);
         k.extend_from_slice(&seq.to_be_bytes());
         k
     }
 
     /// The parts of a key made by [`envelope`]; `None` if it is not one.
-    pub(crate) fn split_envelope(k: &[u8]) -> Option<(CircleId, DocKind, DeviceId, u64)> {
+    pub(crate) fn split_envelope(k: &[u8]) -> Option<(LogId, u64)> {
         if k.len() != 73 {
             return None;
         }
-        let circle = CircleId(k[..32].try_into().ok()?);
-        let doc = doc_of(k[32])?;
-        let device = DeviceId(k[33..65].try_into().ok()?);
+        let log = LogId {
+            circle: CircleId(k[..32].try_into().ok()?),
+            doc: DocKind::from_code(k[32])?,
+            device: DeviceId(k[33..65].try_into().ok()?),
+        };
         let seq = u64::from_be_bytes(k[65..].try_into().ok()?);
-        Some((circle, doc, device, seq))
+        Some((log, seq))
     }
 
     pub(crate) fn op(circle: &CircleId, hash: &[u8; 32]) -> Vec<u8> {
@@ -339,7 +364,7 @@ pub struct Batch {
 }
 
 /// Why a journal record does not decode as a batch (a damaged or foreign journal).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("journal record does not decode: {0}")]
 pub struct BatchDecodeError(&'static str);
 
@@ -361,6 +386,22 @@ impl Batch {
         self.writes.len()
     }
 
+    /// The envelopes this batch writes, in order (for tests that look inside).
+    #[cfg(test)]
+    pub(crate) fn envelope_bytes(&self) -> Vec<Vec<u8>> {
+        self.writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Put {
+                    tree: Tree::Envelopes,
+                    value,
+                    ..
+                } => Some(value.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Moves `other`'s writes after this batch's.
     pub fn extend(&mut self, other: Batch) {
         self.writes.extend(other.writes);
@@ -373,14 +414,25 @@ impl Batch {
     /// An envelope accepted or sealed here, which becomes its device's head in its document.
     pub fn envelope(&mut self, env: &Envelope) {
         let h = &env.header;
+        let log = h.log();
         self.put(
             Tree::Envelopes,
-            keys::envelope(&h.circle, h.doc, &h.device, h.seq),
+            keys::envelope(&log, h.seq),
             env.bytes().to_vec(),
         );
         let mut head = h.seq.to_be_bytes().to_vec();
         head.extend_from_slice(&env.hash());
-        self.put(Tree::Heads, keys::head(&h.circle, h.doc, &h.device), head);
+        self.put(Tree::Heads, keys::head(&log), head);
+    }
+
+    /// A document's snapshot (sealed by the store; not journaled, since the envelopes it
+    /// covers rebuild it).
+    pub fn snapshot(&mut self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) {
+        self.put(
+            Tree::Snapshots,
+            keys::doc_prefix(circle, doc),
+            snapshot.encode().to_vec(),
+        );
     }
 
     /// A signed membership operation of `circle`.
@@ -420,14 +472,7 @@ impl Batch {
 
     /// Proof that a device forked its log.
     pub fn fork(&mut self, circle: &CircleId, fork: &ForkRecord) {
-        let mut k = circle.0.to_vec();
-        k.extend_from_slice(&fork.device.0);
-        k.push(doc_code(fork.doc));
-        k.extend_from_slice(&fork.seq.to_be_bytes());
-        let mut v = (fork.first.len() as u32).to_le_bytes().to_vec();
-        v.extend_from_slice(&fork.first);
-        v.extend_from_slice(&fork.second);
-        self.put(Tree::Forks, k, v);
+        self.put(Tree::Forks, fork.key(circle), fork.value());
     }
 
     /// The journal record of the journaled writes.
@@ -462,20 +507,20 @@ impl Batch {
 
     /// Reads a journal record back.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Batch, BatchDecodeError> {
-        let mut r = ByteReader { bytes, at: 0 };
-        if r.take(1)? != [BATCH_VERSION] {
+        let mut r = Reader::new(bytes, BatchDecodeError("truncated"));
+        if r.byte()? != BATCH_VERSION {
             return Err(BatchDecodeError("unknown batch version"));
         }
-        let n = r.u32()? as usize;
+        let n = r.len_u32()?;
         let mut writes = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
-            let op = r.take(1)?[0];
-            let tree = Tree::from_code(r.take(1)?[0]).ok_or(BatchDecodeError("unknown tree"))?;
-            let klen = r.u32()? as usize;
+            let op = r.byte()?;
+            let tree = Tree::from_code(r.byte()?).ok_or(BatchDecodeError("unknown tree"))?;
+            let klen = r.len_u32()?;
             let key = r.take(klen)?.to_vec();
             match op {
                 0 => {
-                    let vlen = r.u32()? as usize;
+                    let vlen = r.len_u32()?;
                     let value = r.take(vlen)?.to_vec();
                     writes.push(Write::Put { tree, key, value });
                 }
@@ -483,33 +528,10 @@ impl Batch {
                 _ => return Err(BatchDecodeError("unknown write kind")),
             }
         }
-        if r.at != bytes.len() {
+        if !r.is_done() {
             return Err(BatchDecodeError("trailing bytes"));
         }
         Ok(Batch { writes })
-    }
-}
-
-struct ByteReader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> ByteReader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchDecodeError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or(BatchDecodeError("truncated"))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u32(&mut self) -> Result<u32, BatchDecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -549,65 +571,146 @@ impl Ticket {
     }
 }
 
-/// What a node needs from its storage.
+/// What a node needs from its storage: writes as batches made durable in order, and reads
+/// of its trees. Each implementation gives the raw reads (values of sealed trees opened);
+/// what the values mean is read here, once for all of them.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Queues `batch`; the ticket completes once it is durable. Batches are applied in the
     /// order submitted.
     fn submit(&self, batch: Batch) -> Ticket;
+
+    /// Where the store is, for errors.
+    fn location(&self) -> &Path;
+
+    /// One value.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Opened>, StoreError>;
+
+    /// Whether a key is held, without opening its value.
+    fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError>;
+
+    /// Every key and value under `prefix`, in key order.
+    fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError>;
+
+    /// The values of the keys in `keys`, in order, at most `limit`.
+    fn range(
+        &self,
+        tree: Tree,
+        keys: std::ops::RangeInclusive<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<Opened>, StoreError>;
 
     /// Submits `batch` and waits until it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.submit(batch).wait()
     }
 
-    /// Stores a snapshot in the background (not journaled: envelopes can rebuild it).
-    fn save_snapshot(&self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) -> Ticket;
-
     /// Every circle's id and opened record.
-    fn circles(&self) -> Result<Vec<(CircleId, Opened)>, StoreError>;
+    fn circles(&self) -> Result<Vec<(CircleId, Opened)>, StoreError> {
+        self.scan(Tree::Circles, b"")?
+            .into_iter()
+            .map(|(k, v)| {
+                let id: [u8; 32] = k
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| self.bad("a circle key"))?;
+                Ok((CircleId(id), v))
+            })
+            .collect()
+    }
 
     /// One circle's opened record.
-    fn circle(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError>;
+    fn circle(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError> {
+        self.get(Tree::Circles, &circle.0)
+    }
 
     /// A circle's signed membership operations (and the sealed keys they carry).
-    fn ops(&self, circle: &CircleId) -> Result<Vec<Vec<u8>>, StoreError>;
+    fn ops(&self, circle: &CircleId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let ops = self.scan(Tree::Ops, &circle.0)?;
+        Ok(ops.into_iter().map(|(_, v)| v.to_vec()).collect())
+    }
 
-    /// Envelopes of `device` in `doc` from sequence number `from` on, at most `limit`.
-    fn envelopes(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Envelopes of one log from sequence number `from` on, at most `limit`.
+    fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let keys = keys::envelope(log, from)..=keys::envelope(log, u64::MAX);
+        let found = self.range(Tree::Envelopes, keys, limit)?;
+        Ok(found.into_iter().map(|v| v.to_vec()).collect())
+    }
 
     /// The version vector of a document: each device's last envelope.
     fn heads(
         &self,
         circle: &CircleId,
         doc: DocKind,
-    ) -> Result<BTreeMap<DeviceId, Head>, StoreError>;
+    ) -> Result<BTreeMap<DeviceId, Head>, StoreError> {
+        let prefix = keys::doc_prefix(circle, doc);
+        let mut out = BTreeMap::new();
+        for (k, v) in self.scan(Tree::Heads, &prefix)? {
+            let device: [u8; 32] = k
+                .get(prefix.len()..)
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| self.bad("a head's key"))?;
+            let mut r = Reader::new(&v, ());
+            let head = (|| {
+                let seq = u64::from_be_bytes(r.array().ok()?);
+                let hash = r.array().ok()?;
+                r.is_done().then_some(Head { seq, hash })
+            })()
+            .ok_or_else(|| self.bad("a head"))?;
+            out.insert(DeviceId(device), head);
+        }
+        Ok(out)
+    }
 
     /// The latest snapshot of a document, opened.
-    fn snapshot(&self, circle: &CircleId, doc: DocKind) -> Result<Option<Snapshot>, StoreError>;
+    fn snapshot(&self, circle: &CircleId, doc: DocKind) -> Result<Option<Snapshot>, StoreError> {
+        match self.get(Tree::Snapshots, &keys::doc_prefix(circle, doc))? {
+            None => Ok(None),
+            Some(v) => Snapshot::decode(&v)
+                .map(Some)
+                .ok_or_else(|| self.bad("a snapshot")),
+        }
+    }
 
     /// An attachment, opened.
-    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError>;
+    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError> {
+        self.get(Tree::Blobs, hash)
+    }
 
     /// Whether an attachment is held, without opening it.
     fn has_blob(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
-        Ok(self.blob(hash)?.is_some())
+        self.contains(Tree::Blobs, hash)
     }
 
     /// A node metadata value.
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(Tree::Meta, key.as_bytes())?.map(|v| v.to_vec()))
+    }
 
     /// The rejected envelopes of a circle, oldest first.
-    fn rejections(&self, circle: &CircleId) -> Result<Vec<RejectionRecord>, StoreError>;
+    fn rejections(&self, circle: &CircleId) -> Result<Vec<RejectionRecord>, StoreError> {
+        self.scan(Tree::Rejected, &circle.0)?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|_| self.bad("a rejection record")))
+            .collect()
+    }
 
     /// The fork evidence recorded for a circle.
-    fn forks(&self, circle: &CircleId) -> Result<Vec<ForkRecord>, StoreError>;
+    fn forks(&self, circle: &CircleId) -> Result<Vec<ForkRecord>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan(Tree::Forks, &circle.0)? {
+            out.push(ForkRecord::decode(&k, &v).ok_or_else(|| self.bad("fork evidence"))?);
+        }
+        Ok(out)
+    }
+
+    /// The error for a value that is not what was written.
+    #[doc(hidden)]
+    fn bad(&self, what: &str) -> StoreError {
+        StoreError::BadValue {
+            path: self.location().to_path_buf(),
+            what: what.into(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -634,9 +737,9 @@ mod tests {
     proptest! {
         #[test]
         fn envelope_keys_split_back_into_their_parts(circle in any::<[u8; 32]>(), doc in 0usize..3, device in any::<[u8; 32]>(), seq in any::<u64>(), noise in prop::collection::vec(any::<u8>(), 0..100)) {
-            let doc = DocKind::ALL[doc];
-            let k = keys::envelope(&CircleId(circle), doc, &DeviceId(device), seq);
-            prop_assert_eq!(keys::split_envelope(&k), Some((CircleId(circle), doc, DeviceId(device), seq)));
+            let log = LogId { circle: CircleId(circle), doc: DocKind::ALL[doc], device: DeviceId(device) };
+            let k = keys::envelope(&log, seq);
+            prop_assert_eq!(keys::split_envelope(&k), Some((log, seq)));
             // Any other bytes give a key's parts or nothing, never a panic.
             let _ = keys::split_envelope(&noise);
         }

@@ -22,17 +22,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cercle_crdt::DocKind;
 use zeroize::Zeroizing;
 
 use super::journal::{Journal, JournalError};
-use super::{
-    Batch, ForkRecord, Head, Opened, RejectionRecord, SCHEMA_VERSION, Snapshot, Store, StoreError,
-    Ticket, Tree, Write, doc_of, keys,
-};
-use crate::circle::membership::CircleId;
+use super::{Batch, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write};
 use crate::crypto::StorageKey;
-use crate::identity::DeviceId;
 
 const LOCK_FILE: &str = "lock";
 const JOURNAL_FILE: &str = "journal";
@@ -64,11 +58,8 @@ pub struct OpenReport {
     pub dropped: u64,
 }
 
-enum Job {
-    Commit(Batch, SyncSender<Result<(), StoreError>>),
-    /// Not journaled; applied in order with the commits.
-    Snapshot(Vec<u8>, Vec<u8>, SyncSender<Result<(), StoreError>>),
-}
+/// A batch queued to the writer thread, and where to say when it is durable.
+struct Job(Batch, SyncSender<Result<(), StoreError>>);
 
 /// The sled-backed [`Store`].
 pub struct SledStore {
@@ -128,13 +119,18 @@ fn open_sled(path: &Path) -> Result<sled::Db, String> {
     }
 }
 
-/// Opens sled at `path` just written by another handle to it: sled's background threads may
-/// hold the file lock for a moment after the last handle is dropped, so a lock refusal is
-/// retried for up to 5 s.
+/// Opens sled at `path` just written by another handle to it.
 fn open_sled_released(path: &Path) -> Result<sled::Db, String> {
+    once_released(|| open_sled(path))
+}
+
+/// Runs `open` (of a sled database) until sled's file lock is free: sled's background
+/// threads may hold it for a moment after the last handle is dropped, so a lock refusal is
+/// retried for up to 5 s.
+pub(crate) fn once_released<T>(open: impl Fn() -> Result<T, String>) -> Result<T, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match open_sled(path) {
+        match open() {
             Err(e)
                 if e.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
             {
@@ -183,10 +179,6 @@ fn place(tree: Tree, key: &[u8]) -> Vec<u8> {
     let mut p = vec![tree.code()];
     p.extend_from_slice(key);
     p
-}
-
-fn read_u64(v: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(v.try_into().ok()?))
 }
 
 impl SledStore {
@@ -318,7 +310,7 @@ impl SledStore {
         let mark = meta
             .get(META_JOURNAL)
             .map_err(|e| from_sled(&self.dir, e))?
-            .and_then(|v| read_u64(&v))
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
             .unwrap_or(0);
         let (journal, scan) =
             Journal::open(journal_path, mark).map_err(|e| from_journal(&self.dir, e))?;
@@ -445,11 +437,13 @@ impl SledStore {
         }
     }
 
-    fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
-        self.tree(tree)?
-            .scan_prefix(prefix)
-            .map(|r| r.map_err(|e| from_sled(&self.dir, e)))
-            .collect()
+    /// A stored value as readers take it: opened if its tree is sealed.
+    fn opened(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<Opened, StoreError> {
+        if tree.sealed() {
+            self.open_value(tree, key, value)
+        } else {
+            Ok(Zeroizing::new(value.to_vec()))
+        }
     }
 
     /// Waits for every queued write, marks the journal position and flushes the database.
@@ -610,21 +604,9 @@ impl Writer {
         let n = group.len();
         let mut writes = Vec::new();
         let mut replies = Vec::with_capacity(n);
-        for job in group {
-            match job {
-                Job::Commit(batch, reply) => {
-                    writes.extend(batch.writes);
-                    replies.push(reply);
-                }
-                Job::Snapshot(key, value, reply) => {
-                    writes.push(Write::Put {
-                        tree: Tree::Snapshots,
-                        key,
-                        value,
-                    });
-                    replies.push(reply);
-                }
-            }
+        for Job(batch, reply) in group {
+            writes.extend(batch.writes);
+            replies.push(reply);
         }
         let result = self.write_group(&Batch { writes });
         for reply in replies {
@@ -687,189 +669,61 @@ impl Store for SledStore {
             return Ticket::ready(Err(e));
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Job::Commit(batch, tx), rx)
+        self.send(Job(batch, tx), rx)
     }
 
-    fn save_snapshot(&self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) -> Ticket {
-        let key = keys::doc_prefix(circle, doc);
-        let sealed = match self
-            .key
-            .seal(&place(Tree::Snapshots, &key), &snapshot.encode())
-        {
-            Ok(s) => s,
-            Err(e) => return Ticket::ready(Err(damaged(&self.dir, e))),
-        };
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Job::Snapshot(key, sealed, tx), rx)
+    fn location(&self) -> &Path {
+        &self.dir
     }
 
-    fn circles(&self) -> Result<Vec<(CircleId, Opened)>, StoreError> {
-        let mut out = Vec::new();
-        for (k, v) in self.scan(Tree::Circles, b"")? {
-            let id: [u8; 32] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| damaged(&self.dir, "bad circle key"))?;
-            out.push((CircleId(id), self.open_value(Tree::Circles, &k, &v)?));
-        }
-        Ok(out)
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Opened>, StoreError> {
+        let value = self
+            .tree(tree)?
+            .get(key)
+            .map_err(|e| from_sled(&self.dir, e))?;
+        value.map(|v| self.opened(tree, key, &v)).transpose()
     }
 
-    fn circle(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError> {
-        match self
-            .tree(Tree::Circles)?
-            .get(circle.0)
-            .map_err(|e| from_sled(&self.dir, e))?
-        {
-            Some(v) => Ok(Some(self.open_value(Tree::Circles, &circle.0, &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn ops(&self, circle: &CircleId) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self
-            .scan(Tree::Ops, &circle.0)?
-            .into_iter()
-            .map(|(_, v)| v.to_vec())
-            .collect())
-    }
-
-    fn envelopes(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let start = keys::envelope(circle, doc, device, from);
-        let end = keys::envelope(circle, doc, device, u64::MAX);
-        self.tree(Tree::Envelopes)?
-            .range(start..=end)
-            .take(limit)
-            .map(|r| {
-                r.map(|(_, v)| v.to_vec())
-                    .map_err(|e| from_sled(&self.dir, e))
-            })
-            .collect()
-    }
-
-    fn heads(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-    ) -> Result<BTreeMap<DeviceId, Head>, StoreError> {
-        let prefix = keys::doc_prefix(circle, doc);
-        let mut out = BTreeMap::new();
-        for (k, v) in self.scan(Tree::Heads, &prefix)? {
-            let device: [u8; 32] = k
-                .get(prefix.len()..)
-                .and_then(|d| d.try_into().ok())
-                .ok_or_else(|| damaged(&self.dir, "bad head key"))?;
-            let seq = v.get(..8).and_then(read_u64);
-            let hash: Option<[u8; 32]> = v.get(8..).and_then(|h| h.try_into().ok());
-            match (seq, hash) {
-                (Some(seq), Some(hash)) => {
-                    out.insert(DeviceId(device), Head { seq, hash });
-                }
-                _ => return Err(damaged(&self.dir, "bad head value")),
-            }
-        }
-        Ok(out)
-    }
-
-    fn snapshot(&self, circle: &CircleId, doc: DocKind) -> Result<Option<Snapshot>, StoreError> {
-        let key = keys::doc_prefix(circle, doc);
-        match self
-            .tree(Tree::Snapshots)?
-            .get(&key)
-            .map_err(|e| from_sled(&self.dir, e))?
-        {
-            None => Ok(None),
-            Some(v) => {
-                let plain = self.open_value(Tree::Snapshots, &key, &v)?;
-                Snapshot::decode(&plain)
-                    .map(Some)
-                    .ok_or_else(|| StoreError::BadValue {
-                        path: self.dir.clone(),
-                        what: "a snapshot".into(),
-                    })
-            }
-        }
-    }
-
-    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError> {
-        match self
-            .tree(Tree::Blobs)?
-            .get(hash)
-            .map_err(|e| from_sled(&self.dir, e))?
-        {
-            Some(v) => Ok(Some(self.open_value(Tree::Blobs, hash, &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn has_blob(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
-        self.tree(Tree::Blobs)?
-            .contains_key(hash)
+    fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
+        self.tree(tree)?
+            .contains_key(key)
             .map_err(|e| from_sled(&self.dir, e))
     }
 
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(Tree::Meta)?
-            .get(key.as_bytes())
-            .map_err(|e| from_sled(&self.dir, e))?
-            .map(|v| v.to_vec()))
-    }
-
-    fn rejections(&self, circle: &CircleId) -> Result<Vec<RejectionRecord>, StoreError> {
-        self.scan(Tree::Rejected, &circle.0)?
-            .into_iter()
-            .map(|(_, v)| {
-                serde_json::from_slice(&v).map_err(|_| StoreError::BadValue {
-                    path: self.dir.clone(),
-                    what: "a rejection record".into(),
-                })
+    fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
+        self.tree(tree)?
+            .scan_prefix(prefix)
+            .map(|r| {
+                let (k, v) = r.map_err(|e| from_sled(&self.dir, e))?;
+                Ok((k.to_vec(), self.opened(tree, &k, &v)?))
             })
             .collect()
     }
 
-    fn forks(&self, circle: &CircleId) -> Result<Vec<ForkRecord>, StoreError> {
-        let bad = || StoreError::BadValue {
-            path: self.dir.clone(),
-            what: "fork evidence".into(),
-        };
-        let mut out = Vec::new();
-        for (k, v) in self.scan(Tree::Forks, &circle.0)? {
-            let device: [u8; 32] = k
-                .get(32..64)
-                .and_then(|d| d.try_into().ok())
-                .ok_or_else(bad)?;
-            let doc = k.get(64).copied().and_then(doc_of).ok_or_else(bad)?;
-            let seq = k.get(65..73).and_then(read_u64).ok_or_else(bad)?;
-            let n = v
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_le_bytes)
-                .ok_or_else(bad)? as usize;
-            let first = v.get(4..4 + n).ok_or_else(bad)?.to_vec();
-            let second = v.get(4 + n..).ok_or_else(bad)?.to_vec();
-            out.push(ForkRecord {
-                device: DeviceId(device),
-                doc,
-                seq,
-                first,
-                second,
-            });
-        }
-        Ok(out)
+    fn range(
+        &self,
+        tree: Tree,
+        keys: std::ops::RangeInclusive<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<Opened>, StoreError> {
+        self.tree(tree)?
+            .range(keys)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r.map_err(|e| from_sled(&self.dir, e))?;
+                self.opened(tree, &k, &v)
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::circle::membership::CircleId;
+    use crate::identity::DeviceId;
+    use crate::store::{ForkRecord, RejectionRecord, Snapshot};
+    use cercle_crdt::DocKind;
 
     fn key() -> StorageKey {
         StorageKey::derive(&[7; 32])
@@ -880,7 +734,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> SledStore {
-        SledStore::open(dir, key()).unwrap_or_else(|e| panic!("{e}"))
+        SledStore::open(dir, key()).unwrap()
     }
 
     fn record(text: &str) -> Batch {
@@ -898,12 +752,11 @@ mod tests {
 
     #[test]
     fn committed_writes_survive_reopening_and_are_sealed_on_disk() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        s.commit(record("Jeanne Durand"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        s.commit(record("Jeanne Durand")).unwrap();
         assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
-        s.close().unwrap_or_else(|e| panic!("{e}"));
+        s.close().unwrap();
         let s = open(dir.path());
         assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
         assert_eq!(
@@ -937,7 +790,7 @@ mod tests {
 
     #[test]
     fn a_second_opener_is_told_a_node_is_running() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let _s = open(dir.path());
         assert!(matches!(
             SledStore::open(dir.path(), key()),
@@ -947,8 +800,8 @@ mod tests {
 
     #[test]
     fn another_identitys_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        open(dir.path()).close().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        open(dir.path()).close().unwrap();
         assert!(matches!(
             SledStore::open(dir.path(), StorageKey::derive(&[8; 32])),
             Err(StoreError::Foreign { .. })
@@ -957,15 +810,15 @@ mod tests {
 
     #[test]
     fn a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         s.tree(Tree::Meta)
             .and_then(|m| {
                 m.insert(META_SCHEMA, &(SCHEMA_VERSION + 1).to_be_bytes())
                     .map_err(|e| from_sled(dir.path(), e))
             })
-            .unwrap_or_else(|e| panic!("{e}"));
-        s.close().unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
+        s.close().unwrap();
         assert!(matches!(
             SledStore::open(dir.path(), key()),
             Err(StoreError::NewerSchema { found, .. }) if found == SCHEMA_VERSION + 1
@@ -974,16 +827,15 @@ mod tests {
 
     #[test]
     fn writes_the_database_missed_are_replayed_from_the_journal() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        open(dir.path()).close().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        open(dir.path()).close().unwrap();
         // A batch that reached the journal, then the process died before sled held it.
-        let (mut j, _) = Journal::open(&dir.path().join(JOURNAL_FILE), u64::MAX)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut j, _) = Journal::open(&dir.path().join(JOURNAL_FILE), u64::MAX).unwrap();
         let mut b = record("Paul Martin");
         let helper = open_unlocked_sealer();
         helper(&mut b);
-        j.append(&b.encode()).unwrap_or_else(|e| panic!("{e}"));
-        j.sync().unwrap_or_else(|e| panic!("{e}"));
+        j.append(&b.encode()).unwrap();
+        j.sync().unwrap();
         let s = open(dir.path());
         assert_eq!(s.report().replayed, 1);
         assert_eq!(record_text(&s).as_deref(), Some("Paul Martin"));
@@ -1000,9 +852,7 @@ mod tests {
                 } = w
                     && tree.sealed()
                 {
-                    *value = key()
-                        .seal(&place(*tree, k), value)
-                        .unwrap_or_else(|e| panic!("{e}"));
+                    *value = key().seal(&place(*tree, k), value).unwrap();
                 }
             }
         }
@@ -1010,16 +860,15 @@ mod tests {
 
     #[test]
     fn a_database_overwritten_with_random_bytes_is_rebuilt_from_the_journal() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        s.commit(record("Jeanne Durand"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        s.close().unwrap_or_else(|e| panic!("{e}"));
+        s.commit(record("Jeanne Durand")).unwrap();
+        s.close().unwrap();
         for f in walk(&dir.path().join(DB_DIR)) {
             let len = fs::metadata(&f).map(|m| m.len()).unwrap_or(0).max(64) as usize;
             let mut junk = vec![0u8; len];
-            getrandom::fill(&mut junk).unwrap_or_else(|e| panic!("{e}"));
-            fs::write(&f, &junk).unwrap_or_else(|e| panic!("{e}"));
+            getrandom::fill(&mut junk).unwrap();
+            fs::write(&f, &junk).unwrap();
         }
         let s = open(dir.path());
         assert_eq!(record_text(&s).as_deref(), Some("Jeanne Durand"));
@@ -1027,10 +876,10 @@ mod tests {
         drop(s);
         // And with the journal gone too: a clear error, no panic.
         let mut junk = vec![0u8; 4096];
-        getrandom::fill(&mut junk).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(dir.path().join(JOURNAL_FILE), &junk).unwrap_or_else(|e| panic!("{e}"));
+        getrandom::fill(&mut junk).unwrap();
+        fs::write(dir.path().join(JOURNAL_FILE), &junk).unwrap();
         for f in walk(&dir.path().join(DB_DIR)) {
-            fs::write(&f, &junk).unwrap_or_else(|e| panic!("{e}"));
+            fs::write(&f, &junk).unwrap();
         }
         let err = SledStore::open(dir.path(), key()).map(|_| ());
         assert!(matches!(err, Err(StoreError::Damaged { .. })), "{err:?}");
@@ -1038,7 +887,7 @@ mod tests {
 
     #[test]
     fn many_concurrent_writers_share_flushes_and_all_land() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let s = std::sync::Arc::new(open(dir.path()));
         let tickets: Vec<Ticket> = (0..200u32)
             .map(|i| {
@@ -1048,7 +897,7 @@ mod tests {
             })
             .collect();
         for t in tickets {
-            t.wait().unwrap_or_else(|e| panic!("{e}"));
+            t.wait().unwrap();
         }
         for i in 0..200u32 {
             assert_eq!(
@@ -1060,15 +909,15 @@ mod tests {
 
     #[test]
     fn snapshots_read_back_opened() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         let snap = Snapshot {
             covers: [(DeviceId([1; 32]), 4)].into_iter().collect(),
             doc: b"automerge bytes".to_vec(),
         };
-        s.save_snapshot(&circle(), DocKind::LiaisonNotebook, &snap)
-            .wait()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut batch = Batch::new();
+        batch.snapshot(&circle(), DocKind::LiaisonNotebook, &snap);
+        s.commit(batch).unwrap();
         assert_eq!(
             s.snapshot(&circle(), DocKind::LiaisonNotebook)
                 .ok()
@@ -1080,7 +929,7 @@ mod tests {
 
     #[test]
     fn rejections_and_forks_read_back() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         let rec = RejectionRecord {
             at: 5,
@@ -1100,7 +949,7 @@ mod tests {
         let mut b = Batch::new();
         b.rejection(&circle(), &rec);
         b.fork(&circle(), &fork);
-        s.commit(b).unwrap_or_else(|e| panic!("{e}"));
+        s.commit(b).unwrap();
         assert_eq!(s.rejections(&circle()).ok(), Some(vec![rec]));
         assert_eq!(s.forks(&circle()).ok(), Some(vec![fork]));
     }

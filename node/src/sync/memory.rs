@@ -9,19 +9,20 @@ use cercle_crdt::DocKind;
 
 use super::{Local, Received, Vector};
 use crate::circle::membership::{CircleId, OpHash};
+use crate::envelope::LogId;
 use crate::identity::DeviceId;
 
 /// A node's state in memory: ops and envelopes per circle, and who shares what.
 #[derive(Debug, Default, Clone)]
 pub struct Memory {
     ops: BTreeMap<CircleId, BTreeMap<OpHash, Vec<u8>>>,
-    envelopes: BTreeMap<(CircleId, DocKind, DeviceId), BTreeMap<u64, Vec<u8>>>,
+    envelopes: BTreeMap<LogId, BTreeMap<u64, Vec<u8>>>,
     members: BTreeMap<CircleId, BTreeSet<DeviceId>>,
 }
 
 /// Test envelopes: doc ‖ device ‖ seq ‖ filler, so the receiver can file them.
 pub fn envelope(doc: DocKind, device: DeviceId, seq: u64, len: usize) -> Vec<u8> {
-    let mut b = vec![crate::store::doc_code(doc)];
+    let mut b = vec![doc.code()];
     b.extend_from_slice(&device.0);
     b.extend_from_slice(&seq.to_le_bytes());
     b.resize(41 + len, 7);
@@ -38,13 +39,20 @@ impl Memory {
     pub fn envelope_count(&self, circle: &CircleId) -> usize {
         self.envelopes
             .iter()
-            .filter(|((c, _, _), _)| c == circle)
+            .filter(|(log, _)| log.circle == *circle)
             .map(|(_, log)| log.len())
             .sum()
     }
 
     pub fn write(&mut self, circle: CircleId, doc: DocKind, device: DeviceId, len: usize) {
-        let log = self.envelopes.entry((circle, doc, device)).or_default();
+        let log = self
+            .envelopes
+            .entry(LogId {
+                circle,
+                doc,
+                device,
+            })
+            .or_default();
         let seq = log.len() as u64 + 1;
         log.insert(seq, envelope(doc, device, seq, len));
     }
@@ -66,10 +74,17 @@ impl Memory {
                 .insert(OpHash(*blake3::hash(&op).as_bytes()), op);
         }
         for e in r.envelopes {
-            let doc = crate::store::doc_of(e[0]).unwrap_or(DocKind::Thread);
+            let doc = DocKind::from_code(e[0]).unwrap_or(DocKind::Thread);
             let device = DeviceId(e[1..33].try_into().unwrap_or([0; 32]));
             let seq = u64::from_le_bytes(e[33..41].try_into().unwrap_or([0; 8]));
-            let log = self.envelopes.entry((r.circle, doc, device)).or_default();
+            let log = self
+                .envelopes
+                .entry(LogId {
+                    circle: r.circle,
+                    doc,
+                    device,
+                })
+                .or_default();
             if seq == log.len() as u64 + 1 {
                 log.insert(seq, e);
             }
@@ -100,27 +115,17 @@ impl Local for Memory {
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector {
         self.envelopes
             .iter()
-            .filter(|((c, d, _), _)| c == circle && *d == doc)
-            .map(|((_, _, dev), log)| (*dev, log.len() as u64))
+            .filter(|(log, _)| log.circle == *circle && log.doc == doc)
+            .map(|(log, held)| (log.device, held.len() as u64))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
-    fn envelopes(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        from: u64,
-        limit: usize,
-    ) -> Vec<Vec<u8>> {
-        self.envelopes
-            .get(&(*circle, doc, *device))
-            .map(|log| {
-                log.range(from..)
-                    .take(limit)
-                    .map(|(_, b)| b.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+    fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Vec<Vec<u8>> {
+        let held = self
+            .envelopes
+            .get(log)
+            .into_iter()
+            .flat_map(|h| h.range(from..));
+        held.take(limit).map(|(_, b)| b.clone()).collect()
     }
 }

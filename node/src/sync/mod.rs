@@ -1,6 +1,6 @@
 //! The sync protocol between two nodes, sans-I/O: messages and time in, messages out. No
-//! sockets, no tokio; the network shell (`net`, to come) carries [`Message`]s and the node
-//! applies what [`PeerSync`] hands back through the envelope checks.
+//! sockets, no tokio; the network shell (`net`) carries [`Message`]s and the node applies
+//! what [`PeerSync`] hands back through the envelope checks.
 //!
 //! Per connection, symmetric:
 //!
@@ -14,8 +14,14 @@
 //!    [`MAX_DATA_BYTES`]: membership operations first (envelopes cannot be checked without
 //!    them), then envelope ranges across documents. At most [`MAX_IN_FLIGHT`] bytes are
 //!    unacknowledged at a time; each `Data` is answered by [`Message::Ack`].
-//! 4. A new local envelope is pushed at once ([`PeerSync::push`]) if the peer shares the
-//!    circle, within the same budget.
+//! 4. A new envelope, once durable here, is pushed at once ([`PeerSync::push`]) if the peer
+//!    shares the circle, within the same budget.
+//!
+//! What waits to be sent is queued as references (a log and a range of sequence numbers),
+//! read from the store only when a `Data` message is built, so a peer that stops
+//! acknowledging costs at most [`MAX_QUEUED`] small entries. Past that, new work is
+//! dropped and a `Hello` goes out once the queue drains: anti-entropy finds what was
+//! dropped.
 //!
 //! Two nodes with the same state exchange one `Hello` each way and nothing else.
 
@@ -25,6 +31,7 @@ use cercle_crdt::DocKind;
 use serde::{Deserialize, Serialize};
 
 use crate::circle::membership::{CircleId, OpHash};
+use crate::envelope::{EnvelopeRef, LogId};
 use crate::identity::DeviceId;
 
 pub mod memory;
@@ -38,6 +45,8 @@ pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
 pub const MAX_ITEMS: usize = 100_000;
 /// At most this many circles unknown here are asked for in answer to one `Hello`.
 pub const MAX_UNKNOWN_ASKED: usize = 16;
+/// Envelope ranges and operation lists queued for one peer, at most.
+pub const MAX_QUEUED: usize = 4096;
 /// A circle asked for in full and still not here is asked for again after this long (a
 /// message lost when a connection was replaced would otherwise wait for the next
 /// anti-entropy round).
@@ -133,15 +142,8 @@ pub trait Local {
     fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>>;
     /// The version vector of one document.
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector;
-    /// Envelopes of `device` in `doc` from sequence number `from` on, at most `limit`.
-    fn envelopes(
-        &self,
-        circle: &CircleId,
-        doc: DocKind,
-        device: &DeviceId,
-        from: u64,
-        limit: usize,
-    ) -> Vec<Vec<u8>>;
+    /// Envelopes of one log from sequence number `from` on, at most `limit`.
+    fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Vec<Vec<u8>>;
 
     /// The digest of a circle: its operations and every document's version vector.
     fn digest(&self, circle: &CircleId) -> Digest {
@@ -178,24 +180,17 @@ enum Queued {
         hashes: Vec<OpHash>,
     },
     Range {
-        circle: CircleId,
-        doc: DocKind,
-        device: DeviceId,
+        log: LogId,
         from: u64,
         to: u64,
-    },
-    Envelope {
-        circle: CircleId,
-        bytes: Vec<u8>,
     },
 }
 
 impl Queued {
     fn circle(&self) -> CircleId {
         match self {
-            Queued::Ops { circle, .. }
-            | Queued::Range { circle, .. }
-            | Queued::Envelope { circle, .. } => *circle,
+            Queued::Ops { circle, .. } => *circle,
+            Queued::Range { log, .. } => log.circle,
         }
     }
 }
@@ -207,6 +202,10 @@ pub struct PeerSync {
     queue: VecDeque<Queued>,
     in_flight: usize,
     last_hello: Option<i64>,
+    /// Work was dropped at [`MAX_QUEUED`]: a `Hello` goes out once the queue drains.
+    behind: bool,
+    /// Circles with gaps the peer was asked to fill, and when.
+    gaps_asked: BTreeMap<CircleId, i64>,
     /// Circles the peer offered that are not held here, and when they were asked for.
     asked: Vec<(CircleId, Option<i64>)>,
     /// Messages sent and received, and data bytes, for status and tests.
@@ -230,6 +229,8 @@ impl PeerSync {
             queue: VecDeque::new(),
             in_flight: 0,
             last_hello: None,
+            behind: false,
+            gaps_asked: BTreeMap::new(),
             asked: Vec::new(),
             stats: SyncStats::default(),
         }
@@ -245,11 +246,24 @@ impl PeerSync {
         self.queue.len()
     }
 
+    /// Unacknowledged `Data` bytes.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
     /// The first messages of a connection.
     pub fn connected(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         self.queue.clear();
         self.in_flight = 0;
+        self.behind = false;
         vec![self.hello(local, now)]
+    }
+
+    /// Messages to the peer were lost before reaching the network (its stream was replaced
+    /// or could not keep up): nothing in flight will be acknowledged, so the budget is
+    /// returned and the exchange starts again.
+    pub fn lost(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
+        self.connected(local, now)
     }
 
     /// A `Hello` now, after something changed that the digests do not follow by pushes
@@ -283,6 +297,7 @@ impl PeerSync {
             Some(at) if now - at < RESYNC_EVERY_MS => {}
             _ => out.push(self.hello(local, now)),
         }
+        out.extend(self.fill(local, now));
         out
     }
 
@@ -297,23 +312,64 @@ impl PeerSync {
         Message::Hello { circles }
     }
 
-    /// New envelopes of `circle`: sent at once if the peer shares it, as few `Data`
-    /// messages as their size allows.
-    pub fn push(
-        &mut self,
-        local: &dyn Local,
-        circle: CircleId,
-        envelopes: Vec<Vec<u8>>,
-    ) -> Vec<Message> {
-        if envelopes.is_empty() || !local.shared_with(&self.peer).contains(&circle) {
+    /// Asks the peer for what it holds of `circle` (a `Have`), when what it sent left gaps
+    /// here: it answers with what is missing. At most once per [`ASK_AGAIN_MS`] per circle.
+    pub fn ask_missing(&mut self, local: &dyn Local, circle: CircleId, now: i64) -> Vec<Message> {
+        if !local.shared_with(&self.peer).contains(&circle) {
             return Vec::new();
         }
-        self.queue.extend(
-            envelopes
-                .into_iter()
-                .map(|bytes| Queued::Envelope { circle, bytes }),
-        );
-        self.fill(local)
+        if self
+            .gaps_asked
+            .get(&circle)
+            .is_some_and(|at| now - at < ASK_AGAIN_MS)
+        {
+            return Vec::new();
+        }
+        if self.gaps_asked.len() >= MAX_UNKNOWN_ASKED {
+            self.gaps_asked.retain(|_, at| now - *at < ASK_AGAIN_MS);
+        }
+        self.gaps_asked.insert(circle, now);
+        vec![self.have(local, circle)]
+    }
+
+    /// New envelopes, durable here: sent at once (those of circles the peer shares), in as
+    /// few `Data` messages as their size allows.
+    pub fn push(&mut self, local: &dyn Local, envelopes: &[EnvelopeRef], now: i64) -> Vec<Message> {
+        if envelopes.is_empty() {
+            return Vec::new();
+        }
+        let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
+        for e in envelopes.iter().filter(|e| shared.contains(&e.log.circle)) {
+            // Consecutive envelopes of one log (a burst of notes) are one range.
+            if let Some(Queued::Range { log, to, .. }) = self.queue.back_mut()
+                && *log == e.log
+                && *to + 1 == e.seq
+            {
+                *to = e.seq;
+                continue;
+            }
+            if !self.enqueue(Queued::Range {
+                log: e.log,
+                from: e.seq,
+                to: e.seq,
+            }) {
+                break;
+            }
+        }
+        self.fill(local, now)
+    }
+
+    /// Queues `item` if there is room; otherwise remembers to say `Hello` once drained.
+    fn enqueue(&mut self, item: Queued) -> bool {
+        if self.queue.len() >= MAX_QUEUED {
+            if !self.behind {
+                tracing::debug!(peer = %self.peer, "sync queue full; anti-entropy will catch up");
+            }
+            self.behind = true;
+            return false;
+        }
+        self.queue.push_back(item);
+        true
     }
 
     /// Handles one message from the peer: the replies, and what to apply.
@@ -321,6 +377,7 @@ impl PeerSync {
         &mut self,
         local: &dyn Local,
         message: Message,
+        now: i64,
     ) -> Result<(Vec<Message>, Option<Received>), SyncRejection> {
         self.stats.received += 1;
         let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
@@ -367,7 +424,7 @@ impl PeerSync {
                     return Err(SyncRejection::TooMany);
                 }
                 self.plan(local, circle, &ops, &vectors);
-                Ok((self.fill(local), None))
+                Ok((self.fill(local, now), None))
             }
             Message::Data {
                 circle,
@@ -403,7 +460,7 @@ impl PeerSync {
                     return Err(SyncRejection::BadAck);
                 }
                 self.in_flight -= bytes;
-                Ok((self.fill(local), None))
+                Ok((self.fill(local, now), None))
             }
             // Invites and document contents are the node's business, not this protocol's.
             Message::Join { .. }
@@ -440,11 +497,10 @@ impl PeerSync {
             .filter(|h| !theirs.contains(h))
             .collect();
         // Replace anything still queued for this circle: the peer just said what it has.
-        self.queue
-            .retain(|p| p.circle() != circle || matches!(p, Queued::Envelope { .. }));
-        let mut plan = VecDeque::new();
+        self.queue.retain(|p| p.circle() != circle);
+        let mut plan = Vec::new();
         if !missing.is_empty() {
-            plan.push_back(Queued::Ops {
+            plan.push(Queued::Ops {
                 circle,
                 hashes: missing,
             });
@@ -458,23 +514,34 @@ impl PeerSync {
             for (device, seq) in local.vector(&circle, doc) {
                 let have = theirs.get(&device).copied().unwrap_or(0);
                 if seq > have {
-                    plan.push_back(Queued::Range {
+                    let log = LogId {
                         circle,
                         doc,
                         device,
+                    };
+                    plan.push(Queued::Range {
+                        log,
                         from: have + 1,
                         to: seq,
                     });
                 }
             }
         }
+        let room = MAX_QUEUED.saturating_sub(self.queue.len());
+        if plan.len() > room {
+            // What does not fit now is found again: once the queue drains, a Hello offers
+            // the circle and the peer says what it still lacks.
+            plan.truncate(room);
+            self.behind = true;
+        }
         // Missing history goes before new pushes already queued.
-        plan.extend(self.queue.drain(..));
-        self.queue = plan;
+        let pushes = std::mem::take(&mut self.queue);
+        self.queue = plan.into_iter().chain(pushes).collect();
     }
 
-    /// Turns queued work into `Data` messages while the in-flight budget allows.
-    fn fill(&mut self, local: &dyn Local) -> Vec<Message> {
+    /// Turns queued work into `Data` messages while the in-flight budget allows; once the
+    /// queue is empty after work was dropped, a `Hello` to find it again.
+    fn fill(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         let mut out = Vec::new();
         while self.in_flight < MAX_IN_FLIGHT {
             let Some(circle) = self.queue.front().map(Queued::circle) else {
@@ -508,19 +575,11 @@ impl PeerSync {
                             self.queue.pop_front();
                         }
                     }
-                    Queued::Range {
-                        doc,
-                        device,
-                        from,
-                        to,
-                        ..
-                    } => {
-                        let batch = local.envelopes(&circle, *doc, device, *from, 64);
+                    Queued::Range { log, from, to } => {
+                        let wanted = usize::try_from(*to - *from + 1).unwrap_or(64).min(64);
+                        let batch = local.envelopes(log, *from, wanted);
                         let mut taken = 0u64;
                         for bytes in batch {
-                            if *from + taken > *to {
-                                break;
-                            }
                             if !fits(size, bytes.len()) {
                                 full = true;
                                 break;
@@ -535,15 +594,6 @@ impl PeerSync {
                             self.queue.pop_front();
                         }
                     }
-                    Queued::Envelope { bytes, .. } => {
-                        if !fits(size, bytes.len()) {
-                            full = true;
-                            continue;
-                        }
-                        size += bytes.len();
-                        envelopes.push(std::mem::take(bytes));
-                        self.queue.pop_front();
-                    }
                 }
             }
             if ops.is_empty() && envelopes.is_empty() {
@@ -557,6 +607,10 @@ impl PeerSync {
                 ops,
                 envelopes,
             });
+        }
+        if self.queue.is_empty() && self.behind {
+            self.behind = false;
+            out.push(self.hello(local, now));
         }
         out
     }
@@ -592,14 +646,14 @@ mod tests {
         let (mut sent_a, mut sent_b, mut max_flight) = (to_b.len(), to_a.len(), 0);
         for _ in 0..100_000 {
             if let Some(m) = to_b.pop_front() {
-                let (replies, received) = pb.receive(b, m).unwrap_or_else(|e| panic!("{e}"));
+                let (replies, received) = pb.receive(b, m, 0).unwrap();
                 if let Some(r) = received {
                     b.apply(r);
                 }
                 sent_b += replies.len();
                 to_a.extend(replies);
             } else if let Some(m) = to_a.pop_front() {
-                let (replies, received) = pa.receive(a, m).unwrap_or_else(|e| panic!("{e}"));
+                let (replies, received) = pa.receive(a, m, 0).unwrap();
                 if let Some(r) = received {
                     a.apply(r);
                 }
@@ -608,7 +662,7 @@ mod tests {
             } else {
                 break;
             }
-            max_flight = max_flight.max(pa.in_flight).max(pb.in_flight);
+            max_flight = max_flight.max(pa.in_flight()).max(pb.in_flight());
         }
         (sent_a, sent_b, max_flight)
     }
@@ -670,11 +724,22 @@ mod tests {
             ops: vec![],
             vectors: vec![],
         };
-        assert_eq!(pa.receive(&a, ask), Err(SyncRejection::NotShared));
+        assert_eq!(pa.receive(&a, ask, 0), Err(SyncRejection::NotShared));
         assert_eq!(pa.stats.data_bytes_sent, 0);
         converse(&mut a, &mut c, A, C);
         assert_eq!(c.envelope_count(&CIRCLE), 0);
         assert!(c.op_hashes(&CIRCLE).is_empty());
+    }
+
+    fn at(seq: u64) -> EnvelopeRef {
+        EnvelopeRef {
+            log: LogId {
+                circle: CIRCLE,
+                doc: DocKind::LiaisonNotebook,
+                device: A,
+            },
+            seq,
+        }
     }
 
     #[test]
@@ -683,28 +748,86 @@ mod tests {
         a.write(CIRCLE, DocKind::LiaisonNotebook, A, 50);
         let bytes = envelope(DocKind::LiaisonNotebook, A, 1, 50);
         let mut to_b = PeerSync::new(B);
-        let sent = to_b.push(&a, CIRCLE, vec![bytes.clone()]);
+        let sent = to_b.push(&a, &[at(1)], 0);
         assert_eq!(
             sent,
             vec![Message::Data {
                 circle: CIRCLE,
                 ops: vec![],
-                envelopes: vec![bytes.clone()],
+                envelopes: vec![bytes],
             }]
         );
         let mut to_c = PeerSync::new(C);
-        assert!(to_c.push(&a, CIRCLE, vec![bytes]).is_empty());
+        assert!(to_c.push(&a, &[at(1)], 0).is_empty());
     }
 
     #[test]
     fn envelopes_written_together_travel_in_one_message() {
-        let (a, _) = pair();
-        let batch: Vec<Vec<u8>> = (1..=300)
-            .map(|seq| envelope(DocKind::LiaisonNotebook, A, seq, 300))
-            .collect();
+        let (mut a, _) = pair();
+        for _ in 1..=300 {
+            a.write(CIRCLE, DocKind::LiaisonNotebook, A, 300);
+        }
+        let batch: Vec<EnvelopeRef> = (1..=300).map(at).collect();
         let mut to_b = PeerSync::new(B);
-        let sent = to_b.push(&a, CIRCLE, batch);
+        let sent = to_b.push(&a, &batch, 0);
         assert_eq!(sent.len(), 1, "one Data message for 300 small envelopes");
+        assert_eq!(to_b.pending(), 0);
+    }
+
+    #[test]
+    fn a_peer_that_stops_acknowledging_costs_a_bounded_queue_and_is_caught_up_by_anti_entropy() {
+        let (mut a, mut b) = pair();
+        // Envelopes of many logs (so they cannot merge into one range), 2 KiB each.
+        let logs = MAX_QUEUED + 500;
+        let mut refs = Vec::new();
+        for i in 0..logs {
+            let device = DeviceId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+            a.write(CIRCLE, DocKind::Thread, device, 2048);
+            refs.push(EnvelopeRef {
+                log: LogId {
+                    circle: CIRCLE,
+                    doc: DocKind::Thread,
+                    device,
+                },
+                seq: 1,
+            });
+        }
+        let mut to_b = PeerSync::new(B);
+        let mut sent = to_b.connected(&a, 0);
+        // B never acknowledges: the in-flight budget stops the sending...
+        sent.extend(to_b.push(&a, &refs, 0));
+        let data: usize = sent
+            .iter()
+            .filter(|m| matches!(m, Message::Data { .. }))
+            .count();
+        assert!(to_b.in_flight() <= MAX_IN_FLIGHT + MAX_DATA_BYTES);
+        assert!(data > 0);
+        // ...and what waits is references, at most MAX_QUEUED of them; the rest was dropped.
+        assert!(to_b.pending() > 0 && to_b.pending() <= MAX_QUEUED);
+        assert!(to_b.behind);
+        // Once B acknowledges everything, the queue drains and a Hello offers the circle
+        // again, so nothing that was dropped is lost.
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            let flight = to_b.in_flight();
+            if flight == 0 {
+                break;
+            }
+            let (more, _) = to_b
+                .receive(
+                    &a,
+                    Message::Ack {
+                        bytes: flight as u64,
+                    },
+                    1,
+                )
+                .unwrap();
+            out.extend(more);
+        }
+        assert_eq!(to_b.pending(), 0);
+        assert!(out.iter().any(|m| matches!(m, Message::Hello { .. })));
+        converse(&mut a, &mut b, A, B);
+        assert_eq!(a.digest(&CIRCLE), b.digest(&CIRCLE));
     }
 
     #[test]
@@ -718,7 +841,7 @@ mod tests {
             envelopes: vec![vec![0; MAX_DATA_BYTES + 1]],
         };
         assert!(matches!(
-            p.receive(&a, big),
+            p.receive(&a, big, 0),
             Err(SyncRejection::TooLarge(_))
         ));
         let other = Message::Data {
@@ -726,9 +849,9 @@ mod tests {
             ops: vec![],
             envelopes: vec![vec![1]],
         };
-        assert_eq!(p.receive(&a, other), Err(SyncRejection::NotShared));
+        assert_eq!(p.receive(&a, other, 0), Err(SyncRejection::NotShared));
         assert_eq!(
-            p.receive(&a, Message::Ack { bytes: 1 }),
+            p.receive(&a, Message::Ack { bytes: 1 }, 0),
             Err(SyncRejection::BadAck)
         );
     }
@@ -744,8 +867,9 @@ mod tests {
                 Message::Hello {
                     circles: vec![(unknown, [0; 32])],
                 },
+                0,
             )
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             replies,
             vec![Message::Have {
@@ -760,13 +884,11 @@ mod tests {
             ops: vec![vec![1, 2, 3]],
             envelopes: vec![],
         };
-        let (_, received) = p.receive(&a, data).unwrap_or_else(|e| panic!("{e}"));
+        let (_, received) = p.receive(&a, data, 0).unwrap();
         assert_eq!(received.map(|r| r.circle), Some(unknown));
         // A flood of unknown circles is asked for only up to a bound.
         let many = (100..200u8).map(|i| (CircleId([i; 32]), [0; 32])).collect();
-        let (replies, _) = p
-            .receive(&a, Message::Hello { circles: many })
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (replies, _) = p.receive(&a, Message::Hello { circles: many }, 0).unwrap();
         assert_eq!(replies.len(), MAX_UNKNOWN_ASKED);
     }
 
@@ -779,7 +901,7 @@ mod tests {
         let hello = Message::Hello {
             circles: vec![(unknown, [0; 32])],
         };
-        let (asked, _) = p.receive(&a, hello).unwrap_or_else(|e| panic!("{e}"));
+        let (asked, _) = p.receive(&a, hello, 0).unwrap();
         assert_eq!(asked.len(), 1);
         // The answer never comes: the wait starts at the next tick, then the ask repeats.
         assert!(p.tick(&a, 1_000).is_empty());

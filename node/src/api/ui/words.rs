@@ -157,6 +157,8 @@ pub(crate) struct Words {
     pub(crate) back: &'static str,
     pub(crate) refused_form: &'static str,
     pub(crate) date_format: &'static str,
+    /// A calendar date alone (birth date, due date).
+    pub(crate) calendar_format: &'static str,
     pub(crate) day_format: &'static str,
 }
 
@@ -253,6 +255,26 @@ impl Words {
             "moderate" => "modérée",
             "severe" => "sévère",
             other => other,
+        }
+    }
+
+    /// The heading of a refusal of this kind.
+    pub(crate) fn error_kind(&self, kind: crate::ops::ErrorKind) -> &'static str {
+        use crate::ops::ErrorKind as K;
+        let fr = std::ptr::eq(self, &FR);
+        match (kind, fr) {
+            (K::BadInput, true) => "Saisie à corriger",
+            (K::NotAllowed, true) => "Action non autorisée",
+            (K::NotFound, true) => "Introuvable",
+            (K::Conflict, true) => "Déjà fait",
+            (K::Unavailable, true) => "Indisponible pour le moment",
+            (K::Internal, true) => "Erreur du logiciel",
+            (K::BadInput, false) => "Please correct the entry",
+            (K::NotAllowed, false) => "Not allowed",
+            (K::NotFound, false) => "Not found",
+            (K::Conflict, false) => "Already done",
+            (K::Unavailable, false) => "Not available right now",
+            (K::Internal, false) => "Software error",
         }
     }
 
@@ -390,6 +412,7 @@ pub(crate) static FR: Words = Words {
     back: "Retour",
     refused_form: "Ce formulaire a expiré ou ne vient pas de cette page. Rechargez la page et recommencez.",
     date_format: "%d/%m/%Y %H:%M",
+    calendar_format: "%d/%m/%Y",
     day_format: "%d/%m",
 };
 
@@ -505,6 +528,7 @@ pub(crate) static EN: Words = Words {
     back: "Back",
     refused_form: "This form has expired or does not come from this page. Reload the page and try again.",
     date_format: "%Y-%m-%d %H:%M",
+    calendar_format: "%Y-%m-%d",
     day_format: "%m-%d",
 };
 

@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 
 use cercle_crdt::ItemList;
 
-use super::{NodeCore, Output};
+use super::writes::After;
+use super::{Effect, NodeCore};
 use crate::circle::membership::CircleId;
 use crate::identity::DeviceId;
-use crate::node::care::MAX_DOCUMENT_BYTES;
+use crate::ops::documents::MAX_DOCUMENT_BYTES;
 use crate::store::Batch;
 use crate::sync::Message;
 
@@ -38,7 +39,7 @@ pub(super) struct Part {
 
 /// A document being fetched.
 #[derive(Debug)]
-pub(super) struct Fetch {
+pub(crate) struct Fetch {
     circle: CircleId,
     total: u64,
     received: Vec<u8>,
@@ -54,13 +55,13 @@ impl Fetch {
 
 impl NodeCore {
     /// Starts (or keeps going) the fetch of `blob`, a document of `circle` of `total` bytes.
-    pub(super) fn fetch_blob(
+    pub(crate) fn fetch_blob(
         &mut self,
         circle: CircleId,
         blob: [u8; 32],
         total: u64,
         now: i64,
-    ) -> Vec<Output> {
+    ) -> Vec<Effect> {
         if self.fetches.contains_key(&blob) {
             return Vec::new();
         }
@@ -80,7 +81,7 @@ impl NodeCore {
     }
 
     /// Asks every connected member's device of `circle` for `blob` from `offset` on.
-    fn ask_members(&self, circle: CircleId, blob: [u8; 32], offset: u64) -> Vec<Output> {
+    fn ask_members(&self, circle: CircleId, blob: [u8; 32], offset: u64) -> Vec<Effect> {
         let Some(c) = self.circles.open.get(&circle) else {
             return Vec::new();
         };
@@ -89,7 +90,7 @@ impl NodeCore {
             .keys()
             .filter(|d| r.member_of(d).is_some())
             .map(|d| {
-                Output::Send(
+                Effect::Send(
                     *d,
                     Message::BlobWant {
                         circle,
@@ -109,7 +110,18 @@ impl NodeCore {
         circle: CircleId,
         blob: &[u8],
         offset: u64,
-    ) -> Vec<Output> {
+    ) {
+        let answer = self.blob_part_for(from, circle, blob, offset);
+        self.out.extend(answer);
+    }
+
+    fn blob_part_for(
+        &mut self,
+        from: DeviceId,
+        circle: CircleId,
+        blob: &[u8],
+        offset: u64,
+    ) -> Vec<Effect> {
         let Ok(hash) = <[u8; 32]>::try_from(blob) else {
             return Vec::new();
         };
@@ -121,7 +133,7 @@ impl NodeCore {
             return Vec::new();
         }
         let listed = c
-            .patient_file
+            .patient_file()
             .items(ItemList::Documents)
             .iter()
             .any(|d| d.get("blob") == Some(hex::encode(hash).as_str()));
@@ -153,7 +165,7 @@ impl NodeCore {
             return Vec::new();
         }
         let end = (start + BLOB_PART).min(content.len());
-        vec![Output::Send(
+        vec![Effect::Send(
             from,
             Message::BlobPart {
                 circle,
@@ -167,7 +179,13 @@ impl NodeCore {
 
     /// A part arrived: appended if it is the next one; at the end, the content is stored if
     /// its hash is the one the document names.
-    pub(super) fn blob_part(&mut self, from: DeviceId, part: Part, now: i64) -> Vec<Output> {
+    pub(super) fn blob_part(&mut self, from: DeviceId, part: Part) {
+        let now = self.now.millis();
+        let next = self.take_part(from, part, now);
+        self.out.extend(next);
+    }
+
+    fn take_part(&mut self, from: DeviceId, part: Part, now: i64) -> Vec<Effect> {
         let Part {
             circle,
             blob,
@@ -194,7 +212,7 @@ impl NodeCore {
         f.received.extend_from_slice(&bytes);
         f.last_progress = now;
         if (f.received.len() as u64) < total {
-            return vec![Output::Send(
+            return vec![Effect::Send(
                 from,
                 Message::BlobWant {
                     circle,
@@ -212,14 +230,12 @@ impl NodeCore {
         }
         let mut batch = Batch::new();
         batch.blob(&done.received);
-        if let Err(e) = self.circles.store.commit(batch) {
-            tracing::error!(error = %e, "cannot store a fetched document");
-        }
+        self.write_batch(batch, After::default());
         Vec::new()
     }
 
     /// Fetches without progress for a while ask every connected member again.
-    pub(super) fn retry_fetches(&mut self, now: i64) -> Vec<Output> {
+    pub(super) fn retry_fetches(&mut self, now: i64) -> Vec<Effect> {
         let stalled: Vec<(CircleId, [u8; 32], u64)> = self
             .fetches
             .iter_mut()
@@ -236,13 +252,13 @@ impl NodeCore {
     }
 
     /// How far the fetch of `blob` got, if one is under way.
-    pub(super) fn fetch_progress(&self, blob: &[u8; 32]) -> Option<u64> {
+    pub(crate) fn fetch_progress(&self, blob: &[u8; 32]) -> Option<u64> {
         self.fetches.get(blob).map(Fetch::received)
     }
 }
 
 /// The fetches under way, by blob hash.
-pub(super) type Fetches = BTreeMap<[u8; 32], Fetch>;
+pub(crate) type Fetches = BTreeMap<[u8; 32], Fetch>;
 
 /// The document whose parts this node is sending, kept open between parts.
-pub(super) type Serving = Option<([u8; 32], std::sync::Arc<crate::store::Opened>)>;
+pub(crate) type Serving = Option<([u8; 32], std::sync::Arc<crate::store::Opened>)>;

@@ -2,16 +2,13 @@
 //! following the answer (invitee), and admitting a member who proves a code's secret
 //! (inviter). The code, the record and their checks are in [`crate::invite`].
 
-use cercle_crdt::{Role, Timestamp};
-
-use super::{Handled, NodeCore, NodeError, Output};
-use crate::api::{Answer, InviteView, JoinView};
+use super::writes::After;
+use super::{Effect, NodeCore};
 use crate::circle::CircleError;
 use crate::circle::membership::CircleId;
 use crate::identity::{ContactCard, DeviceId};
-use crate::invite::{
-    InviteCode, InviteError, InviteRecord, MAX_CODE_ADDRESSES, MAX_JOINS, MAX_VALIDITY_MS,
-};
+use crate::invite::{InviteCode, InviteError, InviteRecord};
+use crate::ops::NodeError;
 use crate::store::Batch;
 use crate::sync::Message;
 
@@ -20,14 +17,15 @@ const RETRY_EVERY: i64 = 5_000;
 
 /// A join under way on the invitee's node.
 #[derive(Debug)]
-pub(super) struct Joining {
-    code: InviteCode,
-    state: JoinState,
-    last_try: i64,
+pub(crate) struct Joining {
+    pub(crate) code: InviteCode,
+    pub(crate) state: JoinState,
+    pub(crate) last_try: i64,
 }
 
+/// Where a join stands on the invitee's node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum JoinState {
+pub(crate) enum JoinState {
     /// Dialing the inviter, or waiting for its answer.
     Reaching,
     /// Added to the circle; its operations and documents are on their way.
@@ -36,152 +34,8 @@ enum JoinState {
 }
 
 impl NodeCore {
-    /// Makes a one-time invite to `circle` for `role`, valid `expires_in` seconds.
-    pub(super) fn invite(
-        &mut self,
-        circle: &str,
-        role: Role,
-        expires_in: u64,
-        now: Timestamp,
-    ) -> Result<Handled, NodeError> {
-        let validity = i64::try_from(expires_in.saturating_mul(1000)).unwrap_or(i64::MAX);
-        if validity <= 0 || validity > MAX_VALIDITY_MS {
-            return Err(NodeError::BadRequest(
-                "an invite is valid from one minute up to 30 days".into(),
-            ));
-        }
-        let status = self.status();
-        let me = self.me.member();
-        let c = self.circles.find(circle)?;
-        if c.resolution().role(&me) != Some(Role::Coordinator) {
-            return Err(NodeError::BadRequest(
-                "only a coordinator of the circle can invite; ask one of them".into(),
-            ));
-        }
-        // Relayed addresses first (they work across networks), then direct TCP, then QUIC.
-        let mut addresses: Vec<String> = status.addresses.clone();
-        addresses.sort_by_key(|a| {
-            (
-                !a.contains("/p2p-circuit"),
-                !a.contains("/tcp/"),
-                a.starts_with("/ip6/"),
-            )
-        });
-        // The circle's relays reach this node even before a reservation shows in its
-        // addresses.
-        for relay in &c.resolution().relays {
-            let via = format!("{relay}/p2p-circuit/p2p/{}", status.peer_id);
-            if !addresses.contains(&via) {
-                addresses.insert(0, via);
-            }
-        }
-        addresses.truncate(MAX_CODE_ADDRESSES);
-        if addresses.is_empty() {
-            return Err(NodeError::BadRequest(format!(
-                "{}; start the node with `cercle up` first",
-                InviteError::NoAddress
-            )));
-        }
-        let secret = crate::invite::new_secret().map_err(NodeError::BadRequest)?;
-        let expires_at = now.millis().saturating_add(validity);
-        let code = InviteCode {
-            circle: c.id(),
-            inviter: self.me.device(),
-            secret,
-            expires_at,
-            addresses: addresses.clone(),
-        };
-        let record = InviteRecord::new(c.id(), role, &secret, now.millis(), expires_at);
-        save(self, &code.id(), &record)?;
-        tracing::info!(circle = %code.circle, invite = %code.id(), "invite created");
-        Ok(Handled::now(Answer::Invite(InviteView {
-            code: code.encode(),
-            circle: code.circle.to_string(),
-            role,
-            expires_at,
-            addresses,
-        })))
-    }
-
-    /// Starts joining with an invite code: dials the inviter; the `Join` goes out once
-    /// connected.
-    pub(super) fn join(&mut self, code: &str, now: Timestamp) -> Result<Handled, NodeError> {
-        let code = InviteCode::decode(code)?;
-        code.check_expiry(now.millis())?;
-        if !self.running {
-            return Err(NodeError::BadRequest(
-                "joining needs the network: start the node with `cercle up`, then join again"
-                    .into(),
-            ));
-        }
-        if self.circles.open.contains_key(&code.circle) {
-            return Err(NodeError::BadRequest(
-                "you are already a member of this circle".into(),
-            ));
-        }
-        if code.addresses.is_empty() {
-            return Err(InviteError::NoAddress.into());
-        }
-        let id = code.id();
-        if self.joins.len() >= MAX_JOINS && !self.joins.contains_key(&id) {
-            // The oldest finished join makes room; with none finished, the request waits.
-            let done = self
-                .joins
-                .iter()
-                .find(|(_, j)| j.state != JoinState::Reaching)
-                .map(|(k, _)| k.clone());
-            match done {
-                Some(k) => {
-                    self.joins.remove(&k);
-                }
-                None => {
-                    return Err(NodeError::BadRequest(format!(
-                        "{MAX_JOINS} joins are under way; wait for one to finish"
-                    )));
-                }
-            }
-        }
-        let mut after: Vec<Output> = code.addresses.iter().cloned().map(Output::Dial).collect();
-        let inviter = code.inviter;
-        self.joins.insert(
-            id.clone(),
-            Joining {
-                code,
-                state: JoinState::Reaching,
-                last_try: now.millis(),
-            },
-        );
-        after.extend(self.send_joins(&inviter));
-        let answer = self.join_status(&id)?.answer;
-        Ok(Handled {
-            answer,
-            tickets: Vec::new(),
-            after,
-        })
-    }
-
-    /// Where the join with invite `id` stands.
-    pub(super) fn join_status(&self, id: &str) -> Result<Handled, NodeError> {
-        let j = self.joins.get(id).ok_or_else(|| {
-            NodeError::BadRequest(format!("no join with invite {id:?} is under way here"))
-        })?;
-        let held = self.circles.open.contains_key(&j.code.circle);
-        let (state, reason) = match &j.state {
-            JoinState::Refused(r) => ("refused", Some(r.clone())),
-            _ if held => ("joined", None),
-            JoinState::Accepted => ("accepted", None),
-            JoinState::Reaching => ("reaching", None),
-        };
-        Ok(Handled::now(Answer::Join(JoinView {
-            invite: id.to_string(),
-            circle: j.code.circle.to_string(),
-            state: state.into(),
-            reason,
-        })))
-    }
-
     /// The `Join` messages for the inviter `device`, if it is connected.
-    pub(super) fn send_joins(&self, device: &DeviceId) -> Vec<Output> {
+    pub(crate) fn send_joins(&self, device: &DeviceId) -> Vec<Effect> {
         if !self.peers.contains_key(device) {
             return Vec::new();
         }
@@ -190,7 +44,7 @@ impl NodeCore {
             .iter()
             .filter(|(_, j)| j.code.inviter == *device && j.state == JoinState::Reaching)
             .map(|(id, j)| {
-                Output::Send(
+                Effect::Send(
                     *device,
                     Message::Join {
                         invite: id.clone(),
@@ -203,7 +57,7 @@ impl NodeCore {
     }
 
     /// Joins without an answer yet: dial the inviter again, or ask again if connected.
-    pub(super) fn retry_joins(&mut self, now: i64) -> Vec<Output> {
+    pub(crate) fn retry_joins(&mut self, now: i64) -> Vec<Effect> {
         let mut out = Vec::new();
         let mut ask = Vec::new();
         for j in self.joins.values_mut() {
@@ -214,7 +68,7 @@ impl NodeCore {
             if self.peers.contains_key(&j.code.inviter) {
                 ask.push(j.code.inviter);
             } else {
-                out.extend(j.code.addresses.iter().cloned().map(Output::Dial));
+                out.extend(j.code.addresses.iter().cloned().map(Effect::Dial));
             }
         }
         ask.sort();
@@ -226,7 +80,7 @@ impl NodeCore {
     }
 
     /// The inviter's answer arrived.
-    pub(super) fn join_answered(&mut self, from: &DeviceId, invite: &str, refused: Option<String>) {
+    pub(crate) fn join_answered(&mut self, from: &DeviceId, invite: &str, refused: Option<String>) {
         let Some(j) = self.joins.get_mut(invite) else {
             return;
         };
@@ -245,36 +99,24 @@ impl NodeCore {
     }
 
     /// A peer asks to join with an invite this node made: admit it or say why not.
-    pub(super) fn join_asked(
-        &mut self,
-        from: DeviceId,
-        invite: String,
-        secret: &[u8],
-        card: &str,
-        now: i64,
-    ) -> Vec<Output> {
-        match self.admit(from, &invite, secret, card, now) {
+    pub(crate) fn join_asked(&mut self, from: DeviceId, invite: String, secret: &[u8], card: &str) {
+        match self.admit(from, &invite, secret, card) {
             Ok(circle) => {
                 tracing::info!(%circle, peer = %from, "a member joined with an invite");
-                let mut out = vec![Output::Send(
-                    from,
-                    Message::JoinAnswer {
-                        invite,
-                        refused: None,
-                    },
-                )];
-                out.extend(self.pass_on(circle, None, Vec::new(), true, now));
-                out
+                // Answered once the member's addition is durable here.
+                let answer = Message::JoinAnswer {
+                    invite,
+                    refused: None,
+                };
+                self.after_writes(vec![Effect::Send(from, answer)]);
             }
             Err(e) => {
                 tracing::warn!(peer = %from, reason = %e, "refused a join");
-                vec![Output::Send(
-                    from,
-                    Message::JoinAnswer {
-                        invite,
-                        refused: Some(e.to_string()),
-                    },
-                )]
+                let answer = Message::JoinAnswer {
+                    invite,
+                    refused: Some(e.to_string()),
+                };
+                self.out.push(Effect::Send(from, answer));
             }
         }
     }
@@ -285,8 +127,8 @@ impl NodeCore {
         invite: &str,
         secret: &[u8],
         card: &str,
-        now: i64,
     ) -> Result<CircleId, NodeError> {
+        let now = self.now.millis();
         if invite.len() != 16 || !invite.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InviteError::Unknown.into());
         }
@@ -311,24 +153,28 @@ impl NodeCore {
             (Some(_), true) => {}
             // Admitted before and removed since: the code is spent.
             (Some(_), false) => return Err(InviteError::Used.into()),
-            (None, _) => match c.add_member(&self.me, &card, record.role, Timestamp(now)) {
-                Ok(()) | Err(CircleError::AlreadyMember { .. }) => {}
-                Err(e) => return Err(e.into()),
-            },
+            (None, _) => {
+                let now = self.now.timestamp();
+                match c.add_member(&self.me, &card, record.role, now, &mut self.rng) {
+                    Ok(staged) => self.stage(record.circle, staged),
+                    Err(CircleError::AlreadyMember { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         if record.used_by.is_none() {
             record.used_by = Some(card.member);
-            save(self, invite, &record)?;
+            self.write_batch(record_batch(invite, &record)?, After::default());
         }
         Ok(record.circle)
     }
 }
 
-/// Writes an invite record, durably.
-fn save(core: &NodeCore, id: &str, record: &InviteRecord) -> Result<(), NodeError> {
+/// The batch that records an invite (the inviter's side).
+pub(crate) fn record_batch(id: &str, record: &InviteRecord) -> Result<Batch, NodeError> {
     let bytes = serde_json::to_vec(record)
-        .map_err(|e| NodeError::BadRequest(format!("cannot record the invite: {e}")))?;
+        .map_err(|e| NodeError::internal(format!("cannot record the invite: {e}")))?;
     let mut batch = Batch::new();
     batch.meta(&InviteRecord::key(id), &bytes);
-    Ok(core.circles.store.commit(batch)?)
+    Ok(batch)
 }

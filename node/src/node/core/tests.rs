@@ -1,163 +1,67 @@
-//! Two and three node cores wired by hand (sans I/O): invites, and document contents
-//! fetched between members and refused to strangers.
+//! Node cores wired through the deterministic cluster (sans I/O): invites, and document
+//! contents fetched between members and refused to strangers.
 
-use std::sync::Arc;
+use cercle_crdt::Role;
 
-use cercle_crdt::{Role, Timestamp};
-
-use super::{NodeCore, Output};
-use crate::api::{Answer, Request};
-use crate::identity::{DeviceId, LocalIdentity, Profile};
-use crate::store::SledStore;
+use crate::node::cluster::{Cluster, WireConfig};
+use crate::node::{Input, Now};
+use crate::ops::circles::{CircleCreate, CircleList, CircleShow};
+use crate::ops::documents::{DocAdd, DocGet};
+use crate::ops::invite::InviteCreate;
+use crate::ops::join::{Join, JoinStatus};
 use crate::sync::Message;
 
-struct Node {
-    _dir: tempfile::TempDir,
-    core: NodeCore,
-    device: DeviceId,
+const WAIT: i64 = 10_000;
+
+fn cluster(names: &[&str]) -> Cluster {
+    Cluster::new(7, names, WireConfig::default()).unwrap()
 }
 
-fn node(name: &str) -> Node {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let p = Profile::new(name, "infirmière", None, None).unwrap_or_else(|e| panic!("{e}"));
-    let me = LocalIdentity::generate(p, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
-    let device = me.device();
-    let peer = crate::net::keypair(&me)
-        .map(|k| k.public().to_peer_id().to_string())
-        .unwrap_or_default();
-    let store = SledStore::open(dir.path(), me.storage_key()).unwrap_or_else(|e| panic!("{e}"));
-    let mut core =
-        NodeCore::open(Arc::new(store), me, peer.clone()).unwrap_or_else(|e| panic!("{e}"));
-    core.set_running();
-    core.set_addresses(vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")]);
-    Node {
-        _dir: dir,
-        core,
-        device,
-    }
-}
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
-/// Handles a request, waits for its writes, and returns the answer and what to send.
-fn ask(n: &mut Node, request: Request) -> (Answer, Vec<Output>) {
-    let h = n
-        .core
-        .handle(request, Timestamp(now()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    for t in h.tickets {
-        t.wait().unwrap_or_else(|e| panic!("{e}"));
-    }
-    (h.answer, h.after)
-}
-
-fn circle_count(n: &mut Node) -> usize {
-    match ask(n, Request::CircleList).0 {
-        Answer::Circles { circles } => circles.len(),
-        other => panic!("{other:?}"),
-    }
-}
-
-/// Delivers messages between the nodes until none is left.
-fn pump(nodes: &mut [&mut Node], mut queue: Vec<(DeviceId, Output)>) {
-    let mut rounds = 0;
-    while let Some((from, out)) = queue.pop() {
-        rounds += 1;
-        assert!(rounds < 10_000, "the exchange does not end");
-        let Output::Send(to, message) = out else {
-            continue;
-        };
-        if let Some(n) = nodes.iter_mut().find(|n| n.device == to) {
-            let outs = n.core.from_peer(from, message, now());
-            let me = n.device;
-            queue.extend(outs.into_iter().map(|o| (me, o)));
-        }
-    }
-}
-
-/// Connects every pair of `nodes` and runs the exchange.
-fn connect(nodes: &mut [&mut Node]) {
-    let mut queue = Vec::new();
-    let devices: Vec<DeviceId> = nodes.iter().map(|n| n.device).collect();
-    for n in nodes.iter_mut() {
-        for d in &devices {
-            if *d != n.device {
-                let me = n.device;
-                let outs = n.core.peer_connected(*d, String::new(), now());
-                queue.extend(outs.into_iter().map(|o| (me, o)));
-            }
-        }
-    }
-    pump(nodes, queue);
-}
-
-fn circle_and_code(a: &mut Node) -> (String, String) {
-    let (answer, _) = ask(
-        a,
-        Request::CircleCreate {
-            patient: "Jeanne Durand".into(),
-            birth_date: None,
-        },
-    );
-    let Answer::Circles { circles } = answer else {
-        panic!("{answer:?}")
+/// Node `a` creates a circle and an invite code to it.
+fn circle_and_code(c: &mut Cluster, a: usize) -> (String, String) {
+    let create = CircleCreate {
+        patient: "Jeanne Durand".into(),
+        birth_date: None,
     };
-    let circle = circles[0].id.clone();
-    let (answer, _) = ask(
-        a,
-        Request::InviteCreate {
-            circle: circle.clone(),
-            role: Role::Professional,
-            expires_in: 3600,
-        },
-    );
-    let Answer::Invite(v) = answer else {
-        panic!("{answer:?}")
+    let circle = c.ask(a, create, WAIT).unwrap().circles[0].id.clone();
+    let invite = InviteCreate {
+        circle: circle.clone(),
+        role: Role::Professional,
+        expires_in: 3600,
     };
-    (circle, v.code)
+    (circle, c.ask(a, invite, WAIT).unwrap().code)
 }
 
-fn join(n: &mut Node, code: &str) -> (String, Vec<Output>) {
-    let (answer, after) = ask(n, Request::Join { code: code.into() });
-    let Answer::Join(v) = answer else {
-        panic!("{answer:?}")
-    };
-    (v.invite, after)
+fn join(c: &mut Cluster, n: usize, code: &str) -> String {
+    c.ask(n, Join { code: code.into() }, WAIT).unwrap().invite
 }
 
-fn state(n: &mut Node, invite: &str) -> (String, Option<String>) {
-    let (answer, _) = ask(
-        n,
-        Request::JoinStatus {
-            invite: invite.into(),
-        },
-    );
-    let Answer::Join(v) = answer else {
-        panic!("{answer:?}")
+fn state(c: &mut Cluster, n: usize, invite: &str) -> (String, Option<String>) {
+    let status = JoinStatus {
+        invite: invite.into(),
     };
+    let v = c.ask(n, status, WAIT).unwrap();
     (v.state, v.reason)
 }
 
 #[test]
 fn an_invite_admits_one_member_once() {
-    let (mut a, mut b, mut c) = (node("A"), node("B"), node("C"));
-    let (circle, code) = circle_and_code(&mut a);
-    let (invite, after) = join(&mut b, &code);
-    assert!(after.iter().any(|o| matches!(o, Output::Dial(_))));
-    assert_eq!(state(&mut b, &invite).0, "reaching");
-    connect(&mut [&mut a, &mut b]);
-    assert_eq!(state(&mut b, &invite).0, "joined");
-    let (answer, _) = ask(
-        &mut b,
-        Request::CircleShow {
-            circle: circle.clone(),
-        },
-    );
-    let Answer::Circle(shown) = answer else {
-        panic!("{answer:?}")
-    };
+    let mut c = cluster(&["A", "B", "C"]);
+    let (circle, code) = circle_and_code(&mut c, 0);
+    let invite = join(&mut c, 1, &code);
+    assert_eq!(state(&mut c, 1, &invite).0, "reaching");
+    c.connect(0, 1);
+    c.run_for(5_000);
+    assert_eq!(state(&mut c, 1, &invite).0, "joined");
+    let shown = c
+        .ask(
+            1,
+            CircleShow {
+                circle: circle.clone(),
+            },
+            WAIT,
+        )
+        .unwrap();
     assert_eq!(shown.members.len(), 2);
     // B never saw A's card: A's name comes from the profile A published in the circle.
     let mut names: Vec<_> = shown
@@ -169,23 +73,25 @@ fn an_invite_admits_one_member_once() {
     assert_eq!(names, ["A", "B"]);
 
     // The same code from another device: refused, nothing of the circle sent.
-    let (invite_c, _) = join(&mut c, &code);
-    connect(&mut [&mut a, &mut c]);
-    let (s, reason) = state(&mut c, &invite_c);
+    let invite_c = join(&mut c, 2, &code);
+    c.connect(0, 2);
+    c.run_for(5_000);
+    let (s, reason) = state(&mut c, 2, &invite_c);
     assert_eq!(s, "refused");
     assert!(reason.is_some_and(|r| r.contains("already used")));
-    assert_eq!(circle_count(&mut c), 0);
+    assert!(c.ask(2, CircleList {}, WAIT).unwrap().circles.is_empty());
 }
 
 #[test]
 fn a_forged_secret_is_refused() {
-    let (mut a, mut b) = (node("A"), node("B"));
-    let (_, code) = circle_and_code(&mut a);
-    let mut parsed = crate::invite::InviteCode::decode(&code).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = cluster(&["A", "B"]);
+    let (_, code) = circle_and_code(&mut c, 0);
+    let mut parsed = crate::invite::InviteCode::decode(&code).unwrap();
     parsed.secret[0] ^= 1;
-    let (invite, _) = join(&mut b, &parsed.encode());
-    connect(&mut [&mut a, &mut b]);
-    let (s, reason) = state(&mut b, &invite);
+    let invite = join(&mut c, 1, &parsed.encode());
+    c.connect(0, 1);
+    c.run_for(5_000);
+    let (s, reason) = state(&mut c, 1, &invite);
     assert_eq!(s, "refused");
     // A forged secret names another invite id: the inviter does not know it.
     assert!(reason.is_some_and(|r| r.contains("does not know")), "{s}");
@@ -193,69 +99,163 @@ fn a_forged_secret_is_refused() {
 
 #[test]
 fn a_document_reaches_a_member_on_demand_and_never_a_stranger() {
-    let (mut a, mut b, stranger) = (node("A"), node("B"), node("S"));
-    let (circle, code) = circle_and_code(&mut a);
-    join(&mut b, &code);
-    connect(&mut [&mut a, &mut b]);
+    let mut c = cluster(&["A", "B", "S"]);
+    let (circle, code) = circle_and_code(&mut c, 0);
+    join(&mut c, 1, &code);
+    c.connect(0, 1);
+    c.run_for(5_000);
     // Three parts' worth.
     let content: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
     let blob = *blake3::hash(&content).as_bytes();
-    let (answer, after) = ask(
-        &mut a,
-        Request::DocAdd {
-            circle: circle.clone(),
-            name: "radio.png".into(),
-            media_type: "image/png".into(),
-            content: hex::encode(&content),
-        },
-    );
-    let Answer::Added { ids, .. } = answer else {
-        panic!("{answer:?}")
+    let add = DocAdd {
+        circle: circle.clone(),
+        name: "radio.png".into(),
+        media_type: "image/png".into(),
+        content: hex::encode(&content),
     };
-    let me = a.device;
-    pump(
-        &mut [&mut a, &mut b],
-        after.into_iter().map(|o| (me, o)).collect(),
-    );
-    let get = Request::DocGet {
+    let ids = c.ask(0, add, WAIT).unwrap().ids;
+    c.run_for(2_000);
+    let get = DocGet {
         circle: circle.clone(),
         doc: ids[0].clone(),
     };
-    let (first, asks) = ask(&mut b, get.clone());
-    assert!(
-        matches!(first, Answer::Document { content: None, .. }),
-        "{first:?}"
-    );
-    let me = b.device;
-    pump(
-        &mut [&mut a, &mut b],
-        asks.into_iter().map(|o| (me, o)).collect(),
-    );
-    let (got, _) = ask(&mut b, get);
-    let Answer::Document {
-        content: Some(hex_content),
-        ..
-    } = got
-    else {
-        panic!("{got:?}")
-    };
-    assert_eq!(hex::decode(hex_content).ok(), Some(content));
+    let first = c.ask(1, get.clone(), WAIT).unwrap();
+    assert!(first.content.is_none(), "not here yet: fetched on demand");
+    c.run_for(2_000);
+    let got = c.ask(1, get, WAIT).unwrap();
+    assert_eq!(got.content.and_then(|h| hex::decode(h).ok()), Some(content));
 
     // A device that is not a member asks for it: no answer.
-    let id = crate::circle::membership::CircleId(
-        hex::decode(&circle)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .unwrap_or([0; 32]),
-    );
-    let out = a.core.from_peer(
-        stranger.device,
-        Message::BlobWant {
-            circle: id,
-            blob: blob.to_vec(),
-            offset: 0,
+    let id = c.members[0]
+        .core
+        .circles()
+        .open
+        .keys()
+        .next()
+        .copied()
+        .unwrap();
+    let stranger = c.members[2].device;
+    let want = Message::BlobWant {
+        circle: id,
+        blob: blob.to_vec(),
+        offset: 0,
+    };
+    let now = Now::from_millis(c.now_ms());
+    let out = c.members[0].core.handle(
+        Input::Message {
+            device: stranger,
+            message: want,
         },
-        now(),
+        now,
     );
     assert!(out.is_empty(), "{out:?}");
+}
+
+/// A store whose writes start failing (a disk that fills up) once `ok` batches were taken.
+#[derive(Debug)]
+struct FillingDisk {
+    inner: std::sync::Arc<crate::store::MemoryStore>,
+    ok: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::store::Store for FillingDisk {
+    fn submit(&self, batch: crate::store::Batch) -> crate::store::Ticket {
+        use std::sync::atomic::Ordering;
+        if self.ok.load(Ordering::SeqCst) == 0 {
+            let full = crate::store::StoreError::DiskFull {
+                path: "/full".into(),
+            };
+            return crate::store::Ticket::ready(Err(full));
+        }
+        self.ok.fetch_sub(1, Ordering::SeqCst);
+        self.inner.submit(batch)
+    }
+    fn location(&self) -> &std::path::Path {
+        self.inner.location()
+    }
+    fn get(
+        &self,
+        tree: crate::store::Tree,
+        key: &[u8],
+    ) -> Result<Option<crate::store::Opened>, crate::store::StoreError> {
+        self.inner.get(tree, key)
+    }
+    fn contains(
+        &self,
+        tree: crate::store::Tree,
+        key: &[u8],
+    ) -> Result<bool, crate::store::StoreError> {
+        self.inner.contains(tree, key)
+    }
+    fn scan(
+        &self,
+        tree: crate::store::Tree,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, crate::store::Opened)>, crate::store::StoreError> {
+        self.inner.scan(tree, prefix)
+    }
+    fn range(
+        &self,
+        tree: crate::store::Tree,
+        keys: std::ops::RangeInclusive<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Opened>, crate::store::StoreError> {
+        self.inner.range(tree, keys, limit)
+    }
+}
+
+#[test]
+fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survives() {
+    use crate::node::offline::OfflineNode;
+    use crate::ops::ErrorKind;
+    use crate::ops::notes::{NoteAdd, NoteList};
+    let inner = std::sync::Arc::new(crate::store::MemoryStore::new("disk"));
+    let disk = std::sync::Arc::new(FillingDisk {
+        inner: inner.clone(),
+        ok: 1000.into(),
+    });
+    let profile = crate::identity::Profile::new("Dr Martin", "médecin", None, None).unwrap();
+    let me = crate::identity::LocalIdentity::generate(profile, cercle_crdt::Timestamp(1)).unwrap();
+    let secrets = me.secrets();
+    let public = me.public();
+    let mut node = OfflineNode::open(disk.clone(), me, "p".into()).unwrap();
+    let create = CircleCreate {
+        patient: "Jeanne Durand".into(),
+        birth_date: None,
+    };
+    let circle = node.ask(create).unwrap().circles[0].id.clone();
+    let add = |text: &str| NoteAdd {
+        circle: circle.clone(),
+        texts: vec![text.into()],
+        kind: cercle_crdt::EntryKind::Observation,
+        at: None,
+    };
+    disk.ok.store(2, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    for text in ["un", "deux", "trois"] {
+        match node.ask(add(text)) {
+            Ok(added) => acknowledged.extend(added.ids),
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+                assert!(e.message.contains("full"), "{e}");
+            }
+        }
+    }
+    assert_eq!(acknowledged.len(), 2, "the third write was refused");
+    drop(node);
+    // Opened again on what reached the disk: exactly what was acknowledged.
+    let me = crate::identity::LocalIdentity::from_secrets(&secrets, public).unwrap();
+    let mut node = OfflineNode::open(inner, me, "p".into()).unwrap();
+    let list = NoteList { circle };
+    let mut held: Vec<String> = node
+        .ask(list)
+        .unwrap()
+        .notes
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    // Notes of the same millisecond are listed by id.
+    held.sort();
+    acknowledged.sort();
+    assert_eq!(held, acknowledged);
 }

@@ -1,0 +1,128 @@
+//! The key schedule of a circle: which epoch keys this device can open, who holds each
+//! epoch, and new epoch keys sealed to a set of devices. A pure function of the membership
+//! log, this device's X25519 secret and the random generator passed in; the results this
+//! device computes often (the keys it can open, the key it writes with) are cached until
+//! the membership changes.
+
+use std::collections::BTreeMap;
+
+use super::membership::{Membership, MembershipLog, OpBody, Resolution};
+use super::{Circle, CircleError};
+use crate::crypto::{EpochId, EpochKey, SealedKey, SecureRng, open_epoch_key, seal_epoch_key};
+use crate::identity::{DeviceCertificate, LocalIdentity};
+
+/// What this device computed from the membership log, until it changes.
+#[derive(Debug, Default)]
+pub(super) struct KeySchedule {
+    /// The epoch and key this device writes with.
+    write: Option<(EpochId, EpochKey)>,
+    /// Every epoch key this device can open.
+    readable: Option<BTreeMap<EpochId, EpochKey>>,
+}
+
+impl KeySchedule {
+    /// The membership changed: who holds what may have.
+    pub(super) fn forget(&mut self) {
+        *self = KeySchedule::default();
+    }
+
+    /// The epoch keys this device can open (cached).
+    pub(super) fn readable(
+        &mut self,
+        membership: &Membership,
+        me: &LocalIdentity,
+    ) -> &BTreeMap<EpochId, EpochKey> {
+        self.readable
+            .get_or_insert_with(|| epoch_keys(membership.log(), membership.resolution(), me))
+    }
+
+    pub(super) fn cached_write_key(&self) -> Option<(EpochId, EpochKey)> {
+        self.write.clone()
+    }
+
+    pub(super) fn remember_write_key(&mut self, key: (EpochId, EpochKey)) {
+        self.write = Some(key);
+    }
+}
+
+/// What binds sealed keys to a circle: its genesis nonce.
+pub(super) fn binding(log: &MembershipLog) -> Vec<u8> {
+    log.ops()
+        .find_map(|o| match &o.content().body {
+            OpBody::Genesis { nonce, .. } => Some(nonce.to_vec()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Every epoch key of the circle that `me`'s device can open.
+pub(super) fn epoch_keys(
+    log: &MembershipLog,
+    resolution: &Resolution,
+    me: &LocalIdentity,
+) -> BTreeMap<EpochId, EpochKey> {
+    let binding = binding(log);
+    let secret = me.x25519_secret();
+    log.sealed_for(&me.device(), resolution)
+        .into_iter()
+        .filter_map(|sealed| {
+            open_epoch_key(sealed, &binding, &secret)
+                .ok()
+                .map(|k| (sealed.epoch, k))
+        })
+        .collect()
+}
+
+/// Seals `key` of `epoch` to each of `devices`.
+pub(super) fn seal_to<'a>(
+    rng: &mut SecureRng,
+    binding: &[u8],
+    (epoch, key): (EpochId, &EpochKey),
+    devices: impl IntoIterator<Item = &'a DeviceCertificate>,
+) -> Result<Vec<SealedKey>, CircleError> {
+    devices
+        .into_iter()
+        .map(|d| {
+            Ok(seal_epoch_key(
+                rng, key, binding, epoch, d.device, &d.x25519,
+            )?)
+        })
+        .collect()
+}
+
+impl Circle {
+    /// Every epoch key of this circle that `me`'s device can open.
+    pub fn epoch_keys(&self, me: &LocalIdentity) -> BTreeMap<EpochId, EpochKey> {
+        epoch_keys(self.membership.log(), self.resolution(), me)
+    }
+
+    /// Where members of the current epoch meet at a relay's rendezvous, if `me` holds the
+    /// current epoch's key.
+    pub fn rendezvous_namespace(&mut self, me: &LocalIdentity) -> Option<String> {
+        let current = self.resolution().epoch?;
+        self.keys
+            .readable(&self.membership, me)
+            .get(&current)
+            .map(EpochKey::rendezvous_namespace)
+    }
+
+    /// A fresh epoch key sealed to every device of the current members except those of
+    /// `without`.
+    pub(super) fn new_epoch(
+        &self,
+        without: Option<&cercle_crdt::MemberId>,
+        rng: &mut SecureRng,
+    ) -> Result<(EpochId, Vec<SealedKey>), CircleError> {
+        let epoch = EpochId::generate(rng);
+        let key = EpochKey::generate(rng);
+        let devices = self
+            .resolution()
+            .members
+            .iter()
+            .filter(|(m, _)| Some(*m) != without)
+            .flat_map(|(_, s)| s.devices.iter());
+        let binding = binding(self.membership.log());
+        let sealed = seal_to(rng, &binding, (epoch, &key), devices)?;
+        Ok((epoch, sealed))
+    }
+}

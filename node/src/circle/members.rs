@@ -1,0 +1,184 @@
+//! Membership commands of a coordinator: add a member (sealing every readable epoch key to
+//! the newcomer's devices: history is part of care), remove one (a new epoch sealed to the
+//! others only, with a cut-off per removed device), change a role, name the relays. Each is
+//! one signed operation appended to the log, staged for the node to make durable.
+
+use cercle_crdt::{MemberId, Role, Timestamp};
+
+use super::keys::{binding, seal_to};
+use super::membership::{MAX_RELAYS, MemberGrant, OpBody, OpContent, SignedOp};
+use super::{Circle, CircleError, Staged};
+use crate::crypto::SecureRng;
+use crate::identity::{ContactCard, LocalIdentity};
+use crate::store::Batch;
+
+impl Circle {
+    /// The local member's role, checked against what they want to do.
+    pub(super) fn require_role(
+        &self,
+        me: &LocalIdentity,
+        allowed: impl Fn(Role) -> bool,
+        action: &'static str,
+    ) -> Result<Role, CircleError> {
+        match self.resolution().role(&me.member()) {
+            Some(role) if allowed(role) => Ok(role),
+            Some(role) => Err(CircleError::NotAllowed {
+                role: role.to_string(),
+                action,
+            }),
+            None => Err(CircleError::NotAllowed {
+                role: "not a member".into(),
+                action,
+            }),
+        }
+    }
+
+    fn require_coordinator(
+        &self,
+        me: &LocalIdentity,
+        action: &'static str,
+    ) -> Result<(), CircleError> {
+        self.require_role(me, |r| r == Role::Coordinator, action)
+            .map(|_| ())
+    }
+
+    /// Adds the member of `card` with `role`, as a signed operation by `me`.
+    pub fn add_member(
+        &mut self,
+        me: &LocalIdentity,
+        card: &ContactCard,
+        role: Role,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "adding members")?;
+        if self.resolution().members.contains_key(&card.member) {
+            return Err(CircleError::AlreadyMember {
+                name: card.profile.name.clone(),
+            });
+        }
+        // History is part of care: the newcomer receives every epoch key this device holds.
+        let binding = binding(self.membership.log());
+        let mut sealed = Vec::new();
+        for (epoch, key) in &self.epoch_keys(me) {
+            sealed.extend(seal_to(rng, &binding, (*epoch, key), &card.devices)?);
+        }
+        let body = OpBody::AddMember {
+            grant: MemberGrant {
+                member: card.member,
+                devices: card.devices.clone(),
+                role,
+            },
+            sealed,
+        };
+        let mut staged = self.append_op(me, body, now)?;
+        self.names.insert(card.member, card.profile.clone());
+        self.record_into(&mut staged.batch)?;
+        Ok(staged)
+    }
+
+    /// Removes `member`; each of their devices is cut off after the last change seen here.
+    pub fn remove_member(
+        &mut self,
+        me: &LocalIdentity,
+        member: &MemberId,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "removing members")?;
+        let state = self
+            .resolution()
+            .members
+            .get(member)
+            .cloned()
+            .ok_or_else(|| CircleError::UnknownMember {
+                query: member.short(),
+            })?;
+        let cutoffs = state
+            .devices
+            .iter()
+            .map(|d| (d.device, self.last_seq_of(&d.device.actor())))
+            .collect();
+        // A new epoch that only the remaining devices can open.
+        let (epoch, sealed) = self.new_epoch(Some(member), rng)?;
+        let body = OpBody::RemoveMember {
+            member: *member,
+            cutoffs,
+            epoch,
+            sealed,
+        };
+        self.append_op(me, body, now)
+    }
+
+    /// Changes `member`'s role.
+    pub fn change_role(
+        &mut self,
+        me: &LocalIdentity,
+        member: &MemberId,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "changing roles")?;
+        if !self.resolution().members.contains_key(member) {
+            return Err(CircleError::UnknownMember {
+                query: member.short(),
+            });
+        }
+        let body = OpBody::ChangeRole {
+            member: *member,
+            role,
+        };
+        self.append_op(me, body, now)
+    }
+
+    /// Names the relays the circle uses (replacing the earlier list; empty to use none).
+    pub fn set_relays(
+        &mut self,
+        me: &LocalIdentity,
+        relays: Vec<String>,
+        now: Timestamp,
+    ) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "choosing the circle's relays")?;
+        if relays.len() > MAX_RELAYS {
+            return Err(CircleError::TooManyRelays { max: MAX_RELAYS });
+        }
+        self.append_op(me, OpBody::SetRelays { relays }, now)
+    }
+
+    /// The highest Automerge sequence number of `actor` in any of the circle's documents.
+    fn last_seq_of(&mut self, actor: &cercle_crdt::ActorId) -> u64 {
+        cercle_crdt::DocKind::ALL
+            .into_iter()
+            .map(|k| self.docs.replica_mut(k).last_seq_of(actor))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Signs `body` on top of the log's heads and appends it.
+    pub(super) fn append_op(
+        &mut self,
+        me: &LocalIdentity,
+        body: OpBody,
+        now: Timestamp,
+    ) -> Result<Staged, CircleError> {
+        let op = SignedOp::sign(
+            me,
+            OpContent {
+                circle: self.membership.log().circle(),
+                parents: self.membership.log().heads(),
+                device: me.device(),
+                at: now.millis(),
+                body,
+            },
+        );
+        self.membership.append(op.clone())?;
+        self.keys.forget();
+        let mut batch = Batch::new();
+        batch.op(&self.id, &op);
+        Ok(Staged {
+            batch,
+            envelopes: Vec::new(),
+            membership_changed: true,
+        })
+    }
+}

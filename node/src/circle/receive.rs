@@ -1,0 +1,280 @@
+//! The receive pipeline of a member's circle: a peer's membership operations first (the
+//! envelopes cannot be checked without them), then its envelopes through the envelope
+//! checks ([`EnvelopeLog::check`], checks 1–7) and the documents' own validation for the
+//! author's role (check 8). What passes is applied and staged; what fails is staged as a
+//! rejection record with its reason, and fork evidence as a fork record. Nothing is applied
+//! that did not pass every check.
+//!
+//! The relay's mailbox runs the same two first steps ([`Membership::take_in`] and
+//! [`EnvelopeLog::check`] without keys) and stores instead of applying.
+//!
+//! [`EnvelopeLog::check`]: crate::envelope::EnvelopeLog::check
+//! [`Membership::take_in`]: super::membership::Membership::take_in
+
+use std::collections::BTreeMap;
+
+use cercle_crdt::{Change, DocKind, Rejection, Timestamp};
+
+use super::{Circle, Staged};
+use crate::envelope::{Accepted, CircleView, EnvelopeRef, Rejected};
+use crate::identity::{DeviceId, LocalIdentity};
+use crate::store::{ForkRecord, RejectionRecord};
+
+/// What receiving a peer's operations and envelopes did.
+#[derive(Debug, Default)]
+#[must_use = "the receipt's batch must be made durable"]
+pub struct Receipt {
+    /// New operations and accepted envelopes to store, rejections and forks to record;
+    /// the accepted envelopes to pass on once durable.
+    pub staged: Staged,
+    /// Envelopes applied, per document.
+    pub applied: BTreeMap<DocKind, usize>,
+    /// What was refused, as recorded in the batch.
+    pub rejected: Vec<RejectionRecord>,
+    /// Devices caught signing two envelopes for one position.
+    pub forks: usize,
+    /// Some envelopes wait for others not received yet (a predecessor, or another
+    /// device's changes they depend on): the sender should be asked for what it has.
+    pub incomplete: bool,
+}
+
+impl Circle {
+    /// Receives a peer's operations, then envelopes. `from` names the peer in the records.
+    #[tracing::instrument(skip_all, fields(circle = %self.id, peer = from))]
+    pub fn receive(
+        &mut self,
+        me: &LocalIdentity,
+        from: &str,
+        ops: &[Vec<u8>],
+        envelopes: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Receipt {
+        let mut receipt = Receipt::default();
+        let id = self.id;
+        let refuse = |receipt: &mut Receipt,
+                      device: Option<DeviceId>,
+                      hash: [u8; 32],
+                      reason: serde_json::Value,
+                      message: String| {
+            tracing::warn!(%message, "refused data from a peer");
+            let record = RejectionRecord {
+                at: now.millis(),
+                from: from.to_string(),
+                device: device.map(|d| d.to_string()),
+                reason,
+                message,
+                hash: hex::encode(hash),
+            };
+            receipt.staged.batch.rejection(&id, &record);
+            receipt.rejected.push(record);
+        };
+
+        // Operations first: envelopes cannot be checked without them.
+        let intake = self.membership.take_in(ops);
+        for (hash, e) in intake.refused {
+            let reason = serde_json::json!({"reason": "membership_op"});
+            let message = format!("membership operation refused: {e}");
+            refuse(&mut receipt, None, hash, reason, message);
+        }
+        if !intake.new.is_empty() {
+            self.keys.forget();
+            receipt.staged.membership_changed = true;
+            for op in &intake.new {
+                receipt.staged.batch.op(&id, op);
+            }
+        }
+        if envelopes.is_empty() {
+            return receipt;
+        }
+
+        let keys = self.keys.readable(&self.membership, me);
+        let view = CircleView {
+            circle: id,
+            resolution: self.membership.resolution(),
+            holders: self.membership.holders(),
+            keys: Some(keys),
+        };
+        let checked = self.log.check(envelopes, &view);
+        for Rejected {
+            device,
+            hash,
+            reason,
+        } in checked.rejected
+        {
+            let json = serde_json::to_value(&reason).unwrap_or_default();
+            refuse(&mut receipt, device, hash, json, reason.to_string());
+        }
+        for fork in checked.forks {
+            receipt.forks += 1;
+            receipt.staged.batch.fork(
+                &id,
+                &ForkRecord {
+                    device: fork.device,
+                    doc: fork.doc,
+                    seq: fork.seq,
+                    first: fork.first,
+                    second: fork.second,
+                },
+            );
+        }
+        let patient_before = self.info.patient.clone();
+        // Consecutive envelopes of one author in one document are validated and applied as
+        // one batch: Automerge's cost per apply grows with the document, so one apply per
+        // envelope would make a large catch-up quadratic. If the batch is refused, its
+        // envelopes are tried one by one so that only the bad one is lost. Envelopes whose
+        // changes depend on another device's not applied yet wait (they are not refused):
+        // they are tried again whenever something else applied, here or in a later receipt.
+        let mut todo: Vec<Vec<Accepted>> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .chain(group_by_author(checked.accepted))
+            .collect();
+        loop {
+            let mut waiting = Vec::new();
+            let mut progress = false;
+            for group in todo {
+                let (outcomes, rest) = self.apply_group(group);
+                for (a, outcome) in outcomes {
+                    match outcome {
+                        Ok(()) => {
+                            progress = true;
+                            tracing::debug!(doc = %a.doc, device = %a.device, seq = a.seq, "applied");
+                            self.log.confirm(&a.envelope);
+                            receipt.staged.batch.envelope(&a.envelope);
+                            receipt.staged.envelopes.push(EnvelopeRef {
+                                log: a.envelope.header.log(),
+                                seq: a.seq,
+                            });
+                            let state = self.docs.state(a.doc);
+                            state.applied.insert(a.device, a.seq);
+                            state.since_snapshot += 1;
+                            *receipt.applied.entry(a.doc).or_default() += 1;
+                        }
+                        Err(e) => {
+                            // Refused for good: a later copy is a replay, not refused again.
+                            self.log.confirm(&a.envelope);
+                            refuse(
+                                &mut receipt,
+                                Some(a.device),
+                                *blake3::hash(a.envelope.bytes()).as_bytes(),
+                                serde_json::json!({"reason": "schema", "seq": a.seq}),
+                                format!("change refused by the {} rules: {e}", a.doc),
+                            );
+                        }
+                    }
+                }
+                if !rest.is_empty() {
+                    waiting.push(rest);
+                }
+            }
+            todo = waiting;
+            if !progress || todo.is_empty() {
+                break;
+            }
+        }
+        self.defer(todo);
+        receipt.incomplete = !self.deferred.is_empty() || self.log.waiting() > 0;
+        if receipt.applied.contains_key(&DocKind::PatientFile) {
+            self.info.patient = self.docs.patient_file.identity().display_name();
+        }
+        if self.info.patient != patient_before
+            && let Err(e) = self.record_into(&mut receipt.staged.batch)
+        {
+            tracing::error!(error = %e, "cannot record the circle's new patient name");
+        }
+        receipt
+    }
+}
+
+/// Envelopes kept waiting for other devices' changes, per circle, at most (in bytes): past
+/// this the oldest are dropped, which loses nothing (they are not confirmed, so peers send
+/// them again).
+pub const MAX_DEFERRED_BYTES: usize = 8 * 1024 * 1024;
+
+impl Circle {
+    /// Validates and applies one author's envelopes in one document: each with its outcome,
+    /// and those that must wait (from the first whose dependencies are missing on).
+    #[allow(clippy::type_complexity)]
+    fn apply_group(
+        &mut self,
+        group: Vec<Accepted>,
+    ) -> (Vec<(Accepted, Result<(), Rejection>)>, Vec<Accepted>) {
+        let (doc, author) = (group[0].doc, group[0].author());
+        // Copies of what this node confirmed meanwhile are dropped.
+        let group: Vec<Accepted> = group
+            .into_iter()
+            .filter(|a| {
+                self.docs
+                    .state(a.doc)
+                    .applied
+                    .get(&a.device)
+                    .is_none_or(|s| *s < a.seq)
+            })
+            .collect();
+        if group.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let changes: Vec<Change> = group
+            .iter()
+            .flat_map(|a| a.changes.iter().cloned())
+            .collect();
+        let replica = self.docs.replica_mut(doc);
+        if replica.apply_changes(changes, &author).is_ok() {
+            return (group.into_iter().map(|a| (a, Ok(()))).collect(), Vec::new());
+        }
+        let mut done = Vec::new();
+        let mut rest = group.into_iter();
+        while let Some(a) = rest.next() {
+            match replica.apply_changes(a.changes.clone(), &author) {
+                Err(Rejection::MissingDependencies { .. }) => {
+                    let mut waiting = vec![a];
+                    waiting.extend(rest);
+                    return (done, waiting);
+                }
+                outcome => done.push((a, outcome)),
+            }
+        }
+        (done, Vec::new())
+    }
+
+    /// Keeps `groups` waiting for their dependencies, within [`MAX_DEFERRED_BYTES`].
+    fn defer(&mut self, groups: Vec<Vec<Accepted>>) {
+        let mut bytes = 0usize;
+        let mut kept = Vec::new();
+        // The newest are kept: they are the most likely to complete soon.
+        for group in groups.into_iter().rev() {
+            let size: usize = group.iter().map(|a| a.envelope.bytes().len()).sum();
+            if bytes + size > MAX_DEFERRED_BYTES {
+                tracing::debug!(
+                    envelopes = group.len(),
+                    "dropped envelopes waiting for others; peers send them again"
+                );
+                continue;
+            }
+            bytes += size;
+            kept.push(group);
+        }
+        kept.reverse();
+        if !kept.is_empty() {
+            tracing::debug!(
+                groups = kept.len(),
+                bytes,
+                "envelopes wait for other devices' changes"
+            );
+        }
+        self.deferred = kept;
+    }
+}
+
+/// Splits accepted envelopes, in order, into runs of one document and one author.
+fn group_by_author(ready: Vec<Accepted>) -> Vec<Vec<Accepted>> {
+    let mut groups: Vec<Vec<Accepted>> = Vec::new();
+    for a in ready {
+        match groups.last_mut() {
+            Some(g) if g[0].doc == a.doc && g[0].member == a.member && g[0].role == a.role => {
+                g.push(a);
+            }
+            _ => groups.push(vec![a]),
+        }
+    }
+    groups
+}

@@ -1,0 +1,319 @@
+//! A circle's jobs, over the store's trees in memory (a circle never writes itself: what it
+//! stages is kept here as the node's shell would): a note survives reopening, the role
+//! check, removed members keep what they had and read nothing after, newcomers get the
+//! history's keys, refusals are recorded, and snapshots cover what they say.
+
+use std::sync::Arc;
+
+use cercle_crdt::{EntryKind, IdentityUpdate, LiaisonNotebook, NewEntry, Role, Timestamp};
+use rand::SeedableRng;
+
+use super::*;
+use crate::crypto::SecureRng;
+use crate::identity::{LocalIdentity, Profile};
+use crate::store::{MemoryStore, Store};
+
+fn rng() -> SecureRng {
+    SecureRng::seed_from_u64(11)
+}
+
+fn person(name: &str) -> LocalIdentity {
+    let p = Profile::new(name, "infirmière", None, None).unwrap();
+    LocalIdentity::generate(p, Timestamp(1)).unwrap()
+}
+
+fn setup() -> ((), Arc<dyn Store>, LocalIdentity) {
+    (
+        (),
+        Arc::new(MemoryStore::new("circle")),
+        person("Dr Martin"),
+    )
+}
+
+/// Keeps a staged change in the store, as the node's shell does.
+fn keep(store: &dyn Store, staged: Staged) {
+    keep_batch(store, staged.batch);
+}
+
+fn keep_batch(store: &dyn Store, batch: Batch) {
+    // The memory store holds a batch as soon as it is submitted.
+    drop(store.submit(batch));
+}
+
+fn create(store: &dyn Store, me: &LocalIdentity, update: &IdentityUpdate) -> Circle {
+    let (c, staged) = Circle::create(me, update, Timestamp(1), &mut rng()).unwrap();
+    keep(store, staged);
+    c
+}
+
+fn note(text: &str) -> NewEntry {
+    NewEntry {
+        kind: EntryKind::Observation,
+        text: text.into(),
+        vitals: None,
+    }
+}
+
+/// Adds one note through the one write path and makes it durable.
+fn add_note(store: &dyn Store, c: &mut Circle, me: &LocalIdentity, text: &str, at: i64) -> String {
+    let w = c.write::<LiaisonNotebook, _>(me, Timestamp(at), &mut rng(), |nb| {
+        nb.add_entry(me.member(), note(text), Timestamp(at))
+    });
+    keep(store, w.staged);
+    w.value.unwrap()
+}
+
+fn open(store: &dyn Store, me: &LocalIdentity, id: &CircleId) -> Circle {
+    let (c, snapshots) = Circle::open(store, me, id).unwrap();
+    keep_batch(store, snapshots);
+    c
+}
+
+#[test]
+fn a_note_survives_reopening_the_circle() {
+    let (_dir, home, me) = setup();
+    let update = IdentityUpdate {
+        family_name: Some("Durand".into()),
+        given_names: Some("Jeanne".into()),
+        ..Default::default()
+    };
+    let c = create(home.as_ref(), &me, &update);
+    let id = c.id();
+    let found = find(home.as_ref(), &id.to_string()[..6]).unwrap();
+    assert_eq!(found.id, id.to_string());
+    let mut c = open(home.as_ref(), &me, &id);
+    let note = add_note(home.as_ref(), &mut c, &me, "Tension 13/8", 2);
+    let c = open(home.as_ref(), &me, &id);
+    assert_eq!(
+        c.notes().iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
+        vec![note]
+    );
+    assert_eq!(c.info().patient, "Jeanne Durand");
+}
+
+#[test]
+fn the_documents_are_written_only_through_the_role_check() {
+    let (_dir, home, gp) = setup();
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    let carer = person("Marie");
+    let staged = c
+        .add_member(
+            &gp,
+            &carer.public().card(&[]),
+            Role::Caregiver,
+            Timestamp(2),
+            &mut rng(),
+        )
+        .unwrap();
+    keep(home.as_ref(), staged);
+    let w = c.write::<LiaisonNotebook, _>(&carer, Timestamp(3), &mut rng(), |nb| {
+        nb.add_entry(carer.member(), note("x"), Timestamp(3))
+    });
+    assert!(
+        matches!(w.value, Err(CircleError::NotAllowed { .. })),
+        "{:?}",
+        w.value
+    );
+    assert!(w.staged.batch.is_empty(), "a refused write stages nothing");
+}
+
+#[test]
+fn a_removed_member_reads_what_came_before_and_nothing_after() {
+    let (_dir, home, gp) = setup();
+    let nurse = person("Paul");
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    let staged = c
+        .add_member(
+            &gp,
+            &nurse.public().card(&[]),
+            Role::Professional,
+            Timestamp(2),
+            &mut rng(),
+        )
+        .unwrap();
+    keep(home.as_ref(), staged);
+    let e0 = c.resolution().epoch.unwrap();
+    let k0 = c.epoch_keys(&gp).remove(&e0).unwrap();
+    let before = k0.encrypt(&mut rng(), b"h", b"avant").unwrap();
+    let staged = c
+        .remove_member(&gp, &nurse.member(), Timestamp(4), &mut rng())
+        .unwrap();
+    assert!(staged.membership_changed);
+    keep(home.as_ref(), staged);
+    let e1 = c.resolution().epoch.unwrap();
+    assert_ne!(e0, e1, "the removal started a new epoch");
+    let k1 = c.epoch_keys(&gp).remove(&e1).unwrap();
+    let after = k1.encrypt(&mut rng(), b"h", b"apres").unwrap();
+
+    // The nurse's keys, computed from the whole log (which relays and members see) and
+    // the nurse's own X25519 secret.
+    let nurse_keys = c.epoch_keys(&nurse);
+    assert_eq!(nurse_keys.keys().copied().collect::<Vec<_>>(), vec![e0]);
+    let read = nurse_keys
+        .get(&e0)
+        .map(|k| k.decrypt(b"h", &before).map(|p| p.to_vec()));
+    assert_eq!(read, Some(Ok(b"avant".to_vec())));
+    for k in nurse_keys.values() {
+        assert!(k.decrypt(b"h", &after).is_err());
+    }
+    // The coordinator still reads both.
+    assert_eq!(c.epoch_keys(&gp).len(), 2);
+}
+
+#[test]
+fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
+    let (_dir, home, gp) = setup();
+    let physio = person("Physio");
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    let role = Role::Professional;
+    let staged = c
+        .add_member(
+            &gp,
+            &physio.public().card(&[]),
+            role,
+            Timestamp(2),
+            &mut rng(),
+        )
+        .unwrap();
+    keep(home.as_ref(), staged);
+    // The physiotherapist's two notes reach this node as a peer's envelopes.
+    let mut theirs = LiaisonNotebook::new(physio.actor());
+    for text in ["Séance 1", "Séance 2"] {
+        theirs
+            .add_entry(physio.member(), note(text), Timestamp(3))
+            .unwrap();
+    }
+    let changes = theirs.replica_mut().take_local_changes();
+    let epoch = c.resolution().epoch.unwrap();
+    let key = c.epoch_keys(&physio).remove(&epoch).unwrap();
+    let slot = crate::envelope::Slot {
+        circle: c.id(),
+        doc: cercle_crdt::DocKind::LiaisonNotebook,
+        seq: 1,
+        prev: [0; 32],
+    };
+    let env = crate::envelope::Envelope::seal(&physio, slot, (epoch, &key), &changes, &mut rng())
+        .unwrap();
+    let receipt = c.receive(&gp, "physio", &[], &[env.bytes().to_vec()], Timestamp(3));
+    assert_eq!(
+        receipt.applied.values().sum::<usize>(),
+        1,
+        "{:?}",
+        receipt.rejected
+    );
+    keep(home.as_ref(), receipt.staged);
+    let staged = c
+        .remove_member(&gp, &physio.member(), Timestamp(4), &mut rng())
+        .unwrap();
+    keep(home.as_ref(), staged);
+    let removed = c.resolution().removed.get(&physio.member()).cloned();
+    assert_eq!(removed, Some(vec![(physio.device(), 2)]));
+}
+
+#[test]
+fn a_newcomer_receives_the_history_keys() {
+    let (_dir, home, gp) = setup();
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    let old = person("Old");
+    let role = Role::Professional;
+    let staged = c
+        .add_member(&gp, &old.public().card(&[]), role, Timestamp(2), &mut rng())
+        .unwrap();
+    keep(home.as_ref(), staged);
+    let staged = c
+        .remove_member(&gp, &old.member(), Timestamp(3), &mut rng())
+        .unwrap();
+    keep(home.as_ref(), staged);
+    let newcomer = person("New");
+    let staged = c
+        .add_member(
+            &gp,
+            &newcomer.public().card(&[]),
+            Role::Caregiver,
+            Timestamp(4),
+            &mut rng(),
+        )
+        .unwrap();
+    keep(home.as_ref(), staged);
+    assert_eq!(
+        c.epoch_keys(&newcomer).len(),
+        2,
+        "both epochs, including before they joined"
+    );
+    // Reopened from disk, the log gives the same keys.
+    let again = open(home.as_ref(), &gp, &c.id());
+    assert_eq!(again.epoch_keys(&newcomer).len(), 2);
+}
+
+#[test]
+fn a_rejected_peer_envelope_is_recorded_and_not_applied() {
+    let (_dir, home, gp) = setup();
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    let mut forged = c
+        .write::<LiaisonNotebook, _>(&gp, Timestamp(2), &mut rng(), |nb| {
+            nb.add_entry(gp.member(), note("vrai"), Timestamp(2))
+        })
+        .staged;
+    let mut bytes = forged.batch.envelope_bytes().remove(0);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    forged.batch = Batch::new();
+    let receipt = c.receive(&gp, "mallory", &[], &[bytes], Timestamp(3));
+    assert_eq!(receipt.rejected.len(), 1);
+    assert_eq!(receipt.rejected[0].reason["reason"], "bad_signature");
+    assert!(receipt.applied.is_empty());
+    keep(home.as_ref(), receipt.staged);
+    assert_eq!(
+        home.rejections(&c.id()).unwrap().len(),
+        1,
+        "recorded in the store"
+    );
+}
+
+#[test]
+fn many_notes_reopen_from_a_snapshot_and_the_envelopes_after_it() {
+    let (_dir, home, me) = setup();
+    let c = create(home.as_ref(), &me, &IdentityUpdate::default());
+    let id = c.id();
+    let mut c = c;
+    let add = |c: &mut Circle, n: std::ops::Range<i64>| {
+        for i in n {
+            add_note(home.as_ref(), c, &me, &format!("Passage {i}"), i);
+        }
+    };
+    add(&mut c, 10..(10 + SNAPSHOT_ON_OPEN as i64));
+    drop(c);
+    let doc = cercle_crdt::DocKind::LiaisonNotebook;
+    assert!(home.snapshot(&id, doc).unwrap().is_none());
+    // Opening applies the envelopes and, there being enough, snapshots.
+    let mut c = open(home.as_ref(), &me, &id);
+    assert_eq!(c.notes().len(), SNAPSHOT_ON_OPEN);
+    add(&mut c, 1000..1003);
+    drop(c);
+    let snap = home.snapshot(&id, doc).unwrap().unwrap();
+    assert_eq!(
+        snap.covers.get(&me.device()),
+        Some(&(SNAPSHOT_ON_OPEN as u64))
+    );
+    let c = open(home.as_ref(), &me, &id);
+    let texts: Vec<String> = c
+        .notes()
+        .iter()
+        .map(|n| n.current_text().to_string())
+        .collect();
+    assert_eq!(texts.len(), SNAPSHOT_ON_OPEN + 3);
+    assert_eq!(texts.last().map(String::as_str), Some("Passage 1002"));
+}
+
+#[test]
+fn unknown_and_empty_circle_queries_are_errors() {
+    let (_dir, home, _me) = setup();
+    assert!(matches!(
+        find(home.as_ref(), "abc"),
+        Err(CircleError::Unknown { .. })
+    ));
+    assert!(matches!(
+        find(home.as_ref(), ""),
+        Err(CircleError::Unknown { .. })
+    ));
+}

@@ -1,0 +1,125 @@
+//! Three whole node cores through the cluster: what a care team does (write, sync, remove a
+//! member, rotate the key), the same from the same seed every time.
+
+use cercle_crdt::{EntryKind, Role};
+
+use super::{Cluster, WireConfig};
+use crate::ops::circles::{CircleCreate, CircleShow};
+use crate::ops::members::{MemberAdd, MemberRemove};
+use crate::ops::notes::{NoteAdd, NoteList};
+
+const WAIT: i64 = 10_000;
+
+fn note(circle: &str, text: &str) -> NoteAdd {
+    NoteAdd {
+        circle: circle.into(),
+        texts: vec![text.into()],
+        kind: EntryKind::Observation,
+        at: None,
+    }
+}
+
+fn texts(c: &mut Cluster, n: usize, circle: &str) -> Vec<String> {
+    let list = NoteList {
+        circle: circle.into(),
+    };
+    let mut t: Vec<String> = c
+        .ask(n, list, WAIT)
+        .map(|n| n.notes.into_iter().map(|n| n.text).collect())
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+/// A GP, a nurse and a physiotherapist: a circle, notes from each, the physiotherapist
+/// removed (a new key epoch), then notes the physiotherapist must not get. Returns the
+/// trace and what each node holds at the end.
+fn care_team(seed: u64) -> (String, [Vec<String>; 3], String) {
+    let mut c = Cluster::new(
+        seed,
+        &["Dr Martin", "Julien", "Sophie"],
+        WireConfig::default(),
+    )
+    .unwrap();
+    let create = CircleCreate {
+        patient: "Jeanne Durand".into(),
+        birth_date: None,
+    };
+    let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
+    for who in [1, 2] {
+        let card = c.members[who].core.me().public().card(&[]).encode();
+        let add = MemberAdd {
+            circle: circle.clone(),
+            card,
+            role: Role::Professional,
+        };
+        c.ask(0, add, WAIT).unwrap();
+    }
+    c.connect(0, 1);
+    c.connect(0, 2);
+    c.connect(1, 2);
+    c.run_for(3_000);
+    for (who, text) in [
+        (0, "Première visite"),
+        (1, "Pansement refait"),
+        (2, "Séance 1"),
+    ] {
+        c.ask(who, note(&circle, text), WAIT).unwrap();
+    }
+    c.run_for(3_000);
+    let physio = c.members[2].core.me().member().to_hex();
+    let remove = MemberRemove {
+        circle: circle.clone(),
+        member: physio,
+    };
+    let shown = c.ask(0, remove, WAIT).unwrap();
+    assert_eq!(shown.members.len(), 2);
+    c.run_for(3_000);
+    for (who, text) in [(0, "Après le départ"), (1, "Tension 13/8")] {
+        c.ask(who, note(&circle, text), WAIT).unwrap();
+    }
+    c.run_for(5_000);
+    let epoch = c
+        .ask(
+            1,
+            CircleShow {
+                circle: circle.clone(),
+            },
+            WAIT,
+        )
+        .unwrap()
+        .epoch
+        .unwrap_or_default();
+    let held = [
+        texts(&mut c, 0, &circle),
+        texts(&mut c, 1, &circle),
+        texts(&mut c, 2, &circle),
+    ];
+    (c.trace(), held, epoch)
+}
+
+#[test]
+fn three_cores_write_sync_remove_a_member_and_rekey_the_same_way_from_the_same_seed() {
+    let (trace, held, epoch) = care_team(42);
+    // Everyone who stayed holds everything; the removed member nothing written after.
+    let all = [
+        "Après le départ",
+        "Pansement refait",
+        "Première visite",
+        "Séance 1",
+        "Tension 13/8",
+    ];
+    assert_eq!(held[0], all);
+    assert_eq!(held[1], all);
+    assert_eq!(held[2], ["Pansement refait", "Première visite", "Séance 1"]);
+    assert!(!epoch.is_empty());
+    // Same seed, same story, to the byte.
+    let (again, held_again, epoch_again) = care_team(42);
+    assert_eq!(trace, again);
+    assert_eq!(held, held_again);
+    assert_eq!(epoch, epoch_again);
+    // Another seed: other keys and latencies, the same outcome.
+    let (other, held_other, _) = care_team(43);
+    assert_ne!(trace, other);
+    assert_eq!(held, held_other);
+}

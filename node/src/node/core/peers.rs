@@ -1,0 +1,282 @@
+//! The core's peers: one [`PeerSync`] per connected device, what their messages do (sync,
+//! invites and document contents have their own handlers), what the node pushes to them,
+//! and the node's status as people read it.
+
+use super::{Effect, NodeCore};
+use crate::api::NodeEvent;
+use crate::circle::Circle;
+use crate::circle::membership::CircleId;
+use crate::envelope::EnvelopeRef;
+use crate::identity::DeviceId;
+use crate::ops::status::{NodeStatus as Status, PeerRow};
+use crate::sync::{Local, Message, PeerSync, Received};
+
+/// One connected peer device.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) sync: PeerSync,
+    pub(crate) peer_id: String,
+    pub(crate) last_seen: Option<i64>,
+}
+
+impl NodeCore {
+    /// Messages for `device`, in order.
+    pub(crate) fn send_all(&mut self, device: DeviceId, messages: Vec<Message>) {
+        self.out
+            .extend(messages.into_iter().map(|m| Effect::Send(device, m)));
+    }
+
+    /// A peer device's stream opened: the protocol starts with a `Hello`.
+    #[tracing::instrument(skip_all, fields(peer = %device))]
+    pub(super) fn peer_connected(&mut self, device: DeviceId, peer_id: String) {
+        let now = self.now.millis();
+        let hello = match self.peers.get_mut(&device) {
+            // Its messages arrived before our stream to it opened: the exchange is under
+            // way, a Hello from this side completes it.
+            Some(p) => {
+                p.peer_id = peer_id.clone();
+                p.sync.resync(&self.circles, now)
+            }
+            None => {
+                let mut sync = PeerSync::new(device);
+                let hello = sync.connected(&self.circles, now);
+                let peer = Peer {
+                    sync,
+                    peer_id: peer_id.clone(),
+                    last_seen: Some(now),
+                };
+                self.peers.insert(device, peer);
+                hello
+            }
+        };
+        self.send_all(device, hello);
+        self.out.push(Effect::Event(NodeEvent::Peer {
+            peer_id,
+            connected: true,
+        }));
+        let joins = self.send_joins(&device);
+        self.out.extend(joins);
+    }
+
+    /// A peer device's last connection closed.
+    pub(super) fn peer_disconnected(&mut self, device: &DeviceId) {
+        if let Some(p) = self.peers.remove(device) {
+            self.out.push(Effect::Event(NodeEvent::Peer {
+                peer_id: p.peer_id,
+                connected: false,
+            }));
+        }
+    }
+
+    /// Messages to `device` were dropped on the way to the network: its budget comes
+    /// back and the exchange starts again.
+    pub(super) fn undelivered(&mut self, device: DeviceId) {
+        let now = self.now.millis();
+        if let Some(p) = self.peers.get_mut(&device) {
+            tracing::debug!(peer = %device, "messages to a peer were dropped; starting again");
+            let hello = p.sync.lost(&self.circles, now);
+            self.send_all(device, hello);
+        }
+    }
+
+    /// A message from a connected peer device.
+    #[tracing::instrument(skip_all, fields(peer = %device))]
+    pub(super) fn peer_message(&mut self, device: DeviceId, message: Message) {
+        let now = self.now.millis();
+        let message = match message {
+            Message::Join {
+                invite,
+                secret,
+                card,
+            } => return self.join_asked(device, invite, &secret, &card),
+            Message::JoinAnswer { invite, refused } => {
+                return self.join_answered(&device, &invite, refused);
+            }
+            Message::BlobWant {
+                circle,
+                blob,
+                offset,
+            } => return self.blob_wanted(device, circle, &blob, offset),
+            Message::BlobPart {
+                circle,
+                blob,
+                offset,
+                total,
+                bytes,
+            } => {
+                let part = super::blobs::Part {
+                    circle,
+                    blob,
+                    offset,
+                    total,
+                    bytes,
+                };
+                return self.blob_part(device, part);
+            }
+            m => m,
+        };
+        // The peer's stream may deliver before ours to it is open: its state starts here.
+        let peer = self.peers.entry(device).or_insert_with(|| Peer {
+            sync: PeerSync::new(device),
+            peer_id: crate::net::peer_of(&device)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            last_seen: None,
+        });
+        peer.last_seen = Some(now);
+        let (replies, received) = match peer.sync.receive(&self.circles, message, now) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(reason = %e, "refused a sync message");
+                return;
+            }
+        };
+        self.send_all(device, replies);
+        if let Some(r) = received {
+            self.apply(device, r);
+        }
+    }
+
+    /// Applies received data: joins the circle if new, checks and stages; once durable,
+    /// what was accepted goes on to the other connected members.
+    #[tracing::instrument(skip_all, fields(circle = %r.circle))]
+    fn apply(&mut self, from: DeviceId, r: Received) {
+        let Received {
+            circle,
+            ops,
+            envelopes,
+        } = r;
+        let joined = !self.circles.open.contains_key(&circle);
+        if joined {
+            match Circle::join(&self.me, circle, &ops) {
+                Ok((c, staged)) => {
+                    self.circles.open.insert(circle, c);
+                    self.stage_from(circle, staged, Some(from));
+                }
+                Err(e) => {
+                    tracing::warn!(reason = %e, "refused an unknown circle");
+                    return;
+                }
+            }
+        }
+        let Some(c) = self.circles.open.get_mut(&circle) else {
+            return;
+        };
+        let receipt = c.receive(
+            &self.me,
+            &from.to_string(),
+            &ops,
+            &envelopes,
+            self.now.timestamp(),
+        );
+        // Shown at once (the documents hold it); passed on to others once durable here.
+        for (doc, count) in &receipt.applied {
+            tracing::debug!(%doc, count, "applied envelopes from a peer");
+            self.out.push(Effect::Event(NodeEvent::Applied {
+                circle: circle.to_string(),
+                doc: doc.as_str().to_string(),
+                count: *count,
+                at_micros: self.now.0,
+            }));
+        }
+        let incomplete = receipt.incomplete;
+        self.stage_from(circle, receipt.staged, Some(from));
+        if incomplete && let Some(peer) = self.peers.get_mut(&from) {
+            let ask = peer
+                .sync
+                .ask_missing(&self.circles, circle, self.now.millis());
+            self.send_all(from, ask);
+        }
+        if joined {
+            self.publish_profile(circle);
+        }
+    }
+
+    /// Pushes durable envelopes of `circle` to every connected peer but `except`.
+    pub(super) fn push(
+        &mut self,
+        circle: CircleId,
+        envelopes: &[EnvelopeRef],
+        except: Option<DeviceId>,
+    ) {
+        let now = self.now.millis();
+        let mut out = Vec::new();
+        for (device, peer) in &mut self.peers {
+            if Some(*device) == except {
+                continue;
+            }
+            let sent = peer.sync.push(&self.circles, envelopes, now);
+            out.extend(sent.into_iter().map(|m| Effect::Send(*device, m)));
+        }
+        tracing::debug!(%circle, messages = out.len(), "pushed to peers");
+        self.out.extend(out);
+    }
+
+    /// A `Hello` to every peer: who shares which circle may have changed.
+    pub(super) fn resync_all(&mut self) {
+        let now = self.now.millis();
+        let mut out = Vec::new();
+        for (device, peer) in &mut self.peers {
+            let hello = peer.sync.resync(&self.circles, now);
+            out.extend(hello.into_iter().map(|m| Effect::Send(*device, m)));
+        }
+        self.out.extend(out);
+    }
+
+    /// Periodic work: anti-entropy, retries of joins and fetches.
+    pub(super) fn tick(&mut self) {
+        let now = self.now.millis();
+        let mut out = Vec::new();
+        for (device, peer) in &mut self.peers {
+            let sent = peer.sync.tick(&self.circles, now);
+            out.extend(sent.into_iter().map(|m| Effect::Send(*device, m)));
+        }
+        self.out.extend(out);
+        let joins = self.retry_joins(now);
+        self.out.extend(joins);
+        let fetches = self.retry_fetches(now);
+        self.out.extend(fetches);
+    }
+
+    /// The node's status.
+    pub(crate) fn status(&self) -> Status {
+        let suffix = format!("/p2p/{}", self.peer_id);
+        Status {
+            peer_id: self.peer_id.clone(),
+            device: self.me.device().to_string(),
+            member: self.me.member().to_hex(),
+            addresses: self
+                .addresses
+                .iter()
+                .map(|a| {
+                    if a.ends_with(&suffix) {
+                        a.clone()
+                    } else {
+                        format!("{a}{suffix}")
+                    }
+                })
+                .collect(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(device, p)| PeerRow {
+                    peer_id: p.peer_id.clone(),
+                    device: device.to_string(),
+                    circles: self
+                        .circles
+                        .shared_with(device)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    pending: p.sync.pending(),
+                    messages_sent: p.sync.stats.sent,
+                    messages_received: p.sync.stats.received,
+                    data_bytes_sent: p.sync.stats.data_bytes_sent,
+                    data_bytes_received: p.sync.stats.data_bytes_received,
+                    last_seen: p.last_seen,
+                })
+                .collect(),
+            running: self.running,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Circles: the ones held here, a new one around a patient, and one circle's members, roles,
+//! relays and key epoch.
+
+use cercle_crdt::{IdentityUpdate, Role};
+use serde::{Deserialize, Serialize};
+
+use super::{NodeError, Operation};
+use crate::circle::{Circle, CircleInfo};
+use crate::node::NodeCore;
+
+/// The circles held here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CircleList {}
+
+/// Circles, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Circles {
+    pub circles: Vec<CircleInfo>,
+}
+
+impl Operation for CircleList {
+    type Answer = Circles;
+
+    fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
+        let mut circles: Vec<CircleInfo> = core
+            .circles
+            .open
+            .values()
+            .map(|c| c.info().clone())
+            .collect();
+        circles.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(Circles { circles })
+    }
+}
+
+/// A new circle around a patient ("Jeanne Marie Durand": the last word is the family name).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CircleCreate {
+    pub patient: String,
+    /// YYYY-MM-DD.
+    #[serde(default)]
+    pub birth_date: Option<String>,
+}
+
+impl CircleCreate {
+    /// The patient's identity as the request gives it, checked.
+    fn identity(&self) -> Result<IdentityUpdate, NodeError> {
+        let patient = self.patient.trim();
+        if patient.is_empty() {
+            return Err(NodeError::bad_input(
+                "the patient's name is empty: pass it as --patient \"Jeanne Durand\"",
+            ));
+        }
+        if let Some(d) = &self.birth_date {
+            cercle_crdt::schema::parse_date(d).map_err(|_| {
+                NodeError::bad_input(format!(
+                    "--birth-date {d:?} is not a valid date: use YYYY-MM-DD, e.g. 1941-05-12"
+                ))
+            })?;
+        }
+        // "Jeanne Marie Durand": the last word is the family name, the rest the given names.
+        let (given, family) = match patient.rsplit_once(char::is_whitespace) {
+            Some((g, f)) => (Some(g.trim().to_string()), f.to_string()),
+            None => (None, patient.to_string()),
+        };
+        Ok(IdentityUpdate {
+            family_name: Some(family),
+            given_names: given,
+            birth_date: self.birth_date.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+impl Operation for CircleCreate {
+    type Answer = Circles;
+
+    fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
+        let identity = self.identity()?;
+        let a = core.author();
+        let (c, staged) = Circle::create(a.me, &identity, a.now, a.rng)?;
+        let info = c.info().clone();
+        let id = c.id();
+        core.circles.open.insert(id, c);
+        // No member shares it yet; relays (which keep a mailbox of every circle) get all
+        // of it from the Hello that follows once durable.
+        core.stage(id, staged);
+        core.publish_profile(id);
+        Ok(Circles {
+            circles: vec![info],
+        })
+    }
+}
+
+/// A circle's members, roles, relays and key epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CircleShow {
+    pub circle: String,
+}
+
+/// A circle, its members and key epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CircleSummary {
+    pub id: String,
+    pub patient: String,
+    pub epoch: Option<String>,
+    pub closed: bool,
+    pub members: Vec<MemberRow>,
+    pub removed: Vec<String>,
+    /// The relays the circle uses.
+    pub relays: Vec<String>,
+    pub void_operations: usize,
+    pub waiting_operations: usize,
+    /// Envelopes and operations from peers refused (recorded with their reasons).
+    pub refused: usize,
+}
+
+/// One member of a circle.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MemberRow {
+    pub member: String,
+    pub name: Option<String>,
+    pub profession: Option<String>,
+    pub role: Role,
+    pub devices: Vec<String>,
+}
+
+impl Operation for CircleShow {
+    type Answer = CircleSummary;
+
+    fn run(self, core: &mut NodeCore) -> Result<CircleSummary, NodeError> {
+        let store = core.circles.store.clone();
+        let c = core.circle(&self.circle)?;
+        let refused = store.rejections(&c.id()).map_or(0, |r| r.len());
+        Ok(summary(c, refused))
+    }
+}
+
+/// A circle's members and epoch, for people.
+pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
+    let r = c.resolution();
+    let profiles = c.profiles();
+    CircleSummary {
+        id: c.info().id.clone(),
+        patient: c.info().patient.clone(),
+        epoch: r.epoch.map(|e| e.to_string()),
+        closed: r.closed,
+        members: r
+            .members
+            .iter()
+            .map(|(m, s)| MemberRow {
+                member: m.to_hex(),
+                name: profiles.get(m).map(|p| p.name.clone()),
+                profession: profiles.get(m).map(|p| p.profession.clone()),
+                role: s.role,
+                devices: s.devices.iter().map(|d| d.device.to_string()).collect(),
+            })
+            .collect(),
+        removed: r.removed.keys().map(|m| m.to_hex()).collect(),
+        relays: r.relays.clone(),
+        void_operations: r.void.len(),
+        waiting_operations: c.membership().waiting(),
+        refused,
+    }
+}

@@ -1,0 +1,116 @@
+//! Joining a circle with an invite code (the invitee's side): the node dials the inviter,
+//! proves the code's secret inside Noise, and receives the circle once added. The
+//! protocol's messages are handled in `node::core::invites`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{NodeError, Operation};
+use crate::invite::{InviteCode, InviteError, MAX_JOINS};
+use crate::node::core::invites::{JoinState, Joining};
+use crate::node::{Effect, NodeCore};
+
+/// Joins a circle with an invite code: reaches the inviter and proves the code's secret.
+/// Follow it with [`JoinStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Join {
+    pub code: String,
+}
+
+/// Where a join stands.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct JoinView {
+    pub invite: String,
+    pub circle: String,
+    /// `reaching` (looking for the inviter), `accepted` (added, receiving the circle),
+    /// `joined` (the circle is here) or `refused`.
+    pub state: String,
+    /// Why the inviter refused.
+    pub reason: Option<String>,
+}
+
+impl Operation for Join {
+    type Answer = JoinView;
+
+    fn run(self, core: &mut NodeCore) -> Result<JoinView, NodeError> {
+        let now = core.now().millis();
+        let code = InviteCode::decode(&self.code)?;
+        code.check_expiry(now)?;
+        if !core.running {
+            return Err(NodeError::not_running("joining"));
+        }
+        if core.circles.open.contains_key(&code.circle) {
+            return Err(NodeError::conflict(
+                "you are already a member of this circle",
+            ));
+        }
+        if code.addresses.is_empty() {
+            return Err(InviteError::NoAddress.into());
+        }
+        let id = code.id();
+        if core.joins.len() >= MAX_JOINS && !core.joins.contains_key(&id) {
+            // The oldest finished join makes room; with none finished, the request waits.
+            let done = core
+                .joins
+                .iter()
+                .find(|(_, j)| j.state != JoinState::Reaching)
+                .map(|(k, _)| k.clone());
+            match done {
+                Some(k) => {
+                    core.joins.remove(&k);
+                }
+                None => {
+                    return Err(NodeError::unavailable(format!(
+                        "{MAX_JOINS} joins are under way; wait for one to finish"
+                    )));
+                }
+            }
+        }
+        for address in &code.addresses {
+            core.emit(Effect::Dial(address.clone()));
+        }
+        let inviter = code.inviter;
+        let joining = Joining {
+            code,
+            state: JoinState::Reaching,
+            last_try: now,
+        };
+        core.joins.insert(id.clone(), joining);
+        for e in core.send_joins(&inviter) {
+            core.emit(e);
+        }
+        view(core, &id)
+    }
+}
+
+/// Where a join started with [`Join`] stands.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct JoinStatus {
+    pub invite: String,
+}
+
+impl Operation for JoinStatus {
+    type Answer = JoinView;
+
+    fn run(self, core: &mut NodeCore) -> Result<JoinView, NodeError> {
+        view(core, &self.invite)
+    }
+}
+
+fn view(core: &NodeCore, id: &str) -> Result<JoinView, NodeError> {
+    let j = core.joins.get(id).ok_or_else(|| {
+        NodeError::not_found(format!("no join with invite {id:?} is under way here"))
+    })?;
+    let held = core.circles.open.contains_key(&j.code.circle);
+    let (state, reason) = match &j.state {
+        JoinState::Refused(r) => ("refused", Some(r.clone())),
+        _ if held => ("joined", None),
+        JoinState::Accepted => ("accepted", None),
+        JoinState::Reaching => ("reaching", None),
+    };
+    Ok(JoinView {
+        invite: id.to_string(),
+        circle: j.code.circle.to_string(),
+        state: state.into(),
+        reason,
+    })
+}

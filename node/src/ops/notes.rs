@@ -1,0 +1,189 @@
+//! The liaison notebook: adding notes (one, or many sent together as an import), listing
+//! them, correcting one's own (an amendment: the original stays), acknowledging an alert.
+
+use cercle_crdt::{EntryKind, LiaisonNotebook, NewEntry, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{Added, Names, NodeError, Operation, ReceiptRow, pick_id};
+use crate::circle::Circle;
+use crate::node::NodeCore;
+use crate::node::core::NOTES_PER_CHANGE;
+
+/// Most notes accepted in one request.
+pub const MAX_NOTES_PER_REQUEST: usize = 10_000;
+/// How far in the future a note may be dated (clocks of devices differ a little).
+const CLOCK_TOLERANCE_MS: i64 = 5 * 60_000;
+
+/// Adds notes to the liaison notebook; answered once they are durable. `at` dates them
+/// (a visit written up afterwards); it may not be in the future.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NoteAdd {
+    pub circle: String,
+    pub texts: Vec<String>,
+    pub kind: EntryKind,
+    /// Milliseconds since the epoch; now if left out.
+    #[serde(default)]
+    pub at: Option<i64>,
+}
+
+impl NoteAdd {
+    /// The checks every way of adding notes goes through.
+    fn check(&self, now: Timestamp) -> Result<Timestamp, NodeError> {
+        if self.texts.len() > MAX_NOTES_PER_REQUEST {
+            return Err(NodeError::bad_input(format!(
+                "at most {MAX_NOTES_PER_REQUEST} notes per request"
+            )));
+        }
+        if self.texts.iter().any(|t| t.trim().is_empty()) {
+            let which = if self.texts.len() == 1 { "the" } else { "a" };
+            return Err(NodeError::bad_input(format!(
+                "{which} note is empty: give its text in quotes, e.g. \"Pansement refait\""
+            )));
+        }
+        match self.at {
+            Some(t) if t > now.millis() + CLOCK_TOLERANCE_MS => {
+                Err(NodeError::bad_input("a note cannot be dated in the future"))
+            }
+            Some(t) => Ok(Timestamp(t)),
+            None => Ok(now),
+        }
+    }
+}
+
+impl Operation for NoteAdd {
+    type Answer = Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<Added, NodeError> {
+        let at = self.check(core.now())?;
+        let circle = core.circle(&self.circle)?.info().id.clone();
+        let mut ids = Vec::with_capacity(self.texts.len());
+        // Notes sent together (an import) are written NOTES_PER_CHANGE to a change.
+        let mut texts = self.texts.into_iter().peekable();
+        while texts.peek().is_some() {
+            let entries: Vec<NewEntry> = texts
+                .by_ref()
+                .take(NOTES_PER_CHANGE)
+                .map(|text| NewEntry {
+                    kind: self.kind,
+                    text,
+                    vitals: None,
+                })
+                .collect();
+            ids.extend(core.write::<LiaisonNotebook, _>(&circle, |nb, author, _| {
+                nb.add_entries(author, entries, at)
+            })?);
+        }
+        Ok(Added { circle, ids })
+    }
+}
+
+/// The notebook's notes, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NoteList {
+    pub circle: String,
+}
+
+/// Notes of the notebook, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Notes {
+    pub notes: Vec<NoteRow>,
+}
+
+/// One note of the liaison notebook.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NoteRow {
+    pub id: String,
+    pub author: String,
+    /// The author's name, when known here.
+    pub author_name: Option<String>,
+    pub kind: String,
+    pub text: String,
+    pub at: String,
+    pub at_millis: i64,
+    pub amended: bool,
+    /// For alerts: who acknowledged it.
+    pub acks: Vec<ReceiptRow>,
+}
+
+impl Operation for NoteList {
+    type Answer = Notes;
+
+    fn run(self, core: &mut NodeCore) -> Result<Notes, NodeError> {
+        Ok(Notes {
+            notes: notes(core.circle(&self.circle)?),
+        })
+    }
+}
+
+/// The notebook's notes, oldest first.
+pub(crate) fn notes(c: &Circle) -> Vec<NoteRow> {
+    let names = Names::of(c);
+    c.notes()
+        .into_iter()
+        .map(|e| NoteRow {
+            author: e.author.to_hex(),
+            author_name: names.get(&e.author),
+            kind: e.kind.to_string(),
+            text: e.current_text().to_string(),
+            at: e.at.to_rfc3339(),
+            at_millis: e.at.millis(),
+            amended: !e.amendments.is_empty(),
+            acks: e
+                .acknowledgements
+                .iter()
+                .map(|a| names.receipt(&a.by, a.at))
+                .collect(),
+            id: e.id,
+        })
+        .collect()
+}
+
+/// The id of the note `query` names.
+fn note_id(core: &mut NodeCore, circle: &str, query: &str) -> Result<String, NodeError> {
+    let c = core.circle(circle)?;
+    pick_id("note", query, c.notes().into_iter().map(|e| e.id))
+}
+
+/// Corrects one of this member's notes (the original stays visible as amended).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NoteAmend {
+    pub circle: String,
+    /// The note's id or a prefix of at least 4 characters.
+    pub note: String,
+    pub text: String,
+}
+
+impl Operation for NoteAmend {
+    type Answer = Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<Added, NodeError> {
+        if self.text.trim().is_empty() {
+            return Err(NodeError::bad_input(
+                "the corrected text is empty: give it in quotes",
+            ));
+        }
+        let id = note_id(core, &self.circle, &self.note)?;
+        core.write::<LiaisonNotebook, _>(&self.circle, |nb, author, now| {
+            nb.amend(author, &id, &self.text, now)
+        })?;
+        Ok(Added::one(core.circle(&self.circle)?, id))
+    }
+}
+
+/// Acknowledges an alert.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NoteAck {
+    pub circle: String,
+    /// The alert's id or a prefix of at least 4 characters.
+    pub note: String,
+}
+
+impl Operation for NoteAck {
+    type Answer = Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<Added, NodeError> {
+        let id = note_id(core, &self.circle, &self.note)?;
+        core.write::<LiaisonNotebook, _>(&self.circle, |nb, by, now| nb.acknowledge(by, &id, now))?;
+        Ok(Added::one(core.circle(&self.circle)?, id))
+    }
+}

@@ -1,0 +1,272 @@
+//! The patient file: read for people, and changed (identity and its verification, consent,
+//! care plan, problems, allergies, medications, contacts) as one envelope per request.
+
+use std::collections::BTreeMap;
+
+use cercle_crdt::{ConsentStatus, IdentityStatus, IdentityUpdate, Item, ItemList, PatientFile};
+use serde::{Deserialize, Serialize};
+
+use super::documents::{DocumentRow, documents};
+use super::tasks::{TaskRow, tasks};
+use super::{NodeError, Operation};
+use crate::circle::Circle;
+use crate::node::NodeCore;
+use crate::store::Store;
+
+/// The patient file.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PatientShow {
+    pub circle: String,
+}
+
+/// The patient file, for people.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PatientView {
+    pub circle: String,
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub ins: Option<String>,
+    /// `provisional` or `verified`.
+    pub identity_status: String,
+    pub verified_by: Option<String>,
+    /// `given`, `refused` or `withdrawn`; `None` if never recorded.
+    pub consent: Option<String>,
+    pub consent_scope: Option<String>,
+    pub care_plan: String,
+    pub problems: Vec<ItemRow>,
+    pub allergies: Vec<ItemRow>,
+    pub medications: Vec<ItemRow>,
+    pub contacts: Vec<ItemRow>,
+    pub tasks: Vec<TaskRow>,
+    pub documents: Vec<DocumentRow>,
+}
+
+/// One item of a patient file list.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ItemRow {
+    pub id: String,
+    pub fields: BTreeMap<String, String>,
+    pub added_by: String,
+    pub added_at: String,
+}
+
+impl Operation for PatientShow {
+    type Answer = PatientView;
+
+    fn run(self, core: &mut NodeCore) -> Result<PatientView, NodeError> {
+        let store = core.circles.store.clone();
+        Ok(view(core.circle(&self.circle)?, store.as_ref()))
+    }
+}
+
+/// Changes to the patient file (fields left out are unchanged).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PatientSet {
+    pub circle: String,
+    #[serde(default)]
+    pub change: Box<PatientChange>,
+}
+
+/// Changes to a patient file; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct PatientChange {
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub ins: Option<String>,
+    /// Marks the identity as checked against an identity document.
+    pub verify: bool,
+    /// `given`, `refused` or `withdrawn`.
+    pub consent: Option<String>,
+    pub consent_scope: Option<String>,
+    pub care_plan: Option<String>,
+    pub problem: Option<String>,
+    pub allergy: Option<String>,
+    pub medication: Option<String>,
+    pub contact: Option<String>,
+}
+
+impl Operation for PatientSet {
+    type Answer = PatientView;
+
+    fn run(self, core: &mut NodeCore) -> Result<PatientView, NodeError> {
+        let change = *self.change;
+        let consent: Option<ConsentStatus> = change
+            .consent
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| NodeError::bad_input(e))?;
+        let identity = IdentityUpdate {
+            family_name: change.family_name,
+            given_names: change.given_names,
+            birth_date: change.birth_date,
+            sex: change.sex,
+            ins: change.ins,
+        };
+        let identity_changed = identity != IdentityUpdate::default();
+        let items: Vec<(ItemList, &str, String)> = [
+            (ItemList::Problems, "label", change.problem),
+            (ItemList::Allergies, "substance", change.allergy),
+            (ItemList::Medications, "name", change.medication),
+            (ItemList::Contacts, "name", change.contact),
+        ]
+        .into_iter()
+        .filter_map(|(list, field, value)| value.map(|v| (list, field, v)))
+        .collect();
+        if !identity_changed
+            && !change.verify
+            && consent.is_none()
+            && change.care_plan.is_none()
+            && items.is_empty()
+        {
+            return Err(NodeError::bad_input(
+                "nothing to change: give at least one field, e.g. --ins or --care-plan",
+            ));
+        }
+        let scope = change.consent_scope.unwrap_or_default();
+        let care_plan = change.care_plan;
+        let verify = change.verify;
+        core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
+            if identity_changed {
+                pf.set_identity(author, &identity, now)?;
+            }
+            if verify {
+                pf.verify_identity(author, now)?;
+            }
+            if let Some(status) = consent {
+                pf.record_consent(author, status, &scope, now)?;
+            }
+            if let Some(text) = &care_plan {
+                pf.set_care_plan(author, text, now)?;
+            }
+            for (list, field, value) in &items {
+                pf.add_item(author, *list, &[(field, value.as_str())], now)?;
+            }
+            Ok(())
+        })?;
+        let store = core.circles.store.clone();
+        Ok(view(core.circle(&self.circle)?, store.as_ref()))
+    }
+}
+
+/// Adds an item to one of the patient file's lists, with its fields: a problem and its
+/// status, an allergy and its severity, a medication and its frequency, a contact and
+/// their phone. The list's schema says which fields exist and which are required.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ItemAdd {
+    pub circle: String,
+    pub list: PatientList,
+    /// Field names and values, e.g. `{"substance": "Pénicilline", "severity": "severe"}`.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The patient file's lists of items (tasks and documents have their own operations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PatientList {
+    Problems,
+    Allergies,
+    Medications,
+    Contacts,
+}
+
+impl PatientList {
+    fn items(self) -> ItemList {
+        match self {
+            PatientList::Problems => ItemList::Problems,
+            PatientList::Allergies => ItemList::Allergies,
+            PatientList::Medications => ItemList::Medications,
+            PatientList::Contacts => ItemList::Contacts,
+        }
+    }
+}
+
+impl std::str::FromStr for PatientList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PatientList, String> {
+        match s.trim().to_lowercase().as_str() {
+            "problems" | "problem" => Ok(PatientList::Problems),
+            "allergies" | "allergy" => Ok(PatientList::Allergies),
+            "medications" | "medication" => Ok(PatientList::Medications),
+            "contacts" | "contact" => Ok(PatientList::Contacts),
+            _ => Err(format!(
+                "{s:?} is not a list of the patient file: use problems, allergies, medications or contacts"
+            )),
+        }
+    }
+}
+
+impl Operation for ItemAdd {
+    type Answer = super::Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<super::Added, NodeError> {
+        if self.fields.is_empty() {
+            return Err(NodeError::bad_input(
+                "give the item's fields, e.g. substance=Pénicilline severity=severe",
+            ));
+        }
+        let fields: Vec<(&str, &str)> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let list = self.list.items();
+        let id = core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
+            pf.add_item(author, list, &fields, now)
+        })?;
+        Ok(super::Added::one(core.circle(&self.circle)?, id))
+    }
+}
+
+fn item_row(item: Item) -> ItemRow {
+    ItemRow {
+        id: item.id,
+        added_by: item.added_by.to_hex(),
+        added_at: item.added_at.to_rfc3339(),
+        fields: item.fields,
+    }
+}
+
+/// The patient file for people.
+pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
+    let pf = c.patient_file();
+    let id = pf.identity();
+    let (identity_status, verified_by) = match &id.status {
+        IdentityStatus::Provisional => ("provisional".to_string(), None),
+        IdentityStatus::Verified { by, .. } => ("verified".to_string(), Some(by.to_hex())),
+    };
+    let consent = pf.consent();
+    let items = |list| pf.items(list).into_iter().map(item_row).collect();
+    PatientView {
+        circle: c.info().id.clone(),
+        family_name: id.family_name,
+        given_names: id.given_names,
+        birth_date: id.birth_date,
+        sex: id.sex,
+        ins: id.ins,
+        identity_status,
+        verified_by,
+        consent: consent.as_ref().map(|k| consent_name(k.status).to_string()),
+        consent_scope: consent.map(|k| k.scope),
+        care_plan: pf.care_plan(),
+        problems: items(ItemList::Problems),
+        allergies: items(ItemList::Allergies),
+        medications: items(ItemList::Medications),
+        contacts: items(ItemList::Contacts),
+        tasks: tasks(c),
+        documents: documents(c, store),
+    }
+}
+
+fn consent_name(s: ConsentStatus) -> &'static str {
+    match s {
+        ConsentStatus::Given => "given",
+        ConsentStatus::Refused => "refused",
+        ConsentStatus::Withdrawn => "withdrawn",
+    }
+}

@@ -1,0 +1,93 @@
+//! The node itself: its status (network identity, addresses, peers), this member's contact
+//! card with the node's addresses, and dialing a peer by address.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Done, NodeError, Operation};
+use crate::node::NodeCore;
+
+/// The node's peer id, addresses and connected peers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Status {}
+
+/// The node's network state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NodeStatus {
+    /// The libp2p peer id (derived from the device key).
+    pub peer_id: String,
+    /// The device id.
+    pub device: String,
+    /// The member this node belongs to.
+    pub member: String,
+    /// Listen addresses, each ending in `/p2p/<peer_id>`.
+    pub addresses: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerRow>,
+    /// Whether the node is running (false when the command opened the store itself).
+    pub running: bool,
+}
+
+/// One connected peer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PeerRow {
+    pub peer_id: String,
+    pub device: String,
+    /// The circles this node shares with the peer's device (ids).
+    pub circles: Vec<String>,
+    /// Envelope ranges and operation lists queued for the peer.
+    pub pending: usize,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Bytes of operations and envelopes sent to and received from the peer.
+    pub data_bytes_sent: u64,
+    pub data_bytes_received: u64,
+    /// Milliseconds since the epoch of the last message from the peer.
+    pub last_seen: Option<i64>,
+}
+
+impl Operation for Status {
+    type Answer = NodeStatus;
+
+    fn run(self, core: &mut NodeCore) -> Result<NodeStatus, NodeError> {
+        Ok(core.status())
+    }
+}
+
+/// This member's contact card, with the node's addresses.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Card {}
+
+/// A contact card, as people copy it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CardText {
+    pub card: String,
+}
+
+impl Operation for Card {
+    type Answer = CardText;
+
+    fn run(self, core: &mut NodeCore) -> Result<CardText, NodeError> {
+        let addresses = core.status().addresses;
+        Ok(CardText {
+            card: core.me().public().card(&addresses).encode(),
+        })
+    }
+}
+
+/// Dials a peer's multiaddress.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Connect {
+    pub address: String,
+}
+
+impl Operation for Connect {
+    type Answer = Done;
+
+    fn run(self, core: &mut NodeCore) -> Result<Done, NodeError> {
+        if !core.running {
+            return Err(NodeError::not_running("dialing a peer"));
+        }
+        core.emit(crate::node::Effect::Dial(self.address));
+        Ok(Done {})
+    }
+}
