@@ -395,6 +395,11 @@ impl MembershipLog {
         self.waiting.len()
     }
 
+    /// One operation of the log, by its hash.
+    pub fn get(&self, hash: &OpHash) -> Option<&SignedOp> {
+        self.ops.get(hash)
+    }
+
     /// Resolves the log (see the module documentation for the rule).
     pub fn resolve(&self) -> Resolution {
         resolve(&self.ops)

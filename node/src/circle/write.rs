@@ -29,46 +29,31 @@ pub trait CircleDocument {
     fn replica(&mut self) -> &mut Replica;
 }
 
-impl CircleDocument for PatientFile {
-    const KIND: DocKind = DocKind::PatientFile;
-    const ACTION: &'static str = "editing the patient file";
-    fn may_write(role: Role) -> bool {
-        role.writes_clinical()
-    }
-    fn of(docs: &mut Docs) -> &mut Self {
-        &mut docs.patient_file
-    }
-    fn replica(&mut self) -> &mut Replica {
-        self.replica_mut()
-    }
+/// The three documents: which one, what writing it is called, who may, and where it is.
+macro_rules! circle_document {
+    ($($ty:ty: $kind:ident, $action:literal, $may:ident, $field:ident;)*) => {
+        $(
+            impl CircleDocument for $ty {
+                const KIND: DocKind = DocKind::$kind;
+                const ACTION: &'static str = $action;
+                fn may_write(role: Role) -> bool {
+                    role.$may()
+                }
+                fn of(docs: &mut Docs) -> &mut Self {
+                    &mut docs.$field
+                }
+                fn replica(&mut self) -> &mut Replica {
+                    self.replica_mut()
+                }
+            }
+        )*
+    };
 }
 
-impl CircleDocument for LiaisonNotebook {
-    const KIND: DocKind = DocKind::LiaisonNotebook;
-    const ACTION: &'static str = "writing in the liaison notebook";
-    fn may_write(role: Role) -> bool {
-        role.writes_clinical()
-    }
-    fn of(docs: &mut Docs) -> &mut Self {
-        &mut docs.notebook
-    }
-    fn replica(&mut self) -> &mut Replica {
-        self.replica_mut()
-    }
-}
-
-impl CircleDocument for Thread {
-    const KIND: DocKind = DocKind::Thread;
-    const ACTION: &'static str = "writing messages";
-    fn may_write(role: Role) -> bool {
-        role.writes_anything()
-    }
-    fn of(docs: &mut Docs) -> &mut Self {
-        &mut docs.thread
-    }
-    fn replica(&mut self) -> &mut Replica {
-        self.replica_mut()
-    }
+circle_document! {
+    PatientFile: PatientFile, "editing the patient file", writes_clinical, patient_file;
+    LiaisonNotebook: LiaisonNotebook, "writing in the liaison notebook", writes_clinical, notebook;
+    Thread: Thread, "writing messages", writes_anything, thread;
 }
 
 impl Circle {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use cercle_crdt::DocKind;
 
 use crate::circle::membership::{
-    CircleId, Membership, MembershipLog, OpBody, OpHash, Resolution, SignedOp,
+    CircleId, Membership, MembershipLog, OpBody, Resolution, SignedOp,
 };
 use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRef, EnvelopeRejection, LogId};
 use crate::identity::DeviceId;
@@ -638,23 +638,8 @@ impl Local for Mailbox {
             .unwrap_or_default()
     }
 
-    fn knows(&self, circle: &CircleId) -> bool {
-        self.circles.contains_key(circle)
-    }
-
-    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
-        self.circles
-            .get(circle)
-            .map(|h| h.membership.log().ops().map(SignedOp::hash).collect())
-            .unwrap_or_default()
-    }
-
-    fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
-        self.ops
-            .get(keys::op(circle, &hash.0))
-            .ok()
-            .flatten()
-            .map(|v| v.to_vec())
+    fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
+        self.circles.get(circle).map(|h| h.membership.log())
     }
 
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector {

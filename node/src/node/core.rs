@@ -22,7 +22,7 @@ use std::sync::Arc;
 use cercle_crdt::{MemberId, Timestamp, WriteError};
 
 use crate::api::NodeEvent;
-use crate::circle::membership::{CircleId, OpHash};
+use crate::circle::membership::{CircleId, MembershipLog};
 use crate::circle::{Circle, CircleDocument, SNAPSHOT_EVERY, Staged};
 use crate::crypto::SecureRng;
 use crate::envelope::LogId;
@@ -164,21 +164,8 @@ impl Local for Circles {
             .collect()
     }
 
-    fn knows(&self, circle: &CircleId) -> bool {
-        self.open.contains_key(circle)
-    }
-
-    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
-        self.open
-            .get(circle)
-            .map(|c| c.membership().ops().map(|o| o.hash()).collect())
-            .unwrap_or_default()
-    }
-
-    fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
-        let c = self.open.get(circle)?;
-        let op = c.membership().ops().find(|o| o.hash() == *hash)?;
-        Some(op.bytes().to_vec())
+    fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
+        self.open.get(circle).map(Circle::membership)
     }
 
     fn vector(&self, circle: &CircleId, doc: cercle_crdt::DocKind) -> Vector {

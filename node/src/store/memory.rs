@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use zeroize::Zeroizing;
 
-use super::{Batch, Opened, Store, StoreError, Ticket, Tree, Write};
+use super::{Batch, Keys, Opened, Store, StoreError, Ticket, Tree, Write};
 
 /// One tree's keys and values, in key order.
 type Values = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -88,12 +88,7 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn range(
-        &self,
-        tree: Tree,
-        keys: std::ops::RangeInclusive<Vec<u8>>,
-        limit: usize,
-    ) -> Result<Vec<Opened>, StoreError> {
+    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError> {
         Ok(self.with(|t| {
             let Some(t) = t.get(&tree) else {
                 return Vec::new();

@@ -42,6 +42,9 @@ pub use sled_store::{OpenReport, SledStore};
 /// A value opened from a sealed tree; zeroed when dropped.
 pub type Opened = Zeroizing<Vec<u8>>;
 
+/// A range of keys of one tree, both ends included.
+pub type Keys = std::ops::RangeInclusive<Vec<u8>>;
+
 /// The store's on-disk schema version (see `SledStore::migrate`).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -592,12 +595,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError>;
 
     /// The values of the keys in `keys`, in order, at most `limit`.
-    fn range(
-        &self,
-        tree: Tree,
-        keys: std::ops::RangeInclusive<Vec<u8>>,
-        limit: usize,
-    ) -> Result<Vec<Opened>, StoreError>;
+    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError>;
 
     /// Submits `batch` and waits until it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {

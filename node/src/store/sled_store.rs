@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::journal::{Journal, JournalError};
-use super::{Batch, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write};
+use super::{Batch, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write};
 use crate::crypto::StorageKey;
 
 const LOCK_FILE: &str = "lock";
@@ -700,12 +700,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn range(
-        &self,
-        tree: Tree,
-        keys: std::ops::RangeInclusive<Vec<u8>>,
-        limit: usize,
-    ) -> Result<Vec<Opened>, StoreError> {
+    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError> {
         self.tree(tree)?
             .range(keys)
             .take(limit)

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use cercle_crdt::DocKind;
 use serde::{Deserialize, Serialize};
 
-use crate::circle::membership::{CircleId, OpHash};
+use crate::circle::membership::{CircleId, MembershipLog, OpHash, SignedOp};
 use crate::envelope::{EnvelopeRef, LogId};
 use crate::identity::DeviceId;
 
@@ -132,14 +132,23 @@ pub enum SyncRejection {
 pub trait Local {
     /// The circles of which `device` belongs to a current member.
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId>;
+    /// The circle's membership log, if this node holds the circle.
+    fn membership(&self, circle: &CircleId) -> Option<&MembershipLog>;
     /// Whether this node holds `circle` at all. A peer may offer a circle this node does not
     /// hold yet (it was just added to it): this node then asks for everything, and the node
     /// checks on receipt that the operations make it a member.
-    fn knows(&self, circle: &CircleId) -> bool;
+    fn knows(&self, circle: &CircleId) -> bool {
+        self.membership(circle).is_some()
+    }
     /// The hashes of the circle's membership operations.
-    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash>;
+    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
+        let log = self.membership(circle).into_iter();
+        log.flat_map(|l| l.ops().map(SignedOp::hash)).collect()
+    }
     /// One operation's bytes.
-    fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>>;
+    fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
+        Some(self.membership(circle)?.get(hash)?.bytes().to_vec())
+    }
     /// The version vector of one document.
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector;
     /// Envelopes of one log from sequence number `from` on, at most `limit`.

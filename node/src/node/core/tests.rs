@@ -197,7 +197,7 @@ impl crate::store::Store for FillingDisk {
     fn range(
         &self,
         tree: crate::store::Tree,
-        keys: std::ops::RangeInclusive<Vec<u8>>,
+        keys: crate::store::Keys,
         limit: usize,
     ) -> Result<Vec<crate::store::Opened>, crate::store::StoreError> {
         self.inner.range(tree, keys, limit)
