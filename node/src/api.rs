@@ -35,10 +35,23 @@ pub enum NodeEvent {
         circle: String,
         doc: String,
         count: usize,
+        /// When the node published it (microseconds since the epoch): once the envelopes
+        /// were checked and applied.
         at_micros: i64,
     },
     /// A peer connected or left.
     Peer { peer_id: String, connected: bool },
+}
+
+impl NodeEvent {
+    /// Dates the event at its publication: the core decides at the time of its input, the
+    /// shell publishes once the core is done with it.
+    pub fn published(mut self, micros: i64) -> NodeEvent {
+        if let NodeEvent::Applied { at_micros, .. } = &mut self {
+            *at_micros = micros;
+        }
+        self
+    }
 }
 
 /// Where a running node's API is, as written in the home.

@@ -204,3 +204,41 @@ async fn events(State(api): State<Api>, headers: HeaderMap) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_beyond_the_bound_are_refused_as_unavailable_not_queued() {
+        let (node, mut core) = NodeHandle::detached();
+        let api = Api {
+            node,
+            token: "t".into(),
+            cookie: "cercle_1".into(),
+            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+        };
+        // Every permit is held by a call under way.
+        let held: Vec<_> = (0..MAX_CONCURRENT_CALLS)
+            .map(|_| api.calls.clone().try_acquire_owned().unwrap())
+            .collect();
+        let refused = answer(&api, crate::ops::status::Status {}.into()).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(core.try_recv().is_err(), "nothing reached the core");
+        drop(held);
+        // With a permit free, the call goes to the core.
+        let call =
+            tokio::spawn(async move { answer(&api, crate::ops::status::Status {}.into()).await });
+        let got = core.recv().await;
+        assert!(got.is_some());
+        // The core goes away without answering (its reply is dropped with the request).
+        drop(got);
+        drop(core);
+        let stopped = call.await.unwrap();
+        assert_eq!(
+            stopped.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is stopping"
+        );
+    }
+}

@@ -77,7 +77,7 @@ pub type Reply = oneshot::Sender<Result<Answer, NodeError>>;
 
 /// What the core thread receives from the rest of the program.
 #[derive(Debug)]
-enum ToCore {
+pub(crate) enum ToCore {
     Request(Request, Reply),
     Net(NetEvent),
     Tick,
@@ -111,6 +111,14 @@ impl NodeHandle {
     /// Live events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
+    }
+
+    /// A handle whose core is the returned receiver (for tests of what sits in front).
+    #[cfg(test)]
+    pub(crate) fn detached() -> (NodeHandle, mpsc::Receiver<ToCore>) {
+        let (input, rx) = mpsc::channel(INPUT_QUEUE);
+        let (events, _) = broadcast::channel(EVENTS);
+        (NodeHandle { input, events }, rx)
     }
 }
 
@@ -419,7 +427,7 @@ impl Shell {
                     }
                 }
                 Effect::Event(e) => {
-                    let _ = self.events.send(e);
+                    let _ = self.events.send(e.published(now().0));
                 }
                 Effect::Dial(address) => {
                     if self.net.try_send(NetCommand::Dial(address)).is_err() {
@@ -444,5 +452,98 @@ impl Shell {
             let more = core.handle(Input::Undelivered { device }, now());
             self.carry_out(core, more);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
+
+    use super::*;
+    use crate::store::{Batch, Keys, MemoryStore, Opened, StoreError, Tree};
+
+    /// A disk that takes its time: each write completes only when the test lets it, and
+    /// the most writes ever waiting at once is counted.
+    #[derive(Debug, Default)]
+    struct SlowDisk {
+        reads: MemoryStore,
+        waiting: Mutex<Vec<std::sync::mpsc::SyncSender<Result<(), StoreError>>>>,
+        most: AtomicUsize,
+    }
+
+    impl SlowDisk {
+        fn complete_one(&self) -> bool {
+            let mut w = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            match w.pop() {
+                Some(done) => {
+                    let _ = done.send(Ok(()));
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    impl Store for SlowDisk {
+        fn submit(&self, _: Batch) -> Ticket {
+            let (done, rx) = std::sync::mpsc::sync_channel(1);
+            let mut w = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            w.push(done);
+            self.most.fetch_max(w.len(), Ordering::SeqCst);
+            Ticket::pending(rx, "slow".into())
+        }
+        fn location(&self) -> &std::path::Path {
+            self.reads.location()
+        }
+        fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Opened>, StoreError> {
+            self.reads.get(tree, key)
+        }
+        fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
+            self.reads.contains(tree, key)
+        }
+        fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
+            self.reads.scan(tree, prefix)
+        }
+        fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError> {
+            self.reads.range(tree, keys, limit)
+        }
+    }
+
+    #[test]
+    fn the_core_thread_holds_no_more_writes_in_flight_than_the_bound() {
+        let disk = Arc::new(SlowDisk::default());
+        let profile = crate::identity::Profile::new("A", "infirmière", None, None).unwrap();
+        let me = LocalIdentity::generate(profile, cercle_crdt::Timestamp(1)).unwrap();
+        let rng = crate::crypto::os_rng().unwrap();
+        let mut core = NodeCore::open(disk.clone(), me, "p".into(), rng).unwrap();
+        let (net, _commands) = mpsc::channel(NET_COMMANDS);
+        let (events, _) = broadcast::channel(EVENTS);
+        let mut shell = Shell::new(disk.clone(), net, events);
+        // The disk lets writes complete slowly, from another thread.
+        let releaser = {
+            let disk = disk.clone();
+            std::thread::spawn(move || {
+                let mut released = 0;
+                while released < 3 * WRITES_IN_FLIGHT {
+                    if disk.complete_one() {
+                        released += 1;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        let writes: Vec<Effect> = (0..3 * WRITES_IN_FLIGHT as u64)
+            .map(|i| Effect::Write(WriteId(i), Batch::new()))
+            .collect();
+        shell.carry_out(&mut core, writes);
+        assert!(shell.in_flight <= WRITES_IN_FLIGHT);
+        releaser.join().unwrap();
+        let most = disk.most.load(Ordering::SeqCst);
+        assert!(
+            most <= WRITES_IN_FLIGHT,
+            "{most} writes were waiting at once"
+        );
     }
 }
