@@ -1141,6 +1141,28 @@ mod tests {
     }
 
     #[test]
+    fn envelopes_waiting_for_a_predecessor_are_kept_up_to_the_bound_then_refused() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        // Envelopes 2, 3, ... of the nurse while envelope 1 never comes.
+        for seq in 2..(2 + MAX_WAITING as u64) {
+            let (bytes, _) = note_envelope(&t.circle, &t.nurse, seq, [1; 32], "plus tard");
+            assert_eq!(receive(&mut log, &t, &t.gp, &bytes).map(|a| a.len()), Ok(0));
+        }
+        assert_eq!(log.waiting(), MAX_WAITING);
+        let (one_more, _) = note_envelope(&t.circle, &t.nurse, 500, [1; 32], "de trop");
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &one_more).err(),
+            Some(EnvelopeRejection::TooManyWaiting)
+        );
+        assert_eq!(
+            log.waiting(),
+            MAX_WAITING,
+            "nothing beyond the bound is held"
+        );
+    }
+
+    #[test]
     fn a_removed_member_cannot_open_envelopes_of_the_new_epoch() {
         let t = team();
         let (bytes, _) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "après le départ");

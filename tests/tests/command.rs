@@ -431,6 +431,28 @@ fn the_local_api_wants_its_token_and_a_loopback_host() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("peer_id"));
+    // A refusal has the status of its kind, and says it.
+    let unknown = serde_json::json!({ "request": "note_list", "circle": "abcdef" });
+    let (code, body) = http(
+        reqwest::Method::POST,
+        &call,
+        &[("Authorization", &bearer)],
+        Some(&unknown),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("\"kind\":\"not_found\"") && body.contains("no circle matches"),
+        "{body}"
+    );
+    let nonsense = serde_json::json!({ "request": "no_such_thing" });
+    let (code, body) = http(
+        reqwest::Method::POST,
+        &call,
+        &[("Authorization", &bearer)],
+        Some(&nonsense),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("bad_input"), "{body}");
 
     // The web page: the login page without the token, no care data.
     a.create_circle("Jeanne Durand");
@@ -452,6 +474,8 @@ fn the_local_api_wants_its_token_and_a_loopback_host() {
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/call"]["post"].is_object());
+    // Generated from the types: every request with its fields.
+    assert!(doc["components"]["schemas"]["NoteAdd"]["properties"]["texts"].is_object());
 }
 
 /// Reads the texts of a notebook saved by `export --format automerge` with Automerge alone.

@@ -34,6 +34,7 @@ impl Circle {
             keys: KeySchedule::default(),
             log: EnvelopeLog::default(),
             deferred: Vec::new(),
+            defer_limit: super::MAX_DEFERRED_BYTES,
         }
     }
 

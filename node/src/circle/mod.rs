@@ -222,6 +222,8 @@ pub struct Circle {
     log: EnvelopeLog,
     /// Envelopes that passed the checks but wait for another device's changes (bounded).
     deferred: Vec<Vec<crate::envelope::Accepted>>,
+    /// The bound of `deferred`, in bytes: [`MAX_DEFERRED_BYTES`].
+    defer_limit: usize,
 }
 
 impl Circle {

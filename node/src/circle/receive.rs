@@ -236,24 +236,34 @@ impl Circle {
         (done, Vec::new())
     }
 
-    /// Keeps `groups` waiting for their dependencies, within [`MAX_DEFERRED_BYTES`].
+    /// Keeps `groups` waiting for their dependencies, within the bound: the oldest first
+    /// (they can complete first), and in each author's run, nothing after an envelope that
+    /// did not fit (it could not apply before it).
     fn defer(&mut self, groups: Vec<Vec<Accepted>>) {
         let mut bytes = 0usize;
+        let mut dropped = 0usize;
         let mut kept = Vec::new();
-        // The newest are kept: they are the most likely to complete soon.
-        for group in groups.into_iter().rev() {
-            let size: usize = group.iter().map(|a| a.envelope.bytes().len()).sum();
-            if bytes + size > MAX_DEFERRED_BYTES {
-                tracing::debug!(
-                    envelopes = group.len(),
-                    "dropped envelopes waiting for others; peers send them again"
-                );
-                continue;
+        for group in groups {
+            let mut keep = Vec::new();
+            let mut full = false;
+            for a in group {
+                let size = a.envelope.bytes().len();
+                full = full || bytes + size > self.defer_limit;
+                if full {
+                    dropped += 1;
+                    continue;
+                }
+                bytes += size;
+                keep.push(a);
             }
-            bytes += size;
-            kept.push(group);
+            if !keep.is_empty() {
+                kept.push(keep);
+            }
         }
-        kept.reverse();
+        if dropped > 0 {
+            // Not confirmed, so not lost: peers send them again.
+            tracing::debug!(dropped, "envelopes waiting for others dropped at the bound");
+        }
         if !kept.is_empty() {
             tracing::debug!(
                 groups = kept.len(),
@@ -262,6 +272,22 @@ impl Circle {
             );
         }
         self.deferred = kept;
+    }
+
+    /// Bytes of envelopes waiting for other devices' changes.
+    pub fn deferred_bytes(&self) -> usize {
+        self.deferred
+            .iter()
+            .flatten()
+            .map(|a| a.envelope.bytes().len())
+            .sum()
+    }
+
+    /// Sets the bound of what waits for other devices' changes (tests reach it with a few
+    /// envelopes).
+    #[cfg(test)]
+    pub(crate) fn set_defer_limit(&mut self, bytes: usize) {
+        self.defer_limit = bytes;
     }
 }
 

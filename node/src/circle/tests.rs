@@ -317,3 +317,95 @@ fn unknown_and_empty_circle_queries_are_errors() {
         Err(CircleError::Unknown { .. })
     ));
 }
+
+#[test]
+fn envelopes_waiting_for_another_devices_change_wait_within_a_bound_and_are_never_refused() {
+    let (_dir, home, gp) = setup();
+    let (nurse, physio) = (person("Julien"), person("Sophie"));
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    for who in [&nurse, &physio] {
+        let card = who.public().card(&[]);
+        let staged = c
+            .add_member(&gp, &card, Role::Professional, Timestamp(2), &mut rng())
+            .unwrap();
+        keep(home.as_ref(), staged);
+    }
+    let epoch = c.resolution().epoch.unwrap();
+    let seal = |who: &LocalIdentity, seq: u64, prev: [u8; 32], changes: &[cercle_crdt::Change]| {
+        let key = c.epoch_keys(who).remove(&epoch).unwrap();
+        let slot = crate::envelope::Slot {
+            circle: c.id(),
+            doc: cercle_crdt::DocKind::LiaisonNotebook,
+            seq,
+            prev,
+        };
+        crate::envelope::Envelope::seal(who, slot, (epoch, &key), changes, &mut rng()).unwrap()
+    };
+    // The physiotherapist writes; the nurse reads it and writes five notes after it.
+    let mut theirs = LiaisonNotebook::new(physio.actor());
+    theirs
+        .add_entry(physio.member(), note("Séance 1"), Timestamp(3))
+        .unwrap();
+    let from_physio = seal(
+        &physio,
+        1,
+        [0; 32],
+        &theirs.replica_mut().take_local_changes(),
+    );
+    let mut nurses = LiaisonNotebook::new(nurse.actor());
+    let author = cercle_crdt::ChangeAuthor {
+        member: physio.member(),
+        role: Role::Professional,
+    };
+    let physio_changes = from_physio.open(&c.epoch_keys(&nurse)[&epoch]).unwrap();
+    nurses
+        .replica_mut()
+        .apply_changes(physio_changes, &author)
+        .unwrap();
+    let mut from_nurse = Vec::new();
+    let mut prev = [0; 32];
+    for i in 1..=5u64 {
+        nurses
+            .add_entry(nurse.member(), note(&format!("Passage {i}")), Timestamp(4))
+            .unwrap();
+        let env = seal(&nurse, i, prev, &nurses.replica_mut().take_local_changes());
+        prev = env.hash();
+        from_nurse.push(env.bytes().to_vec());
+    }
+    // Room for three of the nurse's envelopes while the physiotherapist's is missing.
+    let one = from_nurse[0].len();
+    c.set_defer_limit(3 * one + one / 2);
+    let receipt = c.receive(&gp, "nurse", &[], &from_nurse, Timestamp(5));
+    assert!(
+        receipt.rejected.is_empty(),
+        "waiting is not refused: {:?}",
+        receipt.rejected
+    );
+    assert!(receipt.applied.is_empty());
+    assert!(
+        receipt.incomplete,
+        "the sender is asked for what is missing"
+    );
+    assert!(c.deferred_bytes() <= 3 * one + one / 2);
+    assert_eq!(
+        c.deferred_bytes() / one,
+        3,
+        "the oldest wait, the newest are dropped"
+    );
+    keep(home.as_ref(), receipt.staged);
+    // The missing change arrives: it and the three that waited apply at once.
+    let receipt = c.receive(
+        &gp,
+        "physio",
+        &[],
+        &[from_physio.bytes().to_vec()],
+        Timestamp(6),
+    );
+    assert_eq!(receipt.applied.values().sum::<usize>(), 4);
+    keep(home.as_ref(), receipt.staged);
+    // The two dropped were not confirmed: sent again, they apply, and nothing is lost.
+    let receipt = c.receive(&gp, "nurse", &[], &from_nurse, Timestamp(7));
+    assert_eq!(receipt.applied.values().sum::<usize>(), 2);
+    assert!(!receipt.incomplete);
+    assert_eq!(c.notes().len(), 6);
+}
