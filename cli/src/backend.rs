@@ -3,7 +3,7 @@
 //! store for this one command otherwise. Both carry out the same operations the same way,
 //! and both answer typed: `backend.ask(NoteAdd { .. })?` is an `Added`.
 
-use cercle_node::api::ApiFile;
+use cercle_node::api::{ApiFile, token};
 use cercle_node::node::offline::OfflineNode;
 use cercle_node::ops::{Answer, ErrorKind, NodeError, Operation, Request, typed};
 
@@ -63,12 +63,80 @@ impl Client {
             .timeout(std::time::Duration::from_secs(300))
             .build()?;
         let client = Client { api, http, runtime };
-        // A node killed without a chance to clean up leaves a stale file behind.
+        // A node killed without a chance to clean up leaves a stale file behind, naming a
+        // port that another program may hold now: the token goes only to a listener that
+        // proves it knows it.
+        match client.hello() {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    address = %client.api.address,
+                    "api.json names an address where another program answers; the token was not sent and the store is opened here"
+                );
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
+        }
         match client.send(&cercle_node::ops::status::Status {}.into()) {
             Ok(_) => Ok(Some(client)),
             Err(Failure::Unreachable(_)) => Ok(None),
             Err(Failure::Refused(e)) => Err(e.into()),
         }
+    }
+
+    /// Whether the listener at the recorded address knows the token: its proof for a fresh
+    /// nonce must match ours. Sends nothing secret.
+    fn hello(&self) -> Result<bool, reqwest::Error> {
+        let Some(nonce) = token::new_nonce() else {
+            return Ok(false);
+        };
+        let url = format!(
+            "http://{}/api/v1/hello?nonce={}",
+            self.api.address,
+            hex::encode(nonce)
+        );
+        self.runtime.block_on(async {
+            let response = self.http.get(&url).send().await?;
+            if !response.status().is_success() {
+                return Ok(false);
+            }
+            let body: serde_json::Value = match response.json().await {
+                Ok(b) => b,
+                Err(_) => return Ok(false),
+            };
+            let given = body.get("proof").and_then(|p| p.as_str()).unwrap_or("");
+            Ok(token::same_secret(
+                given,
+                &token::proof(&self.api.token, &nonce),
+            ))
+        })
+    }
+
+    /// Has the running node replace its token (it writes the new one into the home).
+    pub(crate) fn rotate_token(&self) -> Result<(), NodeError> {
+        let url = format!("http://{}/api/v1/token/rotate", self.api.address);
+        self.runtime.block_on(async {
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.api.token)
+                .send()
+                .await
+                .map_err(|e| NodeError::unavailable(format!("the node does not answer ({e})")))?;
+            if response.status().is_success() {
+                return Ok(());
+            }
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            Err(
+                serde_json::from_value::<NodeError>(body).unwrap_or_else(|_| {
+                    NodeError::new(
+                        ErrorKind::from_status(status),
+                        "the node refused to replace its token",
+                    )
+                }),
+            )
+        })
     }
 
     /// Carries out one operation on the running node.

@@ -84,3 +84,31 @@ pub(crate) fn progress_bytes(len: u64, message: &'static str) -> indicatif::Prog
     bar.set_message(message);
     bar
 }
+
+/// Creates `path` for care data this command writes out (a document, an export): readable
+/// by its owner only, and never over an existing file unless `overwrite` (a document's name
+/// comes from another member, who must not be able to replace a file of this user's).
+pub(crate) fn create_private(
+    path: &std::path::Path,
+    overwrite: bool,
+) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} already exists; choose another file with --out, or add --force to replace it",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot create {}: {e}", path.display())
+        }
+    })
+}

@@ -8,6 +8,8 @@ use zeroize::Zeroizing;
 
 /// The environment variable that supplies the passphrase to scripts and services.
 pub(crate) const ENV: &str = "CERCLE_PASSPHRASE";
+/// The shortest passphrase accepted for a new key file, from a person or a script alike.
+const MIN_CHARS: usize = 8;
 
 fn from_env() -> Option<Zeroizing<String>> {
     std::env::var(ENV).ok().map(Zeroizing::new)
@@ -20,7 +22,10 @@ fn no_terminal() -> anyhow::Error {
 /// The passphrase to protect a new key file, asked twice on a terminal.
 pub(crate) fn choose() -> anyhow::Result<Zeroizing<String>> {
     if let Some(p) = from_env() {
-        anyhow::ensure!(!p.is_empty(), "{ENV} is empty: choose a passphrase");
+        anyhow::ensure!(
+            p.chars().count() >= MIN_CHARS,
+            "{ENV} is shorter than {MIN_CHARS} characters: choose a longer passphrase"
+        );
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
@@ -30,8 +35,8 @@ pub(crate) fn choose() -> anyhow::Result<Zeroizing<String>> {
         "Choose a passphrase for your keys: ",
     )?);
     anyhow::ensure!(
-        first.chars().count() >= 8,
-        "the passphrase must have at least 8 characters"
+        first.chars().count() >= MIN_CHARS,
+        "the passphrase must have at least {MIN_CHARS} characters"
     );
     let again = Zeroizing::new(rpassword::prompt_password("Type it again: ")?);
     anyhow::ensure!(

@@ -3,9 +3,10 @@
 //! [`NodeEvent`]s.
 //!
 //! The server listens on 127.0.0.1 only. Every call must carry the random token the node
-//! writes into its home (`api.json`, mode 0600) as `Authorization: Bearer <token>`, and a
-//! `Host` header naming 127.0.0.1 or localhost (so a web page cannot reach it through DNS
-//! rebinding). `POST /api/v1/call` takes one JSON [`Request`] and returns its JSON
+//! keeps in its home (`api-token` and `api.json`, mode 0600; see [`token`]) as
+//! `Authorization: Bearer <token>`, and a `Host` header naming 127.0.0.1 or localhost (so a
+//! web page cannot reach it through DNS rebinding); a client first checks, with
+//! `GET /api/v1/hello`, that the listener knows the token before sending it. `POST /api/v1/call` takes one JSON [`Request`] and returns its JSON
 //! [`Answer`], or `{"kind": "...", "error": "<one sentence>"}` with the status of its
 //! [`ErrorKind`](crate::ops::ErrorKind). `GET /api/v1/events` streams [`NodeEvent`]s as JSON
 //! lines.
@@ -110,35 +111,6 @@ impl ApiFile {
     }
 }
 
-/// The home's API token: the one kept in [`TOKEN_FILE`], or a new one written there.
-pub fn home_token(home: &Path) -> Result<String, ApiError> {
-    let path = home.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if t.trim().len() == 64 && t.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
-            return Ok(t.trim().to_string());
-        }
-        Ok(_) => {
-            tracing::warn!(path = %path.display(), "the API token file is damaged; a new token is made")
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ApiError::Read {
-                path,
-                reason: e.to_string(),
-            });
-        }
-    }
-    let token = server::new_token().map_err(|reason| ApiError::Write {
-        path: path.clone(),
-        reason,
-    })?;
-    crate::home::write_private(&path, token.as_bytes()).map_err(|e| ApiError::Write {
-        path,
-        reason: e.to_string(),
-    })?;
-    Ok(token)
-}
-
 /// The API port recorded in the home by an earlier start, if any.
 pub fn recorded_port(home: &Path) -> Option<u16> {
     std::fs::read_to_string(home.join(PORT_FILE))
@@ -160,5 +132,9 @@ pub fn record_port(home: &Path, port: u16) -> Result<(), ApiError> {
 
 pub mod openapi;
 pub mod server;
+mod session;
+pub mod token;
 mod ui;
 mod web;
+
+pub use token::ApiToken;

@@ -143,11 +143,44 @@ impl Home {
     }
 }
 
+/// Creates a directory of ours (a home), readable by its owner only: it holds who the
+/// member is and the circles they belong to.
 pub(crate) fn create_dir(path: &Path) -> Result<(), HomeError> {
-    fs::create_dir_all(path).map_err(|source| HomeError::Io {
+    let io = |source| HomeError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(io)?;
+    // A directory that existed already is closed too when it is ours: empty (made by hand
+    // for us) or holding our files (an older version). Any other directory (`--home /tmp`)
+    // keeps its permissions; only our files inside are private.
+    #[cfg(unix)]
+    if is_ours(path).map_err(io)? {
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` is empty or already holds a home's or a relay's files.
+#[cfg(unix)]
+fn is_ours(dir: &Path) -> std::io::Result<bool> {
+    let mut entries = fs::read_dir(dir)?.peekable();
+    if entries.peek().is_none() {
+        return Ok(true);
+    }
+    let ours = [
+        IDENTITY_FILE,
+        KEY_FILE,
+        STORE_DIR,
+        crate::relay::KEY_FILE,
+        crate::relay::MAILBOX_DIR,
+    ];
+    Ok(ours.iter().any(|name| dir.join(name).exists()))
 }
 
 /// Replaces `path` with `bytes`, durably and atomically.
@@ -188,12 +221,13 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeErr
     Ok(())
 }
 
+/// Writes `value` as JSON, readable by the owner only (a profile names the member).
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), HomeError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| HomeError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_atomic(path, &bytes)
+    write_private(path, &bytes)
 }
 
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, HomeError> {
@@ -253,10 +287,30 @@ mod tests {
         let home = Home::at(dir.path());
         home.init(&identity(), Some("pw"), KdfParams::FAST_INSECURE)
             .unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE))
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0);
-        assert_eq!(mode, 0o600);
+        for name in [KEY_FILE, IDENTITY_FILE] {
+            let mode = fs::metadata(dir.path().join(name))
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            assert_eq!(mode, 0o600, "{name}");
+        }
+        let home_mode = fs::metadata(dir.path()).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(home_mode.ok(), Some(0o700), "the home is its owner's only");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_shared_directory_named_as_home_keeps_its_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.path().join("someone-else.txt"), b"x").unwrap();
+        Home::at(dir.path())
+            .init(&identity(), Some("pw"), KdfParams::FAST_INSECURE)
+            .unwrap();
+        let mode = fs::metadata(dir.path()).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o755));
+        let key = fs::metadata(dir.path().join(KEY_FILE)).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(key.ok(), Some(0o600));
     }
 
     #[test]

@@ -248,6 +248,19 @@ impl WebSession {
         (status, body)
     }
 
+    /// `GET path`: status, headers (lower-case names) and body.
+    pub fn get_with_headers(
+        &self,
+        path: &str,
+    ) -> (u16, std::collections::BTreeMap<String, String>, String) {
+        crate::http_request(
+            reqwest::Method::GET,
+            &format!("{}{path}", self.base),
+            &[("Cookie", &self.cookie)],
+            None,
+        )
+    }
+
     /// The id of the first circle the home page links to.
     pub fn first_circle(&self) -> String {
         let (_, page) = self.get("/");

@@ -306,6 +306,43 @@ fn every_command_answers_in_json() {
     ]);
     assert_eq!(std::fs::read(&b_copy).ok(), std::fs::read(&file).ok());
     assert_eq!(b.json(&["doc", "list", &circle])[0]["here"], true);
+    let mode = std::fs::metadata(&b_copy).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(
+        mode.ok(),
+        Some(0o600),
+        "a patient's document is for this user only"
+    );
+
+    // A document named by another member never replaces a file of this user's.
+    let evil = a.path().join("evil.sh");
+    std::fs::write(&evil, b"echo compromis").unwrap();
+    let named = a.json(&[
+        "doc",
+        "add",
+        &circle,
+        &evil.display().to_string(),
+        "--name",
+        ".bashrc",
+    ]);
+    let named = named["id"].as_str().unwrap_or_default().to_string();
+    let work = b.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("bashrc"), b"mine").unwrap();
+    let run = b
+        .command(&["doc", "get", &circle, &named[..8]])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("already exists"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(work.join("bashrc")).ok(),
+        Some(b"mine".to_vec())
+    );
+    assert!(!work.join(".bashrc").exists(), "never a hidden file");
 
     let exported = a.json(&[
         "export",
@@ -316,6 +353,8 @@ fn every_command_answers_in_json() {
         &a.path().join("c.json").display().to_string(),
     ]);
     assert_eq!(exported["files"].as_array().map(Vec::len), Some(1));
+    let mode = std::fs::metadata(a.path().join("c.json")).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600), "an export is for this user only");
     let content: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.path().join("c.json")).unwrap_or_default())
             .unwrap_or_else(|e| panic!("the JSON export does not parse: {e}"));
@@ -463,6 +502,19 @@ fn the_local_api_wants_its_token_and_a_loopback_host() {
     let (code, page) = web.get("/");
     assert_eq!(code, 200);
     assert!(page.contains("Jeanne Durand"));
+    // A file leaves only as a download that cannot run as a page of this site.
+    let circle = web.first_circle();
+    let (code, headers, _) = web.get_with_headers(&format!("/c/{circle}/export.fhir.json"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        headers.get("content-security-policy").map(String::as_str),
+        Some("sandbox")
+    );
+    assert!(
+        headers
+            .get("content-disposition")
+            .is_some_and(|d| d.starts_with("attachment"))
+    );
     let (code, _) = http_get(
         &format!("http://{address}/?token={token}"),
         &[("Host", "rebind.example")],

@@ -63,6 +63,9 @@ fn two_members_work_together_in_their_browsers() {
         .and_then(|h| h.strip_prefix("/c/").map(str::to_string))
         .unwrap_or_else(|| panic!("no circle link"));
     let notebook = |link: &str| format!("{}/c/{circle}", base(link));
+    // Pages name a circle by its whole id: a one-character prefix finds nothing.
+    let (code, _) = WebSession::login(&gp).get(&format!("/c/{}", &circle[..1]));
+    assert_eq!(code, 404);
     b.goto(&nurse);
     b.goto(&notebook(&nurse));
     a.goto(&notebook(&gp));
@@ -134,6 +137,13 @@ fn two_members_work_together_in_their_browsers() {
             .is_some()
     );
     let id = item_id(&b, "#live-messages", message);
+    assert!(b.text(&format!("[id='{id}']")).contains("Pas encore lu"));
+    // Fetching A's messages page (as a page on another local port could make A's browser
+    // do) writes no read receipt: only the page itself, shown, posts them with its token.
+    let fetched = WebSession::login(&gp);
+    let (code, _) = fetched.get(&format!("/c/{circle}/messages"));
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_millis(500));
     assert!(b.text(&format!("[id='{id}']")).contains("Pas encore lu"));
     a.goto(&format!("{}/messages", notebook(&gp)));
     assert!(

@@ -1,4 +1,5 @@
-//! `cercle config get|set`: the settings `cercle up` reads (see [`crate::config`]).
+//! `cercle config get|set`: the settings `cercle up` reads (see [`crate::config`]); and
+//! `cercle config rotate-token`: a new API token for this home.
 
 use serde::Serialize;
 
@@ -15,6 +16,9 @@ pub(crate) enum ConfigCommand {
     },
     /// Change a setting; lists are comma-separated, an empty value clears.
     Set { key: String, value: String },
+    /// Replace this home's API token (if it leaked): the web UI's sessions end and the
+    /// links printed before stop working; `cercle status` shows the new one.
+    RotateToken,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,5 +68,30 @@ pub(crate) fn run(ctx: &Context, cmd: ConfigCommand) -> anyhow::Result<()> {
                 format!("{key} set in {}", file.display())
             })
         }
+        ConfigCommand::RotateToken => rotate_token(ctx),
     }
+}
+
+/// A new token: made by the running node (which takes it at once), or written into the
+/// home for the next start.
+fn rotate_token(ctx: &Context) -> anyhow::Result<()> {
+    ctx.home.identity()?;
+    let running = match crate::backend::Client::running(ctx)? {
+        Some(client) => {
+            client.rotate_token()?;
+            true
+        }
+        None => {
+            cercle_node::api::token::write_new_token(ctx.home.root())?;
+            false
+        }
+    };
+    let shown = serde_json::json!({ "rotated": true, "running": running });
+    answer(ctx.json, &shown, || {
+        if running {
+            "the API token was replaced and every web session ended; `cercle status` shows the new sign-in link".to_string()
+        } else {
+            "the API token was replaced; `cercle up` will print the new sign-in link".to_string()
+        }
+    })
 }

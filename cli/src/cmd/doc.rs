@@ -35,6 +35,9 @@ pub(crate) enum DocCommand {
         /// Where to write it (default: its name, in the current directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the file if it exists (never done otherwise).
+        #[arg(long)]
+        force: bool,
         /// Give up after this many seconds if no connected member sends it.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
@@ -159,23 +162,24 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
             circle,
             doc,
             out,
+            force,
             timeout,
         } => {
             let (document, content) = fetch(ctx, circle, doc, timeout)?;
             let bytes = hex::decode(content)
                 .map_err(|_| anyhow::anyhow!("the node sent a damaged document"))?;
-            // Only the name's last part: a document named "../x" cannot write elsewhere.
+            // Only the name's last part, never a hidden file: a document named "../x" or
+            // ".bashrc" cannot write elsewhere nor pass for one of this user's files.
             let path = out.unwrap_or_else(|| {
-                PathBuf::from(
-                    std::path::Path::new(&document.name)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| format!("{}.bin", &document.id[..8])),
-                )
+                let name = std::path::Path::new(&document.name)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("{}.bin", &document.id[..8]));
+                PathBuf::from(name)
             });
             let bar = progress_bytes(bytes.len() as u64, "writing");
-            let mut file = std::fs::File::create(&path)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            let mut file = crate::output::create_private(&path, force)?;
             for chunk in bytes.chunks(64 * 1024) {
                 file.write_all(chunk)
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

@@ -74,7 +74,8 @@ pub(crate) fn run(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
     let bar = progress_bytes(total, "exporting");
     let mut written = Vec::new();
     for (path, bytes) in targets {
-        std::fs::write(&path, &bytes)
+        // The patient's file: readable by this user only. The path is the user's own choice.
+        std::io::Write::write_all(&mut crate::output::create_private(&path, true)?, &bytes)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         bar.inc(bytes.len() as u64);
         written.push(path.display().to_string());

@@ -62,6 +62,23 @@ pub fn document() -> Value {
             "/api/v1/events": {
                 "get": { "summary": "Node events as JSON lines, for as long as the client listens.", "responses": { "200": { "description": "One event per line.", "content": { "application/x-ndjson": { "schema": event } } } } }
             },
+            "/api/v1/hello": {
+                "get": {
+                    "summary": "Proof that this listener knows the token, for a client's nonce (32 bytes, hex): the keyed BLAKE3 hash of the nonce under blake3::derive_key(\"cercle local API proof v1\", token). Check it before sending the token.",
+                    "security": [],
+                    "parameters": [{ "name": "nonce", "in": "query", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" } }],
+                    "responses": {
+                        "200": { "description": "{\"proof\": \"<64 hex digits>\"}" },
+                        "400": { "description": "The nonce is not 32 bytes in hex." }
+                    }
+                }
+            },
+            "/api/v1/token/rotate": {
+                "post": {
+                    "summary": "Replace the token: the home's api-token and api.json get the new one, every web session ends, the old token stops working.",
+                    "responses": { "200": { "description": "{\"rotated\": true}" }, "401": { "description": "Missing or wrong token." } }
+                }
+            },
             "/api/v1/openapi.json": {
                 "get": { "summary": "This description.", "security": [], "responses": { "200": { "description": "OpenAPI 3.1 JSON." } } }
             }

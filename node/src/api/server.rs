@@ -8,12 +8,14 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::Request;
+use super::session::Sessions;
+use super::token::{ApiToken, NONCE_BYTES};
+use super::{ApiFile, Request};
 use crate::node::NodeHandle;
 use crate::ops::{ErrorKind, NodeError};
 
@@ -26,35 +28,41 @@ pub const MAX_CONCURRENT_CALLS: usize = 64;
 #[derive(Debug, Clone)]
 pub(super) struct Api {
     pub(super) node: NodeHandle,
-    pub(super) token: String,
+    pub(super) token: ApiToken,
+    /// The web UI's signed-in browsers.
+    pub(super) sessions: Sessions,
     /// The name of the session cookie: `cercle_<port>`.
     pub(super) cookie: String,
     /// Permits for calls under way.
     pub(super) calls: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-/// A new random API token (256 bits, hex).
-pub fn new_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the API token: {e}"))?;
-    Ok(hex::encode(bytes))
+    /// The home, whose `api.json` a rotation of the token rewrites.
+    pub(super) home: std::path::PathBuf,
 }
 
 /// Serves the API on `listener` until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle, token: String) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: NodeHandle,
+    token: ApiToken,
+    home: std::path::PathBuf,
+) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let app = Router::new()
         .route("/api/v1/call", post(call))
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/hello", get(hello))
+        .route("/api/v1/token/rotate", post(rotate_token))
         .route("/api/v1/openapi.json", get(openapi))
         .merge(super::web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api {
             node,
             token,
+            sessions: Sessions::default(),
             cookie: format!("cercle_{port}"),
             calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+            home,
         });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the local API stopped");
@@ -104,21 +112,6 @@ pub(super) fn wrong_host() -> Response {
     )
 }
 
-/// Whether `given` is the token, compared in constant time (the token is a secret).
-pub(super) fn is_token(api: &Api, given: &str) -> bool {
-    same_secret(given, &api.token)
-}
-
-/// Whether two secrets are equal, compared in constant time.
-pub(super) fn same_secret(given: &str, secret: &str) -> bool {
-    given.len() == secret.len()
-        && given
-            .bytes()
-            .zip(secret.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 /// Why a call is refused, if it is: the Host must be this machine's loopback name and the
 /// bearer token must match.
 fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
@@ -130,12 +123,65 @@ fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("");
-    (!is_token(api, given)).then(|| {
+    (!api.token.matches(given)).then(|| {
         error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (it is in the home's api-token file)",
         )
     })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HelloQuery {
+    #[serde(default)]
+    nonce: String,
+}
+
+/// The proof that this listener knows the token, for the caller's nonce: a client checks
+/// it before sending the token, so a stale `api.json` naming a port another program now
+/// holds leaks nothing. Needs no token and reveals nothing about it.
+async fn hello(
+    headers: HeaderMap,
+    State(api): State<Api>,
+    Query(q): Query<HelloQuery>,
+) -> Response {
+    if !loopback_host(&headers) {
+        return wrong_host();
+    }
+    match hex::decode(&q.nonce) {
+        Ok(nonce) if nonce.len() == NONCE_BYTES => {
+            Json(serde_json::json!({ "proof": api.token.proof(&nonce) })).into_response()
+        }
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            &format!("hello takes a nonce of {NONCE_BYTES} bytes in hex"),
+        ),
+    }
+}
+
+/// Replaces the token (`cercle config rotate-token`): the home's files get the new one,
+/// and every web session ends. The caller reads the new token from the home.
+async fn rotate_token(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&api, &headers) {
+        return r;
+    }
+    let token = match api.token.rotate() {
+        Ok(t) => t,
+        Err(e) => return refusal_of(&NodeError::internal(e.to_string())),
+    };
+    api.sessions.end_all();
+    match ApiFile::read(&api.home) {
+        Ok(Some(mut file)) => {
+            file.token = token.to_string();
+            if let Err(e) = file.write(&api.home) {
+                return refusal_of(&NodeError::internal(e.to_string()));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return refusal_of(&NodeError::internal(e.to_string())),
+    }
+    tracing::info!("the API token was replaced; web sessions ended");
+    Json(serde_json::json!({ "rotated": true })).into_response()
 }
 
 async fn openapi(headers: HeaderMap) -> Response {
@@ -212,11 +258,14 @@ mod tests {
     #[tokio::test]
     async fn calls_beyond_the_bound_are_refused_as_unavailable_not_queued() {
         let (node, mut core) = NodeHandle::detached();
+        let home = tempfile::tempdir().unwrap();
         let api = Api {
             node,
-            token: "t".into(),
+            token: ApiToken::load(home.path()).unwrap(),
+            sessions: Sessions::default(),
             cookie: "cercle_1".into(),
             calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+            home: home.path().to_path_buf(),
         };
         // Every permit is held by a call under way.
         let held: Vec<_> = (0..MAX_CONCURRENT_CALLS)

@@ -608,6 +608,12 @@ pub(crate) fn messages(ctx: &Ctx, head: &CircleHead, messages: &[MessageRow], me
         html! {
             section class="card" aria-labelledby="thread" {
                 h2 id="thread" { (w.messages) }
+                @let unread = messages.iter().filter(|m| m.author != me && m.read_by.iter().all(|r| r.by != me)).count();
+                // The page posts this once shown (live.js); without scripts, it is a button.
+                form id="mark-read" data-live method="post" action=(format!("{}/read", head.url(Tab::Messages))) data-unread=(unread) {
+                    (hidden_csrf(ctx))
+                    @if unread > 0 { button type="submit" class="link" { (w.mark_read) } }
+                }
                 ol id="live-messages" data-live class="thread" {
                     @if messages.is_empty() { li class="muted" { (w.no_messages) } }
                     @for m in messages {

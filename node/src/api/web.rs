@@ -3,9 +3,9 @@
 //! [`Request`]s as the JSON API and the CLI, so the UI can do nothing they cannot.
 //!
 //! Guards, in order: the Host must be this machine's loopback name (DNS rebinding); the
-//! session cookie must hold the node's token; every POST must carry the session's form
-//! token (derived from the API token, so it needs no state and survives restarts) and, when
-//! the browser sends one, an Origin of this very address. Responses forbid framing,
+//! session cookie must name an open session (see [`super::session`]: a random id, never
+//! the API token); every POST must carry that session's form token and, when the browser
+//! sends one, an Origin of this very address. Responses forbid framing,
 //! caching, referrers and any script or style not served from here.
 
 // A refusal here is the page that says why, as in axum's own extractors.
@@ -25,7 +25,8 @@ use axum::routing::{get, post};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use maud::Markup;
 
-use super::server::{Api, is_token, loopback_host, same_secret, wrong_host};
+use super::server::{Api, loopback_host, wrong_host};
+use super::token::same_secret;
 use super::ui::words::Lang;
 use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
 use crate::ops::circles::{CircleList, CircleShow, CircleSummary};
@@ -62,6 +63,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/tasks", post(task_add))
         .route("/c/{circle}/tasks/{task}/done", post(task_done))
         .route("/c/{circle}/messages", get(messages).post(message_send))
+        .route("/c/{circle}/messages/read", post(messages_read))
         .route("/c/{circle}/documents", get(documents).post(document_add))
         .route("/c/{circle}/documents/{doc}", get(document_get))
         .route("/c/{circle}/members", get(members))
@@ -76,13 +78,16 @@ pub(super) fn routes() -> Router<Api> {
 async fn guard_headers(request: HttpRequest, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    // A download sets its own, stricter policy (`sandbox`): it is kept.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -98,15 +103,6 @@ async fn guard_headers(request: HttpRequest, next: Next) -> Response {
     response
 }
 
-/// The form token of a session: derived from the API token, so only a page this node
-/// served can know it.
-fn form_token(api: &Api) -> String {
-    hex::encode(blake3::derive_key(
-        "cercle web ui form token v1",
-        api.token.as_bytes(),
-    ))
-}
-
 fn language_cookie(api: &Api) -> String {
     format!("{}_lang", api.cookie)
 }
@@ -117,9 +113,10 @@ fn language(api: &Api, jar: &CookieJar) -> Lang {
         .unwrap_or_default()
 }
 
-/// The session cookie holding the token: HttpOnly, SameSite=Strict, named after the port.
-fn session_cookie(api: &Api, token: &str) -> Cookie<'static> {
-    Cookie::build((api.cookie.clone(), token.to_string()))
+/// The session cookie holding a session's id: HttpOnly, SameSite=Strict, named after the
+/// port.
+fn session_cookie(api: &Api, id: &str) -> Cookie<'static> {
+    Cookie::build((api.cookie.clone(), id.to_string()))
         .http_only(true)
         .same_site(SameSite::Strict)
         .path("/")
@@ -130,9 +127,20 @@ fn login_page(lang: Lang, failed: bool) -> Response {
     (StatusCode::UNAUTHORIZED, ui::login(lang, failed)).into_response()
 }
 
+/// Opens a session after a right token: its cookie, and back to the circles.
+fn sign_in(api: &Api, jar: CookieJar) -> Response {
+    let Some(id) = api.sessions.open(std::time::Instant::now()) else {
+        let e = NodeError::internal("no randomness for a session");
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response();
+    };
+    (jar.add(session_cookie(api, &id)), Redirect::to("/")).into_response()
+}
+
 /// A signed-in member's request: the Host and the session cookie were checked.
 struct Session {
     api: Api,
+    /// The session's id (the cookie's value).
+    id: String,
     ctx: Ctx,
 }
 
@@ -145,12 +153,13 @@ impl FromRequestParts<Api> for Session {
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let lang = language(api, &jar);
-        let signed_in = jar
-            .get(&api.cookie)
-            .is_some_and(|c| is_token(api, c.value()));
-        if !signed_in {
+        let id = jar.get(&api.cookie).map(|c| c.value().to_string());
+        let Some((id, form_token)) = id.and_then(|id| {
+            let form_token = api.sessions.find(&id, std::time::Instant::now())?;
+            Some((id, form_token))
+        }) else {
             return Err(login_page(lang, false));
-        }
+        };
         let peers = api.node.ask(Status {}).await.map_or(0, |s| s.peers.len());
         let here = parts
             .uri
@@ -159,9 +168,10 @@ impl FromRequestParts<Api> for Session {
             .to_string();
         Ok(Session {
             api: api.clone(),
+            id,
             ctx: Ctx {
                 lang,
-                csrf: form_token(api),
+                csrf: form_token.to_string(),
                 here,
                 peers,
             },
@@ -268,6 +278,11 @@ impl Session {
         circle: &str,
         mark_read: bool,
     ) -> Result<(CircleHead, Vec<NoteRow>, Vec<MessageRow>, String), Response> {
+        // Pages name a circle by its whole id: a guessed prefix finds nothing.
+        if circle.len() != 64 || !circle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let e = NodeError::not_found(format!("no circle {circle:?}"));
+            return Err(self.refused(&e, "/"));
+        }
         let me = self.me().await?;
         let summary = self.summary(circle).await?;
         let notes = self.notes(&summary.id).await?;
@@ -328,10 +343,10 @@ async fn home(
         if !loopback_host(&headers) {
             return wrong_host();
         }
-        if !is_token(&api, &token) {
+        if !api.token.matches(&token) {
             return login_page(language(&api, &jar), true);
         }
-        return (jar.add(session_cookie(&api, &token)), Redirect::to("/")).into_response();
+        return sign_in(&api, jar);
     }
     match session {
         Ok(s) => circles(s).await.unwrap_or_else(|r| r),
@@ -359,8 +374,8 @@ struct LoginForm {
     lang: String,
 }
 
-/// The login form: a right token sets the session cookie. It needs no form token: without
-/// the node's token it can do nothing, and with it there is nothing left to forge.
+/// The login form: a right token opens a session. It needs no form token: without the
+/// node's token it can do nothing, and with it there is nothing left to forge.
 async fn login(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -372,11 +387,11 @@ async fn login(
     }
     let lang = Lang::parse(&form.lang).unwrap_or_default();
     let token = form.token.trim();
-    if !is_token(&api, token) {
+    if !api.token.matches(token) {
         tracing::warn!("a web login with a wrong token was refused");
         return login_page(lang, true);
     }
-    (jar.add(session_cookie(&api, token)), Redirect::to("/")).into_response()
+    sign_in(&api, jar)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -394,6 +409,7 @@ async fn logout(
     if let Err(r) = s.check(&headers, &f.csrf) {
         return r;
     }
+    s.api.sessions.end(&s.id);
     let gone = Cookie::build((s.api.cookie.clone(), "")).path("/").build();
     (jar.remove(gone), Redirect::to("/")).into_response()
 }
@@ -610,13 +626,29 @@ async fn task_done(
         .await
 }
 
-/// The messages; opening the page records this member's read receipts.
+/// The messages. Reading the page writes nothing: the read receipts are a form the page
+/// posts once shown (a GET from anywhere must not forge a medico-legal receipt).
 async fn messages(s: Session, Path(circle): Path<String>) -> Response {
     let run = async {
-        let (head, _, messages, me) = s.head(&circle, true).await?;
+        let (head, _, messages, me) = s.head(&circle, false).await?;
         Ok(page(ui::messages(&s.ctx, &head, &messages, &me)))
     };
     run.await.unwrap_or_else(|r: Response| r)
+}
+
+/// This member has seen the circle's messages: their read receipts, with the form token.
+async fn messages_read(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    let back = format!("/c/{circle}/messages");
+    let read = MsgList {
+        circle,
+        mark_read: true,
+    };
+    s.submit(&headers, &f.csrf, read, back).await
 }
 
 async fn message_send(

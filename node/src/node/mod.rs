@@ -179,7 +179,7 @@ pub async fn run(
     if config.api.is_none() {
         api::record_port(&config.home, bound.port())?;
     }
-    let token = api::home_token(&config.home)?;
+    let token = api::ApiToken::load(&config.home)?;
 
     let net = tokio::spawn(net::run(key, config.net.clone(), net_events_tx, net_cmd_rx));
     // Network events go to the core through the same queue as requests.
@@ -211,13 +211,18 @@ pub async fn run(
             reason: format!("cannot start the core thread: {e}"),
         })?;
 
-    let server = tokio::spawn(api::server::serve(listener, handle.clone(), token.clone()));
     let api_file = ApiFile {
         address: bound,
-        token,
+        token: token.current().to_string(),
         pid: std::process::id(),
     };
     api_file.write(&config.home)?;
+    let server = tokio::spawn(api::server::serve(
+        listener,
+        handle.clone(),
+        token,
+        config.home.clone(),
+    ));
     ready(&api_file);
     tracing::info!(%peer_id, api = %bound, "node running");
 

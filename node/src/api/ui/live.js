@@ -35,6 +35,21 @@
     if (circle && event.circle && event.circle !== circle) return;
     soon();
   };
+  // On the messages page, what is shown is read: the page posts the read receipts (a form
+  // with the session's form token) once visible, and again when new messages come in.
+  async function markRead() {
+    const form = document.getElementById("mark-read");
+    if (!form || form.dataset.unread === "0" || document.visibilityState !== "visible") return;
+    try {
+      await fetch(form.action, { method: "POST", credentials: "same-origin", body: new URLSearchParams(new FormData(form)), redirect: "manual" });
+    } catch (_) { /* the next refresh tries again */ }
+  }
+  if (document.getElementById("mark-read")) {
+    markRead();
+    document.addEventListener("cercle:refreshed", markRead);
+    document.addEventListener("visibilitychange", markRead);
+  }
+
   // Leaving the page closes the stream at once: a browser allows few connections per site.
   window.addEventListener("pagehide", function () { events.close(); });
   document.addEventListener("visibilitychange", function () { if (stale) soon(); });
