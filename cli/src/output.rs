@@ -1,6 +1,6 @@
 //! Printing answers: JSON for scripts, aligned text for people.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
@@ -10,15 +10,19 @@ pub(crate) fn answer<T: Serialize>(
     value: &T,
     text: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+    let out = if json {
+        serde_json::to_string_pretty(value)?
     } else {
-        let t = text();
-        if !t.is_empty() {
-            println!("{t}");
-        }
+        text()
+    };
+    if out.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // A reader that went away (`cercle ... | head`) is not an error of this command.
+    match writeln!(std::io::stdout(), "{out}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// What a write that made one item answers: the item's id and its circle.

@@ -42,6 +42,8 @@ pub enum NodeEvent {
     },
     /// A peer connected or left.
     Peer { peer_id: String, connected: bool },
+    /// A member added this node to a circle: it waits for the user's answer.
+    Invited { circle: String },
 }
 
 impl NodeEvent {

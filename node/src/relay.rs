@@ -386,6 +386,7 @@ pub async fn run(
     // The addresses the operator gives to members: every one the listeners report first.
     let mut addresses: Vec<String> = Vec::new();
     let mut ready = Some(ready);
+    let mut readers = crate::net::Readers::default();
     let settle = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(settle);
     tokio::pin!(shutdown);
@@ -399,7 +400,7 @@ pub async fn run(
             }
             Some((peer, stream)) = incoming.next() => {
                 if let Some(device) = device_of(&peer) {
-                    tokio::spawn(crate::net::read_stream(device, stream, net_tx.clone()));
+                    readers.read(device, stream, &net_tx);
                 }
             }
             Some(device) = drop_rx.recv() => {

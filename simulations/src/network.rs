@@ -130,6 +130,8 @@ pub fn run(config: &Config, seed: u64) -> Report {
         (PARTITION_FROM_MS..PARTITION_TO_MS).contains(&t) && (a < n / 2) != (b < n / 2)
     };
     let mut online = vec![true; n];
+    // Whether each node accepted its circle (its creator holds it from the start).
+    let mut joined: Vec<bool> = (0..n).map(|i| i < k).collect();
     let mut t = 0;
     while t <= config.max_ms {
         // Churn: a node going offline loses its connections.
@@ -169,11 +171,17 @@ pub fn run(config: &Config, seed: u64) -> Report {
                 report.notes_written += 1;
             }
         }
-        // Links come back every second between nodes that are up and not cut apart.
+        // Links come back every second between nodes that are up and not cut apart; a
+        // user who was added to a circle accepts it within the second.
         if t % 1000 == 0 {
             for &(a, b) in &links {
                 if online[a] && online[b] && !cut(a, b, t) {
                     cluster.connect(a, b);
+                }
+            }
+            for (i, up) in online.iter().enumerate() {
+                if *up && !joined[i] && cluster.accept_invitations(i, SETUP_MS) > 0 {
+                    joined[i] = true;
                 }
             }
         }

@@ -80,6 +80,49 @@ impl Run {
     }
 }
 
+/// A command-line run never takes longer than this in a test: one that does is killed and
+/// the test fails saying so, instead of the whole suite waiting.
+pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `cmd` to its end, capturing its output; kills it and panics past [`COMMAND_LIMIT`].
+pub fn finish(mut cmd: Command) -> Output {
+    use std::io::Read as _;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pipe = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = pipe(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = pipe(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = std::time::Instant::now() + COMMAND_LIMIT;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {COMMAND_LIMIT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
 /// A temporary home directory for one node.
 #[derive(Debug)]
 pub struct TestHome {
@@ -124,11 +167,7 @@ impl TestHome {
 
     /// Runs `cercle --home HOME ARGS...` and waits for it.
     pub fn cercle(&self, args: &[&str]) -> Run {
-        let out = self
-            .command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run cercle: {e}"));
-        Run::from(out)
+        Run::from(finish(self.command(args)))
     }
 
     /// Every file under the home, recursively.
@@ -164,6 +203,25 @@ impl TestHome {
     pub fn init(&self, name: &str, profession: &str) -> serde_json::Value {
         self.json(&["init", "--name", name, "--profession", profession])
     }
+}
+
+/// Waits until the invitation to `circle` shows in `circle list`, then accepts it, running
+/// `cercle` through `run` (a home's own command, or one in a network namespace).
+pub fn accept_with(run: impl Fn(&[&str]) -> Run, circle: &str) {
+    let invited = wait_until(30, || {
+        let list = run(&["--json", "circle", "list"]);
+        list.code == Some(0)
+            && list.json().as_array().is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r["id"] == circle && r["state"] == "invited")
+            })
+    });
+    assert!(
+        invited,
+        "no invitation to {circle} arrived: {}",
+        run(&["--json", "circle", "list"]).stdout
+    );
+    run(&["--json", "circle", "accept", circle]).ok();
 }
 
 /// Polls `check` every 100 ms until it returns true or `secs` seconds pass.
@@ -249,6 +307,26 @@ impl Daemon {
         daemon
     }
 
+    /// The process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_else(|| panic!("the node was stopped"))
+    }
+
+    /// The resident memory of the running node, in bytes (from `/proc`).
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("cannot read the node's /proc status: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no VmRSS in the node's /proc status"))
+    }
+
     /// The first TCP address.
     pub fn tcp_address(&self) -> String {
         self.addresses
@@ -294,18 +372,16 @@ impl TestHome {
         let Some((first, rest)) = prefix.split_first() else {
             return self.cercle(args);
         };
-        let out = Command::new(first)
-            .args(rest)
+        let mut cmd = Command::new(first);
+        cmd.args(rest)
             .arg(cercle_bin())
             .arg("--home")
             .arg(self.path())
             .args(args)
             .env_remove("CERCLE_HOME")
             .env("CERCLE_CONFIG", self.config_file())
-            .env("CERCLE_PASSPHRASE", PASSPHRASE)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run cercle: {e}"));
-        Run::from(out)
+            .env("CERCLE_PASSPHRASE", PASSPHRASE);
+        Run::from(finish(cmd))
     }
 
     /// Creates a circle around `patient`; returns its id.
@@ -327,6 +403,12 @@ impl TestHome {
     /// Adds the member of `card` to `circle` with `role`; returns the circle as shown.
     pub fn add_member(&self, circle: &str, card: &str, role: &str) -> serde_json::Value {
         self.json(&["circle", "add", circle, "--card", card, "--role", role])
+    }
+
+    /// Waits until a member's adding this node to `circle` reached it as an invitation
+    /// (its node must be running and connected), then accepts it as its user would.
+    pub fn accept(&self, circle: &str) {
+        accept_with(|args| self.cercle(args), circle);
     }
 
     /// The texts of a circle's notes, oldest first.

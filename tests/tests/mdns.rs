@@ -44,6 +44,7 @@ fn two_nodes_on_a_lan_find_each_other_by_mdns_and_sync() {
     let in_a = |args: &[&str]| a.through(&lan.exec(0), args);
     let in_b = |args: &[&str]| b.through(&lan.exec(1), args);
 
+    cercle_tests::accept_with(in_b, &circle);
     in_a(&["note", "add", &circle, "Vu au cabinet, tension 13/8"]).ok();
     let synced = wait_until(60, || {
         let run = in_b(&["--json", "note", "list", &circle]);

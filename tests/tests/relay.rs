@@ -113,6 +113,8 @@ fn members_use_the_relays_their_circle_names() {
     let mut with_relay = no_relay.to_vec();
     with_relay.extend(["--relay", &relay_address]);
     let mut node_b = Daemon::start(&b, &[], &with_relay);
+    // Added while it was away, B's node finds the circle at the relay, as an invitation.
+    b.accept(&circle);
     assert!(
         wait_until(30, || b
             .note_texts(&circle)

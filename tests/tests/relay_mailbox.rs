@@ -183,6 +183,9 @@ fn members_without_a_route_meet_through_the_relay_and_its_mailbox() {
     let mut node_a = a.start(&relay);
     let mut node_b = b.start(&relay);
     let mut node_c = c.start(&relay);
+    // B's and C's users accept the circle A added them to.
+    cercle_tests::accept_with(|args| b.cercle(args), &circle);
+    cercle_tests::accept_with(|args| c.cercle(args), &circle);
     a.cercle(&["note", "add", &circle, FIRST]).ok();
     assert!(
         wait_until(60, || b.notes(&circle).contains(&FIRST.to_string())),

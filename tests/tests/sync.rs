@@ -56,6 +56,7 @@ fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
     let (a, b, c, circle) = team();
     let node_a = up(&a, &[]);
     let mut node_b = up(&b, &[&node_a]);
+    b.accept(&circle);
     let node_c = up(&c, &[&node_a, &node_b]);
 
     // A note written on A is listed on B.
@@ -117,6 +118,7 @@ fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
     let (a, b, _c, circle) = team();
     let node_a = up(&a, &[]);
     let mut node_b = up(&b, &[&node_a]);
+    b.accept(&circle);
     a.json(&["note", "add", &circle, "Avant la coupure"]);
     assert!(wait_until(20, || has_note(&b, &circle, "Avant la coupure")));
 
@@ -145,6 +147,7 @@ fn a_removed_member_receives_nothing_written_after_the_removal() {
     let (a, b, _c, circle) = team();
     let node_a = up(&a, &[]);
     let _node_b = up(&b, &[&node_a]);
+    b.accept(&circle);
     a.json(&["note", "add", &circle, "Avant le retrait"]);
     assert!(wait_until(20, || has_note(&b, &circle, "Avant le retrait")));
     let epoch_before = b.json(&["circle", "show", &circle])["epoch"].clone();
@@ -185,7 +188,7 @@ fn a_removed_member_receives_nothing_written_after_the_removal() {
 }
 
 #[test]
-fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins() {
+fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins_once_accepted() {
     let a = TestHome::new();
     let b = TestHome::new();
     a.init("Dr Claire Martin", "médecin généraliste");
@@ -197,8 +200,9 @@ fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins() {
     let card = b.card();
     assert!(a.cercle(&["whoami"]).ok().stdout.contains("cercle1"));
     a.json(&["note", "add", &circle, "Premier passage"]);
-    // Adding B with that card is all A needs to reach B.
+    // Adding B with that card is all A needs to reach B; B's user accepts.
     a.add_member(&circle, &card, "professional");
+    b.accept(&circle);
     assert!(
         wait_until(20, || b.cercle(&["--json", "note", "list", &circle]).code
             == Some(0)

@@ -1,11 +1,13 @@
 //! `cercle circle`: create circles of care, list and show them, and manage their members.
 
 use cercle_crdt::Role;
-use cercle_node::ops::circles::{CircleCreate, CircleList, CircleShow, CircleSummary};
+use cercle_node::ContactCard;
+use cercle_node::ops::circles::{
+    CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary, Circles,
+};
 use cercle_node::ops::members::{MemberAdd, MemberRemove};
 use cercle_node::ops::relays::RelaysSet;
 use cercle_node::ops::roles::RoleChange;
-use cercle_node::{CircleInfo, ContactCard};
 
 use crate::Context;
 use crate::backend::ask;
@@ -22,8 +24,18 @@ pub(crate) enum CircleCommand {
         #[arg(long, value_name = "YYYY-MM-DD")]
         birth_date: Option<String>,
     },
-    /// List your circles.
+    /// List your circles, and the circles you were added to that wait for your answer.
     List,
+    /// Join a circle a member added you to (it shows in `circle list` as invited).
+    Accept {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+    },
+    /// Decline a circle a member added you to; it is never offered again.
+    Decline {
+        /// The circle: its id or an unambiguous prefix.
+        circle: String,
+    },
     /// Show a circle: members, roles, devices, key epoch.
     Show {
         /// The circle: its id or an unambiguous prefix.
@@ -81,7 +93,34 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                 format!("created circle {} for {}", info.id, info.patient)
             })
         }
-        CircleCommand::List => list(ctx, &ask(ctx, CircleList {})?.circles),
+        CircleCommand::List => list(ctx, &ask(ctx, CircleList {})?),
+        CircleCommand::Accept { circle } => {
+            let joined = ask(ctx, CircleAccept { circle })?;
+            let info = joined
+                .circles
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("the node joined no circle"))?;
+            answer(ctx.json, info, || {
+                format!(
+                    "joined circle {} ({}); the rest of its data follows from the members",
+                    &info.id[..12],
+                    if info.patient.is_empty() {
+                        "patient not known yet"
+                    } else {
+                        &info.patient
+                    }
+                )
+            })
+        }
+        CircleCommand::Decline { circle } => {
+            let declined = ask(ctx, CircleDecline { circle })?;
+            answer(ctx.json, &declined, || {
+                format!(
+                    "declined circle {}; it will not be offered again",
+                    &declined.circle[..12]
+                )
+            })
+        }
         CircleCommand::Show { circle } => show_circle(ctx, &ask(ctx, CircleShow { circle })?),
         CircleCommand::Add { circle, card, role } => {
             let role = parse_role(&role)?;
@@ -168,10 +207,36 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
     })
 }
 
-fn list(ctx: &Context, circles: &[CircleInfo]) -> anyhow::Result<()> {
-    answer(ctx.json, &circles, || {
-        crate::output::rows(
-            circles,
+/// The circles, then those set aside as damaged and those waiting for an answer. In JSON,
+/// one array: a damaged circle's row has `"state": "damaged"` and its reason; an invited
+/// one `"state": "invited"`, who added this member and with which role.
+fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
+    let mut rows: Vec<serde_json::Value> = answer_
+        .circles
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect();
+    rows.extend(
+        answer_
+            .damaged
+            .iter()
+            .map(|d| serde_json::json!({ "id": d.id, "state": "damaged", "reason": d.reason })),
+    );
+    rows.extend(answer_.invitations.iter().map(|i| {
+        serde_json::json!({
+            "id": i.circle,
+            "state": "invited",
+            "patient": i.patient,
+            "added_by": i.added_by,
+            "added_by_name": i.added_by_name,
+            "role": i.role,
+            "members": i.members,
+            "at": i.at,
+        })
+    }));
+    answer(ctx.json, &rows, || {
+        let mut out = crate::output::rows(
+            &answer_.circles,
             "no circles yet: create one with `cercle circle create --patient \"NAME\"`",
             |c| {
                 format!(
@@ -181,6 +246,28 @@ fn list(ctx: &Context, circles: &[CircleInfo]) -> anyhow::Result<()> {
                     c.patient
                 )
             },
-        )
+        );
+        for i in &answer_.invitations {
+            let who = i.added_by_name.as_deref().unwrap_or("a member");
+            let patient = if i.patient.is_empty() {
+                "a patient"
+            } else {
+                &i.patient
+            };
+            let role = i.role.map_or("a member", |r| r.as_str());
+            out.push_str(&format!(
+                "\n{}  INVITED: {who} added you as {role} to the circle of {patient}; `cercle circle accept {}` to join, or `decline`",
+                &i.circle[..12],
+                &i.circle[..12]
+            ));
+        }
+        for d in &answer_.damaged {
+            out.push_str(&format!(
+                "\n{}  DAMAGED, not synced: {}",
+                &d.id[..12],
+                d.reason
+            ));
+        }
+        out
     })
 }

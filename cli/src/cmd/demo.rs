@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use cercle_crdt::{EntryKind, Role};
 use cercle_node::api::ApiFile;
 use cercle_node::node::offline::OfflineNode;
-use cercle_node::ops::circles::{CircleCreate, CircleList};
+use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
 use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::messages::MsgSend;
 use cercle_node::ops::notes::NoteAdd;
@@ -444,7 +444,8 @@ fn wait_for_node(ctx: &Context, home: &Home, started: Instant) -> anyhow::Result
     }
 }
 
-/// Waits until the member's node holds the circle.
+/// Waits until the member's node holds the circle: added by the GP, it comes as an
+/// invitation, which the demo's member accepts.
 fn wait_for_circle(
     client: &Client,
     circle: &str,
@@ -452,13 +453,15 @@ fn wait_for_circle(
     started: Instant,
 ) -> anyhow::Result<()> {
     loop {
-        if client
-            .ask(CircleList {})?
-            .circles
-            .iter()
-            .any(|c| c.id == circle)
-        {
+        let list = client.ask(CircleList {})?;
+        if list.circles.iter().any(|c| c.id == circle) {
             return Ok(());
+        }
+        if list.invitations.iter().any(|i| i.circle == circle) {
+            client.ask(CircleAccept {
+                circle: circle.to_string(),
+            })?;
+            continue;
         }
         if started.elapsed() > READY_WITHIN {
             anyhow::bail!(

@@ -265,14 +265,42 @@ pub(crate) struct CircleRow {
     pub(crate) last_note: Option<NoteRow>,
 }
 
-/// The home page: the member's circles, with what waits in each.
-pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow]) -> Markup {
+/// The home page: the circles a member added this member to, waiting for an answer; the
+/// member's circles, with what waits in each; and those that cannot be read.
+pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Circles) -> Markup {
     let w = ctx.w();
     document(
         ctx,
         w.circles,
         None,
         html! {
+            @if !list.invitations.is_empty() {
+                section class="card invitations" id="invitations" {
+                    h2 { (w.invitations) }
+                    ul {
+                        @for i in &list.invitations {
+                            li {
+                                p {
+                                    (w.added_you
+                                        .replace("{who}", i.added_by_name.as_deref().unwrap_or(w.someone))
+                                        .replace("{patient}", if i.patient.is_empty() { w.a_patient } else { &i.patient })
+                                        .replace("{role}", &w.role(i.role.map_or("", |r| r.as_str())).to_lowercase()))
+                                }
+                                @if !i.colleague { p class="ack pending" { (w.from_stranger) } }
+                                form method="post" action=(format!("/invitations/{}/accept", i.circle)) class="inline" {
+                                    (hidden_csrf(ctx))
+                                    button type="submit" { (w.accept) }
+                                }
+                                " "
+                                form method="post" action=(format!("/invitations/{}/decline", i.circle)) class="inline" {
+                                    (hidden_csrf(ctx))
+                                    button type="submit" class="secondary" { (w.decline) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             h1 { (w.circles) }
             div id="live-circles" data-live {
                 @if rows.is_empty() { section class="card" { p { (w.no_circles) } } }
@@ -297,6 +325,12 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow]) -> Markup {
                             }
                         }
                     }
+                }
+            }
+            @if !list.damaged.is_empty() {
+                section class="card" {
+                    h2 { (w.damaged_circles) }
+                    ul { @for d in &list.damaged { li { code { (&d.id[..12.min(d.id.len())]) } " — " (d.reason) } } }
                 }
             }
         },

@@ -29,7 +29,7 @@ use super::server::{Api, loopback_host, wrong_host};
 use super::token::same_secret;
 use super::ui::words::Lang;
 use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
-use crate::ops::circles::{CircleList, CircleShow, CircleSummary};
+use crate::ops::circles::{CircleAccept, CircleDecline, CircleList, CircleShow, CircleSummary};
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
 use crate::ops::export::{Export, ExportFormat};
 use crate::ops::invite::InviteCreate;
@@ -50,6 +50,8 @@ pub(super) fn routes() -> Router<Api> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/lang", post(switch_language))
+        .route("/invitations/{circle}/accept", post(invitation_accept))
+        .route("/invitations/{circle}/decline", post(invitation_decline))
         .route("/sync", get(sync))
         .route("/ui/events", get(events))
         .route("/ui/style.css", get(style))
@@ -279,7 +281,7 @@ impl Session {
         mark_read: bool,
     ) -> Result<(CircleHead, Vec<NoteRow>, Vec<MessageRow>, String), Response> {
         // Pages name a circle by its whole id: a guessed prefix finds nothing.
-        if circle.len() != 64 || !circle.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_circle_id(circle) {
             let e = NodeError::not_found(format!("no circle {circle:?}"));
             return Err(self.refused(&e, "/"));
         }
@@ -321,6 +323,11 @@ fn back_to(path: String) -> Response {
     Redirect::to(&path).into_response()
 }
 
+/// Whether `circle` is a whole circle id (pages never take a prefix).
+fn is_circle_id(circle: &str) -> bool {
+    circle.len() == 64 && circle.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn page(markup: Markup) -> Response {
     markup.into_response()
 }
@@ -355,16 +362,45 @@ async fn home(
 }
 
 async fn circles(s: Session) -> Result<Response, Response> {
-    let list = s.ask(CircleList {}, "/").await?.circles;
-    let mut rows = Vec::with_capacity(list.len());
-    for c in list {
+    let list = s.ask(CircleList {}, "/").await?;
+    let mut rows = Vec::with_capacity(list.circles.len());
+    for c in &list.circles {
         let (head, notes, _, _) = s.head(&c.id, false).await?;
         rows.push(CircleRow {
             head,
             last_note: notes.into_iter().last(),
         });
     }
-    Ok(page(ui::home(&s.ctx, &rows)))
+    Ok(page(ui::home(&s.ctx, &rows, &list)))
+}
+
+/// Joins a circle a member added this member to.
+async fn invitation_accept(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    if !is_circle_id(&circle) {
+        return s.refused(&NodeError::not_found("no such circle"), "/");
+    }
+    let back = format!("/c/{circle}");
+    s.submit(&headers, &f.csrf, CircleAccept { circle }, back)
+        .await
+}
+
+/// Declines a circle a member added this member to.
+async fn invitation_decline(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    if !is_circle_id(&circle) {
+        return s.refused(&NodeError::not_found("no such circle"), "/");
+    }
+    s.submit(&headers, &f.csrf, CircleDecline { circle }, "/".to_string())
+        .await
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -4,9 +4,9 @@
 //! device computes often (the keys it can open, the key it writes with) are cached until
 //! the membership changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::membership::{Membership, MembershipLog, OpBody, Resolution};
+use super::membership::{Membership, MembershipLog, OpBody, OpHash, Resolution};
 use super::{Circle, CircleError};
 use crate::crypto::{EpochId, EpochKey, SealedKey, SecureRng, open_epoch_key, seal_epoch_key};
 use crate::identity::{DeviceCertificate, LocalIdentity};
@@ -18,12 +18,17 @@ pub(super) struct KeySchedule {
     write: Option<(EpochId, EpochKey)>,
     /// Every epoch key this device can open.
     readable: Option<BTreeMap<EpochId, EpochKey>>,
+    /// Keys opened already, by the operation that sealed them (opening is the costly part,
+    /// and what an operation sealed never changes): a change of membership costs opening
+    /// only the keys it brings.
+    opened: HashMap<(OpHash, EpochId), Option<EpochKey>>,
 }
 
 impl KeySchedule {
     /// The membership changed: who holds what may have.
     pub(super) fn forget(&mut self) {
-        *self = KeySchedule::default();
+        self.write = None;
+        self.readable = None;
     }
 
     /// The epoch keys this device can open (cached).
@@ -32,8 +37,24 @@ impl KeySchedule {
         membership: &Membership,
         me: &LocalIdentity,
     ) -> &BTreeMap<EpochId, EpochKey> {
-        self.readable
-            .get_or_insert_with(|| epoch_keys(membership.log(), membership.resolution(), me))
+        let opened = &mut self.opened;
+        self.readable.get_or_insert_with(|| {
+            let binding = binding(membership.log());
+            let secret = me.x25519_secret();
+            let mut keys = BTreeMap::new();
+            for (op, sealed) in membership
+                .log()
+                .sealed_for(&me.device(), membership.resolution())
+            {
+                let key = opened
+                    .entry((op, sealed.epoch))
+                    .or_insert_with(|| open_epoch_key(sealed, &binding, &secret).ok());
+                if let Some(k) = key {
+                    keys.insert(sealed.epoch, k.clone());
+                }
+            }
+            keys
+        })
     }
 
     pub(super) fn cached_write_key(&self) -> Option<(EpochId, EpochKey)> {
@@ -47,12 +68,10 @@ impl KeySchedule {
 
 /// What binds sealed keys to a circle: its genesis nonce.
 pub(super) fn binding(log: &MembershipLog) -> Vec<u8> {
-    log.ops()
-        .find_map(|o| match &o.content().body {
-            OpBody::Genesis { nonce, .. } => Some(nonce.to_vec()),
-            _ => None,
-        })
-        .unwrap_or_default()
+    match log.genesis().map(|g| &g.content().body) {
+        Some(OpBody::Genesis { nonce, .. }) => nonce.to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 /// Every epoch key of the circle that `me`'s device can open.
@@ -65,7 +84,7 @@ pub(super) fn epoch_keys(
     let secret = me.x25519_secret();
     log.sealed_for(&me.device(), resolution)
         .into_iter()
-        .filter_map(|sealed| {
+        .filter_map(|(_, sealed)| {
             open_epoch_key(sealed, &binding, &secret)
                 .ok()
                 .map(|k| (sealed.epoch, k))

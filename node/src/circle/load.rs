@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use cercle_crdt::{Change, DocKind, IdentityUpdate, LoadError, Replica, Timestamp};
 
 use super::keys::{KeySchedule, seal_to};
-use super::membership::{
-    CircleId, MemberGrant, Membership, MembershipLog, OpBody, OpContent, SignedOp,
-};
+use super::membership::{CircleId, MemberGrant, Membership, OpBody, OpContent, OpHash, SignedOp};
 use super::{Circle, CircleError, CircleInfo, Docs, Staged, decode_record};
 use crate::crypto::{EpochId, EpochKey, SecureRng};
 use crate::envelope::{Envelope, EnvelopeLog, LogId};
@@ -72,7 +70,7 @@ impl Circle {
             },
         );
         let id = CircleId(genesis.hash().0);
-        let membership = Membership::new(MembershipLog::new(genesis.clone())?);
+        let membership = Membership::genesis(genesis.clone())?;
         let info = CircleInfo {
             id: id.to_string(),
             patient: String::new(),
@@ -111,7 +109,7 @@ impl Circle {
             query: id.to_string(),
         })?;
         let record = decode_record(id, &bytes)?;
-        let membership = Membership::new(load_membership(store, id)?);
+        let membership = load_membership(store, id)?;
         let mut circle = Circle::assemble(record.info, *id, membership, record.names, me);
         let keys = circle.epoch_keys(me);
         for kind in DocKind::ALL {
@@ -194,34 +192,31 @@ impl Circle {
         circle: CircleId,
         ops: &[Vec<u8>],
     ) -> Result<(Circle, Staged), CircleError> {
-        let mut decoded = Vec::new();
-        for bytes in ops {
-            decoded.push(SignedOp::decode(bytes)?);
-        }
-        let (genesis, rest): (Vec<_>, Vec<_>) = decoded
-            .into_iter()
-            .partition(|o| o.content().circle.is_none() && o.hash().0 == circle.0);
         let not_invited = || CircleError::NotInvited {
             circle: circle.to_string(),
         };
-        let genesis = genesis.into_iter().next().ok_or_else(not_invited)?;
+        // The genesis is the operation whose hash is the circle.
+        let genesis = ops
+            .iter()
+            .find(|b| OpHash(*blake3::hash(b).as_bytes()) == OpHash(circle.0))
+            .map(|b| SignedOp::decode(b))
+            .transpose()?
+            .ok_or_else(not_invited)?;
         let (created_by, created_at) = match &genesis.content().body {
             OpBody::Genesis { creator, .. } => (creator.member, genesis.content().at),
             _ => return Err(not_invited()),
         };
-        let mut log = MembershipLog::new(genesis.clone())?;
+        let mut membership = Membership::genesis(genesis.clone())?;
         let mut staged = Staged {
             membership_changed: true,
             ..Staged::default()
         };
         staged.batch.op(&circle, &genesis);
-        for op in rest {
-            // An operation of another circle or a second genesis is not stored.
-            if log.insert(op.clone())? {
-                staged.batch.op(&circle, &op);
-            }
+        // Only what the membership takes is stored: an operation of another circle, a
+        // second genesis or an operation without effect is not.
+        for op in membership.take_in(ops).new {
+            staged.batch.op(&circle, &op);
         }
-        let membership = Membership::new(log);
         if membership.resolution().member_of(&me.device()).is_none() {
             return Err(not_invited());
         }
@@ -234,31 +229,27 @@ impl Circle {
         };
         let joined = Circle::assemble(info, circle, membership, BTreeMap::new(), me);
         joined.record_into(&mut staged.batch)?;
-        tracing::info!(circle = %circle, "joined a circle");
+        tracing::debug!(circle = %circle, "a circle joined from a member's operations");
         Ok((joined, staged))
     }
 }
 
-/// Loads every stored operation; the one without a circle is the genesis.
-fn load_membership(store: &dyn Store, id: &CircleId) -> Result<MembershipLog, CircleError> {
+/// Loads every stored operation and takes them again, parents first; the one without a
+/// circle is the genesis. Operations the rule no longer takes (stored by an older version)
+/// are left out, with a warning.
+fn load_membership(store: &dyn Store, id: &CircleId) -> Result<Membership, CircleError> {
     let damaged = |reason: String| CircleError::Load {
         circle: id.to_string(),
         what: "membership log".into(),
         reason,
     };
-    let mut ops = Vec::new();
-    for bytes in store.ops(id)? {
-        ops.push(SignedOp::decode(&bytes).map_err(|e| damaged(e.to_string()))?);
+    let ops = SignedOp::decode_all(&store.ops(id)?).map_err(|e| damaged(e.to_string()))?;
+    let (membership, left_out) = Membership::load(ops).map_err(|e| damaged(e.to_string()))?;
+    if membership.log().circle() != *id {
+        return Err(damaged("its genesis is another circle's".into()));
     }
-    let (genesis, rest): (Vec<_>, Vec<_>) =
-        ops.into_iter().partition(|o| o.content().circle.is_none());
-    let genesis = genesis
-        .into_iter()
-        .next()
-        .ok_or_else(|| damaged("no genesis operation".into()))?;
-    let mut log = MembershipLog::new(genesis)?;
-    for op in rest {
-        log.insert(op)?;
+    if !left_out.is_empty() {
+        tracing::warn!(circle = %id, left_out = left_out.len(), "stored membership operations without effect were left out");
     }
-    Ok(log)
+    Ok(membership)
 }

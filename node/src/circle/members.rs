@@ -164,7 +164,7 @@ impl Circle {
         let op = SignedOp::sign(
             me,
             OpContent {
-                circle: self.membership.log().circle(),
+                circle: Some(self.membership.log().circle()),
                 parents: self.membership.log().heads(),
                 device: me.device(),
                 at: now.millis(),

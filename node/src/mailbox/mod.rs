@@ -159,9 +159,9 @@ struct Held {
 }
 
 impl Held {
-    fn new(log: MembershipLog, now: i64) -> Held {
+    fn new(membership: Membership, now: i64) -> Held {
         Held {
-            membership: Membership::new(log),
+            membership,
             envelopes: EnvelopeLog::default(),
             vectors: BTreeMap::new(),
             count: 0,
@@ -176,11 +176,7 @@ impl Held {
 
     /// Operations, envelopes and envelope bytes held.
     fn size(&self) -> (u64, u64, u64) {
-        (
-            self.membership.log().ops().count() as u64,
-            self.count,
-            self.bytes,
-        )
+        (self.membership.log().len() as u64, self.count, self.bytes)
     }
 
     fn devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
@@ -252,17 +248,19 @@ impl Mailbox {
             }
         }
         for (circle, ops) in by_circle {
-            let Some(genesis) = ops.iter().find(|o| o.hash().0 == circle.0).cloned() else {
-                tracing::error!(%circle, "a stored circle has no genesis; skipped");
-                continue;
-            };
-            let Ok(mut log) = MembershipLog::new(genesis) else {
-                continue;
-            };
-            for op in ops {
-                if let Err(e) = log.insert(op) {
-                    tracing::warn!(%circle, error = %e, "a stored operation is not in the log");
+            let (membership, left_out) = match Membership::load(ops) {
+                Ok(loaded) if loaded.0.log().circle() == circle => loaded,
+                Ok(_) => {
+                    tracing::error!(%circle, "a stored circle's genesis is another's; skipped");
+                    continue;
                 }
+                Err(e) => {
+                    tracing::error!(%circle, error = %e, "a stored circle's log is damaged; skipped");
+                    continue;
+                }
+            };
+            if !left_out.is_empty() {
+                tracing::warn!(%circle, left_out = left_out.len(), "stored operations without effect were left out");
             }
             let last_active = self
                 .circles_tree
@@ -270,7 +268,8 @@ impl Mailbox {
                 .and_then(|v| v.as_ref().try_into().ok())
                 .map(i64::from_be_bytes)
                 .unwrap_or(0);
-            self.circles.insert(circle, Held::new(log, last_active));
+            self.circles
+                .insert(circle, Held::new(membership, last_active));
         }
         // Envelopes: sizes, and the last one of each log resumes the chain checks.
         let mut last: Option<(LogId, u64, sled::IVec)> = None;
@@ -370,7 +369,7 @@ impl Mailbox {
             .map(|(id, h)| CircleUsage {
                 circle: id.to_string(),
                 members: h.resolution().members.len(),
-                ops: h.membership.log().ops().count(),
+                ops: h.membership.log().len(),
                 envelopes: h.count,
                 bytes: h.bytes,
                 last_active: h.last_active,
@@ -443,7 +442,7 @@ impl Mailbox {
         // envelope checks a relay can make (size, decoding, signature, writer, chain).
         let room = limits
             .ops
-            .saturating_sub(held.membership.log().ops().count() + held.membership.log().waiting());
+            .saturating_sub(held.membership.log().len() + held.membership.log().waiting());
         if data.ops.len() > room {
             delivery.refused.push(Refusal::Quota);
         }
@@ -455,9 +454,7 @@ impl Mailbox {
             ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
         }
         // The genesis of a circle just adopted is already in its log, not yet on disk.
-        if adopted
-            && let Some(genesis) = held.membership.log().ops().find(|o| o.hash().0 == circle.0)
-        {
+        if adopted && let Some(genesis) = held.membership.log().genesis() {
             ops_batch.insert(keys::op(&circle, &genesis.hash().0), genesis.bytes());
             delivery.ops += 1;
         }
@@ -565,8 +562,7 @@ impl Mailbox {
             .filter_map(|b| SignedOp::decode(b).ok())
             .find(|o| o.hash().0 == circle.0 && matches!(o.content().body, OpBody::Genesis { .. }))
             .ok_or(Refusal::NoGenesis)?;
-        let mut log =
-            Membership::new(MembershipLog::new(genesis).map_err(|e| Refusal::Op(e.to_string()))?);
+        let mut log = Membership::genesis(genesis).map_err(|e| Refusal::Op(e.to_string()))?;
         let _ = log.take_in(&ops[..ops.len().min(self.limits.ops)]);
         if log.resolution().member_of(from).is_none() {
             return Err(Refusal::NotMember);
@@ -575,14 +571,9 @@ impl Mailbox {
             return Err(Refusal::NotNamed);
         }
         // The operations themselves are stored by `receive`, with the rest of the push.
-        let genesis_only = MembershipLog::new(
-            log.log()
-                .ops()
-                .find(|o| o.hash().0 == circle.0)
-                .cloned()
-                .ok_or(Refusal::NoGenesis)?,
-        )
-        .map_err(|e| Refusal::Op(e.to_string()))?;
+        let genesis_only =
+            Membership::genesis(log.log().genesis().cloned().ok_or(Refusal::NoGenesis)?)
+                .map_err(|e| Refusal::Op(e.to_string()))?;
         self.circles.insert(circle, Held::new(genesis_only, now));
         tracing::info!(%circle, "a new circle uses this mailbox");
         Ok(())

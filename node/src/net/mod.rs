@@ -210,6 +210,7 @@ pub async fn run(
         .accept(SYNC_PROTOCOL)
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let mut addresses: BTreeSet<String> = BTreeSet::new();
+    let mut readers = Readers::default();
     let local = *swarm.local_peer_id();
     // Peers found by mDNS with a larger peer id than ours: they dial us; we dial them only
     // if they have not after a while. (Two nodes dialing each other at the same moment from
@@ -242,9 +243,7 @@ pub async fn run(
             },
             Some((peer, stream)) = incoming.next() => {
                 match device_of(&peer) {
-                    Some(device) => {
-                        tokio::spawn(read_stream(device, stream, events.clone()));
-                    }
+                    Some(device) => readers.read(device, stream, &events),
                     None => tracing::debug!(%peer, "sync stream from a peer without a device key"),
                 }
             }
@@ -397,6 +396,23 @@ pub async fn run(
     Ok(())
 }
 
+/// Streams a peer may have open at once on one connection (yamux's default is 512): the
+/// sync stream each way, and the few of identify, ping, relay, rendezvous and hole punching.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 64;
+
+/// Yamux with [`MAX_STREAMS_PER_CONNECTION`].
+fn muxer() -> yamux::Config {
+    let mut c = yamux::Config::default();
+    c.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    c
+}
+
+/// QUIC with [`MAX_STREAMS_PER_CONNECTION`].
+fn quic(mut c: libp2p::quic::Config) -> libp2p::quic::Config {
+    c.max_concurrent_stream_limit = u32::try_from(MAX_STREAMS_PER_CONNECTION).unwrap_or(64);
+    c
+}
+
 /// What a behaviour's constructor may fail with.
 pub(crate) type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -412,10 +428,10 @@ pub(crate) fn swarm<B: NetworkBehaviour>(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            muxer,
         )
         .map_err(|e| e.to_string())?
-        .with_quic()
+        .with_quic_config(quic)
         .with_behaviour(behaviour)
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
@@ -428,11 +444,11 @@ fn build(key: Keypair, with_mdns: bool) -> Result<Swarm<Behaviour>, NetError> {
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            muxer,
         )
         .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_quic()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_quic_config(quic)
+        .with_relay_client(noise::Config::new, muxer)
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_behaviour(|key, relay| behaviour(key, relay, with_mdns))
         .map_err(|e| NetError::Setup(e.to_string()))?
@@ -540,17 +556,21 @@ pub(crate) async fn open_stream(
     }
 }
 
-/// Reads a peer's sync stream and hands each message to the core.
+/// Reads a peer's sync stream and hands each message to the core. Frames are cut as their
+/// bytes arrive ([`wire::FrameDecoder`]); large ones only after the peer's `Hello`.
 pub(crate) async fn read_stream(
     device: DeviceId,
     stream: libp2p::Stream,
     events: mpsc::Sender<NetEvent>,
 ) {
-    let mut framed = FramedRead::new(stream.compat(), codec());
+    let mut framed = FramedRead::new(stream.compat(), wire::FrameDecoder::default());
     while let Some(frame) = framed.next().await {
         match frame {
             Ok(bytes) => match wire::decode(&bytes) {
                 Ok(message) => {
+                    if matches!(message, crate::sync::Message::Hello { .. }) {
+                        framed.decoder_mut().open_up();
+                    }
                     if events
                         .send(NetEvent::Message { device, message })
                         .await
@@ -567,6 +587,37 @@ pub(crate) async fn read_stream(
                 return;
             }
         }
+    }
+}
+
+/// The task reading each peer device's sync stream: one per device (a new stream from a
+/// device replaces its old one, so opening many costs a peer, not this node), and at most
+/// [`MAX_INBOUND_STREAMS`] in all.
+#[derive(Debug, Default)]
+pub(crate) struct Readers(std::collections::HashMap<DeviceId, tokio::task::JoinHandle<()>>);
+
+/// Peer devices whose sync streams are read at once, at most.
+pub const MAX_INBOUND_STREAMS: usize = 1024;
+
+impl Readers {
+    /// Reads `stream` from `device`, in place of any earlier one of the device's.
+    pub(crate) fn read(
+        &mut self,
+        device: DeviceId,
+        stream: libp2p::Stream,
+        events: &mpsc::Sender<NetEvent>,
+    ) {
+        self.0.retain(|_, task| !task.is_finished());
+        if let Some(old) = self.0.remove(&device) {
+            old.abort();
+        } else if self.0.len() >= MAX_INBOUND_STREAMS {
+            tracing::warn!(%device, "too many peers' sync streams open; one more refused");
+            return;
+        }
+        self.0.insert(
+            device,
+            tokio::spawn(read_stream(device, stream, events.clone())),
+        );
     }
 }
 

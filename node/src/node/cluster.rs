@@ -251,6 +251,25 @@ impl Cluster {
         }
     }
 
+    /// Has node `i` accept every invitation waiting, as its user would; returns how many
+    /// it accepted.
+    pub fn accept_invitations(&mut self, i: usize, within_ms: i64) -> usize {
+        use crate::ops::circles::{CircleAccept, CircleList};
+        let waiting: Vec<String> = match self.ask(i, CircleList {}, within_ms) {
+            Ok(list) => list.invitations.into_iter().map(|v| v.circle).collect(),
+            Err(_) => return 0,
+        };
+        waiting
+            .into_iter()
+            .filter(|circle| {
+                let accept = CircleAccept {
+                    circle: circle.clone(),
+                };
+                self.ask(i, accept, within_ms).is_ok()
+            })
+            .count()
+    }
+
     /// Hands node `i` a request without waiting for its answer.
     pub fn request(&mut self, i: usize, request: crate::ops::Request) -> RequestId {
         let m = &mut self.members[i];

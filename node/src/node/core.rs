@@ -33,6 +33,7 @@ use crate::store::{Batch, Store, StoreError};
 use crate::sync::{Local, Message, Vector};
 
 pub(crate) mod blobs;
+pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
 mod writes;
@@ -119,23 +120,44 @@ pub enum Effect {
 pub struct Circles {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) open: BTreeMap<CircleId, Circle>,
+    /// Circles of the store that could not be opened, and why: shown as damaged, neither
+    /// synced nor written, while every other circle works.
+    pub(crate) damaged: BTreeMap<CircleId, String>,
+    /// Circles this node was added to, waiting for its user's answer.
+    pub(crate) invited: BTreeMap<CircleId, invitations::Invitation>,
+    /// Circles its user declined: never offered again.
+    pub(crate) declined: BTreeSet<CircleId>,
     /// The relays this node was started with: each keeps a mailbox of every circle.
     pub(crate) relays: BTreeSet<DeviceId>,
 }
 
 impl Circles {
-    /// Opens every circle in the store; documents needing a new snapshot give a batch.
+    /// Opens every circle in the store; documents needing a new snapshot give a batch. A
+    /// circle that does not open is set aside as damaged: one bad circle never stops the
+    /// node.
     fn open(store: Arc<dyn Store>, me: &LocalIdentity) -> Result<(Circles, Batch), NodeError> {
         let mut open = BTreeMap::new();
+        let mut damaged = BTreeMap::new();
         let mut snapshots = Batch::new();
         for (id, _) in store.circles()? {
-            let (c, batch) = Circle::open(store.as_ref(), me, &id)?;
-            snapshots.extend(batch);
-            open.insert(id, c);
+            match Circle::open(store.as_ref(), me, &id) {
+                Ok((c, batch)) => {
+                    snapshots.extend(batch);
+                    open.insert(id, c);
+                }
+                Err(e) => {
+                    tracing::error!(circle = %id, error = %e, "a circle could not be opened; it is set aside as damaged");
+                    damaged.insert(id, e.to_string());
+                }
+            }
         }
+        let declined = invitations::declined(store.as_ref());
         let circles = Circles {
             store,
             open,
+            damaged,
+            invited: BTreeMap::new(),
+            declined,
             relays: BTreeSet::new(),
         };
         Ok((circles, snapshots))
@@ -166,6 +188,15 @@ impl Local for Circles {
 
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
         self.open.get(circle).map(Circle::membership)
+    }
+
+    /// A damaged circle is held too, and a circle invited to or declined is known: offers
+    /// of them are not asked for again.
+    fn knows(&self, circle: &CircleId) -> bool {
+        self.open.contains_key(circle)
+            || self.damaged.contains_key(circle)
+            || self.invited.contains_key(circle)
+            || self.declined.contains(circle)
     }
 
     fn vector(&self, circle: &CircleId, doc: cercle_crdt::DocKind) -> Vector {

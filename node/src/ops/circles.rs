@@ -16,6 +16,84 @@ pub struct CircleList {}
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Circles {
     pub circles: Vec<CircleInfo>,
+    /// Circles of the store that could not be opened: neither synced nor written.
+    #[serde(default)]
+    pub damaged: Vec<DamagedCircle>,
+    /// Circles a member added this node to, waiting for an answer (`circle accept` or
+    /// `circle decline`).
+    #[serde(default)]
+    pub invitations: Vec<InvitationRow>,
+}
+
+/// A circle this node was added to, before its user answers.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InvitationRow {
+    pub circle: String,
+    /// The patient, if known yet.
+    pub patient: String,
+    /// The member who added this device (hex), and their name if known.
+    pub added_by: Option<String>,
+    pub added_by_name: Option<String>,
+    /// The role given to this member.
+    pub role: Option<Role>,
+    pub members: usize,
+    /// The peer it came from, and whether that peer shares a circle with this node.
+    pub from: String,
+    pub colleague: bool,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+}
+
+/// Accepts an invitation: this node joins the circle.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CircleAccept {
+    pub circle: String,
+}
+
+impl Operation for CircleAccept {
+    type Answer = Circles;
+
+    fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
+        let circle = core.find_invitation(&self.circle)?;
+        let info = core.accept_invitation(circle)?;
+        Ok(Circles {
+            circles: vec![info],
+            damaged: Vec::new(),
+            invitations: Vec::new(),
+        })
+    }
+}
+
+/// Declines an invitation: the circle is never offered again.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CircleDecline {
+    pub circle: String,
+}
+
+/// An invitation declined.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Declined {
+    pub circle: String,
+}
+
+impl Operation for CircleDecline {
+    type Answer = Declined;
+
+    fn run(self, core: &mut NodeCore) -> Result<Declined, NodeError> {
+        let circle = core.find_invitation(&self.circle)?;
+        core.decline_invitation(circle)?;
+        Ok(Declined {
+            circle: circle.to_string(),
+        })
+    }
+}
+
+/// A circle held here that could not be opened.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DamagedCircle {
+    pub id: String,
+    /// Why, in one sentence.
+    pub reason: String,
 }
 
 impl Operation for CircleList {
@@ -29,7 +107,36 @@ impl Operation for CircleList {
             .map(|c| c.info().clone())
             .collect();
         circles.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(Circles { circles })
+        let damaged = core
+            .circles
+            .damaged
+            .iter()
+            .map(|(id, reason)| DamagedCircle {
+                id: id.to_string(),
+                reason: reason.clone(),
+            })
+            .collect();
+        let invitations = core
+            .circles
+            .invited
+            .iter()
+            .map(|(id, i)| InvitationRow {
+                circle: id.to_string(),
+                patient: i.patient.clone(),
+                added_by: i.added_by.map(|m| m.to_hex()),
+                added_by_name: i.added_by_name.clone(),
+                role: i.role,
+                members: i.members,
+                from: i.from.to_string(),
+                colleague: i.colleague,
+                at: i.at,
+            })
+            .collect();
+        Ok(Circles {
+            circles,
+            damaged,
+            invitations,
+        })
     }
 }
 
@@ -88,6 +195,8 @@ impl Operation for CircleCreate {
         core.publish_profile(id);
         Ok(Circles {
             circles: vec![info],
+            damaged: Vec::new(),
+            invitations: Vec::new(),
         })
     }
 }

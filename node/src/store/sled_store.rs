@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -69,6 +71,8 @@ pub struct SledStore {
     key: StorageKey,
     jobs: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// Set by the writer once a write failed.
+    failed: Arc<AtomicBool>,
     report: OpenReport,
     _lock: File,
 }
@@ -221,14 +225,27 @@ impl SledStore {
             key,
             jobs: None,
             writer: None,
+            failed: Arc::new(AtomicBool::new(false)),
             report,
             _lock: lock,
         };
-        store.check_schema()?;
-        let mut journal = store.catch_up(&journal_path)?;
-        store.check_key(fresh, &mut journal)?;
-        store.start_writer(journal);
-        Ok(store)
+        let journal = store.check_schema().and_then(|()| {
+            let mut journal = store.catch_up(&journal_path)?;
+            store.check_key(fresh, &mut journal)?;
+            Ok(journal)
+        });
+        match journal {
+            Ok(journal) => {
+                store.start_writer(journal);
+                Ok(store)
+            }
+            Err(e) => {
+                // Opening wrote to sled (a migration, the journal's latest records) and may
+                // have failed for a full disk: closing must not wait on sled's flush.
+                store.failed.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
     }
 
     /// Rebuilds the database from the journal even though it opens (`cercle repair`).
@@ -383,6 +400,7 @@ impl SledStore {
             trees: self.trees.clone(),
             journal,
             failed: None,
+            failed_flag: self.failed.clone(),
             marked: 0,
         };
         let handle = std::thread::Builder::new()
@@ -466,6 +484,17 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
             tracing::error!(error = %e, "closing the store");
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            // sled flushes what it buffered when its last handle goes; after a write the
+            // disk refused (it is full), that flush can wait for ever. The journal holds
+            // everything acknowledged and the next opening replays it: the handles are left
+            // open instead, and the process's end releases them.
+            std::mem::forget(self.db.clone());
+            for tree in self.trees.values() {
+                std::mem::forget(tree.clone());
+            }
+            tracing::warn!(store = %self.dir.display(), "the store stopped after a failed write; its journal will be replayed at the next opening");
         }
     }
 }
@@ -556,6 +585,8 @@ struct Writer {
     /// After a failed write every later one fails too: a later batch may chain on the
     /// failed one (an envelope's `prev`), and a gap must never be acknowledged.
     failed: Option<StoreError>,
+    /// Tells the store a write failed.
+    failed_flag: Arc<AtomicBool>,
     /// The journal offset the database is known to hold.
     marked: u64,
 }
@@ -627,6 +658,7 @@ impl Writer {
             tracing::error!(error = %e, "store write failed; refusing further writes");
             let _ = self.journal.rollback();
             self.failed = Some(e.clone());
+            self.failed_flag.store(true, Ordering::SeqCst);
         }
         result
     }

@@ -107,7 +107,7 @@ impl Local for Memory {
     fn knows(&self, circle: &CircleId) -> bool {
         self.members.contains_key(circle)
     }
-    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
+    fn op_hashes(&self, circle: &CircleId) -> Vec<OpHash> {
         self.ops
             .get(circle)
             .map(|m| m.keys().copied().collect())

@@ -140,8 +140,9 @@ pub trait Local {
     fn knows(&self, circle: &CircleId) -> bool {
         self.membership(circle).is_some()
     }
-    /// The hashes of the circle's membership operations.
-    fn op_hashes(&self, circle: &CircleId) -> BTreeSet<OpHash> {
+    /// The hashes of the circle's membership operations, parents first (the order to
+    /// send them in, so the peer never waits for a parent).
+    fn op_hashes(&self, circle: &CircleId) -> Vec<OpHash> {
         let log = self.membership(circle).into_iter();
         log.flat_map(|l| l.ops().map(SignedOp::hash)).collect()
     }
@@ -157,8 +158,19 @@ pub trait Local {
     /// The digest of a circle: its operations and every document's version vector.
     fn digest(&self, circle: &CircleId) -> Digest {
         let mut h = blake3::Hasher::new();
-        for op in self.op_hashes(circle) {
-            h.update(&op.0);
+        match self.membership(circle) {
+            // Kept by the log: the same set gives the same digest whatever the order.
+            Some(log) => {
+                h.update(&log.digest());
+            }
+            None => {
+                let ops: BTreeSet<OpHash> = self.op_hashes(circle).into_iter().collect();
+                let mut set = blake3::Hasher::new();
+                for op in ops {
+                    set.update(&op.0);
+                }
+                h.update(set.finalize().as_bytes());
+            }
         }
         for doc in DocKind::ALL {
             h.update(doc.as_str().as_bytes());
@@ -184,9 +196,10 @@ pub struct Received {
 /// Something still to send to the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Queued {
+    /// Operations to send, parents first.
     Ops {
         circle: CircleId,
-        hashes: Vec<OpHash>,
+        hashes: std::collections::VecDeque<OpHash>,
     },
     Range {
         log: LogId,
@@ -511,7 +524,7 @@ impl PeerSync {
         if !missing.is_empty() {
             plan.push(Queued::Ops {
                 circle,
-                hashes: missing,
+                hashes: missing.into(),
             });
         }
         for doc in DocKind::ALL {
@@ -568,14 +581,14 @@ impl PeerSync {
                 let fits = |size: usize, len: usize| size == 0 || size + len <= MAX_DATA_BYTES;
                 match p {
                     Queued::Ops { hashes, .. } => {
-                        while let Some(h) = hashes.first().copied() {
+                        while let Some(h) = hashes.front().copied() {
                             let bytes = local.op(&circle, &h).unwrap_or_default();
                             if !fits(size, bytes.len()) {
                                 full = true;
                                 break;
                             }
                             size += bytes.len();
-                            hashes.remove(0);
+                            hashes.pop_front();
                             if !bytes.is_empty() {
                                 ops.push(bytes);
                             }

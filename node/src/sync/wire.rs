@@ -3,12 +3,21 @@
 //! byte strings, so another implementation can read the protocol with any CBOR library.
 //!
 //! The length is checked before anything is read or allocated: a frame larger than
-//! [`MAX_FRAME`] is refused.
+//! [`MAX_FRAME`] is refused, and so is one larger than [`MAX_EARLY_FRAME`] before the peer
+//! said `Hello` on the stream. A frame's bytes are kept only as they arrive
+//! ([`FrameDecoder`]): announcing a large frame and sending nothing more costs the
+//! announcer, not the reader.
+
+use bytes::{Buf, BytesMut};
 
 use super::{MAX_DATA_BYTES, Message};
 
 /// The largest frame: a full `Data` message plus room for its framing and ids.
 pub const MAX_FRAME: usize = MAX_DATA_BYTES + 64 * 1024;
+/// The largest frame before the peer's `Hello` (a `Hello`, a `Join` or their answers fit).
+pub const MAX_EARLY_FRAME: usize = 64 * 1024;
+/// The length prefix of a frame.
+const HEADER: usize = 4;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +27,76 @@ pub enum WireError {
     TooLarge(usize),
     #[error("the frame is not a valid sync message: {0}")]
     Malformed(String),
+    #[error(
+        "a frame of {0} bytes before the peer's Hello is larger than the {MAX_EARLY_FRAME} allowed"
+    )]
+    TooEarly(usize),
+    #[error("the stream failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Cuts a stream's bytes into frames as they arrive. Unlike a decoder that reserves room
+/// for the length it reads, it holds only what was received: a peer announcing a frame
+/// of a megabyte and sending ten bytes makes the reader hold ten bytes.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    limit: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder {
+            limit: MAX_EARLY_FRAME,
+        }
+    }
+}
+
+impl FrameDecoder {
+    /// The peer said `Hello`: frames up to [`MAX_FRAME`] from now on.
+    pub fn open_up(&mut self) {
+        self.limit = MAX_FRAME;
+    }
+
+    /// The next whole frame in `src`, if it is there; refuses a frame over the limit as
+    /// soon as its length is read.
+    pub fn next_frame(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
+        let Some(header) = src.get(..HEADER) else {
+            return Ok(None);
+        };
+        let mut len = [0u8; HEADER];
+        len.copy_from_slice(header);
+        let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+        if len > self.limit {
+            return Err(if self.limit < MAX_FRAME {
+                WireError::TooEarly(len)
+            } else {
+                WireError::TooLarge(len)
+            });
+        }
+        if src.len() < HEADER + len {
+            return Ok(None);
+        }
+        src.advance(HEADER);
+        Ok(Some(src.split_to(len)))
+    }
+}
+
+impl tokio_util::codec::Decoder for FrameDecoder {
+    type Item = BytesMut;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
+        self.next_frame(src)
+    }
+}
+
+/// A message as one frame: its length, then its CBOR bytes.
+pub fn frame(message: &Message) -> Vec<u8> {
+    let body = encode(message);
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// The CBOR encoding of a message (without the length prefix).
@@ -152,6 +231,75 @@ mod tests {
             envelopes: vec![vec![200u8; 10_000]],
         };
         assert!(encode(&m).len() < 10_000 + 200, "{}", encode(&m).len());
+    }
+
+    #[test]
+    fn a_frame_announced_large_holds_only_the_bytes_that_came() {
+        let mut d = FrameDecoder::default();
+        d.open_up();
+        let mut src = BytesMut::new();
+        src.extend_from_slice(&u32::try_from(MAX_FRAME).unwrap().to_be_bytes());
+        src.extend_from_slice(&[0u8; 10]);
+        assert!(d.next_frame(&mut src).unwrap().is_none());
+        assert!(src.capacity() < 1024, "reserved {}", src.capacity());
+    }
+
+    #[test]
+    fn large_frames_wait_for_the_peers_hello() {
+        let data = Message::Data {
+            circle: CircleId([1; 32]),
+            ops: Vec::new(),
+            envelopes: vec![vec![7u8; 100_000]],
+        };
+        let mut d = FrameDecoder::default();
+        let mut src = BytesMut::from(&frame(&data)[..]);
+        assert!(matches!(
+            d.next_frame(&mut src),
+            Err(WireError::TooEarly(_))
+        ));
+        let mut d = FrameDecoder::default();
+        let hello = Message::Hello { circles: vec![] };
+        let mut src = BytesMut::from(&frame(&hello)[..]);
+        let got = d.next_frame(&mut src).unwrap().unwrap();
+        assert_eq!(decode(&got).ok(), Some(hello));
+        d.open_up();
+        let mut src = BytesMut::from(&frame(&data)[..]);
+        let got = d.next_frame(&mut src).unwrap().unwrap();
+        assert_eq!(decode(&got).ok(), Some(data));
+        let mut src = BytesMut::new();
+        src.extend_from_slice(&u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes());
+        assert!(matches!(
+            d.next_frame(&mut src),
+            Err(WireError::TooLarge(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn frames_cut_anywhere_decode_as_when_whole(
+            messages in prop::collection::vec(message(), 1..5),
+            cuts in prop::collection::vec(1usize..200, 0..20),
+        ) {
+            let mut all = Vec::new();
+            for m in &messages {
+                all.extend_from_slice(&frame(m));
+            }
+            let mut d = FrameDecoder::default();
+            d.open_up();
+            let mut src = BytesMut::new();
+            let mut got = Vec::new();
+            let mut rest = &all[..];
+            let mut cuts = cuts.into_iter().cycle();
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(rest.len()).min(rest.len());
+                src.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(f) = d.next_frame(&mut src).unwrap() {
+                    got.push(decode(&f).unwrap());
+                }
+            }
+            prop_assert_eq!(got, messages);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use cercle_crdt::{EntryKind, Role};
 
 use super::{Cluster, WireConfig};
-use crate::ops::circles::{CircleCreate, CircleShow};
+use crate::ops::circles::{CircleCreate, CircleList, CircleShow};
 use crate::ops::members::{MemberAdd, MemberRemove};
 use crate::ops::notes::{NoteAdd, NoteList};
 
@@ -58,6 +58,12 @@ fn care_team(seed: u64) -> (String, [Vec<String>; 3], String) {
     c.connect(0, 1);
     c.connect(0, 2);
     c.connect(1, 2);
+    c.run_for(3_000);
+    // Added by the GP, each waits for its user's answer, then joins.
+    for who in [1, 2] {
+        assert!(c.ask(who, CircleList {}, WAIT).unwrap().circles.is_empty());
+        assert_eq!(c.accept_invitations(who, WAIT), 1);
+    }
     c.run_for(3_000);
     for (who, text) in [
         (0, "Première visite"),

@@ -137,28 +137,47 @@ impl NodeCore {
         }
     }
 
-    /// Applies received data: joins the circle if new, checks and stages; once durable,
-    /// what was accepted goes on to the other connected members.
+    /// Applies received data: a circle not held here is joined if this node followed an
+    /// invite to it, and becomes an invitation otherwise; then checks and stages; once
+    /// durable, what was accepted goes on to the other connected members.
     #[tracing::instrument(skip_all, fields(circle = %r.circle))]
     fn apply(&mut self, from: DeviceId, r: Received) {
+        let joined = !self.circles.open.contains_key(&r.circle);
+        if joined {
+            if !self.followed_invite(&r.circle) {
+                return self.offered(from, r);
+            }
+            if !self.join_from(from, r.circle, &r.ops) {
+                return;
+            }
+        }
+        self.take_data(from, r, joined);
+    }
+
+    /// Joins `circle` from a member's operations; `false` if they do not make this device
+    /// a member.
+    pub(super) fn join_from(&mut self, from: DeviceId, circle: CircleId, ops: &[Vec<u8>]) -> bool {
+        match Circle::join(&self.me, circle, ops) {
+            Ok((c, staged)) => {
+                tracing::info!(%circle, "joined a circle");
+                self.circles.open.insert(circle, c);
+                self.stage_from(circle, staged, Some(from));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "refused an unknown circle");
+                false
+            }
+        }
+    }
+
+    /// Checks and stages data of a circle held here (`joined`: just now).
+    pub(super) fn take_data(&mut self, from: DeviceId, r: Received, joined: bool) {
         let Received {
             circle,
             ops,
             envelopes,
         } = r;
-        let joined = !self.circles.open.contains_key(&circle);
-        if joined {
-            match Circle::join(&self.me, circle, &ops) {
-                Ok((c, staged)) => {
-                    self.circles.open.insert(circle, c);
-                    self.stage_from(circle, staged, Some(from));
-                }
-                Err(e) => {
-                    tracing::warn!(reason = %e, "refused an unknown circle");
-                    return;
-                }
-            }
-        }
         let Some(c) = self.circles.open.get_mut(&circle) else {
             return;
         };

@@ -9,6 +9,7 @@ use crate::ops::circles::{CircleCreate, CircleList, CircleShow};
 use crate::ops::documents::{DocAdd, DocGet};
 use crate::ops::invite::InviteCreate;
 use crate::ops::join::{Join, JoinStatus};
+use crate::store::Store;
 use crate::sync::Message;
 
 const WAIT: i64 = 10_000;
@@ -258,4 +259,80 @@ fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survi
     held.sort();
     acknowledged.sort();
     assert_eq!(held, acknowledged);
+}
+
+/// Node `by` creates a circle for `patient` and adds node `who` by its card.
+fn circle_adding(c: &mut Cluster, by: usize, who: usize, patient: &str) -> String {
+    let create = CircleCreate {
+        patient: patient.into(),
+        birth_date: None,
+    };
+    let circle = c.ask(by, create, WAIT).unwrap().circles[0].id.clone();
+    let card = c.members[who].core.me().public().card(&[]).encode();
+    let add = crate::ops::members::MemberAdd {
+        circle: circle.clone(),
+        card,
+        role: Role::Caregiver,
+    };
+    c.ask(by, add, WAIT).unwrap();
+    circle
+}
+
+#[test]
+fn a_circle_a_member_added_this_node_to_waits_for_its_users_answer() {
+    let mut c = cluster(&["Dr Martin", "Julien", "Mallory"]);
+    let circle = circle_adding(&mut c, 0, 1, "Jeanne Durand");
+    c.connect(0, 1);
+    c.run_for(5_000);
+    // Not held, not written anywhere: shown as an invitation, with who and for whom.
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert!(list.circles.is_empty());
+    let [invitation] = list.invitations.as_slice() else {
+        panic!("one invitation expected: {list:?}");
+    };
+    assert_eq!(invitation.circle, circle);
+    assert_eq!(invitation.patient, "Jeanne Durand");
+    assert_eq!(invitation.added_by_name.as_deref(), Some("Dr Martin"));
+    assert_eq!(invitation.role, Some(Role::Caregiver));
+    let id: crate::circle::membership::CircleId = circle.parse().unwrap();
+    assert!(c.members[1].store.circle(&id).unwrap().is_none());
+    assert!(c.members[1].store.ops(&id).unwrap().is_empty());
+
+    // Accepted: joined, and the rest follows.
+    let accept = crate::ops::circles::CircleAccept {
+        circle: circle[..10].to_string(),
+    };
+    assert_eq!(c.ask(1, accept, WAIT).unwrap().circles[0].id, circle);
+    c.run_for(5_000);
+    assert_eq!(c.ask(1, CircleList {}, WAIT).unwrap().circles.len(), 1);
+    assert!(c.members[1].store.circle(&id).unwrap().is_some());
+
+    // A stranger holding the card adds this node to circles of its own: four wait at
+    // most, a declined one never comes back.
+    let strange: Vec<String> = (0..6)
+        .map(|i| circle_adding(&mut c, 2, 1, &format!("Patient {i}")))
+        .collect();
+    c.connect(2, 1);
+    c.run_for(10_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!(list.circles.len(), 1, "nothing joined without an answer");
+    assert_eq!(list.invitations.len(), super::invitations::MAX_PER_PEER);
+    let first = list.invitations[0].circle.clone();
+    let decline = crate::ops::circles::CircleDecline {
+        circle: first.clone(),
+    };
+    c.ask(1, decline, WAIT).unwrap();
+    c.disconnect(2, 1);
+    c.connect(2, 1);
+    c.run_for(10_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert!(list.invitations.iter().all(|i| i.circle != first));
+    assert!(strange.contains(&first));
+    let unknown = crate::ops::circles::CircleAccept {
+        circle: "ffff".into(),
+    };
+    assert_eq!(
+        c.ask(1, unknown, WAIT).unwrap_err().kind,
+        crate::ops::ErrorKind::NotFound
+    );
 }

@@ -1,0 +1,241 @@
+//! Circles a member added this node to, waiting for its user's answer. A node joins a circle
+//! only through an invite its user followed (`cercle join CODE`) or an explicit acceptance:
+//! data of a circle not held here that makes this device a member becomes an
+//! **invitation** ("Dr X added you to the circle of Jeanne Durand"), accepted or declined
+//! with `cercle circle accept|decline` or from the web UI. Anyone holding someone's contact
+//! card can make them a member of a circle of their own; they cannot make them hold it.
+//!
+//! What an offer may cost is bounded before the work: a circle declined, one already
+//! invited to, or one more from a peer with [`MAX_PER_PEER`] invitations pending is
+//! dropped unread; at most [`MAX_INVITATIONS`] wait, each holding the one message it came
+//! with (at most a sync message's size), and a colleague's invitation (from a device this
+//! node shares a circle with) takes the place of a stranger's when they are all taken.
+//! Declined circles are remembered in the store and never offered to the user again.
+
+use std::collections::BTreeSet;
+
+use cercle_crdt::{MemberId, Role};
+
+use super::NodeCore;
+use crate::circle::membership::{CircleId, OpBody};
+use crate::circle::{Circle, CircleInfo};
+use crate::identity::DeviceId;
+use crate::ops::NodeError;
+use crate::store::{Batch, Store, Tree};
+use crate::sync::Received;
+
+/// Invitations waiting at once, at most.
+pub(crate) const MAX_INVITATIONS: usize = 16;
+/// Invitations pending from one peer device, at most.
+pub(crate) const MAX_PER_PEER: usize = 4;
+/// The store's key prefix of declined circles.
+const DECLINED: &str = "declined/";
+
+/// A circle this node was added to, as its user sees it before answering.
+#[derive(Debug)]
+pub(crate) struct Invitation {
+    /// The peer device the circle came from.
+    pub(crate) from: DeviceId,
+    /// Whether that device shares a circle with this node.
+    pub(crate) colleague: bool,
+    /// The member who added this device, and their name if known.
+    pub(crate) added_by: Option<MemberId>,
+    pub(crate) added_by_name: Option<String>,
+    /// The patient, if the patient file came with the offer.
+    pub(crate) patient: String,
+    pub(crate) role: Option<Role>,
+    pub(crate) members: usize,
+    /// When it arrived (milliseconds).
+    pub(crate) at: i64,
+    /// The message it came with: joined from on acceptance.
+    data: Received,
+}
+
+/// The declined circles the store remembers.
+pub(super) fn declined(store: &dyn Store) -> BTreeSet<CircleId> {
+    match store.scan(Tree::Meta, DECLINED.as_bytes()) {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let hex = std::str::from_utf8(k.get(DECLINED.len()..)?).ok()?;
+                hex.parse().ok()
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the declined circles");
+            BTreeSet::new()
+        }
+    }
+}
+
+impl NodeCore {
+    /// Whether this node's user followed an invite to `circle` (a join under way or done).
+    pub(super) fn followed_invite(&self, circle: &CircleId) -> bool {
+        self.joins.values().any(|j| {
+            j.code.circle == *circle && !matches!(j.state, super::invites::JoinState::Refused(_))
+        })
+    }
+
+    /// Data of a circle not held here, not followed by an invite: an invitation if it makes
+    /// this device a member, within the bounds; otherwise dropped.
+    pub(super) fn offered(&mut self, from: DeviceId, r: Received) {
+        let circle = r.circle;
+        let invited = &self.circles.invited;
+        if self.circles.declined.contains(&circle) || invited.contains_key(&circle) {
+            return;
+        }
+        if invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER {
+            tracing::warn!(peer = %from, "a peer offers more circles than it may have pending; dropped");
+            return;
+        }
+        let colleague = self.shares_a_circle(&from);
+        if invited.len() >= MAX_INVITATIONS {
+            // A colleague's invitation replaces the oldest stranger's; a stranger's waits
+            // for room.
+            let stranger = invited
+                .iter()
+                .filter(|(_, i)| !i.colleague)
+                .min_by_key(|(_, i)| i.at)
+                .map(|(c, _)| *c);
+            match stranger {
+                Some(old) if colleague => {
+                    self.circles.invited.remove(&old);
+                }
+                _ => {
+                    tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
+                    return;
+                }
+            }
+        }
+        // The membership first (its operations decoded and resolved, bounded by the
+        // message's size), then, in memory only, the documents that came along: who the
+        // patient is and who added this device.
+        let mut trial = match Circle::join(&self.me, circle, &r.ops) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                tracing::debug!(%circle, peer = %from, reason = %e, "an offered circle does not make this device a member");
+                return;
+            }
+        };
+        let _ = trial.receive(
+            &self.me,
+            &from.to_string(),
+            &[],
+            &r.envelopes,
+            self.now.timestamp(),
+        );
+        let me = self.me.device();
+        let added_by = trial
+            .membership()
+            .ops()
+            .filter(|o| match &o.content().body {
+                OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == me),
+                _ => false,
+            })
+            .filter_map(|o| trial.resolution().member_of(&o.content().device))
+            .map(|(m, _)| *m)
+            .last();
+        let added_by_name = added_by.and_then(|m| {
+            trial
+                .profiles()
+                .get(&m)
+                .map(|p| p.name.clone())
+                .or_else(|| self.colleague_name(&m))
+        });
+        let invitation = Invitation {
+            from,
+            colleague,
+            added_by,
+            added_by_name,
+            patient: trial.info().patient.clone(),
+            role: trial.resolution().role(&self.me.member()),
+            members: trial.resolution().members.len(),
+            at: self.now.millis(),
+            data: r,
+        };
+        tracing::info!(%circle, peer = %from, "added to a circle: waiting for this user's answer");
+        self.out
+            .push(super::Effect::Event(crate::api::NodeEvent::Invited {
+                circle: circle.to_string(),
+            }));
+        self.circles.invited.insert(circle, invitation);
+    }
+
+    /// Accepts the invitation to `circle`: joins it from the data it came with, then asks
+    /// the members for the rest.
+    pub(crate) fn accept_invitation(&mut self, circle: CircleId) -> Result<CircleInfo, NodeError> {
+        let invitation = self
+            .circles
+            .invited
+            .remove(&circle)
+            .ok_or_else(|| NodeError::not_found("no invitation to this circle is waiting"))?;
+        let from = invitation.from;
+        if !self.join_from(from, circle, &invitation.data.ops) {
+            return Err(NodeError::conflict(
+                "the invitation no longer makes this device a member",
+            ));
+        }
+        self.take_data(from, invitation.data, true);
+        self.resync_all();
+        self.circles
+            .open
+            .get(&circle)
+            .map(|c| c.info().clone())
+            .ok_or_else(|| NodeError::internal("the circle joined is not open"))
+    }
+
+    /// Declines the invitation to `circle`; it is remembered, and never offered again.
+    pub(crate) fn decline_invitation(&mut self, circle: CircleId) -> Result<(), NodeError> {
+        if self.circles.invited.remove(&circle).is_none() {
+            return Err(NodeError::not_found(
+                "no invitation to this circle is waiting",
+            ));
+        }
+        self.circles.declined.insert(circle);
+        let mut batch = Batch::new();
+        batch.meta(
+            &format!("{DECLINED}{circle}"),
+            &self.now.millis().to_be_bytes(),
+        );
+        self.write_batch(batch, Default::default());
+        tracing::info!(%circle, "declined an invitation");
+        Ok(())
+    }
+
+    /// The invitation whose circle id starts with `query`.
+    pub(crate) fn find_invitation(&self, query: &str) -> Result<CircleId, NodeError> {
+        let q = query.trim().to_lowercase();
+        let found: Vec<CircleId> = self
+            .circles
+            .invited
+            .keys()
+            .filter(|c| !q.is_empty() && c.to_string().starts_with(&q))
+            .copied()
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(NodeError::not_found(format!(
+                "no invitation waits for a circle {query:?}; `cercle circle list` shows them"
+            ))),
+            _ => Err(NodeError::bad_input(format!(
+                "{query:?} names several invitations; give more of the circle's id"
+            ))),
+        }
+    }
+
+    /// Whether `device` is a member of a circle held here.
+    fn shares_a_circle(&self, device: &DeviceId) -> bool {
+        self.circles
+            .open
+            .values()
+            .any(|c| c.resolution().member_of(device).is_some())
+    }
+
+    /// A member's name as a circle held here knows it.
+    fn colleague_name(&self, member: &MemberId) -> Option<String> {
+        self.circles
+            .open
+            .values()
+            .find_map(|c| c.profiles().get(member).map(|p| p.name.clone()))
+    }
+}

@@ -1,0 +1,237 @@
+//! A hostile peer, as a real process speaking the real protocol (libp2p over TCP, Noise,
+//! yamux, the sync stream's frames): what the end-to-end tests attack a node with. Each
+//! mode does one thing a stranger or a member could do, then prints one JSON line saying
+//! what happened, and stops by itself.
+//!
+//! ```text
+//! adversary identity out=FILE name=NAME            a member identity; prints its card
+//! adversary streams to=ADDR count=N declare=BYTES send=BYTES hold=SECS
+//!     opens N sync streams, each announcing a frame of `declare` bytes, sending `send`
+//!     of them and never the rest
+//! adversary never-read to=ADDR identity=FILE secs=SECS
+//!     connects as that identity, says Hello, and never reads what it is sent
+//! ```
+
+// A tool of the tests: it fails loudly.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cercle_node::identity::{LocalIdentity, Profile, PublicIdentity};
+use cercle_node::net::SYNC_PROTOCOL;
+use cercle_node::sync::{Message, wire};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    stream: libp2p_stream::Behaviour,
+}
+
+type Args = BTreeMap<String, String>;
+
+fn arg<'a>(args: &'a Args, key: &str) -> &'a str {
+    args.get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| fail(&format!("missing {key}=")))
+}
+
+fn number(args: &Args, key: &str) -> u64 {
+    arg(args, key)
+        .parse()
+        .unwrap_or_else(|_| fail(&format!("{key}= is not a number")))
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("adversary: {why}");
+    std::process::exit(2)
+}
+
+fn swarm(key: libp2p::identity::Keypair) -> Swarm<Behaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .with_behaviour(|_| Behaviour {
+            stream: libp2p_stream::Behaviour::new(),
+        })
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build()
+}
+
+/// Dials `to` and drives the swarm until connected; returns the peer.
+async fn connect(swarm: &mut Swarm<Behaviour>, to: &str) -> PeerId {
+    let address: Multiaddr = to
+        .parse()
+        .unwrap_or_else(|_| fail("to= is not a multiaddress"));
+    swarm
+        .dial(address)
+        .unwrap_or_else(|e| fail(&format!("cannot dial: {e}")));
+    let deadline = tokio::time::sleep(Duration::from_secs(20));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => fail("never connected"),
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => return peer_id,
+                SwarmEvent::OutgoingConnectionError { error, .. } => fail(&format!("cannot connect: {error}")),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// A member identity for the tests to add to a circle; its secrets go to `out`.
+fn identity(args: &Args) {
+    let profile = Profile::new(arg(args, "name"), "inconnu", None, None)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let me = LocalIdentity::generate(profile, cercle_crdt::Timestamp(1))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let saved = serde_json::json!({
+        "secrets": hex::encode(&me.secrets()[..]),
+        "public": me.public(),
+    });
+    std::fs::write(arg(args, "out"), saved.to_string()).unwrap_or_else(|e| fail(&e.to_string()));
+    println!(
+        "{}",
+        serde_json::json!({ "card": me.public().card(&[]).encode(), "member": me.member().to_hex() })
+    );
+}
+
+fn load(path: &str) -> LocalIdentity {
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| fail(&e.to_string())))
+            .unwrap_or_else(|e| fail(&e.to_string()));
+    let secrets = hex::decode(saved["secrets"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let public: PublicIdentity =
+        serde_json::from_value(saved["public"].clone()).unwrap_or_else(|e| fail(&e.to_string()));
+    LocalIdentity::from_secrets(&secrets, public).unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+/// Many sync streams, each announcing a large frame and sending almost nothing of it.
+async fn streams(args: &Args) {
+    let count = number(args, "count");
+    let declare = u32::try_from(number(args, "declare")).unwrap_or(u32::MAX);
+    let send = usize::try_from(number(args, "send")).unwrap_or(usize::MAX);
+    let hold = Duration::from_secs(number(args, "hold"));
+    let body: std::sync::Arc<[u8]> = vec![0xA5; send].into();
+    let mut swarm = swarm(libp2p::identity::Keypair::generate_ed25519());
+    let peer = connect(&mut swarm, arg(args, "to")).await;
+    let control = swarm.behaviour().stream.new_control();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<bool>(count as usize + 1);
+    for _ in 0..count {
+        let mut control = control.clone();
+        let done = done_tx.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            let opened = match control.open_stream(peer, SYNC_PROTOCOL).await {
+                Ok(mut s) => {
+                    let ok = s.write_all(&declare.to_be_bytes()).await.is_ok()
+                        && s.write_all(&body).await.is_ok()
+                        && s.flush().await.is_ok();
+                    let _ = done.send(ok).await;
+                    // Held open, never finished.
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    drop(s);
+                    return;
+                }
+                Err(_) => false,
+            };
+            let _ = done.send(opened).await;
+        });
+    }
+    drop(done_tx);
+    let (mut opened, mut failed) = (0u64, 0u64);
+    let until = tokio::time::Instant::now() + hold;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            got = done_rx.recv() => match got {
+                Some(true) => opened += 1,
+                Some(false) => failed += 1,
+                None => {}
+            },
+            _ = swarm.select_next_some() => {}
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "sent": opened, "refused": failed, "connected": swarm.is_connected(&peer) })
+    );
+}
+
+/// Connects as a member, says Hello, and never reads what the node sends.
+async fn never_read(args: &Args) {
+    let me = load(arg(args, "identity"));
+    let key = cercle_node::net::keypair(&me).unwrap_or_else(|e| fail(&e.to_string()));
+    let secs = Duration::from_secs(number(args, "secs"));
+    let mut swarm = swarm(key);
+    let mut incoming = swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(SYNC_PROTOCOL)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let peer = connect(&mut swarm, arg(args, "to")).await;
+    let started = Instant::now();
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut ours = control
+        .open_stream(peer, SYNC_PROTOCOL)
+        .await
+        .unwrap_or_else(|e| fail(&format!("no sync stream: {e}")));
+    let hello = wire::frame(&Message::Hello { circles: vec![] });
+    ours.write_all(&hello)
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut held = Vec::new();
+    let until = tokio::time::Instant::now() + secs;
+    let mut disconnected = None;
+    while disconnected.is_none() {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            Some((_, stream)) = incoming.next() => held.push(stream),
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::ConnectionClosed { num_established: 0, .. } = event {
+                    disconnected = Some(started.elapsed());
+                }
+            }
+        }
+    }
+    // Nothing was ever read from the streams held.
+    let mut probe = [0u8; 1];
+    let _ = tokio::time::timeout(Duration::from_millis(1), ours.read(&mut probe)).await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "disconnected": disconnected.is_some(),
+            "after_ms": disconnected.map(|d| d.as_millis() as u64),
+            "streams_held": held.len(),
+        })
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let mut argv = std::env::args().skip(1);
+    let mode = argv.next().unwrap_or_default();
+    let args: Args = argv
+        .filter_map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    match mode.as_str() {
+        "identity" => identity(&args),
+        "streams" => streams(&args).await,
+        "never-read" => never_read(&args).await,
+        other => fail(&format!("unknown mode {other:?}")),
+    }
+}

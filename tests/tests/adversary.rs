@@ -1,0 +1,152 @@
+//! Hostile peers as real processes (`adversary`, a libp2p peer speaking the sync protocol
+//! badly on purpose) against real `cercle up` nodes on loopback. Each test measures what the
+//! attack cost the node (its resident memory, from `/proc`) and checks that the members'
+//! work goes on while it lasts.
+
+use std::process::{Command, Stdio};
+
+use cercle_tests::{Daemon, TestHome, wait_until};
+
+const LOOPBACK: &[&str] = &["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+const MIB: u64 = 1024 * 1024;
+
+fn adversary(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_adversary"));
+    c.args(args).stderr(Stdio::inherit());
+    c
+}
+
+/// A coordinator's node A and a member's node B, connected, sharing one circle.
+fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
+    let a = TestHome::new();
+    let b = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    let circle = a.create_circle("Jeanne Durand");
+    a.add_member(&circle, &b.card(), "professional");
+    let node_a = Daemon::start(&a, &[], LOOPBACK);
+    let mut args: Vec<&str> = LOOPBACK.to_vec();
+    let address = node_a.tcp_address();
+    args.extend(["--peer", &address]);
+    let node_b = Daemon::start(&b, &[], &args);
+    b.accept(&circle);
+    (a, b, circle, node_a, node_b)
+}
+
+/// A note written on A reaches B within 20 s.
+fn a_note_still_reaches_b(a: &TestHome, b: &TestHome, circle: &str, text: &str) {
+    a.json(&["note", "add", circle, text]);
+    assert!(
+        wait_until(20, || b.note_texts(circle).iter().any(|t| t == text)),
+        "B never listed {text:?} during the attack"
+    );
+}
+
+#[test]
+fn a_stranger_sending_many_streams_of_unfinished_large_frames_costs_the_node_little() {
+    let (a, b, circle, node_a, _node_b) = team();
+    let before = node_a.resident_bytes();
+    // 512 streams, each announcing a frame of almost 1 MiB and sending 900 kB of it: half a
+    // gigabyte if a node buffered every partial frame of every stream.
+    let attack = adversary(&[
+        "streams",
+        &format!("to={}", node_a.tcp_address()),
+        "count=512",
+        "declare=1000000",
+        "send=900000",
+        "hold=10",
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap_or_else(|e| panic!("cannot start the adversary: {e}"));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let during = node_a.resident_bytes();
+    a_note_still_reaches_b(&a, &b, &circle, "Tension 13/8, traitement inchangé");
+    let out = attack
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("the adversary did not finish: {e}"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    let peak = during.max(node_a.resident_bytes());
+    assert!(
+        peak.saturating_sub(before) < 64 * MIB,
+        "the node grew from {} MiB to {} MiB under the attack ({report})",
+        before / MIB,
+        peak / MIB
+    );
+}
+
+#[test]
+fn a_member_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
+    let (a, b, circle, node_a, _node_b) = team();
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let saved = work.path().join("member.json");
+    let made = adversary(&[
+        "identity",
+        &format!("out={}", saved.display()),
+        "name=Marc Roux",
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout)
+        .unwrap_or_else(|e| panic!("the adversary printed no identity: {e}"));
+    let card = made["card"].as_str().unwrap_or_default();
+    a.add_member(&circle, card, "professional");
+
+    let mut attack = adversary(&[
+        "never-read",
+        &format!("to={}", node_a.tcp_address()),
+        &format!("identity={}", saved.display()),
+        "secs=120",
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap_or_else(|e| panic!("cannot start the adversary: {e}"));
+    let member = made["member"].as_str().unwrap_or_default().to_string();
+    assert!(
+        wait_until(20, || a
+            .json(&["peers"])
+            .as_array()
+            .is_some_and(|p| p.len() == 2)),
+        "the silent member never connected to A: {}",
+        a.json(&["peers"])
+    );
+    let before = node_a.resident_bytes();
+
+    // 3 000 notes of 1 kB: 3 MB for every member, and the silent one reads none of it.
+    let mut import = a
+        .command(&["note", "import", &circle])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run note import: {e}"));
+    {
+        use std::io::Write as _;
+        let mut stdin = import
+            .stdin
+            .take()
+            .unwrap_or_else(|| panic!("no stdin for note import"));
+        let line = "x".repeat(1000);
+        for i in 0..3000 {
+            writeln!(stdin, "{i} {line}").unwrap_or_else(|e| panic!("import refused input: {e}"));
+        }
+    }
+    let status = import
+        .wait()
+        .unwrap_or_else(|e| panic!("note import did not finish: {e}"));
+    assert!(status.success(), "note import failed");
+    assert!(
+        wait_until(60, || b.note_texts(&circle).len() >= 3000),
+        "B has {} of the 3000 notes while a member does not read",
+        b.note_texts(&circle).len()
+    );
+    a_note_still_reaches_b(&a, &b, &circle, "Pas de douleur ce matin");
+    let after = node_a.resident_bytes();
+    let _ = attack.kill();
+    let _ = attack.wait();
+    assert!(
+        after.saturating_sub(before) < 64 * MIB,
+        "A grew from {} MiB to {} MiB for member {member} that reads nothing",
+        before / MIB,
+        after / MIB
+    );
+}
