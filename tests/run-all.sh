@@ -41,19 +41,13 @@ if cargo tree -p cercle-crdt -e normal --prefix none --locked | grep -E '^(tokio
   exit 1
 fi
 
+# One build of everything (unit, integration and end-to-end tests, benchmarks, binaries)
+# with one feature set; the end-to-end tests then run that build's `cercle`.
+step "build"
+cargo test --workspace --all-targets --locked --no-run
+export CERCLE_BIN="$PWD/target/debug/cercle"
+
+# Benchmarks run once each, as tests (no timing); the simulations' CI scenarios (same seed
+# twice must print the same report) are simulations/tests/reproducible.rs.
 step "tests"
-cargo test --workspace --locked
-
-step "benchmark smoke run (each bench once, no timing)"
-cargo test --workspace --benches --locked
-
-step "simulation CI scenarios (same seed twice must print the same report)"
-for seed in 1 2; do
-  a=$(cargo run -q --locked -p cercle-simulations -- gossip --seed "$seed" --nodes 30 --json)
-  b=$(cargo run -q --locked -p cercle-simulations -- gossip --seed "$seed" --nodes 30 --json)
-  [ "$a" = "$b" ] || { echo "seed $seed gave two different reports" >&2; exit 1; }
-  a=$(cargo run -q --locked -p cercle-simulations -- network --seed "$seed" --json)
-  b=$(cargo run -q --locked -p cercle-simulations -- network --seed "$seed" --json)
-  [ "$a" = "$b" ] || { echo "network seed $seed gave two different reports" >&2; exit 1; }
-done
-echo "simulations: converged and reproducible"
+cargo test --workspace --all-targets --locked

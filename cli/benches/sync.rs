@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use automerge::sync::{State as SyncState, SyncDoc};
 use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
 use cercle_node::api::{ApiFile, NodeEvent};
-use cercle_node::ops::circles::{CircleCreate, CircleList};
+use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
 use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::status::{Connect, Status};
@@ -365,11 +365,16 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         .clone();
     b.up(std::slice::from_ref(&addr_a));
     let mut rx = watch(http.clone(), &b).await;
-    // B joins the circle (patient file) before anything is timed.
+    // B accepts the circle it was added to and joins it before anything is timed.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if !ask(&http, &b, CircleList {}).await.circles.is_empty() {
+        let list = ask(&http, &b, CircleList {}).await;
+        if !list.circles.is_empty() {
             break;
+        }
+        if let Some(invited) = list.invitations.first() {
+            let circle = invited.circle.clone();
+            ask(&http, &b, CircleAccept { circle }).await;
         }
         assert!(Instant::now() < deadline, "B never joined");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -452,6 +457,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         },
     )
     .await;
+    accept_when_invited(&http, &c, &circle2).await;
     let last = applied(&mut rx_c, envelopes_for(catch_up)).await;
     let catch_up_time = Duration::from_micros((last - t0).max(0) as u64);
     c.stop();
@@ -621,9 +627,32 @@ async fn mailbox_run(n: usize) -> (Duration, Duration) {
         },
     )
     .await;
+    accept_when_invited(&http, &d, &circle).await;
     let last = applied(&mut rx, envelopes_for(n)).await;
     d.stop();
     (pushed, Duration::from_micros((last - t0).max(0) as u64))
+}
+
+/// Accepts `circle` as soon as it reaches `node` as an invitation, as its user would (the
+/// node applies nothing of a circle before that).
+async fn accept_when_invited(http: &reqwest::Client, node: &Node, circle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = ask(http, node, CircleList {}).await;
+        if list.circles.iter().any(|c| c.id == circle) {
+            return;
+        }
+        if list.invitations.iter().any(|i| i.circle == circle) {
+            let circle = circle.to_string();
+            ask(http, node, CircleAccept { circle }).await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{circle} never came as an invitation"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
@@ -747,6 +776,7 @@ async fn web_live(rounds: usize) -> Vec<f64> {
         .expect("tcp")
         .clone();
     b.up(std::slice::from_ref(&addr_a));
+    accept_when_invited(&http, &b, &circle).await;
     let (base_a, cookie_a) = web_session(&http, &a).await;
     let (base_b, cookie_b) = web_session(&http, &b).await;
     let notebook = format!("/c/{circle}");

@@ -82,8 +82,9 @@ pub struct RelayConfig {
     pub external: Vec<Multiaddr>,
     /// What each circle's mailbox may hold.
     pub limits: MailboxLimits,
-    /// Keep only the circles that name this relay among their relays.
-    pub named_circles_only: bool,
+    /// Keep any circle a current member pushes, not only those that name this relay among
+    /// their relays.
+    pub open_mailbox: bool,
 }
 
 /// What the relay tells its operator once it listens.
@@ -363,9 +364,11 @@ pub async fn run(
     };
 
     let mut limits = config.limits;
-    if config.named_circles_only {
-        limits.named_only = device_of(&peer_id);
-    }
+    limits.named_only = if config.open_mailbox {
+        None
+    } else {
+        device_of(&peer_id)
+    };
     let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), limits)?;
     metrics.mailbox_totals(&mailbox);
     let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
@@ -376,7 +379,7 @@ pub async fn run(
         net_rx,
         metrics.clone(),
         healthy.clone(),
-        drop_tx,
+        drop_tx.clone(),
     ));
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
@@ -425,7 +428,7 @@ pub async fn run(
                         if num_established.get() == 1 && !endpoint.is_relayed()
                             && let Some(device) = device_of(peer)
                         {
-                            tokio::spawn(crate::net::open_stream(device, *peer, control.clone(), net_tx.clone()));
+                            tokio::spawn(crate::net::open_stream(device, *peer, control.clone(), net_tx.clone(), drop_tx.clone()));
                         }
                     }
                     SwarmEvent::ConnectionClosed { peer_id: peer, num_established: 0, .. } => {

@@ -83,10 +83,8 @@ fn a_relay_says_who_it_is_keeps_its_identity_and_exposes_metrics() {
 #[test]
 fn members_use_the_relays_their_circle_names() {
     let relay_home = TestHome::new();
-    // This relay keeps only the circles that name it.
-    let mut args = LOOPBACK.to_vec();
-    args.push("--named-circles-only");
-    let relay = Relay::start(&relay_home, &[], &args);
+    // The relay keeps only the circles that name it (the default).
+    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
     let relay_address = relay.addresses()[0].clone();
     let (a, b) = (TestHome::new(), TestHome::new());
     a.init("Dr Claire Martin", "médecin généraliste");
@@ -133,6 +131,52 @@ fn members_use_the_relays_their_circle_names() {
             .stdout
             .contains(&relay.peer_id())),
         "B, started without --relay, did not connect to the circle's relay"
+    );
+}
+
+/// A member who gives the relay with `--relay` but whose circle does not name it: the relay
+/// refuses to keep that circle (and counts why); its mailbox stays empty.
+#[test]
+fn a_relay_keeps_no_circle_that_does_not_name_it() {
+    let relay_home = TestHome::new();
+    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
+    let a = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    let circle = a.create_circle("Jeanne Durand");
+    let relay_address = relay.addresses()[0].clone();
+    let args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--relay",
+        &relay_address,
+    ];
+    let _node = Daemon::start(&a, &[], &args);
+    a.cercle(&["note", "add", &circle, "Plaie propre, pansement refait"])
+        .ok();
+    let refused = |m: &cercle_tests::Metrics| {
+        m.value(
+            "cercle_relay_mailbox_refusals_total",
+            &[("direction", "push"), ("reason", "not_named")],
+        )
+    };
+    assert!(
+        wait_until(30, || refused(&relay.metrics()) >= 1.0),
+        "the relay never refused the circle that does not name it: {}",
+        relay.metrics().text
+    );
+    let m = relay.metrics();
+    assert_eq!(
+        m.value("cercle_relay_mailbox_circles", &[]),
+        0.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.value("cercle_relay_mailbox_stored_total", &[]),
+        0.0,
+        "{}",
+        m.text
     );
 }
 

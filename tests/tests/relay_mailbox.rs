@@ -170,6 +170,13 @@ fn members_without_a_route_meet_through_the_relay_and_its_mailbox() {
     b.home.init(NAMES[1], "infirmier");
     c.home.init(NAMES[2], "kinésithérapeute");
     let circle = a.home.create_circle(PATIENT);
+    // The relay keeps only the circles that name it.
+    a.home.json(&[
+        "circle",
+        "relays",
+        &circle,
+        &relay.address_on(topology.relay_ip(A)),
+    ]);
     a.home.add_member(&circle, &b.home.card(), "professional");
     a.home.add_member(&circle, &c.home.card(), "professional");
 

@@ -30,10 +30,17 @@ pub(crate) struct RelayArgs {
     /// Envelopes the mailbox keeps per circle.
     #[arg(long, value_name = "COUNT", default_value_t = 200_000)]
     circle_quota_envelopes: u64,
-    /// Keep a mailbox only for the circles that name this relay (`cercle circle relays`),
-    /// not for any circle a member pushes.
+    /// Keep a mailbox for any circle a current member pushes, not only for the circles that
+    /// name this relay (`cercle circle relays`, the default).
     #[arg(long)]
-    named_circles_only: bool,
+    open_mailbox: bool,
+    /// Envelope bytes the mailbox keeps for all circles together, in GiB: keep it below
+    /// the free space of the relay's disk.
+    #[arg(long, value_name = "GIB", default_value_t = 16)]
+    mailbox_quota_gib: u64,
+    /// New circles one member device may bring to the mailbox at once; then one a minute.
+    #[arg(long, value_name = "COUNT", default_value_t = 1500)]
+    new_circles_burst: u32,
     /// Days a circle's mailbox is kept after its last new envelope.
     #[arg(long, value_name = "DAYS", default_value_t = 90)]
     retention_days: u64,
@@ -51,6 +58,8 @@ pub(crate) fn run(ctx: &Context, args: RelayArgs) -> anyhow::Result<()> {
     let limits = MailboxLimits {
         bytes: args.circle_quota_mib.saturating_mul(1024 * 1024),
         envelopes: args.circle_quota_envelopes,
+        total_bytes: args.mailbox_quota_gib.saturating_mul(1024 * 1024 * 1024),
+        new_circles_burst: args.new_circles_burst,
         retention: Duration::from_secs(args.retention_days.saturating_mul(24 * 3600)),
         ..MailboxLimits::default()
     };
@@ -63,7 +72,7 @@ pub(crate) fn run(ctx: &Context, args: RelayArgs) -> anyhow::Result<()> {
         metrics: args.metrics,
         external: parse_addresses("--external", &args.external)?,
         limits,
-        named_circles_only: args.named_circles_only,
+        open_mailbox: args.open_mailbox,
     };
     let json = ctx.json;
     let ready = move |r: RelayReady| {

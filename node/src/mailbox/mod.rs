@@ -19,6 +19,7 @@
 //! - `circles`: circle (32) → time of the last stored envelope (i64 µs, big-endian).
 
 pub mod exchange;
+mod rate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -44,11 +45,18 @@ pub enum MailboxError {
     Db(#[from] sled::Error),
 }
 
-/// How much one circle may hold, and for how long.
+/// How much the mailbox may hold, in all and per circle, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MailboxLimits {
     /// Circles held at most.
     pub circles: usize,
+    /// Envelope bytes of all circles together: below the disk's size, so that no one
+    /// circle's members (nor a stranger's many circles) can fill the disk for everyone.
+    pub total_bytes: u64,
+    /// New circles one device may bring at once...
+    pub new_circles_burst: u32,
+    /// ...and one more each time this passes.
+    pub new_circle_every: Duration,
     /// Envelope bytes per circle.
     pub bytes: u64,
     /// Envelopes per circle.
@@ -57,9 +65,10 @@ pub struct MailboxLimits {
     pub ops: usize,
     /// A circle with no new envelope for this long is dropped.
     pub retention: Duration,
-    /// When set (to the relay's own device), only the circles whose membership log names
-    /// this relay (`cercle circle relays`) are kept: an operator serves the circles that
-    /// chose its relay, not anyone's.
+    /// When set (to the relay's own device, the default of `cercle relay`), only the
+    /// circles whose membership log names this relay (`cercle circle relays`) are kept: an
+    /// operator serves the circles that chose its relay, not anyone's. `None` is an open
+    /// mailbox (`cercle relay --open-mailbox`).
     pub named_only: Option<DeviceId>,
 }
 
@@ -67,6 +76,9 @@ impl Default for MailboxLimits {
     fn default() -> MailboxLimits {
         MailboxLimits {
             circles: 10_000,
+            total_bytes: 16 * 1024 * 1024 * 1024,
+            new_circles_burst: 1_500,
+            new_circle_every: Duration::from_secs(60),
             bytes: 256 * 1024 * 1024,
             envelopes: 200_000,
             ops: 10_000,
@@ -96,6 +108,10 @@ pub enum Refusal {
     Unavailable,
     #[error("the circle does not name this relay among its relays")]
     NotNamed,
+    #[error("the relay's mailbox is full (all circles together)")]
+    Full,
+    #[error("this device brought too many new circles lately; try again later")]
+    TooManyNewCircles,
 }
 
 impl Refusal {
@@ -110,6 +126,8 @@ impl Refusal {
             Refusal::Envelope(r) => r.kind(),
             Refusal::Unavailable => "unavailable",
             Refusal::NotNamed => "not_named",
+            Refusal::Full => "relay_full",
+            Refusal::TooManyNewCircles => "new_circle_rate",
         }
     }
 }
@@ -198,6 +216,8 @@ pub struct Mailbox {
     /// Which circles each current member device may push to and pull from.
     members: BTreeMap<DeviceId, BTreeSet<CircleId>>,
     limits: MailboxLimits,
+    /// New circles per device, bounded by [`MailboxLimits::new_circles_burst`].
+    new_circles: rate::NewCircleRate,
     /// Set when a write failed: memory may then be ahead of the disk, so nothing more is
     /// accepted until the relay restarts (and reloads what the disk holds).
     failed: bool,
@@ -227,6 +247,7 @@ impl Mailbox {
             circles: BTreeMap::new(),
             members: BTreeMap::new(),
             limits,
+            new_circles: rate::NewCircleRate::default(),
             failed: false,
             totals: Totals::default(),
         };
@@ -474,16 +495,22 @@ impl Mailbox {
         let offered: &[Vec<u8>] = if served { &data.envelopes } else { &[] };
         // Quotas are checked before any work: what does not fit is refused unread.
         let (mut count, mut bytes) = (held.count, held.bytes);
+        let mut total = self.totals.bytes;
+        let mut full = false;
         let fit = offered
             .iter()
             .take_while(|b| {
                 count += 1;
                 bytes += b.len() as u64;
-                count <= limits.envelopes && bytes <= limits.bytes
+                total += b.len() as u64;
+                full = total > limits.total_bytes;
+                count <= limits.envelopes && bytes <= limits.bytes && !full
             })
             .count();
         if fit < offered.len() {
-            delivery.refused.push(Refusal::Quota);
+            delivery
+                .refused
+                .push(if full { Refusal::Full } else { Refusal::Quota });
         }
         let view = CircleView {
             circle,
@@ -554,8 +581,17 @@ impl Mailbox {
         ops: &[Vec<u8>],
         now: i64,
     ) -> Result<(), Refusal> {
+        // The cheap refusals first, before any operation is decoded or resolved.
         if self.circles.len() >= self.limits.circles {
             return Err(Refusal::CirclesFull);
+        }
+        if self.totals.bytes >= self.limits.total_bytes {
+            return Err(Refusal::Full);
+        }
+        let every = i64::try_from(self.limits.new_circle_every.as_micros()).unwrap_or(i64::MAX);
+        let burst = self.limits.new_circles_burst;
+        if !self.new_circles.allows(from, now, burst, every) {
+            return Err(Refusal::TooManyNewCircles);
         }
         let genesis = ops
             .iter()
@@ -569,6 +605,9 @@ impl Mailbox {
         }
         if !serves(&self.limits, log.resolution()) {
             return Err(Refusal::NotNamed);
+        }
+        if !self.new_circles.take(from, now, burst, every) {
+            return Err(Refusal::TooManyNewCircles);
         }
         // The operations themselves are stored by `receive`, with the rest of the push.
         let genesis_only =
@@ -783,6 +822,90 @@ mod tests {
         assert_eq!(mailbox.refused_pulls(&scene.nurse.device(), &[id]), 0);
         let d = mailbox.receive(&stranger.device(), scene.push(envelopes), 10);
         assert_eq!(d.refused, vec![Refusal::NotMember]);
+    }
+
+    #[test]
+    fn all_circles_together_stay_under_the_global_quota() {
+        let mut first = Scene::new();
+        let mut second = Scene::new();
+        let dir = tempfile::tempdir().unwrap();
+        let one = first.note("un");
+        let size: u64 = one.iter().map(|e| e.len() as u64).sum();
+        let limits = MailboxLimits {
+            total_bytes: size + size / 2,
+            ..MailboxLimits::default()
+        };
+        let mut mailbox = open(dir.path(), limits);
+        let d = mailbox.receive(&first.gp.device(), first.push(one), 10);
+        assert_eq!(d.refused, vec![]);
+        // Another circle's note would pass the total: refused, and nothing of it stored.
+        let other = second.note("deux");
+        let d = mailbox.receive(&second.gp.device(), second.push(other), 20);
+        assert_eq!(d.refused, vec![Refusal::Full]);
+        assert_eq!(d.envelopes, 0);
+        assert_eq!(mailbox.totals().bytes, size);
+        // At the quota, not even a new circle's membership is taken.
+        let limits = MailboxLimits {
+            total_bytes: size,
+            ..MailboxLimits::default()
+        };
+        drop(mailbox);
+        let mut mailbox = open(dir.path(), limits);
+        let circles = mailbox.totals().circles;
+        let mut third = Scene::new();
+        let env = third.note("trois");
+        let d = mailbox.receive(&third.gp.device(), third.push(env), 30);
+        assert_eq!(d.refused, vec![Refusal::Full]);
+        assert_eq!(mailbox.totals().circles, circles);
+        assert_eq!(mailbox.totals().bytes, size);
+    }
+
+    #[test]
+    fn a_device_brings_new_circles_at_a_bounded_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = MailboxLimits {
+            new_circles_burst: 2,
+            new_circle_every: Duration::from_secs(60),
+            ..MailboxLimits::default()
+        };
+        let mut mailbox = open(dir.path(), limits);
+        let gp = person("Dr Martin");
+        let circle = |n: i64| {
+            let (mut c, _) =
+                Circle::create(&gp, &IdentityUpdate::default(), Timestamp(n), &mut rng()).unwrap();
+            let entry = NewEntry {
+                kind: EntryKind::Observation,
+                text: "note".into(),
+                vitals: None,
+            };
+            let member = gp.member();
+            let w =
+                c.write::<cercle_crdt::LiaisonNotebook, _>(&gp, Timestamp(n), &mut rng(), |nb| {
+                    nb.add_entry(member, entry, Timestamp(n))
+                });
+            let envelopes = w.staged.batch.envelope_bytes();
+            Received {
+                circle: c.id(),
+                ops: c.membership().ops().map(|o| o.bytes().to_vec()).collect(),
+                envelopes,
+            }
+        };
+        let minute = 60_000_000;
+        assert_eq!(mailbox.receive(&gp.device(), circle(1), 0).refused, vec![]);
+        assert_eq!(mailbox.receive(&gp.device(), circle(2), 0).refused, vec![]);
+        let third = circle(3);
+        let d = mailbox.receive(&gp.device(), third.clone(), minute / 2);
+        assert_eq!(d.refused, vec![Refusal::TooManyNewCircles]);
+        assert_eq!(mailbox.totals().circles, 2);
+        // A circle already held is not new: its members push on.
+        let again = circle(1);
+        assert_eq!(
+            mailbox.receive(&gp.device(), again, minute / 2).refused,
+            vec![]
+        );
+        // A minute later, one more.
+        assert_eq!(mailbox.receive(&gp.device(), third, minute).refused, vec![]);
+        assert_eq!(mailbox.totals().circles, 3);
     }
 
     #[test]

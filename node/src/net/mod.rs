@@ -211,6 +211,8 @@ pub async fn run(
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let mut addresses: BTreeSet<String> = BTreeSet::new();
     let mut readers = Readers::default();
+    // Writers whose peer stopped reading (see `WRITE_STALL`).
+    let (stalled_tx, mut stalled_rx) = mpsc::channel::<DeviceId>(64);
     let local = *swarm.local_peer_id();
     // Peers found by mDNS with a larger peer id than ours: they dial us; we dial them only
     // if they have not after a while. (Two nodes dialing each other at the same moment from
@@ -222,6 +224,11 @@ pub async fn run(
 
     loop {
         tokio::select! {
+            Some(device) = stalled_rx.recv() => {
+                if let Some(peer) = peer_of(&device) {
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+            }
             command = commands.recv() => match command {
                 Some(NetCommand::Dial(address)) => match address.parse::<Multiaddr>() {
                     Ok(a) => dial(&mut swarm, a),
@@ -350,7 +357,7 @@ pub async fn run(
                     if num_established.get() == 1
                         && let Some(device) = device_of(&peer_id)
                     {
-                        tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone()));
+                        tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone(), stalled_tx.clone()));
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
@@ -361,7 +368,7 @@ pub async fn run(
                         // punch, or the reverse): the sync stream may have been on the
                         // closed one, so it starts again on what remains.
                         if num_established > 0 {
-                            tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone()));
+                            tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone(), stalled_tx.clone()));
                         }
                     }
                 }
@@ -500,6 +507,9 @@ fn dial(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
 /// Tries to open (or reopen) a sync stream this many times in a row before giving up.
 const STREAM_ATTEMPTS: u32 = 3;
 
+/// A peer that takes none of one frame for this long does not read: it is disconnected.
+pub const WRITE_STALL: Duration = Duration::from_secs(20);
+
 /// Opens the sync stream to a newly connected peer and writes the core's messages to it.
 /// A stream that breaks while the core still writes to the peer (one of two connections
 /// closed, a reset) is opened again: the core sees a new `Connected` and says `Hello`, so
@@ -509,6 +519,7 @@ pub(crate) async fn open_stream(
     peer: PeerId,
     mut control: libp2p_stream::Control,
     events: mpsc::Sender<NetEvent>,
+    stalled: mpsc::Sender<DeviceId>,
 ) {
     let mut failures = 0;
     while failures < STREAM_ATTEMPTS {
@@ -546,9 +557,17 @@ pub(crate) async fn open_stream(
                 return;
             };
             let bytes = wire::encode(&message);
-            if let Err(e) = framed.send(bytes::Bytes::from(bytes)).await {
-                tracing::debug!(%peer, error = %e, "sync stream closed; opening another");
-                break;
+            match tokio::time::timeout(WRITE_STALL, framed.send(bytes::Bytes::from(bytes))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "sync stream closed; opening another");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "a peer read nothing of what this node sent for {WRITE_STALL:?}; disconnecting it");
+                    let _ = stalled.try_send(device);
+                    return;
+                }
             }
             wrote = true;
         }
