@@ -51,6 +51,11 @@ pub const MAX_CIRCUITS_PER_PEER: usize = 8;
 /// the peers are expected to have punched a direct hole (or to reconnect).
 pub const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
 pub const MAX_CIRCUIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Rendezvous registrations per peer: one per circle, for a GP with a whole practice of
+/// circles (libp2p's default of 32 left most of such a GP's circles unregistered).
+pub const MAX_REGISTRATIONS_PER_PEER: usize = 1_500;
+/// Rendezvous registrations in all (each a signed record of a few hundred bytes).
+pub const MAX_REGISTRATIONS: usize = 200_000;
 
 /// Why the relay could not run.
 #[derive(Debug, thiserror::Error)]
@@ -295,7 +300,11 @@ fn build(key: Keypair) -> Result<Swarm<Behaviour>, RelayError> {
                     ..Default::default()
                 },
             ),
-            rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
+            rendezvous: rendezvous::server::Behaviour::new(
+                rendezvous::server::Config::default()
+                    .with_max_registration_per_peer(MAX_REGISTRATIONS_PER_PEER)
+                    .with_max_registration_total(MAX_REGISTRATIONS),
+            ),
             autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
             stream: libp2p_stream::Behaviour::new(),
         })

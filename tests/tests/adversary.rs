@@ -7,6 +7,8 @@
 use std::process::{Command, Stdio};
 
 use cercle_tests::{Daemon, TestHome, wait_until};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt as _, SeedableRng as _};
 
 const LOOPBACK: &[&str] = &["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
 const MIB: u64 = 1024 * 1024;
@@ -126,9 +128,13 @@ fn a_member_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
             .stdin
             .take()
             .unwrap_or_else(|| panic!("no stdin for note import"));
-        let line = "x".repeat(1000);
-        for i in 0..3000 {
-            writeln!(stdin, "{i} {line}").unwrap_or_else(|e| panic!("import refused input: {e}"));
+        // Incompressible text: what reaches the wire is as large as what was written.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..3000 {
+            let line: String = (0..1000)
+                .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                .collect();
+            writeln!(stdin, "{line}").unwrap_or_else(|e| panic!("import refused input: {e}"));
         }
     }
     let status = import

@@ -242,8 +242,9 @@ pub async fn run(
                     if spots != relays.spots {
                         relays.spots = spots;
                         for relay in relays.reserved.clone() {
-                            relays.register(&mut swarm, relay);
+                            relays.register(relay);
                         }
+                        relays.pump(&mut swarm);
                     }
                 }
                 None => break,
@@ -268,13 +269,14 @@ pub async fn run(
                 redial_count += 1;
                 if redial_count.is_multiple_of(REGISTER_EVERY) {
                     for relay in relays.reserved.clone() {
-                        relays.register(&mut swarm, relay);
+                        relays.register(relay);
                     }
                 } else if redial_count.is_multiple_of(DISCOVER_EVERY) {
-                    for relay in &relays.reserved {
-                        relays.discover(&mut swarm, *relay);
+                    for relay in relays.reserved.clone() {
+                        relays.discover(relay);
                     }
                 }
+                relays.pump(&mut swarm);
                 if !redial_count.is_multiple_of(5) {
                     continue;
                 }
@@ -322,7 +324,8 @@ pub async fn run(
                         tracing::info!(relay = %relay_peer_id, "reachable through the relay");
                     }
                     relays.reserved.insert(relay_peer_id);
-                    relays.register(&mut swarm, relay_peer_id);
+                    relays.register(relay_peer_id);
+                    relays.pump(&mut swarm);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => match e {
                     rendezvous::client::Event::Discovered { rendezvous_node, registrations, .. } => {
