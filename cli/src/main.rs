@@ -159,7 +159,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_sentence(&e));
+            eprintln!("error: {}", output::printable(&one_sentence(&e)));
             ExitCode::from(1)
         }
     }

@@ -11,9 +11,9 @@ pub(crate) fn answer<T: Serialize>(
     text: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
     let out = if json {
-        serde_json::to_string_pretty(value)?
+        json_for_terminal(&serde_json::to_string_pretty(value)?)
     } else {
-        text()
+        printable(&text())
     };
     if out.is_empty() {
         return Ok(());
@@ -23,6 +23,42 @@ pub(crate) fn answer<T: Serialize>(
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// `text` as it may reach a terminal: what other members wrote (notes, names, document
+/// names) could hold escape sequences that rewrite the screen, set the window title or
+/// fake a line; control characters but line breaks and tabs, and the bidirectional
+/// overrides that reorder a line, are shown escaped (`\u{1b}`) instead.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_hostile(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_hostile(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// JSON for a terminal: the same value, with the control characters JSON leaves raw (C1
+/// controls, bidirectional overrides) written as `\uXXXX` escapes (they occur only in
+/// strings, where the escape means the same character).
+pub(crate) fn json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_hostile(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What a write that made one item answers: the item's id and its circle.
@@ -115,4 +151,39 @@ pub(crate) fn create_private(
             anyhow::anyhow!("cannot create {}: {e}", path.display())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_from_other_members_reach_no_terminal() {
+        let note = "Tension 13/8\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{202e}txt.exe\nligne 2\tfin";
+        let shown = printable(note);
+        assert!(!shown.chars().any(is_hostile), "{shown:?}");
+        assert!(
+            shown.starts_with("Tension 13/8\\u{1b}]0;pwned"),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains("\nligne 2\tfin"),
+            "line breaks and tabs stay"
+        );
+        // JSON keeps the value: it decodes back to the very text.
+        let json = json_for_terminal(&serde_json::to_string(&note).unwrap_or_default());
+        assert!(!json.chars().any(is_hostile), "{json:?}");
+        let back: String = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, note);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_prints_without_control_characters(text in ".*") {
+            proptest::prop_assert!(!printable(&text).chars().any(is_hostile));
+            let json = json_for_terminal(&serde_json::to_string(&text).unwrap_or_default());
+            let back: String = serde_json::from_str(&json).unwrap_or_default();
+            proptest::prop_assert_eq!(back, text);
+        }
+    }
 }

@@ -274,3 +274,27 @@ fn a_wrong_passphrase_is_refused_in_one_sentence() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.starts_with("error: wrong passphrase"), "{err}");
 }
+
+/// A note holding terminal escape sequences (another member could have written it) is
+/// listed with them shown escaped, never sent raw to the terminal; JSON keeps the exact
+/// text for scripts.
+#[test]
+fn escape_sequences_in_notes_never_reach_the_terminal() {
+    let (home, circle, _) = circle_with_note();
+    let hostile = "Tension 13/8\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{202e}fin";
+    home.json(&["note", "add", &circle, hostile]);
+    let raw = |text: &str| {
+        text.chars()
+            .any(|c| matches!(c, '\u{1b}' | '\u{7}' | '\u{9b}' | '\u{202e}'))
+    };
+    let human = home.cercle(&["note", "list", &circle]).ok().stdout;
+    assert!(!raw(&human), "raw escapes printed: {human:?}");
+    assert!(human.contains("Tension 13/8"), "{human}");
+    let json = home
+        .cercle(&["--json", "note", "list", &circle])
+        .ok()
+        .stdout;
+    assert!(!raw(&json), "raw escapes printed: {json:?}");
+    let notes: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    assert_eq!(notes[1]["text"], hostile, "JSON must keep the exact text");
+}
