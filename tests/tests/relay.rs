@@ -134,6 +134,19 @@ fn members_use_the_relays_their_circle_names() {
     );
 }
 
+/// `home`'s node on loopback, given `relay` with `--relay` (and no mDNS).
+fn up_with(home: &TestHome, relay: &Relay) -> Daemon {
+    let relay_address = relay.addresses()[0].clone();
+    let args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--relay",
+        &relay_address,
+    ];
+    Daemon::start(home, &[], &args)
+}
+
 /// A member who gives the relay with `--relay` but whose circle does not name it: the relay
 /// refuses to keep that circle (and counts why); its mailbox stays empty.
 #[test]
@@ -143,15 +156,7 @@ fn a_relay_keeps_no_circle_that_does_not_name_it() {
     let a = TestHome::new();
     a.init("Dr Claire Martin", "médecin généraliste");
     let circle = a.create_circle("Jeanne Durand");
-    let relay_address = relay.addresses()[0].clone();
-    let args = [
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--relay",
-        &relay_address,
-    ];
-    let _node = Daemon::start(&a, &[], &args);
+    let _node = up_with(&a, &relay);
     a.cercle(&["note", "add", &circle, "Plaie propre, pansement refait"])
         .ok();
     let refused = |m: &cercle_tests::Metrics| {
@@ -192,15 +197,7 @@ fn a_professional_with_many_circles_registers_them_all_at_the_relay() {
     for i in 0..CIRCLES {
         a.create_circle(&format!("Patient {i}"));
     }
-    let relay_address = relay.addresses()[0].clone();
-    let args = [
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--relay",
-        &relay_address,
-    ];
-    let _node = Daemon::start(&a, &[], &args);
+    let _node = up_with(&a, &relay);
     let registered = || {
         relay
             .metrics()
