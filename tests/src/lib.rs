@@ -86,13 +86,19 @@ pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(12
 
 /// Runs `cmd` to its end, capturing its output; kills it and panics past [`COMMAND_LIMIT`].
 pub fn finish(mut cmd: Command) -> Output {
-    use std::io::Read as _;
-    let mut child = cmd
+    let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    finish_child(child, &format!("{cmd:?}"))
+}
+
+/// Waits for a child spawned with piped output (its stdin the caller's to feed), capturing
+/// that output; kills it and panics past [`COMMAND_LIMIT`], naming it `what`.
+pub fn finish_child(mut child: Child, what: &str) -> Output {
+    use std::io::Read as _;
     let pipe = |r: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -112,7 +118,7 @@ pub fn finish(mut cmd: Command) -> Output {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} did not finish within {COMMAND_LIMIT:?}");
+            panic!("{what} did not finish within {COMMAND_LIMIT:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
@@ -234,6 +240,20 @@ pub fn wait_until(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     check()
+}
+
+/// `home`'s node listening on loopback only (no mDNS), dialing each of `peers`.
+pub fn up_on_loopback(home: &TestHome, peers: &[&Daemon]) -> Daemon {
+    let mut args: Vec<String> = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for p in peers {
+        args.push("--peer".into());
+        args.push(p.tcp_address());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(home, &[], &args)
 }
 
 /// A `cercle up` process of a home; stopped with SIGTERM (and waited for) when dropped.

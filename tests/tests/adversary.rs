@@ -6,11 +6,10 @@
 
 use std::process::{Command, Stdio};
 
-use cercle_tests::{Daemon, TestHome, wait_until};
+use cercle_tests::{Daemon, TestHome, up_on_loopback, wait_until};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 
-const LOOPBACK: &[&str] = &["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
 const MIB: u64 = 1024 * 1024;
 
 fn adversary(args: &[&str]) -> Command {
@@ -27,11 +26,8 @@ fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
     b.init("Julien Petit", "infirmier");
     let circle = a.create_circle("Jeanne Durand");
     a.add_member(&circle, &b.card(), "professional");
-    let node_a = Daemon::start(&a, &[], LOOPBACK);
-    let mut args: Vec<&str> = LOOPBACK.to_vec();
-    let address = node_a.tcp_address();
-    args.extend(["--peer", &address]);
-    let node_b = Daemon::start(&b, &[], &args);
+    let node_a = up_on_loopback(&a, &[]);
+    let node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
     (a, b, circle, node_a, node_b)
 }

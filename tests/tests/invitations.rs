@@ -7,24 +7,12 @@
 #![allow(clippy::unwrap_used)]
 
 use cercle_tests::browser::WebSession;
-use cercle_tests::{Daemon, TestHome, wait_until};
-
-const LOOPBACK: [&str; 3] = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+use cercle_tests::{TestHome, up_on_loopback, wait_until};
 
 fn member(name: &str, profession: &str) -> TestHome {
     let h = TestHome::new();
     h.init(name, profession);
     h
-}
-
-fn up(home: &TestHome, peers: &[&Daemon]) -> Daemon {
-    let mut args: Vec<String> = LOOPBACK.iter().map(|s| s.to_string()).collect();
-    for p in peers {
-        args.push("--peer".into());
-        args.push(p.tcp_address());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(home, &[], &args)
 }
 
 /// The rows of `circle list` with `state` (absent for circles held).
@@ -61,8 +49,8 @@ fn a_circle_is_joined_only_once_its_user_accepts_and_a_declined_one_never_return
     let a = member("Dr Claire Martin", "médecin généraliste");
     let b = member("Julien Moreau", "infirmier");
     let mallory = member("Mallory", "inconnu");
-    let da = up(&a, &[]);
-    let mut db = up(&b, &[&da]);
+    let da = up_on_loopback(&a, &[]);
+    let mut db = up_on_loopback(&b, &[&da]);
 
     // A colleague adds B: B's node lists an invitation, not the circle.
     let circle = a.create_circle("Jeanne Durand");
@@ -101,7 +89,7 @@ fn a_circle_is_joined_only_once_its_user_accepts_and_a_declined_one_never_return
         .any(|t| t.contains("RAS"))));
 
     // A stranger holding B's card adds B to a circle of its own: an invitation at most.
-    let dm = up(&mallory, &[&db]);
+    let dm = up_on_loopback(&mallory, &[&db]);
     let spam = mallory.create_circle("Faux Patient");
     mallory.add_member(&spam, &b.card(), "coordinator");
     assert!(
@@ -121,7 +109,7 @@ fn a_circle_is_joined_only_once_its_user_accepts_and_a_declined_one_never_return
 
     // After a restart, still connected to the stranger, it is not offered again.
     db.stop();
-    let _db = up(&b, &[&da, &dm]);
+    let _db = up_on_loopback(&b, &[&da, &dm]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(rows(&b, Some("invited")).is_empty());
     assert_eq!(rows(&b, None).len(), 1);

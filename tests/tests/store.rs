@@ -405,30 +405,7 @@ fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
         }
     });
     // Should the import hang on the full disk, it is killed and the test fails.
-    let pid = import.id();
-    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = {
-        let finished = finished.clone();
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + cercle_tests::COMMAND_LIMIT;
-            while !finished.load(std::sync::atomic::Ordering::SeqCst) {
-                if std::time::Instant::now() > deadline {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
-                    return true;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            false
-        })
-    };
-    let out = import.wait_with_output().unwrap();
-    finished.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        !watchdog.join().unwrap_or(false),
-        "note import hung on the full disk"
-    );
+    let out = cercle_tests::finish_child(import, "note import on the full disk");
     let _ = writer.join();
     let run = Run {
         code: out.status.code(),

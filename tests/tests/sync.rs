@@ -4,9 +4,7 @@
 //! nodes that both wrote while cut apart end with the same notes; a removed member gets
 //! nothing written after its removal.
 
-use cercle_tests::{Daemon, TestHome, wait_until};
-
-const LOOPBACK: &[&str] = &["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+use cercle_tests::{TestHome, up_on_loopback, wait_until};
 
 /// A and B members of one circle (A coordinator, B professional); C a member of nothing.
 fn team() -> (TestHome, TestHome, TestHome, String) {
@@ -19,16 +17,6 @@ fn team() -> (TestHome, TestHome, TestHome, String) {
     let circle = a.create_circle("Jeanne Durand");
     a.add_member(&circle, &b.card(), "professional");
     (a, b, c, circle)
-}
-
-fn up(home: &TestHome, peers: &[&Daemon]) -> Daemon {
-    let mut args: Vec<String> = LOOPBACK.iter().map(|s| s.to_string()).collect();
-    for p in peers {
-        args.push("--peer".into());
-        args.push(p.tcp_address());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(home, &[], &args)
 }
 
 fn peers(home: &TestHome) -> Vec<serde_json::Value> {
@@ -54,10 +42,10 @@ fn files_contain(home: &TestHome, needle: &[u8]) -> bool {
 #[test]
 fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
     let (a, b, c, circle) = team();
-    let node_a = up(&a, &[]);
-    let mut node_b = up(&b, &[&node_a]);
+    let node_a = up_on_loopback(&a, &[]);
+    let mut node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
-    let node_c = up(&c, &[&node_a, &node_b]);
+    let node_c = up_on_loopback(&c, &[&node_a, &node_b]);
 
     // A note written on A is listed on B.
     a.json(&["note", "add", &circle, "Pansement refait, plaie propre"]);
@@ -103,7 +91,7 @@ fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
     for i in 0..5 {
         a.json(&["note", "add", &circle, &format!("Visite du soir {i}")]);
     }
-    let node_b = up(&b, &[&node_a]);
+    let node_b = up_on_loopback(&b, &[&node_a]);
     assert!(
         wait_until(20, || has_note(&b, &circle, "Visite du soir 4")),
         "B did not catch up after its restart: {:?}",
@@ -116,8 +104,8 @@ fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
 #[test]
 fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
     let (a, b, _c, circle) = team();
-    let node_a = up(&a, &[]);
-    let mut node_b = up(&b, &[&node_a]);
+    let node_a = up_on_loopback(&a, &[]);
+    let mut node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
     a.json(&["note", "add", &circle, "Avant la coupure"]);
     assert!(wait_until(20, || has_note(&b, &circle, "Avant la coupure")));
@@ -129,7 +117,7 @@ fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
     a.json(&["note", "add", &circle, "Encore A"]);
 
     // The cut heals.
-    let _node_b = up(&b, &[&node_a]);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
     let same = wait_until(30, || {
         let on_a = a.note_texts(&circle);
         on_a.len() == 4 && on_a == b.note_texts(&circle)
@@ -145,8 +133,8 @@ fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
 #[test]
 fn a_removed_member_receives_nothing_written_after_the_removal() {
     let (a, b, _c, circle) = team();
-    let node_a = up(&a, &[]);
-    let _node_b = up(&b, &[&node_a]);
+    let node_a = up_on_loopback(&a, &[]);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
     a.json(&["note", "add", &circle, "Avant le retrait"]);
     assert!(wait_until(20, || has_note(&b, &circle, "Avant le retrait")));
@@ -194,8 +182,8 @@ fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins_once_accepted() 
     a.init("Dr Claire Martin", "médecin généraliste");
     b.init("Julien Petit", "infirmier");
     let circle = a.create_circle("Jeanne Durand");
-    let _node_a = up(&a, &[]);
-    let node_b = up(&b, &[]);
+    let _node_a = up_on_loopback(&a, &[]);
+    let node_b = up_on_loopback(&b, &[]);
     // The card of a running node carries its addresses.
     let card = b.card();
     assert!(a.cercle(&["whoami"]).ok().stdout.contains("cercle1"));
