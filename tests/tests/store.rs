@@ -381,9 +381,10 @@ fn a_full_disk_refuses_the_write_clearly_and_loses_nothing() {
     ]);
     let circle = home.json(&["circle", "create", "--patient", "Jeanne Durand"]);
     let circle = circle["id"].as_str().unwrap_or_default().to_string();
-    // Room to free later.
+    // Room to free later: enough for sled to reopen and replay the journal's last records
+    // (with 1 MiB it sometimes found the disk still full and said so).
     let filler = dir.path().join("filler");
-    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
+    std::fs::write(&filler, vec![0u8; 2 * 1024 * 1024]).unwrap();
     let mut import = home
         .command(&["note", "import", &circle])
         .stdin(Stdio::piped())
