@@ -202,6 +202,23 @@ pub(crate) fn check_scalar(
     res.map_err(ScalarFault::Invalid)
 }
 
+/// The rule a value of `s` must follow, in words, with no value in it.
+pub(crate) fn rule_of(s: Scalar) -> String {
+    match s {
+        Scalar::Text {
+            max,
+            non_empty: true,
+        } => format!("a non-empty text of at most {max} bytes"),
+        Scalar::Text { max, .. } => format!("a text of at most {max} bytes"),
+        Scalar::Int { min, max } => format!("an integer in {min}..={max}"),
+        Scalar::Real { min, max } => format!("a number in {min}..={max}"),
+        Scalar::OneOf(allowed) => format!("one of {}", allowed.join(", ")),
+        Scalar::Date => "a date YYYY-MM-DD between 1900 and 2200".into(),
+        Scalar::Ins => "a valid INS number (15 digits and key)".into(),
+        other => describe(other).into(),
+    }
+}
+
 fn describe(s: Scalar) -> &'static str {
     match s {
         Scalar::Text { .. } => "a string",

@@ -218,8 +218,10 @@ impl<'a> Batch<'a> {
                 Shape::Record(fields) => {
                     let key = map_key(op, &target.path)?;
                     let field = fields.iter().find(|f| f.name == key).ok_or_else(|| {
+                        // The refused key itself is not recorded: a rejection carries no
+                        // value chosen by the sender.
                         Rejection::OutsideSchema {
-                            path: format!("{}/{key}", target.path),
+                            path: target.path.clone(),
                             reason: "unknown field".into(),
                         }
                     })?;
@@ -249,7 +251,7 @@ impl<'a> Batch<'a> {
                 }
                 Shape::Collection(item_shape) => {
                     let key = map_key(op, &target.path)?;
-                    let path = format!("{}/{key}", target.path);
+                    let path = item_path(&target.path, key);
                     match &op.action {
                         OpType::Make(ObjType::Map) => {
                             if key != item_id(&actor, seq, item_index) {
@@ -478,9 +480,10 @@ impl<'a> Batch<'a> {
                 claimed,
                 author: self.author.member,
             },
-            ScalarFault::Invalid(reason) => Rejection::InvalidValue {
+            // The rule, not the refused value: rejections are recorded unsealed and logged.
+            ScalarFault::Invalid(_) => Rejection::InvalidValue {
                 path: path.to_string(),
-                reason,
+                reason: format!("expected {}", crate::schema::rule_of(scalar)),
             },
         })
     }
@@ -575,6 +578,16 @@ fn decode_ops(change: &Change) -> Result<automerge::ExpandedChange, Rejection> {
             reason: "its operations refer to actors it does not declare".into(),
         }
     })
+}
+
+/// The path of an item of a collection, naming the item only when its key has the shape of
+/// an item id (any other key is the sender's text, which a rejection does not carry).
+fn item_path(collection: &str, key: &str) -> String {
+    if crate::schema::is_item_id(key) {
+        format!("{collection}/{key}")
+    } else {
+        format!("{collection}/(not an item id)")
+    }
 }
 
 fn map_key<'o>(op: &'o automerge::legacy::Op, path: &str) -> Result<&'o str, Rejection> {
@@ -932,10 +945,18 @@ mod tests {
             author(BOB, Role::Professional),
         );
         assert!(matches!(r, Err(Rejection::OutsideSchema { .. })), "{r:?}");
-        // A text given as a number, and an unknown kind.
+        // A text given as a number, an unknown kind, a text over the limit: each refused
+        // with the rule, never with the value sent (rejections are recorded and logged).
         for (field, value) in [
             ("text", automerge::ScalarValue::Int(3)),
-            ("kind", automerge::ScalarValue::Str("diagnosis".into())),
+            (
+                "kind",
+                automerge::ScalarValue::Str("diagnosis: SECRET".into()),
+            ),
+            (
+                "text",
+                automerge::ScalarValue::Str("SECRET ".repeat(10_000).into()),
+            ),
         ] {
             let mut doc = raw(a.replica(), actor(9));
             let entries = obj(&doc, &["entries"]);
@@ -952,7 +973,26 @@ mod tests {
                 matches!(r, Err(Rejection::InvalidValue { .. })),
                 "{field}: {r:?}"
             );
+            let said = r.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                !said.contains("SECRET"),
+                "the refusal repeats the value: {said}"
+            );
         }
+        // An unknown field: its name is the sender's text too.
+        let mut doc = raw(a.replica(), actor(9));
+        let entries = obj(&doc, &["entries"]);
+        let e = doc
+            .put_object(&entries, "SECRET-KEY", ObjType::Map)
+            .unwrap_or(ROOT);
+        doc.put(&e, "SECRET-FIELD", 1).unwrap_or_default();
+        let r = check(
+            a.replica(),
+            &commit(&mut doc),
+            author(BOB, Role::Professional),
+        );
+        let said = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(!said.is_empty() && !said.contains("SECRET"), "{said}");
         // A collaborative text object instead of a string.
         let mut doc = raw(a.replica(), actor(9));
         let entries = obj(&doc, &["entries"]);

@@ -341,8 +341,8 @@ impl Envelope {
         self.open_raw(key)?
             .into_iter()
             .map(|raw| {
-                Change::from_bytes(raw).map_err(|e| EnvelopeRejection::Malformed {
-                    what: format!("change: {e}"),
+                Change::from_bytes(raw).map_err(|_| EnvelopeRejection::Malformed {
+                    what: "a change does not parse".into(),
                 })
             })
             .collect()
@@ -522,6 +522,11 @@ impl EnvelopeLog {
         );
     }
 
+    /// The sequence number of the last envelope held from `device` in `doc` (0: none).
+    pub fn head_seq(&self, device: &DeviceId, doc: DocKind) -> u64 {
+        self.heads.get(&(*device, doc)).map_or(0, |h| h.seq)
+    }
+
     /// Checks received envelopes in order: what is ready (each envelope and any waiting
     /// successors it releases), what was refused and why, and fork evidence. What is
     /// ready counts as held once confirmed.
@@ -624,21 +629,23 @@ impl EnvelopeLog {
         let (member, role) = match view.resolution.member_of(&h.device) {
             Some((m, s)) => (*m, s.role),
             None => {
-                // A removed member's device may still deliver what it wrote before the cut-off.
-                let cutoff = view
+                // A removed member's device still delivers what it wrote up to the cut-off
+                // of its log (whoever passes it on), with the role it had; nothing after.
+                let removal = view
                     .resolution
                     .removed
-                    .values()
-                    .flat_map(|c| c.iter())
-                    .find(|(d, _)| *d == h.device)
-                    .map(|(_, s)| *s);
-                return match cutoff {
-                    Some(c) if h.seq > c => {
-                        Err(EnvelopeRejection::AfterRemoval { device, cutoff: c })
+                    .iter()
+                    .find(|(_, r)| r.had(&h.device));
+                match removal {
+                    Some((m, r)) => {
+                        let cutoff = r.cutoff(&h.device, h.doc);
+                        if h.seq > cutoff {
+                            return Err(EnvelopeRejection::AfterRemoval { device, cutoff });
+                        }
+                        (*m, r.role)
                     }
-                    Some(_) => Err(EnvelopeRejection::UnknownDevice { device }),
-                    None => Err(EnvelopeRejection::UnknownDevice { device }),
-                };
+                    None => return Err(EnvelopeRejection::UnknownDevice { device }),
+                }
             }
         };
         if !may_write(role, h.doc) {

@@ -21,10 +21,12 @@
 //! - [`ops`]: what a user can ask of a node, one module per operation, and [`ops::NodeError`].
 //! - [`api`]: the local HTTP API and web UI that carry those requests.
 //! - [`mailbox`]: the relay's store of envelopes for offline members, checked without keys.
+//! - `bucket`: token buckets per peer device, for what a peer may make this program do.
 //! - [`relay`]: the relay node for operators (circuit relay, rendezvous, AutoNAT, metrics).
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod bucket;
 pub mod circle;
 pub mod crypto;
 pub mod envelope;

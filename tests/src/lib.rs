@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 pub mod browser;
 pub mod demo;
+pub mod link;
 
 /// The path of a freshly built `cercle` binary of the same profile as the running tests.
 ///
@@ -244,6 +245,13 @@ pub fn wait_until(secs: u64, mut check: impl FnMut() -> bool) -> bool {
 
 /// `home`'s node listening on loopback only (no mDNS), dialing each of `peers`.
 pub fn up_on_loopback(home: &TestHome, peers: &[&Daemon]) -> Daemon {
+    let args = loopback_args(peers);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(home, &[], &args)
+}
+
+/// The arguments of `cercle up` for [`up_on_loopback`].
+pub fn loopback_args(peers: &[&Daemon]) -> Vec<String> {
     let mut args: Vec<String> = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]
         .iter()
         .map(|s| s.to_string())
@@ -252,8 +260,7 @@ pub fn up_on_loopback(home: &TestHome, peers: &[&Daemon]) -> Daemon {
         args.push("--peer".into());
         args.push(p.tcp_address());
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(home, &[], &args)
+    args
 }
 
 /// A `cercle up` process of a home; stopped with SIGTERM (and waited for) when dropped.
@@ -270,6 +277,16 @@ impl Daemon {
     /// Runs `cercle up ARGS...` through `prefix` (e.g. `ip netns exec NS`; empty for none)
     /// and waits until its API answers with at least one listen address.
     pub fn start(home: &TestHome, prefix: &[&str], args: &[&str]) -> Daemon {
+        Daemon::start_logging(home, prefix, args, std::process::Stdio::inherit())
+    }
+
+    /// As [`Daemon::start`], with the node's log (its standard error) going to `log`.
+    pub fn start_logging(
+        home: &TestHome,
+        prefix: &[&str],
+        args: &[&str],
+        log: impl Into<std::process::Stdio>,
+    ) -> Daemon {
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -290,7 +307,8 @@ impl Daemon {
             .env_remove("CERCLE_HOME")
             .env("CERCLE_CONFIG", home.config_file())
             .env("CERCLE_PASSPHRASE", PASSPHRASE)
-            .stdout(std::process::Stdio::null());
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start cercle up: {e}"));

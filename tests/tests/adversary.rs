@@ -2,11 +2,13 @@
 //! badly on purpose) against real `cercle up` nodes on loopback. Each test measures what the
 //! attack cost the node (its resident memory, from `/proc`) and checks that the members'
 //! work goes on while it lasts: a stranger's hundreds of streams of unfinished frames cost
-//! less than 32 MiB; a member that never reads costs as little and is disconnected.
+//! less than 32 MiB; a member that never reads costs as little and is disconnected; a member
+//! gone bad (replays, forgeries, a forked log, an oversized message, a flood of garbage) is
+//! refused with each reason counted, and what its flood makes the node write is bounded.
 
 use std::process::{Command, Stdio};
 
-use cercle_tests::{Daemon, TestHome, up_on_loopback, wait_until};
+use cercle_tests::{Daemon, TestHome, loopback_args, up_on_loopback, wait_until};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 
@@ -30,6 +32,31 @@ fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
     let node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
     (a, b, circle, node_a, node_b)
+}
+
+/// An adversary's member identity (saved in `dir`), added by A to `circle` as a
+/// professional; returns where it is saved and what the adversary printed.
+fn hostile_member(
+    a: &TestHome,
+    circle: &str,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, serde_json::Value) {
+    let saved = dir.join("member.json");
+    let made = adversary(&[
+        "identity",
+        &format!("out={}", saved.display()),
+        "name=Marc Roux",
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout)
+        .unwrap_or_else(|e| panic!("the adversary printed no identity: {e}"));
+    a.add_member(
+        circle,
+        made["card"].as_str().unwrap_or_default(),
+        "professional",
+    );
+    (saved, made)
 }
 
 /// A note written on A reaches B within 20 s.
@@ -78,18 +105,7 @@ fn a_stranger_sending_many_streams_of_unfinished_large_frames_costs_the_node_lit
 fn a_member_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
     let (a, b, circle, node_a, _node_b) = team();
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
-    let saved = work.path().join("member.json");
-    let made = adversary(&[
-        "identity",
-        &format!("out={}", saved.display()),
-        "name=Marc Roux",
-    ])
-    .output()
-    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
-    let made: serde_json::Value = serde_json::from_slice(&made.stdout)
-        .unwrap_or_else(|e| panic!("the adversary printed no identity: {e}"));
-    let card = made["card"].as_str().unwrap_or_default();
-    a.add_member(&circle, card, "professional");
+    let (saved, made) = hostile_member(&a, &circle, work.path());
 
     let attack = adversary(&[
         "never-read",
@@ -161,4 +177,97 @@ fn a_member_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
         report["disconnected"], true,
         "A kept a member that reads nothing connected: {report}"
     );
+}
+
+#[test]
+fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_log() {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let a = TestHome::new();
+    let b = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    let circle = a.create_circle("Jeanne Durand");
+    a.add_member(&circle, &b.card(), "professional");
+    let (saved, _) = hostile_member(&a, &circle, work.path());
+    let log_path = work.path().join("a.log");
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("no log file: {e}"));
+    let args = loopback_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node_a = Daemon::start_logging(&a, &[], &args, log);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    b.accept(&circle);
+
+    let flood = 20_000;
+    let out = adversary(&[
+        "member",
+        &format!("to={}", node_a.tcp_address()),
+        &format!("identity={}", saved.display()),
+        &format!("circle={circle}"),
+        &format!("flood={flood}"),
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    assert!(out.status.success(), "the adversary failed");
+    let report = String::from_utf8_lossy(&out.stdout);
+
+    // What the flood made A write: a bounded number of records and log lines.
+    // The flood is read to its end before anything is looked at.
+    let refused_garbage = || {
+        a.json(&["status"])["refused"]["malformed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let all_read = wait_until(30, || refused_garbage() >= flood);
+    let shown = a.json(&["circle", "show", &circle]);
+    let recorded = shown["refused"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        recorded <= 64,
+        "{recorded} refusals recorded for a flood of {flood}"
+    );
+    let logged = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("refused"))
+        .count();
+    assert!(
+        logged <= 64,
+        "A wrote {logged} log lines about refusals for a flood of {flood}"
+    );
+    // Every attack refused and counted by its reason.
+    let status = a.json(&["status"]);
+    let refused = &status["refused"];
+    let count = |reason: &str| refused[reason].as_u64().unwrap_or(0);
+    assert!(
+        count("bad_signature") >= 1,
+        "the forgery was not refused: {status}"
+    );
+    assert!(
+        count("fork") >= 1,
+        "the forked log was not refused: {status}"
+    );
+    assert!(
+        count("oversized_message") >= 1,
+        "the oversized message was not refused: {status}"
+    );
+    assert!(all_read, "the garbage was not all refused: {status}");
+    // The member's honest note went in, once: the replay changed nothing.
+    assert!(
+        wait_until(20, || b
+            .note_texts(&circle)
+            .iter()
+            .filter(|t| *t == "Visite faite, RAS")
+            .count()
+            == 1),
+        "the member's honest note did not reach B exactly once ({report})"
+    );
+    assert_eq!(
+        a.note_texts(&circle)
+            .iter()
+            .filter(|t| t.starts_with("Visite"))
+            .count(),
+        1,
+        "A holds the forked or replayed note"
+    );
+    // The honest members go on.
+    a_note_still_reaches_b(&a, &b, &circle, "Pas de fièvre");
 }

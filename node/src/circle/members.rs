@@ -99,11 +99,23 @@ impl Circle {
             .iter()
             .map(|d| (d.device, self.last_seq_of(&d.device.actor())))
             .collect();
+        // What this node holds of each of the member's logs is still taken from anyone who
+        // has it: a member who has not received it yet is not made to lose it.
+        let logs = state
+            .devices
+            .iter()
+            .flat_map(|d| {
+                cercle_crdt::DocKind::ALL
+                    .into_iter()
+                    .map(|doc| (d.device, doc, self.log.head_seq(&d.device, doc)))
+            })
+            .collect();
         // A new epoch that only the remaining devices can open.
         let (epoch, sealed) = self.new_epoch(Some(member), rng)?;
         let body = OpBody::RemoveMember {
             member: *member,
             cutoffs,
+            logs,
             epoch,
             sealed,
         };

@@ -1,9 +1,10 @@
 //! The receive pipeline of a member's circle: a peer's membership operations first (the
 //! envelopes cannot be checked without them), then its envelopes through the envelope
 //! checks ([`EnvelopeLog::check`], checks 1–7) and the documents' own validation for the
-//! author's role (check 8). What passes is applied and staged; what fails is staged as a
-//! rejection record with its reason, and fork evidence as a fork record. Nothing is applied
-//! that did not pass every check.
+//! author's role (check 8). What passes is applied and staged; what fails comes back as a
+//! rejection record with its reason (the node records it within the peer's budget), and
+//! fork evidence is staged as a fork record. Nothing is applied that did not pass every
+//! check. No record carries a value the sender chose, only this program's words.
 //!
 //! The relay's mailbox runs the same two first steps ([`Membership::take_in`] and
 //! [`EnvelopeLog::check`] without keys) and stores instead of applying.
@@ -29,8 +30,9 @@ pub struct Receipt {
     pub staged: Staged,
     /// Envelopes applied, per document.
     pub applied: BTreeMap<DocKind, usize>,
-    /// What was refused, as recorded in the batch.
-    pub rejected: Vec<RejectionRecord>,
+    /// What was refused, with the reason's code; not in the batch: the caller records
+    /// what the sender's budget allows ([`Batch::rejection`](crate::store::Batch::rejection)).
+    pub rejected: Vec<(&'static str, RejectionRecord)>,
     /// Devices caught signing two envelopes for one position.
     pub forks: usize,
     /// Some envelopes wait for others not received yet (a predecessor, or another
@@ -52,11 +54,11 @@ impl Circle {
         let mut receipt = Receipt::default();
         let id = self.id;
         let refuse = |receipt: &mut Receipt,
+                      code: &'static str,
                       device: Option<DeviceId>,
                       hash: [u8; 32],
                       reason: serde_json::Value,
                       message: String| {
-            tracing::warn!(%message, "refused data from a peer");
             let record = RejectionRecord {
                 at: now.millis(),
                 from: from.to_string(),
@@ -65,8 +67,7 @@ impl Circle {
                 message,
                 hash: hex::encode(hash),
             };
-            receipt.staged.batch.rejection(&id, &record);
-            receipt.rejected.push(record);
+            receipt.rejected.push((code, record));
         };
 
         // Operations first: envelopes cannot be checked without them.
@@ -74,7 +75,7 @@ impl Circle {
         for (hash, e) in intake.refused {
             let reason = serde_json::json!({"reason": "membership_op"});
             let message = format!("membership operation refused: {e}");
-            refuse(&mut receipt, None, hash, reason, message);
+            refuse(&mut receipt, "membership_op", None, hash, reason, message);
         }
         if !intake.new.is_empty() {
             self.keys.forget();
@@ -102,7 +103,8 @@ impl Circle {
         } in checked.rejected
         {
             let json = serde_json::to_value(&reason).unwrap_or_default();
-            refuse(&mut receipt, device, hash, json, reason.to_string());
+            let code = reason.kind();
+            refuse(&mut receipt, code, device, hash, json, reason.to_string());
         }
         for fork in checked.forks {
             receipt.forks += 1;
@@ -154,6 +156,7 @@ impl Circle {
                             self.log.confirm(&a.envelope);
                             refuse(
                                 &mut receipt,
+                                "schema",
                                 Some(a.device),
                                 *blake3::hash(a.envelope.bytes()).as_bytes(),
                                 serde_json::json!({"reason": "schema", "seq": a.seq}),

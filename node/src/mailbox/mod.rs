@@ -19,7 +19,6 @@
 //! - `circles`: circle (32) → time of the last stored envelope (i64 µs, big-endian).
 
 pub mod exchange;
-mod rate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -217,7 +216,7 @@ pub struct Mailbox {
     members: BTreeMap<DeviceId, BTreeSet<CircleId>>,
     limits: MailboxLimits,
     /// New circles per device, bounded by [`MailboxLimits::new_circles_burst`].
-    new_circles: rate::NewCircleRate,
+    new_circles: crate::bucket::DeviceBuckets,
     /// Set when a write failed: memory may then be ahead of the disk, so nothing more is
     /// accepted until the relay restarts (and reloads what the disk holds).
     failed: bool,
@@ -247,7 +246,7 @@ impl Mailbox {
             circles: BTreeMap::new(),
             members: BTreeMap::new(),
             limits,
-            new_circles: rate::NewCircleRate::default(),
+            new_circles: crate::bucket::DeviceBuckets::default(),
             failed: false,
             totals: Totals::default(),
         };

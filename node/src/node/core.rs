@@ -36,6 +36,7 @@ pub(crate) mod blobs;
 pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
+mod refusals;
 mod writes;
 
 use writes::{After, Writes};
@@ -240,6 +241,8 @@ pub struct NodeCore {
     rng: SecureRng,
     /// The time of the input being handled.
     now: Now,
+    /// What peers sent that was refused: counts, and each peer's budget of records.
+    refusals: refusals::Refusals,
     /// The effects of the input being handled.
     out: Vec<Effect>,
     writes: Writes,
@@ -268,6 +271,7 @@ impl NodeCore {
             serving: None,
             rng,
             now: Now(0),
+            refusals: refusals::Refusals::default(),
             out: Vec::new(),
             writes: Writes::default(),
         };

@@ -25,6 +25,12 @@ pub struct NodeStatus {
     pub peers: Vec<PeerRow>,
     /// Whether the node is running (false when the command opened the store itself).
     pub running: bool,
+    /// What peers sent that this node refused since it started, by reason.
+    #[serde(default)]
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Of those, how many were not recorded (the peer was over its budget of records).
+    #[serde(default)]
+    pub refused_unrecorded: u64,
 }
 
 /// One connected peer.

@@ -127,7 +127,7 @@ pub enum Tree {
     Snapshots,
     /// Attachments (sealed): content hash.
     Blobs,
-    /// Rejected envelopes: circle ‖ time ‖ hash prefix → JSON record.
+    /// Rejected envelopes: circle ‖ slot (of `MAX_REJECTIONS_PER_CIRCLE`) → JSON record.
     Rejected,
     /// Fork evidence: circle ‖ device ‖ doc ‖ seq → both envelopes.
     Forks,
@@ -214,6 +214,9 @@ pub struct Head {
     /// Its hash (what the next envelope's `prev` names).
     pub hash: [u8; 32],
 }
+
+/// Rejection records kept per circle, at most (each a few hundred bytes).
+pub const MAX_REJECTIONS_PER_CIRCLE: u16 = 4096;
 
 /// A rejected envelope, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -389,9 +392,9 @@ impl Batch {
         self.writes.len()
     }
 
-    /// The envelopes this batch writes, in order (for tests that look inside).
-    #[cfg(test)]
-    pub(crate) fn envelope_bytes(&self) -> Vec<Vec<u8>> {
+    /// The envelopes this batch writes, in order (for tests and fuzzing harnesses that
+    /// look inside).
+    pub fn envelope_bytes(&self) -> Vec<Vec<u8>> {
         self.writes
             .iter()
             .filter_map(|w| match w {
@@ -464,11 +467,19 @@ impl Batch {
         self.put(Tree::Meta, key.as_bytes().to_vec(), value.to_vec());
     }
 
-    /// A rejected envelope of `circle`.
+    /// A rejected envelope of `circle`, in one of the circle's
+    /// [`MAX_REJECTIONS_PER_CIRCLE`] slots: once they are all taken, a new record replaces
+    /// an earlier one (the slot is drawn from the record's hash and time), so the records
+    /// of a circle never take more than a few megabytes whatever peers send.
     pub fn rejection(&mut self, circle: &CircleId, record: &RejectionRecord) {
+        let mut h = blake3::Hasher::new();
+        h.update(record.hash.as_bytes());
+        h.update(&record.at.to_be_bytes());
+        let draw = h.finalize();
+        let slot = u16::from_be_bytes([draw.as_bytes()[0], draw.as_bytes()[1]])
+            % MAX_REJECTIONS_PER_CIRCLE;
         let mut k = circle.0.to_vec();
-        k.extend_from_slice(&record.at.to_be_bytes());
-        k.extend_from_slice(&record.hash.as_bytes()[..record.hash.len().min(16)]);
+        k.extend_from_slice(&slot.to_be_bytes());
         let v = serde_json::to_vec(record).unwrap_or_default();
         self.put(Tree::Rejected, k, v);
     }
@@ -686,10 +697,13 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The rejected envelopes of a circle, oldest first.
     fn rejections(&self, circle: &CircleId) -> Result<Vec<RejectionRecord>, StoreError> {
-        self.scan(Tree::Rejected, &circle.0)?
+        let mut records = self
+            .scan(Tree::Rejected, &circle.0)?
             .into_iter()
             .map(|(_, v)| serde_json::from_slice(&v).map_err(|_| self.bad("a rejection record")))
-            .collect()
+            .collect::<Result<Vec<RejectionRecord>, _>>()?;
+        records.sort_by_key(|r: &RejectionRecord| r.at);
+        Ok(records)
     }
 
     /// The fork evidence recorded for a circle.

@@ -127,6 +127,18 @@ pub enum SyncRejection {
     BadAck,
 }
 
+impl SyncRejection {
+    /// A short, stable name of the reason (for counts and records).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncRejection::NotShared => "not_shared",
+            SyncRejection::TooMany => "too_many_items",
+            SyncRejection::TooLarge(_) => "oversized_message",
+            SyncRejection::BadAck => "bad_ack",
+        }
+    }
+}
+
 /// What the node holds, as the protocol needs to read it. Implemented over the store by the
 /// node, over memory by tests and the simulations.
 pub trait Local {

@@ -10,6 +10,10 @@
 //!     of them and never the rest
 //! adversary never-read to=ADDR identity=FILE secs=SECS
 //!     connects as that identity, says Hello, and never reads what it is sent
+//! adversary member to=ADDR identity=FILE circle=ID flood=N
+//!     a member gone bad: fetches the circle like any member, writes one honest note,
+//!     then replays it, forges it, forks its own log, sends an oversized message and
+//!     N envelopes of garbage
 //! ```
 
 // A tool of the tests: it fails loudly.
@@ -218,6 +222,164 @@ async fn never_read(args: &Args) {
     );
 }
 
+/// The frames arriving on the sync streams the node opens to us, decoded.
+fn read_incoming(
+    mut incoming: libp2p_stream::IncomingStreams,
+) -> tokio::sync::mpsc::Receiver<Message> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut decoder = wire::FrameDecoder::default();
+                decoder.open_up();
+                let mut buffer = bytes::BytesMut::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    while let Ok(Some(frame)) = decoder.next_frame(&mut buffer) {
+                        if let Ok(m) = wire::decode(&frame)
+                            && tx.send(m).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// A member gone bad (see the module's comment).
+async fn member(args: &Args) {
+    use cercle_node::circle::Circle;
+    use cercle_node::circle::membership::CircleId;
+    use rand::SeedableRng as _;
+
+    let me = load(arg(args, "identity"));
+    let circle: CircleId = arg(args, "circle")
+        .parse()
+        .unwrap_or_else(|_| fail("circle= is not a circle id"));
+    let flood = number(args, "flood");
+    let key = cercle_node::net::keypair(&me).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut swarm = swarm(key);
+    let incoming = swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(SYNC_PROTOCOL)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut messages = read_incoming(incoming);
+    let peer = connect(&mut swarm, arg(args, "to")).await;
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut ours = control
+        .open_stream(peer, SYNC_PROTOCOL)
+        .await
+        .unwrap_or_else(|e| fail(&format!("no sync stream: {e}")));
+    let mut send = async |m: &Message| {
+        ours.write_all(&wire::frame(m))
+            .await
+            .unwrap_or_else(|e| fail(&format!("cannot send: {e}")));
+    };
+    // Like any member: Hello with a digest that differs, then "I have nothing".
+    send(&Message::Hello {
+        circles: vec![(circle, [0; 32])],
+    })
+    .await;
+    send(&Message::Have {
+        circle,
+        ops: vec![],
+        vectors: vec![],
+    })
+    .await;
+    let mut ops = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while ops.is_empty() {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => fail("the node sent no data for the circle"),
+            m = messages.recv() => match m {
+                Some(Message::Data { circle: c, ops: o, envelopes }) if c == circle => {
+                    let bytes = o.iter().chain(&envelopes).map(Vec::len).sum::<usize>() as u64;
+                    ops = o;
+                    send(&Message::Ack { bytes }).await;
+                }
+                Some(_) => {}
+                None => fail("the node closed its streams"),
+            },
+            _ = swarm.select_next_some() => {}
+        }
+    }
+    let mut rng = cercle_node::crypto::SecureRng::seed_from_u64(99);
+    let write = |text: &str, rng: &mut cercle_node::crypto::SecureRng| {
+        let (mut c, _) =
+            Circle::join(&me, circle, &ops).unwrap_or_else(|e| fail(&format!("not a member: {e}")));
+        let w =
+            c.write::<cercle_crdt::LiaisonNotebook, _>(&me, cercle_crdt::Timestamp(5), rng, |nb| {
+                nb.add_entry(
+                    me.member(),
+                    cercle_crdt::NewEntry {
+                        kind: cercle_crdt::EntryKind::Observation,
+                        text: text.into(),
+                        vitals: None,
+                    },
+                    cercle_crdt::Timestamp(5),
+                )
+            });
+        w.staged.batch.envelope_bytes().remove(0)
+    };
+    let data = |envelopes: Vec<Vec<u8>>| Message::Data {
+        circle,
+        ops: vec![],
+        envelopes,
+    };
+    let honest = write("Visite faite, RAS", &mut rng);
+    // The same position, other content: a fork of its own log.
+    let fork = write("Visite annulée", &mut rng);
+    let mut forged = honest.clone();
+    if let Some(last) = forged.last_mut() {
+        *last ^= 1;
+    }
+    let mut sent = BTreeMap::new();
+    send(&data(vec![honest.clone()])).await;
+    sent.insert("honest", 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&data(vec![honest])).await;
+    sent.insert("replayed", 1);
+    send(&data(vec![forged])).await;
+    sent.insert("forged", 1);
+    send(&data(vec![fork])).await;
+    sent.insert("forked", 1);
+    send(&data(vec![vec![
+        0x42;
+        cercle_node::sync::MAX_DATA_BYTES + 1
+    ]]))
+    .await;
+    sent.insert("oversized", 1);
+    let mut garbage = 0u64;
+    while garbage < flood {
+        let batch: Vec<Vec<u8>> = (0..flood.saturating_sub(garbage).min(256))
+            .map(|i| (garbage + i).to_be_bytes().to_vec())
+            .collect();
+        garbage += batch.len() as u64;
+        send(&data(batch)).await;
+    }
+    sent.insert("garbage", garbage);
+    // Keep the connection while the node reads it all.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            _ = messages.recv() => {}
+            _ = swarm.select_next_some() => {}
+        }
+    }
+    println!("{}", serde_json::json!({ "sent": sent }));
+}
+
 #[tokio::main]
 async fn main() {
     let mut argv = std::env::args().skip(1);
@@ -232,6 +394,7 @@ async fn main() {
         "identity" => identity(&args),
         "streams" => streams(&args).await,
         "never-read" => never_read(&args).await,
+        "member" => member(&args).await,
         other => fail(&format!("unknown mode {other:?}")),
     }
 }

@@ -53,7 +53,7 @@ mod tests;
 pub use log::MembershipLog;
 use resolve::Resolver;
 
-use cercle_crdt::{MemberId, Role};
+use cercle_crdt::{DocKind, MemberId, Role};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -135,10 +135,15 @@ pub enum OpBody {
         sealed: Vec<SealedKey>,
     },
     /// Removes a member and starts a new epoch sealed to the remaining devices only.
-    /// `cutoffs` gives, per device, the last sequence number the remover accepts from it.
+    /// `logs` gives, per device and document, the last envelope the remover held from it:
+    /// those and the ones before them are still taken from anyone who has them, nothing
+    /// after. (`cutoffs`, per device in Automerge sequence numbers, is what earlier versions
+    /// wrote; a removal that has only those accepts nothing more from the member.)
     RemoveMember {
         member: MemberId,
         cutoffs: Vec<(DeviceId, u64)>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<(DeviceId, DocKind, u64)>,
         epoch: EpochId,
         sealed: Vec<SealedKey>,
     },
@@ -252,8 +257,15 @@ impl SignedOp {
             return Err(OpError::Malformed("shorter than a signature".into()));
         }
         let (sig, payload) = bytes.split_at(64);
-        let content: OpContent =
-            serde_json::from_slice(payload).map_err(|e| OpError::Malformed(e.to_string()))?;
+        let content: OpContent = serde_json::from_slice(payload).map_err(|e| {
+            // Where and what kind of fault, never the text: it is the sender's.
+            OpError::Malformed(format!(
+                "not an operation ({:?} at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         if content.parents.len() > MAX_PARENTS || content.parents.windows(2).any(|w| w[0] >= w[1]) {
             return Err(OpError::Malformed(
                 "parents must be sorted and distinct".into(),
@@ -353,12 +365,37 @@ pub enum VoidReason {
     BadTarget,
 }
 
+/// A member's removal, as the envelope checks need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Removal {
+    /// The member's role when removed (what its late envelopes may write).
+    pub role: Role,
+    /// Per device and document, the last envelope sequence number still taken.
+    pub logs: Vec<(DeviceId, DocKind, u64)>,
+}
+
+impl Removal {
+    /// The last envelope of `device` in `doc` still taken: 0 (none) if the removal does
+    /// not say.
+    pub fn cutoff(&self, device: &DeviceId, doc: DocKind) -> u64 {
+        self.logs
+            .iter()
+            .find(|(d, k, _)| d == device && *k == doc)
+            .map_or(0, |(_, _, seq)| *seq)
+    }
+
+    /// Whether `device` was one of the member's devices.
+    pub fn had(&self, device: &DeviceId) -> bool {
+        self.logs.iter().any(|(d, _, _)| d == device)
+    }
+}
+
 /// Who is in the circle, as every node computes it from the same operations.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Resolution {
     pub members: BTreeMap<MemberId, MemberState>,
-    /// Removed members and the per-device cut-offs of their removal.
-    pub removed: BTreeMap<MemberId, Vec<(DeviceId, u64)>>,
+    /// Removed members: their role when removed and the cut-offs of their removal.
+    pub removed: BTreeMap<MemberId, Removal>,
     /// The relays the circle uses (the last `SetRelays` in the log's order).
     pub relays: Vec<String>,
     /// The current key epoch (started by the genesis, a removal or a rotation).

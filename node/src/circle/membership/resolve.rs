@@ -141,12 +141,16 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
         }
         OpBody::RemoveMember {
             member,
-            cutoffs,
+            logs,
             epoch,
             ..
         } => {
-            if state.members.remove(member).is_some() {
-                state.removed.insert(*member, cutoffs.clone());
+            if let Some(gone) = state.members.remove(member) {
+                let removal = super::Removal {
+                    role: gone.role,
+                    logs: logs.clone(),
+                };
+                state.removed.insert(*member, removal);
                 state.epoch = Some(*epoch);
                 state.epochs.push(*epoch);
             }

@@ -82,6 +82,7 @@ fn remove_body(who: &LocalIdentity) -> OpBody {
     OpBody::RemoveMember {
         member: who.member(),
         cutoffs: vec![(who.device(), 0)],
+        logs: vec![],
         epoch: EpochId([7; 16]),
         sealed: vec![],
     }
@@ -396,6 +397,7 @@ fn body_of(people: &[LocalIdentity], n: usize, body: u8, target: usize, role: us
         3 | 4 => OpBody::RemoveMember {
             member: target.member(),
             cutoffs: vec![],
+            logs: vec![],
             epoch: EpochId([n as u8; 16]),
             sealed: vec![],
         },

@@ -127,7 +127,9 @@ impl NodeCore {
         let (replies, received) = match peer.sync.receive(&self.circles, message, now) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(reason = %e, "refused a sync message");
+                if self.refusals.count(device, e.kind(), self.now.0) {
+                    tracing::warn!(peer = %device, reason = %e, "refused a sync message");
+                }
                 return;
             }
         };
@@ -199,7 +201,15 @@ impl NodeCore {
             }));
         }
         let incomplete = receipt.incomplete;
-        self.stage_from(circle, receipt.staged, Some(from));
+        let mut staged = receipt.staged;
+        let now_us = self.now.0;
+        for (code, record) in &receipt.rejected {
+            if self.refusals.count(from, code, now_us) {
+                tracing::warn!(peer = %from, %circle, reason = %record.message, "refused data from a peer");
+                staged.batch.rejection(&circle, record);
+            }
+        }
+        self.stage_from(circle, staged, Some(from));
         if incomplete && let Some(peer) = self.peers.get_mut(&from) {
             let ask = peer
                 .sync
@@ -296,6 +306,8 @@ impl NodeCore {
                 })
                 .collect(),
             running: self.running,
+            refused: self.refusals.counts(),
+            refused_unrecorded: self.refusals.unrecorded(),
         }
     }
 }

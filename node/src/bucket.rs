@@ -1,8 +1,8 @@
-//! How many new circles each device may bring to a relay's mailbox: a bucket per device of
-//! [`MailboxLimits::new_circles_burst`](super::MailboxLimits) circles (a GP's whole practice
-//! on its first day), refilled by one every
-//! [`MailboxLimits::new_circle_every`](super::MailboxLimits). Time comes in (microseconds);
-//! nothing here reads a clock. The buckets themselves are bounded: at most
+//! What each peer device may still make this program do: a token bucket per device of
+//! `burst` tokens, refilled by one every `every_us`. The relay's mailbox counts the new
+//! circles a device brings with it ([`MailboxLimits`](crate::mailbox::MailboxLimits)); a
+//! node counts the refusals it records of a device (`node::core::refusals`). Time comes in
+//! (microseconds); nothing here reads a clock. The buckets themselves are bounded: at most
 //! [`MAX_TRACKED`] devices, and a full bucket is forgotten when room is needed, as it
 //! holds nothing a fresh one would not.
 
@@ -13,15 +13,15 @@ use crate::identity::DeviceId;
 /// Devices whose bucket is remembered, at most.
 pub(crate) const MAX_TRACKED: usize = 65_536;
 
-/// Each device's bucket of new circles.
+/// Each device's bucket.
 #[derive(Debug, Default)]
-pub(crate) struct NewCircleRate {
+pub(crate) struct DeviceBuckets {
     /// Device → (circles it may still bring, when that was counted, in µs).
     buckets: HashMap<DeviceId, (u32, i64)>,
 }
 
-impl NewCircleRate {
-    /// Whether `device` may bring one more new circle at `now` (without counting it).
+impl DeviceBuckets {
+    /// Whether `device` has a token left at `now` (without taking it).
     pub(crate) fn allows(&self, device: &DeviceId, now: i64, burst: u32, every_us: i64) -> bool {
         match self.buckets.get(device) {
             Some(bucket) => refill(*bucket, now, burst, every_us).0 > 0,
@@ -29,8 +29,8 @@ impl NewCircleRate {
         }
     }
 
-    /// Takes one new circle from `device`'s bucket at `now`; false if it is empty (or if
-    /// no bucket can be kept for it).
+    /// Takes one token from `device`'s bucket at `now`; false if it is empty (or if no
+    /// bucket can be kept for it).
     pub(crate) fn take(&mut self, device: &DeviceId, now: i64, burst: u32, every_us: i64) -> bool {
         if burst == 0 {
             return false;
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_device_brings_its_burst_then_one_per_period() {
-        let mut rate = NewCircleRate::default();
+        let mut rate = DeviceBuckets::default();
         let d = device(1);
         for _ in 0..5 {
             assert!(rate.take(&d, 0, 5, MINUTE));
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn the_buckets_kept_are_bounded_and_full_ones_make_room() {
-        let mut rate = NewCircleRate::default();
+        let mut rate = DeviceBuckets::default();
         for i in 0..MAX_TRACKED {
             let mut id = [0u8; 32];
             id[..8].copy_from_slice(&(i as u64).to_be_bytes());
