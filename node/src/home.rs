@@ -101,9 +101,14 @@ impl Home {
             });
         }
         let identity: PublicIdentity = read_json(&path)?;
+        let signed = match &identity.profile_signature {
+            Some(sig) => identity.profile.verify(&identity.member(), sig),
+            None => Ok(()),
+        };
         identity
             .certificate
             .verify()
+            .and(signed)
             .map_err(|e| HomeError::Corrupt {
                 path,
                 reason: e.to_string(),
@@ -123,10 +128,18 @@ impl Home {
         let path = self.root.join(KEY_FILE);
         let keys: KeyFile = read_json(&path)?;
         let secrets = keys.open(passphrase)?;
-        LocalIdentity::from_secrets(&secrets, public).map_err(|e| HomeError::Corrupt {
-            path,
-            reason: e.to_string(),
-        })
+        let unsigned = public.profile_signature.is_none();
+        let identity =
+            LocalIdentity::from_secrets(&secrets, public).map_err(|e| HomeError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })?;
+        // A home made by an earlier version: its profile is signed now, so that its
+        // card is taken by others even when read without the passphrase.
+        if unsigned {
+            write_json(&self.root.join(IDENTITY_FILE), &identity.public())?;
+        }
+        Ok(identity)
     }
 
     /// The directory of the store.
@@ -277,6 +290,27 @@ mod tests {
             home.init(&id, Some("pw"), KdfParams::FAST_INSECURE),
             Err(HomeError::AlreadyInitialised { .. })
         ));
+    }
+
+    #[test]
+    fn a_home_from_an_earlier_version_has_its_profile_signed_when_next_unlocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("h"));
+        let id = identity();
+        home.init(&id, Some("pw"), KdfParams::FAST_INSECURE)
+            .unwrap();
+        let mut old = id.public();
+        old.profile_signature = None;
+        write_json(&dir.path().join("h").join(IDENTITY_FILE), &old).unwrap();
+        assert!(home.identity().unwrap().profile_signature.is_none());
+        home.unlock("pw").unwrap();
+        let card = home.identity().unwrap().card(&[]).encode();
+        assert!(crate::identity::ContactCard::decode(&card).is_ok());
+        // A profile edited by hand in the file no longer matches its signature.
+        let mut edited = id.public();
+        edited.profile.name = "Dr Usurpateur".into();
+        write_json(&dir.path().join("h").join(IDENTITY_FILE), &edited).unwrap();
+        assert!(matches!(home.identity(), Err(HomeError::Corrupt { .. })));
     }
 
     #[cfg(unix)]

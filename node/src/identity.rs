@@ -57,6 +57,16 @@ pub enum CardError {
     /// A device certificate is not signed by the card's member key.
     #[error("a device certificate on the card is not signed by its member")]
     BadCertificate,
+    /// The profile (name, profession, RPPS, ADELI) is not the one the member signed.
+    #[error(
+        "the name, profession or RPPS on the card is not the one its member signed: ask them for their card again"
+    )]
+    BadProfile,
+    /// The card carries no profile signature (made by an earlier version).
+    #[error(
+        "this card was made by an earlier version of Cercle and its profile is not signed: ask its owner for a new one (`cercle whoami`)"
+    )]
+    UnsignedProfile,
 }
 
 /// A device: the public half of its Ed25519 device key.
@@ -180,6 +190,9 @@ pub struct ContactCard {
     /// Where the devices listen (multiaddrs), if known.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The member key's signature of the profile ([`Profile::signed_bytes`]), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_signature: Option<String>,
 }
 
 /// Every card string starts with this.
@@ -224,6 +237,11 @@ impl ContactCard {
             }
             cert.verify()?;
         }
+        let signature = card
+            .profile_signature
+            .as_deref()
+            .ok_or(CardError::UnsignedProfile)?;
+        card.profile.verify(&card.member, signature)?;
         Ok(card)
     }
 }
@@ -244,6 +262,25 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// What the member key signs: a context, the member, the profile's JSON.
+    pub fn signed_bytes(&self, member: &MemberId) -> Vec<u8> {
+        let mut m = b"cercle profile v1".to_vec();
+        m.extend_from_slice(member.as_bytes());
+        m.extend_from_slice(&serde_json::to_vec(self).unwrap_or_default());
+        m
+    }
+
+    /// Checks that `member` signed this profile (`signature` in hex).
+    pub fn verify(&self, member: &MemberId, signature: &str) -> Result<(), CardError> {
+        let key = VerifyingKey::from_bytes(member.as_bytes()).map_err(|_| CardError::BadProfile)?;
+        let bytes: [u8; 64] = hex::decode(signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(CardError::BadProfile)?;
+        key.verify_strict(&self.signed_bytes(member), &Signature::from_bytes(&bytes))
+            .map_err(|_| CardError::BadProfile)
+    }
+
     /// A checked profile.
     pub fn new(
         name: &str,
@@ -332,6 +369,10 @@ pub struct PublicIdentity {
     pub profile: Profile,
     /// This device's certificate (member key, device key, X25519 key).
     pub certificate: DeviceCertificate,
+    /// The member key's signature of the profile, hex (absent in homes made by earlier
+    /// versions until their key is next opened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_signature: Option<String>,
 }
 
 impl PublicIdentity {
@@ -357,6 +398,7 @@ impl PublicIdentity {
             member: self.member(),
             devices: vec![self.certificate.clone()],
             addresses: addresses.to_vec(),
+            profile_signature: self.profile_signature.clone(),
         }
     }
 }
@@ -413,9 +455,13 @@ impl LocalIdentity {
 
     /// The public part, to store in clear and to build cards from.
     pub fn public(&self) -> PublicIdentity {
+        let signed = self
+            .member_key
+            .sign(&self.profile.signed_bytes(&self.member()));
         PublicIdentity {
             profile: self.profile.clone(),
             certificate: self.certificate.clone(),
+            profile_signature: Some(hex::encode(signed.to_bytes())),
         }
     }
 
@@ -554,6 +600,27 @@ mod tests {
         assert_eq!(
             ContactCard::decode(&forged.encode()),
             Err(CardError::BadCertificate)
+        );
+        // Someone's card under another name, or another RPPS: the profile is not the one
+        // its member signed.
+        let mut renamed = me.public().card(&[]);
+        renamed.profile.name = "Dr Usurpateur".into();
+        assert_eq!(
+            ContactCard::decode(&renamed.encode()),
+            Err(CardError::BadProfile)
+        );
+        let mut other_rpps = me.public().card(&[]);
+        other_rpps.profile.rpps = Some("10003456786".into());
+        assert_eq!(
+            ContactCard::decode(&other_rpps.encode()),
+            Err(CardError::BadProfile)
+        );
+        // A card from an earlier version, without the signature, is refused with what to do.
+        let mut unsigned = me.public().card(&[]);
+        unsigned.profile_signature = None;
+        assert_eq!(
+            ContactCard::decode(&unsigned.encode()),
+            Err(CardError::UnsignedProfile)
         );
     }
 

@@ -298,3 +298,52 @@ fn escape_sequences_in_notes_never_reach_the_terminal() {
     let notes: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
     assert_eq!(notes[1]["text"], hostile, "JSON must keep the exact text");
 }
+
+/// Someone's real card passed on under another name (or another RPPS) is refused: the
+/// profile on a card is signed by its member key, and the coordinator is told what to do.
+#[test]
+fn a_card_whose_name_was_changed_is_refused() {
+    let gp = TestHome::new();
+    gp.init("Dr Claire Martin", "médecin généraliste");
+    let nurse = TestHome::new();
+    nurse.init("Julien Petit", "infirmier");
+    let circle = gp.create_circle("Jeanne Durand");
+    // Read as anyone can read a card, without checking it.
+    let json = cercle_node::textcode::decode(
+        cercle_node::identity::CARD_PREFIX,
+        &nurse.card(),
+        cercle_node::identity::MAX_CARD_CHARS,
+    )
+    .unwrap_or_else(|e| panic!("the nurse's card is not a card: {e}"));
+    let mut card: cercle_node::identity::ContactCard = serde_json::from_slice(&json)
+        .unwrap_or_else(|e| panic!("the nurse's card does not parse: {e}"));
+    card.profile.name = "Dr Usurpateur".into();
+    let run = gp.cercle(&[
+        "circle",
+        "add",
+        &circle,
+        "--card",
+        &card.encode(),
+        "--role",
+        "professional",
+    ]);
+    assert_ne!(
+        run.code,
+        Some(0),
+        "a renamed card was taken: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("ask them for their card again"),
+        "the refusal does not say what to do: {}",
+        run.stderr
+    );
+    let shown = gp.json(&["circle", "show", &circle]);
+    assert_eq!(
+        shown["members"].as_array().map(Vec::len),
+        Some(1),
+        "{shown}"
+    );
+    // The real card is taken.
+    gp.add_member(&circle, &nurse.card(), "professional");
+}
