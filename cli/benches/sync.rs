@@ -21,6 +21,8 @@
 //!    token, as the browser does) until B's open page would show it: B's `/ui/events`
 //!    stream announces it and B's notebook page, fetched again as the page script does,
 //!    contains it (the browser's own rendering is left out; the UI test sees it there).
+//! 9. **Under a flood**: the one-note latency quiet, then while a member's process sends
+//!    garbage envelopes without pause (`--bench` only: it builds `cercle-tests`' adversary).
 //! 5. **Floor**: bare Automerge (`automerge::sync`) between two in-memory documents holding
 //!    the same notes: per-note incremental sync, and a full sync of 10 000 notes.
 //!
@@ -256,6 +258,146 @@ async fn burst(
     Duration::from_micros((last - started).max(0) as u64)
 }
 
+/// Notes `range` written one at a time on A: for each, milliseconds from the request to B's
+/// having applied it; sorted.
+async fn latency(
+    http: &reqwest::Client,
+    a: &Node,
+    circle: &str,
+    rx: &mut mpsc::UnboundedReceiver<(usize, i64)>,
+    range: std::ops::Range<usize>,
+) -> Vec<f64> {
+    let mut lat = Vec::new();
+    for i in range {
+        let t0 = now_micros();
+        ask(
+            http,
+            a,
+            NoteAdd {
+                circle: circle.into(),
+                texts: vec![text(i)],
+                kind: EntryKind::Care,
+                at: None,
+            },
+        )
+        .await;
+        let at = applied(rx, 1).await;
+        lat.push((at - t0) as f64 / 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+/// Part 9, under a flood: the same one-note latency, quiet, then while a member gone bad
+/// (the `adversary` process of `cercle-tests`, built here) sends A garbage envelopes
+/// without pause and reconnects whenever A cuts it off. Returns the figures.
+async fn flood_run(notes: usize) -> serde_json::Value {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = Command::new(env!("CARGO"))
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "cercle-tests",
+            "--bin",
+            "adversary",
+        ])
+        .status()
+        .expect("cargo");
+    assert!(built.success(), "the adversary does not build");
+    let adversary = workspace.join("target/release/adversary");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
+    let saved = dir.path().join("mallory.json");
+    let made = Command::new(&adversary)
+        .args([
+            "identity",
+            &format!("out={}", saved.display()),
+            "name=Marc Roux",
+        ])
+        .output()
+        .expect("adversary identity");
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).expect("identity json");
+    cercle(
+        &a.home,
+        &[
+            "circle",
+            "add",
+            &circle,
+            "--card",
+            made["card"].as_str().expect("card"),
+            "--role",
+            "professional",
+        ],
+    );
+    a.up(&[]);
+    let sa = ask(&http, &a, Status {}).await;
+    let addr_a = sa
+        .addresses
+        .iter()
+        .find(|x| x.contains("/tcp/"))
+        .expect("tcp")
+        .clone();
+    b.up(std::slice::from_ref(&addr_a));
+    let mut rx = watch(http.clone(), &b).await;
+    accept_when_invited(&http, &b, &circle).await;
+    let quiet = latency(&http, &a, &circle, &mut rx, 0..notes).await;
+
+    let mut attack = Command::new(&adversary)
+        .args([
+            "member",
+            &format!("to={addr_a}"),
+            &format!("identity={}", saved.display()),
+            &format!("circle={circle}"),
+            "flood=0",
+            "secs=600",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("adversary");
+    // The flood is on once A refuses its garbage; the member's one honest note reaches B
+    // before anything is timed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = ask(&http, &a, Status {}).await;
+        if s.refused.get("malformed").copied().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the flood never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while rx.try_recv().is_ok() {}
+    let before = ask(&http, &a, Status {}).await.ignored_messages;
+    let t0 = Instant::now();
+    let flooded = latency(&http, &a, &circle, &mut rx, notes..2 * notes).await;
+    let elapsed = t0.elapsed();
+    let after = ask(&http, &a, Status {}).await.ignored_messages;
+    let _ = attack.kill();
+    let _ = attack.wait();
+    b.stop();
+    a.stop();
+    let (q50, q99) = (percentile(&quiet, 0.5), percentile(&quiet, 0.99));
+    let (f50, f99) = (percentile(&flooded, 0.5), percentile(&flooded, 0.99));
+    let rate = (after - before) as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "  while a member floods A with garbage and reconnects whenever cut off ({rate:.0} of its messages/s reached A's core; it is set aside, its streams unread): p50 {f50:.2} ms, p99 {f99:.2} ms; quiet p50 {q50:.2} ms, p99 {q99:.2} ms; p99 ratio {:.2}x (bound 2x)",
+        f99 / q99
+    );
+    serde_json::json!({
+        "notes": notes,
+        "quiet_p50_ms": q50,
+        "quiet_p99_ms": q99,
+        "flood_p50_ms": f50,
+        "flood_p99_ms": f99,
+        "flood_messages_reaching_the_core_per_s": rate,
+        "p99_ratio": f99 / q99,
+    })
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -381,24 +523,7 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     }
 
     // 1. Latency.
-    let mut lat = Vec::new();
-    for i in 0..latency_notes {
-        let t0 = now_micros();
-        ask(
-            &http,
-            &a,
-            NoteAdd {
-                circle: circle.clone(),
-                texts: vec![text(i)],
-                kind: EntryKind::Care,
-                at: None,
-            },
-        )
-        .await;
-        let at = applied(&mut rx, 1).await;
-        lat.push((at - t0) as f64 / 1e3);
-    }
-    lat.sort_by(f64::total_cmp);
+    let lat = latency(&http, &a, &circle, &mut rx, 0..latency_notes).await;
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
 
     // 2. Bursts.
@@ -853,8 +978,17 @@ fn main() {
         runtime.block_on(web_live(3));
         return;
     }
+    if std::env::args().any(|a| a == "flood") {
+        // `cargo bench -p cercle --bench sync -- flood`: this part alone.
+        let flood = runtime.block_on(flood_run(500));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("flood.json"), format!("{flood:#}\n"));
+        return;
+    }
     let mut report = runtime.block_on(run(1000, &[1000, 2000, 10_000], 10_000));
     report["invites_and_demo"] = invites_and_demo(5);
+    report["flood"] = runtime.block_on(flood_run(500));
     let live = runtime.block_on(web_live(100));
     let (median, p95, max) = (
         percentile(&live, 0.5),

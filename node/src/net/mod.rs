@@ -123,6 +123,9 @@ pub enum NetCommand {
     Dial(String),
     /// Closes every connection to a peer (one that does not read what it is sent).
     Disconnect(PeerId),
+    /// Closes every connection to a peer device and reads none of its streams for a while
+    /// (it sent refused data without pause).
+    SetAside(DeviceId, Duration),
     /// The circles' meeting spots changed (a circle was created or joined, or its members
     /// or epoch changed).
     Spots(Vec<Spot>),
@@ -236,6 +239,12 @@ pub async fn run(
                 },
                 Some(NetCommand::Disconnect(peer)) => {
                     let _ = swarm.disconnect_peer_id(peer);
+                }
+                Some(NetCommand::SetAside(device, span)) => {
+                    readers.set_aside(device, span);
+                    if let Some(peer) = peer_of(&device) {
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
                 }
                 Some(NetCommand::Relays(named)) => relays.named(&mut swarm, named),
                 Some(NetCommand::Spots(spots)) => {
@@ -614,9 +623,13 @@ pub(crate) async fn read_stream(
 
 /// The task reading each peer device's sync stream: one per device (a new stream from a
 /// device replaces its old one, so opening many costs a peer, not this node), and at most
-/// [`MAX_INBOUND_STREAMS`] in all.
+/// [`MAX_INBOUND_STREAMS`] in all. A device set aside has none of its streams read.
 #[derive(Debug, Default)]
-pub(crate) struct Readers(std::collections::HashMap<DeviceId, tokio::task::JoinHandle<()>>);
+pub(crate) struct Readers {
+    tasks: std::collections::HashMap<DeviceId, tokio::task::JoinHandle<()>>,
+    /// Devices whose streams are not read, until when.
+    aside: std::collections::HashMap<DeviceId, tokio::time::Instant>,
+}
 
 /// Peer devices whose sync streams are read at once, at most.
 pub const MAX_INBOUND_STREAMS: usize = 1024;
@@ -629,17 +642,34 @@ impl Readers {
         stream: libp2p::Stream,
         events: &mpsc::Sender<NetEvent>,
     ) {
-        self.0.retain(|_, task| !task.is_finished());
-        if let Some(old) = self.0.remove(&device) {
+        let now = tokio::time::Instant::now();
+        if self.aside.get(&device).is_some_and(|until| *until > now) {
+            tracing::debug!(%device, "a stream from a peer set aside; not read");
+            return;
+        }
+        self.tasks.retain(|_, task| !task.is_finished());
+        if let Some(old) = self.tasks.remove(&device) {
             old.abort();
-        } else if self.0.len() >= MAX_INBOUND_STREAMS {
+        } else if self.tasks.len() >= MAX_INBOUND_STREAMS {
             tracing::warn!(%device, "too many peers' sync streams open; one more refused");
             return;
         }
-        self.0.insert(
+        self.tasks.insert(
             device,
             tokio::spawn(read_stream(device, stream, events.clone())),
         );
+    }
+
+    /// Stops reading `device` and reads none of its streams for `span`.
+    pub(crate) fn set_aside(&mut self, device: DeviceId, span: Duration) {
+        let now = tokio::time::Instant::now();
+        self.aside.retain(|_, until| *until > now);
+        if self.aside.len() < MAX_INBOUND_STREAMS {
+            self.aside.insert(device, now + span);
+        }
+        if let Some(task) = self.tasks.remove(&device) {
+            task.abort();
+        }
     }
 }
 

@@ -388,7 +388,11 @@ impl Cluster {
                 self.members[i].answers.insert(id, *answer);
             }
             // Links are the scenario's to make; events and meeting spots have no reader.
-            Effect::Event(_) | Effect::Dial(_) | Effect::Spots(_) | Effect::Relays(_) => {}
+            Effect::Event(_)
+            | Effect::Dial(_)
+            | Effect::Spots(_)
+            | Effect::Relays(_)
+            | Effect::SetAside(_) => {}
         }
     }
 }

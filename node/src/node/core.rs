@@ -37,6 +37,7 @@ pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
 mod refusals;
+pub use refusals::SET_ASIDE_FOR;
 mod writes;
 
 use writes::{After, Writes};
@@ -114,6 +115,9 @@ pub enum Effect {
     Spots(Vec<Spot>),
     /// The relays named by the circles changed (the full list).
     Relays(Vec<String>),
+    /// Set a peer device aside for what it sends: disconnect it and read none of its
+    /// streams for [`SET_ASIDE_FOR`].
+    SetAside(DeviceId),
 }
 
 /// The circles held by this node, as the sync protocol reads them.

@@ -444,6 +444,18 @@ impl Shell {
                         tracing::warn!("the network is busy; the circles' relays not updated");
                     }
                 }
+                Effect::SetAside(device) => {
+                    let span = core::SET_ASIDE_FOR;
+                    if self
+                        .net
+                        .try_send(NetCommand::SetAside(device, span))
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            "the network is busy; a peer set aside stays connected for now"
+                        );
+                    }
+                }
                 Effect::Spots(spots) => {
                     if self.net.try_send(NetCommand::Spots(spots)).is_err() {
                         tracing::warn!("the network is busy; circles' meeting spots not updated");

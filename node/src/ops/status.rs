@@ -31,6 +31,9 @@ pub struct NodeStatus {
     /// Of those, how many were not recorded (the peer was over its budget of records).
     #[serde(default)]
     pub refused_unrecorded: u64,
+    /// Messages dropped unread from peers set aside for sending refused data.
+    #[serde(default)]
+    pub ignored_messages: u64,
 }
 
 /// One connected peer.

@@ -10,10 +10,10 @@
 //!     of them and never the rest
 //! adversary never-read to=ADDR identity=FILE secs=SECS
 //!     connects as that identity, says Hello, and never reads what it is sent
-//! adversary member to=ADDR identity=FILE circle=ID flood=N
+//! adversary member to=ADDR identity=FILE circle=ID flood=N [secs=S]
 //!     a member gone bad: fetches the circle like any member, writes one honest note,
 //!     then replays it, forges it, forks its own log, sends an oversized message and
-//!     N envelopes of garbage
+//!     N envelopes of garbage (or garbage for S seconds, if given)
 //! ```
 
 // A tool of the tests: it fails loudly.
@@ -280,10 +280,9 @@ async fn member(args: &Args) {
         .open_stream(peer, SYNC_PROTOCOL)
         .await
         .unwrap_or_else(|e| fail(&format!("no sync stream: {e}")));
-    let mut send = async |m: &Message| {
-        ours.write_all(&wire::frame(m))
-            .await
-            .unwrap_or_else(|e| fail(&format!("cannot send: {e}")));
+    // Sends one message; false once the node closed the stream (it set this peer aside).
+    let mut send = async |m: &Message| -> bool {
+        ours.write_all(&wire::frame(m)).await.is_ok() && ours.flush().await.is_ok()
     };
     // Like any member: Hello with a digest that differs, then "I have nothing".
     send(&Message::Hello {
@@ -360,14 +359,55 @@ async fn member(args: &Args) {
     .await;
     sent.insert("oversized", 1);
     let mut garbage = 0u64;
-    while garbage < flood {
-        let batch: Vec<Vec<u8>> = (0..flood.saturating_sub(garbage).min(256))
+    let mut disconnected = false;
+    let mut reconnections = 0u64;
+    let flood_until = args
+        .get("secs")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    while garbage < flood || flood_until.is_some_and(|t| Instant::now() < t) {
+        let left = if flood_until.is_some() {
+            256
+        } else {
+            flood.saturating_sub(garbage).min(256)
+        };
+        let batch: Vec<Vec<u8>> = (0..left)
             .map(|i| (garbage + i).to_be_bytes().to_vec())
             .collect();
         garbage += batch.len() as u64;
-        send(&data(batch)).await;
+        let frame = wire::frame(&data(batch));
+        if ours.write_all(&frame).await.is_ok() && ours.flush().await.is_ok() {
+            continue;
+        }
+        // The node closed on us: a flood for a time comes back, as a determined peer would.
+        disconnected = true;
+        if flood_until.is_none() {
+            break;
+        }
+        reconnections += 1;
+        // Let the swarm see the connection close before asking for another.
+        let settle = tokio::time::sleep(Duration::from_millis(100));
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                () = &mut settle => break,
+                _ = swarm.select_next_some() => {}
+            }
+        }
+        if !swarm.is_connected(&peer) {
+            connect(&mut swarm, arg(args, "to")).await;
+        }
+        match control.open_stream(peer, SYNC_PROTOCOL).await {
+            Ok(s) => ours = s,
+            Err(_) => continue,
+        }
+        let hello = Message::Hello {
+            circles: vec![(circle, [0; 32])],
+        };
+        let _ = ours.write_all(&wire::frame(&hello)).await;
     }
     sent.insert("garbage", garbage);
+    sent.insert("reconnections", reconnections);
     // Keep the connection while the node reads it all.
     let until = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
@@ -377,7 +417,10 @@ async fn member(args: &Args) {
             _ = swarm.select_next_some() => {}
         }
     }
-    println!("{}", serde_json::json!({ "sent": sent }));
+    println!(
+        "{}",
+        serde_json::json!({ "sent": sent, "disconnected": disconnected })
+    );
 }
 
 #[tokio::main]

@@ -2,6 +2,7 @@
 //! invites and document contents have their own handlers), what the node pushes to them,
 //! and the node's status as people read it.
 
+use super::refusals::Counted;
 use super::{Effect, NodeCore};
 use crate::api::NodeEvent;
 use crate::circle::Circle;
@@ -82,6 +83,10 @@ impl NodeCore {
     /// A message from a connected peer device.
     #[tracing::instrument(skip_all, fields(peer = %device))]
     pub(super) fn peer_message(&mut self, device: DeviceId, message: Message) {
+        // A device set aside for sending refused data is not read meanwhile.
+        if self.refusals.ignores(&device, self.now.0) {
+            return;
+        }
         let now = self.now.millis();
         let message = match message {
             Message::Join {
@@ -127,8 +132,12 @@ impl NodeCore {
         let (replies, received) = match peer.sync.receive(&self.circles, message, now) {
             Ok(r) => r,
             Err(e) => {
-                if self.refusals.count(device, e.kind(), self.now.0) {
-                    tracing::warn!(peer = %device, reason = %e, "refused a sync message");
+                match self.refusals.count(device, e.kind(), self.now.0) {
+                    Counted::Record => {
+                        tracing::warn!(peer = %device, reason = %e, "refused a sync message");
+                    }
+                    Counted::SetAside => self.out.push(Effect::SetAside(device)),
+                    Counted::Quiet => {}
                 }
                 return;
             }
@@ -204,9 +213,13 @@ impl NodeCore {
         let mut staged = receipt.staged;
         let now_us = self.now.0;
         for (code, record) in &receipt.rejected {
-            if self.refusals.count(from, code, now_us) {
-                tracing::warn!(peer = %from, %circle, reason = %record.message, "refused data from a peer");
-                staged.batch.rejection(&circle, record);
+            match self.refusals.count(from, code, now_us) {
+                Counted::Record => {
+                    tracing::warn!(peer = %from, %circle, reason = %record.message, "refused data from a peer");
+                    staged.batch.rejection(&circle, record);
+                }
+                Counted::SetAside => self.out.push(Effect::SetAside(from)),
+                Counted::Quiet => {}
             }
         }
         self.stage_from(circle, staged, Some(from));
@@ -308,6 +321,7 @@ impl NodeCore {
             running: self.running,
             refused: self.refusals.counts(),
             refused_unrecorded: self.refusals.unrecorded(),
+            ignored_messages: self.refusals.ignored(),
         }
     }
 }
