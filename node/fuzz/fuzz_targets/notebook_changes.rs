@@ -1,0 +1,7 @@
+//! Fuzz target `notebook_changes`: see `harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::notebook_changes(data));
