@@ -333,16 +333,7 @@ async fn flood_run(notes: usize) -> serde_json::Value {
             "professional",
         ],
     );
-    a.up(&[]);
-    let sa = ask(&http, &a, Status {}).await;
-    let addr_a = sa
-        .addresses
-        .iter()
-        .find(|x| x.contains("/tcp/"))
-        .expect("tcp")
-        .clone();
-    b.up(std::slice::from_ref(&addr_a));
-    let mut rx = watch(http.clone(), &b).await;
+    let (addr_a, mut rx) = pair_up(&http, &mut a, &mut b).await;
     accept_when_invited(&http, &b, &circle).await;
     let quiet = latency(&http, &a, &circle, &mut rx, 0..notes).await;
 
@@ -493,12 +484,14 @@ fn circle_of_two(root: &Path, second: &str) -> (Node, Node, String) {
     (a, b, circle)
 }
 
-async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_json::Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::builder().no_proxy().build().expect("http");
-    let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
+/// Starts A, then B dialing A; returns A's TCP address and B's notebook applications.
+async fn pair_up(
+    http: &reqwest::Client,
+    a: &mut Node,
+    b: &mut Node,
+) -> (String, mpsc::UnboundedReceiver<(usize, i64)>) {
     a.up(&[]);
-    let sa = ask(&http, &a, Status {}).await;
+    let sa = ask(http, a, Status {}).await;
     let addr_a = sa
         .addresses
         .iter()
@@ -506,7 +499,15 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         .expect("tcp")
         .clone();
     b.up(std::slice::from_ref(&addr_a));
-    let mut rx = watch(http.clone(), &b).await;
+    let rx = watch(http.clone(), b).await;
+    (addr_a, rx)
+}
+
+async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let (mut a, mut b, circle) = circle_of_two(dir.path(), "B");
+    let (addr_a, mut rx) = pair_up(&http, &mut a, &mut b).await;
     // B accepts the circle it was added to and joins it before anything is timed.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -21,14 +21,20 @@ fn adversary(args: &[&str]) -> Command {
     c
 }
 
-/// A coordinator's node A and a member's node B, connected, sharing one circle.
-fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
+/// A coordinator A and a member B of one circle (their nodes not started).
+fn homes() -> (TestHome, TestHome, String) {
     let a = TestHome::new();
     let b = TestHome::new();
     a.init("Dr Claire Martin", "médecin généraliste");
     b.init("Julien Petit", "infirmier");
     let circle = a.create_circle("Jeanne Durand");
     a.add_member(&circle, &b.card(), "professional");
+    (a, b, circle)
+}
+
+/// A coordinator's node A and a member's node B, connected, sharing one circle.
+fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
+    let (a, b, circle) = homes();
     let node_a = up_on_loopback(&a, &[]);
     let node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
@@ -183,12 +189,7 @@ fn a_member_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
 #[test]
 fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_log() {
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
-    let a = TestHome::new();
-    let b = TestHome::new();
-    a.init("Dr Claire Martin", "médecin généraliste");
-    b.init("Julien Petit", "infirmier");
-    let circle = a.create_circle("Jeanne Durand");
-    a.add_member(&circle, &b.card(), "professional");
+    let (a, b, circle) = homes();
     let (saved, _) = hostile_member(&a, &circle, work.path());
     let log_path = work.path().join("a.log");
     let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("no log file: {e}"));
