@@ -41,6 +41,8 @@ pub mod wire;
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 /// Unacknowledged `Data` bytes allowed per peer.
 pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
+/// Late acknowledgements taken for data sent before the exchange started again, at most.
+pub const MAX_OWED: usize = 2 * MAX_IN_FLIGHT;
 /// At most this many circles in one `Hello`, operations in one `Have`, devices per vector.
 pub const MAX_ITEMS: usize = 100_000;
 /// At most this many circles unknown here are asked for in answer to one `Hello`.
@@ -235,6 +237,10 @@ pub struct PeerSync {
     peer: DeviceId,
     queue: VecDeque<Queued>,
     in_flight: usize,
+    /// Bytes in flight when the exchange last started again: the peer may still
+    /// acknowledge them (it received them before the stream was replaced). At most
+    /// [`MAX_OWED`].
+    owed: usize,
     last_hello: Option<i64>,
     /// Work was dropped at [`MAX_QUEUED`]: a `Hello` goes out once the queue drains.
     behind: bool,
@@ -262,6 +268,7 @@ impl PeerSync {
             peer,
             queue: VecDeque::new(),
             in_flight: 0,
+            owed: 0,
             last_hello: None,
             behind: false,
             gaps_asked: BTreeMap::new(),
@@ -288,6 +295,7 @@ impl PeerSync {
     /// The first messages of a connection.
     pub fn connected(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         self.queue.clear();
+        self.owed = self.owed.saturating_add(self.in_flight).min(MAX_OWED);
         self.in_flight = 0;
         self.behind = false;
         vec![self.hello(local, now)]
@@ -490,10 +498,14 @@ impl PeerSync {
             }
             Message::Ack { bytes } => {
                 let bytes = usize::try_from(bytes).map_err(|_| SyncRejection::BadAck)?;
-                if bytes > self.in_flight {
+                // Beyond what is in flight, an ack may be a late one for data sent before
+                // the exchange started again; beyond that too, it is false.
+                let late = bytes.saturating_sub(self.in_flight);
+                if late > self.owed {
                     return Err(SyncRejection::BadAck);
                 }
-                self.in_flight -= bytes;
+                self.owed -= late;
+                self.in_flight -= bytes - late;
                 Ok((self.fill(local, now), None))
             }
             // Invites and document contents are the node's business, not this protocol's.
@@ -888,6 +900,35 @@ mod tests {
             p.receive(&a, Message::Ack { bytes: 1 }, 0),
             Err(SyncRejection::BadAck)
         );
+    }
+
+    #[test]
+    fn a_late_ack_of_data_sent_before_a_new_start_is_taken_and_no_more() {
+        let (mut a, _) = pair();
+        a.write(CIRCLE, DocKind::LiaisonNotebook, A, 500);
+        let mut p = PeerSync::new(B);
+        let have = Message::Have {
+            circle: CIRCLE,
+            ops: vec![],
+            vectors: vec![],
+        };
+        let (sent, _) = p.receive(&a, have, 0).unwrap();
+        assert!(sent.iter().any(|m| matches!(m, Message::Data { .. })));
+        let before = p.in_flight();
+        assert!(before > 0);
+        // The stream was replaced: the exchange starts again with nothing in flight, and
+        // the peer's ack of what it received before arrives now.
+        let _ = p.lost(&a, 1);
+        assert_eq!(p.in_flight(), 0);
+        let ack = Message::Ack {
+            bytes: before as u64,
+        };
+        assert!(p.receive(&a, ack, 2).is_ok());
+        // Acknowledging it twice is false.
+        let again = Message::Ack {
+            bytes: before as u64,
+        };
+        assert_eq!(p.receive(&a, again, 3), Err(SyncRejection::BadAck));
     }
 
     #[test]
