@@ -44,12 +44,11 @@ impl Circle {
         now: Timestamp,
         rng: &mut SecureRng,
     ) -> Result<(Circle, Staged), CircleError> {
-        let public = me.public();
         let mut nonce = [0u8; 16];
         rand::Rng::fill_bytes(rng, &mut nonce);
         let epoch = EpochId::generate(rng);
         let key = EpochKey::generate(rng);
-        let sealed = seal_to(rng, &nonce, (epoch, &key), [&public.certificate])?;
+        let sealed = seal_to(rng, &nonce, (epoch, &key), [&me.certificate])?;
         let genesis = SignedOp::sign(
             me,
             OpContent {
@@ -60,7 +59,7 @@ impl Circle {
                 body: OpBody::Genesis {
                     creator: MemberGrant {
                         member: me.member(),
-                        devices: vec![public.certificate.clone()],
+                        devices: vec![me.certificate.clone()],
                         role: cercle_crdt::Role::Coordinator,
                     },
                     nonce,
@@ -77,9 +76,7 @@ impl Circle {
             created_by: me.member(),
             created_at: now,
         };
-        let names = [(me.member(), public.profile.clone())]
-            .into_iter()
-            .collect();
+        let names = [(me.member(), me.profile.clone())].into_iter().collect();
         let mut circle = Circle::assemble(info, id, membership, names, me);
         let member = me.member();
         let written = circle.write::<cercle_crdt::PatientFile, _>(me, now, rng, |pf| {

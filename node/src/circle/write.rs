@@ -101,7 +101,7 @@ impl Circle {
             value: Ok(()),
             staged: Staged::default(),
         };
-        let mine = me.public().profile;
+        let mine = me.profile.clone();
         let published = self.docs.thread.profiles().remove(&me.member());
         if published.is_some_and(|p| p.name == mine.name && p.profession == mine.profession) {
             return nothing();
