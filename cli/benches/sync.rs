@@ -321,18 +321,7 @@ async fn flood_run(notes: usize) -> serde_json::Value {
         .output()
         .expect("adversary identity");
     let made: serde_json::Value = serde_json::from_slice(&made.stdout).expect("identity json");
-    cercle(
-        &a.home,
-        &[
-            "circle",
-            "add",
-            &circle,
-            "--card",
-            made["card"].as_str().expect("card"),
-            "--role",
-            "professional",
-        ],
-    );
+    add_professional(&a, &circle, made["card"].as_str().expect("card"));
     let (addr_a, mut rx) = pair_up(&http, &mut a, &mut b).await;
     accept_when_invited(&http, &b, &circle).await;
     let quiet = latency(&http, &a, &circle, &mut rx, 0..notes).await;
@@ -469,19 +458,25 @@ fn circle_of_two(root: &Path, second: &str) -> (Node, Node, String) {
         .as_str()
         .expect("card")
         .to_string();
+    add_professional(&a, &circle, &card);
+    (a, b, circle)
+}
+
+/// `node`'s member adds the member of `card` to `circle` as a professional (the CLI, as a
+/// coordinator would).
+fn add_professional(node: &Node, circle: &str, card: &str) {
     cercle(
-        &a.home,
+        &node.home,
         &[
             "circle",
             "add",
-            &circle,
+            circle,
             "--card",
-            &card,
+            card,
             "--role",
             "professional",
         ],
     );
-    (a, b, circle)
 }
 
 /// Starts A, then B dialing A; returns A's TCP address and B's notebook applications.

@@ -424,7 +424,7 @@ pub fn relay_exchange(data: &[u8]) {
     }
     exchange.disconnected(&device);
     let totals = exchange.mailbox().totals();
-    assert!(totals.circles <= cercle_node::mailbox::MailboxLimits::default().circles as u64 + 1);
+    assert!(totals.circles <= cercle_node::mailbox::MailboxLimits::default().circles as u64);
 }
 
 /// Seed inputs for each target: real bytes of each kind, as a node makes them, so that

@@ -75,11 +75,6 @@ impl Link {
     pub fn heal(&self) {
         self.state.up.store(true, Ordering::SeqCst);
     }
-
-    /// Whether the link is up.
-    pub fn is_up(&self) -> bool {
-        self.state.up.load(Ordering::SeqCst)
-    }
 }
 
 impl Drop for Link {

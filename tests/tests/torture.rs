@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use cercle_tests::link::Link;
-use cercle_tests::{Daemon, TestHome, wait_until};
+use cercle_tests::{Daemon, TestHome, loopback_args, wait_until};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 
@@ -49,11 +49,7 @@ impl Team {
     /// Starts node `i`, dialing every other node through its links, and points the links
     /// to it at its new port.
     fn start(&mut self, i: usize) {
-        let mut args = vec![
-            "--listen".to_string(),
-            "/ip4/127.0.0.1/tcp/0".into(),
-            "--no-mdns".into(),
-        ];
+        let mut args = loopback_args(&[]);
         for j in (0..NODES).filter(|j| *j != i) {
             let link = &self.links[&(i, j)];
             args.push("--peer".into());

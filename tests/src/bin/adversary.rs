@@ -172,25 +172,55 @@ async fn streams(args: &Args) {
     );
 }
 
+/// A connection to the node at `to=` as the member saved at `identity=`: the streams the
+/// node opens to it, and one sync stream of its own.
+struct Session {
+    me: LocalIdentity,
+    swarm: Swarm<Behaviour>,
+    incoming: libp2p_stream::IncomingStreams,
+    peer: PeerId,
+    control: libp2p_stream::Control,
+    ours: libp2p::Stream,
+}
+
+impl Session {
+    async fn open(args: &Args) -> Session {
+        let me = load(arg(args, "identity"));
+        let key = cercle_node::net::keypair(&me).unwrap_or_else(|e| fail(&e.to_string()));
+        let mut swarm = swarm(key);
+        let incoming = swarm
+            .behaviour()
+            .stream
+            .new_control()
+            .accept(SYNC_PROTOCOL)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        let peer = connect(&mut swarm, arg(args, "to")).await;
+        let mut control = swarm.behaviour().stream.new_control();
+        let ours = control
+            .open_stream(peer, SYNC_PROTOCOL)
+            .await
+            .unwrap_or_else(|e| fail(&format!("no sync stream: {e}")));
+        Session {
+            me,
+            swarm,
+            incoming,
+            peer,
+            control,
+            ours,
+        }
+    }
+}
+
 /// Connects as a member, says Hello, and never reads what the node sends.
 async fn never_read(args: &Args) {
-    let me = load(arg(args, "identity"));
-    let key = cercle_node::net::keypair(&me).unwrap_or_else(|e| fail(&e.to_string()));
     let secs = Duration::from_secs(number(args, "secs"));
-    let mut swarm = swarm(key);
-    let mut incoming = swarm
-        .behaviour()
-        .stream
-        .new_control()
-        .accept(SYNC_PROTOCOL)
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let peer = connect(&mut swarm, arg(args, "to")).await;
+    let Session {
+        mut swarm,
+        mut incoming,
+        mut ours,
+        ..
+    } = Session::open(args).await;
     let started = Instant::now();
-    let mut control = swarm.behaviour().stream.new_control();
-    let mut ours = control
-        .open_stream(peer, SYNC_PROTOCOL)
-        .await
-        .unwrap_or_else(|e| fail(&format!("no sync stream: {e}")));
     let hello = wire::frame(&Message::Hello { circles: vec![] });
     ours.write_all(&hello)
         .await
@@ -260,26 +290,19 @@ async fn member(args: &Args) {
     use cercle_node::circle::membership::CircleId;
     use rand::SeedableRng as _;
 
-    let me = load(arg(args, "identity"));
     let circle: CircleId = arg(args, "circle")
         .parse()
         .unwrap_or_else(|_| fail("circle= is not a circle id"));
     let flood = number(args, "flood");
-    let key = cercle_node::net::keypair(&me).unwrap_or_else(|e| fail(&e.to_string()));
-    let mut swarm = swarm(key);
-    let incoming = swarm
-        .behaviour()
-        .stream
-        .new_control()
-        .accept(SYNC_PROTOCOL)
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let Session {
+        me,
+        mut swarm,
+        incoming,
+        peer,
+        mut control,
+        mut ours,
+    } = Session::open(args).await;
     let mut messages = read_incoming(incoming);
-    let peer = connect(&mut swarm, arg(args, "to")).await;
-    let mut control = swarm.behaviour().stream.new_control();
-    let mut ours = control
-        .open_stream(peer, SYNC_PROTOCOL)
-        .await
-        .unwrap_or_else(|e| fail(&format!("no sync stream: {e}")));
     // Sends one message; false once the node closed the stream (it set this peer aside).
     let mut send = async |m: &Message| -> bool {
         ours.write_all(&wire::frame(m)).await.is_ok() && ours.flush().await.is_ok()
