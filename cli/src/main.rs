@@ -83,7 +83,7 @@ enum Command {
     Task(cmd::task::TaskCommand),
     /// Write a circle's documents to files (Automerge or JSON).
     Export(cmd::export::ExportArgs),
-    /// Run a relay for operators: circuit relay, rendezvous, mailbox, metrics.
+    /// Run a relay for operators: circuit relay, mailbox, introductions, metrics.
     Relay(cmd::relay::RelayArgs),
     /// Start a demo care team on this machine (a relay and several nodes) and print the
     /// URLs of their web UIs.

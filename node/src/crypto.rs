@@ -99,14 +99,6 @@ impl EpochKey {
         EpochKey(k)
     }
 
-    /// The rendezvous namespace of the epoch: derived from the key, so only those who hold
-    /// the key can name it, and a relay can link it neither to the circle, nor to the
-    /// patient, nor to other circles or epochs.
-    pub fn rendezvous_namespace(&self) -> String {
-        let derived = blake3::derive_key("cercle rendezvous namespace v1", &self.0[..]);
-        hex::encode(&derived[..16])
-    }
-
     /// Encrypts `plaintext` under a random nonce, authenticating `header` with it. Output:
     /// nonce ‖ ciphertext+tag.
     pub fn encrypt(

@@ -22,7 +22,7 @@
 //! - [`api`]: the local HTTP API and web UI that carry those requests.
 //! - [`mailbox`]: the relay's store of envelopes for offline members, checked without keys.
 //! - `bucket`: token buckets per peer device, for what a peer may make this program do.
-//! - [`relay`]: the relay node for operators (circuit relay, rendezvous, AutoNAT, metrics).
+//! - [`relay`]: the relay node for operators (circuit relay, AutoNAT, mailbox, introductions, metrics).
 #![forbid(unsafe_code)]
 
 pub mod api;

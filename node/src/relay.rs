@@ -1,8 +1,9 @@
 //! `cercle relay`: a node for operators (a regional e-health agency, a hospital IT team) that
 //! runs unattended and helps members' nodes reach each other: libp2p circuit relay v2
-//! server (with reservation and circuit limits), rendezvous server, AutoNAT server, the
-//! [`crate::mailbox`] that keeps envelopes for members who are offline, and Prometheus
-//! metrics with a health check on a local HTTP port.
+//! server (with reservation and circuit limits), AutoNAT server, the [`crate::mailbox`] that
+//! keeps envelopes for members who are offline and introduces the members connected to it
+//! to each other (only current members of the circles it keeps, to one another), and
+//! Prometheus metrics with a health check on a local HTTP port.
 //!
 //! A relay holds no member identity and no circle key: its own Ed25519 network key lives in
 //! `HOME/relay.key` (mode 0600), created on first start, so its peer id survives restarts.
@@ -27,9 +28,7 @@ use crate::net::{NetEvent, Outbox, SYNC_PROTOCOL, Undelivered, device_of};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, autonat, connection_limits, identify, ping, relay, rendezvous,
-};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, connection_limits, identify, ping, relay};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,11 +50,6 @@ pub const MAX_CIRCUITS_PER_PEER: usize = 8;
 /// the peers are expected to have punched a direct hole (or to reconnect).
 pub const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
 pub const MAX_CIRCUIT_BYTES: u64 = 64 * 1024 * 1024;
-/// Rendezvous registrations per peer: one per circle, for a GP with a whole practice of
-/// circles (libp2p's default of 32 left most of such a GP's circles unregistered).
-pub const MAX_REGISTRATIONS_PER_PEER: usize = 1_500;
-/// Rendezvous registrations in all (each a signed record of a few hundred bytes).
-pub const MAX_REGISTRATIONS: usize = 200_000;
 
 /// Why the relay could not run.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +145,7 @@ struct Metrics {
     reservations_accepted: Counter,
     circuits: Gauge,
     circuits_accepted: Counter,
-    rendezvous_registrations: Counter,
+    introductions: Counter,
     rejections: Family<Refusal, Counter>,
     mailbox_circles: Gauge,
     mailbox_ops: Gauge,
@@ -189,9 +183,9 @@ impl Metrics {
             self.circuits_accepted.clone(),
         );
         registry.register(
-            "cercle_relay_rendezvous_registrations",
-            "Rendezvous registrations accepted",
-            self.rendezvous_registrations.clone(),
+            "cercle_relay_introductions",
+            "Members' devices told which devices of their circles are connected here",
+            self.introductions.clone(),
         );
         registry.register(
             "cercle_relay_rejections",
@@ -241,6 +235,7 @@ impl Metrics {
                 .inc();
         }
         self.mailbox_stored.inc_by(step.stored.envelopes as u64);
+        self.introductions.inc_by(step.introductions as u64);
     }
 
     /// What the mailbox holds.
@@ -268,7 +263,6 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     relay: relay::Behaviour,
-    rendezvous: rendezvous::server::Behaviour,
     autonat: autonat::Behaviour,
     stream: libp2p_stream::Behaviour,
 }
@@ -299,11 +293,6 @@ fn build(key: Keypair) -> Result<Swarm<Behaviour>, RelayError> {
                     max_circuit_bytes: MAX_CIRCUIT_BYTES,
                     ..Default::default()
                 },
-            ),
-            rendezvous: rendezvous::server::Behaviour::new(
-                rendezvous::server::Config::default()
-                    .with_max_registration_per_peer(MAX_REGISTRATIONS_PER_PEER)
-                    .with_max_registration_total(MAX_REGISTRATIONS),
             ),
             autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
             stream: libp2p_stream::Behaviour::new(),
@@ -538,15 +527,6 @@ fn observe(m: &Metrics, me: &PeerId, event: SwarmEvent<BehaviourEvent>) {
                 m.circuits.dec();
             }
             relay::Event::CircuitReqDenied { .. } => m.refused("circuit"),
-            _ => {}
-        },
-        SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => match e {
-            rendezvous::server::Event::PeerRegistered { .. } => {
-                m.rendezvous_registrations.inc();
-            }
-            rendezvous::server::Event::PeerNotRegistered { .. } => {
-                m.refused("rendezvous_registration");
-            }
             _ => {}
         },
         _ => {}

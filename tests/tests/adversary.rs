@@ -5,11 +5,12 @@
 //! less than 32 MiB; a member that never reads costs as little and is disconnected; a member
 //! gone bad (replays, forgeries, a forked log, an oversized message, a flood of garbage) is
 //! refused with each reason counted, what its flood makes the node write is bounded, and it is
-//! set aside (disconnected, not read for a while) once over its budget.
+//! set aside (disconnected, not read for a while) once over its budget; a stranger at a relay
+//! learns nobody there while the members meet through it.
 
 use std::process::{Command, Stdio};
 
-use cercle_tests::{Daemon, TestHome, loopback_args, up_on_loopback, wait_until};
+use cercle_tests::{Daemon, Relay, TestHome, loopback_args, up_on_loopback, wait_until};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 
@@ -285,4 +286,87 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
     );
     // The honest members go on.
     a_note_still_reaches_b(&a, &b, &circle, "Pas de fièvre");
+}
+
+/// Anyone may connect to a relay. A stranger there learns nobody: a rendezvous discovery
+/// with no namespace gets nothing (the libp2p rendezvous server relays used to run answered
+/// it with every registration: each circle's namespace, the members' peer ids and their
+/// local addresses), and a Hello naming a circle whose id it knows gets no introduction.
+/// Meanwhile the circle's members, given nothing but the relay, are introduced to each
+/// other there and connect through it.
+#[test]
+fn a_stranger_at_the_relay_learns_nobody_while_the_members_meet_there() {
+    let relay_home = TestHome::new();
+    let relay_args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let relay = Relay::start(&relay_home, &[], &relay_args);
+    let address = relay.addresses()[0].clone();
+    let (a, b, circle) = homes();
+    a.json(&["circle", "relays", &circle, &address]);
+    let args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--relay",
+        &address,
+    ];
+    let node_a = Daemon::start(&a, &[], &args);
+    let node_b = Daemon::start(&b, &[], &args);
+    b.accept(&circle);
+    let peers = |home: &TestHome| home.cercle(&["peers"]).stdout;
+    assert!(
+        wait_until(60, || peers(&b).contains(&node_a.peer_id)
+            && peers(&a).contains(&node_b.peer_id)),
+        "A and B never met at the relay: A's peers {}, B's peers {}",
+        peers(&a),
+        peers(&b)
+    );
+    let m = relay.metrics();
+    assert!(
+        m.value("cercle_relay_introductions_total", &[]) >= 2.0,
+        "{}",
+        m.text
+    );
+
+    let asked = adversary(&["discover", &format!("to={address}")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    let asked: serde_json::Value = serde_json::from_slice(&asked.stdout)
+        .unwrap_or_else(|e| panic!("the adversary printed nothing: {e}"));
+    assert_eq!(
+        asked["registrations"], 0,
+        "the relay told a stranger: {asked}"
+    );
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let saved = dir.path().join("stranger.json");
+    let made = adversary(&[
+        "identity",
+        &format!("out={}", saved.display()),
+        "name=Inconnu",
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    assert!(made.status.success());
+    let met = adversary(&[
+        "meet",
+        &format!("to={address}"),
+        &format!("identity={}", saved.display()),
+        &format!("circle={circle}"),
+        "secs=4",
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    let met: serde_json::Value = serde_json::from_slice(&met.stdout)
+        .unwrap_or_else(|e| panic!("the adversary printed nothing: {e}"));
+    assert_eq!(met["met"], 0, "the relay introduced a stranger: {met}");
+    let refused = relay.metrics().value(
+        "cercle_relay_mailbox_refusals_total",
+        &[("direction", "pull"), ("reason", "not_member")],
+    );
+    assert!(refused >= 1.0, "the stranger's Hello was not refused");
 }

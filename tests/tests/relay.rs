@@ -185,32 +185,6 @@ fn a_relay_keeps_no_circle_that_does_not_name_it() {
     );
 }
 
-/// A professional with more circles than libp2p's default allows per peer (32) registers
-/// every one of them at the relay's rendezvous, so colleagues find them in each.
-#[test]
-fn a_professional_with_many_circles_registers_them_all_at_the_relay() {
-    let relay_home = TestHome::new();
-    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
-    let a = TestHome::new();
-    a.init("Dr Claire Martin", "médecin généraliste");
-    const CIRCLES: usize = 40;
-    for i in 0..CIRCLES {
-        a.create_circle(&format!("Patient {i}"));
-    }
-    let _node = up_with(&a, &relay);
-    let registered = || {
-        relay
-            .metrics()
-            .value("cercle_relay_rendezvous_registrations_total", &[])
-    };
-    assert!(
-        wait_until(60, || registered() >= CIRCLES as f64),
-        "{} of {CIRCLES} circles registered at the relay: {}",
-        registered(),
-        relay.metrics().text
-    );
-}
-
 #[test]
 fn the_relay_unit_file_passes_systemd_analyze_verify() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {

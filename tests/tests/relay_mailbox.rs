@@ -203,7 +203,7 @@ fn members_without_a_route_meet_through_the_relay_and_its_mailbox() {
         wait_until(60, || c.notes(&circle).contains(&FIRST.to_string())),
         "C never got A's note through the relay"
     );
-    // B also reaches A itself, through a relayed circuit found at the rendezvous.
+    // B also reaches A itself, through a relayed circuit: the relay introduced them.
     assert!(
         wait_until(60, || b.peers().contains(&node_a.peer_id)),
         "B never connected to A through the relay: {}",
@@ -213,7 +213,7 @@ fn members_without_a_route_meet_through_the_relay_and_its_mailbox() {
     for name in [
         "cercle_relay_reservations_accepted_total",
         "cercle_relay_circuits_accepted_total",
-        "cercle_relay_rendezvous_registrations_total",
+        "cercle_relay_introductions_total",
     ] {
         assert!(m.value(name, &[]) >= 1.0, "{name} is 0: {}", m.text);
     }

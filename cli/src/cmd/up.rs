@@ -20,8 +20,9 @@ pub(crate) struct UpArgs {
     /// dialed again whenever the connection drops.
     #[arg(long, value_name = "MULTIADDR")]
     peer: Vec<String>,
-    /// Use this relay (repeatable): reachable through it, members met at its rendezvous,
-    /// envelopes kept in its mailbox for members who are offline. The address ends with the
+    /// Use this relay (repeatable): reachable through it, introduced there to the other
+    /// members of the circles that name it, envelopes kept in its mailbox for members who
+    /// are offline. The address ends with the
     /// relay's peer id, as `cercle relay` prints it.
     #[arg(long, value_name = "MULTIADDR")]
     relay: Vec<String>,

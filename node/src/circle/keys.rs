@@ -115,16 +115,6 @@ impl Circle {
         epoch_keys(self.membership.log(), self.resolution(), me)
     }
 
-    /// Where members of the current epoch meet at a relay's rendezvous, if `me` holds the
-    /// current epoch's key.
-    pub fn rendezvous_namespace(&mut self, me: &LocalIdentity) -> Option<String> {
-        let current = self.resolution().epoch?;
-        self.keys
-            .readable(&self.membership, me)
-            .get(&current)
-            .map(EpochKey::rendezvous_namespace)
-    }
-
     /// A fresh epoch key sealed to every device of the current members except those of
     /// `without`.
     pub(super) fn new_epoch(

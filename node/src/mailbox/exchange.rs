@@ -6,8 +6,15 @@
 //! new envelope there and, on connect, both sides exchange what the other lacks (the pull).
 //! The relay answers only for the circles of which the peer's device is a current member,
 //! and passes what it stores on to the other members connected to it.
+//!
+//! It also introduces members to each other: on each `Hello`, a device is told which other
+//! devices of its circles' current members are connected here ([`Message::Met`]), and on its
+//! first, those devices are told about it; each may then reach the other through the relay.
+//! Who is a member comes from the circles' signed logs the mailbox holds, never from what a
+//! device claims, so a stranger, a removed member or a device of a circle the relay does not
+//! keep learns nobody.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::identity::DeviceId;
 use crate::sync::{Message, PeerSync, SyncRejection};
@@ -44,6 +51,8 @@ pub struct Step {
     pub refused: Vec<(Direction, &'static str)>,
     /// What was stored.
     pub stored: Delivery,
+    /// [`Message::Met`] messages among [`Step::sends`].
+    pub introductions: usize,
 }
 
 /// The mailbox and the protocol state of each connected device.
@@ -51,6 +60,8 @@ pub struct Step {
 pub struct Exchange {
     mailbox: Mailbox,
     peers: BTreeMap<DeviceId, PeerSync>,
+    /// Connected devices already introduced to the others (on their first `Hello`).
+    introduced: BTreeSet<DeviceId>,
     last_sweep: Option<i64>,
 }
 
@@ -59,6 +70,7 @@ impl Exchange {
         Exchange {
             mailbox,
             peers: BTreeMap::new(),
+            introduced: BTreeSet::new(),
             last_sweep: None,
         }
     }
@@ -89,6 +101,7 @@ impl Exchange {
     /// A device's last connection closed.
     pub fn disconnected(&mut self, device: &DeviceId) {
         self.peers.remove(device);
+        self.introduced.remove(device);
     }
 
     /// A message from a device. Stored data is on disk when this returns, before the
@@ -105,10 +118,15 @@ impl Exchange {
             Message::Data { .. } => Direction::Push,
             _ => Direction::Pull,
         };
-        let sync = self
-            .peers
+        self.peers
             .entry(device)
             .or_insert_with(|| PeerSync::new(device));
+        if matches!(message, Message::Hello { .. }) {
+            self.introduce(device, &mut step);
+        }
+        let Some(sync) = self.peers.get_mut(&device) else {
+            return step;
+        };
         let (replies, received) = match sync.receive(&self.mailbox, message, now_ms) {
             Ok(r) => r,
             Err(e) => {
@@ -123,7 +141,7 @@ impl Exchange {
             }
         };
         let Some(data) = received else {
-            step.sends = replies.into_iter().map(|m| (device, m)).collect();
+            step.sends.extend(replies.into_iter().map(|m| (device, m)));
             return step;
         };
         let mut delivery = self.mailbox.receive(&device, data, now_ms * 1000);
@@ -131,7 +149,7 @@ impl Exchange {
         for r in &delivery.refused {
             step.refused.push((Direction::Push, r.kind()));
         }
-        step.sends = replies.into_iter().map(|m| (device, m)).collect();
+        step.sends.extend(replies.into_iter().map(|m| (device, m)));
         let membership_changed = delivery.ops > 0;
         // Pass on to the other members connected here.
         for (other, sync) in &mut self.peers {
@@ -153,6 +171,28 @@ impl Exchange {
         }
         step.stored = delivery;
         step
+    }
+
+    /// Tells `device` which devices of its circles' members are connected here and, the
+    /// first time in its connection, tells them about it.
+    fn introduce(&mut self, device: DeviceId, step: &mut Step) {
+        let peers = &self.peers;
+        let met = self.mailbox.companions(&device, |d| peers.contains_key(d));
+        let first = self.introduced.insert(device);
+        for (circle, devices) in met {
+            if first {
+                for other in &devices {
+                    let about = Message::Met {
+                        circle,
+                        devices: vec![device],
+                    };
+                    step.sends.push((*other, about));
+                    step.introductions += 1;
+                }
+            }
+            step.sends.push((device, Message::Met { circle, devices }));
+            step.introductions += 1;
+        }
     }
 
     /// Periodic work: anti-entropy with each device, and the retention sweep.

@@ -32,7 +32,7 @@ use crate::circle::membership::{
 use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRef, EnvelopeRejection, LogId};
 use crate::identity::DeviceId;
 use crate::store::keys;
-use crate::sync::{Local, Received, Vector};
+use crate::sync::{Local, MAX_MET_DEVICES, Received, Vector};
 
 /// Why the mailbox cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +427,31 @@ impl Mailbox {
             .iter()
             .filter(|c| self.circles.contains_key(c) && !mine.is_some_and(|m| m.contains(c)))
             .count()
+    }
+
+    /// For each circle held here of which `device` is a current member's device, the other
+    /// current member devices for which `present` holds (at most [`MAX_MET_DEVICES`] each);
+    /// circles with none are left out.
+    pub fn companions(
+        &self,
+        device: &DeviceId,
+        present: impl Fn(&DeviceId) -> bool,
+    ) -> Vec<(CircleId, Vec<DeviceId>)> {
+        let Some(circles) = self.members.get(device) else {
+            return Vec::new();
+        };
+        circles
+            .iter()
+            .filter_map(|c| {
+                let held = self.circles.get(c)?;
+                let others: Vec<DeviceId> = held
+                    .devices()
+                    .filter(|d| d != device && present(d))
+                    .take(MAX_MET_DEVICES)
+                    .collect();
+                (!others.is_empty()).then_some((*c, others))
+            })
+            .collect()
     }
 
     /// Takes what `from` pushed: operations, then envelopes, each checked; what passes is
@@ -1010,5 +1035,115 @@ mod tests {
             .unwrap();
         let d = mailbox.receive(&scene.gp.device(), scene.push(first), 20);
         assert_eq!((d.envelopes, d.refused), (1, Vec::new()));
+    }
+
+    /// The relay introduces the members of a circle it keeps to each other, from the signed
+    /// log it holds: never a stranger who names the circle, never to one.
+    #[test]
+    fn the_exchange_introduces_members_to_each_other_and_nobody_else() {
+        use crate::sync::Message;
+        use exchange::Exchange;
+
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let stranger = person("Inconnu");
+        let (gp, nurse, id) = (scene.gp.device(), scene.nurse.device(), scene.circle.id());
+        let note = scene.note("un");
+        let push = scene.push(note);
+        mailbox.receive(&gp, push, 0);
+        let mut ex = Exchange::new(mailbox);
+        let hello = || Message::Hello {
+            circles: vec![(id, [0; 32])],
+        };
+        let met = |step: &exchange::Step, to: DeviceId| -> Vec<Vec<DeviceId>> {
+            step.sends
+                .iter()
+                .filter_map(|(t, m)| match m {
+                    Message::Met { circle, devices } if *t == to && *circle == id => {
+                        Some(devices.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for d in [gp, nurse, stranger.device()] {
+            ex.connected(d, 0);
+        }
+        // The nurse's first Hello: she learns of the GP, the GP of her.
+        let step = ex.message(nurse, hello(), 1);
+        assert_eq!(met(&step, nurse), vec![vec![gp]]);
+        assert_eq!(met(&step, gp), vec![vec![nurse]]);
+        assert_eq!(step.introductions, 2);
+        // Her next Hello: she alone is told again.
+        let step = ex.message(nurse, hello(), 2);
+        assert_eq!((met(&step, nurse).len(), met(&step, gp).len()), (1, 0));
+        // A stranger naming the circle learns nobody, and nobody learns of it.
+        let step = ex.message(stranger.device(), hello(), 3);
+        assert_eq!(step.introductions, 0);
+        assert!(
+            !step
+                .sends
+                .iter()
+                .any(|(_, m)| matches!(m, Message::Met { .. }))
+        );
+        // Gone: no longer introduced.
+        ex.disconnected(&gp);
+        let step = ex.message(nurse, hello(), 4);
+        assert_eq!(step.introductions, 0);
+    }
+
+    /// A GP with a whole practice of circles at one relay is introduced in each (the
+    /// rendezvous this replaced registered 32 per peer).
+    #[test]
+    fn a_professional_in_a_thousand_circles_is_introduced_in_each() {
+        use crate::sync::Message;
+        use exchange::Exchange;
+
+        const CIRCLES: usize = 1_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let gp = person("Dr Martin");
+        let nurse = person("Julien");
+        let card = nurse.public().card(&[]);
+        let mut ids = BTreeSet::new();
+        let mut rng = rng();
+        for n in 0..CIRCLES {
+            let t = Timestamp(n as i64 + 1);
+            let (mut c, _) = Circle::create(&gp, &IdentityUpdate::default(), t, &mut rng).unwrap();
+            let _ = c
+                .add_member(&gp, &card, Role::Professional, t, &mut rng)
+                .unwrap();
+            let ops = c.membership().ops().map(|o| o.bytes().to_vec()).collect();
+            let push = Received {
+                circle: c.id(),
+                ops,
+                envelopes: Vec::new(),
+            };
+            let d = mailbox.receive(&gp.device(), push, 0);
+            assert_eq!(d.refused, vec![], "circle {n}");
+            ids.insert(c.id());
+        }
+        let mut ex = Exchange::new(mailbox);
+        ex.connected(gp.device(), 0);
+        ex.connected(nurse.device(), 0);
+        let hello = Message::Hello {
+            circles: Vec::new(),
+        };
+        let step = ex.message(nurse.device(), hello, 1);
+        let to_nurse: BTreeSet<CircleId> = step
+            .sends
+            .iter()
+            .filter_map(|(t, m)| match m {
+                Message::Met { circle, devices }
+                    if *t == nurse.device() && devices == &vec![gp.device()] =>
+                {
+                    Some(*circle)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to_nurse, ids);
+        assert_eq!(step.introductions, 2 * CIRCLES);
     }
 }

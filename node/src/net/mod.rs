@@ -4,10 +4,11 @@
 //! message goes to the node's core and every message out comes from it.
 //!
 //! Relays (`--relay`): the node keeps a connection to each, reserves a slot there (so it can
-//! be reached at `RELAY/p2p-circuit/p2p/ME`), registers at the relay's rendezvous under each
-//! circle's opaque namespace ([`Spot`]), discovers the other members there and dials them
-//! through the relay; DCUtR then tries to punch a direct connection, and the relayed one
-//! stays if it fails. The relay is also a peer of the sync protocol: its mailbox.
+//! be reached at `RELAY/p2p-circuit/p2p/ME`), and dials through the relay the members it
+//! introduces (the relay's side of the sync protocol tells each member device which other
+//! devices of its circles are connected there); DCUtR then tries to punch a direct
+//! connection, and the relayed one stays if it fails. The relay is also a peer of the sync
+//! protocol: its mailbox.
 //!
 //! A device's Ed25519 key is its libp2p identity, so a connected [`PeerId`] *is* a proven
 //! [`DeviceId`] (Noise authenticates it) and gating by circle membership needs no extra
@@ -29,7 +30,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, dcutr, identify, mdns, noise,
-    ping, relay, rendezvous, tcp, yamux,
+    ping, relay, tcp, yamux,
 };
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -41,7 +42,7 @@ mod relays;
 pub use outbox::{MAX_EARLY, PEER_QUEUE};
 pub(crate) use outbox::{Outbox, Undelivered};
 use relays::{Relays, relay_peer};
-pub use relays::{Spot, names_relay, relay_device};
+pub use relays::{names_relay, relay_device};
 
 use crate::identity::{DeviceId, LocalIdentity};
 use crate::sync::Message;
@@ -58,10 +59,6 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 const MAX_DIAL_LATER: usize = 256;
 /// Messages from peers waiting for the core, at most.
 pub const INBOUND_QUEUE: usize = 256;
-/// Members are looked for at relays' rendezvous this often (seconds), and registrations
-/// renewed every [`REGISTER_EVERY`] seconds (their lifetime is two hours).
-const DISCOVER_EVERY: u64 = 20;
-const REGISTER_EVERY: u64 = 1800;
 
 /// Why the network could not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +123,11 @@ pub enum NetCommand {
     /// Closes every connection to a peer device and reads none of its streams for a while
     /// (it sent refused data without pause).
     SetAside(DeviceId, Duration),
-    /// The circles' meeting spots changed (a circle was created or joined, or its members
-    /// or epoch changed).
-    Spots(Vec<Spot>),
+    /// Reach `device` through the relay `via`, which introduced it.
+    Meet {
+        device: DeviceId,
+        via: DeviceId,
+    },
     /// The relays the circles name (the full list; the configured ones stay too).
     Relays(Vec<String>),
 }
@@ -166,7 +165,6 @@ struct Behaviour {
     stream: libp2p_stream::Behaviour,
     relay: relay::client::Behaviour,
     dcutr: dcutr::Behaviour,
-    rendezvous: rendezvous::client::Behaviour,
 }
 
 /// The running network: the swarm and its streams, until `commands` closes.
@@ -247,13 +245,9 @@ pub async fn run(
                     }
                 }
                 Some(NetCommand::Relays(named)) => relays.named(&mut swarm, named),
-                Some(NetCommand::Spots(spots)) => {
-                    if spots != relays.spots {
-                        relays.spots = spots;
-                        for relay in relays.reserved.clone() {
-                            relays.register(relay);
-                        }
-                        relays.pump(&mut swarm);
+                Some(NetCommand::Meet { device, via }) => {
+                    if let (Some(peer), Some(relay)) = (peer_of(&device), peer_of(&via)) {
+                        relays.meet(&mut swarm, peer, relay);
                     }
                 }
                 None => break,
@@ -276,16 +270,6 @@ pub async fn run(
                     false
                 });
                 redial_count += 1;
-                if redial_count.is_multiple_of(REGISTER_EVERY) {
-                    for relay in relays.reserved.clone() {
-                        relays.register(relay);
-                    }
-                } else if redial_count.is_multiple_of(DISCOVER_EVERY) {
-                    for relay in relays.reserved.clone() {
-                        relays.discover(relay);
-                    }
-                }
-                relays.pump(&mut swarm);
                 if !redial_count.is_multiple_of(5) {
                     continue;
                 }
@@ -325,29 +309,10 @@ pub async fn run(
                         }
                         !closed
                     });
-                    let listening: BTreeSet<PeerId> = relays.listening.keys().copied().collect();
-                    relays.reserved.retain(|r| listening.contains(r));
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. })) => {
-                    if !renewal {
-                        tracing::info!(relay = %relay_peer_id, "reachable through the relay");
-                    }
-                    relays.reserved.insert(relay_peer_id);
-                    relays.register(relay_peer_id);
-                    relays.pump(&mut swarm);
+                SwarmEvent::Behaviour(BehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal: false, .. })) => {
+                    tracing::info!(relay = %relay_peer_id, "reachable through the relay");
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => match e {
-                    rendezvous::client::Event::Discovered { rendezvous_node, registrations, .. } => {
-                        relays.found(&mut swarm, rendezvous_node, registrations);
-                    }
-                    rendezvous::client::Event::RegisterFailed { rendezvous_node, error, .. } => {
-                        tracing::warn!(relay = %rendezvous_node, ?error, "the relay refused a registration");
-                    }
-                    rendezvous::client::Event::DiscoverFailed { rendezvous_node, error, .. } => {
-                        tracing::debug!(relay = %rendezvous_node, ?error, "discovery failed");
-                    }
-                    _ => {}
-                },
                 SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
                     Ok(_) => tracing::info!(peer = %remote_peer_id, "direct connection punched through"),
                     Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "no direct connection; staying on the relayed one"),
@@ -416,7 +381,7 @@ pub async fn run(
 }
 
 /// Streams a peer may have open at once on one connection (yamux's default is 512): the
-/// sync stream each way, and the few of identify, ping, relay, rendezvous and hole punching.
+/// sync stream each way, and the few of identify, ping, relay and hole punching.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 64;
 
 /// Yamux with [`MAX_STREAMS_PER_CONNECTION`].
@@ -504,7 +469,6 @@ fn behaviour(
             stream: libp2p_stream::Behaviour::new(),
             relay,
             dcutr: dcutr::Behaviour::new(peer),
-            rendezvous: rendezvous::client::Behaviour::new(key.clone()),
         })
     }
 }

@@ -387,10 +387,10 @@ impl Cluster {
                 self.note(&format!("{} answer {i} {} {ok}", self.now, id.0));
                 self.members[i].answers.insert(id, *answer);
             }
-            // Links are the scenario's to make; events and meeting spots have no reader.
+            // Links are the scenario's to make; events and introductions have no reader.
             Effect::Event(_)
             | Effect::Dial(_)
-            | Effect::Spots(_)
+            | Effect::Meet { .. }
             | Effect::Relays(_)
             | Effect::SetAside(_) => {}
         }
@@ -407,6 +407,7 @@ fn message_kind(m: &Message) -> &'static str {
         Message::JoinAnswer { .. } => "join_answer",
         Message::BlobWant { .. } => "blob_want",
         Message::BlobPart { .. } => "blob_part",
+        Message::Met { .. } => "met",
     }
 }
 

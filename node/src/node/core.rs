@@ -27,7 +27,6 @@ use crate::circle::{Circle, CircleDocument, SNAPSHOT_EVERY, Staged};
 use crate::crypto::SecureRng;
 use crate::envelope::LogId;
 use crate::identity::{DeviceId, LocalIdentity};
-use crate::net::Spot;
 use crate::ops::{Answer, NodeError, Request};
 use crate::store::{Batch, Store, StoreError};
 use crate::sync::{Local, Message, Vector};
@@ -111,8 +110,9 @@ pub enum Effect {
     Event(NodeEvent),
     /// Dial a multiaddress.
     Dial(String),
-    /// Where the circles' members meet at relays changed.
-    Spots(Vec<Spot>),
+    /// Reach `device` through the relay `via` (which introduced it as a member of a circle
+    /// of ours), unless already connected or dialing.
+    Meet { device: DeviceId, via: DeviceId },
     /// The relays named by the circles changed (the full list).
     Relays(Vec<String>),
     /// Set a peer device aside for what it sends: disconnect it and read none of its
@@ -134,6 +134,8 @@ pub struct Circles {
     pub(crate) declined: BTreeSet<CircleId>,
     /// The relays this node was started with: each keeps a mailbox of every circle.
     pub(crate) relays: BTreeSet<DeviceId>,
+    /// The devices of the relays the circles name (kept with [`NodeCore::relays_changed`]).
+    pub(crate) named_relays: BTreeSet<DeviceId>,
 }
 
 impl Circles {
@@ -164,6 +166,7 @@ impl Circles {
             invited: BTreeMap::new(),
             declined,
             relays: BTreeSet::new(),
+            named_relays: BTreeSet::new(),
         };
         Ok((circles, snapshots))
     }
@@ -298,9 +301,7 @@ impl NodeCore {
             for id in ids {
                 self.publish_profile(id);
             }
-            self.out.push(Effect::Relays(self.circle_relays()));
-            let spots = self.spots();
-            self.out.push(Effect::Spots(spots));
+            self.relays_changed();
         }
         std::mem::take(&mut self.out)
     }
@@ -468,9 +469,7 @@ impl NodeCore {
             );
         }
         if after.membership_changed {
-            self.out.push(Effect::Relays(self.circle_relays()));
-            let spots = self.spots();
-            self.out.push(Effect::Spots(spots));
+            self.relays_changed();
             self.resync_all();
         }
         if let Some(circle) = after.circle
@@ -507,25 +506,15 @@ impl NodeCore {
         self.stage(circle, written.staged);
     }
 
-    /// Where each circle's members meet at relays: the namespace of its current epoch, and
-    /// its members' devices.
-    pub fn spots(&mut self) -> Vec<Spot> {
-        let me = &self.me;
-        self.circles
-            .open
-            .values_mut()
-            .filter_map(|c| {
-                let namespace = c.rendezvous_namespace(me)?;
-                let members = c
-                    .resolution()
-                    .members
-                    .values()
-                    .flat_map(|m| m.devices.iter())
-                    .filter_map(|d| crate::net::peer_of(&d.device))
-                    .collect();
-                Some(Spot { namespace, members })
-            })
-            .collect()
+    /// The circles' relays may have changed: the shell is told the full list, and the core
+    /// keeps their devices (whose introductions it takes).
+    fn relays_changed(&mut self) {
+        let named = self.circle_relays();
+        self.circles.named_relays = named
+            .iter()
+            .filter_map(|a| crate::net::relay_device(a).ok())
+            .collect();
+        self.out.push(Effect::Relays(named));
     }
 
     /// The relays the circles name, each once.

@@ -456,9 +456,11 @@ impl Shell {
                         );
                     }
                 }
-                Effect::Spots(spots) => {
-                    if self.net.try_send(NetCommand::Spots(spots)).is_err() {
-                        tracing::warn!("the network is busy; circles' meeting spots not updated");
+                Effect::Meet { device, via } => {
+                    if self.net.try_send(NetCommand::Meet { device, via }).is_err() {
+                        tracing::debug!(
+                            "the network is busy; a member introduced by a relay is not dialed"
+                        );
                     }
                 }
             }

@@ -53,6 +53,8 @@ pub const MAX_QUEUED: usize = 4096;
 /// message lost when a connection was replaced would otherwise wait for the next
 /// anti-entropy round).
 pub const ASK_AGAIN_MS: i64 = 3_000;
+/// At most this many devices in one [`Message::Met`].
+pub const MAX_MET_DEVICES: usize = 256;
 /// Anti-entropy: a new `Hello` this often (milliseconds) while connected.
 pub const RESYNC_EVERY_MS: i64 = 60_000;
 
@@ -112,6 +114,13 @@ pub enum Message {
         total: u64,
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
+    },
+    /// Sent by a relay: devices of the circle's current members connected to it now, which
+    /// the node may reach through it (at most [`MAX_MET_DEVICES`]; handled by the node,
+    /// which checks them against its own view of the circle).
+    Met {
+        circle: CircleId,
+        devices: Vec<DeviceId>,
     },
 }
 
@@ -508,11 +517,13 @@ impl PeerSync {
                 self.in_flight -= bytes - late;
                 Ok((self.fill(local, now), None))
             }
-            // Invites and document contents are the node's business, not this protocol's.
+            // Invites, document contents and introductions are the node's business, not
+            // this protocol's.
             Message::Join { .. }
             | Message::JoinAnswer { .. }
             | Message::BlobWant { .. }
-            | Message::BlobPart { .. } => Ok((Vec::new(), None)),
+            | Message::BlobPart { .. }
+            | Message::Met { .. } => Ok((Vec::new(), None)),
         }
     }
 

@@ -206,6 +206,14 @@ mod tests {
                     total,
                     bytes,
                 }),
+            (
+                any::<[u8; 32]>(),
+                prop::collection::vec(any::<[u8; 32]>(), 0..4)
+            )
+                .prop_map(|(c, d)| Message::Met {
+                    circle: CircleId(c),
+                    devices: d.into_iter().map(DeviceId).collect(),
+                }),
         ]
     }
 

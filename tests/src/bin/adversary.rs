@@ -14,6 +14,10 @@
 //!     a member gone bad: fetches the circle like any member, writes one honest note,
 //!     then replays it, forges it, forks its own log, sends an oversized message and
 //!     N envelopes of garbage (or garbage for S seconds, if given)
+//! adversary discover to=ADDR
+//!     asks the peer's rendezvous service for every registration (no namespace)
+//! adversary meet to=ADDR identity=FILE circle=ID secs=SECS
+//!     says Hello naming the circle and counts the introductions it is sent
 //! ```
 
 // A tool of the tests: it fails loudly.
@@ -284,6 +288,103 @@ fn read_incoming(
     rx
 }
 
+/// A stranger's rendezvous discovery with no namespace: what a relay that served the
+/// libp2p rendezvous protocol answered with every registration (circles' namespaces, peer
+/// ids and their addresses).
+async fn discover(args: &Args) {
+    use libp2p::rendezvous;
+
+    #[derive(NetworkBehaviour)]
+    struct Asker {
+        rendezvous: rendezvous::client::Behaviour,
+    }
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .with_behaviour(|key| Asker {
+            rendezvous: rendezvous::client::Behaviour::new(key.clone()),
+        })
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .build();
+    let address: Multiaddr = arg(args, "to")
+        .parse()
+        .unwrap_or_else(|_| fail("to= is not a multiaddress"));
+    swarm
+        .dial(address)
+        .unwrap_or_else(|e| fail(&format!("cannot dial: {e}")));
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let outcome = loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break serde_json::json!({ "registrations": 0, "error": "no answer" }),
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    swarm.behaviour_mut().rendezvous.discover(None, None, None, peer_id);
+                }
+                SwarmEvent::Behaviour(AskerEvent::Rendezvous(rendezvous::client::Event::Discovered { registrations, .. })) => {
+                    let peers: Vec<String> = registrations.iter().map(|r| r.record.peer_id().to_string()).collect();
+                    break serde_json::json!({ "registrations": registrations.len(), "peers": peers });
+                }
+                SwarmEvent::Behaviour(AskerEvent::Rendezvous(rendezvous::client::Event::DiscoverFailed { error, .. })) => {
+                    break serde_json::json!({ "registrations": 0, "error": format!("{error:?}") });
+                }
+                SwarmEvent::OutgoingConnectionError { error, .. } => fail(&format!("cannot connect: {error}")),
+                _ => {}
+            },
+        }
+    };
+    println!("{outcome}");
+}
+
+/// Says Hello naming `circle=` and counts the introductions (`Met`) the peer sends back.
+async fn meet(args: &Args) {
+    use cercle_node::circle::membership::CircleId;
+
+    let circle: CircleId = arg(args, "circle")
+        .parse()
+        .unwrap_or_else(|_| fail("circle= is not a circle id"));
+    let secs = Duration::from_secs(number(args, "secs"));
+    let Session {
+        mut swarm,
+        incoming,
+        mut ours,
+        ..
+    } = Session::open(args).await;
+    let mut messages = read_incoming(incoming);
+    let hello = Message::Hello {
+        circles: vec![(circle, [0; 32])],
+    };
+    ours.write_all(&wire::frame(&hello))
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let _ = ours.flush().await;
+    let (mut met, mut devices, mut other) = (0u64, Vec::new(), 0u64);
+    let until = tokio::time::Instant::now() + secs;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            m = messages.recv() => match m {
+                Some(Message::Met { devices: d, .. }) => {
+                    met += 1;
+                    devices.extend(d.iter().map(ToString::to_string));
+                }
+                Some(_) => other += 1,
+                None => break
+            },
+            _ = swarm.select_next_some() => {}
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "met": met, "devices": devices, "other_messages": other })
+    );
+}
+
 /// A member gone bad (see the module's comment).
 async fn member(args: &Args) {
     use cercle_node::circle::Circle;
@@ -461,6 +562,8 @@ async fn main() {
         "streams" => streams(&args).await,
         "never-read" => never_read(&args).await,
         "member" => member(&args).await,
+        "discover" => discover(&args).await,
+        "meet" => meet(&args).await,
         other => fail(&format!("unknown mode {other:?}")),
     }
 }

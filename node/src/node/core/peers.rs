@@ -10,7 +10,7 @@ use crate::circle::membership::CircleId;
 use crate::envelope::EnvelopeRef;
 use crate::identity::DeviceId;
 use crate::ops::status::{NodeStatus as Status, PeerRow};
-use crate::sync::{Local, Message, PeerSync, Received};
+use crate::sync::{Local, MAX_MET_DEVICES, Message, PeerSync, Received};
 
 /// One connected peer device.
 #[derive(Debug)]
@@ -118,6 +118,7 @@ impl NodeCore {
                 };
                 return self.blob_part(device, part);
             }
+            Message::Met { circle, devices } => return self.met(device, circle, devices),
             m => m,
         };
         // The peer's stream may deliver before ours to it is open: its state starts here.
@@ -145,6 +146,46 @@ impl NodeCore {
         self.send_all(device, replies);
         if let Some(r) = received {
             self.apply(device, r);
+        }
+    }
+
+    /// A relay introduced devices of `circle`'s members connected to it: each this node also
+    /// counts as a current member's device, and is not connected to yet, is reached through
+    /// that relay (by the side with the lower device key). An introduction from a peer that is
+    /// not a relay of this node (given at start or named by a circle) is refused; one for a
+    /// circle not held here (an invitation not answered yet) is let go.
+    fn met(&mut self, relay: DeviceId, circle: CircleId, devices: Vec<DeviceId>) {
+        let is_relay =
+            self.circles.relays.contains(&relay) || self.circles.named_relays.contains(&relay);
+        let refusal = if !is_relay {
+            Some("not_a_relay")
+        } else if devices.len() > MAX_MET_DEVICES {
+            Some("too_many_items")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            match self.refusals.count(relay, reason, self.now.0) {
+                Counted::Record => {
+                    tracing::warn!(peer = %relay, %circle, reason, "refused an introduction");
+                }
+                Counted::SetAside => self.out.push(Effect::SetAside(relay)),
+                Counted::Quiet => {}
+            }
+            return;
+        }
+        let Some(c) = self.circles.open.get(&circle) else {
+            return;
+        };
+        // Both sides are introduced; the one with the lower device key dials, so the two
+        // make one relayed connection, not two.
+        let me = self.me.device();
+        for device in devices {
+            let member = c.resolution().member_of(&device).is_some();
+            if member && me < device && !self.peers.contains_key(&device) {
+                tracing::debug!(peer = %device, %relay, "a relay introduced a member");
+                self.out.push(Effect::Meet { device, via: relay });
+            }
         }
     }
 

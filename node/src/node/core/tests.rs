@@ -336,3 +336,55 @@ fn a_circle_a_member_added_this_node_to_waits_for_its_users_answer() {
         crate::ops::ErrorKind::NotFound
     );
 }
+
+/// A relay's introductions: taken only from a relay of this node, for a circle held here,
+/// and only for devices this node counts as current members; the lower device key dials.
+#[test]
+fn a_relay_introduces_only_members_and_only_a_relay_introduces() {
+    use super::Effect;
+    let mut c = cluster(&["Dr Martin", "Julien", "Relais", "Mallory"]);
+    let circle = circle_adding(&mut c, 0, 1, "Jeanne Durand");
+    let id: crate::circle::membership::CircleId = circle.parse().unwrap();
+    let [gp, nurse, relay, stranger] = [0, 1, 2, 3].map(|i| c.members[i].device);
+    let now = Now(c.now_ms());
+    let met = |c: &mut Cluster, from, devices: Vec<_>| {
+        let message = Message::Met {
+            circle: id,
+            devices,
+        };
+        let effects = c.members[0].core.handle(
+            Input::Message {
+                device: from,
+                message,
+            },
+            now,
+        );
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Meet { device, via } => Some((device, via)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // Not a relay of this node: refused, counted.
+    assert!(met(&mut c, relay, vec![nurse]).is_empty());
+    let refused = c.members[0].core.refusals.counts();
+    assert_eq!(refused.get("not_a_relay"), Some(&1), "{refused:?}");
+
+    c.members[0].core.circles.relays.insert(relay);
+    let dialed = met(&mut c, relay, vec![nurse, stranger, gp]);
+    // The stranger and this node itself are never dialed; the nurse is, by the lower key.
+    // (The cluster's seed gives the coordinator the lower key: this node dials.)
+    assert!(gp < nurse);
+    assert_eq!(dialed, vec![(nurse, relay)]);
+    // Already connected: not dialed again.
+    c.connect(0, 1);
+    c.run_for(1_000);
+    assert!(met(&mut c, relay, vec![nurse]).is_empty());
+    // More devices than one introduction may name: refused whole.
+    let many = vec![nurse; crate::sync::MAX_MET_DEVICES + 1];
+    assert!(met(&mut c, relay, many).is_empty());
+    let refused = c.members[0].core.refusals.counts();
+    assert_eq!(refused.get("too_many_items"), Some(&1), "{refused:?}");
+}

@@ -24,7 +24,7 @@ pub(crate) struct After {
     pub(crate) envelopes: Vec<EnvelopeRef>,
     /// The peer they came from, which needs them not.
     pub(crate) except: Option<DeviceId>,
-    /// The membership changed: relays, meeting spots and a `Hello` to every peer.
+    /// The membership changed: relays and a `Hello` to every peer.
     pub(crate) membership_changed: bool,
     /// More effects (dials to a new member's addresses).
     pub(crate) effects: Vec<Effect>,
