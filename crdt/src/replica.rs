@@ -155,20 +155,21 @@ impl Replica {
             .collect()
     }
 
-    /// Validates `changes` as written by `author`, then applies them. Nothing is applied if
-    /// any change is rejected.
+    /// Validates `changes` as written by `author`, then applies them; returns the ids of the
+    /// items they created. Nothing is applied if any change is rejected.
     pub fn apply_changes(
         &mut self,
         changes: Vec<Change>,
         author: &ChangeAuthor,
-    ) -> Result<(), Rejection> {
-        validate_changes(self.kind, &self.doc, &changes, author)?;
+    ) -> Result<Vec<String>, Rejection> {
+        let created = validate_changes(self.kind, &self.doc, &changes, author)?;
         self.doc
             .apply_changes(changes)
             .map_err(|e| Rejection::OutsideSchema {
                 path: "/".into(),
                 reason: format!("Automerge refused the change: {e}"),
-            })
+            })?;
+        Ok(created)
     }
 
     /// Applies changes that were validated when they entered this node's store (checked on

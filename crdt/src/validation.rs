@@ -98,18 +98,19 @@ pub enum Rejection {
 /// Checks a batch of changes, in order, against `doc` (the document before the batch).
 ///
 /// Changes already in `doc` are accepted as they are (applying them again is a no-op).
-/// Returns `Ok(())` only if every change is acceptable; nothing is applied here.
+/// Returns the ids of the items (notes, messages, amendments, ...) the changes create, in
+/// order, only if every change is acceptable; nothing is applied here.
 pub fn validate_changes(
     kind: DocKind,
     doc: &AutoCommit,
     changes: &[Change],
     author: &ChangeAuthor,
-) -> Result<(), Rejection> {
+) -> Result<Vec<String>, Rejection> {
     let mut batch = Batch::new(kind, doc, author);
     for change in changes {
         batch.check_change(change)?;
     }
-    Ok(())
+    Ok(batch.created)
 }
 
 /// Where an operation writes, as far as the schema is concerned.
@@ -146,6 +147,8 @@ struct Batch<'a> {
     batch_items: HashMap<(&'static str, String), ItemFields>,
     /// Objects created earlier in the batch (only writable again in mutable documents).
     batch_objects: HashMap<OpId, Target>,
+    /// The ids of the items created, in order.
+    created: Vec<String>,
 }
 
 impl<'a> Batch<'a> {
@@ -168,6 +171,7 @@ impl<'a> Batch<'a> {
             seen_hashes: HashSet::new(),
             batch_items: HashMap::new(),
             batch_objects: HashMap::new(),
+            created: Vec::new(),
         }
     }
 
@@ -347,6 +351,7 @@ impl<'a> Batch<'a> {
                 if let (Some((root, item)), Some(fields)) = (&c.target.item, fields)
                     && c.target.is_item_record
                 {
+                    self.created.push(item.clone());
                     self.batch_items.insert((root, item.clone()), fields);
                 }
                 self.batch_objects.insert(id, c.target);
@@ -716,20 +721,22 @@ mod tests {
     }
 
     fn check(replica: &Replica, changes: &[Change], by: ChangeAuthor) -> Result<(), Rejection> {
-        validate_changes(replica.kind(), replica.doc(), changes, &by)
+        validate_changes(replica.kind(), replica.doc(), changes, &by).map(|_| ())
     }
 
     #[test]
     fn legitimate_entries_amendments_and_acknowledgements_are_accepted() {
         let (mut a, mut b, obs, alert) = notebooks();
         let mut bob_side = b.clone();
-        let amend = a.amend(ALICE, &obs, "Plaie propre, sèche", T).map(|_| ());
-        assert_eq!(amend, Ok(()));
+        let amend = a.amend(ALICE, &obs, "Plaie propre, sèche", T);
+        let amendment = amend.unwrap_or_default();
+        assert!(!amendment.is_empty());
         let changes = a.replica_mut().changes_since(&b.replica_mut().heads());
+        // The receiver learns which item the changes created (the amendment).
         assert_eq!(
             b.replica_mut()
                 .apply_changes(changes, &author(ALICE, Role::Professional)),
-            Ok(())
+            Ok(vec![amendment])
         );
         // A caregiver acknowledges the alert.
         bob_side.acknowledge(BOB, &alert, T).map(|_| ()).unwrap();
@@ -843,12 +850,12 @@ mod tests {
         assert!(matches!(r, Err(Rejection::NotTheAuthor { .. })), "{r:?}");
         // The same message by its real author is fine.
         let mut honest = Thread::new(actor(4));
-        honest.send(BOB, "Bonjour", &[], T).unwrap_or_default();
+        let sent = honest.send(BOB, "Bonjour", &[], T).unwrap_or_default();
         let changes = honest.replica_mut().changes_since(&[]);
         assert_eq!(
             t.replica_mut()
                 .apply_changes(changes, &author(BOB, Role::Caregiver)),
-            Ok(())
+            Ok(vec![sent])
         );
         assert_eq!(t.messages().len(), 1);
     }
@@ -1161,7 +1168,8 @@ mod tests {
         let from_b = b.replica_mut().changes_since(&[]);
         assert_eq!(
             a.replica_mut()
-                .apply_changes(from_b, &author(BOB, Role::Professional)),
+                .apply_changes(from_b, &author(BOB, Role::Professional))
+                .map(|_| ()),
             Ok(())
         );
         // Recording oneself as verifier is fine; recording someone else is not.
@@ -1187,7 +1195,8 @@ mod tests {
             };
             assert_eq!(
                 c.replica_mut()
-                    .apply_changes(vec![ch], &author(by, Role::Professional)),
+                    .apply_changes(vec![ch], &author(by, Role::Professional))
+                    .map(|_| ()),
                 Ok(())
             );
         }

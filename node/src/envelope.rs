@@ -960,10 +960,8 @@ mod tests {
             member: a.member,
             role: a.role,
         };
-        assert_eq!(
-            nb.replica_mut().apply_changes(a.changes.clone(), &author),
-            Ok(())
-        );
+        let created = nb.replica_mut().apply_changes(a.changes.clone(), &author);
+        assert_eq!(created.map(|c| c.len()), Ok(1));
         assert_eq!(nb.entries()[0].text, "Pansement refait");
     }
 

@@ -253,7 +253,7 @@ fn apply(
                 .replica_mut()
                 .apply_changes(vec![change.clone()], author)
             {
-                Ok(()) => d.log[writer].push(change),
+                Ok(_) => d.log[writer].push(change),
                 Err(_) => report.rejected_changes += 1,
             }
         }

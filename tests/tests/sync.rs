@@ -2,7 +2,8 @@
 //! `cercle up` processes: a note written on one node is listed on the other; a node that is
 //! a member of nothing receives nothing; a stopped node catches up when it returns; two
 //! nodes that both wrote while cut apart end with the same notes; a removed member gets
-//! nothing written after its removal.
+//! nothing written after its removal; a note dated long before it arrived is listed with the
+//! time it was received.
 
 use cercle_tests::{TestHome, up_on_loopback, wait_until};
 
@@ -203,4 +204,79 @@ fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins_once_accepted() 
             .iter()
             .any(|p| p["peer_id"] == node_b.peer_id.as_str())
     );
+}
+
+/// A note's date is what its author's device says. Each node keeps when it received a
+/// note another device wrote, and shows it beside a date far from it: a note dated three
+/// days back (a visit written up afterwards, or a date set to mislead) is listed on B with
+/// the time B received it; a note dated now is listed as usual; A's own notes carry no
+/// time of receipt.
+#[test]
+fn a_note_dated_long_before_it_arrived_is_listed_with_when_it_was_received() {
+    let (a, b, _c, circle) = team();
+    let node_a = up_on_loopback(&a, &[]);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    b.accept(&circle);
+    let api: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.path().join("api.json")).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("api.json: {e}"));
+    let call = format!(
+        "http://{}/api/v1/call",
+        api["address"].as_str().unwrap_or_default()
+    );
+    let bearer = format!("Bearer {}", api["token"].as_str().unwrap_or_default());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let three_days_ago = now - 3 * 24 * 3600 * 1000;
+    let add = serde_json::json!({
+        "request": "note_add",
+        "circle": circle,
+        "texts": ["Visite du lundi : pansement refait"],
+        "kind": "care",
+        "at": three_days_ago,
+    });
+    let (code, body) = cercle_tests::http(
+        reqwest::Method::POST,
+        &call,
+        &[("Authorization", &bearer)],
+        Some(&add),
+    );
+    assert_eq!(code, 200, "{body}");
+    a.cercle(&["note", "add", &circle, "Tension 13/8"]).ok();
+    assert!(
+        wait_until(30, || has_note(&b, &circle, "Tension 13/8")
+            && has_note(&b, &circle, "Visite du lundi : pansement refait")),
+        "B never got A's notes"
+    );
+    let on_b = b.json(&["note", "list", &circle]);
+    let row = |notes: &serde_json::Value, text: &str| {
+        notes
+            .as_array()
+            .and_then(|n| n.iter().find(|r| r["text"] == text))
+            .cloned()
+            .unwrap_or_else(|| panic!("no note {text:?} in {notes}"))
+    };
+    let late = row(&on_b, "Visite du lundi : pansement refait");
+    assert_eq!(late["at_millis"], three_days_ago, "{late}");
+    let received = late["received_millis"].as_i64().unwrap_or_default();
+    assert!(
+        received >= now - 60_000 && received <= now + 120_000,
+        "received at {received}, now {now}: {late}"
+    );
+    assert_eq!(late["dated_apart"], true, "{late}");
+    let fresh = row(&on_b, "Tension 13/8");
+    assert!(fresh["received_millis"].is_i64(), "{fresh}");
+    assert_eq!(fresh["dated_apart"], false, "{fresh}");
+    let listed = b.cercle(&["note", "list", &circle]).ok().stdout;
+    let line = listed
+        .lines()
+        .find(|l| l.contains("Visite du lundi"))
+        .unwrap_or_default();
+    assert!(line.contains("(received here"), "{listed}");
+    // On the author's node, its own notes have no time of receipt.
+    let on_a = a.json(&["note", "list", &circle]);
+    let own = row(&on_a, "Visite du lundi : pansement refait");
+    assert!(own["received_millis"].is_null(), "{own}");
 }

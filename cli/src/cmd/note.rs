@@ -159,6 +159,10 @@ fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
             if n.amended {
                 line.push_str("  (amended)");
             }
+            if let (true, Some(at)) = (n.dated_apart, n.received_millis) {
+                let at = human_time(cercle_crdt::Timestamp(at));
+                line.push_str(&format!("  (received here {at})"));
+            }
             if n.kind == "alert" {
                 line.push_str(&match n.acks.len() {
                     0 => "  (not acknowledged)".to_string(),

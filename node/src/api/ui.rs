@@ -459,6 +459,11 @@ pub(crate) fn notebook(
                                 time datetime=(n.at) { (ctx.when(n.at_millis)) }
                                 span class="muted" { (who(w, n.author_name.as_deref())) }
                                 @if n.amended { span class="muted" { " · " (w.amended) } }
+                                @if let (true, Some(at), Some(ms)) = (n.dated_apart, &n.received_at, n.received_millis) {
+                                    span class=(if n.at_millis > ms { "received future" } else { "received" }) {
+                                        " · " (w.received_on) " " time datetime=(at) { (ctx.when(ms)) }
+                                    }
+                                }
                             }
                             p class="text" { (n.text) }
                             @if n.kind == "alert" {
@@ -1017,6 +1022,9 @@ mod tests {
             text: "x".into(),
             at: String::new(),
             at_millis: at,
+            received_at: None,
+            received_millis: None,
+            dated_apart: false,
             amended: false,
             acks: acks
                 .iter()

@@ -134,7 +134,10 @@ impl Circle {
             let mut waiting = Vec::new();
             let mut progress = false;
             for group in todo {
-                let (outcomes, rest) = self.apply_group(group);
+                let (outcomes, rest, created) = self.apply_group(group);
+                for item in created {
+                    receipt.staged.batch.received(&id, &item, now);
+                }
                 for (a, outcome) in outcomes {
                     match outcome {
                         Ok(()) => {
@@ -195,12 +198,17 @@ pub const MAX_DEFERRED_BYTES: usize = 8 * 1024 * 1024;
 
 impl Circle {
     /// Validates and applies one author's envelopes in one document: each with its outcome,
-    /// and those that must wait (from the first whose dependencies are missing on).
+    /// those that must wait (from the first whose dependencies are missing on), and the ids
+    /// of the items the applied ones created.
     #[allow(clippy::type_complexity)]
     fn apply_group(
         &mut self,
         group: Vec<Accepted>,
-    ) -> (Vec<(Accepted, Result<(), Rejection>)>, Vec<Accepted>) {
+    ) -> (
+        Vec<(Accepted, Result<(), Rejection>)>,
+        Vec<Accepted>,
+        Vec<String>,
+    ) {
         let (doc, author) = (group[0].doc, group[0].author());
         // Copies of what this node confirmed meanwhile are dropped.
         let group: Vec<Accepted> = group
@@ -214,29 +222,35 @@ impl Circle {
             })
             .collect();
         if group.is_empty() {
-            return (Vec::new(), Vec::new());
+            return (Vec::new(), Vec::new(), Vec::new());
         }
         let changes: Vec<Change> = group
             .iter()
             .flat_map(|a| a.changes.iter().cloned())
             .collect();
         let replica = self.docs.replica_mut(doc);
-        if replica.apply_changes(changes, &author).is_ok() {
-            return (group.into_iter().map(|a| (a, Ok(()))).collect(), Vec::new());
+        if let Ok(created) = replica.apply_changes(changes, &author) {
+            let done = group.into_iter().map(|a| (a, Ok(()))).collect();
+            return (done, Vec::new(), created);
         }
         let mut done = Vec::new();
+        let mut created = Vec::new();
         let mut rest = group.into_iter();
         while let Some(a) = rest.next() {
             match replica.apply_changes(a.changes.clone(), &author) {
                 Err(Rejection::MissingDependencies { .. }) => {
                     let mut waiting = vec![a];
                     waiting.extend(rest);
-                    return (done, waiting);
+                    return (done, waiting, created);
                 }
-                outcome => done.push((a, outcome)),
+                Ok(items) => {
+                    created.extend(items);
+                    done.push((a, Ok(())));
+                }
+                Err(e) => done.push((a, Err(e))),
             }
         }
-        (done, Vec::new())
+        (done, Vec::new(), created)
     }
 
     /// Keeps `groups` waiting for their dependencies, within the bound: the oldest first

@@ -178,10 +178,13 @@ fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
     keep(home.as_ref(), staged);
     // The physiotherapist's two notes reach this node as a peer's envelopes.
     let mut theirs = LiaisonNotebook::new(physio.actor());
+    let mut ids = Vec::new();
     for text in ["Séance 1", "Séance 2"] {
-        theirs
-            .add_entry(physio.member(), note(text), Timestamp(3))
-            .unwrap();
+        ids.push(
+            theirs
+                .add_entry(physio.member(), note(text), Timestamp(3))
+                .unwrap(),
+        );
     }
     let changes = theirs.replica_mut().take_local_changes();
     let epoch = c.resolution().epoch.unwrap();
@@ -194,7 +197,7 @@ fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
     };
     let env = crate::envelope::Envelope::seal(&physio, slot, (epoch, &key), &changes, &mut rng())
         .unwrap();
-    let receipt = c.receive(&gp, "physio", &[], &[env.bytes().to_vec()], Timestamp(3));
+    let receipt = c.receive(&gp, "physio", &[], &[env.bytes().to_vec()], Timestamp(9));
     assert_eq!(
         receipt.applied.values().sum::<usize>(),
         1,
@@ -202,6 +205,10 @@ fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
         receipt.rejected
     );
     keep(home.as_ref(), receipt.staged);
+    // When this node received each of the two notes is kept beside them.
+    let received = home.received(&c.id()).unwrap();
+    let expected = ids.into_iter().map(|id| (id, Timestamp(9))).collect();
+    assert_eq!(received, expected);
     let staged = c
         .remove_member(&gp, &physio.member(), Timestamp(4), &mut rng())
         .unwrap();

@@ -72,7 +72,7 @@ impl Operation for Export {
                     "circle": c.info().id,
                     "members": members,
                     "patient_file": super::patient::view(c, store.as_ref()),
-                    "liaison_notebook": super::notes::notes(c),
+                    "liaison_notebook": super::notes::notes(c, store.as_ref()),
                     "thread": super::messages::messages(c),
                 });
                 vec![json_file("circle.json", &all)?]

@@ -8,11 +8,15 @@ use super::{Added, Names, NodeError, Operation, ReceiptRow, pick_id};
 use crate::circle::Circle;
 use crate::node::NodeCore;
 use crate::node::core::NOTES_PER_CHANGE;
+use crate::store::Store;
 
 /// Most notes accepted in one request.
 pub const MAX_NOTES_PER_REQUEST: usize = 10_000;
 /// How far in the future a note may be dated (clocks of devices differ a little).
 const CLOCK_TOLERANCE_MS: i64 = 5 * 60_000;
+/// A note received more than this long after the date its author gave it is shown with
+/// the time of receipt (written offline, dated afterwards, or a clock that is off).
+pub const RECEIVED_LATE_MS: i64 = 3600 * 1000;
 
 /// Adds notes to the liaison notebook; answered once they are durable. `at` dates them
 /// (a visit written up afterwards); it may not be in the future.
@@ -98,8 +102,15 @@ pub struct NoteRow {
     pub author_name: Option<String>,
     pub kind: String,
     pub text: String,
+    /// The date the author's device gave the note.
     pub at: String,
     pub at_millis: i64,
+    /// When this node received the note, for a note another device wrote.
+    pub received_at: Option<String>,
+    pub received_millis: Option<i64>,
+    /// The author's date is far from the time of receipt: more than an hour before it, or
+    /// after it (beyond the clocks' tolerance). Both dates are then shown.
+    pub dated_apart: bool,
     pub amended: bool,
     /// For alerts: who acknowledged it.
     pub acks: Vec<ReceiptRow>,
@@ -109,31 +120,49 @@ impl Operation for NoteList {
     type Answer = Notes;
 
     fn run(self, core: &mut NodeCore) -> Result<Notes, NodeError> {
+        let store = core.circles.store.clone();
         Ok(Notes {
-            notes: notes(core.circle(&self.circle)?),
+            notes: notes(core.circle(&self.circle)?, store.as_ref()),
         })
     }
 }
 
-/// The notebook's notes, oldest first.
-pub(crate) fn notes(c: &Circle) -> Vec<NoteRow> {
+/// Whether a note dated `at` and received at `received` is shown with both dates.
+pub fn dated_apart(at: Timestamp, received: Timestamp) -> bool {
+    let late = received.millis() - at.millis();
+    !(-CLOCK_TOLERANCE_MS..=RECEIVED_LATE_MS).contains(&late)
+}
+
+/// The notebook's notes, oldest first, with when this node received those other devices
+/// wrote.
+pub(crate) fn notes(c: &Circle, store: &dyn Store) -> Vec<NoteRow> {
     let names = Names::of(c);
+    let received = store.received(&c.id()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read when notes were received");
+        Default::default()
+    });
     c.notes()
         .into_iter()
-        .map(|e| NoteRow {
-            author: e.author.to_hex(),
-            author_name: names.get(&e.author),
-            kind: e.kind.to_string(),
-            text: e.current_text().to_string(),
-            at: e.at.to_rfc3339(),
-            at_millis: e.at.millis(),
-            amended: !e.amendments.is_empty(),
-            acks: e
-                .acknowledgements
-                .iter()
-                .map(|a| names.receipt(&a.by, a.at))
-                .collect(),
-            id: e.id,
+        .map(|e| {
+            let got = received.get(&e.id).copied();
+            NoteRow {
+                author: e.author.to_hex(),
+                author_name: names.get(&e.author),
+                kind: e.kind.to_string(),
+                text: e.current_text().to_string(),
+                at: e.at.to_rfc3339(),
+                at_millis: e.at.millis(),
+                received_at: got.map(|t| t.to_rfc3339()),
+                received_millis: got.map(|t| t.millis()),
+                dated_apart: got.is_some_and(|t| dated_apart(e.at, t)),
+                amended: !e.amendments.is_empty(),
+                acks: e
+                    .acknowledgements
+                    .iter()
+                    .map(|a| names.receipt(&a.by, a.at))
+                    .collect(),
+                id: e.id,
+            }
         })
         .collect()
 }
@@ -185,5 +214,28 @@ impl Operation for NoteAck {
         let id = note_id(core, &self.circle, &self.note)?;
         core.write::<LiaisonNotebook, _>(&self.circle, |nb, by, now| nb.acknowledge(by, &id, now))?;
         Ok(Added::one(core.circle(&self.circle)?, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_dates_are_shown_only_when_far_apart() {
+        let at = Timestamp(1_000_000_000);
+        let after = |ms: i64| Timestamp(at.millis() + ms);
+        // Received at once, a little early (clocks differ) or within the hour: as usual.
+        for ms in [0, -CLOCK_TOLERANCE_MS, RECEIVED_LATE_MS, 60_000] {
+            assert!(!dated_apart(at, after(ms)), "{ms}");
+        }
+        // Received long after its date, or dated after it was received.
+        for ms in [
+            RECEIVED_LATE_MS + 1,
+            3 * 86_400_000,
+            -CLOCK_TOLERANCE_MS - 1,
+        ] {
+            assert!(dated_apart(at, after(ms)), "{ms}");
+        }
     }
 }

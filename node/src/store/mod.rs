@@ -46,7 +46,7 @@ pub type Opened = Zeroizing<Vec<u8>>;
 pub type Keys = std::ops::RangeInclusive<Vec<u8>>;
 
 /// The store's on-disk schema version (see `SledStore::migrate`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why the store failed. Cloneable: one failed flush answers every write that shared it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,11 +131,14 @@ pub enum Tree {
     Rejected,
     /// Fork evidence: circle ‖ device ‖ doc ‖ seq → both envelopes.
     Forks,
+    /// When this node received each item another device created: circle ‖ item id →
+    /// milliseconds (big-endian), beside the date its author gave it.
+    Received,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 9] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Meta,
         Tree::Circles,
         Tree::Ops,
@@ -145,6 +148,7 @@ impl Tree {
         Tree::Blobs,
         Tree::Rejected,
         Tree::Forks,
+        Tree::Received,
     ];
 
     /// Its code in journal records.
@@ -169,6 +173,7 @@ impl Tree {
             Tree::Blobs => "blobs",
             Tree::Rejected => "rejected",
             Tree::Forks => "forks",
+            Tree::Received => "received",
         }
     }
 
@@ -356,6 +361,12 @@ pub(crate) mod keys {
         Some((log, seq))
     }
 
+    pub(crate) fn received(circle: &CircleId, item: &str) -> Vec<u8> {
+        let mut k = circle.0.to_vec();
+        k.extend_from_slice(item.as_bytes());
+        k
+    }
+
     pub(crate) fn op(circle: &CircleId, hash: &[u8; 32]) -> Vec<u8> {
         let mut k = circle.0.to_vec();
         k.extend_from_slice(hash);
@@ -482,6 +493,16 @@ impl Batch {
         k.extend_from_slice(&slot.to_be_bytes());
         let v = serde_json::to_vec(record).unwrap_or_default();
         self.put(Tree::Rejected, k, v);
+    }
+
+    /// When this node received `item` of `circle` (first time only: a later copy of the
+    /// same item is not new, so this is written once).
+    pub fn received(&mut self, circle: &CircleId, item: &str, at: cercle_crdt::Timestamp) {
+        self.put(
+            Tree::Received,
+            keys::received(circle, item),
+            at.0.to_be_bytes().to_vec(),
+        );
     }
 
     /// Proof that a device forked its log.
@@ -623,6 +644,27 @@ pub trait Store: Send + Sync + fmt::Debug {
                     .try_into()
                     .map_err(|_| self.bad("a circle key"))?;
                 Ok((CircleId(id), v))
+            })
+            .collect()
+    }
+
+    /// When this node received each item of `circle` that another device created.
+    fn received(
+        &self,
+        circle: &CircleId,
+    ) -> Result<BTreeMap<String, cercle_crdt::Timestamp>, StoreError> {
+        self.scan(Tree::Received, &circle.0)?
+            .into_iter()
+            .map(|(k, v)| {
+                let item = std::str::from_utf8(&k[32..]).map_err(|_| self.bad("an item id"))?;
+                let at: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| self.bad("a time of receipt"))?;
+                Ok((
+                    item.to_string(),
+                    cercle_crdt::Timestamp(i64::from_be_bytes(at)),
+                ))
             })
             .collect()
     }

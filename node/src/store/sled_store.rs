@@ -314,6 +314,8 @@ impl SledStore {
         match from {
             // 0 is an empty or freshly rebuilt database: nothing to convert.
             0 => Ok(()),
+            // 2 adds the `received` tree: items received before have no time of receipt.
+            1 => Ok(()),
             other => Err(damaged(
                 &self.dir,
                 format!("no migration from store schema {other}"),
