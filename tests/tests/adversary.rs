@@ -6,7 +6,8 @@
 //! gone bad (replays, forgeries, a forked log, an oversized message, a flood of garbage) is
 //! refused with each reason counted, what its flood makes the node write is bounded, and it is
 //! set aside (disconnected, not read for a while) once over its budget; a stranger at a relay
-//! learns nobody there while the members meet through it.
+//! learns nobody there while the members meet through it; a relay gone bad (altering,
+//! reordering, replaying, withholding) costs the members nothing but time.
 
 use std::process::{Command, Stdio};
 
@@ -369,4 +370,91 @@ fn a_stranger_at_the_relay_learns_nobody_while_the_members_meet_there() {
         &[("direction", "pull"), ("reason", "not_member")],
     );
     assert!(refused >= 1.0, "the stranger's Hello was not refused");
+}
+
+/// A relay gone bad between two members who have no other path: it takes A's notes and
+/// acknowledges them like a mailbox, then gives B the first three badly (an altered copy
+/// first, then all three last first, then all three again) and withholds the fourth. B
+/// refuses the altered copy (counted as `bad_signature`), applies the others once each, in
+/// A's order, counts the copies it already held, and gets the withheld note as soon as it
+/// reaches A another way.
+#[test]
+fn a_relay_gone_bad_costs_the_members_time_and_nothing_else() {
+    use std::io::BufRead as _;
+
+    let (a, b, circle) = homes();
+    {
+        // B accepts the circle while the two are connected directly.
+        let node_a = up_on_loopback(&a, &[]);
+        let _node_b = up_on_loopback(&b, &[&node_a]);
+        b.accept(&circle);
+    }
+    let mut rogue = adversary(&["rogue-relay", "forward=3", "secs=90"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    let mut out = std::io::BufReader::new(rogue.stdout.take().unwrap_or_else(|| panic!("stdout")));
+    let mut first = String::new();
+    out.read_line(&mut first)
+        .unwrap_or_else(|e| panic!("the rogue relay said nothing: {e}"));
+    let said: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    let address = said["address"].as_str().unwrap_or_default().to_string();
+    let args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--relay",
+        &address,
+    ];
+    let node_a = Daemon::start(&a, &[], &args);
+    let mut node_b = Daemon::start(&b, &[], &args);
+    let notes = [
+        "Passage 1 : pansement refait",
+        "Passage 2 : glycémie 1,10 g/L",
+        "Passage 3 : patiente fatiguée",
+        "Passage 4 : appeler le médecin",
+    ];
+    for n in notes {
+        a.json(&["note", "add", &circle, n]);
+    }
+    assert!(
+        wait_until(30, || {
+            let on_b = b.note_texts(&circle);
+            notes[..3].iter().all(|n| on_b.iter().any(|t| t == n))
+        }),
+        "B never got the first three notes from the rogue relay: {:?}",
+        b.note_texts(&circle)
+    );
+    let peers = b.cercle(&["peers"]).stdout;
+    assert!(
+        !peers.contains(&node_a.peer_id),
+        "A and B met another way; the test is void: {peers}"
+    );
+    // Each once, in A's order; the withheld one is not there.
+    let on_b = b.note_texts(&circle);
+    assert_eq!(on_b, notes[..3].to_vec(), "{on_b:?}");
+    let status = b.json(&["status"]);
+    assert!(
+        status["refused"]["bad_signature"]
+            .as_u64()
+            .unwrap_or_default()
+            >= 1,
+        "the altered copy was not refused: {status}"
+    );
+    assert!(
+        status["replayed_envelopes"].as_u64().unwrap_or_default() >= 3,
+        "the copies sent again were not counted: {status}"
+    );
+
+    // Withheld is only late: B reaches A directly and the fourth note arrives.
+    node_b.stop();
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    assert!(
+        wait_until(30, || b.note_texts(&circle) == notes.to_vec()),
+        "B never got the note the relay withheld: {:?}",
+        b.note_texts(&circle)
+    );
+    let _ = rogue.kill();
+    let _ = rogue.wait();
 }

@@ -185,6 +185,18 @@ pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
             out.push_str(&format!("\n  {a}"));
         }
         out.push_str(&format!("\npeers: {}", s.peers.len()));
+        if !s.refused.is_empty() {
+            out.push_str("\nrefused from peers, by reason:");
+            for (reason, count) in &s.refused {
+                out.push_str(&format!("\n  {reason}  {count}"));
+            }
+        }
+        if s.replayed_envelopes > 0 {
+            out.push_str(&format!(
+                "\nenvelopes received again (applied once): {}",
+                s.replayed_envelopes
+            ));
+        }
         out
     })
 }

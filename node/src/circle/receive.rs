@@ -35,6 +35,9 @@ pub struct Receipt {
     pub rejected: Vec<(&'static str, RejectionRecord)>,
     /// Devices caught signing two envelopes for one position.
     pub forks: usize,
+    /// Envelopes already held (routine: peers pass on what others sent; a relay or a
+    /// member replaying them gains nothing).
+    pub replays: usize,
     /// Some envelopes wait for others not received yet (a predecessor, or another
     /// device's changes they depend on): the sender should be asked for what it has.
     pub incomplete: bool,
@@ -96,6 +99,7 @@ impl Circle {
             keys: Some(keys),
         };
         let checked = self.log.check(envelopes, &view);
+        receipt.replays = checked.replays;
         for Rejected {
             device,
             hash,

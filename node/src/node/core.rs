@@ -250,6 +250,8 @@ pub struct NodeCore {
     now: Now,
     /// What peers sent that was refused: counts, and each peer's budget of records.
     refusals: refusals::Refusals,
+    /// Envelopes received again since the node started (already held, not applied twice).
+    replayed: u64,
     /// The effects of the input being handled.
     out: Vec<Effect>,
     writes: Writes,
@@ -279,6 +281,7 @@ impl NodeCore {
             rng,
             now: Now(0),
             refusals: refusals::Refusals::default(),
+            replayed: 0,
             out: Vec::new(),
             writes: Writes::default(),
         };

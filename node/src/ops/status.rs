@@ -34,6 +34,10 @@ pub struct NodeStatus {
     /// Messages dropped unread from peers set aside for sending refused data.
     #[serde(default)]
     pub ignored_messages: u64,
+    /// Envelopes received again though already held (passed on by several peers, or
+    /// replayed): never applied twice.
+    #[serde(default)]
+    pub replayed_envelopes: u64,
 }
 
 /// One connected peer.

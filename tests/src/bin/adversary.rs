@@ -18,6 +18,11 @@
 //!     asks the peer's rendezvous service for every registration (no namespace)
 //! adversary meet to=ADDR identity=FILE circle=ID secs=SECS
 //!     says Hello naming the circle and counts the introductions it is sent
+//! adversary rogue-relay forward=K secs=SECS
+//!     a relay gone bad, for the nodes started with `--relay` at the address it prints
+//!     first: it takes and acknowledges what they push, then passes the first K notebook
+//!     envelopes of each log on to the other nodes badly (an altered copy first, then
+//!     all in reverse order, then all again) and withholds every later one
 //! ```
 
 // A tool of the tests: it fails loudly.
@@ -385,6 +390,179 @@ async fn meet(args: &Args) {
     );
 }
 
+/// What the rogue relay holds of one circle: the operations, and the envelopes of each
+/// notebook log by sequence number, with the device that pushed them.
+#[derive(Default)]
+struct Held {
+    ops: Vec<Vec<u8>>,
+    notebook: BTreeMap<cercle_node::envelope::LogId, BTreeMap<u64, (PeerId, Vec<u8>)>>,
+}
+
+/// A relay gone bad (see the module's comment).
+async fn rogue_relay(args: &Args) {
+    use cercle_crdt::DocKind;
+    use cercle_node::circle::membership::CircleId;
+    use cercle_node::envelope::Envelope;
+    use std::io::Write as _;
+
+    let forward = usize::try_from(number(args, "forward")).unwrap_or(usize::MAX);
+    let secs = Duration::from_secs(number(args, "secs"));
+    let mut swarm = swarm(libp2p::identity::Keypair::generate_ed25519());
+    let me = *swarm.local_peer_id();
+    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .unwrap_or_else(|_| fail("no loopback address"));
+    swarm
+        .listen_on(listen)
+        .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(SYNC_PROTOCOL)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    // Frames from every peer's stream, with the peer.
+    let (from_tx, mut from_rx) = tokio::sync::mpsc::channel::<(PeerId, Message)>(1024);
+    tokio::spawn(async move {
+        while let Some((peer, mut stream)) = incoming.next().await {
+            let tx = from_tx.clone();
+            tokio::spawn(async move {
+                let mut decoder = wire::FrameDecoder::default();
+                decoder.open_up();
+                let mut buffer = bytes::BytesMut::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    while let Ok(Some(frame)) = decoder.next_frame(&mut buffer) {
+                        if let Ok(m) = wire::decode(&frame)
+                            && tx.send((peer, m)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    // One writer task per connected peer, fed through a channel.
+    let mut writers: BTreeMap<PeerId, tokio::sync::mpsc::Sender<Message>> = BTreeMap::new();
+    let mut held: BTreeMap<CircleId, Held> = BTreeMap::new();
+    // Logs already passed on (badly) to each peer.
+    let mut done: std::collections::BTreeSet<(PeerId, cercle_node::envelope::LogId)> =
+        Default::default();
+    let mut count: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut printed = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let until = tokio::time::Instant::now() + secs;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } if !printed => {
+                    printed = true;
+                    println!("{}", serde_json::json!({ "address": format!("{address}/p2p/{me}") }));
+                    let _ = std::io::stdout().flush();
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if !writers.contains_key(&peer_id) => {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(1024);
+                    writers.insert(peer_id, tx);
+                    let mut control = control.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut out) = control.open_stream(peer_id, SYNC_PROTOCOL).await else {
+                            return;
+                        };
+                        while let Some(m) = rx.recv().await {
+                            if out.write_all(&wire::frame(&m)).await.is_err() || out.flush().await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    writers.remove(&peer_id);
+                    done.retain(|(p, _)| *p != peer_id);
+                }
+                _ => {}
+            },
+            Some((peer, message)) = from_rx.recv() => {
+                let Some(writer) = writers.get(&peer) else { continue };
+                match message {
+                    // Like a mailbox that holds nothing yet: "send me everything".
+                    Message::Hello { circles } => {
+                        let zeros = circles.iter().map(|(c, _)| (*c, [0; 32])).collect();
+                        let _ = writer.try_send(Message::Hello { circles: zeros });
+                        for (circle, _) in circles {
+                            let _ = writer.try_send(Message::Have { circle, ops: vec![], vectors: vec![] });
+                        }
+                    }
+                    Message::Data { circle, ops, envelopes } => {
+                        let bytes = ops.iter().chain(&envelopes).map(Vec::len).sum::<usize>() as u64;
+                        let _ = writer.try_send(Message::Ack { bytes });
+                        let h = held.entry(circle).or_default();
+                        for op in ops {
+                            if !h.ops.contains(&op) {
+                                h.ops.push(op);
+                            }
+                        }
+                        for bytes in envelopes {
+                            let Ok(env) = Envelope::decode(&bytes) else { continue };
+                            let log = env.header.log();
+                            if log.doc == DocKind::LiaisonNotebook {
+                                h.notebook.entry(log).or_default().insert(env.header.seq, (peer, bytes));
+                                *count.entry("held").or_default() += 1;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                for (circle, h) in &held {
+                    for (log, envelopes) in &h.notebook {
+                        if envelopes.len() < forward {
+                            continue;
+                        }
+                        let first: Vec<(PeerId, Vec<u8>)> = envelopes.values().take(forward).cloned().collect();
+                        let Some((source, _)) = first.first().cloned() else { continue };
+                        for (peer, writer) in &writers {
+                            if *peer == source || !done.insert((*peer, *log)) {
+                                continue;
+                            }
+                            let data = |envelopes: Vec<Vec<u8>>| Message::Data {
+                                circle: *circle,
+                                ops: h.ops.clone(),
+                                envelopes,
+                            };
+                            // An altered copy of the first (one bit of its signature).
+                            let mut altered = first[0].1.clone();
+                            if let Some(b) = altered.last_mut() {
+                                *b ^= 1;
+                            }
+                            let _ = writer.try_send(data(vec![altered]));
+                            *count.entry("altered").or_default() += 1;
+                            // Then every one, last first, each alone; then all again.
+                            for _ in 0..2 {
+                                for (_, bytes) in first.iter().rev() {
+                                    let _ = writer.try_send(data(vec![bytes.clone()]));
+                                    *count.entry("sent_reversed").or_default() += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let withheld: usize = held
+        .values()
+        .flat_map(|h| h.notebook.values())
+        .map(|e| e.len().saturating_sub(forward))
+        .sum();
+    count.insert("withheld", withheld as u64);
+    println!("{}", serde_json::json!(count));
+}
+
 /// A member gone bad (see the module's comment).
 async fn member(args: &Args) {
     use cercle_node::circle::Circle;
@@ -564,6 +742,7 @@ async fn main() {
         "member" => member(&args).await,
         "discover" => discover(&args).await,
         "meet" => meet(&args).await,
+        "rogue-relay" => rogue_relay(&args).await,
         other => fail(&format!("unknown mode {other:?}")),
     }
 }

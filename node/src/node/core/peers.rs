@@ -251,6 +251,7 @@ impl NodeCore {
             }));
         }
         let incomplete = receipt.incomplete;
+        self.replayed += receipt.replays as u64;
         let mut staged = receipt.staged;
         let now_us = self.now.0;
         for (code, record) in &receipt.rejected {
@@ -363,6 +364,7 @@ impl NodeCore {
             refused: self.refusals.counts(),
             refused_unrecorded: self.refusals.unrecorded(),
             ignored_messages: self.refusals.ignored(),
+            replayed_envelopes: self.replayed,
         }
     }
 }
