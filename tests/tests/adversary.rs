@@ -3,7 +3,8 @@
 //! attack cost the node (its resident memory, from `/proc`) and checks that the members'
 //! work goes on while it lasts: a stranger's hundreds of streams of unfinished frames cost
 //! less than 32 MiB; a member that never reads costs as little and is disconnected; a member
-//! gone bad (replays, forgeries, a forked log, an oversized message, a flood of garbage) is
+//! gone bad (replays, forgeries, a rewrite of another's note, a forked log, an oversized
+//! message, a flood of garbage) is
 //! refused with each reason counted, what its flood makes the node write is bounded, and it is
 //! set aside (disconnected, not read for a while) once over its budget; a stranger at a relay
 //! learns nobody there while the members meet through it; a relay gone bad (altering,
@@ -200,6 +201,9 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
     let node_a = Daemon::start_logging(&a, &[], &args, log);
     let _node_b = up_on_loopback(&b, &[&node_a]);
     b.accept(&circle);
+    // A note of A's, which the member will try to rewrite.
+    const A_NOTE: &str = "Glycémie 1,20 g/L à jeun";
+    a_note_still_reaches_b(&a, &b, &circle, A_NOTE);
 
     let flood = 20_000;
     let out = adversary(&[
@@ -254,6 +258,17 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
         count("fork") >= 1,
         "the forked log was not refused: {status}"
     );
+    assert!(
+        count("schema") >= 1,
+        "the rewrite of A's note was not refused: {status}"
+    );
+    for home in [&a, &b] {
+        let notes = home.note_texts(&circle);
+        assert!(
+            notes.iter().any(|t| t == A_NOTE) && !notes.iter().any(|t| t.contains("réécrit")),
+            "A's note was rewritten: {notes:?}"
+        );
+    }
     assert!(
         count("oversized_message") >= 1,
         "the oversized message was not refused: {status}"

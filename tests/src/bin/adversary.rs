@@ -12,8 +12,9 @@
 //!     connects as that identity, says Hello, and never reads what it is sent
 //! adversary member to=ADDR identity=FILE circle=ID flood=N [secs=S]
 //!     a member gone bad: fetches the circle like any member, writes one honest note,
-//!     then replays it, forges it, forks its own log, sends an oversized message and
-//!     N envelopes of garbage (or garbage for S seconds, if given)
+//!     then replays it, forges it, forks its own log, rewrites another member's note (a
+//!     validly signed change to it), sends an oversized message and N envelopes of
+//!     garbage (or garbage for S seconds, if given)
 //! adversary discover to=ADDR
 //!     asks the peer's rendezvous service for every registration (no namespace)
 //! adversary meet to=ADDR identity=FILE circle=ID secs=SECS
@@ -563,6 +564,62 @@ async fn rogue_relay(args: &Args) {
     println!("{}", serde_json::json!(count));
 }
 
+/// An envelope that follows `honest` in the member's own notebook log, validly signed and
+/// sealed, whose change rewrites the text of a note another member wrote.
+fn rewrite_other_note(
+    me: &LocalIdentity,
+    circle: cercle_node::circle::membership::CircleId,
+    ops: &[Vec<u8>],
+    theirs: &[Vec<u8>],
+    honest: &[u8],
+    rng: &mut cercle_node::crypto::SecureRng,
+) -> Vec<u8> {
+    use automerge::transaction::Transactable as _;
+    use automerge::{ObjType, ROOT, ReadDoc as _, Value};
+    use cercle_crdt::DocKind;
+    use cercle_node::circle::Circle;
+    use cercle_node::envelope::{Envelope, Slot};
+
+    let (mut c, _) =
+        Circle::join(me, circle, ops).unwrap_or_else(|e| fail(&format!("not a member: {e}")));
+    let _ = c.receive(me, "node", &[], theirs, cercle_crdt::Timestamp(5));
+    let mut doc = automerge::AutoCommit::load(&c.save(DocKind::LiaisonNotebook))
+        .unwrap_or_else(|e| fail(&format!("no notebook: {e}")));
+    doc.set_actor(me.actor());
+    let object =
+        |doc: &automerge::AutoCommit, obj: &automerge::ObjId, key: &str| match doc.get(obj, key) {
+            Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
+            _ => None,
+        };
+    let entries = object(&doc, &ROOT, "entries").unwrap_or_else(|| fail("no entries"));
+    let keys: Vec<String> = doc.keys(&entries).collect();
+    let Some(target) = keys.iter().find_map(|k| object(&doc, &entries, k)) else {
+        fail("no note of another member to rewrite")
+    };
+    doc.put(&target, "text", "Texte réécrit par un autre membre")
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    doc.commit();
+    let changes: Vec<cercle_crdt::Change> = doc.get_last_local_change().into_iter().collect();
+    let epoch = c.resolution().epoch.unwrap_or_else(|| fail("no epoch"));
+    let key = c
+        .epoch_keys(me)
+        .remove(&epoch)
+        .unwrap_or_else(|| fail("no epoch key"));
+    let prev = Envelope::decode(honest)
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .hash();
+    let slot = Slot {
+        circle,
+        doc: DocKind::LiaisonNotebook,
+        seq: 2,
+        prev,
+    };
+    Envelope::seal(me, slot, (epoch, &key), &changes, rng)
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .bytes()
+        .to_vec()
+}
+
 /// A member gone bad (see the module's comment).
 async fn member(args: &Args) {
     use cercle_node::circle::Circle;
@@ -598,15 +655,26 @@ async fn member(args: &Args) {
     })
     .await;
     let mut ops = Vec::new();
+    let mut theirs = Vec::new();
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    while ops.is_empty() {
+    // Everything the node sends for the circle within a moment of the first data.
+    let mut settled: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = settled.unwrap_or(until);
         tokio::select! {
-            () = tokio::time::sleep_until(until) => fail("the node sent no data for the circle"),
+            () = tokio::time::sleep_until(deadline) => {
+                if ops.is_empty() {
+                    fail("the node sent no data for the circle");
+                }
+                break;
+            }
             m = messages.recv() => match m {
                 Some(Message::Data { circle: c, ops: o, envelopes }) if c == circle => {
                     let bytes = o.iter().chain(&envelopes).map(Vec::len).sum::<usize>() as u64;
-                    ops = o;
+                    ops.extend(o);
+                    theirs.extend(envelopes);
                     send(&Message::Ack { bytes }).await;
+                    settled.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(2));
                 }
                 Some(_) => {}
                 None => fail("the node closed its streams"),
@@ -638,6 +706,7 @@ async fn member(args: &Args) {
         envelopes,
     };
     let honest = write("Visite faite, RAS", &mut rng);
+    let rewrite = rewrite_other_note(&me, circle, &ops, &theirs, &honest, &mut rng);
     // The same position, other content: a fork of its own log.
     let fork = write("Visite annulée", &mut rng);
     let mut forged = honest.clone();
@@ -654,6 +723,8 @@ async fn member(args: &Args) {
     sent.insert("forged", 1);
     send(&data(vec![fork])).await;
     sent.insert("forked", 1);
+    send(&data(vec![rewrite])).await;
+    sent.insert("rewrote", 1);
     send(&data(vec![vec![
         0x42;
         cercle_node::sync::MAX_DATA_BYTES + 1
