@@ -1,7 +1,7 @@
 //! What each peer device may still make this program do: a token bucket per device of
 //! `burst` tokens, refilled by one every `every_us`. The relay's mailbox counts the new
 //! circles a device brings with it ([`MailboxLimits`](crate::mailbox::MailboxLimits)); a
-//! node counts the refusals it records of a device (`node::core::refusals`). Time comes in
+//! node counts the refusals it records of a device (`refusals`). Time comes in
 //! (microseconds); nothing here reads a clock. The buckets themselves are bounded: at most
 //! [`MAX_TRACKED`] devices, and a full bucket is forgotten when room is needed, as it
 //! holds nothing a fresh one would not.

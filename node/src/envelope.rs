@@ -726,7 +726,7 @@ impl EnvelopeLog {
 }
 
 fn reject(out: &mut Checked, device: Option<DeviceId>, bytes: &[u8], reason: EnvelopeRejection) {
-    tracing::warn!(%reason, "rejected envelope");
+    tracing::debug!(%reason, "rejected envelope");
     out.rejected.push(Rejected {
         device,
         hash: *blake3::hash(bytes).as_bytes(),

@@ -22,6 +22,8 @@
 //! - [`api`]: the local HTTP API and web UI that carry those requests.
 //! - [`mailbox`]: the relay's store of envelopes for offline members, checked without keys.
 //! - `bucket`: token buckets per peer device, for what a peer may make this program do.
+//! - `refusals`: what a node or a relay refused from each peer device, how much of it is
+//!   written down, and which devices are set aside.
 //! - [`relay`]: the relay node for operators (circuit relay, AutoNAT, mailbox, introductions, metrics).
 #![forbid(unsafe_code)]
 
@@ -39,6 +41,7 @@ pub mod net;
 pub mod node;
 pub mod ops;
 mod reader;
+mod refusals;
 pub mod relay;
 pub mod store;
 pub mod sync;

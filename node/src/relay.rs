@@ -146,6 +146,8 @@ struct Metrics {
     circuits: Gauge,
     circuits_accepted: Counter,
     introductions: Counter,
+    set_aside: Counter,
+    ignored_messages: Counter,
     rejections: Family<Refusal, Counter>,
     mailbox_circles: Gauge,
     mailbox_ops: Gauge,
@@ -181,6 +183,16 @@ impl Metrics {
             "cercle_relay_circuits_accepted",
             "Relayed connections accepted",
             self.circuits_accepted.clone(),
+        );
+        registry.register(
+            "cercle_relay_set_aside",
+            "Peers disconnected and ignored for a while for sending refused data without pause",
+            self.set_aside.clone(),
+        );
+        registry.register(
+            "cercle_relay_ignored_messages",
+            "Messages dropped unread from peers set aside",
+            self.ignored_messages.clone(),
         );
         registry.register(
             "cercle_relay_introductions",
@@ -236,6 +248,12 @@ impl Metrics {
         }
         self.mailbox_stored.inc_by(step.stored.envelopes as u64);
         self.introductions.inc_by(step.introductions as u64);
+        if step.set_aside.is_some() {
+            self.set_aside.inc();
+        }
+        if step.ignored {
+            self.ignored_messages.inc();
+        }
     }
 
     /// What the mailbox holds.
@@ -372,12 +390,14 @@ pub async fn run(
     let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
     // Peers that do not read what the mailbox sends them, to disconnect.
     let (drop_tx, mut drop_rx) = mpsc::channel::<crate::identity::DeviceId>(64);
+    // Peers over their budget of refusals, to disconnect and not read for a while.
+    let (aside_tx, mut aside_rx) = mpsc::channel::<crate::identity::DeviceId>(64);
     let carrier = tokio::spawn(carry(
         Exchange::new(mailbox),
         net_rx,
         metrics.clone(),
         healthy.clone(),
-        drop_tx.clone(),
+        (drop_tx.clone(), aside_tx),
     ));
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
@@ -405,6 +425,12 @@ pub async fn run(
                 }
             }
             Some(device) = drop_rx.recv() => {
+                if let Some(peer) = crate::net::peer_of(&device) {
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+            }
+            Some(device) = aside_rx.recv() => {
+                readers.set_aside(device, crate::refusals::SET_ASIDE_FOR);
                 if let Some(peer) = crate::net::peer_of(&device) {
                     let _ = swarm.disconnect_peer_id(peer);
                 }
@@ -452,7 +478,10 @@ async fn carry(
     mut events: mpsc::Receiver<NetEvent>,
     metrics: Arc<Metrics>,
     healthy: Arc<AtomicBool>,
-    drop_peer: mpsc::Sender<crate::identity::DeviceId>,
+    (drop_peer, set_aside): (
+        mpsc::Sender<crate::identity::DeviceId>,
+        mpsc::Sender<crate::identity::DeviceId>,
+    ),
 ) {
     let mut outbox = Outbox::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -479,6 +508,15 @@ async fn carry(
             _ = tick.tick() => tokio::task::block_in_place(|| exchange.tick(now())),
         };
         metrics.mailbox_step(&step);
+        if let Some(device) = step.set_aside {
+            tracing::warn!(
+                %device,
+                "a peer sends more refused data than is logged; it is disconnected and ignored for {:?}",
+                crate::refusals::SET_ASIDE_FOR
+            );
+            outbox.disconnected(&device);
+            let _ = set_aside.try_send(device);
+        }
         metrics.mailbox_totals(exchange.mailbox());
         if exchange.mailbox().failed() {
             healthy.store(false, Ordering::Relaxed);

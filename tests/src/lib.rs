@@ -471,6 +471,16 @@ pub struct Relay {
 impl Relay {
     /// Runs `PREFIX... cercle --home HOME --json relay ARGS...` and waits for its first line.
     pub fn start(home: &TestHome, prefix: &[&str], args: &[&str]) -> Relay {
+        Relay::start_logging(home, prefix, args, Stdio::inherit())
+    }
+
+    /// As [`Relay::start`], with the relay's log (its standard error) going to `log`.
+    pub fn start_logging(
+        home: &TestHome,
+        prefix: &[&str],
+        args: &[&str],
+        log: impl Into<Stdio>,
+    ) -> Relay {
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -486,6 +496,7 @@ impl Relay {
             .args(args)
             .env_remove("CERCLE_HOME")
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start cercle relay: {e}"));
         let mut line = String::new();

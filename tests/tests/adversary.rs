@@ -240,7 +240,7 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
     let logged = std::fs::read_to_string(&log_path)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("refused"))
+        .filter(|l| l.contains("refused") || l.contains("rejected"))
         .count();
     assert!(
         logged <= 64,
@@ -472,4 +472,105 @@ fn a_relay_gone_bad_costs_the_members_time_and_nothing_else() {
     );
     let _ = rogue.kill();
     let _ = rogue.wait();
+}
+
+/// The same member gone bad against the circle's relay, which anyone may connect to and
+/// every member pushes to: the relay refuses what it can check without a key (the forgery,
+/// the fork, the oversized message, the garbage), counts each by reason, logs a bounded
+/// part and sets the member aside once over its budget; what it cannot check (a validly
+/// signed rewrite of A's note) it passes on, and the members refuse it. The honest members
+/// go on through the relay.
+#[test]
+fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let relay_log = work.path().join("relay.log");
+    let log = std::fs::File::create(&relay_log).unwrap_or_else(|e| panic!("no log file: {e}"));
+    let relay_home = TestHome::new();
+    let relay_args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let relay = Relay::start_logging(&relay_home, &[], &relay_args, log);
+    let address = relay.addresses()[0].clone();
+    let (a, b, circle) = homes();
+    a.json(&["circle", "relays", &circle, &address]);
+    let (saved, _) = hostile_member(&a, &circle, work.path());
+    let mut args = loopback_args(&[]);
+    args.extend(["--relay".to_string(), address.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node_a = Daemon::start(&a, &[], &args);
+    let mut args_b = loopback_args(&[&node_a]);
+    args_b.extend(["--relay".to_string(), address.clone()]);
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let _node_b = Daemon::start(&b, &[], &args_b);
+    b.accept(&circle);
+    const A_NOTE: &str = "Glycémie 1,20 g/L à jeun";
+    a_note_still_reaches_b(&a, &b, &circle, A_NOTE);
+    let stored = |m: &cercle_tests::Metrics| m.value("cercle_relay_mailbox_stored_total", &[]);
+    assert!(
+        wait_until(20, || stored(&relay.metrics()) >= 1.0),
+        "A's note never reached the relay"
+    );
+
+    let flood = 20_000;
+    let out = adversary(&[
+        "member",
+        &format!("to={address}"),
+        &format!("identity={}", saved.display()),
+        &format!("circle={circle}"),
+        &format!("flood={flood}"),
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    assert!(out.status.success(), "the adversary failed");
+    let report = String::from_utf8_lossy(&out.stdout);
+
+    let refused = |reason: &str| {
+        relay.metrics().value(
+            "cercle_relay_mailbox_refusals_total",
+            &[("direction", "push"), ("reason", reason)],
+        )
+    };
+    assert!(
+        wait_until(20, || refused("malformed") >= 1.0),
+        "the garbage was not refused: {}",
+        relay.metrics().text
+    );
+    let m = relay.metrics();
+    for reason in ["bad_signature", "fork", "oversized"] {
+        assert!(refused(reason) >= 1.0, "{reason} not refused: {}", m.text);
+    }
+    assert!(
+        m.value("cercle_relay_set_aside_total", &[]) >= 1.0,
+        "the member was not set aside ({report}): {}",
+        m.text
+    );
+    let logged = std::fs::read_to_string(&relay_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("refused") || l.contains("rejected"))
+        .count();
+    assert!(
+        logged <= 64,
+        "the relay wrote {logged} log lines about refusals for a flood of {flood}"
+    );
+    // What the relay could not check, the members refuse; A's note stays as written.
+    assert!(
+        wait_until(20, || b.json(&["status"])["refused"]["schema"]
+            .as_u64()
+            .unwrap_or_default()
+            >= 1),
+        "B never refused the rewrite the relay passed on: {}",
+        b.json(&["status"])
+    );
+    for home in [&a, &b] {
+        let notes = home.note_texts(&circle);
+        assert!(
+            notes.iter().any(|t| t == A_NOTE) && !notes.iter().any(|t| t.contains("réécrit")),
+            "A's note was rewritten: {notes:?}"
+        );
+    }
+    a_note_still_reaches_b(&a, &b, &circle, "Pas de fièvre");
 }

@@ -17,9 +17,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::identity::DeviceId;
+use crate::refusals::{Counted, Refusals};
 use crate::sync::{Message, PeerSync, SyncRejection};
 
 use super::{Delivery, Mailbox};
+
+/// Refusals of the relay's policy, which honest peers meet too (see [`Exchange::message`]).
+const POLICY: [&str; 8] = [
+    "not_member",
+    "not_named",
+    "circles_full",
+    "quota",
+    "relay_full",
+    "new_circle_rate",
+    "unavailable",
+    "after_removal",
+];
 
 /// Retention is enforced this often (microseconds).
 const SWEEP_EVERY: i64 = 3600 * 1_000_000;
@@ -53,6 +66,11 @@ pub struct Step {
     pub stored: Delivery,
     /// [`Message::Met`] messages among [`Step::sends`].
     pub introductions: usize,
+    /// The device went over its budget of refusals: disconnect it and read none of its
+    /// streams for [`crate::refusals::SET_ASIDE_FOR`].
+    pub set_aside: Option<DeviceId>,
+    /// The message was dropped unread: its device is set aside.
+    pub ignored: bool,
 }
 
 /// The mailbox and the protocol state of each connected device.
@@ -62,6 +80,8 @@ pub struct Exchange {
     peers: BTreeMap<DeviceId, PeerSync>,
     /// Connected devices already introduced to the others (on their first `Hello`).
     introduced: BTreeSet<DeviceId>,
+    /// Each device's budget of logged refusals, and the devices set aside.
+    refusals: Refusals,
     last_sweep: Option<i64>,
 }
 
@@ -71,6 +91,7 @@ impl Exchange {
             mailbox,
             peers: BTreeMap::new(),
             introduced: BTreeSet::new(),
+            refusals: Refusals::default(),
             last_sweep: None,
         }
     }
@@ -106,7 +127,41 @@ impl Exchange {
 
     /// A message from a device. Stored data is on disk when this returns, before the
     /// acknowledgement in [`Step::sends`] goes out.
+    ///
+    /// Each refusal is counted (in [`Step::refused`], for the metrics). Those honest
+    /// software never causes are also logged within each device's [`crate::refusals`]
+    /// budget, and a device past it is set aside; the relay's own policy (a circle that
+    /// does not name it, a quota, a member removed from a circle it still offers) refuses
+    /// honest peers too, so it is only counted.
     pub fn message(&mut self, device: DeviceId, message: Message, now_ms: i64) -> Step {
+        let now_us = now_ms.saturating_mul(1000);
+        if self.refusals.ignores(&device, now_us) {
+            return Step {
+                ignored: true,
+                ..Step::default()
+            };
+        }
+        let mut step = self.take(device, message, now_ms);
+        for (direction, reason) in &step.refused {
+            if POLICY.contains(reason) {
+                continue;
+            }
+            match self.refusals.count(device, reason, now_us) {
+                Counted::Record => {
+                    tracing::info!(%device, direction = direction.as_str(), reason, "refused a mailbox request");
+                }
+                Counted::SetAside => step.set_aside = Some(device),
+                Counted::Quiet => {}
+            }
+        }
+        if step.set_aside.is_some() {
+            self.disconnected(&device);
+        }
+        step
+    }
+
+    /// What one message does, its refusals named.
+    fn take(&mut self, device: DeviceId, message: Message, now_ms: i64) -> Step {
         let mut step = Step::default();
         if let Message::Hello { circles } = &message {
             let ids: Vec<_> = circles.iter().map(|(c, _)| *c).collect();
@@ -130,7 +185,6 @@ impl Exchange {
         let (replies, received) = match sync.receive(&self.mailbox, message, now_ms) {
             Ok(r) => r,
             Err(e) => {
-                tracing::info!(%device, reason = %e, "refused a mailbox request");
                 let kind = match e {
                     SyncRejection::NotShared => "not_member",
                     SyncRejection::TooLarge(_) => "oversized",

@@ -469,7 +469,7 @@ impl Mailbox {
             match self.adopt(from, circle, &data.ops, now) {
                 Ok(()) => {}
                 Err(r) => {
-                    tracing::info!(%circle, device = %from, reason = %r, "refused a new circle");
+                    tracing::debug!(%circle, device = %from, reason = %r, "refused a new circle");
                     delivery.refused.push(r);
                     return delivery;
                 }
@@ -1145,5 +1145,66 @@ mod tests {
             .collect();
         assert_eq!(to_nurse, ids);
         assert_eq!(step.introductions, 2 * CIRCLES);
+    }
+
+    /// A device sending refused data without pause is set aside once over its budget, and
+    /// its messages are then dropped unread; refusals of the relay's policy, which honest
+    /// peers meet too, never set one aside.
+    #[test]
+    fn the_exchange_sets_aside_a_device_over_its_budget_but_not_for_policy() {
+        use crate::sync::Message;
+        use exchange::Exchange;
+
+        let scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap();
+        let relay = person("Relais");
+        let limits = MailboxLimits {
+            named_only: Some(relay.device()),
+            ..MailboxLimits::default()
+        };
+        let mut ex = Exchange::new(open(dir.path(), limits));
+        let (gp, nurse) = (scene.gp.device(), scene.nurse.device());
+        ex.connected(gp, 0);
+        ex.connected(nurse, 0);
+        // The circle does not name this relay: every push refused, none sets the GP aside.
+        for t in 0..200 {
+            let push = scene.push(Vec::new());
+            let data = Message::Data {
+                circle: push.circle,
+                ops: push.ops,
+                envelopes: push.envelopes,
+            };
+            let step = ex.message(gp, data, t);
+            assert_eq!(step.refused.len(), 1);
+            assert_eq!(step.set_aside, None);
+        }
+        // Garbage, at a relay that keeps the circle: set aside past the budget, then not
+        // read.
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let d = mailbox.receive(&gp, scene.push(Vec::new()), 0);
+        assert_eq!(d.refused, vec![]);
+        let mut ex = Exchange::new(mailbox);
+        ex.connected(nurse, 0);
+        let garbage = || Message::Data {
+            circle: scene.circle.id(),
+            ops: Vec::new(),
+            envelopes: vec![vec![0x42; 8]; 16],
+        };
+        let mut aside_at = None;
+        for t in 0..10 {
+            let step = ex.message(nurse, garbage(), 1_000 + t);
+            if step.set_aside.is_some() {
+                aside_at = Some(t);
+                break;
+            }
+        }
+        let refusals = crate::refusals::RECORD_BURST as i64;
+        assert_eq!(aside_at, Some(refusals / 16), "16 refusals a message");
+        let step = ex.message(nurse, garbage(), 2_000);
+        assert!(step.ignored && step.refused.is_empty());
+        // A minute later, read again.
+        let later = 2_000 + crate::refusals::SET_ASIDE_FOR.as_millis() as i64;
+        assert!(!ex.message(nurse, garbage(), later).ignored);
     }
 }

@@ -35,8 +35,7 @@ pub(crate) mod blobs;
 pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
-mod refusals;
-pub use refusals::SET_ASIDE_FOR;
+pub use crate::refusals::SET_ASIDE_FOR;
 mod writes;
 
 use writes::{After, Writes};
@@ -249,7 +248,7 @@ pub struct NodeCore {
     /// The time of the input being handled.
     now: Now,
     /// What peers sent that was refused: counts, and each peer's budget of records.
-    refusals: refusals::Refusals,
+    refusals: crate::refusals::Refusals,
     /// Envelopes received again since the node started (already held, not applied twice).
     replayed: u64,
     /// The effects of the input being handled.
@@ -280,7 +279,7 @@ impl NodeCore {
             serving: None,
             rng,
             now: Now(0),
-            refusals: refusals::Refusals::default(),
+            refusals: crate::refusals::Refusals::default(),
             replayed: 0,
             out: Vec::new(),
             writes: Writes::default(),

@@ -2,7 +2,6 @@
 //! invites and document contents have their own handlers), what the node pushes to them,
 //! and the node's status as people read it.
 
-use super::refusals::Counted;
 use super::{Effect, NodeCore};
 use crate::api::NodeEvent;
 use crate::circle::Circle;
@@ -10,6 +9,7 @@ use crate::circle::membership::CircleId;
 use crate::envelope::EnvelopeRef;
 use crate::identity::DeviceId;
 use crate::ops::status::{NodeStatus as Status, PeerRow};
+use crate::refusals::Counted;
 use crate::sync::{Local, MAX_MET_DEVICES, Message, PeerSync, Received};
 
 /// One connected peer device.

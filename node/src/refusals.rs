@@ -1,7 +1,8 @@
-//! What this node refused from its peers, and how much of it is written down.
+//! What this node (or relay) refused from its peers, and how much of it is written down.
 //!
 //! Every refusal (a sync message, a frame, a membership operation, an envelope) is counted
-//! by reason; the counts are in the node's status for the operator and the tests. Each
+//! by reason; the counts are in the node's status (a relay's metrics) for the operator and
+//! the tests. Each
 //! refused envelope or operation is also *recorded* (a rejection record in the store, a
 //! `WARN` line in the log) as evidence, but a member can send a refusal for every byte: so
 //! each peer device has a budget of [`RECORD_BURST`] records, refilled by one every
