@@ -17,6 +17,13 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 
 const MIB: u64 = 1024 * 1024;
+/// A relay listening and serving its metrics on loopback.
+const RELAY_ON_LOOPBACK: [&str; 4] = [
+    "--listen",
+    "/ip4/127.0.0.1/tcp/0",
+    "--metrics",
+    "127.0.0.1:0",
+];
 
 fn adversary(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_adversary"));
@@ -44,6 +51,25 @@ fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
     (a, b, circle, node_a, node_b)
 }
 
+/// A new identity for the adversary, saved in `dir`; returns where, and what the adversary
+/// printed (its card and member id).
+fn adversary_identity(
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, serde_json::Value) {
+    let saved = dir.join(format!("{}.json", name.replace(' ', "-")));
+    let made = adversary(&[
+        "identity",
+        &format!("out={}", saved.display()),
+        &format!("name={name}"),
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout)
+        .unwrap_or_else(|e| panic!("the adversary printed no identity: {e}"));
+    (saved, made)
+}
+
 /// An adversary's member identity (saved in `dir`), added by A to `circle` as a
 /// professional; returns where it is saved and what the adversary printed.
 fn hostile_member(
@@ -51,22 +77,60 @@ fn hostile_member(
     circle: &str,
     dir: &std::path::Path,
 ) -> (std::path::PathBuf, serde_json::Value) {
-    let saved = dir.join("member.json");
-    let made = adversary(&[
-        "identity",
-        &format!("out={}", saved.display()),
-        "name=Marc Roux",
-    ])
-    .output()
-    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
-    let made: serde_json::Value = serde_json::from_slice(&made.stdout)
-        .unwrap_or_else(|e| panic!("the adversary printed no identity: {e}"));
+    let (saved, made) = adversary_identity(dir, "Marc Roux");
     a.add_member(
         circle,
         made["card"].as_str().unwrap_or_default(),
         "professional",
     );
     (saved, made)
+}
+
+/// `home`'s node on loopback whose only path to others is the relay at `address` (no
+/// peer given, no mDNS).
+fn only_through(home: &TestHome, address: &str) -> Daemon {
+    let args = [
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--relay",
+        address,
+    ];
+    Daemon::start(home, &[], &args)
+}
+
+/// Runs the `adversary member` process against the peer at `to` as the member saved at
+/// `saved`, with a flood of `flood` garbage envelopes; returns what it reported.
+fn member_attack(to: &str, saved: &std::path::Path, circle: &str, flood: u64) -> String {
+    let out = adversary(&[
+        "member",
+        &format!("to={to}"),
+        &format!("identity={}", saved.display()),
+        &format!("circle={circle}"),
+        &format!("flood={flood}"),
+    ])
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
+    assert!(out.status.success(), "the adversary failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lines of the log at `path` about refused or rejected data.
+fn refusal_lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("refused") || l.contains("rejected"))
+        .count()
+}
+
+/// `home` lists `note` as written, and no rewrite of it.
+fn a_note_stands(home: &TestHome, circle: &str, note: &str) {
+    let notes = home.note_texts(circle);
+    assert!(
+        notes.iter().any(|t| t == note) && !notes.iter().any(|t| t.contains("réécrit")),
+        "the note was rewritten: {notes:?}"
+    );
 }
 
 /// A note written on A reaches B within 20 s.
@@ -206,17 +270,7 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
     a_note_still_reaches_b(&a, &b, &circle, A_NOTE);
 
     let flood = 20_000;
-    let out = adversary(&[
-        "member",
-        &format!("to={}", node_a.tcp_address()),
-        &format!("identity={}", saved.display()),
-        &format!("circle={circle}"),
-        &format!("flood={flood}"),
-    ])
-    .output()
-    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
-    assert!(out.status.success(), "the adversary failed");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = member_attack(&node_a.tcp_address(), &saved, &circle, flood);
 
     // What the flood made A do: refuse the garbage, record a bounded part of it, and set
     // the member aside (disconnected, not read) once over its budget.
@@ -237,11 +291,7 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
         recorded <= 64,
         "{recorded} refusals recorded for a flood of {flood}"
     );
-    let logged = std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("refused") || l.contains("rejected"))
-        .count();
+    let logged = refusal_lines(&log_path);
     assert!(
         logged <= 64,
         "A wrote {logged} log lines about refusals for a flood of {flood}"
@@ -263,11 +313,7 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
         "the rewrite of A's note was not refused: {status}"
     );
     for home in [&a, &b] {
-        let notes = home.note_texts(&circle);
-        assert!(
-            notes.iter().any(|t| t == A_NOTE) && !notes.iter().any(|t| t.contains("réécrit")),
-            "A's note was rewritten: {notes:?}"
-        );
+        a_note_stands(home, &circle, A_NOTE);
     }
     assert!(
         count("oversized_message") >= 1,
@@ -313,25 +359,12 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
 #[test]
 fn a_stranger_at_the_relay_learns_nobody_while_the_members_meet_there() {
     let relay_home = TestHome::new();
-    let relay_args = [
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--metrics",
-        "127.0.0.1:0",
-    ];
-    let relay = Relay::start(&relay_home, &[], &relay_args);
+    let relay = Relay::start(&relay_home, &[], &RELAY_ON_LOOPBACK);
     let address = relay.addresses()[0].clone();
     let (a, b, circle) = homes();
     a.json(&["circle", "relays", &circle, &address]);
-    let args = [
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--relay",
-        &address,
-    ];
-    let node_a = Daemon::start(&a, &[], &args);
-    let node_b = Daemon::start(&b, &[], &args);
+    let node_a = only_through(&a, &address);
+    let node_b = only_through(&b, &address);
     b.accept(&circle);
     let peers = |home: &TestHome| home.cercle(&["peers"]).stdout;
     assert!(
@@ -359,15 +392,7 @@ fn a_stranger_at_the_relay_learns_nobody_while_the_members_meet_there() {
     );
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let saved = dir.path().join("stranger.json");
-    let made = adversary(&[
-        "identity",
-        &format!("out={}", saved.display()),
-        "name=Inconnu",
-    ])
-    .output()
-    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
-    assert!(made.status.success());
+    let (saved, _) = adversary_identity(dir.path(), "Inconnu");
     let met = adversary(&[
         "meet",
         &format!("to={address}"),
@@ -415,15 +440,8 @@ fn a_relay_gone_bad_costs_the_members_time_and_nothing_else() {
     let said: serde_json::Value =
         serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
     let address = said["address"].as_str().unwrap_or_default().to_string();
-    let args = [
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--relay",
-        &address,
-    ];
-    let node_a = Daemon::start(&a, &[], &args);
-    let mut node_b = Daemon::start(&b, &[], &args);
+    let node_a = only_through(&a, &address);
+    let mut node_b = only_through(&b, &address);
     let notes = [
         "Passage 1 : pansement refait",
         "Passage 2 : glycémie 1,10 g/L",
@@ -486,13 +504,7 @@ fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
     let relay_log = work.path().join("relay.log");
     let log = std::fs::File::create(&relay_log).unwrap_or_else(|e| panic!("no log file: {e}"));
     let relay_home = TestHome::new();
-    let relay_args = [
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--metrics",
-        "127.0.0.1:0",
-    ];
-    let relay = Relay::start_logging(&relay_home, &[], &relay_args, log);
+    let relay = Relay::start_logging(&relay_home, &[], &RELAY_ON_LOOPBACK, log);
     let address = relay.addresses()[0].clone();
     let (a, b, circle) = homes();
     a.json(&["circle", "relays", &circle, &address]);
@@ -515,17 +527,7 @@ fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
     );
 
     let flood = 20_000;
-    let out = adversary(&[
-        "member",
-        &format!("to={address}"),
-        &format!("identity={}", saved.display()),
-        &format!("circle={circle}"),
-        &format!("flood={flood}"),
-    ])
-    .output()
-    .unwrap_or_else(|e| panic!("cannot run the adversary: {e}"));
-    assert!(out.status.success(), "the adversary failed");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = member_attack(&address, &saved, &circle, flood);
 
     let refused = |reason: &str| {
         relay.metrics().value(
@@ -547,11 +549,7 @@ fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
         "the member was not set aside ({report}): {}",
         m.text
     );
-    let logged = std::fs::read_to_string(&relay_log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("refused") || l.contains("rejected"))
-        .count();
+    let logged = refusal_lines(&relay_log);
     assert!(
         logged <= 64,
         "the relay wrote {logged} log lines about refusals for a flood of {flood}"
@@ -566,11 +564,7 @@ fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
         b.json(&["status"])
     );
     for home in [&a, &b] {
-        let notes = home.note_texts(&circle);
-        assert!(
-            notes.iter().any(|t| t == A_NOTE) && !notes.iter().any(|t| t.contains("réécrit")),
-            "A's note was rewritten: {notes:?}"
-        );
+        a_note_stands(home, &circle, A_NOTE);
     }
     a_note_still_reaches_b(&a, &b, &circle, "Pas de fièvre");
 }

@@ -64,6 +64,16 @@ fn fail(why: &str) -> ! {
 }
 
 fn swarm(key: libp2p::identity::Keypair) -> Swarm<Behaviour> {
+    swarm_with(key, |_| Behaviour {
+        stream: libp2p_stream::Behaviour::new(),
+    })
+}
+
+/// A swarm over TCP (Noise, Yamux) with the behaviour `make` builds.
+fn swarm_with<B: NetworkBehaviour>(
+    key: libp2p::identity::Keypair,
+    make: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> Swarm<B> {
     libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -72,9 +82,7 @@ fn swarm(key: libp2p::identity::Keypair) -> Swarm<Behaviour> {
             yamux::Config::default,
         )
         .unwrap_or_else(|e| fail(&e.to_string()))
-        .with_behaviour(|_| Behaviour {
-            stream: libp2p_stream::Behaviour::new(),
-        })
+        .with_behaviour(|key| make(key))
         .unwrap_or_else(|e| fail(&e.to_string()))
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
         .build()
@@ -262,13 +270,13 @@ async fn never_read(args: &Args) {
     );
 }
 
-/// The frames arriving on the sync streams the node opens to us, decoded.
+/// The frames arriving on the sync streams peers open to us, decoded, with the peer.
 fn read_incoming(
     mut incoming: libp2p_stream::IncomingStreams,
-) -> tokio::sync::mpsc::Receiver<Message> {
+) -> tokio::sync::mpsc::Receiver<(PeerId, Message)> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
-        while let Some((_, mut stream)) = incoming.next().await {
+        while let Some((peer, mut stream)) = incoming.next().await {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut decoder = wire::FrameDecoder::default();
@@ -278,7 +286,7 @@ fn read_incoming(
                 loop {
                     while let Ok(Some(frame)) = decoder.next_frame(&mut buffer) {
                         if let Ok(m) = wire::decode(&frame)
-                            && tx.send(m).await.is_err()
+                            && tx.send((peer, m)).await.is_err()
                         {
                             return;
                         }
@@ -305,19 +313,9 @@ async fn discover(args: &Args) {
         rendezvous: rendezvous::client::Behaviour,
     }
     let key = libp2p::identity::Keypair::generate_ed25519();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()))
-        .with_behaviour(|key| Asker {
-            rendezvous: rendezvous::client::Behaviour::new(key.clone()),
-        })
-        .unwrap_or_else(|e| fail(&e.to_string()))
-        .build();
+    let mut swarm = swarm_with(key, |key| Asker {
+        rendezvous: rendezvous::client::Behaviour::new(key.clone()),
+    });
     let address: Multiaddr = arg(args, "to")
         .parse()
         .unwrap_or_else(|_| fail("to= is not a multiaddress"));
@@ -375,7 +373,7 @@ async fn meet(args: &Args) {
         tokio::select! {
             () = tokio::time::sleep_until(until) => break,
             m = messages.recv() => match m {
-                Some(Message::Met { devices: d, .. }) => {
+                Some((_, Message::Met { devices: d, .. })) => {
                     met += 1;
                     devices.extend(d.iter().map(ToString::to_string));
                 }
@@ -417,35 +415,10 @@ async fn rogue_relay(args: &Args) {
         .listen_on(listen)
         .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
     let mut control = swarm.behaviour().stream.new_control();
-    let mut incoming = control
+    let incoming = control
         .accept(SYNC_PROTOCOL)
         .unwrap_or_else(|e| fail(&e.to_string()));
-    // Frames from every peer's stream, with the peer.
-    let (from_tx, mut from_rx) = tokio::sync::mpsc::channel::<(PeerId, Message)>(1024);
-    tokio::spawn(async move {
-        while let Some((peer, mut stream)) = incoming.next().await {
-            let tx = from_tx.clone();
-            tokio::spawn(async move {
-                let mut decoder = wire::FrameDecoder::default();
-                decoder.open_up();
-                let mut buffer = bytes::BytesMut::new();
-                let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    while let Ok(Some(frame)) = decoder.next_frame(&mut buffer) {
-                        if let Ok(m) = wire::decode(&frame)
-                            && tx.send((peer, m)).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
+    let mut from_rx = read_incoming(incoming);
     // One writer task per connected peer, fed through a channel.
     let mut writers: BTreeMap<PeerId, tokio::sync::mpsc::Sender<Message>> = BTreeMap::new();
     let mut held: BTreeMap<CircleId, Held> = BTreeMap::new();
@@ -669,7 +642,7 @@ async fn member(args: &Args) {
                 break;
             }
             m = messages.recv() => match m {
-                Some(Message::Data { circle: c, ops: o, envelopes }) if c == circle => {
+                Some((_, Message::Data { circle: c, ops: o, envelopes })) if c == circle => {
                     let bytes = o.iter().chain(&envelopes).map(Vec::len).sum::<usize>() as u64;
                     ops.extend(o);
                     theirs.extend(envelopes);
