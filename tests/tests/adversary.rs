@@ -144,7 +144,15 @@ fn a_note_still_reaches_b(a: &TestHome, b: &TestHome, circle: &str, text: &str) 
 
 #[test]
 fn a_stranger_sending_many_streams_of_unfinished_large_frames_costs_the_node_little() {
-    let (a, b, circle, node_a, _node_b) = team();
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let log_path = work.path().join("a.log");
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("no log file: {e}"));
+    let (a, b, circle) = homes();
+    let args = loopback_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node_a = Daemon::start_logging(&a, &[], &args, log);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    b.accept(&circle);
     let before = node_a.resident_bytes();
     // 512 streams, each announcing a frame of almost 1 MiB and sending 900 kB of it: half a
     // gigabyte if a node buffered every partial frame of every stream.
@@ -172,6 +180,18 @@ fn a_stranger_sending_many_streams_of_unfinished_large_frames_costs_the_node_lit
         "the node grew from {} MiB to {} MiB under the attack ({report})",
         before / MIB,
         peak / MIB
+    );
+    // Each of the 512 streams was closed with a reason; the log took a bounded part of
+    // them (a minute's budget, perhaps two if the attack straddled a minute).
+    let lines = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("sync stream") || l.contains("sync frame"))
+        .count() as u64;
+    let most = 2 * cercle_node::net::PEER_LINES_PER_MINUTE + 1;
+    assert!(
+        lines <= most,
+        "A wrote {lines} log lines about a stranger's streams"
     );
 }
 

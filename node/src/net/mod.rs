@@ -22,6 +22,7 @@
 //! not buffered here).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -551,6 +552,52 @@ pub(crate) async fn open_stream(
     }
 }
 
+/// Lines about what peers' streams and frames did wrong, at most [`PEER_LINES_PER_MINUTE`]
+/// a minute in all: any peer, a stranger with a fresh key each time, can cause one for every
+/// few bytes it sends, and a log is a disk.
+static PEER_LINES: LogBudget = LogBudget::new();
+pub const PEER_LINES_PER_MINUTE: u64 = 32;
+
+/// A budget of log lines per minute, for the whole process.
+struct LogBudget {
+    minute: AtomicU64,
+    used: AtomicU64,
+    over: AtomicU64,
+}
+
+impl LogBudget {
+    const fn new() -> LogBudget {
+        LogBudget {
+            minute: AtomicU64::new(0),
+            used: AtomicU64::new(0),
+            over: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more line may be written now. When a new minute starts, one line says
+    /// how many were left out in the last.
+    fn allow(&self) -> bool {
+        let minute = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60);
+        if self.minute.swap(minute, Ordering::Relaxed) != minute {
+            self.used.store(0, Ordering::Relaxed);
+            let over = self.over.swap(0, Ordering::Relaxed);
+            if over > 0 {
+                tracing::warn!(
+                    left_out = over,
+                    "more lines about peers' refused frames were left out of the log"
+                );
+            }
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < PEER_LINES_PER_MINUTE {
+            return true;
+        }
+        self.over.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
 /// Reads a peer's sync stream and hands each message to the core. Frames are cut as their
 /// bytes arrive ([`wire::FrameDecoder`]); large ones only after the peer's `Hello`.
 pub(crate) async fn read_stream(
@@ -574,11 +621,17 @@ pub(crate) async fn read_stream(
                         return;
                     }
                 }
-                Err(e) => tracing::warn!(%device, reason = %e, "refused a sync frame"),
+                Err(e) => {
+                    if PEER_LINES.allow() {
+                        tracing::warn!(%device, reason = %e, "refused a sync frame");
+                    }
+                }
             },
             Err(e) => {
                 // Framing is lost (a frame over the limit, or the stream broke).
-                tracing::warn!(%device, reason = %e, "closing a sync stream");
+                if PEER_LINES.allow() {
+                    tracing::warn!(%device, reason = %e, "closing a sync stream");
+                }
                 return;
             }
         }
@@ -615,7 +668,9 @@ impl Readers {
         if let Some(old) = self.tasks.remove(&device) {
             old.abort();
         } else if self.tasks.len() >= MAX_INBOUND_STREAMS {
-            tracing::warn!(%device, "too many peers' sync streams open; one more refused");
+            if PEER_LINES.allow() {
+                tracing::warn!(%device, "too many peers' sync streams open; one more refused");
+            }
             return;
         }
         self.tasks.insert(
