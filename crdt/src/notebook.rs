@@ -400,6 +400,11 @@ impl LiaisonNotebook {
                 "only alerts are acknowledged".into(),
             ));
         }
+        if original.member("author") == Some(by) {
+            return Err(WriteError::NotAllowed(
+                "an alert is acknowledged by someone other than its author".into(),
+            ));
+        }
         self.replica.write(at, |doc, ctx| {
             let acks = root_obj(doc, "acks").ok_or(WriteError::Automerge("no acks".into()))?;
             let id = ctx.next_item_id();

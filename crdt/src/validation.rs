@@ -84,6 +84,9 @@ pub enum Rejection {
     /// An acknowledgement of an entry that is not an alert.
     #[error("entry {entry} is not an alert and cannot be acknowledged")]
     AcknowledgesNonAlert { entry: String },
+    /// An alert acknowledged by its own author: an alert asks someone else to act.
+    #[error("alert {entry} is acknowledged by its own author; someone else must")]
+    AcknowledgesOwnAlert { entry: String },
     /// A change whose dependencies are neither in the document nor earlier in the batch.
     #[error("{count} change(s) this batch depends on have not been received")]
     MissingDependencies { count: usize },
@@ -535,6 +538,10 @@ impl<'a> Batch<'a> {
                 if self.item_field("entries", &entry, "kind").as_deref() != Some("alert") {
                     return Err(Rejection::AcknowledgesNonAlert { entry });
                 }
+                let entry_author = self.item_field("entries", &entry, "author");
+                if entry_author == Some(self.author.member.to_hex()) {
+                    return Err(Rejection::AcknowledgesOwnAlert { entry });
+                }
             }
             _ => {}
         }
@@ -626,9 +633,10 @@ fn short_actor(a: &ActorId) -> String {
 #[cfg(test)]
 mod tests {
     use automerge::transaction::Transactable;
-    use automerge::{ROOT, ScalarValue, Value};
+    use automerge::{ObjType, ROOT, ScalarValue, Value};
 
     use super::*;
+    use crate::document::WriteError;
     use crate::notebook::{EntryKind, LiaisonNotebook, NewEntry};
     use crate::patient_file::{IdentityUpdate, ItemList, PatientFile};
     use crate::thread::Thread;
@@ -636,6 +644,7 @@ mod tests {
 
     const ALICE: MemberId = MemberId::from_const([0xa1; 32]);
     const BOB: MemberId = MemberId::from_const([0xb0; 32]);
+    const CAROL: MemberId = MemberId::from_const([0xc0; 32]);
     const T: Timestamp = Timestamp(1_790_000_000_000);
 
     fn actor(n: u8) -> ActorId {
@@ -804,10 +813,41 @@ mod tests {
         assert!(matches!(r, Err(Rejection::Deletes { .. })), "{r:?}");
     }
 
+    /// An alert asks someone else to act: its author may not close it, neither through the
+    /// typed API nor with a change crafted by hand.
+    #[test]
+    fn an_alert_acknowledged_by_its_author_is_rejected() {
+        let (mut a, _, _, alert) = notebooks();
+        assert!(matches!(
+            a.acknowledge(ALICE, &alert, T),
+            Err(WriteError::NotAllowed(_))
+        ));
+        let mut doc = raw(a.replica(), actor(1));
+        let acks = obj(&doc, &["acks"]);
+        let ack = doc
+            .put_object(&acks, item_id(&actor(1), 3, 0).as_str(), ObjType::Map)
+            .unwrap_or(automerge::ROOT);
+        doc.put(&ack, "by", ALICE.to_hex()).unwrap_or_default();
+        doc.put(&ack, "at", automerge::ScalarValue::Timestamp(T.millis()))
+            .unwrap_or_default();
+        doc.put(&ack, "entry", alert.as_str()).unwrap_or_default();
+        let r = check(
+            a.replica(),
+            &commit(&mut doc),
+            author(ALICE, Role::Professional),
+        );
+        assert!(
+            matches!(r, Err(Rejection::AcknowledgesOwnAlert { .. })),
+            "{r:?}"
+        );
+        // Someone else may.
+        assert!(a.acknowledge(BOB, &alert, T).is_ok());
+    }
+
     #[test]
     fn rewriting_an_acknowledgement_is_rejected() {
         let (mut a, _, _, alert) = notebooks();
-        let ack = a.acknowledge(ALICE, &alert, T).unwrap_or_default();
+        let ack = a.acknowledge(BOB, &alert, T).unwrap_or_default();
         let mut doc = raw(a.replica(), actor(1));
         let ack_obj = obj(&doc, &["acks", &ack]);
         doc.put(&ack_obj, "at", automerge::ScalarValue::Timestamp(0))
@@ -828,7 +868,7 @@ mod tests {
         let (mut a, _, _, alert) = notebooks();
         let mut forged = LiaisonNotebook::load(&a.replica_mut().save(), actor(7))
             .unwrap_or_else(|_| LiaisonNotebook::new(actor(7)));
-        forged.acknowledge(ALICE, &alert, T).unwrap_or_default();
+        forged.acknowledge(CAROL, &alert, T).unwrap_or_default();
         let changes: Vec<Change> = forged
             .replica_mut()
             .last_local_change()

@@ -79,7 +79,7 @@ impl Doc for LiaisonNotebook {
             _ => {
                 let alerts: Vec<_> = entries
                     .iter()
-                    .filter(|e| e.kind == EntryKind::Alert)
+                    .filter(|e| e.kind == EntryKind::Alert && e.author != me)
                     .collect();
                 match alerts.get(pick % alerts.len().max(1)) {
                     Some(e) => self.acknowledge(me, &e.id, at).map(|_| ()),

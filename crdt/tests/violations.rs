@@ -17,6 +17,7 @@ use proptest::prelude::*;
 
 const HONEST: MemberId = MemberId::from_const([0x11; 32]);
 const MALLORY: MemberId = MemberId::from_const([0x66; 32]);
+const COLLEAGUE: MemberId = MemberId::from_const([0x22; 32]);
 const T: Timestamp = Timestamp(1_790_000_000_000);
 
 fn mallory_actor() -> ActorId {
@@ -43,7 +44,7 @@ fn notebook(n: usize) -> LiaisonNotebook {
                 let _ = nb.amend(HONEST, &id, "corrigée", T);
             }
             if kind == EntryKind::Alert {
-                let _ = nb.acknowledge(HONEST, &id, T);
+                let _ = nb.acknowledge(COLLEAGUE, &id, T);
             }
         }
     }

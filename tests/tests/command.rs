@@ -217,6 +217,14 @@ fn every_command_answers_in_json() {
         "Prise de poids de 2 kg en 3 jours",
     ]);
     assert_eq!(amended["id"], note_id.as_str());
+    // Its author cannot close it, and is told who may.
+    let own = a.cercle(&["note", "ack", &circle, &note_id[..8]]);
+    assert_ne!(own.code, Some(0));
+    assert!(
+        own.stderr.contains("someone other than its author"),
+        "{}",
+        own.stderr
+    );
     // B acknowledges the alert once it reached B's node.
     assert!(wait_until(15, || b
         .cercle(&["--json", "note", "ack", &circle, &note_id[..8]])

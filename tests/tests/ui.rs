@@ -103,6 +103,15 @@ fn two_members_work_together_in_their_browsers() {
     );
     let id = item_id(&b, "#live-notes", alert);
     assert!(!id.is_empty());
+    // Its author cannot close it: no button on A's page, and the node refuses it anyway.
+    let buttons = a.script(&format!(
+        "return document.querySelectorAll(\"[id='{id}'] .ack-button\").length;"
+    ));
+    assert_eq!(buttons, 0, "A may acknowledge A's own alert");
+    assert!(
+        a.text(&format!("[id='{id}']"))
+            .contains("un autre membre de l'équipe l'acquittera")
+    );
     assert!(
         b.text(&format!("[id='{id}']"))
             .contains("En attente d'acquittement")

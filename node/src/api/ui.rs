@@ -139,11 +139,12 @@ impl CircleHead {
     }
 }
 
-/// Counts of what waits for this member in a circle: open alerts and unread messages.
+/// Counts of what waits for this member in a circle: open alerts of others (one's own
+/// waits for someone else) and unread messages.
 pub(crate) fn badges(notes: &[NoteRow], messages: &[MessageRow], me: &str) -> (usize, usize) {
     let alerts = notes
         .iter()
-        .filter(|n| n.kind == "alert" && n.acks.is_empty())
+        .filter(|n| n.kind == "alert" && n.acks.is_empty() && n.author != me)
         .count();
     let unread = messages
         .iter()
@@ -469,9 +470,15 @@ pub(crate) fn notebook(
                             @if n.kind == "alert" {
                                 @if n.acks.is_empty() {
                                     p class="ack pending" { (w.awaiting_ack) }
-                                    form method="post" action=(format!("/c/{}/notes/{}/ack", head.id, n.id)) class="inline" {
-                                        (hidden_csrf(ctx))
-                                        button type="submit" class="ack-button" { (w.acknowledge) }
+                                    // Someone other than its author closes an alert, and only
+                                    // a role that writes the notebook.
+                                    @if n.author != me && head.writes_care() {
+                                        form method="post" action=(format!("/c/{}/notes/{}/ack", head.id, n.id)) class="inline" {
+                                            (hidden_csrf(ctx))
+                                            button type="submit" class="ack-button" { (w.acknowledge) }
+                                        }
+                                    } @else if n.author == me {
+                                        span class="muted" { (w.ack_by_another) }
                                     }
                                 } @else {
                                     p class="ack done" { (w.acknowledged_by) " " (receipts(ctx, &n.acks, me)) }
@@ -1095,6 +1102,8 @@ mod tests {
         };
         let messages = [message("me", &[]), message("b", &[]), message("b", &["me"])];
         assert_eq!(badges(&notes, &messages, "me"), (1, 1));
+        // The author of an open alert is not waited for.
+        assert_eq!(badges(&notes, &messages, "a"), (0, 3));
     }
 
     #[test]
