@@ -237,6 +237,7 @@ async fn write_notes(http: &reqwest::Client, node: &Node, circle: &str, from: us
                 texts: (i..end).map(text).collect(),
                 kind: EntryKind::Care,
                 at: None,
+                vitals: None,
             },
         )
         .await;
@@ -278,6 +279,7 @@ async fn latency(
                 texts: vec![text(i)],
                 kind: EntryKind::Care,
                 at: None,
+                vitals: None,
             },
         )
         .await;

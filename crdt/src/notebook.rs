@@ -153,7 +153,7 @@ impl std::fmt::Display for EntryKind {
 }
 
 /// Structured vital signs attached to an entry. Every value is optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Vitals {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature_c: Option<f64>,
@@ -214,9 +214,45 @@ impl Vitals {
         Ok(())
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether no value is given.
+    pub fn is_empty(&self) -> bool {
         self.reals().iter().all(|(_, v)| v.is_none())
             && self.ints().iter().all(|(_, v)| v.is_none())
+    }
+
+    /// The values as a care team writes them in French (the text of an entry given only
+    /// values): "TA 132/78 mmHg · FC 84/min · T° 37,2 °C".
+    pub fn summary(&self) -> String {
+        let decimal = |x: f64, places: usize| format!("{x:.places$}").replace('.', ",");
+        let mut parts = Vec::new();
+        match (self.systolic, self.diastolic) {
+            (Some(s), Some(d)) => parts.push(format!("TA {s}/{d} mmHg")),
+            (Some(s), None) => parts.push(format!("TA systolique {s} mmHg")),
+            (None, Some(d)) => parts.push(format!("TA diastolique {d} mmHg")),
+            (None, None) => {}
+        }
+        if let Some(v) = self.heart_rate {
+            parts.push(format!("FC {v}/min"));
+        }
+        if let Some(v) = self.temperature_c {
+            parts.push(format!("T° {} °C", decimal(v, 1)));
+        }
+        if let Some(v) = self.spo2 {
+            parts.push(format!("SpO₂ {v} %"));
+        }
+        if let Some(v) = self.respiratory_rate {
+            parts.push(format!("FR {v}/min"));
+        }
+        if let Some(v) = self.weight_kg {
+            parts.push(format!("poids {} kg", decimal(v, 1)));
+        }
+        if let Some(v) = self.glycaemia_g_l {
+            parts.push(format!("glycémie {} g/L", decimal(v, 2)));
+        }
+        if let Some(v) = self.pain {
+            parts.push(format!("douleur {v}/10"));
+        }
+        parts.join(" · ")
     }
 }
 
@@ -525,5 +561,29 @@ impl LiaisonNotebook {
         }
         entries.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
         entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_as_a_french_care_team_writes_them() {
+        let v = Vitals {
+            systolic: Some(132),
+            diastolic: Some(78),
+            heart_rate: Some(84),
+            temperature_c: Some(37.2),
+            weight_kg: Some(61.4),
+            glycaemia_g_l: Some(1.05),
+            pain: Some(3),
+            ..Vitals::default()
+        };
+        assert_eq!(
+            v.summary(),
+            "TA 132/78 mmHg · FC 84/min · T° 37,2 °C · poids 61,4 kg · glycémie 1,05 g/L · douleur 3/10"
+        );
+        assert!(Vitals::default().is_empty() && Vitals::default().summary().is_empty());
     }
 }

@@ -166,6 +166,7 @@ pub fn run(config: &Config, seed: u64) -> Report {
                     texts: vec![format!("Passage {t}: pansement refait, plaie propre.")],
                     kind: EntryKind::Care,
                     at: None,
+                    vitals: None,
                 };
                 cluster.request(w, add.into());
                 report.notes_written += 1;

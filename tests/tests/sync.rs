@@ -280,3 +280,130 @@ fn a_note_dated_long_before_it_arrived_is_listed_with_when_it_was_received() {
     let own = row(&on_a, "Visite du lundi : pansement refait");
     assert!(own["received_millis"].is_null(), "{own}");
 }
+
+/// Vital signs given as values on the command line (no text: the values, written out,
+/// become it) reach the other member's node as values, and its FHIR export carries them
+/// LOINC-coded in UCUM units. A value out of range, or values on a note of another kind,
+/// are refused with what to do.
+#[test]
+fn vital_signs_given_as_values_reach_the_other_member_and_its_fhir_export() {
+    let (a, b, _c, circle) = team();
+    let node_a = up_on_loopback(&a, &[]);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    b.accept(&circle);
+    let vitals = [
+        "--kind",
+        "vitals",
+        "--bp",
+        "132/78",
+        "--hr",
+        "84",
+        "--temp",
+        "37,2",
+        "--spo2",
+        "96",
+        "--weight",
+        "61,4",
+        "--glucose",
+        "1,05",
+        "--pain",
+        "3",
+        "--rr",
+        "16",
+    ];
+    let mut add = vec!["note", "add", circle.as_str()];
+    add.extend(vitals);
+    a.json(&add);
+    let text = "TA 132/78 mmHg · FC 84/min · T° 37,2 °C · SpO₂ 96 % · FR 16/min · poids 61,4 kg · glycémie 1,05 g/L · douleur 3/10";
+    assert!(
+        wait_until(30, || has_note(&b, &circle, text)),
+        "B never got the vital signs: {:?}",
+        b.note_texts(&circle)
+    );
+    let on_b = b.json(&["note", "list", &circle]);
+    let v = &on_b[0]["vitals"];
+    assert_eq!(
+        (
+            &v["systolic"],
+            &v["diastolic"],
+            &v["heart_rate"],
+            &v["temperature_c"]
+        ),
+        (&132.into(), &78.into(), &84.into(), &37.2.into()),
+        "{on_b}"
+    );
+    assert_eq!(
+        (&v["weight_kg"], &v["glycaemia_g_l"]),
+        (&61.4.into(), &1.05.into())
+    );
+    assert_eq!(
+        (&v["spo2"], &v["pain"], &v["respiratory_rate"]),
+        (&96.into(), &3.into(), &16.into())
+    );
+
+    let fhir = b.path().join("c.fhir.json");
+    b.json(&[
+        "export",
+        &circle,
+        "--format",
+        "fhir",
+        "--out",
+        &fhir.display().to_string(),
+    ]);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fhir).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"));
+    let components: Vec<(String, serde_json::Value, String)> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            e["resource"]["component"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| {
+            (
+                c["code"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["valueQuantity"]["value"].clone(),
+                c["valueQuantity"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    for (code, value, unit) in [
+        ("8480-6", serde_json::json!(132), "mm[Hg]"),
+        ("8462-4", serde_json::json!(78), "mm[Hg]"),
+        ("8867-4", serde_json::json!(84), "/min"),
+        ("8310-5", serde_json::json!(37.2), "Cel"),
+        ("59408-5", serde_json::json!(96), "%"),
+        ("29463-7", serde_json::json!(61.4), "kg"),
+        ("2339-0", serde_json::json!(1.05), "g/L"),
+        ("72514-3", serde_json::json!(3), "{score}"),
+        ("9279-1", serde_json::json!(16), "/min"),
+    ] {
+        assert!(
+            components.contains(&(code.to_string(), value.clone(), unit.to_string())),
+            "no {code} = {value} {unit} in {components:?}"
+        );
+    }
+
+    // Mistakes get one sentence saying what to do.
+    let refused = |args: &[&str], needle: &str| {
+        let mut all = vec!["note", "add", circle.as_str()];
+        all.extend(args);
+        let run = a.cercle(&all);
+        assert_ne!(run.code, Some(0), "{args:?} was taken");
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    };
+    refused(&["--kind", "vitals", "--bp", "132-78"], "--bp 132/78");
+    refused(&["Pouls", "--hr", "84"], "--kind vitals");
+    refused(&["--kind", "vitals", "--hr", "400"], "heart_rate");
+    refused(&["--kind", "vitals"], "text");
+}

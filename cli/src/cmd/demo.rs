@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cercle_crdt::{EntryKind, Role};
+use cercle_crdt::{EntryKind, Role, Vitals};
 use cercle_node::api::ApiFile;
 use cercle_node::node::offline::OfflineNode;
 use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
@@ -406,6 +406,7 @@ fn create_circle(
         ],
         kind: EntryKind::Observation,
         at: Some(start + 2 * HOUR),
+        vitals: None,
     })?;
     for ((_, identity), m) in homes.iter().zip(members).skip(1) {
         node.ask(MemberAdd {
@@ -476,7 +477,7 @@ fn wait_for_circle(
 /// A few days of the team's work, each written by its author's own node.
 fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> anyhow::Result<()> {
     let start = now().millis() - 4 * 24 * HOUR;
-    let note = |who: usize, hours: i64, kind: EntryKind, text: &str| -> anyhow::Result<()> {
+    let write = |who: usize, hours: i64, kind: EntryKind, text: &str, vitals: Option<Vitals>| {
         let Some(client) = clients.get(who) else {
             return Ok(());
         };
@@ -485,9 +486,12 @@ fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> a
             texts: vec![text.into()],
             kind,
             at: Some(start + hours * HOUR),
+            vitals,
         })?;
-        Ok(())
+        anyhow::Ok(())
     };
+    let note =
+        |who: usize, hours: i64, kind: EntryKind, text: &str| write(who, hours, kind, text, None);
     let message = |who: usize, text: &str| -> anyhow::Result<()> {
         let Some(client) = clients.get(who) else {
             return Ok(());
@@ -505,12 +509,14 @@ fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> a
         EntryKind::Care,
         "Pansement du talon refait, plaie propre, pas de signe d'infection.",
     )?;
-    note(
-        1,
-        33,
-        EntryKind::Vitals,
-        "Constantes du matin: TA 132/78, FC 84, poids 61,4 kg.",
-    )?;
+    let morning = Vitals {
+        systolic: Some(132),
+        diastolic: Some(78),
+        heart_rate: Some(84),
+        weight_kg: Some(61.4),
+        ..Vitals::default()
+    };
+    write(1, 33, EntryKind::Vitals, "", Some(morning))?;
     note(
         2,
         50,

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 
-use cercle_crdt::EntryKind;
+use cercle_crdt::{EntryKind, Vitals};
 use cercle_node::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList};
 
 use crate::Context;
@@ -15,15 +15,18 @@ const IMPORT_BATCH: usize = 256;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NoteCommand {
-    /// Add a note to a circle's liaison notebook.
+    /// Add a note to a circle's liaison notebook. Vital signs go with `--kind vitals` as
+    /// values (`--bp 132/78 --hr 84 --temp 37,2`), the text then optional.
     Add {
         /// The circle: its id or an unambiguous prefix.
         circle: String,
-        /// The note's text, in quotes.
-        text: String,
+        /// The note's text, in quotes (for vital signs given as values, optional).
+        text: Option<String>,
         /// observation, care, vitals, alert or handover.
         #[arg(long, default_value = "observation")]
         kind: String,
+        #[command(flatten)]
+        vitals: VitalsArgs,
     },
     /// Add one note per line read from stdin; print each note's id once it is saved.
     Import {
@@ -54,14 +57,97 @@ pub(crate) enum NoteCommand {
     },
 }
 
+/// Vital signs given as values on `note add`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VitalsArgs {
+    /// Blood pressure, systolic/diastolic in mmHg: 132/78.
+    #[arg(long, value_name = "SYS/DIA")]
+    bp: Option<String>,
+    /// Heart rate, per minute.
+    #[arg(long, value_name = "PER_MIN")]
+    hr: Option<i64>,
+    /// Temperature, °C: 37.2 or 37,2.
+    #[arg(long, value_name = "CELSIUS")]
+    temp: Option<String>,
+    /// Oxygen saturation, %.
+    #[arg(long, value_name = "PERCENT")]
+    spo2: Option<i64>,
+    /// Weight, kg: 61.4 or 61,4.
+    #[arg(long, value_name = "KG")]
+    weight: Option<String>,
+    /// Capillary glucose, g/L: 1.05 or 1,05.
+    #[arg(long, value_name = "G_PER_L")]
+    glucose: Option<String>,
+    /// Pain, 0 to 10.
+    #[arg(long, value_name = "0-10")]
+    pain: Option<i64>,
+    /// Respiratory rate, per minute.
+    #[arg(long, value_name = "PER_MIN")]
+    rr: Option<i64>,
+}
+
+impl VitalsArgs {
+    /// The values given, if any (their ranges are checked by the node).
+    fn vitals(&self) -> anyhow::Result<Option<Vitals>> {
+        let decimal = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<f64>> {
+            value
+                .as_deref()
+                .map(|v| {
+                    v.trim().replace(',', ".").parse::<f64>().map_err(|_| {
+                        anyhow::anyhow!("--{flag} takes a number, e.g. --{flag} 37,2; got {v:?}")
+                    })
+                })
+                .transpose()
+        };
+        let (systolic, diastolic) = match self.bp.as_deref() {
+            None => (None, None),
+            Some(bp) => {
+                let parsed = bp
+                    .split_once('/')
+                    .and_then(|(s, d)| Some((s.trim().parse().ok()?, d.trim().parse().ok()?)));
+                let Some((s, d)) = parsed else {
+                    anyhow::bail!(
+                        "--bp takes systolic/diastolic in mmHg, e.g. --bp 132/78; got {bp:?}"
+                    );
+                };
+                (Some(s), Some(d))
+            }
+        };
+        let vitals = Vitals {
+            systolic,
+            diastolic,
+            heart_rate: self.hr,
+            temperature_c: decimal("temp", &self.temp)?,
+            spo2: self.spo2,
+            weight_kg: decimal("weight", &self.weight)?,
+            glycaemia_g_l: decimal("glucose", &self.glucose)?,
+            pain: self.pain,
+            respiratory_rate: self.rr,
+        };
+        Ok((!vitals.is_empty()).then_some(vitals))
+    }
+}
+
 pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
     match cmd {
-        NoteCommand::Add { circle, text, kind } => {
+        NoteCommand::Add {
+            circle,
+            text,
+            kind,
+            vitals,
+        } => {
+            let vitals = vitals.vitals()?;
+            if text.is_none() && vitals.is_none() {
+                anyhow::bail!(
+                    "give the note's text in quotes, e.g. \"Pansement refait\" (or vital signs with --kind vitals)"
+                );
+            }
             let add = NoteAdd {
                 circle,
-                texts: vec![text],
+                texts: text.into_iter().collect(),
                 kind: kind.parse().map_err(|e: String| anyhow::anyhow!(e))?,
                 at: None,
+                vitals,
             };
             let done = ask(ctx, add)?;
             added(ctx.json, done.circle, done.ids)
@@ -113,6 +199,7 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
             texts,
             kind,
             at: None,
+            vitals: None,
         };
         let done = backend.ask(add)?;
         for id in done.ids {

@@ -1033,6 +1033,7 @@ mod tests {
             received_millis: None,
             dated_apart: false,
             amended: false,
+            vitals: None,
             acks: acks
                 .iter()
                 .map(|t| ReceiptRow {

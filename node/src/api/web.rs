@@ -579,6 +579,7 @@ async fn note_add(
         texts: vec![f.text.trim().to_string()],
         kind,
         at: None,
+        vitals: None,
     };
     s.submit(&headers, &f.csrf, add, back).await
 }

@@ -1,7 +1,7 @@
 //! The liaison notebook: adding notes (one, or many sent together as an import), listing
 //! them, correcting one's own (an amendment: the original stays), acknowledging an alert.
 
-use cercle_crdt::{EntryKind, LiaisonNotebook, NewEntry, Timestamp};
+use cercle_crdt::{EntryKind, LiaisonNotebook, NewEntry, Timestamp, Vitals};
 use serde::{Deserialize, Serialize};
 
 use super::{Added, Names, NodeError, Operation, ReceiptRow, pick_id};
@@ -28,11 +28,35 @@ pub struct NoteAdd {
     /// Milliseconds since the epoch; now if left out.
     #[serde(default)]
     pub at: Option<i64>,
+    /// Vital signs as values, for one note of kind `vitals`; its text may then be left out
+    /// (the values, written out, become it).
+    #[serde(default)]
+    pub vitals: Option<Vitals>,
 }
 
 impl NoteAdd {
     /// The checks every way of adding notes goes through.
-    fn check(&self, now: Timestamp) -> Result<Timestamp, NodeError> {
+    fn check(&mut self, now: Timestamp) -> Result<Timestamp, NodeError> {
+        if let Some(v) = &self.vitals {
+            if self.kind != EntryKind::Vitals {
+                return Err(NodeError::bad_input(
+                    "vital signs go with a note of kind vitals (--kind vitals)",
+                ));
+            }
+            if v.is_empty() {
+                return Err(NodeError::bad_input(
+                    "give at least one vital sign, e.g. --bp 132/78 or --hr 84",
+                ));
+            }
+            if self.texts.len() > 1 {
+                return Err(NodeError::bad_input(
+                    "vital signs go with one note at a time",
+                ));
+            }
+            if self.texts.iter().all(|t| t.trim().is_empty()) {
+                self.texts = vec![v.summary()];
+            }
+        }
         if self.texts.len() > MAX_NOTES_PER_REQUEST {
             return Err(NodeError::bad_input(format!(
                 "at most {MAX_NOTES_PER_REQUEST} notes per request"
@@ -57,7 +81,7 @@ impl NoteAdd {
 impl Operation for NoteAdd {
     type Answer = Added;
 
-    fn run(self, core: &mut NodeCore) -> Result<Added, NodeError> {
+    fn run(mut self, core: &mut NodeCore) -> Result<Added, NodeError> {
         let at = self.check(core.now())?;
         let circle = core.circle(&self.circle)?.info().id.clone();
         let mut ids = Vec::with_capacity(self.texts.len());
@@ -70,7 +94,7 @@ impl Operation for NoteAdd {
                 .map(|text| NewEntry {
                     kind: self.kind,
                     text,
-                    vitals: None,
+                    vitals: self.vitals.clone(),
                 })
                 .collect();
             ids.extend(core.write::<LiaisonNotebook, _>(&circle, |nb, author, _| {
@@ -112,6 +136,8 @@ pub struct NoteRow {
     /// after it (beyond the clocks' tolerance). Both dates are then shown.
     pub dated_apart: bool,
     pub amended: bool,
+    /// Vital signs given as values.
+    pub vitals: Option<Vitals>,
     /// For alerts: who acknowledged it.
     pub acks: Vec<ReceiptRow>,
 }
@@ -156,6 +182,7 @@ pub(crate) fn notes(c: &Circle, store: &dyn Store) -> Vec<NoteRow> {
                 received_millis: got.map(|t| t.millis()),
                 dated_apart: got.is_some_and(|t| dated_apart(e.at, t)),
                 amended: !e.amendments.is_empty(),
+                vitals: e.vitals.clone(),
                 acks: e
                     .acknowledgements
                     .iter()

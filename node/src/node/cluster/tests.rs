@@ -16,6 +16,7 @@ fn note(circle: &str, text: &str) -> NoteAdd {
         texts: vec![text.into()],
         kind: EntryKind::Observation,
         at: None,
+        vitals: None,
     }
 }
 
