@@ -92,7 +92,7 @@ impl Relays {
 
     /// Dials `peer`, a member's device the relay `relay` introduced, through that relay
     /// (DCUtR then tries for a direct connection). No address of the peer's own is used:
-    /// a relay learns none and tells none.
+    /// an introduction carries none.
     pub(super) fn meet(&self, swarm: &mut Swarm<Behaviour>, peer: PeerId, relay: PeerId) {
         let Some(relay_address) = self.addresses.get(&relay) else {
             tracing::debug!(%relay, "an introduction from a relay this node does not use");
