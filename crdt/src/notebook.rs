@@ -136,13 +136,39 @@ impl EntryKind {
     }
 }
 
+/// The kinds as French care teams name them, each with the kind it means.
+const FRENCH_KINDS: [(&str, EntryKind); 8] = [
+    ("soin", EntryKind::Care),
+    ("soins", EntryKind::Care),
+    ("constantes", EntryKind::Vitals),
+    ("signes vitaux", EntryKind::Vitals),
+    ("alerte", EntryKind::Alert),
+    ("transmission", EntryKind::Handover),
+    ("relève", EntryKind::Handover),
+    ("releve", EntryKind::Handover),
+];
+
+/// A kind by its name, in English or French, whatever the case: `alert`, `Alerte`,
+/// `transmission`.
 impl std::str::FromStr for EntryKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim().to_lowercase();
         EntryKind::ALL
             .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown note kind {s:?}: use {}", ENTRY_KINDS.join(", ")))
+            .find(|k| k.as_str() == name)
+            .or_else(|| {
+                FRENCH_KINDS
+                    .iter()
+                    .find(|(french, _)| *french == name)
+                    .map(|(_, kind)| *kind)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "unknown note kind {s:?}: use {} (or observation, soin, constantes, alerte, transmission)",
+                    ENTRY_KINDS.join(", ")
+                )
+            })
     }
 }
 
@@ -567,6 +593,23 @@ impl LiaisonNotebook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_are_taken_in_english_or_french_whatever_the_case() {
+        for (name, kind) in [
+            ("alert", EntryKind::Alert),
+            ("Alerte", EntryKind::Alert),
+            ("TRANSMISSION", EntryKind::Handover),
+            ("relève", EntryKind::Handover),
+            ("constantes", EntryKind::Vitals),
+            ("Soin", EntryKind::Care),
+            (" observation ", EntryKind::Observation),
+        ] {
+            assert_eq!(name.parse::<EntryKind>(), Ok(kind), "{name}");
+        }
+        let refused = "note".parse::<EntryKind>().unwrap_err();
+        assert!(refused.contains("alerte"), "{refused}");
+    }
 
     #[test]
     fn values_read_as_a_french_care_team_writes_them() {

@@ -52,6 +52,27 @@ fn a_note_added_is_listed_with_its_author_kind_text_and_time() {
     );
     assert_eq!(notes[1]["id"], alert["id"]);
     assert_eq!(notes[1]["kind"], "alert");
+    // Kinds in French, in any case; a text starting with "-" is a text.
+    home.json(&[
+        "note",
+        "add",
+        &circle,
+        "-2 kg en une semaine",
+        "--kind",
+        "Constantes",
+    ]);
+    home.json(&[
+        "note",
+        "add",
+        &circle,
+        "Relève du soir",
+        "--kind",
+        "transmission",
+    ]);
+    let notes = home.json(&["note", "list", &circle]);
+    assert_eq!(notes[2]["kind"], "vitals", "{notes}");
+    assert_eq!(notes[2]["text"], "-2 kg en une semaine");
+    assert_eq!(notes[3]["kind"], "handover", "{notes}");
     let circles = home.json(&["circle", "list"]);
     assert_eq!(circles[0]["patient"], "Jeanne Durand");
 }

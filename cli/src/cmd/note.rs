@@ -20,9 +20,12 @@ pub(crate) enum NoteCommand {
     Add {
         /// The circle: its id or an unambiguous prefix.
         circle: String,
-        /// The note's text, in quotes (for vital signs given as values, optional).
+        /// The note's text, in quotes (for vital signs given as values, optional). A text
+        /// that starts with "-" is taken as a text: "-2 kg en une semaine".
+        #[arg(allow_hyphen_values = true)]
         text: Option<String>,
-        /// observation, care, vitals, alert or handover.
+        /// observation, care, vitals, alert or handover (or in French: soin, constantes,
+        /// alerte, transmission), in any case.
         #[arg(long, default_value = "observation")]
         kind: String,
         #[command(flatten)]
