@@ -81,7 +81,7 @@ enum Command {
     /// The care plan's tasks.
     #[command(subcommand)]
     Task(cmd::task::TaskCommand),
-    /// Write a circle's documents to files (Automerge or JSON).
+    /// Write a circle's documents to files: Automerge, JSON or a FHIR R4 Bundle.
     Export(cmd::export::ExportArgs),
     /// Run a relay for operators: circuit relay, mailbox, introductions, metrics.
     Relay(cmd::relay::RelayArgs),
