@@ -27,6 +27,19 @@ impl NodeCore {
             .extend(messages.into_iter().map(|m| Effect::Send(device, m)));
     }
 
+    /// Counts a refusal of `reason` from `device`; true if it is to be recorded (logged, and
+    /// kept where there is a record to keep). A device over its budget is set aside.
+    fn refused(&mut self, device: DeviceId, reason: &'static str) -> bool {
+        match self.refusals.count(device, reason, self.now.0) {
+            Counted::Record => true,
+            Counted::SetAside => {
+                self.out.push(Effect::SetAside(device));
+                false
+            }
+            Counted::Quiet => false,
+        }
+    }
+
     /// A peer device's stream opened: the protocol starts with a `Hello`.
     #[tracing::instrument(skip_all, fields(peer = %device))]
     pub(super) fn peer_connected(&mut self, device: DeviceId, peer_id: String) {
@@ -133,12 +146,8 @@ impl NodeCore {
         let (replies, received) = match peer.sync.receive(&self.circles, message, now) {
             Ok(r) => r,
             Err(e) => {
-                match self.refusals.count(device, e.kind(), self.now.0) {
-                    Counted::Record => {
-                        tracing::warn!(peer = %device, reason = %e, "refused a sync message");
-                    }
-                    Counted::SetAside => self.out.push(Effect::SetAside(device)),
-                    Counted::Quiet => {}
+                if self.refused(device, e.kind()) {
+                    tracing::warn!(peer = %device, reason = %e, "refused a sync message");
                 }
                 return;
             }
@@ -165,12 +174,8 @@ impl NodeCore {
             None
         };
         if let Some(reason) = refusal {
-            match self.refusals.count(relay, reason, self.now.0) {
-                Counted::Record => {
-                    tracing::warn!(peer = %relay, %circle, reason, "refused an introduction");
-                }
-                Counted::SetAside => self.out.push(Effect::SetAside(relay)),
-                Counted::Quiet => {}
+            if self.refused(relay, reason) {
+                tracing::warn!(peer = %relay, %circle, reason, "refused an introduction");
             }
             return;
         }
@@ -253,15 +258,10 @@ impl NodeCore {
         let incomplete = receipt.incomplete;
         self.replayed += receipt.replays as u64;
         let mut staged = receipt.staged;
-        let now_us = self.now.0;
         for (code, record) in &receipt.rejected {
-            match self.refusals.count(from, code, now_us) {
-                Counted::Record => {
-                    tracing::warn!(peer = %from, %circle, reason = %record.message, "refused data from a peer");
-                    staged.batch.rejection(&circle, record);
-                }
-                Counted::SetAside => self.out.push(Effect::SetAside(from)),
-                Counted::Quiet => {}
+            if self.refused(from, code) {
+                tracing::warn!(peer = %from, %circle, reason = %record.message, "refused data from a peer");
+                staged.batch.rejection(&circle, record);
             }
         }
         self.stage_from(circle, staged, Some(from));
