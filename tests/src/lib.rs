@@ -250,6 +250,15 @@ pub fn up_on_loopback(home: &TestHome, peers: &[&Daemon]) -> Daemon {
     Daemon::start(home, &[], &args)
 }
 
+/// `a`'s and `b`'s nodes on loopback, `b` dialing `a`, and `b`'s user accepting `circle`
+/// (which `a` added `b` to).
+pub fn pair_on_loopback(a: &TestHome, b: &TestHome, circle: &str) -> (Daemon, Daemon) {
+    let node_a = up_on_loopback(a, &[]);
+    let node_b = up_on_loopback(b, &[&node_a]);
+    b.accept(circle);
+    (node_a, node_b)
+}
+
 /// The arguments of `cercle up` for [`up_on_loopback`].
 pub fn loopback_args(peers: &[&Daemon]) -> Vec<String> {
     let mut args: Vec<String> = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]

@@ -12,7 +12,9 @@
 
 use std::process::{Command, Stdio};
 
-use cercle_tests::{Daemon, Relay, TestHome, loopback_args, up_on_loopback, wait_until};
+use cercle_tests::{
+    Daemon, Relay, TestHome, loopback_args, pair_on_loopback, up_on_loopback, wait_until,
+};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 
@@ -45,9 +47,7 @@ fn homes() -> (TestHome, TestHome, String) {
 /// A coordinator's node A and a member's node B, connected, sharing one circle.
 fn team() -> (TestHome, TestHome, String, Daemon, Daemon) {
     let (a, b, circle) = homes();
-    let node_a = up_on_loopback(&a, &[]);
-    let node_b = up_on_loopback(&b, &[&node_a]);
-    b.accept(&circle);
+    let (node_a, node_b) = pair_on_loopback(&a, &b, &circle);
     (a, b, circle, node_a, node_b)
 }
 
@@ -445,9 +445,7 @@ fn a_relay_gone_bad_costs_the_members_time_and_nothing_else() {
     let (a, b, circle) = homes();
     {
         // B accepts the circle while the two are connected directly.
-        let node_a = up_on_loopback(&a, &[]);
-        let _node_b = up_on_loopback(&b, &[&node_a]);
-        b.accept(&circle);
+        let _nodes = pair_on_loopback(&a, &b, &circle);
     }
     let mut rogue = adversary(&["rogue-relay", "forward=3", "secs=90"])
         .stdout(Stdio::piped())

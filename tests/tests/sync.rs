@@ -5,7 +5,7 @@
 //! nothing written after its removal; a note dated long before it arrived is listed with the
 //! time it was received.
 
-use cercle_tests::{TestHome, up_on_loopback, wait_until};
+use cercle_tests::{TestHome, pair_on_loopback, up_on_loopback, wait_until};
 
 /// A and B members of one circle (A coordinator, B professional); C a member of nothing.
 fn team() -> (TestHome, TestHome, TestHome, String) {
@@ -43,9 +43,7 @@ fn files_contain(home: &TestHome, needle: &[u8]) -> bool {
 #[test]
 fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
     let (a, b, c, circle) = team();
-    let node_a = up_on_loopback(&a, &[]);
-    let mut node_b = up_on_loopback(&b, &[&node_a]);
-    b.accept(&circle);
+    let (node_a, mut node_b) = pair_on_loopback(&a, &b, &circle);
     let node_c = up_on_loopback(&c, &[&node_a, &node_b]);
 
     // A note written on A is listed on B.
@@ -105,9 +103,7 @@ fn members_converge_a_stranger_gets_nothing_and_a_stopped_node_catches_up() {
 #[test]
 fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
     let (a, b, _c, circle) = team();
-    let node_a = up_on_loopback(&a, &[]);
-    let mut node_b = up_on_loopback(&b, &[&node_a]);
-    b.accept(&circle);
+    let (node_a, mut node_b) = pair_on_loopback(&a, &b, &circle);
     a.json(&["note", "add", &circle, "Avant la coupure"]);
     assert!(wait_until(20, || has_note(&b, &circle, "Avant la coupure")));
 
@@ -134,9 +130,7 @@ fn notes_written_on_both_sides_of_a_cut_are_on_both_after_it_heals() {
 #[test]
 fn a_removed_member_receives_nothing_written_after_the_removal() {
     let (a, b, _c, circle) = team();
-    let node_a = up_on_loopback(&a, &[]);
-    let _node_b = up_on_loopback(&b, &[&node_a]);
-    b.accept(&circle);
+    let _nodes = pair_on_loopback(&a, &b, &circle);
     a.json(&["note", "add", &circle, "Avant le retrait"]);
     assert!(wait_until(20, || has_note(&b, &circle, "Avant le retrait")));
     let epoch_before = b.json(&["circle", "show", &circle])["epoch"].clone();
@@ -214,9 +208,7 @@ fn a_member_added_from_a_running_nodes_card_is_dialed_and_joins_once_accepted() 
 #[test]
 fn a_note_dated_long_before_it_arrived_is_listed_with_when_it_was_received() {
     let (a, b, _c, circle) = team();
-    let node_a = up_on_loopback(&a, &[]);
-    let _node_b = up_on_loopback(&b, &[&node_a]);
-    b.accept(&circle);
+    let _nodes = pair_on_loopback(&a, &b, &circle);
     let api: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.path().join("api.json")).unwrap_or_default())
             .unwrap_or_else(|e| panic!("api.json: {e}"));
@@ -288,9 +280,7 @@ fn a_note_dated_long_before_it_arrived_is_listed_with_when_it_was_received() {
 #[test]
 fn vital_signs_given_as_values_reach_the_other_member_and_its_fhir_export() {
     let (a, b, _c, circle) = team();
-    let node_a = up_on_loopback(&a, &[]);
-    let _node_b = up_on_loopback(&b, &[&node_a]);
-    b.accept(&circle);
+    let _nodes = pair_on_loopback(&a, &b, &circle);
     let vitals = [
         "--kind",
         "vitals",
