@@ -458,6 +458,22 @@ impl TestHome {
         accept_with(|args| self.cercle(args), circle);
     }
 
+    /// `cercle export CIRCLE --format fhir` into the home, parsed (a file that does not
+    /// parse fails the test).
+    pub fn fhir_export(&self, circle: &str) -> serde_json::Value {
+        let file = self.path().join("c.fhir.json");
+        self.json(&[
+            "export",
+            circle,
+            "--format",
+            "fhir",
+            "--out",
+            &file.display().to_string(),
+        ]);
+        serde_json::from_slice(&std::fs::read(&file).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"))
+    }
+
     /// The texts of a circle's notes, oldest first.
     pub fn note_texts(&self, circle: &str) -> Vec<String> {
         self.json(&["note", "list", circle])

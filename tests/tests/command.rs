@@ -368,18 +368,7 @@ fn every_command_answers_in_json() {
             .unwrap_or_else(|e| panic!("the JSON export does not parse: {e}"));
     assert_eq!(content["liaison_notebook"][0]["kind"], "alert");
 
-    let fhir_file = a.path().join("c.fhir.json");
-    a.json(&[
-        "export",
-        &circle,
-        "--format",
-        "fhir",
-        "--out",
-        &fhir_file.display().to_string(),
-    ]);
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&fhir_file).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"));
+    let bundle = a.fhir_export(&circle);
     assert_eq!(bundle["resourceType"], "Bundle");
     let observations: Vec<&serde_json::Value> = bundle["entry"]
         .as_array()

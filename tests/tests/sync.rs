@@ -331,18 +331,7 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_fhir_export() {
         (&96.into(), &3.into(), &16.into())
     );
 
-    let fhir = b.path().join("c.fhir.json");
-    b.json(&[
-        "export",
-        &circle,
-        "--format",
-        "fhir",
-        "--out",
-        &fhir.display().to_string(),
-    ]);
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&fhir).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"));
+    let bundle = b.fhir_export(&circle);
     let components: Vec<(String, serde_json::Value, String)> = bundle["entry"]
         .as_array()
         .into_iter()
