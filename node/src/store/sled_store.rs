@@ -206,7 +206,7 @@ impl SledStore {
                 "its journal is missing; restore the home from a backup",
             ));
         }
-        let db = match open_sled(&db_path) {
+        let db = match open_sled_released(&db_path) {
             Ok(db) => db,
             Err(reason) => {
                 tracing::warn!(store = %dir.display(), %reason, "the database does not open; rebuilding it from the journal");
