@@ -27,6 +27,19 @@ if ! need chromedriver || ! need chromium; then
   fi
 fi
 
+# Checkers written independently of Cercle (HL7's FHIR R4 schema, axe-core), from the npm
+# registry, into tests/js/node_modules.
+if ! need node || ! need npm; then
+  if need apt-get; then
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq >/dev/null && $sudo_ apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "Node.js and npm are missing: install them (Debian: nodejs npm)" >&2
+    exit 1
+  fi
+fi
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
+
 step() { printf '\n== %s\n' "$*"; }
 
 step "formatting"

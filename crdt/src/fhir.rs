@@ -184,14 +184,28 @@ impl<'a> Builder<'a> {
 
     /// Records that `who` did `act` on the resource `target` at `at`.
     fn provenance(&mut self, target: &str, local: &str, who: &MemberId, at: Timestamp, act: Act) {
+        self.provenance_of(&[target], local, who, at, act);
+    }
+
+    /// One act that made several resources (a vitals note: the panel and each sign).
+    fn provenance_of(
+        &mut self,
+        targets: &[&str],
+        local: &str,
+        who: &MemberId,
+        at: Timestamp,
+        act: Act,
+    ) {
         // Item ids are unique within a document only: the target makes them unique here.
-        let id = self.id("provenance", &format!("{target}/{local}"));
+        let first = targets.first().copied().unwrap_or_default();
+        let id = self.id("provenance", &format!("{first}/{local}"));
         let agent = self.member_ref(who);
+        let targets: Vec<Value> = targets.iter().map(|t| reference(t)).collect();
         self.push(
             &id,
             json!({
                 "resourceType": "Provenance",
-                "target": [reference(target)],
+                "target": targets,
                 "recorded": instant(at),
                 "activity": act.activity(),
                 "agent": [{
@@ -475,9 +489,26 @@ impl<'a> Builder<'a> {
     fn notebook(&mut self) {
         for entry in self.record.notebook.entries() {
             let id = self.id("observation", &entry.id);
-            let resource = self.observation(&entry);
+            let mut resource = self.observation(&entry);
+            // Each measured sign is an Observation of its own (the FHIR vital-signs
+            // profile), the note is the panel that groups them.
+            let mut signs = Vec::new();
+            if let Some(vitals) = &entry.vitals {
+                for sign in vital_signs(vitals) {
+                    let sign_id = self.id("observation", &format!("{}/{}", entry.id, sign.code));
+                    let o = self.vital_sign(&entry, &sign);
+                    self.push(&sign_id, o);
+                    signs.push(sign_id);
+                }
+            }
+            if !signs.is_empty() {
+                resource["hasMember"] = signs.iter().map(|s| reference(s)).collect();
+            }
             self.push(&id, resource);
-            self.provenance(&id, &entry.id, &entry.author, entry.at, Act::Create);
+            let targets: Vec<&str> = std::iter::once(id.as_str())
+                .chain(signs.iter().map(String::as_str))
+                .collect();
+            self.provenance_of(&targets, &entry.id, &entry.author, entry.at, Act::Create);
             for a in &entry.amendments {
                 self.provenance(&id, &a.id, &a.author, a.at, Act::Update);
             }
@@ -508,16 +539,7 @@ impl<'a> Builder<'a> {
                 "coding",
                 json!({ "system": LOINC, "code": "85353-1" }),
             );
-            o["category"] =
-                json!([{ "coding": [{ "system": OBSERVATION_CATEGORY, "code": "vital-signs" }] }]);
-            let components = entry
-                .vitals
-                .as_ref()
-                .map(vital_components)
-                .unwrap_or_default();
-            if !components.is_empty() {
-                o["component"] = Value::Array(components);
-            }
+            o["category"] = vital_signs_category();
         }
         o["code"] = code;
         if !entry.current_text().is_empty() {
@@ -539,6 +561,32 @@ impl<'a> Builder<'a> {
             .collect();
         if !notes.is_empty() {
             o["note"] = Value::Array(notes);
+        }
+        o
+    }
+
+    /// One measured sign of a vitals note: a vital-signs Observation coded in LOINC with
+    /// its value in UCUM units (blood pressure: the panel with its two components).
+    fn vital_sign(&mut self, entry: &Entry, sign: &Sign) -> Value {
+        let performer = self.member_ref(&entry.author);
+        let mut o = json!({
+            "resourceType": "Observation",
+            "status": if entry.amendments.is_empty() { "final" } else { "amended" },
+            "category": vital_signs_category(),
+            "code": loinc(sign.code, sign.display),
+            "subject": self.subject(),
+            "effectiveDateTime": instant(entry.at),
+            "issued": instant(entry.at),
+            "performer": [performer],
+        });
+        match &sign.value {
+            SignValue::Quantity(q) => o["valueQuantity"] = q.clone(),
+            SignValue::Components(parts) => {
+                o["component"] = parts
+                    .iter()
+                    .map(|(code, display, q)| json!({ "code": loinc(code, display), "valueQuantity": q }))
+                    .collect();
+            }
         }
         o
     }
@@ -654,36 +702,112 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The LOINC-coded components of a vitals entry, in UCUM units.
-fn vital_components(v: &Vitals) -> Vec<Value> {
-    let reals = [
-        (v.temperature_c, "8310-5", "Cel"),
-        (v.glycaemia_g_l, "2339-0", "g/L"),
-        (v.weight_kg, "29463-7", "kg"),
-    ];
+/// One sign measured in a vitals note.
+struct Sign {
+    code: &'static str,
+    display: &'static str,
+    value: SignValue,
+}
+
+enum SignValue {
+    Quantity(Value),
+    /// (LOINC code, display, valueQuantity) of each component.
+    Components(Vec<(&'static str, &'static str, Value)>),
+}
+
+/// The signs a vitals note measured, in LOINC with UCUM units, in the order a nurse
+/// reads them out.
+fn vital_signs(v: &Vitals) -> Vec<Sign> {
+    let mut signs = Vec::new();
+    let bp: Vec<_> = [
+        (v.systolic, "8480-6", "Systolic blood pressure"),
+        (v.diastolic, "8462-4", "Diastolic blood pressure"),
+    ]
+    .into_iter()
+    .filter_map(|(value, code, display)| {
+        value.map(|x| (code, display, quantity(json!(x), "mm[Hg]", "mmHg")))
+    })
+    .collect();
+    if !bp.is_empty() {
+        signs.push(Sign {
+            code: "85354-9",
+            display: "Blood pressure panel with all children optional",
+            value: SignValue::Components(bp),
+        });
+    }
     let ints = [
-        (v.heart_rate, "8867-4", "/min"),
-        (v.systolic, "8480-6", "mm[Hg]"),
-        (v.diastolic, "8462-4", "mm[Hg]"),
-        (v.spo2, "59408-5", "%"),
-        (v.respiratory_rate, "9279-1", "/min"),
-        (v.pain, "72514-3", "{score}"),
+        (v.heart_rate, "8867-4", "Heart rate", "/min", "beats/minute"),
+        (
+            v.spo2,
+            "59408-5",
+            "Oxygen saturation in Arterial blood by Pulse oximetry",
+            "%",
+            "%",
+        ),
+        (
+            v.respiratory_rate,
+            "9279-1",
+            "Respiratory rate",
+            "/min",
+            "breaths/minute",
+        ),
     ];
-    let reals = reals
+    let reals = [
+        (v.temperature_c, "8310-5", "Body temperature", "Cel", "°C"),
+        (v.weight_kg, "29463-7", "Body weight", "kg", "kg"),
+        (
+            v.glycaemia_g_l,
+            "2339-0",
+            "Glucose [Mass/volume] in Blood",
+            "g/L",
+            "g/L",
+        ),
+    ];
+    let pain = [(
+        v.pain,
+        "72514-3",
+        "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+        "{score}",
+        "score",
+    )];
+    let values = ints
         .into_iter()
-        .filter_map(|(value, code, unit)| value.map(|x| (json!(x), code, unit)));
-    let ints = ints
-        .into_iter()
-        .filter_map(|(value, code, unit)| value.map(|x| (json!(x), code, unit)));
-    reals
-        .chain(ints)
-        .map(|(value, code, unit)| {
-            json!({
-                "code": { "coding": [{ "system": LOINC, "code": code }] },
-                "valueQuantity": { "value": value, "unit": unit, "system": UCUM, "code": unit },
-            })
-        })
-        .collect()
+        .map(|(x, c, d, u, h)| (x.map(|x| json!(x)), c, d, u, h))
+        .chain(
+            reals
+                .into_iter()
+                .map(|(x, c, d, u, h)| (x.map(|x| json!(x)), c, d, u, h)),
+        )
+        .chain(
+            pain.into_iter()
+                .map(|(x, c, d, u, h)| (x.map(|x| json!(x)), c, d, u, h)),
+        );
+    for (value, code, display, ucum, human) in values {
+        if let Some(value) = value {
+            signs.push(Sign {
+                code,
+                display,
+                value: SignValue::Quantity(quantity(value, ucum, human)),
+            });
+        }
+    }
+    signs
+}
+
+/// A FHIR `Quantity` in UCUM: the UCUM code, and the unit as people write it.
+fn quantity(value: Value, ucum: &str, human: &str) -> Value {
+    json!({ "value": value, "unit": human, "system": UCUM, "code": ucum })
+}
+
+fn loinc(code: &str, display: &str) -> Value {
+    json!({ "coding": [{ "system": LOINC, "code": code, "display": display }], "text": display })
+}
+
+fn vital_signs_category() -> Value {
+    json!([{
+        "coding": [{ "system": OBSERVATION_CATEGORY, "code": "vital-signs", "display": "Vital Signs" }],
+        "text": "Vital Signs",
+    }])
 }
 
 fn urn(id: &str) -> String {
@@ -1033,7 +1157,8 @@ mod tests {
         let count = |t| of_type(&b, t).len();
         assert_eq!(count("Patient"), 1);
         assert_eq!(count("CareTeam"), 1);
-        assert_eq!(count("Observation"), 4);
+        // Four notes, one of them vitals with three signs measured.
+        assert_eq!(count("Observation"), 4 + 3);
         assert_eq!(count("Communication"), 1);
         assert_eq!(count("DocumentReference"), 1);
         assert_eq!(count("Consent"), 1);
@@ -1092,15 +1217,40 @@ mod tests {
         let obs = of_type(&b, "Observation");
         let vitals = obs.iter().find(|o| o["code"]["text"] == "vitals").must();
         assert_eq!(vitals["category"][0]["coding"][0]["code"], "vital-signs");
-        let temp = vitals["component"]
+        // The note is the panel; each sign is an Observation of its own that it points at.
+        let members: Vec<&Value> = vitals["hasMember"]
             .as_array()
             .must()
             .iter()
-            .find(|c| c["code"]["coding"][0]["code"] == "8310-5")
-            .must();
-        assert_eq!(temp["valueQuantity"]["value"], 38.2);
-        assert_eq!(temp["valueQuantity"]["code"], "Cel");
-        assert_eq!(vitals["component"].as_array().map(Vec::len), Some(4));
+            .map(|r| {
+                obs.iter()
+                    .find(|o| format!("urn:uuid:{}", o["id"].as_str().must()) == r["reference"])
+                    .copied()
+                    .must()
+            })
+            .collect();
+        let codes: Vec<&str> = members
+            .iter()
+            .map(|o| o["code"]["coding"][0]["code"].as_str().must())
+            .collect();
+        assert_eq!(codes, ["85354-9", "8310-5", "72514-3"]);
+        for o in &members {
+            assert_eq!(o["category"][0]["coding"][0]["code"], "vital-signs");
+            assert_eq!(o["subject"], vitals["subject"]);
+            assert_eq!(o["effectiveDateTime"], vitals["effectiveDateTime"]);
+        }
+        assert_eq!(members[1]["valueQuantity"]["value"], 38.2);
+        assert_eq!(members[1]["valueQuantity"]["code"], "Cel");
+        assert_eq!(
+            members[1]["valueQuantity"]["system"],
+            "http://unitsofmeasure.org"
+        );
+        let bp = &members[0]["component"];
+        assert_eq!(bp[0]["code"]["coding"][0]["code"], "8480-6");
+        assert_eq!(bp[0]["valueQuantity"]["value"], 135);
+        assert_eq!(bp[1]["code"]["coding"][0]["code"], "8462-4");
+        assert_eq!(bp[1]["valueQuantity"]["code"], "mm[Hg]");
+        assert_eq!(members[2]["valueQuantity"]["code"], "{score}");
 
         let care = obs.iter().find(|o| o["code"]["text"] == "care").must();
         assert_eq!(care["status"], "amended");
@@ -1199,8 +1349,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         /// Whatever members write (any text, any kind, any vitals in range, amendments,
-        /// messages), the export stays a valid bundle with one resource per note and
-        /// message.
+        /// messages), the export stays a valid bundle with one resource per note, per sign
+        /// measured and per message.
         #[test]
         fn any_notebook_and_thread_export_to_a_valid_bundle(
             notes in proptest::collection::vec(
@@ -1217,7 +1367,7 @@ mod tests {
                 let vitals = Vitals { temperature_c: temp, heart_rate: hr, ..Vitals::default() };
                 let entry = NewEntry { kind: EntryKind::ALL[kind], text, vitals: Some(vitals) };
                 let Ok(id) = nb.add_entry(NURSE, entry, at) else { continue };
-                expected_notes += 1;
+                expected_notes += 1 + usize::from(temp.is_some()) + usize::from(hr.is_some());
                 if amend {
                     nb.amend(NURSE, &id, "corrigé", at).must();
                 }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod browser;
+pub mod checkers;
 pub mod demo;
 pub mod link;
 

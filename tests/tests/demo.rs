@@ -74,7 +74,8 @@ fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
 }
 
 /// The patient page's export link gives a FHIR R4 collection bundle in which the demo's
-/// patient, team and notes are, and every reference names an entry of the bundle.
+/// patient, team and notes are, every reference names an entry of the bundle, and which
+/// HL7's FHIR R4 schema finds valid.
 fn fhir_export_of_the_demo_patient(web: &WebSession, circle: &str) {
     let link = format!("/c/{circle}/export.fhir.json");
     let (_, page) = web.get(&format!("/c/{circle}/patient"));
@@ -85,6 +86,9 @@ fn fhir_export_of_the_demo_patient(web: &WebSession, circle: &str) {
         .unwrap_or_else(|e| panic!("the FHIR export does not parse: {e}"));
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "collection");
+    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(file.path(), &body).unwrap_or_else(|e| panic!("{e}"));
+    cercle_tests::checkers::validate_fhir(file.path());
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
     let urls: std::collections::BTreeSet<String> = entries
         .iter()

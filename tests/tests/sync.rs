@@ -5,6 +5,7 @@
 //! nothing written after its removal; a note dated long before it arrived is listed with the
 //! time it was received.
 
+use cercle_tests::checkers::validate_fhir;
 use cercle_tests::{TestHome, pair_on_loopback, up_on_loopback, wait_until};
 
 /// A and B members of one circle (A coordinator, B professional); C a member of nothing.
@@ -274,11 +275,11 @@ fn a_note_dated_long_before_it_arrived_is_listed_with_when_it_was_received() {
 }
 
 /// Vital signs given as values on the command line (no text: the values, written out,
-/// become it) reach the other member's node as values, and its FHIR export carries them
-/// LOINC-coded in UCUM units. A value out of range, or values on a note of another kind,
+/// become it) reach the other member's node as values, and its FHIR export carries them as
+/// one Observation per sign, LOINC-coded in UCUM units, valid for an independent checker. A value out of range, or values on a note of another kind,
 /// are refused with what to do.
 #[test]
-fn vital_signs_given_as_values_reach_the_other_member_and_its_fhir_export() {
+fn vital_signs_given_as_values_reach_the_other_member_and_its_valid_fhir_export() {
     let (a, b, _c, circle) = team();
     let _nodes = pair_on_loopback(&a, &b, &circle);
     let vitals = [
@@ -331,34 +332,37 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_fhir_export() {
         (&96.into(), &3.into(), &16.into())
     );
 
+    // One vital-signs Observation per sign, blood pressure as the panel with its two
+    // components, each LOINC-coded with its value in UCUM units; and the whole export valid
+    // against HL7's FHIR R4 schema.
     let bundle = b.fhir_export(&circle);
-    let components: Vec<(String, serde_json::Value, String)> = bundle["entry"]
+    validate_fhir(&b.path().join("c.fhir.json"));
+    let signs: Vec<&serde_json::Value> = bundle["entry"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|e| {
-            e["resource"]["component"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|c| {
-            (
-                c["code"]["coding"][0]["code"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                c["valueQuantity"]["value"].clone(),
-                c["valueQuantity"]["code"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
+        .map(|e| &e["resource"])
+        .filter(|r| {
+            r["resourceType"] == "Observation"
+                && r["category"][0]["coding"][0]["code"] == "vital-signs"
+                && r["code"]["coding"][0]["system"] == "http://loinc.org"
+                && r["code"]["coding"][0]["code"] != "85353-1"
         })
         .collect();
+    let quantity = |q: &serde_json::Value| {
+        assert_eq!(q["system"], "http://unitsofmeasure.org", "{q}");
+        (
+            q["value"].clone(),
+            q["code"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let sign = |code: &str| {
+        signs
+            .iter()
+            .find(|o| o["code"]["coding"][0]["code"] == code)
+            .unwrap_or_else(|| panic!("no Observation coded {code} in {signs:#?}"))
+    };
     for (code, value, unit) in [
-        ("8480-6", serde_json::json!(132), "mm[Hg]"),
-        ("8462-4", serde_json::json!(78), "mm[Hg]"),
         ("8867-4", serde_json::json!(84), "/min"),
         ("8310-5", serde_json::json!(37.2), "Cel"),
         ("59408-5", serde_json::json!(96), "%"),
@@ -367,11 +371,23 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_fhir_export() {
         ("72514-3", serde_json::json!(3), "{score}"),
         ("9279-1", serde_json::json!(16), "/min"),
     ] {
-        assert!(
-            components.contains(&(code.to_string(), value.clone(), unit.to_string())),
-            "no {code} = {value} {unit} in {components:?}"
+        assert_eq!(
+            quantity(&sign(code)["valueQuantity"]),
+            (value, unit.to_string()),
+            "{code}"
         );
     }
+    let bp = sign("85354-9");
+    assert!(bp.get("valueQuantity").is_none(), "{bp}");
+    for (i, code, value) in [(0, "8480-6", 132), (1, "8462-4", 78)] {
+        let c = &bp["component"][i];
+        assert_eq!(c["code"]["coding"][0]["code"], code, "{bp}");
+        assert_eq!(
+            quantity(&c["valueQuantity"]),
+            (value.into(), "mm[Hg]".to_string())
+        );
+    }
+    assert_eq!(signs.len(), 8, "{signs:#?}");
 
     // Mistakes get one sentence saying what to do.
     let refused = |args: &[&str], needle: &str| {
