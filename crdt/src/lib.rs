@@ -27,6 +27,7 @@ pub mod replica;
 pub mod schema;
 pub mod thread;
 pub mod validation;
+pub mod vitals;
 
 pub use automerge::{ActorId, Change, ChangeHash};
 pub use document::{DocKind, WriteError};
@@ -40,3 +41,4 @@ pub use patient_file::{
 pub use replica::{LoadError, Replica};
 pub use thread::{Message, PublishedProfile, ReadReceipt, Thread};
 pub use validation::{ChangeAuthor, Rejection, validate_changes};
+pub use vitals::{Sign, TypedVitalsError, parse_typed};

@@ -178,6 +178,23 @@ impl std::fmt::Display for EntryKind {
     }
 }
 
+/// The range the notebook schema takes for a vitals field (`heart_rate`: 10–300).
+pub(crate) fn vital_range(field: &str) -> Option<(f64, f64)> {
+    VITALS_FIELDS
+        .iter()
+        .find(|f| f.name == field)
+        .and_then(|f| match f.shape {
+            Shape::Scalar(Scalar::Int { min, max }) => Some((min as f64, max as f64)),
+            Shape::Scalar(Scalar::Real { min, max }) => Some((min, max)),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+pub(crate) fn check_vitals(v: &Vitals) -> Result<(), WriteError> {
+    v.check()
+}
+
 /// Structured vital signs attached to an entry. Every value is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Vitals {

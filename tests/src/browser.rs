@@ -189,6 +189,33 @@ impl Browser {
         None
     }
 
+    /// Runs axe-core's WCAG 2.1 A and AA rules on the page as it is now; returns each
+    /// serious or critical violation as "rule (impact): help — the elements' selectors".
+    pub fn accessibility_faults(&self) -> Vec<String> {
+        // Loaded through WebDriver, as the page's own policy forbids any other script.
+        let loaded = self.script(&format!(
+            "{}\nreturn typeof window.axe;",
+            crate::checkers::axe_source()
+        ));
+        assert_eq!(loaded, "object", "axe-core did not load");
+        let run = r#"
+            const done = arguments[arguments.length - 1];
+            window.axe
+                .run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+                .then(r => done(r.violations
+                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map(n => n.target.join(' ')).slice(0, 5).join(', ')}`)))
+                .catch(e => done([`axe failed: ${e}`]));
+        "#;
+        let found = self.run(self.client.execute_async(run, Vec::new()));
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Saves a PNG of the window to `path`.
     pub fn screenshot(&self, path: &Path) {
         let png = self.run(self.client.screenshot());

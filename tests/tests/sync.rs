@@ -399,6 +399,13 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_valid_fhir_export(
     };
     refused(&["--kind", "vitals", "--bp", "132-78"], "--bp 132/78");
     refused(&["Pouls", "--hr", "84"], "--kind vitals");
-    refused(&["--kind", "vitals", "--hr", "400"], "heart_rate");
+    refused(
+        &["--kind", "vitals", "--hr", "400"],
+        "--hr 400 is outside 10–300 /min",
+    );
+    refused(
+        &["--kind", "vitals", "--temp", "37.2.1"],
+        "--temp takes a number, e.g. --temp 37,2",
+    );
     refused(&["--kind", "vitals"], "text");
 }

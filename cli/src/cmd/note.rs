@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 
-use cercle_crdt::{EntryKind, Vitals};
+use cercle_crdt::{EntryKind, Sign, TypedVitalsError, Vitals, parse_typed};
 use cercle_node::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList};
 
 use crate::Context;
@@ -68,13 +68,13 @@ pub(crate) struct VitalsArgs {
     bp: Option<String>,
     /// Heart rate, per minute.
     #[arg(long, value_name = "PER_MIN")]
-    hr: Option<i64>,
+    hr: Option<String>,
     /// Temperature, °C: 37.2 or 37,2.
     #[arg(long, value_name = "CELSIUS")]
     temp: Option<String>,
     /// Oxygen saturation, %.
     #[arg(long, value_name = "PERCENT")]
-    spo2: Option<i64>,
+    spo2: Option<String>,
     /// Weight, kg: 61.4 or 61,4.
     #[arg(long, value_name = "KG")]
     weight: Option<String>,
@@ -83,51 +83,49 @@ pub(crate) struct VitalsArgs {
     glucose: Option<String>,
     /// Pain, 0 to 10.
     #[arg(long, value_name = "0-10")]
-    pain: Option<i64>,
+    pain: Option<String>,
     /// Respiratory rate, per minute.
     #[arg(long, value_name = "PER_MIN")]
-    rr: Option<i64>,
+    rr: Option<String>,
 }
 
 impl VitalsArgs {
-    /// The values given, if any (their ranges are checked by the node).
+    /// The values given, if any, each a number in the notebook's range.
     fn vitals(&self) -> anyhow::Result<Option<Vitals>> {
-        let decimal = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<f64>> {
-            value
-                .as_deref()
-                .map(|v| {
-                    v.trim().replace(',', ".").parse::<f64>().map_err(|_| {
-                        anyhow::anyhow!("--{flag} takes a number, e.g. --{flag} 37,2; got {v:?}")
-                    })
-                })
-                .transpose()
-        };
-        let (systolic, diastolic) = match self.bp.as_deref() {
-            None => (None, None),
-            Some(bp) => {
-                let parsed = bp
-                    .split_once('/')
-                    .and_then(|(s, d)| Some((s.trim().parse().ok()?, d.trim().parse().ok()?)));
-                let Some((s, d)) = parsed else {
-                    anyhow::bail!(
-                        "--bp takes systolic/diastolic in mmHg, e.g. --bp 132/78; got {bp:?}"
-                    );
-                };
-                (Some(s), Some(d))
+        let typed = |sign: Sign| {
+            match sign {
+                Sign::BloodPressure => &self.bp,
+                Sign::HeartRate => &self.hr,
+                Sign::Temperature => &self.temp,
+                Sign::Spo2 => &self.spo2,
+                Sign::RespiratoryRate => &self.rr,
+                Sign::Weight => &self.weight,
+                Sign::Glucose => &self.glucose,
+                Sign::Pain => &self.pain,
             }
+            .as_deref()
         };
-        let vitals = Vitals {
-            systolic,
-            diastolic,
-            heart_rate: self.hr,
-            temperature_c: decimal("temp", &self.temp)?,
-            spo2: self.spo2,
-            weight_kg: decimal("weight", &self.weight)?,
-            glycaemia_g_l: decimal("glucose", &self.glucose)?,
-            pain: self.pain,
-            respiratory_rate: self.rr,
-        };
-        Ok((!vitals.is_empty()).then_some(vitals))
+        parse_typed(typed).map_err(|e| match e {
+            TypedVitalsError::NotANumber { sign, got } => {
+                let (key, example) = (sign.key(), sign.example());
+                let what = match sign {
+                    Sign::BloodPressure => "systolic/diastolic in mmHg",
+                    _ if sign.places() == 0 => "a whole number",
+                    _ => "a number",
+                };
+                anyhow::anyhow!("--{key} takes {what}, e.g. --{key} {example}; got {got:?}")
+            }
+            TypedVitalsError::OutOfRange {
+                sign,
+                got,
+                min,
+                max,
+            } => anyhow::anyhow!(
+                "--{} {got} is outside {min}–{max} {}: check the value and type it again",
+                sign.key(),
+                sign.unit()
+            ),
+        })
     }
 }
 

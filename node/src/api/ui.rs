@@ -50,6 +50,15 @@ impl Ctx {
         when(self.w().date_format, millis)
     }
 
+    /// A number written the way this language does (French: a decimal comma).
+    fn number(&self, x: f64, places: usize) -> String {
+        let s = format!("{x:.places$}");
+        match self.lang {
+            Lang::Fr => s.replace('.', ","),
+            Lang::En => s,
+        }
+    }
+
     /// A calendar date as stored (`YYYY-MM-DD`) written the way this language does; anything
     /// else as it is.
     fn day(&self, date: &str) -> String {
@@ -180,7 +189,7 @@ fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Marku
                     a class="brand" href="/" { "Cercle" }
                     a href="/" { (w.circles) }
                     a id="live-peers" data-live href="/sync" class=(if ctx.peers == 0 { "sync off" } else { "sync on" }) {
-                        @if ctx.peers == 0 { (w.offline) } @else { (ctx.peers) " " (w.peers_connected) }
+                        @if ctx.peers == 0 { (w.offline) } @else { (w.peers_connected) " " (ctx.peers) }
                     }
                     form method="post" action="/lang" class="inline" {
                         (hidden_csrf(ctx))
@@ -410,10 +419,13 @@ pub(crate) fn notebook(
         head,
         Tab::Notebook,
         html! {
-            div class="columns" {
-                section class="card" aria-labelledby="new-note" {
-                    h2 id="new-note" { (w.new_note) }
-                    @if head.writes_care() {
+            // The notebook first: the form folds into one line (opened at once on a wide
+            // screen by live.js, and set beside the notebook), the filter into another.
+            div class="notebook-layout" {
+            section class="card compose" aria-labelledby="new-note" {
+                @if head.writes_care() {
+                    details id="compose" {
+                        summary { h2 id="new-note" { (w.new_note) } }
                         form method="post" action=(format!("/c/{}/notes", head.id)) {
                             (hidden_csrf(ctx))
                             label for="note-kind" { (w.kind) }
@@ -421,15 +433,36 @@ pub(crate) fn notebook(
                                 @for k in KINDS { option value=(k) { (w.kind(k)) } }
                             }
                             label for="note-text" { (w.text) }
-                            textarea id="note-text" name="text" rows="4" required maxlength="8000" {}
+                            textarea id="note-text" name="text" rows="4" maxlength="8000" {}
+                            details class="vitals-fields" {
+                                summary { (w.vitals_values) }
+                                p class="muted" id="vitals-hint" { (w.vitals_hint) }
+                                div class="signs" {
+                                    @for sign in cercle_crdt::Sign::ALL {
+                                        div {
+                                            label for=(format!("sign-{}", sign.key())) {
+                                                (w.sign(sign)) " (" (sign.unit()) ")"
+                                            }
+                                            input type="text" id=(format!("sign-{}", sign.key())) name=(sign.key())
+                                                inputmode=(if sign == cercle_crdt::Sign::BloodPressure || sign.places() > 0 { "text" } else { "numeric" })
+                                                placeholder=(sign.example()) autocomplete="off" size="7" maxlength="16"
+                                                aria-describedby="vitals-hint";
+                                        }
+                                    }
+                                }
+                            }
                             button type="submit" { (w.add) }
                         }
-                    } @else {
-                        p { (w.read_only) }
                     }
+                } @else {
+                    h2 id="new-note" { (w.new_note) }
+                    p { (w.read_only) }
                 }
-                section class="card" aria-labelledby="filter" {
-                    h2 id="filter" { (w.filter) }
+            }
+            section class="card" aria-labelledby="timeline" {
+                h2 id="timeline" { (w.notebook) }
+                details class="filter" open[!filter.kind.is_empty() || !filter.author.is_empty()] {
+                    summary { (w.filter) }
                     form method="get" action=(head.url(Tab::Notebook)) class="filters" {
                         div {
                             label for="filter-kind" { (w.kind) }
@@ -448,9 +481,6 @@ pub(crate) fn notebook(
                         button type="submit" { (w.filter) }
                     }
                 }
-            }
-            section class="card" aria-labelledby="timeline" {
-                h2 id="timeline" { (w.notebook) }
                 ol id="live-notes" data-live class="timeline" {
                     @if shown.is_empty() { li { (w.no_notes) } }
                     @for n in shown {
@@ -499,12 +529,90 @@ pub(crate) fn notebook(
                     }
                 }
             }
+            }
         },
     )
 }
 
 /// The field that names an item (a problem's name, an allergy's substance), shown first.
 const NAMING_FIELDS: [&str; 4] = ["name", "substance", "label", "text"];
+
+/// The most measurements one trend chart draws (the latest ones).
+const TREND_POINTS: usize = 60;
+
+/// One line chart per vital sign measured in the notebook, its latest value written out.
+fn vital_trends(ctx: &Ctx, notes: &[NoteRow]) -> Markup {
+    let w = ctx.w();
+    let mut charts = Vec::new();
+    for sign in cercle_crdt::Sign::ALL {
+        let mut points: Vec<chart::Point> = notes
+            .iter()
+            .filter_map(|n| {
+                let values = sign.values(n.vitals.as_ref()?);
+                let shown: Vec<String> = values
+                    .iter()
+                    .map(|v| ctx.number(*v, sign.places()))
+                    .collect();
+                let label = format!(
+                    "{} : {} {}",
+                    ctx.when(n.at_millis),
+                    shown.join("/"),
+                    sign.unit()
+                );
+                (!values.is_empty()).then_some(chart::Point {
+                    at: n.at_millis,
+                    values,
+                    label,
+                })
+            })
+            .collect();
+        points.sort_by_key(|p| p.at);
+        let points = &points[points.len().saturating_sub(TREND_POINTS)..];
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            continue;
+        };
+        let all = points.iter().flat_map(|p| p.values.iter().copied());
+        let (low, high) = all.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let title = format!("{} ({})", w.sign(sign), sign.unit());
+        let latest: Vec<String> = last
+            .values
+            .iter()
+            .map(|v| ctx.number(*v, sign.places()))
+            .collect();
+        let summary = format!(
+            "{} {} · {}",
+            latest.join("/"),
+            sign.unit(),
+            ctx.when(last.at)
+        );
+        let id = format!("trend-{}", sign.key());
+        let day = |ms: i64| when(w.day_format, ms);
+        let (low, high) = (
+            ctx.number(low, sign.places()),
+            ctx.number(high, sign.places()),
+        );
+        let (from, to) = (day(first.at), day(last.at));
+        let t = chart::Trend {
+            id: &id,
+            title: &title,
+            summary: &summary,
+            low_high: (&low, &high),
+            first_last: (&from, &to),
+        };
+        charts.push(chart::trend(&t, points));
+    }
+    html! {
+        section class="card" aria-labelledby="trends" {
+            h2 id="trends" { (w.trends) }
+            @if charts.is_empty() {
+                p class="muted" { (w.no_vitals) }
+            } @else {
+                p class="muted" { (w.trends_desc) }
+                div class="trends" { @for c in charts { (c) } }
+            }
+        }
+    }
+}
 
 fn items(w: &Words, title: &str, rows: &[ItemRow]) -> Markup {
     html! {
@@ -541,6 +649,7 @@ pub(crate) fn patient(
     head: &CircleHead,
     p: &PatientView,
     names: &[(String, String)],
+    notes: &[NoteRow],
 ) -> Markup {
     let w = ctx.w();
     let name = [p.given_names.as_deref(), p.family_name.as_deref()]
@@ -588,6 +697,7 @@ pub(crate) fn patient(
                         @if p.care_plan.is_empty() { p class="muted" { (w.not_recorded) } } @else { p class="text" { (p.care_plan) } }
                     }
                 }
+                (vital_trends(ctx, notes))
                 div class="columns" {
                     (items(w, w.problems, &p.problems))
                     (items(w, w.allergies, &p.allergies))
@@ -764,21 +874,23 @@ pub(crate) fn members(
         html! {
             section class="card" aria-labelledby="members" {
                 h2 id="members" { (w.members) }
-                table id="live-members" data-live {
+                table id="live-members" data-live class="stack" {
                     thead { tr { th scope="col" { (w.name) } th scope="col" { (w.profession) } th scope="col" { (w.role) } } }
                     tbody {
                         @for m in &summary.members {
                             tr {
-                                td { (who(w, m.name.as_deref())) @if m.member == me { " (" (w.you) ")" } }
-                                td { (m.profession.as_deref().unwrap_or("")) }
-                                td { (w.role(m.role.as_str())) }
+                                td { strong { (who(w, m.name.as_deref())) } @if m.member == me { " (" (w.you) ")" } }
+                                td data-label=(w.profession) { (m.profession.as_deref().unwrap_or("")) }
+                                td data-label=(w.role) { (w.role(m.role.as_str())) }
                             }
                         }
                     }
                 }
                 @if !summary.relays.is_empty() {
-                    h3 { (w.relays) }
-                    ul class="mono" { @for r in &summary.relays { li { (r) } } }
+                    details {
+                        summary { (w.relays) " (" (summary.relays.len()) ")" }
+                        ul class="mono" { @for r in &summary.relays { li { (r) } } }
+                    }
                 }
             }
             @if let Some(i) = invite {
@@ -977,28 +1089,35 @@ pub(crate) fn sync(ctx: &Ctx, status: &Status, circles: &[(String, String)]) -> 
             h1 { (w.sync) }
             div id="live-sync" data-live {
                 section class="card" aria-labelledby="peers" {
-                    h2 id="peers" { (w.peer) "s" }
+                    h2 id="peers" { (w.peer) }
                     @if status.peers.is_empty() {
                         p { (w.no_peers) }
                     } @else {
-                        div class="scroll" {
-                            table {
-                                thead { tr {
-                                    th scope="col" { (w.peer) }
-                                    th scope="col" { (w.shared_circles) }
-                                    th scope="col" { (w.pending) }
-                                    th scope="col" { (w.last_sync) }
-                                    th scope="col" { (w.sent) " / " (w.received) }
-                                } }
-                                tbody {
-                                    @for p in &status.peers {
-                                        tr {
-                                            td class="mono" { (p.peer_id.chars().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<String>()) }
-                                            td { (p.circles.iter().map(patient).collect::<Vec<_>>().join(", ")) }
-                                            td { (p.pending) }
-                                            td { @match p.last_seen { Some(t) => (ctx.when(t)), None => "—" } }
-                                            td { (size(p.data_bytes_sent)) " / " (size(p.data_bytes_received)) }
+                        ul class="peers" {
+                            @for p in &status.peers {
+                                li {
+                                    h3 {
+                                        @match (&p.name, &p.member) {
+                                            (Some(name), _) => (name),
+                                            (None, Some(_)) => (w.unknown_device),
+                                            (None, None) => (w.a_relay),
                                         }
+                                    }
+                                    dl {
+                                        @if !p.circles.is_empty() {
+                                            dt { (w.shared_circles) }
+                                            dd { (p.circles.iter().map(patient).collect::<Vec<_>>().join(", ")) }
+                                        }
+                                        dt { (w.last_sync) }
+                                        dd { @match p.last_seen { Some(t) => (ctx.when(t)), None => "—" } }
+                                        dt { (w.pending) }
+                                        dd { (p.pending) }
+                                        dt { (w.sent) " / " (w.received) }
+                                        dd { (size(p.data_bytes_sent)) " / " (size(p.data_bytes_received)) }
+                                    }
+                                    details {
+                                        summary { (w.technical) }
+                                        p class="mono" { (p.peer_id) }
                                     }
                                 }
                             }

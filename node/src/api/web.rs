@@ -557,7 +557,11 @@ struct NoteForm {
     #[serde(default)]
     csrf: String,
     kind: String,
+    #[serde(default)]
     text: String,
+    /// The vital signs typed, by [`cercle_crdt::Sign::key`]; blank for none.
+    #[serde(flatten)]
+    vitals: std::collections::HashMap<String, String>,
 }
 
 async fn note_add(
@@ -570,16 +574,28 @@ async fn note_add(
     if let Err(refused) = s.check(&headers, &f.csrf) {
         return refused;
     }
-    let kind: cercle_crdt::EntryKind = match f.kind.parse() {
-        Ok(kind) => kind,
-        Err(e) => return s.bad(&e, &back),
+    let w = s.ctx.lang.words();
+    let vitals = match cercle_crdt::parse_typed(|sign| f.vitals.get(sign.key()).map(String::as_str))
+    {
+        Ok(vitals) => vitals,
+        Err(e) => return s.bad(&w.typed_vitals_error(&e), &back),
     };
+    // Values typed make it a vitals note whatever kind was left selected.
+    let kind: cercle_crdt::EntryKind = match (&vitals, f.kind.parse()) {
+        (Some(_), _) => cercle_crdt::EntryKind::Vitals,
+        (None, Ok(kind)) => kind,
+        (None, Err(e)) => return s.bad(&e, &back),
+    };
+    let text = f.text.trim().to_string();
+    if text.is_empty() && vitals.is_none() {
+        return s.bad(w.note_needs_text, &back);
+    }
     let add = NoteAdd {
         circle,
-        texts: vec![f.text.trim().to_string()],
+        texts: (!text.is_empty()).then_some(text).into_iter().collect(),
         kind,
         at: None,
-        vitals: None,
+        vitals,
     };
     s.submit(&headers, &f.csrf, add, back).await
 }
@@ -616,13 +632,13 @@ async fn note_ack(
 
 async fn patient(s: Session, Path(circle): Path<String>) -> Response {
     let run = async {
-        let (head, _, _, _) = s.head(&circle, false).await?;
+        let (head, notes, _, _) = s.head(&circle, false).await?;
         let show = PatientShow {
             circle: head.id.clone(),
         };
         let view = s.ask(show, "/").await?;
         let names = s.names(&head.id).await?;
-        Ok(page(ui::patient(&s.ctx, &head, &view, &names)))
+        Ok(page(ui::patient(&s.ctx, &head, &view, &names, &notes)))
     };
     run.await.unwrap_or_else(|r| r)
 }

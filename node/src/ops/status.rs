@@ -45,6 +45,10 @@ pub struct NodeStatus {
 pub struct PeerRow {
     pub peer_id: String,
     pub device: String,
+    /// The member whose device it is, by a circle shared with it (`None`: a relay).
+    pub member: Option<String>,
+    /// That member's name, as their profile in that circle gives it.
+    pub name: Option<String>,
     /// The circles this node shares with the peer's device (ids).
     pub circles: Vec<String>,
     /// Envelope ranges and operation lists queued for the peer.

@@ -50,6 +50,11 @@
     document.addEventListener("visibilitychange", markRead);
   }
 
+  // The note form folds into one line on a phone or a narrow tablet, so the notebook
+  // comes first; on a wider screen it is open at once.
+  const compose = document.getElementById("compose");
+  if (compose && window.matchMedia("(min-width: 50rem)").matches) compose.open = true;
+
   // Leaving the page closes the stream at once: a browser allows few connections per site.
   window.addEventListener("pagehide", function () { events.close(); });
   document.addEventListener("visibilitychange", function () { if (stale) soon(); });

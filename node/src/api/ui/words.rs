@@ -96,6 +96,12 @@ pub(crate) struct Words {
     pub(crate) acknowledge: &'static str,
     pub(crate) acknowledged_by: &'static str,
     pub(crate) awaiting_ack: &'static str,
+    pub(crate) vitals_values: &'static str,
+    pub(crate) vitals_hint: &'static str,
+    pub(crate) note_needs_text: &'static str,
+    pub(crate) trends: &'static str,
+    pub(crate) trends_desc: &'static str,
+    pub(crate) no_vitals: &'static str,
     /// Beside one's own alert: its author does not close it.
     pub(crate) ack_by_another: &'static str,
     pub(crate) read_only: &'static str,
@@ -156,6 +162,9 @@ pub(crate) struct Words {
     pub(crate) sent: &'static str,
     pub(crate) no_peers: &'static str,
     pub(crate) this_node: &'static str,
+    pub(crate) a_relay: &'static str,
+    pub(crate) unknown_device: &'static str,
+    pub(crate) technical: &'static str,
     pub(crate) addresses: &'static str,
     pub(crate) notes_per_week: &'static str,
     pub(crate) notes_per_week_desc: &'static str,
@@ -192,6 +201,83 @@ impl Words {
             ("alert", false) => "Alert",
             ("handover", false) => "Handover",
             _ => "?",
+        }
+    }
+
+    /// The name of a vital sign, as a care team abbreviates it.
+    pub(crate) fn sign(&self, sign: cercle_crdt::Sign) -> &'static str {
+        use cercle_crdt::Sign::*;
+        let fr = std::ptr::eq(self, &FR);
+        match (sign, fr) {
+            (BloodPressure, true) => "Tension artérielle",
+            (BloodPressure, false) => "Blood pressure",
+            (HeartRate, true) => "Fréquence cardiaque",
+            (HeartRate, false) => "Heart rate",
+            (Temperature, true) => "Température",
+            (Temperature, false) => "Temperature",
+            (Spo2, _) => "SpO₂",
+            (RespiratoryRate, true) => "Fréquence respiratoire",
+            (RespiratoryRate, false) => "Respiratory rate",
+            (Weight, true) => "Poids",
+            (Weight, false) => "Weight",
+            (Glucose, true) => "Glycémie capillaire",
+            (Glucose, false) => "Capillary glucose",
+            (Pain, true) => "Douleur (EN 0–10)",
+            (Pain, false) => "Pain (NRS 0–10)",
+        }
+    }
+
+    /// Why a typed vital sign was not taken, in this language.
+    pub(crate) fn typed_vitals_error(&self, e: &cercle_crdt::TypedVitalsError) -> String {
+        use cercle_crdt::TypedVitalsError::*;
+        let fr = std::ptr::eq(self, &FR);
+        let decimal = |x: f64| {
+            let s = format!("{x}");
+            if fr { s.replace('.', ",") } else { s }
+        };
+        match (e, fr) {
+            (NotANumber { sign, got }, true) => format!(
+                "{} : « {got} » n'est pas une valeur ; écrivez par exemple {} {}.",
+                self.sign(*sign),
+                sign.example(),
+                sign.unit()
+            ),
+            (NotANumber { sign, got }, false) => format!(
+                "{}: \"{got}\" is not a value; type for example {} {}.",
+                self.sign(*sign),
+                sign.example().replace(',', "."),
+                sign.unit()
+            ),
+            (
+                OutOfRange {
+                    sign,
+                    got,
+                    min,
+                    max,
+                },
+                true,
+            ) => format!(
+                "{} : {got} est hors de la plage {} à {} {} ; vérifiez la valeur.",
+                self.sign(*sign),
+                decimal(*min),
+                decimal(*max),
+                sign.unit()
+            ),
+            (
+                OutOfRange {
+                    sign,
+                    got,
+                    min,
+                    max,
+                },
+                false,
+            ) => format!(
+                "{}: {got} is outside {} to {} {}; check the value.",
+                self.sign(*sign),
+                decimal(*min),
+                decimal(*max),
+                sign.unit()
+            ),
         }
     }
 
@@ -334,7 +420,7 @@ pub(crate) static FR: Words = Words {
     accept: "Rejoindre",
     decline: "Refuser",
     damaged_circles: "Cercles illisibles (ni synchronisés ni modifiables)",
-    peers_connected: "pair(s) connecté(s)",
+    peers_connected: "en ligne · appareils joignables :",
     offline: "hors ligne : vos saisies sont gardées et partiront dès qu'un chemin existe",
     alerts_open: "alerte(s) à acquitter",
     unread: "non lu(s)",
@@ -363,6 +449,12 @@ pub(crate) static FR: Words = Words {
     acknowledge: "Accuser réception",
     acknowledged_by: "Acquittée par",
     awaiting_ack: "En attente d'acquittement",
+    vitals_values: "Constantes (valeurs)",
+    vitals_hint: "Remplies, elles font de la note une note de constantes ; le texte devient facultatif.",
+    note_needs_text: "Écrivez le texte de la note, ou des constantes.",
+    trends: "Évolution des constantes",
+    trends_desc: "Chaque constante mesurée dans le cahier, de la plus ancienne à la plus récente.",
+    no_vitals: "Aucune constante relevée pour l'instant.",
     ack_by_another: "un autre membre de l'équipe l'acquittera",
     read_only: "Votre rôle dans ce cercle permet de lire le cahier, pas d'y écrire.",
     unknown_member: "membre inconnu",
@@ -414,14 +506,17 @@ pub(crate) static FR: Words = Words {
     invite_code: "Code d'invitation",
     invite_expires: "Expire le",
     relays: "Relais",
-    peer: "Pair",
+    peer: "Appareils joignables",
     shared_circles: "Cercles partagés",
     pending: "En attente d'envoi",
     last_sync: "Dernier échange",
     received: "Reçu",
     sent: "Envoyé",
-    no_peers: "Aucun pair connecté : vos saisies restent sur ce poste et partiront dès qu'un membre ou un relais sera joignable.",
+    no_peers: "Aucun appareil joignable : vos saisies restent sur ce poste et partiront dès qu'un membre ou un relais sera joignable.",
     this_node: "Ce nœud",
+    a_relay: "Relais (ne lit rien : il garde les envois chiffrés pour les membres absents)",
+    unknown_device: "Appareil d'un membre",
+    technical: "Détails techniques",
     addresses: "Adresses",
     notes_per_week: "Notes par semaine",
     notes_per_week_desc: "Nombre de notes du cahier de liaison sur les huit dernières semaines.",
@@ -461,7 +556,7 @@ pub(crate) static EN: Words = Words {
     accept: "Join",
     decline: "Decline",
     damaged_circles: "Unreadable circles (neither synced nor writable)",
-    peers_connected: "peer(s) connected",
+    peers_connected: "online · devices reachable:",
     offline: "offline: what you write is kept and leaves as soon as a path exists",
     alerts_open: "alert(s) to acknowledge",
     unread: "unread",
@@ -490,6 +585,12 @@ pub(crate) static EN: Words = Words {
     acknowledge: "Acknowledge",
     acknowledged_by: "Acknowledged by",
     awaiting_ack: "Awaiting acknowledgement",
+    vitals_values: "Vital signs (values)",
+    vitals_hint: "Once filled, they make the note a vital-signs note; the text becomes optional.",
+    note_needs_text: "Write the note's text, or vital signs.",
+    trends: "Vital signs over time",
+    trends_desc: "Each vital sign measured in the notebook, oldest to newest.",
+    no_vitals: "No vital signs recorded yet.",
     ack_by_another: "another member of the team will acknowledge it",
     read_only: "Your role in this circle lets you read the notebook, not write in it.",
     unknown_member: "unknown member",
@@ -541,14 +642,17 @@ pub(crate) static EN: Words = Words {
     invite_code: "Invite code",
     invite_expires: "Expires",
     relays: "Relays",
-    peer: "Peer",
+    peer: "Reachable devices",
     shared_circles: "Shared circles",
     pending: "Waiting to be sent",
     last_sync: "Last exchange",
     received: "Received",
     sent: "Sent",
-    no_peers: "No peer connected: what you write stays on this computer and leaves as soon as a member or a relay is reachable.",
+    no_peers: "No device reachable: what you write stays on this computer and leaves as soon as a member or a relay is reachable.",
     this_node: "This node",
+    a_relay: "Relay (reads nothing: it keeps sealed envelopes for absent members)",
+    unknown_device: "A member's device",
+    technical: "Technical details",
     addresses: "Addresses",
     notes_per_week: "Notes per week",
     notes_per_week_desc: "Liaison notebook notes over the last eight weeks.",

@@ -343,21 +343,30 @@ impl NodeCore {
             peers: self
                 .peers
                 .iter()
-                .map(|(device, p)| PeerRow {
-                    peer_id: p.peer_id.clone(),
-                    device: device.to_string(),
-                    circles: self
+                .map(|(device, p)| {
+                    let member = self
                         .circles
-                        .shared_with(device)
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                    pending: p.sync.pending(),
-                    messages_sent: p.sync.stats.sent,
-                    messages_received: p.sync.stats.received,
-                    data_bytes_sent: p.sync.stats.data_bytes_sent,
-                    data_bytes_received: p.sync.stats.data_bytes_received,
-                    last_seen: p.last_seen,
+                        .open
+                        .values()
+                        .find_map(|c| Some((c, *c.resolution().member_of(device)?.0)));
+                    PeerRow {
+                        peer_id: p.peer_id.clone(),
+                        device: device.to_string(),
+                        member: member.map(|(_, m)| m.to_hex()),
+                        name: member.and_then(|(c, m)| Some(c.profiles().remove(&m)?.name)),
+                        circles: self
+                            .circles
+                            .shared_with(device)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
+                        pending: p.sync.pending(),
+                        messages_sent: p.sync.stats.sent,
+                        messages_received: p.sync.stats.received,
+                        data_bytes_sent: p.sync.stats.data_bytes_sent,
+                        data_bytes_received: p.sync.stats.data_bytes_received,
+                        last_seen: p.last_seen,
+                    }
                 })
                 .collect(),
             running: self.running,
