@@ -8,6 +8,9 @@
 //! relays = ["/dns4/relais.example.fr/tcp/4001/p2p/12D3KooW..."]
 //! mdns = true
 //! api = "127.0.0.1:7070"
+//!
+//! [notify]
+//! webhook = "https://sms.example.fr/hook?key=..."
 //! ```
 
 use std::path::PathBuf;
@@ -31,10 +34,28 @@ pub(crate) struct Config {
     pub(crate) mdns: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) api: Option<std::net::SocketAddr>,
+    #[serde(default, skip_serializing_if = "Notify::is_empty")]
+    pub(crate) notify: Notify,
+}
+
+/// Where alerts are announced beyond the open web page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Notify {
+    /// Receives `{"event":"alert","circle":"<opaque handle>","count":N}`
+    /// ([`cercle_node::notify`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) webhook: Option<String>,
+}
+
+impl Notify {
+    fn is_empty(&self) -> bool {
+        self.webhook.is_none()
+    }
 }
 
 /// The keys `config get` and `config set` know.
-pub(crate) const KEYS: [&str; 5] = ["listen", "peers", "relays", "mdns", "api"];
+pub(crate) const KEYS: [&str; 6] = ["listen", "peers", "relays", "mdns", "api", "notify.webhook"];
 
 /// Where the configuration file is.
 pub(crate) fn path() -> anyhow::Result<PathBuf> {
@@ -89,6 +110,7 @@ impl Config {
             "relays" => serde_json::json!(self.relays),
             "mdns" => serde_json::json!(self.mdns),
             "api" => serde_json::json!(self.api.map(|a| a.to_string())),
+            "notify.webhook" => serde_json::json!(self.notify.webhook),
             _ => return Err(unknown(key)),
         })
     }
@@ -145,6 +167,16 @@ impl Config {
                         "api {a} is not a loopback address: the local API listens on 127.0.0.1 only"
                     );
                     self.api = Some(a);
+                }
+            }
+            "notify.webhook" => {
+                let url = value.trim();
+                if url.is_empty() {
+                    self.notify.webhook = None;
+                } else {
+                    cercle_node::notify::check_url(url)
+                        .map_err(|e| anyhow::anyhow!("notify.webhook: {e}"))?;
+                    self.notify.webhook = Some(url.to_string());
                 }
             }
             _ => return Err(unknown(key)),

@@ -520,6 +520,28 @@ impl LiaisonNotebook {
         self.len() == 0
     }
 
+    /// Whether the entry `id` is an alert written by someone other than `me` (what a
+    /// node tells its member about when it arrives).
+    pub fn is_alert_from_another(&self, id: &str, me: &MemberId) -> bool {
+        let doc = self.replica.doc();
+        let Some(obj) = root_obj(doc, "entries").and_then(|c| collection_item(doc, &c, id)) else {
+            return false;
+        };
+        let r = RecordReader { doc, obj };
+        r.str("kind").as_deref() == Some(EntryKind::Alert.as_str())
+            && r.member("author").is_some_and(|a| &a != me)
+    }
+
+    /// The alerts written by others that no one has acknowledged yet: what waits for `me`.
+    pub fn open_alerts_for(&self, me: &MemberId) -> usize {
+        self.entries()
+            .iter()
+            .filter(|e| {
+                e.kind == EntryKind::Alert && &e.author != me && e.acknowledgements.is_empty()
+            })
+            .count()
+    }
+
     /// All entries, oldest first (by time, then id), with their amendments and
     /// acknowledgements.
     pub fn entries(&self) -> Vec<Entry> {

@@ -39,6 +39,7 @@ pub mod keyfile;
 pub mod mailbox;
 pub mod net;
 pub mod node;
+pub mod notify;
 pub mod ops;
 mod reader;
 mod refusals;

@@ -14,6 +14,7 @@ pub mod browser;
 pub mod checkers;
 pub mod demo;
 pub mod link;
+pub mod webhook;
 
 /// The path of a freshly built `cercle` binary of the same profile as the running tests.
 ///

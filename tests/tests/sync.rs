@@ -409,3 +409,69 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_valid_fhir_export(
     );
     refused(&["--kind", "vitals"], "text");
 }
+
+/// A member's webhook (a phone's push service, an SMS gateway) is told of an alert from
+/// another member, and of nothing else: the request names no patient, no note text and no
+/// circle id, only an opaque handle and how many alerts wait. Notes that are not alerts,
+/// and the member's own alerts, send nothing.
+#[test]
+fn an_alert_reaches_the_members_webhook_which_learns_nothing_about_the_patient() {
+    let (a, b, _c, circle) = team();
+    let hook = cercle_tests::webhook::Receiver::start();
+    // A plain-http webhook to another machine is refused with what to do.
+    let far = b.cercle(&[
+        "config",
+        "set",
+        "notify.webhook",
+        "http://sms.example.fr/hook",
+    ]);
+    assert_ne!(far.code, Some(0));
+    assert!(far.stderr.contains("https"), "{}", far.stderr);
+    b.json(&["config", "set", "notify.webhook", &hook.url()]);
+    let _nodes = pair_on_loopback(&a, &b, &circle);
+
+    let plain = "Pansement refait, plaie propre";
+    a.json(&["note", "add", &circle, plain]);
+    b.json(&[
+        "note",
+        "add",
+        &circle,
+        "Mon alerte à moi",
+        "--kind",
+        "alert",
+    ]);
+    let alert = "Chute ce matin: appeler le médecin traitant";
+    a.json(&["note", "add", &circle, alert, "--kind", "alerte"]);
+    assert!(
+        wait_until(30, || has_note(&b, &circle, alert)),
+        "B never got the alert"
+    );
+    assert!(
+        wait_until(15, || !hook.requests().is_empty()),
+        "the webhook was never called"
+    );
+    // Time for a wrong call (for the note or B's own alert) to arrive too.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let body: serde_json::Value = serde_json::from_str(&requests[0].body)
+        .unwrap_or_else(|e| panic!("{e}: {}", requests[0].body));
+    assert_eq!(body["event"], "alert");
+    assert_eq!(body["count"], 1);
+    let handle = body["circle"].as_str().unwrap_or_default();
+    assert_eq!(handle.len(), 16, "{body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(3), "{body}");
+    let raw = requests[0].raw.to_lowercase();
+    for secret in [
+        "durand",
+        "jeanne",
+        "chute",
+        "médecin",
+        "claire",
+        "martin",
+        &circle[..8],
+        &circle,
+    ] {
+        assert!(!raw.contains(&secret.to_lowercase()), "{secret:?} in {raw}");
+    }
+}

@@ -186,6 +186,37 @@ fn two_members_work_together_in_their_browsers() {
     assert!(points.as_i64() >= Some(2), "{points}");
     a.screenshot(&shots.join("patient-trends-1280.png"));
 
+    // An alert from B raises a system notification in A's open page that names no patient
+    // (a phone's lock screen is seen by others), and the circles list counts it.
+    a.goto(&format!("{}/", base(&gp)));
+    let badge = a.text("ul.circles .badge.alert");
+    assert!(badge.starts_with('1'), "{badge}");
+    a.script(
+        "window.notices = []; window.Notification = function (title, options) { window.notices.push({ title, options }); }; window.Notification.permission = 'granted'; return 1;",
+    );
+    b.goto(&notebook(&nurse));
+    let urgent = "Plaie du talon inflammatoire, avis médical";
+    b.select("#note-kind", "alert");
+    b.type_in("#note-text", urgent);
+    b.click("form[action$='/notes'] button[type=submit]");
+    assert!(
+        a.wait_for_text("ul.circles .badge.alert", "2", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        a.text("ul.circles")
+    );
+    let title = a.script("return document.title;");
+    assert_eq!(title, "(2) Vos cercles de soins — Cercle");
+    let notices = a.script("return JSON.stringify(window.notices);");
+    let notices = notices.as_str().unwrap_or_default();
+    assert!(
+        notices.contains("\"title\":\"Nouvelle alerte dans un de vos cercles\""),
+        "{notices}"
+    );
+    for secret in ["Durand", "Jeanne", "talon", &circle[..8]] {
+        assert!(!notices.contains(secret), "{secret} in {notices}");
+    }
+
     // A message from B shows on A; once A opens it, B sees A's read receipt.
     let message = "Pouvez-vous passer voir Mme Durand demain ?";
     b.goto(&format!("{}/messages", notebook(&nurse)));

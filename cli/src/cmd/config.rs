@@ -11,7 +11,7 @@ use crate::output::answer;
 pub(crate) enum ConfigCommand {
     /// Show one setting, or all of them and the file's path.
     Get {
-        /// listen, peers, relays, mdns or api.
+        /// listen, peers, relays, mdns, api or notify.webhook.
         key: Option<String>,
     },
     /// Change a setting; lists are comma-separated, an empty value clears.

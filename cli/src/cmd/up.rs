@@ -78,11 +78,23 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     if let Err(e) = net.relay_devices() {
         anyhow::bail!("--relay: {e}, as `cercle relay` prints it");
     }
+    let webhook = config
+        .notify
+        .webhook
+        .as_deref()
+        .map(|url| cercle_node::notify::Webhook::new(url, ctx.home.root()))
+        .transpose()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "notify.webhook: {e}; change it with `cercle config set notify.webhook URL`"
+            )
+        })?;
     let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
     let config = NodeConfig {
         net,
         api,
         home: ctx.home.root().to_path_buf(),
+        webhook,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

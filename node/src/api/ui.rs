@@ -183,7 +183,7 @@ fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Marku
                 link rel="stylesheet" href="/ui/style.css";
                 script src="/ui/live.js" defer {}
             }
-            body data-circle=[circle] {
+            body data-circle=[circle] data-alert-notice=(w.alert_notice) {
                 a class="skip" href="#main" { (w.skip) }
                 header class="top" {
                     a class="brand" href="/" { "Cercle" }
@@ -203,6 +203,8 @@ fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Marku
                         (hidden_csrf(ctx))
                         button type="submit" class="link" { (w.sign_out) }
                     }
+                    // Shown by live.js where the browser can notify and has not been asked.
+                    button type="button" id="notify-enable" class="link" hidden { (w.enable_notifications) }
                 }
                 main id="main" tabindex="-1" { (body) }
             }
@@ -279,9 +281,15 @@ pub(crate) struct CircleRow {
 /// member's circles, with what waits in each; and those that cannot be read.
 pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Circles) -> Markup {
     let w = ctx.w();
+    // The tab's title counts the alerts waiting, so a member sees them from another tab.
+    let waiting: usize = rows.iter().map(|r| r.head.alerts).sum();
+    let title = match waiting {
+        0 => w.circles.to_string(),
+        n => format!("({n}) {}", w.circles),
+    };
     document(
         ctx,
-        w.circles,
+        &title,
         None,
         html! {
             @if !list.invitations.is_empty() {

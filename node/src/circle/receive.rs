@@ -41,6 +41,9 @@ pub struct Receipt {
     /// Some envelopes wait for others not received yet (a predecessor, or another
     /// device's changes they depend on): the sender should be asked for what it has.
     pub incomplete: bool,
+    /// Alerts from other members among the notes applied (what this node's member is
+    /// told of).
+    pub new_alerts: usize,
 }
 
 impl Circle {
@@ -138,9 +141,18 @@ impl Circle {
             let mut waiting = Vec::new();
             let mut progress = false;
             for group in todo {
+                let doc = group.first().map(|a| a.doc);
                 let (outcomes, rest, created) = self.apply_group(group);
                 for item in created {
                     receipt.staged.batch.received(&id, &item, now);
+                    if doc == Some(DocKind::LiaisonNotebook)
+                        && self
+                            .docs
+                            .notebook
+                            .is_alert_from_another(&item, &me.member())
+                    {
+                        receipt.new_alerts += 1;
+                    }
                 }
                 for (a, outcome) in outcomes {
                     match outcome {

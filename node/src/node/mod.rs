@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub api: Option<SocketAddr>,
     /// The home directory (where `api.json` is written).
     pub home: PathBuf,
+    /// Where alerts from other members are announced, if the member set a webhook.
+    pub webhook: Option<crate::notify::Webhook>,
 }
 
 /// Why the node stopped with an error.
@@ -145,6 +147,9 @@ pub async fn run(
         input: input_tx.clone(),
         events: events_tx.clone(),
     };
+    if let Some(webhook) = config.webhook.clone() {
+        tokio::spawn(webhook.run(events_tx.subscribe()));
+    }
 
     // The API first: a port that cannot be bound is a clear error before anything runs.
     // Without a port given, the one recorded by the last start is tried first (bookmarks

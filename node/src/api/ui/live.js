@@ -16,6 +16,7 @@
     } catch (_) { return; }
     if (!response.ok) return;
     const next = new DOMParser().parseFromString(await response.text(), "text/html");
+    if (next.title) document.title = next.title;
     document.querySelectorAll("[data-live]").forEach(function (part) {
       const fresh = next.getElementById(part.id);
       if (fresh && !part.contains(document.activeElement)) part.replaceWith(document.importNode(fresh, true));
@@ -28,10 +29,26 @@
     timer = setTimeout(refresh, 80);
   }
 
+  // An alert from another member raises a system notification that names no patient and
+  // no circle (a phone's lock screen is seen by others); the page itself says the rest.
+  function notify() {
+    const N = window.Notification;
+    if (!N || N.permission !== "granted") return;
+    try { new N(document.body.dataset.alertNotice, { tag: "cercle-alert" }); } catch (_) { /* not here */ }
+  }
+  const enable = document.getElementById("notify-enable");
+  if (enable && window.Notification && window.Notification.permission === "default") {
+    enable.hidden = false;
+    enable.addEventListener("click", function () {
+      window.Notification.requestPermission().then(function () { enable.hidden = true; });
+    });
+  }
+
   const events = new EventSource("/ui/events");
   events.onmessage = function (message) {
     let event;
     try { event = JSON.parse(message.data); } catch (_) { return; }
+    if (event.event === "alert") notify();
     if (circle && event.circle && event.circle !== circle) return;
     soon();
   };

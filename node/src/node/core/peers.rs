@@ -255,6 +255,14 @@ impl NodeCore {
                 at_micros: self.now.0,
             }));
         }
+        if receipt.new_alerts > 0 {
+            let open = c.notebook().open_alerts_for(&self.me.member());
+            tracing::info!(%circle, open, "an alert from another member arrived");
+            self.out.push(Effect::Event(NodeEvent::Alert {
+                circle: circle.to_string(),
+                open,
+            }));
+        }
         let incomplete = receipt.incomplete;
         self.replayed += receipt.replays as u64;
         let mut staged = receipt.staged;
