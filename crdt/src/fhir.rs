@@ -418,6 +418,19 @@ impl<'a> Builder<'a> {
         if !dosage.is_empty() {
             m["dosage"] = json!([{ "text": dosage.join(", ") }]);
         }
+        let mut period = serde_json::Map::new();
+        if let Some(start) = item.get("start") {
+            period.insert("start".into(), json!(start));
+        }
+        if let Some(end) = item.get("stopped_at").and_then(parse_instant) {
+            period.insert("end".into(), json!(instant(end)));
+        }
+        if !period.is_empty() {
+            m["effectivePeriod"] = Value::Object(period);
+        }
+        if let Some(why) = item.get("stop_reason") {
+            m["statusReason"] = json!([{ "text": why }]);
+        }
         m
     }
 
@@ -1059,6 +1072,12 @@ mod tests {
                 ("frequency", "3/jour"),
             ],
         );
+        let stopped = add(
+            &mut pf,
+            ItemList::Medications,
+            &[("name", "Furosémide 40 mg"), ("start", "2026-09-15")],
+        );
+        pf.stop_medication(GP, &stopped, "hypotension", t).must();
         add(
             &mut pf,
             ItemList::Contacts,
@@ -1165,14 +1184,21 @@ mod tests {
         assert_eq!(count("CarePlan"), 1);
         assert_eq!(count("Condition"), 1);
         assert_eq!(count("AllergyIntolerance"), 2);
-        assert_eq!(count("MedicationStatement"), 1);
+        assert_eq!(count("MedicationStatement"), 2);
+        let stopped = of_type(&b, "MedicationStatement")
+            .into_iter()
+            .find(|m| m["status"] == "stopped")
+            .must();
+        assert_eq!(stopped["statusReason"][0]["text"], "hypotension");
+        assert_eq!(stopped["effectivePeriod"]["start"], "2026-09-15");
+        assert!(stopped["effectivePeriod"]["end"].is_string(), "{stopped}");
         assert_eq!(count("Task"), 1);
         // GP, nurse, former physio, unknown author; the daughter is a RelatedPerson.
         assert_eq!(count("Practitioner"), 4);
         assert_eq!(count("RelatedPerson"), 1);
-        // One per act: identity verified, consent, 4 list items, task added and done,
+        // One per act: identity verified, consent, 5 list items, task added and done,
         // document, 4 notes, 1 amendment, 1 acknowledgement, 1 message, 1 read receipt.
-        assert_eq!(count("Provenance"), 1 + 1 + 4 + 2 + 1 + 4 + 1 + 1 + 1 + 1);
+        assert_eq!(count("Provenance"), 1 + 1 + 5 + 2 + 1 + 4 + 1 + 1 + 1 + 1);
     }
 
     #[test]

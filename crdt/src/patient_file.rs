@@ -102,6 +102,10 @@ static MEDICATION: Shape = item!(
     Field::optional("dose", s(LABEL)),
     Field::optional("frequency", s(LABEL)),
     Field::optional("status", s(Scalar::OneOf(ACTIVE_STATUSES))),
+    Field::optional("start", s(Scalar::Date)),
+    Field::optional("stop_reason", s(LABEL)),
+    Field::optional("stopped_by", s(Scalar::Author)),
+    Field::optional("stopped_at", s(Scalar::Timestamp)),
 );
 
 static TASK: Shape = item!(
@@ -493,6 +497,37 @@ impl PatientFile {
             doc.put(&obj, "status", "done")?;
             doc.put(&obj, "done_by", author.to_hex())?;
             doc.put(&obj, "done_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Records that a medication was stopped, why, by whom and when; the line stays in the
+    /// list (the history of a treatment is part of the record).
+    pub fn stop_medication(
+        &mut self,
+        author: MemberId,
+        medication: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let reason = reason.trim();
+        check_field(
+            &MEDICATION,
+            "stop_reason",
+            &ScalarValue::Str(reason.into()),
+            &author,
+        )?;
+        self.replica.write(at, |doc, _| {
+            let list =
+                root_obj(doc, "medications").ok_or(WriteError::Automerge("no list".into()))?;
+            let obj = collection_item(doc, &list, medication).ok_or(WriteError::NotFound {
+                what: "medication",
+                id: medication.to_string(),
+            })?;
+            doc.put(&obj, "status", "stopped")?;
+            doc.put(&obj, "stop_reason", reason)?;
+            doc.put(&obj, "stopped_by", author.to_hex())?;
+            doc.put(&obj, "stopped_at", ScalarValue::Timestamp(at.millis()))?;
             Ok(())
         })
     }

@@ -295,3 +295,47 @@ fn an_import_of_many_entries_is_one_valid_change() {
     assert!(writer.add_entries(HONEST, bad, T).is_err());
     assert_eq!(writer.entries().len(), 50);
 }
+
+/// Stopping a medication is a change another replica takes from a professional, keeps the
+/// line with its reason, and refuses from a caregiver or in someone else's name.
+#[test]
+fn a_stopped_medication_is_taken_from_a_professional_only_and_keeps_its_line() {
+    let mut writer = PatientFile::new(ActorId::from(&[0x11u8; 16][..]));
+    let id = writer
+        .add_item(
+            HONEST,
+            ItemList::Medications,
+            &[("name", "Furosémide 40 mg"), ("start", "2026-11-02")],
+            T,
+        )
+        .unwrap();
+    let added = writer.replica_mut().last_local_change().unwrap();
+    writer
+        .stop_medication(HONEST, &id, "Hypotension orthostatique", T)
+        .unwrap();
+    let stop = writer.replica_mut().last_local_change().unwrap();
+    let author = |member, role| ChangeAuthor { member, role };
+    let mut reader = PatientFile::new(ActorId::from(&[0x22u8; 16][..]));
+    let r = reader.replica_mut();
+    r.apply_changes(vec![added], &author(HONEST, Role::Professional))
+        .unwrap();
+    for (who, role) in [(HONEST, Role::Caregiver), (MALLORY, Role::Professional)] {
+        let refused = validate_changes(
+            r.kind(),
+            r.doc(),
+            std::slice::from_ref(&stop),
+            &author(who, role),
+        );
+        assert!(refused.is_err(), "{who:?} as {role:?}");
+    }
+    r.apply_changes(vec![stop], &author(HONEST, Role::Professional))
+        .unwrap();
+    let meds = reader.items(ItemList::Medications);
+    assert_eq!(meds.len(), 1);
+    assert_eq!(meds[0].get("status"), Some("stopped"));
+    assert_eq!(
+        meds[0].get("stop_reason"),
+        Some("Hypotension orthostatique")
+    );
+    assert_eq!(meds[0].get("start"), Some("2026-11-02"));
+}

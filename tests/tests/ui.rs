@@ -186,6 +186,43 @@ fn two_members_work_together_in_their_browsers() {
     assert!(points.as_i64() >= Some(2), "{points}");
     a.screenshot(&shots.join("patient-trends-1280.png"));
 
+    // A medication added and then stopped in A's page shows as stopped, with why and by
+    // whom, on B's open patient page.
+    b.goto(&format!("{}/patient", notebook(&nurse)));
+    a.click("details.add summary");
+    a.type_in("#med-name", "Furosémide 40 mg");
+    a.type_in("#med-dose", "1 cp le matin");
+    a.click("form[action$='/medications'] button[type=submit]");
+    assert!(
+        b.wait_for_text("ul.medications", "Furosémide 40 mg", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        b.text("ul.medications")
+    );
+    let med = a.script(
+        "const li = [...document.querySelectorAll('ul.medications > li')].find(l => l.textContent.includes('1 cp le matin')); return li ? li.id : '';",
+    );
+    let med = med.as_str().unwrap_or_default().to_string();
+    assert!(!med.is_empty());
+    a.click(&format!("[id='{med}'] details.stop summary"));
+    a.type_in(
+        &format!("[id='{med}'] input[name=reason]"),
+        "hypotension orthostatique",
+    );
+    a.click(&format!("[id='{med}'] button[type=submit]"));
+    let stopped = b.wait_for_text(
+        &format!("[id='{med}'] .stopped-note"),
+        "Dr Claire Martin : hypotension orthostatique",
+        Duration::from_secs(5),
+    );
+    assert!(stopped.is_some(), "{}", b.text(&format!("[id='{med}']")));
+    assert_eq!(
+        b.attr(&format!("[id='{med}']"), "class").as_deref(),
+        Some("stopped")
+    );
+    b.script(&format!("document.getElementById('{med}').scrollIntoView(); return 1;"));
+    b.screenshot(&shots.join("patient-medication-stopped-1280.png"));
+
     // An alert from B raises a system notification in A's open page that names no patient
     // (a phone's lock screen is seen by others), and the circles list counts it.
     a.goto(&format!("{}/", base(&gp)));

@@ -2,7 +2,7 @@
 //! consent, care plan, problems, allergies, medications, contacts).
 
 use cercle_node::ops::patient::{
-    ItemAdd, ItemRow, PatientChange, PatientSet, PatientShow, PatientView,
+    ItemAdd, ItemRow, MedicationStop, PatientChange, PatientSet, PatientShow, PatientView,
 };
 
 use crate::Context;
@@ -27,6 +27,15 @@ pub(crate) enum PatientCommand {
         /// The item's fields as NAME=VALUE.
         #[arg(value_name = "NAME=VALUE", required = true)]
         fields: Vec<String>,
+    },
+    /// Record that a medication was stopped, and why; it stays in the list as stopped.
+    Stop {
+        circle: String,
+        /// The medication's id or a prefix of at least 4 characters (`patient show --json`).
+        medication: String,
+        /// Why it was stopped.
+        #[arg(long)]
+        reason: String,
     },
     /// Change the patient file (professionals and coordinators); one change per option.
     Set {
@@ -94,6 +103,21 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                     circle,
                     list,
                     fields,
+                },
+            )?;
+            return crate::output::added(ctx.json, done.circle, done.ids);
+        }
+        PatientCommand::Stop {
+            circle,
+            medication,
+            reason,
+        } => {
+            let done = ask(
+                ctx,
+                MedicationStop {
+                    circle,
+                    medication,
+                    reason,
                 },
             )?;
             return crate::output::added(ctx.json, done.circle, done.ids);

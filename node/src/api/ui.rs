@@ -622,6 +622,75 @@ fn vital_trends(ctx: &Ctx, notes: &[NoteRow]) -> Markup {
     }
 }
 
+/// The medications: current ones with a form to stop them (and why), stopped ones kept
+/// with who stopped them, when and why; a form to add one. Forms only for the roles that
+/// write the patient file.
+fn medications(
+    ctx: &Ctx,
+    head: &CircleHead,
+    rows: &[ItemRow],
+    names: &[(String, String)],
+) -> Markup {
+    let w = ctx.w();
+    let name_of = |id: Option<&String>| {
+        id.and_then(|id| names.iter().find(|(m, _)| m == id))
+            .map_or(w.unknown_member, |(_, n)| n.as_str())
+    };
+    html! {
+        section class="card" aria-labelledby="medications" {
+            h2 id="medications" { (w.medications) }
+            @if rows.is_empty() { p class="muted" { (w.none) } }
+            ul class="medications" {
+                // Current treatments first, then the stopped ones, each oldest first.
+                @let is_stopped = |r: &ItemRow| r.fields.get("status").map(String::as_str) == Some("stopped");
+                @for r in rows.iter().filter(|r| !is_stopped(r)).chain(rows.iter().filter(|r| is_stopped(r))) {
+                    @let stopped = is_stopped(r);
+                    li id=(format!("medication-{}", r.id)) class=(if stopped { "stopped" } else { "current" }) {
+                        strong { (r.fields.get("name").map(String::as_str).unwrap_or_default()) }
+                        @for k in ["dose", "frequency"] {
+                            @if let Some(v) = r.fields.get(k) { span class="muted" { " · " (v) } }
+                        }
+                        @if let Some(start) = r.fields.get("start") {
+                            span class="muted" { " · " (w.item_field("start")) " " (ctx.day(start)) }
+                        }
+                        @if stopped {
+                            p class="stopped-note" {
+                                (w.stopped_on) " "
+                                (r.fields.get("stopped_at").and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| ctx.when(t.as_millisecond())).unwrap_or_default())
+                                " · " (name_of(r.fields.get("stopped_by")))
+                                @if let Some(why) = r.fields.get("stop_reason") { " : " (why) }
+                            }
+                        } @else if head.writes_care() {
+                            details class="stop" {
+                                summary { (w.stop) }
+                                form method="post" action=(format!("/c/{}/medications/{}/stop", head.id, r.id)) {
+                                    (hidden_csrf(ctx))
+                                    label for=(format!("stop-{}", r.id)) { (w.stop_reason) }
+                                    input type="text" id=(format!("stop-{}", r.id)) name="reason" required maxlength="200";
+                                    button type="submit" { (w.stop) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if head.writes_care() {
+                details class="add" {
+                    summary { (w.medication_add) }
+                    form method="post" action=(format!("/c/{}/medications", head.id)) class="filters" {
+                        (hidden_csrf(ctx))
+                        div { label for="med-name" { (w.medication_name) } input type="text" id="med-name" name="name" required maxlength="200"; }
+                        div { label for="med-dose" { (w.dose) } input type="text" id="med-dose" name="dose" maxlength="200"; }
+                        div { label for="med-frequency" { (w.frequency) } input type="text" id="med-frequency" name="frequency" maxlength="200"; }
+                        div { label for="med-start" { (w.start) } input type="date" id="med-start" name="start"; }
+                        button type="submit" { (w.add) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn items(w: &Words, title: &str, rows: &[ItemRow]) -> Markup {
     html! {
         section class="card" {
@@ -711,7 +780,7 @@ pub(crate) fn patient(
                     (items(w, w.allergies, &p.allergies))
                 }
                 div class="columns" {
-                    (items(w, w.medications, &p.medications))
+                    (medications(ctx, head, &p.medications, names))
                     (items(w, w.contacts, &p.contacts))
                 }
                 p class="export" {

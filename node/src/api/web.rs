@@ -35,7 +35,7 @@ use crate::ops::export::{Export, ExportFormat};
 use crate::ops::invite::InviteCreate;
 use crate::ops::messages::{MessageRow, MsgList, MsgSend};
 use crate::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList, NoteRow};
-use crate::ops::patient::PatientShow;
+use crate::ops::patient::{ItemAdd, MedicationStop, PatientList, PatientShow};
 use crate::ops::status::Status;
 use crate::ops::tasks::{TaskAdd, TaskDone};
 use crate::ops::{ErrorKind, NodeError, Operation};
@@ -62,6 +62,11 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/notes/{note}/ack", post(note_ack))
         .route("/c/{circle}/patient", get(patient))
         .route("/c/{circle}/export.fhir.json", get(export_fhir))
+        .route("/c/{circle}/medications", post(medication_add))
+        .route(
+            "/c/{circle}/medications/{medication}/stop",
+            post(medication_stop),
+        )
         .route("/c/{circle}/tasks", post(task_add))
         .route("/c/{circle}/tasks/{task}/done", post(task_done))
         .route("/c/{circle}/messages", get(messages).post(message_send))
@@ -641,6 +646,66 @@ async fn patient(s: Session, Path(circle): Path<String>) -> Response {
         Ok(page(ui::patient(&s.ctx, &head, &view, &names, &notes)))
     };
     run.await.unwrap_or_else(|r| r)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MedicationForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    dose: String,
+    #[serde(default)]
+    frequency: String,
+    #[serde(default)]
+    start: String,
+}
+
+async fn medication_add(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<MedicationForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let fields = [
+        ("name", &f.name),
+        ("dose", &f.dose),
+        ("frequency", &f.frequency),
+        ("start", &f.start),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.trim().is_empty())
+    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+    .collect();
+    let add = ItemAdd {
+        circle,
+        list: PatientList::Medications,
+        fields,
+    };
+    s.submit(&headers, &f.csrf, add, back).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StopForm {
+    #[serde(default)]
+    csrf: String,
+    reason: String,
+}
+
+async fn medication_stop(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, medication)): Path<(String, String)>,
+    axum::Form(f): axum::Form<StopForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let stop = MedicationStop {
+        circle,
+        medication,
+        reason: f.reason,
+    };
+    s.submit(&headers, &f.csrf, stop, back).await
 }
 
 #[derive(Debug, serde::Deserialize)]

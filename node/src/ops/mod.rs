@@ -133,6 +133,7 @@ operations! {
     patient::PatientShow,
     patient::PatientSet,
     patient::ItemAdd,
+    patient::MedicationStop,
     notes::NoteAdd,
     notes::NoteList,
     notes::NoteAmend,

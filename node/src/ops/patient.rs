@@ -223,6 +223,39 @@ impl Operation for ItemAdd {
     }
 }
 
+/// Records that a medication was stopped and why; it stays in the list as stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MedicationStop {
+    pub circle: String,
+    /// The medication's id or a prefix of at least 4 characters.
+    pub medication: String,
+    /// Why: "hypotension", "fin du traitement", "remplacé par …".
+    pub reason: String,
+}
+
+impl Operation for MedicationStop {
+    type Answer = super::Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<super::Added, NodeError> {
+        if self.reason.trim().is_empty() {
+            return Err(NodeError::bad_input(
+                "say why the medication is stopped, e.g. \"hypotension\"",
+            ));
+        }
+        let c = core.circle(&self.circle)?;
+        let ids = c
+            .patient_file()
+            .items(ItemList::Medications)
+            .into_iter()
+            .map(|m| m.id);
+        let id = super::pick_id("medication", &self.medication, ids)?;
+        core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
+            pf.stop_medication(author, &id, &self.reason, now)
+        })?;
+        Ok(super::Added::one(core.circle(&self.circle)?, id))
+    }
+}
+
 fn item_row(item: Item) -> ItemRow {
     ItemRow {
         id: item.id,
