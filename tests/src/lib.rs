@@ -460,6 +460,24 @@ impl TestHome {
         accept_with(|args| self.cercle(args), circle);
     }
 
+    /// The web UI's login link of this home's running node (from `HOME/api.json`).
+    pub fn ui_link(&self) -> String {
+        let api: serde_json::Value = std::fs::read(self.path().join("api.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no api.json in {}: is the node running?",
+                    self.path().display()
+                )
+            });
+        format!(
+            "http://{}/?token={}",
+            api["address"].as_str().unwrap_or_default(),
+            api["token"].as_str().unwrap_or_default()
+        )
+    }
+
     /// `cercle export CIRCLE --format fhir` into the home, parsed (a file that does not
     /// parse fails the test).
     pub fn fhir_export(&self, circle: &str) -> serde_json::Value {

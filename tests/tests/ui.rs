@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cercle_tests::browser::{Browser, Driver, WebSession, screenshot_dir};
 use cercle_tests::demo::Demo;
+use cercle_tests::{TestHome, up_on_loopback};
 
 /// The base address of a login link.
 fn base(link: &str) -> String {
@@ -220,7 +221,9 @@ fn two_members_work_together_in_their_browsers() {
         b.attr(&format!("[id='{med}']"), "class").as_deref(),
         Some("stopped")
     );
-    b.script(&format!("document.getElementById('{med}').scrollIntoView(); return 1;"));
+    b.script(&format!(
+        "document.getElementById('{med}').scrollIntoView(); return 1;"
+    ));
     b.screenshot(&shots.join("patient-medication-stopped-1280.png"));
 
     // An alert from B raises a system notification in A's open page that names no patient
@@ -454,4 +457,76 @@ fn two_members_work_together_in_their_browsers() {
 
     drop((a, b));
     assert_eq!(demo.stop(), Some(0));
+}
+
+/// A family caregiver with no terminal joins from the join page by pasting the code the
+/// GP gave her; a mistyped code is answered in French. In the circle, her notebook shows
+/// the team's alert with no acknowledge button (her role may not close it).
+#[test]
+fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
+    let a = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    let c = TestHome::new();
+    c.init("Marie Durand", "aidante");
+    let circle = a.create_circle("Jeanne Durand");
+    let alert = "Chute ce matin : appeler le médecin traitant";
+    a.json(&["note", "add", &circle, alert, "--kind", "alert"]);
+    let _node_a = up_on_loopback(&a, &[]);
+    let _node_c = up_on_loopback(&c, &[]);
+    let invite = a.json(&[
+        "invite",
+        "create",
+        &circle,
+        "--role",
+        "caregiver",
+        "--no-qr",
+    ]);
+    let code = invite["code"].as_str().unwrap().to_string();
+
+    let driver = Driver::start();
+    let browser = driver.browser(390, 900);
+    let shots = screenshot_dir();
+    let link = c.ui_link();
+    browser.goto(&link);
+    browser.click("p.join-link a");
+    assert_eq!(browser.text("h1"), "Rejoindre un cercle");
+    let faults = browser.accessibility_faults();
+    assert!(faults.is_empty(), "join page at 390 px: {faults:?}");
+    browser.screenshot(&shots.join("join-390.png"));
+
+    browser.type_in("#join-code", "cercleinv1 mal recopié");
+    browser.click("form[action='/join'] button[type=submit]");
+    assert!(
+        browser
+            .text("main")
+            .contains("Ce code n'est pas un code d'invitation valable"),
+        "{}",
+        browser.text("main")
+    );
+
+    browser.goto(&format!("{}/join", base(&link)));
+    // Pasted: the whole code lands in the field at once.
+    browser.script(&format!(
+        "const f = document.getElementById('join-code'); f.value = {code:?}; f.dispatchEvent(new Event('input')); return 1;"
+    ));
+    browser.click("form[action='/join'] button[type=submit]");
+    let joined = browser.wait_for_text("#live-join", "Ouvrir le cercle", Duration::from_secs(30));
+    assert!(joined.is_some(), "{}", browser.text("main"));
+    browser.click("#live-join a");
+    assert!(
+        browser
+            .wait_for_text("#live-notes", alert, Duration::from_secs(15))
+            .is_some(),
+        "{}",
+        browser.text("main")
+    );
+    assert_eq!(browser.text("main h1"), "Jeanne Durand");
+    let buttons = browser.script("return document.querySelectorAll('.ack-button').length;");
+    assert_eq!(buttons, 0, "a caregiver is offered to acknowledge");
+    assert!(
+        browser
+            .text("#live-notes")
+            .contains("En attente d'acquittement")
+    );
+    browser.screenshot(&shots.join("notebook-caregiver-390.png"));
 }

@@ -212,6 +212,47 @@ fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Marku
     }
 }
 
+/// The join page: a field for the invite code, and once given, where the join stands
+/// (updated live until the circle is here).
+pub(crate) fn join(ctx: &Ctx, view: Option<&crate::ops::join::JoinView>) -> Markup {
+    let w = ctx.w();
+    document(
+        ctx,
+        w.join,
+        None,
+        html! {
+            h1 { (w.join) }
+            @match view {
+                None => {
+                    section class="card narrow" {
+                        p id="join-help" { (w.join_help) }
+                        form method="post" action="/join" {
+                            (hidden_csrf(ctx))
+                            label for="join-code" { (w.join_code) }
+                            textarea id="join-code" name="code" rows="3" required maxlength="4000"
+                                autocomplete="off" autocapitalize="off" spellcheck="false" aria-describedby="join-help" {}
+                            button type="submit" { (w.join) }
+                        }
+                    }
+                }
+                Some(v) => {
+                    section class="card narrow" id="live-join" data-live {
+                        @match v.state.as_str() {
+                            "joined" => {
+                                p class="ack done" { (w.join_joined) }
+                                p { a href=(format!("/c/{}", v.circle)) { (w.open_circle) } }
+                            }
+                            "accepted" => p { (w.join_accepted) },
+                            "refused" => p role="alert" class="error" { (w.join_refused) " " (v.reason.as_deref().unwrap_or_default()) },
+                            _ => p { (w.join_reaching) },
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
 /// A page without a session: the login form (in French, or English when the browser chose
 /// it before); `failed` when a token was given and was wrong.
 pub(crate) fn login(lang: Lang, failed: bool) -> Markup {
@@ -345,6 +386,7 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                     }
                 }
             }
+            p class="join-link" { a href="/join" { (w.join_link) } }
             @if !list.damaged.is_empty() {
                 section class="card" {
                     h2 { (w.damaged_circles) }

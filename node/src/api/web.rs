@@ -33,6 +33,7 @@ use crate::ops::circles::{CircleAccept, CircleDecline, CircleList, CircleShow, C
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
 use crate::ops::export::{Export, ExportFormat};
 use crate::ops::invite::InviteCreate;
+use crate::ops::join::{Join, JoinStatus};
 use crate::ops::messages::{MessageRow, MsgList, MsgSend};
 use crate::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList, NoteRow};
 use crate::ops::patient::{ItemAdd, MedicationStop, PatientList, PatientShow};
@@ -53,6 +54,8 @@ pub(super) fn routes() -> Router<Api> {
         .route("/invitations/{circle}/accept", post(invitation_accept))
         .route("/invitations/{circle}/decline", post(invitation_decline))
         .route("/sync", get(sync))
+        .route("/join", get(join_page).post(join_start))
+        .route("/join/{invite}", get(join_status))
         .route("/ui/events", get(events))
         .route("/ui/style.css", get(style))
         .route("/ui/live.js", get(script))
@@ -528,6 +531,49 @@ async fn events(s: Session) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+async fn join_page(s: Session) -> Response {
+    page(ui::join(&s.ctx, None))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct JoinForm {
+    #[serde(default)]
+    csrf: String,
+    code: String,
+}
+
+/// Starts a join with the code pasted, then shows where it stands.
+async fn join_start(
+    s: Session,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<JoinForm>,
+) -> Response {
+    let back = "/join";
+    if let Err(refused) = s.check(&headers, &f.csrf) {
+        return refused;
+    }
+    let w = s.ctx.lang.words();
+    // A code that does not decode or has expired gets the page's own words.
+    if crate::invite::InviteCode::decode(&f.code)
+        .ok()
+        .filter(|c| c.check_expiry(crate::node::now().millis()).is_ok())
+        .is_none()
+    {
+        return s.bad(w.join_bad_code, back);
+    }
+    match s.ask(Join { code: f.code }, back).await {
+        Ok(view) => back_to(format!("/join/{}", view.invite)),
+        Err(refused) => refused,
+    }
+}
+
+async fn join_status(s: Session, Path(invite): Path<String>) -> Response {
+    match s.ask(JoinStatus { invite }, "/join").await {
+        Ok(view) => page(ui::join(&s.ctx, Some(&view))),
+        Err(refused) => refused,
+    }
 }
 
 async fn sync(s: Session) -> Response {

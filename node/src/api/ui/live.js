@@ -67,6 +67,10 @@
     document.addEventListener("visibilitychange", markRead);
   }
 
+  // A join under way: its page asks again every 2 s until the circle is here.
+  const join = document.getElementById("live-join");
+  if (join && !join.querySelector("a")) setInterval(function () { if (!document.querySelector("#live-join a")) soon(); }, 2000);
+
   // The note form folds into one line on a phone or a narrow tablet, so the notebook
   // comes first; on a wider screen it is open at once.
   const compose = document.getElementById("compose");
