@@ -238,6 +238,7 @@ async fn write_notes(http: &reqwest::Client, node: &Node, circle: &str, from: us
                 kind: EntryKind::Care,
                 at: None,
                 vitals: None,
+                to: None,
             },
         )
         .await;
@@ -280,6 +281,7 @@ async fn latency(
                 kind: EntryKind::Care,
                 at: None,
                 vitals: None,
+                to: None,
             },
         )
         .await;

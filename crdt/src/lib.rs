@@ -33,7 +33,7 @@ pub use automerge::{ActorId, Change, ChangeHash};
 pub use document::{DocKind, WriteError};
 pub use member::{MemberId, Role, Timestamp};
 pub use notebook::{
-    Acknowledgement, Amendment, Entry, EntryKind, LiaisonNotebook, NewEntry, Vitals,
+    Acknowledgement, Addressee, Amendment, Entry, EntryKind, LiaisonNotebook, NewEntry, Vitals,
 };
 pub use patient_file::{
     Consent, ConsentStatus, Identity, IdentityStatus, IdentityUpdate, Item, ItemList, PatientFile,

@@ -12,7 +12,7 @@ use crate::document::{
     DocKind, RecordReader, WriteError, check_text, check_write, collection_item, collection_items,
     root_obj,
 };
-use crate::member::{MemberId, Timestamp};
+use crate::member::{MemberId, Role, Timestamp};
 use crate::replica::{LoadError, Replica};
 use crate::schema::{DocSchema, Field, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers};
 
@@ -62,12 +62,17 @@ static VITALS_FIELDS: [Field; 9] = [
     ),
 ];
 
+const ROLE_NAMES: &[&str] = &["coordinator", "professional", "caregiver", "observer"];
+
 static ENTRY: Shape = Shape::Record(&[
     Field::required("author", Shape::Scalar(Scalar::Author)),
     Field::required("at", Shape::Scalar(Scalar::Timestamp)),
     Field::required("kind", Shape::Scalar(Scalar::OneOf(ENTRY_KINDS))),
     Field::required("text", TEXT),
     Field::optional("vitals", Shape::Record(&VITALS_FIELDS)),
+    // Who must act on an alert: one member, or everyone with a role.
+    Field::optional("to_member", Shape::Scalar(Scalar::Member)),
+    Field::optional("to_role", Shape::Scalar(Scalar::OneOf(ROLE_NAMES))),
 ]);
 
 static AMENDMENT: Shape = Shape::Record(&[
@@ -193,6 +198,28 @@ pub(crate) fn vital_range(field: &str) -> Option<(f64, f64)> {
 #[cfg(test)]
 pub(crate) fn check_vitals(v: &Vitals) -> Result<(), WriteError> {
     v.check()
+}
+
+/// Who must act on an alert: a member, or every member with a role. An alert that names
+/// no one is for the circle's coordinators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Addressee {
+    Member(#[schemars(with = "String")] MemberId),
+    Role(Role),
+}
+
+impl Addressee {
+    /// Whom an alert is for when its author named no one.
+    pub const DEFAULT: Addressee = Addressee::Role(Role::Coordinator);
+
+    /// Whether `member`, with `role` in the circle, is among those who must act.
+    pub fn includes(&self, member: &MemberId, role: Option<Role>) -> bool {
+        match self {
+            Addressee::Member(m) => m == member,
+            Addressee::Role(r) => role == Some(*r),
+        }
+    }
 }
 
 /// Structured vital signs attached to an entry. Every value is optional.
@@ -322,9 +349,26 @@ pub struct Entry {
     pub amendments: Vec<Amendment>,
     /// Acknowledgements (alerts only), oldest first.
     pub acknowledgements: Vec<Acknowledgement>,
+    /// Whom an alert names as who must act, if its author named someone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Addressee>,
 }
 
 impl Entry {
+    /// Who must act on this alert (its coordinators when it names no one); `None` for a
+    /// note that is not an alert.
+    pub fn addressee(&self) -> Option<Addressee> {
+        (self.kind == EntryKind::Alert).then(|| self.to.unwrap_or(Addressee::DEFAULT))
+    }
+
+    /// Whether this is an alert waiting for `member` (with `role`): written by someone
+    /// else, addressed to them, not acknowledged yet.
+    pub fn waits_for(&self, member: &MemberId, role: Option<Role>) -> bool {
+        &self.author != member
+            && self.acknowledgements.is_empty()
+            && self.addressee().is_some_and(|a| a.includes(member, role))
+    }
+
     /// The text as last corrected.
     pub fn current_text(&self) -> &str {
         self.amendments.last().map_or(&self.text, |a| &a.text)
@@ -399,6 +443,23 @@ impl LiaisonNotebook {
         entries: Vec<NewEntry>,
         at: Timestamp,
     ) -> Result<Vec<String>, WriteError> {
+        self.add_entries_to(author, entries, None, at)
+    }
+
+    /// Adds entries naming who must act (alerts only); returns their ids in order.
+    pub fn add_entries_to(
+        &mut self,
+        author: MemberId,
+        entries: Vec<NewEntry>,
+        to: Option<Addressee>,
+        at: Timestamp,
+    ) -> Result<Vec<String>, WriteError> {
+        if to.is_some() && entries.iter().any(|e| e.kind != EntryKind::Alert) {
+            return Err(WriteError::InvalidValue {
+                field: "to",
+                reason: "only an alert names who must act".into(),
+            });
+        }
         let mut checked = Vec::with_capacity(entries.len());
         for entry in entries {
             check_text("text", &entry.text, MAX_TEXT_BYTES)?;
@@ -419,6 +480,11 @@ impl LiaisonNotebook {
                 doc.put(&obj, "at", automerge::ScalarValue::Timestamp(at.millis()))?;
                 doc.put(&obj, "kind", kind.as_str())?;
                 doc.put(&obj, "text", text.as_str())?;
+                match to {
+                    Some(Addressee::Member(m)) => doc.put(&obj, "to_member", m.to_hex())?,
+                    Some(Addressee::Role(r)) => doc.put(&obj, "to_role", r.as_str())?,
+                    None => {}
+                }
                 if let Some(v) = vitals {
                     let vo = doc.put_object(&obj, "vitals", ObjType::Map)?;
                     for (name, value) in v.reals() {
@@ -520,25 +586,30 @@ impl LiaisonNotebook {
         self.len() == 0
     }
 
-    /// Whether the entry `id` is an alert written by someone other than `me` (what a
-    /// node tells its member about when it arrives).
-    pub fn is_alert_from_another(&self, id: &str, me: &MemberId) -> bool {
+    /// Whether the entry `id` is an alert written by someone other than `me` and
+    /// addressed to `me` (with `role`): what a node tells its member about when it arrives.
+    pub fn is_alert_for(&self, id: &str, me: &MemberId, role: Option<Role>) -> bool {
         let doc = self.replica.doc();
         let Some(obj) = root_obj(doc, "entries").and_then(|c| collection_item(doc, &c, id)) else {
             return false;
         };
         let r = RecordReader { doc, obj };
+        let to = r
+            .member("to_member")
+            .map(Addressee::Member)
+            .or_else(|| r.str("to_role")?.parse().ok().map(Addressee::Role))
+            .unwrap_or(Addressee::DEFAULT);
         r.str("kind").as_deref() == Some(EntryKind::Alert.as_str())
             && r.member("author").is_some_and(|a| &a != me)
+            && to.includes(me, role)
     }
 
-    /// The alerts written by others that no one has acknowledged yet: what waits for `me`.
-    pub fn open_alerts_for(&self, me: &MemberId) -> usize {
+    /// The alerts waiting for `me` (with `role`): addressed to them, written by someone
+    /// else, acknowledged by no one yet.
+    pub fn open_alerts_for(&self, me: &MemberId, role: Option<Role>) -> usize {
         self.entries()
             .iter()
-            .filter(|e| {
-                e.kind == EntryKind::Alert && &e.author != me && e.acknowledgements.is_empty()
-            })
+            .filter(|e| e.waits_for(me, role))
             .count()
     }
 
@@ -573,6 +644,10 @@ impl LiaisonNotebook {
                         weight_kg: v.real("weight_kg"),
                     }
                 });
+                let to = r
+                    .member("to_member")
+                    .map(Addressee::Member)
+                    .or_else(|| r.str("to_role")?.parse().ok().map(Addressee::Role));
                 index.insert(id.clone(), entries.len());
                 entries.push(Entry {
                     id,
@@ -583,6 +658,7 @@ impl LiaisonNotebook {
                     vitals,
                     amendments: Vec::new(),
                     acknowledgements: Vec::new(),
+                    to,
                 });
             }
         }

@@ -44,7 +44,8 @@ pub enum NodeEvent {
     Peer { peer_id: String, connected: bool },
     /// A member added this node to a circle: it waits for the user's answer.
     Invited { circle: String },
-    /// An alert from another member arrived: `open` alerts of others wait in the circle.
+    /// An alert from another member, addressed to this node's member, arrived: `open`
+    /// alerts wait for them in the circle.
     Alert { circle: String, open: usize },
 }
 

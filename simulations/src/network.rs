@@ -167,6 +167,7 @@ pub fn run(config: &Config, seed: u64) -> Report {
                     kind: EntryKind::Care,
                     at: None,
                     vitals: None,
+                    to: None,
                 };
                 cluster.request(w, add.into());
                 report.notes_written += 1;

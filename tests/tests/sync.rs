@@ -411,9 +411,9 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_valid_fhir_export(
 }
 
 /// A member's webhook (a phone's push service, an SMS gateway) is told of an alert from
-/// another member, and of nothing else: the request names no patient, no note text and no
-/// circle id, only an opaque handle and how many alerts wait. Notes that are not alerts,
-/// and the member's own alerts, send nothing.
+/// another member addressed to them (by name), and of nothing else: the request names no
+/// patient, no note text and no circle id, only an opaque handle and how many alerts wait. Notes that are not alerts,
+/// alerts for others (the coordinators) and the member's own alerts send nothing.
 #[test]
 fn an_alert_reaches_the_members_webhook_which_learns_nothing_about_the_patient() {
     let (a, b, _c, circle) = team();
@@ -440,8 +440,25 @@ fn an_alert_reaches_the_members_webhook_which_learns_nothing_about_the_patient()
         "--kind",
         "alert",
     ]);
+    // For the coordinators (the default): not B's to act on.
+    a.json(&[
+        "note",
+        "add",
+        &circle,
+        "Rappeler la pharmacie",
+        "--kind",
+        "alert",
+    ]);
     let alert = "Chute ce matin: appeler le médecin traitant";
-    a.json(&["note", "add", &circle, alert, "--kind", "alerte"]);
+    a.json(&[
+        "note", "add", &circle, alert, "--kind", "alerte", "--to", "julien",
+    ]);
+    let wrong = a.cercle(&["note", "add", &circle, "Pansement", "--to", "julien"]);
+    assert!(
+        wrong.stderr.contains("only an alert names who must act"),
+        "{}",
+        wrong.stderr
+    );
     assert!(
         wait_until(30, || has_note(&b, &circle, alert)),
         "B never got the alert"

@@ -94,9 +94,15 @@ fn two_members_work_together_in_their_browsers() {
     eprintln!("A's note reached B's open page in {took:?}");
 
     // An alert from A, acknowledged on B, shows as acknowledged on A.
+    // A names the nurse as who must act: flagged for her ("Pour : vous") until someone
+    // other than A acknowledges it.
     let alert = "Chute ce matin, douleur hanche droite";
     a.select("#note-kind", "alert");
     a.type_in("#note-text", alert);
+    let chosen = a.script(
+        "const s = document.getElementById('note-to'); const o = [...s.options].find(o => o.text === 'Julien Moreau'); if (!o) return false; s.value = o.value; return true;",
+    );
+    assert_eq!(chosen, true, "the nurse is not among the addressees");
     a.click("form[action$='/notes'] button[type=submit]");
     assert!(
         b.wait_for_text("#live-notes", alert, Duration::from_secs(5))
@@ -117,6 +123,8 @@ fn two_members_work_together_in_their_browsers() {
         b.text(&format!("[id='{id}']"))
             .contains("En attente d'acquittement")
     );
+    assert_eq!(b.text(&format!("[id='{id}'] .to.for-me")), "Pour : vous");
+    assert_eq!(a.text(&format!("[id='{id}'] .to")), "Pour : Julien Moreau");
     b.click(&format!("[id='{id}'] .ack-button"));
     assert!(
         b.wait_for_text(

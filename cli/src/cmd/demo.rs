@@ -407,6 +407,7 @@ fn create_circle(
         kind: EntryKind::Observation,
         at: Some(start + 2 * HOUR),
         vitals: None,
+        to: None,
     })?;
     for ((_, identity), m) in homes.iter().zip(members).skip(1) {
         node.ask(MemberAdd {
@@ -487,6 +488,7 @@ fn write_team_entries(clients: &[Client], members: &[Member], circle: &str) -> a
             kind,
             at: Some(start + hours * HOUR),
             vitals,
+            to: None,
         })?;
         anyhow::Ok(())
     };

@@ -13,6 +13,8 @@ use crate::output::{added, answer, human_time};
 /// Notes sent in one request by an import, at most; each request is answered once durable.
 const IMPORT_BATCH: usize = 256;
 
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NoteCommand {
     /// Add a note to a circle's liaison notebook. Vital signs go with `--kind vitals` as
@@ -28,6 +30,10 @@ pub(crate) enum NoteCommand {
         /// alerte, transmission), in any case.
         #[arg(long, default_value = "observation")]
         kind: String,
+        /// For an alert: who must act, a role (coordinator, the default; professional;
+        /// caregiver) or a member's name.
+        #[arg(long, value_name = "ROLE_OR_NAME")]
+        to: Option<String>,
         #[command(flatten)]
         vitals: VitalsArgs,
     },
@@ -135,6 +141,7 @@ pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
             circle,
             text,
             kind,
+            to,
             vitals,
         } => {
             let vitals = vitals.vitals()?;
@@ -149,6 +156,7 @@ pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
                 kind: kind.parse().map_err(|e: String| anyhow::anyhow!(e))?,
                 at: None,
                 vitals,
+                to,
             };
             let done = ask(ctx, add)?;
             added(ctx.json, done.circle, done.ids)
@@ -201,6 +209,7 @@ fn import(ctx: &Context, circle: &str, kind: &str) -> anyhow::Result<()> {
             kind,
             at: None,
             vitals: None,
+            to: None,
         };
         let done = backend.ask(add)?;
         for id in done.ids {

@@ -151,10 +151,8 @@ impl CircleHead {
 /// Counts of what waits for this member in a circle: open alerts of others (one's own
 /// waits for someone else) and unread messages.
 pub(crate) fn badges(notes: &[NoteRow], messages: &[MessageRow], me: &str) -> (usize, usize) {
-    let alerts = notes
-        .iter()
-        .filter(|n| n.kind == "alert" && n.acks.is_empty() && n.author != me)
-        .count();
+    // The alerts addressed to this member (by role or by name), from someone else, open.
+    let alerts = notes.iter().filter(|n| n.waits_for_me).count();
     let unread = messages
         .iter()
         .filter(|m| m.author != me && !m.read_by.iter().any(|r| r.by == me))
@@ -450,6 +448,7 @@ pub(crate) fn notebook(
     notes: &[NoteRow],
     filter: &NoteFilter,
     me: &str,
+    members: &[(String, String)],
 ) -> Markup {
     let w = ctx.w();
     let mut authors: Vec<(String, String)> = notes
@@ -484,6 +483,13 @@ pub(crate) fn notebook(
                             }
                             label for="note-text" { (w.text) }
                             textarea id="note-text" name="text" rows="4" maxlength="8000" {}
+                            label for="note-to" { (w.alert_to) }
+                            select id="note-to" name="to" aria-describedby="note-to-help" {
+                                option value="" { (w.to_coordinators) }
+                                @for r in ["professional", "caregiver"] { option value=(r) { (w.to_role(r)) } }
+                                @for (id, name) in members.iter().filter(|(id, _)| id != me) { option value=(id) { (name) } }
+                            }
+                            p class="muted" id="note-to-help" { (w.alert_to_help) }
                             details class="vitals-fields" {
                                 summary { (w.vitals_values) }
                                 p class="muted" id="vitals-hint" { (w.vitals_hint) }
@@ -547,6 +553,17 @@ pub(crate) fn notebook(
                                 }
                             }
                             p class="text" { (n.text) }
+                            @if let Some(to) = &n.to {
+                                p class=(if n.waits_for_me { "to for-me" } else { "to" }) {
+                                    (w.for_whom) " "
+                                    @match to {
+                                        cercle_crdt::Addressee::Member(m) => {
+                                            @if m.to_hex() == me { (w.you) } @else { (who(w, n.to_name.as_deref())) }
+                                        }
+                                        cercle_crdt::Addressee::Role(r) => (w.to_role(r.as_str())),
+                                    }
+                                }
+                            }
                             @if n.kind == "alert" {
                                 @if n.acks.is_empty() {
                                     p class="ack pending" { (w.awaiting_ack) }
@@ -1281,6 +1298,10 @@ mod tests {
                     at_millis: *t,
                 })
                 .collect(),
+            to: None,
+            to_name: None,
+            // As the node computes it for a member other than the author "a".
+            waits_for_me: kind == "alert" && acks.is_empty(),
         }
     }
 
@@ -1340,9 +1361,9 @@ mod tests {
                 .collect(),
         };
         let messages = [message("me", &[]), message("b", &[]), message("b", &["me"])];
+        // Alerts: those the node found waiting for this member; messages: others' unread.
         assert_eq!(badges(&notes, &messages, "me"), (1, 1));
-        // The author of an open alert is not waited for.
-        assert_eq!(badges(&notes, &messages, "a"), (0, 3));
+        assert_eq!(badges(&notes, &messages, "a"), (1, 3));
     }
 
     #[test]

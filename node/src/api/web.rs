@@ -598,7 +598,10 @@ async fn notebook(
 ) -> Response {
     let run = async {
         let (head, notes, _, me) = s.head(&circle, false).await?;
-        Ok(page(ui::notebook(&s.ctx, &head, &notes, &filter, &me)))
+        let members = s.names(&head.id).await?;
+        Ok(page(ui::notebook(
+            &s.ctx, &head, &notes, &filter, &me, &members,
+        )))
     };
     run.await.unwrap_or_else(|r: Response| r)
 }
@@ -610,6 +613,9 @@ struct NoteForm {
     kind: String,
     #[serde(default)]
     text: String,
+    /// For an alert: who must act (a role, or a member's id); blank for the coordinators.
+    #[serde(default)]
+    to: String,
     /// The vital signs typed, by [`cercle_crdt::Sign::key`]; blank for none.
     #[serde(flatten)]
     vitals: std::collections::HashMap<String, String>,
@@ -647,6 +653,8 @@ async fn note_add(
         kind,
         at: None,
         vitals,
+        // Chosen only for an alert; the form keeps its choice whatever the kind.
+        to: (kind == cercle_crdt::EntryKind::Alert && !f.to.is_empty()).then_some(f.to),
     };
     s.submit(&headers, &f.csrf, add, back).await
 }

@@ -41,8 +41,8 @@ pub struct Receipt {
     /// Some envelopes wait for others not received yet (a predecessor, or another
     /// device's changes they depend on): the sender should be asked for what it has.
     pub incomplete: bool,
-    /// Alerts from other members among the notes applied (what this node's member is
-    /// told of).
+    /// Alerts from other members addressed to this node's member among the notes applied
+    /// (what the member is told of).
     pub new_alerts: usize,
 }
 
@@ -145,11 +145,10 @@ impl Circle {
                 let (outcomes, rest, created) = self.apply_group(group);
                 for item in created {
                     receipt.staged.batch.received(&id, &item, now);
+                    let member = me.member();
+                    let role = self.resolution().role(&member);
                     if doc == Some(DocKind::LiaisonNotebook)
-                        && self
-                            .docs
-                            .notebook
-                            .is_alert_from_another(&item, &me.member())
+                        && self.docs.notebook.is_alert_for(&item, &member, role)
                     {
                         receipt.new_alerts += 1;
                     }

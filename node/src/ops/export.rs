@@ -51,6 +51,7 @@ impl Operation for Export {
     fn run(self, core: &mut NodeCore) -> Result<Exported, NodeError> {
         let store = core.circles.store.clone();
         let now = core.now();
+        let me = core.me.member();
         let (c, _) = core.circle_mut(&self.circle)?;
         let files = match self.format {
             ExportFormat::Automerge => DocKind::ALL
@@ -72,7 +73,7 @@ impl Operation for Export {
                     "circle": c.info().id,
                     "members": members,
                     "patient_file": super::patient::view(c, store.as_ref()),
-                    "liaison_notebook": super::notes::notes(c, store.as_ref()),
+                    "liaison_notebook": super::notes::notes(c, store.as_ref(), &me),
                     "thread": super::messages::messages(c),
                 });
                 vec![json_file("circle.json", &all)?]

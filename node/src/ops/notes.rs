@@ -1,7 +1,9 @@
 //! The liaison notebook: adding notes (one, or many sent together as an import), listing
 //! them, correcting one's own (an amendment: the original stays), acknowledging an alert.
 
-use cercle_crdt::{EntryKind, LiaisonNotebook, NewEntry, Timestamp, Vitals};
+use cercle_crdt::{
+    Addressee, EntryKind, LiaisonNotebook, MemberId, NewEntry, Role, Timestamp, Vitals,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Added, Names, NodeError, Operation, ReceiptRow, pick_id};
@@ -32,6 +34,43 @@ pub struct NoteAdd {
     /// (the values, written out, become it).
     #[serde(default)]
     pub vitals: Option<Vitals>,
+    /// For an alert: who must act, a role (`coordinator`, the default, `professional`,
+    /// `caregiver`) or a member (their name, or their id or a prefix of it).
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// The member or role `query` names among the circle's current members.
+fn addressee(c: &Circle, query: &str) -> Result<Addressee, NodeError> {
+    let q = query.trim();
+    if let Ok(role) = q.parse::<Role>() {
+        return Ok(Addressee::Role(role));
+    }
+    let names = Names::of(c);
+    let lower = q.to_lowercase();
+    let matching: Vec<MemberId> = c
+        .resolution()
+        .members
+        .keys()
+        .filter(|m| {
+            (q.len() >= 4 && m.to_hex().starts_with(&lower))
+                || names.get(m).is_some_and(|n| {
+                    let n = n.to_lowercase();
+                    n == lower || n.split_whitespace().any(|w| w.starts_with(&lower))
+                })
+        })
+        .copied()
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(Addressee::Member(*one)),
+        [] => Err(NodeError::bad_input(format!(
+            "no member of this circle is named {q:?}: give a role (coordinator, professional, caregiver) or a member's name"
+        ))),
+        _ => Err(NodeError::bad_input(format!(
+            "{q:?} names {} members: give more of the name",
+            matching.len()
+        ))),
+    }
 }
 
 impl NoteAdd {
@@ -83,7 +122,17 @@ impl Operation for NoteAdd {
 
     fn run(mut self, core: &mut NodeCore) -> Result<Added, NodeError> {
         let at = self.check(core.now())?;
-        let circle = core.circle(&self.circle)?.info().id.clone();
+        let c = core.circle(&self.circle)?;
+        let circle = c.info().id.clone();
+        let to = match self.to.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(_) if self.kind != EntryKind::Alert => {
+                return Err(NodeError::bad_input(
+                    "only an alert names who must act (--kind alert)",
+                ));
+            }
+            Some(t) => Some(addressee(c, t)?),
+            None => None,
+        };
         let mut ids = Vec::with_capacity(self.texts.len());
         // Notes sent together (an import) are written NOTES_PER_CHANGE to a change.
         let mut texts = self.texts.into_iter().peekable();
@@ -98,7 +147,7 @@ impl Operation for NoteAdd {
                 })
                 .collect();
             ids.extend(core.write::<LiaisonNotebook, _>(&circle, |nb, author, _| {
-                nb.add_entries(author, entries, at)
+                nb.add_entries_to(author, entries, to, at)
             })?);
         }
         Ok(Added { circle, ids })
@@ -140,6 +189,13 @@ pub struct NoteRow {
     pub vitals: Option<Vitals>,
     /// For alerts: who acknowledged it.
     pub acks: Vec<ReceiptRow>,
+    /// For alerts: who must act (the coordinators when the author named no one).
+    pub to: Option<Addressee>,
+    /// That member's name, when the alert names a member.
+    pub to_name: Option<String>,
+    /// An alert waiting for this node's member: addressed to them, written by someone
+    /// else, not acknowledged yet.
+    pub waits_for_me: bool,
 }
 
 impl Operation for NoteList {
@@ -147,8 +203,9 @@ impl Operation for NoteList {
 
     fn run(self, core: &mut NodeCore) -> Result<Notes, NodeError> {
         let store = core.circles.store.clone();
+        let me = core.me.member();
         Ok(Notes {
-            notes: notes(core.circle(&self.circle)?, store.as_ref()),
+            notes: notes(core.circle(&self.circle)?, store.as_ref(), &me),
         })
     }
 }
@@ -161,8 +218,9 @@ pub fn dated_apart(at: Timestamp, received: Timestamp) -> bool {
 
 /// The notebook's notes, oldest first, with when this node received those other devices
 /// wrote.
-pub(crate) fn notes(c: &Circle, store: &dyn Store) -> Vec<NoteRow> {
+pub(crate) fn notes(c: &Circle, store: &dyn Store, me: &MemberId) -> Vec<NoteRow> {
     let names = Names::of(c);
+    let my_role = c.resolution().role(me);
     let received = store.received(&c.id()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot read when notes were received");
         Default::default()
@@ -171,7 +229,14 @@ pub(crate) fn notes(c: &Circle, store: &dyn Store) -> Vec<NoteRow> {
         .into_iter()
         .map(|e| {
             let got = received.get(&e.id).copied();
+            let to = e.addressee();
             NoteRow {
+                to,
+                to_name: match to {
+                    Some(Addressee::Member(m)) => names.get(&m),
+                    _ => None,
+                },
+                waits_for_me: e.waits_for(me, my_role),
                 author: e.author.to_hex(),
                 author_name: names.get(&e.author),
                 kind: e.kind.to_string(),

@@ -97,6 +97,10 @@ pub(crate) struct Words {
     pub(crate) acknowledged_by: &'static str,
     pub(crate) awaiting_ack: &'static str,
     pub(crate) vitals_values: &'static str,
+    pub(crate) alert_to: &'static str,
+    pub(crate) alert_to_help: &'static str,
+    pub(crate) to_coordinators: &'static str,
+    pub(crate) for_whom: &'static str,
     pub(crate) join: &'static str,
     pub(crate) join_link: &'static str,
     pub(crate) join_help: &'static str,
@@ -301,6 +305,22 @@ impl Words {
         }
     }
 
+    /// Whom an alert is for, by role ("les coordinateurs du cercle").
+    pub(crate) fn to_role(&self, role: &str) -> &'static str {
+        let fr = std::ptr::eq(self, &FR);
+        match (role, fr) {
+            ("coordinator", true) => "les coordinateurs du cercle",
+            ("professional", true) => "les professionnels du cercle",
+            ("caregiver", true) => "les aidants du cercle",
+            ("observer", true) => "les observateurs du cercle",
+            ("coordinator", false) => "the circle's coordinators",
+            ("professional", false) => "the circle's professionals",
+            ("caregiver", false) => "the circle's caregivers",
+            ("observer", false) => "the circle's observers",
+            _ => "?",
+        }
+    }
+
     /// The name of a role.
     pub(crate) fn role(&self, role: &str) -> &'static str {
         let fr = std::ptr::eq(self, &FR);
@@ -471,6 +491,10 @@ pub(crate) static FR: Words = Words {
     acknowledged_by: "Acquittée par",
     awaiting_ack: "En attente d'acquittement",
     vitals_values: "Constantes (valeurs)",
+    alert_to: "Pour (alerte)",
+    alert_to_help: "Qui doit agir sur une alerte : elle reste signalée chez cette personne jusqu'à ce qu'un autre membre l'acquitte.",
+    to_coordinators: "Les coordinateurs du cercle (par défaut)",
+    for_whom: "Pour :",
     join: "Rejoindre un cercle",
     join_link: "Rejoindre un cercle avec un code d'invitation",
     join_help: "Collez ou tapez le code d'invitation que le coordinateur du cercle vous a donné (les espaces et les majuscules ne comptent pas). Son nœud doit être joignable : sur le même réseau, ou par un relais du cercle.",
@@ -627,6 +651,10 @@ pub(crate) static EN: Words = Words {
     acknowledged_by: "Acknowledged by",
     awaiting_ack: "Awaiting acknowledgement",
     vitals_values: "Vital signs (values)",
+    alert_to: "For (alert)",
+    alert_to_help: "Who must act on an alert: it stays flagged for them until another member acknowledges it.",
+    to_coordinators: "The circle's coordinators (default)",
+    for_whom: "For:",
     join: "Join a circle",
     join_link: "Join a circle with an invite code",
     join_help: "Paste or type the invite code the circle's coordinator gave you (spaces and case do not matter). Their node must be reachable: on the same network, or through one of the circle's relays.",

@@ -17,6 +17,7 @@ fn note(circle: &str, text: &str) -> NoteAdd {
         kind: EntryKind::Observation,
         at: None,
         vitals: None,
+        to: None,
     }
 }
 

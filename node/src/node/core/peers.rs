@@ -256,7 +256,8 @@ impl NodeCore {
             }));
         }
         if receipt.new_alerts > 0 {
-            let open = c.notebook().open_alerts_for(&self.me.member());
+            let me = self.me.member();
+            let open = c.notebook().open_alerts_for(&me, c.resolution().role(&me));
             tracing::info!(%circle, open, "an alert from another member arrived");
             self.out.push(Effect::Event(NodeEvent::Alert {
                 circle: circle.to_string(),

@@ -231,6 +231,7 @@ fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survi
         kind: cercle_crdt::EntryKind::Observation,
         at: None,
         vitals: None,
+        to: None,
     };
     disk.ok.store(2, std::sync::atomic::Ordering::SeqCst);
     let mut acknowledged = Vec::new();
