@@ -270,7 +270,7 @@ impl<'a> Builder<'a> {
         }
         let id = self.patient.clone();
         self.push(&id, patient);
-        if let IdentityStatus::Verified { by, at } = identity.status {
+        if let IdentityStatus::Verified { by, at, .. } = identity.status {
             self.provenance(&id, "identity-verified", &by, at, Act::VerifyIdentity);
         }
     }
@@ -859,7 +859,7 @@ mod tests {
     use super::*;
     use crate::ActorId;
     use crate::notebook::NewEntry;
-    use crate::patient_file::IdentityUpdate;
+    use crate::patient_file::{IdentityDocument, IdentityUpdate};
     use proptest::prelude::*;
 
     /// What a test expects to succeed: its failure is the test's failure.
@@ -1040,7 +1040,7 @@ mod tests {
             ins: Some("241051234567805".into()),
         };
         pf.set_identity(GP, &identity, t).must();
-        pf.verify_identity(GP, t).must();
+        pf.verify_identity(GP, IdentityDocument::IdCard, t).must();
         pf.record_consent(GP, ConsentStatus::Given, "soins à domicile", t)
             .must();
         pf.set_care_plan(GP, "Pansement tous les deux jours.", t)

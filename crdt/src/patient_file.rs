@@ -58,6 +58,7 @@ static IDENTITY_FIELDS: &[Field] = &[
     Field::optional("status", s(Scalar::OneOf(IDENTITY_STATUSES))),
     Field::optional("verified_by", s(Scalar::Author)),
     Field::optional("verified_at", s(Scalar::Timestamp)),
+    Field::optional("verified_with", s(Scalar::OneOf(IDENTITY_DOCUMENTS))),
     Field::optional("updated_by", s(Scalar::Author)),
     Field::optional("updated_at", s(Scalar::Timestamp)),
 ];
@@ -153,14 +154,64 @@ pub(crate) static SCHEMA: DocSchema = DocSchema {
     append_only: false,
 };
 
+/// The identity documents of high trust against which an identity is checked (the French
+/// identity-vigilance rules: an identity card, a passport, a residence permit; for a
+/// child, the family record book with a parent's document).
+const IDENTITY_DOCUMENTS: &[&str] = &[
+    "id_card",
+    "passport",
+    "residence_permit",
+    "family_record_book",
+];
+
+/// A document an identity was checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityDocument {
+    IdCard,
+    Passport,
+    ResidencePermit,
+    FamilyRecordBook,
+}
+
+impl IdentityDocument {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityDocument::IdCard => "id_card",
+            IdentityDocument::Passport => "passport",
+            IdentityDocument::ResidencePermit => "residence_permit",
+            IdentityDocument::FamilyRecordBook => "family_record_book",
+        }
+    }
+}
+
+impl std::str::FromStr for IdentityDocument {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_lowercase().replace('-', "_").as_str() {
+            "id_card" | "cni" => Ok(IdentityDocument::IdCard),
+            "passport" | "passeport" => Ok(IdentityDocument::Passport),
+            "residence_permit" | "titre_de_sejour" => Ok(IdentityDocument::ResidencePermit),
+            "family_record_book" | "livret_de_famille" => Ok(IdentityDocument::FamilyRecordBook),
+            _ => Err(format!(
+                "{s:?} is not an identity document of high trust: id_card, passport, residence_permit or family_record_book"
+            )),
+        }
+    }
+}
+
 /// Whether the patient's identity has been checked against an identity document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum IdentityStatus {
     /// Not (or no longer) checked.
     Provisional,
-    /// Checked by `by` at `at`.
-    Verified { by: MemberId, at: Timestamp },
+    /// Checked by `by` at `at` against `document`.
+    Verified {
+        by: MemberId,
+        at: Timestamp,
+        document: IdentityDocument,
+    },
 }
 
 /// The patient's identity.
@@ -329,12 +380,30 @@ impl PatientFile {
         update: &IdentityUpdate,
         at: Timestamp,
     ) -> Result<(), WriteError> {
+        // The INS as typed or read out ("2 41 05 12 345 678 05"): digits and letters only.
+        let ins = update.ins.as_ref().map(|i| {
+            i.chars()
+                .filter(|c| !c.is_whitespace() && !matches!(c, '.' | '-'))
+                .collect::<String>()
+        });
+        if let Some(born) = update
+            .birth_date
+            .as_deref()
+            .and_then(|d| d.trim().parse::<jiff::civil::Date>().ok())
+            && let Ok(now) = jiff::Timestamp::from_millisecond(at.millis())
+            && born > now.to_zoned(jiff::tz::TimeZone::UTC).date()
+        {
+            return Err(WriteError::InvalidValue {
+                field: "birth_date",
+                reason: "is in the future".into(),
+            });
+        }
         let fields: [(&'static str, &Option<String>); 5] = [
             ("family_name", &update.family_name),
             ("given_names", &update.given_names),
             ("birth_date", &update.birth_date),
             ("sex", &update.sex),
-            ("ins", &update.ins),
+            ("ins", &ins),
         ];
         for (name, value) in fields {
             if let Some(v) = value {
@@ -360,8 +429,13 @@ impl PatientFile {
         })
     }
 
-    /// Records that `author` checked the identity against an identity document.
-    pub fn verify_identity(&mut self, author: MemberId, at: Timestamp) -> Result<(), WriteError> {
+    /// Records that `author` checked the identity against `document`.
+    pub fn verify_identity(
+        &mut self,
+        author: MemberId,
+        document: IdentityDocument,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
         let id = self.identity();
         if id.family_name.is_none() || id.birth_date.is_none() {
             return Err(WriteError::NotAllowed(
@@ -373,6 +447,7 @@ impl PatientFile {
             doc.put(&obj, "status", "verified")?;
             doc.put(&obj, "verified_by", author.to_hex())?;
             doc.put(&obj, "verified_at", ScalarValue::Timestamp(at.millis()))?;
+            doc.put(&obj, "verified_with", document.as_str())?;
             Ok(())
         })
     }
@@ -573,7 +648,13 @@ impl PatientFile {
             r.member("verified_by"),
             r.timestamp("verified_at"),
         ) {
-            (Some("verified"), Some(by), Some(at)) => IdentityStatus::Verified { by, at },
+            (Some("verified"), Some(by), Some(at)) => {
+                // Verified only with the document it was checked against recorded.
+                match r.str("verified_with").and_then(|d| d.parse().ok()) {
+                    Some(document) => IdentityStatus::Verified { by, at, document },
+                    None => IdentityStatus::Provisional,
+                }
+            }
             _ => IdentityStatus::Provisional,
         };
         Identity {
@@ -691,5 +772,48 @@ mod tests {
         };
         assert!(pf.set_identity(me, &bad_ins, Timestamp(1)).is_err());
         assert!(pf.items(ItemList::Problems).is_empty());
+    }
+
+    #[test]
+    fn identity_vigilance_on_the_writer() {
+        let me = MemberId::from_const([1; 32]);
+        let mut pf = PatientFile::new(ActorId::from(&[1u8; 16][..]));
+        // 2026-12-02 as the time of writing: a birth date after it is refused.
+        let now = Timestamp(1_796_200_000_000);
+        let unborn = IdentityUpdate {
+            birth_date: Some("2030-01-01".into()),
+            ..Default::default()
+        };
+        let r = pf.set_identity(me, &unborn, now);
+        assert!(
+            matches!(
+                r,
+                Err(WriteError::InvalidValue {
+                    field: "birth_date",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        // An INS read out in groups is stored as its 15 characters.
+        let spoken = IdentityUpdate {
+            family_name: Some("Durand".into()),
+            birth_date: Some("1941-05-12".into()),
+            ins: Some("2 41 05 12 345 678 05".into()),
+            ..Default::default()
+        };
+        pf.set_identity(me, &spoken, now).unwrap_or_default();
+        assert_eq!(pf.identity().ins.as_deref(), Some("241051234567805"));
+        assert_eq!(pf.identity().status, IdentityStatus::Provisional);
+        pf.verify_identity(me, IdentityDocument::Passport, now)
+            .unwrap_or_default();
+        assert_eq!(
+            pf.identity().status,
+            IdentityStatus::Verified {
+                by: me,
+                at: now,
+                document: IdentityDocument::Passport
+            }
+        );
     }
 }

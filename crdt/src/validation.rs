@@ -1219,7 +1219,8 @@ mod tests {
             ..Default::default()
         };
         a.set_identity(ALICE, &update, T).unwrap_or_default();
-        a.verify_identity(ALICE, T).unwrap_or_default();
+        a.verify_identity(ALICE, crate::IdentityDocument::Passport, T)
+            .unwrap_or_default();
         let verify: Vec<Change> = a.replica_mut().last_local_change().into_iter().collect();
         let mut c = PatientFile::new(actor(3));
         let all_but_last: Vec<Change> = {

@@ -166,7 +166,7 @@ impl Doc for PatientFile {
             },
             4 => self.record_consent(me, ConsentStatus::Given, "équipe de soins", at),
             5 => self.set_care_plan(me, &format!("plan {pick}"), at),
-            _ => self.verify_identity(me, at),
+            _ => self.verify_identity(me, cercle_crdt::IdentityDocument::IdCard, at),
         };
     }
     fn state(&self) -> String {

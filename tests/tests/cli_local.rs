@@ -368,3 +368,60 @@ fn a_card_whose_name_was_changed_is_refused() {
     // The real card is taken.
     gp.add_member(&circle, &nurse.card(), "professional");
 }
+
+/// Identity vigilance on the command line: `circle list` shows each patient's birth date,
+/// and a second circle for a patient with the same names and birth date is flagged as a
+/// probable duplicate when it is created and in the list; a namesake born another day is
+/// not.
+#[test]
+fn a_second_circle_for_the_same_patient_is_flagged_as_a_probable_duplicate() {
+    let home = TestHome::new();
+    home.init("Dr Claire Martin", "médecin généraliste");
+    let create = |born: &str| {
+        home.cercle(&[
+            "circle",
+            "create",
+            "--patient",
+            "Jeanne Durand",
+            "--birth-date",
+            born,
+        ])
+    };
+    let first = create("1941-05-12");
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert!(!first.stdout.contains("DUPLICATE"), "{}", first.stdout);
+    let namesake = create("1950-01-02");
+    assert!(
+        !namesake.stdout.contains("DUPLICATE"),
+        "{}",
+        namesake.stdout
+    );
+    let second = create("1941-05-12");
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert!(
+        second.stdout.contains("PROBABLE DUPLICATE"),
+        "{}",
+        second.stdout
+    );
+    let list = home.cercle(&["circle", "list"]);
+    assert!(list.stdout.contains("(born 1941-05-12)"), "{}", list.stdout);
+    assert!(list.stdout.contains("(born 1950-01-02)"), "{}", list.stdout);
+    assert_eq!(
+        list.stdout.matches("PROBABLE DUPLICATE").count(),
+        2,
+        "{}",
+        list.stdout
+    );
+    let json = home.json(&["circle", "list"]);
+    let flagged = json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["probable_duplicates"]
+                .as_array()
+                .is_some_and(|d| d.len() == 1)
+        })
+        .count();
+    assert_eq!(flagged, 2, "{json}");
+}

@@ -177,8 +177,10 @@ fn every_command_answers_in_json() {
         "set",
         &circle,
         "--ins",
-        "241051234567805",
+        "2 41 05 12 345 678 05",
         "--verify",
+        "--document",
+        "id_card",
         "--consent",
         "given",
         "--consent-scope",
@@ -189,6 +191,15 @@ fn every_command_answers_in_json() {
         "Pesée quotidienne",
     ]);
     assert_eq!(patient["identity_status"], "verified", "{patient}");
+    // The INS read out with spaces is kept as its 15 characters; the verification names
+    // its document.
+    assert_eq!(patient["ins"], "241051234567805");
+    assert_eq!(patient["verified_with"], "id_card");
+    // A verification without its document, and a birth date to come, are refused.
+    let bare = a.cercle(&["patient", "set", &circle, "--verify"]);
+    assert!(bare.stderr.contains("--document"), "{}", bare.stderr);
+    let unborn = a.cercle(&["patient", "set", &circle, "--birth-date", "2099-01-01"]);
+    assert!(unborn.stderr.contains("in the future"), "{}", unborn.stderr);
     assert_eq!(patient["consent"], "given");
     assert_eq!(
         patient["problems"][0]["fields"]["label"],

@@ -85,12 +85,34 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                 birth_date,
             };
             let created = ask(ctx, create)?;
-            let info = created
+            let id = created
                 .circles
                 .first()
+                .map(|c| c.id.clone())
+                .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
+            // As listed: with its birth date and the circles that are probably for the same
+            // patient, which the user is told of at once.
+            let listed = ask(ctx, CircleList {})?;
+            let info = listed
+                .circles
+                .iter()
+                .find(|c| c.id == id)
+                .or(created.circles.first())
                 .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
             answer(ctx.json, info, || {
-                format!("created circle {} for {}", info.id, info.patient)
+                let mut s = format!("created circle {} for {}", info.id, info.patient);
+                if !info.probable_duplicates.is_empty() {
+                    let others: Vec<&str> = info
+                        .probable_duplicates
+                        .iter()
+                        .map(|d| &d[..12.min(d.len())])
+                        .collect();
+                    s.push_str(&format!(
+                        "\nPROBABLE DUPLICATE: circle {} is for a patient with the same names and birth date (or INS); check the identity before writing in both",
+                        others.join(", ")
+                    ));
+                }
+                s
             })
         }
         CircleCommand::List => list(ctx, &ask(ctx, CircleList {})?),
@@ -239,8 +261,26 @@ fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
             &answer_.circles,
             "no circles yet: create one with `cercle circle create --patient \"NAME\"`",
             |c| {
+                let born = c
+                    .birth_date
+                    .as_deref()
+                    .map(|b| format!(" (born {b})"))
+                    .unwrap_or_default();
+                let duplicates = if c.probable_duplicates.is_empty() {
+                    String::new()
+                } else {
+                    let others: Vec<&str> = c
+                        .probable_duplicates
+                        .iter()
+                        .map(|d| &d[..12.min(d.len())])
+                        .collect();
+                    format!(
+                        "  PROBABLE DUPLICATE of {}: check the identity",
+                        others.join(", ")
+                    )
+                };
                 format!(
-                    "{}  {}  {}",
+                    "{}  {}  {}{born}{duplicates}",
                     &c.id[..12],
                     human_time(c.created_at),
                     c.patient

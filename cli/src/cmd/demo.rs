@@ -353,6 +353,7 @@ fn create_circle(
     let change = PatientChange {
         sex: Some("female".into()),
         verify: true,
+        verified_with: Some(cercle_crdt::IdentityDocument::IdCard),
         consent: Some("given".into()),
         consent_scope: Some("équipe de soins à domicile".into()),
         care_plan: Some(

@@ -52,9 +52,14 @@ pub(crate) enum PatientCommand {
         /// The national health identifier (INS, 15 digits with its key).
         #[arg(long)]
         ins: Option<String>,
-        /// Record that the identity was checked against an identity document.
-        #[arg(long)]
+        /// Record that the identity was checked against an identity document (say which
+        /// with --document).
+        #[arg(long, requires = "document")]
         verify: bool,
+        /// The document of high trust it was checked against: id_card, passport,
+        /// residence_permit or family_record_book.
+        #[arg(long, requires = "verify")]
+        document: Option<String>,
         /// given, refused or withdrawn.
         #[arg(long)]
         consent: Option<String>,
@@ -130,6 +135,7 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
             sex,
             ins,
             verify,
+            document,
             consent,
             consent_scope,
             care_plan,
@@ -145,6 +151,11 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                 sex,
                 ins,
                 verify,
+                verified_with: document
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e: String| anyhow::anyhow!(e))?,
                 consent,
                 consent_scope,
                 care_plan,

@@ -369,6 +369,13 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                                 " " (badge(r.head.alerts, w.alerts_open, "alert"))
                                 (badge(r.head.unread, w.unread, "unread"))
                             }
+                            @let info = list.circles.iter().find(|c| c.id == r.head.id);
+                            @if let Some(born) = info.and_then(|i| i.birth_date.as_deref()) {
+                                p class="born" { (w.born) " " (ctx.day(born)) }
+                            }
+                            @if info.is_some_and(|i| !i.probable_duplicates.is_empty()) {
+                                p class="pill warn duplicate" { (w.probable_duplicate) }
+                            }
                             p class="muted" {
                                 (w.role(&r.head.role))
                                 @if r.head.alerts > 0 { " · " (r.head.alerts) " " (w.alerts_open) }
@@ -604,6 +611,17 @@ pub(crate) fn notebook(
 /// The field that names an item (a problem's name, an allergy's substance), shown first.
 const NAMING_FIELDS: [&str; 4] = ["name", "substance", "label", "text"];
 
+/// Age in whole years today of someone born on `birth_date` (`YYYY-MM-DD`).
+fn age(birth_date: &str) -> Option<i16> {
+    let born: jiff::civil::Date = birth_date.parse().ok()?;
+    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+    let today = jiff::Timestamp::now().to_zoned(zone).date();
+    let years = today.year() - born.year();
+    let before_birthday = (today.month(), today.day()) < (born.month(), born.day());
+    let years = if before_birthday { years - 1 } else { years };
+    (years >= 0).then_some(years)
+}
+
 /// The most measurements one trend chart draws (the latest ones).
 const TREND_POINTS: usize = 60;
 
@@ -810,15 +828,26 @@ pub(crate) fn patient(
                         h2 { (w.identity) }
                         dl {
                             (field(w.name, Some(&name), w.not_recorded))
-                            (field(w.born, p.birth_date.as_deref().map(|d| ctx.day(d)).as_deref(), w.not_recorded))
+                            (field(w.born, p.birth_date.as_deref().map(|d| match age(d) {
+                                Some(years) => format!("{} ({years} {})", ctx.day(d), w.years_old),
+                                None => ctx.day(d),
+                            }).as_deref(), w.not_recorded))
                             (field(w.sex, p.sex.as_deref().map(|x| w.sex_name(x)), w.not_recorded))
-                            (field(w.ins, p.ins.as_deref(), w.not_recorded))
+                            dt { (w.ins) }
+                            @match &p.ins {
+                                Some(ins) => dd { span class="mono" { (ins) } br; span class="muted" { (w.ins_not_qualified) } },
+                                None => dd class="muted" { (w.not_recorded) },
+                            }
                             dt { (w.identity_status) }
                             dd {
                                 span class=(if p.identity_status == "verified" { "pill ok" } else { "pill warn" }) {
                                     (w.identity_state(&p.identity_status))
                                 }
-                                @if let Some(by) = verified_by { " " span class="muted" { (w.verified_by) " " (by) } }
+                                @if let (Some(by), Some(document), Some(at)) = (verified_by, p.verified_with, p.verified_at) {
+                                    " " span class="muted" {
+                                        (w.verified_by) " " (by) " " (w.verified_on) " " (w.identity_document(document)) ", " (ctx.when(at))
+                                    }
+                                }
                             }
                         }
                     }
@@ -1377,6 +1406,13 @@ mod tests {
         assert_eq!(ctx(Lang::Fr).day("1941-05-12"), "12/05/1941");
         assert_eq!(ctx(Lang::En).day("1941-05-12"), "1941-05-12");
         assert_eq!(ctx(Lang::Fr).day("vers 1940"), "vers 1940");
+    }
+
+    #[test]
+    fn ages_count_whole_years_and_no_future_births() {
+        assert!(age("1941-05-12").is_some_and(|a| a >= 85));
+        assert_eq!(age("2999-01-01"), None);
+        assert_eq!(age("vers 1940"), None);
     }
 
     #[test]

@@ -75,6 +75,8 @@ impl Circle {
             patient: String::new(),
             created_by: me.member(),
             created_at: now,
+            birth_date: None,
+            probable_duplicates: Vec::new(),
         };
         let names = [(me.member(), me.profile.clone())].into_iter().collect();
         let mut circle = Circle::assemble(info, id, membership, names, me);
@@ -223,6 +225,8 @@ impl Circle {
             patient: String::new(),
             created_by,
             created_at: Timestamp(created_at),
+            birth_date: None,
+            probable_duplicates: Vec::new(),
         };
         let joined = Circle::assemble(info, circle, membership, BTreeMap::new(), me);
         joined.record_into(&mut staged.batch)?;

@@ -112,6 +112,13 @@ pub struct CircleInfo {
     /// When it was created (milliseconds since the epoch).
     #[schemars(with = "i64")]
     pub created_at: Timestamp,
+    /// The patient's birth date, as the patient file has it (in lists, not kept here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    /// Other circles held here that are probably for the same patient: same INS, or same
+    /// names and birth date (in lists, not kept here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probable_duplicates: Vec<String>,
 }
 
 /// The local record of a circle: its metadata and the profiles of its members, as known

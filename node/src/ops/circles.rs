@@ -100,12 +100,39 @@ impl Operation for CircleList {
     type Answer = Circles;
 
     fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
-        let mut circles: Vec<CircleInfo> = core
-            .circles
-            .open
-            .values()
-            .map(|c| c.info().clone())
-            .collect();
+        // Identity vigilance: circles whose patients share an INS, or names and a birth
+        // date, are flagged as probable duplicates of each other.
+        let mut same: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut circles: Vec<CircleInfo> = Vec::with_capacity(core.circles.open.len());
+        for c in core.circles.open.values() {
+            let id = c.patient_file().identity();
+            let mut info = c.info().clone();
+            info.birth_date = id.birth_date.clone();
+            if let Some(ins) = &id.ins {
+                same.entry(format!("ins {ins}"))
+                    .or_default()
+                    .push(info.id.clone());
+            }
+            if let (Some(f), Some(g), Some(b)) = (&id.family_name, &id.given_names, &id.birth_date)
+            {
+                let key = format!(
+                    "name {}|{}|{b}",
+                    f.trim().to_lowercase(),
+                    g.trim().to_lowercase()
+                );
+                same.entry(key).or_default().push(info.id.clone());
+            }
+            circles.push(info);
+        }
+        for ids in same.values().filter(|ids| ids.len() > 1) {
+            for info in circles.iter_mut().filter(|i| ids.contains(&i.id)) {
+                for other in ids.iter().filter(|o| **o != info.id) {
+                    if !info.probable_duplicates.contains(other) {
+                        info.probable_duplicates.push(other.clone());
+                    }
+                }
+            }
+        }
         circles.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let damaged = core
             .circles

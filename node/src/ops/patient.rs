@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use cercle_crdt::{ConsentStatus, IdentityStatus, IdentityUpdate, Item, ItemList, PatientFile};
+use cercle_crdt::{
+    ConsentStatus, IdentityDocument, IdentityStatus, IdentityUpdate, Item, ItemList, PatientFile,
+};
 use serde::{Deserialize, Serialize};
 
 use super::documents::{DocumentRow, documents};
@@ -31,6 +33,9 @@ pub struct PatientView {
     /// `provisional` or `verified`.
     pub identity_status: String,
     pub verified_by: Option<String>,
+    /// When, and against which document, the identity was checked.
+    pub verified_at: Option<i64>,
+    pub verified_with: Option<IdentityDocument>,
     /// `given`, `refused` or `withdrawn`; `None` if never recorded.
     pub consent: Option<String>,
     pub consent_scope: Option<String>,
@@ -78,8 +83,10 @@ pub struct PatientChange {
     pub birth_date: Option<String>,
     pub sex: Option<String>,
     pub ins: Option<String>,
-    /// Marks the identity as checked against an identity document.
+    /// Marks the identity as checked against the identity document `verified_with`.
     pub verify: bool,
+    /// The identity document of high trust it was checked against.
+    pub verified_with: Option<IdentityDocument>,
     /// `given`, `refused` or `withdrawn`.
     pub consent: Option<String>,
     pub consent_scope: Option<String>,
@@ -128,15 +135,23 @@ impl Operation for PatientSet {
                 "nothing to change: give at least one field, e.g. --ins or --care-plan",
             ));
         }
+        let verify = match (change.verify, change.verified_with) {
+            (false, _) => None,
+            (true, Some(document)) => Some(document),
+            (true, None) => {
+                return Err(NodeError::bad_input(
+                    "say which document the identity was checked against: --document id_card, passport, residence_permit or family_record_book",
+                ));
+            }
+        };
         let scope = change.consent_scope.unwrap_or_default();
         let care_plan = change.care_plan;
-        let verify = change.verify;
         core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
             if identity_changed {
                 pf.set_identity(author, &identity, now)?;
             }
-            if verify {
-                pf.verify_identity(author, now)?;
+            if let Some(document) = verify {
+                pf.verify_identity(author, document, now)?;
             }
             if let Some(status) = consent {
                 pf.record_consent(author, status, &scope, now)?;
@@ -269,9 +284,14 @@ fn item_row(item: Item) -> ItemRow {
 pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
     let pf = c.patient_file();
     let id = pf.identity();
-    let (identity_status, verified_by) = match &id.status {
-        IdentityStatus::Provisional => ("provisional".to_string(), None),
-        IdentityStatus::Verified { by, .. } => ("verified".to_string(), Some(by.to_hex())),
+    let (identity_status, verified_by, verified_at, verified_with) = match &id.status {
+        IdentityStatus::Provisional => ("provisional".to_string(), None, None, None),
+        IdentityStatus::Verified { by, at, document } => (
+            "verified".to_string(),
+            Some(by.to_hex()),
+            Some(at.millis()),
+            Some(*document),
+        ),
     };
     let consent = pf.consent();
     let items = |list| pf.items(list).into_iter().map(item_row).collect();
@@ -284,6 +304,8 @@ pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
         ins: id.ins,
         identity_status,
         verified_by,
+        verified_at,
+        verified_with,
         consent: consent.as_ref().map(|k| consent_name(k.status).to_string()),
         consent_scope: consent.map(|k| k.scope),
         care_plan: pf.care_plan(),

@@ -137,6 +137,10 @@ pub(crate) struct Words {
     pub(crate) ins: &'static str,
     pub(crate) identity_status: &'static str,
     pub(crate) verified_by: &'static str,
+    pub(crate) verified_on: &'static str,
+    pub(crate) ins_not_qualified: &'static str,
+    pub(crate) years_old: &'static str,
+    pub(crate) probable_duplicate: &'static str,
     pub(crate) consent: &'static str,
     pub(crate) consent_scope: &'static str,
     pub(crate) not_recorded: &'static str,
@@ -337,14 +341,36 @@ impl Words {
         }
     }
 
+    /// The document an identity was checked against.
+    pub(crate) fn identity_document(
+        &self,
+        document: cercle_crdt::IdentityDocument,
+    ) -> &'static str {
+        use cercle_crdt::IdentityDocument::*;
+        let fr = std::ptr::eq(self, &FR);
+        match (document, fr) {
+            (IdCard, true) => "carte nationale d'identité",
+            (IdCard, false) => "identity card",
+            (Passport, true) => "passeport",
+            (Passport, false) => "passport",
+            (ResidencePermit, true) => "titre de séjour",
+            (ResidencePermit, false) => "residence permit",
+            (FamilyRecordBook, true) => "livret de famille",
+            (FamilyRecordBook, false) => "family record book",
+        }
+    }
+
     /// The status of a patient's identity (INS qualification).
     pub(crate) fn identity_state(&self, status: &str) -> &'static str {
         let fr = std::ptr::eq(self, &FR);
         match (status, fr) {
-            ("verified", true) => "Vérifiée",
-            ("verified", false) => "Verified",
-            (_, true) => "Provisoire (non vérifiée)",
-            (_, false) => "Provisional (not verified)",
+            // The words of the French identity-vigilance rules: checked against a document
+            // of high trust, the identity is "validée"; "qualifiée" would also need the INS
+            // from the INSi teleservice, which Cercle does not query.
+            ("verified", true) => "Identité validée",
+            ("verified", false) => "Validated identity",
+            (_, true) => "Identité provisoire",
+            (_, false) => "Provisional identity",
         }
     }
 
@@ -530,6 +556,10 @@ pub(crate) static FR: Words = Words {
     ins: "INS",
     identity_status: "Statut de l'identité",
     verified_by: "vérifiée par",
+    verified_on: "sur",
+    ins_not_qualified: "INS non qualifiée : le téléservice INSi n'a pas été interrogé",
+    years_old: "ans",
+    probable_duplicate: "Doublon probable : un autre cercle a les mêmes nom, prénoms et date de naissance (ou le même INS) ; vérifiez l'identité.",
     consent: "Consentement",
     consent_scope: "Portée",
     not_recorded: "non renseigné",
@@ -690,6 +720,10 @@ pub(crate) static EN: Words = Words {
     ins: "INS",
     identity_status: "Identity status",
     verified_by: "verified by",
+    verified_on: "on",
+    ins_not_qualified: "INS not qualified: the INSi teleservice was not queried",
+    years_old: "years old",
+    probable_duplicate: "Probable duplicate: another circle has the same names and birth date (or the same INS); check the identity.",
     consent: "Consent",
     consent_scope: "Scope",
     not_recorded: "not recorded",
