@@ -20,7 +20,7 @@ fn base(link: &str) -> String {
     link.split("/?").next().unwrap_or(link).to_string()
 }
 
-/// The id of the notebook entry or message (`li`) whose text contains `text`.
+/// The id of the notebook entry, message or medication (`li`) whose text contains `text`.
 fn item_id(browser: &Browser, list: &str, text: &str) -> String {
     let js = format!(
         "const li = [...document.querySelectorAll('{list} > li')].find(l => l.textContent.includes({text:?})); return li ? li.id : '';"
@@ -208,10 +208,7 @@ fn two_members_work_together_in_their_browsers() {
         "{}",
         b.text("ul.medications")
     );
-    let med = a.script(
-        "const li = [...document.querySelectorAll('ul.medications > li')].find(l => l.textContent.includes('1 cp le matin')); return li ? li.id : '';",
-    );
-    let med = med.as_str().unwrap_or_default().to_string();
+    let med = item_id(&a, "ul.medications", "1 cp le matin");
     assert!(!med.is_empty());
     a.click(&format!("[id='{med}'] details.stop summary"));
     a.type_in(
