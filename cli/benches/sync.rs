@@ -784,6 +784,8 @@ async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
     let create = CircleCreate {
         patient: "Marcel Leroy".into(),
         birth_date: None,
+        family_name: None,
+        given_names: None,
     };
     ask(http, a, create).await.circles[0].id.clone()
 }

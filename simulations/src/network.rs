@@ -215,6 +215,8 @@ fn set_up(cluster: &mut Cluster, member_of: &[usize], k: usize) -> Option<Vec<Ci
         let create = CircleCreate {
             patient: format!("Patient {c}"),
             birth_date: None,
+            family_name: None,
+            given_names: None,
         };
         let id = cluster
             .ask(c, create, SETUP_MS)

@@ -425,3 +425,35 @@ fn a_second_circle_for_the_same_patient_is_flagged_as_a_probable_duplicate() {
         .count();
     assert_eq!(flagged, 2, "{json}");
 }
+
+/// Names are stored as the identity-vigilance rules want them: particles go with the
+/// family name, and a name the split would get wrong is given in its two fields.
+#[test]
+fn family_names_with_particles_or_two_words_are_kept_whole() {
+    let home = TestHome::new();
+    home.init("Dr Claire Martin", "médecin généraliste");
+    let circle = home.create_circle("Marie-Claire de La Fontaine");
+    let p = home.json(&["patient", "show", &circle]);
+    assert_eq!(
+        (&p["family_name"], &p["given_names"]),
+        (&"de La Fontaine".into(), &"Marie-Claire".into()),
+        "{p}"
+    );
+    let two = home.json(&[
+        "circle",
+        "create",
+        "--family-name",
+        "Dupont Martin",
+        "--given-names",
+        "Jeanne Louise",
+    ]);
+    let id = two["id"].as_str().unwrap_or_default();
+    let p = home.json(&["patient", "show", id]);
+    assert_eq!(
+        (&p["family_name"], &p["given_names"]),
+        (&"Dupont Martin".into(), &"Jeanne Louise".into()),
+        "{p}"
+    );
+    let neither = home.cercle(&["circle", "create", "--given-names", "Jeanne"]);
+    assert_ne!(neither.code, Some(0));
+}

@@ -279,15 +279,48 @@ fn every_command_answers_in_json() {
         "--owner",
         &b_member[..12],
         "--due",
-        "2026-12-15",
+        "2099-12-15",
     ]);
     let task_id = task["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(
         a.json(&["task", "list", &circle])[0]["owner_name"],
         "Julien Moreau"
     );
+    // An owner named by the start of their first name; a task past its due date is
+    // flagged until it is done.
+    let late = a.json(&[
+        "task",
+        "add",
+        &circle,
+        "Commander le lit médicalisé",
+        "--owner",
+        "julien",
+        "--due",
+        "2020-01-06",
+    ]);
+    let listed = a.cercle(&["task", "list", &circle]);
+    assert!(
+        listed.stdout.lines().any(|l| l.contains("Commander le lit")
+            && l.contains("OVERDUE")
+            && l.contains("Julien Moreau")),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        !listed
+            .stdout
+            .lines()
+            .any(|l| l.contains("Renouveler") && l.contains("OVERDUE"))
+    );
+    let late_id = late["id"].as_str().unwrap_or_default().to_string();
+    a.json(&["task", "done", &circle, &late_id[..8]]);
     let done = a.json(&["task", "done", &circle, &task_id[..8]]);
     assert_eq!(done[0]["status"], "done");
+    assert!(
+        !a.cercle(&["task", "list", &circle])
+            .stdout
+            .contains("OVERDUE")
+    );
 
     let file = a.path().join("ordonnance.pdf");
     std::fs::write(&file, b"%PDF-1.4 ordonnance de soins infirmiers").unwrap();

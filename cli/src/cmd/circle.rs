@@ -17,9 +17,16 @@ use crate::output::{answer, human_time};
 pub(crate) enum CircleCommand {
     /// Create a circle of care around a patient; you are its coordinator.
     Create {
-        /// The patient's name, given names first: "Jeanne Durand".
-        #[arg(long)]
-        patient: String,
+        /// The patient's name, given names first: "Jeanne Durand", "Marie-Claire de La
+        /// Fontaine" (particles go with the family name).
+        #[arg(long, required_unless_present = "family_name")]
+        patient: Option<String>,
+        /// The family name, when the split of --patient would be wrong ("Dupont Martin").
+        #[arg(long, conflicts_with = "patient")]
+        family_name: Option<String>,
+        /// The given names, with --family-name.
+        #[arg(long, requires = "family_name")]
+        given_names: Option<String>,
         /// The patient's birth date, YYYY-MM-DD.
         #[arg(long, value_name = "YYYY-MM-DD")]
         birth_date: Option<String>,
@@ -77,12 +84,16 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
     match cmd {
         CircleCommand::Create {
             patient,
+            family_name,
+            given_names,
             birth_date,
         } => {
             ctx.home.identity()?;
             let create = CircleCreate {
-                patient,
+                patient: patient.unwrap_or_default(),
                 birth_date,
+                family_name,
+                given_names,
             };
             let created = ask(ctx, create)?;
             let id = created

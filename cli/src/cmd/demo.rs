@@ -348,6 +348,8 @@ fn create_circle(
     let create = CircleCreate {
         patient: "Jeanne Durand".into(),
         birth_date: Some("1941-05-12".into()),
+        family_name: None,
+        given_names: None,
     };
     let circle = node.ask(create)?.circles[0].id.clone();
     let change = PatientChange {

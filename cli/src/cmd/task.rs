@@ -53,6 +53,7 @@ pub(crate) fn run(ctx: &Context, cmd: TaskCommand) -> anyhow::Result<()> {
 }
 
 fn text(tasks: &[TaskRow]) -> String {
+    let today = cercle_node::ops::tasks::local_today();
     crate::output::rows(tasks, "no tasks yet", |t| {
         format!(
             "{}  [{}]  {}{}{}",
@@ -61,7 +62,10 @@ fn text(tasks: &[TaskRow]) -> String {
             t.title,
             t.due
                 .as_deref()
-                .map(|d| format!("  due {d}"))
+                .map(|d| {
+                    let late = if t.is_overdue(&today) { " OVERDUE" } else { "" };
+                    format!("  due {d}{late}")
+                })
                 .unwrap_or_default(),
             t.owner_name
                 .as_deref()

@@ -524,6 +524,8 @@ pub(crate) fn notebook(
             }
             section class="card" aria-labelledby="timeline" {
                 h2 id="timeline" { (w.notebook) }
+                // Prints the notebook as filtered (kind, author), without the page's forms.
+                button type="button" id="print-notebook" class="secondary small" hidden { (w.print_notebook) }
                 details class="filter" open[!filter.kind.is_empty() || !filter.author.is_empty()] {
                     summary { (w.filter) }
                     form method="get" action=(head.url(Tab::Notebook)) class="filters" {
@@ -878,6 +880,7 @@ pub(crate) fn patient(
                 section class="card" aria-labelledby="tasks" {
                     h2 id="tasks" { (w.tasks) }
                     @if p.tasks.is_empty() { p class="muted" { (w.none) } }
+                    @let today = crate::ops::tasks::local_today();
                     ul class="tasks" {
                         @for t in &p.tasks {
                             li class=(if t.status == "done" { "task done" } else { "task" }) {
@@ -887,6 +890,7 @@ pub(crate) fn patient(
                                     @if let Some(d) = &t.due { " · " (w.due) " " (ctx.day(d)) }
                                     " · " @if t.status == "done" { (w.done) } @else { (w.to_do) }
                                 }
+                                @if t.is_overdue(&today) { " " span class="pill warn overdue" { (w.overdue) } }
                                 @if t.status != "done" && head.role != "observer" {
                                     form method="post" action=(format!("/c/{}/tasks/{}/done", head.id, t.id)) class="inline" {
                                         (hidden_csrf(ctx))
@@ -1014,6 +1018,14 @@ pub(crate) fn documents(
                         (hidden_csrf(ctx))
                         label for="doc-file" { (w.file) " (8 Mio max.)" }
                         input id="doc-file" name="file" type="file" required;
+                        button type="submit" { (w.upload) }
+                    }
+                    // On a phone or a tablet, the camera opens at once; the photo goes
+                    // straight into the documents.
+                    form method="post" action=(head.url(Tab::Documents)) enctype="multipart/form-data" {
+                        (hidden_csrf(ctx))
+                        label for="doc-photo" { (w.take_photo) }
+                        input id="doc-photo" name="file" type="file" accept="image/*" capture="environment" required;
                         button type="submit" { (w.upload) }
                     }
                 }

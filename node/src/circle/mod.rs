@@ -77,6 +77,9 @@ pub enum CircleError {
     /// The member named is not in the circle.
     #[error("no member of this circle matches {query:?}; `cercle circle show` lists them")]
     UnknownMember { query: String },
+    /// The name given fits several members.
+    #[error("{query:?} fits {count} members of this circle: give more of the name")]
+    AmbiguousMember { query: String, count: usize },
     /// Sealing or opening a key failed.
     #[error("{0}")]
     Crypto(#[from] CryptoError),
@@ -311,20 +314,29 @@ impl Circle {
     pub fn find_member(&self, query: &str) -> Result<MemberId, CircleError> {
         let q = query.trim().to_lowercase();
         let profiles = self.profiles();
-        let matches: Vec<MemberId> = self
-            .resolution()
-            .members
-            .keys()
-            .filter(|m| {
-                (!q.is_empty() && m.to_hex().starts_with(&q))
-                    || profiles.get(m).is_some_and(|p| p.name.to_lowercase() == q)
-            })
-            .copied()
-            .collect();
+        let members: Vec<MemberId> = self.resolution().members.keys().copied().collect();
+        // A whole name, else the start of a word of one ("julien" for Julien Moreau), else
+        // at least 4 hex digits of the member id.
+        let name = |m: &MemberId| profiles.get(m).map(|p| p.name.to_lowercase());
+        let by = |test: &dyn Fn(&MemberId) -> bool| -> Vec<MemberId> {
+            members.iter().filter(|m| test(m)).copied().collect()
+        };
+        let mut matches = by(&|m| name(m).is_some_and(|n| n == q));
+        if matches.is_empty() && q.chars().count() >= 2 {
+            matches =
+                by(&|m| name(m).is_some_and(|n| n.split_whitespace().any(|w| w.starts_with(&q))));
+        }
+        if matches.is_empty() && q.len() >= 4 {
+            matches = by(&|m| m.to_hex().starts_with(&q));
+        }
         match matches.as_slice() {
             [one] => Ok(*one),
-            _ => Err(CircleError::UnknownMember {
+            [] => Err(CircleError::UnknownMember {
                 query: query.to_string(),
+            }),
+            several => Err(CircleError::AmbiguousMember {
+                query: query.to_string(),
+                count: several.len(),
             }),
         }
     }

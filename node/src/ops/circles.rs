@@ -170,19 +170,59 @@ impl Operation for CircleList {
 /// A new circle around a patient ("Jeanne Marie Durand": the last word is the family name).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CircleCreate {
+    /// The patient's name as one text, given names first ("Marie-Claire de La Fontaine");
+    /// may be left empty when `family_name` is given.
+    #[serde(default)]
     pub patient: String,
     /// YYYY-MM-DD.
     #[serde(default)]
     pub birth_date: Option<String>,
+    /// The family name and given names as separate fields, which `patient` then need not
+    /// give (names the split below would get wrong: "Dupont Martin").
+    #[serde(default)]
+    pub family_name: Option<String>,
+    #[serde(default)]
+    pub given_names: Option<String>,
+}
+
+/// Words that belong to the family name that follows them ("de La Fontaine", "Le Gall").
+const NAME_PARTICLES: &[&str] = &[
+    "de", "du", "des", "d'", "le", "la", "les", "van", "von", "der", "den", "da", "di", "del",
+    "della", "dos", "ben", "el", "al", "mac", "st", "saint", "sainte",
+];
+
+/// "Marie-Claire de La Fontaine" as (given names, family name): the last word, with the
+/// particles right before it, is the family name; the rest the given names.
+pub fn split_name(name: &str) -> (Option<String>, String) {
+    let words: Vec<&str> = name.split_whitespace().collect();
+    let Some(last) = words.len().checked_sub(1) else {
+        return (None, String::new());
+    };
+    let mut first_family = last;
+    while first_family > 1
+        && NAME_PARTICLES.contains(&words[first_family - 1].to_lowercase().as_str())
+    {
+        first_family -= 1;
+    }
+    let given = words[..first_family].join(" ");
+    (
+        (!given.is_empty()).then_some(given),
+        words[first_family..].join(" "),
+    )
 }
 
 impl CircleCreate {
     /// The patient's identity as the request gives it, checked.
     fn identity(&self) -> Result<IdentityUpdate, NodeError> {
         let patient = self.patient.trim();
-        if patient.is_empty() {
+        let family = self
+            .family_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty());
+        if patient.is_empty() && family.is_none() {
             return Err(NodeError::bad_input(
-                "the patient's name is empty: pass it as --patient \"Jeanne Durand\"",
+                "the patient's name is empty: pass it as --patient \"Jeanne Durand\", or --family-name and --given-names",
             ));
         }
         if let Some(d) = &self.birth_date {
@@ -192,10 +232,16 @@ impl CircleCreate {
                 ))
             })?;
         }
-        // "Jeanne Marie Durand": the last word is the family name, the rest the given names.
-        let (given, family) = match patient.rsplit_once(char::is_whitespace) {
-            Some((g, f)) => (Some(g.trim().to_string()), f.to_string()),
-            None => (None, patient.to_string()),
+        let (given, family) = match family {
+            Some(f) => (
+                self.given_names
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string),
+                f.to_string(),
+            ),
+            None => split_name(patient),
         };
         Ok(IdentityUpdate {
             family_name: Some(family),
@@ -297,5 +343,31 @@ pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
         void_operations: r.void.len(),
         waiting_operations: c.membership().waiting(),
         refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_name;
+
+    #[test]
+    fn particles_go_with_the_family_name() {
+        let split = |n: &str| split_name(n);
+        assert_eq!(
+            split("Jeanne Durand"),
+            (Some("Jeanne".into()), "Durand".into())
+        );
+        assert_eq!(
+            split("Marie-Claire de La Fontaine"),
+            (Some("Marie-Claire".into()), "de La Fontaine".into())
+        );
+        assert_eq!(
+            split("Jean Le Gall"),
+            (Some("Jean".into()), "Le Gall".into())
+        );
+        assert_eq!(split("Durand"), (None, "Durand".into()));
+        // A lone particle-like first word stays a given name.
+        assert_eq!(split("Le Gall"), (Some("Le".into()), "Gall".into()));
+        assert_eq!(split("  "), (None, String::new()));
     }
 }

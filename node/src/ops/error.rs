@@ -110,6 +110,7 @@ impl From<CircleError> for NodeError {
         let kind = match &e {
             CircleError::Unknown { .. } | CircleError::UnknownMember { .. } => ErrorKind::NotFound,
             CircleError::Ambiguous { .. }
+            | CircleError::AmbiguousMember { .. }
             | CircleError::Write(_)
             | CircleError::Op(_)
             | CircleError::TooManyRelays { .. } => ErrorKind::BadInput,

@@ -40,36 +40,11 @@ pub struct NoteAdd {
     pub to: Option<String>,
 }
 
-/// The member or role `query` names among the circle's current members.
+/// The role or the member (by name, the start of a word of it, or id) `query` names.
 fn addressee(c: &Circle, query: &str) -> Result<Addressee, NodeError> {
-    let q = query.trim();
-    if let Ok(role) = q.parse::<Role>() {
-        return Ok(Addressee::Role(role));
-    }
-    let names = Names::of(c);
-    let lower = q.to_lowercase();
-    let matching: Vec<MemberId> = c
-        .resolution()
-        .members
-        .keys()
-        .filter(|m| {
-            (q.len() >= 4 && m.to_hex().starts_with(&lower))
-                || names.get(m).is_some_and(|n| {
-                    let n = n.to_lowercase();
-                    n == lower || n.split_whitespace().any(|w| w.starts_with(&lower))
-                })
-        })
-        .copied()
-        .collect();
-    match matching.as_slice() {
-        [one] => Ok(Addressee::Member(*one)),
-        [] => Err(NodeError::bad_input(format!(
-            "no member of this circle is named {q:?}: give a role (coordinator, professional, caregiver) or a member's name"
-        ))),
-        _ => Err(NodeError::bad_input(format!(
-            "{q:?} names {} members: give more of the name",
-            matching.len()
-        ))),
+    match query.trim().parse::<Role>() {
+        Ok(role) => Ok(Addressee::Role(role)),
+        Err(_) => Ok(Addressee::Member(c.find_member(query)?)),
     }
 }
 

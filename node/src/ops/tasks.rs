@@ -77,6 +77,20 @@ pub struct TaskRow {
     pub added_by: String,
 }
 
+impl TaskRow {
+    /// Whether the task is still open past its due date; `today` is the viewer's local
+    /// date (`YYYY-MM-DD`).
+    pub fn is_overdue(&self, today: &str) -> bool {
+        self.status != "done" && self.due.as_deref().is_some_and(|d| d < today)
+    }
+}
+
+/// Today's date where this program runs, as `YYYY-MM-DD`.
+pub fn local_today() -> String {
+    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::now().to_zoned(zone).date().to_string()
+}
+
 impl Operation for TaskList {
     type Answer = Tasks;
 

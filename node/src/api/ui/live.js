@@ -71,6 +71,12 @@
   const join = document.getElementById("live-join");
   if (join && !join.querySelector("a")) setInterval(function () { if (!document.querySelector("#live-join a")) soon(); }, 2000);
 
+  const print = document.getElementById("print-notebook");
+  if (print) {
+    print.hidden = false;
+    print.addEventListener("click", function () { window.print(); });
+  }
+
   // The note form folds into one line on a phone or a narrow tablet, so the notebook
   // comes first; on a wider screen it is open at once.
   const compose = document.getElementById("compose");

@@ -23,6 +23,8 @@ fn circle_and_code(c: &mut Cluster, a: usize) -> (String, String) {
     let create = CircleCreate {
         patient: "Jeanne Durand".into(),
         birth_date: None,
+        family_name: None,
+        given_names: None,
     };
     let circle = c.ask(a, create, WAIT).unwrap().circles[0].id.clone();
     let invite = InviteCreate {
@@ -223,6 +225,8 @@ fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survi
     let create = CircleCreate {
         patient: "Jeanne Durand".into(),
         birth_date: None,
+        family_name: None,
+        given_names: None,
     };
     let circle = node.ask(create).unwrap().circles[0].id.clone();
     let add = |text: &str| NoteAdd {
@@ -268,6 +272,8 @@ fn circle_adding(c: &mut Cluster, by: usize, who: usize, patient: &str) -> Strin
     let create = CircleCreate {
         patient: patient.into(),
         birth_date: None,
+        family_name: None,
+        given_names: None,
     };
     let circle = c.ask(by, create, WAIT).unwrap().circles[0].id.clone();
     let card = c.members[who].core.me().public().card(&[]).encode();
