@@ -52,11 +52,7 @@ impl Ctx {
 
     /// A number written the way this language does (French: a decimal comma).
     fn number(&self, x: f64, places: usize) -> String {
-        let s = format!("{x:.places$}");
-        match self.lang {
-            Lang::Fr => s.replace('.', ","),
-            Lang::En => s,
-        }
+        self.w().decimal(x, places)
     }
 
     /// A calendar date as stored (`YYYY-MM-DD`) written the way this language does; anything
@@ -1167,8 +1163,8 @@ pub(crate) fn time_to_acknowledge(
                 label: format!("{} {}", when(day_format, n.at_millis), trim(&n.text, 16)),
                 value: hours,
                 shown: match first {
-                    Some(_) => format!("{hours:.1} {}", w.hours),
-                    None => format!("{hours:.1} {} …", w.hours),
+                    Some(_) => format!("{} {}", w.decimal(hours, 1), w.hours),
+                    None => format!("{} {} …", w.decimal(hours, 1), w.hours),
                 },
             }
         })
@@ -1371,6 +1367,7 @@ mod tests {
         ];
         let bars = time_to_acknowledge(&notes, 12 * hour, "%d/%m", &words::FR);
         assert_eq!(bars.len(), 2);
+        assert_eq!(bars[0].shown, "1,0 h");
         assert_eq!(bars[0].value, 1.0);
         assert_eq!(bars[1].value, 2.0);
         assert!(bars[1].shown.ends_with('…'));

@@ -235,6 +235,16 @@ impl Words {
         }
     }
 
+    /// A number with `places` decimals, written the way this language does (French: "15,5").
+    pub(crate) fn decimal(&self, x: f64, places: usize) -> String {
+        let s = format!("{x:.places$}");
+        if std::ptr::eq(self, &FR) {
+            s.replace('.', ",")
+        } else {
+            s
+        }
+    }
+
     /// The name of a vital sign, as a care team abbreviates it.
     pub(crate) fn sign(&self, sign: cercle_crdt::Sign) -> &'static str {
         use cercle_crdt::Sign::*;
