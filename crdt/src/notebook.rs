@@ -222,6 +222,13 @@ impl Addressee {
     }
 }
 
+/// The addressee an entry's record names, if any.
+fn addressee_of<D: automerge::ReadDoc>(r: &RecordReader<'_, D>) -> Option<Addressee> {
+    r.member("to_member")
+        .map(Addressee::Member)
+        .or_else(|| r.str("to_role")?.parse().ok().map(Addressee::Role))
+}
+
 /// Structured vital signs attached to an entry. Every value is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Vitals {
@@ -594,11 +601,7 @@ impl LiaisonNotebook {
             return false;
         };
         let r = RecordReader { doc, obj };
-        let to = r
-            .member("to_member")
-            .map(Addressee::Member)
-            .or_else(|| r.str("to_role")?.parse().ok().map(Addressee::Role))
-            .unwrap_or(Addressee::DEFAULT);
+        let to = addressee_of(&r).unwrap_or(Addressee::DEFAULT);
         r.str("kind").as_deref() == Some(EntryKind::Alert.as_str())
             && r.member("author").is_some_and(|a| &a != me)
             && to.includes(me, role)
@@ -644,10 +647,7 @@ impl LiaisonNotebook {
                         weight_kg: v.real("weight_kg"),
                     }
                 });
-                let to = r
-                    .member("to_member")
-                    .map(Addressee::Member)
-                    .or_else(|| r.str("to_role")?.parse().ok().map(Addressee::Role));
+                let to = addressee_of(&r);
                 index.insert(id.clone(), entries.len());
                 entries.push(Entry {
                     id,
@@ -708,6 +708,53 @@ impl LiaisonNotebook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_waits_for_its_addressee_until_someone_acknowledges_it() {
+        let (nurse, gp, physio) = (
+            MemberId::from_const([1; 32]),
+            MemberId::from_const([2; 32]),
+            MemberId::from_const([3; 32]),
+        );
+        let mut nb = LiaisonNotebook::new(ActorId::from(&[1u8; 16][..]));
+        let alert = |text: &str| NewEntry {
+            kind: EntryKind::Alert,
+            text: text.into(),
+            vitals: None,
+        };
+        let t = Timestamp(1);
+        let to_physio = nb
+            .add_entries_to(
+                nurse,
+                vec![alert("Chute")],
+                Some(Addressee::Member(physio)),
+                t,
+            )
+            .unwrap_or_default();
+        nb.add_entries(nurse, vec![alert("Appeler le médecin")], t)
+            .unwrap_or_default();
+        let waiting = |nb: &LiaisonNotebook, m: &MemberId, role| nb.open_alerts_for(m, Some(role));
+        // The physio (a professional) for the first; the GP (coordinator) by default for
+        // the second; never the author.
+        assert_eq!(waiting(&nb, &physio, Role::Professional), 1);
+        assert_eq!(waiting(&nb, &gp, Role::Coordinator), 1);
+        assert_eq!(waiting(&nb, &nurse, Role::Coordinator), 0);
+        assert!(nb.is_alert_for(&to_physio[0], &physio, Some(Role::Professional)));
+        assert!(!nb.is_alert_for(&to_physio[0], &gp, Some(Role::Coordinator)));
+        nb.acknowledge(gp, &to_physio[0], t).unwrap_or_default();
+        assert_eq!(waiting(&nb, &physio, Role::Professional), 0);
+        // Only an alert names who must act.
+        let care = NewEntry {
+            kind: EntryKind::Care,
+            text: "Pansement".into(),
+            vitals: None,
+        };
+        let r = nb.add_entries_to(nurse, vec![care], Some(Addressee::DEFAULT), t);
+        assert!(
+            matches!(r, Err(WriteError::InvalidValue { field: "to", .. })),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn kinds_are_taken_in_english_or_french_whatever_the_case() {

@@ -1270,10 +1270,10 @@ pub(crate) fn sync(ctx: &Ctx, status: &Status, circles: &[(String, String)]) -> 
                             @for p in &status.peers {
                                 li {
                                     h3 {
-                                        @match (&p.name, &p.member) {
+                                        @match (&p.name, p.relay) {
                                             (Some(name), _) => (name),
-                                            (None, Some(_)) => (w.unknown_device),
-                                            (None, None) => (w.a_relay),
+                                            (None, true) => (w.a_relay),
+                                            (None, false) => (w.unknown_device),
                                         }
                                     }
                                     dl {

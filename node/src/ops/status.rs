@@ -45,8 +45,10 @@ pub struct NodeStatus {
 pub struct PeerRow {
     pub peer_id: String,
     pub device: String,
-    /// The member whose device it is, by a circle shared with it (`None`: a relay).
+    /// The member whose device it is, by a circle shared with it.
     pub member: Option<String>,
+    /// A relay this node uses or one of its circles names.
+    pub relay: bool,
     /// That member's name, as their profile in that circle gives it.
     pub name: Option<String>,
     /// The circles this node shares with the peer's device (ids).

@@ -362,6 +362,8 @@ impl NodeCore {
                         peer_id: p.peer_id.clone(),
                         device: device.to_string(),
                         member: member.map(|(_, m)| m.to_hex()),
+                        relay: self.circles.relays.contains(device)
+                            || self.circles.named_relays.contains(device),
                         name: member.and_then(|(c, m)| Some(c.profiles().remove(&m)?.name)),
                         circles: self
                             .circles
