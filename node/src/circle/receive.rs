@@ -137,6 +137,10 @@ impl Circle {
             .into_iter()
             .chain(group_by_author(checked.accepted))
             .collect();
+        // Whom this node's alerts are for: its member, with their role (the membership
+        // does not change while envelopes are applied).
+        let member = me.member();
+        let role = self.resolution().role(&member);
         loop {
             let mut waiting = Vec::new();
             let mut progress = false;
@@ -145,8 +149,6 @@ impl Circle {
                 let (outcomes, rest, created) = self.apply_group(group);
                 for item in created {
                     receipt.staged.batch.received(&id, &item, now);
-                    let member = me.member();
-                    let role = self.resolution().role(&member);
                     if doc == Some(DocKind::LiaisonNotebook)
                         && self.docs.notebook.is_alert_for(&item, &member, role)
                     {
