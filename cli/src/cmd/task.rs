@@ -63,7 +63,7 @@ fn text(tasks: &[TaskRow]) -> String {
             t.due
                 .as_deref()
                 .map(|d| {
-                    let late = if t.is_overdue(&today) { " OVERDUE" } else { "" };
+                    let late = if t.is_overdue(today) { " OVERDUE" } else { "" };
                     format!("  due {d}{late}")
                 })
                 .unwrap_or_default(),

@@ -612,8 +612,7 @@ const NAMING_FIELDS: [&str; 4] = ["name", "substance", "label", "text"];
 /// Age in whole years today of someone born on `birth_date` (`YYYY-MM-DD`).
 fn age(birth_date: &str) -> Option<i16> {
     let born: jiff::civil::Date = birth_date.parse().ok()?;
-    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-    let today = jiff::Timestamp::now().to_zoned(zone).date();
+    let today = crate::ops::tasks::local_today();
     let years = today.year() - born.year();
     let before_birthday = (today.month(), today.day()) < (born.month(), born.day());
     let years = if before_birthday { years - 1 } else { years };
@@ -886,7 +885,7 @@ pub(crate) fn patient(
                                     @if let Some(d) = &t.due { " · " (w.due) " " (ctx.day(d)) }
                                     " · " @if t.status == "done" { (w.done) } @else { (w.to_do) }
                                 }
-                                @if t.is_overdue(&today) { " " span class="pill warn overdue" { (w.overdue) } }
+                                @if t.is_overdue(today) { " " span class="pill warn overdue" { (w.overdue) } }
                                 @if t.status != "done" && head.role != "observer" {
                                     form method="post" action=(format!("/c/{}/tasks/{}/done", head.id, t.id)) class="inline" {
                                         (hidden_csrf(ctx))

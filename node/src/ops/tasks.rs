@@ -79,16 +79,22 @@ pub struct TaskRow {
 
 impl TaskRow {
     /// Whether the task is still open past its due date; `today` is the viewer's local
-    /// date (`YYYY-MM-DD`).
-    pub fn is_overdue(&self, today: &str) -> bool {
-        self.status != "done" && self.due.as_deref().is_some_and(|d| d < today)
+    /// date ([`local_today`]).
+    pub fn is_overdue(&self, today: jiff::civil::Date) -> bool {
+        self.status != "done"
+            && self
+                .due
+                .as_deref()
+                .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+                .is_some_and(|d| d < today)
     }
 }
 
-/// Today's date where this program runs, as `YYYY-MM-DD`.
-pub fn local_today() -> String {
+/// Today's date where this program runs (the viewer's calendar: a task is late, a
+/// patient has an age, by it).
+pub fn local_today() -> jiff::civil::Date {
     let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-    jiff::Timestamp::now().to_zoned(zone).date().to_string()
+    jiff::Timestamp::now().to_zoned(zone).date()
 }
 
 impl Operation for TaskList {
