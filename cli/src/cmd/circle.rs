@@ -96,31 +96,16 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                 given_names,
             };
             let created = ask(ctx, create)?;
-            let id = created
+            let info = created
                 .circles
                 .first()
-                .map(|c| c.id.clone())
-                .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
-            // As listed: with its birth date and the circles that are probably for the same
-            // patient, which the user is told of at once.
-            let listed = ask(ctx, CircleList {})?;
-            let info = listed
-                .circles
-                .iter()
-                .find(|c| c.id == id)
-                .or(created.circles.first())
                 .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
             answer(ctx.json, info, || {
                 let mut s = format!("created circle {} for {}", info.id, info.patient);
                 if !info.probable_duplicates.is_empty() {
-                    let others: Vec<&str> = info
-                        .probable_duplicates
-                        .iter()
-                        .map(|d| &d[..12.min(d.len())])
-                        .collect();
                     s.push_str(&format!(
                         "\nPROBABLE DUPLICATE: circle {} is for a patient with the same names and birth date (or INS); check the identity before writing in both",
-                        others.join(", ")
+                        short_ids(&info.probable_duplicates)
                     ));
                 }
                 s
@@ -243,6 +228,12 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
 /// The circles, then those set aside as damaged and those waiting for an answer. In JSON,
 /// one array: a damaged circle's row has `"state": "damaged"` and its reason; an invited
 /// one `"state": "invited"`, who added this member and with which role.
+/// Circle ids as a person reads them: their first 12 digits, comma-separated.
+fn short_ids(ids: &[String]) -> String {
+    let short: Vec<&str> = ids.iter().map(|d| &d[..12.min(d.len())]).collect();
+    short.join(", ")
+}
+
 fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
     let mut rows: Vec<serde_json::Value> = answer_
         .circles
@@ -280,14 +271,9 @@ fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
                 let duplicates = if c.probable_duplicates.is_empty() {
                     String::new()
                 } else {
-                    let others: Vec<&str> = c
-                        .probable_duplicates
-                        .iter()
-                        .map(|d| &d[..12.min(d.len())])
-                        .collect();
                     format!(
                         "  PROBABLE DUPLICATE of {}: check the identity",
-                        others.join(", ")
+                        short_ids(&c.probable_duplicates)
                     )
                 };
                 format!(

@@ -96,44 +96,49 @@ pub struct DamagedCircle {
     pub reason: String,
 }
 
+/// The circles as listed, oldest first: each with its patient's birth date and the other
+/// circles probably for the same patient (identity vigilance: the same INS, or the same
+/// names and birth date).
+fn listed<'a>(open: impl Iterator<Item = &'a Circle>) -> Vec<CircleInfo> {
+    let mut same: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut circles: Vec<CircleInfo> = Vec::new();
+    for c in open {
+        let id = c.patient_file().identity();
+        let mut info = c.info().clone();
+        info.birth_date = id.birth_date.clone();
+        if let Some(ins) = &id.ins {
+            same.entry(format!("ins {ins}"))
+                .or_default()
+                .push(info.id.clone());
+        }
+        if let (Some(f), Some(g), Some(b)) = (&id.family_name, &id.given_names, &id.birth_date) {
+            let key = format!(
+                "name {}|{}|{b}",
+                f.trim().to_lowercase(),
+                g.trim().to_lowercase()
+            );
+            same.entry(key).or_default().push(info.id.clone());
+        }
+        circles.push(info);
+    }
+    for ids in same.values().filter(|ids| ids.len() > 1) {
+        for info in circles.iter_mut().filter(|i| ids.contains(&i.id)) {
+            for other in ids.iter().filter(|o| **o != info.id) {
+                if !info.probable_duplicates.contains(other) {
+                    info.probable_duplicates.push(other.clone());
+                }
+            }
+        }
+    }
+    circles.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    circles
+}
+
 impl Operation for CircleList {
     type Answer = Circles;
 
     fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
-        // Identity vigilance: circles whose patients share an INS, or names and a birth
-        // date, are flagged as probable duplicates of each other.
-        let mut same: std::collections::HashMap<String, Vec<String>> = Default::default();
-        let mut circles: Vec<CircleInfo> = Vec::with_capacity(core.circles.open.len());
-        for c in core.circles.open.values() {
-            let id = c.patient_file().identity();
-            let mut info = c.info().clone();
-            info.birth_date = id.birth_date.clone();
-            if let Some(ins) = &id.ins {
-                same.entry(format!("ins {ins}"))
-                    .or_default()
-                    .push(info.id.clone());
-            }
-            if let (Some(f), Some(g), Some(b)) = (&id.family_name, &id.given_names, &id.birth_date)
-            {
-                let key = format!(
-                    "name {}|{}|{b}",
-                    f.trim().to_lowercase(),
-                    g.trim().to_lowercase()
-                );
-                same.entry(key).or_default().push(info.id.clone());
-            }
-            circles.push(info);
-        }
-        for ids in same.values().filter(|ids| ids.len() > 1) {
-            for info in circles.iter_mut().filter(|i| ids.contains(&i.id)) {
-                for other in ids.iter().filter(|o| **o != info.id) {
-                    if !info.probable_duplicates.contains(other) {
-                        info.probable_duplicates.push(other.clone());
-                    }
-                }
-            }
-        }
-        circles.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let circles = listed(core.circles.open.values());
         let damaged = core
             .circles
             .damaged
@@ -266,6 +271,11 @@ impl Operation for CircleCreate {
         // of it from the Hello that follows once durable.
         core.stage(id, staged);
         core.publish_profile(id);
+        // As listed: with the circles probably for the same patient, told at once.
+        let info = listed(core.circles.open.values())
+            .into_iter()
+            .find(|i| i.id == info.id)
+            .unwrap_or(info);
         Ok(Circles {
             circles: vec![info],
             damaged: Vec::new(),
