@@ -237,11 +237,15 @@ impl Words {
 
     /// A number with `places` decimals, written the way this language does (French: "15,5").
     pub(crate) fn decimal(&self, x: f64, places: usize) -> String {
-        let s = format!("{x:.places$}");
+        self.decimal_mark(format!("{x:.places$}"))
+    }
+
+    /// A number already written with a point, with this language's decimal mark.
+    fn decimal_mark(&self, number: String) -> String {
         if std::ptr::eq(self, &FR) {
-            s.replace('.', ",")
+            number.replace('.', ",")
         } else {
-            s
+            number
         }
     }
 
@@ -272,10 +276,7 @@ impl Words {
     pub(crate) fn typed_vitals_error(&self, e: &cercle_crdt::TypedVitalsError) -> String {
         use cercle_crdt::TypedVitalsError::*;
         let fr = std::ptr::eq(self, &FR);
-        let decimal = |x: f64| {
-            let s = format!("{x}");
-            if fr { s.replace('.', ",") } else { s }
-        };
+        let decimal = |x: f64| self.decimal_mark(format!("{x}"));
         match (e, fr) {
             (NotANumber { sign, got }, true) => format!(
                 "{} : « {got} » n'est pas une valeur ; écrivez par exemple {} {}.",
