@@ -41,6 +41,7 @@ const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyint
 const CONSENT_SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const DATA_OPERATION: &str = "http://terminology.hl7.org/CodeSystem/v3-DataOperation";
+const CONTACT_RELATIONSHIP: &str = "http://terminology.hl7.org/CodeSystem/v2-0131";
 const PARTICIPANT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
 const NOTE_KIND_SYSTEM: &str = "urn:cercle:notebook-kind";
 const ROLE_SYSTEM: &str = "urn:cercle:circle-role";
@@ -252,10 +253,48 @@ impl<'a> Builder<'a> {
         if let Some(birth) = &identity.birth_date {
             patient["birthDate"] = json!(birth);
         }
+        if let Some(address) = &identity.address {
+            patient["address"] = json!([{ "use": "home", "text": address }]);
+        }
+        if let Some(phone) = &identity.phone {
+            patient["telecom"] = json!([{ "system": "phone", "value": phone, "use": "home" }]);
+        }
         for c in pf.items(ItemList::Contacts) {
-            let mut contact = json!({ "name": { "text": c.get("name").unwrap_or_default() } });
+            if c.is_removed() {
+                continue;
+            }
+            let name = c.get("name").unwrap_or_default();
+            // The regular GP is the patient's general practitioner, not a contact.
+            if c.get("role") == Some("regular_gp") {
+                push_to(
+                    &mut patient,
+                    "generalPractitioner",
+                    json!({ "display": name }),
+                );
+                continue;
+            }
+            let mut contact = json!({ "name": { "text": name } });
+            let mut relationship = Vec::new();
+            match c.get("role") {
+                Some("emergency") => relationship.push(json!({
+                    "coding": [{ "system": CONTACT_RELATIONSHIP, "code": "C" }],
+                    "text": "Contact en cas d'urgence",
+                })),
+                Some("relative") => relationship.push(json!({
+                    "coding": [{ "system": CONTACT_RELATIONSHIP, "code": "N" }],
+                    "text": "Proche",
+                })),
+                // No code system names the French trusted person: it is said in words.
+                Some("trusted_person") => {
+                    relationship.push(json!({ "text": "Personne de confiance" }))
+                }
+                _ => {}
+            }
             if let Some(relation) = c.get("relation") {
-                contact["relationship"] = json!([{ "text": relation }]);
+                relationship.push(json!({ "text": relation }));
+            }
+            if !relationship.is_empty() {
+                contact["relationship"] = json!(relationship);
             }
             for system in ["phone", "email"] {
                 if let Some(value) = c.get(system) {
@@ -334,7 +373,8 @@ impl<'a> Builder<'a> {
             (ItemList::Allergies, "allergy"),
             (ItemList::Medications, "medication"),
         ] {
-            for item in pf.items(list) {
+            // A removed item stays in the record, not in what is handed to others.
+            for item in pf.items(list).into_iter().filter(|i| !i.is_removed()) {
                 let id = self.id(what, &item.id);
                 let author = self.member_ref(&item.added_by);
                 let resource = match list {
@@ -378,6 +418,9 @@ impl<'a> Builder<'a> {
             "recordedDate": instant(item.added_at),
             "recorder": recorder,
         });
+        if let Some(criticality) = item.get("criticality") {
+            a["criticality"] = json!(criticality);
+        }
         let severity = item.get("severity");
         match item.get("reaction") {
             Some(reaction) => {
@@ -1038,6 +1081,8 @@ mod tests {
             birth_date: Some("1941-05-12".into()),
             sex: Some("female".into()),
             ins: Some("241051234567805".into()),
+            address: Some("3 rue des Lilas, 23000 Guéret".into()),
+            phone: Some("05 55 00 00 00".into()),
         };
         pf.set_identity(GP, &identity, t).must();
         pf.verify_identity(GP, IdentityDocument::IdCard, t).must();
@@ -1056,8 +1101,15 @@ mod tests {
         add(
             &mut pf,
             ItemList::Allergies,
-            &[("substance", "Pénicilline"), ("severity", "severe")],
+            &[
+                ("substance", "Pénicilline"),
+                ("severity", "severe"),
+                ("criticality", "high"),
+            ],
         );
+        let mistaken = add(&mut pf, ItemList::Allergies, &[("substance", "Aspirine")]);
+        pf.retire_item(GP, ItemList::Allergies, &mistaken, "saisie erronée", t)
+            .must();
         add(
             &mut pf,
             ItemList::Allergies,
@@ -1081,7 +1133,17 @@ mod tests {
         add(
             &mut pf,
             ItemList::Contacts,
-            &[("name", "Sophie Durand"), ("phone", "0600000000")],
+            &[
+                ("name", "Sophie Durand"),
+                ("phone", "0600000000"),
+                ("role", "trusted_person"),
+                ("relation", "fille"),
+            ],
+        );
+        add(
+            &mut pf,
+            ItemList::Contacts,
+            &[("name", "Dr Claire Martin"), ("role", "regular_gp")],
         );
         let nurse = NURSE.to_hex();
         let task = add(
@@ -1183,7 +1245,14 @@ mod tests {
         assert_eq!(count("Consent"), 1);
         assert_eq!(count("CarePlan"), 1);
         assert_eq!(count("Condition"), 1);
+        // The allergy removed as a mistake is not handed over.
         assert_eq!(count("AllergyIntolerance"), 2);
+        assert!(!b.to_string().contains("Aspirine"));
+        let penicillin = of_type(&b, "AllergyIntolerance")
+            .into_iter()
+            .find(|a| a["code"]["text"] == "Pénicilline")
+            .must();
+        assert_eq!(penicillin["criticality"], "high");
         assert_eq!(count("MedicationStatement"), 2);
         let stopped = of_type(&b, "MedicationStatement")
             .into_iter()
@@ -1211,6 +1280,16 @@ mod tests {
         assert_eq!(p["gender"], "female");
         assert_eq!(p["birthDate"], "1941-05-12");
         assert_eq!(p["extension"][0]["valueCode"], "verified");
+        assert_eq!(p["address"][0]["text"], "3 rue des Lilas, 23000 Guéret");
+        assert_eq!(p["telecom"][0]["value"], "05 55 00 00 00");
+        // The regular GP is the general practitioner; the trusted person a contact.
+        assert_eq!(p["generalPractitioner"][0]["display"], "Dr Claire Martin");
+        assert_eq!(p["contact"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            p["contact"][0]["relationship"][0]["text"],
+            "Personne de confiance"
+        );
+        assert_eq!(p["contact"][0]["relationship"][1]["text"], "fille");
         let ins = p["identifier"]
             .as_array()
             .must()

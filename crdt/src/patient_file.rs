@@ -33,21 +33,55 @@ const CONSENT_STATUSES: &[&str] = &["given", "refused", "withdrawn"];
 const TASK_STATUSES: &[&str] = &["open", "done"];
 const ACTIVE_STATUSES: &[&str] = &["active", "resolved", "stopped"];
 const SEVERITIES: &[&str] = &["mild", "moderate", "severe"];
+/// How dangerous a future reaction could be (FHIR `AllergyIntolerance.criticality`).
+const CRITICALITIES: &[&str] = &["low", "high", "unable-to-assess"];
+/// What a contact is to the patient: the trusted person designated under the French
+/// public-health code (personne de confiance), the regular GP (médecin traitant), a
+/// relative, someone to call in an emergency, another professional.
+pub const CONTACT_ROLES: &[&str] = &[
+    "trusted_person",
+    "regular_gp",
+    "relative",
+    "emergency",
+    "professional",
+];
+const ADDRESS: Scalar = Scalar::Text {
+    max: 500,
+    non_empty: true,
+};
 
 const fn s(scalar: Scalar) -> Shape {
     Shape::Scalar(scalar)
 }
 
-/// Fields every added item carries: who added it and when.
+/// Fields every item carries: who added it and when, who last changed it, and who
+/// removed it, when and why (a removed item stays in the record, shown as removed).
 macro_rules! item {
     ($($field:expr),* $(,)?) => {
         Shape::Record(&[
             $($field,)*
             Field::required("added_by", s(Scalar::Author)),
             Field::required("added_at", s(Scalar::Timestamp)),
+            Field::optional("updated_by", s(Scalar::Author)),
+            Field::optional("updated_at", s(Scalar::Timestamp)),
+            Field::optional("removed_by", s(Scalar::Author)),
+            Field::optional("removed_at", s(Scalar::Timestamp)),
+            Field::optional("removed_reason", s(LABEL)),
         ])
     };
 }
+
+/// The fields of an item that record its history; they are written by
+/// [`PatientFile::change_item`] and [`PatientFile::retire_item`], never given by hand.
+const HISTORY_FIELDS: [&str; 7] = [
+    "added_by",
+    "added_at",
+    "updated_by",
+    "updated_at",
+    "removed_by",
+    "removed_at",
+    "removed_reason",
+];
 
 static IDENTITY_FIELDS: &[Field] = &[
     Field::optional("family_name", s(LABEL)),
@@ -55,6 +89,8 @@ static IDENTITY_FIELDS: &[Field] = &[
     Field::optional("birth_date", s(Scalar::Date)),
     Field::optional("sex", s(Scalar::OneOf(SEXES))),
     Field::optional("ins", s(Scalar::Ins)),
+    Field::optional("address", s(ADDRESS)),
+    Field::optional("phone", s(LABEL)),
     Field::optional("status", s(Scalar::OneOf(IDENTITY_STATUSES))),
     Field::optional("verified_by", s(Scalar::Author)),
     Field::optional("verified_at", s(Scalar::Timestamp)),
@@ -81,6 +117,7 @@ static CARE_PLAN: Shape = Shape::Record(CARE_PLAN_FIELDS);
 
 static CONTACT: Shape = item!(
     Field::required("name", s(LABEL)),
+    Field::optional("role", s(Scalar::OneOf(CONTACT_ROLES))),
     Field::optional("relation", s(LABEL)),
     Field::optional("phone", s(LABEL)),
     Field::optional("email", s(LABEL)),
@@ -96,6 +133,7 @@ static ALLERGY: Shape = item!(
     Field::required("substance", s(LABEL)),
     Field::optional("reaction", s(LABEL)),
     Field::optional("severity", s(Scalar::OneOf(SEVERITIES))),
+    Field::optional("criticality", s(Scalar::OneOf(CRITICALITIES))),
 );
 
 static MEDICATION: Shape = item!(
@@ -222,6 +260,8 @@ pub struct Identity {
     pub birth_date: Option<String>,
     pub sex: Option<String>,
     pub ins: Option<String>,
+    pub address: Option<String>,
+    pub phone: Option<String>,
     pub status: IdentityStatus,
 }
 
@@ -237,7 +277,8 @@ impl Identity {
     }
 }
 
-/// Changes to the identity; `None` leaves a field as it is.
+/// Changes to the identity; `None` leaves a field as it is. The address and phone are
+/// not identity traits: changing them alone keeps a verified identity verified.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdentityUpdate {
     pub family_name: Option<String>,
@@ -245,6 +286,8 @@ pub struct IdentityUpdate {
     pub birth_date: Option<String>,
     pub sex: Option<String>,
     pub ins: Option<String>,
+    pub address: Option<String>,
+    pub phone: Option<String>,
 }
 
 /// The patient's consent to sharing within the circle.
@@ -303,6 +346,12 @@ impl Item {
     /// A field's value, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(String::as_str)
+    }
+
+    /// Whether it was removed (it stays in the record, shown as removed, left out of
+    /// exports).
+    pub fn is_removed(&self) -> bool {
+        self.fields.contains_key("removed_at")
     }
 }
 
@@ -398,14 +447,29 @@ impl PatientFile {
                 reason: "is in the future".into(),
             });
         }
-        let fields: [(&'static str, &Option<String>); 5] = [
+        let traits: [(&'static str, &Option<String>); 5] = [
             ("family_name", &update.family_name),
             ("given_names", &update.given_names),
             ("birth_date", &update.birth_date),
             ("sex", &update.sex),
             ("ins", &ins),
         ];
-        for (name, value) in fields {
+        let reaches = [("address", &update.address), ("phone", &update.phone)];
+        // The same value saved again (a form sent back whole) changes nothing.
+        let current = self.identity();
+        let stored = |name: &str| match name {
+            "family_name" => current.family_name.clone(),
+            "given_names" => current.given_names.clone(),
+            "birth_date" => current.birth_date.clone(),
+            "sex" => current.sex.clone(),
+            _ => current.ins.clone(),
+        };
+        let traits_changed = traits.iter().any(|(name, v)| {
+            v.as_deref()
+                .is_some_and(|v| Some(v.trim()) != stored(name).as_deref())
+        });
+        let fields: Vec<_> = traits.into_iter().chain(reaches).collect();
+        for &(name, value) in &fields {
             if let Some(v) = value {
                 check_field(
                     &IDENTITY,
@@ -417,12 +481,14 @@ impl PatientFile {
         }
         self.replica.write(at, |doc, _| {
             let obj = record(doc, "identity")?;
-            for (name, value) in fields {
+            for &(name, value) in &fields {
                 if let Some(v) = value {
                     doc.put(&obj, name, v.trim())?;
                 }
             }
-            doc.put(&obj, "status", "provisional")?;
+            if traits_changed {
+                doc.put(&obj, "status", "provisional")?;
+            }
             doc.put(&obj, "updated_by", author.to_hex())?;
             doc.put(&obj, "updated_at", ScalarValue::Timestamp(at.millis()))?;
             Ok(())
@@ -500,26 +566,7 @@ impl PatientFile {
         let Shape::Record(decl) = list.shape() else {
             return Err(WriteError::Automerge("item shape".into()));
         };
-        let mut values = Vec::with_capacity(fields.len() + 1);
-        for (name, value) in fields {
-            let field = decl
-                .iter()
-                .find(|f| f.name == *name && !matches!(f.name, "added_by" | "added_at"))
-                .ok_or_else(|| WriteError::InvalidValue {
-                    field: "field",
-                    reason: format!("{name:?} is not a field of {}", list.root()),
-                })?;
-            let v = if matches!(field.shape, Shape::Scalar(Scalar::Int { .. })) {
-                ScalarValue::Int(value.parse().map_err(|_| WriteError::InvalidValue {
-                    field: field.name,
-                    reason: format!("{value:?} is not a number"),
-                })?)
-            } else {
-                ScalarValue::Str(value.trim().into())
-            };
-            check_field(list.shape(), field.name, &v, &author)?;
-            values.push((field.name, v));
-        }
+        let mut values = typed_values(list, fields, &author)?;
         if list == ItemList::Tasks && !values.iter().any(|(n, _)| *n == "status") {
             values.push(("status", ScalarValue::Str("open".into())));
         }
@@ -543,6 +590,82 @@ impl PatientFile {
             doc.put(&obj, "added_by", author.to_hex())?;
             doc.put(&obj, "added_at", ScalarValue::Timestamp(at.millis()))?;
             Ok(id)
+        })
+    }
+
+    /// Changes fields of an item (a problem now resolved, an allergy's criticality, a
+    /// contact's new phone); who changed it and when are recorded, the earlier values stay
+    /// in the document's history. A field given empty is cleared, unless it is required.
+    pub fn change_item(
+        &mut self,
+        author: MemberId,
+        list: ItemList,
+        id: &str,
+        fields: &[(&str, &str)],
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let Shape::Record(decl) = list.shape() else {
+            return Err(WriteError::Automerge("item shape".into()));
+        };
+        let (cleared, set): (Vec<_>, Vec<_>) =
+            fields.iter().partition(|(_, v)| v.trim().is_empty());
+        let mut gone = Vec::with_capacity(cleared.len());
+        for (name, _) in cleared {
+            let field = field_of(list, name)?;
+            if decl.iter().any(|f| f.name == field && f.required) {
+                return Err(WriteError::InvalidValue {
+                    field,
+                    reason: "is required".into(),
+                });
+            }
+            gone.push(field);
+        }
+        let values = typed_values(list, &set, &author)?;
+        if values.is_empty() && gone.is_empty() {
+            return Err(WriteError::InvalidValue {
+                field: "field",
+                reason: "nothing to change".into(),
+            });
+        }
+        self.replica.write(at, |doc, _| {
+            let obj = existing_item(doc, list, id)?;
+            for (name, v) in values {
+                doc.put(&obj, name, v)?;
+            }
+            for name in gone {
+                if automerge::ReadDoc::get(doc, &obj, name)?.is_some() {
+                    doc.delete(&obj, name)?;
+                }
+            }
+            doc.put(&obj, "updated_by", author.to_hex())?;
+            doc.put(&obj, "updated_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// Removes an item from the file as people see it (a contact who left, an allergy
+    /// recorded by mistake) while keeping it in the record: who removed it, when and why.
+    pub fn retire_item(
+        &mut self,
+        author: MemberId,
+        list: ItemList,
+        id: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let reason = reason.trim();
+        check_field(
+            list.shape(),
+            "removed_reason",
+            &ScalarValue::Str(reason.into()),
+            &author,
+        )?;
+        self.replica.write(at, |doc, _| {
+            let obj = existing_item(doc, list, id)?;
+            doc.put(&obj, "removed_by", author.to_hex())?;
+            doc.put(&obj, "removed_at", ScalarValue::Timestamp(at.millis()))?;
+            doc.put(&obj, "removed_reason", reason)?;
+            Ok(())
         })
     }
 
@@ -639,6 +762,8 @@ impl PatientFile {
                     birth_date: None,
                     sex: None,
                     ins: None,
+                    address: None,
+                    phone: None,
                     status: IdentityStatus::Provisional,
                 };
             }
@@ -663,6 +788,8 @@ impl PatientFile {
             birth_date: r.str("birth_date"),
             sex: r.str("sex"),
             ins: r.str("ins"),
+            address: r.str("address"),
+            phone: r.str("phone"),
             status,
         }
     }
@@ -727,6 +854,64 @@ impl PatientFile {
         items.sort_by(|a, b| (a.added_at, &a.id).cmp(&(b.added_at, &b.id)));
         items
     }
+}
+
+/// The schema's name for a field an author may give, or why not.
+fn field_of(list: ItemList, name: &str) -> Result<&'static str, WriteError> {
+    let Shape::Record(decl) = list.shape() else {
+        return Err(WriteError::Automerge("item shape".into()));
+    };
+    decl.iter()
+        .find(|f| f.name == name && !HISTORY_FIELDS.contains(&f.name))
+        .map(|f| f.name)
+        .ok_or_else(|| WriteError::InvalidValue {
+            field: "field",
+            reason: format!("{name:?} is not a field of {}", list.root()),
+        })
+}
+
+/// Fields given as strings, typed and checked against the list's schema as the other
+/// members will check them.
+fn typed_values(
+    list: ItemList,
+    fields: &[(&str, &str)],
+    author: &MemberId,
+) -> Result<Vec<(&'static str, ScalarValue)>, WriteError> {
+    let Shape::Record(decl) = list.shape() else {
+        return Err(WriteError::Automerge("item shape".into()));
+    };
+    let mut values = Vec::with_capacity(fields.len() + 1);
+    for (name, value) in fields {
+        let name = field_of(list, name)?;
+        let int = decl
+            .iter()
+            .any(|f| f.name == name && matches!(f.shape, Shape::Scalar(Scalar::Int { .. })));
+        let v = if int {
+            ScalarValue::Int(value.trim().parse().map_err(|_| WriteError::InvalidValue {
+                field: name,
+                reason: format!("{value:?} is not a number"),
+            })?)
+        } else {
+            ScalarValue::Str(value.trim().into())
+        };
+        check_field(list.shape(), name, &v, author)?;
+        values.push((name, v));
+    }
+    Ok(values)
+}
+
+/// An item of a list, or `NotFound`.
+fn existing_item(
+    doc: &AutoCommit,
+    list: ItemList,
+    id: &str,
+) -> Result<automerge::ObjId, WriteError> {
+    root_obj(doc, list.root())
+        .and_then(|coll| collection_item(doc, &coll, id))
+        .ok_or_else(|| WriteError::NotFound {
+            what: "item",
+            id: id.to_string(),
+        })
 }
 
 /// The object of a root record of the patient file.
@@ -815,5 +1000,97 @@ mod tests {
                 document: IdentityDocument::Passport
             }
         );
+    }
+
+    #[test]
+    fn an_item_changed_then_removed_keeps_its_history() {
+        let me = MemberId::from_const([1; 32]);
+        let mut pf = PatientFile::new(ActorId::from(&[1u8; 16][..]));
+        let id = pf
+            .add_item(
+                me,
+                ItemList::Allergies,
+                &[("substance", "Pénicilline"), ("reaction", "urticaire")],
+                Timestamp(1),
+            )
+            .unwrap_or_default();
+        // A history field cannot be given by hand, nor an unknown one.
+        for bad in [("removed_at", "x"), ("added_by", "y"), ("colour", "red")] {
+            let r = pf.change_item(me, ItemList::Allergies, &id, &[bad], Timestamp(2));
+            assert!(matches!(r, Err(WriteError::InvalidValue { .. })), "{r:?}");
+        }
+        // A required field cannot be cleared; an optional one can.
+        let r = pf.change_item(
+            me,
+            ItemList::Allergies,
+            &id,
+            &[("substance", " ")],
+            Timestamp(2),
+        );
+        assert!(
+            matches!(
+                r,
+                Err(WriteError::InvalidValue {
+                    field: "substance",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let r = pf.change_item(
+            me,
+            ItemList::Allergies,
+            &id,
+            &[("criticality", "high"), ("reaction", "")],
+            Timestamp(3),
+        );
+        assert_eq!(r, Ok(()));
+        let item = &pf.items(ItemList::Allergies)[0];
+        assert_eq!(item.get("criticality"), Some("high"));
+        assert_eq!(item.get("reaction"), None);
+        assert_eq!(item.get("updated_by"), Some(me.to_hex().as_str()));
+        assert!(!item.is_removed());
+        let r = pf.retire_item(me, ItemList::Allergies, &id, "saisie erronée", Timestamp(4));
+        assert_eq!(r, Ok(()));
+        let item = &pf.items(ItemList::Allergies)[0];
+        assert!(item.is_removed());
+        assert_eq!(item.get("removed_reason"), Some("saisie erronée"));
+        assert_eq!(item.get("substance"), Some("Pénicilline"));
+        let r = pf.retire_item(me, ItemList::Allergies, "nope", "x", Timestamp(5));
+        assert!(matches!(r, Err(WriteError::NotFound { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn the_address_changes_without_unverifying_the_identity() {
+        let me = MemberId::from_const([1; 32]);
+        let mut pf = PatientFile::new(ActorId::from(&[1u8; 16][..]));
+        let now = Timestamp(1_796_200_000_000);
+        let who = IdentityUpdate {
+            family_name: Some("Durand".into()),
+            birth_date: Some("1941-05-12".into()),
+            ..Default::default()
+        };
+        assert_eq!(pf.set_identity(me, &who, now), Ok(()));
+        assert_eq!(
+            pf.verify_identity(me, IdentityDocument::IdCard, now),
+            Ok(())
+        );
+        let moved = IdentityUpdate {
+            address: Some("3 rue des Lilas, 23000 Guéret".into()),
+            phone: Some("05 55 00 00 00".into()),
+            ..Default::default()
+        };
+        assert_eq!(pf.set_identity(me, &moved, now), Ok(()));
+        // The whole identity sent back unchanged, as a form does, keeps it verified too.
+        assert_eq!(pf.set_identity(me, &who, now), Ok(()));
+        let id = pf.identity();
+        assert!(matches!(id.status, IdentityStatus::Verified { .. }));
+        assert_eq!(id.address.as_deref(), Some("3 rue des Lilas, 23000 Guéret"));
+        let renamed = IdentityUpdate {
+            family_name: Some("Durand-Petit".into()),
+            ..Default::default()
+        };
+        assert_eq!(pf.set_identity(me, &renamed, now), Ok(()));
+        assert_eq!(pf.identity().status, IdentityStatus::Provisional);
     }
 }

@@ -136,7 +136,7 @@ impl Doc for PatientFile {
             ItemList::Tasks,
         ];
         let list = lists[pick % lists.len()];
-        let _ = match op % 7 {
+        let _ = match op % 9 {
             0 => self.set_identity(
                 me,
                 &IdentityUpdate {
@@ -166,6 +166,22 @@ impl Doc for PatientFile {
             },
             4 => self.record_consent(me, ConsentStatus::Given, "équipe de soins", at),
             5 => self.set_care_plan(me, &format!("plan {pick}"), at),
+            6 => match self.items(list).last() {
+                Some(i) => {
+                    let change = match list {
+                        ItemList::Contacts => ("phone", "0600"),
+                        ItemList::Allergies => ("criticality", "high"),
+                        ItemList::Tasks => ("due", "2026-12-24"),
+                        _ => ("status", "resolved"),
+                    };
+                    self.change_item(me, list, &i.id.clone(), &[change], at)
+                }
+                None => Ok(()),
+            },
+            7 => match self.items(list).first() {
+                Some(i) => self.retire_item(me, list, &i.id.clone(), "saisie erronée", at),
+                None => Ok(()),
+            },
             _ => self.verify_identity(me, cercle_crdt::IdentityDocument::IdCard, at),
         };
     }

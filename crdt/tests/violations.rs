@@ -339,3 +339,56 @@ fn a_stopped_medication_is_taken_from_a_professional_only_and_keeps_its_line() {
     );
     assert_eq!(meds[0].get("start"), Some("2026-11-02"));
 }
+
+/// Changing and removing an item are changes another replica takes from a professional,
+/// and refuses from a caregiver or in someone else's name; the removed item stays.
+#[test]
+fn a_changed_or_removed_item_is_taken_from_a_professional_only_and_stays_in_the_record() {
+    let mut writer = PatientFile::new(ActorId::from(&[0x11u8; 16][..]));
+    let id = writer
+        .add_item(
+            HONEST,
+            ItemList::Allergies,
+            &[("substance", "Latex"), ("reaction", "urticaire")],
+            T,
+        )
+        .unwrap();
+    let added = writer.replica_mut().last_local_change().unwrap();
+    writer
+        .change_item(
+            HONEST,
+            ItemList::Allergies,
+            &id,
+            &[("criticality", "high")],
+            T,
+        )
+        .unwrap();
+    let changed = writer.replica_mut().last_local_change().unwrap();
+    writer
+        .retire_item(HONEST, ItemList::Allergies, &id, "saisie erronée", T)
+        .unwrap();
+    let removed = writer.replica_mut().last_local_change().unwrap();
+    let author = |member, role| ChangeAuthor { member, role };
+    let mut reader = PatientFile::new(ActorId::from(&[0x22u8; 16][..]));
+    let r = reader.replica_mut();
+    r.apply_changes(vec![added], &author(HONEST, Role::Professional))
+        .unwrap();
+    for change in [&changed, &removed] {
+        for (who, role) in [(HONEST, Role::Caregiver), (MALLORY, Role::Professional)] {
+            let refused = validate_changes(
+                r.kind(),
+                r.doc(),
+                std::slice::from_ref(change),
+                &author(who, role),
+            );
+            assert!(refused.is_err(), "{who:?} as {role:?}");
+        }
+    }
+    r.apply_changes(vec![changed, removed], &author(HONEST, Role::Professional))
+        .unwrap();
+    let items = reader.items(ItemList::Allergies);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].get("criticality"), Some("high"));
+    assert_eq!(items[0].get("removed_reason"), Some("saisie erronée"));
+    assert!(items[0].is_removed());
+}

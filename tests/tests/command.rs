@@ -187,6 +187,10 @@ fn every_command_answers_in_json() {
         "équipe à domicile",
         "--problem",
         "Insuffisance cardiaque",
+        "--problem",
+        "Ulcère du talon",
+        "--address",
+        "12 rue des Tilleuls, 23000 Guéret",
         "--care-plan",
         "Pesée quotidienne",
     ]);
@@ -208,6 +212,51 @@ fn every_command_answers_in_json() {
     assert_eq!(
         a.json(&["patient", "show", &circle])["care_plan"],
         "Pesée quotidienne"
+    );
+    // Repeated flags add one item each; an item is changed, then removed with why, and
+    // stays in the file as removed. The address does not unverify the identity.
+    assert_eq!(patient["problems"].as_array().map(Vec::len), Some(2));
+    assert_eq!(patient["address"], "12 rue des Tilleuls, 23000 Guéret");
+    let ulcer = patient["problems"][1]["id"].as_str().unwrap_or_default();
+    a.json(&[
+        "patient",
+        "change",
+        &circle,
+        "problems",
+        &ulcer[..8],
+        "status=resolved",
+    ]);
+    a.json(&[
+        "patient",
+        "remove",
+        &circle,
+        "problems",
+        &ulcer[..8],
+        "--reason",
+        "saisie erronée",
+    ]);
+    let shown = a.json(&["patient", "show", &circle]);
+    let fields = &shown["problems"][1]["fields"];
+    assert_eq!(fields["status"], "resolved", "{shown}");
+    assert_eq!(fields["removed_reason"], "saisie erronée", "{shown}");
+    assert_eq!(shown["identity_status"], "verified");
+    let text = a.cercle(&["patient", "show", &circle]).stdout;
+    assert!(
+        text.contains("REMOVED (saisie erronée) Ulcère du talon"),
+        "{text}"
+    );
+    let wrong = a.cercle(&[
+        "patient",
+        "change",
+        &circle,
+        "problems",
+        &ulcer[..8],
+        "colour=red",
+    ]);
+    assert!(
+        wrong.stderr.contains("not a field of problems"),
+        "{}",
+        wrong.stderr
     );
 
     let note = a.json(&[

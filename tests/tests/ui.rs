@@ -198,10 +198,10 @@ fn two_members_work_together_in_their_browsers() {
     // A medication added and then stopped in A's page shows as stopped, with why and by
     // whom, on B's open patient page.
     b.goto(&format!("{}/patient", notebook(&nurse)));
-    a.click("details.add summary");
+    a.click("#add-medications-details summary");
     a.type_in("#med-name", "Furosémide 40 mg");
     a.type_in("#med-dose", "1 cp le matin");
-    a.click("form[action$='/medications'] button[type=submit]");
+    a.click("form[action$='/items/medications'] button[type=submit]");
     assert!(
         b.wait_for_text("ul.medications", "Furosémide 40 mg", Duration::from_secs(5))
             .is_some(),
@@ -230,6 +230,88 @@ fn two_members_work_together_in_their_browsers() {
         "document.getElementById('{med}').scrollIntoView(); return 1;"
     ));
     b.screenshot(&shots.join("patient-medication-stopped-1280.png"));
+
+    // The rest of the patient file edited in A's page, seen on B's open page: a phone
+    // number (the identity stays verified), a trusted person, an allergy with its
+    // criticality, a problem resolved, an allergy removed as a mistake (folded, with why).
+    let identity = "section[aria-labelledby=identity]";
+    a.click("#identity-edit-details summary");
+    a.script("document.getElementById('id-phone').value = ''; return 1;");
+    a.type_in("#id-phone", "05 55 99 88 77");
+    a.click("#identity-edit-details button[type=submit]");
+    assert!(
+        b.wait_for_text(identity, "05 55 99 88 77", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        b.text(identity)
+    );
+    assert!(
+        b.text(identity).contains("Identité validée"),
+        "{}",
+        b.text(identity)
+    );
+    a.click("#add-contacts-details summary");
+    a.type_in("#add-contacts-name", "Paul Durand");
+    a.select("#add-contacts-role", "trusted_person");
+    a.type_in("#add-contacts-phone", "06 98 76 54 32");
+    a.click("#add-contacts-details button[type=submit]");
+    assert!(
+        b.wait_for_text(
+            identity,
+            "Paul Durand · 06 98 76 54 32",
+            Duration::from_secs(5)
+        )
+        .is_some(),
+        "{}",
+        b.text(identity)
+    );
+    a.click("#add-allergies-details summary");
+    a.type_in("#add-allergies-substance", "Latex");
+    a.select("#add-allergies-criticality", "high");
+    a.click("#add-allergies-details button[type=submit]");
+    assert!(
+        b.wait_for_text("#list-allergies", "Latex", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        b.text("#list-allergies")
+    );
+    assert!(b.text("#list-allergies").contains("criticité : élevée"));
+    let problem = item_id(&a, "#list-problems ul.items", "Insuffisance cardiaque");
+    let problem = problem.trim_start_matches("item-");
+    assert!(!problem.is_empty());
+    a.click(&format!("#edit-{problem}-details summary"));
+    a.select(&format!("#edit-{problem}-status"), "resolved");
+    a.click(&format!("#edit-{problem}-details button[type=submit]"));
+    let resolved = b.wait_for_text(
+        &format!("[id='item-{problem}']"),
+        "statut : résolu",
+        Duration::from_secs(5),
+    );
+    assert!(resolved.is_some(), "{}", b.text("#list-problems"));
+    assert!(
+        b.text(&format!("[id='item-{problem}']"))
+            .contains("modifié le")
+    );
+    let latex = item_id(&a, "#list-allergies ul.items", "Latex");
+    let latex = latex.trim_start_matches("item-");
+    a.click(&format!("#remove-{latex}-details summary"));
+    a.type_in(&format!("#remove-{latex}"), "saisie erronée");
+    a.click(&format!("#remove-{latex}-details button[type=submit]"));
+    let folded = b.wait_for_text(
+        "#list-allergies details.removed",
+        "Retirés du dossier (1)",
+        Duration::from_secs(5),
+    );
+    assert!(folded.is_some(), "{}", b.text("#list-allergies"));
+    assert!(!b.text("#list-allergies ul.items").contains("Latex"));
+    b.click("#list-allergies details.removed summary");
+    let why = b.text("#list-allergies details.removed");
+    assert!(
+        why.contains("Latex") && why.contains("Dr Claire Martin : saisie erronée"),
+        "{why}"
+    );
+    b.script("document.getElementById('list-allergies').scrollIntoView(); return 1;");
+    b.screenshot(&shots.join("patient-file-edited-1280.png"));
 
     // An alert from B raises a system notification in A's open page that names no patient
     // (a phone's lock screen is seen by others), and the circles list counts it.
@@ -476,6 +558,14 @@ fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
     let circle = a.create_circle("Jeanne Durand");
     let alert = "Chute ce matin : appeler le médecin traitant";
     a.json(&["note", "add", &circle, alert, "--kind", "alert"]);
+    a.json(&[
+        "patient",
+        "add",
+        &circle,
+        "allergies",
+        "substance=Pénicilline",
+        "criticality=high",
+    ]);
     let _node_a = up_on_loopback(&a, &[]);
     let _node_c = up_on_loopback(&c, &[]);
     let invite = a.json(&[
@@ -534,4 +624,23 @@ fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
             .contains("En attente d'acquittement")
     );
     browser.screenshot(&shots.join("notebook-caregiver-390.png"));
+    // Nor to change the patient file: she reads it, with no form.
+    browser.goto(&format!("{}/patient", link_of_notebook(&browser)));
+    let forms = browser.script(
+        "return document.querySelectorAll(\"form[action*='/items/'], form[action$='/identity'], form[action$='/consent'], form[action$='/care-plan'], details.edit\").length;",
+    );
+    assert_eq!(
+        forms, 0,
+        "a caregiver is offered to change the patient file"
+    );
+    assert!(browser.text("#list-allergies").contains("Pénicilline"));
+}
+
+/// The circle page the browser is on, without its query.
+fn link_of_notebook(browser: &Browser) -> String {
+    let here = browser.script("return location.origin + location.pathname;");
+    here.as_str()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string()
 }

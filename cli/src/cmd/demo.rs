@@ -354,6 +354,8 @@ fn create_circle(
     let circle = node.ask(create)?.circles[0].id.clone();
     let change = PatientChange {
         sex: Some("female".into()),
+        address: Some("12 rue des Tilleuls, 23000 Guéret".into()),
+        phone: Some("05 55 41 22 10".into()),
         verify: true,
         verified_with: Some(cercle_crdt::IdentityDocument::IdCard),
         consent: Some("given".into()),
@@ -379,11 +381,24 @@ fn create_circle(
         ),
         (
             PatientList::Allergies,
-            &[("substance", "Pénicilline"), ("severity", "severe")],
+            &[
+                ("substance", "Pénicilline"),
+                ("severity", "severe"),
+                ("criticality", "high"),
+            ],
         ),
         (
             PatientList::Medications,
             &[("name", "Furosémide 40 mg"), ("frequency", "1 le matin")],
+        ),
+        (
+            PatientList::Contacts,
+            &[
+                ("name", "Sophie Durand"),
+                ("role", "trusted_person"),
+                ("relation", "fille"),
+                ("phone", "06 12 34 56 78"),
+            ],
         ),
     ] {
         let fields = fields

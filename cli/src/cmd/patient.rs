@@ -1,8 +1,11 @@
 //! `cercle patient`: read and change the patient file (identity and its verification,
 //! consent, care plan, problems, allergies, medications, contacts).
 
+use std::collections::BTreeMap;
+
 use cercle_node::ops::patient::{
-    ItemAdd, ItemRow, MedicationStop, PatientChange, PatientSet, PatientShow, PatientView,
+    ItemAdd, ItemChange, ItemRemove, ItemRow, MedicationStop, PatientChange, PatientSet,
+    PatientShow, PatientView,
 };
 
 use crate::Context;
@@ -28,6 +31,29 @@ pub(crate) enum PatientCommand {
         #[arg(value_name = "NAME=VALUE", required = true)]
         fields: Vec<String>,
     },
+    /// Change fields of an item, e.g.
+    /// `cercle patient change CIRCLE problems 3f2a status=resolved`; `NAME=` clears a field.
+    Change {
+        circle: String,
+        /// problems, allergies, medications or contacts.
+        list: String,
+        /// The item's id or a prefix of at least 4 characters (`patient show`).
+        item: String,
+        /// The fields to change as NAME=VALUE.
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        fields: Vec<String>,
+    },
+    /// Remove an item, saying why; it stays in the record, shown as removed.
+    Remove {
+        circle: String,
+        /// problems, allergies, medications or contacts.
+        list: String,
+        /// The item's id or a prefix of at least 4 characters (`patient show`).
+        item: String,
+        /// Why, e.g. "saisie erronée".
+        #[arg(long)]
+        reason: String,
+    },
     /// Record that a medication was stopped, and why; it stays in the list as stopped.
     Stop {
         circle: String,
@@ -52,6 +78,12 @@ pub(crate) enum PatientCommand {
         /// The national health identifier (INS, 15 digits with its key).
         #[arg(long)]
         ins: Option<String>,
+        /// The patient's home address.
+        #[arg(long)]
+        address: Option<String>,
+        /// The patient's phone number.
+        #[arg(long)]
+        phone: Option<String>,
         /// Record that the identity was checked against an identity document (say which
         /// with --document).
         #[arg(long, requires = "document")]
@@ -68,18 +100,18 @@ pub(crate) enum PatientCommand {
         consent_scope: Option<String>,
         #[arg(long)]
         care_plan: Option<String>,
-        /// Add a problem (a diagnosis).
+        /// Add a problem (a diagnosis); repeat for several.
         #[arg(long)]
-        problem: Option<String>,
-        /// Add an allergy (the substance).
+        problem: Vec<String>,
+        /// Add an allergy (the substance); repeat for several.
         #[arg(long)]
-        allergy: Option<String>,
-        /// Add a medication (its name and dose).
+        allergy: Vec<String>,
+        /// Add a medication (its name and dose); repeat for several.
         #[arg(long)]
-        medication: Option<String>,
-        /// Add a contact (a relative, a neighbour).
+        medication: Vec<String>,
+        /// Add a contact (a relative, a neighbour); repeat for several.
         #[arg(long)]
-        contact: Option<String>,
+        contact: Vec<String>,
     },
 }
 
@@ -92,16 +124,7 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
             fields,
         } => {
             let list = list.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-            let fields = fields
-                .iter()
-                .map(|f| {
-                    f.split_once('=')
-                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("{f:?} is not NAME=VALUE, e.g. severity=severe")
-                        })
-                })
-                .collect::<anyhow::Result<_>>()?;
+            let fields = name_values(&fields)?;
             let done = ask(
                 ctx,
                 ItemAdd {
@@ -110,6 +133,39 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                     fields,
                 },
             )?;
+            return crate::output::added(ctx.json, done.circle, done.ids);
+        }
+        PatientCommand::Change {
+            circle,
+            list,
+            item,
+            fields,
+        } => {
+            let list = list.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let fields = name_values(&fields)?;
+            let change = ItemChange {
+                circle,
+                list,
+                item,
+                fields,
+            };
+            let done = ask(ctx, change)?;
+            return crate::output::added(ctx.json, done.circle, done.ids);
+        }
+        PatientCommand::Remove {
+            circle,
+            list,
+            item,
+            reason,
+        } => {
+            let list = list.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let remove = ItemRemove {
+                circle,
+                list,
+                item,
+                reason,
+            };
+            let done = ask(ctx, remove)?;
             return crate::output::added(ctx.json, done.circle, done.ids);
         }
         PatientCommand::Stop {
@@ -134,6 +190,8 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
             birth_date,
             sex,
             ins,
+            address,
+            phone,
             verify,
             document,
             consent,
@@ -150,6 +208,8 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                 birth_date,
                 sex,
                 ins,
+                address,
+                phone,
                 verify,
                 verified_with: document
                     .as_deref()
@@ -159,15 +219,37 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                 consent,
                 consent_scope,
                 care_plan,
-                problem,
-                allergy,
-                medication,
-                contact,
+                problems: problem,
+                allergies: allergy,
+                medications: medication,
+                contacts: contact,
             });
             ask(ctx, PatientSet { circle, change })?
         }
     };
     answer(ctx.json, &view, || text(&view))
+}
+
+/// `NAME=VALUE` arguments as a map, or which one is not.
+/// Fields that record an item's history, not shown on its line.
+const HISTORY: [&str; 6] = [
+    "updated_by",
+    "updated_at",
+    "removed_by",
+    "removed_at",
+    "removed_reason",
+    "stopped_by",
+];
+
+fn name_values(fields: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    fields
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("{f:?} is not NAME=VALUE, e.g. severity=severe"))
+        })
+        .collect()
 }
 
 fn text(p: &PatientView) -> String {
@@ -188,6 +270,11 @@ fn text(p: &PatientView) -> String {
             .map(|s| format!(" ({s})"))
             .unwrap_or_default(),
     );
+    for (label, value) in [("address", &p.address), ("phone", &p.phone)] {
+        if let Some(v) = value {
+            s.push_str(&format!("{label} {v}\n"));
+        }
+    }
     if !p.care_plan.is_empty() {
         s.push_str(&format!("care plan: {}\n", p.care_plan));
     }
@@ -200,11 +287,15 @@ fn text(p: &PatientView) -> String {
             let rest: Vec<String> = i
                 .fields
                 .iter()
-                .filter(|(k, _)| k.as_str() != key)
+                .filter(|(k, _)| k.as_str() != key && !HISTORY.contains(&k.as_str()))
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
+            let removed = match i.fields.get("removed_reason") {
+                Some(why) => format!("REMOVED ({why}) "),
+                None => String::new(),
+            };
             s.push_str(&format!(
-                "  {}  {}{}\n",
+                "  {}  {removed}{}{}\n",
                 &i.id[..8],
                 i.fields.get(key).map_or("?", String::as_str),
                 if rest.is_empty() {

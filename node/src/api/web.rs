@@ -36,7 +36,10 @@ use crate::ops::invite::InviteCreate;
 use crate::ops::join::{Join, JoinStatus};
 use crate::ops::messages::{MessageRow, MsgList, MsgSend};
 use crate::ops::notes::{NoteAck, NoteAdd, NoteAmend, NoteList, NoteRow};
-use crate::ops::patient::{ItemAdd, MedicationStop, PatientList, PatientShow};
+use crate::ops::patient::{
+    ItemAdd, ItemChange, ItemRemove, MedicationStop, PatientChange, PatientList, PatientSet,
+    PatientShow,
+};
 use crate::ops::status::Status;
 use crate::ops::tasks::{TaskAdd, TaskDone};
 use crate::ops::{ErrorKind, NodeError, Operation};
@@ -65,7 +68,13 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/notes/{note}/ack", post(note_ack))
         .route("/c/{circle}/patient", get(patient))
         .route("/c/{circle}/export.fhir.json", get(export_fhir))
-        .route("/c/{circle}/medications", post(medication_add))
+        .route("/c/{circle}/identity", post(identity_set))
+        .route("/c/{circle}/identity/verify", post(identity_verify))
+        .route("/c/{circle}/consent", post(consent_set))
+        .route("/c/{circle}/care-plan", post(care_plan_set))
+        .route("/c/{circle}/items/{list}", post(item_add))
+        .route("/c/{circle}/items/{list}/{item}", post(item_change))
+        .route("/c/{circle}/items/{list}/{item}/remove", post(item_remove))
         .route(
             "/c/{circle}/medications/{medication}/stop",
             post(medication_stop),
@@ -702,42 +711,183 @@ async fn patient(s: Session, Path(circle): Path<String>) -> Response {
     run.await.unwrap_or_else(|r| r)
 }
 
+/// A form of the patient file: its form token and its fields by the schema's names.
 #[derive(Debug, serde::Deserialize)]
-struct MedicationForm {
+struct FieldsForm {
     #[serde(default)]
     csrf: String,
-    name: String,
-    #[serde(default)]
-    dose: String,
-    #[serde(default)]
-    frequency: String,
-    #[serde(default)]
-    start: String,
+    #[serde(flatten)]
+    fields: std::collections::BTreeMap<String, String>,
 }
 
-async fn medication_add(
+impl FieldsForm {
+    /// The fields typed (blank ones left out), trimmed.
+    fn typed(&self) -> std::collections::BTreeMap<String, String> {
+        self.fields
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k.clone(), v.trim().to_string()))
+            .collect()
+    }
+
+    /// A field typed, if not blank.
+    fn get(&self, name: &str) -> Option<String> {
+        self.fields
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The list named in a URL, or the page that says it is not one.
+fn patient_list(s: &Session, list: &str, back: &str) -> Result<PatientList, Response> {
+    list.parse().map_err(|e: String| s.bad(&e, back))
+}
+
+async fn item_add(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, list)): Path<(String, String)>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let list = match patient_list(&s, &list, &back) {
+        Ok(list) => list,
+        Err(page) => return page,
+    };
+    let add = ItemAdd {
+        circle,
+        list,
+        fields: f.typed(),
+    };
+    s.submit(&headers, &f.csrf, add, back).await
+}
+
+async fn item_change(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, list, item)): Path<(String, String, String)>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let list = match patient_list(&s, &list, &back) {
+        Ok(list) => list,
+        Err(page) => return page,
+    };
+    // Every field of the form is sent: a blank one clears what was there.
+    let fields = f
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+        .collect();
+    let change = ItemChange {
+        circle,
+        list,
+        item,
+        fields,
+    };
+    s.submit(&headers, &f.csrf, change, back).await
+}
+
+async fn item_remove(
+    s: Session,
+    headers: HeaderMap,
+    Path((circle, list, item)): Path<(String, String, String)>,
+    axum::Form(f): axum::Form<StopForm>,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let list = match patient_list(&s, &list, &back) {
+        Ok(list) => list,
+        Err(page) => return page,
+    };
+    let remove = ItemRemove {
+        circle,
+        list,
+        item,
+        reason: f.reason,
+    };
+    s.submit(&headers, &f.csrf, remove, back).await
+}
+
+/// A change of the patient file from one of its forms.
+async fn patient_set(
+    s: Session,
+    headers: HeaderMap,
+    circle: String,
+    csrf: &str,
+    change: PatientChange,
+) -> Response {
+    let back = format!("/c/{circle}/patient");
+    let set = PatientSet {
+        circle,
+        change: Box::new(change),
+    };
+    s.submit(&headers, csrf, set, back).await
+}
+
+async fn identity_set(
     s: Session,
     headers: HeaderMap,
     Path(circle): Path<String>,
-    axum::Form(f): axum::Form<MedicationForm>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let change = PatientChange {
+        family_name: f.get("family_name"),
+        given_names: f.get("given_names"),
+        birth_date: f.get("birth_date"),
+        sex: f.get("sex"),
+        ins: f.get("ins"),
+        address: f.get("address"),
+        phone: f.get("phone"),
+        ..PatientChange::default()
+    };
+    patient_set(s, headers, circle, &f.csrf, change).await
+}
+
+async fn identity_verify(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
 ) -> Response {
     let back = format!("/c/{circle}/patient");
-    let fields = [
-        ("name", &f.name),
-        ("dose", &f.dose),
-        ("frequency", &f.frequency),
-        ("start", &f.start),
-    ]
-    .into_iter()
-    .filter(|(_, v)| !v.trim().is_empty())
-    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-    .collect();
-    let add = ItemAdd {
-        circle,
-        list: PatientList::Medications,
-        fields,
+    let document = match f.get("document").unwrap_or_default().parse() {
+        Ok::<cercle_crdt::IdentityDocument, String>(d) => d,
+        Err(e) => return s.bad(&e, &back),
     };
-    s.submit(&headers, &f.csrf, add, back).await
+    let change = PatientChange {
+        verify: true,
+        verified_with: Some(document),
+        ..PatientChange::default()
+    };
+    patient_set(s, headers, circle, &f.csrf, change).await
+}
+
+async fn consent_set(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let change = PatientChange {
+        consent: f.get("status"),
+        consent_scope: Some(f.get("scope").unwrap_or_default()),
+        ..PatientChange::default()
+    };
+    patient_set(s, headers, circle, &f.csrf, change).await
+}
+
+async fn care_plan_set(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let change = PatientChange {
+        care_plan: Some(f.get("text").unwrap_or_default()),
+        ..PatientChange::default()
+    };
+    patient_set(s, headers, circle, &f.csrf, change).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -767,6 +917,9 @@ struct TaskForm {
     #[serde(default)]
     csrf: String,
     title: String,
+    /// The owner's member id, or blank for none.
+    #[serde(default)]
+    owner: String,
     #[serde(default)]
     due: String,
 }
@@ -781,7 +934,7 @@ async fn task_add(
     let add = TaskAdd {
         circle,
         title: f.title.trim().to_string(),
-        owner: None,
+        owner: Some(f.owner.trim().to_string()).filter(|o| !o.is_empty()),
         due: Some(f.due.trim().to_string()).filter(|d| !d.is_empty()),
     };
     s.submit(&headers, &f.csrf, add, back).await

@@ -134,6 +134,8 @@ operations! {
     patient::PatientSet,
     patient::ItemAdd,
     patient::MedicationStop,
+    patient::ItemChange,
+    patient::ItemRemove,
     notes::NoteAdd,
     notes::NoteList,
     notes::NoteAmend,

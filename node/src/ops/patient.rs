@@ -30,6 +30,8 @@ pub struct PatientView {
     pub birth_date: Option<String>,
     pub sex: Option<String>,
     pub ins: Option<String>,
+    pub address: Option<String>,
+    pub phone: Option<String>,
     /// `provisional` or `verified`.
     pub identity_status: String,
     pub verified_by: Option<String>,
@@ -83,6 +85,8 @@ pub struct PatientChange {
     pub birth_date: Option<String>,
     pub sex: Option<String>,
     pub ins: Option<String>,
+    pub address: Option<String>,
+    pub phone: Option<String>,
     /// Marks the identity as checked against the identity document `verified_with`.
     pub verify: bool,
     /// The identity document of high trust it was checked against.
@@ -91,10 +95,14 @@ pub struct PatientChange {
     pub consent: Option<String>,
     pub consent_scope: Option<String>,
     pub care_plan: Option<String>,
-    pub problem: Option<String>,
-    pub allergy: Option<String>,
-    pub medication: Option<String>,
-    pub contact: Option<String>,
+    /// Problems to add, by name.
+    pub problems: Vec<String>,
+    /// Allergies to add, by substance.
+    pub allergies: Vec<String>,
+    /// Medications to add, by name and dose.
+    pub medications: Vec<String>,
+    /// Contacts to add, by name.
+    pub contacts: Vec<String>,
 }
 
 impl Operation for PatientSet {
@@ -114,16 +122,18 @@ impl Operation for PatientSet {
             birth_date: change.birth_date,
             sex: change.sex,
             ins: change.ins,
+            address: change.address,
+            phone: change.phone,
         };
         let identity_changed = identity != IdentityUpdate::default();
         let items: Vec<(ItemList, &str, String)> = [
-            (ItemList::Problems, "label", change.problem),
-            (ItemList::Allergies, "substance", change.allergy),
-            (ItemList::Medications, "name", change.medication),
-            (ItemList::Contacts, "name", change.contact),
+            (ItemList::Problems, "label", change.problems),
+            (ItemList::Allergies, "substance", change.allergies),
+            (ItemList::Medications, "name", change.medications),
+            (ItemList::Contacts, "name", change.contacts),
         ]
         .into_iter()
-        .filter_map(|(list, field, value)| value.map(|v| (list, field, v)))
+        .flat_map(|(list, field, values)| values.into_iter().map(move |v| (list, field, v)))
         .collect();
         if !identity_changed
             && !change.verify
@@ -191,7 +201,7 @@ pub enum PatientList {
 }
 
 impl PatientList {
-    fn items(self) -> ItemList {
+    pub(crate) fn items(self) -> ItemList {
         match self {
             PatientList::Problems => ItemList::Problems,
             PatientList::Allergies => ItemList::Allergies,
@@ -257,18 +267,92 @@ impl Operation for MedicationStop {
                 "say why the medication is stopped, e.g. \"hypotension\"",
             ));
         }
-        let c = core.circle(&self.circle)?;
-        let ids = c
-            .patient_file()
-            .items(ItemList::Medications)
-            .into_iter()
-            .map(|m| m.id);
-        let id = super::pick_id("medication", &self.medication, ids)?;
+        let id = pick_item(core, &self.circle, ItemList::Medications, &self.medication)?;
         core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
             pf.stop_medication(author, &id, &self.reason, now)
         })?;
         Ok(super::Added::one(core.circle(&self.circle)?, id))
     }
+}
+
+/// Changes fields of an item of the patient file (a problem resolved, an allergy's
+/// criticality, a contact's phone); a field given empty is cleared.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ItemChange {
+    pub circle: String,
+    pub list: PatientList,
+    /// The item's id or a prefix of at least 4 characters.
+    pub item: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Operation for ItemChange {
+    type Answer = super::Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<super::Added, NodeError> {
+        if self.fields.is_empty() {
+            return Err(NodeError::bad_input(
+                "give the fields to change, e.g. status=resolved",
+            ));
+        }
+        let list = self.list.items();
+        let id = pick_item(core, &self.circle, list, &self.item)?;
+        let fields: Vec<(&str, &str)> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
+            pf.change_item(author, list, &id, &fields, now)
+        })?;
+        Ok(super::Added::one(core.circle(&self.circle)?, id))
+    }
+}
+
+/// Removes an item from the patient file as people see it, saying why; it stays in the
+/// record with who removed it and when.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ItemRemove {
+    pub circle: String,
+    pub list: PatientList,
+    /// The item's id or a prefix of at least 4 characters.
+    pub item: String,
+    /// Why: "saisie erronée", "n'intervient plus", "guéri".
+    pub reason: String,
+}
+
+impl Operation for ItemRemove {
+    type Answer = super::Added;
+
+    fn run(self, core: &mut NodeCore) -> Result<super::Added, NodeError> {
+        if self.reason.trim().is_empty() {
+            return Err(NodeError::bad_input(
+                "say why it is removed, e.g. \"saisie erronée\"",
+            ));
+        }
+        let list = self.list.items();
+        let id = pick_item(core, &self.circle, list, &self.item)?;
+        core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
+            pf.retire_item(author, list, &id, &self.reason, now)
+        })?;
+        Ok(super::Added::one(core.circle(&self.circle)?, id))
+    }
+}
+
+/// The id of the item of `list` that `query` starts.
+fn pick_item(
+    core: &mut NodeCore,
+    circle: &str,
+    list: ItemList,
+    query: &str,
+) -> Result<String, NodeError> {
+    let ids = core
+        .circle(circle)?
+        .patient_file()
+        .items(list)
+        .into_iter()
+        .map(|i| i.id);
+    super::pick_id("item", query, ids)
 }
 
 fn item_row(item: Item) -> ItemRow {
@@ -302,6 +386,8 @@ pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
         birth_date: id.birth_date,
         sex: id.sex,
         ins: id.ins,
+        address: id.address,
+        phone: id.phone,
         identity_status,
         verified_by,
         verified_at,

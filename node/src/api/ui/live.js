@@ -19,7 +19,12 @@
     if (next.title) document.title = next.title;
     document.querySelectorAll("[data-live]").forEach(function (part) {
       const fresh = next.getElementById(part.id);
-      if (fresh && !part.contains(document.activeElement)) part.replaceWith(document.importNode(fresh, true));
+      if (!fresh || part.contains(document.activeElement)) return;
+      // A form unfolded by the member stays unfolded.
+      const open = Array.from(part.querySelectorAll("details[open][id]"), function (d) { return d.id; });
+      const swapped = document.importNode(fresh, true);
+      open.forEach(function (id) { const d = swapped.querySelector("#" + CSS.escape(id)); if (d) d.open = true; });
+      part.replaceWith(swapped);
     });
     document.dispatchEvent(new CustomEvent("cercle:refreshed"));
   }
