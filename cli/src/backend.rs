@@ -17,11 +17,32 @@ pub(crate) enum Backend {
     Offline(Box<OfflineNode>),
 }
 
+/// How long a command waits for a node that holds the store but does not answer yet (it
+/// opens its store, then its circles, then its API: seconds for a GP's thousand circles).
+const NODE_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Backend {
-    /// The running node if there is one, else the store (asking for the passphrase).
+    /// The running node if there is one, else the store (asking for the passphrase). While
+    /// another process holds the store without an API answering (a node starting, another
+    /// command), waits for one or the other, up to [`NODE_START_PATIENCE`].
     pub(crate) fn open(ctx: &Context) -> anyhow::Result<Backend> {
-        if let Some(client) = Client::running(ctx)? {
-            return Ok(Backend::Running(client));
+        let deadline = std::time::Instant::now() + NODE_START_PATIENCE;
+        let mut waiting = None;
+        loop {
+            if let Some(client) = Client::running(ctx)? {
+                return Ok(Backend::Running(client));
+            }
+            if !ctx.home.store_in_use() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            waiting.get_or_insert_with(|| {
+                tracing::info!("the store is in use and no node answers yet: waiting");
+                crate::output::progress_spinner("waiting for the node starting on this home")
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        if let Some(spinner) = waiting {
+            spinner.finish_and_clear();
         }
         let s = Session::open(ctx)?;
         let peer_id = cercle_node::net::keypair(&s.me)?.public().to_peer_id();

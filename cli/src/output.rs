@@ -68,13 +68,31 @@ pub(crate) struct Added {
     pub(crate) circle: String,
 }
 
-/// Prints the one item a write made (its id; `{"id", "circle"}` with `--json`).
-pub(crate) fn added(json: bool, circle: String, mut ids: Vec<String>) -> anyhow::Result<()> {
+/// Prints the one item a write made: one sentence for people, "Note 80348ba2 added in
+/// circle 5ea58b12." (`done` is "Note added"), `{"id", "circle"}` with `--json`.
+pub(crate) fn added(
+    json: bool,
+    circle: String,
+    mut ids: Vec<String>,
+    done: (&str, &str),
+) -> anyhow::Result<()> {
     let added = Added {
         id: ids.pop().unwrap_or_default(),
         circle,
     };
-    answer(json, &added, || added.id.clone())
+    let (what, verb) = done;
+    answer(json, &added, || {
+        format!(
+            "{what} {} {verb} in circle {}.",
+            short(&added.id),
+            short(&added.circle)
+        )
+    })
+}
+
+/// The first 8 characters of an id, as people type it back.
+pub(crate) fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// One line per item, or `empty` when there is none.
@@ -90,10 +108,12 @@ pub(crate) fn now() -> cercle_crdt::Timestamp {
     cercle_crdt::Timestamp(jiff::Timestamp::now().as_millisecond())
 }
 
-/// A timestamp for people: `2026-11-23 08:15` in UTC.
+/// A timestamp for people in this machine's time zone, as the web UI shows it:
+/// `2026-11-23 09:15`.
 pub(crate) fn human_time(t: cercle_crdt::Timestamp) -> String {
+    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
     match jiff::Timestamp::from_millisecond(t.millis()) {
-        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M").to_string(),
+        Ok(ts) => ts.to_zoned(zone).strftime("%Y-%m-%d %H:%M").to_string(),
         Err(_) => t.to_rfc3339(),
     }
 }

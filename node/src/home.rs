@@ -147,6 +147,11 @@ impl Home {
         self.root.join(STORE_DIR)
     }
 
+    /// Whether another process holds this home's store (a node running or starting).
+    pub fn store_in_use(&self) -> bool {
+        crate::store::in_use(&self.store_dir())
+    }
+
     /// Opens this home's store with `identity`'s storage key (see `store::SledStore::open`).
     pub fn open_store(
         &self,

@@ -1,6 +1,7 @@
 //! The first local commands, end to end through the real binary: a note written with
 //! `note add` is listed by `note list --json`, and user mistakes get one clear sentence, a
-//! non-zero exit, and lose nothing already stored.
+//! non-zero exit, and lose nothing already stored; a command run while the node starts waits
+//! for it.
 
 // A test that unwraps fails with the error in its message.
 #![allow(clippy::unwrap_used)]
@@ -456,4 +457,40 @@ fn family_names_with_particles_or_two_words_are_kept_whole() {
     );
     let neither = home.cercle(&["circle", "create", "--given-names", "Jeanne"]);
     assert_ne!(neither.code, Some(0));
+}
+
+/// A command run while the home's node is starting (its store taken, its API not answering
+/// yet) waits for it and then goes through, instead of telling the member to stop it.
+#[test]
+fn a_command_run_while_the_node_starts_waits_for_it() {
+    let home = TestHome::new();
+    home.init("Dr Claire Martin", "médecin généraliste");
+    let circle = home.create_circle("Jeanne Durand");
+    // The store held as a node holds it while it opens its circles, before its API.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(home.path().join("store").join("lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let mut waiting = home.command(&["note", "add", &circle, "Passage du matin"]);
+    waiting
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = waiting.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the command gave up while the node was starting"
+    );
+    lock.unlock().unwrap();
+    let _node = cercle_tests::up_on_loopback(&home, &[]);
+    let out = cercle_tests::finish_child(child, "note add");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("Note ") && said.contains(" added in circle "),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = home.cercle(&["note", "list", &circle]).ok().stdout;
+    assert!(listed.contains("Passage du matin"), "{listed}");
 }

@@ -48,6 +48,34 @@ fn the_demo_team_is_up_within_30_s_and_every_url_answers() {
     assert!(named, "{}", notebook());
     fhir_export_of_the_demo_patient(&sessions[3], &circle);
 
+    // Each line names the member's home and the circle: a terminal acts as the nurse, and
+    // the note written says so in one sentence with its id.
+    assert!(
+        members.iter().all(|m| m["circle"] == circle.as_str()),
+        "{members:?}"
+    );
+    let nurse_home = members[1]["home"].as_str().unwrap_or_default();
+    let out = std::process::Command::new(cercle_bin())
+        .args([
+            "--home",
+            nurse_home,
+            "note",
+            "add",
+            &circle,
+            "Passage du soir, RAS",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let sentence = format!("added in circle {}.", &circle[..8]);
+    assert!(
+        said.starts_with("Note ") && said.trim_end().ends_with(&sentence),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = wait_until(10, || notebook().contains("Passage du soir, RAS"));
+    assert!(seen, "the nurse's note did not reach the caregiver's page");
+
     let dirs = || -> Vec<_> {
         std::fs::read_dir(tmp.path())
             .into_iter()

@@ -225,15 +225,15 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
     })
 }
 
-/// The circles, then those set aside as damaged and those waiting for an answer. In JSON,
-/// one array: a damaged circle's row has `"state": "damaged"` and its reason; an invited
-/// one `"state": "invited"`, who added this member and with which role.
 /// Circle ids as a person reads them: their first 12 digits, comma-separated.
 fn short_ids(ids: &[String]) -> String {
     let short: Vec<&str> = ids.iter().map(|d| &d[..12.min(d.len())]).collect();
     short.join(", ")
 }
 
+/// The circles, then those set aside as damaged and those waiting for an answer. In JSON,
+/// one array: a damaged circle's row has `"state": "damaged"` and its reason; an invited
+/// one `"state": "invited"`, who added this member and with which role.
 fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
     let mut rows: Vec<serde_json::Value> = answer_
         .circles

@@ -106,6 +106,10 @@ struct MemberLine {
     role: String,
     profession: String,
     url: String,
+    /// The member's home: `cercle --home HOME ...` acts as this member.
+    home: PathBuf,
+    /// The demo patient's circle.
+    circle: String,
 }
 
 /// The processes of the demo, stopped (and the directory removed) when dropped.
@@ -245,6 +249,8 @@ pub(crate) fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<()> {
             role: m.role.as_str().into(),
             profession: m.profession.into(),
             url: crate::cmd::up::ui_url(&api),
+            home: home.root().to_path_buf(),
+            circle: circle.clone(),
         });
     }
     if ctx.json {
@@ -261,7 +267,14 @@ pub(crate) fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<()> {
             println!("  {:<18} {:<13} {}", l.name, l.role, l.url);
         }
         println!(
-            "\nOpen a URL to see that member's web UI. Data and logs: {}\nCtrl-C stops the team{}.",
+            "\nOpen a URL to see that member's web UI. The circle is {circle}; act as a member \
+             from a terminal with `cercle --home HOME ...`, HOME one of:"
+        );
+        for l in &lines {
+            println!("  {:<18} {}", l.name, l.home.display());
+        }
+        println!(
+            "Data and logs: {}\nCtrl-C stops the team{}.",
             dir.display(),
             if args.keep {
                 " (the directory is kept)"

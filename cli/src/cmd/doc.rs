@@ -137,7 +137,7 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
             let result = ask(ctx, add);
             bar.finish_and_clear();
             let done = result?;
-            added(ctx.json, done.circle, done.ids)
+            added(ctx.json, done.circle, done.ids, ("Document", "added"))
         }
         DocCommand::List { circle } => {
             let documents = ask(ctx, DocList { circle })?.documents;
@@ -145,7 +145,7 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
                 crate::output::rows(&documents, "no documents yet", |d| {
                     format!(
                         "{}  {:<30}  {:<24}  {} B{}",
-                        &d.id[..8],
+                        crate::output::short(&d.id),
                         d.name,
                         d.media_type,
                         d.size,
@@ -175,7 +175,7 @@ pub(crate) fn run(ctx: &Context, cmd: DocCommand) -> anyhow::Result<()> {
                     .file_name()
                     .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
                     .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| format!("{}.bin", &document.id[..8]));
+                    .unwrap_or_else(|| format!("{}.bin", crate::output::short(&document.id)));
                 PathBuf::from(name)
             });
             let bar = progress_bytes(bytes.len() as u64, "writing");

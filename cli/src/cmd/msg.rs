@@ -33,7 +33,7 @@ pub(crate) fn run(ctx: &Context, cmd: MsgCommand) -> anyhow::Result<()> {
                 attachments: Vec::new(),
             };
             let sent = ask(ctx, send)?;
-            added(ctx.json, sent.circle, sent.ids)
+            added(ctx.json, sent.circle, sent.ids, ("Message", "sent"))
         }
         MsgCommand::List {
             circle,

@@ -159,17 +159,17 @@ pub(crate) fn run(ctx: &Context, cmd: NoteCommand) -> anyhow::Result<()> {
                 to,
             };
             let done = ask(ctx, add)?;
-            added(ctx.json, done.circle, done.ids)
+            added(ctx.json, done.circle, done.ids, ("Note", "added"))
         }
         NoteCommand::Import { circle, kind } => import(ctx, &circle, &kind),
         NoteCommand::List { circle } => list(ctx, &circle),
         NoteCommand::Amend { circle, note, text } => {
             let done = ask(ctx, NoteAmend { circle, note, text })?;
-            added(ctx.json, done.circle, done.ids)
+            added(ctx.json, done.circle, done.ids, ("Note", "corrected"))
         }
         NoteCommand::Ack { circle, note } => {
             let done = ask(ctx, NoteAck { circle, note })?;
-            added(ctx.json, done.circle, done.ids)
+            added(ctx.json, done.circle, done.ids, ("Alert", "acknowledged"))
         }
     }
 }
@@ -247,7 +247,7 @@ fn list(ctx: &Context, circle: &str) -> anyhow::Result<()> {
                 .unwrap_or_else(|| n.author[..12].to_string());
             let mut line = format!(
                 "{}  {}  {:<11}  {:<20}  {}",
-                &n.id[..8],
+                crate::output::short(&n.id),
                 human_time(cercle_crdt::Timestamp(n.at_millis)),
                 n.kind,
                 who,

@@ -133,7 +133,7 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                     fields,
                 },
             )?;
-            return crate::output::added(ctx.json, done.circle, done.ids);
+            return crate::output::added(ctx.json, done.circle, done.ids, ("Item", "added"));
         }
         PatientCommand::Change {
             circle,
@@ -150,7 +150,7 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                 fields,
             };
             let done = ask(ctx, change)?;
-            return crate::output::added(ctx.json, done.circle, done.ids);
+            return crate::output::added(ctx.json, done.circle, done.ids, ("Item", "changed"));
         }
         PatientCommand::Remove {
             circle,
@@ -166,7 +166,7 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                 reason,
             };
             let done = ask(ctx, remove)?;
-            return crate::output::added(ctx.json, done.circle, done.ids);
+            return crate::output::added(ctx.json, done.circle, done.ids, ("Item", "removed"));
         }
         PatientCommand::Stop {
             circle,
@@ -181,7 +181,12 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
                     reason,
                 },
             )?;
-            return crate::output::added(ctx.json, done.circle, done.ids);
+            return crate::output::added(
+                ctx.json,
+                done.circle,
+                done.ids,
+                ("Medication", "stopped"),
+            );
         }
         PatientCommand::Set {
             circle,
@@ -296,7 +301,7 @@ fn text(p: &PatientView) -> String {
             };
             s.push_str(&format!(
                 "  {}  {removed}{}{}\n",
-                &i.id[..8],
+                crate::output::short(&i.id),
                 i.fields.get(key).map_or("?", String::as_str),
                 if rest.is_empty() {
                     String::new()

@@ -44,7 +44,7 @@ pub(crate) fn run(ctx: &Context, cmd: TaskCommand) -> anyhow::Result<()> {
                     due,
                 },
             )?;
-            return crate::output::added(ctx.json, added.circle, added.ids);
+            return crate::output::added(ctx.json, added.circle, added.ids, ("Task", "added"));
         }
         TaskCommand::List { circle } => ask(ctx, TaskList { circle })?.tasks,
         TaskCommand::Done { circle, task } => ask(ctx, TaskDone { circle, task })?.tasks,
@@ -57,7 +57,7 @@ fn text(tasks: &[TaskRow]) -> String {
     crate::output::rows(tasks, "no tasks yet", |t| {
         format!(
             "{}  [{}]  {}{}{}",
-            &t.id[..8],
+            crate::output::short(&t.id),
             if t.status == "done" { "x" } else { " " },
             t.title,
             t.due

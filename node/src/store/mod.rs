@@ -37,7 +37,7 @@ mod sled_store;
 
 pub use memory::MemoryStore;
 pub(crate) use sled_store::once_released;
-pub use sled_store::{OpenReport, SledStore};
+pub use sled_store::{OpenReport, SledStore, in_use};
 
 /// A value opened from a sealed tree; zeroed when dropped.
 pub type Opened = Zeroizing<Vec<u8>>;

@@ -510,6 +510,15 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     builder.create(dir).map_err(|e| StoreError::io(dir, &e))
 }
 
+/// Whether another process holds the store in `dir` (a node running or starting, or a
+/// command): its lock is taken. Takes nothing: a free lock is released at once.
+pub fn in_use(dir: &Path) -> bool {
+    let Ok(file) = fs::OpenOptions::new().write(true).open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+}
+
 fn take_lock(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK_FILE);
     let file = fs::OpenOptions::new()
