@@ -47,6 +47,9 @@ pub enum NodeEvent {
     /// An alert from another member, addressed to this node's member, arrived: `open`
     /// alerts wait for them in the circle.
     Alert { circle: String, open: usize },
+    /// Alerts addressed to this node's member waited unacknowledged longer than the
+    /// circle's reminder delay: `open` alerts wait for them in the circle.
+    Reminder { circle: String, open: usize },
 }
 
 impl NodeEvent {

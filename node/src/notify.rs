@@ -93,9 +93,10 @@ impl Webhook {
         hex::encode(&hash.as_bytes()[..8])
     }
 
-    /// What the service receives for `open` alerts waiting in `circle`.
-    pub fn payload(&self, circle: &str, open: usize) -> serde_json::Value {
-        serde_json::json!({ "event": "alert", "circle": self.handle(circle), "count": open })
+    /// What the service receives for `open` alerts waiting in `circle`: `event` is
+    /// `alert` (one arrived) or `reminder` (some waited past the circle's delay).
+    pub fn payload(&self, event: &str, circle: &str, open: usize) -> serde_json::Value {
+        serde_json::json!({ "event": event, "circle": self.handle(circle), "count": open })
     }
 
     /// Announces each alert event of `events` until the node stops.
@@ -109,8 +110,9 @@ impl Webhook {
         };
         let host = self.url.host_str().unwrap_or_default().to_string();
         loop {
-            let (circle, open) = match events.recv().await {
-                Ok(NodeEvent::Alert { circle, open }) => (circle, open),
+            let (event, circle, open) = match events.recv().await {
+                Ok(NodeEvent::Alert { circle, open }) => ("alert", circle, open),
+                Ok(NodeEvent::Reminder { circle, open }) => ("reminder", circle, open),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "notifications fell behind the node's events");
@@ -118,11 +120,11 @@ impl Webhook {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let body = self.payload(&circle, open);
+            let body = self.payload(event, &circle, open);
             for attempt in 1..=2 {
                 match client.post(self.url.clone()).json(&body).send().await {
                     Ok(r) if r.status().is_success() => {
-                        tracing::info!(%host, "an alert was announced to the webhook");
+                        tracing::info!(%host, event, "an alert was announced to the webhook");
                         break;
                     }
                     Ok(r) => {
@@ -156,7 +158,9 @@ mod tests {
         assert!(one.is_some());
         assert_eq!(one, again);
         assert_ne!(one, other_home);
-        let payload = Webhook::new(url, a.path()).map(|w| w.payload("c1", 2)).ok();
+        let payload = Webhook::new(url, a.path())
+            .map(|w| w.payload("alert", "c1", 2))
+            .ok();
         let text = payload.map(|p| p.to_string()).unwrap_or_default();
         assert!(
             !text.contains("c1") && text.contains("\"count\":2"),

@@ -791,6 +791,24 @@ pub fn http(
     (status, text)
 }
 
+/// One request to the home's running node, through its API (no process per call).
+pub fn api_call(home: &TestHome, request: &serde_json::Value) -> (u16, String) {
+    let api: serde_json::Value = std::fs::read(home.path().join("api.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| panic!("no running node on {}", home.path().display()));
+    let bearer = format!("Bearer {}", api["token"].as_str().unwrap_or_default());
+    http(
+        reqwest::Method::POST,
+        &format!(
+            "http://{}/api/v1/call",
+            api["address"].as_str().unwrap_or_default()
+        ),
+        &[("Authorization", &bearer)],
+        Some(request),
+    )
+}
+
 /// One HTTP request, redirects not followed: status, response headers (lower-case names)
 /// and body.
 pub fn http_request(

@@ -8,7 +8,7 @@
 // A test that unwraps fails with the error in its message.
 #![allow(clippy::unwrap_used)]
 
-use cercle_tests::{Daemon, TestHome, http, wait_until};
+use cercle_tests::{Daemon, TestHome, api_call, wait_until};
 
 const LOOPBACK: [&str; 3] = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
 const CHANGES: usize = 1_300;
@@ -17,19 +17,6 @@ fn member(name: &str, profession: &str) -> TestHome {
     let h = TestHome::new();
     h.init(name, profession);
     h
-}
-
-/// One request to the home's running node, through its API (no process per call).
-fn call(home: &TestHome, request: serde_json::Value) -> (u16, String) {
-    let api: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.path().join("api.json")).unwrap()).unwrap();
-    let bearer = format!("Bearer {}", api["token"].as_str().unwrap());
-    http(
-        reqwest::Method::POST,
-        &format!("http://{}/api/v1/call", api["address"].as_str().unwrap()),
-        &[("Authorization", &bearer)],
-        Some(&request),
-    )
 }
 
 fn relays_of(home: &TestHome, circle: &str) -> serde_json::Value {
@@ -54,9 +41,9 @@ fn a_long_membership_history_keeps_every_node_starting_and_in_agreement() {
     let last = format!("/ip4/127.0.0.1/tcp/{}/p2p/{relay_peer}", 20_000 + CHANGES);
     for i in 1..=CHANGES {
         let address = format!("/ip4/127.0.0.1/tcp/{}/p2p/{relay_peer}", 20_000 + i);
-        let (code, body) = call(
+        let (code, body) = api_call(
             &a,
-            serde_json::json!({ "request": "relays_set", "circle": circle, "relays": [address] }),
+            &serde_json::json!({ "request": "relays_set", "circle": circle, "relays": [address] }),
         );
         assert_eq!(code, 200, "change {i}: {body}");
     }
@@ -79,9 +66,9 @@ fn a_long_membership_history_keeps_every_node_starting_and_in_agreement() {
         assert_eq!(relays_of(home, &circle), serde_json::json!([last]));
     }
     // The same list again changes nothing, and is said so.
-    let (code, body) = call(
+    let (code, body) = api_call(
         &a,
-        serde_json::json!({ "request": "relays_set", "circle": circle, "relays": [last] }),
+        &serde_json::json!({ "request": "relays_set", "circle": circle, "relays": [last] }),
     );
     assert!(
         code >= 400 && body.contains("changes nothing"),

@@ -492,3 +492,53 @@ fn an_alert_reaches_the_members_webhook_which_learns_nothing_about_the_patient()
         assert!(!raw.contains(&secret.to_lowercase()), "{secret:?} in {raw}");
     }
 }
+
+/// An alert left unacknowledged past the circle's reminder delay is recalled to its
+/// addressee: their webhook gets a `reminder` event naming no patient. Here the alert was
+/// written five hours ago on a phone offline all morning, in a circle that recalls after 4 h.
+#[test]
+fn an_alert_waiting_past_the_circles_delay_is_recalled_to_its_addressee() {
+    let (a, b, _c, circle) = team();
+    let shown = a.json(&["circle", "show", &circle]);
+    assert_eq!(shown["reminder_hours"], 24, "{shown}");
+    let wrong = a.cercle(&["circle", "reminder", &circle, "soon"]);
+    assert!(wrong.stderr.contains("is not a delay"), "{}", wrong.stderr);
+    let set = a.json(&["circle", "reminder", &circle, "4h"]);
+    assert_eq!(set["reminder_hours"], 4, "{set}");
+    let hook = cercle_tests::webhook::Receiver::start();
+    b.json(&["config", "set", "notify.webhook", &hook.url()]);
+    let _nodes = pair_on_loopback(&a, &b, &circle);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let five_hours_ago = now - 5 * 3_600_000;
+    let alert = "Plaie du talon inflammatoire, avis médical";
+    let request = serde_json::json!({
+        "request": "note_add",
+        "circle": circle,
+        "texts": [alert],
+        "kind": "alert",
+        "at": five_hours_ago,
+        "to": "julien",
+    });
+    let (code, body) = cercle_tests::api_call(&a, &request);
+    assert_eq!(code, 200, "{body}");
+    let recalled = || {
+        hook.requests()
+            .into_iter()
+            .find(|r| r.body.contains("\"reminder\""))
+    };
+    assert!(
+        wait_until(30, || recalled().is_some()),
+        "{:#?}",
+        hook.requests()
+    );
+    let reminder = recalled().unwrap_or_else(|| panic!("no reminder"));
+    let body: serde_json::Value = serde_json::from_str(&reminder.body).unwrap_or_default();
+    assert_eq!(body["event"], "reminder");
+    assert_eq!(body["count"], 1);
+    let raw = reminder.raw.to_lowercase();
+    for secret in ["durand", "plaie", "claire", &circle[..8]] {
+        assert!(!raw.contains(secret), "{secret:?} in {raw}");
+    }
+}

@@ -6,7 +6,7 @@ use cercle_node::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary, Circles,
 };
 use cercle_node::ops::members::{MemberAdd, MemberRemove};
-use cercle_node::ops::relays::RelaysSet;
+use cercle_node::ops::relays::{RelaysSet, ReminderSet};
 use cercle_node::ops::roles::RoleChange;
 
 use crate::Context;
@@ -70,6 +70,13 @@ pub(crate) enum CircleCommand {
         /// Use no relay any more.
         #[arg(long, conflicts_with = "relays")]
         none: bool,
+    },
+    /// Set after how long an unacknowledged alert is recalled to its addressees, then again
+    /// every as long (coordinators): `4h`, `2d`, or `off`. The default is 24 h.
+    Reminder {
+        circle: String,
+        #[arg(value_name = "DELAY")]
+        delay: String,
     },
     /// Change a member's role.
     Role {
@@ -164,6 +171,10 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             }
             show_circle(ctx, &ask(ctx, RelaysSet { circle, relays })?)
         }
+        CircleCommand::Reminder { circle, delay } => {
+            let hours = reminder_hours(&delay)?;
+            show_circle(ctx, &ask(ctx, ReminderSet { circle, hours })?)
+        }
         CircleCommand::Role {
             circle,
             member,
@@ -209,6 +220,12 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
         if !view.removed.is_empty() {
             s.push_str(&format!("removed: {}\n", view.removed.len()));
         }
+        match view.reminder_hours {
+            0 => s.push_str("alerts left unacknowledged are not recalled\n"),
+            h => s.push_str(&format!(
+                "alerts left unacknowledged are recalled every {h} h\n"
+            )),
+        }
         if !view.relays.is_empty() {
             s.push_str("relays:\n");
             for r in &view.relays {
@@ -223,6 +240,28 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
         }
         s.trim_end().to_string()
     })
+}
+
+/// A reminder delay as people write it ("4h", "2d", "off", "6") in whole hours.
+fn reminder_hours(delay: &str) -> anyhow::Result<u16> {
+    let d = delay.trim().to_lowercase();
+    if matches!(d.as_str(), "off" | "none" | "0") {
+        return Ok(0);
+    }
+    let (number, per) = match d.strip_suffix('d').or_else(|| d.strip_suffix('j')) {
+        Some(n) => (n, 24),
+        None => (d.strip_suffix('h').unwrap_or(&d), 1),
+    };
+    number
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{delay:?} is not a delay: write it in hours or days, e.g. 4h or 2d (off for none)"
+            )
+        })
 }
 
 /// Circle ids as a person reads them: their first 12 digits, comma-separated.

@@ -179,7 +179,7 @@ fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Marku
                 link rel="stylesheet" href="/ui/style.css";
                 script src="/ui/live.js" defer {}
             }
-            body data-circle=[circle] data-alert-notice=(w.alert_notice) {
+            body data-circle=[circle] data-alert-notice=(w.alert_notice) data-reminder-notice=(w.reminder_notice) {
                 a class="skip" href="#main" { (w.skip) }
                 header class="top" {
                     a class="brand" href="/" { "Cercle" }
@@ -431,6 +431,16 @@ pub(crate) struct NoteFilter {
     pub(crate) author: String,
 }
 
+/// How long since `at_millis`, roughly, for people: "35 min", "5 h", "3 j".
+fn waited(w: &Words, at_millis: i64) -> String {
+    let minutes = (jiff::Timestamp::now().as_millisecond() - at_millis).max(0) / 60_000;
+    match minutes {
+        m if m < 60 => format!("{m} min"),
+        m if m < 48 * 60 => format!("{} h", m / 60),
+        m => format!("{} {}", m / (24 * 60), w.day_unit),
+    }
+}
+
 fn who(w: &Words, name: Option<&str>) -> String {
     name.unwrap_or(w.unknown_member).to_string()
 }
@@ -573,7 +583,7 @@ pub(crate) fn notebook(
                             }
                             @if n.kind == "alert" {
                                 @if n.acks.is_empty() {
-                                    p class="ack pending" { (w.awaiting_ack) }
+                                    p class="ack pending" { (w.awaiting_ack) " · " (w.waiting_since) " " (waited(w, n.at_millis)) }
                                     // Someone other than its author closes an alert, and only
                                     // a role that writes the notebook.
                                     @if n.author != me && head.writes_care() {
@@ -752,6 +762,26 @@ pub(crate) fn members(
                     details {
                         summary { (w.relays) " (" (summary.relays.len()) ")" }
                         ul class="mono" { @for r in &summary.relays { li { (r) } } }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="reminder" {
+                h2 id="reminder" { (w.reminder) }
+                p id="reminder-delay" {
+                    @if summary.reminder_hours == 0 { (w.reminder_off) }
+                    @else { (w.reminder_every) " " (summary.reminder_hours) " h." }
+                }
+                @if head.role == "coordinator" {
+                    details class="edit" id="reminder-details" {
+                        summary { (w.reminder_set) }
+                        form method="post" action=(format!("/c/{}/reminder", head.id)) class="filters" {
+                            (hidden_csrf(ctx))
+                            div {
+                                label for="reminder-hours" { (w.reminder_hours) }
+                                input type="number" id="reminder-hours" name="hours" min="0" max="720" required value=(summary.reminder_hours);
+                            }
+                            button type="submit" { (w.save) }
+                        }
                     }
                 }
             }

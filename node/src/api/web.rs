@@ -40,6 +40,7 @@ use crate::ops::patient::{
     ItemAdd, ItemChange, ItemRemove, MedicationStop, PatientChange, PatientList, PatientSet,
     PatientShow,
 };
+use crate::ops::relays::ReminderSet;
 use crate::ops::status::Status;
 use crate::ops::tasks::{TaskAdd, TaskDone};
 use crate::ops::{ErrorKind, NodeError, Operation};
@@ -87,6 +88,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/documents/{doc}", get(document_get))
         .route("/c/{circle}/members", get(members))
         .route("/c/{circle}/invites", post(invite_create))
+        .route("/c/{circle}/reminder", post(reminder_set))
         .route("/c/{circle}/activity", get(activity))
         .layer(axum::middleware::from_fn(guard_headers))
 }
@@ -910,6 +912,21 @@ async fn medication_stop(
         reason: f.reason,
     };
     s.submit(&headers, &f.csrf, stop, back).await
+}
+
+async fn reminder_set(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let back = format!("/c/{circle}/members");
+    let hours = match f.get("hours").unwrap_or_default().parse::<u16>() {
+        Ok(hours) => hours,
+        Err(_) => return s.bad(s.ctx.lang.words().reminder_hours, &back),
+    };
+    s.submit(&headers, &f.csrf, ReminderSet { circle, hours }, back)
+        .await
 }
 
 #[derive(Debug, serde::Deserialize)]

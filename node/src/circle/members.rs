@@ -157,6 +157,18 @@ impl Circle {
         self.append_op(me, OpBody::SetRelays { relays }, now)
     }
 
+    /// Sets after how many hours an unacknowledged alert is recalled to its addressees
+    /// (0: never).
+    pub fn set_reminder(
+        &mut self,
+        me: &LocalIdentity,
+        hours: u16,
+        now: Timestamp,
+    ) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "setting when alerts are recalled")?;
+        self.append_op(me, OpBody::SetReminder { hours }, now)
+    }
+
     /// The highest Automerge sequence number of `actor` in any of the circle's documents.
     fn last_seq_of(&mut self, actor: &cercle_crdt::ActorId) -> u64 {
         cercle_crdt::DocKind::ALL

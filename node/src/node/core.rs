@@ -35,6 +35,7 @@ pub(crate) mod blobs;
 pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
+mod reminders;
 pub use crate::refusals::SET_ASIDE_FOR;
 mod writes;
 
@@ -254,6 +255,8 @@ pub struct NodeCore {
     /// The effects of the input being handled.
     out: Vec<Effect>,
     writes: Writes,
+    /// The alerts recalled to this member, and when to look again.
+    reminders: reminders::Reminders,
 }
 
 impl NodeCore {
@@ -283,6 +286,7 @@ impl NodeCore {
             replayed: 0,
             out: Vec::new(),
             writes: Writes::default(),
+            reminders: reminders::Reminders::default(),
         };
         if !snapshots.is_empty() {
             core.write_batch(snapshots, After::default());
@@ -320,7 +324,10 @@ impl NodeCore {
             Input::Addresses(a) => self.addresses = a,
             Input::Durable(id) => self.durable(id),
             Input::WriteFailed(id, e) => self.write_failed(id, e),
-            Input::Tick => self.tick(),
+            Input::Tick => {
+                self.tick();
+                self.remind();
+            }
         }
         std::mem::take(&mut self.out)
     }

@@ -301,6 +301,8 @@ pub struct CircleSummary {
     pub removed: Vec<String>,
     /// The relays the circle uses.
     pub relays: Vec<String>,
+    /// After how many hours an unacknowledged alert is recalled to its addressees (0: never).
+    pub reminder_hours: u16,
     pub void_operations: usize,
     pub waiting_operations: usize,
     /// Envelopes and operations from peers refused (recorded with their reasons).
@@ -350,6 +352,7 @@ pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
             .collect(),
         removed: r.removed.keys().map(|m| m.to_hex()).collect(),
         relays: r.relays.clone(),
+        reminder_hours: r.reminder_after(),
         void_operations: r.void.len(),
         waiting_operations: c.membership().waiting(),
         refused,

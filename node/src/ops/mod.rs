@@ -127,6 +127,7 @@ operations! {
     members::MemberRemove,
     roles::RoleChange,
     relays::RelaysSet,
+    relays::ReminderSet,
     invite::InviteCreate,
     join::Join,
     join::JoinStatus,

@@ -36,10 +36,10 @@
 
   // An alert from another member raises a system notification that names no patient and
   // no circle (a phone's lock screen is seen by others); the page itself says the rest.
-  function notify() {
+  function notify(text) {
     const N = window.Notification;
     if (!N || N.permission !== "granted") return;
-    try { new N(document.body.dataset.alertNotice, { tag: "cercle-alert" }); } catch (_) { /* not here */ }
+    try { new N(text, { tag: "cercle-alert" }); } catch (_) { /* not here */ }
   }
   const enable = document.getElementById("notify-enable");
   if (enable && window.Notification && window.Notification.permission === "default") {
@@ -53,7 +53,8 @@
   events.onmessage = function (message) {
     let event;
     try { event = JSON.parse(message.data); } catch (_) { return; }
-    if (event.event === "alert") notify();
+    if (event.event === "alert") notify(document.body.dataset.alertNotice);
+    if (event.event === "reminder") notify(document.body.dataset.reminderNotice);
     if (circle && event.circle && event.circle !== circle) return;
     soon();
   };

@@ -158,6 +158,9 @@ pub enum OpBody {
     /// reserves a slot there, meets the others there and keeps a mailbox there. Each is a
     /// multiaddress ending with the relay's peer id; at most [`MAX_RELAYS`].
     SetRelays { relays: Vec<String> },
+    /// How many hours an alert waits unacknowledged before its addressees are reminded,
+    /// then again every as many hours; 0 for no reminder. At most [`MAX_REMINDER_HOURS`].
+    SetReminder { hours: u16 },
     /// Closes the circle: nothing more may be written.
     Close,
 }
@@ -176,6 +179,10 @@ pub const MAX_HELD_OPS: usize = 2 * MAX_OPS;
 
 /// Relays a circle may name, at most, and the longest address.
 pub const MAX_RELAYS: usize = 8;
+/// The longest reminder delay a circle may set: a month.
+pub const MAX_REMINDER_HOURS: u16 = 720;
+/// The reminder delay of a circle that set none.
+pub const DEFAULT_REMINDER_HOURS: u16 = 24;
 pub const MAX_RELAY_ADDRESS: usize = 256;
 
 /// The signed part of an operation.
@@ -398,6 +405,8 @@ pub struct Resolution {
     pub removed: BTreeMap<MemberId, Removal>,
     /// The relays the circle uses (the last `SetRelays` in the log's order).
     pub relays: Vec<String>,
+    /// The reminder delay in hours (the last `SetReminder`), if one was set.
+    pub reminder_hours: Option<u16>,
     /// The current key epoch (started by the genesis, a removal or a rotation).
     pub epoch: Option<EpochId>,
     /// Every epoch, oldest first.
@@ -408,6 +417,11 @@ pub struct Resolution {
 }
 
 impl Resolution {
+    /// After how many hours an unacknowledged alert is recalled to its addressees (0: never).
+    pub fn reminder_after(&self) -> u16 {
+        self.reminder_hours.unwrap_or(DEFAULT_REMINDER_HOURS)
+    }
+
     /// The member owning `device`, if a current member does.
     pub fn member_of(&self, device: &DeviceId) -> Option<(&MemberId, &MemberState)> {
         self.members
@@ -728,6 +742,9 @@ fn effective(past: &Resolution, op: &SignedOp) -> Result<(), OpError> {
         OpBody::SetRelays { relays } if *relays == past.relays => {
             Err(OpError::NoEffect("the circle already uses these relays"))
         }
+        OpBody::SetReminder { hours } if *hours == past.reminder_after() => Err(OpError::NoEffect(
+            "the circle already reminds its members after this delay",
+        )),
         OpBody::ChangeRole { member, role } if past.role(member) == Some(*role) => {
             Err(OpError::NoEffect("the member already has this role"))
         }
@@ -788,6 +805,9 @@ fn sealed_keys(body: &OpBody) -> &[SealedKey] {
         | OpBody::AddMember { sealed, .. }
         | OpBody::RemoveMember { sealed, .. }
         | OpBody::RotateKey { sealed, .. } => sealed,
-        OpBody::ChangeRole { .. } | OpBody::SetRelays { .. } | OpBody::Close => &[],
+        OpBody::ChangeRole { .. }
+        | OpBody::SetRelays { .. }
+        | OpBody::SetReminder { .. }
+        | OpBody::Close => &[],
     }
 }

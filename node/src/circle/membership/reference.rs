@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use cercle_crdt::{MemberId, Role};
 
 use super::resolve::apply;
-use super::{MAX_RELAY_ADDRESS, MAX_RELAYS, OpBody, OpHash, Resolution, SignedOp, VoidReason};
+use super::{
+    MAX_RELAY_ADDRESS, MAX_RELAYS, MAX_REMINDER_HOURS, OpBody, OpHash, Resolution, SignedOp,
+    VoidReason,
+};
 
 /// The deterministic linear order: topological, ties by smaller hash.
 fn linear_order(ops: &BTreeMap<OpHash, SignedOp>) -> Vec<OpHash> {
@@ -184,6 +187,9 @@ fn evaluate(
                         .iter()
                         .any(|r| r.is_empty() || r.len() > MAX_RELAY_ADDRESS) =>
             {
+                Err(VoidReason::BadTarget)
+            }
+            (OpBody::SetReminder { hours }, _) if *hours > MAX_REMINDER_HOURS => {
                 Err(VoidReason::BadTarget)
             }
             _ => Ok(()),

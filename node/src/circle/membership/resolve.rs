@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use cercle_crdt::{MemberId, Role};
 
 use super::{
-    MAX_RELAY_ADDRESS, MAX_RELAYS, MemberState, OpBody, OpHash, Resolution, SignedOp, VoidReason,
+    MAX_RELAY_ADDRESS, MAX_RELAYS, MAX_REMINDER_HOURS, MemberState, OpBody, OpHash, Resolution,
+    SignedOp, VoidReason,
 };
 
 /// A position in the linear order `L`.
@@ -105,6 +106,9 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
         {
             Err(VoidReason::BadTarget)
         }
+        (OpBody::SetReminder { hours }, _) if *hours > MAX_REMINDER_HOURS => {
+            Err(VoidReason::BadTarget)
+        }
         _ => Ok(()),
     };
     Verdict { author, outcome }
@@ -165,6 +169,7 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
             state.epochs.push(*epoch);
         }
         OpBody::SetRelays { relays } => state.relays = relays.clone(),
+        OpBody::SetReminder { hours } => state.reminder_hours = Some(*hours),
         OpBody::Close => state.closed = true,
     }
 }

@@ -145,6 +145,36 @@ fn a_coordinator_names_the_relays_and_the_last_list_wins() {
 }
 
 #[test]
+fn a_coordinator_sets_the_alert_reminder_delay_within_a_month() {
+    let (a, b) = (person("A"), person("B"));
+    let mut m = circle_of(&a);
+    add(&mut m, &a, &b, Role::Professional);
+    assert_eq!(m.resolution().reminder_after(), DEFAULT_REMINDER_HOURS);
+    m.append(next(&m, &a, OpBody::SetReminder { hours: 4 }))
+        .unwrap();
+    let evil = next(&m, &b, OpBody::SetReminder { hours: 0 });
+    assert_eq!(
+        take(&mut m, &evil),
+        Err(OpError::Void(VoidReason::NotCoordinator))
+    );
+    assert_eq!(
+        m.append(next(
+            &m,
+            &a,
+            OpBody::SetReminder {
+                hours: MAX_REMINDER_HOURS + 1
+            }
+        )),
+        Err(OpError::Void(VoidReason::BadTarget))
+    );
+    assert!(matches!(
+        m.append(next(&m, &a, OpBody::SetReminder { hours: 4 })),
+        Err(OpError::NoEffect(_))
+    ));
+    assert_eq!(m.resolution().reminder_after(), 4);
+}
+
+#[test]
 fn operations_waiting_for_a_parent_are_bounded_in_count_and_bytes() {
     let a = person("A");
     let mut m = circle_of(&a);
@@ -409,7 +439,11 @@ fn body_of(people: &[LocalIdentity], n: usize, body: u8, target: usize, role: us
             epoch: EpochId([n as u8; 16]),
             sealed: vec![],
         },
-        7 => relays(&[&format!("/ip4/192.0.2.{n}/tcp/4001")]),
+        7 if n.is_multiple_of(2) => relays(&[&format!("/ip4/192.0.2.{n}/tcp/4001")]),
+        // Now and then beyond the longest delay.
+        7 => OpBody::SetReminder {
+            hours: (n as u16 % 8) * 120,
+        },
         _ => OpBody::Close,
     }
 }

@@ -263,6 +263,7 @@ impl NodeCore {
                 circle: circle.to_string(),
                 open,
             }));
+            self.remind_soon();
         }
         let incomplete = receipt.incomplete;
         self.replayed += receipt.replays as u64;
