@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cercle_tests::browser::{Browser, Driver, WebSession, screenshot_dir};
 use cercle_tests::demo::Demo;
-use cercle_tests::{TestHome, up_on_loopback};
+use cercle_tests::{TestHome, up_on_loopback, wait_until};
 
 /// The base address of a login link.
 fn base(link: &str) -> String {
@@ -393,6 +393,46 @@ fn two_members_work_together_in_their_browsers() {
         b.wait_for_text("#live-documents", "ordonnance.txt", Duration::from_secs(5))
             .is_some()
     );
+    // A photo shows as a thumbnail; a page named like a photo is never shown, only
+    // downloaded: the node reads what the content is, not what its name says.
+    let photo = tmp.path().join("plaie-talon.png");
+    std::fs::copy(shots.join("patient-trends-1280.png"), &photo).unwrap();
+    let fake = tmp.path().join("fausse.png");
+    std::fs::write(&fake, "<html><script>alert(1)</script></html>").unwrap();
+    for file in [&photo, &fake] {
+        a.choose_file("#doc-file", file);
+        a.click("form[action$='/documents'] button[type=submit]");
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            a.wait_for_text("#live-documents", &name, Duration::from_secs(5))
+                .is_some()
+        );
+    }
+    let thumb = |alt: &str| {
+        format!(
+            "const i = [...document.querySelectorAll('img.thumb')].find(i => i.alt === '{alt}');"
+        )
+    };
+    let shown = wait_until(5, || {
+        a.script(&format!(
+            "{} return !!i && i.complete && i.naturalWidth > 0;",
+            thumb("plaie-talon.png")
+        )) == serde_json::json!(true)
+    });
+    assert!(shown, "the photo's thumbnail did not load");
+    let src = a.script(&format!(
+        "{} return i.getAttribute('src');",
+        thumb("fausse.png")
+    ));
+    let src = src.as_str().unwrap_or_default();
+    assert!(src.ends_with("/view"), "{src}");
+    let web = WebSession::login(&gp);
+    assert_eq!(
+        web.get(src).0,
+        415,
+        "a page named like a photo was served to be shown"
+    );
+    a.screenshot(&shots.join("documents-thumbnail-1280.png"));
 
     // A coordinator's invite code, with its QR.
     a.goto(&format!("{}/members", notebook(&gp)));

@@ -694,8 +694,19 @@ pub(crate) fn documents(
                     ul class="documents" {
                         @for d in docs {
                             li {
-                                a href=(format!("/c/{}/documents/{}", head.id, d.id)) download=(d.name) {
+                                @let base = format!("/c/{}/documents/{}", head.id, d.id);
+                                // A photo held here shows as a thumbnail (the node checks
+                                // it is one); a PDF opens in the browser's viewer.
+                                @if d.here && matches!(d.media_type.as_str(), "image/jpeg" | "image/png" | "image/webp" | "image/gif") {
+                                    a href=(format!("{base}/view")) target="_blank" rel="noopener" class="thumb" {
+                                        img src=(format!("{base}/view")) alt=(d.name) loading="lazy" class="thumb";
+                                    }
+                                }
+                                a href=(base) download=(d.name) {
                                     @if d.here { (w.download) } @else { (w.fetch) } " : " (d.name)
+                                }
+                                @if d.here && d.media_type == "application/pdf" {
+                                    " · " a href=(format!("{base}/view")) target="_blank" rel="noopener" class="view" { (w.view_pdf) }
                                 }
                                 span class="muted" {
                                     " · " (d.media_type) " · " (w.size) " " (size(d.size)) " · " (w.added_by) " "

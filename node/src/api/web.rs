@@ -86,6 +86,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/messages/read", post(messages_read))
         .route("/c/{circle}/documents", get(documents).post(document_add))
         .route("/c/{circle}/documents/{doc}", get(document_get))
+        .route("/c/{circle}/documents/{doc}/view", get(document_view))
         .route("/c/{circle}/members", get(members))
         .route("/c/{circle}/invites", post(invite_create))
         .route("/c/{circle}/reminder", post(reminder_set))
@@ -1157,6 +1158,53 @@ async fn document_get(s: Session, Path((circle, doc)): Path<(String, String)>) -
             tracing::debug!(name = %got.document.name, "waiting for a document from a member");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+/// What may be shown in the page, by what the content is (read from its first bytes, not
+/// from the name or type its sender gave): photos and PDFs. Anything else (HTML, SVG,
+/// scripts) is only ever downloaded.
+fn viewable(bytes: &[u8]) -> Option<&'static str> {
+    let kind = infer::get(bytes)?;
+    matches!(
+        kind.mime_type(),
+        "image/jpeg" | "image/png" | "image/webp" | "image/gif" | "application/pdf"
+    )
+    .then(|| kind.mime_type())
+}
+
+/// A photo or PDF shown in the page (a thumbnail, or the PDF in the browser's viewer), if
+/// its content is one and this computer holds it; never fetched from a member here.
+async fn document_view(s: Session, Path((circle, doc)): Path<(String, String)>) -> Response {
+    let back = format!("/c/{circle}/documents");
+    let run = async {
+        let got = s.ask(DocGet { circle, doc }, &back).await?;
+        let bytes = got
+            .content
+            .and_then(|c| hex::decode(c).ok())
+            .ok_or_else(|| StatusCode::NOT_FOUND.into_response())?;
+        let Some(media_type) = viewable(&bytes) else {
+            return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response());
+        };
+        let mut response = bytes.into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("inline"),
+        );
+        // An image opened on its own runs nothing; a PDF is left to the browser's viewer,
+        // which a sandbox would block, with nothing else allowed to load.
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(if media_type == "application/pdf" {
+                "default-src 'none'; object-src 'self'; frame-ancestors 'none'"
+            } else {
+                "default-src 'none'; sandbox"
+            }),
+        );
+        Ok(response)
     };
     run.await.unwrap_or_else(|r: Response| r)
 }
