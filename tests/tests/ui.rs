@@ -93,6 +93,27 @@ fn two_members_work_together_in_their_browsers() {
     );
     eprintln!("A's note reached B's open page in {took:?}");
 
+    // The notebook of one day, to print: that day's notes only, headed by the period (the
+    // demo's notes of the days before are left out).
+    let count = "return document.querySelectorAll('#live-notes li.note').length;";
+    let all = b.script(count).as_i64().unwrap_or_default();
+    let today = b.script(
+        "const d = new Date(); return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0');",
+    );
+    let today = today.as_str().unwrap_or_default().to_string();
+    b.goto(&format!("{}?from={today}&to={today}", notebook(&nurse)));
+    let of_today = b.script(count).as_i64().unwrap_or_default();
+    assert!(of_today >= 1 && of_today < all, "{of_today} of {all}");
+    assert!(b.text("#live-notes").contains(text));
+    let heading = b.script("return document.querySelector('.print-only.period').textContent;");
+    assert!(
+        heading
+            .as_str()
+            .is_some_and(|h| h.starts_with("Cahier de liaison · Jeanne Durand · du ")),
+        "{heading}"
+    );
+    b.goto(&notebook(&nurse));
+
     // An alert from A, acknowledged on B, shows as acknowledged on A.
     // A names the nurse as who must act: flagged for her ("Pour : vous") until someone
     // other than A acknowledges it.

@@ -429,6 +429,35 @@ pub(crate) struct NoteFilter {
     pub(crate) kind: String,
     #[serde(default)]
     pub(crate) author: String,
+    /// The first and last day shown (`YYYY-MM-DD`, this machine's calendar), e.g. the
+    /// period to print.
+    #[serde(default)]
+    pub(crate) from: String,
+    #[serde(default)]
+    pub(crate) to: String,
+}
+
+impl NoteFilter {
+    /// Whether a note written at `at_millis` falls within the period (a bound left blank
+    /// or unreadable does not limit it).
+    fn in_period(&self, at_millis: i64) -> bool {
+        let Some(day) = jiff::Timestamp::from_millisecond(at_millis).ok().map(|t| {
+            let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+            t.to_zoned(zone).date()
+        }) else {
+            return true;
+        };
+        let bound = |s: &str| s.parse::<jiff::civil::Date>().ok();
+        bound(&self.from).is_none_or(|from| day >= from)
+            && bound(&self.to).is_none_or(|to| day <= to)
+    }
+
+    fn is_set(&self) -> bool {
+        !(self.kind.is_empty()
+            && self.author.is_empty()
+            && self.from.is_empty()
+            && self.to.is_empty())
+    }
 }
 
 /// How long since `at_millis`, roughly, for people: "35 min", "5 h", "3 j".
@@ -477,6 +506,7 @@ pub(crate) fn notebook(
         .rev()
         .filter(|n| filter.kind.is_empty() || n.kind == filter.kind)
         .filter(|n| filter.author.is_empty() || n.author == filter.author)
+        .filter(|n| filter.in_period(n.at_millis))
         .collect();
     circle_page(
         ctx,
@@ -532,9 +562,16 @@ pub(crate) fn notebook(
             }
             section class="card" aria-labelledby="timeline" {
                 h2 id="timeline" { (w.notebook) }
-                // Prints the notebook as filtered (kind, author), without the page's forms.
+                // Prints the notebook as filtered (kind, author, period), without the page's forms.
                 button type="button" id="print-notebook" class="secondary small" hidden { (w.print_notebook) }
-                details class="filter" open[!filter.kind.is_empty() || !filter.author.is_empty()] {
+                @if !filter.from.is_empty() || !filter.to.is_empty() {
+                    p class="print-only period" {
+                        (w.notebook) " · " (head.patient) " · "
+                        @if !filter.from.is_empty() { (w.period_from) " " (ctx.day(&filter.from)) " " }
+                        @if !filter.to.is_empty() { (w.period_to) " " (ctx.day(&filter.to)) }
+                    }
+                }
+                details class="filter" open[filter.is_set()] {
                     summary { (w.filter) }
                     form method="get" action=(head.url(Tab::Notebook)) class="filters" {
                         div {
@@ -550,6 +587,14 @@ pub(crate) fn notebook(
                                 option value="" { (w.all_authors) }
                                 @for (id, name) in &authors { option value=(id) selected[&filter.author == id] { (name) } }
                             }
+                        }
+                        div {
+                            label for="filter-from" { (w.period_from_label) }
+                            input type="date" id="filter-from" name="from" value=(filter.from);
+                        }
+                        div {
+                            label for="filter-to" { (w.period_to_label) }
+                            input type="date" id="filter-to" name="to" value=(filter.to);
                         }
                         button type="submit" { (w.filter) }
                     }
