@@ -786,6 +786,7 @@ async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
         birth_date: None,
         family_name: None,
         given_names: None,
+        team: None,
     };
     ask(http, a, create).await.circles[0].id.clone()
 }

@@ -89,6 +89,10 @@ static IDENTITY_FIELDS: &[Field] = &[
     Field::optional("birth_date", s(Scalar::Date)),
     Field::optional("sex", s(Scalar::OneOf(SEXES))),
     Field::optional("ins", s(Scalar::Ins)),
+    // A circle with no patient (a health centre's staff thread, the on-call rota) names
+    // its team here instead of a person; it holds messages and documents only. (A field,
+    // not a root of its own: the roots are the genesis every replica shares.)
+    Field::optional("team", s(LABEL)),
     Field::optional("address", s(ADDRESS)),
     Field::optional("phone", s(LABEL)),
     Field::optional("status", s(Scalar::OneOf(IDENTITY_STATUSES))),
@@ -493,6 +497,40 @@ impl PatientFile {
             doc.put(&obj, "updated_at", ScalarValue::Timestamp(at.millis()))?;
             Ok(())
         })
+    }
+
+    /// Names a circle with no patient (a team's own circle).
+    pub fn set_team(
+        &mut self,
+        author: MemberId,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let name = name.trim();
+        check_field(&IDENTITY, "team", &ScalarValue::Str(name.into()), &author)?;
+        self.replica.write(at, |doc, _| {
+            let obj = record(doc, "identity")?;
+            doc.put(&obj, "team", name)?;
+            doc.put(&obj, "updated_by", author.to_hex())?;
+            doc.put(&obj, "updated_at", ScalarValue::Timestamp(at.millis()))?;
+            Ok(())
+        })
+    }
+
+    /// The team's name, if this is a circle with no patient.
+    pub fn team(&self) -> Option<String> {
+        let doc = self.replica.doc();
+        RecordReader {
+            doc,
+            obj: root_obj(doc, "identity")?,
+        }
+        .str("team")
+    }
+
+    /// What the circle is called: its team's name, or its patient's.
+    pub fn title(&self) -> String {
+        self.team()
+            .unwrap_or_else(|| self.identity().display_name())
     }
 
     /// Records that `author` checked the identity against `document`.

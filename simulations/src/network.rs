@@ -217,6 +217,7 @@ fn set_up(cluster: &mut Cluster, member_of: &[usize], k: usize) -> Option<Vec<Ci
             birth_date: None,
             family_name: None,
             given_names: None,
+            team: None,
         };
         let id = cluster
             .ask(c, create, SETUP_MS)

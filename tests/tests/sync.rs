@@ -542,3 +542,56 @@ fn an_alert_waiting_past_the_circles_delay_is_recalled_to_its_addressee() {
         assert!(!raw.contains(secret), "{secret:?} in {raw}");
     }
 }
+
+/// A team's own circle (no patient: the health centre's staff thread) holds messages and
+/// documents only: a message reaches the other member, the page opens on the messages
+/// with no notebook nor patient tab, and a note or a FHIR export is refused in one sentence.
+#[test]
+fn a_team_circle_carries_messages_and_no_patient() {
+    let a = TestHome::new();
+    let b = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    let both = a.cercle(&["circle", "create", "--team", "x", "--patient", "Jeanne"]);
+    assert_ne!(both.code, Some(0));
+    let team = a.json(&["circle", "create", "--team", "MSP des Tilleuls — équipe"]);
+    assert_eq!(team["team"], true, "{team}");
+    let circle = team["id"].as_str().unwrap_or_default().to_string();
+    a.add_member(&circle, &b.card(), "professional");
+    let _nodes = pair_on_loopback(&a, &b, &circle);
+    let said = "Réunion d'équipe jeudi 13 h, salle 2";
+    b.json(&["msg", "send", &circle, said]);
+    let got = wait_until(30, || {
+        a.json(&["msg", "list", &circle, "--no-mark-read"])
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["text"] == said))
+    });
+    assert!(got, "A never got B's message");
+    let note = a.cercle(&["note", "add", &circle, "Pansement"]);
+    assert!(note.stderr.contains("a team's circle"), "{}", note.stderr);
+    let fhir = a.cercle(&["export", &circle, "--format", "fhir", "--out", "x.json"]);
+    assert!(fhir.stderr.contains("a team's circle"), "{}", fhir.stderr);
+
+    let web = cercle_tests::browser::WebSession::login(&a.ui_link());
+    let (_, home) = web.get("/");
+    assert!(
+        home.contains("MSP des Tilleuls — équipe") && home.contains("Équipe"),
+        "{home}"
+    );
+    assert!(
+        home.contains(&format!("href=\"/c/{circle}/messages\"")),
+        "{home}"
+    );
+    let (code, headers, _) = web.get_with_headers(&format!("/c/{circle}"));
+    assert_eq!(code, 303);
+    assert_eq!(
+        headers.get("location").map(String::as_str),
+        Some(format!("/c/{circle}/messages").as_str())
+    );
+    let (_, messages) = web.get(&format!("/c/{circle}/messages"));
+    assert!(messages.contains(said), "{messages}");
+    assert!(
+        !messages.contains(&format!("href=\"/c/{circle}/patient\"")),
+        "{messages}"
+    );
+}

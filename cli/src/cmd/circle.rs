@@ -15,12 +15,17 @@ use crate::output::{answer, human_time};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CircleCommand {
-    /// Create a circle of care around a patient; you are its coordinator.
+    /// Create a circle of care around a patient (or a team's own circle with --team); you
+    /// are its coordinator.
     Create {
         /// The patient's name, given names first: "Jeanne Durand", "Marie-Claire de La
         /// Fontaine" (particles go with the family name).
-        #[arg(long, required_unless_present = "family_name")]
+        #[arg(long, required_unless_present_any = ["family_name", "team"])]
         patient: Option<String>,
+        /// Instead of a patient, a team's own circle with this name (the health centre's
+        /// staff thread, the on-call rota): messages and documents only.
+        #[arg(long, conflicts_with_all = ["patient", "family_name", "birth_date"])]
+        team: Option<String>,
         /// The family name, when the split of --patient would be wrong ("Dupont Martin").
         #[arg(long, conflicts_with = "patient")]
         family_name: Option<String>,
@@ -91,6 +96,7 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
     match cmd {
         CircleCommand::Create {
             patient,
+            team,
             family_name,
             given_names,
             birth_date,
@@ -101,6 +107,7 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                 birth_date,
                 family_name,
                 given_names,
+                team,
             };
             let created = ask(ctx, create)?;
             let info = created
@@ -108,7 +115,11 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("the node created no circle"))?;
             answer(ctx.json, info, || {
-                let mut s = format!("created circle {} for {}", info.id, info.patient);
+                let mut s = if info.team {
+                    format!("created the team circle {} \"{}\"", info.id, info.patient)
+                } else {
+                    format!("created circle {} for {}", info.id, info.patient)
+                };
                 if !info.probable_duplicates.is_empty() {
                     s.push_str(&format!(
                         "\nPROBABLE DUPLICATE: circle {} is for a patient with the same names and birth date (or INS); check the identity before writing in both",

@@ -363,6 +363,7 @@ fn create_circle(
         birth_date: Some("1941-05-12".into()),
         family_name: None,
         given_names: None,
+        team: None,
     };
     let circle = node.ask(create)?.circles[0].id.clone();
     let change = PatientChange {

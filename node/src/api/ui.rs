@@ -133,6 +133,8 @@ pub(crate) struct CircleHead {
     pub(crate) unread: usize,
     /// This member's role in the circle.
     pub(crate) role: String,
+    /// A team's own circle: no patient, so no notebook nor patient file.
+    pub(crate) team: bool,
 }
 
 impl CircleHead {
@@ -143,6 +145,22 @@ impl CircleHead {
 
     fn url(&self, tab: Tab) -> String {
         format!("/c/{}{}", self.id, tab.path())
+    }
+
+    /// The circle's tabs: a team circle has no notebook nor patient file.
+    fn tabs(&self) -> impl Iterator<Item = Tab> + '_ {
+        Tab::ALL
+            .into_iter()
+            .filter(|t| !self.team || !matches!(t, Tab::Notebook | Tab::Patient))
+    }
+
+    /// Where the circle opens: its notebook, or a team circle's messages.
+    pub(crate) fn home_tab(&self) -> Tab {
+        if self.team {
+            Tab::Messages
+        } else {
+            Tab::Notebook
+        }
     }
 }
 
@@ -363,7 +381,8 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                     @for r in rows {
                         li class="card" {
                             h2 {
-                                a href=(r.head.url(Tab::Notebook)) { (r.head.patient) }
+                                a href=(r.head.url(r.head.home_tab())) { (r.head.patient) }
+                                @if r.head.team { " " span class="pill ok team" { (w.team) } }
                                 " " (badge(r.head.alerts, w.alerts_open, "alert"))
                                 (badge(r.head.unread, w.unread, "unread"))
                             }
@@ -383,6 +402,7 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                             }
                             @match &r.last_note {
                                 Some(n) => p { span class="muted" { (w.last_note) " · " (ctx.when(n.at_millis)) " · " } (n.text) },
+                                None if r.head.team => p class="muted" { (w.team_circle) },
                                 None => p class="muted" { (w.no_notes) },
                             }
                         }
@@ -409,7 +429,7 @@ fn circle_page(ctx: &Ctx, head: &CircleHead, tab: Tab, body: Markup) -> Markup {
         html! {
             h1 { (head.patient) }
             nav aria-label=(w.sections) id="live-tabs" data-live class="tabs" {
-                @for t in Tab::ALL {
+                @for t in head.tabs() {
                     a href=(head.url(t)) aria-current=[(t == tab).then_some("page")] {
                         (t.name(w))
                         @if t == Tab::Notebook { (badge(head.alerts, w.alerts_open, "alert")) }

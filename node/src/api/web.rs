@@ -322,6 +322,7 @@ impl Session {
             alerts,
             unread,
             role,
+            team: summary.team,
         };
         Ok((head, notes, messages, me))
     }
@@ -610,6 +611,9 @@ async fn notebook(
 ) -> Response {
     let run = async {
         let (head, notes, _, me) = s.head(&circle, false).await?;
+        if head.team {
+            return Ok(back_to(format!("/c/{}/messages", head.id)));
+        }
         let members = s.names(&head.id).await?;
         Ok(page(ui::notebook(
             &s.ctx, &head, &notes, &filter, &me, &members,
@@ -704,6 +708,9 @@ async fn note_ack(
 async fn patient(s: Session, Path(circle): Path<String>) -> Response {
     let run = async {
         let (head, notes, _, _) = s.head(&circle, false).await?;
+        if head.team {
+            return Ok(back_to(format!("/c/{}/messages", head.id)));
+        }
         let show = PatientShow {
             circle: head.id.clone(),
         };

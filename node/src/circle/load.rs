@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cercle_crdt::{Change, DocKind, IdentityUpdate, LoadError, Replica, Timestamp};
+use cercle_crdt::{Change, DocKind, LoadError, Replica, Timestamp};
 
 use super::keys::{KeySchedule, seal_to};
 use super::membership::{CircleId, MemberGrant, Membership, OpBody, OpContent, OpHash, SignedOp};
@@ -40,7 +40,18 @@ impl Circle {
     /// coordinator: the genesis operation, the circle's record and the patient's identity.
     pub fn create(
         me: &LocalIdentity,
-        update: &IdentityUpdate,
+        update: &cercle_crdt::IdentityUpdate,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<(Circle, Staged), CircleError> {
+        Circle::create_about(me, &super::About::Patient(update.clone()), now, rng)
+    }
+
+    /// Creates a circle about a patient or a team, with `me` as its coordinator: the
+    /// genesis operation, the circle's record and the patient's identity or team's name.
+    pub fn create_about(
+        me: &LocalIdentity,
+        about: &super::About,
         now: Timestamp,
         rng: &mut SecureRng,
     ) -> Result<(Circle, Staged), CircleError> {
@@ -77,15 +88,18 @@ impl Circle {
             created_at: now,
             birth_date: None,
             probable_duplicates: Vec::new(),
+            team: false,
         };
         let names = [(me.member(), me.profile.clone())].into_iter().collect();
         let mut circle = Circle::assemble(info, id, membership, names, me);
         let member = me.member();
-        let written = circle.write::<cercle_crdt::PatientFile, _>(me, now, rng, |pf| {
-            pf.set_identity(member, update, now)
+        let written = circle.write::<cercle_crdt::PatientFile, _>(me, now, rng, |pf| match about {
+            super::About::Patient(update) => pf.set_identity(member, update, now),
+            super::About::Team(name) => pf.set_team(member, name, now),
         });
         written.value?;
-        circle.info.patient = circle.docs.patient_file.identity().display_name();
+        circle.info.patient = circle.docs.patient_file.title();
+        circle.info.team = circle.docs.patient_file.team().is_some();
         let mut staged = Staged {
             membership_changed: true,
             ..Staged::default()
@@ -227,6 +241,7 @@ impl Circle {
             created_at: Timestamp(created_at),
             birth_date: None,
             probable_duplicates: Vec::new(),
+            team: false,
         };
         let joined = Circle::assemble(info, circle, membership, BTreeMap::new(), me);
         joined.record_into(&mut staged.batch)?;

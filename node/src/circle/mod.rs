@@ -107,7 +107,7 @@ pub enum CircleError {
 pub struct CircleInfo {
     /// The circle's id (64 hex digits).
     pub id: String,
-    /// The patient's display name when the circle was created.
+    /// The patient's display name (or the team's name, for a team circle).
     pub patient: String,
     /// The member who created the circle.
     #[schemars(with = "String")]
@@ -122,6 +122,17 @@ pub struct CircleInfo {
     /// names and birth date (in lists, not kept here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probable_duplicates: Vec<String>,
+    /// A team's own circle, with no patient (`patient` is then the team's name): messages
+    /// and documents only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub team: bool,
+}
+
+/// What a new circle is about: a patient, or a team (no patient: messages and documents).
+#[derive(Debug, Clone)]
+pub enum About {
+    Patient(cercle_crdt::IdentityUpdate),
+    Team(String),
 }
 
 /// The local record of a circle: its metadata and the profiles of its members, as known

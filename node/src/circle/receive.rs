@@ -197,7 +197,8 @@ impl Circle {
         self.defer(todo);
         receipt.incomplete = !self.deferred.is_empty() || self.log.waiting() > 0;
         if receipt.applied.contains_key(&DocKind::PatientFile) {
-            self.info.patient = self.docs.patient_file.identity().display_name();
+            self.info.patient = self.docs.patient_file.title();
+            self.info.team = self.docs.patient_file.team().is_some();
         }
         if self.info.patient != patient_before
             && let Err(e) = self.record_into(&mut receipt.staged.batch)

@@ -5,7 +5,7 @@ use cercle_crdt::{IdentityUpdate, Role};
 use serde::{Deserialize, Serialize};
 
 use super::{NodeError, Operation};
-use crate::circle::{Circle, CircleInfo};
+use crate::circle::{About, Circle, CircleInfo};
 use crate::node::NodeCore;
 
 /// The circles held here.
@@ -188,6 +188,10 @@ pub struct CircleCreate {
     pub family_name: Option<String>,
     #[serde(default)]
     pub given_names: Option<String>,
+    /// Instead of a patient: the name of a team's own circle (a health centre's staff
+    /// thread, the on-call rota), which holds messages and documents only.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 /// Words that belong to the family name that follows them ("de La Fontaine", "Le Gall").
@@ -217,6 +221,22 @@ pub fn split_name(name: &str) -> (Option<String>, String) {
 }
 
 impl CircleCreate {
+    /// What the circle is about: a team named, or the patient given.
+    fn about(&self) -> Result<About, NodeError> {
+        match self.team.as_deref().map(str::trim) {
+            Some(_) if !self.patient.trim().is_empty() || self.family_name.is_some() => {
+                Err(NodeError::bad_input(
+                    "a circle is about a patient or a team, not both: give --patient or --team",
+                ))
+            }
+            Some("") => Err(NodeError::bad_input(
+                "the team's name is empty: pass it as --team \"Équipe de la MSP\"",
+            )),
+            Some(name) => Ok(About::Team(name.to_string())),
+            None => Ok(About::Patient(self.identity()?)),
+        }
+    }
+
     /// The patient's identity as the request gives it, checked.
     fn identity(&self) -> Result<IdentityUpdate, NodeError> {
         let patient = self.patient.trim();
@@ -261,9 +281,9 @@ impl Operation for CircleCreate {
     type Answer = Circles;
 
     fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
-        let identity = self.identity()?;
+        let about = self.about()?;
         let a = core.author();
-        let (c, staged) = Circle::create(a.me, &identity, a.now, a.rng)?;
+        let (c, staged) = Circle::create_about(a.me, &about, a.now, a.rng)?;
         let info = c.info().clone();
         let id = c.id();
         core.circles.open.insert(id, c);
@@ -294,7 +314,10 @@ pub struct CircleShow {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CircleSummary {
     pub id: String,
+    /// The patient's name, or the team's for a team circle.
     pub patient: String,
+    /// A team's own circle: messages and documents only.
+    pub team: bool,
     pub epoch: Option<String>,
     pub closed: bool,
     pub members: Vec<MemberRow>,
@@ -337,6 +360,7 @@ pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
     CircleSummary {
         id: c.info().id.clone(),
         patient: c.info().patient.clone(),
+        team: c.info().team,
         epoch: r.epoch.map(|e| e.to_string()),
         closed: r.closed,
         members: r

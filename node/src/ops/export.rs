@@ -53,6 +53,9 @@ impl Operation for Export {
         let now = core.now();
         let me = core.me.member();
         let (c, _) = core.circle_mut(&self.circle)?;
+        if self.format == ExportFormat::Fhir {
+            super::about_a_patient(c, "patient to export as FHIR; export it as json")?;
+        }
         let files = match self.format {
             ExportFormat::Automerge => DocKind::ALL
                 .into_iter()

@@ -266,6 +266,17 @@ impl Names {
 }
 
 /// The one id among `ids` equal to or starting with `query` (at least 4 characters).
+/// Refuses, in a team's own circle (no patient), what only a patient's circle holds.
+pub(crate) fn about_a_patient(c: &crate::circle::Circle, what: &str) -> Result<(), NodeError> {
+    if c.info().team {
+        return Err(NodeError::bad_input(format!(
+            "{:?} is a team's circle, with no patient: it has no {what}; send a message or add a document instead",
+            c.info().patient
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn pick_id(
     what: &str,
     query: &str,

@@ -98,6 +98,7 @@ impl Operation for NoteAdd {
     fn run(mut self, core: &mut NodeCore) -> Result<Added, NodeError> {
         let at = self.check(core.now())?;
         let c = core.circle(&self.circle)?;
+        super::about_a_patient(c, "liaison notebook")?;
         let circle = c.info().id.clone();
         let to = match self.to.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(_) if self.kind != EntryKind::Alert => {

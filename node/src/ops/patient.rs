@@ -109,6 +109,7 @@ impl Operation for PatientSet {
     type Answer = PatientView;
 
     fn run(self, core: &mut NodeCore) -> Result<PatientView, NodeError> {
+        super::about_a_patient(core.circle(&self.circle)?, "patient file")?;
         let change = *self.change;
         let consent: Option<ConsentStatus> = change
             .consent
@@ -230,6 +231,7 @@ impl Operation for ItemAdd {
     type Answer = super::Added;
 
     fn run(self, core: &mut NodeCore) -> Result<super::Added, NodeError> {
+        super::about_a_patient(core.circle(&self.circle)?, "patient file")?;
         if self.fields.is_empty() {
             return Err(NodeError::bad_input(
                 "give the item's fields, e.g. substance=Pénicilline severity=severe",

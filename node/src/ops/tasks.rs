@@ -25,6 +25,7 @@ impl Operation for TaskAdd {
     type Answer = Added;
 
     fn run(self, core: &mut NodeCore) -> Result<Added, NodeError> {
+        super::about_a_patient(core.circle(&self.circle)?, "patient file")?;
         if self.title.trim().is_empty() {
             return Err(NodeError::bad_input(
                 "the task is empty: give what is to be done, in quotes",

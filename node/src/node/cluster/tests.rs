@@ -48,6 +48,7 @@ fn care_team(seed: u64) -> (String, [Vec<String>; 3], String) {
         birth_date: None,
         family_name: None,
         given_names: None,
+        team: None,
     };
     let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
     for who in [1, 2] {

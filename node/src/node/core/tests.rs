@@ -25,6 +25,7 @@ fn circle_and_code(c: &mut Cluster, a: usize) -> (String, String) {
         birth_date: None,
         family_name: None,
         given_names: None,
+        team: None,
     };
     let circle = c.ask(a, create, WAIT).unwrap().circles[0].id.clone();
     let invite = InviteCreate {
@@ -227,6 +228,7 @@ fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survi
         birth_date: None,
         family_name: None,
         given_names: None,
+        team: None,
     };
     let circle = node.ask(create).unwrap().circles[0].id.clone();
     let add = |text: &str| NoteAdd {
@@ -274,6 +276,7 @@ fn circle_adding(c: &mut Cluster, by: usize, who: usize, patient: &str) -> Strin
         birth_date: None,
         family_name: None,
         given_names: None,
+        team: None,
     };
     let circle = c.ask(by, create, WAIT).unwrap().circles[0].id.clone();
     let card = c.members[who].core.me().public().card(&[]).encode();
