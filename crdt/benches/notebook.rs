@@ -140,6 +140,18 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// The least any reminder look must do on the bare document: read every entry's kind.
+fn bare_alerts(doc: &AutoCommit) -> usize {
+    let Ok(Some((_, entries))) = doc.get(ROOT, "entries") else {
+        return 0;
+    };
+    doc.map_range(&entries, ..)
+        .filter(|item| {
+            matches!(doc.get(item.id(), "kind"), Ok(Some((automerge::Value::Scalar(k), _))) if k.as_str() == Some("alert"))
+        })
+        .count()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -152,6 +164,8 @@ fn ratios() {
     let (mut ta, mut ba, mut ts, mut bs, mut tl, mut bl) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut tf, mut bf, mut small) = (vec![], vec![], vec![]);
+    let (mut tr, mut br, mut full) = (vec![], vec![], vec![]);
+    let me = MemberId::from_const([0x07; 32]);
     let small_nb = typed_add(ENTRIES / 5);
     for _ in 0..ROUNDS {
         let t = Instant::now();
@@ -182,7 +196,30 @@ fn ratios() {
         let t = Instant::now();
         let _ = black_box(fhir_export(&small_nb));
         small.push(t.elapsed());
+        // A reminder look: the alerts waiting for a member, against the bare kind scan
+        // (and, for the record, against reading every entry as people see it).
+        let role = Some(cercle_crdt::Role::Coordinator);
+        let t = Instant::now();
+        let _ = black_box(nb.alerts_waiting_for(&me, role));
+        tr.push(t.elapsed());
+        let t = Instant::now();
+        let _ = black_box(bare_alerts(&doc));
+        br.push(t.elapsed());
+        let t = Instant::now();
+        let _ = black_box(
+            nb.entries()
+                .iter()
+                .filter(|e| e.waits_for(&me, role))
+                .count(),
+        );
+        full.push(t.elapsed());
     }
+    let (quick, whole) = (median(tr.clone()), median(full));
+    eprintln!(
+        "reminder look: alerts_waiting_for {:.1} ms vs entries().filter(waits_for) {:.1} ms",
+        quick.as_secs_f64() * 1e3,
+        whole.as_secs_f64() * 1e3
+    );
     // Linear in the notebook: 5x the entries should cost about 5x (ratio near 1).
     let (big, small) = (median(tf.clone()), median(small));
     let per_entry =
@@ -200,6 +237,7 @@ fn ratios() {
         ("save", ts, bs),
         ("load", tl, bl),
         ("fhir r4 export (bare: read + plain json)", tf, bf),
+        ("reminder look (bare: every entry's kind)", tr, br),
     ] {
         let (t, b) = (median(typed), median(bare));
         let ratio = t.as_secs_f64() / b.as_secs_f64();

@@ -36,8 +36,8 @@ pub use notebook::{
     Acknowledgement, Addressee, Amendment, Entry, EntryKind, LiaisonNotebook, NewEntry, Vitals,
 };
 pub use patient_file::{
-    CONTACT_ROLES, Consent, ConsentStatus, Identity, IdentityDocument, IdentityStatus,
-    IdentityUpdate, Item, ItemList, PatientFile,
+    CONTACT_ROLES, Consent, ConsentStatus, ITEM_HISTORY, Identity, IdentityDocument,
+    IdentityStatus, IdentityUpdate, Item, ItemList, PatientFile,
 };
 pub use replica::{LoadError, Replica};
 pub use thread::{Message, PublishedProfile, ReadReceipt, Thread};

@@ -610,10 +610,47 @@ impl LiaisonNotebook {
     /// The alerts waiting for `me` (with `role`): addressed to them, written by someone
     /// else, acknowledged by no one yet.
     pub fn open_alerts_for(&self, me: &MemberId, role: Option<Role>) -> usize {
-        self.entries()
-            .iter()
-            .filter(|e| e.waits_for(me, role))
-            .count()
+        self.alerts_waiting_for(me, role).len()
+    }
+
+    /// The alerts waiting for `me` (with `role`), as (id, time written): what
+    /// [`Entry::waits_for`] selects, read without the entries' texts, vital signs and
+    /// corrections (a reminder looks at every circle of a GP's thousand).
+    pub fn alerts_waiting_for(
+        &self,
+        me: &MemberId,
+        role: Option<Role>,
+    ) -> Vec<(String, Timestamp)> {
+        let doc = self.replica.doc();
+        let mut waiting = Vec::new();
+        if let Some(coll) = root_obj(doc, "entries") {
+            for (id, obj) in collection_items(doc, &coll) {
+                let r = RecordReader { doc, obj };
+                if r.str("kind").as_deref() != Some(EntryKind::Alert.as_str()) {
+                    continue;
+                }
+                let to = addressee_of(&r).unwrap_or(Addressee::DEFAULT);
+                if let (Some(author), Some(at)) = (r.member("author"), r.timestamp("at"))
+                    && &author != me
+                    && to.includes(me, role)
+                {
+                    waiting.push((id, at));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return waiting;
+        }
+        let mut acknowledged = std::collections::HashSet::new();
+        if let Some(coll) = root_obj(doc, "acks") {
+            for (_, obj) in collection_items(doc, &coll) {
+                if let Some(entry) = (RecordReader { doc, obj }).str("entry") {
+                    acknowledged.insert(entry);
+                }
+            }
+        }
+        waiting.retain(|(id, _)| !acknowledged.contains(id));
+        waiting
     }
 
     /// All entries, oldest first (by time, then id), with their amendments and
@@ -741,7 +778,27 @@ mod tests {
         assert_eq!(waiting(&nb, &nurse, Role::Coordinator), 0);
         assert!(nb.is_alert_for(&to_physio[0], &physio, Some(Role::Professional)));
         assert!(!nb.is_alert_for(&to_physio[0], &gp, Some(Role::Coordinator)));
+        // The quick read agrees with the entries as people see them.
+        let agree = |nb: &LiaisonNotebook| {
+            for (m, role) in [
+                (&physio, Role::Professional),
+                (&gp, Role::Coordinator),
+                (&nurse, Role::Coordinator),
+            ] {
+                let slow: Vec<(String, Timestamp)> = nb
+                    .entries()
+                    .into_iter()
+                    .filter(|e| e.waits_for(m, Some(role)))
+                    .map(|e| (e.id, e.at))
+                    .collect();
+                let mut quick = nb.alerts_waiting_for(m, Some(role));
+                quick.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+                assert_eq!(quick, slow);
+            }
+        };
+        agree(&nb);
         nb.acknowledge(gp, &to_physio[0], t).unwrap_or_default();
+        agree(&nb);
         assert_eq!(waiting(&nb, &physio, Role::Professional), 0);
         // Only an alert names who must act.
         let care = NewEntry {

@@ -71,9 +71,10 @@ macro_rules! item {
     };
 }
 
-/// The fields of an item that record its history; they are written by
+/// The fields of an item that tell what happened to it (added, changed, removed, stopped:
+/// by whom, when, why), shown apart from its content. The first seven are written by
 /// [`PatientFile::change_item`] and [`PatientFile::retire_item`], never given by hand.
-const HISTORY_FIELDS: [&str; 7] = [
+pub const ITEM_HISTORY: [&str; 10] = [
     "added_by",
     "added_at",
     "updated_by",
@@ -81,7 +82,15 @@ const HISTORY_FIELDS: [&str; 7] = [
     "removed_by",
     "removed_at",
     "removed_reason",
+    "stopped_by",
+    "stopped_at",
+    "stop_reason",
 ];
+
+/// What no one gives by hand: who added, changed or removed an item, when and why.
+fn is_written_history(field: &str) -> bool {
+    ITEM_HISTORY[..7].contains(&field)
+}
 
 static IDENTITY_FIELDS: &[Field] = &[
     Field::optional("family_name", s(LABEL)),
@@ -900,7 +909,7 @@ fn field_of(list: ItemList, name: &str) -> Result<&'static str, WriteError> {
         return Err(WriteError::Automerge("item shape".into()));
     };
     decl.iter()
-        .find(|f| f.name == name && !HISTORY_FIELDS.contains(&f.name))
+        .find(|f| f.name == name && !is_written_history(f.name))
         .map(|f| f.name)
         .ok_or_else(|| WriteError::InvalidValue {
             field: "field",

@@ -236,16 +236,6 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
 }
 
 /// `NAME=VALUE` arguments as a map, or which one is not.
-/// Fields that record an item's history, not shown on its line.
-const HISTORY: [&str; 6] = [
-    "updated_by",
-    "updated_at",
-    "removed_by",
-    "removed_at",
-    "removed_reason",
-    "stopped_by",
-];
-
 fn name_values(fields: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     fields
         .iter()
@@ -292,12 +282,15 @@ fn text(p: &PatientView) -> String {
             let rest: Vec<String> = i
                 .fields
                 .iter()
-                .filter(|(k, _)| k.as_str() != key && !HISTORY.contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    k.as_str() != key && !cercle_crdt::ITEM_HISTORY.contains(&k.as_str())
+                })
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
-            let removed = match i.fields.get("removed_reason") {
-                Some(why) => format!("REMOVED ({why}) "),
-                None => String::new(),
+            let removed = match (i.fields.get("removed_reason"), i.fields.get("stop_reason")) {
+                (Some(why), _) => format!("REMOVED ({why}) "),
+                (None, Some(why)) => format!("STOPPED ({why}) "),
+                (None, None) => String::new(),
             };
             s.push_str(&format!(
                 "  {}  {removed}{}{}\n",

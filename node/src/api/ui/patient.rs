@@ -76,20 +76,6 @@ const CONTACTS: ListForm = ListForm {
 /// The field that names an item (a problem's label, an allergy's substance), shown first.
 const NAMING_FIELDS: [&str; 4] = ["name", "substance", "label", "title"];
 
-/// Fields that tell an item's history; shown as such, not as its content.
-const HISTORY_FIELDS: [&str; 10] = [
-    "added_by",
-    "added_at",
-    "updated_by",
-    "updated_at",
-    "removed_by",
-    "removed_at",
-    "removed_reason",
-    "stopped_by",
-    "stopped_at",
-    "stop_reason",
-];
-
 /// Age in whole years today of someone born on `birth_date` (`YYYY-MM-DD`).
 fn age(birth_date: &str) -> Option<i16> {
     let born: jiff::civil::Date = birth_date.parse().ok()?;
@@ -156,7 +142,7 @@ fn item_line(ctx: &Ctx, r: &ItemRow, names: &[(String, String)]) -> Markup {
     html! {
         @if let Some((_, v)) = main { strong { (v) } }
         @for (k, v) in &r.fields {
-            @if main.is_none_or(|(mk, _)| mk != k) && !HISTORY_FIELDS.contains(&k.as_str()) {
+            @if main.is_none_or(|(mk, _)| mk != k) && !cercle_crdt::ITEM_HISTORY.contains(&k.as_str()) {
                 span class="muted" {
                     " · " (w.item_field(k)) " : "
                     @if k == "since" || k == "start" { (ctx.day(v)) } @else { (w.item_value(v)) }
