@@ -147,7 +147,10 @@ pub(crate) fn next_local_seq(doc: &mut AutoCommit) -> u64 {
 pub enum WriteError {
     /// A value does not fit the schema (empty text, text too long, bad date...).
     #[error("{field}: {reason}")]
-    InvalidValue { field: &'static str, reason: String },
+    InvalidValue {
+        field: &'static str,
+        reason: crate::schema::Fault,
+    },
     /// The item referred to does not exist.
     #[error("no {what} with id {id}")]
     NotFound { what: &'static str, id: String },
@@ -273,7 +276,7 @@ pub(crate) fn check_write(
         field: name,
         reason: match fault {
             ScalarFault::Invalid(reason) => reason,
-            ScalarFault::NotTheAuthor { claimed } => format!("names {claimed}, not the author"),
+            ScalarFault::NotTheAuthor { claimed } => crate::schema::Fault::NotTheAuthor { claimed },
         },
     })
 }
@@ -283,13 +286,16 @@ pub(crate) fn check_text(field: &'static str, text: &str, max: usize) -> Result<
     if text.trim().is_empty() {
         return Err(WriteError::InvalidValue {
             field,
-            reason: "must not be empty".into(),
+            reason: crate::schema::Fault::Empty,
         });
     }
     if text.len() > max {
         return Err(WriteError::InvalidValue {
             field,
-            reason: format!("{} bytes, at most {max} allowed", text.len()),
+            reason: crate::schema::Fault::TooLong {
+                len: text.len(),
+                max,
+            },
         });
     }
     Ok(())

@@ -464,7 +464,9 @@ impl LiaisonNotebook {
         if to.is_some() && entries.iter().any(|e| e.kind != EntryKind::Alert) {
             return Err(WriteError::InvalidValue {
                 field: "to",
-                reason: "only an alert names who must act".into(),
+                reason: crate::schema::Fault::Other {
+                    why: "only an alert names who must act".into(),
+                },
             });
         }
         let mut checked = Vec::with_capacity(entries.len());

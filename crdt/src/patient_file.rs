@@ -16,7 +16,7 @@ use crate::document::{
 use crate::member::{MemberId, Timestamp};
 use crate::replica::{LoadError, Replica};
 use crate::schema::{
-    DocSchema, Field, MAX_LABEL_BYTES, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers,
+    DocSchema, Fault, Field, MAX_LABEL_BYTES, MAX_TEXT_BYTES, Root, Scalar, Shape, Writers,
 };
 
 const LABEL: Scalar = Scalar::Text {
@@ -457,7 +457,7 @@ impl PatientFile {
         {
             return Err(WriteError::InvalidValue {
                 field: "birth_date",
-                reason: "is in the future".into(),
+                reason: Fault::InFuture,
             });
         }
         let traits: [(&'static str, &Option<String>); 5] = [
@@ -624,7 +624,7 @@ impl PatientFile {
         }) {
             return Err(WriteError::InvalidValue {
                 field: missing.name,
-                reason: "is required".into(),
+                reason: Fault::Required,
             });
         }
         self.replica.write(at, |doc, ctx| {
@@ -662,7 +662,7 @@ impl PatientFile {
             if decl.iter().any(|f| f.name == field && f.required) {
                 return Err(WriteError::InvalidValue {
                     field,
-                    reason: "is required".into(),
+                    reason: Fault::Required,
                 });
             }
             gone.push(field);
@@ -671,7 +671,7 @@ impl PatientFile {
         if values.is_empty() && gone.is_empty() {
             return Err(WriteError::InvalidValue {
                 field: "field",
-                reason: "nothing to change".into(),
+                reason: Fault::NothingToChange,
             });
         }
         self.replica.write(at, |doc, _| {
@@ -913,7 +913,10 @@ fn field_of(list: ItemList, name: &str) -> Result<&'static str, WriteError> {
         .map(|f| f.name)
         .ok_or_else(|| WriteError::InvalidValue {
             field: "field",
-            reason: format!("{name:?} is not a field of {}", list.root()),
+            reason: Fault::UnknownField {
+                name: name.to_string(),
+                list: list.root().to_string(),
+            },
         })
 }
 
@@ -936,7 +939,9 @@ fn typed_values(
         let v = if int {
             ScalarValue::Int(value.trim().parse().map_err(|_| WriteError::InvalidValue {
                 field: name,
-                reason: format!("{value:?} is not a number"),
+                reason: Fault::NotANumber {
+                    value: value.to_string(),
+                },
             })?)
         } else {
             ScalarValue::Str(value.trim().into())

@@ -122,19 +122,56 @@ pub(crate) enum Scalar {
     Ins,
 }
 
+/// Why a value is refused, in terms each language words its own way (the web UI in the
+/// page's language, the CLI and logs through `Display`, in English).
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum Fault {
+    #[error("must not be empty")]
+    Empty,
+    #[error("{len} bytes, at most {max} allowed")]
+    TooLong { len: usize, max: usize },
+    #[error("is required")]
+    Required,
+    #[error("is in the future")]
+    InFuture,
+    #[error("nothing to change")]
+    NothingToChange,
+    #[error("{name:?} is not a field of {list}")]
+    UnknownField { name: String, list: String },
+    #[error("{value:?} is not a number")]
+    NotANumber { value: String },
+    #[error("not a number in {min}..={max}")]
+    OutOfRange { min: String, max: String },
+    #[error("not one of {}", allowed.join(", "))]
+    NotOneOf { allowed: Vec<String> },
+    #[error("{why}")]
+    BadDate { why: String },
+    #[error("{why}")]
+    BadIns { why: String },
+    #[error("names {claimed}, not the author")]
+    NotTheAuthor { claimed: String },
+    /// Anything else, in English.
+    #[error("{why}")]
+    Other { why: String },
+}
+
 /// Why a scalar does not fit its declaration. The field name is added by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ScalarFault {
     /// An author field names someone else than the change's author.
     NotTheAuthor { claimed: String },
-    /// Any other misfit, described for people.
-    Invalid(String),
-}
-
-impl From<String> for ScalarFault {
-    fn from(s: String) -> Self {
-        ScalarFault::Invalid(s)
-    }
+    /// Any other misfit.
+    Invalid(Fault),
 }
 
 pub(crate) fn check_scalar(
@@ -142,25 +179,30 @@ pub(crate) fn check_scalar(
     value: &ScalarValue,
     author: &MemberId,
 ) -> Result<(), ScalarFault> {
-    let res: Result<(), String> = match (scalar, value) {
+    let res: Result<(), Fault> = match (scalar, value) {
         (Scalar::Text { max, non_empty }, ScalarValue::Str(s)) => {
             if s.len() > max {
-                Err(format!("{} bytes, at most {max} allowed", s.len()))
+                Err(Fault::TooLong { len: s.len(), max })
             } else if non_empty && s.trim().is_empty() {
-                Err("must not be empty".into())
+                Err(Fault::Empty)
             } else {
                 Ok(())
             }
         }
         (Scalar::Timestamp, ScalarValue::Timestamp(_)) => Ok(()),
-        (Scalar::Date, ScalarValue::Str(s)) => parse_date(s).map(|_| ()),
+        (Scalar::Date, ScalarValue::Str(s)) => parse_date(s)
+            .map(|_| ())
+            .map_err(|why| Fault::BadDate { why }),
         (Scalar::Int { min, max }, ScalarValue::Int(i)) if (min..=max).contains(i) => Ok(()),
         (Scalar::Int { min, max }, ScalarValue::Uint(u))
             if i64::try_from(*u).is_ok_and(|i| (min..=max).contains(&i)) =>
         {
             Ok(())
         }
-        (Scalar::Int { min, max }, _) => Err(format!("not an integer in {min}..={max}")),
+        (Scalar::Int { min, max }, _) => Err(Fault::OutOfRange {
+            min: min.to_string(),
+            max: max.to_string(),
+        }),
         (Scalar::Real { min, max }, ScalarValue::F64(f))
             if f.is_finite() && *f >= min && *f <= max =>
         {
@@ -171,12 +213,18 @@ pub(crate) fn check_scalar(
         {
             Ok(())
         }
-        (Scalar::Real { min, max }, _) => Err(format!("not a number in {min}..={max}")),
+        (Scalar::Real { min, max }, _) => Err(Fault::OutOfRange {
+            min: min.to_string(),
+            max: max.to_string(),
+        }),
         (Scalar::OneOf(allowed), ScalarValue::Str(s)) if allowed.contains(&s.as_str()) => Ok(()),
-        (Scalar::OneOf(allowed), _) => Err(format!("not one of {}", allowed.join(", "))),
-        (Scalar::Member, ScalarValue::Str(s)) => {
-            s.parse::<MemberId>().map(|_| ()).map_err(|e| e.to_string())
-        }
+        (Scalar::OneOf(allowed), _) => Err(Fault::NotOneOf {
+            allowed: allowed.iter().map(|a| a.to_string()).collect(),
+        }),
+        (Scalar::Member, ScalarValue::Str(s)) => s
+            .parse::<MemberId>()
+            .map(|_| ())
+            .map_err(|e| Fault::Other { why: e.to_string() }),
         (Scalar::Author, ScalarValue::Str(s)) => match s.parse::<MemberId>() {
             Ok(m) if m == *author => Ok(()),
             Ok(m) => {
@@ -184,7 +232,7 @@ pub(crate) fn check_scalar(
                     claimed: m.to_hex(),
                 });
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Fault::Other { why: e.to_string() }),
         },
         (Scalar::Ref(_), ScalarValue::Str(s)) if is_item_id(s) => Ok(()),
         (Scalar::Hash, ScalarValue::Str(s))
@@ -192,12 +240,10 @@ pub(crate) fn check_scalar(
         {
             Ok(())
         }
-        (Scalar::Ins, ScalarValue::Str(s)) => check_ins(s),
-        (expected, got) => Err(format!(
-            "expected {}, got {}",
-            describe(expected),
-            kind_of(got)
-        )),
+        (Scalar::Ins, ScalarValue::Str(s)) => check_ins(s).map_err(|why| Fault::BadIns { why }),
+        (expected, got) => Err(Fault::Other {
+            why: format!("expected {}, got {}", describe(expected), kind_of(got)),
+        }),
     };
     res.map_err(ScalarFault::Invalid)
 }

@@ -148,7 +148,9 @@ impl Thread {
         if attachments.len() > MAX_ATTACHMENTS {
             return Err(WriteError::InvalidValue {
                 field: "attachments",
-                reason: format!("at most {MAX_ATTACHMENTS} per message"),
+                reason: crate::schema::Fault::Other {
+                    why: format!("at most {MAX_ATTACHMENTS} per message"),
+                },
             });
         }
         if let Some(bad) = attachments
@@ -157,7 +159,9 @@ impl Thread {
         {
             return Err(WriteError::InvalidValue {
                 field: "attachments",
-                reason: format!("{bad:?} is not a content hash"),
+                reason: crate::schema::Fault::Other {
+                    why: format!("{bad:?} is not a content hash"),
+                },
             });
         }
         self.replica.write(at, |doc, ctx| {
@@ -233,7 +237,7 @@ impl Thread {
             if value.trim().is_empty() {
                 return Err(WriteError::InvalidValue {
                     field,
-                    reason: "empty".into(),
+                    reason: crate::schema::Fault::Empty,
                 });
             }
         }

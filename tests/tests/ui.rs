@@ -271,6 +271,18 @@ fn two_members_work_together_in_their_browsers() {
         "{}",
         b.text(identity)
     );
+    // A value the model refuses is said in the page's language, naming the field.
+    a.click("#identity-edit-details summary");
+    a.type_in("#id-ins", "1 84 12 76 451 089 47");
+    a.click("#identity-edit-details button[type=submit]");
+    let refused = a.wait_for_text(
+        "main",
+        "INS : n'est pas un INS valide",
+        Duration::from_secs(5),
+    );
+    assert!(refused.is_some(), "{}", a.text("main"));
+    assert!(!a.text("main").contains("characters"), "{}", a.text("main"));
+    a.goto(&format!("{}/patient", notebook(&gp)));
     a.click("#add-contacts-details summary");
     a.type_in("#add-contacts-name", "Paul Durand");
     a.select("#add-contacts-role", "trusted_person");

@@ -250,7 +250,12 @@ impl Session {
         };
         let status =
             StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, ui::failure(&ctx, Some(e.kind), &e.message, back)).into_response()
+        // A refused value is worded in the page's language; anything else as the node says.
+        let reason = match &e.invalid {
+            Some(invalid) => self.ctx.lang.words().invalid(invalid),
+            None => e.message.clone(),
+        };
+        (status, ui::failure(&ctx, Some(e.kind), &reason, back)).into_response()
     }
 
     /// A refusal found here, before asking the node.

@@ -63,6 +63,18 @@ pub struct NodeError {
     pub kind: ErrorKind,
     #[serde(rename = "error")]
     pub message: String,
+    /// When a value was refused: which field and why, for a client to word in its own
+    /// language (the web UI does, in the page's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<Invalid>,
+}
+
+/// A refused value: the field (as the documents name it) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Invalid {
+    pub field: String,
+    #[serde(flatten)]
+    pub fault: cercle_crdt::schema::Fault,
 }
 
 impl NodeError {
@@ -70,6 +82,7 @@ impl NodeError {
         NodeError {
             kind,
             message: message.into(),
+            invalid: None,
         }
     }
 
@@ -123,7 +136,14 @@ impl From<CircleError> for NodeError {
                 ErrorKind::Internal
             }
         };
-        NodeError::new(kind, e.to_string())
+        let mut error = NodeError::new(kind, e.to_string());
+        if let CircleError::Write(cercle_crdt::WriteError::InvalidValue { field, reason }) = e {
+            error.invalid = Some(Invalid {
+                field: field.to_string(),
+                fault: reason,
+            });
+        }
+        error
     }
 }
 
@@ -187,5 +207,45 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::NotFound);
         let e: NodeError = StoreError::DiskFull { path: "/h".into() }.into();
         assert_eq!(e.kind, ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn a_refused_value_travels_with_its_field_and_fault_through_the_api() {
+        use cercle_crdt::schema::Fault;
+        let faults = [
+            Fault::Empty,
+            Fault::TooLong { len: 9, max: 8 },
+            Fault::Required,
+            Fault::InFuture,
+            Fault::NothingToChange,
+            Fault::UnknownField {
+                name: "colour".into(),
+                list: "problems".into(),
+            },
+            Fault::NotANumber { value: "x".into() },
+            Fault::OutOfRange {
+                min: "0".into(),
+                max: "10".into(),
+            },
+            Fault::NotOneOf {
+                allowed: vec!["low".into(), "high".into()],
+            },
+            Fault::BadDate { why: "no".into() },
+            Fault::BadIns { why: "key".into() },
+            Fault::NotTheAuthor { claimed: "ab".into() },
+            Fault::Other { why: "else".into() },
+        ];
+        for fault in faults {
+            let e: NodeError = CircleError::Write(cercle_crdt::WriteError::InvalidValue {
+                field: "ins",
+                reason: fault.clone(),
+            })
+            .into();
+            assert_eq!(e.kind, ErrorKind::BadInput);
+            assert_eq!(e.message, format!("ins: {fault}"));
+            let wire = serde_json::to_string(&e).unwrap_or_default();
+            let back: Result<NodeError, _> = serde_json::from_str(&wire);
+            assert_eq!(back.ok(), Some(e), "{wire}");
+        }
     }
 }

@@ -45,7 +45,7 @@ pub mod roles;
 pub mod status;
 pub mod tasks;
 
-pub use error::{ErrorKind, NodeError};
+pub use error::{ErrorKind, Invalid, NodeError};
 
 /// One thing a user can ask of a node.
 pub trait Operation:

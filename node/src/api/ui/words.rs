@@ -488,6 +488,64 @@ impl Words {
         }
     }
 
+    /// The label of a field of the documents, as a form shows it.
+    fn field_label(&self, field: &str) -> String {
+        let fr = std::ptr::eq(self, &FR);
+        let label = match (field, fr) {
+            ("family_name", _) => self.family_name,
+            ("given_names", _) => self.given_names,
+            ("birth_date", _) => self.birth_date,
+            ("sex", _) => self.sex,
+            ("ins", _) => self.ins,
+            ("address", _) => self.address,
+            ("phone", _) => self.phone,
+            ("scope", _) => self.consent_scope,
+            ("title", _) => self.title,
+            ("due", _) => self.due,
+            ("owner", _) => self.owner,
+            ("stop_reason", _) => self.stop_reason,
+            ("removed_reason", _) => self.remove_reason,
+            ("team", true) => "Nom de l'équipe",
+            ("text", true) => "Texte",
+            ("to", true) => "Destinataire",
+            ("field", true) => "Champ",
+            (other, _) => self.item_field(other),
+        };
+        let mut chars = label.chars();
+        chars
+            .next()
+            .map(|f| f.to_uppercase().chain(chars).collect())
+            .unwrap_or_default()
+    }
+
+    /// A refused value, in this language: "Date de naissance : est dans le futur".
+    pub(crate) fn invalid(&self, invalid: &crate::ops::Invalid) -> String {
+        use cercle_crdt::schema::Fault as F;
+        let field = self.field_label(&invalid.field);
+        if !std::ptr::eq(self, &FR) {
+            return format!("{field}: {}", invalid.fault);
+        }
+        let why = match &invalid.fault {
+            F::Empty => "ne peut pas être vide".to_string(),
+            F::TooLong { len, max } => format!("trop long ({len} octets, {max} au plus)"),
+            F::Required => "est obligatoire".to_string(),
+            F::InFuture => "est dans le futur".to_string(),
+            F::NothingToChange => "rien à modifier".to_string(),
+            F::UnknownField { name, .. } => format!("« {name} » n'est pas un champ de cette liste"),
+            F::NotANumber { value } => format!("« {value} » n'est pas un nombre"),
+            F::OutOfRange { min, max } => format!("doit être un nombre entre {min} et {max}"),
+            F::NotOneOf { allowed } => {
+                let shown: Vec<&str> = allowed.iter().map(|a| self.item_value(a)).collect();
+                format!("doit être l'une de ces valeurs : {}", shown.join(", "))
+            }
+            F::BadDate { .. } => "n'est pas une date valide (entre 1900 et 2200)".to_string(),
+            F::BadIns { .. } => "n'est pas un INS valide : 13 caractères et une clé de 2 chiffres qui doit correspondre".to_string(),
+            F::NotTheAuthor { .. } => "désigne un autre membre que vous".to_string(),
+            F::Other { why } => why.clone(),
+        };
+        format!("{field} : {why}")
+    }
+
     /// The heading of a refusal of this kind.
     pub(crate) fn error_kind(&self, kind: crate::ops::ErrorKind) -> &'static str {
         use crate::ops::ErrorKind as K;
