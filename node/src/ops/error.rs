@@ -232,7 +232,9 @@ mod tests {
             },
             Fault::BadDate { why: "no".into() },
             Fault::BadIns { why: "key".into() },
-            Fault::NotTheAuthor { claimed: "ab".into() },
+            Fault::NotTheAuthor {
+                claimed: "ab".into(),
+            },
             Fault::Other { why: "else".into() },
         ];
         for fault in faults {
