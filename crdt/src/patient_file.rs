@@ -482,8 +482,13 @@ impl PatientFile {
                 .is_some_and(|v| Some(v.trim()) != stored(name).as_deref())
         });
         let fields: Vec<_> = traits.into_iter().chain(reaches).collect();
+        // An address or phone given empty is cleared (the patient moved, the line was cut).
+        let cleared =
+            |name: &str, v: &str| matches!(name, "address" | "phone") && v.trim().is_empty();
         for &(name, value) in &fields {
-            if let Some(v) = value {
+            if let Some(v) = value
+                && !cleared(name, v)
+            {
                 check_field(
                     &IDENTITY,
                     name,
@@ -495,8 +500,12 @@ impl PatientFile {
         self.replica.write(at, |doc, _| {
             let obj = record(doc, "identity")?;
             for &(name, value) in &fields {
-                if let Some(v) = value {
-                    doc.put(&obj, name, v.trim())?;
+                match value {
+                    Some(v) if !cleared(name, v) => doc.put(&obj, name, v.trim())?,
+                    Some(_) if automerge::ReadDoc::get(doc, &obj, name)?.is_some() => {
+                        doc.delete(&obj, name)?
+                    }
+                    _ => {}
                 }
             }
             if traits_changed {
@@ -1138,6 +1147,13 @@ mod tests {
         let id = pf.identity();
         assert!(matches!(id.status, IdentityStatus::Verified { .. }));
         assert_eq!(id.address.as_deref(), Some("3 rue des Lilas, 23000 Guéret"));
+        // A phone given empty is cleared.
+        let cut = IdentityUpdate {
+            phone: Some(" ".into()),
+            ..Default::default()
+        };
+        assert_eq!(pf.set_identity(me, &cut, now), Ok(()));
+        assert_eq!(pf.identity().phone, None);
         let renamed = IdentityUpdate {
             family_name: Some("Durand-Petit".into()),
             ..Default::default()

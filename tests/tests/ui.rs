@@ -697,6 +697,26 @@ fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
             .contains("En attente d'acquittement")
     );
     browser.screenshot(&shots.join("notebook-caregiver-390.png"));
+    // Asked anyway (a hand-made request with her form token), the refusal says why in
+    // the page's language.
+    let web = WebSession::login(&link);
+    let (_, page) = web.get(&format!("/c/{circle}"));
+    let alert_id: String = page
+        .split("id=\"note-")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+        .unwrap_or_default();
+    assert!(!alert_id.is_empty(), "{page}");
+    let token = form_token(&page);
+    let (code, refused) = web.post(
+        &format!("/c/{circle}/notes/{alert_id}/ack"),
+        &[("csrf", &token)],
+    );
+    assert_eq!(code, 403, "{refused}");
+    assert!(
+        refused.contains("Votre rôle dans ce cercle (Aidant) ne permet pas cette action."),
+        "{refused}"
+    );
     // Nor to change the patient file: she reads it, with no form.
     browser.goto(&format!("{}/patient", link_of_notebook(&browser)));
     let forms = browser.script(

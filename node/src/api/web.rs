@@ -251,9 +251,11 @@ impl Session {
         let status =
             StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // A refused value is worded in the page's language; anything else as the node says.
-        let reason = match &e.invalid {
-            Some(invalid) => self.ctx.lang.words().invalid(invalid),
-            None => e.message.clone(),
+        let w = self.ctx.lang.words();
+        let reason = match (&e.invalid, &e.role) {
+            (Some(invalid), _) => w.invalid(invalid),
+            (None, Some(role)) => w.role_refusal(role),
+            (None, None) => e.message.clone(),
         };
         (status, ui::failure(&ctx, Some(e.kind), &reason, back)).into_response()
     }
@@ -852,8 +854,9 @@ async fn identity_set(
         birth_date: f.get("birth_date"),
         sex: f.get("sex"),
         ins: f.get("ins"),
-        address: f.get("address"),
-        phone: f.get("phone"),
+        // Left blank, the address and phone are cleared; the identity stays as it was.
+        address: f.fields.get("address").map(|a| a.trim().to_string()),
+        phone: f.fields.get("phone").map(|p| p.trim().to_string()),
         ..PatientChange::default()
     };
     patient_set(s, headers, circle, &f.csrf, change).await

@@ -66,7 +66,11 @@ pub struct NodeError {
     /// When a value was refused: which field and why, for a client to word in its own
     /// language (the web UI does, in the page's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid: Option<Invalid>,
+    pub invalid: Option<Box<Invalid>>,
+    /// When this member's role does not allow the request: that role (`caregiver`…), for
+    /// a client to say so in its own language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// A refused value: the field (as the documents name it) and why.
@@ -83,6 +87,7 @@ impl NodeError {
             kind,
             message: message.into(),
             invalid: None,
+            role: None,
         }
     }
 
@@ -137,11 +142,15 @@ impl From<CircleError> for NodeError {
             }
         };
         let mut error = NodeError::new(kind, e.to_string());
-        if let CircleError::Write(cercle_crdt::WriteError::InvalidValue { field, reason }) = e {
-            error.invalid = Some(Invalid {
-                field: field.to_string(),
-                fault: reason,
-            });
+        match e {
+            CircleError::Write(cercle_crdt::WriteError::InvalidValue { field, reason }) => {
+                error.invalid = Some(Box::new(Invalid {
+                    field: field.to_string(),
+                    fault: reason,
+                }));
+            }
+            CircleError::NotAllowed { role, .. } => error.role = Some(role),
+            _ => {}
         }
         error
     }
@@ -203,6 +212,7 @@ mod tests {
         }
         .into();
         assert_eq!(e.kind, ErrorKind::NotAllowed);
+        assert_eq!(e.role.as_deref(), Some("caregiver"));
         let e: NodeError = CircleError::Unknown { query: "ab".into() }.into();
         assert_eq!(e.kind, ErrorKind::NotFound);
         let e: NodeError = StoreError::DiskFull { path: "/h".into() }.into();

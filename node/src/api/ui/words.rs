@@ -518,6 +518,18 @@ impl Words {
             .unwrap_or_default()
     }
 
+    /// A request this member's role does not allow, in this language.
+    pub(crate) fn role_refusal(&self, role: &str) -> String {
+        match (std::ptr::eq(self, &FR), self.role(role)) {
+            (true, "?") => "Vous n'êtes pas membre de ce cercle.".to_string(),
+            (true, name) => {
+                format!("Votre rôle dans ce cercle ({name}) ne permet pas cette action.")
+            }
+            (false, "?") => "You are not a member of this circle.".to_string(),
+            (false, name) => format!("Your role in this circle ({name}) does not allow this."),
+        }
+    }
+
     /// A refused value, in this language: "Date de naissance : est dans le futur".
     pub(crate) fn invalid(&self, invalid: &crate::ops::Invalid) -> String {
         use cercle_crdt::schema::Fault as F;
