@@ -27,26 +27,36 @@ impl Backend {
     /// command), waits for one or the other, up to [`NODE_START_PATIENCE`].
     pub(crate) fn open(ctx: &Context) -> anyhow::Result<Backend> {
         let deadline = std::time::Instant::now() + NODE_START_PATIENCE;
-        let mut waiting = None;
-        loop {
+        let mut waiting: Option<indicatif::ProgressBar> = None;
+        let session = loop {
             if let Some(client) = Client::running(ctx)? {
+                if let Some(spinner) = waiting {
+                    spinner.finish_and_clear();
+                }
                 return Ok(Backend::Running(client));
             }
-            if !ctx.home.store_in_use() || std::time::Instant::now() >= deadline {
-                break;
+            let patience_left = std::time::Instant::now() < deadline;
+            if !ctx.home.store_in_use() || !patience_left {
+                match Session::open(ctx) {
+                    Ok(session) => break session,
+                    // A node took the store in the meantime: wait for its API.
+                    Err(e) if patience_left && store_locked(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
             waiting.get_or_insert_with(|| {
                 tracing::info!("the store is in use and no node answers yet: waiting");
                 crate::output::progress_spinner("waiting for the node starting on this home")
             });
             std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        };
         if let Some(spinner) = waiting {
             spinner.finish_and_clear();
         }
-        let s = Session::open(ctx)?;
-        let peer_id = cercle_node::net::keypair(&s.me)?.public().to_peer_id();
-        let node = OfflineNode::open(s.store(), s.me, peer_id.to_string())?;
+        let peer_id = cercle_node::net::keypair(&session.me)?
+            .public()
+            .to_peer_id();
+        let node = OfflineNode::open(session.store(), session.me, peer_id.to_string())?;
         Ok(Backend::Offline(Box::new(node)))
     }
 
@@ -212,6 +222,14 @@ enum Failure {
     Unreachable(reqwest::Error),
     /// The node answered with a refusal.
     Refused(NodeError),
+}
+
+/// Whether opening the store failed because another process holds it.
+fn store_locked(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<cercle_node::store::StoreError>(),
+        Some(cercle_node::store::StoreError::Locked { .. })
+    )
 }
 
 /// Carries out one operation on the running node, or on the store opened for this command.

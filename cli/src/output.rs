@@ -69,7 +69,7 @@ pub(crate) struct Added {
 }
 
 /// Prints the one item a write made: one sentence for people, "Note 80348ba2 added in
-/// circle 5ea58b12." (`done` is "Note added"), `{"id", "circle"}` with `--json`.
+/// circle 5ea58b12." (`done` is `("Note", "added")`), `{"id", "circle"}` with `--json`.
 pub(crate) fn added(
     json: bool,
     circle: String,
