@@ -23,8 +23,8 @@ const NODE_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 
 impl Backend {
     /// The running node if there is one, else the store (asking for the passphrase). While
-    /// another process holds the store without an API answering (a node starting, another
-    /// command), waits for one or the other, up to [`NODE_START_PATIENCE`].
+    /// a node holds the store without its API answering yet (it is starting), waits for
+    /// it, up to [`NODE_START_PATIENCE`]; another command holding the store is said at once.
     pub(crate) fn open(ctx: &Context) -> anyhow::Result<Backend> {
         let deadline = std::time::Instant::now() + NODE_START_PATIENCE;
         let mut waiting: Option<indicatif::ProgressBar> = None;
@@ -36,11 +36,11 @@ impl Backend {
                 return Ok(Backend::Running(client));
             }
             let patience_left = std::time::Instant::now() < deadline;
-            if !ctx.home.store_in_use() || !patience_left {
+            if !ctx.home.node_holds_store() || !patience_left {
                 match Session::open(ctx) {
                     Ok(session) => break session,
                     // A node took the store in the meantime: wait for its API.
-                    Err(e) if patience_left && store_locked(&e) => {}
+                    Err(e) if patience_left && store_locked(&e) && ctx.home.node_holds_store() => {}
                     Err(e) => return Err(e),
                 }
             }

@@ -152,12 +152,43 @@ impl Home {
         crate::store::in_use(&self.store_dir())
     }
 
+    /// Whether the process holding this home's store is a node (`cercle up`), perhaps still
+    /// starting, rather than another command: it left its mark ([`Home::mark_node`]).
+    pub fn node_holds_store(&self) -> bool {
+        self.store_in_use() && self.root.join(NODE_MARK).exists()
+    }
+
+    /// Marks this home as held by a node until the mark is dropped: a command run
+    /// meanwhile waits for the node's API instead of failing.
+    pub fn mark_node(&self) -> NodeMark {
+        let path = self.root.join(NODE_MARK);
+        if let Err(e) = fs::write(&path, std::process::id().to_string()) {
+            tracing::warn!(error = %e, "cannot mark the home as held by this node");
+        }
+        NodeMark { path }
+    }
+
     /// Opens this home's store with `identity`'s storage key (see `store::SledStore::open`).
     pub fn open_store(
         &self,
         identity: &LocalIdentity,
     ) -> Result<crate::store::SledStore, crate::store::StoreError> {
         crate::store::SledStore::open(&self.store_dir(), identity.storage_key())
+    }
+}
+
+/// The file that says a node holds the home's store (its process id).
+const NODE_MARK: &str = "node.pid";
+
+/// A home marked as held by a node; the mark goes when this is dropped.
+#[derive(Debug)]
+pub struct NodeMark {
+    path: PathBuf,
+}
+
+impl Drop for NodeMark {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 

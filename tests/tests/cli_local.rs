@@ -466,12 +466,14 @@ fn a_command_run_while_the_node_starts_waits_for_it() {
     let home = TestHome::new();
     home.init("Dr Claire Martin", "médecin généraliste");
     let circle = home.create_circle("Jeanne Durand");
-    // The store held as a node holds it while it opens its circles, before its API.
+    // The store held as a node holds it while it opens its circles, before its API: locked,
+    // and marked as a node's.
     let lock = std::fs::OpenOptions::new()
         .write(true)
         .open(home.path().join("store").join("lock"))
         .unwrap();
     lock.lock().unwrap();
+    std::fs::write(home.path().join("node.pid"), "1").unwrap();
     let mut waiting = home.command(&["note", "add", &circle, "Passage du matin"]);
     waiting
         .stdout(std::process::Stdio::piped())
@@ -483,6 +485,7 @@ fn a_command_run_while_the_node_starts_waits_for_it() {
         "the command gave up while the node was starting"
     );
     lock.unlock().unwrap();
+    std::fs::remove_file(home.path().join("node.pid")).unwrap();
     let _node = cercle_tests::up_on_loopback(&home, &[]);
     let out = cercle_tests::finish_child(child, "note add");
     let said = String::from_utf8_lossy(&out.stdout);

@@ -90,6 +90,8 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
+    // Commands run while this node opens its circles wait for its API (see `backend`).
+    let _mark = ctx.home.mark_node();
     let config = NodeConfig {
         net,
         api,
