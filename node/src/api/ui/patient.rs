@@ -107,7 +107,7 @@ fn inputs(ctx: &Ctx, form: &ListForm, prefix: &str, row: Option<&ItemRow>) -> Ma
             @let id = format!("{prefix}-{name}");
             @let value = row.and_then(|r| r.fields.get(*name)).map(String::as_str).unwrap_or_default();
             div {
-                label for=(id) { (capitalised(w.item_field(name))) }
+                label for=(id) { (w.field_label(name)) }
                 @match input {
                     Input::Text { required: true } => input type="text" id=(id) name=(name) value=(value) required maxlength="200";,
                     Input::Text { required: false } => input type="text" id=(id) name=(name) value=(value) maxlength="200";,
@@ -124,13 +124,6 @@ fn inputs(ctx: &Ctx, form: &ListForm, prefix: &str, row: Option<&ItemRow>) -> Ma
             }
         }
     }
-}
-
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 /// An item's line: what names it, its other fields, and when it was last changed.

@@ -489,7 +489,7 @@ impl Words {
     }
 
     /// The label of a field of the documents, as a form shows it.
-    fn field_label(&self, field: &str) -> String {
+    pub(crate) fn field_label(&self, field: &str) -> String {
         let fr = std::ptr::eq(self, &FR);
         let label = match (field, fr) {
             ("family_name", _) => self.family_name,
