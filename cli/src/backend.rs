@@ -26,13 +26,23 @@ impl Backend {
     /// a node holds the store without its API answering yet (it is starting), waits for
     /// it, up to [`NODE_START_PATIENCE`]; another command holding the store is said at once.
     pub(crate) fn open(ctx: &Context) -> anyhow::Result<Backend> {
+        let mut waiting = None;
+        let reached = Backend::reach(ctx, &mut waiting);
+        // Cleared whatever the outcome, so an error is not printed beside a spinner.
+        if let Some(spinner) = waiting {
+            spinner.finish_and_clear();
+        }
+        reached
+    }
+
+    /// [`Backend::open`]'s work; `waiting` gets the spinner shown while it waits.
+    fn reach(
+        ctx: &Context,
+        waiting: &mut Option<indicatif::ProgressBar>,
+    ) -> anyhow::Result<Backend> {
         let deadline = std::time::Instant::now() + NODE_START_PATIENCE;
-        let mut waiting: Option<indicatif::ProgressBar> = None;
         let session = loop {
             if let Some(client) = Client::running(ctx)? {
-                if let Some(spinner) = waiting {
-                    spinner.finish_and_clear();
-                }
                 return Ok(Backend::Running(client));
             }
             let patience_left = std::time::Instant::now() < deadline;
@@ -50,9 +60,6 @@ impl Backend {
             });
             std::thread::sleep(std::time::Duration::from_millis(200));
         };
-        if let Some(spinner) = waiting {
-            spinner.finish_and_clear();
-        }
         let peer_id = cercle_node::net::keypair(&session.me)?
             .public()
             .to_peer_id();
