@@ -84,6 +84,7 @@ pub fn card(data: &[u8]) {
 pub fn invite_code(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = InviteCode::decode(text);
+        let _ = cercle_node::invite::AnyCode::parse(text);
     }
 }
 
@@ -439,7 +440,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let code = InviteCode {
         circle: t.circle,
         inviter: t.gp.device(),
-        secret: [5; 16],
+        secret: [5; cercle_node::invite::SECRET_BYTES],
         expires_at: 1_900_000_000_000,
         addresses: vec![format!(
             "/ip4/192.0.2.1/tcp/4001/p2p/{}",

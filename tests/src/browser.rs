@@ -59,6 +59,8 @@ impl Driver {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--no-first-run", "--disable-extensions", "--lang=fr-FR",
+                    // A camera that shows a test pattern, granted without asking.
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                     format!("--window-size={width},{height}"),
                 ]
             }),

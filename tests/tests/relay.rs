@@ -134,6 +134,62 @@ fn members_use_the_relays_their_circle_names() {
     );
 }
 
+/// A short code read out on the phone: the invitee's node knows only the relay (no address
+/// of the inviter, no circle id); it finds the inviter there by the code's tag, reaches it
+/// through the relay, joins, and gets the inviter's note. A code with one character
+/// misheard is caught before anything is sent.
+#[test]
+fn a_short_code_read_out_finds_the_inviter_through_the_relay() {
+    let relay_home = TestHome::new();
+    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
+    let relay_address = relay.addresses()[0].clone();
+    let (a, b) = (TestHome::new(), TestHome::new());
+    a.init("Dr Claire Martin", "médecin généraliste");
+    b.init("Julien Petit", "infirmier");
+    let circle = a.create_circle("Jeanne Durand");
+    a.json(&["circle", "relays", &circle, &relay_address]);
+    let _node_a = up_with(&a, &relay);
+    a.cercle(&["note", "add", &circle, "Plaie propre, pansement refait"])
+        .ok();
+    let invite = a.json(&["invite", "create", &circle, "--role", "professional"]);
+    let short = invite["short"].as_str().unwrap_or_default().to_string();
+    assert_eq!(short.len(), 29, "{invite}");
+    let _node_b = up_with(&b, &relay);
+
+    let mut misheard: Vec<char> = short.chars().collect();
+    misheard[0] = if misheard[0] == 'A' { 'B' } else { 'A' };
+    let misheard: String = misheard.into_iter().collect();
+    let run = b.cercle(&["join", &misheard]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(run.stderr.contains("damaged"), "{}", run.stderr);
+
+    // Read out in groups, typed as words, in lowercase.
+    let lower = short.to_lowercase();
+    let mut args = vec!["join"];
+    args.extend(lower.split('-'));
+    args.extend(["--timeout", "60"]);
+    let joined = b.json(&args);
+    assert_eq!(joined["state"], "joined", "{joined}");
+    assert_eq!(joined["circle"], circle.as_str(), "{joined}");
+    assert!(
+        wait_until(30, || b
+            .note_texts(&circle)
+            .contains(&"Plaie propre, pansement refait".to_string())),
+        "B did not get A's note after joining"
+    );
+    // B is a professional of the circle, as invited.
+    let b_member = b.json(&["whoami"])["member"].clone();
+    let shown = a.json(&["circle", "show", &circle]);
+    assert!(
+        shown["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["member"] == b_member && m["role"] == "professional"),
+        "{shown}"
+    );
+}
+
 /// `home`'s node on loopback, given `relay` with `--relay` (and no mDNS).
 fn up_with(home: &TestHome, relay: &Relay) -> Daemon {
     let relay_address = relay.addresses()[0].clone();

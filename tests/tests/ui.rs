@@ -729,6 +729,98 @@ fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
     assert!(browser.text("#list-allergies").contains("Pénicilline"));
 }
 
+/// Joining without a terminal and without pasting: the coordinator's page shows the invite
+/// as a QR code and as a short code to read out. One newcomer scans the QR with the camera
+/// (the page reads it with the browser's `BarcodeDetector`; this Chromium has none, so the
+/// button is hidden until the test gives the page a detector that reports what the QR
+/// holds, with a fake camera behind); another types the short code read out to her, and her
+/// node finds the coordinator's among its peers by the code's fingerprint.
+#[test]
+fn newcomers_join_by_scanning_the_qr_or_typing_the_short_code() {
+    let a = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    let (c, d) = (TestHome::new(), TestHome::new());
+    c.init("Marie Durand", "aidante");
+    d.init("Julien Petit", "infirmier");
+    let circle = a.create_circle("Jeanne Durand");
+    let node_a = up_on_loopback(&a, &[]);
+    let _node_c = up_on_loopback(&c, &[]);
+    // D's node is connected to A's, as on the practice's network (mDNS is off in tests).
+    let _node_d = up_on_loopback(&d, &[&node_a]);
+
+    let driver = Driver::start();
+    let coordinator = driver.browser(1280, 900);
+    let shots = screenshot_dir();
+    let link = a.ui_link();
+    coordinator.goto(&link);
+    let invite = |role: &str| {
+        coordinator.goto(&format!("{}/c/{circle}/members", base(&link)));
+        coordinator.select("#invite-role", role);
+        coordinator.click("form[action$='/invites'] button[type=submit]");
+        let shown = coordinator.wait_for_text("#invite-code", "cercleinv1", Duration::from_secs(5));
+        assert!(shown.is_some(), "{}", coordinator.text("main"));
+        (
+            coordinator.text("#invite-code"),
+            coordinator.text("#invite-short"),
+        )
+    };
+    let (code, _) = invite("caregiver");
+    let faults = coordinator.accessibility_faults();
+    assert!(faults.is_empty(), "invite at 1280 px: {faults:?}");
+    coordinator.script("document.getElementById('code').scrollIntoView(); return 1;");
+    coordinator.screenshot(&shots.join("invite-short-1280.png"));
+
+    let browser = driver.browser(390, 900);
+    let c_link = c.ui_link();
+    browser.goto(&c_link);
+    browser.goto(&format!("{}/join", base(&c_link)));
+    let hidden = browser.script("return document.getElementById('scan').hidden;");
+    assert_eq!(
+        hidden, true,
+        "a camera button where the browser reads no QR code"
+    );
+    // The browser's detector, as Chrome on Android or macOS has it: it reports the QR code
+    // in front of the camera once the video plays.
+    browser.script(&format!(
+        "window.BarcodeDetector = class {{ constructor(o) {{ this.formats = o.formats; }} \
+           async detect(video) {{ return video.readyState >= 2 ? [{{ format: 'qr_code', rawValue: {code:?} }}] : []; }} }}; \
+         document.getElementById('scan').hidden = false; return 1;"
+    ));
+    browser.click("#scan-start");
+    browser.screenshot(&shots.join("join-scan-390.png"));
+    let joined = browser.wait_for_text("#live-join", "Ouvrir le cercle", Duration::from_secs(30));
+    assert!(joined.is_some(), "{}", browser.text("main"));
+    // The camera was let go once the code was read.
+    let live = browser.script("const v = document.getElementById('scan-video'); return v ? !!(v.srcObject && v.srcObject.active) : false;");
+    assert_eq!(live, false);
+
+    let (_, short) = invite("professional");
+    assert_eq!(short.len(), 29, "{short}");
+    let d_browser = driver.browser(390, 900);
+    let d_link = d.ui_link();
+    d_browser.goto(&d_link);
+    d_browser.goto(&format!("{}/join", base(&d_link)));
+    // Typed as heard: in lowercase, groups separated by spaces.
+    d_browser.type_in("#join-code", &short.to_lowercase().replace('-', " "));
+    d_browser.click("form[action='/join'] button[type=submit]");
+    let joined = d_browser.wait_for_text("#live-join", "Ouvrir le cercle", Duration::from_secs(30));
+    assert!(joined.is_some(), "{}", d_browser.text("main"));
+    d_browser.click("#live-join a");
+    assert_eq!(d_browser.text("main h1"), "Jeanne Durand");
+    let members = a.json(&["circle", "show", &circle])["members"].clone();
+    let roles: Vec<&str> = members
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles.len(), 3, "{members}");
+    assert!(
+        roles.contains(&"caregiver") && roles.contains(&"professional"),
+        "{members}"
+    );
+}
+
 /// The circle page the browser is on, without its query.
 fn link_of_notebook(browser: &Browser) -> String {
     let here = browser.script("return location.origin + location.pathname;");

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use cercle_node::invite::{InviteCode, parse_validity};
+use cercle_node::invite::{AnyCode, parse_validity};
 use cercle_node::ops::invite::InviteCreate;
 use cercle_node::ops::join::{Join, JoinStatus, JoinView};
 
@@ -33,8 +33,10 @@ pub(crate) enum InviteCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct JoinArgs {
-    /// The invite code, as the coordinator gave it (spaces and case do not matter).
-    code: String,
+    /// The invite code, as the coordinator gave it: the long code, or the short one of 24
+    /// characters (spaces, dashes and case do not matter).
+    #[arg(num_args = 1.., required = true, value_name = "CODE")]
+    code: Vec<String>,
     /// Give up after this many seconds if the inviter cannot be reached.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     timeout: u64,
@@ -58,10 +60,11 @@ pub(crate) fn run(ctx: &Context, cmd: InviteCommand) -> anyhow::Result<()> {
     answer(ctx.json, &view, || {
         let expires = crate::output::human_time(cercle_crdt::Timestamp(view.expires_at));
         let mut s = format!(
-            "Invite to circle {} as {} (single use, until {expires} UTC):\n\n{}\n",
+            "Invite to circle {} as {} (single use, until {expires}):\n\n{}\n\nTo read out instead: {}\n",
             &view.circle[..12],
             view.role.as_str(),
-            view.code
+            view.code,
+            view.short
         );
         if !no_qr
             && std::io::stdout().is_terminal()
@@ -71,7 +74,7 @@ pub(crate) fn run(ctx: &Context, cmd: InviteCommand) -> anyhow::Result<()> {
             s.push_str(&qr);
         }
         s.push_str(
-            "\nThe invitee runs `cercle join CODE`; keep this node running until they have joined.",
+            "\nThe invitee runs `cercle join CODE` with either code (the short one finds this node on your network or through a relay you both use); keep this node running until they have joined.",
         );
         s
     })
@@ -89,15 +92,19 @@ fn qr_text(code: &str) -> Option<String> {
 }
 
 pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
-    // A damaged or expired code is reported at once, node running or not.
-    let code = InviteCode::decode(&args.code)?;
-    code.check_expiry(now().millis())?;
+    // A damaged or expired code is reported at once, node running or not. A short code
+    // read out may come as several words.
+    let text = args.code.join(" ");
+    let code = AnyCode::parse(&text)?;
+    if let AnyCode::Full(c) = &code {
+        c.check_expiry(now().millis())?;
+    }
     let Some(client) = Client::running(ctx)? else {
         anyhow::bail!(
             "joining needs the network: start your node with `cercle up` in another terminal, then run this command again"
         );
     };
-    let mut view = client.ask(Join { code: args.code })?;
+    let mut view = client.ask(Join { code: text })?;
     let spinner = progress_spinner("reaching the inviter");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while view.state == "reaching" || view.state == "accepted" {
@@ -106,6 +113,12 @@ pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
             if view.state == "accepted" {
                 anyhow::bail!(
                     "you were added to the circle but its data has not arrived yet; it will when a member is reachable (see `cercle circle list`)"
+                );
+            }
+            if matches!(code, AnyCode::Short(_)) {
+                anyhow::bail!(
+                    "the inviter could not be found within {} s: their node must be running on your network, or both nodes must use the same relay (`cercle config set relays ADDRESS`); or ask for the long code",
+                    args.timeout
                 );
             }
             anyhow::bail!(

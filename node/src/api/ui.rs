@@ -247,6 +247,12 @@ pub(crate) fn join(ctx: &Ctx, view: Option<&crate::ops::join::JoinView>) -> Mark
                                 autocomplete="off" autocapitalize="off" spellcheck="false" aria-describedby="join-help" {}
                             button type="submit" { (w.join) }
                         }
+                        // Shown by live.js where the browser reads QR codes (BarcodeDetector).
+                        div id="scan" hidden data-stop=(w.join_scan_stop) data-start=(w.join_scan) data-failed=(w.join_camera) {
+                            button type="button" id="scan-start" class="secondary" { (w.join_scan) }
+                            video id="scan-video" muted playsinline hidden aria-label=(w.join_scan) {}
+                            p id="scan-status" role="status" {}
+                        }
                     }
                 }
                 Some(v) => {
@@ -865,6 +871,8 @@ pub(crate) fn members(
                 section class="card" aria-labelledby="code" {
                     h2 id="code" { (w.invite_code) }
                     p { (w.role) " : " (w.role(i.role.as_str())) " · " (w.invite_expires) " " (ctx.when(i.expires_at)) }
+                    p { (w.invite_short) " : " br; code class="short-code" id="invite-short" { (i.short) } }
+                    p class="muted" { (w.invite_short_help) }
                     div class="qr" { (qr(&i.code)) }
                     p { code class="invite" id="invite-code" { (i.code) } }
                     p class="muted" { (w.invite_help) }

@@ -576,11 +576,12 @@ async fn join_start(
     }
     let w = s.ctx.lang.words();
     // A code that does not decode or has expired gets the page's own words.
-    if crate::invite::InviteCode::decode(&f.code)
-        .ok()
-        .filter(|c| c.check_expiry(crate::node::now().millis()).is_ok())
-        .is_none()
-    {
+    let valid = match crate::invite::AnyCode::parse(&f.code) {
+        Ok(crate::invite::AnyCode::Full(c)) => c.check_expiry(crate::node::now().millis()).is_ok(),
+        Ok(crate::invite::AnyCode::Short(_)) => true,
+        Err(_) => false,
+    };
+    if !valid {
         return s.bad(w.join_bad_code, back);
     }
     match s.ask(Join { code: f.code }, back).await {

@@ -13,10 +13,17 @@
 //! Who is a member comes from the circles' signed logs the mailbox holds, never from what a
 //! device claims, so a stranger, a removed member or a device of a circle the relay does not
 //! keep learns nobody.
+//!
+//! And it points an invitee holding a short invite code to the inviter: a member's device
+//! announces the tags of its open invites ([`Message::InviteOpen`]), kept while it is
+//! connected; whoever asks for one of those tags ([`Message::InviteSeek`]) is told which
+//! device announced it ([`Message::InviteAt`]). A tag reveals neither the secret nor the
+//! circle.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::identity::DeviceId;
+use crate::invite::MAX_OPEN_INVITES;
 use crate::refusals::{Counted, Refusals};
 use crate::sync::{Message, PeerSync, SyncRejection};
 
@@ -82,6 +89,10 @@ pub struct Exchange {
     introduced: BTreeSet<DeviceId>,
     /// Each device's budget of logged refusals, and the devices set aside.
     refusals: Refusals,
+    /// Open invites' tags, each with the connected member device that answers for it.
+    invites: BTreeMap<[u8; 16], DeviceId>,
+    /// The tags each connected device announced (at most [`MAX_OPEN_INVITES`]).
+    announced: BTreeMap<DeviceId, Vec<[u8; 16]>>,
     last_sweep: Option<i64>,
 }
 
@@ -92,6 +103,8 @@ impl Exchange {
             peers: BTreeMap::new(),
             introduced: BTreeSet::new(),
             refusals: Refusals::default(),
+            invites: BTreeMap::new(),
+            announced: BTreeMap::new(),
             last_sweep: None,
         }
     }
@@ -123,6 +136,48 @@ impl Exchange {
     pub fn disconnected(&mut self, device: &DeviceId) {
         self.peers.remove(device);
         self.introduced.remove(device);
+        self.withdraw_invites(device);
+    }
+
+    /// Forgets the invites `device` announced.
+    fn withdraw_invites(&mut self, device: &DeviceId) {
+        for tag in self.announced.remove(device).unwrap_or_default() {
+            if self.invites.get(&tag) == Some(device) {
+                self.invites.remove(&tag);
+            }
+        }
+    }
+
+    /// A connected device announces the invites it answers for (the whole list, which
+    /// replaces the last). Kept while it is connected, at most [`MAX_OPEN_INVITES`]; it is
+    /// pointed to only while it is a current member's device of a circle kept here (its
+    /// circle may arrive just after its announcement).
+    fn invites_opened(&mut self, device: DeviceId, tags: Vec<[u8; 16]>, step: &mut Step) {
+        if tags.len() > MAX_OPEN_INVITES {
+            step.refused.push((Direction::Push, "protocol"));
+            return;
+        }
+        self.withdraw_invites(&device);
+        for tag in &tags {
+            self.invites.insert(*tag, device);
+        }
+        self.announced.insert(device, tags);
+    }
+
+    /// Someone holding a short code asks who answers for its tag: the device, if one that
+    /// announced it is connected (a stranger may ask: the tag is known only from the code).
+    fn invite_sought(&self, device: DeviceId, tag: [u8; 16], step: &mut Step) {
+        if let Some(inviter) = self.invites.get(&tag)
+            && self.peers.contains_key(inviter)
+            && *inviter != device
+            && self.mailbox.keeps_member(inviter)
+        {
+            let at = Message::InviteAt {
+                tag,
+                device: *inviter,
+            };
+            step.sends.push((device, at));
+        }
     }
 
     /// A message from a device. Stored data is on disk when this returns, before the
@@ -163,6 +218,17 @@ impl Exchange {
     /// What one message does, its refusals named.
     fn take(&mut self, device: DeviceId, message: Message, now_ms: i64) -> Step {
         let mut step = Step::default();
+        let message = match message {
+            Message::InviteOpen { tags } => {
+                self.invites_opened(device, tags, &mut step);
+                return step;
+            }
+            Message::InviteSeek { tag } => {
+                self.invite_sought(device, tag, &mut step);
+                return step;
+            }
+            m => m,
+        };
         if let Message::Hello { circles } = &message {
             let ids: Vec<_> = circles.iter().map(|(c, _)| *c).collect();
             for _ in 0..self.mailbox.refused_pulls(&device, &ids) {

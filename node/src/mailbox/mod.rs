@@ -420,6 +420,11 @@ impl Mailbox {
         })
     }
 
+    /// Whether `device` is a current member's device of a circle kept here.
+    pub fn keeps_member(&self, device: &DeviceId) -> bool {
+        self.members.get(device).is_some_and(|m| !m.is_empty())
+    }
+
     /// The circles among `offered` that this mailbox holds but `device` may not pull.
     pub fn refused_pulls(&self, device: &DeviceId, offered: &[CircleId]) -> usize {
         let mine = self.members.get(device);
@@ -1091,6 +1096,81 @@ mod tests {
         ex.disconnected(&gp);
         let step = ex.message(nurse, hello(), 4);
         assert_eq!(step.introductions, 0);
+    }
+
+    /// A member's open invites are pointed to for whoever holds a tag, while the member is
+    /// connected; a stranger's are not, and too long a list is refused whole.
+    #[test]
+    fn the_exchange_points_a_short_codes_holder_to_the_inviter_it_announced() {
+        use crate::sync::Message;
+        use exchange::Exchange;
+
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let (stranger, other) = (person("Inconnu").device(), person("Autre").device());
+        let gp = scene.gp.device();
+        let note = scene.note("un");
+        let push = scene.push(note);
+        mailbox.receive(&gp, push, 0);
+        let mut ex = Exchange::new(mailbox);
+        for d in [gp, stranger, other] {
+            ex.connected(d, 0);
+        }
+        let at = |step: &exchange::Step| -> Vec<(DeviceId, DeviceId)> {
+            step.sends
+                .iter()
+                .filter_map(|(to, m)| match m {
+                    Message::InviteAt { tag, device } if *tag == [1; 16] => Some((*to, *device)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let seek = Message::InviteSeek { tag: [1; 16] };
+        assert!(at(&ex.message(stranger, seek.clone(), 1)).is_empty());
+        // A stranger's announcement points nobody to it.
+        ex.message(
+            other,
+            Message::InviteOpen {
+                tags: vec![[1; 16]],
+            },
+            2,
+        );
+        assert!(at(&ex.message(stranger, seek.clone(), 2)).is_empty());
+        let step = ex.message(
+            gp,
+            Message::InviteOpen {
+                tags: vec![[1; 16], [2; 16]],
+            },
+            3,
+        );
+        assert!(step.refused.is_empty());
+        assert_eq!(
+            at(&ex.message(stranger, seek.clone(), 4)),
+            vec![(stranger, gp)]
+        );
+        // A new list replaces the last one.
+        ex.message(
+            gp,
+            Message::InviteOpen {
+                tags: vec![[2; 16]],
+            },
+            5,
+        );
+        assert!(at(&ex.message(stranger, seek.clone(), 6)).is_empty());
+        let too_many = vec![[3; 16]; crate::invite::MAX_OPEN_INVITES + 1];
+        let step = ex.message(gp, Message::InviteOpen { tags: too_many }, 7);
+        assert_eq!(step.refused, vec![(exchange::Direction::Push, "protocol")]);
+        // Gone: nobody is pointed to it.
+        ex.message(
+            gp,
+            Message::InviteOpen {
+                tags: vec![[1; 16]],
+            },
+            8,
+        );
+        ex.disconnected(&gp);
+        assert!(at(&ex.message(stranger, seek, 9)).is_empty());
     }
 
     /// A GP with a whole practice of circles at one relay is introduced in each (the

@@ -408,6 +408,9 @@ fn message_kind(m: &Message) -> &'static str {
         Message::BlobWant { .. } => "blob_want",
         Message::BlobPart { .. } => "blob_part",
         Message::Met { .. } => "met",
+        Message::InviteOpen { .. } => "invite_open",
+        Message::InviteSeek { .. } => "invite_seek",
+        Message::InviteAt { .. } => "invite_at",
     }
 }
 

@@ -1,5 +1,5 @@
 //! One-time invite codes (coordinators only): the code carries the circle, this device and
-//! its addresses (relayed ones first) and a 128-bit secret whose hash alone is kept here.
+//! its addresses (relayed ones first) and a 64-bit secret whose hash alone is kept here; the same invite as a short code.
 
 use cercle_crdt::Role;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,9 @@ pub struct InviteCreate {
 pub struct InviteView {
     /// The code to hand over (single use).
     pub code: String,
+    /// The same invite in 24 characters, to read out: the invitee's node finds this one
+    /// on the LAN or through a relay both use.
+    pub short: String,
     pub circle: String,
     pub role: Role,
     /// Milliseconds since the epoch.
@@ -88,8 +91,10 @@ impl Operation for InviteCreate {
         let record = InviteRecord::new(circle, self.role, &secret, now.millis(), expires_at);
         core.write_batch(record_batch(&code.id(), &record)?, Default::default());
         tracing::info!(%circle, invite = %code.id(), "invite created");
+        core.announce_invites(Some(&record));
         Ok(InviteView {
             code: code.encode(),
+            short: code.short().encode(),
             circle: circle.to_string(),
             role: self.role,
             expires_at,

@@ -1,11 +1,12 @@
-//! Joining a circle with an invite code (the invitee's side): the node dials the inviter,
-//! proves the code's secret inside Noise, and receives the circle once added. The
-//! protocol's messages are handled in `node::core::invites`.
+//! Joining a circle with an invite code (the invitee's side): the node dials the inviter
+//! (or, from a short code, finds it among its peers and at its relays), proves the code's
+//! secret inside Noise, and receives the circle once added. The protocol's messages are
+//! handled in `node::core::invites`.
 
 use serde::{Deserialize, Serialize};
 
 use super::{NodeError, Operation};
-use crate::invite::{InviteCode, InviteError, MAX_JOINS};
+use crate::invite::{AnyCode, InviteError, MAX_JOINS};
 use crate::node::core::invites::{JoinState, Joining};
 use crate::node::{Effect, NodeCore};
 
@@ -20,6 +21,7 @@ pub struct Join {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JoinView {
     pub invite: String,
+    /// The circle's id; empty while a short code's inviter has not answered.
     pub circle: String,
     /// `reaching` (looking for the inviter), `accepted` (added, receiving the circle),
     /// `joined` (the circle is here) or `refused`.
@@ -33,18 +35,23 @@ impl Operation for Join {
 
     fn run(self, core: &mut NodeCore) -> Result<JoinView, NodeError> {
         let now = core.now().millis();
-        let code = InviteCode::decode(&self.code)?;
-        code.check_expiry(now)?;
+        let code = AnyCode::parse(&self.code)?;
         if !core.running {
             return Err(NodeError::not_running("joining"));
         }
-        if core.circles.open.contains_key(&code.circle) {
-            return Err(NodeError::conflict(
-                "you are already a member of this circle",
-            ));
-        }
-        if code.addresses.is_empty() {
-            return Err(InviteError::NoAddress.into());
+        if let AnyCode::Full(code) = &code {
+            code.check_expiry(now)?;
+            if core.circles.open.contains_key(&code.circle) {
+                return Err(NodeError::conflict(
+                    "you are already a member of this circle",
+                ));
+            }
+            if code.addresses.is_empty() {
+                return Err(InviteError::NoAddress.into());
+            }
+            for address in &code.addresses {
+                core.emit(Effect::Dial(address.clone()));
+            }
         }
         let id = code.id();
         if core.joins.len() >= MAX_JOINS && !core.joins.contains_key(&id) {
@@ -65,18 +72,19 @@ impl Operation for Join {
                 }
             }
         }
-        for address in &code.addresses {
-            core.emit(Effect::Dial(address.clone()));
-        }
-        let inviter = code.inviter;
-        let joining = Joining {
-            code,
-            state: JoinState::Reaching,
-            last_try: now,
-        };
-        core.joins.insert(id.clone(), joining);
-        for e in core.send_joins(&inviter) {
-            core.emit(e);
+        core.joins.insert(id.clone(), Joining::new(code, now));
+        // The inviter may be connected already (a full code's, or on the LAN); a short code
+        // is also looked for at the relays.
+        let connected: Vec<_> = core.peers.keys().copied().collect();
+        for device in connected {
+            for e in core.send_joins(&device) {
+                core.emit(e);
+            }
+            if core.is_relay(&device) {
+                for e in core.seek_at(&device) {
+                    core.emit(e);
+                }
+            }
         }
         view(core, &id)
     }
@@ -100,7 +108,8 @@ fn view(core: &NodeCore, id: &str) -> Result<JoinView, NodeError> {
     let j = core.joins.get(id).ok_or_else(|| {
         NodeError::not_found(format!("no join with invite {id:?} is under way here"))
     })?;
-    let held = core.circles.open.contains_key(&j.code.circle);
+    let circle = j.circle();
+    let held = circle.is_some_and(|c| core.circles.open.contains_key(&c));
     let (state, reason) = match &j.state {
         JoinState::Refused(r) => ("refused", Some(r.clone())),
         _ if held => ("joined", None),
@@ -109,7 +118,7 @@ fn view(core: &NodeCore, id: &str) -> Result<JoinView, NodeError> {
     };
     Ok(JoinView {
         invite: id.to_string(),
-        circle: j.code.circle.to_string(),
+        circle: circle.map(|c| c.to_string()).unwrap_or_default(),
         state: state.into(),
         reason,
     })

@@ -737,6 +737,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(self.get(Tree::Meta, key.as_bytes())?.map(|v| v.to_vec()))
     }
 
+    /// Every node metadata value whose key starts with `prefix`, in key order.
+    fn metas(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .scan(Tree::Meta, prefix.as_bytes())?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            .collect())
+    }
+
     /// The rejected envelopes of a circle, oldest first.
     fn rejections(&self, circle: &CircleId) -> Result<Vec<RejectionRecord>, StoreError> {
         let mut records = self

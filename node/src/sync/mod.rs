@@ -93,11 +93,26 @@ pub enum Message {
         secret: Vec<u8>,
         card: String,
     },
-    /// The inviter's answer to a `Join`: no reason if the member was added.
+    /// The inviter's answer to a `Join`: no reason if the member was added. To a `Join`
+    /// made from a short code, the accepted answer names the circle and proves the
+    /// inviter holds the invite ([`crate::invite::answer_proof`]).
     JoinAnswer {
         invite: String,
         refused: Option<String>,
+        #[serde(default)]
+        circle: Option<CircleId>,
+        #[serde(default)]
+        proof: Option<[u8; 32]>,
     },
+    /// Sent to a relay by an inviter: the tags of its open invites (the whole list, at
+    /// most [`crate::invite::MAX_OPEN_INVITES`]), so that an invitee holding a short
+    /// code can find it there (handled by the relay).
+    InviteOpen { tags: Vec<[u8; 16]> },
+    /// Sent to a relay by an invitee holding a short code: who answers for this tag?
+    InviteSeek { tag: [u8; 16] },
+    /// The relay's answer to an `InviteSeek`: the device connected to it that announced
+    /// the tag (the invitee checks it against the code's fingerprint and then the proof).
+    InviteAt { tag: [u8; 16], device: DeviceId },
     /// Asks a member for a document's content from `offset` on (handled by the node).
     BlobWant {
         circle: CircleId,
@@ -523,7 +538,10 @@ impl PeerSync {
             | Message::JoinAnswer { .. }
             | Message::BlobWant { .. }
             | Message::BlobPart { .. }
-            | Message::Met { .. } => Ok((Vec::new(), None)),
+            | Message::Met { .. }
+            | Message::InviteOpen { .. }
+            | Message::InviteSeek { .. }
+            | Message::InviteAt { .. } => Ok((Vec::new(), None)),
         }
     }
 

@@ -184,8 +184,25 @@ mod tests {
                     secret,
                     card
                 }),
-            ("[0-9a-f]{16}", prop::option::of("\\PC{0,80}"))
-                .prop_map(|(invite, refused)| Message::JoinAnswer { invite, refused }),
+            (
+                "[0-9a-f]{16}",
+                prop::option::of("\\PC{0,80}"),
+                prop::option::of(any::<[u8; 32]>()),
+                prop::option::of(any::<[u8; 32]>())
+            )
+                .prop_map(|(invite, refused, circle, proof)| Message::JoinAnswer {
+                    invite,
+                    refused,
+                    circle: circle.map(CircleId),
+                    proof
+                }),
+            prop::collection::vec(any::<[u8; 16]>(), 0..4)
+                .prop_map(|tags| Message::InviteOpen { tags }),
+            any::<[u8; 16]>().prop_map(|tag| Message::InviteSeek { tag }),
+            (any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(|(tag, d)| Message::InviteAt {
+                tag,
+                device: DeviceId(d)
+            }),
             (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(c, b, offset)| {
                 Message::BlobWant {
                     circle: CircleId(c),

@@ -77,6 +77,57 @@
   const join = document.getElementById("live-join");
   if (join && !join.querySelector("a")) setInterval(function () { if (!document.querySelector("#live-join a")) soon(); }, 2000);
 
+  // The join page reads an invite's QR code with the camera where the browser can
+  // (BarcodeDetector); elsewhere the code is pasted or typed. Frames stay in the page.
+  const scan = document.getElementById("scan");
+  if (scan) {
+    const start = document.getElementById("scan-start");
+    const video = document.getElementById("scan-video");
+    const status = document.getElementById("scan-status");
+    const field = document.getElementById("join-code");
+    let stream = null;
+    const stop = function () {
+      if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
+      stream = null;
+      video.hidden = true;
+      start.textContent = scan.dataset.start;
+    };
+    const isCode = function (text) {
+      const compact = text.replace(/[\s-]/g, "");
+      return /^cercleinv1/i.test(compact) || compact.length === 24;
+    };
+    start.addEventListener("click", async function () {
+      if (stream) { stop(); return; }
+      try {
+        const detector = new window.BarcodeDetector({ formats: ["qr_code"] });
+        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+        video.srcObject = stream;
+        video.hidden = false;
+        await video.play();
+        start.textContent = scan.dataset.stop;
+        status.textContent = "";
+        const look = async function () {
+          if (!stream) return;
+          let found = [];
+          try { found = await detector.detect(video); } catch (_) { /* next frame */ }
+          const code = found.map(function (f) { return f.rawValue || ""; }).find(isCode);
+          if (code) {
+            stop();
+            field.value = code;
+            field.form.requestSubmit();
+            return;
+          }
+          setTimeout(look, 250);
+        };
+        look();
+      } catch (_) {
+        stop();
+        status.textContent = scan.dataset.failed;
+      }
+    });
+    if ("BarcodeDetector" in window && navigator.mediaDevices) scan.hidden = false;
+  }
+
   const print = document.getElementById("print-notebook");
   if (print) {
     print.hidden = false;

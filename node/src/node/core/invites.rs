@@ -7,7 +7,10 @@ use super::{Effect, NodeCore};
 use crate::circle::CircleError;
 use crate::circle::membership::CircleId;
 use crate::identity::{ContactCard, DeviceId};
-use crate::invite::{InviteCode, InviteError, InviteRecord};
+use crate::invite::{
+    AnyCode, InviteError, InviteRecord, MAX_OPEN_INVITES, RECORD_PREFIX, SECRET_BYTES, ShortCode,
+    answer_proof, join_proof,
+};
 use crate::ops::NodeError;
 use crate::store::Batch;
 use crate::sync::Message;
@@ -18,9 +21,85 @@ const RETRY_EVERY: i64 = 5_000;
 /// A join under way on the invitee's node.
 #[derive(Debug)]
 pub(crate) struct Joining {
-    pub(crate) code: InviteCode,
+    pub(crate) secret: [u8; SECRET_BYTES],
+    /// The inviter's device: named by a full code; for a short code, the first connected
+    /// device with the code's fingerprint (checked again by the proof of its answer).
+    pub(crate) inviter: Option<DeviceId>,
+    /// What the invitee was given.
+    pub(crate) from: Given,
     pub(crate) state: JoinState,
     pub(crate) last_try: i64,
+}
+
+/// The code a join started from.
+#[derive(Debug)]
+pub(crate) enum Given {
+    /// A full code: the circle and the inviter's addresses are known.
+    Full {
+        circle: CircleId,
+        addresses: Vec<String>,
+    },
+    /// A short code: the inviter is found by its fingerprint; the circle is named by its
+    /// answer, once proven.
+    Short {
+        code: ShortCode,
+        circle: Option<CircleId>,
+    },
+}
+
+impl Joining {
+    /// A join from either kind of code.
+    pub(crate) fn new(code: AnyCode, now: i64) -> Joining {
+        let (secret, inviter, from) = match code {
+            AnyCode::Full(c) => (
+                c.secret,
+                Some(c.inviter),
+                Given::Full {
+                    circle: c.circle,
+                    addresses: c.addresses,
+                },
+            ),
+            AnyCode::Short(code) => (code.secret, None, Given::Short { code, circle: None }),
+        };
+        Joining {
+            secret,
+            inviter,
+            from,
+            state: JoinState::Reaching,
+            last_try: now,
+        }
+    }
+
+    /// The circle joined, once known.
+    pub(crate) fn circle(&self) -> Option<CircleId> {
+        match &self.from {
+            Given::Full { circle, .. } => Some(*circle),
+            Given::Short { circle, .. } => *circle,
+        }
+    }
+
+    /// What proves the invite to `inviter`: the secret itself to the device a full code
+    /// names; a proof bound to both devices to one found by a short code's fingerprint.
+    fn proof_for(&self, me: &DeviceId, inviter: &DeviceId) -> Vec<u8> {
+        match self.from {
+            Given::Full { .. } => self.secret.to_vec(),
+            Given::Short { .. } => {
+                join_proof(blake3::hash(&self.secret).as_bytes(), me, inviter).to_vec()
+            }
+        }
+    }
+
+    /// A short code still looking for its inviter.
+    fn seeking(&self) -> Option<&ShortCode> {
+        match &self.from {
+            Given::Short { code, .. }
+                if self.inviter.is_none() && self.state == JoinState::Reaching =>
+            {
+                Some(code)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Where a join stands on the invitee's node.
@@ -34,21 +113,29 @@ pub(crate) enum JoinState {
 }
 
 impl NodeCore {
-    /// The `Join` messages for the inviter `device`, if it is connected.
-    pub(crate) fn send_joins(&self, device: &DeviceId) -> Vec<Effect> {
+    /// The `Join` messages for the inviter `device`, if it is connected. A short code
+    /// without its inviter yet takes `device` if it has the code's fingerprint.
+    pub(crate) fn send_joins(&mut self, device: &DeviceId) -> Vec<Effect> {
         if !self.peers.contains_key(device) {
             return Vec::new();
         }
+        for j in self.joins.values_mut() {
+            if j.seeking().is_some_and(|code| code.names(device)) {
+                tracing::info!(peer = %device, "found the inviter of a short code");
+                j.inviter = Some(*device);
+            }
+        }
+        let me = self.me.device();
         let card = self.me.public().card(&self.status().addresses).encode();
         self.joins
             .iter()
-            .filter(|(_, j)| j.code.inviter == *device && j.state == JoinState::Reaching)
+            .filter(|(_, j)| j.inviter == Some(*device) && j.state == JoinState::Reaching)
             .map(|(id, j)| {
                 Effect::Send(
                     *device,
                     Message::Join {
                         invite: id.clone(),
-                        secret: j.code.secret.to_vec(),
+                        secret: j.proof_for(&me, device),
                         card: card.clone(),
                     },
                 )
@@ -56,20 +143,55 @@ impl NodeCore {
             .collect()
     }
 
-    /// Joins without an answer yet: dial the inviter again, or ask again if connected.
+    /// Asks `relay` who answers for the short codes still looking for their inviter.
+    pub(crate) fn seek_at(&self, relay: &DeviceId) -> Vec<Effect> {
+        self.joins
+            .values()
+            .filter_map(Joining::seeking)
+            .map(|code| Effect::Send(*relay, Message::InviteSeek { tag: code.tag() }))
+            .collect()
+    }
+
+    /// Whether `device` is one of this node's relays (given at start or named by a circle).
+    pub(crate) fn is_relay(&self, device: &DeviceId) -> bool {
+        self.circles.relays.contains(device) || self.circles.named_relays.contains(device)
+    }
+
+    /// Joins without an answer yet: dial the inviter again, or ask again if connected; a
+    /// short code still unmatched asks the connected relays again.
     pub(crate) fn retry_joins(&mut self, now: i64) -> Vec<Effect> {
         let mut out = Vec::new();
         let mut ask = Vec::new();
+        let mut seek = false;
         for j in self.joins.values_mut() {
             if j.state != JoinState::Reaching || now - j.last_try < RETRY_EVERY {
                 continue;
             }
             j.last_try = now;
-            if self.peers.contains_key(&j.code.inviter) {
-                ask.push(j.code.inviter);
-            } else {
-                out.extend(j.code.addresses.iter().cloned().map(Effect::Dial));
+            match (j.inviter, &j.from) {
+                (Some(inviter), _) if self.peers.contains_key(&inviter) => ask.push(inviter),
+                (_, Given::Full { addresses, .. }) => {
+                    out.extend(addresses.iter().cloned().map(Effect::Dial));
+                }
+                // Found once and gone: looked for again.
+                (Some(_), Given::Short { .. }) => {
+                    j.inviter = None;
+                    seek = true;
+                }
+                (None, Given::Short { .. }) => seek = true,
             }
+        }
+        if seek {
+            let relays: Vec<DeviceId> = self
+                .peers
+                .keys()
+                .filter(|d| self.is_relay(d))
+                .copied()
+                .collect();
+            for relay in relays {
+                out.extend(self.seek_at(&relay));
+            }
+            ask.extend(self.peers.keys().copied());
         }
         ask.sort();
         ask.dedup();
@@ -79,20 +201,115 @@ impl NodeCore {
         out
     }
 
-    /// The inviter's answer arrived.
-    pub(crate) fn join_answered(&mut self, from: &DeviceId, invite: &str, refused: Option<String>) {
-        let Some(j) = self.joins.get_mut(invite) else {
+    /// A relay says which device announced a short code's tag: reached through that relay
+    /// if it has the code's fingerprint.
+    pub(crate) fn invite_at(&mut self, relay: DeviceId, tag: [u8; 16], device: DeviceId) {
+        if !self.is_relay(&relay) {
+            if self.refused(relay, "not_a_relay") {
+                tracing::warn!(peer = %relay, "an invite's whereabouts from a peer that is not a relay");
+            }
+            return;
+        }
+        let wanted = self
+            .joins
+            .values()
+            .filter_map(Joining::seeking)
+            .any(|code| code.tag() == tag && code.names(&device));
+        if !wanted || device == self.me.device() {
+            tracing::debug!(peer = %relay, "an invite's whereabouts that no short code here wants");
+            return;
+        }
+        if self.peers.contains_key(&device) {
+            let joins = self.send_joins(&device);
+            self.out.extend(joins);
+        } else {
+            tracing::info!(peer = %device, %relay, "reaching the inviter of a short code through the relay");
+            self.out.push(Effect::Meet { device, via: relay });
+        }
+    }
+
+    /// The tags of this node's newest open invites, for its relays; `written` is a record
+    /// whose write may not be readable yet (it replaces the stored one).
+    pub(crate) fn open_invites(&self, written: Option<&InviteRecord>) -> Message {
+        let now = self.now.millis();
+        let mut records: Vec<InviteRecord> = match self.circles.store.metas(RECORD_PREFIX) {
+            Ok(records) => records
+                .iter()
+                .filter_map(|(_, v)| serde_json::from_slice::<InviteRecord>(v).ok())
+                .filter(|r| written.is_none_or(|w| w.secret_hash != r.secret_hash))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the open invites");
+                Vec::new()
+            }
+        };
+        records.extend(written.cloned());
+        let mut open: Vec<(i64, [u8; 16])> = records
+            .iter()
+            .filter(|r| r.used_by.is_none() && r.expires_at >= now)
+            .map(|r| (r.created_at, r.tag()))
+            .collect();
+        open.sort_by_key(|o| std::cmp::Reverse(o.0));
+        Message::InviteOpen {
+            tags: open
+                .into_iter()
+                .take(MAX_OPEN_INVITES)
+                .map(|(_, t)| t)
+                .collect(),
+        }
+    }
+
+    /// Tells every connected relay which invites this node answers for, `written` just
+    /// recorded.
+    pub(crate) fn announce_invites(&mut self, written: Option<&InviteRecord>) {
+        let relays: Vec<DeviceId> = self
+            .peers
+            .keys()
+            .filter(|d| self.is_relay(d))
+            .copied()
+            .collect();
+        if relays.is_empty() {
+            return;
+        }
+        let message = self.open_invites(written);
+        for relay in relays {
+            self.out.push(Effect::Send(relay, message.clone()));
+        }
+    }
+
+    /// The inviter's answer arrived. One to a short code counts only with its proof; it
+    /// names the circle.
+    pub(crate) fn join_answered(&mut self, from: &DeviceId, answer: Answer) {
+        let me = self.me.device();
+        let Some(j) = self.joins.get_mut(&answer.invite) else {
             return;
         };
-        if j.code.inviter != *from {
+        if j.inviter != Some(*from) {
             tracing::warn!(peer = %from, "a join answer from a peer that is not the inviter");
             return;
         }
-        j.state = match refused {
+        if let Given::Short { circle, .. } = &mut j.from
+            && answer.refused.is_none()
+        {
+            let hash = blake3::hash(&j.secret);
+            let expected = blake3::Hash::from_bytes(answer_proof(hash.as_bytes(), &me, from));
+            let proven = answer
+                .proof
+                .is_some_and(|p| blake3::Hash::from_bytes(p) == expected);
+            match (proven, answer.circle) {
+                (true, Some(c)) => *circle = Some(c),
+                _ => {
+                    tracing::warn!(peer = %from, "a join answer without the proof of the invite");
+                    j.inviter = None;
+                    return;
+                }
+            }
+        }
+        j.state = match answer.refused {
             None => JoinState::Accepted,
             Some(reason) => {
                 let reason: String = reason.chars().take(300).collect();
-                tracing::info!(invite, %reason, "the inviter refused the join");
+                tracing::info!(invite = answer.invite, %reason, "the inviter refused the join");
                 JoinState::Refused(reason)
             }
         };
@@ -101,20 +318,28 @@ impl NodeCore {
     /// A peer asks to join with an invite this node made: admit it or say why not.
     pub(crate) fn join_asked(&mut self, from: DeviceId, invite: String, secret: &[u8], card: &str) {
         match self.admit(from, &invite, secret, card) {
-            Ok(circle) => {
+            Ok(record) => {
+                let circle = record.circle;
                 tracing::info!(%circle, peer = %from, "a member joined with an invite");
+                let proof = answer_proof(&record.secret_hash, &from, &self.me.device());
                 // Answered once the member's addition is durable here.
                 let answer = Message::JoinAnswer {
                     invite,
                     refused: None,
+                    circle: Some(circle),
+                    proof: Some(proof),
                 };
                 self.after_writes(vec![Effect::Send(from, answer)]);
+                // The invite is spent: the relays stop pointing to it.
+                self.announce_invites(Some(&record));
             }
             Err(e) => {
                 tracing::warn!(peer = %from, reason = %e, "refused a join");
                 let answer = Message::JoinAnswer {
                     invite,
                     refused: Some(e.to_string()),
+                    circle: None,
+                    proof: None,
                 };
                 self.out.push(Effect::Send(from, answer));
             }
@@ -127,7 +352,7 @@ impl NodeCore {
         invite: &str,
         secret: &[u8],
         card: &str,
-    ) -> Result<CircleId, NodeError> {
+    ) -> Result<InviteRecord, NodeError> {
         let now = self.now.millis();
         if invite.len() != 16 || !invite.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InviteError::Unknown.into());
@@ -141,7 +366,7 @@ impl NodeCore {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| InviteError::Unknown)?,
             None => return Err(InviteError::Unknown.into()),
         };
-        record.admit(secret, &card.member, now)?;
+        record.admit(secret, &card.member, (&from, &self.me.device()), now)?;
         let c = self
             .circles
             .open
@@ -166,8 +391,17 @@ impl NodeCore {
             record.used_by = Some(card.member);
             self.write_batch(record_batch(invite, &record)?, After::default());
         }
-        Ok(record.circle)
+        Ok(record)
     }
+}
+
+/// A `JoinAnswer`'s fields.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) invite: String,
+    pub(crate) refused: Option<String>,
+    pub(crate) circle: Option<CircleId>,
+    pub(crate) proof: Option<[u8; 32]>,
 }
 
 /// The batch that records an invite (the inviter's side).

@@ -29,7 +29,7 @@ impl NodeCore {
 
     /// Counts a refusal of `reason` from `device`; true if it is to be recorded (logged, and
     /// kept where there is a record to keep). A device over its budget is set aside.
-    fn refused(&mut self, device: DeviceId, reason: &'static str) -> bool {
+    pub(super) fn refused(&mut self, device: DeviceId, reason: &'static str) -> bool {
         match self.refusals.count(device, reason, self.now.0) {
             Counted::Record => true,
             Counted::SetAside => {
@@ -70,6 +70,12 @@ impl NodeCore {
         }));
         let joins = self.send_joins(&device);
         self.out.extend(joins);
+        if self.is_relay(&device) {
+            let seeks = self.seek_at(&device);
+            self.out.extend(seeks);
+            let open = self.open_invites(None);
+            self.out.push(Effect::Send(device, open));
+        }
     }
 
     /// A peer device's last connection closed.
@@ -107,8 +113,25 @@ impl NodeCore {
                 secret,
                 card,
             } => return self.join_asked(device, invite, &secret, &card),
-            Message::JoinAnswer { invite, refused } => {
-                return self.join_answered(&device, &invite, refused);
+            Message::JoinAnswer {
+                invite,
+                refused,
+                circle,
+                proof,
+            } => {
+                let answer = super::invites::Answer {
+                    invite,
+                    refused,
+                    circle,
+                    proof,
+                };
+                return self.join_answered(&device, answer);
+            }
+            Message::InviteAt { tag, device: at } => return self.invite_at(device, tag, at),
+            // A relay's business: a node answers for no one.
+            Message::InviteOpen { .. } | Message::InviteSeek { .. } => {
+                tracing::debug!(peer = %device, "an invite announcement for a relay, sent to a node");
+                return;
             }
             Message::BlobWant {
                 circle,
@@ -164,9 +187,7 @@ impl NodeCore {
     /// not a relay of this node (given at start or named by a circle) is refused; one for a
     /// circle not held here (an invitation not answered yet) is let go.
     fn met(&mut self, relay: DeviceId, circle: CircleId, devices: Vec<DeviceId>) {
-        let is_relay =
-            self.circles.relays.contains(&relay) || self.circles.named_relays.contains(&relay);
-        let refusal = if !is_relay {
+        let refusal = if !self.is_relay(&relay) {
             Some("not_a_relay")
         } else if devices.len() > MAX_MET_DEVICES {
             Some("too_many_items")

@@ -86,6 +86,49 @@ fn an_invite_admits_one_member_once() {
     assert!(c.ask(2, CircleList {}, WAIT).unwrap().circles.is_empty());
 }
 
+/// The short code: the inviter found among connected peers by its fingerprint (the LAN
+/// case), whether connected before or after the code is typed.
+#[test]
+fn a_short_code_finds_its_inviter_among_the_peers_and_joins() {
+    let mut c = cluster(&["A", "B", "C", "D"]);
+    let create = CircleCreate {
+        patient: "Jeanne Durand".into(),
+        birth_date: None,
+        family_name: None,
+        given_names: None,
+        team: None,
+    };
+    let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
+    let invite = |c: &mut Cluster| {
+        let create = InviteCreate {
+            circle: circle.clone(),
+            role: Role::Professional,
+            expires_in: 3600,
+        };
+        c.ask(0, create, WAIT).unwrap().short
+    };
+    let short = invite(&mut c);
+    assert_eq!(short.len(), 29, "{short}");
+    // B is connected to C only, then to A.
+    c.connect(1, 2);
+    let id = join(&mut c, 1, &short.to_lowercase());
+    c.run_for(6_000);
+    assert_eq!(state(&mut c, 1, &id).0, "reaching");
+    c.connect(0, 1);
+    c.run_for(6_000);
+    assert_eq!(state(&mut c, 1, &id).0, "joined");
+    let view = c.ask(1, JoinStatus { invite: id }, WAIT).unwrap();
+    assert_eq!(view.circle, circle);
+
+    // D, already connected to A when it types its code.
+    let second = invite(&mut c);
+    c.connect(0, 3);
+    c.run_for(1_000);
+    let id = join(&mut c, 3, &second);
+    c.run_for(6_000);
+    assert_eq!(state(&mut c, 3, &id).0, "joined");
+}
+
 #[test]
 fn a_forged_secret_is_refused() {
     let mut c = cluster(&["A", "B"]);
