@@ -821,6 +821,111 @@ fn newcomers_join_by_scanning_the_qr_or_typing_the_short_code() {
     );
 }
 
+/// A circle opened from the page, around a patient or for a team; a second circle for the
+/// same patient (same names and birth date) is flagged before anything is written in it;
+/// a birth date in the future or a missing family name is refused in French.
+#[test]
+fn a_circle_is_created_in_the_page_and_a_probable_duplicate_is_flagged() {
+    let a = TestHome::new();
+    a.init("Dr Claire Martin", "médecin généraliste");
+    let existing = a.json(&[
+        "circle",
+        "create",
+        "--patient",
+        "Jeanne Durand",
+        "--birth-date",
+        "1941-05-12",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _node = up_on_loopback(&a, &[]);
+    let driver = Driver::start();
+    let browser = driver.browser(390, 900);
+    let shots = screenshot_dir();
+    let link = a.ui_link();
+    browser.goto(&link);
+    browser.click("a[href='/new']");
+    assert_eq!(browser.text("h1"), "Nouveau cercle");
+    let faults = browser.accessibility_faults();
+    assert!(faults.is_empty(), "new circle at 390 px: {faults:?}");
+    browser.screenshot(&shots.join("new-circle-390.png"));
+    browser.resize(1280, 900);
+    let faults = browser.accessibility_faults();
+    assert!(faults.is_empty(), "new circle at 1280 px: {faults:?}");
+
+    let patient = |family: &str, given: &str, born: &str| {
+        browser.goto(&format!("{}/new", base(&link)));
+        browser.type_in("#new-family", family);
+        browser.type_in("#new-given", given);
+        browser.script(&format!(
+            "document.getElementById('new-birth').value = {born:?}; return 1;"
+        ));
+        browser.click("form:has(#new-family) button[type=submit]");
+    };
+    patient("Moreau", "Paul Henri", "1950-03-02");
+    let opened = browser.wait_for_text("main h1", "Paul Henri Moreau", Duration::from_secs(10));
+    assert!(opened.is_some(), "{}", browser.text("main"));
+    assert!(browser.url().ends_with("/patient"), "{}", browser.url());
+    assert!(
+        browser.text("main").contains("02/03/1950"),
+        "{}",
+        browser.text("main")
+    );
+
+    // The same patient again: said at once, with the circle to compare.
+    patient("Durand", "Jeanne", "1941-05-12");
+    let warned = browser.wait_for_text(
+        "#duplicate-warning",
+        "probablement le même patient",
+        Duration::from_secs(10),
+    );
+    assert!(warned.is_some(), "{}", browser.text("main"));
+    let compare = browser.attr("#duplicates a", "href").unwrap_or_default();
+    assert_eq!(compare, format!("/c/{existing}/patient"));
+    let faults = browser.accessibility_faults();
+    assert!(faults.is_empty(), "duplicate warning: {faults:?}");
+    browser.screenshot(&shots.join("new-circle-duplicate-1280.png"));
+
+    // A team's circle opens on its messages.
+    browser.goto(&format!("{}/new", base(&link)));
+    browser.type_in("#new-team", "MSP des Tilleuls");
+    browser.click("form:has(#new-team) button[type=submit]");
+    let opened = browser.wait_for_text("main h1", "MSP des Tilleuls", Duration::from_secs(10));
+    assert!(opened.is_some(), "{}", browser.text("main"));
+    assert!(browser.url().ends_with("/messages"), "{}", browser.url());
+
+    // Past the browser's own checks: refused with the field named, in French.
+    let web = WebSession::login(&link);
+    let (_, page) = web.get("/new");
+    let token = form_token(&page);
+    let future = [
+        ("csrf", token.as_str()),
+        ("kind", "patient"),
+        ("family_name", "Petit"),
+        ("birth_date", "2090-01-01"),
+    ];
+    let (code, refused) = web.post("/circles", &future);
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused.contains("Date de naissance : est dans le futur"),
+        "{refused}"
+    );
+    let nameless = [
+        ("csrf", token.as_str()),
+        ("kind", "patient"),
+        ("family_name", " "),
+    ];
+    let (code, refused) = web.post("/circles", &nameless);
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused.contains("Nom de naissance : est obligatoire"),
+        "{refused}"
+    );
+    let listed = a.json(&["circle", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+}
+
 /// The circle page the browser is on, without its query.
 fn link_of_notebook(browser: &Browser) -> String {
     let here = browser.script("return location.origin + location.pathname;");

@@ -273,6 +273,79 @@ pub(crate) fn join(ctx: &Ctx, view: Option<&crate::ops::join::JoinView>) -> Mark
     )
 }
 
+/// The page that opens a circle: around a patient (names and birth date; the rest in the
+/// patient file) or for a team.
+pub(crate) fn new_circle(ctx: &Ctx) -> Markup {
+    let w = ctx.w();
+    let today = jiff::Zoned::now().date().to_string();
+    document(
+        ctx,
+        w.new_circle,
+        None,
+        html! {
+            h1 { (w.new_circle) }
+            section class="card narrow" aria-labelledby="for-patient" {
+                h2 id="for-patient" { (w.for_patient) }
+                p id="for-patient-help" class="muted" { (w.for_patient_help) }
+                form method="post" action="/circles" {
+                    (hidden_csrf(ctx))
+                    input type="hidden" name="kind" value="patient";
+                    label for="new-family" { (w.field_label("family_name")) }
+                    input id="new-family" name="family_name" required maxlength="200" autocomplete="off"
+                        aria-describedby="for-patient-help";
+                    label for="new-given" { (w.field_label("given_names")) }
+                    input id="new-given" name="given_names" maxlength="200" autocomplete="off";
+                    label for="new-birth" { (w.field_label("birth_date")) }
+                    input type="date" id="new-birth" name="birth_date" max=(today);
+                    button type="submit" { (w.create_circle) }
+                }
+            }
+            section class="card narrow" aria-labelledby="for-team" {
+                h2 id="for-team" { (w.for_team) }
+                p id="for-team-help" class="muted" { (w.team_circle) }
+                form method="post" action="/circles" {
+                    (hidden_csrf(ctx))
+                    input type="hidden" name="kind" value="team";
+                    label for="new-team" { (w.team_name) }
+                    input id="new-team" name="team" required maxlength="200" autocomplete="off"
+                        aria-describedby="for-team-help";
+                    button type="submit" { (w.create_circle) }
+                }
+            }
+        },
+    )
+}
+
+/// A circle just created whose patient probably has another circle here: said before
+/// anything is written, with the circles to compare.
+pub(crate) fn created_duplicate(
+    ctx: &Ctx,
+    created: &str,
+    others: &[(String, String, Option<String>)],
+) -> Markup {
+    let w = ctx.w();
+    document(
+        ctx,
+        w.new_circle,
+        None,
+        html! {
+            h1 { (w.new_circle) }
+            section class="card narrow" {
+                p role="alert" class="pill warn duplicate" id="duplicate-warning" { (w.created_duplicate) }
+                ul id="duplicates" {
+                    @for (id, patient, born) in others {
+                        li {
+                            a href=(format!("/c/{id}/patient")) { (patient) }
+                            @if let Some(b) = born { " · " (w.born) " " (ctx.day(b)) }
+                        }
+                    }
+                }
+                p { a href=(format!("/c/{created}/patient")) { (w.complete_file) } }
+            }
+        },
+    )
+}
+
 /// A page without a session: the login form (in French, or English when the browser chose
 /// it before); `failed` when a token was given and was wrong.
 pub(crate) fn login(lang: Lang, failed: bool) -> Markup {
@@ -415,7 +488,11 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                     }
                 }
             }
-            p class="join-link" { a href="/join" { (w.join_link) } }
+            p class="join-link" {
+                a href="/new" { (w.new_circle_link) }
+                " · "
+                a href="/join" { (w.join_link) }
+            }
             @if !list.damaged.is_empty() {
                 section class="card" {
                     h2 { (w.damaged_circles) }

@@ -29,7 +29,9 @@ use super::server::{Api, loopback_host, wrong_host};
 use super::token::same_secret;
 use super::ui::words::Lang;
 use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
-use crate::ops::circles::{CircleAccept, CircleDecline, CircleList, CircleShow, CircleSummary};
+use crate::ops::circles::{
+    CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary,
+};
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
 use crate::ops::export::{Export, ExportFormat};
 use crate::ops::invite::InviteCreate;
@@ -58,6 +60,8 @@ pub(super) fn routes() -> Router<Api> {
         .route("/invitations/{circle}/accept", post(invitation_accept))
         .route("/invitations/{circle}/decline", post(invitation_decline))
         .route("/sync", get(sync))
+        .route("/new", get(new_circle_page))
+        .route("/circles", post(circle_create))
         .route("/join", get(join_page).post(join_start))
         .route("/join/{invite}", get(join_status))
         .route("/ui/events", get(events))
@@ -551,6 +555,82 @@ async fn events(s: Session) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+async fn new_circle_page(s: Session) -> Response {
+    page(ui::new_circle(&s.ctx))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NewCircleForm {
+    #[serde(default)]
+    csrf: String,
+    kind: String,
+    #[serde(default)]
+    family_name: String,
+    #[serde(default)]
+    given_names: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    team: String,
+}
+
+/// Creates a circle from the page: its patient file (or, for a team, its messages) opens
+/// next, unless another circle probably has the same patient, which is said first.
+async fn circle_create(
+    s: Session,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<NewCircleForm>,
+) -> Response {
+    let back = "/new";
+    let run = async {
+        s.check(&headers, &f.csrf)?;
+        let typed = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        // An empty required field, said in the page's language.
+        let required = |field: &str| {
+            let invalid = crate::ops::Invalid {
+                field: field.into(),
+                fault: cercle_crdt::schema::Fault::Required,
+            };
+            s.bad(&s.ctx.lang.words().invalid(&invalid), back)
+        };
+        let create = match f.kind.as_str() {
+            "team" => CircleCreate {
+                patient: String::new(),
+                birth_date: None,
+                family_name: None,
+                given_names: None,
+                team: Some(typed(&f.team).ok_or_else(|| required("team"))?),
+            },
+            _ => CircleCreate {
+                patient: String::new(),
+                birth_date: typed(&f.birth_date),
+                family_name: Some(typed(&f.family_name).ok_or_else(|| required("family_name"))?),
+                given_names: typed(&f.given_names),
+                team: None,
+            },
+        };
+        let made = s.ask(create, back).await?;
+        let Some(c) = made.circles.first() else {
+            return Ok(back_to("/".to_string()));
+        };
+        if c.team {
+            return Ok(back_to(format!("/c/{}/messages", c.id)));
+        }
+        if c.probable_duplicates.is_empty() {
+            return Ok(back_to(format!("/c/{}/patient", c.id)));
+        }
+        let list = s.ask(CircleList {}, back).await?;
+        let others: Vec<(String, String, Option<String>)> = list
+            .circles
+            .iter()
+            .filter(|o| c.probable_duplicates.contains(&o.id))
+            .map(|o| (o.id.clone(), o.patient.clone(), o.birth_date.clone()))
+            .collect();
+        Ok(page(ui::created_duplicate(&s.ctx, &c.id, &others)))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
 }
 
 async fn join_page(s: Session) -> Response {
