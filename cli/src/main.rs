@@ -83,6 +83,9 @@ enum Command {
     Task(cmd::task::TaskCommand),
     /// Write a circle's documents to files: Automerge, JSON or a FHIR R4 Bundle.
     Export(cmd::export::ExportArgs),
+    /// Carry circles on a USB key where no network reaches: `sync export`, `sync import`.
+    #[command(subcommand)]
+    Sync(cmd::carry::SyncCommand),
     /// Run a relay for operators: circuit relay, mailbox, introductions, metrics.
     Relay(cmd::relay::RelayArgs),
     /// Start a demo care team on this machine (a relay and several nodes) and print the
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
         Command::Doc(c) => cmd::doc::run(&ctx, c),
         Command::Task(c) => cmd::task::run(&ctx, c),
         Command::Export(args) => cmd::export::run(&ctx, args),
+        Command::Sync(c) => cmd::carry::run(&ctx, c),
         Command::Relay(args) => cmd::relay::run(&ctx, args),
         Command::Demo(args) => cmd::demo::run(&ctx, args),
         Command::Config(c) => cmd::config::run(&ctx, c),

@@ -32,6 +32,7 @@ pub const TARGETS: &[&str] = &[
     "membership_op",
     "card",
     "invite_code",
+    "sync_file",
     "sync_frames",
     "api_request",
     "circle_receive",
@@ -46,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) {
         "membership_op" => membership_op(data),
         "card" => card(data),
         "invite_code" => invite_code(data),
+        "sync_file" => sync_file(data),
         "sync_frames" => sync_frames(data),
         "api_request" => api_request(data),
         "circle_receive" => circle_receive(data),
@@ -85,6 +87,17 @@ pub fn invite_code(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = InviteCode::decode(text);
         let _ = cercle_node::invite::AnyCode::parse(text);
+    }
+}
+
+/// A sync file carried on a USB key (any bytes): read part by part, every signature
+/// checked; nothing panics, and what reads back writes back to the same bytes.
+pub fn sync_file(data: &[u8]) {
+    if let Ok(parts) = cercle_node::sync::file::read(data) {
+        let raw: Vec<Vec<u8>> = parts.into_iter().map(|(raw, _)| raw).collect();
+        let mut again = Vec::new();
+        cercle_node::sync::file::write(&raw, &mut again).expect("writing to memory");
+        assert_eq!(again, data, "a sync file read back differently");
     }
 }
 
@@ -448,6 +461,17 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         )],
     };
     out.push(("invite_code", code.encode().into_bytes()));
+    let parts = cercle_node::sync::file::parts(
+        t.circle,
+        t.gp.device(),
+        1_900_000_000_000,
+        t.ops.clone(),
+        vec![t.envelope.clone()],
+    );
+    let sealed: Vec<Vec<u8>> = parts.iter().map(|p| p.seal(&t.gp)).collect();
+    let mut file = Vec::new();
+    cercle_node::sync::file::write(&sealed, &mut file).expect("writing to memory");
+    out.push(("sync_file", file));
     let data = cercle_node::sync::Message::Data {
         circle: t.circle,
         ops: t.ops.clone(),

@@ -497,3 +497,91 @@ fn a_command_run_while_the_node_starts_waits_for_it() {
     let listed = home.cercle(&["note", "list", &circle]).ok().stdout;
     assert!(listed.contains("Passage du matin"), "{listed}");
 }
+
+/// Two practices that nothing connects: the GP adds the nurse by her card and writes; a file
+/// on a USB key brings the circle and its notes to the nurse's node (joined, as she chose
+/// to import it), and her answer back the same way, her node running this time. Importing
+/// twice changes nothing; a file with one byte changed is refused whole, nothing of it
+/// applied; the file holds no patient name or note text.
+#[test]
+fn a_usb_key_carries_a_circle_and_its_notes_between_two_practices() {
+    let (gp, circle, _) = circle_with_note();
+    let nurse = TestHome::new();
+    nurse.init("Julien Moreau", "infirmier");
+    let card = nurse.json(&["whoami"])["card"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    gp.json(&[
+        "circle",
+        "add",
+        &circle,
+        "--card",
+        &card,
+        "--role",
+        "professional",
+    ]);
+    gp.json(&["note", "add", &circle, "Glycémie 1,32 g/L à jeun"]);
+    let key = tempfile::tempdir().unwrap();
+    let file = key.path().join("cercle.sync");
+    let file_arg = file.to_str().unwrap();
+    let written = gp.json(&["sync", "export", "--out", file_arg]);
+    assert_eq!(written["circles"], 1, "{written}");
+    let bytes = std::fs::read(&file).unwrap();
+    for plain in ["Jeanne", "Durand", "Glycémie", "Pansement"] {
+        assert!(
+            !bytes.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "{plain} in clear in the sync file"
+        );
+    }
+
+    // One byte changed: refused with why, the nurse holds nothing.
+    let mut tampered = bytes.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x20;
+    let bad = key.path().join("tampered.sync");
+    std::fs::write(&bad, &tampered).unwrap();
+    let run = nurse.cercle(&["sync", "import", bad.to_str().unwrap()]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr.contains("nothing was imported")
+            && (run.stderr.contains("changed after it was written")
+                || run.stderr.contains("damaged")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(nurse.json(&["circle", "list"]), serde_json::json!([]));
+
+    let imported = nurse.json(&["sync", "import", file_arg]);
+    assert_eq!(imported["refused"], 0, "{imported}");
+    assert!(imported["new"].as_u64().unwrap_or(0) >= 2, "{imported}");
+    let texts = |home: &TestHome| -> Vec<String> {
+        home.json(&["note", "list", &circle])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["text"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(texts(&nurse).contains(&"Glycémie 1,32 g/L à jeun".to_string()));
+    let again = nurse.json(&["sync", "import", file_arg]);
+    assert_eq!(again["new"], 0, "{again}");
+    assert_eq!(again["refused"], 0, "{again}");
+
+    // The answer goes back to the GP, whose node runs (no peer, no relay, no mDNS).
+    nurse.json(&["note", "add", &circle, "Passage fait, patiente rassurée"]);
+    let back = key.path().join("back.sync");
+    nurse.json(&[
+        "sync",
+        "export",
+        "--out",
+        back.to_str().unwrap(),
+        "--circle",
+        &circle[..10],
+    ]);
+    let _node =
+        cercle_tests::Daemon::start(&gp, &[], &["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let taken = gp.json(&["sync", "import", back.to_str().unwrap()]);
+    assert!(taken["already_held"].as_u64().unwrap_or(0) >= 2, "{taken}");
+    assert!(texts(&gp).contains(&"Passage fait, patiente rassurée".to_string()));
+}

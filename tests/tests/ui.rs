@@ -656,7 +656,7 @@ fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
     let shots = screenshot_dir();
     let link = c.ui_link();
     browser.goto(&link);
-    browser.click("p.join-link a");
+    browser.click("p.join-link a[href='/join']");
     assert_eq!(browser.text("h1"), "Rejoindre un cercle");
     let faults = browser.accessibility_faults();
     assert!(faults.is_empty(), "join page at 390 px: {faults:?}");

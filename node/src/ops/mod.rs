@@ -12,6 +12,7 @@
 //! - `invite`, `join`: one-time invite codes, and joining with one;
 //! - `patient`, `notes`, `messages`, `tasks`, `documents`: the care documents;
 //! - `export`: a circle in portable formats;
+//! - `carried`: sync files carried by hand where no network reaches;
 //! - `error`: [`NodeError`] and its [`ErrorKind`], what every operation fails with.
 //!
 //! # How to add an operation
@@ -31,6 +32,7 @@ use crate::node::NodeCore;
 
 mod error;
 
+pub mod carried;
 pub mod circles;
 pub mod documents;
 pub mod export;
@@ -150,6 +152,8 @@ operations! {
     documents::DocList,
     documents::DocGet,
     export::Export,
+    carried::SyncExport,
+    carried::SyncImport,
 }
 
 /// Every kind of answer, by variant and type: the [`Answer`] enum (its JSON tag is the
@@ -211,6 +215,8 @@ answers! {
     Documents(documents::Documents),
     Document(documents::Document),
     Export(export::Exported),
+    SyncParts(carried::SyncParts),
+    SyncTaken(carried::SyncTaken),
     Done(Done),
 }
 

@@ -34,6 +34,7 @@ use crate::circle::membership::{CircleId, MembershipLog, OpHash, SignedOp};
 use crate::envelope::{EnvelopeRef, LogId};
 use crate::identity::DeviceId;
 
+pub mod file;
 pub mod memory;
 pub mod wire;
 

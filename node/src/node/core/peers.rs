@@ -12,6 +12,14 @@ use crate::ops::status::{NodeStatus as Status, PeerRow};
 use crate::refusals::Counted;
 use crate::sync::{Local, MAX_MET_DEVICES, Message, PeerSync, Received};
 
+/// What one delivery of data did, in entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) applied: usize,
+    pub(crate) refused: usize,
+    pub(crate) replayed: usize,
+}
+
 /// One connected peer device.
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -219,17 +227,35 @@ impl NodeCore {
     /// invite to it, and becomes an invitation otherwise; then checks and stages; once
     /// durable, what was accepted goes on to the other connected members.
     #[tracing::instrument(skip_all, fields(circle = %r.circle))]
-    fn apply(&mut self, from: DeviceId, r: Received) {
+    fn apply(&mut self, from: DeviceId, r: Received) -> Taken {
         let joined = !self.circles.open.contains_key(&r.circle);
         if joined {
             if !self.followed_invite(&r.circle) {
-                return self.offered(from, r);
+                self.offered(from, r);
+                return Taken::default();
             }
             if !self.join_from(from, r.circle, &r.ops) {
-                return;
+                return Taken::default();
             }
         }
-        self.take_data(from, r, joined);
+        self.take_data(from, r, joined)
+    }
+
+    /// A part of a sync file, its signature checked: taken in as the data of the device
+    /// that wrote it. The user chose to import the file, so a circle whose operations make
+    /// this device a member is joined at once, as with an invite code it followed.
+    pub(crate) fn carried(&mut self, part: crate::sync::file::Part) -> Taken {
+        tracing::info!(circle = %part.circle, from = %part.device, "a sync file part taken in");
+        let r = Received {
+            circle: part.circle,
+            ops: part.ops,
+            envelopes: part.envelopes,
+        };
+        let joined = !self.circles.open.contains_key(&r.circle);
+        if joined && !self.join_from(part.device, r.circle, &r.ops) {
+            return Taken::default();
+        }
+        self.take_data(part.device, r, joined)
     }
 
     /// Joins `circle` from a member's operations; `false` if they do not make this device
@@ -250,14 +276,14 @@ impl NodeCore {
     }
 
     /// Checks and stages data of a circle held here (`joined`: just now).
-    pub(super) fn take_data(&mut self, from: DeviceId, r: Received, joined: bool) {
+    pub(super) fn take_data(&mut self, from: DeviceId, r: Received, joined: bool) -> Taken {
         let Received {
             circle,
             ops,
             envelopes,
         } = r;
         let Some(c) = self.circles.open.get_mut(&circle) else {
-            return;
+            return Taken::default();
         };
         let receipt = c.receive(
             &self.me,
@@ -286,6 +312,11 @@ impl NodeCore {
             }));
             self.remind_soon();
         }
+        let taken = Taken {
+            applied: receipt.applied.values().sum(),
+            refused: receipt.rejected.len(),
+            replayed: receipt.replays,
+        };
         let incomplete = receipt.incomplete;
         self.replayed += receipt.replays as u64;
         let mut staged = receipt.staged;
@@ -305,6 +336,7 @@ impl NodeCore {
         if joined {
             self.publish_profile(circle);
         }
+        taken
     }
 
     /// Pushes durable envelopes of `circle` to every connected peer but `except`.
