@@ -75,6 +75,37 @@ pub enum InviteError {
     Impostor,
 }
 
+/// Every [`InviteError::code`].
+pub const KNOWN_CODES: [&str; 9] = [
+    "not_a_code",
+    "damaged",
+    "expired",
+    "used",
+    "unknown",
+    "wrong_secret",
+    "wrong_device",
+    "no_address",
+    "impostor",
+];
+
+impl InviteError {
+    /// A stable name of the refusal, for a client (or the invitee's page) to word it in its
+    /// own language.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InviteError::NotACode => "not_a_code",
+            InviteError::Damaged => "damaged",
+            InviteError::Expired(_) => "expired",
+            InviteError::Used => "used",
+            InviteError::Unknown => "unknown",
+            InviteError::WrongSecret => "wrong_secret",
+            InviteError::WrongDevice => "wrong_device",
+            InviteError::NoAddress => "no_address",
+            InviteError::Impostor => "impostor",
+        }
+    }
+}
+
 /// What an invite code carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InviteCode {
@@ -596,6 +627,24 @@ mod tests {
             AnyCode::parse(&code().encode()),
             Ok(AnyCode::Full(_))
         ));
+    }
+
+    /// Every refusal has a name the invitee's node keeps (and its page words).
+    #[test]
+    fn every_refusal_has_a_known_name() {
+        let all = [
+            InviteError::NotACode,
+            InviteError::Damaged,
+            InviteError::Expired("x".into()),
+            InviteError::Used,
+            InviteError::Unknown,
+            InviteError::WrongSecret,
+            InviteError::WrongDevice,
+            InviteError::NoAddress,
+            InviteError::Impostor,
+        ];
+        let names: Vec<&str> = all.iter().map(InviteError::code).collect();
+        assert_eq!(names, KNOWN_CODES);
     }
 
     #[test]

@@ -657,20 +657,20 @@ fn a_caregiver_joins_from_the_join_page_with_a_pasted_code() {
     let link = c.ui_link();
     browser.goto(&link);
     browser.click("p.join-link a[href='/join']");
-    assert_eq!(browser.text("h1"), "Rejoindre un cercle");
+    let shown = browser.wait_for_text("h1", "Rejoindre un cercle", Duration::from_secs(10));
+    assert!(shown.is_some(), "{}", browser.text("main"));
     let faults = browser.accessibility_faults();
     assert!(faults.is_empty(), "join page at 390 px: {faults:?}");
     browser.screenshot(&shots.join("join-390.png"));
 
     browser.type_in("#join-code", "cercleinv1 mal recopié");
     browser.click("form[action='/join'] button[type=submit]");
-    assert!(
-        browser
-            .text("main")
-            .contains("Ce code n'est pas un code d'invitation valable"),
-        "{}",
-        browser.text("main")
+    let said = browser.wait_for_text(
+        "main",
+        "Ce code n'est pas un code d'invitation valable",
+        Duration::from_secs(10),
     );
+    assert!(said.is_some(), "{}", browser.text("main"));
 
     browser.goto(&format!("{}/join", base(&link)));
     // Pasted: the whole code lands in the field at once.
@@ -799,6 +799,12 @@ fn newcomers_join_by_scanning_the_qr_or_typing_the_short_code() {
     let d_browser = driver.browser(390, 900);
     let d_link = d.ui_link();
     d_browser.goto(&d_link);
+    // The code C used, tried again by D: the inviter's refusal, worded in French.
+    d_browser.goto(&format!("{}/join", base(&d_link)));
+    d_browser.type_in("#join-code", &code);
+    d_browser.click("form[action='/join'] button[type=submit]");
+    let refused = d_browser.wait_for_text("#live-join", "a déjà servi", Duration::from_secs(30));
+    assert!(refused.is_some(), "{}", d_browser.text("main"));
     d_browser.goto(&format!("{}/join", base(&d_link)));
     // Typed as heard: in lowercase, groups separated by spaces.
     d_browser.type_in("#join-code", &short.to_lowercase().replace('-', " "));
@@ -806,7 +812,17 @@ fn newcomers_join_by_scanning_the_qr_or_typing_the_short_code() {
     let joined = d_browser.wait_for_text("#live-join", "Ouvrir le cercle", Duration::from_secs(30));
     assert!(joined.is_some(), "{}", d_browser.text("main"));
     d_browser.click("#live-join a");
-    assert_eq!(d_browser.text("main h1"), "Jeanne Durand");
+    let shown = d_browser.wait_for_text("main h1", "Jeanne Durand", Duration::from_secs(10));
+    assert!(shown.is_some(), "{}", d_browser.text("main"));
+    // A photo too large for a document: said in French, nothing added.
+    let tmp = tempfile::tempdir().unwrap();
+    let large = tmp.path().join("radio.jpg");
+    std::fs::write(&large, vec![0xffu8; 9 * 1024 * 1024]).unwrap();
+    d_browser.goto(&format!("{}/documents", link_of_notebook(&d_browser)));
+    d_browser.choose_file("#doc-file", &large);
+    d_browser.click("form[action$='/documents'] button[type=submit]");
+    let said = d_browser.wait_for_text("main", "dépasse 8 Mo", Duration::from_secs(15));
+    assert!(said.is_some(), "{}", d_browser.text("main"));
     let members = a.json(&["circle", "show", &circle])["members"].clone();
     let roles: Vec<&str> = members
         .as_array()
@@ -846,7 +862,8 @@ fn a_circle_is_created_in_the_page_and_a_probable_duplicate_is_flagged() {
     let link = a.ui_link();
     browser.goto(&link);
     browser.click("a[href='/new']");
-    assert_eq!(browser.text("h1"), "Nouveau cercle");
+    let shown = browser.wait_for_text("h1", "Nouveau cercle", Duration::from_secs(10));
+    assert!(shown.is_some(), "{}", browser.text("main"));
     let faults = browser.accessibility_faults();
     assert!(faults.is_empty(), "new circle at 390 px: {faults:?}");
     browser.screenshot(&shots.join("new-circle-390.png"));

@@ -263,7 +263,13 @@ pub(crate) fn join(ctx: &Ctx, view: Option<&crate::ops::join::JoinView>) -> Mark
                                 p { a href=(format!("/c/{}", v.circle)) { (w.open_circle) } }
                             }
                             "accepted" => p { (w.join_accepted) },
-                            "refused" => p role="alert" class="error" { (w.join_refused) " " (v.reason.as_deref().unwrap_or_default()) },
+                            "refused" => p role="alert" class="error" {
+                                (w.join_refused) " "
+                                @match v.refusal.as_deref().and_then(|c| w.invite_refusal(c)) {
+                                    Some(said) => (said),
+                                    None => (v.reason.as_deref().unwrap_or_default()),
+                                }
+                            },
                             _ => p { (w.join_reaching) },
                         }
                     }

@@ -256,10 +256,12 @@ impl Session {
             StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // A refused value is worded in the page's language; anything else as the node says.
         let w = self.ctx.lang.words();
-        let reason = match (&e.invalid, &e.role) {
-            (Some(invalid), _) => w.invalid(invalid),
-            (None, Some(role)) => w.role_refusal(role),
-            (None, None) => e.message.clone(),
+        let invite = e.invite.as_deref().and_then(|c| w.invite_refusal(c));
+        let reason = match (&e.invalid, &e.role, invite) {
+            (Some(invalid), _, _) => w.invalid(invalid),
+            (None, Some(role), _) => w.role_refusal(role),
+            (None, None, Some(said)) => said.to_string(),
+            (None, None, None) => e.message.clone(),
         };
         (status, ui::failure(&ctx, Some(e.kind), &reason, back)).into_response()
     }
@@ -1127,7 +1129,15 @@ async fn document_add(
 ) -> Response {
     let back = format!("/c/{circle}/documents");
     let run = async {
-        let bad = |e: &dyn std::fmt::Display| s.bad(&e.to_string(), &back);
+        let w = s.ctx.lang.words();
+        // A file over the request's limit fails while it is read: said as too large.
+        let bad = |e: &axum::extract::multipart::MultipartError| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                s.bad(w.document_too_large, &back)
+            } else {
+                s.bad(&e.to_string(), &back)
+            }
+        };
         let mut checked = false;
         let mut file = None;
         while let Some(field) = form.next_field().await.map_err(|e| bad(&e))? {
@@ -1153,13 +1163,10 @@ async fn document_add(
             s.check(&headers, "")?;
         }
         let Some((name, media_type, bytes)) = file else {
-            return Err(bad(&"choose a file to upload"));
+            return Err(s.bad(w.choose_file, &back));
         };
         if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(bad(&format!(
-                "{name} is {} bytes; a document may hold at most {MAX_DOCUMENT_BYTES}",
-                bytes.len()
-            )));
+            return Err(s.bad(w.document_too_large, &back));
         }
         let add = DocAdd {
             circle: circle.clone(),

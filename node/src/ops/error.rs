@@ -71,6 +71,10 @@ pub struct NodeError {
     /// a client to say so in its own language.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// When an invite code or a join was refused: why, by its stable name (`used`,
+    /// `expired`…; see `InviteError::code`), for a client to word in its own language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 /// A refused value: the field (as the documents name it) and why.
@@ -88,6 +92,7 @@ impl NodeError {
             message: message.into(),
             invalid: None,
             role: None,
+            invite: None,
         }
     }
 
@@ -182,7 +187,9 @@ impl From<InviteError> for NodeError {
             InviteError::WrongSecret | InviteError::WrongDevice => ErrorKind::NotAllowed,
             _ => ErrorKind::BadInput,
         };
-        NodeError::new(kind, e.to_string())
+        let mut error = NodeError::new(kind, e.to_string());
+        error.invite = Some(e.code().to_string());
+        error
     }
 }
 

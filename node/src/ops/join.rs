@@ -28,6 +28,9 @@ pub struct JoinView {
     pub state: String,
     /// Why the inviter refused.
     pub reason: Option<String>,
+    /// The refusal's stable name (`used`, `expired`…), when the inviter gave one.
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
 impl Operation for Join {
@@ -110,16 +113,17 @@ fn view(core: &NodeCore, id: &str) -> Result<JoinView, NodeError> {
     })?;
     let circle = j.circle();
     let held = circle.is_some_and(|c| core.circles.open.contains_key(&c));
-    let (state, reason) = match &j.state {
-        JoinState::Refused(r) => ("refused", Some(r.clone())),
-        _ if held => ("joined", None),
-        JoinState::Accepted => ("accepted", None),
-        JoinState::Reaching => ("reaching", None),
+    let (state, reason, refusal) = match &j.state {
+        JoinState::Refused(r, code) => ("refused", Some(r.clone()), code.clone()),
+        _ if held => ("joined", None, None),
+        JoinState::Accepted => ("accepted", None, None),
+        JoinState::Reaching => ("reaching", None, None),
     };
     Ok(JoinView {
         invite: id.to_string(),
         circle: circle.map(|c| c.to_string()).unwrap_or_default(),
         state: state.into(),
         reason,
+        refusal,
     })
 }

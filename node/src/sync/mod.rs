@@ -104,6 +104,9 @@ pub enum Message {
         circle: Option<CircleId>,
         #[serde(default)]
         proof: Option<[u8; 32]>,
+        /// Why, by its stable name (see `InviteError::code`), when refused.
+        #[serde(default)]
+        code: Option<String>,
     },
     /// Sent to a relay by an inviter: the tags of its open invites (the whole list, at
     /// most [`crate::invite::MAX_OPEN_INVITES`]), so that an invitee holding a short

@@ -191,10 +191,11 @@ mod tests {
                 prop::option::of(any::<[u8; 32]>())
             )
                 .prop_map(|(invite, refused, circle, proof)| Message::JoinAnswer {
+                    code: refused.as_ref().map(|_| "used".to_string()),
                     invite,
                     refused,
                     circle: circle.map(CircleId),
-                    proof
+                    proof,
                 }),
             prop::collection::vec(any::<[u8; 16]>(), 0..4)
                 .prop_map(|tags| Message::InviteOpen { tags }),

@@ -122,6 +122,8 @@ pub(crate) struct Words {
     pub(crate) join_accepted: &'static str,
     pub(crate) join_joined: &'static str,
     pub(crate) join_refused: &'static str,
+    pub(crate) document_too_large: &'static str,
+    pub(crate) choose_file: &'static str,
     pub(crate) open_circle: &'static str,
     pub(crate) medication_add: &'static str,
     pub(crate) stop: &'static str,
@@ -533,6 +535,50 @@ impl Words {
     }
 
     /// A request this member's role does not allow, in this language.
+    /// An invite's refusal by its stable name (`InviteError::code`), in this language.
+    pub(crate) fn invite_refusal(&self, code: &str) -> Option<&'static str> {
+        let fr = std::ptr::eq(self, &FR);
+        Some(match (code, fr) {
+            ("not_a_code" | "damaged", true) => self.join_bad_code,
+            ("expired", true) => {
+                "Cette invitation a expiré : demandez-en une nouvelle au coordinateur."
+            }
+            ("used", true) => {
+                "Cette invitation a déjà servi : demandez-en une nouvelle au coordinateur."
+            }
+            ("unknown", true) => {
+                "La personne qui vous invite ne connaît pas cette invitation (retirée, ou faite sur un autre appareil) : demandez-en une nouvelle."
+            }
+            ("wrong_secret", true) => {
+                "Le code ne correspond pas : recopiez-le, ou demandez-en un nouveau."
+            }
+            ("wrong_device", true) => {
+                "La carte de contact envoyée n'est pas celle de cet appareil."
+            }
+            ("no_address", true) => {
+                "Ce code ne dit pas où joindre la personne qui vous invite : demandez-en un nouveau, son nœud allumé."
+            }
+            ("impostor", true) => {
+                "Le nœud qui a répondu ne prouve pas avoir fait cette invitation."
+            }
+            ("not_a_code" | "damaged", false) => self.join_bad_code,
+            ("expired", false) => "This invite expired: ask the coordinator for a new one.",
+            ("used", false) => "This invite was already used: ask the coordinator for a new one.",
+            ("unknown", false) => {
+                "The inviter does not know this invite (withdrawn, or made on another device): ask for a new one."
+            }
+            ("wrong_secret", false) => {
+                "The code does not match: copy it again, or ask for a new one."
+            }
+            ("wrong_device", false) => "The contact card sent is not this device's.",
+            ("no_address", false) => {
+                "This code does not say where to reach the inviter: ask for a new one, their node running."
+            }
+            ("impostor", false) => "The node that answered does not prove it made this invite.",
+            _ => return None,
+        })
+    }
+
     pub(crate) fn role_refusal(&self, role: &str) -> String {
         match (std::ptr::eq(self, &FR), self.role(role)) {
             (true, "?") => "Vous n'êtes pas membre de ce cercle.".to_string(),
@@ -689,6 +735,8 @@ pub(crate) static FR: Words = Words {
     join_accepted: "Invitation acceptée : le cercle arrive…",
     join_joined: "Vous êtes membre du cercle.",
     join_refused: "L'invitation a été refusée :",
+    document_too_large: "Ce document dépasse 8 Mo, la taille la plus grande acceptée : réduisez-le (une photo moins lourde, un PDF compressé) et réessayez.",
+    choose_file: "Choisissez d'abord le fichier à ajouter.",
     open_circle: "Ouvrir le cercle",
     medication_add: "Ajouter un traitement",
     stop: "Arrêter",
@@ -904,6 +952,8 @@ pub(crate) static EN: Words = Words {
     join_accepted: "Invitation accepted: the circle is arriving…",
     join_joined: "You are a member of the circle.",
     join_refused: "The invitation was refused:",
+    document_too_large: "This document is over 8 MB, the largest accepted: make it smaller (a lighter photo, a compressed PDF) and try again.",
+    choose_file: "Choose the file to add first.",
     open_circle: "Open the circle",
     medication_add: "Add a medication",
     stop: "Stop",

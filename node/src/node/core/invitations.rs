@@ -72,7 +72,8 @@ impl NodeCore {
     /// Whether this node's user followed an invite to `circle` (a join under way or done).
     pub(super) fn followed_invite(&self, circle: &CircleId) -> bool {
         self.joins.values().any(|j| {
-            j.circle() == Some(*circle) && !matches!(j.state, super::invites::JoinState::Refused(_))
+            j.circle() == Some(*circle)
+                && !matches!(j.state, super::invites::JoinState::Refused(..))
         })
     }
 

@@ -109,7 +109,8 @@ pub(crate) enum JoinState {
     Reaching,
     /// Added to the circle; its operations and documents are on their way.
     Accepted,
-    Refused(String),
+    /// Refused by the inviter: why, and the refusal's stable name when it gave one.
+    Refused(String, Option<String>),
 }
 
 impl NodeCore {
@@ -310,7 +311,11 @@ impl NodeCore {
             Some(reason) => {
                 let reason: String = reason.chars().take(300).collect();
                 tracing::info!(invite = answer.invite, %reason, "the inviter refused the join");
-                JoinState::Refused(reason)
+                // Only a name this version knows is kept (it is worded by the page).
+                let code = answer
+                    .code
+                    .filter(|c| crate::invite::KNOWN_CODES.contains(&c.as_str()));
+                JoinState::Refused(reason, code)
             }
         };
     }
@@ -328,6 +333,7 @@ impl NodeCore {
                     refused: None,
                     circle: Some(circle),
                     proof: Some(proof),
+                    code: None,
                 };
                 self.after_writes(vec![Effect::Send(from, answer)]);
                 // The invite is spent: the relays stop pointing to it.
@@ -340,6 +346,7 @@ impl NodeCore {
                     refused: Some(e.to_string()),
                     circle: None,
                     proof: None,
+                    code: e.invite.clone(),
                 };
                 self.out.push(Effect::Send(from, answer));
             }
@@ -402,6 +409,7 @@ pub(crate) struct Answer {
     pub(crate) refused: Option<String>,
     pub(crate) circle: Option<CircleId>,
     pub(crate) proof: Option<[u8; 32]>,
+    pub(crate) code: Option<String>,
 }
 
 /// The batch that records an invite (the inviter's side).

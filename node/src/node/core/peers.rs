@@ -126,12 +126,14 @@ impl NodeCore {
                 refused,
                 circle,
                 proof,
+                code,
             } => {
                 let answer = super::invites::Answer {
                     invite,
                     refused,
                     circle,
                     proof,
+                    code,
                 };
                 return self.join_answered(&device, answer);
             }
