@@ -508,19 +508,7 @@ fn a_usb_key_carries_a_circle_and_its_notes_between_two_practices() {
     let (gp, circle, _) = circle_with_note();
     let nurse = TestHome::new();
     nurse.init("Julien Moreau", "infirmier");
-    let card = nurse.json(&["whoami"])["card"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    gp.json(&[
-        "circle",
-        "add",
-        &circle,
-        "--card",
-        &card,
-        "--role",
-        "professional",
-    ]);
+    gp.add_member(&circle, &nurse.card(), "professional");
     gp.json(&["note", "add", &circle, "Glycémie 1,32 g/L à jeun"]);
     let key = tempfile::tempdir().unwrap();
     let file = key.path().join("cercle.sync");

@@ -82,17 +82,16 @@ fn a_relay_says_who_it_is_keeps_its_identity_and_exposes_metrics() {
 /// the flag, still connects to the relay.
 #[test]
 fn members_use_the_relays_their_circle_names() {
-    let relay_home = TestHome::new();
-    // The relay keeps only the circles that name it (the default).
-    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
-    let relay_address = relay.addresses()[0].clone();
-    let (a, b) = (TestHome::new(), TestHome::new());
-    a.init("Dr Claire Martin", "médecin généraliste");
-    b.init("Julien Petit", "infirmier");
-    let circle = a.create_circle("Jeanne Durand");
+    // Every part bound: the relay's home lives as long as the test.
+    let Scene {
+        _relay_home,
+        relay,
+        relay_address,
+        a,
+        b,
+        circle,
+    } = Scene::new();
     a.add_member(&circle, &b.card(), "professional");
-    let shown = a.json(&["circle", "relays", &circle, &relay_address]);
-    assert_eq!(shown["relays"][0], relay_address.as_str(), "{shown}");
 
     let no_relay = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
     let mut node_a = Daemon::start(&a, &[], &no_relay);
@@ -140,14 +139,14 @@ fn members_use_the_relays_their_circle_names() {
 /// misheard is caught before anything is sent.
 #[test]
 fn a_short_code_read_out_finds_the_inviter_through_the_relay() {
-    let relay_home = TestHome::new();
-    let relay = Relay::start(&relay_home, &[], &LOOPBACK);
-    let relay_address = relay.addresses()[0].clone();
-    let (a, b) = (TestHome::new(), TestHome::new());
-    a.init("Dr Claire Martin", "médecin généraliste");
-    b.init("Julien Petit", "infirmier");
-    let circle = a.create_circle("Jeanne Durand");
-    a.json(&["circle", "relays", &circle, &relay_address]);
+    let Scene {
+        _relay_home,
+        relay,
+        relay_address: _,
+        a,
+        b,
+        circle,
+    } = Scene::new();
     let _node_a = up_with(&a, &relay);
     a.cercle(&["note", "add", &circle, "Plaie propre, pansement refait"])
         .ok();
@@ -188,6 +187,39 @@ fn a_short_code_read_out_finds_the_inviter_through_the_relay() {
             .any(|m| m["member"] == b_member && m["role"] == "professional"),
         "{shown}"
     );
+}
+
+/// A relay (keeping only the circles that name it, the default), A's circle naming it, and
+/// B, who is not a member yet.
+struct Scene {
+    _relay_home: TestHome,
+    relay: Relay,
+    relay_address: String,
+    a: TestHome,
+    b: TestHome,
+    circle: String,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let relay_home = TestHome::new();
+        let relay = Relay::start(&relay_home, &[], &LOOPBACK);
+        let relay_address = relay.addresses()[0].clone();
+        let (a, b) = (TestHome::new(), TestHome::new());
+        a.init("Dr Claire Martin", "médecin généraliste");
+        b.init("Julien Petit", "infirmier");
+        let circle = a.create_circle("Jeanne Durand");
+        let shown = a.json(&["circle", "relays", &circle, &relay_address]);
+        assert_eq!(shown["relays"][0], relay_address.as_str(), "{shown}");
+        Scene {
+            _relay_home: relay_home,
+            relay,
+            relay_address,
+            a,
+            b,
+            circle,
+        }
+    }
 }
 
 /// `home`'s node on loopback, given `relay` with `--relay` (and no mDNS).

@@ -126,11 +126,15 @@ impl NodeCore {
                 j.inviter = Some(*device);
             }
         }
+        let wanted = |j: &Joining| j.inviter == Some(*device) && j.state == JoinState::Reaching;
+        if !self.joins.values().any(wanted) {
+            return Vec::new();
+        }
         let me = self.me.device();
         let card = self.me.public().card(&self.status().addresses).encode();
         self.joins
             .iter()
-            .filter(|(_, j)| j.inviter == Some(*device) && j.state == JoinState::Reaching)
+            .filter(|(_, j)| wanted(j))
             .map(|(id, j)| {
                 Effect::Send(
                     *device,
@@ -150,6 +154,15 @@ impl NodeCore {
             .values()
             .filter_map(Joining::seeking)
             .map(|code| Effect::Send(*relay, Message::InviteSeek { tag: code.tag() }))
+            .collect()
+    }
+
+    /// This node's relays connected now.
+    fn connected_relays(&self) -> Vec<DeviceId> {
+        self.peers
+            .keys()
+            .filter(|d| self.is_relay(d))
+            .copied()
             .collect()
     }
 
@@ -183,13 +196,7 @@ impl NodeCore {
             }
         }
         if seek {
-            let relays: Vec<DeviceId> = self
-                .peers
-                .keys()
-                .filter(|d| self.is_relay(d))
-                .copied()
-                .collect();
-            for relay in relays {
+            for relay in self.connected_relays() {
                 out.extend(self.seek_at(&relay));
             }
             ask.extend(self.peers.keys().copied());
@@ -263,12 +270,7 @@ impl NodeCore {
     /// Tells every connected relay which invites this node answers for, `written` just
     /// recorded.
     pub(crate) fn announce_invites(&mut self, written: Option<&InviteRecord>) {
-        let relays: Vec<DeviceId> = self
-            .peers
-            .keys()
-            .filter(|d| self.is_relay(d))
-            .copied()
-            .collect();
+        let relays = self.connected_relays();
         if relays.is_empty() {
             return;
         }
@@ -306,6 +308,10 @@ impl NodeCore {
                 }
             }
         }
+        let named = match &j.from {
+            Given::Short { circle, .. } => *circle,
+            Given::Full { .. } => None,
+        };
         j.state = match answer.refused {
             None => JoinState::Accepted,
             Some(reason) => {
@@ -318,6 +324,15 @@ impl NodeCore {
                 JoinState::Refused(reason, code)
             }
         };
+        // The inviter's offer of the circle may have come before its answer named it: kept
+        // as an invitation then, it is what this user followed.
+        if let Some(circle) = named
+            && j.state == JoinState::Accepted
+            && self.circles.invited.contains_key(&circle)
+            && let Err(e) = self.accept_invitation(circle)
+        {
+            tracing::warn!(%circle, error = %e, "cannot join the circle a short code named");
+        }
     }
 
     /// A peer asks to join with an invite this node made: admit it or say why not.

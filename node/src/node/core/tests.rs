@@ -18,8 +18,8 @@ fn cluster(names: &[&str]) -> Cluster {
     Cluster::new(7, names, WireConfig::default()).unwrap()
 }
 
-/// Node `a` creates a circle and an invite code to it.
-fn circle_and_code(c: &mut Cluster, a: usize) -> (String, String) {
+/// Node `a` creates a circle; its id.
+fn new_circle(c: &mut Cluster, a: usize) -> String {
     let create = CircleCreate {
         patient: "Jeanne Durand".into(),
         birth_date: None,
@@ -27,7 +27,12 @@ fn circle_and_code(c: &mut Cluster, a: usize) -> (String, String) {
         given_names: None,
         team: None,
     };
-    let circle = c.ask(a, create, WAIT).unwrap().circles[0].id.clone();
+    c.ask(a, create, WAIT).unwrap().circles[0].id.clone()
+}
+
+/// Node `a` creates a circle and an invite code to it.
+fn circle_and_code(c: &mut Cluster, a: usize) -> (String, String) {
+    let circle = new_circle(c, a);
     let invite = InviteCreate {
         circle: circle.clone(),
         role: Role::Professional,
@@ -91,14 +96,7 @@ fn an_invite_admits_one_member_once() {
 #[test]
 fn a_short_code_finds_its_inviter_among_the_peers_and_joins() {
     let mut c = cluster(&["A", "B", "C", "D"]);
-    let create = CircleCreate {
-        patient: "Jeanne Durand".into(),
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    };
-    let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
+    let circle = new_circle(&mut c, 0);
     let invite = |c: &mut Cluster| {
         let create = InviteCreate {
             circle: circle.clone(),
