@@ -550,6 +550,18 @@ fn two_members_work_together_in_their_browsers() {
             "Notes per week",
         ),
         ("sync", "/sync".to_string(), "Ce nœud", "This node"),
+        (
+            "join",
+            "/join".to_string(),
+            "Code d'invitation",
+            "Invite code",
+        ),
+        (
+            "new-circle",
+            "/new".to_string(),
+            "Autour d'un patient",
+            "Around a patient",
+        ),
     ];
     let mut english = false;
     for (name, path, fr, en) in &pages {
