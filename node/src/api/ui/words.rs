@@ -534,7 +534,6 @@ impl Words {
             .unwrap_or_default()
     }
 
-    /// A request this member's role does not allow, in this language.
     /// An invite's refusal by its stable name (`InviteError::code`), in this language.
     pub(crate) fn invite_refusal(&self, code: &str) -> Option<&'static str> {
         let fr = std::ptr::eq(self, &FR);
@@ -579,6 +578,7 @@ impl Words {
         })
     }
 
+    /// A request this member's role does not allow, in this language.
     pub(crate) fn role_refusal(&self, role: &str) -> String {
         match (std::ptr::eq(self, &FR), self.role(role)) {
             (true, "?") => "Vous n'êtes pas membre de ce cercle.".to_string(),

@@ -187,7 +187,7 @@ impl NodeCore {
         };
         self.send_all(device, replies);
         if let Some(r) = received {
-            self.apply(device, r);
+            self.apply(device, r, false);
         }
     }
 
@@ -227,12 +227,14 @@ impl NodeCore {
 
     /// Applies received data: a circle not held here is joined if this node followed an
     /// invite to it, and becomes an invitation otherwise; then checks and stages; once
-    /// durable, what was accepted goes on to the other connected members.
+    /// durable, what was accepted goes on to the other connected members. `chosen`: this
+    /// node's user chose to take this data in (a sync file), which counts as following an
+    /// invite.
     #[tracing::instrument(skip_all, fields(circle = %r.circle))]
-    fn apply(&mut self, from: DeviceId, r: Received) -> Taken {
+    fn apply(&mut self, from: DeviceId, r: Received, chosen: bool) -> Taken {
         let joined = !self.circles.open.contains_key(&r.circle);
         if joined {
-            if !self.followed_invite(&r.circle) {
+            if !chosen && !self.followed_invite(&r.circle) {
                 self.offered(from, r);
                 return Taken::default();
             }
@@ -253,11 +255,7 @@ impl NodeCore {
             ops: part.ops,
             envelopes: part.envelopes,
         };
-        let joined = !self.circles.open.contains_key(&r.circle);
-        if joined && !self.join_from(part.device, r.circle, &r.ops) {
-            return Taken::default();
-        }
-        self.take_data(part.device, r, joined)
+        self.apply(part.device, r, true)
     }
 
     /// Joins `circle` from a member's operations; `false` if they do not make this device
