@@ -83,6 +83,9 @@ enum Command {
     Task(cmd::task::TaskCommand),
     /// Write a circle's documents to files: Automerge, JSON or a FHIR R4 Bundle.
     Export(cmd::export::ExportArgs),
+    /// Your devices: pair a new one, list them, revoke a lost one.
+    #[command(subcommand)]
+    Device(cmd::device::DeviceCommand),
     /// Carry circles on a USB key where no network reaches: `sync export`, `sync import`.
     #[command(subcommand)]
     Sync(cmd::carry::SyncCommand),
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
         Command::Task(c) => cmd::task::run(&ctx, c),
         Command::Export(args) => cmd::export::run(&ctx, args),
         Command::Sync(c) => cmd::carry::run(&ctx, c),
+        Command::Device(c) => cmd::device::run(&ctx, c),
         Command::Relay(args) => cmd::relay::run(&ctx, args),
         Command::Demo(args) => cmd::demo::run(&ctx, args),
         Command::Config(c) => cmd::config::run(&ctx, c),

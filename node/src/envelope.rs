@@ -67,7 +67,7 @@ pub enum EnvelopeRejection {
     WrongCircle,
     #[error("device {device} is not certified by any member of this circle")]
     UnknownDevice { device: String },
-    #[error("device {device} was removed from the circle after its change {cutoff}")]
+    #[error("device {device} was removed or revoked from the circle after its change {cutoff}")]
     AfterRemoval { device: String, cutoff: u64 },
     #[error("a {role} may not write the {doc}")]
     RoleForbids { role: Role, doc: DocKind },
@@ -629,20 +629,15 @@ impl EnvelopeLog {
         let (member, role) = match view.resolution.member_of(&h.device) {
             Some((m, s)) => (*m, s.role),
             None => {
-                // A removed member's device still delivers what it wrote up to the cut-off
-                // of its log (whoever passes it on), with the role it had; nothing after.
-                let removal = view
-                    .resolution
-                    .removed
-                    .iter()
-                    .find(|(_, r)| r.had(&h.device));
-                match removal {
-                    Some((m, r)) => {
-                        let cutoff = r.cutoff(&h.device, h.doc);
+                // A removed member's or a revoked device still delivers what it wrote up to
+                // the cut-off of its log (whoever passes it on), with the role it had;
+                // nothing after.
+                match view.resolution.former(&h.device, h.doc) {
+                    Some((m, role, cutoff)) => {
                         if h.seq > cutoff {
                             return Err(EnvelopeRejection::AfterRemoval { device, cutoff });
                         }
-                        (*m, r.role)
+                        (m, role)
                     }
                     None => return Err(EnvelopeRejection::UnknownDevice { device }),
                 }

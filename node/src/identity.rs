@@ -12,6 +12,12 @@
 //!
 //! Secrets never leave [`LocalIdentity`] except sealed in the key file (see
 //! [`crate::keyfile`]); `Debug` never prints them.
+//!
+//! **The member key lives on the member's first device only.** A device paired later
+//! (`cercle device pair`, `init --pair`) holds its own device keys and a certificate the
+//! first device signed, never the member key: a lost phone or laptop cannot certify devices
+//! for whoever finds it, and revoking it (from any other device of the member) cuts it off
+//! completely. The first device certifies the others ([`LocalIdentity::certify_device`]).
 
 use std::fmt;
 
@@ -343,13 +349,17 @@ fn luhn_valid(digits: &[u32]) -> bool {
 
 /// This node's identity, with its secret keys. `Debug` shows only public parts.
 pub struct LocalIdentity {
-    member_key: SigningKey,
+    /// The member key: on the member's first device only (see the module's documentation).
+    member_key: Option<SigningKey>,
     device_key: SigningKey,
     x25519: x25519_dalek::StaticSecret,
     /// The device's certificate.
     pub certificate: DeviceCertificate,
     /// The member's profile.
     pub profile: Profile,
+    /// The member key's signature of the profile, hex, as the first device gave it to a
+    /// paired one (which cannot sign it).
+    profile_signature: Option<String>,
 }
 
 impl fmt::Debug for LocalIdentity {
@@ -403,8 +413,22 @@ impl PublicIdentity {
     }
 }
 
-/// Length of the serialized secrets: member, device and X25519 secret keys.
+/// Length of the serialized secrets: member, device and X25519 secret keys; a paired
+/// device has no member key.
 const SECRETS_LEN: usize = 96;
+const PAIRED_SECRETS_LEN: usize = 64;
+
+/// Why a device could not be certified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertifyError {
+    /// This device was itself paired: the member key is on the member's first device.
+    #[error("this device does not hold your member key: pair new devices from your first device")]
+    NoMemberKey,
+    /// The key offered is not an Ed25519 public key.
+    #[error("the new device's key is not a valid public key")]
+    BadKey,
+}
 
 impl LocalIdentity {
     /// A new member with one device, all keys fresh from the system's CSPRNG.
@@ -430,12 +454,85 @@ impl LocalIdentity {
         let x25519 = x25519_dalek::StaticSecret::from(*random32());
         let certificate = certify(&member_key, &device_key, &x25519, now.millis());
         Self {
-            member_key,
+            member_key: Some(member_key),
             device_key,
             x25519,
             certificate,
             profile,
+            profile_signature: None,
         }
+    }
+
+    /// Whether this device holds the member key (it is the member's first device).
+    pub fn holds_member_key(&self) -> bool {
+        self.member_key.is_some()
+    }
+
+    /// Certifies another device of this member: its Ed25519 key and X25519 key.
+    pub fn certify_device(
+        &self,
+        device: &DeviceId,
+        x25519: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<DeviceCertificate, CertifyError> {
+        let key = self.member_key.as_ref().ok_or(CertifyError::NoMemberKey)?;
+        VerifyingKey::from_bytes(&device.0).map_err(|_| CertifyError::BadKey)?;
+        let member = self.member();
+        let at = now.millis();
+        let msg = DeviceCertificate::signed_bytes(&member, device, x25519, at);
+        Ok(DeviceCertificate {
+            member,
+            device: *device,
+            x25519: *x25519,
+            issued_at: at,
+            signature: key.sign(&msg).to_bytes(),
+        })
+    }
+
+    /// Another device of this member, its keys drawn from `rng` and certified here (a
+    /// simulation's or a test's second device; a real one is paired over the network).
+    pub fn new_device(
+        &self,
+        now: Timestamp,
+        rng: &mut crate::crypto::SecureRng,
+    ) -> Result<LocalIdentity, CertifyError> {
+        let fresh = LocalIdentity::generate_with(self.profile.clone(), now, rng);
+        let certificate = self.certify_device(&fresh.device(), &fresh.x25519_public(), now)?;
+        let public = PublicIdentity {
+            profile: self.profile.clone(),
+            certificate,
+            profile_signature: self.public().profile_signature,
+        };
+        fresh.paired(public).map_err(|_| CertifyError::BadKey)
+    }
+
+    /// This device's X25519 public key (what a certificate binds).
+    pub fn x25519_public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.x25519).to_bytes()
+    }
+
+    /// This device's keys as a paired device of the member `public` names: `public` must
+    /// certify exactly this device's keys, and its profile must carry the member's
+    /// signature. The member key, if any, is dropped.
+    pub fn paired(self, public: PublicIdentity) -> Result<LocalIdentity, CardError> {
+        let cert = &public.certificate;
+        if cert.device != self.device() || cert.x25519 != self.x25519_public() {
+            return Err(CardError::BadCertificate);
+        }
+        cert.verify()?;
+        let signature = public
+            .profile_signature
+            .clone()
+            .ok_or(CardError::UnsignedProfile)?;
+        public.profile.verify(&cert.member, &signature)?;
+        Ok(LocalIdentity {
+            member_key: None,
+            device_key: self.device_key,
+            x25519: self.x25519,
+            certificate: public.certificate,
+            profile: public.profile,
+            profile_signature: Some(signature),
+        })
     }
 
     /// The member.
@@ -455,13 +552,17 @@ impl LocalIdentity {
 
     /// The public part, to store in clear and to build cards from.
     pub fn public(&self) -> PublicIdentity {
-        let signed = self
-            .member_key
-            .sign(&self.profile.signed_bytes(&self.member()));
+        let signature = match &self.member_key {
+            Some(key) => Some(hex::encode(
+                key.sign(&self.profile.signed_bytes(&self.member()))
+                    .to_bytes(),
+            )),
+            None => self.profile_signature.clone(),
+        };
         PublicIdentity {
             profile: self.profile.clone(),
             certificate: self.certificate.clone(),
-            profile_signature: Some(hex::encode(signed.to_bytes())),
+            profile_signature: signature,
         }
     }
 
@@ -488,7 +589,9 @@ impl LocalIdentity {
     /// The secrets, for the key file.
     pub fn secrets(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(SECRETS_LEN));
-        out.extend_from_slice(self.member_key.as_bytes());
+        if let Some(key) = &self.member_key {
+            out.extend_from_slice(key.as_bytes());
+        }
         out.extend_from_slice(self.device_key.as_bytes());
         out.extend_from_slice(self.x25519.as_bytes());
         out
@@ -497,21 +600,27 @@ impl LocalIdentity {
     /// Rebuilds the identity from the key file's secrets and the stored public part,
     /// checking that they belong together.
     pub fn from_secrets(secrets: &[u8], public: PublicIdentity) -> Result<Self, CardError> {
-        if secrets.len() != SECRETS_LEN {
-            return Err(CardError::Invalid(
-                "the key file holds secrets of the wrong size".into(),
-            ));
-        }
+        let first = match secrets.len() {
+            SECRETS_LEN => 1,
+            PAIRED_SECRETS_LEN if public.profile_signature.is_some() => 0,
+            _ => {
+                return Err(CardError::Invalid(
+                    "the key file holds secrets of the wrong size".into(),
+                ));
+            }
+        };
         let take = |i: usize| -> Zeroizing<[u8; 32]> {
             let mut b = Zeroizing::new([0u8; 32]);
             b.copy_from_slice(&secrets[i * 32..(i + 1) * 32]);
             b
         };
-        let member_key = SigningKey::from_bytes(&take(0));
-        let device_key = SigningKey::from_bytes(&take(1));
-        let x25519 = x25519_dalek::StaticSecret::from(*take(2));
+        let member_key = (first == 1).then(|| SigningKey::from_bytes(&take(0)));
+        let device_key = SigningKey::from_bytes(&take(first));
+        let x25519 = x25519_dalek::StaticSecret::from(*take(first + 1));
         let cert = &public.certificate;
-        let matches = member_key.verifying_key().to_bytes() == *cert.member.as_bytes()
+        let matches = member_key
+            .as_ref()
+            .is_none_or(|k| k.verifying_key().to_bytes() == *cert.member.as_bytes())
             && device_key.verifying_key().to_bytes() == cert.device.0
             && x25519_dalek::PublicKey::from(&x25519).to_bytes() == cert.x25519;
         if !matches {
@@ -520,12 +629,18 @@ impl LocalIdentity {
             ));
         }
         cert.verify()?;
+        if member_key.is_none()
+            && let Some(sig) = &public.profile_signature
+        {
+            public.profile.verify(&cert.member, sig)?;
+        }
         Ok(Self {
             member_key,
             device_key,
             x25519,
             certificate: public.certificate,
             profile: public.profile,
+            profile_signature: public.profile_signature,
         })
     }
 }
@@ -632,6 +747,40 @@ mod tests {
         assert_eq!(back.sign(b"x"), me.sign(b"x"));
         assert!(LocalIdentity::from_secrets(&me.secrets(), someone().public()).is_err());
         assert!(!format!("{me:?}").contains(&hex::encode(&me.secrets()[..32])));
+    }
+
+    #[test]
+    fn a_paired_device_holds_a_certificate_from_the_first_and_never_the_member_key() {
+        let first = someone();
+        let mut rng = <crate::crypto::SecureRng as rand::SeedableRng>::from_seed([3; 32]);
+        let second = first.new_device(Timestamp(2), &mut rng).unwrap();
+        assert_eq!(second.member(), first.member());
+        assert_ne!(second.device(), first.device());
+        assert!(!second.holds_member_key() && first.holds_member_key());
+        assert_eq!(second.secrets().len(), PAIRED_SECRETS_LEN);
+        // Its key file restores it, its card is a valid card of the same member.
+        let back = LocalIdentity::from_secrets(&second.secrets(), second.public()).unwrap();
+        assert_eq!(back.public(), second.public());
+        let card = ContactCard::decode(&second.public().card(&[]).encode()).unwrap();
+        assert_eq!(card.member, first.member());
+        // It cannot certify a third; a certificate for other keys is refused.
+        let third = someone();
+        assert_eq!(
+            second.certify_device(&third.device(), &third.x25519_public(), Timestamp(3)),
+            Err(CertifyError::NoMemberKey)
+        );
+        let wrong = first
+            .certify_device(&third.device(), &second.x25519_public(), Timestamp(3))
+            .unwrap();
+        let public = PublicIdentity {
+            certificate: wrong,
+            ..second.public()
+        };
+        assert!(
+            LocalIdentity::generate_with(first.profile.clone(), Timestamp(1), &mut rng)
+                .paired(public)
+                .is_err()
+        );
     }
 
     #[test]

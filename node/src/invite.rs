@@ -139,18 +139,7 @@ impl InviteCode {
             i: serde_bytes::ByteBuf::from(self.inviter.0.to_vec()),
             s: serde_bytes::ByteBuf::from(self.secret.to_vec()),
             e: self.expires_at,
-            a: self
-                .addresses
-                .iter()
-                .filter_map(|a| a.parse::<Multiaddr>().ok())
-                .map(|mut a| {
-                    if matches!(a.iter().last(), Some(Protocol::P2p(p)) if Some(p) == crate::net::peer_of(&self.inviter))
-                    {
-                        a.pop();
-                    }
-                    serde_bytes::ByteBuf::from(a.to_vec())
-                })
-                .collect(),
+            a: pack_addresses(&self.addresses, &self.inviter),
         };
         let mut bytes = Vec::with_capacity(256);
         if let Err(e) = ciborium::into_writer(&wire, &mut bytes) {
@@ -176,16 +165,7 @@ impl InviteCode {
             return Err(InviteError::Damaged);
         }
         let inviter = DeviceId(fixed(&wire.i)?);
-        let peer = crate::net::peer_of(&inviter).ok_or(InviteError::Damaged)?;
-        let addresses = wire
-            .a
-            .into_iter()
-            .map(|b| {
-                Multiaddr::try_from(b.into_vec())
-                    .map(|a| a.with(Protocol::P2p(peer)).to_string())
-                    .map_err(|_| InviteError::Damaged)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let addresses = unpack_addresses(wire.a, &inviter).ok_or(InviteError::Damaged)?;
         Ok(InviteCode {
             circle: CircleId(fixed(&wire.c)?),
             inviter,
@@ -218,13 +198,46 @@ impl InviteCode {
     }
 }
 
+/// `device`'s addresses as a code carries them: binary multiaddresses without the device's
+/// own peer id, which [`unpack_addresses`] puts back.
+pub(crate) fn pack_addresses(addresses: &[String], device: &DeviceId) -> Vec<serde_bytes::ByteBuf> {
+    addresses
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .map(|mut a| {
+            if matches!(a.iter().last(), Some(Protocol::P2p(p)) if Some(p) == crate::net::peer_of(device))
+            {
+                a.pop();
+            }
+            serde_bytes::ByteBuf::from(a.to_vec())
+        })
+        .collect()
+}
+
+/// The addresses [`pack_addresses`] packed, each ending with `device`'s peer id; `None`
+/// if one is not a multiaddress.
+pub(crate) fn unpack_addresses(
+    packed: Vec<serde_bytes::ByteBuf>,
+    device: &DeviceId,
+) -> Option<Vec<String>> {
+    let peer = crate::net::peer_of(device)?;
+    packed
+        .into_iter()
+        .map(|b| {
+            Multiaddr::try_from(b.into_vec())
+                .map(|a| a.with(Protocol::P2p(peer)).to_string())
+                .ok()
+        })
+        .collect()
+}
+
 /// The id of the invite with `secret`.
 pub fn invite_id(secret: &[u8]) -> String {
     hex::encode(&blake3::hash(secret).as_bytes()[..8])
 }
 
 /// `2026-11-23 17:05 UTC`.
-fn human_date(millis: i64) -> String {
+pub(crate) fn human_date(millis: i64) -> String {
     jiff::Timestamp::from_millisecond(millis)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|_| millis.to_string())

@@ -41,6 +41,7 @@ pub mod net;
 pub mod node;
 pub mod notify;
 pub mod ops;
+pub mod pairing;
 mod reader;
 mod refusals;
 pub mod relay;

@@ -231,6 +231,14 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
         if !view.removed.is_empty() {
             s.push_str(&format!("removed: {}\n", view.removed.len()));
         }
+        for d in &view.revoked_devices {
+            s.push_str(&format!(
+                "a device of {} ({}) was revoked on {}\n",
+                d.name.as_deref().unwrap_or("?"),
+                &d.device[..12.min(d.device.len())],
+                crate::output::human_time(cercle_crdt::Timestamp(d.at))
+            ));
+        }
         match view.reminder_hours {
             0 => s.push_str("alerts left unacknowledged are not recalled\n"),
             h => s.push_str(&format!(

@@ -11,11 +11,18 @@ use crate::passphrase;
 #[derive(Debug, clap::Args)]
 pub(crate) struct InitArgs {
     /// Your name as colleagues know it, e.g. "Dr Claire Martin".
-    #[arg(long)]
-    name: String,
+    #[arg(long, required_unless_present = "pair")]
+    name: Option<String>,
     /// Your profession, e.g. "infirmière", "médecin généraliste", "aidant".
-    #[arg(long)]
-    profession: String,
+    #[arg(long, required_unless_present = "pair")]
+    profession: Option<String>,
+    /// Make this home a new device of yours instead: the pairing code that
+    /// `cercle device pair` printed on your first device (which must be running).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["name", "profession", "rpps", "adeli"])]
+    pair: Option<String>,
+    /// With --pair: give up after this many seconds if your first device cannot be reached.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    timeout: u64,
     /// Your RPPS number (11 digits).
     #[arg(long, value_name = "NUMBER")]
     rpps: Option<String>,
@@ -44,9 +51,24 @@ struct WhoAmI<'a> {
 }
 
 pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
+    if let Some(code) = &args.pair {
+        let identity =
+            crate::cmd::pair::pair(ctx, code, args.timeout, args.insecure_no_passphrase)?;
+        print_identity(ctx, &identity, None)?;
+        if !ctx.json {
+            println!(
+                "\nThis home is now a device of {}. Start it with `cercle up`: it reaches your first device and receives your circles.",
+                identity.profile.name
+            );
+        }
+        return Ok(());
+    }
+    let (Some(name), Some(profession)) = (&args.name, &args.profession) else {
+        anyhow::bail!("give --name and --profession, or --pair CODE for a new device of yours");
+    };
     let profile = Profile::new(
-        &args.name,
-        &args.profession,
+        name,
+        profession,
         args.rpps.as_deref(),
         args.adeli.as_deref(),
     )?;

@@ -81,7 +81,7 @@ pub(crate) fn run(ctx: &Context, cmd: InviteCommand) -> anyhow::Result<()> {
 }
 
 /// The code as a QR code drawn with half blocks, for a phone to read off the terminal.
-fn qr_text(code: &str) -> Option<String> {
+pub(crate) fn qr_text(code: &str) -> Option<String> {
     let qr = qrcode::QrCode::new(code.to_ascii_uppercase().as_bytes()).ok()?;
     Some(
         qr.render::<qrcode::render::unicode::Dense1x2>()

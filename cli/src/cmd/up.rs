@@ -105,7 +105,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     let store = s.store();
     let me = s.me;
     let json = ctx.json;
-    let ready = move |api: &cercle_node::api::ApiFile| {
+    let ready = move |api: &cercle_node::api::ApiFile, _: &cercle_node::node::NodeHandle| {
         let ui = shown_ui_url(api);
         if json {
             println!(

@@ -923,6 +923,11 @@ pub(crate) fn members(
                         }
                     }
                 }
+                @for d in &summary.revoked_devices {
+                    p class="revoked-device" {
+                        (w.device_of) " " (who(w, d.name.as_deref())) " " (w.device_revoked_on) " " (ctx.when(d.at)) "."
+                    }
+                }
                 @if !summary.relays.is_empty() {
                     details {
                         summary { (w.relays) " (" (summary.relays.len()) ")" }

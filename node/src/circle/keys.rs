@@ -66,6 +66,14 @@ impl KeySchedule {
     }
 }
 
+/// Who a new epoch leaves out.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Without<'a> {
+    Nobody,
+    Member(&'a cercle_crdt::MemberId),
+    Device(&'a crate::identity::DeviceId),
+}
+
 /// What binds sealed keys to a circle: its genesis nonce.
 pub(super) fn binding(log: &MembershipLog) -> Vec<u8> {
     match log.genesis().map(|g| &g.content().body) {
@@ -116,10 +124,10 @@ impl Circle {
     }
 
     /// A fresh epoch key sealed to every device of the current members except those of
-    /// `without`.
+    /// the member or the device `without`.
     pub(super) fn new_epoch(
         &self,
-        without: Option<&cercle_crdt::MemberId>,
+        without: Without<'_>,
         rng: &mut SecureRng,
     ) -> Result<(EpochId, Vec<SealedKey>), CircleError> {
         let epoch = EpochId::generate(rng);
@@ -128,8 +136,9 @@ impl Circle {
             .resolution()
             .members
             .iter()
-            .filter(|(m, _)| Some(*m) != without)
-            .flat_map(|(_, s)| s.devices.iter());
+            .filter(|(m, _)| !matches!(without, Without::Member(w) if w == *m))
+            .flat_map(|(_, s)| s.devices.iter())
+            .filter(|d| !matches!(without, Without::Device(w) if *w == d.device));
         let binding = binding(self.membership.log());
         let sealed = seal_to(rng, &binding, (epoch, &key), devices)?;
         Ok((epoch, sealed))

@@ -5,11 +5,11 @@
 
 use cercle_crdt::{MemberId, Role, Timestamp};
 
-use super::keys::{binding, seal_to};
+use super::keys::{Without, binding, seal_to};
 use super::membership::{MAX_RELAYS, MemberGrant, OpBody, OpContent, SignedOp};
 use super::{Circle, CircleError, Staged};
 use crate::crypto::SecureRng;
-use crate::identity::{ContactCard, LocalIdentity};
+use crate::identity::{ContactCard, DeviceCertificate, DeviceId, LocalIdentity};
 use crate::store::Batch;
 
 impl Circle {
@@ -111,10 +111,63 @@ impl Circle {
             })
             .collect();
         // A new epoch that only the remaining devices can open.
-        let (epoch, sealed) = self.new_epoch(Some(member), rng)?;
+        let (epoch, sealed) = self.new_epoch(Without::Member(member), rng)?;
         let body = OpBody::RemoveMember {
             member: *member,
             cutoffs,
+            logs,
+            epoch,
+            sealed,
+        };
+        self.append_op(me, body, now)
+    }
+
+    /// Adds `certificate`'s device to its member (this device's own member, or any member
+    /// for a coordinator), sealing it every epoch key this device reads.
+    pub fn add_device(
+        &mut self,
+        me: &LocalIdentity,
+        certificate: &DeviceCertificate,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        if certificate.member != me.member() {
+            self.require_coordinator(me, "adding another member's devices")?;
+        }
+        let binding = binding(self.membership.log());
+        let mut sealed = Vec::new();
+        for (epoch, key) in &self.epoch_keys(me) {
+            sealed.extend(seal_to(rng, &binding, (*epoch, key), [certificate])?);
+        }
+        let body = OpBody::AddDevice {
+            certificate: certificate.clone(),
+            sealed,
+        };
+        self.append_op(me, body, now)
+    }
+
+    /// Revokes `device` of `member` (this device's own member, or any member for a
+    /// coordinator): it is cut off after the last change seen here from it, and a new epoch
+    /// is sealed to every other device.
+    pub fn revoke_device(
+        &mut self,
+        me: &LocalIdentity,
+        member: &MemberId,
+        device: &DeviceId,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        if *member != me.member() {
+            self.require_coordinator(me, "revoking another member's devices")?;
+        }
+        let logs = cercle_crdt::DocKind::ALL
+            .into_iter()
+            .map(|doc| (*device, doc, self.log.head_seq(device, doc)))
+            .collect();
+        let (epoch, sealed) = self.new_epoch(Without::Device(device), rng)?;
+        let body = OpBody::RevokeDevice {
+            member: *member,
+            device: *device,
             logs,
             epoch,
             sealed,

@@ -191,7 +191,7 @@ impl Circle {
             .collect();
         let exact = self.membership.holders().get(&current) == Some(&devices);
         if !exact && r.role(&me.member()) == Some(Role::Coordinator) {
-            let (epoch, sealed) = self.new_epoch(None, rng)?;
+            let (epoch, sealed) = self.new_epoch(super::keys::Without::Nobody, rng)?;
             staged = self.append_op(me, OpBody::RotateKey { epoch, sealed }, now)?;
         }
         let current = self.resolution().epoch.ok_or(CircleError::NoEpochKey)?;

@@ -411,6 +411,8 @@ fn message_kind(m: &Message) -> &'static str {
         Message::InviteOpen { .. } => "invite_open",
         Message::InviteSeek { .. } => "invite_seek",
         Message::InviteAt { .. } => "invite_at",
+        Message::Pair { .. } => "pair",
+        Message::PairAnswer { .. } => "pair_answer",
     }
 }
 

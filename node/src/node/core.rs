@@ -32,6 +32,7 @@ use crate::store::{Batch, Store, StoreError};
 use crate::sync::{Local, Message, Vector};
 
 pub(crate) mod blobs;
+pub(crate) mod devices;
 pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
@@ -257,6 +258,12 @@ pub struct NodeCore {
     writes: Writes,
     /// The alerts recalled to this member, and when to look again.
     reminders: reminders::Reminders,
+    /// A pairing under way on a new device (`cercle init --pair`).
+    pub(crate) pairing: Option<devices::Pairing>,
+    /// The member's other devices, as kept here.
+    pub(crate) devices: BTreeMap<DeviceId, crate::pairing::DeviceRecord>,
+    /// When the member's other devices were last dialed.
+    siblings_dialed: i64,
 }
 
 impl NodeCore {
@@ -270,6 +277,7 @@ impl NodeCore {
         rng: SecureRng,
     ) -> Result<NodeCore, NodeError> {
         let (circles, snapshots) = Circles::open(store, &me)?;
+        let devices = devices::load_records(circles.store.as_ref());
         let mut core = NodeCore {
             me,
             circles,
@@ -287,6 +295,9 @@ impl NodeCore {
             out: Vec::new(),
             writes: Writes::default(),
             reminders: reminders::Reminders::default(),
+            pairing: None,
+            devices,
+            siblings_dialed: 0,
         };
         if !snapshots.is_empty() {
             core.write_batch(snapshots, After::default());
@@ -308,6 +319,8 @@ impl NodeCore {
                 self.publish_profile(id);
             }
             self.relays_changed();
+            self.reconcile_all_devices();
+            self.dial_siblings();
         }
         std::mem::take(&mut self.out)
     }
@@ -326,6 +339,7 @@ impl NodeCore {
             Input::WriteFailed(id, e) => self.write_failed(id, e),
             Input::Tick => {
                 self.tick();
+                self.tick_devices();
                 self.remind();
             }
         }
@@ -480,6 +494,11 @@ impl NodeCore {
         if after.membership_changed {
             self.relays_changed();
             self.resync_all();
+            // A device of this member added or revoked in one circle is in all of them.
+            if let Some(circle) = after.circle {
+                let siblings = self.siblings();
+                self.reconcile_devices(circle, &siblings);
+            }
         }
         if let Some(circle) = after.circle
             && !after.envelopes.is_empty()
@@ -536,6 +555,30 @@ impl NodeCore {
             .collect();
         all.into_iter().cloned().collect()
     }
+}
+
+/// Where this node can be reached, as a code carries it: through `relays` first (they work
+/// across networks, even before a reservation shows in the addresses), then direct TCP,
+/// then QUIC.
+pub(crate) fn reachable_addresses(
+    status: &crate::ops::status::NodeStatus,
+    relays: &[String],
+) -> Vec<String> {
+    let mut addresses: Vec<String> = status.addresses.clone();
+    addresses.sort_by_key(|a| {
+        (
+            !a.contains("/p2p-circuit"),
+            !a.contains("/tcp/"),
+            a.starts_with("/ip6/"),
+        )
+    });
+    for relay in relays {
+        let via = format!("{relay}/p2p-circuit/p2p/{}", status.peer_id);
+        if !addresses.contains(&via) {
+            addresses.insert(0, via);
+        }
+    }
+    addresses
 }
 
 #[cfg(test)]

@@ -124,13 +124,14 @@ impl NodeHandle {
     }
 }
 
-/// Runs the node until `shutdown` completes (`ready` is called once its API answers); then
-/// stops accepting requests, finishes the writes under way and closes the store.
+/// Runs the node until `shutdown` completes (`ready` is called once its API answers, with a
+/// handle to ask the core in process); then stops accepting requests, finishes the writes
+/// under way and closes the store.
 pub async fn run(
     store: Arc<dyn Store>,
     me: LocalIdentity,
     config: NodeConfig,
-    ready: impl FnOnce(&ApiFile),
+    ready: impl FnOnce(&ApiFile, &NodeHandle),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     let key = net::keypair(&me)?;
@@ -228,7 +229,7 @@ pub async fn run(
         token,
         config.home.clone(),
     ));
-    ready(&api_file);
+    ready(&api_file, &handle);
     tracing::info!(%peer_id, api = %bound, "node running");
 
     tokio::select! {

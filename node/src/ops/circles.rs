@@ -322,6 +322,9 @@ pub struct CircleSummary {
     pub closed: bool,
     pub members: Vec<MemberRow>,
     pub removed: Vec<String>,
+    /// Members' devices revoked (lost, stolen, replaced), oldest first.
+    #[serde(default)]
+    pub revoked_devices: Vec<RevokedDevice>,
     /// The relays the circle uses.
     pub relays: Vec<String>,
     /// After how many hours an unacknowledged alert is recalled to its addressees (0: never).
@@ -330,6 +333,16 @@ pub struct CircleSummary {
     pub waiting_operations: usize,
     /// Envelopes and operations from peers refused (recorded with their reasons).
     pub refused: usize,
+}
+
+/// A member's device revoked from a circle, as the team sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RevokedDevice {
+    pub member: String,
+    pub name: Option<String>,
+    pub device: String,
+    /// When, as the revoking device wrote it (milliseconds).
+    pub at: i64,
 }
 
 /// One member of a circle.
@@ -375,6 +388,20 @@ pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
             })
             .collect(),
         removed: r.removed.keys().map(|m| m.to_hex()).collect(),
+        revoked_devices: {
+            let mut revoked: Vec<RevokedDevice> = r
+                .revoked
+                .iter()
+                .map(|(d, v)| RevokedDevice {
+                    member: v.member.to_hex(),
+                    name: profiles.get(&v.member).map(|p| p.name.clone()),
+                    device: d.to_string(),
+                    at: v.at,
+                })
+                .collect();
+            revoked.sort_by_key(|v| v.at);
+            revoked
+        },
         relays: r.relays.clone(),
         reminder_hours: r.reminder_after(),
         void_operations: r.void.len(),

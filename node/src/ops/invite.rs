@@ -8,6 +8,7 @@ use super::{NodeError, Operation};
 use crate::invite::{InviteCode, InviteError, InviteRecord, MAX_CODE_ADDRESSES, MAX_VALIDITY_MS};
 use crate::node::NodeCore;
 use crate::node::core::invites::record_batch;
+use crate::node::core::reachable_addresses;
 
 /// A one-time invite code to the circle, for the role given (coordinators only).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -54,23 +55,8 @@ impl Operation for InviteCreate {
                 "only a coordinator of the circle can invite; ask one of them",
             ));
         }
-        // Relayed addresses first (they work across networks), then direct TCP, then QUIC.
-        let mut addresses: Vec<String> = status.addresses.clone();
-        addresses.sort_by_key(|a| {
-            (
-                !a.contains("/p2p-circuit"),
-                !a.contains("/tcp/"),
-                a.starts_with("/ip6/"),
-            )
-        });
-        // The circle's relays reach this node even before a reservation shows in its
-        // addresses.
-        for relay in &c.resolution().relays {
-            let via = format!("{relay}/p2p-circuit/p2p/{}", status.peer_id);
-            if !addresses.contains(&via) {
-                addresses.insert(0, via);
-            }
-        }
+        let relays = c.resolution().relays.clone();
+        let mut addresses = reachable_addresses(&status, &relays);
         addresses.truncate(MAX_CODE_ADDRESSES);
         if addresses.is_empty() {
             return Err(NodeError::unavailable(format!(

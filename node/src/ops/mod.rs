@@ -13,6 +13,7 @@
 //! - `patient`, `notes`, `messages`, `tasks`, `documents`: the care documents;
 //! - `export`: a circle in portable formats;
 //! - `carried`: sync files carried by hand where no network reaches;
+//! - `devices`: pairing a member's new device, listing and revoking them;
 //! - `error`: [`NodeError`] and its [`ErrorKind`], what every operation fails with.
 //!
 //! # How to add an operation
@@ -34,6 +35,7 @@ mod error;
 
 pub mod carried;
 pub mod circles;
+pub mod devices;
 pub mod documents;
 pub mod export;
 pub mod invite;
@@ -154,6 +156,11 @@ operations! {
     export::Export,
     carried::SyncExport,
     carried::SyncImport,
+    devices::DevicePair,
+    devices::PairWith,
+    devices::PairStatus,
+    devices::DeviceList,
+    devices::DeviceRevoke,
 }
 
 /// Every kind of answer, by variant and type: the [`Answer`] enum (its JSON tag is the
@@ -217,6 +224,10 @@ answers! {
     Export(export::Exported),
     SyncParts(carried::SyncParts),
     SyncTaken(carried::SyncTaken),
+    PairingCode(devices::PairingCode),
+    Pair(devices::PairView),
+    Devices(devices::Devices),
+    DeviceRevoked(devices::DeviceRevoked),
     Done(Done),
 }
 

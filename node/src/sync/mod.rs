@@ -117,6 +117,22 @@ pub enum Message {
     /// The relay's answer to an `InviteSeek`: the device connected to it that announced
     /// the tag (the invitee checks it against the code's fingerprint and then the proof).
     InviteAt { tag: [u8; 16], device: DeviceId },
+    /// A new device proves a pairing code's secret and gives its X25519 key, to the
+    /// member's device that made the code (handled by the node, see [`crate::pairing`]).
+    Pair {
+        pairing: String,
+        #[serde(with = "serde_bytes")]
+        secret: Vec<u8>,
+        x25519: [u8; 32],
+    },
+    /// The answer to a `Pair`: the new device's identity (its certificate, the member's
+    /// profile and its signature) and the member's other devices; or why not.
+    PairAnswer {
+        pairing: String,
+        refused: Option<String>,
+        identity: Option<Box<crate::identity::PublicIdentity>>,
+        devices: Vec<crate::identity::DeviceCertificate>,
+    },
     /// Asks a member for a document's content from `offset` on (handled by the node).
     BlobWant {
         circle: CircleId,
@@ -545,7 +561,9 @@ impl PeerSync {
             | Message::Met { .. }
             | Message::InviteOpen { .. }
             | Message::InviteSeek { .. }
-            | Message::InviteAt { .. } => Ok((Vec::new(), None)),
+            | Message::InviteAt { .. }
+            | Message::Pair { .. }
+            | Message::PairAnswer { .. } => Ok((Vec::new(), None)),
         }
     }
 

@@ -197,6 +197,24 @@ mod tests {
                     circle: circle.map(CircleId),
                     proof,
                 }),
+            (
+                "[0-9a-f]{16}",
+                prop::collection::vec(any::<u8>(), 0..20),
+                any::<[u8; 32]>()
+            )
+                .prop_map(|(pairing, secret, x25519)| Message::Pair {
+                    pairing,
+                    secret,
+                    x25519
+                }),
+            ("[0-9a-f]{16}", prop::option::of("\\PC{0,80}")).prop_map(|(pairing, refused)| {
+                Message::PairAnswer {
+                    pairing,
+                    refused,
+                    identity: None,
+                    devices: Vec::new(),
+                }
+            }),
             prop::collection::vec(any::<[u8; 16]>(), 0..4)
                 .prop_map(|tags| Message::InviteOpen { tags }),
             any::<[u8; 16]>().prop_map(|tag| Message::InviteSeek { tag }),

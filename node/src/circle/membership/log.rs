@@ -178,6 +178,9 @@ impl MembershipLog {
             OpBody::Genesis { creator: grant, .. } | OpBody::AddMember { grant, .. } => {
                 self.devices.extend(grant.devices.iter().map(|d| d.device));
             }
+            OpBody::AddDevice { certificate, .. } => {
+                self.devices.insert(certificate.device);
+            }
             _ => {}
         }
         if let Some(m) = author {

@@ -11,12 +11,16 @@
 //!    broken by the smaller op hash.
 //! 2. An operation is valid only if its signing device belongs to a coordinator in the state
 //!    built from its valid ancestors (its causal past), in `L` order. The genesis is valid
-//!    if signed by one of the creator's devices.
+//!    if signed by one of the creator's devices. A device's addition or revocation is also
+//!    valid when signed by a device of the member it concerns (one's own devices need no
+//!    coordinator).
 //! 3. **A removal wins over concurrent operations of the removed member**: an operation by
 //!    `M` concurrent with a valid removal of `M` is void. When two coordinators remove each
 //!    other concurrently, the more senior one (added earlier in `L`; the creator is the most
 //!    senior) wins: the junior's removal is void, the senior's stands. Seniority is fixed by
-//!    the log, so an attacker cannot grind hashes to win.
+//!    the log, so an attacker cannot grind hashes to win. Likewise **a device's revocation
+//!    wins over the operations that device signed concurrently**; in a mutual revocation
+//!    the device granted first wins.
 //! 4. Rule 3 is applied until nothing changes (the set of void operations only grows, so
 //!    this ends), re-evaluating rule 2 each time.
 //!
@@ -163,6 +167,24 @@ pub enum OpBody {
     SetReminder { hours: u16 },
     /// Closes the circle: nothing more may be written.
     Close,
+    /// Adds a device to a member: another of the member's devices adds one the member key
+    /// certified (no coordinator needed for one's own devices; a coordinator may too).
+    /// `sealed` gives it every epoch key the adding device reads, as to a newcomer.
+    AddDevice {
+        certificate: DeviceCertificate,
+        sealed: Vec<SealedKey>,
+    },
+    /// Revokes one of a member's devices (lost, stolen, replaced), from another of the
+    /// member's devices or a coordinator's. As for a removal, `logs` says per document the
+    /// last envelope of the device still taken, and a new epoch is sealed to every other
+    /// device. A member's only device is not revoked: the member is removed instead.
+    RevokeDevice {
+        member: MemberId,
+        device: DeviceId,
+        logs: Vec<(DeviceId, DocKind, u64)>,
+        epoch: EpochId,
+        sealed: Vec<SealedKey>,
+    },
 }
 
 /// Operations waiting for a missing parent, at most, and their bytes (a peer cannot grow
@@ -370,6 +392,9 @@ pub enum VoidReason {
     /// It targets a member who is not in the circle, or adds a current member again.
     #[error("it names a member it cannot apply to, or is malformed")]
     BadTarget,
+    /// Its signing device was revoked by a concurrent revocation.
+    #[error("its device was revoked concurrently")]
+    RevokedConcurrently,
 }
 
 /// A member's removal, as the envelope checks need it.
@@ -397,12 +422,26 @@ impl Removal {
     }
 }
 
+/// A member's device revoked from the circle, as the envelope checks and the team see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// Whose device it was.
+    pub member: MemberId,
+    /// The member's role then, and the last envelope per document still taken from it.
+    pub cut: Removal,
+    /// The device that revoked it, and when (milliseconds, as its author wrote).
+    pub by: DeviceId,
+    pub at: i64,
+}
+
 /// Who is in the circle, as every node computes it from the same operations.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Resolution {
     pub members: BTreeMap<MemberId, MemberState>,
     /// Removed members: their role when removed and the cut-offs of their removal.
     pub removed: BTreeMap<MemberId, Removal>,
+    /// Revoked devices of members.
+    pub revoked: BTreeMap<DeviceId, Revocation>,
     /// The relays the circle uses (the last `SetRelays` in the log's order).
     pub relays: Vec<String>,
     /// The reminder delay in hours (the last `SetReminder`), if one was set.
@@ -427,6 +466,18 @@ impl Resolution {
         self.members
             .iter()
             .find(|(_, m)| m.devices.iter().any(|d| d.device == *device))
+    }
+
+    /// A device that wrote here and no longer does: the member it was of, the role its
+    /// late envelopes write with, and the last envelope of `doc` still taken from it.
+    pub fn former(&self, device: &DeviceId, doc: DocKind) -> Option<(MemberId, Role, u64)> {
+        if let Some(r) = self.revoked.get(device) {
+            return Some((r.member, r.cut.role, r.cut.cutoff(device, doc)));
+        }
+        self.removed
+            .iter()
+            .find(|(_, r)| r.had(device))
+            .map(|(m, r)| (*m, r.role, r.cutoff(device, doc)))
     }
 
     /// A member's role, if they are a current member.
@@ -751,6 +802,11 @@ fn effective(past: &Resolution, op: &SignedOp) -> Result<(), OpError> {
         OpBody::AddMember { grant, .. } if past.removed.contains_key(&grant.member) => Err(
             OpError::NoEffect("a member removed from a circle cannot be added back to it"),
         ),
+        OpBody::AddDevice { certificate, .. } if past.revoked.contains_key(&certificate.device) => {
+            Err(OpError::NoEffect(
+                "a device revoked from a circle cannot be added back to it",
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -804,7 +860,9 @@ fn sealed_keys(body: &OpBody) -> &[SealedKey] {
         OpBody::Genesis { sealed, .. }
         | OpBody::AddMember { sealed, .. }
         | OpBody::RemoveMember { sealed, .. }
-        | OpBody::RotateKey { sealed, .. } => sealed,
+        | OpBody::RotateKey { sealed, .. }
+        | OpBody::AddDevice { sealed, .. }
+        | OpBody::RevokeDevice { sealed, .. } => sealed,
         OpBody::ChangeRole { .. }
         | OpBody::SetRelays { .. }
         | OpBody::SetReminder { .. }

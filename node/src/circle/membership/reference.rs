@@ -5,13 +5,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-use cercle_crdt::{MemberId, Role};
+use cercle_crdt::MemberId;
 
-use super::resolve::apply;
-use super::{
-    MAX_RELAY_ADDRESS, MAX_RELAYS, MAX_REMINDER_HOURS, OpBody, OpHash, Resolution, SignedOp,
-    VoidReason,
-};
+use super::resolve::{apply, granted_at, judge};
+use super::{OpBody, OpHash, Resolution, SignedOp, VoidReason};
 
 /// The deterministic linear order: topological, ties by smaller hash.
 fn linear_order(ops: &BTreeMap<OpHash, SignedOp>) -> Vec<OpHash> {
@@ -75,15 +72,39 @@ pub(super) fn resolve(ops: &BTreeMap<OpHash, SignedOp>) -> Resolution {
         // Rule 3: removals win over concurrent operations of the removed member.
         let mut grew = false;
         for (r, rop) in order.iter().enumerate() {
-            let Some(OpBody::RemoveMember {
-                member: removed, ..
-            }) = ops.get(rop).map(|o| &o.content.body)
-            else {
-                continue;
-            };
             if !valid[r] {
                 continue;
             }
+            let removed = match ops.get(rop).map(|o| &o.content.body) {
+                Some(OpBody::RemoveMember { member, .. }) => member,
+                // A revocation voids every concurrent operation its device signed, but in
+                // a mutual revocation the device granted first wins.
+                Some(OpBody::RevokeDevice { device, .. }) => {
+                    let revoker = ops.get(rop).map(|o| o.content.device);
+                    let granted = granted_at(ops, &order, &valid);
+                    for (x, h) in order.iter().enumerate() {
+                        let Some(xop) = ops.get(h) else {
+                            continue;
+                        };
+                        if xop.content.device != *device
+                            || forced_void.contains_key(&x)
+                            || !concurrent(r, x)
+                        {
+                            continue;
+                        }
+                        if let OpBody::RevokeDevice { device: target, .. } = &xop.content.body
+                            && Some(*target) == revoker
+                            && revoker.is_some_and(|s| granted.get(device) < granted.get(&s))
+                        {
+                            continue;
+                        }
+                        forced_void.insert(x, VoidReason::RevokedConcurrently);
+                        grew = true;
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
             for x in 0..order.len() {
                 if forced_void.contains_key(&x) || !concurrent(r, x) {
                     continue;
@@ -137,63 +158,16 @@ fn evaluate(
         // The state in this op's causal past: its valid ancestors, in order.
         let past: Vec<usize> = ancestors[i].iter().copied().filter(|a| valid[*a]).collect();
         let state = replay(ops, order, &past);
-        let author = match &op.content.body {
-            OpBody::Genesis { creator, .. } if i == 0 || past.is_empty() => creator
-                .devices
-                .iter()
-                .any(|d| {
-                    d.device == op.content.device
-                        && d.member == creator.member
-                        && d.verify().is_ok()
-                })
-                .then_some((creator.member, i)),
-            _ => state
-                .member_of(&op.content.device)
-                .map(|(m, s)| (*m, s.seniority)),
-        };
-        authors[i] = author;
+        // Who wrote it and whether it is valid in that state: the per-operation rule
+        // (`resolve::judge`) is shared; what this reference checks is the causal past and
+        // rule 3.
+        let verdict = judge(&state, op, i, ancestors[i].is_empty());
+        authors[i] = verdict.author;
         if let Some(reason) = forced_void.get(&i) {
             reasons.insert(i, reason.clone());
             continue;
         }
-        let verdict = match (&op.content.body, author) {
-            (_, None) => Err(VoidReason::NotCoordinator),
-            (OpBody::Genesis { .. }, Some(_)) if past.is_empty() && ancestors[i].is_empty() => {
-                Ok(())
-            }
-            (OpBody::Genesis { .. }, Some(_)) => Err(VoidReason::BadTarget),
-            (_, Some((m, _))) if state.role(&m) != Some(Role::Coordinator) => {
-                Err(VoidReason::NotCoordinator)
-            }
-            _ if state.closed => Err(VoidReason::Closed),
-            (OpBody::AddMember { grant, .. }, _)
-                if state.members.contains_key(&grant.member)
-                    || grant.devices.is_empty()
-                    || grant
-                        .devices
-                        .iter()
-                        .any(|d| d.member != grant.member || d.verify().is_err()) =>
-            {
-                Err(VoidReason::BadTarget)
-            }
-            (OpBody::RemoveMember { member, .. } | OpBody::ChangeRole { member, .. }, _)
-                if !state.members.contains_key(member) =>
-            {
-                Err(VoidReason::BadTarget)
-            }
-            (OpBody::SetRelays { relays }, _)
-                if relays.len() > MAX_RELAYS
-                    || relays
-                        .iter()
-                        .any(|r| r.is_empty() || r.len() > MAX_RELAY_ADDRESS) =>
-            {
-                Err(VoidReason::BadTarget)
-            }
-            (OpBody::SetReminder { hours }, _) if *hours > MAX_REMINDER_HOURS => {
-                Err(VoidReason::BadTarget)
-            }
-            _ => Ok(()),
-        };
+        let verdict = verdict.outcome;
         match verdict {
             Ok(()) => valid[i] = true,
             Err(r) => {

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use cercle_crdt::{MemberId, Role};
 
+use crate::identity::DeviceId;
+
 use super::{
     MAX_RELAY_ADDRESS, MAX_RELAYS, MAX_REMINDER_HOURS, MemberState, OpBody, OpHash, Resolution,
     SignedOp, VoidReason,
@@ -79,6 +81,9 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
         (_, None) => Err(VoidReason::NotCoordinator),
         (OpBody::Genesis { .. }, Some(_)) if rootless => Ok(()),
         (OpBody::Genesis { .. }, Some(_)) => Err(VoidReason::BadTarget),
+        (OpBody::AddDevice { .. } | OpBody::RevokeDevice { .. }, Some((m, _))) => {
+            judge_device(past, &content.body, &m)
+        }
         (_, Some((m, _))) if past.role(&m) != Some(Role::Coordinator) => {
             Err(VoidReason::NotCoordinator)
         }
@@ -112,6 +117,40 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
         _ => Ok(()),
     };
     Verdict { author, outcome }
+}
+
+/// A device's addition or revocation: by a device of the member it concerns or by a
+/// coordinator's; to a current member; an added device certified by that member and no
+/// one's yet; a revoked one the member's, and not their last.
+fn judge_device(past: &Resolution, body: &OpBody, author: &MemberId) -> Result<(), VoidReason> {
+    let member = match body {
+        OpBody::AddDevice { certificate, .. } => &certificate.member,
+        OpBody::RevokeDevice { member, .. } => member,
+        _ => return Err(VoidReason::BadTarget),
+    };
+    if author != member && past.role(author) != Some(Role::Coordinator) {
+        return Err(VoidReason::NotCoordinator);
+    }
+    if past.closed {
+        return Err(VoidReason::Closed);
+    }
+    let Some(state) = past.members.get(member) else {
+        return Err(VoidReason::BadTarget);
+    };
+    let fits = match body {
+        OpBody::AddDevice { certificate, .. } => {
+            certificate.verify().is_ok() && past.member_of(&certificate.device).is_none()
+        }
+        OpBody::RevokeDevice { device, .. } => {
+            state.devices.len() > 1 && state.devices.iter().any(|d| d.device == *device)
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(VoidReason::BadTarget)
+    }
 }
 
 /// Applies a valid operation at `position` to `state`.
@@ -168,6 +207,42 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
             state.epoch = Some(*epoch);
             state.epochs.push(*epoch);
         }
+        OpBody::AddDevice { certificate, .. } => {
+            let free = !state.revoked.contains_key(&certificate.device)
+                && state.member_of(&certificate.device).is_none();
+            if let Some(m) = state.members.get_mut(&certificate.member)
+                && free
+            {
+                m.devices.push(certificate.clone());
+            }
+        }
+        OpBody::RevokeDevice {
+            member,
+            device,
+            logs,
+            epoch,
+            ..
+        } => {
+            let Some(m) = state.members.get_mut(member) else {
+                return;
+            };
+            let before = m.devices.len();
+            m.devices.retain(|d| d.device != *device);
+            if m.devices.len() < before {
+                let revocation = super::Revocation {
+                    member: *member,
+                    cut: super::Removal {
+                        role: m.role,
+                        logs: logs.clone(),
+                    },
+                    by: op.content().device,
+                    at: op.content().at,
+                };
+                state.revoked.insert(*device, revocation);
+                state.epoch = Some(*epoch);
+                state.epochs.push(*epoch);
+            }
+        }
         OpBody::SetRelays { relays } => state.relays = relays.clone(),
         OpBody::SetReminder { hours } => state.reminder_hours = Some(*hours),
         OpBody::Close => state.closed = true,
@@ -177,6 +252,13 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
 /// The operations by hash, as the resolver reads them.
 pub(super) trait Ops {
     fn op(&self, hash: &OpHash) -> Option<&SignedOp>;
+}
+
+#[cfg(test)]
+impl Ops for BTreeMap<OpHash, SignedOp> {
+    fn op(&self, hash: &OpHash) -> Option<&SignedOp> {
+        self.get(hash)
+    }
 }
 
 impl Ops for HashMap<OpHash, SignedOp> {
@@ -419,21 +501,44 @@ impl Resolver {
             lowest_after[i] = lowest_after[i + 1].min(a);
         }
         let mut by_author: HashMap<MemberId, Vec<Pos>> = HashMap::new();
+        let mut by_device: HashMap<DeviceId, Vec<Pos>> = HashMap::new();
         for (i, a) in self.authors.iter().enumerate() {
             if let Some((m, _)) = a {
                 by_author.entry(*m).or_default().push(i);
             }
+            if let Some(op) = ops.op(&self.order[i]) {
+                by_device.entry(op.content().device).or_default().push(i);
+            }
         }
+        let granted = granted_at(ops, &self.order, &self.valid);
         let mut grew = false;
         for r in 0..n {
             if !self.valid[r] || (self.linear[r] && lowest_after[r + 1] > r) {
                 continue;
             }
-            let Some(OpBody::RemoveMember {
-                member: removed, ..
-            }) = ops.op(&self.order[r]).map(|o| &o.content().body)
-            else {
-                continue;
+            let removed = match ops.op(&self.order[r]).map(|o| &o.content().body) {
+                Some(OpBody::RemoveMember { member, .. }) => member,
+                // A revocation voids what the revoked device signed concurrently; in a
+                // mutual revocation, the device granted first wins.
+                Some(OpBody::RevokeDevice { device, .. }) => {
+                    let signer = ops.op(&self.order[r]).map(|o| o.content().device);
+                    for &x in by_device.get(device).into_iter().flatten() {
+                        if forced.contains_key(&x) || !self.concurrent(r, x, walks) {
+                            continue;
+                        }
+                        let mutual = matches!(
+                            ops.op(&self.order[x]).map(|o| &o.content().body),
+                            Some(OpBody::RevokeDevice { device: target, .. }) if Some(*target) == signer
+                        );
+                        if mutual && signer.is_some_and(|s| granted.get(device) < granted.get(&s)) {
+                            continue;
+                        }
+                        forced.insert(x, VoidReason::RevokedConcurrently);
+                        grew = true;
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let Some(candidates) = by_author.get(removed) else {
                 continue;
@@ -485,6 +590,33 @@ impl Resolver {
 /// The windows walked during one resolution (they depend only on the log's shape).
 #[derive(Default)]
 struct Walks(HashMap<Pos, HashSet<Pos>>);
+
+/// Where each device was first granted in `order` by a valid operation (its seniority in
+/// a mutual revocation).
+pub(super) fn granted_at(
+    ops: &impl Ops,
+    order: &[OpHash],
+    valid: &[bool],
+) -> HashMap<DeviceId, Pos> {
+    let mut granted = HashMap::new();
+    for (i, h) in order.iter().enumerate() {
+        if !valid.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        match ops.op(h).map(|o| &o.content().body) {
+            Some(OpBody::Genesis { creator: grant, .. } | OpBody::AddMember { grant, .. }) => {
+                for d in &grant.devices {
+                    granted.entry(d.device).or_insert(i);
+                }
+            }
+            Some(OpBody::AddDevice { certificate, .. }) => {
+                granted.entry(certificate.device).or_insert(i);
+            }
+            _ => {}
+        }
+    }
+    granted
+}
 
 /// The state after `p`, for one of the children it is handed down to (the last one takes
 /// it without a copy).

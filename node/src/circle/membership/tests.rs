@@ -114,6 +114,117 @@ fn the_creator_is_coordinator_and_adds_members_with_roles() {
     assert_eq!(r.member_of(&b.device()).map(|(m, _)| *m), Some(b.member()));
 }
 
+fn second_device(of: &LocalIdentity, seed: u8) -> LocalIdentity {
+    let mut rng = <crate::crypto::SecureRng as rand::SeedableRng>::from_seed([seed; 32]);
+    of.new_device(Timestamp(2), &mut rng).unwrap()
+}
+
+fn add_device_body(device: &LocalIdentity) -> OpBody {
+    OpBody::AddDevice {
+        certificate: device.certificate.clone(),
+        sealed: vec![],
+    }
+}
+
+fn revoke_body(device: &LocalIdentity) -> OpBody {
+    OpBody::RevokeDevice {
+        member: device.member(),
+        device: device.device(),
+        logs: vec![],
+        epoch: EpochId([5; 16]),
+        sealed: vec![],
+    }
+}
+
+#[test]
+fn a_member_adds_their_own_device_without_a_coordinator_and_no_one_else_can() {
+    let (a, b, c) = (person("A"), person("B"), person("C"));
+    let mut m = circle_of(&a);
+    add(&mut m, &a, &b, Role::Professional);
+    add(&mut m, &a, &c, Role::Professional);
+    let b2 = second_device(&b, 1);
+    // C, a professional, cannot add a device to B; a device certified by someone else's
+    // member key is no device of B's.
+    let by_c = next(&m, &c, add_device_body(&b2));
+    assert_eq!(
+        take(&mut m, &by_c),
+        Err(OpError::Void(VoidReason::NotCoordinator))
+    );
+    let mut forged = b2.certificate.clone();
+    forged.member = c.member();
+    let forged = next(
+        &m,
+        &c,
+        OpBody::AddDevice {
+            certificate: forged,
+            sealed: vec![],
+        },
+    );
+    assert_eq!(
+        take(&mut m, &forged),
+        Err(OpError::Void(VoidReason::BadTarget))
+    );
+    // B's own device adds the second one; it then writes operations as B.
+    m.append(next(&m, &b, add_device_body(&b2))).unwrap();
+    let r = m.resolution();
+    assert_eq!(r.member_of(&b2.device()).map(|(m, _)| *m), Some(b.member()));
+    assert_eq!(r.members[&b.member()].devices.len(), 2);
+    assert!(m.log().granted(&b2.device()));
+    // Added twice: refused.
+    assert_eq!(
+        m.append(next(&m, &b, add_device_body(&b2))),
+        Err(OpError::Void(VoidReason::BadTarget))
+    );
+}
+
+#[test]
+fn a_revoked_device_writes_nothing_more_and_is_never_added_back() {
+    let (a, b) = (person("A"), person("B"));
+    let mut m = circle_of(&a);
+    add(&mut m, &a, &b, Role::Coordinator);
+    let b2 = second_device(&b, 2);
+    m.append(next(&m, &b, add_device_body(&b2))).unwrap();
+    // The lost device tries to revoke the member's other one at the same time as it is
+    // revoked: its concurrent operation is void, the revocation stands.
+    let base = m.log().heads();
+    let revoke = signed(m.log().circle(), &b, &base, revoke_body(&b2));
+    let counter = signed(m.log().circle(), &b2, &base, revoke_body(&b));
+    take(&mut m, &revoke).unwrap();
+    let _ = take(&mut m, &counter);
+    let r = m.resolution();
+    assert_eq!(r.member_of(&b2.device()), None);
+    assert_eq!(r.member_of(&b.device()).map(|(m, _)| *m), Some(b.member()));
+    let revocation = &r.revoked[&b2.device()];
+    assert_eq!((revocation.member, revocation.by), (b.member(), b.device()));
+    assert_eq!(r.epoch, Some(EpochId([5; 16])));
+    if m.log().knows(&counter.hash()) {
+        assert_eq!(
+            r.void.get(&counter.hash()),
+            Some(&VoidReason::RevokedConcurrently)
+        );
+    }
+    // After the revocation it signs nothing that counts, and is not added back.
+    let late = next(&m, &b2, relays(&["/ip4/192.0.2.7/tcp/4001/p2p/R"]));
+    assert_eq!(
+        take(&mut m, &late),
+        Err(OpError::Void(VoidReason::NotCoordinator))
+    );
+    assert!(matches!(
+        m.append(next(&m, &b, add_device_body(&b2))),
+        Err(OpError::NoEffect(_))
+    ));
+    // A member's last device is not revoked: the member is removed instead.
+    assert_eq!(
+        m.append(next(&m, &a, revoke_body(&b))),
+        Err(OpError::Void(VoidReason::BadTarget))
+    );
+    // Every node resolves the same from the same operations, in any order.
+    let mut all: Vec<SignedOp> = m.log().ops().cloned().collect();
+    all.reverse();
+    let (loaded, _) = Membership::load(all).unwrap();
+    assert_eq!(loaded.resolution(), m.resolution());
+}
+
 #[test]
 fn a_coordinator_names_the_relays_and_the_last_list_wins() {
     let (a, b) = (person("A"), person("B"));
@@ -420,9 +531,22 @@ fn a_log_of_ten_thousand_operations_resolves_and_grows_by_appends() {
 type Script = Vec<(Vec<usize>, usize, u8, usize, usize)>;
 
 fn body_of(people: &[LocalIdentity], n: usize, body: u8, target: usize, role: usize) -> OpBody {
+    // The second half of `people` are the first half's second devices.
+    let sibling = &people[(target + people.len() / 2) % people.len()];
     let target = &people[target % people.len()];
     let role = Role::ALL[role % 4];
-    match body % 9 {
+    match body % 11 {
+        9 => OpBody::AddDevice {
+            certificate: sibling.certificate.clone(),
+            sealed: vec![],
+        },
+        10 => OpBody::RevokeDevice {
+            member: target.member(),
+            device: target.device(),
+            logs: vec![],
+            epoch: EpochId([n as u8; 16]),
+            sealed: vec![],
+        },
         0..=2 => add_body(target, role),
         3 | 4 => OpBody::RemoveMember {
             member: target.member(),
@@ -495,7 +619,7 @@ fn script(max: usize) -> impl Strategy<Value = Script> {
         (
             prop::collection::vec(any::<usize>(), 1..3),
             any::<usize>(),
-            0u8..9,
+            0u8..11,
             any::<usize>(),
             any::<usize>(),
         ),
@@ -503,8 +627,15 @@ fn script(max: usize) -> impl Strategy<Value = Script> {
     )
 }
 
+/// Four members, then a second device of each.
 fn people() -> Vec<LocalIdentity> {
-    ["A", "B", "C", "D"].into_iter().map(person).collect()
+    let first: Vec<LocalIdentity> = ["A", "B", "C", "D"].into_iter().map(person).collect();
+    let mut rng = <crate::crypto::SecureRng as rand::SeedableRng>::from_seed([9; 32]);
+    let second: Vec<LocalIdentity> = first
+        .iter()
+        .map(|p| p.new_device(Timestamp(2), &mut rng).unwrap())
+        .collect();
+    first.into_iter().chain(second).collect()
 }
 
 proptest! {

@@ -52,6 +52,21 @@ impl NodeCore {
     #[tracing::instrument(skip_all, fields(peer = %device))]
     pub(super) fn peer_connected(&mut self, device: DeviceId, peer_id: String) {
         let now = self.now.millis();
+        // A new device being paired holds nothing yet: it only asks to be certified.
+        if self.pairing.is_some() {
+            self.peers.insert(
+                device,
+                Peer {
+                    sync: PeerSync::new(device),
+                    peer_id,
+                    last_seen: Some(now),
+                },
+            );
+            let pair = self.send_pair(&device);
+            self.out.extend(pair);
+            return;
+        }
+        self.sibling_seen(&device, true);
         let hello = match self.peers.get_mut(&device) {
             // Its messages arrived before our stream to it opened: the exchange is under
             // way, a Hello from this side completes it.
@@ -88,6 +103,7 @@ impl NodeCore {
 
     /// A peer device's last connection closed.
     pub(super) fn peer_disconnected(&mut self, device: &DeviceId) {
+        self.sibling_seen(device, false);
         if let Some(p) = self.peers.remove(device) {
             self.out.push(Effect::Event(NodeEvent::Peer {
                 peer_id: p.peer_id,
@@ -115,7 +131,28 @@ impl NodeCore {
             return;
         }
         let now = self.now.millis();
+        if self.pairing.is_some() {
+            if let Message::PairAnswer {
+                refused,
+                identity,
+                devices,
+                ..
+            } = message
+            {
+                self.pair_answered(device, refused, identity, devices);
+            }
+            return;
+        }
         let message = match message {
+            Message::Pair {
+                pairing,
+                secret,
+                x25519,
+            } => return self.pair_asked(device, pairing, &secret, x25519),
+            Message::PairAnswer { .. } => {
+                tracing::debug!(peer = %device, "a pairing answer while no pairing is under way");
+                return;
+            }
             Message::Join {
                 invite,
                 secret,
@@ -234,7 +271,8 @@ impl NodeCore {
     fn apply(&mut self, from: DeviceId, r: Received, chosen: bool) -> Taken {
         let joined = !self.circles.open.contains_key(&r.circle);
         if joined {
-            if !chosen && !self.followed_invite(&r.circle) {
+            // A circle from another of this member's devices is the member's own.
+            if !chosen && !self.followed_invite(&r.circle) && !self.is_sibling(&from) {
                 self.offered(from, r);
                 return Taken::default();
             }

@@ -1,0 +1,92 @@
+//! `cercle device pair|list|revoke`: a member's devices. A new device is paired with
+//! `cercle init --pair CODE` (see `init`).
+
+use std::io::IsTerminal;
+
+use cercle_node::ops::devices::{DeviceList, DevicePair, DeviceRevoke};
+
+use crate::Context;
+use crate::backend::{Client, ask};
+use crate::output::{answer, human_time, rows};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// Make a one-time pairing code for a new device of yours (on your first device, with
+    /// the node running). On the new machine: `cercle init --pair CODE`.
+    Pair {
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Your devices, with the last time each was seen.
+    List,
+    /// Revoke one of your devices (lost, stolen, replaced) in every circle: it receives
+    /// nothing written from now on.
+    Revoke {
+        /// The device's id, or its first characters (`cercle device list`).
+        device: String,
+    },
+}
+
+pub(crate) fn run(ctx: &Context, cmd: DeviceCommand) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCommand::Pair { no_qr } => {
+            let Some(client) = Client::running(ctx)? else {
+                anyhow::bail!(
+                    "pairing needs the network: start your node with `cercle up` in another terminal, then run this command again"
+                );
+            };
+            let view = client.ask(DevicePair {})?;
+            answer(ctx.json, &view, || {
+                let until = human_time(cercle_crdt::Timestamp(view.expires_at));
+                let mut s = format!(
+                    "Pairing code for a new device of yours (single use, until {until}):\n\n{}\n",
+                    view.code
+                );
+                if !no_qr
+                    && std::io::stdout().is_terminal()
+                    && let Some(qr) = crate::cmd::invite::qr_text(&view.code)
+                {
+                    s.push('\n');
+                    s.push_str(&qr);
+                }
+                s.push_str("\nOn the new machine run `cercle init --pair CODE` while this node runs; it then receives your circles.");
+                s
+            })?;
+        }
+        DeviceCommand::List => {
+            let view = ask(ctx, DeviceList {})?;
+            answer(ctx.json, &view, || {
+                let mut s = rows(&view.devices, "no device", |d| {
+                    let state = match (d.this, d.revoked_at, d.connected, d.last_seen) {
+                        (true, ..) => "this device".to_string(),
+                        (_, Some(at), ..) => {
+                            format!("revoked {}", human_time(cercle_crdt::Timestamp(at)))
+                        }
+                        (_, _, true, _) => "connected".to_string(),
+                        (_, _, _, Some(at)) => {
+                            format!("last seen {}", human_time(cercle_crdt::Timestamp(at)))
+                        }
+                        _ => "never seen from here".to_string(),
+                    };
+                    format!("{}  {state}  ({} circles)", d.device, d.circles)
+                });
+                if view.holds_member_key {
+                    s.push_str("\n\nThis device holds your member key: pair new devices from here (`cercle device pair`).");
+                }
+                s
+            })?;
+        }
+        DeviceCommand::Revoke { device } => {
+            let view = ask(ctx, DeviceRevoke { device })?;
+            answer(ctx.json, &view, || {
+                format!(
+                    "Device {} revoked in {} circles: it receives nothing written from now on, and the teams see it.",
+                    &view.device[..16.min(view.device.len())],
+                    view.circles
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
