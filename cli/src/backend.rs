@@ -177,6 +177,37 @@ impl Client {
         })
     }
 
+    /// `GET` (no body) or `POST` (a JSON body) to one of the API's own routes, with the token.
+    pub(crate) fn route<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, NodeError> {
+        let url = format!("http://{}{path}", self.api.address);
+        self.runtime.block_on(async {
+            let request = match &body {
+                Some(b) => self.http.post(&url).json(b),
+                None => self.http.get(&url),
+            };
+            let response = request
+                .bearer_auth(&self.api.token)
+                .send()
+                .await
+                .map_err(|e| NodeError::unavailable(format!("the node does not answer ({e})")))?;
+            let status = response.status();
+            let value: serde_json::Value = response.json().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(
+                    serde_json::from_value::<NodeError>(value).unwrap_or_else(|_| {
+                        NodeError::new(ErrorKind::from_status(status.as_u16()), "the node refused")
+                    }),
+                );
+            }
+            serde_json::from_value(value)
+                .map_err(|e| NodeError::internal(format!("unreadable answer: {e}")))
+        })
+    }
+
     /// Carries out one operation on the running node.
     pub(crate) fn ask<O: Operation>(&self, op: O) -> Result<O::Answer, NodeError> {
         typed::<O>(self.call(&op.into()))

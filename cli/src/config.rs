@@ -9,6 +9,9 @@
 //! mdns = true
 //! api = "127.0.0.1:7070"
 //!
+//! [ui]
+//! listen = "192.168.1.20:8443"
+//!
 //! [notify]
 //! webhook = "https://sms.example.fr/hook?key=..."
 //! ```
@@ -34,8 +37,40 @@ pub(crate) struct Config {
     pub(crate) mdns: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) api: Option<std::net::SocketAddr>,
+    #[serde(default, skip_serializing_if = "Ui::is_empty")]
+    pub(crate) ui: Ui,
     #[serde(default, skip_serializing_if = "Notify::is_empty")]
     pub(crate) notify: Notify,
+}
+
+/// The web UI beyond this machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Ui {
+    /// Where the web UI is also served, over TLS, to the member's paired phones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+}
+
+impl Ui {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none()
+    }
+}
+
+/// Checks an address for the phones' web UI: a concrete address of this machine, which the
+/// pairing QR names.
+pub(crate) fn check_ui_listen(value: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let a: std::net::SocketAddr = value.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "ui.listen {value:?} is not an address; write this computer's LAN address and a port, like 192.168.1.20:8443"
+        )
+    })?;
+    anyhow::ensure!(
+        !a.ip().is_unspecified(),
+        "ui.listen {a}: give this computer's address on the practice's network (like 192.168.1.20:8443), which the phone's pairing QR names"
+    );
+    Ok(a)
 }
 
 /// Where alerts are announced beyond the open web page.
@@ -55,7 +90,15 @@ impl Notify {
 }
 
 /// The keys `config get` and `config set` know.
-pub(crate) const KEYS: [&str; 6] = ["listen", "peers", "relays", "mdns", "api", "notify.webhook"];
+pub(crate) const KEYS: [&str; 7] = [
+    "listen",
+    "peers",
+    "relays",
+    "mdns",
+    "api",
+    "ui.listen",
+    "notify.webhook",
+];
 
 /// Where the configuration file is.
 pub(crate) fn path() -> anyhow::Result<PathBuf> {
@@ -110,6 +153,7 @@ impl Config {
             "relays" => serde_json::json!(self.relays),
             "mdns" => serde_json::json!(self.mdns),
             "api" => serde_json::json!(self.api.map(|a| a.to_string())),
+            "ui.listen" => serde_json::json!(self.ui.listen.map(|a| a.to_string())),
             "notify.webhook" => serde_json::json!(self.notify.webhook),
             _ => return Err(unknown(key)),
         })
@@ -168,6 +212,13 @@ impl Config {
                     );
                     self.api = Some(a);
                 }
+            }
+            "ui.listen" => {
+                self.ui.listen = if value.trim().is_empty() {
+                    None
+                } else {
+                    Some(check_ui_listen(value)?)
+                };
             }
             "notify.webhook" => {
                 let url = value.trim();

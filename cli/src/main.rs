@@ -86,6 +86,9 @@ enum Command {
     /// Your devices: pair a new one, list them, revoke a lost one.
     #[command(subcommand)]
     Device(cmd::device::DeviceCommand),
+    /// Your phones and tablets on this node's web UI over the LAN: pair, list, revoke.
+    #[command(subcommand)]
+    Phone(cmd::device::PhoneCommand),
     /// Carry circles on a USB key where no network reaches: `sync export`, `sync import`.
     #[command(subcommand)]
     Sync(cmd::carry::SyncCommand),
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(&ctx, args),
         Command::Sync(c) => cmd::carry::run(&ctx, c),
         Command::Device(c) => cmd::device::run(&ctx, c),
+        Command::Phone(c) => cmd::device::phone(&ctx, c),
         Command::Relay(args) => cmd::relay::run(&ctx, args),
         Command::Demo(args) => cmd::demo::run(&ctx, args),
         Command::Config(c) => cmd::config::run(&ctx, c),

@@ -138,7 +138,9 @@ pub fn record_port(home: &Path, port: u16) -> Result<(), ApiError> {
     })
 }
 
+pub mod lan;
 pub mod openapi;
+pub mod phones;
 pub mod server;
 mod session;
 pub mod token;

@@ -48,23 +48,55 @@ impl Driver {
 
     /// A new headless Chromium, its window `width` × `height`.
     pub fn browser(&self, width: u32, height: u32) -> Browser {
+        let options = serde_json::json!({
+            "args": Driver::args(&[format!("--window-size={width},{height}")]),
+        });
+        let browser = self.open(options);
+        browser.resize(width, height);
+        browser
+    }
+
+    /// A new headless Chromium as a phone (390 × 844, touch, a phone's user agent) that
+    /// trusts the TLS certificate whose public key has the SHA-256 `spki_pin` (base64), as
+    /// a member checks the fingerprint the computer shows.
+    pub fn phone(&self, spki_pin: &str) -> Browser {
+        let options = serde_json::json!({
+            "args": Driver::args(&[format!("--ignore-certificate-errors-spki-list={spki_pin}")]),
+            "mobileEmulation": {
+                "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3.0, "touch": true },
+                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36",
+            },
+        });
+        self.open(options)
+    }
+
+    fn args(more: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-extensions",
+            "--lang=fr-FR",
+            // A camera that shows a test pattern, granted without asking.
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.extend_from_slice(more);
+        args
+    }
+
+    fn open(&self, options: serde_json::Value) -> Browser {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--disable-extensions", "--lang=fr-FR",
-                    // A camera that shows a test pattern, granted without asking.
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    format!("--window-size={width},{height}"),
-                ]
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), options);
         let url = format!("http://127.0.0.1:{}", self.port);
         let client = runtime.block_on(async {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -74,9 +106,7 @@ impl Driver {
                 .await
                 .unwrap_or_else(|e| panic!("chromium did not start through chromedriver: {e}"))
         });
-        let browser = Browser { runtime, client };
-        browser.resize(width, height);
-        browser
+        Browser { runtime, client }
     }
 }
 

@@ -562,6 +562,12 @@ fn two_members_work_together_in_their_browsers() {
             "Autour d'un patient",
             "Around a patient",
         ),
+        (
+            "devices",
+            "/devices".to_string(),
+            "Téléphones et tablettes",
+            "Phones and tablets",
+        ),
     ];
     let mut english = false;
     for (name, path, fr, en) in &pages {

@@ -90,3 +90,74 @@ pub(crate) fn run(ctx: &Context, cmd: DeviceCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PhoneCommand {
+    /// A one-time link (and QR) that pairs a phone or tablet with this node's web UI on
+    /// the LAN (the node runs with `--ui-listen`).
+    Pair {
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// The paired phones, with their last use.
+    List,
+    /// Revoke a phone's session: it opens nothing from now on.
+    Revoke {
+        /// The phone's id (`cercle phone list`).
+        id: String,
+    },
+}
+
+pub(crate) fn phone(ctx: &Context, cmd: PhoneCommand) -> anyhow::Result<()> {
+    let Some(client) = Client::running(ctx)? else {
+        anyhow::bail!(
+            "phones reach the running node: start it with `cercle up --ui-listen ADDRESS:PORT`, then run this command again"
+        );
+    };
+    match cmd {
+        PhoneCommand::Pair { no_qr } => {
+            let view: serde_json::Value =
+                client.route("/api/v1/phones/pair", Some(serde_json::json!({})))?;
+            let link = view["link"].as_str().unwrap_or_default().to_string();
+            answer(ctx.json, &view, || {
+                let mut s = format!(
+                    "Open this link on the phone (once, within 10 minutes), on the same network:\n\n{link}\n\nThe phone must show the certificate fingerprint {}\n",
+                    view["fingerprint"].as_str().unwrap_or_default()
+                );
+                if !no_qr
+                    && std::io::stdout().is_terminal()
+                    && let Some(qr) = crate::cmd::invite::qr_text(&link)
+                {
+                    s.push('\n');
+                    s.push_str(&qr);
+                }
+                s
+            })?;
+        }
+        PhoneCommand::List => {
+            let view: serde_json::Value = client.route("/api/v1/phones", None)?;
+            answer(ctx.json, &view, || {
+                let phones = view.as_array().cloned().unwrap_or_default();
+                rows(&phones, "no phone paired", |p| {
+                    format!(
+                        "{}  {}  last used {}",
+                        p["id"].as_str().unwrap_or_default(),
+                        p["name"].as_str().unwrap_or_default(),
+                        human_time(cercle_crdt::Timestamp(p["last_used"].as_i64().unwrap_or(0)))
+                    )
+                })
+            })?;
+        }
+        PhoneCommand::Revoke { id } => {
+            let view: serde_json::Value = client.route(
+                "/api/v1/phones/revoke",
+                Some(serde_json::json!({ "id": id })),
+            )?;
+            answer(ctx.json, &view, || {
+                format!("Phone {id} revoked: it opens nothing from now on.")
+            })?;
+        }
+    }
+    Ok(())
+}

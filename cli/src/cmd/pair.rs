@@ -83,6 +83,7 @@ fn pair_in(ctx: &Context, code: &str, timeout: u64) -> anyhow::Result<LocalIdent
         api: None,
         home: ctx.home.root().to_path_buf(),
         webhook: None,
+        ui_listen: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -33,6 +33,10 @@ pub(crate) struct UpArgs {
     /// or a free port, on 127.0.0.1).
     #[arg(long, value_name = "127.0.0.1:PORT")]
     api: Option<std::net::SocketAddr>,
+    /// Also serve the web UI over TLS on this LAN address of this computer, for your
+    /// phones paired from the "My devices" page (e.g. 192.168.1.20:8443).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    ui_listen: Option<String>,
 }
 
 /// Parses the multiaddresses given with `flag`, or says how to write one.
@@ -61,6 +65,10 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
     let peers = parse_addresses("--peer", &or_config(args.peer, config.peers))?;
     let relays = parse_addresses("--relay", &or_config(args.relay, config.relays))?;
     let api = args.api.or(config.api);
+    let ui_listen = match args.ui_listen {
+        Some(a) => Some(crate::config::check_ui_listen(&a)?),
+        None => config.ui.listen,
+    };
     let mdns = !args.no_mdns && config.mdns != Some(false);
     if let Some(a) = api
         && !a.ip().is_loopback()
@@ -97,6 +105,7 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
         api,
         home: ctx.home.root().to_path_buf(),
         webhook,
+        ui_listen,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

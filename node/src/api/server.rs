@@ -37,6 +37,21 @@ pub(super) struct Api {
     pub(super) calls: std::sync::Arc<tokio::sync::Semaphore>,
     /// The home, whose `api.json` a rotation of the token rewrites.
     pub(super) home: std::path::PathBuf,
+    /// The member's paired phones (shared by the loopback and the LAN servers).
+    pub(super) phones: super::phones::Phones,
+    /// Where the LAN server answers, when it runs: the QR the desktop page shows.
+    pub(super) lan: Option<std::sync::Arc<LanInfo>>,
+    /// This server is the LAN one: only paired phones' sessions get in.
+    pub(super) on_lan: bool,
+}
+
+/// The LAN server, as the desktop page tells the phone.
+#[derive(Debug, Clone)]
+pub struct LanInfo {
+    /// `https://ADDRESS:PORT`.
+    pub base: String,
+    /// The certificate's fingerprint (see [`super::lan`]).
+    pub fingerprint: String,
 }
 
 /// Serves the API on `listener` until the task is aborted.
@@ -45,6 +60,8 @@ pub async fn serve(
     node: NodeHandle,
     token: ApiToken,
     home: std::path::PathBuf,
+    phones: super::phones::Phones,
+    lan: Option<LanInfo>,
 ) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let app = Router::new()
@@ -54,6 +71,9 @@ pub async fn serve(
         .route("/api/v1/hello", get(hello))
         .route("/api/v1/token/rotate", post(rotate_token))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/phones", get(phones_list))
+        .route("/api/v1/phones/pair", post(phones_pair))
+        .route("/api/v1/phones/revoke", post(phones_revoke))
         .merge(super::web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api {
@@ -63,9 +83,40 @@ pub async fn serve(
             cookie: format!("cercle_{port}"),
             calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
             home,
+            phones,
+            lan: lan.map(std::sync::Arc::new),
+            on_lan: false,
         });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the local API stopped");
+    }
+}
+
+/// Serves the web UI, and nothing of the JSON API, to paired phones on the LAN over TLS
+/// (see [`super::lan`], [`super::phones`]) until the task is aborted.
+pub async fn serve_lan(
+    listener: super::lan::TlsListener,
+    node: NodeHandle,
+    token: ApiToken,
+    home: std::path::PathBuf,
+    phones: super::phones::Phones,
+) {
+    let app = Router::new()
+        .merge(super::web::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Api {
+            node,
+            token,
+            sessions: Sessions::default(),
+            cookie: super::web::PHONE_COOKIE.to_string(),
+            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+            home,
+            phones,
+            lan: None,
+            on_lan: true,
+        });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the web UI on the LAN stopped");
     }
 }
 
@@ -129,6 +180,64 @@ fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
             "missing or wrong API token (it is in the home's api-token file)",
         )
     })
+}
+
+/// A phone's pairing link, for the CLI (`cercle phone pair`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PhoneLink {
+    pub link: String,
+    pub fingerprint: String,
+}
+
+/// The paired phones.
+async fn phones_list(headers: HeaderMap, State(api): State<Api>) -> Response {
+    if let Some(r) = refusal(&api, &headers) {
+        return r;
+    }
+    Json(api.phones.list()).into_response()
+}
+
+/// A one-time pairing link for a phone (the LAN server must run).
+async fn phones_pair(headers: HeaderMap, State(api): State<Api>) -> Response {
+    if let Some(r) = refusal(&api, &headers) {
+        return r;
+    }
+    let Some(lan) = api.lan.clone() else {
+        return refusal_of(&NodeError::unavailable(
+            "the web UI is not served on the LAN: start the node with `cercle up --ui-listen ADDRESS:PORT`",
+        ));
+    };
+    match api.phones.start_pairing(std::time::Instant::now()) {
+        Ok(secret) => Json(PhoneLink {
+            link: format!("{}/phone/pair?code={}", lan.base, secret.as_str()),
+            fingerprint: lan.fingerprint.clone(),
+        })
+        .into_response(),
+        Err(e) => refusal_of(&NodeError::internal(e.to_string())),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PhoneId {
+    id: String,
+}
+
+/// Revokes a phone's session.
+async fn phones_revoke(
+    headers: HeaderMap,
+    State(api): State<Api>,
+    Json(phone): Json<PhoneId>,
+) -> Response {
+    if let Some(r) = refusal(&api, &headers) {
+        return r;
+    }
+    if api.phones.revoke(phone.id.trim()) {
+        Json(serde_json::json!({ "revoked": phone.id.trim() })).into_response()
+    } else {
+        refusal_of(&NodeError::not_found(
+            "no paired phone has this id; `cercle phone list` shows them",
+        ))
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -266,6 +375,9 @@ mod tests {
             cookie: "cercle_1".into(),
             calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
             home: home.path().to_path_buf(),
+            phones: crate::api::phones::Phones::load(home.path()),
+            lan: None,
+            on_lan: false,
         };
         // Every permit is held by a call under way.
         let held: Vec<_> = (0..MAX_CONCURRENT_CALLS)

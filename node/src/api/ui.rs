@@ -17,9 +17,11 @@ use crate::ops::notes::NoteRow;
 use crate::ops::status::NodeStatus as Status;
 
 pub(crate) mod chart;
+mod devices;
 mod patient;
 pub(crate) mod words;
 
+pub(crate) use devices::{devices, not_paired, phone_pair};
 pub(crate) use patient::patient;
 
 use chart::Bar;
@@ -40,6 +42,8 @@ pub(crate) struct Ctx {
     pub(crate) here: String,
     /// Connected peers, for the header's sync indicator.
     pub(crate) peers: usize,
+    /// The page is served to a paired phone on the LAN (no device management there).
+    pub(crate) phone: bool,
 }
 
 impl Ctx {
@@ -195,13 +199,18 @@ fn document(ctx: &Ctx, title: &str, circle: Option<&str>, body: Markup) -> Marku
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — Cercle" }
                 link rel="stylesheet" href="/ui/style.css";
+                link rel="manifest" href="/manifest.webmanifest";
+                meta name="theme-color" content="#1d4e89";
                 script src="/ui/live.js" defer {}
             }
             body data-circle=[circle] data-alert-notice=(w.alert_notice) data-reminder-notice=(w.reminder_notice) {
+                // Shown by live.js while the node does not answer (a phone out of the LAN).
+                p id="node-unreachable" class="error" role="alert" hidden { (w.node_unreachable) }
                 a class="skip" href="#main" { (w.skip) }
                 header class="top" {
                     a class="brand" href="/" { "Cercle" }
                     a href="/" { (w.circles) }
+                    @if !ctx.phone { a href="/devices" id="my-devices-link" { (w.devices_title) } }
                     a id="live-peers" data-live href="/sync" class=(if ctx.peers == 0 { "sync off" } else { "sync on" }) {
                         @if ctx.peers == 0 { (w.offline) } @else { (w.peers_connected) " " (ctx.peers) }
                     }
@@ -1298,6 +1307,7 @@ mod tests {
     #[test]
     fn calendar_dates_are_written_the_way_each_language_does() {
         let ctx = |lang| Ctx {
+            phone: false,
             lang,
             csrf: String::new(),
             here: "/".into(),

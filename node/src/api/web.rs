@@ -47,6 +47,13 @@ use crate::ops::status::Status;
 use crate::ops::tasks::{TaskAdd, TaskDone};
 use crate::ops::{ErrorKind, NodeError, Operation};
 
+mod devices;
+
+/// The session cookie of a paired phone on the LAN (served over TLS only).
+pub(super) const PHONE_COOKIE: &str = "cercle_phone";
+/// How a phone's session id starts, apart from the loopback sessions'.
+const PHONE_ID: &str = "phone:";
+
 /// How long a download waits for a document being fetched from a member.
 const FETCH_WAIT: Duration = Duration::from_secs(30);
 
@@ -95,6 +102,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/invites", post(invite_create))
         .route("/c/{circle}/reminder", post(reminder_set))
         .route("/c/{circle}/activity", get(activity))
+        .merge(devices::routes())
         .layer(axum::middleware::from_fn(guard_headers))
 }
 
@@ -174,17 +182,29 @@ impl FromRequestParts<Api> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, Response> {
-        if !loopback_host(&parts.headers) {
-            return Err(wrong_host());
-        }
         let jar = CookieJar::from_headers(&parts.headers);
         let lang = language(api, &jar);
-        let id = jar.get(&api.cookie).map(|c| c.value().to_string());
-        let Some((id, form_token)) = id.and_then(|id| {
-            let form_token = api.sessions.find(&id, std::time::Instant::now())?;
-            Some((id, form_token))
-        }) else {
-            return Err(login_page(lang, false));
+        let cookie = jar.get(&api.cookie).map(|c| c.value().to_string());
+        let found = if api.on_lan {
+            // On the LAN, only a paired phone's session: no token, no login form.
+            cookie
+                .and_then(|c| api.phones.find(&c))
+                .map(|p| (format!("{PHONE_ID}{}", p.id), p.form_token))
+        } else {
+            if !loopback_host(&parts.headers) {
+                return Err(wrong_host());
+            }
+            cookie.and_then(|id| {
+                let form_token = api.sessions.find(&id, std::time::Instant::now())?;
+                Some((id, form_token))
+            })
+        };
+        let Some((id, form_token)) = found else {
+            return Err(if api.on_lan {
+                devices::not_paired(lang)
+            } else {
+                login_page(lang, false)
+            });
         };
         let peers = api.node.ask(Status {}).await.map_or(0, |s| s.peers.len());
         let here = parts
@@ -200,6 +220,7 @@ impl FromRequestParts<Api> for Session {
                 csrf: form_token.to_string(),
                 here,
                 peers,
+                phone: api.on_lan,
             },
         })
     }
@@ -217,7 +238,8 @@ impl Session {
                     .get(header::HOST)
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("");
-                origin == format!("http://{host}")
+                let scheme = if self.api.on_lan { "https" } else { "http" };
+                origin == format!("{scheme}://{host}")
             });
         if origin_ok && same_secret(given, &self.ctx.csrf) {
             return Ok(());
@@ -381,7 +403,7 @@ async fn home(
     session: Result<Session, Response>,
 ) -> Response {
     if let Some(token) = q.token {
-        if !loopback_host(&headers) {
+        if api.on_lan || !loopback_host(&headers) {
             return wrong_host();
         }
         if !api.token.matches(&token) {
@@ -452,7 +474,7 @@ async fn login(
     jar: CookieJar,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
-    if !loopback_host(&headers) {
+    if api.on_lan || !loopback_host(&headers) {
         return wrong_host();
     }
     let lang = Lang::parse(&form.lang).unwrap_or_default();
@@ -479,7 +501,13 @@ async fn logout(
     if let Err(r) = s.check(&headers, &f.csrf) {
         return r;
     }
-    s.api.sessions.end(&s.id);
+    // A phone signing out unpairs itself.
+    match s.id.strip_prefix(PHONE_ID) {
+        Some(phone) => {
+            s.api.phones.revoke(phone);
+        }
+        None => s.api.sessions.end(&s.id),
+    }
     let gone = Cookie::build((s.api.cookie.clone(), "")).path("/").build();
     (jar.remove(gone), Redirect::to("/")).into_response()
 }

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub home: PathBuf,
     /// Where alerts from other members are announced, if the member set a webhook.
     pub webhook: Option<crate::notify::Webhook>,
+    /// Where the web UI is also served to the member's paired phones, over TLS, if set
+    /// (a LAN address of this machine).
+    pub ui_listen: Option<SocketAddr>,
 }
 
 /// Why the node stopped with an error.
@@ -72,6 +75,8 @@ pub enum RunError {
     Api { address: String, reason: String },
     #[error(transparent)]
     ApiFile(#[from] api::ApiError),
+    #[error(transparent)]
+    Lan(#[from] api::lan::LanError),
 }
 
 /// A request's reply channel.
@@ -223,11 +228,35 @@ pub async fn run(
         pid: std::process::id(),
     };
     api_file.write(&config.home)?;
+    // The web UI for the member's phones on the LAN, over TLS, when asked for.
+    let phones = api::phones::Phones::load(&config.home);
+    let mut lan_server = None;
+    let mut lan_info = None;
+    if let Some(address) = config.ui_listen {
+        let certificate =
+            api::lan::NodeCertificate::load_or_make(&config.home, &[address.ip().to_string()])?;
+        let tls = api::lan::TlsListener::bind(address, &certificate).await?;
+        let bound = tls.local_addr_known();
+        tracing::info!(address = %bound, fingerprint = %certificate.fingerprint, "web UI on the LAN");
+        lan_info = Some(api::server::LanInfo {
+            base: format!("https://{bound}"),
+            fingerprint: certificate.fingerprint.clone(),
+        });
+        lan_server = Some(tokio::spawn(api::server::serve_lan(
+            tls,
+            handle.clone(),
+            token.clone(),
+            config.home.clone(),
+            phones.clone(),
+        )));
+    }
     let server = tokio::spawn(api::server::serve(
         listener,
         handle.clone(),
         token,
         config.home.clone(),
+        phones,
+        lan_info,
     ));
     ready(&api_file, &handle);
     tracing::info!(%peer_id, api = %bound, "node running");
@@ -243,6 +272,9 @@ pub async fn run(
         },
     }
     server.abort();
+    if let Some(lan) = lan_server {
+        lan.abort();
+    }
     ticker.abort();
     forwarder.abort();
     stop(&config, &input_tx, core_thread).await;

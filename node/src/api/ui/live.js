@@ -13,7 +13,7 @@
     let response;
     try {
       response = await fetch(location.href, { credentials: "same-origin", headers: { "X-Cercle-Live": "1" } });
-    } catch (_) { return; }
+    } catch (_) { reachable(false); return; }
     if (!response.ok) return;
     const next = new DOMParser().parseFromString(await response.text(), "text/html");
     if (next.title) document.title = next.title;
@@ -49,7 +49,14 @@
     });
   }
 
+  // While the node does not answer (a phone gone out of the practice's network), the page
+  // says so; the browser keeps trying and the banner goes when the node answers again.
+  const unreachable = document.getElementById("node-unreachable");
+  function reachable(yes) { if (unreachable) unreachable.hidden = yes; }
+
   const events = new EventSource("/ui/events");
+  events.onopen = function () { reachable(true); };
+  events.onerror = function () { reachable(false); };
   events.onmessage = function (message) {
     let event;
     try { event = JSON.parse(message.data); } catch (_) { return; }
