@@ -45,6 +45,29 @@ pub(super) struct Api {
     pub(super) on_lan: bool,
 }
 
+impl Api {
+    /// A server's state, on 127.0.0.1 with no LAN server known.
+    pub(super) fn new(
+        node: NodeHandle,
+        token: ApiToken,
+        home: std::path::PathBuf,
+        phones: super::phones::Phones,
+        cookie: String,
+    ) -> Api {
+        Api {
+            node,
+            token,
+            sessions: Sessions::default(),
+            cookie,
+            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+            home,
+            phones,
+            lan: None,
+            on_lan: false,
+        }
+    }
+}
+
 /// The LAN server, as the desktop page tells the phone.
 #[derive(Debug, Clone)]
 pub struct LanInfo {
@@ -77,15 +100,8 @@ pub async fn serve(
         .merge(super::web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api {
-            node,
-            token,
-            sessions: Sessions::default(),
-            cookie: format!("cercle_{port}"),
-            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
-            home,
-            phones,
             lan: lan.map(std::sync::Arc::new),
-            on_lan: false,
+            ..Api::new(node, token, home, phones, format!("cercle_{port}"))
         });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the local API stopped");
@@ -105,15 +121,8 @@ pub async fn serve_lan(
         .merge(super::web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api {
-            node,
-            token,
-            sessions: Sessions::default(),
-            cookie: super::web::PHONE_COOKIE.to_string(),
-            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
-            home,
-            phones,
-            lan: None,
             on_lan: true,
+            ..Api::new(node, token, home, phones, super::web::PHONE_COOKIE.into())
         });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the web UI on the LAN stopped");
@@ -368,17 +377,13 @@ mod tests {
     async fn calls_beyond_the_bound_are_refused_as_unavailable_not_queued() {
         let (node, mut core) = NodeHandle::detached();
         let home = tempfile::tempdir().unwrap();
-        let api = Api {
+        let api = Api::new(
             node,
-            token: ApiToken::load(home.path()).unwrap(),
-            sessions: Sessions::default(),
-            cookie: "cercle_1".into(),
-            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
-            home: home.path().to_path_buf(),
-            phones: crate::api::phones::Phones::load(home.path()),
-            lan: None,
-            on_lan: false,
-        };
+            ApiToken::load(home.path()).unwrap(),
+            home.path().to_path_buf(),
+            crate::api::phones::Phones::load(home.path()),
+            "cercle_1".into(),
+        );
         // Every permit is held by a call under way.
         let held: Vec<_> = (0..MAX_CONCURRENT_CALLS)
             .map(|_| api.calls.clone().try_acquire_owned().unwrap())

@@ -365,30 +365,38 @@ pub(crate) fn created_duplicate(
 /// it before); `failed` when a token was given and was wrong.
 pub(crate) fn login(lang: Lang, failed: bool) -> Markup {
     let w = lang.words();
+    bare(
+        lang,
+        w.login,
+        html! {
+            @if failed { p role="alert" class="error" { (w.login_wrong) } }
+            p { (w.login_help) }
+            form method="post" action="/login" {
+                input type="hidden" name="lang" value=(lang.code());
+                label for="token" { (w.token) }
+                input id="token" name="token" type="password" autocomplete="off" required;
+                button type="submit" { (w.sign_in) }
+            }
+        },
+    )
+}
+
+/// A page outside a session (the login form, a phone's pairing page), in `lang`: one card
+/// titled `title` holding `body`.
+fn bare(lang: Lang, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (w.login) " — Cercle" }
+                title { (title) " — Cercle" }
                 link rel="stylesheet" href="/ui/style.css";
+                link rel="manifest" href="/manifest.webmanifest";
             }
             body {
                 header class="top" { span class="brand" { "Cercle" } }
-                main id="main" {
-                    section class="card narrow" {
-                        h1 { (w.login) }
-                        @if failed { p role="alert" class="error" { (w.login_wrong) } }
-                        p { (w.login_help) }
-                        form method="post" action="/login" {
-                            input type="hidden" name="lang" value=(lang.code());
-                            label for="token" { (w.token) }
-                            input id="token" name="token" type="password" autocomplete="off" required;
-                            button type="submit" { (w.sign_in) }
-                        }
-                    }
-                }
+                main id="main" { section class="card narrow" { h1 { (title) } (body) } }
             }
         }
     }

@@ -198,6 +198,31 @@ impl Cluster {
         self.links.contains_key(&(a.min(b), a.max(b)))
     }
 
+    /// Restarts node `i` as `me` on the same store (a paired device's first start with
+    /// its certificate: the same device keys, another identity). Its links are cut.
+    pub fn restart_as(&mut self, i: usize, me: LocalIdentity) -> Result<(), NodeError> {
+        for j in 0..self.members.len() {
+            self.disconnect(i, j);
+        }
+        let store = self.members[i].store.clone();
+        let device = me.device();
+        let peer = crate::net::peer_of(&device)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let rng = SecureRng::seed_from_u64(self.rng.next_u64());
+        self.members[i].core = NodeCore::open(store, me, peer, rng)?;
+        self.members[i].device = device;
+        let started = self.members[i]
+            .core
+            .start(true, BTreeSet::new(), Now(self.now));
+        for effect in started {
+            self.effect(i, effect);
+        }
+        let address = format!("/ip4/127.0.0.1/tcp/{}", 20_000 + i);
+        self.input(i, Input::Addresses(vec![address]));
+        Ok(())
+    }
+
     /// Connects `a` and `b`: each side's core learns of the other.
     pub fn connect(&mut self, a: usize, b: usize) {
         if a == b || self.connected(a, b) || a >= self.members.len() || b >= self.members.len() {

@@ -264,6 +264,8 @@ pub struct NodeCore {
     pub(crate) devices: BTreeMap<DeviceId, crate::pairing::DeviceRecord>,
     /// When the member's other devices were last dialed.
     siblings_dialed: i64,
+    /// The member's devices and revoked devices as last reconciled.
+    siblings_seen: (Vec<DeviceId>, Vec<DeviceId>),
 }
 
 impl NodeCore {
@@ -298,6 +300,7 @@ impl NodeCore {
             pairing: None,
             devices,
             siblings_dialed: 0,
+            siblings_seen: Default::default(),
         };
         if !snapshots.is_empty() {
             core.write_batch(snapshots, After::default());
@@ -496,8 +499,7 @@ impl NodeCore {
             self.resync_all();
             // A device of this member added or revoked in one circle is in all of them.
             if let Some(circle) = after.circle {
-                let siblings = self.siblings();
-                self.reconcile_devices(circle, &siblings);
+                self.devices_changed(circle);
             }
         }
         if let Some(circle) = after.circle

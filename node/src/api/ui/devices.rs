@@ -1,10 +1,10 @@
 //! The device pages: the member's devices and phones (on the computer), a phone's pairing
 //! page and what a phone that is not paired sees (on the LAN).
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 
 use super::words::Lang;
-use super::{Ctx, document, hidden_csrf, qr};
+use super::{Ctx, bare, document, hidden_csrf, qr};
 use crate::api::phones::Phone;
 use crate::api::server::LanInfo;
 use crate::ops::devices::{Devices, PairingCode};
@@ -101,26 +101,6 @@ pub(crate) fn devices(
             }
         },
     )
-}
-
-/// A page outside a session (a phone on the LAN), in `lang`.
-fn bare(lang: Lang, title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang=(lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — Cercle" }
-                link rel="stylesheet" href="/ui/style.css";
-                link rel="manifest" href="/manifest.webmanifest";
-            }
-            body {
-                header class="top" { span class="brand" { "Cercle" } }
-                main id="main" { section class="card narrow" { h1 { (title) } (body) } }
-            }
-        }
-    }
 }
 
 /// The page a phone opens from the pairing QR.

@@ -330,19 +330,25 @@ impl NodeCore {
             }
         }
         for c in self.circles.open.values() {
-            let res = c.resolution();
-            if let Some(state) = res.members.get(&member) {
+            if let Some(state) = c.resolution().members.get(&member) {
                 for d in &state.devices {
                     s.certificates.entry(d.device).or_insert_with(|| d.clone());
                 }
             }
-            for (device, r) in &res.revoked {
-                if r.member == member {
+        }
+        // A revocation counts everywhere only when one of the member's own devices made it:
+        // a coordinator of one circle revoking a device there does not make the member's
+        // devices revoke it in every other circle.
+        let me = self.me.device();
+        for c in self.circles.open.values() {
+            for (device, r) in &c.resolution().revoked {
+                let by_member = r.by == me || s.certificates.contains_key(&r.by);
+                if r.member == member && by_member {
                     s.revoked.entry(*device).or_insert(r.at);
                 }
             }
         }
-        s.certificates.remove(&self.me.device());
+        s.certificates.remove(&me);
         s
     }
 
@@ -350,6 +356,22 @@ impl NodeCore {
     pub(crate) fn is_sibling(&self, device: &DeviceId) -> bool {
         let s = self.siblings();
         s.certificates.contains_key(device) && !s.revoked.contains_key(device)
+    }
+
+    /// The membership of `circle` changed: it is brought to the member's devices, and every
+    /// circle is if what this node knows of the member's devices changed with it.
+    pub(crate) fn devices_changed(&mut self, circle: CircleId) {
+        let siblings = self.siblings();
+        let seen = (
+            siblings.certificates.keys().copied().collect(),
+            siblings.revoked.keys().copied().collect(),
+        );
+        if seen != self.siblings_seen {
+            self.siblings_seen = seen;
+            self.reconcile_all_devices();
+        } else {
+            self.reconcile_devices(circle, &siblings);
+        }
     }
 
     /// Brings every circle held here to the member's devices known here.

@@ -440,3 +440,135 @@ fn a_relay_introduces_only_members_and_only_a_relay_introduces() {
     let refused = c.members[0].core.refusals.counts();
     assert_eq!(refused.get("too_many_items"), Some(&1), "{refused:?}");
 }
+
+/// Node `i`'s view of `circle`: its members' devices, by member.
+fn devices_of(c: &mut Cluster, i: usize, circle: &str) -> Vec<usize> {
+    let shown = c
+        .ask(
+            i,
+            CircleShow {
+                circle: circle.into(),
+            },
+            WAIT,
+        )
+        .unwrap();
+    shown.members.iter().map(|m| m.devices.len()).collect()
+}
+
+#[test]
+fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_spread() {
+    use crate::ops::devices::{DevicePair, DeviceRevoke, PairStatus, PairWith};
+    use crate::ops::members::MemberAdd;
+    use crate::ops::status::Card;
+    // 0: the member's first device; 1: a new machine; 2: a coordinator with two circles.
+    let mut c = cluster(&["Dr Martin", "new machine", "Coordinator"]);
+    let (k1, k2) = (new_circle(&mut c, 2), new_circle(&mut c, 2));
+    let card = c.ask(0, Card {}, WAIT).unwrap().card;
+    for k in [&k1, &k2] {
+        let add = MemberAdd {
+            circle: k.clone(),
+            card: card.clone(),
+            role: Role::Professional,
+        };
+        c.ask(2, add, WAIT).unwrap();
+    }
+    c.connect(0, 2);
+    c.run_for(5_000);
+    assert_eq!(c.accept_invitations(0, WAIT), 2);
+
+    // A wrong code is refused by the first device; the right one certifies the new one.
+    let code = c.ask(0, DevicePair {}, WAIT).unwrap().code;
+    let mut forged = crate::pairing::PairCode::decode(&code).unwrap();
+    forged.secret[0] ^= 1;
+    c.ask(
+        1,
+        PairWith {
+            code: forged.encode(),
+        },
+        WAIT,
+    )
+    .unwrap();
+    c.connect(0, 1);
+    c.run_for(5_000);
+    let refused = c.ask(1, PairStatus {}, WAIT).unwrap();
+    assert_eq!(refused.state, "refused", "{refused:?}");
+    c.disconnect(0, 1);
+    c.ask(1, PairWith { code }, WAIT).unwrap();
+    c.connect(0, 1);
+    c.run_for(5_000);
+    let paired = c.ask(1, PairStatus {}, WAIT).unwrap();
+    assert_eq!(paired.state, "paired", "{paired:?}");
+    let identity = paired.identity.unwrap();
+    let me = c.members[1].core.me();
+    let keys = crate::identity::LocalIdentity::from_secrets(&me.secrets(), me.public()).unwrap();
+    let second = keys.paired(identity).unwrap();
+    let (member, second_device) = (second.member(), second.device());
+    assert_eq!(member, c.members[0].core.me().member());
+    assert!(!second.holds_member_key());
+
+    // Restarted with its certificate, it receives both circles from the first device,
+    // without an invitation; everyone counts two devices for the member.
+    c.restart_as(1, second).unwrap();
+    c.connect(0, 1);
+    c.connect(1, 2);
+    c.run_for(20_000);
+    let held = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!(held.circles.len(), 2, "{held:?}");
+    assert!(held.invitations.is_empty());
+    for k in [&k1, &k2] {
+        let mut counts = devices_of(&mut c, 2, k);
+        counts.sort_unstable();
+        assert_eq!(counts, vec![1, 2], "circle {k}");
+    }
+
+    // The coordinator (not the member) revokes the new device in the first circle only:
+    // the member's devices do not spread that to the other circle.
+    let id: crate::circle::membership::CircleId = k1.parse().unwrap();
+    let coordinator = &mut c.members[2].core;
+    let now = coordinator.now();
+    let circle = coordinator.circles.open.get_mut(&id).unwrap();
+    let staged = circle
+        .revoke_device(
+            &coordinator.me,
+            &member,
+            &second_device,
+            now,
+            &mut coordinator.rng,
+        )
+        .unwrap();
+    coordinator.stage(id, staged);
+    c.run_for(20_000);
+    // The member's first device restarts (and so looks at every circle again).
+    let me = c.members[0].core.me();
+    let again = crate::identity::LocalIdentity::from_secrets(&me.secrets(), me.public()).unwrap();
+    c.restart_as(0, again).unwrap();
+    c.connect(0, 1);
+    c.connect(0, 2);
+    c.run_for(20_000);
+    let mut in_k1 = devices_of(&mut c, 0, &k1);
+    in_k1.sort_unstable();
+    assert_eq!(
+        in_k1,
+        vec![1, 1],
+        "the coordinator's revocation reached the member"
+    );
+    let mut in_k2 = devices_of(&mut c, 2, &k2);
+    in_k2.sort_unstable();
+    assert_eq!(
+        in_k2,
+        vec![1, 2],
+        "a coordinator's revocation spread to another circle"
+    );
+
+    // The member revokes it from the first device: gone from every circle.
+    let revoked = DeviceRevoke {
+        device: second_device.to_string(),
+    };
+    c.ask(0, revoked, WAIT).unwrap();
+    c.run_for(20_000);
+    for k in [&k1, &k2] {
+        let mut counts = devices_of(&mut c, 2, k);
+        counts.sort_unstable();
+        assert_eq!(counts, vec![1, 1], "circle {k}");
+    }
+}
