@@ -189,6 +189,61 @@ fn a_short_code_read_out_finds_the_inviter_through_the_relay() {
     );
 }
 
+/// A member's second computer on another network: the pairing code is cut down to the
+/// address through the circle's relay, so the new device reaches the first one only
+/// through it; started with no address, no relay and no mDNS, it reaches the first device
+/// through the relay again and receives the circle with its note.
+#[test]
+fn a_new_device_pairs_and_syncs_with_the_first_through_the_circles_relay() {
+    let Scene {
+        _relay_home,
+        relay,
+        relay_address,
+        a,
+        b: _,
+        circle,
+    } = Scene::new();
+    let no_relay = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+    let _node_a = Daemon::start(&a, &[], &no_relay);
+    a.cercle(&["note", "add", &circle, "Plaie propre, pansement refait"])
+        .ok();
+    assert!(
+        wait_until(30, || relay
+            .metrics()
+            .value("cercle_relay_connections", &[])
+            >= 1.0),
+        "A's node never reached the circle's relay"
+    );
+    let code = a.json(&["device", "pair"])["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut parsed = cercle_node::pairing::PairCode::decode(&code).unwrap();
+    parsed
+        .addresses
+        .retain(|x| x.starts_with(&relay_address) && x.contains("/p2p-circuit"));
+    assert_eq!(parsed.addresses.len(), 1, "{:?}", parsed.addresses);
+    let through_relay = parsed.encode();
+
+    let desktop = TestHome::new();
+    let paired = desktop.json(&["init", "--pair", &through_relay]);
+    assert_eq!(paired["member"], a.json(&["whoami"])["member"]);
+    let _node_desktop = Daemon::start(&desktop, &[], &no_relay);
+    assert!(
+        wait_until(60, || desktop
+            .note_texts(&circle)
+            .contains(&"Plaie propre, pansement refait".to_string())),
+        "the new device never received the circle through the relay"
+    );
+    let devices = desktop.json(&["device", "list"]);
+    assert!(
+        devices["devices"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|d| d["this"] == false && d["connected"] == true)),
+        "{devices}"
+    );
+}
+
 /// A relay (keeping only the circles that name it, the default), A's circle naming it, and
 /// B, who is not a member yet.
 struct Scene {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use super::writes::After;
 use super::{Effect, NodeCore};
-use crate::circle::membership::CircleId;
+use crate::circle::membership::{CircleId, OpBody, SignedOp};
 use crate::identity::{DeviceCertificate, DeviceId, PublicIdentity};
 use crate::ops::NodeError;
 use crate::pairing::{
@@ -356,6 +356,22 @@ impl NodeCore {
     pub(crate) fn is_sibling(&self, device: &DeviceId) -> bool {
         let s = self.siblings();
         s.certificates.contains_key(device) && !s.revoked.contains_key(device)
+    }
+
+    /// Whether `ops` hold this device's addition to a circle signed by another device of
+    /// this member (each operation's signature checked): such a circle is the member's
+    /// own, whoever delivered it (the first device, or a relay's mailbox before it).
+    pub(crate) fn added_by_sibling(&self, ops: &[Vec<u8>]) -> bool {
+        let me = self.me.device();
+        let siblings = self.siblings();
+        ops.iter()
+            .filter_map(|b| SignedOp::decode(b).ok())
+            .any(|op| {
+                let c = op.content();
+                matches!(&c.body, OpBody::AddDevice { certificate, .. } if certificate.device == me)
+                    && siblings.certificates.contains_key(&c.device)
+                    && !siblings.revoked.contains_key(&c.device)
+            })
     }
 
     /// The membership of `circle` changed: it is brought to the member's devices, and every

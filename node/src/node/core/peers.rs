@@ -271,8 +271,13 @@ impl NodeCore {
     fn apply(&mut self, from: DeviceId, r: Received, chosen: bool) -> Taken {
         let joined = !self.circles.open.contains_key(&r.circle);
         if joined {
-            // A circle from another of this member's devices is the member's own.
-            if !chosen && !self.followed_invite(&r.circle) && !self.is_sibling(&from) {
+            // A circle from another of this member's devices, or one such a device added
+            // this device to, is the member's own.
+            if !chosen
+                && !self.followed_invite(&r.circle)
+                && !self.is_sibling(&from)
+                && !self.added_by_sibling(&r.ops)
+            {
                 self.offered(from, r);
                 return Taken::default();
             }
