@@ -7,9 +7,9 @@
 //! The relay answers only for the circles of which the peer's device is a current member,
 //! and passes what it stores on to the other members connected to it.
 //!
-//! It also introduces members to each other: on each `Hello`, a device is told which other
-//! devices of its circles' current members are connected here ([`Message::Met`]), and on its
-//! first, those devices are told about it; each may then reach the other through the relay.
+//! It also introduces members to each other: on each `Summary` or `Hello`, a device is told
+//! which other devices of its circles' current members are connected here
+//! ([`Message::Met`]), and on its first, those devices are told about it; each may then reach the other through the relay.
 //! Who is a member comes from the circles' signed logs the mailbox holds, never from what a
 //! device claims, so a stranger, a removed member or a device of a circle the relay does not
 //! keep learns nobody.
@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::circle::membership::CircleId;
 use crate::identity::DeviceId;
 use crate::invite::MAX_OPEN_INVITES;
 use crate::refusals::{Counted, Refusals};
@@ -43,6 +44,9 @@ const POLICY: [&str; 8] = [
 
 /// Retention is enforced this often (microseconds).
 const SWEEP_EVERY: i64 = 3600 * 1_000_000;
+/// A `Changed` naming more circles than this introduces nobody (nodes name one at a time;
+/// the next round introduces in every circle anyway).
+const MAX_MET_CHANGED: usize = 64;
 
 /// Which way a refused request went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,7 +89,7 @@ pub struct Step {
 pub struct Exchange {
     mailbox: Mailbox,
     peers: BTreeMap<DeviceId, PeerSync>,
-    /// Connected devices already introduced to the others (on their first `Hello`).
+    /// Connected devices already introduced to the others (on their first `Summary` or `Hello`).
     introduced: BTreeSet<DeviceId>,
     /// Each device's budget of logged refusals, and the devices set aside.
     refusals: Refusals,
@@ -114,10 +118,10 @@ impl Exchange {
         &self.mailbox
     }
 
-    /// A device's sync stream opened: the exchange starts with a `Hello`.
+    /// A device's sync stream opened: the exchange starts with a `Summary`.
     pub fn connected(&mut self, device: DeviceId, now_ms: i64) -> Step {
         let messages = match self.peers.get_mut(&device) {
-            // Its messages arrived before our stream to it opened: a Hello completes it.
+            // Its messages arrived before our stream to it opened: a `Summary` completes it.
             Some(sync) => sync.resync(&self.mailbox, now_ms),
             None => {
                 let mut sync = PeerSync::new(device);
@@ -242,8 +246,17 @@ impl Exchange {
         self.peers
             .entry(device)
             .or_insert_with(|| PeerSync::new(device));
-        if matches!(message, Message::Hello { .. }) {
-            self.introduce(device, &mut step);
+        match &message {
+            Message::Hello { .. } | Message::Summary { .. } => {
+                self.introduce(device, None, &mut step);
+            }
+            // Its membership changed in these circles (it joined one, say): introduced
+            // there, both ways, as on a first round.
+            Message::Changed { circles, .. } if circles.len() <= MAX_MET_CHANGED => {
+                let only: BTreeSet<CircleId> = circles.iter().map(|(c, _)| *c).collect();
+                self.introduce(device, Some(&only), &mut step);
+            }
+            _ => {}
         }
         let Some(sync) = self.peers.get_mut(&device) else {
             return step;
@@ -264,6 +277,7 @@ impl Exchange {
             step.sends.extend(replies.into_iter().map(|m| (device, m)));
             return step;
         };
+        let circle = data.circle;
         let mut delivery = self.mailbox.receive(&device, data, now_ms * 1000);
         let accepted = std::mem::take(&mut delivery.accepted);
         for r in &delivery.refused {
@@ -275,7 +289,7 @@ impl Exchange {
         for (other, sync) in &mut self.peers {
             if membership_changed {
                 step.sends.extend(
-                    sync.resync(&self.mailbox, now_ms)
+                    sync.changed(&self.mailbox, &[circle])
                         .into_iter()
                         .map(|m| (*other, m)),
                 );
@@ -293,13 +307,17 @@ impl Exchange {
         step
     }
 
-    /// Tells `device` which devices of its circles' members are connected here and, the
-    /// first time in its connection, tells them about it.
-    fn introduce(&mut self, device: DeviceId, step: &mut Step) {
+    /// Tells `device` which devices of its circles' members are connected here (of `only`
+    /// those circles, if given) and, the first time in its connection or for `only`, tells
+    /// them about it.
+    fn introduce(&mut self, device: DeviceId, only: Option<&BTreeSet<CircleId>>, step: &mut Step) {
         let peers = &self.peers;
         let met = self.mailbox.companions(&device, |d| peers.contains_key(d));
-        let first = self.introduced.insert(device);
+        let first = self.introduced.insert(device) || only.is_some();
         for (circle, devices) in met {
+            if only.is_some_and(|o| !o.contains(&circle)) {
+                continue;
+            }
             if first {
                 for other in &devices {
                     let about = Message::Met {

@@ -610,7 +610,10 @@ pub(crate) async fn read_stream(
         match frame {
             Ok(bytes) => match wire::decode(&bytes) {
                 Ok(message) => {
-                    if matches!(message, crate::sync::Message::Hello { .. }) {
+                    if matches!(
+                        message,
+                        crate::sync::Message::Hello { .. } | crate::sync::Message::Summary { .. }
+                    ) {
                         framed.decoder_mut().open_up();
                     }
                     if events

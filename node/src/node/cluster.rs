@@ -295,6 +295,34 @@ impl Cluster {
             .count()
     }
 
+    /// Pairs node `new` as another device of node `first`'s member, as `cercle device
+    /// pair` and `cercle init --pair` do (the two connected for it, then apart again), and
+    /// restarts it as that device; its device key.
+    pub fn pair(&mut self, first: usize, new: usize) -> Result<DeviceId, NodeError> {
+        use crate::ops::devices::{DevicePair, PairStatus, PairWith};
+        let code = self.ask(first, DevicePair {}, 10_000)?.code;
+        self.ask(new, PairWith { code }, 10_000)?;
+        self.connect(first, new);
+        self.run_for(5_000);
+        let paired = self.ask(new, PairStatus {}, 10_000)?;
+        self.disconnect(first, new);
+        let Some(identity) = paired.identity else {
+            return Err(NodeError::unavailable(format!(
+                "the pairing did not complete: {}",
+                paired.state
+            )));
+        };
+        let me = self.members[new].core.me();
+        let keys = LocalIdentity::from_secrets(&me.secrets(), me.public())
+            .map_err(|e| NodeError::internal(e.to_string()))?;
+        let second = keys
+            .paired(identity)
+            .map_err(|e| NodeError::internal(e.to_string()))?;
+        let device = second.device();
+        self.restart_as(new, second)?;
+        Ok(device)
+    }
+
     /// Hands node `i` a request without waiting for its answer.
     pub fn request(&mut self, i: usize, request: crate::ops::Request) -> RequestId {
         let m = &mut self.members[i];
@@ -425,6 +453,8 @@ impl Cluster {
 fn message_kind(m: &Message) -> &'static str {
     match m {
         Message::Hello { .. } => "hello",
+        Message::Summary { .. } => "summary",
+        Message::Changed { .. } => "changed",
         Message::Have { .. } => "have",
         Message::Data { .. } => "data",
         Message::Ack { .. } => "ack",

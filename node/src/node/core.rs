@@ -439,7 +439,7 @@ impl NodeCore {
 
     /// Asks the shell to make a circle's staged change durable; once it is, its envelopes
     /// go to every connected peer sharing the circle (but `from`, which sent them) and,
-    /// if the membership changed, every peer gets a new `Hello`.
+    /// if the membership changed, every peer sharing the circle is told (`Changed`).
     pub(crate) fn stage_from(&mut self, circle: CircleId, staged: Staged, from: Option<DeviceId>) {
         if staged.batch.is_empty() {
             return;
@@ -496,9 +496,9 @@ impl NodeCore {
         }
         if after.membership_changed {
             self.relays_changed();
-            self.resync_all();
-            // A device of this member added or revoked in one circle is in all of them.
             if let Some(circle) = after.circle {
+                self.membership_changed(circle);
+                // A device of this member added or revoked in one circle is in all of them.
                 self.devices_changed(circle);
             }
         }

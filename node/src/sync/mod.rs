@@ -4,26 +4,35 @@
 //!
 //! Per connection, symmetric:
 //!
-//! 1. On connect (and periodically, for anti-entropy) each side sends one [`Message::Hello`]
-//!    with a digest per circle it shares with the peer's device, and only those: a peer that
-//!    is a member of nothing learns nothing.
-//! 2. For each circle both list with different digests, the receiver answers with
+//! 1. On connect (and periodically, for anti-entropy) each side sends one
+//!    [`Message::Summary`]: one digest over the digests of the circles it shares with the
+//!    peer's device. Two nodes holding the same of every circle they share stop there: one
+//!    small message each way, however many circles.
+//! 2. Where the summaries differ, each side lists its shared circles in a
+//!    [`Message::Hello`], a digest per circle it shares with the peer's device, and only
+//!    those: a peer that is a member of nothing learns nothing. A side that receives a
+//!    `Hello` without having listed its own circles in this round lists them too.
+//! 3. For each circle both list with different digests, the receiver answers with
 //!    [`Message::Have`]: the membership operations it holds and, per document, its version
 //!    vector (last sequence number per device).
-//! 3. The other side sends exactly what is missing, in [`Message::Data`] messages of at most
+//! 4. The other side sends exactly what is missing, in [`Message::Data`] messages of at most
 //!    [`MAX_DATA_BYTES`]: membership operations first (envelopes cannot be checked without
 //!    them), then envelope ranges across documents. At most [`MAX_IN_FLIGHT`] bytes are
 //!    unacknowledged at a time; each `Data` is answered by [`Message::Ack`].
-//! 4. A new envelope, once durable here, is pushed at once ([`PeerSync::push`]) if the peer
+//! 5. A new envelope, once durable here, is pushed at once ([`PeerSync::push`]) if the peer
 //!    shares the circle, within the same budget.
 //!
 //! What waits to be sent is queued as references (a log and a range of sequence numbers),
 //! read from the store only when a `Data` message is built, so a peer that stops
 //! acknowledging costs at most [`MAX_QUEUED`] small entries. Past that, new work is
-//! dropped and a `Hello` goes out once the queue drains: anti-entropy finds what was
+//! dropped and a `Summary` goes out once the queue drains: anti-entropy finds what was
 //! dropped.
 //!
-//! Two nodes with the same state exchange one `Hello` each way and nothing else.
+//! Two nodes with the same state exchange one `Summary` each way and nothing else.
+//!
+//! A circle offered in a `Hello` and not held here is asked for in full, at most
+//! [`MAX_UNKNOWN_ASKED`] at a time; the next are asked for as those arrive, from a list of
+//! at most [`MAX_OFFERED`] kept per peer.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -46,8 +55,12 @@ pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
 pub const MAX_OWED: usize = 2 * MAX_IN_FLIGHT;
 /// At most this many circles in one `Hello`, operations in one `Have`, devices per vector.
 pub const MAX_ITEMS: usize = 100_000;
-/// At most this many circles unknown here are asked for in answer to one `Hello`.
+/// At most this many circles unknown here are asked for at a time.
 pub const MAX_UNKNOWN_ASKED: usize = 16;
+/// Circles offered by the peer, not held here and not asked for yet, kept at most (the
+/// rest are offered again by the next `Hello`). Sized for a professional in 1 500 circles
+/// meeting a new device of theirs.
+pub const MAX_OFFERED: usize = 2_048;
 /// Envelope ranges and operation lists queued for one peer, at most.
 pub const MAX_QUEUED: usize = 4096;
 /// A circle asked for in full and still not here is asked for again after this long (a
@@ -56,7 +69,7 @@ pub const MAX_QUEUED: usize = 4096;
 pub const ASK_AGAIN_MS: i64 = 3_000;
 /// At most this many devices in one [`Message::Met`].
 pub const MAX_MET_DEVICES: usize = 256;
-/// Anti-entropy: a new `Hello` this often (milliseconds) while connected.
+/// Anti-entropy: a new `Summary` this often (milliseconds) while connected.
 pub const RESYNC_EVERY_MS: i64 = 60_000;
 
 /// A digest of what a node holds of one circle.
@@ -70,6 +83,17 @@ pub type Vector = BTreeMap<DeviceId, u64>;
 pub enum Message {
     /// The circles shared with the peer and a digest of each.
     Hello { circles: Vec<(CircleId, Digest)> },
+    /// One digest over the digests of every circle shared with the peer ([`summary`]):
+    /// equal on both sides, nothing more is said.
+    Summary { digest: Digest },
+    /// The membership of these circles changed on the sender (a member or device added or
+    /// removed, a circle joined), and their digests there now: each is treated as in a
+    /// `Hello`, and unless this is the `answer`, the receiver answers with its own digests
+    /// of those that differ. Costs what changed, not a list of every circle.
+    Changed {
+        circles: Vec<(CircleId, Digest)>,
+        answer: bool,
+    },
     /// What this side holds of a circle whose digest differed.
     Have {
         circle: CircleId,
@@ -286,12 +310,17 @@ pub struct PeerSync {
     /// [`MAX_OWED`].
     owed: usize,
     last_hello: Option<i64>,
-    /// Work was dropped at [`MAX_QUEUED`]: a `Hello` goes out once the queue drains.
+    /// Work was dropped at [`MAX_QUEUED`]: a `Summary` goes out once the queue drains.
     behind: bool,
     /// Circles with gaps the peer was asked to fill, and when.
     gaps_asked: BTreeMap<CircleId, i64>,
     /// Circles the peer offered that are not held here, and when they were asked for.
     asked: Vec<(CircleId, Option<i64>)>,
+    /// Circles the peer offered that are not held here and not asked for yet, oldest
+    /// first (at most [`MAX_OFFERED`]).
+    offered: VecDeque<CircleId>,
+    /// This side listed its circles (a `Hello`) since its last `Summary`.
+    listed: bool,
     /// Messages sent and received, and data bytes, for status and tests.
     pub stats: SyncStats,
 }
@@ -317,6 +346,8 @@ impl PeerSync {
             behind: false,
             gaps_asked: BTreeMap::new(),
             asked: Vec::new(),
+            offered: VecDeque::new(),
+            listed: false,
             stats: SyncStats::default(),
         }
     }
@@ -352,17 +383,36 @@ impl PeerSync {
         self.connected(local, now)
     }
 
-    /// A `Hello` now, after something changed that the digests do not follow by pushes
-    /// (the membership log): the peer answers with what it lacks or has.
+    /// A new round now (a `Summary`): the peer lists its circles if anything differs, and
+    /// each side answers with what it lacks or has.
     pub fn resync(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         vec![self.hello(local, now)]
     }
 
-    /// Anti-entropy: a `Hello` when the last one is older than [`RESYNC_EVERY_MS`]; and
+    /// The membership of `circles` changed here, which the digests do not follow by pushes:
+    /// a `Changed` with those the peer shares, so each side sends what the other lacks of
+    /// them, and the peer asks for one it was just added to.
+    pub fn changed(&mut self, local: &dyn Local, circles: &[CircleId]) -> Vec<Message> {
+        let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
+        let circles: Vec<(CircleId, Digest)> = circles
+            .iter()
+            .filter(|c| shared.contains(c))
+            .map(|c| (*c, local.digest(c)))
+            .collect();
+        if circles.is_empty() {
+            return Vec::new();
+        }
+        self.stats.sent += 1;
+        vec![Message::Changed {
+            circles,
+            answer: false,
+        }]
+    }
+
+    /// Anti-entropy: a `Summary` when the last one is older than [`RESYNC_EVERY_MS`]; and
     /// circles offered, asked for and still not here are asked for again.
     pub fn tick(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
-        self.asked.retain(|(c, _)| !local.knows(c));
-        let mut out = Vec::new();
+        let mut out = self.ask_offered(local);
         for (circle, at) in &mut self.asked {
             match at {
                 // Asked during a `receive`, which has no clock: the wait starts now.
@@ -387,15 +437,59 @@ impl PeerSync {
         out
     }
 
+    /// The round's first message: one digest for every shared circle.
     fn hello(&mut self, local: &dyn Local, now: i64) -> Message {
         self.last_hello = Some(now);
+        self.listed = false;
         self.stats.sent += 1;
-        let circles = local
+        Message::Summary {
+            digest: summary(&self.digests(local)),
+        }
+    }
+
+    /// The digests of the circles shared with the peer, by circle.
+    fn digests(&self, local: &dyn Local) -> Vec<(CircleId, Digest)> {
+        let mut circles: Vec<(CircleId, Digest)> = local
             .shared_with(&self.peer)
             .into_iter()
             .map(|c| (c, local.digest(&c)))
             .collect();
-        Message::Hello { circles }
+        circles.sort_unstable();
+        circles.dedup_by_key(|(c, _)| *c);
+        circles
+    }
+
+    /// The shared circles listed, a digest each.
+    fn list(&mut self, local: &dyn Local) -> Message {
+        self.listed = true;
+        self.stats.sent += 1;
+        Message::Hello {
+            circles: self.digests(local),
+        }
+    }
+
+    /// Circles offered and now held (joined, or waiting as invitations) are forgotten;
+    /// the next offered ones are asked for, up to [`MAX_UNKNOWN_ASKED`] at a time.
+    fn ask_offered(&mut self, local: &dyn Local) -> Vec<Message> {
+        self.asked.retain(|(c, _)| !local.knows(c));
+        let mut out = Vec::new();
+        while self.asked.len() < MAX_UNKNOWN_ASKED {
+            let Some(circle) = self.offered.pop_front() else {
+                break;
+            };
+            if local.knows(&circle) || self.asked.iter().any(|(c, _)| *c == circle) {
+                continue;
+            }
+            // The time is set on the next tick (`receive` has no clock of its own here).
+            self.asked.push((circle, None));
+            self.stats.sent += 1;
+            out.push(Message::Have {
+                circle,
+                ops: Vec::new(),
+                vectors: Vec::new(),
+            });
+        }
+        out
     }
 
     /// Asks the peer for what it holds of `circle` (a `Have`), when what it sent left gaps
@@ -445,7 +539,7 @@ impl PeerSync {
         self.fill(local, now)
     }
 
-    /// Queues `item` if there is room; otherwise remembers to say `Hello` once drained.
+    /// Queues `item` if there is room; otherwise remembers to say `Summary` once drained.
     fn enqueue(&mut self, item: Queued) -> bool {
         if self.queue.len() >= MAX_QUEUED {
             if !self.behind {
@@ -468,34 +562,67 @@ impl PeerSync {
         self.stats.received += 1;
         let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
         match message {
+            Message::Summary { digest } => {
+                if summary(&self.digests(local)) == digest {
+                    return Ok((Vec::new(), None));
+                }
+                Ok((vec![self.list(local)], None))
+            }
+            Message::Changed { circles, answer } => {
+                if circles.len() > MAX_ITEMS {
+                    return Err(SyncRejection::TooMany);
+                }
+                let mut out = Vec::new();
+                let mut ours = Vec::new();
+                for (circle, digest) in circles {
+                    if shared.contains(&circle) {
+                        let mine = local.digest(&circle);
+                        if mine != digest {
+                            out.push(self.have(local, circle));
+                            ours.push((circle, mine));
+                        }
+                    } else if !local.knows(&circle)
+                        && self.offered.len() < MAX_OFFERED
+                        && !self.offered.contains(&circle)
+                        && !self.asked.iter().any(|(c, _)| *c == circle)
+                    {
+                        self.offered.push_back(circle);
+                    }
+                }
+                if !answer && !ours.is_empty() {
+                    self.stats.sent += 1;
+                    out.push(Message::Changed {
+                        circles: ours,
+                        answer: true,
+                    });
+                }
+                out.extend(self.ask_offered(local));
+                Ok((out, None))
+            }
             Message::Hello { circles } => {
                 if circles.len() > MAX_ITEMS {
                     return Err(SyncRejection::TooMany);
                 }
                 let mut out = Vec::new();
-                let mut unknown = 0;
+                if !self.listed {
+                    out.push(self.list(local));
+                }
+                // Offered circles not held here are asked for in full, a few at a time:
+                // the node checks on receipt that their operations make it a member.
+                self.offered.clear();
                 for (circle, digest) in circles {
                     if shared.contains(&circle) {
                         if local.digest(&circle) != digest {
                             out.push(self.have(local, circle));
                         }
-                    } else if !local.knows(&circle) && unknown < MAX_UNKNOWN_ASKED {
-                        // Offered a circle not held here: ask for all of it (and again on
-                        // a later tick if it does not come; the time is set then).
-                        unknown += 1;
-                        if self.asked.len() < MAX_UNKNOWN_ASKED
-                            && !self.asked.iter().any(|(c, _)| *c == circle)
-                        {
-                            self.asked.push((circle, None));
-                        }
-                        self.stats.sent += 1;
-                        out.push(Message::Have {
-                            circle,
-                            ops: Vec::new(),
-                            vectors: Vec::new(),
-                        });
+                    } else if !local.knows(&circle)
+                        && self.offered.len() < MAX_OFFERED
+                        && !self.asked.iter().any(|(c, _)| *c == circle)
+                    {
+                        self.offered.push_back(circle);
                     }
                 }
+                out.extend(self.ask_offered(local));
                 Ok((out, None))
             }
             Message::Have {
@@ -531,8 +658,13 @@ impl PeerSync {
                 let ack = Message::Ack {
                     bytes: bytes as u64,
                 };
+                // The data of an asked circle is applied after this returns: the next
+                // offered circles are asked for once it is held (here on the next
+                // message, or on the next tick).
+                let mut out = vec![ack];
+                out.extend(self.ask_offered(local));
                 Ok((
-                    vec![ack],
+                    out,
                     Some(Received {
                         circle,
                         ops,
@@ -626,7 +758,7 @@ impl PeerSync {
         }
         let room = MAX_QUEUED.saturating_sub(self.queue.len());
         if plan.len() > room {
-            // What does not fit now is found again: once the queue drains, a Hello offers
+            // What does not fit now is found again: once the queue drains, a new round offers
             // the circle and the peer says what it still lacks.
             plan.truncate(room);
             self.behind = true;
@@ -637,7 +769,7 @@ impl PeerSync {
     }
 
     /// Turns queued work into `Data` messages while the in-flight budget allows; once the
-    /// queue is empty after work was dropped, a `Hello` to find it again.
+    /// queue is empty after work was dropped, a `Summary` to find it again.
     fn fill(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         let mut out = Vec::new();
         while self.in_flight < MAX_IN_FLIGHT {
@@ -713,6 +845,19 @@ impl PeerSync {
     }
 }
 
+/// One digest over circles' digests (sorted by circle, as [`PeerSync`] lists them): equal
+/// on two nodes exactly when they hold the same of the same circles.
+pub fn summary(circles: &[(CircleId, Digest)]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cercle summary v1");
+    h.update(&(circles.len() as u64).to_le_bytes());
+    for (circle, digest) in circles {
+        h.update(&circle.0);
+        h.update(digest);
+    }
+    *h.finalize().as_bytes()
+}
+
 fn data_bytes(ops: &[Vec<u8>], envelopes: &[Vec<u8>]) -> usize {
     ops.iter().chain(envelopes).map(Vec::len).sum()
 }
@@ -738,8 +883,22 @@ mod tests {
     ) -> (usize, usize, usize) {
         let mut pa = PeerSync::new(ib);
         let mut pb = PeerSync::new(ia);
-        let mut to_b: VecDeque<Message> = pa.connected(a, 0).into();
-        let mut to_a: VecDeque<Message> = pb.connected(b, 0).into();
+        let to_b = pa.connected(a, 0);
+        let to_a = pb.connected(b, 0);
+        go_on(a, b, (&mut pa, &mut pb), to_b, to_a)
+    }
+
+    /// Carries `to_b` and `to_a` and every reply between `a` and `b` until quiet; returns
+    /// the messages each side sent and the largest in-flight amount seen.
+    fn go_on(
+        a: &mut Memory,
+        b: &mut Memory,
+        (pa, pb): (&mut PeerSync, &mut PeerSync),
+        to_b: Vec<Message>,
+        to_a: Vec<Message>,
+    ) -> (usize, usize, usize) {
+        let (mut to_b, mut to_a): (VecDeque<Message>, VecDeque<Message>) =
+            (to_b.into(), to_a.into());
         let (mut sent_a, mut sent_b, mut max_flight) = (to_b.len(), to_a.len(), 0);
         for _ in 0..100_000 {
             if let Some(m) = to_b.pop_front() {
@@ -786,12 +945,119 @@ mod tests {
     }
 
     #[test]
-    fn an_unchanged_circle_costs_one_hello_each_way() {
+    fn an_unchanged_circle_costs_one_summary_each_way() {
         let (mut a, mut b) = pair();
         a.write(CIRCLE, DocKind::Thread, A, 10);
         b.write(CIRCLE, DocKind::Thread, A, 10);
         let (sa, sb, _) = converse(&mut a, &mut b, A, B);
         assert_eq!((sa, sb), (1, 1));
+    }
+
+    /// A GP's node and a colleague's sharing a thousand circles, nothing changed: one
+    /// message each way, a few dozen bytes, not a list of the thousand.
+    #[test]
+    fn a_thousand_unchanged_circles_cost_one_small_message_each_way() {
+        let mut a = Memory::default();
+        for i in 0..1000u32 {
+            let circle = CircleId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+            a.share(circle, [A, B]);
+            a.add_op(circle, 1);
+            a.write(circle, DocKind::LiaisonNotebook, A, 200);
+        }
+        let mut b = a.clone();
+        let hello = PeerSync::new(B).connected(&a, 0);
+        assert!(matches!(hello[..], [Message::Summary { .. }]), "{hello:?}");
+        assert!(
+            wire::frame(&hello[0]).len() <= 128,
+            "{}",
+            wire::frame(&hello[0]).len()
+        );
+        let (sa, sb, _) = converse(&mut a, &mut b, A, B);
+        assert_eq!((sa, sb), (1, 1));
+        // One note written on one side: the lists go, then only that circle's data.
+        let changed = CircleId(*blake3::hash(&7u32.to_le_bytes()).as_bytes());
+        a.write(changed, DocKind::LiaisonNotebook, A, 200);
+        converse(&mut a, &mut b, A, B);
+        assert_eq!(a.digest(&changed), b.digest(&changed));
+    }
+
+    /// A member added in one of a thousand shared circles: the change costs messages about
+    /// that circle, not lists of the thousand; a circle the peer was just added to is
+    /// asked for and comes whole.
+    #[test]
+    fn a_membership_change_in_one_of_many_circles_costs_messages_about_that_circle() {
+        let mut a = Memory::default();
+        let circles: Vec<CircleId> = (0..1000u32)
+            .map(|i| CircleId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        for c in &circles {
+            a.share(*c, [A, B]);
+            a.add_op(*c, 1);
+        }
+        let mut b = a.clone();
+        let (mut pa, mut pb) = (PeerSync::new(B), PeerSync::new(A));
+        let (x, fresh) = (circles[500], CircleId([77; 32]));
+        a.add_op(x, 2);
+        a.share(fresh, [A, B]);
+        a.add_op(fresh, 1);
+        a.write(fresh, DocKind::LiaisonNotebook, A, 300);
+        let told = pa.changed(&a, &[x, fresh]);
+        let size = |m: &[Message]| m.iter().map(|m| wire::frame(m).len()).sum::<usize>();
+        assert!(size(&told) < 512, "{}", size(&told));
+        let (sa, sb, _) = go_on(&mut a, &mut b, (&mut pa, &mut pb), told, Vec::new());
+        assert!(sa + sb <= 12, "{sa} + {sb} messages");
+        assert_eq!(a.digest(&x), b.digest(&x));
+        // B joins `fresh` as the node would, and holds what A holds.
+        b.share(fresh, [A, B]);
+        let (sa, sb, _) = converse(&mut a, &mut b, A, B);
+        assert_eq!((sa, sb), (1, 1), "after joining, nothing differs");
+        assert_eq!(b.envelope_count(&fresh), 1);
+    }
+
+    /// A new device of a member in many circles: offered all of them, it asks for a few
+    /// at a time and the next as each arrives, with no tick in between.
+    #[test]
+    fn many_circles_offered_to_a_new_device_are_all_asked_for_as_they_arrive() {
+        let circles: Vec<CircleId> = (0..300u32)
+            .map(|i| CircleId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        let mut a = Memory::default();
+        for c in &circles {
+            a.share(*c, [A, B]);
+            a.add_op(*c, 1);
+            a.write(*c, DocKind::LiaisonNotebook, A, 200);
+        }
+        let mut b = Memory::default();
+        let (mut pa, mut pb) = (PeerSync::new(B), PeerSync::new(A));
+        let mut to_b: VecDeque<Message> = pa.connected(&a, 0).into();
+        let mut to_a: VecDeque<Message> = pb.connected(&b, 0).into();
+        let mut most_asked = 0;
+        for _ in 0..100_000 {
+            if let Some(m) = to_b.pop_front() {
+                let (replies, received) = pb.receive(&b, m, 0).unwrap();
+                if let Some(r) = received {
+                    // The node joins: the operations make B a member.
+                    b.share(r.circle, [A, B]);
+                    b.apply(r);
+                }
+                most_asked = most_asked.max(pb.asked.len());
+                to_a.extend(replies);
+            } else if let Some(m) = to_a.pop_front() {
+                let (replies, received) = pa.receive(&a, m, 0).unwrap();
+                assert!(received.is_none());
+                to_b.extend(replies);
+            } else {
+                break;
+            }
+        }
+        assert!(most_asked <= MAX_UNKNOWN_ASKED, "{most_asked}");
+        // The last few arrive without a message after them: the next tick sees them held.
+        let late = pb.tick(&b, 1_000);
+        assert!(late.iter().all(|m| matches!(m, Message::Have { .. })));
+        assert!(pb.asked.is_empty() && pb.offered.is_empty());
+        for c in &circles {
+            assert_eq!(b.digest(c), a.digest(c));
+        }
     }
 
     #[test]
@@ -814,7 +1080,12 @@ mod tests {
         let mut c = Memory::default();
         let mut pa = PeerSync::new(C);
         let hello = pa.connected(&a, 0);
-        assert_eq!(hello, vec![Message::Hello { circles: vec![] }]);
+        assert_eq!(
+            hello,
+            vec![Message::Summary {
+                digest: summary(&[])
+            }]
+        );
         // Even asking directly gets a refusal, not data.
         let ask = Message::Have {
             circle: CIRCLE,
@@ -902,8 +1173,8 @@ mod tests {
         // ...and what waits is references, at most MAX_QUEUED of them; the rest was dropped.
         assert!(to_b.pending() > 0 && to_b.pending() <= MAX_QUEUED);
         assert!(to_b.behind);
-        // Once B acknowledges everything, the queue drains and a Hello offers the circle
-        // again, so nothing that was dropped is lost.
+        // Once B acknowledges everything, the queue drains and a new round starts (a
+        // Summary), so nothing that was dropped is lost.
         let mut out = Vec::new();
         for _ in 0..10_000 {
             let flight = to_b.in_flight();
@@ -922,7 +1193,7 @@ mod tests {
             out.extend(more);
         }
         assert_eq!(to_b.pending(), 0);
-        assert!(out.iter().any(|m| matches!(m, Message::Hello { .. })));
+        assert!(out.iter().any(|m| matches!(m, Message::Summary { .. })));
         converse(&mut a, &mut b, A, B);
         assert_eq!(a.digest(&CIRCLE), b.digest(&CIRCLE));
     }
@@ -996,9 +1267,11 @@ mod tests {
                 0,
             )
             .unwrap();
+        // Its own list (it had not listed its circles this round), then the ask.
+        assert!(matches!(&replies[0], Message::Hello { circles } if circles.len() == 1));
         assert_eq!(
-            replies,
-            vec![Message::Have {
+            replies[1..],
+            [Message::Have {
                 circle: unknown,
                 ops: vec![],
                 vectors: vec![]
@@ -1012,10 +1285,23 @@ mod tests {
         };
         let (_, received) = p.receive(&a, data, 0).unwrap();
         assert_eq!(received.map(|r| r.circle), Some(unknown));
-        // A flood of unknown circles is asked for only up to a bound.
+        // A flood of unknown circles is asked for only up to a bound at a time (the
+        // first is still asked for: this node did not take it in), the rest kept in order.
         let many = (100..200u8).map(|i| (CircleId([i; 32]), [0; 32])).collect();
         let (replies, _) = p.receive(&a, Message::Hello { circles: many }, 0).unwrap();
-        assert_eq!(replies.len(), MAX_UNKNOWN_ASKED);
+        assert_eq!(replies.len(), MAX_UNKNOWN_ASKED - 1);
+        assert_eq!(p.offered.len(), 100 - (MAX_UNKNOWN_ASKED - 1));
+        // A flood beyond what is kept is cut at the bound.
+        let flood = (0..MAX_OFFERED as u32 + 500)
+            .map(|i| {
+                (
+                    CircleId(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+                    [0; 32],
+                )
+            })
+            .collect();
+        p.receive(&a, Message::Hello { circles: flood }, 0).unwrap();
+        assert!(p.offered.len() <= MAX_OFFERED);
     }
 
     #[test]
@@ -1027,8 +1313,9 @@ mod tests {
         let hello = Message::Hello {
             circles: vec![(unknown, [0; 32])],
         };
-        let (asked, _) = p.receive(&a, hello, 0).unwrap();
-        assert_eq!(asked.len(), 1);
+        let (replies, _) = p.receive(&a, hello, 0).unwrap();
+        let asked = replies.iter().filter(|m| matches!(m, Message::Have { .. }));
+        assert_eq!(asked.count(), 1);
         // The answer never comes: the wait starts at the next tick, then the ask repeats.
         assert!(p.tick(&a, 1_000).is_empty());
         assert!(p.tick(&a, 1_000 + ASK_AGAIN_MS - 1).is_empty());

@@ -4,7 +4,7 @@
 //!
 //! The length is checked before anything is read or allocated: a frame larger than
 //! [`MAX_FRAME`] is refused, and so is one larger than [`MAX_EARLY_FRAME`] before the peer
-//! said `Hello` on the stream. A frame's bytes are kept only as they arrive
+//! said `Summary` or `Hello` on the stream (its first message in a round). A frame's bytes are kept only as they arrive
 //! ([`FrameDecoder`]): announcing a large frame and sending nothing more costs the
 //! announcer, not the reader.
 
@@ -14,7 +14,8 @@ use super::{MAX_DATA_BYTES, Message};
 
 /// The largest frame: a full `Data` message plus room for its framing and ids.
 pub const MAX_FRAME: usize = MAX_DATA_BYTES + 64 * 1024;
-/// The largest frame before the peer's `Hello` (a `Hello`, a `Join` or their answers fit).
+/// The largest frame before the peer's `Summary` or `Hello` (those a round starts with, a
+/// `Join` or their answers fit).
 pub const MAX_EARLY_FRAME: usize = 64 * 1024;
 /// The length prefix of a frame.
 const HEADER: usize = 4;
@@ -52,7 +53,7 @@ impl Default for FrameDecoder {
 }
 
 impl FrameDecoder {
-    /// The peer said `Hello`: frames up to [`MAX_FRAME`] from now on.
+    /// The peer said `Summary` or `Hello`: frames up to [`MAX_FRAME`] from now on.
     pub fn open_up(&mut self) {
         self.limit = MAX_FRAME;
     }
@@ -155,6 +156,15 @@ mod tests {
                     circles: c.into_iter().map(|(a, b)| (CircleId(a), b)).collect(),
                 }
             }),
+            any::<[u8; 32]>().prop_map(|digest| Message::Summary { digest }),
+            (
+                prop::collection::vec((any::<[u8; 32]>(), any::<[u8; 32]>()), 0..4),
+                any::<bool>()
+            )
+                .prop_map(|(c, answer)| Message::Changed {
+                    circles: c.into_iter().map(|(a, b)| (CircleId(a), b)).collect(),
+                    answer,
+                }),
             (
                 any::<[u8; 32]>(),
                 prop::collection::vec(any::<[u8; 32]>(), 0..4),

@@ -177,7 +177,7 @@ impl NodeCore {
             ));
         }
         self.take_data(from, invitation.data, true);
-        self.resync_all();
+        self.membership_changed(circle);
         self.circles
             .open
             .get(&circle)

@@ -402,13 +402,13 @@ impl NodeCore {
         self.out.extend(out);
     }
 
-    /// A `Hello` to every peer: who shares which circle may have changed.
-    pub(super) fn resync_all(&mut self) {
-        let now = self.now.millis();
+    /// The membership of `circle` changed here: every peer sharing it now is told, and
+    /// each side sends what the other lacks of it (a peer just added asks for all of it).
+    pub(super) fn membership_changed(&mut self, circle: CircleId) {
         let mut out = Vec::new();
         for (device, peer) in &mut self.peers {
-            let hello = peer.sync.resync(&self.circles, now);
-            out.extend(hello.into_iter().map(|m| Effect::Send(*device, m)));
+            let sent = peer.sync.changed(&self.circles, &[circle]);
+            out.extend(sent.into_iter().map(|m| Effect::Send(*device, m)));
         }
         self.out.extend(out);
     }

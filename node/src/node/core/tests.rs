@@ -455,6 +455,49 @@ fn devices_of(c: &mut Cluster, i: usize, circle: &str) -> Vec<usize> {
     shown.members.iter().map(|m| m.devices.len()).collect()
 }
 
+/// A GP's second computer meets the first, which holds 200 circles: it holds them all
+/// within seconds of (virtual) time, asking a few at a time and the next as each arrives,
+/// not one batch per anti-entropy round; and once both hold the same, reconnecting costs
+/// one small message each way, not a list of the circles.
+#[test]
+fn a_second_device_takes_in_all_its_members_circles_and_an_idle_reconnection_costs_a_summary() {
+    const CIRCLES: usize = 200;
+    let mut c = cluster(&["Dr Martin", "second computer"]);
+    for _ in 0..CIRCLES {
+        new_circle(&mut c, 0);
+    }
+    c.pair(0, 1).unwrap();
+    let start = c.now_ms();
+    c.connect(0, 1);
+    let mut held = 0;
+    while c.now_ms() - start < 60_000 {
+        c.run_for(250);
+        held = c.ask(1, CircleList {}, WAIT).unwrap().circles.len();
+        if held == CIRCLES {
+            break;
+        }
+    }
+    assert_eq!(held, CIRCLES);
+    let took = c.now_ms() - start;
+    assert!(
+        took <= 10_000,
+        "all circles held after {took} ms of virtual time"
+    );
+
+    c.run_for(5_000);
+    c.disconnect(0, 1);
+    c.run_for(1_000);
+    let before = c.stats;
+    c.connect(0, 1);
+    c.run_for(5_000);
+    let (messages, bytes) = (
+        c.stats.messages - before.messages,
+        c.stats.bytes - before.bytes,
+    );
+    assert_eq!(messages, 2, "{messages} messages, {bytes} bytes");
+    assert!(bytes <= 4096, "{bytes} bytes");
+}
+
 #[test]
 fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_spread() {
     use crate::ops::devices::{DevicePair, DeviceRevoke, PairStatus, PairWith};
