@@ -373,9 +373,9 @@ fn a_member_gone_bad_is_refused_with_reasons_and_its_flood_costs_little_disk_or_
 /// Anyone may connect to a relay. A stranger there learns nobody: a rendezvous discovery
 /// with no namespace gets nothing (the libp2p rendezvous server relays used to run answered
 /// it with every registration: each circle's namespace, the members' peer ids and their
-/// local addresses), and a Hello naming a circle whose id it knows gets no introduction.
-/// Meanwhile the circle's members, given nothing but the relay, are introduced to each
-/// other there and connect through it.
+/// local addresses), and a Hello or a Changed naming a circle whose id it knows gets no
+/// introduction. Meanwhile the circle's members, given nothing but the relay, are
+/// introduced to each other there and connect through it.
 #[test]
 fn a_stranger_at_the_relay_learns_nobody_while_the_members_meet_there() {
     let relay_home = TestHome::new();

@@ -26,7 +26,7 @@ use crate::circle::membership::CircleId;
 use crate::identity::DeviceId;
 use crate::invite::MAX_OPEN_INVITES;
 use crate::refusals::{Counted, Refusals};
-use crate::sync::{Message, PeerSync, SyncRejection};
+use crate::sync::{MAX_CHANGED, Message, PeerSync, SyncRejection};
 
 use super::{Delivery, Mailbox};
 
@@ -44,9 +44,6 @@ const POLICY: [&str; 8] = [
 
 /// Retention is enforced this often (microseconds).
 const SWEEP_EVERY: i64 = 3600 * 1_000_000;
-/// A `Changed` naming more circles than this introduces nobody (nodes name one at a time;
-/// the next round introduces in every circle anyway).
-const MAX_MET_CHANGED: usize = 64;
 
 /// Which way a refused request went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -252,7 +249,7 @@ impl Exchange {
             }
             // Its membership changed in these circles (it joined one, say): introduced
             // there, both ways, as on a first round.
-            Message::Changed { circles, .. } if circles.len() <= MAX_MET_CHANGED => {
+            Message::Changed { circles, .. } if circles.len() <= MAX_CHANGED => {
                 let only: BTreeSet<CircleId> = circles.iter().map(|(c, _)| *c).collect();
                 self.introduce(device, Some(&only), &mut step);
             }

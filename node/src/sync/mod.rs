@@ -55,6 +55,9 @@ pub const MAX_IN_FLIGHT: usize = 4 * MAX_DATA_BYTES;
 pub const MAX_OWED: usize = 2 * MAX_IN_FLIGHT;
 /// At most this many circles in one `Hello`, operations in one `Have`, devices per vector.
 pub const MAX_ITEMS: usize = 100_000;
+/// At most this many circles in one `Changed` (a node names the one whose membership
+/// changed; an answer, some of those).
+pub const MAX_CHANGED: usize = 64;
 /// At most this many circles unknown here are asked for at a time.
 pub const MAX_UNKNOWN_ASKED: usize = 16;
 /// Circles offered by the peer, not held here and not asked for yet, kept at most (the
@@ -569,7 +572,7 @@ impl PeerSync {
                 Ok((vec![self.list(local)], None))
             }
             Message::Changed { circles, answer } => {
-                if circles.len() > MAX_ITEMS {
+                if circles.len() > MAX_CHANGED {
                     return Err(SyncRejection::TooMany);
                 }
                 let mut out = Vec::new();
@@ -1012,6 +1015,15 @@ mod tests {
         let (sa, sb, _) = converse(&mut a, &mut b, A, B);
         assert_eq!((sa, sb), (1, 1), "after joining, nothing differs");
         assert_eq!(b.envelope_count(&fresh), 1);
+        // A peer naming more circles than a change concerns is refused before any lookup.
+        let flood = Message::Changed {
+            circles: circles[..=MAX_CHANGED]
+                .iter()
+                .map(|c| (*c, [0; 32]))
+                .collect(),
+            answer: false,
+        };
+        assert_eq!(pb.receive(&b, flood, 0), Err(SyncRejection::TooMany));
     }
 
     /// A new device of a member in many circles: offered all of them, it asks for a few

@@ -345,7 +345,9 @@ async fn discover(args: &Args) {
     println!("{outcome}");
 }
 
-/// Says Hello naming `circle=` and counts the introductions (`Met`) the peer sends back.
+/// Says Hello naming `circle=`, then that its membership changed there (`Changed`, which
+/// a member joining a circle sends), and counts the introductions (`Met`) the peer sends
+/// back.
 async fn meet(args: &Args) {
     use cercle_node::circle::membership::CircleId;
 
@@ -363,9 +365,15 @@ async fn meet(args: &Args) {
     let hello = Message::Hello {
         circles: vec![(circle, [0; 32])],
     };
-    ours.write_all(&wire::frame(&hello))
-        .await
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let changed = Message::Changed {
+        circles: vec![(circle, [0; 32])],
+        answer: false,
+    };
+    for m in [hello, changed] {
+        ours.write_all(&wire::frame(&m))
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
+    }
     let _ = ours.flush().await;
     let (mut met, mut devices, mut other) = (0u64, Vec::new(), 0u64);
     let until = tokio::time::Instant::now() + secs;
