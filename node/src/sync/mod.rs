@@ -319,9 +319,9 @@ pub struct PeerSync {
     gaps_asked: BTreeMap<CircleId, i64>,
     /// Circles the peer offered that are not held here, and when they were asked for.
     asked: Vec<(CircleId, Option<i64>)>,
-    /// Circles the peer offered that are not held here and not asked for yet, oldest
-    /// first (at most [`MAX_OFFERED`]).
-    offered: VecDeque<CircleId>,
+    /// Circles the peer offered that are not held here and not asked for yet (at most
+    /// [`MAX_OFFERED`]; asked for in the order of their ids).
+    offered: BTreeSet<CircleId>,
     /// This side listed its circles (a `Hello`) since its last `Summary`.
     listed: bool,
     /// Messages sent and received, and data bytes, for status and tests.
@@ -349,7 +349,7 @@ impl PeerSync {
             behind: false,
             gaps_asked: BTreeMap::new(),
             asked: Vec::new(),
-            offered: VecDeque::new(),
+            offered: BTreeSet::new(),
             listed: false,
             stats: SyncStats::default(),
         }
@@ -471,13 +471,25 @@ impl PeerSync {
         }
     }
 
+    /// The peer offers `circle`, not shared with it here: if this node does not hold it,
+    /// it is asked for in full in its turn (the node checks on receipt that its operations
+    /// make it a member).
+    fn offer(&mut self, local: &dyn Local, circle: CircleId) {
+        if self.offered.len() < MAX_OFFERED
+            && !local.knows(&circle)
+            && !self.asked.iter().any(|(c, _)| *c == circle)
+        {
+            self.offered.insert(circle);
+        }
+    }
+
     /// Circles offered and now held (joined, or waiting as invitations) are forgotten;
     /// the next offered ones are asked for, up to [`MAX_UNKNOWN_ASKED`] at a time.
     fn ask_offered(&mut self, local: &dyn Local) -> Vec<Message> {
         self.asked.retain(|(c, _)| !local.knows(c));
         let mut out = Vec::new();
         while self.asked.len() < MAX_UNKNOWN_ASKED {
-            let Some(circle) = self.offered.pop_front() else {
+            let Some(circle) = self.offered.pop_first() else {
                 break;
             };
             if local.knows(&circle) || self.asked.iter().any(|(c, _)| *c == circle) {
@@ -584,12 +596,8 @@ impl PeerSync {
                             out.push(self.have(local, circle));
                             ours.push((circle, mine));
                         }
-                    } else if !local.knows(&circle)
-                        && self.offered.len() < MAX_OFFERED
-                        && !self.offered.contains(&circle)
-                        && !self.asked.iter().any(|(c, _)| *c == circle)
-                    {
-                        self.offered.push_back(circle);
+                    } else {
+                        self.offer(local, circle);
                     }
                 }
                 if !answer && !ours.is_empty() {
@@ -610,19 +618,16 @@ impl PeerSync {
                 if !self.listed {
                     out.push(self.list(local));
                 }
-                // Offered circles not held here are asked for in full, a few at a time:
-                // the node checks on receipt that their operations make it a member.
+                // The peer's whole list: what it offered before and did not list again is
+                // no longer offered.
                 self.offered.clear();
                 for (circle, digest) in circles {
                     if shared.contains(&circle) {
                         if local.digest(&circle) != digest {
                             out.push(self.have(local, circle));
                         }
-                    } else if !local.knows(&circle)
-                        && self.offered.len() < MAX_OFFERED
-                        && !self.asked.iter().any(|(c, _)| *c == circle)
-                    {
-                        self.offered.push_back(circle);
+                    } else {
+                        self.offer(local, circle);
                     }
                 }
                 out.extend(self.ask_offered(local));
