@@ -9,7 +9,9 @@
 //!
 //! It also introduces members to each other: on each `Summary` or `Hello`, a device is told
 //! which other devices of its circles' current members are connected here
-//! ([`Message::Met`]), and on its first, those devices are told about it; each may then reach the other through the relay.
+//! ([`Message::Met`]), and on its first, those devices are told about it; on a `Changed`,
+//! the same in the circles it names, both ways. Each may then reach the other through the
+//! relay.
 //! Who is a member comes from the circles' signed logs the mailbox holds, never from what a
 //! device claims, so a stranger, a removed member or a device of a circle the relay does not
 //! keep learns nobody.
@@ -86,7 +88,8 @@ pub struct Step {
 pub struct Exchange {
     mailbox: Mailbox,
     peers: BTreeMap<DeviceId, PeerSync>,
-    /// Connected devices already introduced to the others (on their first `Summary` or `Hello`).
+    /// Connected devices already introduced to the others (on their first `Summary` or
+    /// `Hello`).
     introduced: BTreeSet<DeviceId>,
     /// Each device's budget of logged refusals, and the devices set aside.
     refusals: Refusals,
