@@ -336,7 +336,7 @@ impl Session {
         mark_read: bool,
     ) -> Result<(CircleHead, Vec<NoteRow>, Vec<MessageRow>, String), Response> {
         // Pages name a circle by its whole id: a guessed prefix finds nothing.
-        if !is_circle_id(circle) {
+        if !is_whole_id(circle) {
             let e = NodeError::not_found(format!("no circle {circle:?}"));
             return Err(self.refused(&e, "/"));
         }
@@ -379,9 +379,9 @@ fn back_to(path: String) -> Response {
     Redirect::to(&path).into_response()
 }
 
-/// Whether `circle` is a whole circle id (pages never take a prefix).
-fn is_circle_id(circle: &str) -> bool {
-    circle.len() == 64 && circle.bytes().all(|b| b.is_ascii_hexdigit())
+/// Whether `id` is a whole circle or device id (pages never take a prefix).
+fn is_whole_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn page(markup: Markup) -> Response {
@@ -437,7 +437,7 @@ async fn invitation_accept(
     Path(circle): Path<String>,
     axum::Form(f): axum::Form<CsrfForm>,
 ) -> Response {
-    if !is_circle_id(&circle) {
+    if !is_whole_id(&circle) {
         return s.refused(&NodeError::not_found("no such circle"), "/");
     }
     let back = format!("/c/{circle}");
@@ -452,7 +452,7 @@ async fn invitation_decline(
     Path(circle): Path<String>,
     axum::Form(f): axum::Form<CsrfForm>,
 ) -> Response {
-    if !is_circle_id(&circle) {
+    if !is_whole_id(&circle) {
         return s.refused(&NodeError::not_found("no such circle"), "/");
     }
     s.submit(&headers, &f.csrf, CircleDecline { circle }, "/".to_string())

@@ -312,7 +312,7 @@ pub struct PeerSync {
     /// acknowledge them (it received them before the stream was replaced). At most
     /// [`MAX_OWED`].
     owed: usize,
-    last_hello: Option<i64>,
+    last_round: Option<i64>,
     /// Work was dropped at [`MAX_QUEUED`]: a `Summary` goes out once the queue drains.
     behind: bool,
     /// Circles with gaps the peer was asked to fill, and when.
@@ -345,7 +345,7 @@ impl PeerSync {
             queue: VecDeque::new(),
             in_flight: 0,
             owed: 0,
-            last_hello: None,
+            last_round: None,
             behind: false,
             gaps_asked: BTreeMap::new(),
             asked: Vec::new(),
@@ -376,7 +376,7 @@ impl PeerSync {
         self.owed = self.owed.saturating_add(self.in_flight).min(MAX_OWED);
         self.in_flight = 0;
         self.behind = false;
-        vec![self.hello(local, now)]
+        vec![self.start_round(local, now)]
     }
 
     /// Messages to the peer were lost before reaching the network (its stream was replaced
@@ -389,7 +389,7 @@ impl PeerSync {
     /// A new round now (a `Summary`): the peer lists its circles if anything differs, and
     /// each side answers with what it lacks or has.
     pub fn resync(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
-        vec![self.hello(local, now)]
+        vec![self.start_round(local, now)]
     }
 
     /// The membership of `circles` changed here, which the digests do not follow by pushes:
@@ -432,17 +432,17 @@ impl PeerSync {
                 }
             }
         }
-        match self.last_hello {
+        match self.last_round {
             Some(at) if now - at < RESYNC_EVERY_MS => {}
-            _ => out.push(self.hello(local, now)),
+            _ => out.push(self.start_round(local, now)),
         }
         out.extend(self.fill(local, now));
         out
     }
 
     /// The round's first message: one digest for every shared circle.
-    fn hello(&mut self, local: &dyn Local, now: i64) -> Message {
-        self.last_hello = Some(now);
+    fn start_round(&mut self, local: &dyn Local, now: i64) -> Message {
+        self.last_round = Some(now);
         self.listed = false;
         self.stats.sent += 1;
         Message::Summary {
@@ -847,7 +847,7 @@ impl PeerSync {
         }
         if self.queue.is_empty() && self.behind {
             self.behind = false;
-            out.push(self.hello(local, now));
+            out.push(self.start_round(local, now));
         }
         out
     }

@@ -88,7 +88,7 @@ async fn device_revoke(
     if let Err(r) = s.on_computer() {
         return r;
     }
-    if device.len() != 64 || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !super::is_whole_id(&device) {
         return s.refused(&NodeError::not_found("no such device"), "/devices");
     }
     s.submit(

@@ -352,25 +352,25 @@ impl NodeCore {
         s
     }
 
-    /// Whether `device` is another of this member's devices, not revoked.
-    pub(crate) fn is_sibling(&self, device: &DeviceId) -> bool {
-        let s = self.siblings();
-        s.certificates.contains_key(device) && !s.revoked.contains_key(device)
-    }
-
-    /// Whether `ops` hold this device's addition to a circle signed by another device of
-    /// this member (each operation's signature checked): such a circle is the member's
-    /// own, whoever delivered it (the first device, or a relay's mailbox before it).
-    pub(crate) fn added_by_sibling(&self, ops: &[Vec<u8>]) -> bool {
-        let me = self.me.device();
+    /// Whether a circle not held here is the member's own: `from` is another device of
+    /// this member, or `ops` hold this device's addition signed by one (each operation's
+    /// signature checked), whoever delivered them (the first device, or a relay's mailbox
+    /// before it).
+    pub(crate) fn members_own(&self, from: &DeviceId, ops: &[Vec<u8>]) -> bool {
         let siblings = self.siblings();
+        let counts = |d: &DeviceId| {
+            siblings.certificates.contains_key(d) && !siblings.revoked.contains_key(d)
+        };
+        if counts(from) {
+            return true;
+        }
+        let me = self.me.device();
         ops.iter()
             .filter_map(|b| SignedOp::decode(b).ok())
             .any(|op| {
                 let c = op.content();
                 matches!(&c.body, OpBody::AddDevice { certificate, .. } if certificate.device == me)
-                    && siblings.certificates.contains_key(&c.device)
-                    && !siblings.revoked.contains_key(&c.device)
+                    && counts(&c.device)
             })
     }
 

@@ -273,11 +273,7 @@ impl NodeCore {
         if joined {
             // A circle from another of this member's devices, or one such a device added
             // this device to, is the member's own.
-            if !chosen
-                && !self.followed_invite(&r.circle)
-                && !self.is_sibling(&from)
-                && !self.added_by_sibling(&r.ops)
-            {
+            if !chosen && !self.followed_invite(&r.circle) && !self.members_own(&from, &r.ops) {
                 self.offered(from, r);
                 return Taken::default();
             }
