@@ -10,10 +10,15 @@ if ! need cargo; then
   exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-# The LAN test (mDNS between two network namespaces) needs `ip` and root; without them it
-# says it was skipped.
-if ! need ip && [ "$(id -u)" = 0 ] && need apt-get; then
-  apt-get update -qq >/dev/null && apt-get install -y -qq iproute2 >/dev/null || true
+# The network-namespace tests (mDNS on a LAN, members behind two NAT routers) need root,
+# `ip` and `nft`; without them they say they were skipped.
+if [ "$(id -u)" = 0 ] && need apt-get; then
+  missing=""
+  need ip || missing="$missing iproute2"
+  need nft || missing="$missing nftables"
+  if [ -n "$missing" ]; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq $missing >/dev/null || true
+  fi
 fi
 
 # The web UI is tested in a real headless Chromium through chromedriver.

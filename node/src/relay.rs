@@ -452,7 +452,7 @@ pub async fn run(
                         if num_established.get() == 1 && !endpoint.is_relayed()
                             && let Some(device) = device_of(peer)
                         {
-                            tokio::spawn(crate::net::open_stream(device, *peer, control.clone(), net_tx.clone(), drop_tx.clone()));
+                            tokio::spawn(crate::net::open_stream(device, *peer, false, control.clone(), net_tx.clone(), drop_tx.clone()));
                         }
                     }
                     SwarmEvent::ConnectionClosed { peer_id: peer, num_established: 0, .. } => {

@@ -670,7 +670,10 @@ pub struct Netns {
 impl Netns {
     /// Creates one namespace per name (made unique to this process), loopback up.
     pub fn create(names: &[&str]) -> Result<Netns, String> {
-        let tag = std::process::id() % 100_000;
+        // Unique to this process and to this set (tests in one process run side by side).
+        static SETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let tag = (std::process::id() % 100_000) * 10 + set;
         let mut netns = Netns {
             names: Vec::new(),
             tag,

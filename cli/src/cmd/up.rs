@@ -231,8 +231,12 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
             return "not running (start the node with `cercle up`)".into();
         }
         crate::output::rows(&s.peers, "no peers connected", |p| {
+            let path = match p.path {
+                cercle_node::ops::status::PeerPath::Direct => "direct",
+                cercle_node::ops::status::PeerPath::Relayed => "via relay",
+            };
             format!(
-                "{}  {} circle(s)  {} pending  {} B sent  {} B received",
+                "{}  {path}  {} circle(s)  {} pending  {} B sent  {} B received",
                 p.peer_id,
                 p.circles.len(),
                 p.pending,

@@ -14,7 +14,7 @@ use crate::ops::documents::DocumentRow;
 use crate::ops::invite::InviteView;
 use crate::ops::messages::MessageRow;
 use crate::ops::notes::NoteRow;
-use crate::ops::status::NodeStatus as Status;
+use crate::ops::status::{NodeStatus as Status, PeerPath};
 
 pub(crate) mod chart;
 mod devices;
@@ -1188,6 +1188,13 @@ pub(crate) fn sync(ctx: &Ctx, status: &Status, circles: &[(String, String)]) -> 
                                         @if !p.circles.is_empty() {
                                             dt { (w.shared_circles) }
                                             dd { (p.circles.iter().map(patient).collect::<Vec<_>>().join(", ")) }
+                                        }
+                                        @if !p.relay {
+                                            dt { (w.path) }
+                                            dd { @match p.path {
+                                                PeerPath::Direct => (w.path_direct),
+                                                PeerPath::Relayed => (w.path_relayed),
+                                            } }
                                         }
                                         dt { (w.last_sync) }
                                         dd { @match p.last_seen { Some(t) => (ctx.when(t)), None => "—" } }

@@ -105,6 +105,9 @@ pub enum NetEvent {
     Connected {
         device: DeviceId,
         peer_id: PeerId,
+        /// The stream goes through a relay's circuit (no direct connection to the peer
+        /// when it opened).
+        relayed: bool,
         writer: mpsc::Sender<Message>,
     },
     /// The last connection to the peer closed.
@@ -222,6 +225,7 @@ pub async fn run(
     let mut dial_later: Vec<(tokio::time::Instant, Multiaddr, PeerId)> = Vec::new();
     let mut redial = tokio::time::interval(Duration::from_secs(1));
     let mut redial_count: u64 = 0;
+    let mut links = Links::default();
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
@@ -318,10 +322,12 @@ pub async fn run(
                     Ok(_) => tracing::info!(peer = %remote_peer_id, "direct connection punched through"),
                     Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "no direct connection; staying on the relayed one"),
                 },
-                SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
                     tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+                    let relayed = endpoint.is_relayed();
+                    links.established(peer_id, connection_id, relayed);
                     // A relay of ours: reserve a slot there, to be reachable through it.
-                    if !endpoint.is_relayed()
+                    if !relayed
                         && !relays.listening.contains_key(&peer_id)
                         && let Some(address) = relays.addresses.get(&peer_id)
                     {
@@ -332,21 +338,31 @@ pub async fn run(
                             Err(e) => tracing::warn!(relay = %peer_id, error = %e, "cannot listen through the relay"),
                         }
                     }
-                    if num_established.get() == 1
-                        && let Some(device) = device_of(&peer_id)
-                    {
-                        tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone(), stalled_tx.clone()));
+                    let Some(device) = device_of(&peer_id) else { continue };
+                    if num_established.get() == 1 {
+                        tokio::spawn(open_stream(device, peer_id, relayed, control.clone(), events.clone(), stalled_tx.clone()));
+                    } else if !relayed {
+                        // A direct connection (punched through, or found on the LAN) to a
+                        // peer reached through a relay: the circuits are closed, so the
+                        // sync moves to the direct one and the relay's circuit slot is
+                        // free for others.
+                        for circuit in links.circuits(&peer_id) {
+                            tracing::info!(peer = %peer_id, "direct connection; closing the relayed one");
+                            swarm.close_connection(circuit);
+                        }
                     }
                 }
-                SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                    links.closed(&peer_id, connection_id);
                     if let Some(device) = device_of(&peer_id) {
                         tracing::debug!(%peer_id, remaining = num_established, "connection closed");
                         let _ = events.send(NetEvent::Disconnected { device }).await;
-                        // Another connection remains (a relayed circuit ended after a hole
+                        // Another connection remains (a relayed circuit closed after a hole
                         // punch, or the reverse): the sync stream may have been on the
                         // closed one, so it starts again on what remains.
                         if num_established > 0 {
-                            tokio::spawn(open_stream(device, peer_id, control.clone(), events.clone(), stalled_tx.clone()));
+                            let relayed = !links.direct(&peer_id);
+                            tokio::spawn(open_stream(device, peer_id, relayed, control.clone(), events.clone(), stalled_tx.clone()));
                         }
                     }
                 }
@@ -494,6 +510,7 @@ pub const WRITE_STALL: Duration = Duration::from_secs(20);
 pub(crate) async fn open_stream(
     device: DeviceId,
     peer: PeerId,
+    relayed: bool,
     mut control: libp2p_stream::Control,
     events: mpsc::Sender<NetEvent>,
     stalled: mpsc::Sender<DeviceId>,
@@ -518,6 +535,7 @@ pub(crate) async fn open_stream(
             .send(NetEvent::Connected {
                 device,
                 peer_id: peer,
+                relayed,
                 writer,
             })
             .await
@@ -638,6 +656,42 @@ pub(crate) async fn read_stream(
                 return;
             }
         }
+    }
+}
+
+/// The connections open to each peer, and which go through a relay's circuit.
+#[derive(Debug, Default)]
+struct Links {
+    open: std::collections::HashMap<PeerId, Vec<(libp2p::swarm::ConnectionId, bool)>>,
+}
+
+impl Links {
+    fn established(&mut self, peer: PeerId, id: libp2p::swarm::ConnectionId, relayed: bool) {
+        self.open.entry(peer).or_default().push((id, relayed));
+    }
+
+    fn closed(&mut self, peer: &PeerId, id: libp2p::swarm::ConnectionId) {
+        if let Some(links) = self.open.get_mut(peer) {
+            links.retain(|(c, _)| *c != id);
+            if links.is_empty() {
+                self.open.remove(peer);
+            }
+        }
+    }
+
+    /// Whether a direct connection to `peer` is open.
+    fn direct(&self, peer: &PeerId) -> bool {
+        self.open
+            .get(peer)
+            .is_some_and(|l| l.iter().any(|(_, relayed)| !relayed))
+    }
+
+    /// The connections to `peer` through a relay.
+    fn circuits(&self, peer: &PeerId) -> Vec<libp2p::swarm::ConnectionId> {
+        self.open
+            .get(peer)
+            .map(|l| l.iter().filter(|(_, r)| *r).map(|(c, _)| *c).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -236,7 +236,14 @@ impl Cluster {
             let peer_id = crate::net::peer_of(&device)
                 .map(|p| p.to_string())
                 .unwrap_or_default();
-            self.input(x, Input::Connected { device, peer_id });
+            self.input(
+                x,
+                Input::Connected {
+                    device,
+                    peer_id,
+                    relayed: false,
+                },
+            );
         }
     }
 

@@ -79,8 +79,13 @@ pub struct WriteId(pub u64);
 pub enum Input {
     /// A user asks something (the CLI, the web UI).
     Request(RequestId, Request),
-    /// A peer device's sync stream is open (its key is proven by Noise).
-    Connected { device: DeviceId, peer_id: String },
+    /// A peer device's sync stream is open (its key is proven by Noise), directly or
+    /// through a relay's circuit.
+    Connected {
+        device: DeviceId,
+        peer_id: String,
+        relayed: bool,
+    },
     /// A peer device's last connection closed.
     Disconnected { device: DeviceId },
     /// A message from a connected peer device.
@@ -333,7 +338,11 @@ impl NodeCore {
         self.now = now;
         match input {
             Input::Request(id, request) => self.request(id, request),
-            Input::Connected { device, peer_id } => self.peer_connected(device, peer_id),
+            Input::Connected {
+                device,
+                peer_id,
+                relayed,
+            } => self.peer_connected(device, peer_id, relayed),
             Input::Disconnected { device } => self.peer_disconnected(&device),
             Input::Message { device, message } => self.peer_message(device, message),
             Input::Undelivered { device } => self.undelivered(device),

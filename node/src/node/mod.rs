@@ -413,12 +413,14 @@ impl Shell {
             NetEvent::Connected {
                 device,
                 peer_id,
+                relayed,
                 writer,
             } => {
                 self.outbox.connected(device, writer);
                 Input::Connected {
                     device,
                     peer_id: peer_id.to_string(),
+                    relayed,
                 }
             }
             NetEvent::Disconnected { device } => {

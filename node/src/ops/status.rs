@@ -62,6 +62,22 @@ pub struct PeerRow {
     pub data_bytes_received: u64,
     /// Milliseconds since the epoch of the last message from the peer.
     pub last_seen: Option<i64>,
+    /// How the sync with the peer travels.
+    #[serde(default)]
+    pub path: PeerPath,
+}
+
+/// How the sync with a peer travels.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerPath {
+    /// A connection of its own (on the LAN, to a known address, or punched through NATs).
+    #[default]
+    Direct,
+    /// A relay's circuit (the relay carries the encrypted connection, it cannot read it).
+    Relayed,
 }
 
 impl Operation for Status {

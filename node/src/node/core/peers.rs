@@ -8,7 +8,7 @@ use crate::circle::Circle;
 use crate::circle::membership::CircleId;
 use crate::envelope::EnvelopeRef;
 use crate::identity::DeviceId;
-use crate::ops::status::{NodeStatus as Status, PeerRow};
+use crate::ops::status::{NodeStatus as Status, PeerPath, PeerRow};
 use crate::refusals::Counted;
 use crate::sync::{Local, MAX_MET_DEVICES, Message, PeerSync, Received};
 
@@ -26,6 +26,8 @@ pub(crate) struct Peer {
     pub(crate) sync: PeerSync,
     pub(crate) peer_id: String,
     pub(crate) last_seen: Option<i64>,
+    /// The stream goes through a relay's circuit.
+    pub(crate) relayed: bool,
 }
 
 impl NodeCore {
@@ -50,7 +52,7 @@ impl NodeCore {
 
     /// A peer device's stream opened: the protocol starts with a `Hello`.
     #[tracing::instrument(skip_all, fields(peer = %device))]
-    pub(super) fn peer_connected(&mut self, device: DeviceId, peer_id: String) {
+    pub(super) fn peer_connected(&mut self, device: DeviceId, peer_id: String, relayed: bool) {
         let now = self.now.millis();
         // A new device being paired holds nothing yet: it only asks to be certified.
         if self.pairing.is_some() {
@@ -60,6 +62,7 @@ impl NodeCore {
                     sync: PeerSync::new(device),
                     peer_id,
                     last_seen: Some(now),
+                    relayed,
                 },
             );
             let pair = self.send_pair(&device);
@@ -72,6 +75,7 @@ impl NodeCore {
             // way, a Hello from this side completes it.
             Some(p) => {
                 p.peer_id = peer_id.clone();
+                p.relayed = relayed;
                 p.sync.resync(&self.circles, now)
             }
             None => {
@@ -81,6 +85,7 @@ impl NodeCore {
                     sync,
                     peer_id: peer_id.clone(),
                     last_seen: Some(now),
+                    relayed,
                 };
                 self.peers.insert(device, peer);
                 hello
@@ -211,6 +216,8 @@ impl NodeCore {
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
             last_seen: None,
+            // Known when this side's stream opens.
+            relayed: false,
         });
         peer.last_seen = Some(now);
         let (replies, received) = match peer.sync.receive(&self.circles, message, now) {
@@ -470,6 +477,11 @@ impl NodeCore {
                         data_bytes_sent: p.sync.stats.data_bytes_sent,
                         data_bytes_received: p.sync.stats.data_bytes_received,
                         last_seen: p.last_seen,
+                        path: if p.relayed {
+                            PeerPath::Relayed
+                        } else {
+                            PeerPath::Direct
+                        },
                     }
                 })
                 .collect(),
