@@ -9,8 +9,9 @@
 //!
 //! It also introduces members to each other: on each `Summary` or `Hello`, a device is told
 //! which other devices of its circles' current members are connected here
-//! ([`Message::Met`]), and on its first, those devices are told about it; on a `Changed`,
-//! the same in the circles it names, both ways. Each may then reach the other through the
+//! ([`Message::Met`]) and those devices are told about it, each pair once while both stay
+//! connected (a device's list starts afresh every [`RETELL_EVERY`]); on a `Changed`, the
+//! same in the circles it names, both ways. Each may then reach the other through the
 //! relay.
 //! Who is a member comes from the circles' signed logs the mailbox holds, never from what a
 //! device claims, so a stranger, a removed member or a device of a circle the relay does not
@@ -46,6 +47,26 @@ const POLICY: [&str; 8] = [
 
 /// Retention is enforced this often (microseconds).
 const SWEEP_EVERY: i64 = 3600 * 1_000_000;
+
+/// A device is told again of every device it shares a circle with this often
+/// (milliseconds), in case a dial through the relay failed.
+pub const RETELL_EVERY: i64 = 10 * 60 * 1000;
+
+/// The devices one connected device was told of, since when.
+#[derive(Debug)]
+struct Told {
+    devices: BTreeSet<DeviceId>,
+    since: i64,
+}
+
+impl Told {
+    fn new(now_ms: i64) -> Told {
+        Told {
+            devices: BTreeSet::new(),
+            since: now_ms,
+        }
+    }
+}
 
 /// Which way a refused request went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,9 +109,10 @@ pub struct Step {
 pub struct Exchange {
     mailbox: Mailbox,
     peers: BTreeMap<DeviceId, PeerSync>,
-    /// Connected devices already introduced to the others (on their first `Summary` or
-    /// `Hello`).
-    introduced: BTreeSet<DeviceId>,
+    /// Introductions made: for each connected device, the devices it was told of, and
+    /// when its list was last started afresh. A device is told of each other device once
+    /// (in one circle they share), not once per circle and per round.
+    told: BTreeMap<DeviceId, Told>,
     /// Each device's budget of logged refusals, and the devices set aside.
     refusals: Refusals,
     /// Open invites' tags, each with the connected member device that answers for it.
@@ -105,7 +127,7 @@ impl Exchange {
         Exchange {
             mailbox,
             peers: BTreeMap::new(),
-            introduced: BTreeSet::new(),
+            told: BTreeMap::new(),
             refusals: Refusals::default(),
             invites: BTreeMap::new(),
             announced: BTreeMap::new(),
@@ -139,7 +161,12 @@ impl Exchange {
     /// A device's last connection closed.
     pub fn disconnected(&mut self, device: &DeviceId) {
         self.peers.remove(device);
-        self.introduced.remove(device);
+        // Told again of it when it comes back.
+        if self.told.remove(device).is_some() {
+            for told in self.told.values_mut() {
+                told.devices.remove(device);
+            }
+        }
         self.withdraw_invites(device);
     }
 
@@ -248,13 +275,14 @@ impl Exchange {
             .or_insert_with(|| PeerSync::new(device));
         match &message {
             Message::Hello { .. } | Message::Summary { .. } => {
-                self.introduce(device, None, &mut step);
+                self.introduce(device, None, now_ms, &mut step);
             }
             // Its membership changed in these circles (it joined one, say): introduced
-            // there, both ways, as on a first round.
+            // there, both ways, even to devices it was told of in other circles (it may
+            // not have held this one then).
             Message::Changed { circles, .. } if circles.len() <= MAX_CHANGED => {
                 let only: BTreeSet<CircleId> = circles.iter().map(|(c, _)| *c).collect();
-                self.introduce(device, Some(&only), &mut step);
+                self.introduce(device, Some(&only), now_ms, &mut step);
             }
             _ => {}
         }
@@ -307,19 +335,46 @@ impl Exchange {
         step
     }
 
-    /// Tells `device` which devices of its circles' members are connected here (of `only`
-    /// those circles, if given) and, the first time in its connection or for `only`, tells
-    /// them about it.
-    fn introduce(&mut self, device: DeviceId, only: Option<&BTreeSet<CircleId>>, step: &mut Step) {
+    /// Tells `device` which devices of its circles' members are connected here, and tells
+    /// them about it: each device it was not told of yet, in the first circle found that
+    /// they share (of `only` those circles, if given, and then whether told or not).
+    /// A device's list starts afresh every [`RETELL_EVERY`], so that a dial that failed is
+    /// tried again.
+    fn introduce(
+        &mut self,
+        device: DeviceId,
+        only: Option<&BTreeSet<CircleId>>,
+        now_ms: i64,
+        step: &mut Step,
+    ) {
         let peers = &self.peers;
         let met = self.mailbox.companions(&device, |d| peers.contains_key(d));
-        let first = self.introduced.insert(device) || only.is_some();
+        let mine = self.told.entry(device).or_insert_with(|| Told::new(now_ms));
+        if now_ms - mine.since >= RETELL_EVERY {
+            *mine = Told::new(now_ms);
+        }
         for (circle, devices) in met {
             if only.is_some_and(|o| !o.contains(&circle)) {
                 continue;
             }
-            if first {
-                for other in &devices {
+            let fresh: Vec<DeviceId> = match only {
+                Some(_) => devices,
+                None => devices
+                    .into_iter()
+                    .filter(|d| {
+                        !self
+                            .told
+                            .get(&device)
+                            .is_some_and(|t| t.devices.contains(d))
+                    })
+                    .collect(),
+            };
+            if fresh.is_empty() {
+                continue;
+            }
+            for other in &fresh {
+                let theirs = self.told.entry(*other).or_insert_with(|| Told::new(now_ms));
+                if theirs.devices.insert(device) || only.is_some() {
                     let about = Message::Met {
                         circle,
                         devices: vec![device],
@@ -328,7 +383,16 @@ impl Exchange {
                     step.introductions += 1;
                 }
             }
-            step.sends.push((device, Message::Met { circle, devices }));
+            if let Some(mine) = self.told.get_mut(&device) {
+                mine.devices.extend(fresh.iter().copied());
+            }
+            step.sends.push((
+                device,
+                Message::Met {
+                    circle,
+                    devices: fresh,
+                },
+            ));
             step.introductions += 1;
         }
     }

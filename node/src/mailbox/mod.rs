@@ -1087,11 +1087,19 @@ mod tests {
         assert_eq!(met(&step, nurse), vec![vec![gp]]);
         assert_eq!(met(&step, gp), vec![vec![nurse]]);
         assert_eq!(step.introductions, 2);
-        // Her next Hello: she alone is told again.
+        // Her next Hello: nothing changed, nobody is told again...
         let step = ex.message(nurse, hello(), 2);
-        assert_eq!((met(&step, nurse).len(), met(&step, gp).len()), (1, 0));
+        assert_eq!(step.introductions, 0);
+        // ...until her list starts afresh (a dial through the relay may have failed): she
+        // alone is told again.
+        let later = exchange::RETELL_EVERY + 2;
+        let step = ex.message(nurse, hello(), later);
+        assert_eq!(
+            (met(&step, nurse), met(&step, gp).len()),
+            (vec![vec![gp]], 0)
+        );
         // A stranger naming the circle learns nobody, and nobody learns of it.
-        let step = ex.message(stranger.device(), hello(), 3);
+        let step = ex.message(stranger.device(), hello(), later + 1);
         assert_eq!(step.introductions, 0);
         assert!(
             !step
@@ -1101,8 +1109,15 @@ mod tests {
         );
         // Gone: no longer introduced.
         ex.disconnected(&gp);
-        let step = ex.message(nurse, hello(), 4);
+        let step = ex.message(nurse, hello(), later + 2);
         assert_eq!(step.introductions, 0);
+        // Back: both are told of each other again.
+        ex.connected(gp, later + 3);
+        let step = ex.message(gp, hello(), later + 3);
+        assert_eq!(
+            (met(&step, nurse), met(&step, gp)),
+            (vec![vec![gp]], vec![vec![nurse]])
+        );
     }
 
     /// A member's open invites are pointed to for whoever holds a tag, while the member is
@@ -1180,27 +1195,32 @@ mod tests {
         assert!(at(&ex.message(stranger, seek, 9)).is_empty());
     }
 
-    /// A GP with a whole practice of circles at one relay is introduced in each (the
-    /// rendezvous this replaced registered 32 per peer).
+    /// A GP with a whole practice at one relay, 1 500 circles (the rendezvous this replaced
+    /// registered 32 per peer): every co-member connected there is told of the GP, and the
+    /// GP of each, once; a round where nothing changed introduces nobody.
     #[test]
-    fn a_professional_in_a_thousand_circles_is_introduced_in_each() {
+    fn a_professional_in_1500_circles_is_introduced_to_every_co_member_once() {
         use crate::sync::Message;
         use exchange::Exchange;
 
-        const CIRCLES: usize = 1_000;
+        const CIRCLES: usize = 1_500;
         let dir = tempfile::tempdir().unwrap();
         let mut mailbox = open(dir.path(), MailboxLimits::default());
         let gp = person("Dr Martin");
+        // A nurse in every circle, and in each a relative of that patient only.
         let nurse = person("Julien");
-        let card = nurse.public().card(&[]);
-        let mut ids = BTreeSet::new();
+        let relatives: Vec<LocalIdentity> =
+            (0..CIRCLES).map(|n| person(&format!("R{n}"))).collect();
         let mut rng = rng();
-        for n in 0..CIRCLES {
+        for (n, relative) in relatives.iter().enumerate() {
             let t = Timestamp(n as i64 + 1);
             let (mut c, _) = Circle::create(&gp, &IdentityUpdate::default(), t, &mut rng).unwrap();
-            let _ = c
-                .add_member(&gp, &card, Role::Professional, t, &mut rng)
-                .unwrap();
+            for who in [&nurse, relative] {
+                let card = who.public().card(&[]);
+                let _ = c
+                    .add_member(&gp, &card, Role::Professional, t, &mut rng)
+                    .unwrap();
+            }
             let ops = c.membership().ops().map(|o| o.bytes().to_vec()).collect();
             let push = Received {
                 circle: c.id(),
@@ -1209,29 +1229,53 @@ mod tests {
             };
             let d = mailbox.receive(&gp.device(), push, 0);
             assert_eq!(d.refused, vec![], "circle {n}");
-            ids.insert(c.id());
         }
         let mut ex = Exchange::new(mailbox);
-        ex.connected(gp.device(), 0);
-        ex.connected(nurse.device(), 0);
-        let hello = Message::Hello {
-            circles: Vec::new(),
+        let summary = || Message::Summary { digest: [0; 32] };
+        // Who was told of whom, from a step's sends.
+        let told = |step: &exchange::Step| -> Vec<(DeviceId, DeviceId)> {
+            step.sends
+                .iter()
+                .filter_map(|(to, m)| match m {
+                    Message::Met { devices, .. } => Some(devices.iter().map(|d| (*to, *d))),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
         };
-        let step = ex.message(nurse.device(), hello, 1);
-        let to_nurse: BTreeSet<CircleId> = step
-            .sends
-            .iter()
-            .filter_map(|(t, m)| match m {
-                Message::Met { circle, devices }
-                    if *t == nurse.device() && devices == &vec![gp.device()] =>
-                {
-                    Some(*circle)
-                }
-                _ => None,
-            })
+        let gp = gp.device();
+        ex.connected(gp, 0);
+        ex.message(gp, summary(), 1);
+        // Everyone else comes, and says what a node says first.
+        let mut heard: BTreeSet<(DeviceId, DeviceId)> = BTreeSet::new();
+        let mut introductions = 0;
+        for who in std::iter::once(&nurse).chain(&relatives) {
+            ex.connected(who.device(), 2);
+            let step = ex.message(who.device(), summary(), 2);
+            introductions += step.introductions;
+            heard.extend(told(&step));
+        }
+        for who in std::iter::once(&nurse).chain(&relatives) {
+            assert!(heard.contains(&(who.device(), gp)), "not told of the GP");
+            assert!(heard.contains(&(gp, who.device())), "the GP not told of it");
+        }
+        // The nurse: one Met to her naming the GP, one to the GP naming her. Each relative:
+        // one to it naming the GP and the nurse, one to each of them naming it.
+        assert_eq!(introductions, 2 + 3 * CIRCLES);
+        assert_eq!(heard.len(), 2 + 4 * CIRCLES);
+        // The GP's next round, nothing changed: nobody is introduced.
+        let step = ex.message(gp, summary(), 3);
+        assert_eq!(step.introductions, 0);
+        // Ten minutes on, the GP is told again of everyone (in one Met per circle shared
+        // with someone not named yet), and nobody of the GP.
+        let step = ex.message(gp, summary(), exchange::RETELL_EVERY + 4);
+        assert_eq!(step.introductions, CIRCLES);
+        let again: BTreeSet<DeviceId> = told(&step)
+            .into_iter()
+            .inspect(|(to, _)| assert_eq!(*to, gp))
+            .map(|(_, about)| about)
             .collect();
-        assert_eq!(to_nurse, ids);
-        assert_eq!(step.introductions, 2 * CIRCLES);
+        assert_eq!(again.len(), CIRCLES + 1);
     }
 
     /// A device sending refused data without pause is set aside once over its budget, and
