@@ -471,8 +471,19 @@ pub async fn run(
     Ok(())
 }
 
-/// Carries messages between the network and the mailbox's exchange. Storing blocks (it
-/// ends with an fsync), so it runs in place on this worker while the swarm goes on.
+/// Messages taken together at most before one flush makes what they stored durable.
+pub const GROUP_COMMIT: usize = 256;
+
+/// What the carrier takes in: a network event or the clock.
+enum Input {
+    Net(NetEvent),
+    Tick,
+}
+
+/// Carries messages between the network and the mailbox's exchange. Storing blocks, so it
+/// runs in place on this worker while the swarm goes on. Group commit: the messages already
+/// waiting when one arrives are taken with it (up to [`GROUP_COMMIT`]), then one flush
+/// makes all they stored durable, and only then does any acknowledgement go out.
 async fn carry(
     mut exchange: Exchange,
     mut events: mpsc::Receiver<NetEvent>,
@@ -488,52 +499,79 @@ async fn carry(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let now = || jiff::Timestamp::now().as_millisecond();
     loop {
-        let step = tokio::select! {
+        let first = tokio::select! {
             event = events.recv() => match event {
                 None => return,
-                Some(NetEvent::Connected { device, writer, .. }) => {
-                    outbox.connected(device, writer);
-                    exchange.connected(device, now())
-                }
-                Some(NetEvent::Disconnected { device }) => {
-                    outbox.disconnected(&device);
-                    exchange.disconnected(&device);
-                    continue;
-                }
-                Some(NetEvent::Message { device, message }) => {
-                    tokio::task::block_in_place(|| exchange.message(device, message, now()))
-                }
-                Some(NetEvent::Addresses(_)) => continue,
+                Some(e) => Input::Net(e),
             },
-            _ = tick.tick() => tokio::task::block_in_place(|| exchange.tick(now())),
+            _ = tick.tick() => Input::Tick,
         };
-        metrics.mailbox_step(&step);
-        if let Some(device) = step.set_aside {
-            tracing::warn!(
-                %device,
-                "a peer sends more refused data than is logged; it is disconnected and ignored for {:?}",
-                crate::refusals::SET_ASIDE_FOR
-            );
-            outbox.disconnected(&device);
-            let _ = set_aside.try_send(device);
+        let (steps, durable) = tokio::task::block_in_place(|| {
+            let mut steps: Vec<Step> = take(&mut exchange, &mut outbox, first, now())
+                .into_iter()
+                .collect();
+            for _ in 1..GROUP_COMMIT {
+                let Ok(event) = events.try_recv() else { break };
+                steps.extend(take(&mut exchange, &mut outbox, Input::Net(event), now()));
+            }
+            let durable = exchange.commit();
+            (steps, durable)
+        });
+        if !durable {
+            healthy.store(false, Ordering::Relaxed);
+        }
+        for step in steps {
+            metrics.mailbox_step(&step);
+            if let Some(device) = step.set_aside {
+                tracing::warn!(
+                    %device,
+                    "a peer sends more refused data than is logged; it is disconnected and ignored for {:?}",
+                    crate::refusals::SET_ASIDE_FOR
+                );
+                outbox.disconnected(&device);
+                let _ = set_aside.try_send(device);
+            }
+            // Not on disk: neither acknowledged nor passed on (the members push it again
+            // to a restarted relay).
+            if !durable {
+                continue;
+            }
+            for (device, message) in step.sends {
+                match outbox.send(device, message) {
+                    Ok(()) => {}
+                    Err(Undelivered::Overflow(device)) => {
+                        tracing::warn!(%device, "a member does not read what the mailbox sends; disconnecting it");
+                        exchange.disconnected(&device);
+                        let _ = drop_peer.try_send(device);
+                    }
+                    // The stream closed: the device says Hello again on its next stream.
+                    Err(Undelivered::Lost(device)) => exchange.disconnected(&device),
+                }
+            }
         }
         metrics.mailbox_totals(exchange.mailbox());
         if exchange.mailbox().failed() {
             healthy.store(false, Ordering::Relaxed);
         }
-        for (device, message) in step.sends {
-            match outbox.send(device, message) {
-                Ok(()) => {}
-                Err(Undelivered::Overflow(device)) => {
-                    tracing::warn!(%device, "a member does not read what the mailbox sends; disconnecting it");
-                    exchange.disconnected(&device);
-                    let _ = drop_peer.try_send(device);
-                }
-                // The stream closed: the device says Hello again on its next stream.
-                Err(Undelivered::Lost(device)) => exchange.disconnected(&device),
-            }
-        }
     }
+}
+
+/// One input through the exchange: the step to carry out, if any.
+fn take(exchange: &mut Exchange, outbox: &mut Outbox, input: Input, now: i64) -> Option<Step> {
+    Some(match input {
+        Input::Tick => exchange.tick(now),
+        Input::Net(NetEvent::Connected { device, writer, .. }) => {
+            outbox.connected(device, writer);
+            exchange.connected(device, now)
+        }
+        Input::Net(NetEvent::Disconnected { device }) => {
+            outbox.disconnected(&device);
+            exchange.disconnected(&device);
+            return None;
+        }
+        Input::Net(NetEvent::Message { device, message }) => exchange.message(device, message, now),
+        Input::Net(NetEvent::Addresses(_)) => return None,
+    })
 }
 
 /// Keeps the metrics in step with the swarm's events.

@@ -140,6 +140,13 @@ impl Exchange {
         &self.mailbox
     }
 
+    /// Makes what the messages taken since the last commit stored durable (one flush).
+    /// `false` if it could not: their steps' messages must not be sent (they acknowledge
+    /// or pass on what is not on disk), and the mailbox takes nothing more.
+    pub fn commit(&mut self) -> bool {
+        self.mailbox.commit().is_ok()
+    }
+
     /// A device's sync stream opened: the exchange starts with a `Summary`.
     pub fn connected(&mut self, device: DeviceId, now_ms: i64) -> Step {
         let messages = match self.peers.get_mut(&device) {
@@ -211,8 +218,9 @@ impl Exchange {
         }
     }
 
-    /// A message from a device. Stored data is on disk when this returns, before the
-    /// acknowledgement in [`Step::sends`] goes out.
+    /// A message from a device. Stored data is written when this returns, and durable
+    /// after [`Exchange::commit`]: the shell commits before it sends any [`Step::sends`]
+    /// (one commit for all the messages it took together).
     ///
     /// Each refusal is counted (in [`Step::refused`], for the metrics). Those honest
     /// software never causes are also logged within each device's [`crate::refusals`]

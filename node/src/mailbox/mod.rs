@@ -11,7 +11,9 @@
 //!
 //! Each circle has quotas (bytes, envelopes, operations) and a retention: a circle with no
 //! new envelope for [`MailboxLimits::retention`] is dropped (its members still sync with
-//! each other). A push is stored and flushed to disk before it is acknowledged.
+//! each other). A push is stored and flushed to disk before it is acknowledged: the pushes
+//! taken together (all the messages waiting when the relay gets to them) share one flush
+//! ([`Mailbox::commit`], group commit).
 //!
 //! Layout, three sled trees, keyed as the node's store keys them ([`keys`]):
 //! - `ops`: circle (32) ‖ op hash (32) → the operation's bytes;
@@ -220,6 +222,8 @@ pub struct Mailbox {
     /// Set when a write failed: memory may then be ahead of the disk, so nothing more is
     /// accepted until the relay restarts (and reloads what the disk holds).
     failed: bool,
+    /// Writes applied since the last [`Mailbox::commit`].
+    unflushed: bool,
     totals: Totals,
 }
 
@@ -248,6 +252,7 @@ impl Mailbox {
             limits,
             new_circles: crate::bucket::DeviceBuckets::default(),
             failed: false,
+            unflushed: false,
             totals: Totals::default(),
         };
         mailbox.load()?;
@@ -402,6 +407,26 @@ impl Mailbox {
         self.failed
     }
 
+    /// Makes every push taken since the last commit durable, with one flush for all of
+    /// them (group commit): nothing is acknowledged before this returns `Ok`. A failed
+    /// flush fails the mailbox (memory is ahead of the disk; a restart reloads the disk).
+    pub fn commit(&mut self) -> Result<(), MailboxError> {
+        if !self.unflushed {
+            return Ok(());
+        }
+        match self.db.flush() {
+            Ok(_) => {
+                self.unflushed = false;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot flush the mailbox; refusing pushes until restarted");
+                self.failed = true;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Every stored record as (tree, key, value), for an operator's dump.
     pub fn records(
         &self,
@@ -460,7 +485,8 @@ impl Mailbox {
     }
 
     /// Takes what `from` pushed: operations, then envelopes, each checked; what passes is
-    /// stored and flushed to disk before this returns.
+    /// written, and durable once [`Mailbox::commit`] has returned (which the shell calls
+    /// before any acknowledgement goes out).
     pub fn receive(&mut self, from: &DeviceId, data: Received, now: i64) -> Delivery {
         let mut delivery = Delivery::default();
         if self.failed {
@@ -582,8 +608,8 @@ impl Mailbox {
                 self.circles_tree
                     .insert(circle.0, &last_active.to_be_bytes())
                     .map(|_| ())
-            })
-            .and_then(|()| self.db.flush().map(|_| ()));
+            });
+        self.unflushed = true;
         if let Err(e) = stored {
             // Nothing of this push is held; memory is now ahead of the disk, so the mailbox
             // takes nothing more until a restart reloads it.
@@ -817,6 +843,11 @@ mod tests {
         let stored = mailbox.envelopes(&log, 1, 10);
         assert_eq!(stored, first);
         let totals = mailbox.totals();
+        // Durable once committed (the relay commits before acknowledging); nothing more
+        // to flush the second time.
+        mailbox.commit().unwrap();
+        assert!(!mailbox.unflushed);
+        mailbox.commit().unwrap();
         drop(mailbox);
 
         let mut mailbox = open(dir.path(), MailboxLimits::default());
