@@ -5,7 +5,7 @@
 //! 1. **Latency**: 1 000 notes one at a time; for each, from the moment A is asked to write
 //!    it to the moment B has checked, stored and applied it (B's clock: same machine).
 //!    A answers only once the note is durable, and pushes it then.
-//! 2. **Bursts** of 1 000, 2 000 and 10 000 notes, sent as `note import` does (requests of
+//! 2. **Bursts** of 1 000, 2 000, 10 000 and 100 000 notes, sent as `note import` does (requests of
 //!    256 notes, each answered once durable; the node writes them 64 to an Automerge change):
 //!    from the first request to the last note applied on B.
 //! 3. **Catch-up**: an empty member's node connecting to A, which holds a circle of 10 000
@@ -26,8 +26,9 @@
 //! 5. **Floor**: bare Automerge (`automerge::sync`) between two in-memory documents holding
 //!    the same notes: per-note incremental sync, and a full sync of 10 000 notes.
 //!
-//! Prints a table and writes `target/bench-results/sync.json`. Under `cargo test` it runs a
-//! small smoke pass.
+//! Prints a table and writes `target/bench-results/sync.json`; `-- bursts` runs parts 1–5
+//! alone (`bursts.json`), `-- flood` part 9 alone (`flood.json`). Under `cargo test` it runs
+//! a small smoke pass.
 
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
@@ -969,6 +970,9 @@ async fn web_live(rounds: usize) -> Vec<f64> {
     times
 }
 
+/// Burst sizes: per-note time must stay flat from the first to the last.
+const BURSTS: [usize; 4] = [1_000, 2_000, 10_000, 100_000];
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -989,7 +993,16 @@ fn main() {
         let _ = std::fs::write(dir.join("flood.json"), format!("{flood:#}\n"));
         return;
     }
-    let mut report = runtime.block_on(run(1000, &[1000, 2000, 10_000], 10_000));
+    if std::env::args().any(|a| a == "bursts") {
+        // `cargo bench -p cercle --bench sync -- bursts`: latency and bursts up to 100 000
+        // notes, catch-up and idle resync, without the other parts.
+        let report = runtime.block_on(run(1000, &BURSTS, 10_000));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("bursts.json"), format!("{report:#}\n"));
+        return;
+    }
+    let mut report = runtime.block_on(run(1000, &BURSTS, 10_000));
     report["invites_and_demo"] = invites_and_demo(5);
     report["flood"] = runtime.block_on(flood_run(500));
     let live = runtime.block_on(web_live(100));

@@ -341,11 +341,11 @@ pub async fn run(
                     let Some(device) = device_of(&peer_id) else { continue };
                     if num_established.get() == 1 {
                         tokio::spawn(open_stream(device, peer_id, relayed, control.clone(), events.clone(), stalled_tx.clone()));
-                    } else if !relayed {
+                    } else if links.direct(&peer_id) {
                         // A direct connection (punched through, or found on the LAN) to a
-                        // peer reached through a relay: the circuits are closed, so the
-                        // sync moves to the direct one and the relay's circuit slot is
-                        // free for others.
+                        // peer also reached through a relay: the circuits are closed, so
+                        // the sync moves to the direct one and the relay's circuit slots
+                        // are free for others.
                         for circuit in links.circuits(&peer_id) {
                             tracing::info!(peer = %peer_id, "direct connection; closing the relayed one");
                             swarm.close_connection(circuit);
@@ -766,6 +766,30 @@ mod tests {
         let peer = key.public().to_peer_id();
         let device = device_of(&peer).unwrap_or_else(|| panic!("not an ed25519 peer id"));
         assert_eq!(peer_of(&device), Some(peer));
+    }
+
+    #[test]
+    fn a_peers_circuits_are_named_while_a_direct_connection_is_open() {
+        use libp2p::swarm::ConnectionId;
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let (circuit, direct) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        let mut links = Links::default();
+        links.established(peer, circuit, true);
+        links.established(other, ConnectionId::new_unchecked(3), true);
+        assert!(!links.direct(&peer));
+        links.established(peer, direct, false);
+        assert!(links.direct(&peer));
+        assert_eq!(links.circuits(&peer), vec![circuit]);
+        links.closed(&peer, circuit);
+        assert!(links.circuits(&peer).is_empty());
+        links.closed(&peer, direct);
+        assert!(!links.direct(&peer));
+        // Nothing kept for a peer with no connection left.
+        assert!(!links.open.contains_key(&peer));
+        assert_eq!(links.circuits(&other).len(), 1);
     }
 
     #[test]
