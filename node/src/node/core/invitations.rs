@@ -14,11 +14,12 @@
 
 use std::collections::BTreeSet;
 
-use cercle_crdt::{MemberId, Role};
+use cercle_crdt::{DocKind, MemberId, Role};
 
 use super::NodeCore;
 use crate::circle::membership::{CircleId, OpBody};
 use crate::circle::{Circle, CircleInfo};
+use crate::envelope::Envelope;
 use crate::identity::DeviceId;
 use crate::ops::NodeError;
 use crate::store::{Batch, Store, Tree};
@@ -109,8 +110,9 @@ impl NodeCore {
             }
         }
         // The membership first (its operations decoded and resolved, bounded by the
-        // message's size), then, in memory only, the documents that came along: who the
-        // patient is and who added this device.
+        // message's size), then, in memory only, what the invitation shows: who the
+        // patient is (the patient file) and who added this device (the profiles in the
+        // thread). The notebook, the bulk of a circle, is applied once, when accepted.
         let mut trial = match Circle::join(&self.me, circle, &r.ops) {
             Ok((c, _)) => c,
             Err(e) => {
@@ -118,11 +120,20 @@ impl NodeCore {
                 return;
             }
         };
+        let shown: Vec<Vec<u8>> = r
+            .envelopes
+            .iter()
+            .filter(|b| {
+                Envelope::decode(b)
+                    .is_ok_and(|e| matches!(e.header.doc, DocKind::PatientFile | DocKind::Thread))
+            })
+            .cloned()
+            .collect();
         let _ = trial.receive(
             &self.me,
             &from.to_string(),
             &[],
-            &r.envelopes,
+            &shown,
             self.now.timestamp(),
         );
         let me = self.me.device();
