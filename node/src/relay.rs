@@ -517,9 +517,6 @@ async fn carry(
             let durable = exchange.commit();
             (steps, durable)
         });
-        if !durable {
-            healthy.store(false, Ordering::Relaxed);
-        }
         for step in steps {
             metrics.mailbox_step(&step);
             if let Some(device) = step.set_aside {

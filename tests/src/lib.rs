@@ -81,6 +81,20 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
+
+    /// The texts of the notes a `--json note list` printed; none if it failed (a circle
+    /// not held yet has no notes: tests wait for them to arrive).
+    pub fn note_texts(&self) -> Vec<String> {
+        if self.code != Some(0) {
+            return Vec::new();
+        }
+        self.json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["text"].as_str().map(str::to_string))
+            .collect()
+    }
 }
 
 /// A command-line run never takes longer than this in a test: one that does is killed and
@@ -496,17 +510,8 @@ impl TestHome {
 
     /// The texts of a circle's notes, oldest first.
     pub fn note_texts(&self, circle: &str) -> Vec<String> {
-        // A circle not held yet has no notes (tests wait for them to arrive).
-        let run = self.cercle(&["--json", "note", "list", circle]);
-        if run.code != Some(0) {
-            return Vec::new();
-        }
-        run.json()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["text"].as_str().map(str::to_string))
-            .collect()
+        self.cercle(&["--json", "note", "list", circle])
+            .note_texts()
     }
 }
 
@@ -751,6 +756,13 @@ impl Netns {
     pub fn ip(&self, i: usize, args: &[&str]) -> Result<String, String> {
         let mut full = vec!["-n", &self.names[i]];
         full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// Runs `COMMAND ARGS...` inside namespace `i`; its output, or why it failed.
+    pub fn run(&self, i: usize, command: &[&str]) -> Result<String, String> {
+        let mut full = vec!["netns", "exec", &self.names[i]];
+        full.extend_from_slice(command);
         ip(&full)
     }
 }

@@ -63,26 +63,9 @@ fn build(prefix: &str, punchable: bool) -> Result<Netns, String> {
     Ok(n)
 }
 
-/// Runs `CMD ARGS...` inside namespace `i`.
-fn inside(n: &Netns, i: usize, args: &[&str]) -> Result<String, String> {
-    let prefix = n.exec(i);
-    let out = std::process::Command::new(prefix[0])
-        .args(&prefix[1..])
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn forward(n: &Netns, i: usize, on: bool) -> Result<(), String> {
     let value = format!("net.ipv4.ip_forward={}", u8::from(on));
-    inside(n, i, &["sysctl", "-q", "-w", &value]).map(|_| ())
+    n.run(i, &["sysctl", "-q", "-w", &value]).map(|_| ())
 }
 
 /// A home router: what leaves the private network is masqueraded; from outside, only
@@ -109,7 +92,8 @@ fn nat(n: &Netns, i: usize, private: &str) -> Result<(), String> {
     let dir = TestHome::new();
     let file = dir.path().join("router.nft");
     std::fs::write(&file, rules).map_err(|e| format!("cannot write the rules: {e}"))?;
-    inside(n, i, &["nft", "-f", &file.display().to_string()]).map(|_| ())
+    n.run(i, &["nft", "-f", &file.display().to_string()])
+        .map(|_| ())
 }
 
 /// Which parts the test can build here, or why it skips.
@@ -181,16 +165,8 @@ impl Member {
     }
 
     fn notes(&self, n: &Netns, circle: &str) -> Vec<String> {
-        let run = self.cercle(n, &["--json", "note", "list", circle]);
-        if run.code != Some(0) {
-            return Vec::new();
-        }
-        run.json()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["text"].as_str().map(str::to_string))
-            .collect()
+        self.cercle(n, &["--json", "note", "list", circle])
+            .note_texts()
     }
 
     /// How the sync with the peer `peer_id` travels ("direct", "relayed"), if connected.
@@ -210,13 +186,40 @@ impl Member {
     }
 }
 
-/// A circle with A as coordinator and B as a professional, naming the relay.
-fn circle(a: &Member, b: &Member, relay: &Relay) -> String {
+/// The relay on the internet, and A and B started behind their routers knowing only the
+/// relay, in a circle A made (naming the relay) and B accepted. Fields drop in order: the
+/// nodes first, then their homes, then the relay.
+struct Scene {
+    node_a: Daemon,
+    node_b: Daemon,
+    a: Member,
+    b: Member,
+    circle: String,
+    relay: Relay,
+    _relay_home: TestHome,
+}
+
+fn scene(n: &Netns) -> Scene {
+    let relay_home = TestHome::new();
+    let relay = Relay::start(&relay_home, &n.exec(INTERNET), &relay_args());
+    let a = Member::new("Dr Claire Martin", "médecin généraliste", A);
+    let b = Member::new("Julien Petit", "infirmier", B);
     let circle = a.home.create_circle("Jeanne Durand");
     a.home
         .json(&["circle", "relays", &circle, &relay.address_on(RELAY_FOR_A)]);
     a.home.add_member(&circle, &b.home.card(), "professional");
-    circle
+    let node_a = a.start(n, &relay.address_on(RELAY_FOR_A));
+    let node_b = b.start(n, &relay.address_on(RELAY_FOR_B));
+    cercle_tests::accept_with(|args| b.cercle(n, args), &circle);
+    Scene {
+        node_a,
+        node_b,
+        a,
+        b,
+        circle,
+        relay,
+        _relay_home: relay_home,
+    }
 }
 
 fn relay_args() -> Vec<&'static str> {
@@ -233,19 +236,14 @@ fn members_behind_two_nats_punch_through_and_sync_directly() {
     let Some(n) = topology("h", true) else {
         return;
     };
-    let relay_home = TestHome::new();
-    let relay = Relay::start(&relay_home, &n.exec(INTERNET), &relay_args());
-    let a = Member::new("Dr Claire Martin", "médecin généraliste", A);
-    let b = Member::new("Julien Petit", "infirmier", B);
-    let circle = circle(&a, &b, &relay);
-    let node_a = a.start(&n, &relay.address_on(RELAY_FOR_A));
-    let node_b = b.start(&n, &relay.address_on(RELAY_FOR_B));
-    cercle_tests::accept_with(|args| b.cercle(&n, args), &circle);
+    let s = scene(&n);
+    let (a, b, circle) = (&s.a, &s.b, &s.circle);
+    let (node_a, node_b) = (&s.node_a, &s.node_b);
 
     const FIRST: &str = "Plaie du talon propre, pansement refait";
-    a.cercle(&n, &["note", "add", &circle, FIRST]).ok();
+    a.cercle(&n, &["note", "add", circle, FIRST]).ok();
     assert!(
-        wait_until(60, || b.notes(&n, &circle).contains(&FIRST.to_string())),
+        wait_until(60, || b.notes(&n, circle).contains(&FIRST.to_string())),
         "B never got A's note; B's log:\n{}",
         b.log()
     );
@@ -283,11 +281,12 @@ fn members_behind_two_nats_punch_through_and_sync_directly() {
     }
 
     // The direct connection carries the sync: with the relay gone, a note still arrives.
+    let Scene { relay, .. } = s;
     relay.kill();
     const SECOND: &str = "Glycémie à jeun 1,32 g/L, à recontrôler";
-    a.cercle(&n, &["note", "add", &circle, SECOND]).ok();
+    a.cercle(&n, &["note", "add", circle, SECOND]).ok();
     assert!(
-        wait_until(30, || b.notes(&n, &circle).contains(&SECOND.to_string())),
+        wait_until(30, || b.notes(&n, circle).contains(&SECOND.to_string())),
         "B never got the note written after the relay was killed; B's log:\n{}",
         b.log()
     );
@@ -303,14 +302,8 @@ fn members_stay_on_the_relay_when_punching_is_blocked() {
     let Some(n) = topology("k", false) else {
         return;
     };
-    let relay_home = TestHome::new();
-    let relay = Relay::start(&relay_home, &n.exec(INTERNET), &relay_args());
-    let a = Member::new("Dr Claire Martin", "médecin généraliste", A);
-    let b = Member::new("Julien Petit", "infirmier", B);
-    let circle = circle(&a, &b, &relay);
-    let node_a = a.start(&n, &relay.address_on(RELAY_FOR_A));
-    let _node_b = b.start(&n, &relay.address_on(RELAY_FOR_B));
-    cercle_tests::accept_with(|args| b.cercle(&n, args), &circle);
+    let s = scene(&n);
+    let (a, b, circle, node_a) = (&s.a, &s.b, &s.circle, &s.node_a);
 
     // B is connected to A itself, through the relay's circuit, and stays so.
     assert!(
@@ -331,9 +324,9 @@ fn members_stay_on_the_relay_when_punching_is_blocked() {
         b.log()
     );
     const NOTE: &str = "Tension 13/8, traitement inchangé";
-    a.cercle(&n, &["note", "add", &circle, NOTE]).ok();
+    a.cercle(&n, &["note", "add", circle, NOTE]).ok();
     assert!(
-        wait_until(60, || b.notes(&n, &circle).contains(&NOTE.to_string())),
+        wait_until(60, || b.notes(&n, circle).contains(&NOTE.to_string())),
         "B never got A's note through the relay; B's log:\n{}",
         b.log()
     );

@@ -110,16 +110,8 @@ impl Member<'_> {
     }
 
     fn notes(&self, circle: &str) -> Vec<String> {
-        let run = self.cercle(&["--json", "note", "list", circle]);
-        if run.code != Some(0) {
-            return Vec::new();
-        }
-        run.json()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["text"].as_str().map(str::to_string))
-            .collect()
+        self.cercle(&["--json", "note", "list", circle])
+            .note_texts()
     }
 
     fn peers(&self) -> String {
