@@ -483,7 +483,9 @@ enum Input {
 /// Carries messages between the network and the mailbox's exchange. Storing blocks, so it
 /// runs in place on this worker while the swarm goes on. Group commit: the messages already
 /// waiting when one arrives are taken with it (up to [`GROUP_COMMIT`]), then one flush
-/// makes all they stored durable, and only then does any acknowledgement go out.
+/// makes all they stored durable, and only then does any acknowledgement go out. A stream
+/// opening or closing ends a group (it is taken first in the next), so that no answer
+/// meant for a device's old stream goes out on its new one.
 async fn carry(
     mut exchange: Exchange,
     mut events: mpsc::Receiver<NetEvent>,
@@ -498,13 +500,18 @@ async fn carry(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let now = || jiff::Timestamp::now().as_millisecond();
+    // A stream's opening or closing that ended the last group.
+    let mut held_over: Option<Input> = None;
     loop {
-        let first = tokio::select! {
-            event = events.recv() => match event {
-                None => return,
-                Some(e) => Input::Net(e),
+        let first = match held_over.take() {
+            Some(input) => input,
+            None => tokio::select! {
+                event = events.recv() => match event {
+                    None => return,
+                    Some(e) => Input::Net(e),
+                },
+                _ = tick.tick() => Input::Tick,
             },
-            _ = tick.tick() => Input::Tick,
         };
         let (steps, durable) = tokio::task::block_in_place(|| {
             let mut steps: Vec<Step> = take(&mut exchange, &mut outbox, first, now())
@@ -512,6 +519,10 @@ async fn carry(
                 .collect();
             for _ in 1..GROUP_COMMIT {
                 let Ok(event) = events.try_recv() else { break };
+                if !matches!(event, NetEvent::Message { .. }) {
+                    held_over = Some(Input::Net(event));
+                    break;
+                }
                 steps.extend(take(&mut exchange, &mut outbox, Input::Net(event), now()));
             }
             let durable = exchange.commit();
