@@ -4,7 +4,10 @@
 //! peer that does not read (its TCP window and stream buffers full) fills that queue: the
 //! outbox then forgets the peer and tells the shell to disconnect it, so a peer that
 //! stops reading costs a bounded amount of memory, never a growing one. Messages for a peer
-//! whose stream to us delivered before ours to it opened wait in a queue of [`MAX_EARLY`].
+//! whose stream to us delivered before ours to it opened (or whose stream broke) wait in a
+//! queue of [`MAX_EARLY`], and go out on the new stream right after its first message: the
+//! round's `Summary` the core sends on `Connected`, which opens the peer's frame decoder to
+//! frames over its early limit (a waiting `Data` sent first would be refused).
 
 use std::collections::BTreeMap;
 
@@ -47,7 +50,17 @@ impl Outbox {
     pub(crate) fn send(&mut self, device: DeviceId, message: Message) -> Result<(), Undelivered> {
         match self.writers.get(&device) {
             Some(w) => match w.try_send(message) {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    // The stream's first message went out: what waited follows it.
+                    if let Some(waiting) = self.early.remove(&device) {
+                        for m in waiting {
+                            if w.try_send(m).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(())
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.disconnected(&device);
                     Err(Undelivered::Overflow(device))
@@ -71,15 +84,10 @@ impl Outbox {
         }
     }
 
-    /// Our stream to `device` is open: what waited for it goes first (as much as the
-    /// writer takes; the rest is lost like any message to a stream that breaks, and the
-    /// sync protocol asks again).
+    /// Our stream to `device` is open. What waited for it goes right after the first
+    /// message sent on it (as much as the writer takes; the rest is lost like any message
+    /// to a stream that breaks, and the sync protocol asks again).
     pub(crate) fn connected(&mut self, device: DeviceId, writer: mpsc::Sender<Message>) {
-        for message in self.early.remove(&device).unwrap_or_default() {
-            if writer.try_send(message).is_err() {
-                break;
-            }
-        }
         self.writers.insert(device, writer);
     }
 
@@ -124,17 +132,26 @@ mod tests {
         assert_eq!(outbox.waiting(), MAX_EARLY);
     }
 
+    /// What waited goes right after the stream's first message (the round's `Summary`),
+    /// never before it: a large `Data` first would be over the peer's early frame limit.
     #[test]
-    fn messages_before_the_stream_opens_wait_in_order_then_go_first() {
+    fn messages_before_the_stream_opens_wait_in_order_then_follow_its_first() {
         let mut outbox = Outbox::default();
         for bytes in 1..=3 {
             assert_eq!(outbox.send(PEER, Message::Ack { bytes }), Ok(()));
         }
         let (writer, mut reader) = Outbox::channel();
         outbox.connected(PEER, writer);
+        assert!(
+            reader.try_recv().is_err(),
+            "nothing before the first message"
+        );
+        let summary = Message::Summary { digest: [7; 32] };
+        assert_eq!(outbox.send(PEER, summary.clone()), Ok(()));
         assert_eq!(outbox.send(PEER, Message::Ack { bytes: 4 }), Ok(()));
         let got: Vec<Message> = std::iter::from_fn(|| reader.try_recv().ok()).collect();
-        let want: Vec<Message> = (1..=4).map(|bytes| Message::Ack { bytes }).collect();
+        let mut want = vec![summary];
+        want.extend((1..=4).map(|bytes| Message::Ack { bytes }));
         assert_eq!(got, want);
         assert_eq!(outbox.waiting(), 0);
     }
