@@ -1,9 +1,13 @@
 //! `cargo run -p cercle-simulations -- <scenario> --seed N`: runs one scenario and prints its
-//! report as a table, or as JSON with `--json`.
+//! report as a table, or as JSON with `--json`; `--plot DIR` also draws the named
+//! scenarios' plots there (SVG).
 #![forbid(unsafe_code)]
-#![allow(clippy::print_stdout)] // printing the report is this binary's job
+#![allow(clippy::print_stdout, clippy::print_stderr)] // printing the report is this binary's job
 
-use cercle_simulations::{gossip, network};
+use std::path::PathBuf;
+
+use cercle_simulations::territory::{self, Config};
+use cercle_simulations::{gossip, network, plot};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -14,6 +18,28 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
+}
+
+/// A named scenario's seed, plot directory, and smaller sizes for quick runs.
+#[derive(Debug, clap::Args)]
+struct Named {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Draw the plots into this directory (created if missing).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Fewer nodes than the scenario's.
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Fewer circles than the scenario's.
+    #[arg(long)]
+    circles: Option<usize>,
+    /// Fewer relays (territories) than the scenario's.
+    #[arg(long)]
+    relays: Option<usize>,
+    /// Fewer seconds of writes than the scenario's.
+    #[arg(long)]
+    write_s: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +73,12 @@ enum Scenario {
         #[arg(long, default_value_t = 0.05)]
         churn: f64,
     },
+    /// A rural circle of 8 over a week, each node online 5-40 % of the time, one relay.
+    RuralWeek(Named),
+    /// A health centre's LAN with the internet down: 40 professionals, 150 patients.
+    MspLan(Named),
+    /// A region: 1 000 nodes, 5 000 circles, 20 relays, churn and outages.
+    Region(Named),
 }
 
 fn print_report(json: bool, report: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -118,6 +150,59 @@ fn main() -> anyhow::Result<()> {
                 "a node received data of a circle it is not a member of"
             );
         }
+        Scenario::RuralWeek(named) => run_named(Config::rural_week(), named, args.json)?,
+        Scenario::MspLan(named) => run_named(Config::msp_lan(), named, args.json)?,
+        Scenario::Region(named) => run_named(Config::region(), named, args.json)?,
     }
+    Ok(())
+}
+
+fn run_named(config: Config, named: Named, json: bool) -> anyhow::Result<()> {
+    let at_most = |asked: Option<usize>, full: usize, what: &str| -> anyhow::Result<usize> {
+        match asked {
+            Some(0) => anyhow::bail!("--{what} must be at least 1"),
+            Some(k) if k > full => {
+                anyhow::bail!(
+                    "--{what} may only make {} smaller (at most {full})",
+                    config.name
+                )
+            }
+            Some(k) => Ok(k),
+            None => Ok(full),
+        }
+    };
+    let nodes = at_most(named.nodes, config.nodes, "nodes")?;
+    let circles = at_most(named.circles, config.circles, "circles")?;
+    let relays = match config.relays {
+        0 if named.relays.is_some() => anyhow::bail!("{} runs without relays", config.name),
+        0 => 0,
+        full => at_most(named.relays, full, "relays")?,
+    };
+    anyhow::ensure!(
+        relays <= nodes,
+        "--relays must not exceed --nodes (one territory per relay)"
+    );
+    let write_s = config.write_ms / 1000;
+    let write_ms = match named.write_s {
+        Some(s) if !(1..=write_s).contains(&s) => {
+            anyhow::bail!("--write-s must be between 1 and {write_s}")
+        }
+        Some(s) => s * 1000,
+        None => config.write_ms,
+    };
+    let config = config.at_most(nodes, circles, relays, write_ms);
+    let (report, series) = territory::run(&config, named.seed);
+    print_report(json, &report)?;
+    if let Some(dir) = &named.plot {
+        let drawn = plot::draw(dir, &report, &series)?;
+        for path in drawn {
+            eprintln!("plot: {}", path.display());
+        }
+    }
+    anyhow::ensure!(report.converged, "the scenario did not converge");
+    anyhow::ensure!(
+        report.non_member_data_bytes == 0,
+        "a node received data of a circle it is not a member of"
+    );
     Ok(())
 }

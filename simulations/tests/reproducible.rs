@@ -43,3 +43,57 @@ fn the_network_scenario_is_reproducible_from_its_seed() {
         assert_eq!(first, report(&args), "seed {seed} gave two reports");
     }
 }
+
+/// The named scenarios at a size CI runs in a minute or two (their full size is for the
+/// release build: `cargo run --release -p cercle-simulations -- region --seed 1`). Each seed
+/// runs twice and must print the same report; the plots are drawn.
+#[test]
+fn the_named_scenarios_are_reproducible_from_their_seeds() {
+    let plots = std::env::temp_dir().join(format!("cercle-plots-{}", std::process::id()));
+    let plot = plots.to_string_lossy().into_owned();
+    let region = [
+        "region",
+        "--nodes",
+        "60",
+        "--circles",
+        "240",
+        "--relays",
+        "4",
+        "--write-s",
+        "60",
+    ];
+    let lan = [
+        "msp-lan",
+        "--nodes",
+        "20",
+        "--circles",
+        "40",
+        "--write-s",
+        "60",
+    ];
+    for (args, seeds) in [(&region[..], ["1", "2"]), (&lan[..], ["1", "2"])] {
+        for seed in seeds {
+            let mut args = args.to_vec();
+            args.extend(["--seed", seed]);
+            let first = report(&args);
+            assert_eq!(converged(&first), Some(true), "{first}");
+            let everywhere = |r: &str| {
+                let v: serde_json::Value = serde_json::from_str(r).ok()?;
+                Some((
+                    v.get("notes_written")?.as_u64()?,
+                    v.get("notes_everywhere")?.as_u64()?,
+                ))
+            };
+            let (written, held) = everywhere(&first).unwrap_or_default();
+            assert!(
+                written > 0 && held == written,
+                "not every note reached every member: {first}"
+            );
+            args.extend(["--plot", plot.as_str()]);
+            assert_eq!(first, report(&args), "{args:?} gave two reports");
+        }
+    }
+    let drawn = std::fs::read_dir(&plots).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(drawn, 2 * 3 + 2 * 2, "plots in {plot}");
+    let _ = std::fs::remove_dir_all(&plots);
+}

@@ -242,6 +242,24 @@ impl Mailbox {
             path: path.display().to_string(),
             reason,
         })?;
+        Mailbox::over(db, limits)
+    }
+
+    /// An empty mailbox in a temporary database, deleted when dropped: a relay of the
+    /// simulations (`crate::node::cluster`), with the same code over a real sled.
+    pub fn temporary(limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| MailboxError::Open {
+                path: "a temporary database".into(),
+                reason: e.to_string(),
+            })?;
+        Mailbox::over(db, limits)
+    }
+
+    fn over(db: sled::Db, limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
         let mut mailbox = Mailbox {
             ops: db.open_tree("ops")?,
             envelopes: db.open_tree("envelopes")?,
@@ -711,7 +729,7 @@ impl Mailbox {
 fn serves(limits: &MailboxLimits, resolution: &Resolution) -> bool {
     match &limits.named_only {
         None => true,
-        Some(me) => crate::net::names_relay(&resolution.relays, me),
+        Some(me) => resolution.names_relay(me),
     }
 }
 

@@ -42,8 +42,8 @@ mod relays;
 
 pub use outbox::{MAX_EARLY, PEER_QUEUE};
 pub(crate) use outbox::{Outbox, Undelivered};
+pub use relays::relay_device;
 use relays::{Relays, relay_peer};
-pub use relays::{names_relay, relay_device};
 
 use crate::identity::{DeviceId, LocalIdentity};
 use crate::sync::Message;

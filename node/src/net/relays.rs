@@ -26,13 +26,6 @@ pub(super) fn relay_device_at(address: &Multiaddr) -> Result<DeviceId, NetError>
         .ok_or_else(|| NetError::RelayAddress(address.to_string()))
 }
 
-/// Whether `relays` (as a circle names them) include the relay whose device is `device`.
-pub fn names_relay(relays: &[String], device: &DeviceId) -> bool {
-    relays
-        .iter()
-        .any(|a| relay_device(a).ok().as_ref() == Some(device))
-}
-
 /// The peer id an address ends with.
 pub(super) fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {

@@ -6,6 +6,11 @@
 //! node ticks each second. Everything random (identities, keys, latencies, losses) comes
 //! from one seed, so two runs with the same seed give the same [`Cluster::trace`].
 //!
+//! Relays ([`Cluster::add_relay`]) run the relay's [`Exchange`] over a real mailbox in a
+//! temporary database. A node dials the relays its circles name when the scenario says it
+//! is online ([`Cluster::wanted_relays`]); when a relay introduces two members, their
+//! nodes meet through its circuit, which breaks when either leaves the relay.
+//!
 //! The unit tests wire three cores through it; `cercle-simulations` runs hundreds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +21,8 @@ use rand::{Rng as _, SeedableRng};
 use super::{Effect, Input, NodeCore, Now, RequestId, WriteId};
 use crate::crypto::SecureRng;
 use crate::identity::{DeviceId, LocalIdentity, Profile};
+use crate::mailbox::exchange::{Exchange, Step};
+use crate::mailbox::{Mailbox, MailboxLimits, Totals};
 use crate::ops::{Answer, NodeError, Operation};
 use crate::store::{MemoryStore, Store};
 use crate::sync::Message;
@@ -50,6 +57,18 @@ pub struct Member {
     pub device: DeviceId,
     answers: BTreeMap<RequestId, Result<Answer, NodeError>>,
     next_request: u64,
+    /// Invitations the node announced ([`crate::api::NodeEvent::Invited`]) since its
+    /// user last looked.
+    invited: usize,
+}
+
+/// A relay of the cluster: the relay's exchange over its mailbox.
+#[derive(Debug)]
+pub struct Relay {
+    exchange: Exchange,
+    pub device: DeviceId,
+    /// Its address, as a circle names it (`cercle circle relays`).
+    pub address: String,
 }
 
 /// Something due at a virtual time.
@@ -61,6 +80,8 @@ enum Due {
         /// The connection it was sent on: a message of a connection that broke is lost
         /// with it, even if the two nodes connected again since.
         connection: u64,
+        /// Its encoded size.
+        size: usize,
         message: Message,
     },
     Durable {
@@ -76,12 +97,23 @@ pub struct WireStats {
     pub messages: u64,
     pub bytes: u64,
     pub lost: u64,
+    /// [`Message::Met`] introductions the relays sent.
+    pub introductions: u64,
 }
 
 /// Nodes, links and the queue of what is due.
 #[derive(Debug)]
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// The relays; relay `k` is end `members.len() + k` of links and messages.
+    pub relays: Vec<Relay>,
+    /// The relays each node's circles name, and those it was started with (ends).
+    wanted: Vec<BTreeSet<usize>>,
+    home: Vec<BTreeSet<usize>>,
+    /// Links through a relay's circuit, with that relay's end.
+    circuits: BTreeMap<(usize, usize), usize>,
+    /// Each device's end.
+    ends: BTreeMap<DeviceId, usize>,
     config: WireConfig,
     now: i64,
     seq: u64,
@@ -95,6 +127,12 @@ pub struct Cluster {
     trace: blake3::Hasher,
     lines: u64,
     pub stats: WireStats,
+    /// When set, each time a node applied a peer's envelopes: (node, circle, virtual
+    /// milliseconds since the start), taken with [`Cluster::take_applied`].
+    pub record_applied: bool,
+    applied: Vec<(usize, String, i64)>,
+    /// Messages and bytes sent, by kind of message.
+    pub kinds: BTreeMap<&'static str, (u64, u64)>,
     /// Data bytes delivered per (receiving node, circle), for checks of who got what.
     pub data_to: BTreeMap<(usize, crate::circle::membership::CircleId), u64>,
 }
@@ -130,10 +168,21 @@ impl Cluster {
                 device,
                 answers: BTreeMap::new(),
                 next_request: 0,
+                invited: 0,
             });
         }
+        let ends = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.device, i))
+            .collect();
         let mut cluster = Cluster {
+            ends,
+            wanted: vec![BTreeSet::new(); members.len()],
+            home: vec![BTreeSet::new(); members.len()],
             members,
+            relays: Vec::new(),
+            circuits: BTreeMap::new(),
             config,
             now: EPOCH_US,
             seq: 0,
@@ -145,6 +194,9 @@ impl Cluster {
             trace: blake3::Hasher::new(),
             lines: 0,
             stats: WireStats::default(),
+            kinds: BTreeMap::new(),
+            record_applied: false,
+            applied: Vec::new(),
             data_to: BTreeMap::new(),
         };
         for i in 0..cluster.members.len() {
@@ -190,7 +242,57 @@ impl Cluster {
     }
 
     fn index_of(&self, device: &DeviceId) -> Option<usize> {
-        self.members.iter().position(|m| m.device == *device)
+        self.ends.get(device).copied()
+    }
+
+    /// The device at end `i` (a node, or a relay after the nodes).
+    fn device_at(&self, i: usize) -> DeviceId {
+        match self.relay_of(i) {
+            Some(r) => self.relays[r].device,
+            None => self.members[i].device,
+        }
+    }
+
+    /// Which relay end `i` is, if it is one.
+    fn relay_of(&self, i: usize) -> Option<usize> {
+        i.checked_sub(self.members.len())
+            .filter(|r| *r < self.relays.len())
+    }
+
+    /// Adds a relay (an open mailbox in a temporary database); its end for
+    /// [`Cluster::connect`].
+    pub fn add_relay(&mut self) -> Result<usize, NodeError> {
+        let profile = Profile::new("Relais", "relais", None, None)
+            .map_err(|e| NodeError::bad_input(e.to_string()))?;
+        let keys = LocalIdentity::generate_with(
+            profile,
+            cercle_crdt::Timestamp(self.now / 1000),
+            &mut self.rng,
+        );
+        let device = keys.device();
+        let peer = crate::net::peer_of(&device)
+            .ok_or_else(|| NodeError::internal("a relay key without a peer id"))?;
+        let end = self.members.len() + self.relays.len();
+        let mailbox = Mailbox::temporary(MailboxLimits::default())
+            .map_err(|e| NodeError::internal(e.to_string()))?;
+        self.ends.insert(device, end);
+        self.relays.push(Relay {
+            exchange: Exchange::new(mailbox),
+            device,
+            address: format!("/ip4/10.0.{}.{}/tcp/4001/p2p/{peer}", end / 256, end % 256),
+        });
+        Ok(end)
+    }
+
+    /// What relay `k`'s mailbox holds.
+    pub fn relay_totals(&self, k: usize) -> Totals {
+        self.relays[k].exchange.mailbox().totals()
+    }
+
+    /// The relays (their ends) node `i`'s shell dials: those it was started with and
+    /// those its circles name.
+    pub fn wanted_relays(&self, i: usize) -> BTreeSet<usize> {
+        self.home[i].union(&self.wanted[i]).copied().collect()
     }
 
     /// Whether `a` and `b` are connected.
@@ -198,11 +300,37 @@ impl Cluster {
         self.links.contains_key(&(a.min(b), a.max(b)))
     }
 
+    /// The connected pairs of ends (smaller first).
+    pub fn links(&self) -> Vec<(usize, usize)> {
+        self.links.keys().copied().collect()
+    }
+
     /// Restarts node `i` as `me` on the same store (a paired device's first start with
     /// its certificate: the same device keys, another identity). Its links are cut.
     pub fn restart_as(&mut self, i: usize, me: LocalIdentity) -> Result<(), NodeError> {
-        for j in 0..self.members.len() {
-            self.disconnect(i, j);
+        self.restart(i, me)
+    }
+
+    /// Restarts node `i` as its shell does when told to use the relays at ends `relays`
+    /// (`cercle start --relay`): each keeps a mailbox of all its circles, and the node
+    /// dials them ([`Cluster::wanted_relays`]). Its links are cut.
+    pub fn set_home_relays(&mut self, i: usize, relays: BTreeSet<usize>) -> Result<(), NodeError> {
+        let me = self.members[i].core.me();
+        let same = LocalIdentity::from_secrets(&me.secrets(), me.public())
+            .map_err(|e| NodeError::internal(e.to_string()))?;
+        self.home[i] = relays;
+        self.restart(i, same)
+    }
+
+    fn restart(&mut self, i: usize, me: LocalIdentity) -> Result<(), NodeError> {
+        let linked: Vec<(usize, usize)> = self
+            .links
+            .keys()
+            .filter(|(a, b)| *a == i || *b == i)
+            .copied()
+            .collect();
+        for (a, b) in linked {
+            self.disconnect(a, b);
         }
         let store = self.members[i].store.clone();
         let device = me.device();
@@ -211,10 +339,14 @@ impl Cluster {
             .unwrap_or_default();
         let rng = SecureRng::seed_from_u64(self.rng.next_u64());
         self.members[i].core = NodeCore::open(store, me, peer, rng)?;
+        self.ends.remove(&self.members[i].device);
+        self.ends.insert(device, i);
         self.members[i].device = device;
-        let started = self.members[i]
-            .core
-            .start(true, BTreeSet::new(), Now(self.now));
+        let home = self.home[i]
+            .iter()
+            .map(|end| self.device_at(*end))
+            .collect();
+        let started = self.members[i].core.start(true, home, Now(self.now));
         for effect in started {
             self.effect(i, effect);
         }
@@ -223,39 +355,114 @@ impl Cluster {
         Ok(())
     }
 
-    /// Connects `a` and `b`: each side's core learns of the other.
+    /// Connects `a` and `b` directly: each side learns of the other.
     pub fn connect(&mut self, a: usize, b: usize) {
-        if a == b || self.connected(a, b) || a >= self.members.len() || b >= self.members.len() {
+        self.link(a, b, None);
+    }
+
+    /// Connects `a` and `b` (through relay end `via`'s circuit if given).
+    fn link(&mut self, a: usize, b: usize, via: Option<usize>) {
+        let ends = self.members.len() + self.relays.len();
+        if a == b || self.connected(a, b) || a >= ends || b >= ends {
             return;
         }
         self.connections += 1;
         self.links.insert((a.min(b), a.max(b)), self.connections);
+        if let Some(r) = via {
+            self.circuits.insert((a.min(b), a.max(b)), r);
+        }
         self.note(&format!("{} connect {a} {b}", self.now));
         for (x, y) in [(a, b), (b, a)] {
-            let device = self.members[y].device;
-            let peer_id = crate::net::peer_of(&device)
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            self.input(
-                x,
-                Input::Connected {
-                    device,
-                    peer_id,
-                    relayed: false,
-                },
-            );
+            let device = self.device_at(y);
+            match self.relay_of(x) {
+                Some(r) => {
+                    let step = self.relays[r].exchange.connected(device, self.now / 1000);
+                    self.relay_step(x, step);
+                }
+                None => {
+                    let peer_id = crate::net::peer_of(&device)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let relayed = via.is_some();
+                    self.input(
+                        x,
+                        Input::Connected {
+                            device,
+                            peer_id,
+                            relayed,
+                        },
+                    );
+                }
+            }
         }
     }
 
-    /// Cuts the link between `a` and `b`; messages on the way are lost.
+    /// Cuts the link between `a` and `b`; messages on the way are lost, and so are the
+    /// circuits through either end if it is a relay.
     pub fn disconnect(&mut self, a: usize, b: usize) {
-        if self.links.remove(&(a.min(b), a.max(b))).is_none() {
+        let key = (a.min(b), a.max(b));
+        if self.links.remove(&key).is_none() {
             return;
         }
+        self.circuits.remove(&key);
         self.note(&format!("{} disconnect {a} {b}", self.now));
         for (x, y) in [(a, b), (b, a)] {
-            let device = self.members[y].device;
-            self.input(x, Input::Disconnected { device });
+            let device = self.device_at(y);
+            match self.relay_of(x) {
+                Some(r) => self.relays[r].exchange.disconnected(&device),
+                None => self.input(x, Input::Disconnected { device }),
+            }
+        }
+        for (relay, end) in [(a, b), (b, a)] {
+            if self.relay_of(relay).is_none() {
+                continue;
+            }
+            let broken: Vec<(usize, usize)> = self
+                .circuits
+                .iter()
+                .filter(|((p, q), r)| **r == relay && (*p == end || *q == end))
+                .map(|(k, _)| *k)
+                .collect();
+            for (p, q) in broken {
+                self.disconnect(p, q);
+            }
+        }
+    }
+
+    /// Whether relay end `r` has room for one more circuit between `ends`, within the
+    /// limits the relay's libp2p behaviour sets ([`crate::relay::MAX_CIRCUITS`] in all,
+    /// [`crate::relay::MAX_CIRCUITS_PER_PEER`] per peer).
+    fn circuit_room(&self, r: usize, ends: &[usize]) -> bool {
+        let through: Vec<&(usize, usize)> = self
+            .circuits
+            .iter()
+            .filter(|(_, via)| **via == r)
+            .map(|(k, _)| k)
+            .collect();
+        through.len() < crate::relay::MAX_CIRCUITS
+            && ends.iter().all(|e| {
+                through.iter().filter(|(p, q)| p == e || q == e).count()
+                    < crate::relay::MAX_CIRCUITS_PER_PEER
+            })
+    }
+
+    /// Carries out what a relay's exchange asks: its stored data made durable (one
+    /// commit), then its messages sent.
+    fn relay_step(&mut self, end: usize, step: Step) {
+        let Some(r) = self.relay_of(end) else {
+            return;
+        };
+        if !self.relays[r].exchange.commit() {
+            return;
+        }
+        self.stats.introductions += step.introductions as u64;
+        for (device, message) in step.sends {
+            self.send(end, device, message);
+        }
+        if let Some(device) = step.set_aside
+            && let Some(other) = self.index_of(&device)
+        {
+            self.disconnect(end, other);
         }
     }
 
@@ -283,10 +490,21 @@ impl Cluster {
         }
     }
 
+    /// What nodes applied since the last call (see [`Cluster::record_applied`]).
+    pub fn take_applied(&mut self) -> Vec<(usize, String, i64)> {
+        std::mem::take(&mut self.applied)
+    }
+
+    /// Whether node `i` announced an invitation since its user last looked.
+    pub fn invited(&self, i: usize) -> bool {
+        self.members[i].invited > 0
+    }
+
     /// Has node `i` accept every invitation waiting, as its user would; returns how many
     /// it accepted.
     pub fn accept_invitations(&mut self, i: usize, within_ms: i64) -> usize {
         use crate::ops::circles::{CircleAccept, CircleList};
+        self.members[i].invited = 0;
         let waiting: Vec<String> = match self.ask(i, CircleList {}, within_ms) {
             Ok(list) => list.invitations.into_iter().map(|v| v.circle).collect(),
             Err(_) => return 0,
@@ -363,6 +581,10 @@ impl Cluster {
                 for i in 0..self.members.len() {
                     self.input(i, Input::Tick);
                 }
+                for r in 0..self.relays.len() {
+                    let step = self.relays[r].exchange.tick(self.now / 1000);
+                    self.relay_step(self.members.len() + r, step);
+                }
                 self.schedule(TICK_US, Due::Tick);
             }
             Due::Durable { node, write } => {
@@ -373,19 +595,30 @@ impl Cluster {
                 from,
                 to,
                 connection,
+                size,
                 message,
             } => {
                 if self.links.get(&(from.min(to), from.max(to))) != Some(&connection) {
                     return true;
                 }
                 let kind = message_kind(&message);
-                let size = crate::sync::wire::encode(&message).len();
                 self.note(&format!("{} deliver {from} {to} {kind} {size}", self.now));
-                if let Message::Data { circle, .. } = &message {
+                if let Message::Data { circle, .. } = &message
+                    && to < self.members.len()
+                {
                     *self.data_to.entry((to, *circle)).or_default() += size as u64;
                 }
-                let device = self.members[from].device;
-                self.input(to, Input::Message { device, message });
+                let device = self.device_at(from);
+                match self.relay_of(to) {
+                    Some(r) => {
+                        let step =
+                            self.relays[r]
+                                .exchange
+                                .message(device, message, self.now / 1000);
+                        self.relay_step(to, step);
+                    }
+                    None => self.input(to, Input::Message { device, message }),
+                }
             }
         }
         true
@@ -407,53 +640,82 @@ impl Cluster {
                 let delay = self.config.durable_us;
                 self.schedule(delay, Due::Durable { node: i, write: id });
             }
-            Effect::Send(device, message) => {
-                let Some(to) = self.index_of(&device) else {
-                    return;
-                };
-                let Some(connection) = self.links.get(&(i.min(to), i.max(to))).copied() else {
-                    return;
-                };
-                self.stats.messages += 1;
-                self.stats.bytes += crate::sync::wire::encode(&message).len() as u64;
-                if self.config.loss > 0.0
-                    && rand::RngExt::random_bool(&mut self.rng, self.config.loss)
-                {
-                    self.stats.lost += 1;
-                    self.disconnect(i, to);
-                    return;
-                }
-                let (lo, hi) = self.config.latency_us;
-                let latency = if hi > lo {
-                    rand::RngExt::random_range(&mut self.rng, lo..=hi)
-                } else {
-                    lo
-                };
-                // Each link delivers in order: never before the last message on it.
-                let last = self.last_on_link.get(&(i, to)).copied().unwrap_or(0);
-                let at = (self.now + latency).max(last);
-                self.last_on_link.insert((i, to), at);
-                self.seq += 1;
-                let due = Due::Deliver {
-                    from: i,
-                    to,
-                    connection,
-                    message,
-                };
-                self.queue.insert((at, self.seq), due);
-            }
+            Effect::Send(device, message) => self.send(i, device, message),
             Effect::Answer(id, answer) => {
                 let ok = if answer.is_ok() { "ok" } else { "refused" };
                 self.note(&format!("{} answer {i} {} {ok}", self.now, id.0));
                 self.members[i].answers.insert(id, *answer);
             }
-            // Links are the scenario's to make; events and introductions have no reader.
-            Effect::Event(_)
-            | Effect::Dial(_)
-            | Effect::Meet { .. }
-            | Effect::Relays(_)
-            | Effect::SetAside(_) => {}
+            Effect::Relays(addresses) => {
+                let wanted = addresses
+                    .iter()
+                    .filter_map(|a| self.relays.iter().position(|r| r.address == *a))
+                    .map(|r| self.members.len() + r)
+                    .collect();
+                self.wanted[i] = wanted;
+            }
+            // A relay introduced a member: meet it through the relay's circuit, if both
+            // are still connected to it.
+            Effect::Meet { device, via } => {
+                if let (Some(j), Some(r)) = (self.index_of(&device), self.index_of(&via))
+                    && self.relay_of(r).is_some()
+                    && self.relay_of(j).is_none()
+                    && self.connected(i, r)
+                    && self.connected(j, r)
+                    && self.circuit_room(r, &[i, j])
+                {
+                    self.link(i, j, Some(r));
+                }
+            }
+            Effect::Event(crate::api::NodeEvent::Invited { .. }) => self.members[i].invited += 1,
+            Effect::Event(crate::api::NodeEvent::Applied { circle, .. }) if self.record_applied => {
+                let at = self.elapsed_ms();
+                self.applied.push((i, circle, at));
+            }
+            // Links are the scenario's to make; other events have no reader.
+            Effect::Event(_) | Effect::Dial(_) | Effect::SetAside(_) => {}
         }
+    }
+
+    /// Sends `message` from end `i` to `device` if they are connected: it arrives after
+    /// the link's latency, in order, or is lost with its connection.
+    fn send(&mut self, i: usize, device: DeviceId, message: Message) {
+        let Some(to) = self.index_of(&device) else {
+            return;
+        };
+        let Some(connection) = self.links.get(&(i.min(to), i.max(to))).copied() else {
+            return;
+        };
+        let size = crate::sync::wire::encode(&message).len();
+        self.stats.messages += 1;
+        self.stats.bytes += size as u64;
+        let kind = self.kinds.entry(message_kind(&message)).or_default();
+        kind.0 += 1;
+        kind.1 += size as u64;
+        if self.config.loss > 0.0 && rand::RngExt::random_bool(&mut self.rng, self.config.loss) {
+            self.stats.lost += 1;
+            self.disconnect(i, to);
+            return;
+        }
+        let (lo, hi) = self.config.latency_us;
+        let latency = if hi > lo {
+            rand::RngExt::random_range(&mut self.rng, lo..=hi)
+        } else {
+            lo
+        };
+        // Each link delivers in order: never before the last message on it.
+        let last = self.last_on_link.get(&(i, to)).copied().unwrap_or(0);
+        let at = (self.now + latency).max(last);
+        self.last_on_link.insert((i, to), at);
+        self.seq += 1;
+        let due = Due::Deliver {
+            from: i,
+            to,
+            connection,
+            size,
+            message,
+        };
+        self.queue.insert((at, self.seq), due);
     }
 }
 

@@ -194,7 +194,7 @@ impl Local for Circles {
             .values()
             .filter(|c| {
                 let r = c.resolution();
-                r.member_of(device).is_some() || crate::net::names_relay(&r.relays, device)
+                r.member_of(device).is_some() || r.names_relay(device)
             })
             .map(Circle::id)
             .collect()

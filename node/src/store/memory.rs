@@ -41,6 +41,16 @@ impl MemoryStore {
         self.with(|t| t.values().map(BTreeMap::len).sum())
     }
 
+    /// Bytes of keys and values held, in all.
+    pub fn bytes(&self) -> usize {
+        self.with(|t| {
+            t.values()
+                .flat_map(|v| v.iter())
+                .map(|(k, v)| k.len() + v.len())
+                .sum()
+        })
+    }
+
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -444,6 +444,11 @@ pub struct Resolution {
     pub revoked: BTreeMap<DeviceId, Revocation>,
     /// The relays the circle uses (the last `SetRelays` in the log's order).
     pub relays: Vec<String>,
+    /// Their devices, read once from their addresses (asked for every circle each time a
+    /// relay's stream is served: parsing each address each time cost a point
+    /// decompression per circle).
+    #[serde(skip)]
+    pub relay_devices: BTreeSet<DeviceId>,
     /// The reminder delay in hours (the last `SetReminder`), if one was set.
     pub reminder_hours: Option<u16>,
     /// The current key epoch (started by the genesis, a removal or a rotation).
@@ -459,6 +464,11 @@ impl Resolution {
     /// After how many hours an unacknowledged alert is recalled to its addressees (0: never).
     pub fn reminder_after(&self) -> u16 {
         self.reminder_hours.unwrap_or(DEFAULT_REMINDER_HOURS)
+    }
+
+    /// Whether the circle names the relay of device `device`.
+    pub fn names_relay(&self, device: &DeviceId) -> bool {
+        self.relay_devices.contains(device)
     }
 
     /// The member owning `device`, if a current member does.
@@ -653,7 +663,13 @@ impl Membership {
     pub fn take_in(&mut self, ops: &[Vec<u8>]) -> OpsIntake {
         let mut intake = OpsIntake::default();
         for bytes in ops {
-            let refusal = |e| (*blake3::hash(bytes).as_bytes(), e);
+            let hash = *blake3::hash(bytes).as_bytes();
+            // Known bytes were checked when first taken: no signature check again (peers
+            // offer a circle's whole log at every catch-up).
+            if self.log.knows(&OpHash(hash)) {
+                continue;
+            }
+            let refusal = |e| (hash, e);
             let op = match SignedOp::decode(bytes) {
                 Ok(op) => op,
                 Err(e) => {

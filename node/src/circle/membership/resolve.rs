@@ -243,7 +243,13 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
                 state.epochs.push(*epoch);
             }
         }
-        OpBody::SetRelays { relays } => state.relays = relays.clone(),
+        OpBody::SetRelays { relays } => {
+            state.relays = relays.clone();
+            state.relay_devices = relays
+                .iter()
+                .filter_map(|a| crate::net::relay_device(a).ok())
+                .collect();
+        }
         OpBody::SetReminder { hours } => state.reminder_hours = Some(*hours),
         OpBody::Close => state.closed = true,
     }

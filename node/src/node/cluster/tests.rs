@@ -134,3 +134,65 @@ fn three_cores_write_sync_remove_a_member_and_rekey_the_same_way_from_the_same_s
     assert_ne!(trace, other);
     assert_eq!(held, held_other);
 }
+
+/// Two members who never reach each other directly: the circle names a relay, each node
+/// dials it, the invitation and the notes go through its mailbox, and once it introduced
+/// them they meet through its circuit, which breaks when one of them leaves the relay.
+#[test]
+fn members_reach_each_other_only_through_a_relay() {
+    use crate::ops::relays::RelaysSet;
+    let mut c = Cluster::new(5, &["Dr Martin", "Julien"], WireConfig::default()).unwrap();
+    let relay = c.add_relay().unwrap();
+    let create = CircleCreate {
+        patient: "Jeanne Durand".into(),
+        birth_date: None,
+        family_name: None,
+        given_names: None,
+        team: None,
+    };
+    let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
+    let card = c.members[1].core.me().public().card(&[]).encode();
+    let add = MemberAdd {
+        circle: circle.clone(),
+        card,
+        role: Role::Professional,
+    };
+    c.ask(0, add, WAIT).unwrap();
+    let set = RelaysSet {
+        circle: circle.clone(),
+        relays: vec![c.relays[0].address.clone()],
+    };
+    c.ask(0, set, WAIT).unwrap();
+    assert_eq!(c.wanted_relays(0), [relay].into());
+    // The nurse's node was started with the relay (as its agency configures it).
+    c.set_home_relays(1, [relay].into()).unwrap();
+    c.connect(0, relay);
+    c.run_for(2_000);
+    assert!(
+        c.relay_totals(0).envelopes > 0,
+        "the relay holds the circle"
+    );
+    c.disconnect(0, relay);
+    c.connect(1, relay);
+    c.run_for(2_000);
+    assert_eq!(
+        c.accept_invitations(1, WAIT),
+        1,
+        "the invitation came from the mailbox"
+    );
+    c.ask(1, note(&circle, "Pansement refait."), WAIT).unwrap();
+    c.run_for(2_000);
+    c.connect(0, relay);
+    c.run_for(3_000);
+    assert_eq!(texts(&mut c, 0, &circle), ["Pansement refait."]);
+    assert!(c.stats.introductions > 0);
+    assert!(
+        c.connected(0, 1),
+        "introduced, they meet through the relay's circuit"
+    );
+    c.disconnect(1, relay);
+    assert!(
+        !c.connected(0, 1),
+        "the circuit broke with the nurse's link to the relay"
+    );
+}

@@ -124,8 +124,10 @@ impl NodeCore {
             .envelopes
             .iter()
             .filter(|b| {
-                Envelope::decode(b)
-                    .is_ok_and(|e| matches!(e.header.doc, DocKind::PatientFile | DocKind::Thread))
+                matches!(
+                    Envelope::peek_doc(b),
+                    Some(DocKind::PatientFile | DocKind::Thread)
+                )
             })
             .cloned()
             .collect();
