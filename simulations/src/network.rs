@@ -16,8 +16,6 @@ use std::collections::BTreeSet;
 use cercle_crdt::{EntryKind, Role};
 use cercle_node::circle::membership::CircleId;
 use cercle_node::node::cluster::{Cluster, WireConfig};
-use cercle_node::ops::circles::CircleCreate;
-use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::sync::Local;
 use rand::rngs::ChaCha8Rng;
@@ -212,32 +210,17 @@ pub fn run(config: &Config, seed: u64) -> Report {
 fn set_up(cluster: &mut Cluster, member_of: &[usize], k: usize) -> Option<Vec<CircleId>> {
     let mut circles = Vec::with_capacity(k);
     for c in 0..k {
-        let create = CircleCreate {
-            patient: format!("Patient {c}"),
-            birth_date: None,
-            family_name: None,
-            given_names: None,
-            team: None,
-        };
         let id = cluster
-            .ask(c, create, SETUP_MS)
-            .ok()?
-            .circles
-            .first()?
-            .id
-            .clone();
+            .create_circle(c, &format!("Patient {c}"), SETUP_MS)
+            .ok()?;
         for (i, _) in member_of
             .iter()
             .enumerate()
             .filter(|(i, m)| **m == c && *i != c)
         {
-            let card = cluster.members[i].core.me().public().card(&[]).encode();
-            let add = MemberAdd {
-                circle: id.clone(),
-                card,
-                role: Role::Professional,
-            };
-            cluster.ask(c, add, SETUP_MS).ok()?;
+            cluster
+                .add_member(c, &id, i, Role::Professional, SETUP_MS)
+                .ok()?;
         }
         circles.push(id.parse().ok()?);
     }

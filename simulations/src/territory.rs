@@ -24,8 +24,6 @@ use cercle_crdt::{DocKind, EntryKind, Role};
 use cercle_node::circle::membership::CircleId;
 use cercle_node::identity::DeviceId;
 use cercle_node::node::cluster::{Cluster, WireConfig};
-use cercle_node::ops::circles::CircleCreate;
-use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::relays::RelaysSet;
 use cercle_node::sync::Local;
@@ -689,28 +687,13 @@ fn set_up(cluster: &mut Cluster, config: &Config, plans: &[Plan]) -> Option<Vec<
     let mut circles = Vec::with_capacity(plans.len());
     for (c, p) in plans.iter().enumerate() {
         let creator = p.members[0];
-        let create = CircleCreate {
-            patient: format!("Patient {c}"),
-            birth_date: None,
-            family_name: None,
-            given_names: None,
-            team: None,
-        };
         let id = cluster
-            .ask(creator, create, WITHIN_MS)
-            .ok()?
-            .circles
-            .first()?
-            .id
-            .clone();
+            .create_circle(creator, &format!("Patient {c}"), WITHIN_MS)
+            .ok()?;
         for &m in &p.members[1..] {
-            let card = cluster.members[m].core.me().public().card(&[]).encode();
-            let add = MemberAdd {
-                circle: id.clone(),
-                card,
-                role: Role::Professional,
-            };
-            cluster.ask(creator, add, WITHIN_MS).ok()?;
+            cluster
+                .add_member(creator, &id, m, Role::Professional, WITHIN_MS)
+                .ok()?;
         }
         if config.relays > 0 {
             let relays = p

@@ -490,6 +490,45 @@ impl Cluster {
         }
     }
 
+    /// Node `i` creates a circle for `patient` (as `cercle circle create`); its id.
+    pub fn create_circle(
+        &mut self,
+        i: usize,
+        patient: &str,
+        within_ms: i64,
+    ) -> Result<String, NodeError> {
+        let create = crate::ops::circles::CircleCreate {
+            patient: patient.into(),
+            birth_date: None,
+            family_name: None,
+            given_names: None,
+            team: None,
+        };
+        let list = self.ask(i, create, within_ms)?;
+        list.circles
+            .first()
+            .map(|c| c.id.clone())
+            .ok_or_else(|| NodeError::internal("the new circle is not listed"))
+    }
+
+    /// Node `by` adds node `member`'s member to `circle` by its contact card, as `role`.
+    pub fn add_member(
+        &mut self,
+        by: usize,
+        circle: &str,
+        member: usize,
+        role: cercle_crdt::Role,
+        within_ms: i64,
+    ) -> Result<(), NodeError> {
+        let card = self.members[member].core.me().public().card(&[]).encode();
+        let add = crate::ops::members::MemberAdd {
+            circle: circle.into(),
+            card,
+            role,
+        };
+        self.ask(by, add, within_ms).map(|_| ())
+    }
+
     /// What nodes applied since the last call (see [`Cluster::record_applied`]).
     pub fn take_applied(&mut self) -> Vec<(usize, String, i64)> {
         std::mem::take(&mut self.applied)

@@ -4,8 +4,8 @@
 use cercle_crdt::{EntryKind, Role};
 
 use super::{Cluster, WireConfig};
-use crate::ops::circles::{CircleCreate, CircleList, CircleShow};
-use crate::ops::members::{MemberAdd, MemberRemove};
+use crate::ops::circles::{CircleList, CircleShow};
+use crate::ops::members::MemberRemove;
 use crate::ops::notes::{NoteAdd, NoteList};
 
 const WAIT: i64 = 10_000;
@@ -43,22 +43,10 @@ fn care_team(seed: u64) -> (String, [Vec<String>; 3], String) {
         WireConfig::default(),
     )
     .unwrap();
-    let create = CircleCreate {
-        patient: "Jeanne Durand".into(),
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    };
-    let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
+    let circle = c.create_circle(0, "Jeanne Durand", WAIT).unwrap();
     for who in [1, 2] {
-        let card = c.members[who].core.me().public().card(&[]).encode();
-        let add = MemberAdd {
-            circle: circle.clone(),
-            card,
-            role: Role::Professional,
-        };
-        c.ask(0, add, WAIT).unwrap();
+        c.add_member(0, &circle, who, Role::Professional, WAIT)
+            .unwrap();
     }
     c.connect(0, 1);
     c.connect(0, 2);
@@ -143,21 +131,9 @@ fn members_reach_each_other_only_through_a_relay() {
     use crate::ops::relays::RelaysSet;
     let mut c = Cluster::new(5, &["Dr Martin", "Julien"], WireConfig::default()).unwrap();
     let relay = c.add_relay().unwrap();
-    let create = CircleCreate {
-        patient: "Jeanne Durand".into(),
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    };
-    let circle = c.ask(0, create, WAIT).unwrap().circles[0].id.clone();
-    let card = c.members[1].core.me().public().card(&[]).encode();
-    let add = MemberAdd {
-        circle: circle.clone(),
-        card,
-        role: Role::Professional,
-    };
-    c.ask(0, add, WAIT).unwrap();
+    let circle = c.create_circle(0, "Jeanne Durand", WAIT).unwrap();
+    c.add_member(0, &circle, 1, Role::Professional, WAIT)
+        .unwrap();
     let set = RelaysSet {
         circle: circle.clone(),
         relays: vec![c.relays[0].address.clone()],

@@ -20,14 +20,7 @@ fn cluster(names: &[&str]) -> Cluster {
 
 /// Node `a` creates a circle; its id.
 fn new_circle(c: &mut Cluster, a: usize) -> String {
-    let create = CircleCreate {
-        patient: "Jeanne Durand".into(),
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    };
-    c.ask(a, create, WAIT).unwrap().circles[0].id.clone()
+    c.create_circle(a, "Jeanne Durand", WAIT).unwrap()
 }
 
 /// Node `a` creates a circle and an invite code to it.
@@ -312,21 +305,9 @@ fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survi
 
 /// Node `by` creates a circle for `patient` and adds node `who` by its card.
 fn circle_adding(c: &mut Cluster, by: usize, who: usize, patient: &str) -> String {
-    let create = CircleCreate {
-        patient: patient.into(),
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    };
-    let circle = c.ask(by, create, WAIT).unwrap().circles[0].id.clone();
-    let card = c.members[who].core.me().public().card(&[]).encode();
-    let add = crate::ops::members::MemberAdd {
-        circle: circle.clone(),
-        card,
-        role: Role::Caregiver,
-    };
-    c.ask(by, add, WAIT).unwrap();
+    let circle = c.create_circle(by, patient, WAIT).unwrap();
+    c.add_member(by, &circle, who, Role::Caregiver, WAIT)
+        .unwrap();
     circle
 }
 
