@@ -6,10 +6,11 @@
 //! regional agency configures them). Each circle has a patient in one territory and 3 to 7
 //! members from there, sometimes one from a neighbouring territory too (a hospital's
 //! specialist), in which case the circle names both territories' relays. The creator adds
-//! the members by their cards and names the relays; each member accepts the invitation when
-//! it arrives. Then members write notes while their nodes come and go (each node is online
-//! a share of the time drawn from the scenario's range), messages are lost (breaking their
-//! connection), a relay goes down and a territory loses its internet access for a while.
+//! the members by their cards and names the relays while offline, and its node sends it all
+//! when it connects; each member accepts the invitation when its node announces it. Then
+//! members write notes while their nodes come and go (each node is online a share of the
+//! time drawn from the scenario's range), messages are lost (breaking their connection), a
+//! relay goes down and a territory loses its internet access for a while.
 //! After the writes, every node comes back and the run goes on until every circle's
 //! members hold the same documents.
 //!
@@ -348,8 +349,7 @@ pub fn run(config: &Config, seed: u64) -> (Report, Series) {
     let Ok(mut cluster) = Cluster::new(seed, &names, wire) else {
         return (report, series);
     };
-    cluster.record_applied = true;
-    let mut world = World::new(config, n, &plans);
+    let mut world = World::new(config, n, &plans, &mut rng);
     for _ in 0..config.relays {
         if cluster.add_relay().is_err() {
             return (report, series);
@@ -394,7 +394,7 @@ pub fn run(config: &Config, seed: u64) -> (Report, Series) {
 
     // Writes, with churn, losses and outages; then everyone back until convergence.
     let before = cluster.stats;
-    cluster.take_applied();
+    cluster.record_applied = true;
     let mut notes: Vec<Note> = Vec::new();
     let mut waiting: Vec<usize> = Vec::new();
     let mut staleness: Vec<i64> = Vec::new();
@@ -569,8 +569,7 @@ struct World {
 }
 
 impl World {
-    fn new(config: &Config, n: usize, plans: &[Plan]) -> World {
-        let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+    fn new(config: &Config, n: usize, plans: &[Plan], rng: &mut ChaCha8Rng) -> World {
         let (lo, hi) = config.uptime;
         let uptime = (0..n)
             .map(|_| {
@@ -712,7 +711,7 @@ fn set_up(cluster: &mut Cluster, config: &Config, plans: &[Plan]) -> Option<Vec<
     Some(circles)
 }
 
-/// A note by an online member in one of its circles; `None` if nobody is online.
+/// A note by a member in one of its circles.
 fn write(
     cluster: &mut Cluster,
     world: &World,
@@ -720,14 +719,16 @@ fn write(
     circles: &[CircleId],
     rng: &mut ChaCha8Rng,
 ) -> Option<Note> {
+    // Online or not: a professional writes at the patient's home, and the note leaves
+    // when the node next reaches anyone.
     let n = world.online.len();
-    let online: Vec<usize> = (0..n)
-        .filter(|i| world.online[*i] && !world.circles_of[*i].is_empty())
+    let writers: Vec<usize> = (0..n)
+        .filter(|i| !world.circles_of[*i].is_empty())
         .collect();
-    if online.is_empty() {
+    if writers.is_empty() {
         return None;
     }
-    let w = online[rng.random_range(0..online.len())];
+    let w = writers[rng.random_range(0..writers.len())];
     let mine = &world.circles_of[w];
     let c = mine[rng.random_range(0..mine.len())];
     let id = circles[c];

@@ -312,7 +312,7 @@ impl Cluster {
     }
 
     /// Restarts node `i` as its shell does when told to use the relays at ends `relays`
-    /// (`cercle start --relay`): each keeps a mailbox of all its circles, and the node
+    /// (`cercle up --relay`): each keeps a mailbox of all its circles, and the node
     /// dials them ([`Cluster::wanted_relays`]). Its links are cut.
     pub fn set_home_relays(&mut self, i: usize, relays: BTreeSet<usize>) -> Result<(), NodeError> {
         let me = self.members[i].core.me();
