@@ -549,9 +549,11 @@ impl NodeCore {
     /// keeps their devices (whose introductions it takes).
     fn relays_changed(&mut self) {
         let named = self.circle_relays();
-        self.circles.named_relays = named
-            .iter()
-            .filter_map(|a| crate::net::relay_device(a).ok())
+        self.circles.named_relays = self
+            .circles
+            .open
+            .values()
+            .flat_map(|c| c.resolution().relay_devices.iter().copied())
             .collect();
         self.out.push(Effect::Relays(named));
     }
