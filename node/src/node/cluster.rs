@@ -110,8 +110,8 @@ pub struct Cluster {
     /// The relays each node's circles name, and those it was started with (ends).
     wanted: Vec<BTreeSet<usize>>,
     home: Vec<BTreeSet<usize>>,
-    /// Links through a relay's circuit, with that relay's end.
-    circuits: BTreeMap<(usize, usize), usize>,
+    /// Links through a relay's circuit, by that relay's end.
+    circuits: BTreeMap<usize, BTreeSet<(usize, usize)>>,
     /// Each device's end.
     ends: BTreeMap<DeviceId, usize>,
     config: WireConfig,
@@ -369,7 +369,7 @@ impl Cluster {
         self.connections += 1;
         self.links.insert((a.min(b), a.max(b)), self.connections);
         if let Some(r) = via {
-            self.circuits.insert((a.min(b), a.max(b)), r);
+            self.circuits.entry(r).or_default().insert((a.min(b), a.max(b)));
         }
         self.note(&format!("{} connect {a} {b}", self.now));
         for (x, y) in [(a, b), (b, a)] {
@@ -404,7 +404,9 @@ impl Cluster {
         if self.links.remove(&key).is_none() {
             return;
         }
-        self.circuits.remove(&key);
+        for through in self.circuits.values_mut() {
+            through.remove(&key);
+        }
         self.note(&format!("{} disconnect {a} {b}", self.now));
         for (x, y) in [(a, b), (b, a)] {
             let device = self.device_at(y);
@@ -419,9 +421,11 @@ impl Cluster {
             }
             let broken: Vec<(usize, usize)> = self
                 .circuits
-                .iter()
-                .filter(|((p, q), r)| **r == relay && (*p == end || *q == end))
-                .map(|(k, _)| *k)
+                .get(&relay)
+                .into_iter()
+                .flatten()
+                .filter(|(p, q)| *p == end || *q == end)
+                .copied()
                 .collect();
             for (p, q) in broken {
                 self.disconnect(p, q);
@@ -433,12 +437,9 @@ impl Cluster {
     /// limits the relay's libp2p behaviour sets ([`crate::relay::MAX_CIRCUITS`] in all,
     /// [`crate::relay::MAX_CIRCUITS_PER_PEER`] per peer).
     fn circuit_room(&self, r: usize, ends: &[usize]) -> bool {
-        let through: Vec<&(usize, usize)> = self
-            .circuits
-            .iter()
-            .filter(|(_, via)| **via == r)
-            .map(|(k, _)| k)
-            .collect();
+        let Some(through) = self.circuits.get(&r) else {
+            return true;
+        };
         through.len() < crate::relay::MAX_CIRCUITS
             && ends.iter().all(|e| {
                 through.iter().filter(|(p, q)| p == e || q == e).count()
@@ -701,6 +702,7 @@ impl Cluster {
                     && self.relay_of(j).is_none()
                     && self.connected(i, r)
                     && self.connected(j, r)
+                    && !self.connected(i, j)
                     && self.circuit_room(r, &[i, j])
                 {
                     self.link(i, j, Some(r));
