@@ -113,27 +113,50 @@ fn traffic(path: &Path, report: &Report, series: &Series) -> Drawn {
             })
             .collect()
     };
-    let messages = most_of(|s| s.messages);
-    let waiting_points = most_of(|s| s.waiting as u64);
     let root = SVGBackend::new(path, (900, 620)).into_drawing_area();
     root.fill(&WHITE)?;
     let (upper, lower) = root.split_vertically(310);
     let seconds = series.seconds.len().max(1) as f64;
-    let most = series
-        .seconds
-        .iter()
-        .map(|s| s.messages)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            format!(
-                "{} (seed {}): messages per second ({} bytes per note)",
-                report.scenario, report.seed, report.bytes_per_note
-            ),
-            ("sans-serif", 20),
-        )
+    let caption = format!(
+        "{} (seed {}): messages per second ({} bytes per note)",
+        report.scenario, report.seed, report.bytes_per_note
+    );
+    let messages = most_of(|s| s.messages);
+    over_time(
+        &upper,
+        (&caption, 20),
+        seconds,
+        "messages / s",
+        messages,
+        RED,
+    )?;
+    let caption = "notes not yet held by every member";
+    let waiting = most_of(|s| s.waiting as u64);
+    over_time(
+        &lower,
+        (caption, 18),
+        seconds,
+        "notes on their way",
+        waiting,
+        BLUE,
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// One line over the seconds since the first note, its axis up to 10 % above its highest
+/// point.
+fn over_time(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    (caption, size): (&str, u32),
+    seconds: f64,
+    y_desc: &str,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+) -> Drawn {
+    let most = points.iter().map(|(_, y)| *y).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", size))
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(70)
@@ -141,29 +164,9 @@ fn traffic(path: &Path, report: &Report, series: &Series) -> Drawn {
     chart
         .configure_mesh()
         .x_desc("seconds since the first note")
-        .y_desc("messages / s")
+        .y_desc(y_desc)
         .draw()?;
-    chart.draw_series(LineSeries::new(messages, RED))?;
-    let waiting = series
-        .seconds
-        .iter()
-        .map(|s| s.waiting)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let mut chart = ChartBuilder::on(&lower)
-        .caption("notes not yet held by every member", ("sans-serif", 18))
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..seconds, 0f64..waiting * 1.1)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the first note")
-        .y_desc("notes on their way")
-        .draw()?;
-    chart.draw_series(LineSeries::new(waiting_points, BLUE))?;
-    root.present()?;
+    chart.draw_series(LineSeries::new(points, color))?;
     Ok(())
 }
 

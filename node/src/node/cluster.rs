@@ -369,7 +369,10 @@ impl Cluster {
         self.connections += 1;
         self.links.insert((a.min(b), a.max(b)), self.connections);
         if let Some(r) = via {
-            self.circuits.entry(r).or_default().insert((a.min(b), a.max(b)));
+            self.circuits
+                .entry(r)
+                .or_default()
+                .insert((a.min(b), a.max(b)));
         }
         self.note(&format!("{} connect {a} {b}", self.now));
         for (x, y) in [(a, b), (b, a)] {
