@@ -110,16 +110,7 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             let report = gossip::run(&config, seed);
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                let v = serde_json::to_value(&report)?;
-                if let Some(map) = v.as_object() {
-                    for (k, v) in map {
-                        println!("{k:<24} {v}");
-                    }
-                }
-            }
+            print_report(args.json, &report)?;
             anyhow::ensure!(report.converged, "the scenario did not converge");
         }
         Scenario::Network {
