@@ -32,134 +32,27 @@
 
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{State as SyncState, SyncDoc};
 use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
-use cercle_node::api::{ApiFile, NodeEvent};
+use cercle_node::api::NodeEvent;
 use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
 use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::status::{Connect, Status};
-use cercle_node::ops::{Answer, Operation, Request, typed};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cercle");
+mod nodes;
+use nodes::{BIN, Node, ask, cercle};
 
 fn text(i: usize) -> String {
     format!(
         "Passage {i}: pansement refait, plaie propre, douleur 2/10, tension 13/8, à revoir demain."
     )
-}
-
-struct Node {
-    home: PathBuf,
-    child: Option<Child>,
-    api: Option<ApiFile>,
-}
-
-impl Node {
-    fn init(root: &Path, name: &str) -> Node {
-        let home = root.join(name);
-        cercle(
-            &home,
-            &[
-                "init",
-                "--name",
-                name,
-                "--profession",
-                "infirmière",
-                "--insecure-no-passphrase",
-            ],
-        );
-        Node {
-            home,
-            child: None,
-            api: None,
-        }
-    }
-
-    fn up(&mut self, peers: &[String]) {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--home")
-            .arg(&self.home)
-            .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for p in peers {
-            cmd.args(["--peer", p]);
-        }
-        self.child = Some(cmd.spawn().expect("cercle up"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(api)) = ApiFile::read(&self.home) {
-                self.api = Some(api);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("cercle up did not start");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-        self.api = None;
-    }
-
-    fn api(&self) -> &ApiFile {
-        self.api.as_ref().expect("node not running")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn cercle(home: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--home")
-        .arg(home)
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("cercle");
-    assert!(
-        out.status.success(),
-        "cercle {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-/// Carries out one operation through the node's local API (as the CLI does), typed.
-async fn ask<O: Operation>(http: &reqwest::Client, node: &Node, op: O) -> O::Answer {
-    let api = node.api();
-    let request: Request = op.into();
-    let r = http
-        .post(format!("http://{}/api/v1/call", api.address))
-        .bearer_auth(&api.token)
-        .json(&request)
-        .send()
-        .await
-        .expect("api call");
-    let ok = r.status().is_success();
-    let body: serde_json::Value = r.json().await.expect("api answer");
-    assert!(ok, "{body}");
-    let answer: Answer = serde_json::from_value(body).expect("answer");
-    typed::<O>(Ok(answer)).expect("the answer of this operation")
 }
 
 /// B's notebook applications: (envelopes applied, when, µs since the epoch).

@@ -117,7 +117,8 @@ fn measure(n: usize, rounds: usize, appends: usize) -> Figures {
     for _ in 0..rounds {
         let store = SledStore::open(dir.path(), me.storage_key()).unwrap_or_else(|e| panic!("{e}"));
         let t = Instant::now();
-        let (c, _) = Circle::open(&store, me, &id).unwrap_or_else(|e| panic!("{e}"));
+        let (mut c, _) = Circle::open(&store, me, &id).unwrap_or_else(|e| panic!("{e}"));
+        c.wake(&store, me).unwrap_or_else(|e| panic!("{e}"));
         opens.push(t.elapsed());
         assert_eq!(c.membership().len(), n);
         drop(c);

@@ -185,9 +185,10 @@ fn cold_start(dir: &Path, me: &LocalIdentity, id: &str) -> (Duration, usize) {
     let started = Instant::now();
     let store = open_store(dir, me);
     let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
-    let (c, snapshots) =
+    let (mut c, mut snapshots) =
         Circle::open(store.as_ref(), me, &circle).unwrap_or_else(|e| panic!("{e}"));
-    let n = c.notebook().len();
+    snapshots.extend(c.wake(store.as_ref(), me).unwrap_or_else(|e| panic!("{e}")));
+    let n = c.notebook().unwrap_or_else(|e| panic!("{e}")).len();
     let elapsed = started.elapsed();
     // Written in the background, as a node does after opening.
     store.commit(snapshots).unwrap_or_else(|e| panic!("{e}"));
@@ -220,10 +221,12 @@ fn compare_cold(dir: &Path, me: &LocalIdentity, id: &str, rounds: usize) -> Cold
     let saved = {
         let store = open_store(dir, me);
         let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
-        let (mut c, snapshots) =
+        let (mut c, mut snapshots) =
             Circle::open(store.as_ref(), me, &circle).unwrap_or_else(|e| panic!("{e}"));
+        snapshots.extend(c.wake(store.as_ref(), me).unwrap_or_else(|e| panic!("{e}")));
         store.commit(snapshots).unwrap_or_else(|e| panic!("{e}"));
         c.save(DocKind::LiaisonNotebook)
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     for _ in 0..rounds {
         let (t, n) = cold_start(dir, me, id);
@@ -263,8 +266,12 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
     let (extra, cold_tail) = {
         let store = open_store(dir.path(), &me);
         let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
-        let (mut c, snapshots) =
+        let (mut c, mut snapshots) =
             Circle::open(store.as_ref(), &me, &circle).unwrap_or_else(|e| panic!("{e}"));
+        snapshots.extend(
+            c.wake(store.as_ref(), &me)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
         store.commit(snapshots).unwrap_or_else(|e| panic!("{e}"));
         let extra = (SNAPSHOT_EVERY - 1).min(n);
         let _ = group_commit(store.as_ref(), &mut c, &me, extra, n);

@@ -19,10 +19,12 @@
 //! for whoever finds it, and revoking it (from any other device of the member) cuts it off
 //! completely. The first device certifies the others ([`LocalIdentity::certify_device`]).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use cercle_crdt::{ActorId, MemberId, Timestamp};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -162,6 +164,14 @@ pub struct DeviceCertificate {
     pub signature: [u8; 64],
 }
 
+/// Certificates remembered as checked, at most (32 bytes each); past this the memory
+/// starts again empty.
+const MAX_VERIFIED_CERTIFICATES: usize = 16_384;
+
+/// The hashes (signed bytes and signature) of the certificates checked in this process.
+static VERIFIED_CERTIFICATES: std::sync::LazyLock<std::sync::Mutex<HashSet<[u8; 32]>>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl DeviceCertificate {
     fn signed_bytes(member: &MemberId, device: &DeviceId, x25519: &[u8; 32], at: i64) -> Vec<u8> {
         let mut m = b"cercle device certificate v1".to_vec();
@@ -172,14 +182,31 @@ impl DeviceCertificate {
         m
     }
 
-    /// Checks the member's signature (strict Ed25519 verification).
+    /// Checks the member's signature (strict Ed25519 verification). A certificate that
+    /// checked out once in this process is not checked again: a GP's device certificate
+    /// is in every one of her circles' membership logs.
     pub fn verify(&self) -> Result<(), CardError> {
+        let msg = Self::signed_bytes(&self.member, &self.device, &self.x25519, self.issued_at);
+        let mut signed = blake3::Hasher::new();
+        signed.update(&msg).update(&self.signature);
+        let signed: [u8; 32] = signed.finalize().into();
+        if VERIFIED_CERTIFICATES
+            .lock()
+            .is_ok_and(|known| known.contains(&signed))
+        {
+            return Ok(());
+        }
         let key = VerifyingKey::from_bytes(self.member.as_bytes())
             .map_err(|_| CardError::BadCertificate)?;
-        let msg = Self::signed_bytes(&self.member, &self.device, &self.x25519, self.issued_at);
         key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
             .map_err(|_| CardError::BadCertificate)?;
         VerifyingKey::from_bytes(&self.device.0).map_err(|_| CardError::BadCertificate)?;
+        if let Ok(mut known) = VERIFIED_CERTIFICATES.lock() {
+            if known.len() >= MAX_VERIFIED_CERTIFICATES {
+                known.clear();
+            }
+            known.insert(signed);
+        }
         Ok(())
     }
 }

@@ -8,27 +8,32 @@ use cercle_crdt::{Change, DocKind, LoadError, Replica, Timestamp};
 
 use super::keys::{KeySchedule, seal_to};
 use super::membership::{CircleId, MemberGrant, Membership, OpBody, OpContent, OpHash, SignedOp};
-use super::{Circle, CircleError, CircleInfo, Docs, Staged, decode_record};
+use super::{Circle, CircleError, CircleInfo, DocState, Docs, Listing, Staged, decode_record};
 use crate::crypto::{EpochId, EpochKey, SecureRng};
 use crate::envelope::{Envelope, EnvelopeLog, LogId};
 use crate::identity::LocalIdentity;
 use crate::store::{Batch, Store};
 
 impl Circle {
-    /// A circle with its membership and empty documents written by `me`'s device.
+    /// A circle with its membership, and empty documents written by `me`'s device (awake)
+    /// or none (at rest: `me` is `None`).
     fn assemble(
         info: CircleInfo,
         id: CircleId,
         membership: Membership,
         names: BTreeMap<cercle_crdt::MemberId, crate::identity::Profile>,
-        me: &LocalIdentity,
+        me: Option<&LocalIdentity>,
     ) -> Circle {
         Circle {
             info,
             id,
             membership,
             names,
-            docs: Docs::new(me.actor()),
+            listing: Listing::default(),
+            waiting: None,
+            ops_checked: None,
+            docs: me.map(|me| Box::new(Docs::new(me.actor()))),
+            progress: BTreeMap::new(),
             keys: KeySchedule::default(),
             log: EnvelopeLog::default(),
             deferred: Vec::new(),
@@ -91,15 +96,16 @@ impl Circle {
             team: false,
         };
         let names = [(me.member(), me.profile.clone())].into_iter().collect();
-        let mut circle = Circle::assemble(info, id, membership, names, me);
+        let mut circle = Circle::assemble(info, id, membership, names, Some(me));
         let member = me.member();
         let written = circle.write::<cercle_crdt::PatientFile, _>(me, now, rng, |pf| match about {
             super::About::Patient(update) => pf.set_identity(member, update, now),
             super::About::Team(name) => pf.set_team(member, name, now),
         });
         written.value?;
-        circle.info.patient = circle.docs.patient_file.title();
-        circle.info.team = circle.docs.patient_file.team().is_some();
+        let pf = circle.patient_file()?;
+        let (patient, team, listing) = (pf.title(), pf.team().is_some(), Listing::of(pf));
+        (circle.info.patient, circle.info.team, circle.listing) = (patient, team, listing);
         let mut staged = Staged {
             membership_changed: true,
             ..Staged::default()
@@ -110,9 +116,10 @@ impl Circle {
         Ok((circle, staged))
     }
 
-    /// Opens a circle of the store for `me`'s device: its record, its membership log, and
-    /// each document from its snapshot and the envelopes after it. Documents with many
-    /// envelopes after their snapshot are snapshotted again: `snapshots` holds the batch.
+    /// Opens a circle of the store for `me`'s device, at rest: its record, its membership
+    /// log and how far each document got (from the store's heads), without reading any
+    /// document. A record written before the listing was kept opens the circle awake, to
+    /// write the listing (`Batch`, with any snapshot due).
     pub fn open(
         store: &dyn Store,
         me: &LocalIdentity,
@@ -122,14 +129,57 @@ impl Circle {
             query: id.to_string(),
         })?;
         let record = decode_record(id, &bytes)?;
-        let membership = load_membership(store, id)?;
-        let mut circle = Circle::assemble(record.info, *id, membership, record.names, me);
-        let keys = circle.epoch_keys(me);
+        let (membership, checked) = load_membership(store, id, record.ops_checked)?;
+        let mut circle = Circle::assemble(record.info, *id, membership, record.names, None);
+        circle.ops_checked = Some(checked);
         for kind in DocKind::ALL {
-            circle.load_doc(store, kind, me, &keys)?;
+            let heads = store.heads(id, kind)?;
+            let own = heads.get(&me.device()).copied();
+            let applied = heads.iter().map(|(d, h)| (*d, h.seq)).collect();
+            let state = DocState {
+                applied,
+                own,
+                since_snapshot: 0,
+            };
+            circle.progress.insert(kind, state);
         }
-        let snapshots = circle.snapshots(super::SNAPSHOT_ON_OPEN);
-        Ok((circle, snapshots))
+        circle.waiting = record.waiting;
+        let mut batch = Batch::new();
+        let listed = match record.listing {
+            Some(listing) => {
+                circle.listing = listing;
+                true
+            }
+            None => {
+                batch.extend(circle.wake(store, me)?);
+                circle.listing = Listing::of(circle.patient_file()?);
+                false
+            }
+        };
+        if !listed || record.ops_checked != Some(checked) {
+            circle.record_into(&mut batch)?;
+        }
+        Ok((circle, batch))
+    }
+
+    /// Wakes the circle: each document from its snapshot and the envelopes after it, and
+    /// the receive checks from each device's last envelope. Documents with many envelopes
+    /// after their snapshot are snapshotted again: the batch. Nothing if already awake.
+    pub fn wake(&mut self, store: &dyn Store, me: &LocalIdentity) -> Result<Batch, CircleError> {
+        if self.docs.is_some() {
+            return Ok(Batch::new());
+        }
+        self.docs = Some(Box::new(Docs::new(me.actor())));
+        self.log = crate::envelope::EnvelopeLog::default();
+        let keys = self.epoch_keys(me);
+        for kind in DocKind::ALL {
+            if let Err(e) = self.load_doc(store, kind, me, &keys) {
+                self.docs = None;
+                return Err(e);
+            }
+        }
+        tracing::debug!(circle = %self.id, "woken");
+        Ok(self.snapshots(super::SNAPSHOT_ON_OPEN))
     }
 
     /// Loads one document: its snapshot, then every stored envelope after it.
@@ -150,7 +200,7 @@ impl Circle {
         if let Some(snap) = store.snapshot(&self.id, kind)? {
             let replica = Replica::load(kind, &snap.doc, me.actor())
                 .map_err(|e: LoadError| damaged("snapshot", e.to_string()))?;
-            *self.docs.replica_mut(kind) = replica;
+            *self.docs_mut()?.replica_mut(kind) = replica;
             applied = snap.covers;
         }
         let heads = store.heads(&self.id, kind)?;
@@ -186,12 +236,12 @@ impl Circle {
             applied.insert(*device, head.seq);
         }
         if !changes.is_empty() {
-            self.docs
+            self.docs_mut()?
                 .replica_mut(kind)
                 .apply_stored(changes)
                 .map_err(|e| damaged("envelope", e.to_string()))?;
         }
-        let state = self.docs.state(kind);
+        let state = self.progress(kind);
         state.own = heads.get(&me.device()).copied();
         state.applied = applied;
         state.since_snapshot = count;
@@ -243,23 +293,46 @@ impl Circle {
             probable_duplicates: Vec::new(),
             team: false,
         };
-        let joined = Circle::assemble(info, circle, membership, BTreeMap::new(), me);
+        let joined = Circle::assemble(info, circle, membership, BTreeMap::new(), Some(me));
         joined.record_into(&mut staged.batch)?;
         tracing::debug!(circle = %circle, "a circle joined from a member's operations");
         Ok((joined, staged))
     }
 }
 
+/// The digest of a stored membership log: of each operation's hash, in the store's order.
+fn ops_digest(ops: &[Vec<u8>]) -> [u8; 32] {
+    let mut digest = blake3::Hasher::new();
+    for op in ops {
+        digest.update(blake3::hash(op).as_bytes());
+    }
+    digest.finalize().into()
+}
+
 /// Loads every stored operation and takes them again, parents first; the one without a
 /// circle is the genesis. Operations the rule no longer takes (stored by an older version)
-/// are left out, with a warning.
-fn load_membership(store: &dyn Store, id: &CircleId) -> Result<Membership, CircleError> {
+/// are left out, with a warning. Their signatures are checked, unless the circle's record
+/// (sealed with this device's storage key, so that no one without it can forge it) vouches
+/// for exactly these operations, checked at an earlier opening: `vouched`. Returns the
+/// digest to vouch with next time.
+fn load_membership(
+    store: &dyn Store,
+    id: &CircleId,
+    vouched: Option<[u8; 32]>,
+) -> Result<(Membership, [u8; 32]), CircleError> {
     let damaged = |reason: String| CircleError::Load {
         circle: id.to_string(),
         what: "membership log".into(),
         reason,
     };
-    let ops = SignedOp::decode_all(&store.ops(id)?).map_err(|e| damaged(e.to_string()))?;
+    let stored = store.ops(id)?;
+    let digest = ops_digest(&stored);
+    let ops = if vouched == Some(digest) {
+        stored.iter().map(|b| SignedOp::decode_vouched(b)).collect()
+    } else {
+        SignedOp::decode_all(&stored)
+    };
+    let ops = ops.map_err(|e| damaged(e.to_string()))?;
     let (membership, left_out) = Membership::load(ops).map_err(|e| damaged(e.to_string()))?;
     if membership.log().circle() != *id {
         return Err(damaged("its genesis is another circle's".into()));
@@ -267,5 +340,5 @@ fn load_membership(store: &dyn Store, id: &CircleId) -> Result<Membership, Circl
     if !left_out.is_empty() {
         tracing::warn!(circle = %id, left_out = left_out.len(), "stored membership operations without effect were left out");
     }
-    Ok(membership)
+    Ok((membership, digest))
 }

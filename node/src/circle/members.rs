@@ -97,8 +97,8 @@ impl Circle {
         let cutoffs = state
             .devices
             .iter()
-            .map(|d| (d.device, self.last_seq_of(&d.device.actor())))
-            .collect();
+            .map(|d| Ok((d.device, self.last_seq_of(&d.device.actor())?)))
+            .collect::<Result<_, CircleError>>()?;
         // What this node holds of each of the member's logs is still taken from anyone who
         // has it: a member who has not received it yet is not made to lose it.
         let logs = state
@@ -107,7 +107,7 @@ impl Circle {
             .flat_map(|d| {
                 cercle_crdt::DocKind::ALL
                     .into_iter()
-                    .map(|doc| (d.device, doc, self.log.head_seq(&d.device, doc)))
+                    .map(|doc| (d.device, doc, self.held_seq(&d.device, doc)))
             })
             .collect();
         // A new epoch that only the remaining devices can open.
@@ -162,7 +162,7 @@ impl Circle {
         }
         let logs = cercle_crdt::DocKind::ALL
             .into_iter()
-            .map(|doc| (*device, doc, self.log.head_seq(device, doc)))
+            .map(|doc| (*device, doc, self.held_seq(device, doc)))
             .collect();
         let (epoch, sealed) = self.new_epoch(Without::Device(device), rng)?;
         let body = OpBody::RevokeDevice {
@@ -222,13 +222,25 @@ impl Circle {
         self.append_op(me, OpBody::SetReminder { hours }, now)
     }
 
+    /// The last envelope held here from `device` in `doc`: the receive checks' head while
+    /// awake, the store's at rest.
+    fn held_seq(&self, device: &DeviceId, doc: cercle_crdt::DocKind) -> u64 {
+        let stored = self
+            .progress
+            .get(&doc)
+            .and_then(|s| s.applied.get(device).copied())
+            .unwrap_or(0);
+        self.log.head_seq(device, doc).max(stored)
+    }
+
     /// The highest Automerge sequence number of `actor` in any of the circle's documents.
-    fn last_seq_of(&mut self, actor: &cercle_crdt::ActorId) -> u64 {
-        cercle_crdt::DocKind::ALL
+    fn last_seq_of(&mut self, actor: &cercle_crdt::ActorId) -> Result<u64, CircleError> {
+        let docs = self.docs_mut()?;
+        Ok(cercle_crdt::DocKind::ALL
             .into_iter()
-            .map(|k| self.docs.replica_mut(k).last_seq_of(actor))
+            .map(|k| docs.replica_mut(k).last_seq_of(actor))
             .max()
-            .unwrap_or(0)
+            .unwrap_or(0))
     }
 
     /// Signs `body` on top of the log's heads and appends it.

@@ -100,6 +100,10 @@ pub enum CircleError {
     /// More relays than a circle may name.
     #[error("a circle may use at most {max} relays")]
     TooManyRelays { max: usize },
+    /// The circle's documents were asked for while it rests (the node wakes a circle
+    /// before reading it: this is a bug).
+    #[error("circle {circle} was read while at rest; this is a bug, please report it")]
+    AtRest { circle: String },
 }
 
 /// What a circle is, as recorded locally (sealed at rest).
@@ -141,6 +145,40 @@ pub enum About {
 struct CircleRecord {
     info: CircleInfo,
     names: BTreeMap<MemberId, Profile>,
+    /// Absent from records written before it was kept: such a circle is opened whole once.
+    #[serde(default)]
+    listing: Option<Listing>,
+    #[serde(default)]
+    waiting: Option<WaitingAlerts>,
+    /// The digest of the membership operations this device checked ([`ops_digest`]): at
+    /// the next opening, the same operations are not checked again.
+    #[serde(default, with = "hex_digest")]
+    ops_checked: Option<[u8; 32]>,
+}
+
+/// An optional 32-byte digest as 64 hex digits in the record.
+mod hex_digest {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&hex::encode(d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        let digest = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a digest of 32 bytes"))?;
+        Ok(Some(digest))
+    }
 }
 
 /// A change of a circle, done in memory and waiting to be made durable: the batch to write,
@@ -173,24 +211,24 @@ pub struct Written<T> {
     pub staged: Staged,
 }
 
-/// Per document: its replica and how far it got from each device.
-#[derive(Debug)]
+/// Per document: how far it got from each device (kept while the circle rests).
+#[derive(Debug, Default)]
 struct DocState {
     /// The last sequence number applied from each device (the version vector).
     applied: BTreeMap<DeviceId, u64>,
     /// This device's last envelope.
     own: Option<Head>,
-    /// Envelopes applied since the last snapshot.
+    /// Envelopes applied since the last snapshot (counted while the documents are open).
     since_snapshot: usize,
 }
 
-/// The three documents of a circle; reachable for writing only through [`Circle::write`].
+/// The three documents of a circle, in memory while the circle is awake; reachable for
+/// writing only through [`Circle::write`].
 #[derive(Debug)]
 pub struct Docs {
     patient_file: PatientFile,
     notebook: LiaisonNotebook,
     thread: Thread,
-    state: BTreeMap<DocKind, DocState>,
 }
 
 impl Docs {
@@ -199,17 +237,6 @@ impl Docs {
             patient_file: PatientFile::new(actor.clone()),
             notebook: LiaisonNotebook::new(actor.clone()),
             thread: Thread::new(actor),
-            state: DocKind::ALL
-                .into_iter()
-                .map(|k| {
-                    let s = DocState {
-                        applied: BTreeMap::new(),
-                        own: None,
-                        since_snapshot: 0,
-                    };
-                    (k, s)
-                })
-                .collect(),
         }
     }
 
@@ -220,24 +247,61 @@ impl Docs {
             DocKind::Thread => self.thread.replica_mut(),
         }
     }
+}
 
-    fn state(&mut self, kind: DocKind) -> &mut DocState {
-        self.state.entry(kind).or_insert_with(|| DocState {
-            applied: BTreeMap::new(),
-            own: None,
-            since_snapshot: 0,
-        })
+/// The alerts of the notebook waiting for this node's member (id, written at, in
+/// milliseconds), and what they were read from: the notebook's version vector and the
+/// member's role. Kept in the record, so that recalling alerts wakes no circle at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingAlerts {
+    pub notebook: BTreeMap<DeviceId, u64>,
+    pub role: Option<cercle_crdt::Role>,
+    pub alerts: Vec<(String, i64)>,
+}
+
+/// What the circles list shows of the patient, kept in the circle's sealed record so that
+/// listing a GP's thousand circles opens none of their documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Listing {
+    birth_date: Option<String>,
+    ins: Option<String>,
+    family_name: Option<String>,
+    given_names: Option<String>,
+}
+
+impl Listing {
+    fn of(pf: &PatientFile) -> Listing {
+        let id = pf.identity();
+        Listing {
+            birth_date: id.birth_date,
+            ins: id.ins,
+            family_name: id.family_name,
+            given_names: id.given_names,
+        }
     }
 }
 
 /// A circle held by this node: its record, membership, documents and receive state.
+///
+/// A circle is either **awake**, its documents in memory and its receive checks ready, or
+/// **at rest**: only its record, membership, keys and version vectors, a few kilobytes.
+/// A node opens every circle at rest and wakes one when something needs its documents (a
+/// request, a peer's envelopes, a write); the node puts idle circles back to rest.
 #[derive(Debug)]
 pub struct Circle {
     info: CircleInfo,
     id: CircleId,
     membership: Membership,
     names: BTreeMap<MemberId, Profile>,
-    docs: Docs,
+    listing: Listing,
+    /// The alerts waiting for this node's member, as last read.
+    waiting: Option<WaitingAlerts>,
+    /// The digest of the stored operations checked when the circle was last opened.
+    ops_checked: Option<[u8; 32]>,
+    /// The documents, while awake.
+    docs: Option<Box<Docs>>,
+    /// Per document, what was applied from whom (kept at rest: sync reads it).
+    progress: BTreeMap<DocKind, DocState>,
     keys: keys::KeySchedule,
     /// The receive side's checks: each device's last accepted envelope per document.
     log: EnvelopeLog,
@@ -268,42 +332,100 @@ impl Circle {
         self.membership.log()
     }
 
+    /// Whether the documents are in memory.
+    pub fn is_awake(&self) -> bool {
+        self.docs.is_some()
+    }
+
+    /// The documents, which must be awake (the node wakes a circle before reading it).
+    fn docs(&self) -> Result<&Docs, CircleError> {
+        self.docs.as_deref().ok_or(CircleError::AtRest {
+            circle: self.info.id.clone(),
+        })
+    }
+
+    fn docs_mut(&mut self) -> Result<&mut Docs, CircleError> {
+        self.docs.as_deref_mut().ok_or(CircleError::AtRest {
+            circle: self.info.id.clone(),
+        })
+    }
+
+    /// How far a document got (kept awake or at rest).
+    fn progress(&mut self, kind: DocKind) -> &mut DocState {
+        self.progress.entry(kind).or_default()
+    }
+
     /// The patient file.
-    pub fn patient_file(&self) -> &PatientFile {
-        &self.docs.patient_file
+    pub fn patient_file(&self) -> Result<&PatientFile, CircleError> {
+        Ok(&self.docs()?.patient_file)
     }
 
     /// The liaison notebook.
-    pub fn notebook(&self) -> &LiaisonNotebook {
-        &self.docs.notebook
+    pub fn notebook(&self) -> Result<&LiaisonNotebook, CircleError> {
+        Ok(&self.docs()?.notebook)
     }
 
     /// The messages.
-    pub fn thread(&self) -> &Thread {
-        &self.docs.thread
+    pub fn thread(&self) -> Result<&Thread, CircleError> {
+        Ok(&self.docs()?.thread)
     }
 
     /// The notebook's entries, oldest first.
-    pub fn notes(&self) -> Vec<Entry> {
-        self.docs.notebook.entries()
+    pub fn notes(&self) -> Result<Vec<Entry>, CircleError> {
+        Ok(self.notebook()?.entries())
     }
 
     /// Per document, the last sequence number held from each device (its version vector).
     pub fn vector(&self, doc: DocKind) -> BTreeMap<DeviceId, u64> {
-        self.docs
-            .state
+        self.progress
             .get(&doc)
             .map(|s| s.applied.clone())
             .unwrap_or_default()
     }
 
+    /// The patient's identity as the circles list shows it (birth date, INS, names), kept
+    /// in the record: read without waking the circle.
+    pub fn listed_identity(&self) -> (Option<&str>, Option<&str>, Option<(&str, &str)>) {
+        let l = &self.listing;
+        let names = l.family_name.as_deref().zip(l.given_names.as_deref());
+        (l.birth_date.as_deref(), l.ins.as_deref(), names)
+    }
+
+    /// The alerts waiting for `me`, as last read, if the notebook and `me`'s role did not
+    /// change since (readable at rest).
+    pub fn waiting_alerts(&self, me: &MemberId) -> Option<&WaitingAlerts> {
+        self.waiting.as_ref().filter(|w| {
+            w.notebook == self.vector(DocKind::LiaisonNotebook)
+                && w.role == self.resolution().role(me)
+        })
+    }
+
+    /// Reads the alerts waiting for `me` in the notebook again (awake only); the record
+    /// to write when the reading changed.
+    pub fn read_waiting_alerts(&mut self, me: &MemberId) -> Result<Batch, CircleError> {
+        let role = self.resolution().role(me);
+        let alerts = self.notebook()?.alerts_waiting_for(me, role);
+        let read = WaitingAlerts {
+            notebook: self.vector(DocKind::LiaisonNotebook),
+            role,
+            alerts: alerts.into_iter().map(|(a, at)| (a, at.millis())).collect(),
+        };
+        let mut batch = Batch::new();
+        if self.waiting.as_ref() != Some(&read) {
+            self.waiting = Some(read);
+            self.record_into(&mut batch)?;
+        }
+        Ok(batch)
+    }
+
     /// Every member's profile known here: from the cards this node saw, else as each
-    /// member published it in the thread.
+    /// member published it in the thread (while the circle is awake).
     pub fn profiles(&self) -> BTreeMap<MemberId, Profile> {
         let mut all: BTreeMap<MemberId, Profile> = self
             .docs
-            .thread
-            .profiles()
+            .as_deref()
+            .map(|d| d.thread.profiles())
+            .unwrap_or_default()
             .into_iter()
             .map(|(m, p)| {
                 (
@@ -353,16 +475,20 @@ impl Circle {
     }
 
     /// A document in Automerge's standard save format.
-    pub fn save(&mut self, kind: DocKind) -> Vec<u8> {
-        self.docs.replica_mut(kind).save()
+    pub fn save(&mut self, kind: DocKind) -> Result<Vec<u8>, CircleError> {
+        Ok(self.docs_mut()?.replica_mut(kind).save())
     }
 
     /// Saves each document with at least `threshold` envelopes applied since its last
-    /// snapshot, as a batch for the store (not journaled: the envelopes cover it).
+    /// snapshot, as a batch for the store (not journaled: the envelopes cover it). Nothing
+    /// while the circle rests (its documents were saved before it went to rest).
     pub fn snapshots(&mut self, threshold: usize) -> Batch {
         let mut batch = Batch::new();
+        let Some(docs) = self.docs.as_deref_mut() else {
+            return batch;
+        };
         for kind in DocKind::ALL {
-            let state = self.docs.state(kind);
+            let state = self.progress.entry(kind).or_default();
             if state.since_snapshot < threshold.max(1) {
                 continue;
             }
@@ -370,11 +496,47 @@ impl Circle {
             let covers = state.applied.clone();
             let snapshot = crate::store::Snapshot {
                 covers,
-                doc: self.docs.replica_mut(kind).save(),
+                doc: docs.replica_mut(kind).save(),
             };
             batch.snapshot(&self.id, kind, &snapshot);
         }
         batch
+    }
+
+    /// Whether the circle may go to rest: awake, and nothing held in memory only (envelopes
+    /// waiting for others, or for their predecessors).
+    pub fn may_rest(&self) -> bool {
+        self.docs.is_some() && self.deferred.is_empty() && self.log.waiting() == 0
+    }
+
+    /// Puts the circle to rest: its documents and receive checks leave memory, after a
+    /// snapshot of each document with many envelopes since its last one (the batch). The
+    /// node rests only a circle none of whose writes is still on its way to the disk.
+    pub fn rest(&mut self) -> Batch {
+        if !self.may_rest() {
+            return Batch::new();
+        }
+        let batch = self.snapshots(SNAPSHOT_ON_OPEN);
+        self.docs = None;
+        self.log = EnvelopeLog::default();
+        batch
+    }
+
+    /// After a change of the patient file: the title and the listing kept in the record
+    /// follow it (the record is staged when they changed).
+    fn relist(&mut self, staged: &mut Staged) {
+        let Some(docs) = self.docs.as_deref() else {
+            return;
+        };
+        let pf = &docs.patient_file;
+        let (patient, team, listing) = (pf.title(), pf.team().is_some(), Listing::of(pf));
+        if (&patient, team, &listing) == (&self.info.patient, self.info.team, &self.listing) {
+            return;
+        }
+        (self.info.patient, self.info.team, self.listing) = (patient, team, listing);
+        if let Err(e) = self.record_into(&mut staged.batch) {
+            tracing::error!(circle = %self.id, error = %e, "cannot record the circle's listing");
+        }
     }
 
     /// Adds the circle's local record (metadata, members' profiles) to `batch`.
@@ -382,6 +544,9 @@ impl Circle {
         let record = CircleRecord {
             info: self.info.clone(),
             names: self.names.clone(),
+            listing: Some(self.listing.clone()),
+            waiting: self.waiting.clone(),
+            ops_checked: self.ops_checked,
         };
         let bytes = Zeroizing::new(serde_json::to_vec(&record).map_err(|e| CircleError::Load {
             circle: self.info.id.clone(),

@@ -93,6 +93,13 @@ impl Circle {
         if envelopes.is_empty() {
             return receipt;
         }
+        if self.docs.is_none() {
+            // The node wakes a circle before giving it envelopes; unconfirmed, they come
+            // again.
+            tracing::error!(circle = %id, "envelopes given to a circle at rest; left for later");
+            receipt.incomplete = true;
+            return receipt;
+        }
 
         let keys = self.keys.readable(&self.membership, me);
         let view = CircleView {
@@ -150,7 +157,10 @@ impl Circle {
                 for item in created {
                     receipt.staged.batch.received(&id, &item, now);
                     if doc == Some(DocKind::LiaisonNotebook)
-                        && self.docs.notebook.is_alert_for(&item, &member, role)
+                        && self
+                            .docs
+                            .as_deref()
+                            .is_some_and(|d| d.notebook.is_alert_for(&item, &member, role))
                     {
                         receipt.new_alerts += 1;
                     }
@@ -166,7 +176,7 @@ impl Circle {
                                 log: a.envelope.header.log(),
                                 seq: a.seq,
                             });
-                            let state = self.docs.state(a.doc);
+                            let state = self.progress(a.doc);
                             state.applied.insert(a.device, a.seq);
                             state.since_snapshot += 1;
                             *receipt.applied.entry(a.doc).or_default() += 1;
@@ -196,11 +206,15 @@ impl Circle {
         }
         self.defer(todo);
         receipt.incomplete = !self.deferred.is_empty() || self.log.waiting() > 0;
-        if receipt.applied.contains_key(&DocKind::PatientFile) {
-            self.info.patient = self.docs.patient_file.title();
-            self.info.team = self.docs.patient_file.team().is_some();
+        let listing_before = self.listing.clone();
+        if receipt.applied.contains_key(&DocKind::PatientFile)
+            && let Some(docs) = self.docs.as_deref()
+        {
+            let pf = &docs.patient_file;
+            (self.info.patient, self.info.team) = (pf.title(), pf.team().is_some());
+            self.listing = super::Listing::of(pf);
         }
-        if self.info.patient != patient_before
+        if (self.info.patient != patient_before || self.listing != listing_before)
             && let Err(e) = self.record_into(&mut receipt.staged.batch)
         {
             tracing::error!(error = %e, "cannot record the circle's new patient name");
@@ -232,8 +246,7 @@ impl Circle {
         let group: Vec<Accepted> = group
             .into_iter()
             .filter(|a| {
-                self.docs
-                    .state(a.doc)
+                self.progress(a.doc)
                     .applied
                     .get(&a.device)
                     .is_none_or(|s| *s < a.seq)
@@ -246,7 +259,10 @@ impl Circle {
             .iter()
             .flat_map(|a| a.changes.iter().cloned())
             .collect();
-        let replica = self.docs.replica_mut(doc);
+        let Some(docs) = self.docs.as_deref_mut() else {
+            return (Vec::new(), group, Vec::new());
+        };
+        let replica = docs.replica_mut(doc);
         if let Ok(created) = replica.apply_changes(changes, &author) {
             let done = group.into_iter().map(|a| (a, Ok(()))).collect();
             return (done, Vec::new(), created);

@@ -63,8 +63,11 @@ fn add_note(store: &dyn Store, c: &mut Circle, me: &LocalIdentity, text: &str, a
     w.value.unwrap()
 }
 
+/// Opens a circle as a node does (at rest), then wakes it as reading it does.
 fn open(store: &dyn Store, me: &LocalIdentity, id: &CircleId) -> Circle {
-    let (c, snapshots) = Circle::open(store, me, id).unwrap();
+    let (mut c, snapshots) = Circle::open(store, me, id).unwrap();
+    keep_batch(store, snapshots);
+    let snapshots = c.wake(store, me).unwrap();
     keep_batch(store, snapshots);
     c
 }
@@ -85,7 +88,11 @@ fn a_note_survives_reopening_the_circle() {
     let note = add_note(home.as_ref(), &mut c, &me, "Tension 13/8", 2);
     let c = open(home.as_ref(), &me, &id);
     assert_eq!(
-        c.notes().iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
+        c.notes()
+            .unwrap()
+            .iter()
+            .map(|n| n.id.clone())
+            .collect::<Vec<_>>(),
         vec![note]
     );
     assert_eq!(c.info().patient, "Jeanne Durand");
@@ -312,7 +319,7 @@ fn many_notes_reopen_from_a_snapshot_and_the_envelopes_after_it() {
     assert!(home.snapshot(&id, doc).unwrap().is_none());
     // Opening applies the envelopes and, there being enough, snapshots.
     let mut c = open(home.as_ref(), &me, &id);
-    assert_eq!(c.notes().len(), SNAPSHOT_ON_OPEN);
+    assert_eq!(c.notes().unwrap().len(), SNAPSHOT_ON_OPEN);
     add(&mut c, 1000..1003);
     drop(c);
     let snap = home.snapshot(&id, doc).unwrap().unwrap();
@@ -323,6 +330,7 @@ fn many_notes_reopen_from_a_snapshot_and_the_envelopes_after_it() {
     let c = open(home.as_ref(), &me, &id);
     let texts: Vec<String> = c
         .notes()
+        .unwrap()
         .iter()
         .map(|n| n.current_text().to_string())
         .collect();
@@ -432,5 +440,117 @@ fn envelopes_waiting_for_another_devices_change_wait_within_a_bound_and_are_neve
     let receipt = c.receive(&gp, "nurse", &[], &from_nurse, Timestamp(7));
     assert_eq!(receipt.applied.values().sum::<usize>(), 2);
     assert!(!receipt.incomplete);
-    assert_eq!(c.notes().len(), 6);
+    assert_eq!(c.notes().unwrap().len(), 6);
+}
+
+#[test]
+fn a_circle_opens_at_rest_and_is_listed_from_its_record() {
+    let (_dir, home, me) = setup();
+    let update = IdentityUpdate {
+        family_name: Some("Durand".into()),
+        given_names: Some("Jeanne".into()),
+        birth_date: Some("1941-03-02".into()),
+        ..Default::default()
+    };
+    let mut c = create(home.as_ref(), &me, &update);
+    let id = c.id();
+    add_note(home.as_ref(), &mut c, &me, "Tension 13/8", 2);
+    let vector = c.vector(cercle_crdt::DocKind::LiaisonNotebook);
+    drop(c);
+
+    // The first opening records the operations it checked; the record it writes keeps
+    // the listing.
+    let (_, batch) = Circle::open(home.as_ref(), &me, &id).unwrap();
+    keep_batch(home.as_ref(), batch);
+    let (mut c, batch) = Circle::open(home.as_ref(), &me, &id).unwrap();
+    assert!(batch.is_empty());
+    assert!(!c.is_awake());
+    assert_eq!(c.info().patient, "Jeanne Durand");
+    let (birth, _, names) = c.listed_identity();
+    assert_eq!(
+        (birth, names),
+        (Some("1941-03-02"), Some(("Durand", "Jeanne")))
+    );
+    // Sync reads how far each document got without its contents.
+    assert_eq!(c.vector(cercle_crdt::DocKind::LiaisonNotebook), vector);
+    assert!(matches!(c.notes(), Err(CircleError::AtRest { .. })));
+    let w = c.write::<LiaisonNotebook, _>(&me, Timestamp(3), &mut rng(), |nb| {
+        nb.add_entry(me.member(), note("refusé au repos"), Timestamp(3))
+    });
+    assert!(matches!(w.value, Err(CircleError::AtRest { .. })));
+    assert!(w.staged.batch.is_empty());
+
+    keep_batch(home.as_ref(), c.wake(home.as_ref(), &me).unwrap());
+    assert_eq!(c.notes().unwrap().len(), 1);
+    add_note(home.as_ref(), &mut c, &me, "Pansement refait", 4);
+    keep_batch(home.as_ref(), c.rest());
+    assert!(!c.is_awake());
+    keep_batch(home.as_ref(), c.wake(home.as_ref(), &me).unwrap());
+    assert_eq!(c.notes().unwrap().len(), 2);
+}
+
+#[test]
+fn a_record_written_before_the_listing_opens_the_circle_once_to_write_it() {
+    let (_dir, home, me) = setup();
+    let update = IdentityUpdate {
+        family_name: Some("Durand".into()),
+        given_names: Some("Jeanne".into()),
+        ins: Some("241037512345613".into()),
+        ..Default::default()
+    };
+    let c = create(home.as_ref(), &me, &update);
+    let id = c.id();
+    let older = CircleRecord {
+        info: c.info().clone(),
+        names: BTreeMap::new(),
+        listing: None,
+        waiting: None,
+        ops_checked: None,
+    };
+    drop(c);
+    let mut batch = Batch::new();
+    batch.circle(&id, &serde_json::to_vec(&older).unwrap());
+    keep_batch(home.as_ref(), batch);
+
+    let (c, batch) = Circle::open(home.as_ref(), &me, &id).unwrap();
+    assert!(c.is_awake());
+    assert!(!batch.is_empty());
+    keep_batch(home.as_ref(), batch);
+    let (c, _) = Circle::open(home.as_ref(), &me, &id).unwrap();
+    assert!(!c.is_awake());
+    assert_eq!(c.listed_identity().1, Some("241037512345613"));
+}
+
+#[test]
+fn the_record_vouches_only_for_the_operations_checked_before() {
+    let (_dir, home, me) = setup();
+    let c = create(home.as_ref(), &me, &IdentityUpdate::default());
+    let id = c.id();
+    drop(c);
+    // The first opening checks every signature and records the log it checked.
+    let (_, batch) = Circle::open(home.as_ref(), &me, &id).unwrap();
+    assert!(!batch.is_empty());
+    keep_batch(home.as_ref(), batch);
+    let (_, batch) = Circle::open(home.as_ref(), &me, &id).unwrap();
+    assert!(batch.is_empty(), "the same log is vouched for");
+
+    // An operation put in the store behind the node's back (its signature broken) is not
+    // vouched for: the log is checked again and the forgery refused.
+    let genesis = home.ops(&id).unwrap().remove(0);
+    let mut forged = genesis.clone();
+    let last = forged.len() - 2;
+    forged[last] ^= 1;
+    forged[3] ^= 1;
+    let mut batch = Batch::new();
+    let hash = *blake3::hash(&forged).as_bytes();
+    batch.put(
+        crate::store::Tree::Ops,
+        crate::store::keys::op(&id, &hash),
+        forged,
+    );
+    keep_batch(home.as_ref(), batch);
+    assert!(matches!(
+        Circle::open(home.as_ref(), &me, &id),
+        Err(CircleError::Load { .. })
+    ));
 }

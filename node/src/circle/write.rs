@@ -73,14 +73,28 @@ impl Circle {
                 staged: Staged::default(),
             };
         }
-        let doc = D::of(&mut self.docs);
+        let doc = match self.docs_mut() {
+            Ok(docs) => D::of(docs),
+            Err(e) => {
+                return Written {
+                    value: Err(e),
+                    staged: Staged::default(),
+                };
+            }
+        };
         let result = f(doc);
         let changes = doc.replica().take_local_changes();
+        let patient_changed = D::KIND == DocKind::PatientFile && !changes.is_empty();
         match self.seal(me, D::KIND, &changes, now, rng) {
-            Ok(staged) => Written {
-                value: result.map_err(CircleError::from),
-                staged,
-            },
+            Ok(mut staged) => {
+                if patient_changed {
+                    self.relist(&mut staged);
+                }
+                Written {
+                    value: result.map_err(CircleError::from),
+                    staged,
+                }
+            }
             Err(e) => Written {
                 value: Err(e),
                 staged: Staged::default(),
@@ -102,7 +116,15 @@ impl Circle {
             staged: Staged::default(),
         };
         let mine = me.profile.clone();
-        let published = self.docs.thread.profiles().remove(&me.member());
+        let published = match self.thread() {
+            Ok(thread) => thread.profiles().remove(&me.member()),
+            Err(e) => {
+                return Written {
+                    value: Err(e),
+                    staged: Staged::default(),
+                };
+            }
+        };
         if published.is_some_and(|p| p.name == mine.name && p.profession == mine.profession) {
             return nothing();
         }
@@ -143,7 +165,7 @@ impl Circle {
             return Ok(Staged::default());
         }
         let (mut staged, (epoch, key)) = self.write_key(me, now, rng)?;
-        let state = self.docs.state(doc);
+        let state = self.progress(doc);
         let last = state.own;
         let slot = Slot {
             circle: self.id,
@@ -159,7 +181,7 @@ impl Circle {
             seq: slot.seq,
         });
         self.log.resume(&env);
-        let state = self.docs.state(doc);
+        let state = self.progress(doc);
         state.own = Some(Head {
             seq: slot.seq,
             hash: env.hash(),

@@ -42,6 +42,11 @@ mod writes;
 
 use writes::{After, Writes};
 
+/// Circles kept awake at most: past this, the least recently used go to rest.
+pub const AWAKE_MAX: usize = 64;
+/// A circle unused for this long goes to rest (milliseconds).
+pub const REST_AFTER_MS: i64 = 5 * 60_000;
+
 /// Notes of one request written as one Automerge change (one envelope).
 pub const NOTES_PER_CHANGE: usize = 64;
 
@@ -134,6 +139,8 @@ pub struct Circles {
     /// Circles of the store that could not be opened, and why: shown as damaged, neither
     /// synced nor written, while every other circle works.
     pub(crate) damaged: BTreeMap<CircleId, String>,
+    /// When each circle was last woken or used (milliseconds): idle ones go to rest.
+    pub(crate) used: BTreeMap<CircleId, i64>,
     /// Circles this node was added to, waiting for its user's answer.
     pub(crate) invited: BTreeMap<CircleId, invitations::Invitation>,
     /// Circles its user declined: never offered again.
@@ -169,6 +176,7 @@ impl Circles {
             store,
             open,
             damaged,
+            used: BTreeMap::new(),
             invited: BTreeMap::new(),
             declined,
             relays: BTreeSet::new(),
@@ -177,11 +185,13 @@ impl Circles {
         Ok((circles, snapshots))
     }
 
-    /// The open circle whose id starts with `query`.
-    pub(crate) fn find(&mut self, query: &str) -> Result<&mut Circle, NodeError> {
-        Ok(crate::circle::pick(query, self.open.values_mut(), |c| {
-            c.id()
-        })?)
+    /// The id of the circle held here whose id starts with `query`.
+    pub(crate) fn find(&self, query: &str) -> Result<CircleId, NodeError> {
+        Ok(crate::circle::pick(
+            query,
+            self.open.keys().copied(),
+            |id| *id,
+        )?)
     }
 }
 
@@ -321,7 +331,8 @@ impl NodeCore {
         self.running = running;
         self.circles.relays = relays;
         if running {
-            // Envelopes written here reach peers through the first `Hello` exchange.
+            // Envelopes written here reach peers through the first `Hello` exchange. A
+            // circle at rest publishes when it wakes.
             let ids: Vec<CircleId> = self.circles.open.keys().copied().collect();
             for id in ids {
                 self.publish_profile(id);
@@ -353,6 +364,7 @@ impl NodeCore {
                 self.tick();
                 self.tick_devices();
                 self.remind();
+                self.rest_idle();
             }
         }
         std::mem::take(&mut self.out)
@@ -398,12 +410,18 @@ impl NodeCore {
         self.out.push(effect);
     }
 
-    /// The open circle `query` names, with what writing to it needs.
+    /// The circle `query` names, awake, with what writing to it needs.
     pub(crate) fn circle_mut(
         &mut self,
         query: &str,
     ) -> Result<(&mut Circle, Author<'_>), NodeError> {
-        let c = self.circles.find(query)?;
+        let id = self.circles.find(query)?;
+        self.wake(id)?;
+        let c = self
+            .circles
+            .open
+            .get_mut(&id)
+            .ok_or_else(|| NodeError::internal("a circle found is held"))?;
         let author = Author {
             me: &self.me,
             now: self.now.timestamp(),
@@ -421,9 +439,99 @@ impl NodeCore {
         }
     }
 
-    /// The open circle `query` names, to read.
+    /// The circle `query` names, awake, to read.
     pub(crate) fn circle(&mut self, query: &str) -> Result<&Circle, NodeError> {
-        Ok(&*self.circles.find(query)?)
+        Ok(&*self.circle_mut(query)?.0)
+    }
+
+    /// Wakes circle `id` if it rests (its documents read from the store; snapshots due are
+    /// written) and marks it used now. A circle that cannot be woken is set aside as
+    /// damaged, as one that cannot be opened is.
+    pub(crate) fn wake(&mut self, id: CircleId) -> Result<(), NodeError> {
+        let now = self.now.millis();
+        let Some(c) = self.circles.open.get_mut(&id) else {
+            return Ok(());
+        };
+        self.circles.used.insert(id, now);
+        if c.is_awake() {
+            return Ok(());
+        }
+        match c.wake(self.circles.store.as_ref(), &self.me) {
+            Ok(snapshots) => {
+                if !snapshots.is_empty() {
+                    self.write_batch(snapshots, After::default());
+                }
+                self.publish_profile(id);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(circle = %id, error = %e, "a circle could not be woken; it is set aside as damaged");
+                self.circles.open.remove(&id);
+                self.circles.used.remove(&id);
+                self.circles.damaged.insert(id, e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The node is stopping: the alerts waiting in each awake circle are kept in its
+    /// record (read again if changed), so that the next start wakes none to recall them.
+    pub fn stopping(&mut self, now: Now) -> Vec<Effect> {
+        self.now = now;
+        let awake: Vec<CircleId> = self
+            .circles
+            .open
+            .iter()
+            .filter(|(_, c)| c.is_awake())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in awake {
+            self.read_waiting_alerts(id);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Puts to rest the circles idle for [`REST_AFTER_MS`], and the least recently used
+    /// beyond [`AWAKE_MAX`]; never one with a write still on its way to the disk.
+    fn rest_idle(&mut self) {
+        let now = self.now.millis();
+        let used = &mut self.circles.used;
+        // A circle created or joined here is awake from the start: used now.
+        let mut awake: Vec<(i64, CircleId)> = self
+            .circles
+            .open
+            .iter()
+            .filter(|(_, c)| c.is_awake())
+            .map(|(id, _)| (*used.entry(*id).or_insert(now), *id))
+            .collect();
+        awake.sort_unstable();
+        let mut over = awake.len().saturating_sub(AWAKE_MAX);
+        for (at, id) in awake {
+            if over == 0 && now - at < REST_AFTER_MS {
+                break;
+            }
+            if self.writes.touches(&id) {
+                continue;
+            }
+            let Some(c) = self.circles.open.get_mut(&id) else {
+                self.circles.used.remove(&id);
+                continue;
+            };
+            if !c.may_rest() {
+                continue;
+            }
+            self.read_waiting_alerts(id);
+            let Some(c) = self.circles.open.get_mut(&id) else {
+                continue;
+            };
+            let snapshots = c.rest();
+            self.circles.used.remove(&id);
+            over = over.saturating_sub(1);
+            tracing::debug!(circle = %id, "put to rest");
+            if !snapshots.is_empty() {
+                self.write_batch(snapshots, After::default());
+            }
+        }
     }
 
     /// The random generator.
@@ -535,7 +643,7 @@ impl NodeCore {
 
     /// Publishes this member's profile in a circle's thread if it is missing or outdated.
     pub(crate) fn publish_profile(&mut self, circle: CircleId) {
-        let Some(c) = self.circles.open.get_mut(&circle) else {
+        let Some(c) = self.circles.open.get_mut(&circle).filter(|c| c.is_awake()) else {
             return;
         };
         let written = c.publish_profile(&self.me, self.now.timestamp(), &mut self.rng);

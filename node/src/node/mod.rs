@@ -390,6 +390,8 @@ impl Shell {
                 self.carry_out(&mut core, effects);
             }
         });
+        let effects = core.stopping(now());
+        self.carry_out(&mut core, effects);
         // The writes under way complete before the store closes; their requests are
         // answered.
         while self.in_flight > 0 {

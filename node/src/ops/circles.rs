@@ -103,15 +103,16 @@ fn listed<'a>(open: impl Iterator<Item = &'a Circle>) -> Vec<CircleInfo> {
     let mut same: std::collections::HashMap<String, Vec<String>> = Default::default();
     let mut circles: Vec<CircleInfo> = Vec::new();
     for c in open {
-        let id = c.patient_file().identity();
+        // From the circle's record: listing opens no document.
+        let (birth_date, ins, names) = c.listed_identity();
         let mut info = c.info().clone();
-        info.birth_date = id.birth_date.clone();
-        if let Some(ins) = &id.ins {
+        info.birth_date = birth_date.map(str::to_string);
+        if let Some(ins) = ins {
             same.entry(format!("ins {ins}"))
                 .or_default()
                 .push(info.id.clone());
         }
-        if let (Some(f), Some(g), Some(b)) = (&id.family_name, &id.given_names, &id.birth_date) {
+        if let (Some((f, g)), Some(b)) = (names, birth_date) {
             let key = format!(
                 "name {}|{}|{b}",
                 f.trim().to_lowercase(),

@@ -86,7 +86,7 @@ impl Operation for DocList {
     fn run(self, core: &mut NodeCore) -> Result<Documents, NodeError> {
         let store = core.circles.store.clone();
         Ok(Documents {
-            documents: documents(core.circle(&self.circle)?, store.as_ref()),
+            documents: documents(core.circle(&self.circle)?, store.as_ref())?,
         })
     }
 }
@@ -117,7 +117,7 @@ impl Operation for DocGet {
         let store = core.circles.store.clone();
         let c = core.circle(&self.circle)?;
         let circle = c.id();
-        let rows = documents(c, store.as_ref());
+        let rows = documents(c, store.as_ref())?;
         let picked = pick_id("document", &self.doc, rows.iter().map(|d| d.id.clone()))?;
         let Some(document) = rows.into_iter().find(|d| d.id == picked) else {
             return Err(NodeError::not_found(format!("no document {:?}", self.doc)));
@@ -154,8 +154,8 @@ impl Operation for DocGet {
 }
 
 /// The patient file's documents; `here` says whether this node holds each one's content.
-pub(crate) fn documents(c: &Circle, store: &dyn Store) -> Vec<DocumentRow> {
-    c.patient_file()
+pub(crate) fn documents(c: &Circle, store: &dyn Store) -> Result<Vec<DocumentRow>, NodeError> {
+    Ok(c.patient_file()?
         .items(ItemList::Documents)
         .into_iter()
         .map(|d| {
@@ -172,7 +172,7 @@ pub(crate) fn documents(c: &Circle, store: &dyn Store) -> Vec<DocumentRow> {
                 id: d.id,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// A content hash written as 64 hex digits.

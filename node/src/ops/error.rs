@@ -142,9 +142,10 @@ impl From<CircleError> for NodeError {
             | CircleError::NotInvited { .. } => ErrorKind::NotAllowed,
             CircleError::AlreadyMember { .. } => ErrorKind::Conflict,
             CircleError::Store(s) => return NodeError::from(s.clone()),
-            CircleError::Load { .. } | CircleError::Crypto(_) | CircleError::Seal(_) => {
-                ErrorKind::Internal
-            }
+            CircleError::Load { .. }
+            | CircleError::Crypto(_)
+            | CircleError::Seal(_)
+            | CircleError::AtRest { .. } => ErrorKind::Internal,
         };
         let mut error = NodeError::new(kind, e.to_string());
         match e {

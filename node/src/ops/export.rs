@@ -59,11 +59,13 @@ impl Operation for Export {
         let files = match self.format {
             ExportFormat::Automerge => DocKind::ALL
                 .into_iter()
-                .map(|kind| ExportFile {
-                    name: format!("{}.automerge", kind.as_str()),
-                    content: hex::encode(c.save(kind)),
+                .map(|kind| {
+                    Ok(ExportFile {
+                        name: format!("{}.automerge", kind.as_str()),
+                        content: hex::encode(c.save(kind)?),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, NodeError>>()?,
             ExportFormat::Json => {
                 let names = Names::of(c);
                 let members: BTreeMap<String, Option<String>> = c
@@ -75,13 +77,13 @@ impl Operation for Export {
                 let all = serde_json::json!({
                     "circle": c.info().id,
                     "members": members,
-                    "patient_file": super::patient::view(c, store.as_ref()),
-                    "liaison_notebook": super::notes::notes(c, store.as_ref(), &me),
-                    "thread": super::messages::messages(c),
+                    "patient_file": super::patient::view(c, store.as_ref())?,
+                    "liaison_notebook": super::notes::notes(c, store.as_ref(), &me)?,
+                    "thread": super::messages::messages(c)?,
                 });
                 vec![json_file("circle.json", &all)?]
             }
-            ExportFormat::Fhir => vec![json_file("circle.fhir.json", &fhir_bundle(c, now))?],
+            ExportFormat::Fhir => vec![json_file("circle.fhir.json", &fhir_bundle(c, now)?)?],
         };
         // Taking a patient's file out of the circle is worth a line in the log.
         tracing::info!(circle = %c.id(), format = ?self.format, "circle exported");
@@ -100,7 +102,7 @@ fn json_file(name: &str, value: &serde_json::Value) -> Result<ExportFile, NodeEr
 
 /// The circle as a FHIR R4 bundle: the members as the membership log has them now, and
 /// anyone else whose profile was published here (a former member who wrote).
-fn fhir_bundle(c: &Circle, now: Timestamp) -> serde_json::Value {
+fn fhir_bundle(c: &Circle, now: Timestamp) -> Result<serde_json::Value, NodeError> {
     let resolution = c.resolution();
     let profiles = c.profiles();
     let unprofiled: Vec<MemberId> = resolution
@@ -122,13 +124,13 @@ fn fhir_bundle(c: &Circle, now: Timestamp) -> serde_json::Value {
             adeli: profile.and_then(|p| p.adeli),
         })
         .collect();
-    fhir::bundle(&CircleRecord {
+    Ok(fhir::bundle(&CircleRecord {
         circle: &c.info().id,
         closed: resolution.closed,
-        patient_file: c.patient_file(),
-        notebook: c.notebook(),
-        thread: c.thread(),
+        patient_file: c.patient_file()?,
+        notebook: c.notebook()?,
+        thread: c.thread()?,
         members: &members,
         exported_at: now,
-    })
+    }))
 }

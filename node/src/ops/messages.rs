@@ -70,7 +70,7 @@ impl Operation for MsgList {
         let by = core.me().member();
         let unread: Vec<String> = core
             .circle(&self.circle)?
-            .thread()
+            .thread()?
             .messages()
             .into_iter()
             .filter(|m| m.author != by && m.read_by.iter().all(|r| r.by != by))
@@ -84,15 +84,15 @@ impl Operation for MsgList {
             })?;
         }
         Ok(Messages {
-            messages: messages(core.circle(&self.circle)?),
+            messages: messages(core.circle(&self.circle)?)?,
         })
     }
 }
 
 /// The thread's messages, oldest first.
-pub(crate) fn messages(c: &Circle) -> Vec<MessageRow> {
+pub(crate) fn messages(c: &Circle) -> Result<Vec<MessageRow>, NodeError> {
     let names = Names::of(c);
-    c.thread()
+    Ok(c.thread()?
         .messages()
         .into_iter()
         .map(|m| MessageRow {
@@ -109,5 +109,5 @@ pub(crate) fn messages(c: &Circle) -> Vec<MessageRow> {
             attachments: m.attachments,
             id: m.id,
         })
-        .collect()
+        .collect())
 }

@@ -181,7 +181,7 @@ impl Operation for NoteList {
         let store = core.circles.store.clone();
         let me = core.me.member();
         Ok(Notes {
-            notes: notes(core.circle(&self.circle)?, store.as_ref(), &me),
+            notes: notes(core.circle(&self.circle)?, store.as_ref(), &me)?,
         })
     }
 }
@@ -194,14 +194,18 @@ pub fn dated_apart(at: Timestamp, received: Timestamp) -> bool {
 
 /// The notebook's notes, oldest first, with when this node received those other devices
 /// wrote.
-pub(crate) fn notes(c: &Circle, store: &dyn Store, me: &MemberId) -> Vec<NoteRow> {
+pub(crate) fn notes(
+    c: &Circle,
+    store: &dyn Store,
+    me: &MemberId,
+) -> Result<Vec<NoteRow>, NodeError> {
     let names = Names::of(c);
     let my_role = c.resolution().role(me);
     let received = store.received(&c.id()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot read when notes were received");
         Default::default()
     });
-    c.notes()
+    Ok(c.notes()?
         .into_iter()
         .map(|e| {
             let got = received.get(&e.id).copied();
@@ -232,13 +236,13 @@ pub(crate) fn notes(c: &Circle, store: &dyn Store, me: &MemberId) -> Vec<NoteRow
                 id: e.id,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The id of the note `query` names.
 fn note_id(core: &mut NodeCore, circle: &str, query: &str) -> Result<String, NodeError> {
     let c = core.circle(circle)?;
-    pick_id("note", query, c.notes().into_iter().map(|e| e.id))
+    pick_id("note", query, c.notes()?.into_iter().map(|e| e.id))
 }
 
 /// Corrects one of this member's notes (the original stays visible as amended).

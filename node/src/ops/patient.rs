@@ -64,7 +64,7 @@ impl Operation for PatientShow {
 
     fn run(self, core: &mut NodeCore) -> Result<PatientView, NodeError> {
         let store = core.circles.store.clone();
-        Ok(view(core.circle(&self.circle)?, store.as_ref()))
+        view(core.circle(&self.circle)?, store.as_ref())
     }
 }
 
@@ -176,7 +176,7 @@ impl Operation for PatientSet {
             Ok(())
         })?;
         let store = core.circles.store.clone();
-        Ok(view(core.circle(&self.circle)?, store.as_ref()))
+        view(core.circle(&self.circle)?, store.as_ref())
     }
 }
 
@@ -350,7 +350,7 @@ fn pick_item(
 ) -> Result<String, NodeError> {
     let ids = core
         .circle(circle)?
-        .patient_file()
+        .patient_file()?
         .items(list)
         .into_iter()
         .map(|i| i.id);
@@ -367,8 +367,8 @@ fn item_row(item: Item) -> ItemRow {
 }
 
 /// The patient file for people.
-pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
-    let pf = c.patient_file();
+pub(crate) fn view(c: &Circle, store: &dyn Store) -> Result<PatientView, NodeError> {
+    let pf = c.patient_file()?;
     let id = pf.identity();
     let (identity_status, verified_by, verified_at, verified_with) = match &id.status {
         IdentityStatus::Provisional => ("provisional".to_string(), None, None, None),
@@ -381,7 +381,7 @@ pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
     };
     let consent = pf.consent();
     let items = |list| pf.items(list).into_iter().map(item_row).collect();
-    PatientView {
+    Ok(PatientView {
         circle: c.info().id.clone(),
         family_name: id.family_name,
         given_names: id.given_names,
@@ -401,9 +401,9 @@ pub(crate) fn view(c: &Circle, store: &dyn Store) -> PatientView {
         allergies: items(ItemList::Allergies),
         medications: items(ItemList::Medications),
         contacts: items(ItemList::Contacts),
-        tasks: tasks(c),
-        documents: documents(c, store),
-    }
+        tasks: tasks(c)?,
+        documents: documents(c, store)?,
+    })
 }
 
 fn consent_name(s: ConsentStatus) -> &'static str {

@@ -103,7 +103,7 @@ impl Operation for TaskList {
 
     fn run(self, core: &mut NodeCore) -> Result<Tasks, NodeError> {
         Ok(Tasks {
-            tasks: tasks(core.circle(&self.circle)?),
+            tasks: tasks(core.circle(&self.circle)?)?,
         })
     }
 }
@@ -121,20 +121,20 @@ impl Operation for TaskDone {
 
     fn run(self, core: &mut NodeCore) -> Result<Tasks, NodeError> {
         let c = core.circle(&self.circle)?;
-        let id = pick_id("task", &self.task, tasks(c).into_iter().map(|t| t.id))?;
+        let id = pick_id("task", &self.task, tasks(c)?.into_iter().map(|t| t.id))?;
         core.write::<PatientFile, _>(&self.circle, |pf, author, now| {
             pf.complete_task(author, &id, now)
         })?;
         Ok(Tasks {
-            tasks: tasks(core.circle(&self.circle)?),
+            tasks: tasks(core.circle(&self.circle)?)?,
         })
     }
 }
 
 /// The care plan's tasks, oldest first.
-pub(crate) fn tasks(c: &Circle) -> Vec<TaskRow> {
+pub(crate) fn tasks(c: &Circle) -> Result<Vec<TaskRow>, NodeError> {
     let names = Names::of(c);
-    c.patient_file()
+    Ok(c.patient_file()?
         .items(ItemList::Tasks)
         .into_iter()
         .map(|t| {
@@ -154,5 +154,5 @@ pub(crate) fn tasks(c: &Circle) -> Vec<TaskRow> {
                 id: t.id,
             }
         })
-        .collect()
+        .collect())
 }

@@ -564,8 +564,11 @@ fn rewrite_other_note(
     let (mut c, _) =
         Circle::join(me, circle, ops).unwrap_or_else(|e| fail(&format!("not a member: {e}")));
     let _ = c.receive(me, "node", &[], theirs, cercle_crdt::Timestamp(5));
-    let mut doc = automerge::AutoCommit::load(&c.save(DocKind::LiaisonNotebook))
+    let saved = c
+        .save(DocKind::LiaisonNotebook)
         .unwrap_or_else(|e| fail(&format!("no notebook: {e}")));
+    let mut doc =
+        automerge::AutoCommit::load(&saved).unwrap_or_else(|e| fail(&format!("no notebook: {e}")));
     doc.set_actor(me.actor());
     let object =
         |doc: &automerge::AutoCommit, obj: &automerge::ObjId, key: &str| match doc.get(obj, key) {

@@ -132,8 +132,13 @@ impl NodeCore {
             tracing::warn!(peer = %from, %circle, "refused a document to a device that is not a member");
             return Vec::new();
         }
-        let listed = c
-            .patient_file()
+        if self.wake(circle).is_err() {
+            return Vec::new();
+        }
+        let Some(Ok(pf)) = self.circles.open.get(&circle).map(|c| c.patient_file()) else {
+            return Vec::new();
+        };
+        let listed = pf
             .items(ItemList::Documents)
             .iter()
             .any(|d| d.get("blob") == Some(hex::encode(hash).as_str()));

@@ -328,6 +328,9 @@ impl NodeCore {
             ops,
             envelopes,
         } = r;
+        if !envelopes.is_empty() && self.wake(circle).is_err() {
+            return Taken::default();
+        }
         let Some(c) = self.circles.open.get_mut(&circle) else {
             return Taken::default();
         };
@@ -350,7 +353,8 @@ impl NodeCore {
         }
         if receipt.new_alerts > 0 {
             let me = self.me.member();
-            let open = c.notebook().open_alerts_for(&me, c.resolution().role(&me));
+            let role = c.resolution().role(&me);
+            let open = c.notebook().map_or(0, |nb| nb.open_alerts_for(&me, role));
             tracing::info!(%circle, open, "an alert from another member arrived");
             self.out.push(Effect::Event(NodeEvent::Alert {
                 circle: circle.to_string(),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::api::NodeEvent;
 use crate::circle::membership::CircleId;
 
+use super::writes::After;
 use super::{Effect, NodeCore};
 
 /// How often the core looks for alerts to recall (milliseconds).
@@ -21,28 +22,39 @@ const HOUR_MS: i64 = 3_600_000;
 /// entries measured here).
 const READS_PER_LOOK: usize = 64;
 
-/// What was recalled: per circle and alert, how many delays had elapsed; and per circle,
-/// the alerts waiting for the member as of the notebook's state last read.
+/// What was recalled: per circle and alert, how many delays had elapsed. The alerts
+/// waiting in each circle, as last read, are kept by the circle
+/// ([`crate::circle::Circle::waiting_alerts`]).
 #[derive(Debug, Default)]
 pub(crate) struct Reminders {
     next_look: i64,
     recalled: BTreeMap<(CircleId, String), i64>,
-    read: BTreeMap<CircleId, Waiting>,
-}
-
-/// The alerts waiting for the member in one circle (id, written at), and what they were
-/// read from: the notebook's applied envelopes per device, and the member's role.
-#[derive(Debug)]
-struct Waiting {
-    notebook: crate::sync::Vector,
-    role: Option<cercle_crdt::Role>,
-    alerts: Vec<(String, i64)>,
 }
 
 impl NodeCore {
     /// Looks again at the next tick: an alert arrived, perhaps written long ago offline.
     pub(super) fn remind_soon(&mut self) {
         self.reminders.next_look = self.now.millis();
+    }
+
+    /// Reads the alerts waiting in awake circle `id` again if its notebook or the member's
+    /// role changed since the last reading, and keeps the reading in the circle's record:
+    /// after a restart, no circle at rest is woken to recall its alerts.
+    pub(super) fn read_waiting_alerts(&mut self, id: CircleId) {
+        let me = self.me.member();
+        let Some(c) = self.circles.open.get_mut(&id) else {
+            return;
+        };
+        if !c.is_awake() || c.waiting_alerts(&me).is_some() {
+            return;
+        }
+        match c.read_waiting_alerts(&me) {
+            Ok(record) if !record.is_empty() => {
+                self.write_batch(record, After::default());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(circle = %id, error = %e, "cannot read the alerts waiting"),
+        }
     }
 
     /// Recalls the alerts waiting longer than their circle's delay (at most once a minute).
@@ -53,37 +65,41 @@ impl NodeCore {
         }
         self.reminders.next_look = now + LOOK_EVERY_MS;
         let me = self.me.member();
+        // The circles whose waiting alerts must be read again (the notebook or the
+        // member's role changed), at most READS_PER_LOOK a look: woken and read first.
+        let to_read: Vec<CircleId> = self
+            .circles
+            .open
+            .iter()
+            .filter(|(_, c)| c.resolution().reminder_after() > 0 && !c.resolution().closed)
+            .filter(|(_, c)| c.waiting_alerts(&me).is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if to_read.len() > READS_PER_LOOK {
+            // The rest at a later tick; what was known stays meanwhile.
+            self.reminders.next_look = now;
+        }
+        for id in to_read.into_iter().take(READS_PER_LOOK) {
+            // One that cannot be woken is set aside as damaged, and logged there.
+            if self.wake(id).is_ok() {
+                self.read_waiting_alerts(id);
+            }
+        }
         let mut kept = BTreeMap::new();
-        let mut read = BTreeMap::new();
-        let mut reads = 0;
         for (id, c) in &self.circles.open {
             let delay = i64::from(c.resolution().reminder_after()) * HOUR_MS;
             if delay == 0 || c.resolution().closed {
                 continue;
             }
-            let role = c.resolution().role(&me);
-            let notebook = c.vector(cercle_crdt::DocKind::LiaisonNotebook);
-            let known = self.reminders.read.remove(id);
-            let waiting = match known {
-                Some(w) if w.notebook == notebook && w.role == role => w,
-                // Read at a later tick; what was known stays meanwhile.
-                Some(w) if reads >= READS_PER_LOOK => {
-                    self.reminders.next_look = now;
-                    w
-                }
-                None if reads >= READS_PER_LOOK => {
-                    self.reminders.next_look = now;
-                    continue;
-                }
-                _ => {
-                    reads += 1;
-                    let alerts = c.notebook().alerts_waiting_for(&me, role);
-                    Waiting {
-                        alerts: alerts.into_iter().map(|(a, at)| (a, at.millis())).collect(),
-                        notebook,
-                        role,
-                    }
-                }
+            let Some(waiting) = c.waiting_alerts(&me) else {
+                // Not read yet: what was recalled in it stays recalled.
+                let recalled = self.reminders.recalled.range((*id, String::new())..);
+                kept.extend(
+                    recalled
+                        .take_while(|((c, _), _)| c == id)
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
+                continue;
             };
             let mut due = 0;
             for (alert, at) in &waiting.alerts {
@@ -98,7 +114,6 @@ impl NodeCore {
                 kept.insert(key, rounds);
             }
             let open = waiting.alerts.len();
-            read.insert(*id, waiting);
             if due > 0 {
                 tracing::info!(circle = %id, due, open, "alerts waiting past the circle's delay are recalled");
                 self.out.push(Effect::Event(NodeEvent::Reminder {
@@ -107,7 +122,6 @@ impl NodeCore {
                 }));
             }
         }
-        self.reminders.read = read;
         // Alerts acknowledged since are forgotten.
         self.reminders.recalled = kept;
     }

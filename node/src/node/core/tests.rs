@@ -596,3 +596,93 @@ fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_sp
         assert_eq!(counts, vec![1, 1], "circle {k}");
     }
 }
+
+/// How many of node `i`'s circles are awake.
+fn awake(c: &Cluster, i: usize) -> usize {
+    let circles = c.members[i].core.circles();
+    circles.open.values().filter(|x| x.is_awake()).count()
+}
+
+fn note(c: &mut Cluster, i: usize, circle: &str, text: &str) {
+    let add = crate::ops::notes::NoteAdd {
+        circle: circle.into(),
+        texts: vec![text.into()],
+        kind: cercle_crdt::EntryKind::Care,
+        at: None,
+        vitals: None,
+        to: None,
+    };
+    c.ask(i, add, WAIT).unwrap();
+}
+
+fn texts(c: &mut Cluster, i: usize, circle: &str) -> Vec<String> {
+    let list = crate::ops::notes::NoteList {
+        circle: circle.into(),
+    };
+    let notes = c.ask(i, list, WAIT).unwrap().notes;
+    notes.into_iter().map(|n| n.text).collect()
+}
+
+#[test]
+fn circles_rest_until_needed_and_lose_nothing_in_between() {
+    use crate::node::core::{AWAKE_MAX, REST_AFTER_MS};
+    let mut c = cluster(&["GP", "Nurse"]);
+    let first = new_circle(&mut c, 0);
+    c.add_member(0, &first, 1, Role::Professional, WAIT)
+        .unwrap();
+    note(&mut c, 0, &first, "avant le redémarrage");
+    let more = AWAKE_MAX + 6;
+    for i in 1..more {
+        c.create_circle(0, &format!("Patient{i} Durand"), WAIT)
+            .unwrap();
+    }
+    assert_eq!(awake(&c, 0), more, "a circle created here is awake");
+    // The node reads the alerts waiting in each (for its reminders) within a minute.
+    c.run_for(61_000);
+
+    // Restarted, the GP's node holds every circle at rest, and listing them wakes none.
+    c.set_home_relays(0, Default::default()).unwrap();
+    assert_eq!(awake(&c, 0), 0);
+    let listed = c.ask(0, CircleList {}, WAIT).unwrap().circles;
+    assert_eq!(listed.len(), more);
+    assert!(listed.iter().any(|l| l.patient == "Jeanne Durand"));
+    assert_eq!(awake(&c, 0), 0);
+
+    // The nurse's note wakes the one circle it is for.
+    c.connect(0, 1);
+    c.run_for(2_000);
+    assert_eq!(c.accept_invitations(1, WAIT), 1);
+    c.run_for(2_000);
+    note(&mut c, 1, &first, "pansement refait");
+    c.run_for(2_000);
+    assert_eq!(awake(&c, 0), 1);
+
+    // Idle (its alerts read for the reminders within the minute), it rests again; read,
+    // it wakes with both notes.
+    c.run_for(REST_AFTER_MS + 62_000);
+    assert_eq!(awake(&c, 0), 0);
+    assert_eq!(
+        texts(&mut c, 0, &first),
+        ["avant le redémarrage", "pansement refait"]
+    );
+    assert_eq!(awake(&c, 0), 1);
+
+    // Reading every circle wakes each, and the least recently used go back to rest.
+    for l in &listed {
+        texts(&mut c, 0, &l.id);
+    }
+    assert!(awake(&c, 0) > AWAKE_MAX);
+    c.run_for(2_000);
+    assert_eq!(awake(&c, 0), AWAKE_MAX);
+    // A note written while the circle rests (offline, by the nurse) reaches it as well.
+    c.disconnect(0, 1);
+    c.run_for(REST_AFTER_MS + 62_000);
+    assert_eq!(awake(&c, 0), 0);
+    note(&mut c, 1, &first, "hors ligne");
+    c.connect(0, 1);
+    c.run_for(5_000);
+    assert_eq!(
+        texts(&mut c, 0, &first),
+        ["avant le redémarrage", "pansement refait", "hors ligne"]
+    );
+}

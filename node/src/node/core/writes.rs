@@ -59,6 +59,13 @@ impl Writes {
         id
     }
 
+    /// Whether a write still pending holds envelopes of `circle`.
+    pub(crate) fn touches(&self, circle: &CircleId) -> bool {
+        self.pending
+            .values()
+            .any(|a| a.circle.as_ref() == Some(circle))
+    }
+
     /// The last write asked for since `first` and still pending.
     pub(crate) fn last_since(&self, first: WriteId) -> Option<WriteId> {
         self.pending.range(first..).next_back().map(|(id, _)| *id)

@@ -1,0 +1,248 @@
+//! Cold start of a GP's node: `cercle up` on a home holding N circles of K notes each (a
+//! GP's patients), against the same start on a home holding one circle of K notes, in the
+//! same run.
+//!
+//! The homes are filled through a running node's API, as the members write: one note per
+//! request, each answered once durable (so each note is its own envelope, as in a real
+//! notebook), the circles created one by one. The node is then stopped and started once
+//! (its first start after the writes takes the documents' snapshots), and measured over
+//! several starts:
+//!
+//! - **time to ready**: from the process's spawn until its API answers `status` with a
+//!   listening address (an answering API and a listening network), the keys sealed with a
+//!   passphrase as a professional's are (Argon2id included, the same in both homes);
+//! - **resident memory** (`VmRSS`) when ready, and after 2 s at rest.
+//!
+//! `CERCLE_BENCH_CIRCLES` (default 1 000) and `CERCLE_BENCH_NOTES` (default 100) set the
+//! size; `CERCLE_BENCH_HOME=DIR` keeps the homes in `DIR` and starts from them again (to
+//! profile a start). Prints a table and writes `target/bench-results/coldstart.json`. Under `cargo test`
+//! it runs a small smoke pass.
+
+#![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cercle_crdt::EntryKind;
+use cercle_node::api::ApiFile;
+use cercle_node::ops::circles::CircleCreate;
+use cercle_node::ops::notes::NoteAdd;
+use cercle_node::ops::status::Status;
+use cercle_node::ops::{Answer, Request};
+
+mod nodes;
+use nodes::{Node, ask};
+
+const PASSPHRASE: &str = "un mot de passe de démonstration assez long";
+/// Requests in flight while the home is filled.
+const WRITERS: usize = 16;
+
+fn size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn text(circle: usize, note: usize) -> String {
+    format!("Passage n°{note} chez le patient {circle} : pansement refait, plaie propre, TA 13/8.")
+}
+
+/// Creates `circles` circles on the running `node` and writes `notes` notes in each, one
+/// per request, `WRITERS` requests at a time.
+async fn fill(http: &reqwest::Client, node: &Node, circles: usize, notes: usize) {
+    let mut ids = Vec::with_capacity(circles);
+    for i in 0..circles {
+        let create = CircleCreate {
+            patient: format!("Patient{i} Durand"),
+            birth_date: None,
+            family_name: None,
+            given_names: None,
+            team: None,
+        };
+        let made = ask(http, node, create).await;
+        let id = made
+            .circles
+            .iter()
+            .find(|c| c.patient.starts_with(&format!("Patient{i} ")))
+            .expect("the new circle is listed")
+            .id
+            .clone();
+        ids.push(id);
+    }
+    let ids = std::sync::Arc::new(ids);
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (http, ids) = (http.clone(), ids.clone());
+        let api = node.api().clone();
+        tasks.push(tokio::spawn(async move {
+            for (i, id) in ids.iter().enumerate().skip(w).step_by(WRITERS) {
+                for j in 0..notes {
+                    let note = NoteAdd {
+                        circle: id.clone(),
+                        texts: vec![text(i, j)],
+                        kind: EntryKind::Care,
+                        at: None,
+                        vitals: None,
+                        to: None,
+                    };
+                    let answer = call(&http, &api, note.into()).await;
+                    assert!(answer.is_some(), "note {j} of circle {i} refused");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+}
+
+/// One call to the API; `None` when it does not answer (yet) or refuses.
+async fn call(http: &reqwest::Client, api: &ApiFile, request: Request) -> Option<Answer> {
+    let r = http
+        .post(format!("http://{}/api/v1/call", api.address))
+        .bearer_auth(&api.token)
+        .json(&request)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// `VmRSS` of a process, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Start {
+    ready: Duration,
+    rss_ready_kib: u64,
+    rss_rest_kib: u64,
+}
+
+/// Starts the node and times it until its API answers `status` with a listening address.
+async fn start(http: &reqwest::Client, node: &mut Node) -> Start {
+    let t = Instant::now();
+    node.spawn(&[]);
+    let deadline = t + Duration::from_secs(120);
+    let ready = loop {
+        assert!(Instant::now() < deadline, "the node did not start");
+        if let Ok(Some(api)) = ApiFile::read(&node.home)
+            && let Some(Answer::Status(s)) = call(http, &api, Status {}.into()).await
+            && s.running
+            && !s.addresses.is_empty()
+        {
+            node.api = Some(api);
+            break t.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let pid = node.child.as_ref().expect("running").id();
+    let rss_ready_kib = resident_kib(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_rest_kib = resident_kib(pid);
+    node.stop();
+    Start {
+        ready,
+        rss_ready_kib,
+        rss_rest_kib,
+    }
+}
+
+/// A home of `circles` × `notes`, filled, restarted once, then started `rounds` times.
+async fn measure(
+    http: &reqwest::Client,
+    root: &Path,
+    name: &str,
+    circles: usize,
+    notes: usize,
+    rounds: usize,
+) -> serde_json::Value {
+    let t = Instant::now();
+    let mut node = if root.join(name).exists() {
+        // A home kept from an earlier run (`CERCLE_BENCH_HOME`): not filled again.
+        Node::sealed(root, name, PASSPHRASE)
+    } else {
+        let mut node = Node::init_sealed(root, name, "médecin généraliste", PASSPHRASE);
+        node.up(&[]);
+        fill(http, &node, circles, notes).await;
+        node.stop();
+        node
+    };
+    let filled = t.elapsed();
+    let first = start(http, &mut node).await;
+    let mut starts = Vec::new();
+    for _ in 0..rounds {
+        starts.push(start(http, &mut node).await);
+    }
+    starts.sort_by_key(|s| s.ready);
+    let median = &starts[starts.len() / 2];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mib = |k: u64| k as f64 / 1024.0;
+    eprintln!(
+        "  {circles} circles × {notes} notes: filled in {:.1} s; first start {:.0} ms; ready in {:.0} ms (median of {rounds}, {:.0}–{:.0}); memory {:.1} MiB when ready, {:.1} MiB at rest",
+        filled.as_secs_f64(),
+        ms(first.ready),
+        ms(median.ready),
+        ms(starts[0].ready),
+        ms(starts[starts.len() - 1].ready),
+        mib(median.rss_ready_kib),
+        mib(median.rss_rest_kib),
+    );
+    serde_json::json!({
+        "circles": circles,
+        "notes_per_circle": notes,
+        "fill_s": filled.as_secs_f64(),
+        "first_start_ms": ms(first.ready),
+        "ready_ms": starts.iter().map(|s| ms(s.ready)).collect::<Vec<_>>(),
+        "ready_median_ms": ms(median.ready),
+        "rss_ready_mib": mib(median.rss_ready_kib),
+        "rss_rest_mib": mib(median.rss_rest_kib),
+    })
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (circles, notes, rounds) = if bench {
+        (
+            size("CERCLE_BENCH_CIRCLES", 1000),
+            size("CERCLE_BENCH_NOTES", 100),
+            5,
+        )
+    } else {
+        (20, 5, 1)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // `CERCLE_BENCH_HOME=DIR` keeps the homes there (and takes them again), to profile.
+    let kept = std::env::var_os("CERCLE_BENCH_HOME").map(std::path::PathBuf::from);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = kept.as_deref().unwrap_or(dir.path());
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    eprintln!("cold start, release build, keys sealed with a passphrase:");
+    let one = runtime.block_on(measure(&http, root, "one", 1, notes, rounds));
+    let many = runtime.block_on(measure(&http, root, "many", circles, notes, rounds));
+    let ratio = many["ready_median_ms"].as_f64().unwrap_or(f64::NAN)
+        / one["ready_median_ms"].as_f64().unwrap_or(f64::NAN);
+    eprintln!(
+        "  ratio {circles} circles / 1 circle: {ratio:.2} (target ≤ 1.5); memory at rest {:.1} MiB (target ≤ 100 MiB)",
+        many["rss_rest_mib"].as_f64().unwrap_or(f64::NAN)
+    );
+    let report = serde_json::json!({ "one": one, "many": many, "ratio": ratio });
+    if bench {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+        let _ = std::fs::create_dir_all(&out);
+        let _ = std::fs::write(out.join("coldstart.json"), format!("{report:#}\n"));
+    }
+}

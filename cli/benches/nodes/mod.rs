@@ -1,0 +1,169 @@
+//! The `cercle` processes the benchmarks run: a home made with `cercle init`, a node started
+//! with `cercle up` on loopback, and the node's local API called as the CLI calls it.
+
+// Each benchmark uses its part of this module.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cercle_node::api::ApiFile;
+use cercle_node::ops::{Answer, Operation, Request, typed};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_cercle");
+
+/// One member's home, and its node when running.
+pub(crate) struct Node {
+    pub(crate) home: PathBuf,
+    pub(crate) child: Option<Child>,
+    pub(crate) api: Option<ApiFile>,
+    /// The key file's passphrase (`CERCLE_PASSPHRASE`); none for a home made without one.
+    pub(crate) passphrase: Option<String>,
+}
+
+impl Node {
+    /// A home made without a passphrase.
+    pub(crate) fn init(root: &Path, name: &str) -> Node {
+        let home = root.join(name);
+        cercle(
+            &home,
+            &[
+                "init",
+                "--name",
+                name,
+                "--profession",
+                "infirmière",
+                "--insecure-no-passphrase",
+            ],
+        );
+        Node {
+            home,
+            child: None,
+            api: None,
+            passphrase: None,
+        }
+    }
+
+    /// A home whose keys are sealed with `passphrase`, as a professional's are.
+    pub(crate) fn init_sealed(root: &Path, name: &str, profession: &str, passphrase: &str) -> Node {
+        let home = root.join(name);
+        let out = Command::new(BIN)
+            .arg("--home")
+            .arg(&home)
+            .args(["--json", "init", "--name", name, "--profession", profession])
+            .env("CERCLE_PASSPHRASE", passphrase)
+            .output()
+            .expect("cercle init");
+        assert!(
+            out.status.success(),
+            "cercle init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Node {
+            home,
+            child: None,
+            api: None,
+            passphrase: Some(passphrase.to_string()),
+        }
+    }
+
+    /// A home made earlier with `init_sealed`.
+    pub(crate) fn sealed(root: &Path, name: &str, passphrase: &str) -> Node {
+        Node {
+            home: root.join(name),
+            child: None,
+            api: None,
+            passphrase: Some(passphrase.to_string()),
+        }
+    }
+
+    /// Starts `cercle up` (without waiting for it).
+    pub(crate) fn spawn(&mut self, peers: &[String]) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--home")
+            .arg(&self.home)
+            .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = &self.passphrase {
+            cmd.env("CERCLE_PASSPHRASE", p);
+        }
+        for p in peers {
+            cmd.args(["--peer", p]);
+        }
+        self.child = Some(cmd.spawn().expect("cercle up"));
+    }
+
+    /// Starts `cercle up` and waits for its API file.
+    pub(crate) fn up(&mut self, peers: &[String]) {
+        self.spawn(peers);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(api)) = ApiFile::read(&self.home) {
+                self.api = Some(api);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("cercle up did not start");
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        self.api = None;
+    }
+
+    pub(crate) fn api(&self) -> &ApiFile {
+        self.api.as_ref().expect("node not running")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a `cercle` command on `home` (no passphrase), its JSON answer.
+pub(crate) fn cercle(home: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("cercle");
+    assert!(
+        out.status.success(),
+        "cercle {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Carries out one operation through the node's local API (as the CLI does), typed.
+pub(crate) async fn ask<O: Operation>(http: &reqwest::Client, node: &Node, op: O) -> O::Answer {
+    let api = node.api();
+    let request: Request = op.into();
+    let r = http
+        .post(format!("http://{}/api/v1/call", api.address))
+        .bearer_auth(&api.token)
+        .json(&request)
+        .send()
+        .await
+        .expect("api call");
+    let ok = r.status().is_success();
+    let body: serde_json::Value = r.json().await.expect("api answer");
+    assert!(ok, "{body}");
+    let answer: Answer = serde_json::from_value(body).expect("answer");
+    typed::<O>(Ok(answer)).expect("the answer of this operation")
+}
