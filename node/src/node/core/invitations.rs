@@ -18,7 +18,7 @@ use cercle_crdt::{DocKind, MemberId, Role};
 
 use super::NodeCore;
 use crate::circle::membership::{CircleId, OpBody};
-use crate::circle::{Circle, CircleInfo};
+use crate::circle::{Circle, CircleInfo, Staged};
 use crate::envelope::Envelope;
 use crate::identity::DeviceId;
 use crate::ops::NodeError;
@@ -48,8 +48,22 @@ pub(crate) struct Invitation {
     pub(crate) members: usize,
     /// When it arrived (milliseconds).
     pub(crate) at: i64,
-    /// The message it came with: joined from on acceptance.
+    /// The circle as joined to show it (its operations checked, the patient file and
+    /// thread applied), with the writes that needs: taken as it is on acceptance.
+    joined: Box<Joined>,
+    /// The message it came with, but the envelopes the preview took: given to the circle
+    /// on acceptance.
     data: Received,
+}
+
+/// An offered circle joined in memory, not yet held.
+#[derive(Debug)]
+struct Joined {
+    circle: Circle,
+    /// The operations, record and envelopes to store once accepted.
+    staged: Staged,
+    /// What the preview refused, recorded once accepted.
+    rejected: Vec<(&'static str, crate::store::RejectionRecord)>,
 }
 
 /// The declined circles the store remembers.
@@ -113,31 +127,30 @@ impl NodeCore {
         // message's size), then, in memory only, what the invitation shows: who the
         // patient is (the patient file) and who added this device (the profiles in the
         // thread). The notebook, the bulk of a circle, is applied once, when accepted.
-        let mut trial = match Circle::join(&self.me, circle, &r.ops) {
-            Ok((c, _)) => c,
+        let (mut trial, mut staged) = match Circle::join(&self.me, circle, &r.ops) {
+            Ok(joined) => joined,
             Err(e) => {
                 tracing::debug!(%circle, peer = %from, reason = %e, "an offered circle does not make this device a member");
                 return;
             }
         };
-        let shown: Vec<Vec<u8>> = r
-            .envelopes
-            .iter()
-            .filter(|b| {
+        let mut r = r;
+        let (shown, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            std::mem::take(&mut r.envelopes).into_iter().partition(|b| {
                 matches!(
                     Envelope::peek_doc(b),
                     Some(DocKind::PatientFile | DocKind::Thread)
                 )
-            })
-            .cloned()
-            .collect();
-        let _ = trial.receive(
+            });
+        r.envelopes = rest;
+        let receipt = trial.receive(
             &self.me,
             &from.to_string(),
             &[],
             &shown,
             self.now.timestamp(),
         );
+        staged.extend(receipt.staged);
         let me = self.me.device();
         let added_by = trial
             .membership()
@@ -165,6 +178,11 @@ impl NodeCore {
             role: trial.resolution().role(&self.me.member()),
             members: trial.resolution().members.len(),
             at: self.now.millis(),
+            joined: Box::new(Joined {
+                circle: trial,
+                staged,
+                rejected: receipt.rejected,
+            }),
             data: r,
         };
         tracing::info!(%circle, peer = %from, "added to a circle: waiting for this user's answer");
@@ -184,11 +202,20 @@ impl NodeCore {
             .remove(&circle)
             .ok_or_else(|| NodeError::not_found("no invitation to this circle is waiting"))?;
         let from = invitation.from;
-        if !self.join_from(from, circle, &invitation.data.ops) {
-            return Err(NodeError::conflict(
-                "the invitation no longer makes this device a member",
-            ));
+        // Joined as shown: the membership is not checked a second time.
+        let Joined {
+            circle: joined,
+            mut staged,
+            rejected,
+        } = *invitation.joined;
+        for (code, record) in &rejected {
+            if self.refused(from, code) {
+                staged.batch.rejection(&circle, record);
+            }
         }
+        tracing::info!(%circle, "joined a circle");
+        self.circles.open.insert(circle, joined);
+        self.stage_from(circle, staged, Some(from));
         self.take_data(from, invitation.data, true);
         self.membership_changed(circle);
         self.circles
