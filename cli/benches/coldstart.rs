@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use cercle_crdt::EntryKind;
 use cercle_node::api::ApiFile;
+use cercle_node::ops::Answer;
 use cercle_node::ops::circles::CircleCreate;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::status::Status;
-use cercle_node::ops::{Answer, Request};
 
 mod nodes;
-use nodes::{Node, ask};
+use nodes::{Node, ask, call};
 
 const PASSPHRASE: &str = "un mot de passe de démonstration assez long";
 /// Requests in flight while the home is filled.
@@ -95,21 +95,6 @@ async fn fill(http: &reqwest::Client, node: &Node, circles: usize, notes: usize)
     for t in tasks {
         t.await.expect("writer");
     }
-}
-
-/// One call to the API; `None` when it does not answer (yet) or refuses.
-async fn call(http: &reqwest::Client, api: &ApiFile, request: Request) -> Option<Answer> {
-    let r = http
-        .post(format!("http://{}/api/v1/call", api.address))
-        .bearer_auth(&api.token)
-        .json(&request)
-        .send()
-        .await
-        .ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.json().await.ok()
 }
 
 /// `VmRSS` of a process, in KiB.
@@ -230,7 +215,12 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = kept.as_deref().unwrap_or(dir.path());
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
-    eprintln!("cold start, release build, keys sealed with a passphrase:");
+    let build = if cfg!(debug_assertions) {
+        "debug build, a smoke pass"
+    } else {
+        "release build"
+    };
+    eprintln!("cold start, {build}, keys sealed with a passphrase:");
     let one = runtime.block_on(measure(&http, root, "one", 1, notes, rounds));
     let many = runtime.block_on(measure(&http, root, "many", circles, notes, rounds));
     let ratio = many["ready_median_ms"].as_f64().unwrap_or(f64::NAN)

@@ -150,17 +150,36 @@ pub(crate) fn cercle(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
-/// Carries out one operation through the node's local API (as the CLI does), typed.
-pub(crate) async fn ask<O: Operation>(http: &reqwest::Client, node: &Node, op: O) -> O::Answer {
-    let api = node.api();
-    let request: Request = op.into();
-    let r = http
-        .post(format!("http://{}/api/v1/call", api.address))
+/// Sends one request to the node's local API, as the CLI does.
+async fn post(
+    http: &reqwest::Client,
+    api: &ApiFile,
+    request: &Request,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("http://{}/api/v1/call", api.address))
         .bearer_auth(&api.token)
-        .json(&request)
+        .json(request)
         .send()
         .await
-        .expect("api call");
+}
+
+/// One call to the API; `None` when it does not answer (yet) or refuses.
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    api: &ApiFile,
+    request: Request,
+) -> Option<Answer> {
+    let r = post(http, api, &request).await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Carries out one operation through the node's local API (as the CLI does), typed.
+pub(crate) async fn ask<O: Operation>(http: &reqwest::Client, node: &Node, op: O) -> O::Answer {
+    let request: Request = op.into();
+    let r = post(http, node.api(), &request).await.expect("api call");
     let ok = r.status().is_success();
     let body: serde_json::Value = r.json().await.expect("api answer");
     assert!(ok, "{body}");
