@@ -94,7 +94,7 @@ impl NodeCore {
 
     /// Data of a circle not held here, not followed by an invite: an invitation if it makes
     /// this device a member, within the bounds; otherwise dropped.
-    pub(super) fn offered(&mut self, from: DeviceId, r: Received) {
+    pub(super) fn offered(&mut self, from: DeviceId, mut r: Received) {
         let circle = r.circle;
         let invited = &self.circles.invited;
         if self.circles.declined.contains(&circle) || invited.contains_key(&circle) {
@@ -134,7 +134,6 @@ impl NodeCore {
                 return;
             }
         };
-        let mut r = r;
         let (shown, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
             std::mem::take(&mut r.envelopes).into_iter().partition(|b| {
                 matches!(

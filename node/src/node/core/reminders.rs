@@ -76,7 +76,7 @@ impl NodeCore {
             .map(|(id, _)| *id)
             .collect();
         if to_read.len() > READS_PER_LOOK {
-            // The rest at a later tick; what was known stays meanwhile.
+            // The others at the next tick; what was recalled in them stays recalled.
             self.reminders.next_look = now;
         }
         for id in to_read.into_iter().take(READS_PER_LOOK) {
