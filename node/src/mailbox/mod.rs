@@ -666,10 +666,13 @@ impl Mailbox {
         if !self.new_circles.allows(from, now, burst, every) {
             return Err(Refusal::TooManyNewCircles);
         }
+        // The genesis is the operation whose hash is the circle: found by hashing, and
+        // only it decoded and checked here (the others are checked once, by `take_in`).
         let genesis = ops
             .iter()
-            .filter_map(|b| SignedOp::decode(b).ok())
-            .find(|o| o.hash().0 == circle.0 && matches!(o.content().body, OpBody::Genesis { .. }))
+            .find(|b| blake3::hash(b).as_bytes() == &circle.0)
+            .and_then(|b| SignedOp::decode(b).ok())
+            .filter(|o| matches!(o.content().body, OpBody::Genesis { .. }))
             .ok_or(Refusal::NoGenesis)?;
         let mut log = Membership::genesis(genesis).map_err(|e| Refusal::Op(e.to_string()))?;
         let _ = log.take_in(&ops[..ops.len().min(self.limits.ops)]);
@@ -900,6 +903,28 @@ mod tests {
         assert_eq!(mailbox.refused_pulls(&scene.nurse.device(), &[id]), 0);
         let d = mailbox.receive(&stranger.device(), scene.push(envelopes), 10);
         assert_eq!(d.refused, vec![Refusal::NotMember]);
+    }
+
+    #[test]
+    fn a_circle_comes_only_with_its_own_genesis() {
+        let mut scene = Scene::new();
+        let other = Scene::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let envelopes = scene.note("un");
+        // Its operations without the genesis, or with another circle's: refused.
+        let mut push = scene.push(envelopes.clone());
+        push.ops
+            .retain(|b| blake3::hash(b).as_bytes() != &scene.circle.id().0);
+        let d = mailbox.receive(&scene.gp.device(), push, 10);
+        assert_eq!(d.refused, vec![Refusal::NoGenesis]);
+        let mut push = scene.push(envelopes.clone());
+        push.ops = other.push(Vec::new()).ops;
+        let d = mailbox.receive(&scene.gp.device(), push, 10);
+        assert_eq!(d.refused, vec![Refusal::NoGenesis]);
+        assert_eq!(mailbox.totals(), Totals::default());
+        let d = mailbox.receive(&scene.gp.device(), scene.push(envelopes.clone()), 10);
+        assert_eq!(d.envelopes, envelopes.len());
     }
 
     #[test]
