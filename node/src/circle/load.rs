@@ -1,6 +1,7 @@
-//! How a circle comes to be held here: created by this member, opened from the store
-//! (each document from its latest snapshot and the envelopes stored after it), or joined
-//! from a member's operations that make this device a member.
+//! How a circle comes to be held here: created by this member, opened from the store at
+//! rest (its record, membership and heads) and woken when its documents are needed (each
+//! from its latest snapshot and the envelopes stored after it), or joined from a member's
+//! operations that make this device a member.
 
 use std::collections::BTreeMap;
 

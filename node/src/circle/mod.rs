@@ -5,12 +5,13 @@
 //! any unambiguous prefix of it. Who belongs to it, with which role, is decided only by
 //! [`membership`], from the signed operations kept in the store.
 //!
-//! A [`Circle`] never touches the disk, the clock or the system's randomness: every change
-//! it makes (a local write, a membership operation, what a peer sent) comes back as a
-//! [`Staged`] batch for the node to make durable, with the envelopes to push once it is.
-//! Its jobs live one per file:
+//! A [`Circle`] never writes to the disk, reads the clock or the system's randomness: every
+//! change it makes (a local write, a membership operation, what a peer sent) comes back as
+//! a [`Staged`] batch for the node to make durable, with the envelopes to push once it is.
+//! It reads the store only when opened and woken. Its jobs live one per file:
 //!
-//! - `load`: creating, opening (snapshot + envelopes after it) and joining a circle;
+//! - `load`: creating, opening at rest (record, membership, heads), waking (each document
+//!   from its snapshot and the envelopes after it) and joining a circle;
 //! - `keys`: the key schedule, a pure function of the membership log and this device;
 //! - `members`: membership commands (add, remove, change a role, name relays);
 //! - `write`: the one path of a local write (role check, Automerge change, seal, batch);
