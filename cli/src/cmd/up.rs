@@ -97,9 +97,11 @@ pub(crate) fn up(ctx: &Context, args: UpArgs) -> anyhow::Result<()> {
                 "notify.webhook: {e}; change it with `cercle config set notify.webhook URL`"
             )
         })?;
-    let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
-    // Commands run while this node opens its circles wait for its API (see `backend`).
+    // Commands run while this node opens its store and circles wait for its API (see
+    // `backend`). The mark is left before the store is taken: a command that finds the
+    // store taken and no mark says a node runs here, rather than waiting.
     let _mark = ctx.home.mark_node();
+    let s = Session::open_waiting(ctx, std::time::Duration::from_secs(10))?;
     let config = NodeConfig {
         net,
         api,
