@@ -135,6 +135,8 @@ pub struct Cluster {
     pub kinds: BTreeMap<&'static str, (u64, u64)>,
     /// Data bytes delivered per (receiving node, circle), for checks of who got what.
     pub data_to: BTreeMap<(usize, crate::circle::membership::CircleId), u64>,
+    /// Nodes whose messages wait (as behind a busy core), with what waits for each.
+    held: BTreeMap<usize, Vec<(DeviceId, Message)>>,
 }
 
 /// Where the cluster's virtual clock starts (2026-01-01, in microseconds).
@@ -198,6 +200,7 @@ impl Cluster {
             record_applied: false,
             applied: Vec::new(),
             data_to: BTreeMap::new(),
+            held: BTreeMap::new(),
         };
         for i in 0..cluster.members.len() {
             let started = cluster.members[i]
@@ -600,6 +603,30 @@ impl Cluster {
         id
     }
 
+    /// Node `i`'s messages wait from now on, as they do in a running node's queue while its
+    /// core is busy, until [`Cluster::release`].
+    pub fn hold(&mut self, i: usize) {
+        self.held.entry(i).or_default();
+    }
+
+    /// Gives node `i` the messages that waited, each run from one peer together (as the
+    /// running node's shell does), and delivers its messages again as they come.
+    pub fn release(&mut self, i: usize) {
+        let mut waiting = self
+            .held
+            .remove(&i)
+            .unwrap_or_default()
+            .into_iter()
+            .peekable();
+        while let Some((device, message)) = waiting.next() {
+            let mut messages = vec![message];
+            while let Some((_, m)) = waiting.next_if(|(d, _)| *d == device) {
+                messages.push(m);
+            }
+            self.input(i, Input::Messages { device, messages });
+        }
+    }
+
     /// Runs until `ms` more milliseconds of virtual time have passed.
     pub fn run_for(&mut self, ms: i64) {
         let until = self.now + ms * 1000;
@@ -660,7 +687,10 @@ impl Cluster {
                                 .message(device, message, self.now / 1000);
                         self.relay_step(to, step);
                     }
-                    None => self.input(to, Input::Message { device, message }),
+                    None => match self.held.get_mut(&to) {
+                        Some(waiting) => waiting.push((device, message)),
+                        None => self.input(to, Input::Message { device, message }),
+                    },
                 }
             }
         }

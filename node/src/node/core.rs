@@ -95,6 +95,14 @@ pub enum Input {
     Disconnected { device: DeviceId },
     /// A message from a connected peer device.
     Message { device: DeviceId, message: Message },
+    /// Messages from one peer device that waited together for the core, in order. The data
+    /// of one circle held here among them is checked and applied as one batch: Automerge's
+    /// cost per apply grows with the document, so a backlog taken in message by message
+    /// would cost more per note the larger the document.
+    Messages {
+        device: DeviceId,
+        messages: Vec<Message>,
+    },
     /// Messages for `device` were dropped before reaching the network (its writer is gone
     /// or full): what was in flight to it will never be acknowledged.
     Undelivered { device: DeviceId },
@@ -356,6 +364,7 @@ impl NodeCore {
             } => self.peer_connected(device, peer_id, relayed),
             Input::Disconnected { device } => self.peer_disconnected(&device),
             Input::Message { device, message } => self.peer_message(device, message),
+            Input::Messages { device, messages } => self.peer_messages(device, messages),
             Input::Undelivered { device } => self.undelivered(device),
             Input::Addresses(a) => self.addresses = a,
             Input::Durable(id) => self.durable(id),

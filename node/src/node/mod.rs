@@ -45,6 +45,12 @@ pub const WRITES_IN_FLIGHT: usize = 1024;
 pub const NET_COMMANDS: usize = 64;
 /// Live events kept for a slow listener, at most (it then misses the oldest).
 pub const EVENTS: usize = 4096;
+/// Data messages from one peer given to the core together, at most, when they wait in the
+/// queue one behind the other (see [`Input::Messages`]).
+pub const GATHERED: usize = 64;
+/// Bytes of data given to the core together, at most (beyond, the next message waits for
+/// the next batch). A peer has at most [`crate::sync::MAX_IN_FLIGHT`] unacknowledged.
+pub const GATHERED_BYTES: usize = 8 * 1024 * 1024;
 /// How often the core's clock ticks (anti-entropy timers).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -363,6 +369,8 @@ impl Shell {
         mut input: mpsc::Receiver<ToCore>,
     ) {
         self.carry_out(&mut core, started);
+        // An input read from the queue while gathering a peer's data, not yet given.
+        let mut held: Option<ToCore> = None;
         futures::executor::block_on(async {
             loop {
                 let next = tokio::select! {
@@ -371,19 +379,19 @@ impl Shell {
                         self.in_flight -= 1;
                         outcome
                     }
-                    i = input.recv() => match i {
-                        None | Some(ToCore::Stop) => break,
-                        Some(ToCore::Tick) => Input::Tick,
-                        Some(ToCore::Request(request, reply)) => {
-                            let id = RequestId(self.next_request);
-                            self.next_request += 1;
-                            self.replies.insert(id, reply);
-                            Input::Request(id, request)
-                        }
-                        Some(ToCore::Net(e)) => match self.net_event(e) {
+                    i = async { held.take() }, if held.is_some() => match i {
+                        Some(i) => match self.take(i, &mut input, &mut held) {
                             Some(i) => i,
-                            None => continue,
+                            None => break,
                         },
+                        None => continue,
+                    },
+                    i = input.recv() => match i {
+                        Some(i) => match self.take(i, &mut input, &mut held) {
+                            Some(i) => i,
+                            None => break,
+                        },
+                        None => break,
                     },
                 };
                 let effects = core.handle(next, now());
@@ -409,9 +417,58 @@ impl Shell {
         drop(core);
     }
 
+    /// What the core takes for `item` from the queue: `None` to stop. A peer's data
+    /// message comes with the data messages from the same peer right behind it in the
+    /// queue (at most [`GATHERED`] messages, [`GATHERED_BYTES`] of data), so that a
+    /// backlog is applied in one batch; the first other item read is `held` for next.
+    fn take(
+        &mut self,
+        item: ToCore,
+        input: &mut mpsc::Receiver<ToCore>,
+        held: &mut Option<ToCore>,
+    ) -> Option<Input> {
+        Some(match item {
+            ToCore::Stop => return None,
+            ToCore::Tick => Input::Tick,
+            ToCore::Request(request, reply) => {
+                let id = RequestId(self.next_request);
+                self.next_request += 1;
+                self.replies.insert(id, reply);
+                Input::Request(id, request)
+            }
+            ToCore::Net(NetEvent::Message { device, message }) if message.data_size().is_some() => {
+                let mut bytes = message.data_size().unwrap_or(0);
+                let mut messages = vec![message];
+                while messages.len() < GATHERED && bytes < GATHERED_BYTES {
+                    match input.try_recv() {
+                        Ok(ToCore::Net(NetEvent::Message {
+                            device: from,
+                            message,
+                        })) if from == device && message.data_size().is_some() => {
+                            bytes += message.data_size().unwrap_or(0);
+                            messages.push(message);
+                        }
+                        Ok(other) => {
+                            *held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if messages.len() == 1 {
+                    let message = messages.remove(0);
+                    Input::Message { device, message }
+                } else {
+                    Input::Messages { device, messages }
+                }
+            }
+            ToCore::Net(e) => self.net_event(e),
+        })
+    }
+
     /// A network event as the core takes it (the outbox learns of writers here).
-    fn net_event(&mut self, e: NetEvent) -> Option<Input> {
-        Some(match e {
+    fn net_event(&mut self, e: NetEvent) -> Input {
+        match e {
             NetEvent::Connected {
                 device,
                 peer_id,
@@ -431,7 +488,7 @@ impl Shell {
             }
             NetEvent::Message { device, message } => Input::Message { device, message },
             NetEvent::Addresses(a) => Input::Addresses(a),
-        })
+        }
     }
 
     fn carry_out(&mut self, core: &mut NodeCore, effects: Vec<Effect>) {

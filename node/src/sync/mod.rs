@@ -200,6 +200,17 @@ pub enum SyncRejection {
     BadAck,
 }
 
+impl Message {
+    /// The bytes of operations and envelopes a `Data` message carries; `None` for any other
+    /// message.
+    pub fn data_size(&self) -> Option<usize> {
+        match self {
+            Message::Data { ops, envelopes, .. } => Some(data_bytes(ops, envelopes)),
+            _ => None,
+        }
+    }
+}
+
 impl SyncRejection {
     /// A short, stable name of the reason (for counts and records).
     pub fn kind(&self) -> &'static str {

@@ -131,9 +131,57 @@ impl NodeCore {
     /// A message from a connected peer device.
     #[tracing::instrument(skip_all, fields(peer = %device))]
     pub(super) fn peer_message(&mut self, device: DeviceId, message: Message) {
+        if let Some(r) = self.read_message(device, message) {
+            self.apply(device, r, false);
+        }
+    }
+
+    /// Messages from `device` that waited together: each is read in order, and the data of
+    /// consecutive messages for one circle held here is applied as one batch (one pass of
+    /// the checks and one Automerge apply per run of an author's envelopes, instead of one
+    /// per message). Data of a circle not held yet is applied on its own, as it comes (it
+    /// may be a join).
+    pub(super) fn peer_messages(&mut self, device: DeviceId, messages: Vec<Message>) {
+        let mut gathered: Option<Received> = None;
+        for message in messages {
+            // Anything else is read after the data before it is applied.
+            if message.data_size().is_none()
+                && let Some(g) = gathered.take()
+            {
+                self.apply(device, g, false);
+            }
+            let Some(r) = self.read_message(device, message) else {
+                continue;
+            };
+            match &mut gathered {
+                Some(g) if g.circle == r.circle => {
+                    g.ops.extend(r.ops);
+                    g.envelopes.extend(r.envelopes);
+                }
+                _ if !self.circles.open.contains_key(&r.circle) => {
+                    if let Some(g) = gathered.take() {
+                        self.apply(device, g, false);
+                    }
+                    self.apply(device, r, false);
+                }
+                _ => {
+                    if let Some(g) = gathered.replace(r) {
+                        self.apply(device, g, false);
+                    }
+                }
+            }
+        }
+        if let Some(g) = gathered {
+            self.apply(device, g, false);
+        }
+    }
+
+    /// Reads one message from `device`: answers it, and returns the circle data it carries
+    /// for the caller to apply.
+    fn read_message(&mut self, device: DeviceId, message: Message) -> Option<Received> {
         // A device set aside for sending refused data is not read meanwhile.
         if self.refusals.ignores(&device, self.now.0) {
-            return;
+            return None;
         }
         let now = self.now.millis();
         if self.pairing.is_some() {
@@ -146,23 +194,29 @@ impl NodeCore {
             {
                 self.pair_answered(device, refused, identity, devices);
             }
-            return;
+            return None;
         }
         let message = match message {
             Message::Pair {
                 pairing,
                 secret,
                 x25519,
-            } => return self.pair_asked(device, pairing, &secret, x25519),
+            } => {
+                self.pair_asked(device, pairing, &secret, x25519);
+                return None;
+            }
             Message::PairAnswer { .. } => {
                 tracing::debug!(peer = %device, "a pairing answer while no pairing is under way");
-                return;
+                return None;
             }
             Message::Join {
                 invite,
                 secret,
                 card,
-            } => return self.join_asked(device, invite, &secret, &card),
+            } => {
+                self.join_asked(device, invite, &secret, &card);
+                return None;
+            }
             Message::JoinAnswer {
                 invite,
                 refused,
@@ -177,19 +231,26 @@ impl NodeCore {
                     proof,
                     code,
                 };
-                return self.join_answered(&device, answer);
+                self.join_answered(&device, answer);
+                return None;
             }
-            Message::InviteAt { tag, device: at } => return self.invite_at(device, tag, at),
+            Message::InviteAt { tag, device: at } => {
+                self.invite_at(device, tag, at);
+                return None;
+            }
             // A relay's business: a node answers for no one.
             Message::InviteOpen { .. } | Message::InviteSeek { .. } => {
                 tracing::debug!(peer = %device, "an invite announcement for a relay, sent to a node");
-                return;
+                return None;
             }
             Message::BlobWant {
                 circle,
                 blob,
                 offset,
-            } => return self.blob_wanted(device, circle, &blob, offset),
+            } => {
+                self.blob_wanted(device, circle, &blob, offset);
+                return None;
+            }
             Message::BlobPart {
                 circle,
                 blob,
@@ -204,9 +265,13 @@ impl NodeCore {
                     total,
                     bytes,
                 };
-                return self.blob_part(device, part);
+                self.blob_part(device, part);
+                return None;
             }
-            Message::Met { circle, devices } => return self.met(device, circle, devices),
+            Message::Met { circle, devices } => {
+                self.met(device, circle, devices);
+                return None;
+            }
             m => m,
         };
         // The peer's stream may deliver before ours to it is open: its state starts here.
@@ -226,13 +291,11 @@ impl NodeCore {
                 if self.refused(device, e.kind()) {
                     tracing::warn!(peer = %device, reason = %e, "refused a sync message");
                 }
-                return;
+                return None;
             }
         };
         self.send_all(device, replies);
-        if let Some(r) = received {
-            self.apply(device, r, false);
-        }
+        received
     }
 
     /// A relay introduced devices of `circle`'s members connected to it: each this node also

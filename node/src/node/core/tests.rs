@@ -686,3 +686,30 @@ fn circles_rest_until_needed_and_lose_nothing_in_between() {
         ["avant le redémarrage", "pansement refait", "hors ligne"]
     );
 }
+
+#[test]
+fn a_backlog_of_a_peers_data_is_applied_in_one_batch_and_in_order() {
+    let mut c = cluster(&["GP", "Nurse"]);
+    let circle = new_circle(&mut c, 0);
+    c.add_member(0, &circle, 1, Role::Professional, WAIT)
+        .unwrap();
+    c.connect(0, 1);
+    c.run_for(2_000);
+    assert_eq!(c.accept_invitations(1, WAIT), 1);
+    c.run_for(2_000);
+    c.record_applied = true;
+    c.take_applied();
+
+    // The nurse's node is busy: the GP's notes wait in its queue, one message each.
+    c.hold(1);
+    let written = ["lundi", "mardi", "mercredi", "jeudi", "vendredi"];
+    for text in written {
+        note(&mut c, 0, &circle, text);
+    }
+    c.run_for(1_000);
+    assert!(c.take_applied().is_empty(), "nothing reached the busy node");
+    c.release(1);
+    let applied = c.take_applied();
+    assert_eq!(applied.len(), 1, "the five notes in one batch: {applied:?}");
+    assert_eq!(texts(&mut c, 1, &circle), written);
+}
