@@ -34,7 +34,11 @@ use crate::sync::{MAX_CHANGED, Message, PeerSync, SyncRejection};
 use super::{Delivery, Mailbox};
 
 /// Refusals of the relay's policy, which honest peers meet too (see [`Exchange::message`]).
-const POLICY: [&str; 8] = [
+/// `no_genesis`: a member's node pushes the first envelopes of a circle it just made, or
+/// just named this relay in, before this relay has adopted it (the relay asks for the
+/// circle in full when the node tells it of the change, and gets those envelopes then).
+const POLICY: [&str; 9] = [
+    "no_genesis",
     "not_member",
     "not_named",
     "circles_full",

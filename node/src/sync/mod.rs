@@ -677,9 +677,11 @@ impl PeerSync {
                 let ack = Message::Ack {
                     bytes: bytes as u64,
                 };
-                // The data of an asked circle is applied after this returns: the next
-                // offered circles are asked for once it is held (here on the next
-                // message, or on the next tick).
+                // An asked circle's data came: it is no longer waited for, whether the
+                // node takes it or refuses it (a refused circle would otherwise hold its
+                // place among the asked for good), and the next offered circle is asked
+                // for. The data is applied after this returns.
+                self.asked.retain(|(c, _)| *c != circle);
                 let mut out = vec![ack];
                 out.extend(self.ask_offered(local));
                 Ok((
@@ -1313,12 +1315,15 @@ mod tests {
         };
         let (_, received) = p.receive(&a, data, 0).unwrap();
         assert_eq!(received.map(|r| r.circle), Some(unknown));
-        // A flood of unknown circles is asked for only up to a bound at a time (the
-        // first is still asked for: this node did not take it in), the rest kept in order.
+        // Its data came: it is no longer waited for, taken in or not (a circle the node
+        // refused would otherwise keep its place among the asked for good).
+        assert!(p.asked.is_empty());
+        // A flood of unknown circles is asked for only up to a bound at a time, the rest
+        // kept in order.
         let many = (100..200u8).map(|i| (CircleId([i; 32]), [0; 32])).collect();
         let (replies, _) = p.receive(&a, Message::Hello { circles: many }, 0).unwrap();
-        assert_eq!(replies.len(), MAX_UNKNOWN_ASKED - 1);
-        assert_eq!(p.offered.len(), 100 - (MAX_UNKNOWN_ASKED - 1));
+        assert_eq!(replies.len(), MAX_UNKNOWN_ASKED);
+        assert_eq!(p.offered.len(), 100 - MAX_UNKNOWN_ASKED);
         // A flood beyond what is kept is cut at the bound.
         let flood = (0..MAX_OFFERED as u32 + 500)
             .map(|i| {

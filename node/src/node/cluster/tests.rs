@@ -172,3 +172,35 @@ fn members_reach_each_other_only_through_a_relay() {
         "the circuit broke with the nurse's link to the relay"
     );
 }
+
+/// A professional's node connected to a relay makes circles one after the other and names
+/// the relay in each right after making it: the relay comes to hold every one of them
+/// (before, the relay refused the first envelopes of each as pushed without the circle's
+/// genesis, counted that against the node, and disconnected it after 32 circles).
+#[test]
+fn circles_named_to_a_relay_after_their_making_all_reach_it() {
+    use crate::ops::relays::RelaysSet;
+    const CIRCLES: usize = 40;
+    let mut c = Cluster::new(5, &["Dr Martin", "Julien"], WireConfig::default()).unwrap();
+    let relay = c.add_relay().unwrap();
+    c.set_home_relays(0, [relay].into()).unwrap();
+    c.connect(0, relay);
+    c.run_for(2_000);
+    for i in 0..CIRCLES {
+        let circle = c
+            .create_circle(0, &format!("Patient{i} Durand"), WAIT)
+            .unwrap();
+        let set = RelaysSet {
+            circle: circle.clone(),
+            relays: vec![c.relays[0].address.clone()],
+        };
+        c.ask(0, set, WAIT).unwrap();
+        c.add_member(0, &circle, 1, Role::Professional, WAIT)
+            .unwrap();
+    }
+    c.run_for(5_000);
+    assert_eq!(c.relay_totals(0).circles, CIRCLES as u64);
+    // Its first envelopes of each circle came before the relay took the circle: not held
+    // against the node, which stays connected.
+    assert!(c.connected(0, relay));
+}
