@@ -42,6 +42,10 @@ pub(crate) enum CircleCommand {
     Accept {
         /// The circle: its id or an unambiguous prefix.
         circle: String,
+        /// Also accept every circle the colleague who added you adds you to, now and from
+        /// now on (joined at once, without an invitation).
+        #[arg(long)]
+        always: bool,
     },
     /// Decline a circle a member added you to; it is never offered again.
     Decline {
@@ -130,14 +134,15 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             })
         }
         CircleCommand::List => list(ctx, &ask(ctx, CircleList {})?),
-        CircleCommand::Accept { circle } => {
-            let joined = ask(ctx, CircleAccept { circle })?;
+        CircleCommand::Accept { circle, always } => {
+            let joined = ask(ctx, CircleAccept { circle, always })?;
             let info = joined
                 .circles
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("the node joined no circle"))?;
+            let others = joined.circles.len() - 1;
             answer(ctx.json, info, || {
-                format!(
+                let mut s = format!(
                     "joined circle {} ({}); the rest of its data follows from the members",
                     &info.id[..12],
                     if info.patient.is_empty() {
@@ -145,7 +150,13 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                     } else {
                         &info.patient
                     }
-                )
+                );
+                if always {
+                    s.push_str(&format!(
+                        "\njoined {others} more circle(s) from the same colleague; their next circles will be joined without asking"
+                    ));
+                }
+                s
             })
         }
         CircleCommand::Decline { circle } => {

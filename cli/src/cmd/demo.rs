@@ -494,6 +494,7 @@ fn wait_for_circle(
         if list.invitations.iter().any(|i| i.circle == circle) {
             client.ask(CircleAccept {
                 circle: circle.to_string(),
+                always: false,
             })?;
             continue;
         }

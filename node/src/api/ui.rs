@@ -464,6 +464,13 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                                 @if !i.colleague { p class="ack pending" { (w.from_stranger) } }
                                 form method="post" action=(format!("/invitations/{}/accept", i.circle)) class="inline" {
                                     (hidden_csrf(ctx))
+                                    @if let (true, Some(who)) = (i.colleague, i.added_by_name.as_deref()) {
+                                        label {
+                                            input type="checkbox" name="always" value="1";
+                                            " " (w.accept_always.replace("{who}", who))
+                                        }
+                                        " "
+                                    }
                                     button type="submit" { (w.accept) }
                                 }
                                 " "

@@ -435,14 +435,24 @@ async fn invitation_accept(
     s: Session,
     headers: HeaderMap,
     Path(circle): Path<String>,
-    axum::Form(f): axum::Form<CsrfForm>,
+    axum::Form(f): axum::Form<AcceptForm>,
 ) -> Response {
     if !is_whole_id(&circle) {
         return s.refused(&NodeError::not_found("no such circle"), "/");
     }
     let back = format!("/c/{circle}");
-    s.submit(&headers, &f.csrf, CircleAccept { circle }, back)
+    let always = f.always.is_some();
+    s.submit(&headers, &f.csrf, CircleAccept { circle, always }, back)
         .await
+}
+
+/// The invitation's form: "always accept this colleague's circles" ticked or not.
+#[derive(Debug, serde::Deserialize)]
+struct AcceptForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    always: Option<String>,
 }
 
 /// Declines a circle a member added this member to.

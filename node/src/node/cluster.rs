@@ -560,6 +560,7 @@ impl Cluster {
             .filter(|circle| {
                 let accept = CircleAccept {
                     circle: circle.clone(),
+                    always: false,
                 };
                 self.ask(i, accept, within_ms).is_ok()
             })

@@ -153,6 +153,8 @@ pub struct Circles {
     pub(crate) invited: BTreeMap<CircleId, invitations::Invitation>,
     /// Circles its user declined: never offered again.
     pub(crate) declined: BTreeSet<CircleId>,
+    /// Colleagues whose circles its user accepts always: joined without asking.
+    pub(crate) trusted: BTreeSet<cercle_crdt::MemberId>,
     /// The relays this node was started with: each keeps a mailbox of every circle.
     pub(crate) relays: BTreeSet<DeviceId>,
     /// The devices of the relays the circles name (kept with [`NodeCore::relays_changed`]).
@@ -180,6 +182,7 @@ impl Circles {
             }
         }
         let declined = invitations::declined(store.as_ref());
+        let trusted = invitations::trusted(store.as_ref());
         let circles = Circles {
             store,
             open,
@@ -187,6 +190,7 @@ impl Circles {
             used: BTreeMap::new(),
             invited: BTreeMap::new(),
             declined,
+            trusted,
             relays: BTreeSet::new(),
             named_relays: BTreeSet::new(),
         };

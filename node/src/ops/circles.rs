@@ -48,6 +48,10 @@ pub struct InvitationRow {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CircleAccept {
     pub circle: String,
+    /// Also accept, now and from now on, every circle the member who added this device
+    /// adds it to (a colleague of the practice): joined at once, without an invitation.
+    #[serde(default)]
+    pub always: bool,
 }
 
 impl Operation for CircleAccept {
@@ -55,9 +59,13 @@ impl Operation for CircleAccept {
 
     fn run(self, core: &mut NodeCore) -> Result<Circles, NodeError> {
         let circle = core.find_invitation(&self.circle)?;
-        let info = core.accept_invitation(circle)?;
+        let circles = if self.always {
+            core.accept_always(circle)?
+        } else {
+            vec![core.accept_invitation(circle)?]
+        };
         Ok(Circles {
-            circles: vec![info],
+            circles,
             damaged: Vec::new(),
             invitations: Vec::new(),
         })

@@ -11,6 +11,14 @@
 //! with (at most a sync message's size), and a colleague's invitation (from a device this
 //! node shares a circle with) takes the place of a stranger's when they are all taken.
 //! Declined circles are remembered in the store and never offered to the user again.
+//!
+//! A user may accept a colleague's circles always (`circle accept --always`: a practice's
+//! nurse and its GP, who adds her to each of his 1 000 patients' circles): that member is
+//! remembered in the store ([`MAX_TRUSTED`] at most), their pending invitations are
+//! accepted, and every later circle in which that member added this device is joined at
+//! once, without an invitation and past the bounds above (whether a circle is such is
+//! first read from its operations undecoded by signature, from the devices of that member
+//! the circles held here know; the join then checks every signature as always).
 
 use std::collections::BTreeSet;
 
@@ -29,8 +37,12 @@ use crate::sync::Received;
 pub(crate) const MAX_INVITATIONS: usize = 16;
 /// Invitations pending from one peer device, at most.
 pub(crate) const MAX_PER_PEER: usize = 4;
+/// Colleagues whose circles are accepted always, at most.
+pub(crate) const MAX_TRUSTED: usize = 256;
 /// The store's key prefix of declined circles.
 const DECLINED: &str = "declined/";
+/// The store's key prefix of colleagues whose circles are accepted always.
+const TRUSTED: &str = "trusted/";
 
 /// A circle this node was added to, as its user sees it before answering.
 #[derive(Debug)]
@@ -83,6 +95,23 @@ pub(super) fn declined(store: &dyn Store) -> BTreeSet<CircleId> {
     }
 }
 
+/// The colleagues whose circles the store says are accepted always.
+pub(super) fn trusted(store: &dyn Store) -> BTreeSet<MemberId> {
+    match store.scan(Tree::Meta, TRUSTED.as_bytes()) {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let hex = std::str::from_utf8(k.get(TRUSTED.len()..)?).ok()?;
+                hex.parse().ok()
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the colleagues whose circles are accepted always");
+            BTreeSet::new()
+        }
+    }
+}
+
 impl NodeCore {
     /// Whether this node's user followed an invite to `circle` (a join under way or done).
     pub(super) fn followed_invite(&self, circle: &CircleId) -> bool {
@@ -100,12 +129,15 @@ impl NodeCore {
         if self.circles.declined.contains(&circle) || invited.contains_key(&circle) {
             return;
         }
-        if invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER {
+        let trusted = self.added_by_trusted(&r.ops);
+        if trusted {
+            // Joined at once below, once every operation's signature is checked.
+        } else if invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER {
             tracing::warn!(peer = %from, "a peer offers more circles than it may have pending; dropped");
             return;
         }
         let colleague = self.shares_a_circle(&from);
-        if invited.len() >= MAX_INVITATIONS {
+        if !trusted && invited.len() >= MAX_INVITATIONS {
             // A colleague's invitation replaces the oldest stranger's; a stranger's waits
             // for room.
             let stranger = invited
@@ -184,12 +216,101 @@ impl NodeCore {
             }),
             data: r,
         };
+        if invitation
+            .added_by
+            .is_some_and(|m| self.circles.trusted.contains(&m))
+        {
+            tracing::info!(%circle, peer = %from, "added to a circle by a colleague whose circles are accepted always");
+            self.circles.invited.insert(circle, invitation);
+            if let Err(e) = self.accept_invitation(circle) {
+                tracing::error!(%circle, error = %e, "cannot join a trusted colleague's circle");
+            }
+            return;
+        }
+        if trusted {
+            // The operations named a trusted colleague's device, but checked, the member
+            // who added this device is someone else: an invitation like any other, within
+            // the bounds.
+            let invited = &self.circles.invited;
+            if invited.len() >= MAX_INVITATIONS
+                || invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER
+            {
+                tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
+                return;
+            }
+        }
         tracing::info!(%circle, peer = %from, "added to a circle: waiting for this user's answer");
         self.out
             .push(super::Effect::Event(crate::api::NodeEvent::Invited {
                 circle: circle.to_string(),
             }));
         self.circles.invited.insert(circle, invitation);
+    }
+
+    /// Whether `ops` (decoded, signatures not checked yet) add this device to a circle by
+    /// a device that the circles held here know as a trusted colleague's.
+    fn added_by_trusted(&self, ops: &[Vec<u8>]) -> bool {
+        if self.circles.trusted.is_empty() {
+            return false;
+        }
+        let me = self.me.device();
+        ops.iter()
+            .filter_map(|b| crate::circle::membership::SignedOp::decode(b).ok())
+            .filter(|o| match &o.content().body {
+                OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == me),
+                _ => false,
+            })
+            .any(|o| {
+                let by = o.content().device;
+                self.circles.open.values().any(|c| {
+                    c.resolution()
+                        .member_of(&by)
+                        .is_some_and(|(m, _)| self.circles.trusted.contains(m))
+                })
+            })
+    }
+
+    /// Accepts the invitation to `circle`, and every later circle its adder adds this
+    /// device to: that member is remembered, and their other pending invitations accepted.
+    pub(crate) fn accept_always(&mut self, circle: CircleId) -> Result<Vec<CircleInfo>, NodeError> {
+        let adder = self
+            .circles
+            .invited
+            .get(&circle)
+            .ok_or_else(|| NodeError::not_found("no invitation to this circle is waiting"))?
+            .added_by
+            .ok_or_else(|| {
+                NodeError::bad_input(
+                    "who added you to this circle is not known; accept it without --always",
+                )
+            })?;
+        if !self.circles.trusted.contains(&adder) {
+            if self.circles.trusted.len() >= MAX_TRUSTED {
+                return Err(NodeError::bad_input(format!(
+                    "the circles of {MAX_TRUSTED} colleagues are already accepted always; accept this one without --always"
+                )));
+            }
+            self.circles.trusted.insert(adder);
+            let mut batch = Batch::new();
+            batch.meta(
+                &format!("{TRUSTED}{}", adder.to_hex()),
+                &self.now.millis().to_be_bytes(),
+            );
+            self.write_batch(batch, Default::default());
+            tracing::info!(member = %adder, "a colleague's circles are accepted always");
+        }
+        let theirs: Vec<CircleId> = self
+            .circles
+            .invited
+            .iter()
+            .filter(|(c, i)| **c != circle && i.added_by == Some(adder))
+            .map(|(c, _)| *c)
+            .collect();
+        let mut joined = vec![self.accept_invitation(circle)?];
+        for c in theirs {
+            joined.push(self.accept_invitation(c)?);
+        }
+        Ok(joined)
     }
 
     /// Accepts the invitation to `circle`: joins it from the data it came with, then asks

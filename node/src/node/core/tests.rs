@@ -334,6 +334,7 @@ fn a_circle_a_member_added_this_node_to_waits_for_its_users_answer() {
     // Accepted: joined, and the rest follows.
     let accept = crate::ops::circles::CircleAccept {
         circle: circle[..10].to_string(),
+        always: false,
     };
     assert_eq!(c.ask(1, accept, WAIT).unwrap().circles[0].id, circle);
     c.run_for(5_000);
@@ -363,6 +364,7 @@ fn a_circle_a_member_added_this_node_to_waits_for_its_users_answer() {
     assert!(strange.contains(&first));
     let unknown = crate::ops::circles::CircleAccept {
         circle: "ffff".into(),
+        always: false,
     };
     assert_eq!(
         c.ask(1, unknown, WAIT).unwrap_err().kind,
@@ -712,4 +714,106 @@ fn a_backlog_of_a_peers_data_is_applied_in_one_batch_and_in_order() {
     let applied = c.take_applied();
     assert_eq!(applied.len(), 1, "the five notes in one batch: {applied:?}");
     assert_eq!(texts(&mut c, 1, &circle), written);
+}
+
+/// A practice's nurse accepts her GP's circles always: his pending invitations are joined,
+/// and every later circle he adds her to (far past the bound of pending invitations) is
+/// joined at once, after a restart too; a circle from anyone else still waits as an
+/// invitation.
+#[test]
+fn a_colleague_whose_circles_are_accepted_always_brings_them_all_without_asking() {
+    use crate::ops::circles::CircleAccept;
+    const MORE: usize = 40;
+    let mut c = cluster(&["GP", "Nurse", "Other"]);
+    let first = circle_adding(&mut c, 0, 1, "Jeanne Durand");
+    let second = circle_adding(&mut c, 0, 1, "Paul Martin");
+    c.connect(0, 1);
+    c.run_for(3_000);
+    let waiting = c.ask(1, CircleList {}, WAIT).unwrap().invitations;
+    assert_eq!(waiting.len(), 2);
+    let accept = CircleAccept {
+        circle: first.clone(),
+        always: true,
+    };
+    let joined = c.ask(1, accept, WAIT).unwrap().circles;
+    let mut ids: Vec<String> = joined.into_iter().map(|i| i.id).collect();
+    ids.sort();
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    assert_eq!(ids, both, "his other pending invitation is joined too");
+
+    for i in 0..MORE {
+        circle_adding(&mut c, 0, 1, &format!("Patient{i} Durand"));
+    }
+    c.run_for(5_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!(list.circles.len(), 2 + MORE);
+    assert!(list.invitations.is_empty());
+
+    // Remembered across a restart.
+    c.set_home_relays(1, Default::default()).unwrap();
+    c.connect(0, 1);
+    circle_adding(&mut c, 0, 1, "Après Redémarrage");
+    c.run_for(3_000);
+    assert_eq!(
+        c.ask(1, CircleList {}, WAIT).unwrap().circles.len(),
+        3 + MORE
+    );
+
+    // Someone else's circle waits for the nurse's answer.
+    circle_adding(&mut c, 2, 1, "Louise Petit");
+    c.connect(2, 1);
+    c.run_for(3_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!(list.circles.len(), 3 + MORE);
+    assert_eq!(list.invitations.len(), 1);
+}
+
+/// Through a relay, the one peer that brings every circle: with as many strangers'
+/// invitations pending from it as one peer may have, the trusted colleague's new circle
+/// still comes in from its mailbox while the colleague is away.
+#[test]
+fn a_trusted_colleagues_circles_pass_a_relay_full_of_strangers_invitations() {
+    use crate::ops::circles::CircleAccept;
+    use crate::ops::relays::RelaysSet;
+    let mut c = cluster(&["GP", "Nurse", "Other"]);
+    let relay = c.add_relay().unwrap();
+    let address = c.relays[0].address.clone();
+    let mut via_relay = |c: &mut Cluster, by: usize, patient: &str| {
+        let circle = circle_adding(c, by, 1, patient);
+        let set = RelaysSet {
+            circle: circle.clone(),
+            relays: vec![address.clone()],
+        };
+        c.ask(by, set, WAIT).unwrap();
+        circle
+    };
+    for i in [0, 1, 2] {
+        c.set_home_relays(i, [relay].into()).unwrap();
+        c.connect(i, relay);
+    }
+    let first = via_relay(&mut c, 0, "Jeanne Durand");
+    c.run_for(3_000);
+    let accept = CircleAccept {
+        circle: first,
+        always: true,
+    };
+    c.ask(1, accept, WAIT).unwrap();
+    for i in 0..super::invitations::MAX_PER_PEER {
+        via_relay(&mut c, 2, &format!("Inconnu{i} Martin"));
+    }
+    c.run_for(3_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!(list.invitations.len(), super::invitations::MAX_PER_PEER);
+    // The GP adds the nurse to a new circle while she is away, and leaves: the circle
+    // reaches her from the relay's mailbox alone.
+    c.disconnect(1, relay);
+    via_relay(&mut c, 0, "Paul Martin");
+    c.run_for(3_000);
+    c.disconnect(0, relay);
+    c.connect(1, relay);
+    c.run_for(3_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!(list.circles.len(), 2);
+    assert_eq!(list.invitations.len(), super::invitations::MAX_PER_PEER);
 }
