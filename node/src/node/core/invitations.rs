@@ -183,16 +183,22 @@ impl NodeCore {
         );
         staged.extend(receipt.staged);
         let me = self.me.device();
-        let added_by = trial
+        let adder = trial
             .membership()
             .ops()
             .filter(|o| match &o.content().body {
                 OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == me),
                 _ => false,
             })
-            .filter_map(|o| trial.resolution().member_of(&o.content().device))
-            .map(|(m, _)| *m)
+            .filter_map(|o| {
+                let device = o.content().device;
+                trial
+                    .resolution()
+                    .member_of(&device)
+                    .map(|(m, _)| (device, *m))
+            })
             .last();
+        let added_by = adder.map(|(_, m)| m);
         let added_by_name = added_by.and_then(|m| {
             trial
                 .profiles()
@@ -216,10 +222,10 @@ impl NodeCore {
             }),
             data: r,
         };
-        if invitation
-            .added_by
-            .is_some_and(|m| self.circles.trusted.contains(&m))
-        {
+        // Joined at once only if the device that added this one is, in a circle held
+        // here, a current device of the trusted colleague (not one revoked since: a stolen
+        // laptop of theirs gets an invitation like anyone's).
+        if adder.is_some_and(|(device, m)| self.trusted_device(&device, &m)) {
             tracing::info!(%circle, peer = %from, "added to a circle by a colleague whose circles are accepted always");
             self.circles.invited.insert(circle, invitation);
             if let Err(e) = self.accept_invitation(circle) {
@@ -267,6 +273,17 @@ impl NodeCore {
                         .member_of(&by)
                         .is_some_and(|(m, _)| self.circles.trusted.contains(m))
                 })
+            })
+    }
+
+    /// Whether `device` is a current device of `member`, a colleague whose circles are
+    /// accepted always, in a circle held here.
+    fn trusted_device(&self, device: &DeviceId, member: &MemberId) -> bool {
+        self.circles.trusted.contains(member)
+            && self.circles.open.values().any(|c| {
+                c.resolution()
+                    .member_of(device)
+                    .is_some_and(|(m, _)| m == member)
             })
     }
 

@@ -817,3 +817,40 @@ fn a_trusted_colleagues_circles_pass_a_relay_full_of_strangers_invitations() {
     assert_eq!(list.circles.len(), 2);
     assert_eq!(list.invitations.len(), super::invitations::MAX_PER_PEER);
 }
+
+/// A colleague's circles accepted always come from their current devices only: a laptop
+/// of theirs that they revoked (stolen, say) still holds its keys and can make circles,
+/// but the circle it adds the nurse to waits as an invitation.
+#[test]
+fn a_trusted_colleagues_revoked_device_brings_only_invitations() {
+    use crate::ops::circles::CircleAccept;
+    use crate::ops::devices::DeviceRevoke;
+    let mut c = cluster(&["GP", "Nurse", "GP's laptop"]);
+    let laptop = c.pair(0, 2).unwrap();
+    let first = circle_adding(&mut c, 0, 1, "Jeanne Durand");
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        c.connect(a, b);
+    }
+    c.run_for(5_000);
+    let accept = CircleAccept {
+        circle: first,
+        always: true,
+    };
+    c.ask(1, accept, WAIT).unwrap();
+    c.run_for(5_000);
+    // From the laptop while it is the GP's: joined at once.
+    circle_adding(&mut c, 2, 1, "Paul Martin");
+    c.run_for(5_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!((list.circles.len(), list.invitations.len()), (2, 0));
+
+    let revoke = DeviceRevoke {
+        device: laptop.to_string(),
+    };
+    c.ask(0, revoke, WAIT).unwrap();
+    c.run_for(10_000);
+    circle_adding(&mut c, 2, 1, "Louise Petit");
+    c.run_for(5_000);
+    let list = c.ask(1, CircleList {}, WAIT).unwrap();
+    assert_eq!((list.circles.len(), list.invitations.len()), (2, 1));
+}
