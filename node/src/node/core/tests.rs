@@ -779,7 +779,7 @@ fn a_trusted_colleagues_circles_pass_a_relay_full_of_strangers_invitations() {
     let mut c = cluster(&["GP", "Nurse", "Other"]);
     let relay = c.add_relay().unwrap();
     let address = c.relays[0].address.clone();
-    let mut via_relay = |c: &mut Cluster, by: usize, patient: &str| {
+    let via_relay = |c: &mut Cluster, by: usize, patient: &str| {
         let circle = circle_adding(c, by, 1, patient);
         let set = RelaysSet {
             circle: circle.clone(),
