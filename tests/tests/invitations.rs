@@ -1,7 +1,8 @@
 //! Joining a circle takes its user's consent, through the real `cercle up` processes: a
 //! node added to a circle (by a colleague or by a stranger holding its card) lists it only
 //! as an invitation, in the CLI and on the web UI's home page, until its user accepts; a
-//! declined circle is never offered again, even after a restart.
+//! declined circle is never offered again, even after a restart; a colleague's circles
+//! accepted always are joined without asking, a stranger's still are not.
 
 // A test that unwraps fails with the error in its message.
 #![allow(clippy::unwrap_used)]
@@ -88,6 +89,30 @@ fn a_circle_is_joined_only_once_its_user_accepts_and_a_declined_one_never_return
         .iter()
         .any(|t| t.contains("RAS"))));
 
+    // A's next circle: the page offers to accept A's circles always, and B ticks it; the
+    // circle after that is joined without asking.
+    let second = a.create_circle("Paul Girard");
+    a.add_member(&second, &b.card(), "professional");
+    assert!(wait_until(30, || !rows(&b, Some("invited")).is_empty()));
+    let (_, page) = session.get("/");
+    assert!(
+        page.contains("Toujours accepter les cercles de Dr Claire Martin"),
+        "{page}"
+    );
+    let (code, _) = session.post(
+        &format!("/invitations/{second}/accept"),
+        &[("csrf", &csrf(&page)), ("always", "1")],
+    );
+    assert_eq!(code, 303);
+    let third = a.create_circle("Louise Petit");
+    a.add_member(&third, &b.card(), "professional");
+    assert!(
+        wait_until(30, || rows(&b, None).len() == 3),
+        "A's third circle was not joined: {:?}",
+        b.json(&["circle", "list"])
+    );
+    assert!(rows(&b, Some("invited")).is_empty());
+
     // A stranger holding B's card adds B to a circle of its own: an invitation at most.
     let dm = up_on_loopback(&mallory, &[&db]);
     let spam = mallory.create_circle("Faux Patient");
@@ -98,7 +123,7 @@ fn a_circle_is_joined_only_once_its_user_accepts_and_a_declined_one_never_return
             .any(|r| r["id"] == spam.as_str())),
         "the stranger's circle never showed as an invitation"
     );
-    assert_eq!(rows(&b, None).len(), 1, "the stranger's circle was joined");
+    assert_eq!(rows(&b, None).len(), 3, "the stranger's circle was joined");
     let (_, page) = session.get("/");
     assert!(
         page.contains("aucun cercle"),
@@ -112,7 +137,7 @@ fn a_circle_is_joined_only_once_its_user_accepts_and_a_declined_one_never_return
     let _db = up_on_loopback(&b, &[&da, &dm]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(rows(&b, Some("invited")).is_empty());
-    assert_eq!(rows(&b, None).len(), 1);
+    assert_eq!(rows(&b, None).len(), 3);
     let refused = b.cercle(&["circle", "accept", &spam[..12]]);
     assert_eq!(refused.code, Some(1));
     assert!(
