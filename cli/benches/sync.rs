@@ -33,7 +33,7 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{State as SyncState, SyncDoc};
@@ -47,7 +47,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 mod nodes;
-use nodes::{BIN, Node, ask, cercle};
+use nodes::{BIN, Node, RelayProcess, ask, cercle};
 
 fn text(i: usize) -> String {
     format!(
@@ -410,7 +410,15 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
         }
         if let Some(invited) = list.invitations.first() {
             let circle = invited.circle.clone();
-            ask(&http, &b, CircleAccept { circle }).await;
+            ask(
+                &http,
+                &b,
+                CircleAccept {
+                    circle,
+                    always: false,
+                },
+            )
+            .await;
         }
         assert!(Instant::now() < deadline, "B never joined");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -549,66 +557,6 @@ async fn run(latency_notes: usize, bursts: &[usize], catch_up: usize) -> serde_j
     })
 }
 
-/// A relay on loopback: its peer id, first address and metrics address.
-struct RelayProcess {
-    child: Child,
-    address: String,
-    metrics: String,
-}
-
-impl RelayProcess {
-    fn start(home: &Path) -> RelayProcess {
-        let mut child = Command::new(BIN)
-            .arg("--home")
-            .arg(home)
-            .args(["--json", "relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--metrics", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cercle relay");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("line");
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("relay json");
-        RelayProcess {
-            child,
-            address: ready["addresses"][0].as_str().expect("address").into(),
-            metrics: ready["metrics"].as_str().expect("metrics").into(),
-        }
-    }
-
-    /// Envelopes the mailbox holds.
-    async fn envelopes(&self, http: &reqwest::Client) -> f64 {
-        let text = http
-            .get(format!("http://{}/metrics", self.metrics))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-            .expect("prometheus text");
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == "cercle_relay_mailbox_envelopes")
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The mailbox: A writes `n` notes with only the circle's relay to push to and goes
 /// offline; a new member's empty node then catches up from the relay alone. Returns the
 /// time until the mailbox held everything (pushed from the first write) and the catch-up.
@@ -663,7 +611,15 @@ async fn accept_when_invited(http: &reqwest::Client, node: &Node, circle: &str) 
         }
         if list.invitations.iter().any(|i| i.circle == circle) {
             let circle = circle.to_string();
-            ask(http, node, CircleAccept { circle }).await;
+            ask(
+                http,
+                node,
+                CircleAccept {
+                    circle,
+                    always: false,
+                },
+            )
+            .await;
             return;
         }
         assert!(

@@ -80,6 +80,11 @@ impl Node {
 
     /// Starts `cercle up` (without waiting for it).
     pub(crate) fn spawn(&mut self, peers: &[String]) {
+        self.spawn_with(peers, &[]);
+    }
+
+    /// Starts `cercle up` with more arguments (without waiting for it).
+    pub(crate) fn spawn_with(&mut self, peers: &[String], more: &[&str]) {
         let mut cmd = Command::new(BIN);
         cmd.arg("--home")
             .arg(&self.home)
@@ -92,12 +97,18 @@ impl Node {
         for p in peers {
             cmd.args(["--peer", p]);
         }
+        cmd.args(more);
         self.child = Some(cmd.spawn().expect("cercle up"));
     }
 
     /// Starts `cercle up` and waits for its API file.
     pub(crate) fn up(&mut self, peers: &[String]) {
-        self.spawn(peers);
+        self.up_with(peers, &[]);
+    }
+
+    /// Starts `cercle up` with more arguments and waits for its API file.
+    pub(crate) fn up_with(&mut self, peers: &[String], more: &[&str]) {
+        self.spawn_with(peers, more);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(api)) = ApiFile::read(&self.home) {
@@ -185,4 +196,71 @@ pub(crate) async fn ask<O: Operation>(http: &reqwest::Client, node: &Node, op: O
     assert!(ok, "{body}");
     let answer: Answer = serde_json::from_value(body).expect("answer");
     typed::<O>(Ok(answer)).expect("the answer of this operation")
+}
+
+/// A relay on loopback: its peer id, first address and metrics address.
+pub(crate) struct RelayProcess {
+    pub(crate) child: Child,
+    pub(crate) address: String,
+    pub(crate) metrics: String,
+}
+
+impl RelayProcess {
+    pub(crate) fn start(home: &Path) -> RelayProcess {
+        let mut child = Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .args(["--json", "relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--metrics", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cercle relay");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("line");
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("relay json");
+        RelayProcess {
+            child,
+            address: ready["addresses"][0].as_str().expect("address").into(),
+            metrics: ready["metrics"].as_str().expect("metrics").into(),
+        }
+    }
+
+    /// Envelopes the mailbox holds.
+    pub(crate) async fn envelopes(&self, http: &reqwest::Client) -> f64 {
+        self.metric(http, "cercle_relay_mailbox_envelopes").await
+    }
+
+    /// One sample of the relay's metrics without labels (0 when absent).
+    pub(crate) async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
+        let text = http
+            .get(format!("http://{}/metrics", self.metrics))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("prometheus text");
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name || s.metric.strip_suffix("_total") == Some(name))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
