@@ -153,33 +153,8 @@ struct CircleRecord {
     waiting: Option<WaitingAlerts>,
     /// The digest of the membership operations this device checked ([`ops_digest`]): at
     /// the next opening, the same operations are not checked again.
-    #[serde(default, with = "hex_digest")]
+    #[serde(default, with = "crate::identity::hex_bytes::option")]
     ops_checked: Option<[u8; 32]>,
-}
-
-/// An optional 32-byte digest as 64 hex digits in the record.
-mod hex_digest {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&hex::encode(d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<[u8; 32]>, D::Error> {
-        let Some(text) = Option::<String>::deserialize(d)? else {
-            return Ok(None);
-        };
-        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
-        let digest = bytes
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("a digest of 32 bytes"))?;
-        Ok(Some(digest))
-    }
 }
 
 /// A change of a circle, done in memory and waiting to be made durable: the batch to write,
