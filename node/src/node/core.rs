@@ -269,6 +269,9 @@ pub struct NodeCore {
     pub(crate) running: bool,
     /// Invites this node is joining with, by invite id.
     pub(crate) joins: BTreeMap<String, invites::Joining>,
+    /// Peers whose offered circles were dropped at the bounds of pending invitations:
+    /// asked for a new round once one of theirs is answered.
+    crowded: BTreeSet<DeviceId>,
     /// Document contents being fetched from members.
     pub(crate) fetches: blobs::Fetches,
     /// The document whose parts are being sent.
@@ -315,6 +318,7 @@ impl NodeCore {
             peer_id,
             running: false,
             joins: BTreeMap::new(),
+            crowded: BTreeSet::new(),
             fetches: BTreeMap::new(),
             serving: None,
             rng,

@@ -134,6 +134,7 @@ impl NodeCore {
             // Joined at once below, once every operation's signature is checked.
         } else if invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER {
             tracing::warn!(peer = %from, "a peer offers more circles than it may have pending; dropped");
+            self.crowded(from);
             return;
         }
         let colleague = self.shares_a_circle(&from);
@@ -151,6 +152,7 @@ impl NodeCore {
                 }
                 _ => {
                     tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
+                    self.crowded(from);
                     return;
                 }
             }
@@ -242,6 +244,7 @@ impl NodeCore {
                 || invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER
             {
                 tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
+                self.crowded(from);
                 return;
             }
         }
@@ -251,6 +254,28 @@ impl NodeCore {
                 circle: circle.to_string(),
             }));
         self.circles.invited.insert(circle, invitation);
+    }
+
+    /// An offer from `from` was dropped at the bounds: once an invitation is answered, that
+    /// peer is asked for a new round, which offers its circles again (only connected peers
+    /// are remembered, until they disconnect).
+    fn crowded(&mut self, from: DeviceId) {
+        if self.peers.contains_key(&from) {
+            self.crowded.insert(from);
+        }
+    }
+
+    /// An invitation was answered: the peers whose offers were dropped meanwhile start a
+    /// new round, so that the next circles they offer come now, not at the next
+    /// anti-entropy round.
+    fn room_for_invitations(&mut self) {
+        let now = self.now.millis();
+        for device in std::mem::take(&mut self.crowded) {
+            if let Some(peer) = self.peers.get_mut(&device) {
+                let round = peer.sync.resync(&self.circles, now);
+                self.send_all(device, round);
+            }
+        }
     }
 
     /// Whether `ops` (decoded, signatures not checked yet) add this device to a circle by
@@ -355,6 +380,7 @@ impl NodeCore {
         self.stage_from(circle, staged, Some(from));
         self.take_data(from, invitation.data, true);
         self.membership_changed(circle);
+        self.room_for_invitations();
         self.circles
             .open
             .get(&circle)
@@ -370,6 +396,7 @@ impl NodeCore {
             ));
         }
         self.circles.declined.insert(circle);
+        self.room_for_invitations();
         let mut batch = Batch::new();
         batch.meta(
             &format!("{DECLINED}{circle}"),

@@ -109,6 +109,7 @@ impl NodeCore {
     /// A peer device's last connection closed.
     pub(super) fn peer_disconnected(&mut self, device: &DeviceId) {
         self.sibling_seen(device, false);
+        self.crowded.remove(device);
         if let Some(p) = self.peers.remove(device) {
             self.out.push(Effect::Event(NodeEvent::Peer {
                 peer_id: p.peer_id,

@@ -854,3 +854,22 @@ fn a_trusted_colleagues_revoked_device_brings_only_invitations() {
     let list = c.ask(1, CircleList {}, WAIT).unwrap();
     assert_eq!((list.circles.len(), list.invitations.len()), (2, 1));
 }
+
+/// More circles from one colleague than may wait as invitations: once the user answers,
+/// the next ones come within seconds, not at the next anti-entropy round.
+#[test]
+fn invitations_dropped_at_the_bound_come_again_once_some_are_answered() {
+    use super::invitations::MAX_PER_PEER;
+    let mut c = cluster(&["GP", "Nurse"]);
+    for i in 0..MAX_PER_PEER + 2 {
+        circle_adding(&mut c, 0, 1, &format!("Patient{i} Durand"));
+    }
+    c.connect(0, 1);
+    c.run_for(3_000);
+    let waiting = c.ask(1, CircleList {}, WAIT).unwrap().invitations.len();
+    assert_eq!(waiting, MAX_PER_PEER);
+    assert_eq!(c.accept_invitations(1, WAIT), MAX_PER_PEER);
+    c.run_for(3_000);
+    let waiting = c.ask(1, CircleList {}, WAIT).unwrap().invitations.len();
+    assert_eq!(waiting, 2);
+}
