@@ -289,6 +289,13 @@ impl SignedOp {
         SignedOp::decode_checking(bytes, false)
     }
 
+    /// Decodes bytes without checking their signature, to decide what to do with a
+    /// circle offered by a peer before doing the work of checking it: never taken in as
+    /// it is (what is taken in is decoded with [`SignedOp::decode`]).
+    pub(crate) fn peek(bytes: &[u8]) -> Result<SignedOp, OpError> {
+        SignedOp::decode_checking(bytes, false)
+    }
+
     fn decode_checking(bytes: &[u8], signature: bool) -> Result<SignedOp, OpError> {
         if bytes.len() > MAX_OP_BYTES {
             return Err(OpError::TooLarge(bytes.len()));

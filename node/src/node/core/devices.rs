@@ -353,7 +353,7 @@ impl NodeCore {
     }
 
     /// Whether a circle not held here is the member's own: `from` is another device of
-    /// this member, or `ops` hold this device's addition signed by one (each operation's
+    /// this member, or `ops` hold this device's addition signed by one (that operation's
     /// signature checked), whoever delivered them (the first device, or a relay's mailbox
     /// before it).
     pub(crate) fn members_own(&self, from: &DeviceId, ops: &[Vec<u8>]) -> bool {
@@ -364,14 +364,16 @@ impl NodeCore {
         if counts(from) {
             return true;
         }
+        // Read first without the signatures; only an operation that says one of the
+        // member's devices added this one has its signature checked (the join checks all).
         let me = self.me.device();
-        ops.iter()
-            .filter_map(|b| SignedOp::decode(b).ok())
-            .any(|op| {
+        ops.iter().any(|b| {
+            SignedOp::peek(b).is_ok_and(|op| {
                 let c = op.content();
                 matches!(&c.body, OpBody::AddDevice { certificate, .. } if certificate.device == me)
                     && counts(&c.device)
-            })
+            }) && SignedOp::decode(b).is_ok()
+        })
     }
 
     /// The membership of `circle` changed: it is brought to the member's devices, and every

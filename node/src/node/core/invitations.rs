@@ -286,7 +286,7 @@ impl NodeCore {
         }
         let me = self.me.device();
         ops.iter()
-            .filter_map(|b| crate::circle::membership::SignedOp::decode(b).ok())
+            .filter_map(|b| crate::circle::membership::SignedOp::peek(b).ok())
             .filter(|o| match &o.content().body {
                 OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == me),
                 _ => false,

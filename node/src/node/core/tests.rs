@@ -873,3 +873,31 @@ fn invitations_dropped_at_the_bound_come_again_once_some_are_answered() {
     let waiting = c.ask(1, CircleList {}, WAIT).unwrap().invitations.len();
     assert_eq!(waiting, 2);
 }
+
+/// Whether an offered circle is the member's own is read from its operations before they
+/// are checked, but the one operation that says a sibling device added this one must
+/// carry that sibling's signature: a copy with its signature altered is not the member's.
+#[test]
+fn a_circle_is_the_members_own_only_by_a_sibling_s_valid_signature() {
+    use crate::circle::membership::OpBody;
+    let mut c = cluster(&["GP", "GP's laptop", "Mallory"]);
+    let circle = new_circle(&mut c, 0);
+    let laptop = c.pair(0, 1).unwrap();
+    c.connect(0, 1);
+    c.run_for(5_000);
+    c.disconnect(0, 1);
+    let id: crate::circle::membership::CircleId = circle.parse().unwrap();
+    let added: Vec<u8> = c.members[0].core.circles.open[&id]
+        .membership()
+        .ops()
+        .find(|o| matches!(&o.content().body, OpBody::AddDevice { certificate, .. } if certificate.device == laptop))
+        .unwrap()
+        .bytes()
+        .to_vec();
+    let mallory = c.members[2].device;
+    let core = &c.members[1].core;
+    assert!(core.members_own(&mallory, std::slice::from_ref(&added)));
+    let mut forged = added;
+    forged[0] ^= 1;
+    assert!(!core.members_own(&mallory, &[forged]));
+}
