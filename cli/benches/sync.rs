@@ -842,6 +842,15 @@ fn main() {
         let _ = std::fs::write(dir.join("flood.json"), format!("{flood:#}\n"));
         return;
     }
+    if std::env::args().any(|a| a == "latency") {
+        // `cargo bench -p cercle --bench sync -- latency`: the one-note latency over 1 000
+        // notes, with one small burst and catch-up, to look at the writer's path alone.
+        let report = runtime.block_on(run(1000, &[1_000], 1_000));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("latency.json"), format!("{report:#}\n"));
+        return;
+    }
     if std::env::args().any(|a| a == "bursts") {
         // `cargo bench -p cercle --bench sync -- bursts`: latency and bursts up to 100 000
         // notes, catch-up and idle resync, without the other parts.

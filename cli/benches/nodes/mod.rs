@@ -91,6 +91,19 @@ impl Node {
             .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // `CERCLE_BENCH_LOGS=DIR` (with `CERCLE_LOG`) keeps each node's log in DIR, to see
+        // where a measured path spends its time.
+        if let Some(dir) = std::env::var_os("CERCLE_BENCH_LOGS") {
+            let name = self.home.file_name().unwrap_or_default().to_string_lossy();
+            let path = Path::new(&dir).join(format!("{name}.log"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            if let Ok(file) = file {
+                cmd.stderr(file);
+            }
+        }
         if let Some(p) = &self.passphrase {
             cmd.env("CERCLE_PASSPHRASE", p);
         }

