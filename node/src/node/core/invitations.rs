@@ -80,33 +80,33 @@ struct Joined {
 
 /// The declined circles the store remembers.
 pub(super) fn declined(store: &dyn Store) -> BTreeSet<CircleId> {
-    match store.scan(Tree::Meta, DECLINED.as_bytes()) {
-        Ok(rows) => rows
-            .into_iter()
-            .filter_map(|(k, _)| {
-                let hex = std::str::from_utf8(k.get(DECLINED.len()..)?).ok()?;
-                hex.parse().ok()
-            })
-            .collect(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the declined circles");
-            BTreeSet::new()
-        }
-    }
+    listed(store, DECLINED, "the declined circles")
 }
 
 /// The colleagues whose circles the store says are accepted always.
 pub(super) fn trusted(store: &dyn Store) -> BTreeSet<MemberId> {
-    match store.scan(Tree::Meta, TRUSTED.as_bytes()) {
+    listed(
+        store,
+        TRUSTED,
+        "the colleagues whose circles are accepted always",
+    )
+}
+
+/// The ids the store lists in `Meta` under `prefix` followed by their hex (`what` names
+/// them in the log should the store not answer).
+fn listed<T: std::str::FromStr + Ord>(store: &dyn Store, prefix: &str, what: &str) -> BTreeSet<T> {
+    match store.scan(Tree::Meta, prefix.as_bytes()) {
         Ok(rows) => rows
             .into_iter()
             .filter_map(|(k, _)| {
-                let hex = std::str::from_utf8(k.get(TRUSTED.len()..)?).ok()?;
-                hex.parse().ok()
+                std::str::from_utf8(k.get(prefix.len()..)?)
+                    .ok()?
+                    .parse()
+                    .ok()
             })
             .collect(),
         Err(e) => {
-            tracing::error!(error = %e, "cannot read the colleagues whose circles are accepted always");
+            tracing::error!(error = %e, "cannot read {what}");
             BTreeSet::new()
         }
     }
