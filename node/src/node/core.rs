@@ -159,6 +159,8 @@ pub struct Circles {
     pub(crate) relays: BTreeSet<DeviceId>,
     /// The devices of the relays the circles name (kept with [`NodeCore::relays_changed`]).
     pub(crate) named_relays: BTreeSet<DeviceId>,
+    /// The envelopes made durable most recently, to push without reading them back.
+    pub(crate) fresh: writes::Fresh,
 }
 
 impl Circles {
@@ -193,6 +195,7 @@ impl Circles {
             trusted,
             relays: BTreeSet::new(),
             named_relays: BTreeSet::new(),
+            fresh: writes::Fresh::default(),
         };
         Ok((circles, snapshots))
     }
@@ -243,6 +246,9 @@ impl Local for Circles {
     }
 
     fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Vec<Vec<u8>> {
+        if let Some(fresh) = self.fresh.range(log, from, limit) {
+            return fresh;
+        }
         self.store.envelopes(log, from, limit).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read envelopes to send");
             Vec::new()
@@ -584,6 +590,7 @@ impl NodeCore {
             envelopes: staged.envelopes,
             except: from,
             membership_changed: staged.membership_changed,
+            fresh: writes::Fresh::staged(&staged.batch),
             ..After::default()
         };
         let write = self.write_batch(staged.batch, after);
@@ -619,9 +626,10 @@ impl NodeCore {
 
     #[tracing::instrument(skip_all, fields(write = id.0))]
     fn durable(&mut self, id: WriteId) {
-        let Some(after) = self.writes.done(id) else {
+        let Some(mut after) = self.writes.done(id) else {
             return;
         };
+        self.circles.fresh.durable(std::mem::take(&mut after.fresh));
         if !after.envelopes.is_empty() {
             tracing::debug!(
                 envelopes = after.envelopes.len(),

@@ -18,9 +18,9 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,53 @@ pub struct OpenReport {
 /// A batch queued to the writer thread, and where to say when it is durable.
 struct Job(Batch, SyncSender<Result<(), StoreError>>);
 
+/// Where the writer thread is: a group of batches is acknowledged once its journal record
+/// is flushed, then applied to sled; a read first waits for every acknowledged group to be
+/// in sled, so whoever was told a write is durable reads it back.
+#[derive(Debug, Default)]
+struct Settled {
+    /// The last group acknowledged.
+    acked: AtomicU64,
+    /// The last group applied to sled (or given up on: `u64::MAX` once the writer stops).
+    applied: AtomicU64,
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Settled {
+    /// Returns once every group acknowledged so far is in sled.
+    fn wait(&self) {
+        let want = self.acked.load(Ordering::SeqCst);
+        if self.applied.load(Ordering::SeqCst) >= want {
+            return;
+        }
+        let Ok(mut guard) = self.lock.lock() else {
+            return;
+        };
+        while self.applied.load(Ordering::SeqCst) < want {
+            guard = match self.changed.wait(guard) {
+                Ok(g) => g,
+                Err(_) => return,
+            };
+        }
+    }
+
+    fn applied(&self, group: u64) {
+        let _guard = self.lock.lock();
+        self.applied.store(group, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+}
+
+/// Releases the readers for good when the writer thread ends, however it ends.
+struct Release(Arc<Settled>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.applied(u64::MAX);
+    }
+}
+
 /// The sled-backed [`Store`].
 pub struct SledStore {
     dir: PathBuf,
@@ -73,6 +120,7 @@ pub struct SledStore {
     writer: Option<JoinHandle<()>>,
     /// Set by the writer once a write failed.
     failed: Arc<AtomicBool>,
+    settled: Arc<Settled>,
     report: OpenReport,
     _lock: File,
 }
@@ -226,6 +274,7 @@ impl SledStore {
             jobs: None,
             writer: None,
             failed: Arc::new(AtomicBool::new(false)),
+            settled: Arc::default(),
             report,
             _lock: lock,
         };
@@ -276,7 +325,9 @@ impl SledStore {
         &self.dir
     }
 
+    /// A tree to read, once every acknowledged write is in it.
     fn tree(&self, t: Tree) -> Result<&sled::Tree, StoreError> {
+        self.settled.wait();
         self.trees
             .get(&t)
             .ok_or_else(|| damaged(&self.dir, "missing tree"))
@@ -403,6 +454,8 @@ impl SledStore {
             journal,
             failed: None,
             failed_flag: self.failed.clone(),
+            settled: self.settled.clone(),
+            group: 0,
             marked: 0,
         };
         let handle = std::thread::Builder::new()
@@ -598,12 +651,17 @@ struct Writer {
     failed: Option<StoreError>,
     /// Tells the store a write failed.
     failed_flag: Arc<AtomicBool>,
+    /// Tells readers which groups sled holds.
+    settled: Arc<Settled>,
+    /// The groups committed so far.
+    group: u64,
     /// The journal offset the database is known to hold.
     marked: u64,
 }
 
 impl Writer {
     fn run(mut self, jobs: Receiver<Job>) {
+        let _release = Release(self.settled.clone());
         self.marked = self.journal.len();
         loop {
             let first = if self.journal.len() > self.marked {
@@ -640,7 +698,8 @@ impl Writer {
     }
 
     /// The whole group becomes one journal record (one write, one flush) and one sled batch
-    /// per tree: it is acknowledged together, so it may be durable together.
+    /// per tree: it is acknowledged together, so it may be durable together. It is
+    /// acknowledged once the journal holds it, then applied to sled (readers wait for that).
     fn commit_group(&mut self, group: Vec<Job>) {
         let started = Instant::now();
         let n = group.len();
@@ -650,40 +709,55 @@ impl Writer {
             writes.extend(batch.writes);
             replies.push(reply);
         }
-        let result = self.write_group(&Batch { writes });
+        let batch = Batch { writes };
+        let journaled = self.journal_group(&batch);
+        let ok = journaled.is_ok();
+        if ok {
+            self.group += 1;
+            self.settled.acked.store(self.group, Ordering::SeqCst);
+        }
         for reply in replies {
             // The caller may have stopped waiting; nothing to do then.
-            let _ = reply.send(result.clone());
+            let _ = reply.send(journaled.clone());
+        }
+        if ok {
+            let applied = apply(&self.dir, &self.trees, &batch.writes);
+            self.settled.applied(self.group);
+            if let Err(e) = applied {
+                // The journal holds the group: the next start applies it again.
+                self.fail(e);
+            }
         }
         tracing::trace!(batches = n, elapsed = ?started.elapsed(), "group committed");
     }
 
-    fn write_group(&mut self, batch: &Batch) -> Result<(), StoreError> {
+    /// Appends the group to the journal and flushes it.
+    fn journal_group(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if let Some(e) = &self.failed {
             return Err(StoreError::Stopped {
                 cause: e.to_string(),
             });
         }
-        let result = self.journal_and_apply(batch);
+        if !batch.writes.iter().any(|w| w.tree().journaled()) {
+            return Ok(());
+        }
+        let result = self
+            .journal
+            .append(&batch.encode())
+            .and_then(|_| self.journal.sync())
+            .map_err(|e| from_journal(&self.dir, e));
         if let Err(e) = &result {
-            tracing::error!(error = %e, "store write failed; refusing further writes");
             let _ = self.journal.rollback();
-            self.failed = Some(e.clone());
-            self.failed_flag.store(true, Ordering::SeqCst);
+            self.fail(e.clone());
         }
         result
     }
 
-    fn journal_and_apply(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        if batch.writes.iter().any(|w| w.tree().journaled()) {
-            self.journal
-                .append(&batch.encode())
-                .map_err(|e| from_journal(&self.dir, e))?;
-            self.journal
-                .sync()
-                .map_err(|e| from_journal(&self.dir, e))?;
-        }
-        apply(&self.dir, &self.trees, &batch.writes)
+    /// Refuses every later write: one failed, and a later one may chain on it.
+    fn fail(&mut self, e: StoreError) {
+        tracing::error!(error = %e, "store write failed; refusing further writes");
+        self.failed = Some(e);
+        self.failed_flag.store(true, Ordering::SeqCst);
     }
 
     /// Flushes the database, then records that it holds the journal up to where it was.
@@ -921,6 +995,24 @@ mod tests {
         }
         let err = SledStore::open(dir.path(), key()).map(|_| ());
         assert!(matches!(err, Err(StoreError::Damaged { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn a_write_acknowledged_is_read_back_at_once() {
+        // Acknowledged once the journal holds it, applied to sled just after: a read right
+        // after the acknowledgement waits for that, and never misses the write.
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        for i in 0..300u32 {
+            let key = i.to_be_bytes().to_vec();
+            let mut b = Batch::new();
+            b.put(Tree::Envelopes, key.clone(), vec![7; 600]);
+            s.commit(b).unwrap();
+            assert!(
+                s.get(Tree::Envelopes, &key).unwrap().is_some(),
+                "write {i} acknowledged but not read back"
+            );
+        }
     }
 
     #[test]
