@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use cercle_crdt::{DocKind, MemberId, Role};
 
 use super::NodeCore;
-use crate::circle::membership::{CircleId, OpBody};
+use crate::circle::membership::{CircleId, OpBody, SignedOp};
 use crate::circle::{Circle, CircleInfo, Staged};
 use crate::envelope::Envelope;
 use crate::identity::DeviceId;
@@ -76,6 +76,14 @@ struct Joined {
     staged: Staged,
     /// What the preview refused, recorded once accepted.
     rejected: Vec<(&'static str, crate::store::RejectionRecord)>,
+}
+
+/// Whether `op` adds a member with `device` among their devices.
+fn adds_member_device(op: &SignedOp, device: DeviceId) -> bool {
+    match &op.content().body {
+        OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == device),
+        _ => false,
+    }
 }
 
 /// The declined circles the store remembers.
@@ -129,33 +137,12 @@ impl NodeCore {
         if self.circles.declined.contains(&circle) || invited.contains_key(&circle) {
             return;
         }
-        let trusted = self.added_by_trusted(&r.ops);
-        if trusted {
-            // Joined at once below, once every operation's signature is checked.
-        } else if invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER {
-            tracing::warn!(peer = %from, "a peer offers more circles than it may have pending; dropped");
-            self.crowded(from);
-            return;
-        }
         let colleague = self.shares_a_circle(&from);
-        if !trusted && invited.len() >= MAX_INVITATIONS {
-            // A colleague's invitation replaces the oldest stranger's; a stranger's waits
-            // for room.
-            let stranger = invited
-                .iter()
-                .filter(|(_, i)| !i.colleague)
-                .min_by_key(|(_, i)| i.at)
-                .map(|(c, _)| *c);
-            match stranger {
-                Some(old) if colleague => {
-                    self.circles.invited.remove(&old);
-                }
-                _ => {
-                    tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
-                    self.crowded(from);
-                    return;
-                }
-            }
+        // A circle a trusted colleague added this device to is joined at once below, once
+        // every operation's signature is checked: it passes the bounds.
+        let trusted = self.added_by_trusted(&r.ops);
+        if !trusted && !self.room_for_offer(from, colleague) {
+            return;
         }
         // The membership first (its operations decoded and resolved, bounded by the
         // message's size), then, in memory only, what the invitation shows: who the
@@ -188,10 +175,7 @@ impl NodeCore {
         let adder = trial
             .membership()
             .ops()
-            .filter(|o| match &o.content().body {
-                OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == me),
-                _ => false,
-            })
+            .filter(|o| adds_member_device(o, me))
             .filter_map(|o| {
                 let device = o.content().device;
                 trial
@@ -235,18 +219,11 @@ impl NodeCore {
             }
             return;
         }
-        if trusted {
-            // The operations named a trusted colleague's device, but checked, the member
-            // who added this device is someone else: an invitation like any other, within
-            // the bounds.
-            let invited = &self.circles.invited;
-            if invited.len() >= MAX_INVITATIONS
-                || invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER
-            {
-                tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
-                self.crowded(from);
-                return;
-            }
+        // The operations named a trusted colleague's device, but checked, the member who
+        // added this device is someone else: an invitation like any other, within the
+        // bounds.
+        if trusted && !self.room_for_offer(from, colleague) {
+            return;
         }
         tracing::info!(%circle, peer = %from, "added to a circle: waiting for this user's answer");
         self.out
@@ -254,6 +231,37 @@ impl NodeCore {
                 circle: circle.to_string(),
             }));
         self.circles.invited.insert(circle, invitation);
+    }
+
+    /// Whether an invitation offered by `from` fits within the bounds of pending ones: at
+    /// most [`MAX_PER_PEER`] from one peer and [`MAX_INVITATIONS`] in all, where a
+    /// colleague's invitation replaces the oldest stranger's and a stranger's waits for
+    /// room. An offer that does not fit is dropped, and its peer asked again later.
+    fn room_for_offer(&mut self, from: DeviceId, colleague: bool) -> bool {
+        let invited = &self.circles.invited;
+        if invited.values().filter(|i| i.from == from).count() >= MAX_PER_PEER {
+            tracing::warn!(peer = %from, "a peer offers more circles than it may have pending; dropped");
+            self.crowded(from);
+            return false;
+        }
+        if invited.len() >= MAX_INVITATIONS {
+            let stranger = invited
+                .iter()
+                .filter(|(_, i)| !i.colleague)
+                .min_by_key(|(_, i)| i.at)
+                .map(|(c, _)| *c);
+            match stranger {
+                Some(old) if colleague => {
+                    self.circles.invited.remove(&old);
+                }
+                _ => {
+                    tracing::warn!(peer = %from, "too many invitations pending; an offer was dropped");
+                    self.crowded(from);
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// An offer from `from` was dropped at the bounds: once an invitation is answered, that
@@ -286,11 +294,8 @@ impl NodeCore {
         }
         let me = self.me.device();
         ops.iter()
-            .filter_map(|b| crate::circle::membership::SignedOp::peek(b).ok())
-            .filter(|o| match &o.content().body {
-                OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == me),
-                _ => false,
-            })
+            .filter_map(|b| SignedOp::peek(b).ok())
+            .filter(|o| adds_member_device(o, me))
             .any(|o| {
                 let by = o.content().device;
                 self.circles.open.values().any(|c| {
