@@ -40,6 +40,10 @@ struct Named {
     /// Fewer seconds of writes than the scenario's.
     #[arg(long)]
     write_s: Option<i64>,
+    /// Threads to run the nodes on (the machine's cores by default); the report is the same
+    /// whatever their number.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,7 +186,12 @@ fn run_named(config: Config, named: Named, json: bool) -> anyhow::Result<()> {
         None => config.write_ms,
     };
     let config = config.at_most(nodes, circles, relays, write_ms);
-    let (report, series) = territory::run(&config, named.seed);
+    let threads = match named.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(t) => t,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let (report, series) = territory::run(&config, named.seed, threads);
     print_report(json, &report)?;
     if let Some(dir) = &named.plot {
         let drawn = plot::draw(dir, &report, &series)?;

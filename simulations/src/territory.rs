@@ -24,7 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use cercle_crdt::{DocKind, EntryKind, Role};
 use cercle_node::circle::membership::CircleId;
 use cercle_node::identity::DeviceId;
+use cercle_node::node::RequestId;
 use cercle_node::node::cluster::{Cluster, WireConfig};
+use cercle_node::ops::Operation;
+use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
+use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::relays::RelaysSet;
 use cercle_node::sync::Local;
@@ -305,8 +309,9 @@ struct Plan {
     territories: BTreeSet<usize>,
 }
 
-/// Runs `config` from `seed`.
-pub fn run(config: &Config, seed: u64) -> (Report, Series) {
+/// Runs `config` from `seed`, the nodes of each window of virtual time shared out among
+/// `threads` threads (`Cluster::run_in_windows`); the report does not depend on `threads`.
+pub fn run(config: &Config, seed: u64, threads: usize) -> (Report, Series) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = config.nodes.max(2);
     let names: Vec<String> = (0..n).map(|i| format!("Soignant {i}")).collect();
@@ -349,6 +354,7 @@ pub fn run(config: &Config, seed: u64) -> (Report, Series) {
     let Ok(mut cluster) = Cluster::new(seed, &names, wire) else {
         return (report, series);
     };
+    cluster.run_in_windows(threads);
     let mut world = World::new(config, n, &plans, &mut rng);
     for _ in 0..config.relays {
         if cluster.add_relay().is_err() {
@@ -378,11 +384,50 @@ pub fn run(config: &Config, seed: u64) -> (Report, Series) {
         .map(|i| plans.iter().filter(|p| p.members.contains(&i)).count())
         .collect();
     let setup_limit = cluster.elapsed_ms() + config.settle_ms.max(600_000);
+    // Each user told of invitations lists them and accepts each, every node at the same
+    // time (their requests run with the rest of the cluster, not one node after another).
+    // An acceptance refused (the invitation changed meanwhile) is tried again from a new
+    // list, as its user would.
+    let mut listing: Vec<(usize, RequestId)> = Vec::new();
+    let mut accepting: Vec<(usize, String, RequestId)> = Vec::new();
+    let mut accepted: BTreeSet<(usize, String)> = BTreeSet::new();
+    let mut again: BTreeSet<usize> = BTreeSet::new();
     while joined != expected && cluster.elapsed_ms() < setup_limit {
         world.links(&mut cluster, config, i64::MIN);
+        for (i, circle, id) in std::mem::take(&mut accepting) {
+            match cluster.answer::<CircleAccept>(i, id) {
+                Some(Ok(_)) => joined[i] += 1,
+                Some(Err(_)) => {
+                    accepted.remove(&(i, circle));
+                    again.insert(i);
+                }
+                None => accepting.push((i, circle, id)),
+            }
+        }
+        for (i, id) in std::mem::take(&mut listing) {
+            let Some(list) = cluster.answer::<CircleList>(i, id) else {
+                listing.push((i, id));
+                continue;
+            };
+            for circle in list
+                .into_iter()
+                .flat_map(|l| l.invitations)
+                .map(|v| v.circle)
+            {
+                if accepted.insert((i, circle.clone())) {
+                    let accept = CircleAccept {
+                        circle: circle.clone(),
+                        always: false,
+                    };
+                    accepting.push((i, circle, cluster.submit(i, accept.into())));
+                }
+            }
+        }
         for i in 0..n {
-            if joined[i] < expected[i] && cluster.invited(i) {
-                joined[i] += cluster.accept_invitations(i, 60_000);
+            let told = cluster.invited(i) || again.remove(&i);
+            if joined[i] < expected[i] && told && !listing.iter().any(|l| l.0 == i) {
+                cluster.saw_invitations(i);
+                listing.push((i, cluster.submit(i, CircleList {}.into())));
             }
         }
         cluster.run_for(1000);
@@ -683,16 +728,35 @@ impl World {
 /// territories' relays.
 fn set_up(cluster: &mut Cluster, config: &Config, plans: &[Plan]) -> Option<Vec<CircleId>> {
     const WITHIN_MS: i64 = 60_000;
-    let mut circles = Vec::with_capacity(plans.len());
+    // Every creator makes its circles at once (a node takes its requests in order), then
+    // adds their members and names their relays.
+    let mut creates = Vec::with_capacity(plans.len());
     for (c, p) in plans.iter().enumerate() {
+        let create = CircleCreate {
+            patient: format!("Patient {c}"),
+            birth_date: None,
+            family_name: None,
+            given_names: None,
+            team: None,
+        };
+        creates.push((p.members[0], cluster.submit(p.members[0], create.into())));
+    }
+    let made = answers::<CircleCreate>(cluster, &creates, WITHIN_MS)?;
+    let ids: Vec<String> = made
+        .into_iter()
+        .map(|list| list.circles.first().map(|c| c.id.clone()))
+        .collect::<Option<_>>()?;
+    let mut adds = Vec::new();
+    let mut sets = Vec::new();
+    for (p, id) in plans.iter().zip(&ids) {
         let creator = p.members[0];
-        let id = cluster
-            .create_circle(creator, &format!("Patient {c}"), WITHIN_MS)
-            .ok()?;
         for &m in &p.members[1..] {
-            cluster
-                .add_member(creator, &id, m, Role::Professional, WITHIN_MS)
-                .ok()?;
+            let add = MemberAdd {
+                circle: id.clone(),
+                card: cluster.members[m].core.me().public().card(&[]).encode(),
+                role: Role::Professional,
+            };
+            adds.push((creator, cluster.submit(creator, add.into())));
         }
         if config.relays > 0 {
             let relays = p
@@ -704,11 +768,36 @@ fn set_up(cluster: &mut Cluster, config: &Config, plans: &[Plan]) -> Option<Vec<
                 circle: id.clone(),
                 relays,
             };
-            cluster.ask(creator, set, WITHIN_MS).ok()?;
+            sets.push((creator, cluster.submit(creator, set.into())));
         }
-        circles.push(id.parse().ok()?);
     }
-    Some(circles)
+    answers::<MemberAdd>(cluster, &adds, WITHIN_MS)?;
+    answers::<RelaysSet>(cluster, &sets, WITHIN_MS)?;
+    ids.iter().map(|id| id.parse().ok()).collect()
+}
+
+/// Runs the cluster until every request `asked` (node, request) was answered, at most
+/// `within_ms` of virtual time; the answers in order, if every one succeeded.
+fn answers<O: Operation>(
+    cluster: &mut Cluster,
+    asked: &[(usize, RequestId)],
+    within_ms: i64,
+) -> Option<Vec<O::Answer>> {
+    let deadline = cluster.elapsed_ms() + within_ms;
+    let mut answers = Vec::with_capacity(asked.len());
+    for &(i, id) in asked {
+        loop {
+            match cluster.answer::<O>(i, id) {
+                Some(answer) => {
+                    answers.push(answer.ok()?);
+                    break;
+                }
+                None if cluster.elapsed_ms() < deadline => cluster.run_for(10),
+                None => return None,
+            }
+        }
+    }
+    Some(answers)
 }
 
 /// A note by a member in one of its circles.
@@ -799,7 +888,7 @@ mod tests {
     fn a_small_region_converges_every_note_reaches_every_member_and_strangers_get_nothing() {
         let mut config = small(Config::region());
         config.notes_per_s = 2.0;
-        let (report, series) = run(&config, 7);
+        let (report, series) = run(&config, 7, 2);
         assert!(report.converged, "{report:?}");
         assert!(report.notes_written > 20, "{report:?}");
         assert_eq!(report.notes_everywhere, report.notes_written, "{report:?}");
@@ -810,14 +899,18 @@ mod tests {
             "the relays held nothing: {report:?}"
         );
         assert!(report.introductions > 0, "{report:?}");
-        assert_eq!(run(&config, 7).0, report, "one seed, one report");
+        assert_eq!(
+            run(&config, 7, 1).0,
+            report,
+            "one seed, one report, any threads"
+        );
     }
 
     #[test]
     fn a_health_centre_on_its_lan_converges_without_relays() {
         let mut config = small(Config::msp_lan());
         config.notes_per_s = 1.0;
-        let (report, _) = run(&config, 3);
+        let (report, _) = run(&config, 3, 2);
         assert!(report.converged, "{report:?}");
         assert_eq!(report.relay_bytes_total, 0);
         assert_eq!(report.notes_everywhere, report.notes_written, "{report:?}");

@@ -46,7 +46,8 @@ fn the_network_scenario_is_reproducible_from_its_seed() {
 
 /// The named scenarios at a size CI runs in a minute or two (their full size is for the
 /// release build: `cargo run --release -p cercle-simulations -- region --seed 1`). Each seed
-/// runs twice and must print the same report; the plots are drawn.
+/// runs twice, on the machine's cores and then on one thread, and must print the same
+/// report; the plots are drawn.
 #[test]
 fn the_named_scenarios_are_reproducible_from_their_seeds() {
     let plots = std::env::temp_dir().join(format!("cercle-plots-{}", std::process::id()));
@@ -89,7 +90,7 @@ fn the_named_scenarios_are_reproducible_from_their_seeds() {
                 written > 0 && held == written,
                 "not every note reached every member: {first}"
             );
-            args.extend(["--plot", plot.as_str()]);
+            args.extend(["--plot", plot.as_str(), "--threads", "1"]);
             assert_eq!(first, report(&args), "{args:?} gave two reports");
         }
     }

@@ -88,6 +88,12 @@ enum Due {
         node: usize,
         write: WriteId,
     },
+    /// A request its user made ([`Cluster::submit`]).
+    Request {
+        node: usize,
+        id: RequestId,
+        request: Box<crate::ops::Request>,
+    },
     Tick,
 }
 
@@ -137,6 +143,10 @@ pub struct Cluster {
     pub data_to: BTreeMap<(usize, crate::circle::membership::CircleId), u64>,
     /// Nodes whose messages wait (as behind a busy core), with what waits for each.
     held: BTreeMap<usize, Vec<(DeviceId, Message)>>,
+    /// Whether [`Cluster::run_for`] runs in windows, and the threads that share out each
+    /// window's ends ([`Cluster::run_in_windows`]).
+    windows: bool,
+    pool: Option<rayon::ThreadPool>,
 }
 
 /// Where the cluster's virtual clock starts (2026-01-01, in microseconds).
@@ -201,6 +211,8 @@ impl Cluster {
             applied: Vec::new(),
             data_to: BTreeMap::new(),
             held: BTreeMap::new(),
+            windows: false,
+            pool: None,
         };
         for i in 0..cluster.members.len() {
             let started = cluster.members[i]
@@ -240,8 +252,12 @@ impl Cluster {
     }
 
     fn schedule(&mut self, after_us: i64, due: Due) {
+        self.schedule_at(self.now + after_us, due);
+    }
+
+    fn schedule_at(&mut self, at: i64, due: Due) {
         self.seq += 1;
-        self.queue.insert((self.now + after_us, self.seq), due);
+        self.queue.insert((at, self.seq), due);
     }
 
     fn index_of(&self, device: &DeviceId) -> Option<usize> {
@@ -462,9 +478,15 @@ impl Cluster {
         if !self.relays[r].exchange.commit() {
             return;
         }
+        self.relay_committed(end, step, self.now, &[]);
+    }
+
+    /// Carries out a relay's step once its mailbox committed: the messages it sends, from
+    /// virtual time `at` (their encoded `sizes`, where known), and the peer it sets aside.
+    fn relay_committed(&mut self, end: usize, step: Step, at: i64, sizes: &[usize]) {
         self.stats.introductions += step.introductions as u64;
-        for (device, message) in step.sends {
-            self.send(end, device, message);
+        for (k, (device, message)) in step.sends.into_iter().enumerate() {
+            self.send_from(end, device, message, at, sizes.get(k).copied());
         }
         if let Some(device) = step.set_aside
             && let Some(other) = self.index_of(&device)
@@ -604,6 +626,40 @@ impl Cluster {
         id
     }
 
+    /// Hands node `i` a request at the current virtual time, to be taken with what else is
+    /// due then (in a window of [`Cluster::run_in_windows`], beside the other nodes); its
+    /// answer comes with [`Cluster::answer`].
+    pub fn submit(&mut self, i: usize, request: crate::ops::Request) -> RequestId {
+        let m = &mut self.members[i];
+        let id = RequestId(m.next_request);
+        m.next_request += 1;
+        let request = Box::new(request);
+        self.schedule(
+            0,
+            Due::Request {
+                node: i,
+                id,
+                request,
+            },
+        );
+        id
+    }
+
+    /// Node `i`'s answer to request `id`, once it gave it.
+    pub fn answer<O: Operation>(
+        &mut self,
+        i: usize,
+        id: RequestId,
+    ) -> Option<Result<O::Answer, NodeError>> {
+        let answer = self.members[i].answers.remove(&id)?;
+        Some(crate::ops::typed::<O>(answer))
+    }
+
+    /// Marks node `i`'s invitations as seen by its user ([`Cluster::invited`]).
+    pub fn saw_invitations(&mut self, i: usize) {
+        self.members[i].invited = 0;
+    }
+
     /// Node `i`'s messages wait from now on, as they do in a running node's queue while its
     /// core is busy, until [`Cluster::release`].
     pub fn hold(&mut self, i: usize) {
@@ -631,12 +687,16 @@ impl Cluster {
     /// Runs until `ms` more milliseconds of virtual time have passed.
     pub fn run_for(&mut self, ms: i64) {
         let until = self.now + ms * 1000;
-        while self
-            .queue
-            .first_key_value()
-            .is_some_and(|((at, _), _)| *at <= until)
-        {
-            self.step();
+        if self.windows {
+            self.run_windows(until);
+        } else {
+            while self
+                .queue
+                .first_key_value()
+                .is_some_and(|((at, _), _)| *at <= until)
+            {
+                self.step();
+            }
         }
         self.now = self.now.max(until);
     }
@@ -662,6 +722,7 @@ impl Cluster {
                 self.note(&format!("{} durable {node} {}", self.now, write.0));
                 self.input(node, Input::Durable(write));
             }
+            Due::Request { node, id, request } => self.input(node, Input::Request(id, *request)),
             Due::Deliver {
                 from,
                 to,
@@ -669,17 +730,11 @@ impl Cluster {
                 size,
                 message,
             } => {
-                if self.links.get(&(from.min(to), from.max(to))) != Some(&connection) {
+                let Some((device, message)) =
+                    self.arriving(self.now, from, to, connection, size, message)
+                else {
                     return true;
-                }
-                let kind = message_kind(&message);
-                self.note(&format!("{} deliver {from} {to} {kind} {size}", self.now));
-                if let Message::Data { circle, .. } = &message
-                    && to < self.members.len()
-                {
-                    *self.data_to.entry((to, *circle)).or_default() += size as u64;
-                }
-                let device = self.device_at(from);
+                };
                 match self.relay_of(to) {
                     Some(r) => {
                         let step =
@@ -696,6 +751,30 @@ impl Cluster {
             }
         }
         true
+    }
+
+    /// A message arriving at virtual time `at`: lost if its connection broke, else noted,
+    /// counted, and given with the device that sent it.
+    fn arriving(
+        &mut self,
+        at: i64,
+        from: usize,
+        to: usize,
+        connection: u64,
+        size: usize,
+        message: Message,
+    ) -> Option<(DeviceId, Message)> {
+        if self.links.get(&(from.min(to), from.max(to))) != Some(&connection) {
+            return None;
+        }
+        let kind = message_kind(&message);
+        self.note(&format!("{at} deliver {from} {to} {kind} {size}"));
+        if let Message::Data { circle, .. } = &message
+            && to < self.members.len()
+        {
+            *self.data_to.entry((to, *circle)).or_default() += size as u64;
+        }
+        Some((self.device_at(from), message))
     }
 
     /// Gives node `i` an input and carries out its effects.
@@ -755,13 +834,26 @@ impl Cluster {
     /// Sends `message` from end `i` to `device` if they are connected: it arrives after
     /// the link's latency, in order, or is lost with its connection.
     fn send(&mut self, i: usize, device: DeviceId, message: Message) {
+        self.send_from(i, device, message, self.now, None);
+    }
+
+    /// [`Cluster::send`] of a message end `i` sent at virtual time `at`, its encoded
+    /// `size` given if known.
+    fn send_from(
+        &mut self,
+        i: usize,
+        device: DeviceId,
+        message: Message,
+        at: i64,
+        size: Option<usize>,
+    ) {
         let Some(to) = self.index_of(&device) else {
             return;
         };
         let Some(connection) = self.links.get(&(i.min(to), i.max(to))).copied() else {
             return;
         };
-        let size = crate::sync::wire::encode(&message).len();
+        let size = size.unwrap_or_else(|| crate::sync::wire::encode(&message).len());
         self.stats.messages += 1;
         self.stats.bytes += size as u64;
         let kind = self.kinds.entry(message_kind(&message)).or_default();
@@ -780,7 +872,7 @@ impl Cluster {
         };
         // Each link delivers in order: never before the last message on it.
         let last = self.last_on_link.get(&(i, to)).copied().unwrap_or(0);
-        let at = (self.now + latency).max(last);
+        let at = (at + latency).max(last);
         self.last_on_link.insert((i, to), at);
         self.seq += 1;
         let due = Due::Deliver {
@@ -817,3 +909,4 @@ fn message_kind(m: &Message) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+mod windows;

@@ -35,14 +35,18 @@ fn texts(c: &mut Cluster, n: usize, circle: &str) -> Vec<String> {
 
 /// A GP, a nurse and a physiotherapist: a circle, notes from each, the physiotherapist
 /// removed (a new key epoch), then notes the physiotherapist must not get. Returns the
-/// trace and what each node holds at the end.
-fn care_team(seed: u64) -> (String, [Vec<String>; 3], String) {
+/// trace and what each node holds at the end. With `windows`, the cluster runs in windows
+/// on that many threads.
+fn care_team(seed: u64, windows: Option<usize>) -> (String, [Vec<String>; 3], String) {
     let mut c = Cluster::new(
         seed,
         &["Dr Martin", "Julien", "Sophie"],
         WireConfig::default(),
     )
     .unwrap();
+    if let Some(threads) = windows {
+        c.run_in_windows(threads);
+    }
     let circle = c.create_circle(0, "Jeanne Durand", WAIT).unwrap();
     for who in [1, 2] {
         c.add_member(0, &circle, who, Role::Professional, WAIT)
@@ -99,7 +103,7 @@ fn care_team(seed: u64) -> (String, [Vec<String>; 3], String) {
 
 #[test]
 fn three_cores_write_sync_remove_a_member_and_rekey_the_same_way_from_the_same_seed() {
-    let (trace, held, epoch) = care_team(42);
+    let (trace, held, epoch) = care_team(42, None);
     // Everyone who stayed holds everything; the removed member nothing written after.
     let all = [
         "Après le départ",
@@ -113,14 +117,26 @@ fn three_cores_write_sync_remove_a_member_and_rekey_the_same_way_from_the_same_s
     assert_eq!(held[2], ["Pansement refait", "Première visite", "Séance 1"]);
     assert!(!epoch.is_empty());
     // Same seed, same story, to the byte.
-    let (again, held_again, epoch_again) = care_team(42);
+    let (again, held_again, epoch_again) = care_team(42, None);
     assert_eq!(trace, again);
     assert_eq!(held, held_again);
     assert_eq!(epoch, epoch_again);
     // Another seed: other keys and latencies, the same outcome.
-    let (other, held_other, _) = care_team(43);
+    let (other, held_other, _) = care_team(43, None);
     assert_ne!(trace, other);
     assert_eq!(held, held_other);
+}
+
+/// Run in windows, on one thread or two, the cores end up holding the same as one event
+/// at a time, and the trace depends on the seed alone, not on the threads.
+#[test]
+fn windows_on_one_thread_or_two_give_the_same_trace_and_the_same_outcome() {
+    let (_, held, _) = care_team(42, None);
+    let (one, held_one, _) = care_team(42, Some(1));
+    let (two, held_two, _) = care_team(42, Some(2));
+    assert_eq!(one, two);
+    assert_eq!(held_one, held);
+    assert_eq!(held_two, held);
 }
 
 /// Two members who never reach each other directly: the circle names a relay, each node
