@@ -11,6 +11,10 @@
 //! is online ([`Cluster::wanted_relays`]); when a relay introduces two members, their
 //! nodes meet through its circuit, which breaks when either leaves the relay.
 //!
+//! [`Cluster::run_in_windows`] runs it a window of virtual time at a time, each window's
+//! nodes side by side on several threads, with an outcome that depends on the seed alone
+//! (`windows`).
+//!
 //! The unit tests wire three cores through it; `cercle-simulations` runs hundreds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -619,20 +623,23 @@ impl Cluster {
 
     /// Hands node `i` a request without waiting for its answer.
     pub fn request(&mut self, i: usize, request: crate::ops::Request) -> RequestId {
-        let m = &mut self.members[i];
-        let id = RequestId(m.next_request);
-        m.next_request += 1;
+        let id = self.next_request(i);
         self.input(i, Input::Request(id, request));
         id
+    }
+
+    /// The id of node `i`'s next request.
+    fn next_request(&mut self, i: usize) -> RequestId {
+        let m = &mut self.members[i];
+        m.next_request += 1;
+        RequestId(m.next_request - 1)
     }
 
     /// Hands node `i` a request at the current virtual time, to be taken with what else is
     /// due then (in a window of [`Cluster::run_in_windows`], beside the other nodes); its
     /// answer comes with [`Cluster::answer`].
     pub fn submit(&mut self, i: usize, request: crate::ops::Request) -> RequestId {
-        let m = &mut self.members[i];
-        let id = RequestId(m.next_request);
-        m.next_request += 1;
+        let id = self.next_request(i);
         let request = Box::new(request);
         self.schedule(
             0,
