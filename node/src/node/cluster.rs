@@ -78,16 +78,7 @@ pub struct Relay {
 /// Something due at a virtual time.
 #[derive(Debug)]
 enum Due {
-    Deliver {
-        from: usize,
-        to: usize,
-        /// The connection it was sent on: a message of a connection that broke is lost
-        /// with it, even if the two nodes connected again since.
-        connection: u64,
-        /// Its encoded size.
-        size: usize,
-        message: Message,
-    },
+    Deliver(Delivery),
     Durable {
         node: usize,
         write: WriteId,
@@ -99,6 +90,19 @@ enum Due {
         request: Box<crate::ops::Request>,
     },
     Tick,
+}
+
+/// A message on its way along a link.
+#[derive(Debug)]
+struct Delivery {
+    from: usize,
+    to: usize,
+    /// The connection it was sent on: a message of a connection that broke is lost with
+    /// it, even if the two nodes connected again since.
+    connection: u64,
+    /// Its encoded size.
+    size: usize,
+    message: Message,
 }
 
 /// Statistics of a run.
@@ -730,16 +734,9 @@ impl Cluster {
                 self.input(node, Input::Durable(write));
             }
             Due::Request { node, id, request } => self.input(node, Input::Request(id, *request)),
-            Due::Deliver {
-                from,
-                to,
-                connection,
-                size,
-                message,
-            } => {
-                let Some((device, message)) =
-                    self.arriving(self.now, from, to, connection, size, message)
-                else {
+            Due::Deliver(delivery) => {
+                let to = delivery.to;
+                let Some((device, message)) = self.arriving(self.now, delivery) else {
                     return true;
                 };
                 match self.relay_of(to) {
@@ -762,15 +759,14 @@ impl Cluster {
 
     /// A message arriving at virtual time `at`: lost if its connection broke, else noted,
     /// counted, and given with the device that sent it.
-    fn arriving(
-        &mut self,
-        at: i64,
-        from: usize,
-        to: usize,
-        connection: u64,
-        size: usize,
-        message: Message,
-    ) -> Option<(DeviceId, Message)> {
+    fn arriving(&mut self, at: i64, delivery: Delivery) -> Option<(DeviceId, Message)> {
+        let Delivery {
+            from,
+            to,
+            connection,
+            size,
+            message,
+        } = delivery;
         if self.links.get(&(from.min(to), from.max(to))) != Some(&connection) {
             return None;
         }
@@ -882,13 +878,13 @@ impl Cluster {
         let at = (at + latency).max(last);
         self.last_on_link.insert((i, to), at);
         self.seq += 1;
-        let due = Due::Deliver {
+        let due = Due::Deliver(Delivery {
             from: i,
             to,
             connection,
             size,
             message,
-        };
+        });
         self.queue.insert((at, self.seq), due);
     }
 }

@@ -120,16 +120,9 @@ impl Cluster {
                         .or_default()
                         .push((at, Input::Request(id, *request)));
                 }
-                Due::Deliver {
-                    from,
-                    to,
-                    connection,
-                    size,
-                    message,
-                } => {
-                    let Some((device, message)) =
-                        self.arriving(at, from, to, connection, size, message)
-                    else {
+                Due::Deliver(delivery) => {
+                    let to = delivery.to;
+                    let Some((device, message)) = self.arriving(at, delivery) else {
                         continue;
                     };
                     match self.relay_of(to) {
