@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use cercle_crdt::EntryKind;
 use cercle_node::api::ApiFile;
 use cercle_node::ops::Answer;
+use cercle_node::ops::circles::CircleCreate;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::status::Status;
 
@@ -52,7 +53,12 @@ fn text(circle: usize, note: usize) -> String {
 async fn fill(http: &reqwest::Client, node: &Node, circles: usize, notes: usize) {
     let mut ids = Vec::with_capacity(circles);
     for i in 0..circles {
-        let made = ask(http, node, nodes::circle_for(format!("Patient{i} Durand"))).await;
+        let made = ask(
+            http,
+            node,
+            CircleCreate::for_patient(format!("Patient{i} Durand")),
+        )
+        .await;
         let id = made
             .circles
             .iter()

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cercle_crdt::Role;
-use cercle_node::ops::circles::{CircleAccept, CircleList};
+use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
 use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::relays::RelaysSet;
 use cercle_node::ops::status::Status;
@@ -141,7 +141,7 @@ async fn run(circles: usize) -> serde_json::Value {
     let p_peer = ask(&http, &p, Status {}).await.peer_id;
     let t0 = Instant::now();
     for i in 0..circles {
-        let create = nodes::circle_for(format!("Patient{i} Durand"));
+        let create = CircleCreate::for_patient(format!("Patient{i} Durand"));
         let id = ask(&http, &p, create).await.circles[0].id.clone();
         let relays = RelaysSet {
             circle: id.clone(),

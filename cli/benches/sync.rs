@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use automerge::sync::{State as SyncState, SyncDoc};
 use cercle_crdt::{EntryKind, LiaisonNotebook, MemberId, NewEntry, Timestamp};
 use cercle_node::api::NodeEvent;
-use cercle_node::ops::circles::{CircleAccept, CircleList};
+use cercle_node::ops::circles::{CircleAccept, CircleCreate, CircleList};
 use cercle_node::ops::members::MemberAdd;
 use cercle_node::ops::notes::NoteAdd;
 use cercle_node::ops::status::{Connect, Status};
@@ -631,7 +631,7 @@ async fn accept_when_invited(http: &reqwest::Client, node: &Node, circle: &str) 
 }
 
 async fn cercle_call_create(http: &reqwest::Client, a: &Node) -> String {
-    let create = nodes::circle_for("Marcel Leroy".into());
+    let create = CircleCreate::for_patient("Marcel Leroy");
     ask(http, a, create).await.circles[0].id.clone()
 }
 

@@ -88,13 +88,7 @@ fn measure(circles: usize, notes: usize) -> Figures {
     let mut c = Cluster::new(1, &["Dr Martin", "second computer"], WireConfig::default())
         .unwrap_or_else(|e| panic!("{e}"));
     for i in 0..circles {
-        let create = CircleCreate {
-            patient: format!("Patient {i}"),
-            birth_date: None,
-            family_name: None,
-            given_names: None,
-            team: None,
-        };
+        let create = CircleCreate::for_patient(format!("Patient {i}"));
         let id = match c.ask(0, create, WAIT) {
             Ok(shown) => shown.circles[0].id.clone(),
             Err(e) => panic!("{e}"),

@@ -732,13 +732,7 @@ fn set_up(cluster: &mut Cluster, config: &Config, plans: &[Plan]) -> Option<Vec<
     // adds their members and names their relays.
     let mut creates = Vec::with_capacity(plans.len());
     for (c, p) in plans.iter().enumerate() {
-        let create = CircleCreate {
-            patient: format!("Patient {c}"),
-            birth_date: None,
-            family_name: None,
-            given_names: None,
-            team: None,
-        };
+        let create = CircleCreate::for_patient(format!("Patient {c}"));
         creates.push((p.members[0], cluster.submit(p.members[0], create.into())));
     }
     let made = answers::<CircleCreate>(cluster, &creates, WITHIN_MS)?;

@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cercle_node::api::ApiFile;
-use cercle_node::ops::circles::CircleCreate;
 use cercle_node::ops::{Answer, Operation, Request, typed};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_cercle");
@@ -199,17 +198,6 @@ pub(crate) async fn call(
         return None;
     }
     r.json().await.ok()
-}
-
-/// The request that makes a circle for `patient`, with nothing else said about them.
-pub(crate) fn circle_for(patient: String) -> CircleCreate {
-    CircleCreate {
-        patient,
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    }
 }
 
 /// Carries out one operation through the node's local API (as the CLI does), typed.

@@ -534,13 +534,7 @@ impl Cluster {
         patient: &str,
         within_ms: i64,
     ) -> Result<String, NodeError> {
-        let create = crate::ops::circles::CircleCreate {
-            patient: patient.into(),
-            birth_date: None,
-            family_name: None,
-            given_names: None,
-            team: None,
-        };
+        let create = crate::ops::circles::CircleCreate::for_patient(patient);
         let list = self.ask(i, create, within_ms)?;
         list.circles
             .first()
@@ -580,7 +574,7 @@ impl Cluster {
     /// it accepted.
     pub fn accept_invitations(&mut self, i: usize, within_ms: i64) -> usize {
         use crate::ops::circles::{CircleAccept, CircleList};
-        self.members[i].invited = 0;
+        self.saw_invitations(i);
         let waiting: Vec<String> = match self.ask(i, CircleList {}, within_ms) {
             Ok(list) => list.invitations.into_iter().map(|v| v.circle).collect(),
             Err(_) => return 0,

@@ -230,6 +230,17 @@ pub fn split_name(name: &str) -> (Option<String>, String) {
 }
 
 impl CircleCreate {
+    /// A circle for `patient`, with nothing else said about them.
+    pub fn for_patient(patient: impl Into<String>) -> CircleCreate {
+        CircleCreate {
+            patient: patient.into(),
+            birth_date: None,
+            family_name: None,
+            given_names: None,
+            team: None,
+        }
+    }
+
     /// What the circle is about: a team named, or the patient given.
     fn about(&self) -> Result<About, NodeError> {
         match self.team.as_deref().map(str::trim) {

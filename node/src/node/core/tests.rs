@@ -257,13 +257,7 @@ fn a_write_the_store_refuses_is_not_acknowledged_and_what_was_acknowledged_survi
     let secrets = me.secrets();
     let public = me.public();
     let mut node = OfflineNode::open(disk.clone(), me, "p".into()).unwrap();
-    let create = CircleCreate {
-        patient: "Jeanne Durand".into(),
-        birth_date: None,
-        family_name: None,
-        given_names: None,
-        team: None,
-    };
+    let create = CircleCreate::for_patient("Jeanne Durand");
     let circle = node.ask(create).unwrap().circles[0].id.clone();
     let add = |text: &str| NoteAdd {
         circle: circle.clone(),
