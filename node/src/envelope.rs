@@ -275,6 +275,17 @@ impl Envelope {
         DocKind::from_code(*bytes.get(MAGIC.len() + 1)?)
     }
 
+    /// The log position (device, document, sequence number) an envelope's bytes say they
+    /// hold, read without any check: to recognise bytes already held, never to trust new
+    /// ones.
+    fn peek_position(bytes: &[u8]) -> Option<(DeviceId, DocKind, u64)> {
+        let doc = Envelope::peek_doc(bytes)?;
+        let mut r = Reader::new(bytes, ());
+        r.take(MAGIC.len() + 2 + 32).ok()?;
+        let device = DeviceId(r.array().ok()?);
+        Some((device, doc, r.u64().ok()?))
+    }
+
     /// Decodes received bytes and checks the signature (checks 1–3).
     pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeRejection> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
@@ -569,6 +580,18 @@ impl EnvelopeLog {
     }
 
     fn check_one(&mut self, bytes: &[u8], view: &CircleView<'_>, out: &mut Checked) {
+        // The same bytes as the last envelope held in their log were checked when they
+        // came first: peers pass each new envelope on, so most copies are this one, and
+        // its signature is not checked again.
+        if let Some((device, doc, seq)) = Envelope::peek_position(bytes)
+            && self
+                .head(&(device, doc))
+                .is_some_and(|head| head.seq == seq && head.bytes == bytes)
+        {
+            tracing::debug!(seq, "envelope already held");
+            out.replays += 1;
+            return;
+        }
         let env = match Envelope::decode(bytes) {
             Ok(env) => env,
             Err(reason) => return reject(out, None, bytes, reason),
@@ -1150,6 +1173,29 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_of_the_last_envelope_held_is_a_replay_and_a_forged_copy_is_refused() {
+        let t = team();
+        let mut log = EnvelopeLog::default();
+        let (first, _) = note_envelope(&t.circle, &t.nurse, 1, [0; 32], "un");
+        assert_eq!(receive(&mut log, &t, &t.gp, &first).map(|a| a.len()), Ok(1));
+        // The same bytes again, as each co-member passes them on: held already.
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &first).err(),
+            Some(EnvelopeRejection::Replay { seq: 0 })
+        );
+        // The same position and payload with one byte of the signature changed is not
+        // the envelope held: it is checked, and its signature fails.
+        let mut forged = first.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            receive(&mut log, &t, &t.gp, &forged).err(),
+            Some(EnvelopeRejection::BadSignature)
+        );
+        assert_eq!(Envelope::peek_position(&first[..40]), None, "truncated");
+    }
+
+    #[test]
     fn envelopes_waiting_for_a_predecessor_are_kept_up_to_the_bound_then_refused() {
         let t = team();
         let mut log = EnvelopeLog::default();
@@ -1192,6 +1238,7 @@ mod tests {
         ) {
             let _ = Envelope::decode(&bytes);
             let _ = Envelope::peek_doc(&bytes);
+            let _ = Envelope::peek_position(&bytes);
             let me = person("X");
             let key = EpochKey::generate(&mut rng());
             let env = Envelope::seal(&me, Slot { circle: CircleId([1; 32]), doc: DocKind::Thread, seq: 1, prev: [0; 32] }, (EpochId([2; 16]), &key), &notebook_change(&me, "x"), &mut rng())
@@ -1204,6 +1251,8 @@ mod tests {
             if let Ok(d) = Envelope::decode(&b) {
                 // What a peek says is what a full decode finds, whenever the bytes decode.
                 prop_assert_eq!(Envelope::peek_doc(&b), Some(d.header.doc));
+                let h = &d.header;
+                prop_assert_eq!(Envelope::peek_position(&b), Some((h.device, h.doc, h.seq)));
                 let _ = d.open(&key);
             }
         }

@@ -744,6 +744,10 @@ impl Local for Mailbox {
             .unwrap_or_default()
     }
 
+    fn shares(&self, device: &DeviceId, circle: &CircleId) -> bool {
+        self.members.get(device).is_some_and(|s| s.contains(circle))
+    }
+
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
         self.circles.get(circle).map(|h| h.membership.log())
     }

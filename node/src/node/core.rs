@@ -225,6 +225,13 @@ impl Local for Circles {
             .collect()
     }
 
+    fn shares(&self, device: &DeviceId, circle: &CircleId) -> bool {
+        self.open.get(circle).is_some_and(|c| {
+            let r = c.resolution();
+            self.relays.contains(device) || r.member_of(device).is_some() || r.names_relay(device)
+        })
+    }
+
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
         self.open.get(circle).map(Circle::membership)
     }

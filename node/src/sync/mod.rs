@@ -228,6 +228,12 @@ impl SyncRejection {
 pub trait Local {
     /// The circles of which `device` belongs to a current member.
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId>;
+    /// Whether `device` belongs to a current member of `circle` (one circle's question,
+    /// asked for each message: a node in a thousand circles answers it without listing
+    /// them).
+    fn shares(&self, device: &DeviceId, circle: &CircleId) -> bool {
+        self.shared_with(device).contains(circle)
+    }
     /// The circle's membership log, if this node holds the circle.
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog>;
     /// Whether this node holds `circle` at all. A peer may offer a circle this node does not
@@ -407,10 +413,9 @@ impl PeerSync {
     /// a `Changed` with those the peer shares, so each side sends what the other lacks of
     /// them, and the peer asks for one it was just added to.
     pub fn changed(&mut self, local: &dyn Local, circles: &[CircleId]) -> Vec<Message> {
-        let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
         let circles: Vec<(CircleId, Digest)> = circles
             .iter()
-            .filter(|c| shared.contains(c))
+            .filter(|c| local.shares(&self.peer, c))
             .map(|c| (*c, local.digest(c)))
             .collect();
         if circles.is_empty() {
@@ -521,7 +526,7 @@ impl PeerSync {
     /// Asks the peer for what it holds of `circle` (a `Have`), when what it sent left gaps
     /// here: it answers with what is missing. At most once per [`ASK_AGAIN_MS`] per circle.
     pub fn ask_missing(&mut self, local: &dyn Local, circle: CircleId, now: i64) -> Vec<Message> {
-        if !local.shared_with(&self.peer).contains(&circle) {
+        if !local.shares(&self.peer, &circle) {
             return Vec::new();
         }
         if self
@@ -544,8 +549,14 @@ impl PeerSync {
         if envelopes.is_empty() {
             return Vec::new();
         }
-        let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
-        for e in envelopes.iter().filter(|e| shared.contains(&e.log.circle)) {
+        let peer = self.peer;
+        let mut shared: BTreeMap<CircleId, bool> = BTreeMap::new();
+        let mut shares = |circle: CircleId| {
+            *shared
+                .entry(circle)
+                .or_insert_with(|| local.shares(&peer, &circle))
+        };
+        for e in envelopes.iter().filter(|e| shares(e.log.circle)) {
             // Consecutive envelopes of one log (a burst of notes) are one range.
             if let Some(Queued::Range { log, to, .. }) = self.queue.back_mut()
                 && *log == e.log
@@ -586,7 +597,9 @@ impl PeerSync {
         now: i64,
     ) -> Result<(Vec<Message>, Option<Received>), SyncRejection> {
         self.stats.received += 1;
-        let shared: BTreeSet<CircleId> = local.shared_with(&self.peer).into_iter().collect();
+        // The whole list only for the messages that list circles.
+        let shared =
+            || -> BTreeSet<CircleId> { local.shared_with(&self.peer).into_iter().collect() };
         match message {
             Message::Summary { digest } => {
                 if summary(&self.digests(local)) == digest {
@@ -598,6 +611,7 @@ impl PeerSync {
                 if circles.len() > MAX_CHANGED {
                     return Err(SyncRejection::TooMany);
                 }
+                let shared = shared();
                 let mut out = Vec::new();
                 let mut ours = Vec::new();
                 for (circle, digest) in circles {
@@ -625,6 +639,7 @@ impl PeerSync {
                 if circles.len() > MAX_ITEMS {
                     return Err(SyncRejection::TooMany);
                 }
+                let shared = shared();
                 let mut out = Vec::new();
                 if !self.listed {
                     out.push(self.list(local));
@@ -649,7 +664,7 @@ impl PeerSync {
                 ops,
                 vectors,
             } => {
-                if !shared.contains(&circle) {
+                if !local.shares(&self.peer, &circle) {
                     return Err(SyncRejection::NotShared);
                 }
                 if ops.len() > MAX_ITEMS || vectors.iter().any(|(_, v)| v.len() > MAX_ITEMS) {
@@ -669,7 +684,7 @@ impl PeerSync {
                 }
                 // Data of a circle not held here is passed on: the node joins it only if
                 // its operations make this device a member.
-                if !shared.contains(&circle) && local.knows(&circle) {
+                if local.knows(&circle) && !local.shares(&self.peer, &circle) {
                     return Err(SyncRejection::NotShared);
                 }
                 self.stats.data_bytes_received += bytes as u64;

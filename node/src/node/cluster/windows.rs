@@ -56,11 +56,14 @@ impl Cluster {
     pub fn run_in_windows(&mut self, threads: usize) {
         self.windows = true;
         // Without a pool (one thread, or none could start) the ends run one after the
-        // other: the same outcome, later.
+        // other: the same outcome, later. The calling thread is one of the pool's (it
+        // runs the windows, and waking another thread for each cost a tenth of the run);
+        // rayon then keeps the pool until the process ends, so a thread builds one pool.
         self.pool = (threads > 1)
             .then(|| {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
+                    .use_current_thread()
                     .build()
                     .ok()
             })
