@@ -603,10 +603,12 @@ impl LiaisonNotebook {
             return false;
         };
         let r = RecordReader { doc, obj };
-        let to = addressee_of(&r).unwrap_or(Addressee::DEFAULT);
+        // The kind first: most entries are not alerts, and their addressee is not read.
         r.str("kind").as_deref() == Some(EntryKind::Alert.as_str())
             && r.member("author").is_some_and(|a| &a != me)
-            && to.includes(me, role)
+            && addressee_of(&r)
+                .unwrap_or(Addressee::DEFAULT)
+                .includes(me, role)
     }
 
     /// The alerts waiting for `me` (with `role`): addressed to them, written by someone

@@ -572,7 +572,7 @@ pub(crate) fn pick<T>(
     } else {
         items
             .into_iter()
-            .filter(|t| id(t).to_string().starts_with(&q))
+            .filter(|t| starts_with_hex(&id(t), &q))
             .collect()
     };
     match matches.len() {
@@ -587,6 +587,18 @@ pub(crate) fn pick<T>(
             count,
         }),
     }
+}
+
+/// Whether `id` written in lowercase hexadecimal starts with `prefix` (without writing
+/// it out).
+fn starts_with_hex(id: &CircleId, prefix: &str) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    prefix.len() <= 64
+        && prefix.bytes().enumerate().all(|(i, c)| {
+            let byte = id.0[i / 2];
+            let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+            DIGITS[usize::from(nibble)] == c
+        })
 }
 
 fn decode_record(id: &CircleId, bytes: &[u8]) -> Result<CircleRecord, CircleError> {

@@ -554,3 +554,17 @@ fn the_record_vouches_only_for_the_operations_checked_before() {
         Err(CircleError::Load { .. })
     ));
 }
+
+proptest::proptest! {
+    /// An id typed in part finds the circles whose written-out id starts with it, as
+    /// reading the written-out id would.
+    #[test]
+    fn a_prefix_matches_as_the_written_id_does(id in proptest::prelude::any::<[u8; 32]>(), cut in 0usize..70, noise in "[0-9a-gA-F]{0,3}") {
+        let id = CircleId(id);
+        let written = id.to_string();
+        let mut prefix: String = written.chars().take(cut).collect();
+        proptest::prop_assert!(starts_with_hex(&id, &prefix));
+        prefix.push_str(&noise);
+        proptest::prop_assert_eq!(starts_with_hex(&id, &prefix), written.starts_with(&prefix));
+    }
+}

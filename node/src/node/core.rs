@@ -202,6 +202,13 @@ impl Circles {
 
     /// The id of the circle held here whose id starts with `query`.
     pub(crate) fn find(&self, query: &str) -> Result<CircleId, NodeError> {
+        // A whole id (as the API and the pages send it) is looked up, not searched for:
+        // a GP's thousand circles are not each written out for every request.
+        if let Ok(id) = query.trim().parse::<CircleId>()
+            && self.open.contains_key(&id)
+        {
+            return Ok(id);
+        }
         Ok(crate::circle::pick(
             query,
             self.open.keys().copied(),
