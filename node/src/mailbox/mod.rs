@@ -858,6 +858,8 @@ mod tests {
         let id = scene.circle.id();
         // Both members may pull it; the relay serves exactly what it stored.
         assert_eq!(mailbox.shared_with(&scene.nurse.device()), vec![id]);
+        assert!(mailbox.shares(&scene.nurse.device(), &id));
+        assert!(!mailbox.shares(&scene.nurse.device(), &CircleId([9; 32])));
         let vector = mailbox.vector(&id, DocKind::LiaisonNotebook);
         assert_eq!(vector, scene.circle.vector(DocKind::LiaisonNotebook));
         let log = LogId {
@@ -903,6 +905,7 @@ mod tests {
         mailbox.receive(&scene.gp.device(), scene.push(envelopes.clone()), 10);
         let id = scene.circle.id();
         assert!(mailbox.shared_with(&stranger.device()).is_empty());
+        assert!(!mailbox.shares(&stranger.device(), &id));
         assert_eq!(mailbox.refused_pulls(&stranger.device(), &[id]), 1);
         assert_eq!(mailbox.refused_pulls(&scene.nurse.device(), &[id]), 0);
         let d = mailbox.receive(&stranger.device(), scene.push(envelopes), 10);

@@ -895,3 +895,29 @@ fn a_circle_is_the_members_own_only_by_a_sibling_s_valid_signature() {
     forged[0] ^= 1;
     assert!(!core.members_own(&mallory, &[forged]));
 }
+
+#[test]
+fn one_circle_is_shared_exactly_when_the_list_of_shared_circles_holds_it() {
+    use crate::circle::membership::CircleId;
+    use crate::sync::Local;
+    let mut c = cluster(&["A", "B", "C"]);
+    let (_, code) = circle_and_code(&mut c, 0);
+    new_circle(&mut c, 0);
+    join(&mut c, 1, &code);
+    c.connect(0, 1);
+    c.run_for(5_000);
+    let circles = c.members[0].core.circles();
+    let mut ids: Vec<CircleId> = circles.open.keys().copied().collect();
+    ids.push(CircleId([9; 32]));
+    let devices: Vec<_> = c.members.iter().map(|m| m.device).collect();
+    let mut shared = 0;
+    for device in &devices {
+        let list = circles.shared_with(device);
+        for id in &ids {
+            assert_eq!(circles.shares(device, id), list.contains(id));
+            shared += usize::from(circles.shares(device, id));
+        }
+    }
+    // A holds both circles, B joined one, C none.
+    assert_eq!(shared, 3);
+}
