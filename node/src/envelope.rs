@@ -559,6 +559,15 @@ impl EnvelopeLog {
         checked
     }
 
+    /// Whether `bytes` are those of the last envelope held in their log (accepted in this
+    /// check, or confirmed): checked when they came first.
+    fn holds(&self, bytes: &[u8]) -> bool {
+        Envelope::peek_position(bytes).is_some_and(|(device, doc, seq)| {
+            self.head(&(device, doc))
+                .is_some_and(|head| head.seq == seq && head.bytes == bytes)
+        })
+    }
+
     /// The receiver holds `env` now (applied or stored): later copies are replays, and the
     /// device's next envelope must chain on it.
     pub fn confirm(&mut self, env: &Envelope) {
@@ -583,12 +592,8 @@ impl EnvelopeLog {
         // The same bytes as the last envelope held in their log were checked when they
         // came first: peers pass each new envelope on, so most copies are this one, and
         // its signature is not checked again.
-        if let Some((device, doc, seq)) = Envelope::peek_position(bytes)
-            && self
-                .head(&(device, doc))
-                .is_some_and(|head| head.seq == seq && head.bytes == bytes)
-        {
-            tracing::debug!(seq, "envelope already held");
+        if self.holds(bytes) {
+            tracing::debug!("envelope already held");
             out.replays += 1;
             return;
         }
@@ -1193,6 +1198,65 @@ mod tests {
             Some(EnvelopeRejection::BadSignature)
         );
         assert_eq!(Envelope::peek_position(&first[..40]), None, "truncated");
+    }
+
+    #[test]
+    fn envelopes_checked_in_one_run_give_what_checking_one_at_a_time_gives() {
+        let t = team();
+        // A nurse's 24 notes, delivered out of order, with a copy, a forgery and garbage.
+        let mut prev = [0; 32];
+        let mut run = Vec::new();
+        for seq in 1..=24 {
+            let (bytes, hash) = note_envelope(&t.circle, &t.nurse, seq, prev, "passage");
+            run.push(bytes);
+            prev = hash;
+        }
+        run.swap(3, 7);
+        run.insert(10, run[9].clone());
+        let mut forged = run[15].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        run.insert(16, forged);
+        run.push(b"not an envelope".to_vec());
+        let resolution = t.circle.resolution();
+        let holders = holders(&t.circle);
+        let keys = t.circle.epoch_keys(&t.gp);
+        let view = CircleView {
+            circle: circle_id(&t.circle),
+            resolution,
+            holders: &holders,
+            keys: Some(&keys),
+        };
+        let summary = |c: &Checked| {
+            (
+                c.accepted.iter().map(|a| a.seq).collect::<Vec<_>>(),
+                c.rejected
+                    .iter()
+                    .map(|r| r.reason.clone())
+                    .collect::<Vec<_>>(),
+                c.replays,
+            )
+        };
+        let together = EnvelopeLog::default().check(&run, &view);
+        let mut alone = EnvelopeLog::default();
+        let mut each = Checked::default();
+        for bytes in &run {
+            let c = alone.check(std::slice::from_ref(bytes), &view);
+            for a in &c.accepted {
+                alone.confirm(&a.envelope);
+            }
+            each.accepted.extend(c.accepted);
+            each.rejected.extend(c.rejected);
+            each.replays += c.replays;
+        }
+        assert_eq!(summary(&together), summary(&each));
+        let (accepted, rejected, _) = summary(&together);
+        assert_eq!(accepted, (1..=24).collect::<Vec<_>>());
+        assert_eq!(
+            rejected.len(),
+            2,
+            "the forgery and the garbage: {rejected:?}"
+        );
     }
 
     #[test]
