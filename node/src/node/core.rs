@@ -217,26 +217,28 @@ impl Circles {
     }
 }
 
+impl Circles {
+    /// Whether `device` may have circle `c`'s data: a relay this node uses (it holds
+    /// every circle), a relay the circle names, or a device of a current member.
+    fn circle_shared(&self, c: &Circle, device: &DeviceId) -> bool {
+        let r = c.resolution();
+        self.relays.contains(device) || r.names_relay(device) || r.member_of(device).is_some()
+    }
+}
+
 impl Local for Circles {
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId> {
-        if self.relays.contains(device) {
-            return self.open.keys().copied().collect();
-        }
         self.open
             .values()
-            .filter(|c| {
-                let r = c.resolution();
-                r.member_of(device).is_some() || r.names_relay(device)
-            })
+            .filter(|c| self.circle_shared(c, device))
             .map(Circle::id)
             .collect()
     }
 
     fn shares(&self, device: &DeviceId, circle: &CircleId) -> bool {
-        self.open.get(circle).is_some_and(|c| {
-            let r = c.resolution();
-            self.relays.contains(device) || r.member_of(device).is_some() || r.names_relay(device)
-        })
+        self.open
+            .get(circle)
+            .is_some_and(|c| self.circle_shared(c, device))
     }
 
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
