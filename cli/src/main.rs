@@ -83,6 +83,9 @@ enum Command {
     Task(cmd::task::TaskCommand),
     /// Write a circle's documents to files: Automerge, JSON or a FHIR R4 Bundle.
     Export(cmd::export::ExportArgs),
+    /// The health-professional directory (RPPS/ADELI): import its public extract, search it.
+    #[command(subcommand)]
+    Directory(cmd::directory::DirectoryCommand),
     /// Your devices: pair a new one, list them, revoke a lost one.
     #[command(subcommand)]
     Device(cmd::device::DeviceCommand),
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         Command::Msg(c) => cmd::msg::run(&ctx, c),
         Command::Doc(c) => cmd::doc::run(&ctx, c),
         Command::Task(c) => cmd::task::run(&ctx, c),
+        Command::Directory(c) => cmd::directory::run(&ctx, c),
         Command::Export(args) => cmd::export::run(&ctx, args),
         Command::Sync(c) => cmd::carry::run(&ctx, c),
         Command::Device(c) => cmd::device::run(&ctx, c),

@@ -6,6 +6,8 @@
 //! # Layout
 //!
 //! - [`identity`]: member and device keys, device certificates, contact cards, profiles.
+//! - [`directory`]: the health-professional directory's public extract, and members'
+//!   signed profiles checked against it.
 //! - [`keyfile`]: the secret keys encrypted at rest (Argon2id + XChaCha20-Poly1305).
 //! - [`home`]: the home directory and its crash-safe file writes.
 //! - [`circle`]: circles of care, their signed membership log and three documents.
@@ -31,6 +33,7 @@ pub mod api;
 mod bucket;
 pub mod circle;
 pub mod crypto;
+pub mod directory;
 pub mod envelope;
 pub mod home;
 pub mod identity;

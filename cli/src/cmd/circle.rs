@@ -2,6 +2,7 @@
 
 use cercle_crdt::Role;
 use cercle_node::ContactCard;
+use cercle_node::directory::Standing;
 use cercle_node::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary, Circles,
 };
@@ -231,12 +232,18 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
         s.push_str("members:\n");
         for m in &view.members {
             s.push_str(&format!(
-                "  {:<13} {:<24} {}  ({} device{})\n",
+                "  {:<13} {:<24} {}  ({} device{})  {}\n",
                 m.role.as_str(),
                 m.name.as_deref().unwrap_or("?"),
                 &m.member[..12],
                 m.devices.len(),
-                if m.devices.len() == 1 { "" } else { "s" }
+                if m.devices.len() == 1 { "" } else { "s" },
+                match &m.directory {
+                    Standing::Verified => "verified in the directory".to_string(),
+                    Standing::Contradicted { directory } =>
+                        format!("declared; the directory gives this number to {directory}"),
+                    _ => "declared".to_string(),
+                }
             ));
         }
         if !view.removed.is_empty() {

@@ -5,6 +5,7 @@ pub(crate) mod circle;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod device;
+pub(crate) mod directory;
 pub(crate) mod doc;
 pub(crate) mod export;
 pub(crate) mod init;

@@ -8,6 +8,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::directory::{Professional, Register, Standing};
 use crate::ops::ReceiptRow;
 use crate::ops::circles::CircleSummary;
 use crate::ops::documents::DocumentRow;
@@ -926,6 +927,7 @@ pub(crate) fn members(
     summary: &CircleSummary,
     me: &str,
     invite: Option<&InviteView>,
+    search: Option<&DirectoryResults>,
 ) -> Markup {
     let w = ctx.w();
     circle_page(
@@ -936,13 +938,20 @@ pub(crate) fn members(
             section class="card" aria-labelledby="members" {
                 h2 id="members" { (w.members) }
                 table id="live-members" data-live class="stack" {
-                    thead { tr { th scope="col" { (w.name) } th scope="col" { (w.profession) } th scope="col" { (w.role) } } }
+                    thead { tr { th scope="col" { (w.name) } th scope="col" { (w.profession) } th scope="col" { (w.role) } th scope="col" { (w.directory) } } }
                     tbody {
                         @for m in &summary.members {
                             tr {
                                 td { strong { (who(w, m.name.as_deref())) } @if m.member == me { " (" (w.you) ")" } }
                                 td data-label=(w.profession) { (m.profession.as_deref().unwrap_or("")) }
                                 td data-label=(w.role) { (w.role(m.role.as_str())) }
+                                td data-label=(w.directory) class="directory" {
+                                    @match &m.directory {
+                                        Standing::Verified => { span class="verified" { "✓ " (w.directory_verified) } }
+                                        Standing::Contradicted { directory } => { span class="contradicted" { (w.directory_contradicted) " " (directory) } }
+                                        _ => { span class="muted" { (w.directory_declared) } }
+                                    }
+                                }
                             }
                         }
                     }
@@ -993,6 +1002,25 @@ pub(crate) fn members(
             @if head.role == "coordinator" {
                 section class="card" aria-labelledby="invite" {
                     h2 id="invite" { (w.invite) }
+                    form method="get" action=(format!("/c/{}/members", head.id)) class="filters" id="directory-search" {
+                        div {
+                            label for="directory-query" { (w.directory_search) }
+                            input type="search" id="directory-query" name="annuaire" maxlength="80" value=(search.map_or("", |s| s.query.as_str()));
+                        }
+                        button type="submit" { (w.directory_search_button) }
+                    }
+                    @if let Some(found) = search {
+                        @if found.professionals.is_empty() {
+                            p class="muted" id="directory-found" { (w.directory_none) }
+                        } @else {
+                            ul id="directory-found" {
+                                @for p in &found.professionals {
+                                    li { strong { (p.first_name) " " (p.last_name) } " — " (p.profession) " — "
+                                        @match p.register { Register::Rpps => "RPPS", Register::Adeli => "ADELI" } " " span class="mono" { (p.number) } }
+                                }
+                            }
+                        }
+                    }
                     form method="post" action=(format!("/c/{}/invites", head.id)) class="filters" {
                         (hidden_csrf(ctx))
                         div {
@@ -1013,6 +1041,13 @@ pub(crate) fn members(
             }
         },
     )
+}
+
+/// What a search of the directory found, for the members page.
+#[derive(Debug)]
+pub(crate) struct DirectoryResults {
+    pub(crate) query: String,
+    pub(crate) professionals: Vec<Professional>,
 }
 
 /// The invite code as a QR code (SVG), or nothing when it does not fit one.

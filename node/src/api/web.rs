@@ -32,6 +32,7 @@ use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
 use crate::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary,
 };
+use crate::ops::directory::DirectorySearch;
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
 use crate::ops::export::{Export, ExportFormat};
 use crate::ops::invite::InviteCreate;
@@ -1350,11 +1351,47 @@ async fn document_view(s: Session, Path((circle, doc)): Path<(String, String)>) 
     run.await.unwrap_or_else(|r: Response| r)
 }
 
-async fn members(s: Session, Path(circle): Path<String>) -> Response {
+/// The members page's query: a search of the directory, to invite a colleague.
+#[derive(Debug, Default, serde::Deserialize)]
+struct MembersQuery {
+    #[serde(default)]
+    annuaire: Option<String>,
+}
+
+async fn members(
+    s: Session,
+    Path(circle): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Response {
+    let back = format!("/c/{circle}/members");
     let run = async {
         let (head, _, _, me) = s.head(&circle, false).await?;
         let summary = s.summary(&head.id).await?;
-        Ok(page(ui::members(&s.ctx, &head, &summary, &me, None)))
+        let search = match q.annuaire.filter(|q| !q.trim().is_empty()) {
+            Some(query) => {
+                let found = s
+                    .ask(
+                        DirectorySearch {
+                            query: query.clone(),
+                        },
+                        &back,
+                    )
+                    .await?;
+                Some(ui::DirectoryResults {
+                    query,
+                    professionals: found.professionals,
+                })
+            }
+            None => None,
+        };
+        Ok(page(ui::members(
+            &s.ctx,
+            &head,
+            &summary,
+            &me,
+            None,
+            search.as_ref(),
+        )))
     };
     run.await.unwrap_or_else(|r: Response| r)
 }
@@ -1393,7 +1430,14 @@ async fn invite_create(
         let summary = s.summary(&head.id).await?;
         let mut ctx = s.ctx.clone();
         ctx.here = back.clone();
-        Ok(page(ui::members(&ctx, &head, &summary, &me, Some(&invite))))
+        Ok(page(ui::members(
+            &ctx,
+            &head,
+            &summary,
+            &me,
+            Some(&invite),
+            None,
+        )))
     };
     run.await.unwrap_or_else(|r: Response| r)
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{NodeError, Operation};
 use crate::circle::{About, Circle, CircleInfo};
 use crate::node::NodeCore;
+use crate::store::Store;
 
 /// The circles held here.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -373,6 +374,9 @@ pub struct MemberRow {
     pub profession: Option<String>,
     pub role: Role,
     pub devices: Vec<String>,
+    /// How the profile the member signed stands against the directory imported here.
+    #[serde(default)]
+    pub directory: crate::directory::Standing,
 }
 
 impl Operation for CircleShow {
@@ -382,12 +386,12 @@ impl Operation for CircleShow {
         let store = core.circles.store.clone();
         let c = core.circle(&self.circle)?;
         let refused = store.rejections(&c.id()).map_or(0, |r| r.len());
-        Ok(summary(c, refused))
+        Ok(summary(c, refused, store.as_ref()))
     }
 }
 
 /// A circle's members and epoch, for people.
-pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
+pub(crate) fn summary(c: &Circle, refused: usize, store: &dyn Store) -> CircleSummary {
     let r = c.resolution();
     let profiles = c.profiles();
     CircleSummary {
@@ -405,6 +409,10 @@ pub(crate) fn summary(c: &Circle, refused: usize) -> CircleSummary {
                 profession: profiles.get(m).map(|p| p.profession.clone()),
                 role: s.role,
                 devices: s.devices.iter().map(|d| d.device.to_string()).collect(),
+                directory: profiles
+                    .get(m)
+                    .map(|p| super::directory::standing(store, p))
+                    .unwrap_or_default(),
             })
             .collect(),
         removed: r.removed.keys().map(|m| m.to_hex()).collect(),

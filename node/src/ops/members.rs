@@ -65,7 +65,8 @@ pub(crate) fn change(
     let staged = f(c, author)?;
     let id = c.id();
     let refused = core.circles.store.rejections(&id).map_or(0, |r| r.len());
-    let answer = summary(core.circle(circle)?, refused);
+    let store = core.circles.store.clone();
+    let answer = summary(core.circle(circle)?, refused, store.as_ref());
     core.stage(id, staged);
     core.after_writes(then);
     Ok(answer)

@@ -36,6 +36,7 @@ mod error;
 pub mod carried;
 pub mod circles;
 pub mod devices;
+pub mod directory;
 pub mod documents;
 pub mod export;
 pub mod invite;
@@ -161,6 +162,8 @@ operations! {
     devices::PairStatus,
     devices::DeviceList,
     devices::DeviceRevoke,
+    directory::DirectoryImport,
+    directory::DirectorySearch,
 }
 
 /// Every kind of answer, by variant and type: the [`Answer`] enum (its JSON tag is the
@@ -228,6 +231,8 @@ answers! {
     Pair(devices::PairView),
     Devices(devices::Devices),
     DeviceRevoked(devices::DeviceRevoked),
+    DirectoryImported(directory::Imported),
+    DirectoryFound(directory::Found),
     Done(Done),
 }
 

@@ -134,11 +134,15 @@ pub enum Tree {
     /// When this node received each item another device created: circle ‖ item id →
     /// milliseconds (big-endian), beside the date its author gave it.
     Received,
+    /// The health-professional directory imported here (public data, re-importable, so
+    /// neither sealed nor journaled): `i` ‖ register ‖ number → the professional (JSON),
+    /// and `n` ‖ folded last name ‖ 0 ‖ that key → the key, to search by name.
+    Directory,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Meta,
         Tree::Circles,
         Tree::Ops,
@@ -149,6 +153,7 @@ impl Tree {
         Tree::Rejected,
         Tree::Forks,
         Tree::Received,
+        Tree::Directory,
     ];
 
     /// Its code in journal records.
@@ -174,6 +179,7 @@ impl Tree {
             Tree::Rejected => "rejected",
             Tree::Forks => "forks",
             Tree::Received => "received",
+            Tree::Directory => "directory",
         }
     }
 
@@ -185,7 +191,7 @@ impl Tree {
 
     /// Whether writes go through the journal (everything but what can be recomputed).
     pub fn journaled(self) -> bool {
-        !matches!(self, Tree::Snapshots)
+        !matches!(self, Tree::Snapshots | Tree::Directory)
     }
 }
 
@@ -505,6 +511,17 @@ impl Batch {
         );
     }
 
+    /// A professional of the directory, under their number and in the index by name.
+    pub fn professional(&mut self, p: &crate::directory::Professional) {
+        let key = crate::directory::Professional::key(p.register, &p.number);
+        self.put(Tree::Directory, p.name_key(), key.clone());
+        self.put(
+            Tree::Directory,
+            key,
+            serde_json::to_vec(p).unwrap_or_default(),
+        );
+    }
+
     /// Proof that a device forked its log.
     pub fn fork(&mut self, circle: &CircleId, fork: &ForkRecord) {
         self.put(Tree::Forks, fork.key(circle), fork.value());
@@ -758,6 +775,39 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 
     /// The fork evidence recorded for a circle.
+    /// The directory's professional with this number, if imported.
+    fn professional(
+        &self,
+        register: crate::directory::Register,
+        number: &str,
+    ) -> Result<Option<crate::directory::Professional>, StoreError> {
+        let key = crate::directory::Professional::key(register, number);
+        match self.get(Tree::Directory, &key)? {
+            Some(v) => Ok(serde_json::from_slice(&v).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` professionals of the directory whose last name starts with `name`'s
+    /// words, in the order of the name index.
+    fn professionals_named(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::directory::Professional>, StoreError> {
+        let from = crate::directory::name_prefix(name);
+        let mut to = from.clone();
+        to.extend_from_slice(&[0xff; 4]);
+        let keys = self.range(Tree::Directory, from..=to, limit)?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(v) = self.get(Tree::Directory, &key)? {
+                found.extend(serde_json::from_slice(&v).ok());
+            }
+        }
+        Ok(found)
+    }
+
     fn forks(&self, circle: &CircleId) -> Result<Vec<ForkRecord>, StoreError> {
         let mut out = Vec::new();
         for (k, v) in self.scan(Tree::Forks, &circle.0)? {
