@@ -1293,6 +1293,30 @@ mod tests {
         assert_eq!(Envelope::peek_position(&first[..40]), None, "truncated");
     }
 
+    /// What the GP's node knows of the team's circle, to check envelopes against.
+    struct GpSight {
+        holders: BTreeMap<EpochId, BTreeSet<DeviceId>>,
+        keys: BTreeMap<EpochId, EpochKey>,
+    }
+
+    impl GpSight {
+        fn of(t: &Team) -> GpSight {
+            GpSight {
+                holders: holders(&t.circle),
+                keys: t.circle.epoch_keys(&t.gp),
+            }
+        }
+
+        fn view<'a>(&'a self, t: &'a Team) -> CircleView<'a> {
+            CircleView {
+                circle: circle_id(&t.circle),
+                resolution: t.circle.resolution(),
+                holders: &self.holders,
+                keys: Some(&self.keys),
+            }
+        }
+    }
+
     /// What checking found: the sequence numbers accepted, the reasons refused, the replays.
     type Summary = (Vec<u64>, Vec<EnvelopeRejection>, usize);
 
@@ -1336,15 +1360,8 @@ mod tests {
     #[test]
     fn a_runs_last_signature_vouches_for_the_envelopes_before_it_and_tampering_is_caught() {
         let t = team();
-        let resolution = t.circle.resolution();
-        let holders = holders(&t.circle);
-        let keys = t.circle.epoch_keys(&t.gp);
-        let view = CircleView {
-            circle: circle_id(&t.circle),
-            resolution,
-            holders: &holders,
-            keys: Some(&keys),
-        };
+        let gp = GpSight::of(&t);
+        let view = gp.view(&t);
         let run = nurse_run(&t, 8);
         let (together, _) = at_once_and_one_by_one(&run, &view);
         assert_eq!(together, ((1..=8).collect(), vec![], 0));
@@ -1422,15 +1439,8 @@ mod tests {
         forged[last] ^= 1;
         run.insert(16, forged);
         run.push(b"not an envelope".to_vec());
-        let resolution = t.circle.resolution();
-        let holders = holders(&t.circle);
-        let keys = t.circle.epoch_keys(&t.gp);
-        let view = CircleView {
-            circle: circle_id(&t.circle),
-            resolution,
-            holders: &holders,
-            keys: Some(&keys),
-        };
+        let gp = GpSight::of(&t);
+        let view = gp.view(&t);
         let (together, each) = at_once_and_one_by_one(&run, &view);
         assert_eq!(together, each);
         let (accepted, rejected, _) = together;
@@ -1490,15 +1500,8 @@ mod tests {
             copies in prop::collection::vec(0usize..10, 0..3),
         ) {
             let t = team();
-            let resolution = t.circle.resolution();
-            let holders = holders(&t.circle);
-            let keys = t.circle.epoch_keys(&t.gp);
-            let view = CircleView {
-                circle: circle_id(&t.circle),
-                resolution,
-                holders: &holders,
-                keys: Some(&keys),
-            };
+            let gp = GpSight::of(&t);
+            let view = gp.view(&t);
             let mut run = nurse_run(&t, 10);
             for (which, at, bit) in flips {
                 let len = run[which].len();
