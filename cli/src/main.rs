@@ -81,6 +81,9 @@ enum Command {
     /// The care plan's tasks.
     #[command(subcommand)]
     Task(cmd::task::TaskCommand),
+    /// A circle's audit trail: who wrote what and when (and when it arrived here), what
+    /// was refused and why, and any fork; as a table, JSON or CSV.
+    Audit(cmd::audit::AuditArgs),
     /// Write a circle's documents to files: Automerge, JSON or a FHIR R4 Bundle.
     Export(cmd::export::ExportArgs),
     /// The health-professional directory (RPPS/ADELI): import its public extract, search it.
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         Command::Task(c) => cmd::task::run(&ctx, c),
         Command::Directory(c) => cmd::directory::run(&ctx, c),
         Command::Export(args) => cmd::export::run(&ctx, args),
+        Command::Audit(args) => cmd::audit::run(&ctx, args),
         Command::Sync(c) => cmd::carry::run(&ctx, c),
         Command::Device(c) => cmd::device::run(&ctx, c),
         Command::Phone(c) => cmd::device::phone(&ctx, c),

@@ -84,6 +84,7 @@ fn fhir_export(nb: &LiaisonNotebook) -> usize {
         thread: &th,
         members: &[],
         exported_at: Timestamp(T0),
+        audit: &[],
     });
     serde_json::to_vec(&bundle).map_or(0, |b| b.len())
 }

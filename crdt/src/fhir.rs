@@ -46,6 +46,9 @@ const PARTICIPANT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/provenance
 const NOTE_KIND_SYSTEM: &str = "urn:cercle:notebook-kind";
 const ROLE_SYSTEM: &str = "urn:cercle:circle-role";
 const ACT_SYSTEM: &str = "urn:cercle:act";
+const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+const AUDIT_ACTION_SYSTEM: &str = "urn:cercle:audit-action";
 const IDENTITY_STATUS_URL: &str = "urn:cercle:fhir:identity-status";
 
 /// One person of the care team, as the membership log and their published profile say.
@@ -73,6 +76,27 @@ pub struct CircleRecord<'a> {
     pub members: &'a [CareTeamMember],
     /// When the export is made (the bundle's `timestamp`).
     pub exported_at: Timestamp,
+    /// The exporting node's audit trail: one `AuditEvent` each.
+    pub audit: &'a [AuditEntry],
+}
+
+/// One row of the exporting node's audit trail (a write it accepted, data it refused, a
+/// fork it saw), for an `AuditEvent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When the node recorded it: the time of receipt, or the author's time for what it
+    /// wrote itself.
+    pub recorded: Timestamp,
+    /// Who did it, when known.
+    pub member: Option<MemberId>,
+    /// The device that wrote or sent it (hex), when known.
+    pub device: Option<String>,
+    /// The action (`note_written`…) or the refusal's reason (`bad_signature`…).
+    pub action: String,
+    /// A write accepted, or something refused.
+    pub accepted: bool,
+    /// What it was about, or why it was refused.
+    pub detail: Option<String>,
 }
 
 /// The circle as a FHIR R4 `Bundle` of type `collection`, every reference resolving to an
@@ -87,6 +111,7 @@ pub fn bundle(record: &CircleRecord<'_>) -> Value {
     b.documents();
     b.notebook();
     b.thread();
+    b.audit_events();
     b.care_team();
     let entries = std::mem::take(&mut b.entries);
     json!({
@@ -215,6 +240,52 @@ impl<'a> Builder<'a> {
                 }],
             }),
         );
+    }
+
+    /// One `AuditEvent` per row of the exporting node's trail: a write accepted is a
+    /// "Patient Record" event (DICOM 110110) that succeeded, data refused a "Security
+    /// Alert" (110113) that failed; the action is the subtype.
+    fn audit_events(&mut self) {
+        let patient = self.subject();
+        for (i, e) in self.record.audit.iter().enumerate() {
+            let id = self.id(
+                "audit",
+                &format!("{i}/{}/{}", e.recorded.millis(), e.action),
+            );
+            let who = match &e.member {
+                Some(m) => self.member_ref(m),
+                None => {
+                    json!({ "display": format!("device {}", e.device.as_deref().unwrap_or("unknown")) })
+                }
+            };
+            let (code, display, outcome) = if e.accepted {
+                ("110110", "Patient Record", "0")
+            } else {
+                ("110113", "Security Alert", "4")
+            };
+            let mut agent = json!({ "who": who, "requestor": true });
+            if let Some(device) = &e.device {
+                agent["altId"] = json!(device);
+            }
+            let mut event = json!({
+                "resourceType": "AuditEvent",
+                "type": { "system": DICOM, "code": code, "display": display },
+                "subtype": [{ "system": AUDIT_ACTION_SYSTEM, "code": e.action }],
+                "action": "C",
+                "recorded": instant(e.recorded),
+                "outcome": outcome,
+                "agent": [agent],
+                "source": {
+                    "observer": { "display": "Cercle node" },
+                    "type": [{ "system": SOURCE_TYPE, "code": "4", "display": "Application Server" }],
+                },
+                "entity": [{ "what": patient }],
+            });
+            if let Some(detail) = e.detail.as_ref().filter(|d| !d.is_empty()) {
+                event["outcomeDesc"] = json!(detail);
+            }
+            self.push(&id, event);
+        }
     }
 
     fn patient(&mut self) {
@@ -938,6 +1009,7 @@ mod tests {
             "DocumentReference" => &["status", "content"],
             "Consent" => &["status", "scope", "category"],
             "Provenance" => &["target", "recorded", "agent"],
+            "AuditEvent" => &["type", "recorded", "agent", "source"],
             "Condition" => &["subject"],
             "AllergyIntolerance" => &["patient"],
             "MedicationStatement" => &["status", "medicationCodeableConcept", "subject"],
@@ -1227,6 +1299,24 @@ mod tests {
             thread: &d.th,
             members,
             exported_at: Timestamp(1_795_000_100_000),
+            audit: &[
+                AuditEntry {
+                    recorded: Timestamp(1_795_000_000_500),
+                    member: Some(NURSE),
+                    device: Some("ab".repeat(32)),
+                    action: "note_written".into(),
+                    accepted: true,
+                    detail: None,
+                },
+                AuditEntry {
+                    recorded: Timestamp(1_795_000_000_900),
+                    member: None,
+                    device: Some("cd".repeat(32)),
+                    action: "bad_signature".into(),
+                    accepted: false,
+                    detail: Some("the device signature does not verify".into()),
+                },
+            ],
         })
     }
 
@@ -1238,6 +1328,7 @@ mod tests {
         let count = |t| of_type(&b, t).len();
         assert_eq!(count("Patient"), 1);
         assert_eq!(count("CareTeam"), 1);
+        assert_eq!(count("AuditEvent"), 2, "one per row of the trail");
         // Four notes, one of them vitals with three signs measured.
         assert_eq!(count("Observation"), 4 + 3);
         assert_eq!(count("Communication"), 1);

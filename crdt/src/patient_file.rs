@@ -381,6 +381,21 @@ pub enum ItemList {
 }
 
 impl ItemList {
+    /// Every list of the patient file.
+    pub const ALL: [ItemList; 6] = [
+        ItemList::Contacts,
+        ItemList::Problems,
+        ItemList::Allergies,
+        ItemList::Medications,
+        ItemList::Tasks,
+        ItemList::Documents,
+    ];
+
+    /// The list's name, as the document's root field names it.
+    pub fn as_str(self) -> &'static str {
+        self.root()
+    }
+
     fn root(self) -> &'static str {
         match self {
             ItemList::Contacts => "contacts",

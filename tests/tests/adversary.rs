@@ -586,3 +586,152 @@ fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
     }
     a_note_still_reaches_b(&a, &b, &circle, "Pas de fièvre");
 }
+
+/// The audit of a circle (`cercle audit`, its CSV, the "Traçabilité" page), on the
+/// coordinator's node of a team of three real nodes that a member gone bad attacked: each
+/// member's note with its author, device, the author's time and the time it arrived, the
+/// forgery refused with its reason, the forked log as evidence (also in `circle show`).
+#[test]
+fn a_circles_audit_lists_each_members_writes_with_both_times_and_the_refusals() {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let (a, b, circle) = homes();
+    let c = TestHome::new();
+    c.init("Anne Leroy", "kinésithérapeute");
+    a.add_member(&circle, &c.card(), "professional");
+    let (saved, _) = hostile_member(&a, &circle, work.path());
+    let node_a = up_on_loopback(&a, &[]);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    let _node_c = up_on_loopback(&c, &[&node_a]);
+    b.accept(&circle);
+    c.accept(&circle);
+    let written = [
+        (&a, "Dr Claire Martin", "Ordonnance renouvelée"),
+        (&b, "Julien Petit", "Pansement refait"),
+        (&c, "Anne Leroy", "Marche 20 m avec déambulateur"),
+    ];
+    for (home, _, text) in written {
+        home.json(&["note", "add", &circle, text]);
+    }
+    assert!(
+        wait_until(30, || written
+            .iter()
+            .all(|(_, _, t)| a.note_texts(&circle).iter().any(|n| n == t))),
+        "A never held every member's note"
+    );
+    member_attack(&node_a.tcp_address(), &saved, &circle, 0);
+    assert!(
+        wait_until(20, || {
+            let trail = a.json(&["audit", &circle]);
+            trail["forks"].as_array().is_some_and(|f| !f.is_empty())
+                && trail["refusals"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["reason"] == "bad_signature"))
+        }),
+        "the forgery or the fork is not in the audit: {}",
+        a.json(&["audit", &circle])
+    );
+
+    let trail = a.json(&["audit", &circle]);
+    let writes = trail["writes"].as_array().cloned().unwrap_or_default();
+    for (home, name, text) in written {
+        let note = writes
+            .iter()
+            .find(|w| w["action"] == "note_written" && w["name"] == name)
+            .unwrap_or_else(|| panic!("no note of {name} ({text}) in the audit: {trail}"));
+        assert!(note["at"].as_i64().is_some_and(|t| t > 0), "{note}");
+        let device = home.json(&["status"])["device"].clone();
+        assert_eq!(note["device"], device, "the note's device: {note}");
+        if name == "Dr Claire Martin" {
+            assert!(note["received"].is_null(), "written on A: {note}");
+        } else {
+            let received = note["received"].as_i64().unwrap_or(0);
+            assert!(
+                received >= note["at"].as_i64().unwrap_or(i64::MAX),
+                "received before it was written: {note}"
+            );
+        }
+    }
+    assert!(
+        writes
+            .iter()
+            .any(|w| w["action"] == "member_added" && w["about"] == "Anne Leroy"),
+        "the membership is not in the audit: {trail}"
+    );
+    // The member's honest note is there too, with its device; its forgeries are not.
+    assert!(
+        writes
+            .iter()
+            .any(|w| w["action"] == "note_written" && w["name"] == "Marc Roux"),
+        "{trail}"
+    );
+    let shown = a.json(&["circle", "show", &circle]);
+    assert_eq!(
+        shown["forks"][0]["name"], "Marc Roux",
+        "the fork is not shown with its member: {shown}"
+    );
+
+    // The same trail as a CSV file, and nothing from tomorrow on.
+    let csv = work.path().join("audit.csv");
+    let csv_arg = csv.to_string_lossy().to_string();
+    a.json(&["audit", &circle, "--csv", &csv_arg]);
+    let table = std::fs::read_to_string(&csv).unwrap_or_default();
+    assert!(
+        table.starts_with("kind,at,received,member,name,device"),
+        "{table}"
+    );
+    assert!(
+        table.contains("refusal,") && table.contains("fork,"),
+        "{table}"
+    );
+    assert!(table.contains("Anne Leroy"), "{table}");
+    let tomorrow = (jiff::Zoned::now().date() + jiff::Span::new().days(1)).to_string();
+    let later = a.json(&["audit", &circle, "--since", &tomorrow]);
+    assert_eq!(later["writes"], serde_json::json!([]), "{later}");
+    let refused = a.cercle(&["audit", &circle, "--since", "yesterday"]);
+    assert!(
+        refused.stderr.contains("YYYY-MM-DD"),
+        "a bad date is not explained: {}",
+        refused.stderr
+    );
+
+    // In the FHIR export, one AuditEvent per row, valid against HL7's R4 schema.
+    let bundle = a.fhir_export(&circle);
+    cercle_tests::checkers::validate_fhir(&a.path().join("c.fhir.json"));
+    let events: Vec<&serde_json::Value> = bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| &e["resource"])
+                .filter(|r| r["resourceType"] == "AuditEvent")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["subtype"][0]["code"] == "note_written" && e["outcome"] == "0")
+            && events
+                .iter()
+                .any(|e| e["subtype"][0]["code"] == "bad_signature" && e["outcome"] == "4"),
+        "the export lacks the audit: {events:?}"
+    );
+
+    // The page, in French.
+    let web = cercle_tests::browser::WebSession::login(&a.ui_link());
+    let (status, page) = web.get(&format!("/c/{circle}/audit"));
+    assert_eq!(status, 200);
+    for expected in [
+        "Traçabilité",
+        "Transmission écrite",
+        "Julien Petit",
+        "bad_signature",
+        "Historique falsifié",
+    ] {
+        assert!(page.contains(expected), "the audit page lacks {expected}");
+    }
+    // It says who did what and when, not what was said.
+    assert!(
+        !page.contains("Pansement refait"),
+        "the audit page shows care data"
+    );
+}

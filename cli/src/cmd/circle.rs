@@ -246,6 +246,15 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
                 }
             ));
         }
+        for f in &view.forks {
+            s.push_str(&format!(
+                "fork: a device of {} ({}) signed two versions of its {} #{} (see `cercle audit`)\n",
+                f.name.as_deref().unwrap_or("an unknown member"),
+                &f.device[..12.min(f.device.len())],
+                f.document,
+                f.seq
+            ));
+        }
         if !view.removed.is_empty() {
             s.push_str(&format!("removed: {}\n", view.removed.len()));
         }

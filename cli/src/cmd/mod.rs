@@ -1,5 +1,6 @@
 //! One module per command, each with its arguments next to its handler.
 
+pub(crate) mod audit;
 pub(crate) mod carry;
 pub(crate) mod circle;
 pub(crate) mod config;

@@ -10,6 +10,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::directory::{Professional, Register, Standing};
 use crate::ops::ReceiptRow;
+use crate::ops::audit::AuditTrail;
 use crate::ops::circles::CircleSummary;
 use crate::ops::documents::DocumentRow;
 use crate::ops::invite::InviteView;
@@ -92,16 +93,18 @@ pub(crate) enum Tab {
     Documents,
     Members,
     Activity,
+    Audit,
 }
 
 impl Tab {
-    const ALL: [Tab; 6] = [
+    const ALL: [Tab; 7] = [
         Tab::Notebook,
         Tab::Patient,
         Tab::Messages,
         Tab::Documents,
         Tab::Members,
         Tab::Activity,
+        Tab::Audit,
     ];
 
     fn path(self) -> &'static str {
@@ -112,6 +115,7 @@ impl Tab {
             Tab::Documents => "/documents",
             Tab::Members => "/members",
             Tab::Activity => "/activity",
+            Tab::Audit => "/audit",
         }
     }
 
@@ -123,6 +127,7 @@ impl Tab {
             Tab::Documents => w.documents,
             Tab::Members => w.members,
             Tab::Activity => w.activity,
+            Tab::Audit => w.audit,
         }
     }
 }
@@ -956,6 +961,12 @@ pub(crate) fn members(
                         }
                     }
                 }
+                @for f in &summary.forks {
+                    p class="error fork" {
+                        (w.audit_forks) " : " (who(w, f.name.as_deref())) " — " (f.document) " n° " (f.seq) ". "
+                        a href=(format!("/c/{}/audit", head.id)) { (w.audit) }
+                    }
+                }
                 @for d in &summary.revoked_devices {
                     p class="revoked-device" {
                         (w.device_of) " " (who(w, d.name.as_deref())) " " (w.device_revoked_on) " " (ctx.when(d.at)) "."
@@ -1188,6 +1199,70 @@ pub(crate) fn activity(
                 section class="card" {
                     (chart::bars("chart-members", w.active_members, w.active_members_desc,
                         &active_members(notes, messages, now_ms, w), w.no_data))
+                }
+            }
+        },
+    )
+}
+
+/// The circle's audit trail: writes with both times, refusals, forks.
+pub(crate) fn audit(ctx: &Ctx, head: &CircleHead, trail: &AuditTrail) -> Markup {
+    let w = ctx.w();
+    let short = |s: &str| s.chars().take(12).collect::<String>();
+    circle_page(
+        ctx,
+        head,
+        Tab::Audit,
+        html! {
+            @if !trail.forks.is_empty() {
+                section class="card error" aria-labelledby="forks" id="audit-forks" {
+                    h2 id="forks" { (w.audit_forks) }
+                    ul {
+                        @for f in &trail.forks {
+                            li { (who(w, f.name.as_deref())) " — " (w.audit_fork_device) " " span class="mono" { (short(&f.device)) } " — " (f.document) " n° " (f.seq) }
+                        }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="writes" {
+                h2 id="writes" { (w.audit_writes) }
+                p class="muted" { (w.audit_help) }
+                table id="audit-writes" class="stack" {
+                    thead { tr {
+                        th scope="col" { (w.audit_at) } th scope="col" { (w.audit_received) }
+                        th scope="col" { (w.name) } th scope="col" { (w.audit_device) }
+                        th scope="col" { (w.audit_action) }
+                    } }
+                    tbody {
+                        @for r in trail.writes.iter().rev() {
+                            tr {
+                                td data-label=(w.audit_at) { (ctx.when(r.at)) }
+                                td data-label=(w.audit_received) { @match r.received { Some(at) => (ctx.when(at)), None => span class="muted" { (w.audit_here) } } }
+                                td data-label=(w.name) { (who(w, r.name.as_deref())) }
+                                td data-label=(w.audit_device) class="mono" { (r.device.as_deref().map(short).unwrap_or_default()) }
+                                td data-label=(w.audit_action) { (w.audit_action_name(&r.action)) @if let Some(a) = &r.about { " — " (a) } }
+                            }
+                        }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="refusals" {
+                h2 id="refusals" { (w.audit_refusals) }
+                @if trail.refusals.is_empty() {
+                    p class="muted" { (w.audit_no_refusals) }
+                } @else {
+                    table id="audit-refusals" class="stack" {
+                        thead { tr { th scope="col" { (w.audit_at) } th scope="col" { (w.audit_device) } th scope="col" { (w.audit_reason) } } }
+                        tbody {
+                            @for r in &trail.refusals {
+                                tr {
+                                    td data-label=(w.audit_at) { (ctx.when(r.at)) }
+                                    td data-label=(w.audit_device) class="mono" { (r.device.as_deref().map(short).unwrap_or_default()) }
+                                    td data-label=(w.audit_reason) { code { (r.reason) } " — " (r.message) }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },

@@ -29,6 +29,7 @@ use super::server::{Api, loopback_host, wrong_host};
 use super::token::same_secret;
 use super::ui::words::Lang;
 use super::ui::{self, CircleHead, CircleRow, Ctx, NoteFilter};
+use crate::ops::audit::Audit;
 use crate::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary,
 };
@@ -103,6 +104,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/invites", post(invite_create))
         .route("/c/{circle}/reminder", post(reminder_set))
         .route("/c/{circle}/activity", get(activity))
+        .route("/c/{circle}/audit", get(audit))
         .merge(devices::routes())
         .layer(axum::middleware::from_fn(guard_headers))
 }
@@ -1438,6 +1440,24 @@ async fn invite_create(
             Some(&invite),
             None,
         )))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+async fn audit(s: Session, Path(circle): Path<String>) -> Response {
+    let back = format!("/c/{circle}");
+    let run = async {
+        let (head, _, _, _) = s.head(&circle, false).await?;
+        let trail = s
+            .ask(
+                Audit {
+                    circle: head.id.clone(),
+                    since: None,
+                },
+                &back,
+            )
+            .await?;
+        Ok(page(ui::audit(&s.ctx, &head, &trail)))
     };
     run.await.unwrap_or_else(|r: Response| r)
 }

@@ -88,6 +88,13 @@ impl Circle {
             receipt.staged.membership_changed = true;
             for op in &intake.new {
                 receipt.staged.batch.op(&id, op);
+                // When this node learnt of it, for the circle's audit.
+                receipt.staged.batch.received(
+                    &id,
+                    &op_item(&op.hash()),
+                    now,
+                    Some(&op.content().device),
+                );
             }
         }
         if envelopes.is_empty() {
@@ -153,9 +160,18 @@ impl Circle {
             let mut progress = false;
             for group in todo {
                 let doc = group.first().map(|a| a.doc);
+                // The writing device, when one wrote the whole group (a member's devices
+                // may alternate in one receipt).
+                let device = group
+                    .first()
+                    .map(|a| a.device)
+                    .filter(|d| group.iter().all(|a| a.device == *d));
                 let (outcomes, rest, created) = self.apply_group(group);
                 for item in created {
-                    receipt.staged.batch.received(&id, &item, now);
+                    receipt
+                        .staged
+                        .batch
+                        .received(&id, &item, now, device.as_ref());
                     if doc == Some(DocKind::LiaisonNotebook)
                         && self
                             .docs
@@ -354,4 +370,9 @@ fn group_by_author(ready: Vec<Accepted>) -> Vec<Vec<Accepted>> {
         }
     }
     groups
+}
+
+/// The name under which the time a membership operation was received is kept.
+pub(crate) fn op_item(hash: &crate::circle::membership::OpHash) -> String {
+    format!("op:{hash}")
 }

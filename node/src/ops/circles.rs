@@ -354,6 +354,19 @@ pub struct CircleSummary {
     pub waiting_operations: usize,
     /// Envelopes and operations from peers refused (recorded with their reasons).
     pub refused: usize,
+    /// Devices that signed two versions of one position of their log (`cercle audit`
+    /// shows the evidence).
+    #[serde(default)]
+    pub forks: Vec<ForkNotice>,
+}
+
+/// A device caught signing two versions of its log, as the team sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ForkNotice {
+    pub device: String,
+    pub name: Option<String>,
+    pub document: String,
+    pub seq: u64,
 }
 
 /// A member's device revoked from a circle, as the team sees it.
@@ -435,6 +448,21 @@ pub(crate) fn summary(c: &Circle, refused: usize, store: &dyn Store) -> CircleSu
         void_operations: r.void.len(),
         waiting_operations: c.membership().waiting(),
         refused,
+        forks: store
+            .forks(&c.id())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| ForkNotice {
+                device: f.device.to_string(),
+                name: r
+                    .member_of(&f.device)
+                    .map(|(m, _)| *m)
+                    .or_else(|| r.former(&f.device, f.doc).map(|(m, _, _)| m))
+                    .and_then(|m| profiles.get(&m).map(|p| p.name.clone())),
+                document: f.doc.as_str().to_string(),
+                seq: f.seq,
+            })
+            .collect(),
     }
 }
 

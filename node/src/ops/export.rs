@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use cercle_crdt::fhir::{self, CareTeamMember, CircleRecord};
+use cercle_crdt::fhir::{self, AuditEntry, CareTeamMember, CircleRecord};
 use cercle_crdt::{DocKind, MemberId, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditTrail;
 use super::{Names, NodeError, Operation};
 use crate::circle::Circle;
 use crate::node::NodeCore;
@@ -52,6 +53,7 @@ impl Operation for Export {
         let store = core.circles.store.clone();
         let now = core.now();
         let me = core.me.member();
+        let device = core.me.device();
         let (c, _) = core.circle_mut(&self.circle)?;
         if self.format == ExportFormat::Fhir {
             super::about_a_patient(c, "patient to export as FHIR; export it as json")?;
@@ -83,7 +85,13 @@ impl Operation for Export {
                 });
                 vec![json_file("circle.json", &all)?]
             }
-            ExportFormat::Fhir => vec![json_file("circle.fhir.json", &fhir_bundle(c, now)?)?],
+            ExportFormat::Fhir => {
+                let audit = audit_entries(&super::audit::trail(c, store.as_ref(), &device)?);
+                vec![json_file(
+                    "circle.fhir.json",
+                    &fhir_bundle(c, now, &audit)?,
+                )?]
+            }
         };
         // Taking a patient's file out of the circle is worth a line in the log.
         tracing::info!(circle = %c.id(), format = ?self.format, "circle exported");
@@ -102,7 +110,33 @@ fn json_file(name: &str, value: &serde_json::Value) -> Result<ExportFile, NodeEr
 
 /// The circle as a FHIR R4 bundle: the members as the membership log has them now, and
 /// anyone else whose profile was published here (a former member who wrote).
-fn fhir_bundle(c: &Circle, now: Timestamp) -> Result<serde_json::Value, NodeError> {
+/// The trail's rows as the FHIR export's `AuditEvent`s.
+fn audit_entries(trail: &AuditTrail) -> Vec<AuditEntry> {
+    let member = |hex: &str| hex.parse::<MemberId>().ok();
+    let writes = trail.writes.iter().map(|w| AuditEntry {
+        recorded: Timestamp(w.received.unwrap_or(w.at)),
+        member: member(&w.member),
+        device: w.device.clone(),
+        action: w.action.clone(),
+        accepted: true,
+        detail: w.about.clone(),
+    });
+    let refusals = trail.refusals.iter().map(|r| AuditEntry {
+        recorded: Timestamp(r.at),
+        member: None,
+        device: r.device.clone(),
+        action: r.reason.clone(),
+        accepted: false,
+        detail: Some(r.message.clone()),
+    });
+    writes.chain(refusals).collect()
+}
+
+fn fhir_bundle(
+    c: &Circle,
+    now: Timestamp,
+    audit: &[AuditEntry],
+) -> Result<serde_json::Value, NodeError> {
     let resolution = c.resolution();
     let profiles = c.profiles();
     let unprofiled: Vec<MemberId> = resolution
@@ -132,5 +166,6 @@ fn fhir_bundle(c: &Circle, now: Timestamp) -> Result<serde_json::Value, NodeErro
         thread: c.thread()?,
         members: &members,
         exported_at: now,
+        audit,
     }))
 }

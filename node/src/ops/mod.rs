@@ -33,6 +33,7 @@ use crate::node::NodeCore;
 
 mod error;
 
+pub mod audit;
 pub mod carried;
 pub mod circles;
 pub mod devices;
@@ -164,6 +165,7 @@ operations! {
     devices::DeviceRevoke,
     directory::DirectoryImport,
     directory::DirectorySearch,
+    audit::Audit,
 }
 
 /// Every kind of answer, by variant and type: the [`Answer`] enum (its JSON tag is the
@@ -233,6 +235,7 @@ answers! {
     DeviceRevoked(devices::DeviceRevoked),
     DirectoryImported(directory::Imported),
     DirectoryFound(directory::Found),
+    Audit(audit::AuditTrail),
     Done(Done),
 }
 

@@ -247,6 +247,14 @@ pub struct RejectionRecord {
 }
 
 /// Two envelopes signed by one device for one position, kept as proof.
+/// When this node received an item another device created, and from which device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemReceipt {
+    pub at: cercle_crdt::Timestamp,
+    /// The writing device (absent in records of earlier versions).
+    pub device: Option<crate::identity::DeviceId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkRecord {
     pub device: DeviceId,
@@ -503,12 +511,18 @@ impl Batch {
 
     /// When this node received `item` of `circle` (first time only: a later copy of the
     /// same item is not new, so this is written once).
-    pub fn received(&mut self, circle: &CircleId, item: &str, at: cercle_crdt::Timestamp) {
-        self.put(
-            Tree::Received,
-            keys::received(circle, item),
-            at.0.to_be_bytes().to_vec(),
-        );
+    pub fn received(
+        &mut self,
+        circle: &CircleId,
+        item: &str,
+        at: cercle_crdt::Timestamp,
+        device: Option<&crate::identity::DeviceId>,
+    ) {
+        let mut value = at.0.to_be_bytes().to_vec();
+        if let Some(d) = device {
+            value.extend_from_slice(&d.0);
+        }
+        self.put(Tree::Received, keys::received(circle, item), value);
     }
 
     /// A professional of the directory, under their number and in the index by name.
@@ -670,18 +684,30 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         circle: &CircleId,
     ) -> Result<BTreeMap<String, cercle_crdt::Timestamp>, StoreError> {
+        Ok(self
+            .receipts(circle)?
+            .into_iter()
+            .map(|(item, r)| (item, r.at))
+            .collect())
+    }
+
+    /// When this node received each item of `circle` that another device created, and
+    /// from which device when one device wrote everything applied with it.
+    fn receipts(&self, circle: &CircleId) -> Result<BTreeMap<String, ItemReceipt>, StoreError> {
         self.scan(Tree::Received, &circle.0)?
             .into_iter()
             .map(|(k, v)| {
                 let item = std::str::from_utf8(&k[32..]).map_err(|_| self.bad("an item id"))?;
                 let at: [u8; 8] = v
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| self.bad("a time of receipt"))?;
-                Ok((
-                    item.to_string(),
-                    cercle_crdt::Timestamp(i64::from_be_bytes(at)),
-                ))
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| self.bad("a time of receipt"))?;
+                let device = v
+                    .get(8..40)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(crate::identity::DeviceId);
+                let at = cercle_crdt::Timestamp(i64::from_be_bytes(at));
+                Ok((item.to_string(), ItemReceipt { at, device }))
             })
             .collect()
     }

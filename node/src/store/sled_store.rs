@@ -835,7 +835,7 @@ mod tests {
     use crate::circle::membership::CircleId;
     use crate::identity::DeviceId;
     use crate::store::{ForkRecord, RejectionRecord, Snapshot};
-    use cercle_crdt::DocKind;
+    use cercle_crdt::{DocKind, Timestamp};
 
     fn key() -> StorageKey {
         StorageKey::derive(&[7; 32])
@@ -1082,5 +1082,65 @@ mod tests {
         s.commit(b).unwrap();
         assert_eq!(s.rejections(&circle()).ok(), Some(vec![rec]));
         assert_eq!(s.forks(&circle()).ok(), Some(vec![fork]));
+    }
+
+    #[test]
+    fn receipts_read_back_with_their_device_and_without_it_from_earlier_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let device = DeviceId([4; 32]);
+        let mut b = Batch::new();
+        b.received(&circle(), "note1", Timestamp(7), Some(&device));
+        b.received(&circle(), "note2", Timestamp(8), None);
+        s.commit(b).unwrap();
+        let receipts = s.receipts(&circle()).unwrap();
+        assert_eq!(receipts["note1"].device, Some(device));
+        assert_eq!(receipts["note1"].at, Timestamp(7));
+        assert_eq!(receipts["note2"].device, None);
+        // What notes show beside each note: the time only.
+        assert_eq!(s.received(&circle()).unwrap()["note2"], Timestamp(8));
+    }
+
+    #[test]
+    fn professionals_are_found_by_number_and_by_the_start_of_their_name() {
+        use crate::directory::{Professional, Register};
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let p = |number: &str, last: &str| Professional {
+            register: Register::Rpps,
+            number: number.into(),
+            last_name: last.into(),
+            first_name: "CLAIRE".into(),
+            profession_code: "10".into(),
+            profession: "Médecin".into(),
+        };
+        let mut b = Batch::new();
+        for (n, last) in [
+            ("10003456786", "MARTIN"),
+            ("10009876540", "MARTINEZ"),
+            ("10001112225", "DUPONT"),
+        ] {
+            b.professional(&p(n, last));
+        }
+        s.commit(b).unwrap();
+        assert_eq!(
+            s.professional(Register::Rpps, "10009876540").unwrap(),
+            Some(p("10009876540", "MARTINEZ"))
+        );
+        assert_eq!(
+            s.professional(Register::Adeli, "10009876540").unwrap(),
+            None
+        );
+        let names = |q: &str| -> Vec<String> {
+            s.professionals_named(q, 10)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.last_name)
+                .collect()
+        };
+        assert_eq!(names("Martin"), vec!["MARTIN", "MARTINEZ"]);
+        assert_eq!(names("martine"), vec!["MARTINEZ"]);
+        assert!(names("durand").is_empty());
+        assert_eq!(s.professionals_named("m", 1).unwrap().len(), 1, "bounded");
     }
 }

@@ -79,6 +79,19 @@ pub(crate) struct Words {
     pub(crate) documents: &'static str,
     pub(crate) members: &'static str,
     pub(crate) activity: &'static str,
+    pub(crate) audit: &'static str,
+    pub(crate) audit_writes: &'static str,
+    pub(crate) audit_help: &'static str,
+    pub(crate) audit_at: &'static str,
+    pub(crate) audit_received: &'static str,
+    pub(crate) audit_here: &'static str,
+    pub(crate) audit_device: &'static str,
+    pub(crate) audit_action: &'static str,
+    pub(crate) audit_refusals: &'static str,
+    pub(crate) audit_no_refusals: &'static str,
+    pub(crate) audit_reason: &'static str,
+    pub(crate) audit_forks: &'static str,
+    pub(crate) audit_fork_device: &'static str,
     pub(crate) sync: &'static str,
     pub(crate) sections: &'static str,
     pub(crate) new_note: &'static str,
@@ -435,6 +448,32 @@ impl Words {
         }
     }
 
+    /// What an audit row's action says, in this language (the code itself if unknown).
+    pub(crate) fn audit_action_name<'a>(&self, action: &'a str) -> &'a str {
+        let fr = std::ptr::eq(self, &FR);
+        let (fr_name, en_name) = match action {
+            "circle_created" => ("Cercle créé", "Circle created"),
+            "member_added" => ("Membre ajouté", "Member added"),
+            "member_removed" => ("Membre retiré", "Member removed"),
+            "role_changed" => ("Rôle changé", "Role changed"),
+            "key_rotated" => ("Clé renouvelée", "Key rotated"),
+            "relays_set" => ("Relais choisis", "Relays set"),
+            "reminder_set" => ("Rappel réglé", "Reminder set"),
+            "circle_closed" => ("Cercle clos", "Circle closed"),
+            "device_added" => ("Appareil ajouté", "Device added"),
+            "device_revoked" => ("Appareil révoqué", "Device revoked"),
+            "note_written" => ("Transmission écrite", "Note written"),
+            "note_corrected" => ("Transmission corrigée", "Note corrected"),
+            "alert_acknowledged" => ("Alerte prise en compte", "Alert acknowledged"),
+            "message_written" => ("Message écrit", "Message written"),
+            "message_read" => ("Message lu", "Message read"),
+            "item_added" => ("Dossier patient : ajout", "Patient file: item added"),
+            "item_removed" => ("Dossier patient : retrait", "Patient file: item removed"),
+            _ => return action,
+        };
+        if fr { fr_name } else { en_name }
+    }
+
     /// The name of a role.
     pub(crate) fn role(&self, role: &str) -> &'static str {
         let fr = std::ptr::eq(self, &FR);
@@ -739,6 +778,19 @@ pub(crate) static FR: Words = Words {
     documents: "Documents",
     members: "Membres",
     activity: "Activité",
+    audit: "Traçabilité",
+    audit_writes: "Écritures",
+    audit_help: "Chaque écriture acceptée par ce poste : son auteur et son appareil, l'heure donnée par l'auteur et l'heure de réception ici. Export CSV : « cercle audit CERCLE --csv FICHIER ».",
+    audit_at: "Heure de l'auteur",
+    audit_received: "Reçu ici",
+    audit_here: "écrit sur ce poste",
+    audit_device: "Appareil",
+    audit_action: "Action",
+    audit_refusals: "Données refusées",
+    audit_no_refusals: "Rien n'a été refusé.",
+    audit_reason: "Motif",
+    audit_forks: "Historique falsifié : un appareil a signé deux versions",
+    audit_fork_device: "appareil",
     sync: "Synchronisation",
     sections: "Sections du cercle",
     new_note: "Nouvelle note",
@@ -1001,6 +1053,19 @@ pub(crate) static EN: Words = Words {
     documents: "Documents",
     members: "Members",
     activity: "Activity",
+    audit: "Audit trail",
+    audit_writes: "Writes",
+    audit_help: "Every write this node accepted: its author and device, the author's time and the time it arrived here. CSV export: “cercle audit CIRCLE --csv FILE”.",
+    audit_at: "Author's time",
+    audit_received: "Received here",
+    audit_here: "written on this node",
+    audit_device: "Device",
+    audit_action: "Action",
+    audit_refusals: "Refused data",
+    audit_no_refusals: "Nothing was refused.",
+    audit_reason: "Reason",
+    audit_forks: "Forged history: a device signed two versions",
+    audit_fork_device: "device",
     sync: "Sync",
     sections: "Circle sections",
     new_note: "New note",
