@@ -544,10 +544,22 @@ fn two_members_work_together_in_their_browsers() {
             "Invite a member",
         ),
         (
+            "members-directory",
+            format!("/c/{circle}/members?annuaire=martin"),
+            "Chercher un collègue dans l'annuaire",
+            "Find a colleague in the directory",
+        ),
+        (
             "activity",
             format!("/c/{circle}/activity"),
             "Notes par semaine",
             "Notes per week",
+        ),
+        (
+            "audit",
+            format!("/c/{circle}/audit"),
+            "Données refusées",
+            "Refused data",
         ),
         ("sync", "/sync".to_string(), "Ce nœud", "This node"),
         (

@@ -1240,7 +1240,12 @@ pub(crate) fn audit(ctx: &Ctx, head: &CircleHead, trail: &AuditTrail) -> Markup 
                                 td data-label=(w.audit_received) { @match r.received { Some(at) => (ctx.when(at)), None => span class="muted" { (w.audit_here) } } }
                                 td data-label=(w.name) { (who(w, r.name.as_deref())) }
                                 td data-label=(w.audit_device) class="mono" { (r.device.as_deref().map(short).unwrap_or_default()) }
-                                td data-label=(w.audit_action) { (w.audit_action_name(&r.action)) @if let Some(a) = &r.about { " — " (a) } }
+                                td data-label=(w.audit_action) {
+                                    (w.audit_action_name(&r.action))
+                                    @if let Some(a) = &r.about {
+                                        " — " @if r.action == "note_written" { (w.kind(a)) } @else { (a) }
+                                    }
+                                }
                             }
                         }
                     }
