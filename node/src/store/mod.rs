@@ -215,6 +215,14 @@ impl Write {
             Write::Put { tree, .. } | Write::Delete { tree, .. } => *tree,
         }
     }
+
+    /// The bytes it puts in the database.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Write::Put { key, value, .. } => key.len() + value.len(),
+            Write::Delete { key, .. } => key.len(),
+        }
+    }
 }
 
 /// The last envelope of one device in one document.

@@ -200,28 +200,26 @@ fn open_trees(dir: &Path, db: &sled::Db) -> Result<BTreeMap<Tree, sled::Tree>, S
         .collect()
 }
 
-/// Applies a batch's writes, tree by tree.
+/// Applies a batch's writes one by one. Atomicity comes from the journal (a group is
+/// replayed whole after a crash) and from readers waiting until the group is applied
+/// (`Settled`), not from sled: sled's `apply_batch` held memory for every write of a large
+/// batch for the life of the process (importing 100 000 professionals of the directory:
+/// 640 MB resident against 76 MB written one by one, and faster).
 fn apply(
     dir: &Path,
     trees: &BTreeMap<Tree, sled::Tree>,
     writes: &[Write],
 ) -> Result<(), StoreError> {
-    let mut per_tree: BTreeMap<Tree, sled::Batch> = BTreeMap::new();
     for w in writes {
-        match w {
-            Write::Put { tree, key, value } => per_tree
-                .entry(*tree)
-                .or_default()
-                .insert(key.as_slice(), value.as_slice()),
-            Write::Delete { tree, key } => {
-                per_tree.entry(*tree).or_default().remove(key.as_slice())
-            }
-        }
-    }
-    for (tree, batch) in per_tree {
-        if let Some(t) = trees.get(&tree) {
-            t.apply_batch(batch).map_err(|e| from_sled(dir, e))?;
-        }
+        let result = match w {
+            Write::Put { tree, key, value } => trees
+                .get(tree)
+                .map(|t| t.insert(key.as_slice(), value.as_slice()).map(|_| ())),
+            Write::Delete { tree, key } => trees
+                .get(tree)
+                .map(|t| t.remove(key.as_slice()).map(|_| ())),
+        };
+        result.transpose().map_err(|e| from_sled(dir, e))?;
     }
     Ok(())
 }
@@ -457,6 +455,7 @@ impl SledStore {
             settled: self.settled.clone(),
             group: 0,
             marked: 0,
+            unflushed: 0,
         };
         let handle = std::thread::Builder::new()
             .name("cercle-store".into())
@@ -657,6 +656,9 @@ struct Writer {
     group: u64,
     /// The journal offset the database is known to hold.
     marked: u64,
+    /// Bytes of writes outside the journal (snapshots, the directory) applied since the
+    /// database was last flushed: sled holds them in memory until it is.
+    unflushed: u64,
 }
 
 impl Writer {
@@ -664,7 +666,7 @@ impl Writer {
         let _release = Release(self.settled.clone());
         self.marked = self.journal.len();
         loop {
-            let first = if self.journal.len() > self.marked {
+            let first = if self.journal.len() > self.marked || self.unflushed > 0 {
                 match jobs.recv_timeout(MARK_IDLE) {
                     Ok(j) => j,
                     Err(RecvTimeoutError::Timeout) => {
@@ -687,7 +689,9 @@ impl Writer {
                 }
             }
             self.commit_group(group);
-            if self.journal.len() - self.marked >= MARK_EVERY_BYTES {
+            if self.journal.len() - self.marked >= MARK_EVERY_BYTES
+                || self.unflushed >= MARK_EVERY_BYTES
+            {
                 self.mark();
             }
         }
@@ -710,6 +714,12 @@ impl Writer {
             replies.push(reply);
         }
         let batch = Batch { writes };
+        self.unflushed += batch
+            .writes
+            .iter()
+            .filter(|w| !w.tree().journaled())
+            .map(|w| w.size() as u64)
+            .sum::<u64>();
         let journaled = self.journal_group(&batch);
         let ok = journaled.is_ok();
         if ok {
@@ -774,7 +784,10 @@ impl Writer {
                 None => Ok(()),
             });
         match result {
-            Ok(()) => self.marked = upto,
+            Ok(()) => {
+                self.marked = upto;
+                self.unflushed = 0;
+            }
             Err(e) => tracing::warn!(error = %e, "flushing the database; the journal covers it"),
         }
     }
