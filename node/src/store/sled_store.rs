@@ -701,9 +701,10 @@ impl Writer {
         self.mark();
     }
 
-    /// The whole group becomes one journal record (one write, one flush) and one sled batch
-    /// per tree: it is acknowledged together, so it may be durable together. It is
-    /// acknowledged once the journal holds it, then applied to sled (readers wait for that).
+    /// The whole group becomes one journal record (one write, one flush): it is
+    /// acknowledged together, so it may be durable together. It is acknowledged once the
+    /// journal holds it, then applied to sled (readers wait for that; a crash before the
+    /// end replays the whole record at the next start).
     fn commit_group(&mut self, group: Vec<Job>) {
         let started = Instant::now();
         let n = group.len();
