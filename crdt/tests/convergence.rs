@@ -186,14 +186,7 @@ impl Doc for PatientFile {
         };
     }
     fn state(&self) -> String {
-        let lists = [
-            ItemList::Contacts,
-            ItemList::Problems,
-            ItemList::Allergies,
-            ItemList::Medications,
-            ItemList::Tasks,
-            ItemList::Documents,
-        ];
+        let lists = ItemList::ALL;
         format!(
             "{:?} {:?} {:?} {:?}",
             self.identity(),
