@@ -108,8 +108,6 @@ fn json_file(name: &str, value: &serde_json::Value) -> Result<ExportFile, NodeEr
     })
 }
 
-/// The circle as a FHIR R4 bundle: the members as the membership log has them now, and
-/// anyone else whose profile was published here (a former member who wrote).
 /// The trail's rows as the FHIR export's `AuditEvent`s.
 fn audit_entries(trail: &AuditTrail) -> Vec<AuditEntry> {
     let member = |hex: &str| hex.parse::<MemberId>().ok();
@@ -132,6 +130,8 @@ fn audit_entries(trail: &AuditTrail) -> Vec<AuditEntry> {
     writes.chain(refusals).collect()
 }
 
+/// The circle as a FHIR R4 bundle: the members as the membership log has them now, and
+/// anyone else whose profile was published here (a former member who wrote).
 fn fhir_bundle(
     c: &Circle,
     now: Timestamp,

@@ -254,7 +254,6 @@ pub struct RejectionRecord {
     pub hash: String,
 }
 
-/// Two envelopes signed by one device for one position, kept as proof.
 /// When this node received an item another device created, and from which device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemReceipt {
@@ -263,6 +262,7 @@ pub struct ItemReceipt {
     pub device: Option<crate::identity::DeviceId>,
 }
 
+/// Two envelopes signed by one device for one position, kept as proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkRecord {
     pub device: DeviceId,
@@ -808,7 +808,6 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(records)
     }
 
-    /// The fork evidence recorded for a circle.
     /// The directory's professional with this number, if imported.
     fn professional(
         &self,
@@ -842,6 +841,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(found)
     }
 
+    /// The fork evidence recorded for a circle.
     fn forks(&self, circle: &CircleId) -> Result<Vec<ForkRecord>, StoreError> {
         let mut out = Vec::new();
         for (k, v) in self.scan(Tree::Forks, &circle.0)? {

@@ -657,7 +657,7 @@ struct Writer {
     /// The journal offset the database is known to hold.
     marked: u64,
     /// Bytes of writes outside the journal (snapshots, the directory) applied since the
-    /// database was last flushed: sled holds them in memory until it is.
+    /// database was last flushed: nothing else makes them durable.
     unflushed: u64,
 }
 
