@@ -68,7 +68,28 @@ pub struct Professional {
     pub profession: String,
 }
 
+impl Register {
+    /// "RPPS" or "ADELI", as people write it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Register::Rpps => "RPPS",
+            Register::Adeli => "ADELI",
+        }
+    }
+}
+
 impl Professional {
+    /// Whether it is one the directory could hold: a valid number of its register (Luhn
+    /// for RPPS), a last name and a profession. What an extract's line must give, and what
+    /// an import request is refused without.
+    pub fn is_valid(&self) -> bool {
+        let number = match self.register {
+            Register::Rpps => check_rpps(&self.number).is_ok(),
+            Register::Adeli => check_adeli(&self.number).is_ok(),
+        };
+        number && !words(&self.last_name).is_empty() && !self.profession.is_empty()
+    }
+
     /// The key it is stored under: the register and the number.
     pub fn key(register: Register, number: &str) -> Vec<u8> {
         let mut k = vec![
@@ -200,31 +221,20 @@ impl<R: Read> Extract<R> {
         }
         let c = &self.columns;
         let get = |i: usize| record.get(i).map(field).map(|s| s.trim().to_string());
-        let number = get(c.number)?;
         let register = match get(c.register)?.as_str() {
-            "8" => {
-                check_rpps(&number).ok()?;
-                Register::Rpps
-            }
-            "0" => {
-                check_adeli(&number).ok()?;
-                Register::Adeli
-            }
+            "8" => Register::Rpps,
+            "0" => Register::Adeli,
             _ => return None,
         };
-        let last_name = get(c.last_name)?;
-        let profession = get(c.profession)?;
-        if words(&last_name).is_empty() || profession.is_empty() {
-            return None;
-        }
-        Some(Professional {
+        let p = Professional {
             register,
-            number,
-            last_name,
+            number: get(c.number)?,
+            last_name: get(c.last_name)?,
             first_name: get(c.first_name).unwrap_or_default(),
             profession_code: get(c.profession_code).unwrap_or_default(),
-            profession,
-        })
+            profession: get(c.profession)?,
+        };
+        p.is_valid().then_some(p)
     }
 }
 

@@ -45,13 +45,13 @@ pub(crate) fn run(ctx: &Context, cmd: DirectoryCommand) -> anyhow::Result<()> {
 }
 
 fn row(p: &Professional) -> String {
-    let register = match p.register {
-        cercle_node::directory::Register::Rpps => "RPPS",
-        cercle_node::directory::Register::Adeli => "ADELI",
-    };
     format!(
-        "{register} {:<11}  {} {}  ({})",
-        p.number, p.first_name, p.last_name, p.profession
+        "{} {:<11}  {} {}  ({})",
+        p.register.label(),
+        p.number,
+        p.first_name,
+        p.last_name,
+        p.profession
     )
 }
 

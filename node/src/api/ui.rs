@@ -8,7 +8,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::directory::{Professional, Register, Standing};
+use crate::directory::{Professional, Standing};
 use crate::ops::ReceiptRow;
 use crate::ops::audit::AuditTrail;
 use crate::ops::circles::CircleSummary;
@@ -1027,7 +1027,7 @@ pub(crate) fn members(
                             ul id="directory-found" {
                                 @for p in &found.professionals {
                                     li { strong { (p.first_name) " " (p.last_name) } " — " (p.profession) " — "
-                                        @match p.register { Register::Rpps => "RPPS", Register::Adeli => "ADELI" } " " span class="mono" { (p.number) } }
+                                        (p.register.label()) " " span class="mono" { (p.number) } }
                                 }
                             }
                         }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeError, Operation};
 use crate::directory::{self, MAX_FOUND, MAX_PER_IMPORT, Professional, Register, Standing, words};
-use crate::identity::{Profile, check_adeli, check_rpps};
+use crate::identity::Profile;
 use crate::node::NodeCore;
 use crate::store::{Batch, Store};
 
@@ -34,13 +34,9 @@ impl Operation for DirectoryImport {
         }
         let mut batch = Batch::new();
         for p in &self.professionals {
-            let valid = match p.register {
-                Register::Rpps => check_rpps(&p.number).is_ok(),
-                Register::Adeli => check_adeli(&p.number).is_ok(),
-            };
-            if !valid || words(&p.last_name).is_empty() {
+            if !p.is_valid() {
                 return Err(NodeError::bad_input(format!(
-                    "\"{}\" is not a professional of the directory (a number and a name)",
+                    "\"{}\" is not a professional of the directory (a number, a name and a profession)",
                     p.number.chars().take(20).collect::<String>()
                 )));
             }
