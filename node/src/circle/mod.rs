@@ -420,6 +420,25 @@ impl Circle {
         all
     }
 
+    /// Every device ever certified in the circle's log (by the genesis, an addition of a
+    /// member or of a device), with its member: current, removed or revoked alike, so
+    /// that whatever a device wrote or forked is put to a member.
+    pub fn certified_devices(&self) -> BTreeMap<DeviceId, MemberId> {
+        let mut devices = BTreeMap::new();
+        for op in self.membership().ops() {
+            let certificates = match &op.content().body {
+                membership::OpBody::Genesis { creator, .. } => creator.devices.iter().collect(),
+                membership::OpBody::AddMember { grant, .. } => grant.devices.iter().collect(),
+                membership::OpBody::AddDevice { certificate, .. } => vec![certificate],
+                _ => Vec::new(),
+            };
+            for cert in certificates {
+                devices.insert(cert.device, cert.member);
+            }
+        }
+        devices
+    }
+
     /// Finds a current member by member id prefix or (case-insensitive) name.
     pub fn find_member(&self, query: &str) -> Result<MemberId, CircleError> {
         let q = query.trim().to_lowercase();

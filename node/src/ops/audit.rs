@@ -9,8 +9,6 @@
 //! the store's records of receipts, refusals and forks, so the trail is what the node can
 //! prove, and the same on every read.
 
-use std::collections::BTreeMap;
-
 use cercle_crdt::{DocKind, MemberId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -108,27 +106,10 @@ impl Operation for Audit {
     }
 }
 
-/// Every device certified in the circle's log, with its member.
-fn devices(c: &Circle) -> BTreeMap<DeviceId, MemberId> {
-    let mut devices = BTreeMap::new();
-    for op in c.membership().ops() {
-        let certificates = match &op.content().body {
-            OpBody::Genesis { creator, .. } => creator.devices.iter().collect(),
-            OpBody::AddMember { grant, .. } => grant.devices.iter().collect(),
-            OpBody::AddDevice { certificate, .. } => vec![certificate],
-            _ => Vec::new(),
-        };
-        for cert in certificates {
-            devices.insert(cert.device, cert.member);
-        }
-    }
-    devices
-}
-
 /// The trail of `c` as this node (device `me`) holds it.
 pub(crate) fn trail(c: &Circle, store: &dyn Store, me: &DeviceId) -> Result<AuditTrail, NodeError> {
     let names = Names::of(c);
-    let devices = devices(c);
+    let devices = c.certified_devices();
     let receipts = store.receipts(&c.id())?;
     let mut writes = Vec::new();
     let mut row = |at: Timestamp,

@@ -1,11 +1,14 @@
 //! Circles: the ones held here, a new one around a patient, and one circle's members, roles,
 //! relays and key epoch.
 
-use cercle_crdt::{IdentityUpdate, Role};
+use std::collections::BTreeMap;
+
+use cercle_crdt::{IdentityUpdate, MemberId, Role};
 use serde::{Deserialize, Serialize};
 
 use super::{NodeError, Operation};
 use crate::circle::{About, Circle, CircleInfo};
+use crate::identity::Profile;
 use crate::node::NodeCore;
 use crate::store::Store;
 
@@ -448,22 +451,29 @@ pub(crate) fn summary(c: &Circle, refused: usize, store: &dyn Store) -> CircleSu
         void_operations: r.void.len(),
         waiting_operations: c.membership().waiting(),
         refused,
-        forks: store
-            .forks(&c.id())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| ForkNotice {
-                device: f.device.to_string(),
-                name: r
-                    .member_of(&f.device)
-                    .map(|(m, _)| *m)
-                    .or_else(|| r.former(&f.device, f.doc).map(|(m, _, _)| m))
-                    .and_then(|m| profiles.get(&m).map(|p| p.name.clone())),
-                document: f.doc.as_str().to_string(),
-                seq: f.seq,
-            })
-            .collect(),
+        forks: forks(c, store, &profiles),
     }
+}
+
+/// The forks recorded for `c`, each with the name of its device's member.
+fn forks(c: &Circle, store: &dyn Store, profiles: &BTreeMap<MemberId, Profile>) -> Vec<ForkNotice> {
+    let forks = store.forks(&c.id()).unwrap_or_default();
+    if forks.is_empty() {
+        return Vec::new();
+    }
+    let devices = c.certified_devices();
+    forks
+        .into_iter()
+        .map(|f| ForkNotice {
+            device: f.device.to_string(),
+            name: devices
+                .get(&f.device)
+                .and_then(|m| profiles.get(m))
+                .map(|p| p.name.clone()),
+            document: f.doc.as_str().to_string(),
+            seq: f.seq,
+        })
+        .collect()
 }
 
 #[cfg(test)]
