@@ -151,8 +151,12 @@ fn bare_note(doc: &mut AutoCommit, n: usize) -> Vec<u8> {
 
 /// Takes every push, committing after every `group` of them; the time of the pushes.
 fn take(dir: &Path, gp: &LocalIdentity, r: &Region, group: usize) -> Duration {
-    let mut mailbox =
-        Mailbox::open(dir, MailboxLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut mailbox = Mailbox::open(
+        dir,
+        MailboxLimits::default(),
+        cercle_node::crypto::StorageKey::derive(&[5; 32]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let device = gp.device();
     for a in &r.adopt {
         let d = mailbox.receive(&device, a.clone(), 0);

@@ -416,7 +416,9 @@ pub fn relay_exchange(data: &[u8]) {
             named_only: None,
             ..Default::default()
         };
-        let mailbox = cercle_node::mailbox::Mailbox::open(dir.path(), limits).expect("a mailbox");
+        let key = cercle_node::crypto::StorageKey::derive(&[5; 32]);
+        let mailbox =
+            cercle_node::mailbox::Mailbox::open(dir.path(), limits, key).expect("a mailbox");
         Mutex::new((dir, cercle_node::mailbox::exchange::Exchange::new(mailbox)))
     });
     let mut guard = relay.lock().unwrap_or_else(|p| p.into_inner());

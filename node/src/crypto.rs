@@ -177,6 +177,16 @@ impl StorageKey {
         StorageKey(EpochKey(okm))
     }
 
+    /// A storage key from its bytes: a circle's own key at rest (see `store::circle_keys`).
+    pub(crate) fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> StorageKey {
+        StorageKey(EpochKey(bytes))
+    }
+
+    /// Its bytes, to keep it sealed with another key.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0.0
+    }
+
     /// Seals `plaintext` stored under `place` (tree and key), so a value cannot be moved to
     /// another place unnoticed.
     pub fn seal(&self, place: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {

@@ -598,6 +598,11 @@ impl LocalIdentity {
         self.certificate.device
     }
 
+    /// The device's signing key, for a simulated relay whose network key it is.
+    pub(crate) fn device_signing_key(&self) -> SigningKey {
+        self.device_key.clone()
+    }
+
     /// This device's Automerge actor.
     pub fn actor(&self) -> ActorId {
         self.device().actor()

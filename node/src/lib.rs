@@ -51,6 +51,7 @@ pub mod relay;
 pub mod store;
 pub mod sync;
 pub mod textcode;
+pub mod tombstone;
 
 pub use circle::{Circle, CircleError, CircleInfo};
 pub use home::{Home, HomeError};

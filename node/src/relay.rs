@@ -5,9 +5,11 @@
 //! to each other (only current members of the circles it keeps, to one another), and
 //! Prometheus metrics with a health check on a local HTTP port.
 //!
-//! A relay holds no member identity and no circle key: its own Ed25519 network key lives in
-//! `HOME/relay.key` (mode 0600), created on first start, so its peer id survives restarts.
-//! It sees circle ids, peer ids, sizes and timing, never content.
+//! A relay holds no member identity and no epoch key: its own Ed25519 network key lives in
+//! `HOME/relay.key` (mode 0600), created on first start, so its peer id survives restarts;
+//! it signs the relay's deletion receipts of closed circles, and the key derived from it
+//! seals the mailbox's keys at rest (`HOME/mailbox.keys`). It sees circle ids, peer ids,
+//! sizes and timing, never content.
 //!
 //! The mailbox speaks the nodes' sync protocol on the same stream protocol; this shell
 //! carries messages between the swarm and the sans-I/O [`Exchange`], and stores before it
@@ -93,6 +95,30 @@ pub struct RelayReady {
     /// Full listen addresses, each ending in `/p2p/<peer_id>`.
     pub addresses: Vec<String>,
     pub metrics: Option<SocketAddr>,
+}
+
+/// The key that seals the mailbox's circle keys at rest, from the relay's key in `home`
+/// (what `cercle relay --inspect` opens a stopped relay's mailbox with).
+pub fn mailbox_key(home: &Path) -> Result<crate::crypto::StorageKey, RelayError> {
+    let signer = receipt_signer(&load_or_create_key(home)?)?;
+    Ok(crate::crypto::StorageKey::derive(&signer.to_bytes()))
+}
+
+/// The relay's network key as the Ed25519 key that signs its deletion receipts.
+fn receipt_signer(key: &Keypair) -> Result<ed25519_dalek::SigningKey, RelayError> {
+    let pair = key
+        .clone()
+        .try_into_ed25519()
+        .map_err(|e| RelayError::Key {
+            path: std::path::PathBuf::from(KEY_FILE),
+            reason: e.to_string(),
+        })?;
+    let secret = Zeroizing::new(pair.secret().as_ref().to_vec());
+    let bytes: [u8; 32] = secret.as_slice().try_into().map_err(|_| RelayError::Key {
+        path: std::path::PathBuf::from(KEY_FILE),
+        reason: "not a 32-byte Ed25519 key".into(),
+    })?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&bytes))
 }
 
 /// The relay's key: read from `HOME/relay.key`, or created there.
@@ -328,6 +354,9 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let key = load_or_create_key(&config.home)?;
     let peer_id = key.public().to_peer_id();
+    // The same key signs the mailbox's deletion receipts: its public half is the relay's
+    // device, which members know from the circle's relays.
+    let signer = receipt_signer(&key)?;
     let mut swarm = build(key)?;
     let listen = if config.listen.is_empty() {
         vec!["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
@@ -385,7 +414,11 @@ pub async fn run(
     } else {
         device_of(&peer_id)
     };
-    let mailbox = Mailbox::open(&config.home.join(MAILBOX_DIR), limits)?;
+    let mailbox = Mailbox::open(
+        &config.home.join(MAILBOX_DIR),
+        limits,
+        crate::crypto::StorageKey::derive(&signer.to_bytes()),
+    )?;
     metrics.mailbox_totals(&mailbox);
     let (net_tx, net_rx) = mpsc::channel::<NetEvent>(crate::net::INBOUND_QUEUE);
     // Peers that do not read what the mailbox sends them, to disconnect.
@@ -393,7 +426,7 @@ pub async fn run(
     // Peers over their budget of refusals, to disconnect and not read for a while.
     let (aside_tx, mut aside_rx) = mpsc::channel::<crate::identity::DeviceId>(64);
     let carrier = tokio::spawn(carry(
-        Exchange::new(mailbox),
+        Exchange::new(mailbox).signing_with(signer),
         net_rx,
         metrics.clone(),
         healthy.clone(),

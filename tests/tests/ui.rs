@@ -971,6 +971,46 @@ fn a_circle_is_created_in_the_page_and_a_probable_duplicate_is_flagged() {
     );
     let listed = a.json(&["circle", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+
+    // Care ends: the coordinator closes a circle from its members page, box ticked.
+    let moreau = listed
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["patient"] == "Paul Henri Moreau"))
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let (_, members) = web.get(&format!("/c/{existing}/members"));
+    let members_token = form_token(&members);
+    let unticked = [("csrf", members_token.as_str())];
+    let (code, refused) = web.post(&format!("/c/{existing}/close"), &unticked);
+    assert_eq!(code, 400, "closing without the box ticked: {refused}");
+    browser.goto(&format!("{}/c/{moreau}/members", base(&link)));
+    browser.click("#close-details summary");
+    browser.click("#close-confirm");
+    browser.click("#close-button");
+    let shown = browser.wait_for_text("#closed-circles", "Cercles clos", Duration::from_secs(10));
+    assert!(shown.is_some(), "{}", browser.text("main"));
+    assert!(!browser.text("main").contains("Paul Henri Moreau"));
+    let faults = browser.accessibility_faults();
+    assert!(faults.is_empty(), "closed circles: {faults:?}");
+    browser.screenshot(&shots.join("closed-circles-1280.png"));
+    let listed = a.json(&["circle", "list"]);
+    let state = |id: &str| {
+        listed
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["id"] == id))
+            .map(|r| r["state"].clone())
+    };
+    assert_eq!(
+        state(&moreau),
+        Some(serde_json::json!("closed")),
+        "{listed}"
+    );
+    assert_eq!(state(&existing), Some(serde_json::Value::Null), "{listed}");
+    // Its trail stays, without content.
+    browser.click("#closed-circles a[href$='/audit']");
+    let trail = browser.wait_for_text("main", "Cercle clos", Duration::from_secs(10));
+    assert!(trail.is_some(), "{}", browser.text("main"));
 }
 
 /// The circle page the browser is on, without its query.

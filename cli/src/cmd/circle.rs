@@ -6,6 +6,7 @@ use cercle_node::directory::Standing;
 use cercle_node::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary, Circles,
 };
+use cercle_node::ops::closing::{CircleClose, ClosedRow};
 use cercle_node::ops::members::{MemberAdd, MemberRemove};
 use cercle_node::ops::relays::{RelaysSet, ReminderSet};
 use cercle_node::ops::roles::RoleChange;
@@ -87,6 +88,15 @@ pub(crate) enum CircleCommand {
         circle: String,
         #[arg(value_name = "DELAY")]
         delay: String,
+    },
+    /// Close the circle for good (coordinators), when care ends: every member's node
+    /// destroys the circle's keys and all its content, keeping only the audit trail
+    /// without content; the relays delete it and send a signed receipt. Cannot be undone.
+    Close {
+        circle: String,
+        /// Do not ask for confirmation (scripts).
+        #[arg(long)]
+        yes: bool,
     },
     /// Change a member's role.
     Role {
@@ -198,6 +208,18 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             let hours = reminder_hours(&delay)?;
             show_circle(ctx, &ask(ctx, ReminderSet { circle, hours })?)
         }
+        CircleCommand::Close { circle, yes } => {
+            if !yes {
+                confirm_close(ctx, &circle)?;
+            }
+            let closed = ask(ctx, CircleClose { circle })?;
+            answer(ctx.json, &closed, || {
+                format!(
+                    "closed circle {}: its keys and content are destroyed on this device; every member's node and relay does the same as it learns of it (`cercle circle list` shows the relays' receipts)",
+                    &closed.circle[..12]
+                )
+            })
+        }
         CircleCommand::Role {
             circle,
             member,
@@ -211,6 +233,38 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
             show_circle(ctx, &ask(ctx, change)?)
         }
     }
+}
+
+/// Asks the person at the terminal to confirm closing the circle by typing its patient's
+/// name's first word or `close`; a script must say `--yes`.
+fn confirm_close(ctx: &Context, circle: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "closing a circle destroys its content on every member's device and cannot be undone: add --yes to confirm"
+        );
+    }
+    let view = ask(
+        ctx,
+        CircleShow {
+            circle: circle.to_string(),
+        },
+    )?;
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "Closing circle {} ({}) destroys its notes, messages, patient file and documents on every member's device and at its relays. This cannot be undone.",
+        &view.id[..12],
+        view.patient
+    )?;
+    write!(err, "Type `close` to confirm: ")?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "close" {
+        anyhow::bail!("nothing was closed");
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_role(role: &str) -> anyhow::Result<Role> {
@@ -318,7 +372,8 @@ fn short_ids(ids: &[String]) -> String {
 
 /// The circles, then those set aside as damaged and those waiting for an answer. In JSON,
 /// one array: a damaged circle's row has `"state": "damaged"` and its reason; an invited
-/// one `"state": "invited"`, who added this member and with which role.
+/// one `"state": "invited"`, who added this member and with which role; a closed one
+/// `"state": "closed"`, when and by whom, and the relays' receipts.
 fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
     let mut rows: Vec<serde_json::Value> = answer_
         .circles
@@ -331,6 +386,12 @@ fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
             .iter()
             .map(|d| serde_json::json!({ "id": d.id, "state": "damaged", "reason": d.reason })),
     );
+    rows.extend(answer_.closed.iter().map(|c| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        v["id"] = serde_json::json!(c.circle);
+        v["state"] = serde_json::json!("closed");
+        v
+    }));
     rows.extend(answer_.invitations.iter().map(|i| {
         serde_json::json!({
             "id": i.circle,
@@ -390,6 +451,34 @@ fn list(ctx: &Context, answer_: &Circles) -> anyhow::Result<()> {
                 d.reason
             ));
         }
+        for c in &answer_.closed {
+            out.push_str(&format!("\n{}", closed_line(c)));
+        }
         out
     })
+}
+
+/// A closed circle in words: when, by whom, and each relay's receipt.
+fn closed_line(c: &ClosedRow) -> String {
+    let mut s = format!(
+        "{}  CLOSED on {} by {}; its content is destroyed here",
+        &c.circle[..12],
+        human_time(cercle_crdt::Timestamp(c.closed_at)),
+        c.closed_by_name.as_deref().unwrap_or(&c.closed_by[..12]),
+    );
+    for r in &c.receipts {
+        s.push_str(&format!(
+            "\n              relay {}: deleted {} envelopes ({} bytes) on {}, receipt {}",
+            &r.peer_id,
+            r.envelopes,
+            r.bytes,
+            human_time(cercle_crdt::Timestamp(r.at)),
+            if r.verified {
+                "signature verified"
+            } else {
+                "SIGNATURE DOES NOT VERIFY"
+            }
+        ));
+    }
+    s
 }

@@ -105,7 +105,8 @@ fn inspect(ctx: &Context, limits: MailboxLimits, dump: bool) -> anyhow::Result<(
             ctx.home.root().display()
         );
     }
-    let mailbox = Mailbox::open(&path, limits).with_context(|| {
+    let key = relay::mailbox_key(ctx.home.root())?;
+    let mailbox = Mailbox::open(&path, limits, key).with_context(|| {
         "cannot open the mailbox; if the relay is running, stop it first".to_string()
     })?;
     if dump {

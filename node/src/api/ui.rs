@@ -145,6 +145,8 @@ pub(crate) struct CircleHead {
     pub(crate) role: String,
     /// A team's own circle: no patient, so no notebook nor patient file.
     pub(crate) team: bool,
+    /// Closed and shredded here: only its audit trail without content is left.
+    pub(crate) closed: bool,
 }
 
 impl CircleHead {
@@ -159,9 +161,12 @@ impl CircleHead {
 
     /// The circle's tabs: a team circle has no notebook nor patient file.
     fn tabs(&self) -> impl Iterator<Item = Tab> + '_ {
-        Tab::ALL
-            .into_iter()
-            .filter(|t| !self.team || !matches!(t, Tab::Notebook | Tab::Patient))
+        Tab::ALL.into_iter().filter(|t| {
+            if self.closed {
+                return *t == Tab::Audit;
+            }
+            !self.team || !matches!(t, Tab::Notebook | Tab::Patient)
+        })
     }
 
     /// Where the circle opens: its notebook, or a team circle's messages.
@@ -533,6 +538,33 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                 section class="card" {
                     h2 { (w.damaged_circles) }
                     ul { @for d in &list.damaged { li { code { (&d.id[..12.min(d.id.len())]) } " — " (d.reason) } } }
+                }
+            }
+            @if !list.closed.is_empty() {
+                section class="card" id="closed-circles" {
+                    h2 { (w.closed_circles) }
+                    p class="muted" { (w.closed_help) }
+                    ul {
+                        @for c in &list.closed {
+                            li class="closed-circle" {
+                                code { (&c.circle[..12.min(c.circle.len())]) }
+                                " — " (w.closed_on) " " (ctx.when(c.closed_at)) " "
+                                (w.closed_by) " " (c.closed_by_name.as_deref().unwrap_or(&c.closed_by[..12.min(c.closed_by.len())]))
+                                " · " a href=(format!("/c/{}/audit", c.circle)) { (w.audit) }
+                                ul {
+                                    @if c.receipts.is_empty() { li class="muted" { (w.receipt_none) } }
+                                    @for r in &c.receipts {
+                                        li class="receipt" {
+                                            (w.receipt_relay) " " code { (&r.peer_id[..16.min(r.peer_id.len())]) } " : "
+                                            (r.envelopes) " " (w.receipt_envelopes) " · " (ctx.when(r.at)) " · "
+                                            @if r.verified { span class="pill ok" { (w.receipt_verified) } }
+                                            @else { span class="pill warn" { (w.receipt_bad) } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },
@@ -995,6 +1027,23 @@ pub(crate) fn members(
                                 input type="number" id="reminder-hours" name="hours" min="0" max="720" required value=(summary.reminder_hours);
                             }
                             button type="submit" { (w.save) }
+                        }
+                    }
+                }
+            }
+            @if head.role == "coordinator" {
+                section class="card danger" aria-labelledby="close" {
+                    h2 id="close" { (w.close_title) }
+                    p { (w.close_help) }
+                    details class="edit" id="close-details" {
+                        summary { (w.close_title) "…" }
+                        form method="post" action=(format!("/c/{}/close", head.id)) {
+                            (hidden_csrf(ctx))
+                            p {
+                                input type="checkbox" id="close-confirm" name="confirm" value="yes" required;
+                                " " label for="close-confirm" { (w.close_confirm) " " strong { (head.patient) } }
+                            }
+                            button type="submit" class="danger" id="close-button" { (w.close_button) }
                         }
                     }
                 }

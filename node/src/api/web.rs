@@ -33,6 +33,7 @@ use crate::ops::audit::Audit;
 use crate::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary,
 };
+use crate::ops::closing::CircleClose;
 use crate::ops::directory::DirectorySearch;
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
 use crate::ops::export::{Export, ExportFormat};
@@ -103,6 +104,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/members", get(members))
         .route("/c/{circle}/invites", post(invite_create))
         .route("/c/{circle}/reminder", post(reminder_set))
+        .route("/c/{circle}/close", post(circle_close))
         .route("/c/{circle}/activity", get(activity))
         .route("/c/{circle}/audit", get(audit))
         .merge(devices::routes())
@@ -361,6 +363,7 @@ impl Session {
             unread,
             role,
             team: summary.team,
+            closed: false,
         };
         Ok((head, notes, messages, me))
     }
@@ -1069,6 +1072,26 @@ async fn reminder_set(
         .await
 }
 
+/// Closes the circle for good (the form's box must be ticked).
+async fn circle_close(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let back = format!("/c/{circle}/members");
+    if f.get("confirm").as_deref() != Some("yes") {
+        return s.bad(s.ctx.lang.words().close_confirm, &back);
+    }
+    if let Err(refused) = s.check(&headers, &f.csrf) {
+        return refused;
+    }
+    match s.ask(CircleClose { circle }, &back).await {
+        Ok(_) => back_to("/#closed-circles".to_string()),
+        Err(refused) => refused,
+    }
+}
+
 #[derive(Debug, serde::Deserialize)]
 struct TaskForm {
     #[serde(default)]
@@ -1447,7 +1470,29 @@ async fn invite_create(
 async fn audit(s: Session, Path(circle): Path<String>) -> Response {
     let back = format!("/c/{circle}");
     let run = async {
-        let (head, _, _, _) = s.head(&circle, false).await?;
+        let head = match s.head(&circle, false).await {
+            Ok((head, _, _, _)) => head,
+            // A circle closed here: its trail without content.
+            Err(refused) => {
+                let list = s.ask(CircleList {}, &back).await?;
+                let Some(c) = list.closed.iter().find(|c| c.circle == circle) else {
+                    return Err(refused);
+                };
+                CircleHead {
+                    id: c.circle.clone(),
+                    patient: format!(
+                        "{} {}",
+                        s.ctx.lang.words().closed_circles,
+                        &c.circle[..12.min(c.circle.len())]
+                    ),
+                    alerts: 0,
+                    unread: 0,
+                    role: String::new(),
+                    team: false,
+                    closed: true,
+                }
+            }
+        };
         let trail = s
             .ask(
                 Audit {

@@ -144,3 +144,44 @@ impl Circle {
         Ok((epoch, sealed))
     }
 }
+
+/// Every epoch key `me`'s device can open from the membership operations `store` holds, of
+/// every circle, whatever the circle's state: what anyone holding this device's secrets and
+/// its store could read of the envelopes kept anywhere. A circle shredded here has none
+/// left (its operations are gone, and their copies are sealed with its forgotten key).
+pub fn held_epoch_keys(
+    store: &dyn crate::store::Store,
+    me: &LocalIdentity,
+) -> Result<Vec<EpochKey>, crate::store::StoreError> {
+    use super::membership::{CircleId, SignedOp, sealed_keys};
+    let secret = me.x25519_secret();
+    let mut by_circle: BTreeMap<CircleId, Vec<SignedOp>> = BTreeMap::new();
+    for (k, v) in store.scan(crate::store::Tree::Ops, b"")? {
+        let Some(circle) = k.get(..32).and_then(|c| c.try_into().ok()).map(CircleId) else {
+            continue;
+        };
+        if let Ok(op) = SignedOp::decode(&v) {
+            by_circle.entry(circle).or_default().push(op);
+        }
+    }
+    let mut keys = Vec::new();
+    for ops in by_circle.values() {
+        let binding = ops
+            .iter()
+            .find_map(|o| match &o.content().body {
+                OpBody::Genesis { nonce, .. } => Some(nonce.to_vec()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        for op in ops {
+            for sealed in sealed_keys(&op.content().body) {
+                if sealed.device == me.device()
+                    && let Ok(k) = open_epoch_key(sealed, &binding, &secret)
+                {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    Ok(keys)
+}

@@ -222,6 +222,26 @@ impl Circle {
         self.append_op(me, OpBody::SetReminder { hours }, now)
     }
 
+    /// Closes the circle for good (coordinator): every node that takes the operation in,
+    /// this one first, shreds the circle.
+    pub fn close(&mut self, me: &LocalIdentity, now: Timestamp) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "closing the circle")?;
+        self.append_op(me, OpBody::Close, now)
+    }
+
+    /// The operation that closed the circle, once it is closed (the log holds only
+    /// operations valid in their own past, so any `Close` in it is the coordinator's).
+    pub fn close_op(&self) -> Option<SignedOp> {
+        if !self.resolution().closed {
+            return None;
+        }
+        self.membership
+            .log()
+            .ops()
+            .find(|op| matches!(op.content().body, OpBody::Close))
+            .cloned()
+    }
+
     /// The last envelope held here from `device` in `doc`: the receive checks' head while
     /// awake, the store's at rest.
     fn held_seq(&self, device: &DeviceId, doc: cercle_crdt::DocKind) -> u64 {

@@ -32,6 +32,7 @@ pub mod membership;
 mod receive;
 mod write;
 
+pub use keys::held_epoch_keys;
 pub(crate) use receive::op_item;
 pub use receive::{MAX_DEFERRED_BYTES, Receipt};
 pub use write::CircleDocument;

@@ -29,7 +29,9 @@ use crate::circle::membership::CircleId;
 use crate::identity::DeviceId;
 use crate::invite::MAX_OPEN_INVITES;
 use crate::refusals::{Counted, Refusals};
-use crate::sync::{MAX_CHANGED, Message, PeerSync, SyncRejection};
+use crate::sync::{Local, MAX_CHANGED, Message, PeerSync, SyncRejection};
+use crate::tombstone::DeletionReceipt;
+use ed25519_dalek::SigningKey;
 
 use super::{Delivery, Mailbox};
 
@@ -124,6 +126,9 @@ pub struct Exchange {
     /// The tags each connected device announced (at most [`MAX_OPEN_INVITES`]).
     announced: BTreeMap<DeviceId, Vec<[u8; 16]>>,
     last_sweep: Option<i64>,
+    /// The relay's network key, which signs its deletion receipts (none in tests that do
+    /// not look at them).
+    signer: Option<SigningKey>,
 }
 
 impl Exchange {
@@ -136,7 +141,15 @@ impl Exchange {
             invites: BTreeMap::new(),
             announced: BTreeMap::new(),
             last_sweep: None,
+            signer: None,
         }
+    }
+
+    /// Signs the receipts of closed circles' deletions with `key` (the relay's network
+    /// key, whose public half is its device).
+    pub fn signing_with(mut self, key: SigningKey) -> Exchange {
+        self.signer = Some(key);
+        self
     }
 
     /// The mailbox, for metrics and listings.
@@ -324,6 +337,11 @@ impl Exchange {
             step.refused.push((Direction::Push, r.kind()));
         }
         step.sends.extend(replies.into_iter().map(|m| (device, m)));
+        if let Some(deleted) = &delivery.deleted {
+            self.closed(device, deleted, delivery.ops > 0, now_ms, &mut step);
+            step.stored = delivery;
+            return step;
+        }
         let membership_changed = delivery.ops > 0;
         // Pass on to the other members connected here.
         for (other, sync) in &mut self.peers {
@@ -345,6 +363,49 @@ impl Exchange {
         }
         step.stored = delivery;
         step
+    }
+
+    /// `circle` is closed and its envelopes deleted here: `device` gets the relay's signed
+    /// receipt, and when the closing just arrived, the other members' devices connected
+    /// here get the `Close` operation.
+    fn closed(
+        &mut self,
+        device: DeviceId,
+        deleted: &super::Deletion,
+        fresh: bool,
+        now_ms: i64,
+        step: &mut Step,
+    ) {
+        if let Some(key) = &self.signer {
+            let receipt = DeletionReceipt::sign(
+                key,
+                deleted.circle,
+                deleted.close,
+                deleted.at,
+                deleted.envelopes,
+                deleted.bytes,
+            );
+            step.sends.push((
+                device,
+                Message::Deleted {
+                    receipt: Box::new(receipt),
+                },
+            ));
+        }
+        if !fresh {
+            return;
+        }
+        let Some(close) = self.mailbox.closed(&deleted.circle) else {
+            return;
+        };
+        let members = self.mailbox.devices_of(&deleted.circle);
+        for (other, sync) in &mut self.peers {
+            if *other != device && members.contains(other) {
+                step.sends
+                    .push((*other, sync.tell_closed(deleted.circle, close.clone())));
+            }
+        }
+        let _ = now_ms;
     }
 
     /// Tells `device` which devices of its circles' members are connected here, and tells

@@ -3,7 +3,7 @@
 //!
 //! The mailbox holds what a relay may hold and nothing more: each circle's signed membership
 //! operations (from which it computes who is a member, exactly as nodes do) and the
-//! envelopes as they travel, encrypted. It never holds a key. Every envelope pushed goes
+//! envelopes as they travel, encrypted. It never holds an epoch key. Every envelope pushed goes
 //! through the checks a relay can make without reading it ([`EnvelopeLog`] with no keys:
 //! size, decoding, signature, a current member's device allowed to write that document in
 //! that epoch, chain continuity); only then is it stored. Only the devices of a circle's
@@ -15,10 +15,24 @@
 //! taken together (all the messages waiting when the relay gets to them) share one flush
 //! ([`Mailbox::commit`], group commit).
 //!
-//! Layout, three sled trees, keyed as the node's store keys them ([`keys`]):
-//! - `ops`: circle (32) ‖ op hash (32) → the operation's bytes;
+//! The operations carry the circle's epoch keys sealed to the members' devices, so they are
+//! kept sealed with a key of their circle's own (`store::circle_keys`, in the file
+//! `mailbox.keys` beside the database, itself sealed with a key derived from the relay's):
+//! a circle closed by its coordinator (a `Close` operation taken in) has its envelopes and
+//! operations deleted at once and its key forgotten, so that no copy left in the
+//! database's files can give its epoch keys to anyone, a member's device included. Kept of
+//! it: the `Close` operation (no key in it), its members' devices, and the [`Deletion`]
+//! each of them is answered with, which the relay's exchange signs (a
+//! [`DeletionReceipt`](crate::tombstone::DeletionReceipt)); a member's node that missed the
+//! closing is told by it. That too goes after the retention.
+//!
+//! Layout, four sled trees, keyed as the node's store keys them ([`keys`]):
+//! - `ops`: circle (32) ‖ op hash (32) → the operation's bytes, sealed;
 //! - `envelopes`: circle (32) ‖ doc (1) ‖ device (32) ‖ seq (8, big-endian) → envelope bytes;
-//! - `circles`: circle (32) → time of the last stored envelope (i64 µs, big-endian).
+//! - `circles`: circle (32) → time of the last stored envelope (i64 µs, big-endian);
+//! - `closed`: circle (32) → its [`Deletion`] (the `Close` operation's hash (32), then the
+//!   time (ms), envelopes and bytes deleted (8 each, big-endian)), the `Close` operation
+//!   (length (4), bytes) and its members' devices (32 each).
 
 pub mod exchange;
 
@@ -29,10 +43,12 @@ use std::time::Duration;
 use cercle_crdt::DocKind;
 
 use crate::circle::membership::{
-    CircleId, Membership, MembershipLog, OpBody, Resolution, SignedOp,
+    CircleId, Membership, MembershipLog, OpBody, OpHash, Resolution, SignedOp,
 };
+use crate::crypto::StorageKey;
 use crate::envelope::{CircleView, Envelope, EnvelopeLog, EnvelopeRef, EnvelopeRejection, LogId};
 use crate::identity::DeviceId;
+use crate::store::circle_keys::CircleKeys;
 use crate::store::keys;
 use crate::sync::{Local, MAX_MET_DEVICES, Received, Vector};
 
@@ -44,6 +60,8 @@ pub enum MailboxError {
     Open { path: String, reason: String },
     #[error("the mailbox database failed: {0}")]
     Db(#[from] sled::Error),
+    #[error("the mailbox's circle keys: {0}")]
+    Keys(#[from] crate::store::StoreError),
 }
 
 /// How much the mailbox may hold, in all and per circle, and for how long.
@@ -113,6 +131,8 @@ pub enum Refusal {
     Full,
     #[error("this device brought too many new circles lately; try again later")]
     TooManyNewCircles,
+    #[error("the circle was closed: its envelopes were deleted here and no new one is kept")]
+    Closed,
 }
 
 impl Refusal {
@@ -129,6 +149,7 @@ impl Refusal {
             Refusal::NotNamed => "not_named",
             Refusal::Full => "relay_full",
             Refusal::TooManyNewCircles => "new_circle_rate",
+            Refusal::Closed => "closed",
         }
     }
 }
@@ -143,6 +164,72 @@ pub struct Delivery {
     pub envelopes: usize,
     pub bytes: u64,
     pub refused: Vec<Refusal>,
+    /// The circle is closed and its envelopes deleted here: the pusher is answered with
+    /// the receipt.
+    pub deleted: Option<Deletion>,
+}
+
+/// What the mailbox deleted of a closed circle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub circle: CircleId,
+    /// The `Close` operation taken.
+    pub close: OpHash,
+    /// When (milliseconds since the epoch).
+    pub at: i64,
+    pub envelopes: u64,
+    pub bytes: u64,
+}
+
+/// What the mailbox keeps of a closed circle.
+#[derive(Debug, Clone)]
+struct Closed {
+    deletion: Deletion,
+    /// The `Close` operation's bytes.
+    close: Vec<u8>,
+    /// The devices of its members when it closed.
+    devices: BTreeSet<DeviceId>,
+}
+
+impl Closed {
+    fn encode(&self) -> Vec<u8> {
+        let d = &self.deletion;
+        let mut v = d.close.0.to_vec();
+        v.extend_from_slice(&d.at.to_be_bytes());
+        v.extend_from_slice(&d.envelopes.to_be_bytes());
+        v.extend_from_slice(&d.bytes.to_be_bytes());
+        v.extend_from_slice(&(self.close.len() as u32).to_le_bytes());
+        v.extend_from_slice(&self.close);
+        for device in &self.devices {
+            v.extend_from_slice(&device.0);
+        }
+        v
+    }
+
+    fn decode(circle: CircleId, v: &[u8]) -> Option<Closed> {
+        let mut r = crate::reader::Reader::new(v, ());
+        let close_hash = OpHash(r.array().ok()?);
+        let at = i64::from_be_bytes(r.array().ok()?);
+        let envelopes = u64::from_be_bytes(r.array().ok()?);
+        let bytes = u64::from_be_bytes(r.array().ok()?);
+        let n = r.len_u32().ok()?;
+        let close = r.take(n).ok()?.to_vec();
+        let mut devices = BTreeSet::new();
+        while !r.is_done() {
+            devices.insert(DeviceId(r.array().ok()?));
+        }
+        Some(Closed {
+            deletion: Deletion {
+                circle,
+                close: close_hash,
+                at,
+                envelopes,
+                bytes,
+            },
+            close,
+            devices,
+        })
+    }
 }
 
 /// What the mailbox holds in all (for metrics).
@@ -213,7 +300,13 @@ pub struct Mailbox {
     ops: sled::Tree,
     envelopes: sled::Tree,
     circles_tree: sled::Tree,
+    closed_tree: sled::Tree,
     circles: BTreeMap<CircleId, Held>,
+    /// Circles closed: what is kept of them until the retention.
+    closed: BTreeMap<CircleId, Closed>,
+    /// Each circle's key for its operations at rest, and the key that seals those keys.
+    keys: CircleKeys,
+    storage: StorageKey,
     /// Which circles each current member device may push to and pull from.
     members: BTreeMap<DeviceId, BTreeSet<CircleId>>,
     limits: MailboxLimits,
@@ -228,8 +321,13 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    /// Opens (or creates) the mailbox at `path` and rebuilds each circle's state from it.
-    pub fn open(path: &Path, limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
+    /// Opens (or creates) the mailbox at `path` and rebuilds each circle's state from it;
+    /// its circles' keys are in `path` with the extension `keys`, sealed with `key`.
+    pub fn open(
+        path: &Path,
+        limits: MailboxLimits,
+        key: StorageKey,
+    ) -> Result<Mailbox, MailboxError> {
         // A relay restarted in place finds sled's lock free; one reopened in the same
         // process may have to wait a moment for sled's threads to let it go.
         let db = crate::store::once_released(|| {
@@ -242,7 +340,8 @@ impl Mailbox {
             path: path.display().to_string(),
             reason,
         })?;
-        Mailbox::over(db, limits)
+        let keys = CircleKeys::load_file(path.with_extension("keys"), &key)?;
+        Mailbox::over(db, limits, keys, key)
     }
 
     /// An empty mailbox in a temporary database, deleted when dropped: a relay of the
@@ -256,16 +355,26 @@ impl Mailbox {
                 path: "a temporary database".into(),
                 reason: e.to_string(),
             })?;
-        Mailbox::over(db, limits)
+        let key = StorageKey::derive(&[0; 32]);
+        Mailbox::over(db, limits, CircleKeys::in_memory(), key)
     }
 
-    fn over(db: sled::Db, limits: MailboxLimits) -> Result<Mailbox, MailboxError> {
+    fn over(
+        db: sled::Db,
+        limits: MailboxLimits,
+        keys: CircleKeys,
+        storage: StorageKey,
+    ) -> Result<Mailbox, MailboxError> {
         let mut mailbox = Mailbox {
             ops: db.open_tree("ops")?,
             envelopes: db.open_tree("envelopes")?,
             circles_tree: db.open_tree("circles")?,
+            closed_tree: db.open_tree("closed")?,
             db,
             circles: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            keys,
+            storage,
             members: BTreeMap::new(),
             limits,
             new_circles: crate::bucket::DeviceBuckets::default(),
@@ -278,6 +387,24 @@ impl Mailbox {
     }
 
     fn load(&mut self) -> Result<(), MailboxError> {
+        for item in self.closed_tree.iter() {
+            let (k, v) = item?;
+            let Some(circle) = k.get(..32).and_then(|c| c.try_into().ok()).map(CircleId) else {
+                continue;
+            };
+            match Closed::decode(circle, &v) {
+                Some(c) => {
+                    self.closed.insert(circle, c);
+                }
+                None => tracing::error!(%circle, "a closed circle's record is damaged"),
+            }
+        }
+        // A closing interrupted by a crash is finished.
+        let unfinished: Vec<CircleId> = self.closed.keys().copied().collect();
+        for circle in unfinished {
+            self.delete_rows(&circle)?;
+            self.keys.forget(&[circle], &self.storage)?;
+        }
         // Operations, grouped by circle; the genesis is the one whose hash is the circle.
         let mut by_circle: BTreeMap<CircleId, Vec<SignedOp>> = BTreeMap::new();
         for item in self.ops.iter() {
@@ -285,7 +412,14 @@ impl Mailbox {
             let Some(circle) = k.get(..32).and_then(|c| c.try_into().ok()).map(CircleId) else {
                 continue;
             };
-            match SignedOp::decode(&v) {
+            let place = op_place(&k);
+            let opened = self
+                .keys
+                .get(&circle)
+                .and_then(|key| key.open(&place, &v).ok());
+            // Kept unsealed before the circles had their own keys.
+            let bytes: &[u8] = opened.as_deref().map_or(&v, |o| o.as_slice());
+            match SignedOp::decode(bytes) {
                 Ok(op) => by_circle.entry(circle).or_default().push(op),
                 Err(e) => tracing::error!(%circle, error = %e, "a stored operation is damaged"),
             }
@@ -512,6 +646,19 @@ impl Mailbox {
             return delivery;
         }
         let circle = data.circle;
+        // A closed circle: a member's node is answered with what was deleted, nothing is
+        // taken.
+        if let Some(closed) = self.closed.get(&circle) {
+            if closed.devices.contains(from) {
+                delivery.deleted = Some(closed.deletion.clone());
+            } else {
+                delivery.refused.push(Refusal::NotMember);
+            }
+            if !data.envelopes.is_empty() {
+                delivery.refused.push(Refusal::Closed);
+            }
+            return delivery;
+        }
         let before = self.circles.get(&circle).map_or((0, 0, 0), Held::size);
         let adopted = !self.circles.contains_key(&circle);
         if adopted {
@@ -543,14 +690,33 @@ impl Mailbox {
         let intake = held
             .membership
             .take_in(&data.ops[..data.ops.len().min(room)]);
-        let mut ops_batch = sled::Batch::default();
-        for op in &intake.new {
-            ops_batch.insert(keys::op(&circle, &op.hash().0), op.bytes());
-        }
+        let mut new_ops: Vec<&SignedOp> = intake.new.iter().collect();
         // The genesis of a circle just adopted is already in its log, not yet on disk.
         if adopted && let Some(genesis) = held.membership.log().genesis() {
-            ops_batch.insert(keys::op(&circle, &genesis.hash().0), genesis.bytes());
+            new_ops.push(genesis);
             delivery.ops += 1;
+        }
+        let mut ops_batch = sled::Batch::default();
+        let mut sealing = Ok(());
+        if !new_ops.is_empty() {
+            match self.keys.get_or_make(&circle, &self.storage) {
+                Ok(key) => {
+                    for op in new_ops {
+                        let k = keys::op(&circle, &op.hash().0);
+                        match key.seal(&op_place(&k), op.bytes()) {
+                            Ok(sealed) => ops_batch.insert(k, sealed),
+                            Err(e) => sealing = Err(e.to_string()),
+                        }
+                    }
+                }
+                Err(e) => sealing = Err(e.to_string()),
+            }
+        }
+        if let Err(e) = sealing {
+            tracing::error!(%circle, error = %e, "cannot seal a circle's operations; refusing pushes until restarted");
+            self.failed = true;
+            delivery.refused.push(Refusal::Unavailable);
+            return delivery;
         }
         delivery.ops += intake.new.len();
         delivery.refused.extend(
@@ -560,6 +726,23 @@ impl Mailbox {
                 .map(|(_, e)| Refusal::Op(e.to_string())),
         );
         let changed = !intake.new.is_empty();
+        if held.resolution().closed {
+            match self.close(&circle, now) {
+                Ok(d) => delivery.deleted = d,
+                Err(e) => {
+                    tracing::error!(%circle, error = %e, "cannot delete a closed circle's envelopes; refusing pushes until restarted");
+                    self.failed = true;
+                    delivery.refused.push(Refusal::Unavailable);
+                }
+            }
+            self.unflushed = true;
+            if !data.envelopes.is_empty() {
+                delivery.refused.push(Refusal::Closed);
+            }
+            self.index(&circle);
+            self.recount(&circle, before);
+            return delivery;
+        }
         // A circle that stopped naming this relay gets no new envelopes here.
         let served = serves(&limits, held.resolution());
         if !served && !data.envelopes.is_empty() {
@@ -694,6 +877,69 @@ impl Mailbox {
         Ok(())
     }
 
+    /// The devices of `circle`'s members (when it closed, for a closed circle).
+    pub fn devices_of(&self, circle: &CircleId) -> BTreeSet<DeviceId> {
+        if let Some(c) = self.closed.get(circle) {
+            return c.devices.clone();
+        }
+        self.circles
+            .get(circle)
+            .map(|h| h.devices().collect())
+            .unwrap_or_default()
+    }
+
+    /// `circle` just closed: its record first (a crash after it finishes the rest at the
+    /// next opening), then its envelopes and operations deleted and its key forgotten.
+    fn close(&mut self, circle: &CircleId, now: i64) -> Result<Option<Deletion>, MailboxError> {
+        let Some(held) = self.circles.get(circle) else {
+            return Ok(None);
+        };
+        let Some(close) = held
+            .membership
+            .log()
+            .ops()
+            .find(|op| matches!(op.content().body, OpBody::Close))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let closed = Closed {
+            deletion: Deletion {
+                circle: *circle,
+                close: close.hash(),
+                at: now / 1000,
+                envelopes: held.count,
+                bytes: held.bytes,
+            },
+            close: close.bytes().to_vec(),
+            devices: held.devices().collect(),
+        };
+        self.closed_tree.insert(circle.0, closed.encode())?;
+        self.db.flush()?;
+        self.delete_rows(circle)?;
+        self.keys.forget(&[*circle], &self.storage)?;
+        self.circles.remove(circle);
+        self.index(circle);
+        let deletion = closed.deletion.clone();
+        tracing::info!(%circle, envelopes = deletion.envelopes, bytes = deletion.bytes, "a circle was closed: its envelopes and operations are deleted");
+        self.closed.insert(*circle, closed);
+        Ok(Some(deletion))
+    }
+
+    /// Deletes every row of `circle` but its closing's record.
+    fn delete_rows(&self, circle: &CircleId) -> Result<(), MailboxError> {
+        for tree in [&self.ops, &self.envelopes, &self.circles_tree] {
+            let keys: Vec<sled::IVec> = tree
+                .scan_prefix(circle.0)
+                .keys()
+                .collect::<Result<_, _>>()?;
+            for k in keys {
+                tree.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops the circles with no new envelope within the retention; returns how many.
     pub fn sweep(&mut self, now: i64) -> Result<usize, MailboxError> {
         let horizon = now - i64::try_from(self.limits.retention.as_micros()).unwrap_or(i64::MAX);
@@ -721,11 +967,28 @@ impl Mailbox {
             self.recount(circle, before);
             tracing::info!(%circle, "dropped a circle past its retention");
         }
-        if !old.is_empty() {
+        let expired: Vec<CircleId> = self
+            .closed
+            .iter()
+            .filter(|(_, c)| c.deletion.at.saturating_mul(1000) < horizon)
+            .map(|(c, _)| *c)
+            .collect();
+        for circle in &expired {
+            self.closed_tree.remove(circle.0)?;
+            self.closed.remove(circle);
+        }
+        if !old.is_empty() || !expired.is_empty() {
             self.db.flush()?;
         }
         Ok(old.len())
     }
+}
+
+/// The place an operation is sealed to: its key in the `ops` tree.
+fn op_place(key: &[u8]) -> Vec<u8> {
+    let mut p = b"mailbox op".to_vec();
+    p.extend_from_slice(key);
+    p
 }
 
 /// Whether the policy lets the mailbox keep a circle resolved as `resolution`.
@@ -750,6 +1013,10 @@ impl Local for Mailbox {
 
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {
         self.circles.get(circle).map(|h| h.membership.log())
+    }
+
+    fn closed(&self, circle: &CircleId) -> Option<Vec<u8>> {
+        self.closed.get(circle).map(|c| c.close.clone())
     }
 
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector {
@@ -844,7 +1111,7 @@ mod tests {
     }
 
     fn open(dir: &Path, limits: MailboxLimits) -> Mailbox {
-        Mailbox::open(dir, limits).unwrap()
+        Mailbox::open(dir, limits, StorageKey::derive(&[5; 32])).unwrap()
     }
 
     #[test]

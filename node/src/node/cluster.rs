@@ -304,7 +304,7 @@ impl Cluster {
             .map_err(|e| NodeError::internal(e.to_string()))?;
         self.ends.insert(device, end);
         self.relays.push(Relay {
-            exchange: Exchange::new(mailbox),
+            exchange: Exchange::new(mailbox).signing_with(keys.device_signing_key()),
             device,
             address: format!("/ip4/10.0.{}.{}/tcp/4001/p2p/{peer}", end / 256, end % 256),
         });
@@ -896,6 +896,7 @@ fn message_kind(m: &Message) -> &'static str {
         Message::BlobWant { .. } => "blob_want",
         Message::BlobPart { .. } => "blob_part",
         Message::Met { .. } => "met",
+        Message::Deleted { .. } => "deleted",
         Message::InviteOpen { .. } => "invite_open",
         Message::InviteSeek { .. } => "invite_seek",
         Message::InviteAt { .. } => "invite_at",

@@ -32,6 +32,7 @@ use crate::store::{Batch, Store, StoreError};
 use crate::sync::{Local, Message, Vector};
 
 pub(crate) mod blobs;
+mod closing;
 pub(crate) mod devices;
 pub(crate) mod invitations;
 pub(crate) mod invites;
@@ -161,6 +162,8 @@ pub struct Circles {
     pub(crate) named_relays: BTreeSet<DeviceId>,
     /// The envelopes made durable most recently, to push without reading them back.
     pub(crate) fresh: writes::Fresh,
+    /// What is kept of the circles closed and shredded here.
+    pub(crate) closed: BTreeMap<CircleId, crate::tombstone::Tombstone>,
 }
 
 impl Circles {
@@ -185,6 +188,7 @@ impl Circles {
         }
         let declined = invitations::declined(store.as_ref());
         let trusted = invitations::trusted(store.as_ref());
+        let closed = closing::tombstones(store.as_ref())?;
         let circles = Circles {
             store,
             open,
@@ -196,6 +200,7 @@ impl Circles {
             relays: BTreeSet::new(),
             named_relays: BTreeSet::new(),
             fresh: writes::Fresh::default(),
+            closed,
         };
         Ok((circles, snapshots))
     }
@@ -249,9 +254,14 @@ impl Local for Circles {
     /// of them are not asked for again.
     fn knows(&self, circle: &CircleId) -> bool {
         self.open.contains_key(circle)
+            || self.closed.contains_key(circle)
             || self.damaged.contains_key(circle)
             || self.invited.contains_key(circle)
             || self.declined.contains(circle)
+    }
+
+    fn closed(&self, circle: &CircleId) -> Option<Vec<u8>> {
+        self.closed.get(circle).map(|t| t.close_op())
     }
 
     fn vector(&self, circle: &CircleId, doc: cercle_crdt::DocKind) -> Vector {
@@ -651,6 +661,14 @@ impl NodeCore {
                 envelopes = after.envelopes.len(),
                 "durable; pushing to peers"
             );
+        }
+        // A circle shredded meanwhile: nothing of it goes out any more.
+        if after
+            .circle
+            .is_some_and(|c| self.circles.closed.contains_key(&c))
+        {
+            after.membership_changed = false;
+            after.envelopes.clear();
         }
         if after.membership_changed {
             self.relays_changed();

@@ -94,8 +94,21 @@ impl Operation for Audit {
     fn run(self, core: &mut NodeCore) -> Result<AuditTrail, NodeError> {
         let store = core.circles.store.clone();
         let me = core.me().device();
-        let (c, _) = core.circle_mut(&self.circle)?;
-        let mut trail = trail(c, store.as_ref(), &me)?;
+        let mut trail = match super::closing::find_closed(core, &self.circle) {
+            // A circle closed here: the trail kept without content when it was shredded.
+            Some(id) => match store.closed_audit(&id)? {
+                Some(kept) => serde_json::from_slice(&kept)
+                    .map_err(|_| NodeError::internal("the closed circle's trail is damaged"))?,
+                None => AuditTrail {
+                    circle: id.to_string(),
+                    ..AuditTrail::default()
+                },
+            },
+            None => {
+                let (c, _) = core.circle_mut(&self.circle)?;
+                trail(c, store.as_ref(), &me)?
+            }
+        };
         if let Some(since) = self.since {
             trail
                 .writes

@@ -27,6 +27,9 @@ pub struct Circles {
     /// `circle decline`).
     #[serde(default)]
     pub invitations: Vec<InvitationRow>,
+    /// Circles closed and shredded here: what is kept of them.
+    #[serde(default)]
+    pub closed: Vec<super::closing::ClosedRow>,
 }
 
 /// A circle this node was added to, before its user answers.
@@ -72,6 +75,7 @@ impl Operation for CircleAccept {
             circles,
             damaged: Vec::new(),
             invitations: Vec::new(),
+            closed: Vec::new(),
         })
     }
 }
@@ -177,10 +181,17 @@ impl Operation for CircleList {
                 at: i.at,
             })
             .collect();
+        let closed = core
+            .circles
+            .closed
+            .iter()
+            .map(|(id, t)| super::closing::ClosedRow::of(id, t))
+            .collect();
         Ok(Circles {
             circles,
             damaged,
             invitations,
+            closed,
         })
     }
 }
@@ -324,6 +335,7 @@ impl Operation for CircleCreate {
             circles: vec![info],
             damaged: Vec::new(),
             invitations: Vec::new(),
+            closed: Vec::new(),
         })
     }
 }

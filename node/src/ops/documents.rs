@@ -35,9 +35,9 @@ impl Operation for DocAdd {
                 bytes.len()
             )));
         }
-        core.circle(&self.circle)?;
+        let circle = core.circles.find(&self.circle)?;
         let mut batch = Batch::new();
-        let blob = hex::encode(batch.blob(&bytes));
+        let blob = hex::encode(batch.blob(&circle, &bytes));
         core.write_batch(batch, Default::default());
         let size = bytes.len().to_string();
         let fields = [
@@ -125,7 +125,7 @@ impl Operation for DocGet {
         let hash = blob_hash(&document.blob).ok_or_else(|| {
             NodeError::internal(format!("the document {:?} names no content", document.name))
         })?;
-        if let Some(content) = store.blob(&hash)? {
+        if let Some(content) = store.blob(&circle, &hash)? {
             let received = content.len() as u64;
             return Ok(Document {
                 document,
@@ -160,7 +160,8 @@ pub(crate) fn documents(c: &Circle, store: &dyn Store) -> Result<Vec<DocumentRow
         .into_iter()
         .map(|d| {
             let blob = d.get("blob").unwrap_or_default().to_string();
-            let here = blob_hash(&blob).is_some_and(|h| store.has_blob(&h).unwrap_or(false));
+            let here =
+                blob_hash(&blob).is_some_and(|h| store.has_blob(&c.id(), &h).unwrap_or(false));
             DocumentRow {
                 name: d.get("name").unwrap_or_default().to_string(),
                 media_type: d.get("media_type").unwrap_or_default().to_string(),
@@ -173,6 +174,18 @@ pub(crate) fn documents(c: &Circle, store: &dyn Store) -> Result<Vec<DocumentRow
             }
         })
         .collect())
+}
+
+/// The content hashes of the patient file's documents (none for a circle at rest).
+pub(crate) fn blob_hashes(c: &Circle) -> Vec<[u8; 32]> {
+    c.patient_file()
+        .map(|pf| {
+            pf.items(ItemList::Documents)
+                .iter()
+                .filter_map(|d| blob_hash(d.get("blob")?))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A content hash written as 64 hex digits.

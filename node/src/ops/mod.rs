@@ -36,6 +36,7 @@ mod error;
 pub mod audit;
 pub mod carried;
 pub mod circles;
+pub mod closing;
 pub mod devices;
 pub mod directory;
 pub mod documents;
@@ -129,6 +130,7 @@ operations! {
     circles::CircleShow,
     circles::CircleAccept,
     circles::CircleDecline,
+    closing::CircleClose,
     members::MemberAdd,
     members::MemberRemove,
     roles::RoleChange,
@@ -216,6 +218,7 @@ answers! {
     Card(status::CardText),
     Circles(circles::Circles),
     Declined(circles::Declined),
+    Closed(closing::ClosedRow),
     Circle(circles::CircleSummary),
     Added(Added),
     Notes(notes::Notes),

@@ -68,6 +68,14 @@ impl Store for MemoryStore {
                     Write::Delete { tree, key } => {
                         trees.entry(tree).or_default().remove(&key);
                     }
+                    Write::Shred { circle } => {
+                        for tree in super::CIRCLE_TREES {
+                            trees
+                                .entry(tree)
+                                .or_default()
+                                .retain(|k, _| !k.starts_with(&circle.0));
+                        }
+                    }
                 }
             }
         });

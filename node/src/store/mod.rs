@@ -31,6 +31,7 @@ use crate::envelope::{Envelope, LogId};
 use crate::identity::DeviceId;
 use crate::reader::Reader;
 
+pub(crate) mod circle_keys;
 pub mod journal;
 mod memory;
 mod sled_store;
@@ -46,7 +47,7 @@ pub type Opened = Zeroizing<Vec<u8>>;
 pub type Keys = std::ops::RangeInclusive<Vec<u8>>;
 
 /// The store's on-disk schema version (see `SledStore::migrate`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Why the store failed. Cloneable: one failed flush answers every write that shared it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,7 +118,8 @@ pub enum Tree {
     Meta,
     /// Circle records (sealed): patient display name, members' profiles.
     Circles,
-    /// Signed membership operations: circle ‖ op hash.
+    /// Signed membership operations (sealed with the circle's key: they carry its epoch
+    /// keys): circle ‖ op hash.
     Ops,
     /// Envelopes: circle ‖ doc ‖ device ‖ seq (big-endian).
     Envelopes,
@@ -125,7 +127,7 @@ pub enum Tree {
     Heads,
     /// Document snapshots (sealed, not journaled: they are rebuilt from envelopes).
     Snapshots,
-    /// Attachments (sealed): content hash.
+    /// Attachments (sealed): circle ‖ content hash (content hash alone before schema 3).
     Blobs,
     /// Rejected envelopes: circle ‖ slot (of `MAX_REJECTIONS_PER_CIRCLE`) → JSON record.
     Rejected,
@@ -138,11 +140,28 @@ pub enum Tree {
     /// neither sealed nor journaled): `i` ‖ register ‖ number → the professional (JSON),
     /// and `n` ‖ folded last name ‖ 0 ‖ that key → the key, to search by name.
     Directory,
+    /// What is kept of each circle closed here, with no care data (sealed with the device's
+    /// storage key): circle → its [`Tombstone`](crate::tombstone::Tombstone), and circle ‖
+    /// `a` → its audit trail without content.
+    Closed,
 }
+
+/// The trees whose keys start with a circle's id: what shredding a circle clears.
+pub const CIRCLE_TREES: [Tree; 9] = [
+    Tree::Circles,
+    Tree::Ops,
+    Tree::Envelopes,
+    Tree::Heads,
+    Tree::Snapshots,
+    Tree::Blobs,
+    Tree::Rejected,
+    Tree::Forks,
+    Tree::Received,
+];
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 12] = [
         Tree::Meta,
         Tree::Circles,
         Tree::Ops,
@@ -154,6 +173,7 @@ impl Tree {
         Tree::Forks,
         Tree::Received,
         Tree::Directory,
+        Tree::Closed,
     ];
 
     /// Its code in journal records.
@@ -180,13 +200,30 @@ impl Tree {
             Tree::Forks => "forks",
             Tree::Received => "received",
             Tree::Directory => "directory",
+            Tree::Closed => "closed",
         }
     }
 
     /// Whether values are sealed with the storage key (they hold care data in clear
     /// otherwise).
     pub fn sealed(self) -> bool {
-        matches!(self, Tree::Circles | Tree::Snapshots | Tree::Blobs)
+        matches!(
+            self,
+            Tree::Circles | Tree::Snapshots | Tree::Blobs | Tree::Ops | Tree::Closed
+        )
+    }
+
+    /// The circle whose own key seals the value under `key` of this tree (see
+    /// `circle_keys`); `None` for a value sealed with the device's storage key, or not
+    /// sealed.
+    pub(crate) fn sealing_circle(self, key: &[u8]) -> Option<CircleId> {
+        let id = || key.get(..32).and_then(|k| k.try_into().ok()).map(CircleId);
+        match self {
+            Tree::Circles | Tree::Snapshots | Tree::Ops => id(),
+            // An attachment stored before schema 3 is under its hash alone.
+            Tree::Blobs if key.len() == 64 => id(),
+            _ => None,
+        }
     }
 
     /// Whether writes go through the journal (everything but what can be recomputed).
@@ -207,12 +244,19 @@ pub(crate) enum Write {
         tree: Tree,
         key: Vec<u8>,
     },
+    /// Every row of a circle in [`CIRCLE_TREES`] deleted, and the circle's own key
+    /// forgotten: what is left of it anywhere cannot be opened.
+    Shred {
+        circle: CircleId,
+    },
 }
 
 impl Write {
-    fn tree(&self) -> Tree {
+    /// Whether it goes through the journal.
+    pub(crate) fn journaled(&self) -> bool {
         match self {
-            Write::Put { tree, .. } | Write::Delete { tree, .. } => *tree,
+            Write::Put { tree, .. } | Write::Delete { tree, .. } => tree.journaled(),
+            Write::Shred { .. } => true,
         }
     }
 
@@ -221,6 +265,7 @@ impl Write {
         match self {
             Write::Put { key, value, .. } => key.len() + value.len(),
             Write::Delete { key, .. } => key.len(),
+            Write::Shred { .. } => 32,
         }
     }
 }
@@ -394,6 +439,18 @@ pub(crate) mod keys {
         k.extend_from_slice(hash);
         k
     }
+
+    pub(crate) fn blob(circle: &CircleId, hash: &[u8; 32]) -> Vec<u8> {
+        let mut k = circle.0.to_vec();
+        k.extend_from_slice(hash);
+        k
+    }
+
+    pub(crate) fn closed_audit(circle: &CircleId) -> Vec<u8> {
+        let mut k = circle.0.to_vec();
+        k.push(b'a');
+        k
+    }
 }
 
 /// Writes that become durable together.
@@ -488,11 +545,34 @@ impl Batch {
         self.put(Tree::Circles, circle.0.to_vec(), record.to_vec());
     }
 
-    /// An attachment (sealed by the store), under its BLAKE3 hash.
-    pub fn blob(&mut self, bytes: &[u8]) -> [u8; 32] {
+    /// An attachment of `circle` (sealed by the store with the circle's key), under its
+    /// BLAKE3 hash.
+    pub fn blob(&mut self, circle: &CircleId, bytes: &[u8]) -> [u8; 32] {
         let hash = *blake3::hash(bytes).as_bytes();
-        self.put(Tree::Blobs, hash.to_vec(), bytes.to_vec());
+        self.put(Tree::Blobs, keys::blob(circle, &hash), bytes.to_vec());
         hash
+    }
+
+    /// An attachment stored before schema 3 (under its hash alone), deleted.
+    pub fn forget_blob(&mut self, hash: &[u8; 32]) {
+        self.writes.push(Write::Delete {
+            tree: Tree::Blobs,
+            key: hash.to_vec(),
+        });
+    }
+
+    /// Every row of `circle` deleted and its key forgotten (see [`Write::Shred`]).
+    pub fn shred(&mut self, circle: &CircleId) {
+        self.writes.push(Write::Shred { circle: *circle });
+    }
+
+    /// What is kept of a circle closed here: its tombstone and its audit trail without
+    /// content (both sealed with the device's storage key).
+    pub fn tombstone(&mut self, circle: &CircleId, tombstone: &[u8], audit: Option<&[u8]>) {
+        self.put(Tree::Closed, circle.0.to_vec(), tombstone.to_vec());
+        if let Some(audit) = audit {
+            self.put(Tree::Closed, keys::closed_audit(circle), audit.to_vec());
+        }
     }
 
     /// A node metadata value.
@@ -551,11 +631,7 @@ impl Batch {
 
     /// The journal record of the journaled writes.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let writes: Vec<&Write> = self
-            .writes
-            .iter()
-            .filter(|w| w.tree().journaled())
-            .collect();
+        let writes: Vec<&Write> = self.writes.iter().filter(|w| w.journaled()).collect();
         let mut out = vec![BATCH_VERSION];
         out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
         for w in writes {
@@ -574,6 +650,10 @@ impl Batch {
                     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
                     out.extend_from_slice(key);
                 }
+                Write::Shred { circle } => {
+                    out.push(2);
+                    out.extend_from_slice(&circle.0);
+                }
             }
         }
         out
@@ -589,6 +669,12 @@ impl Batch {
         let mut writes = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             let op = r.byte()?;
+            if op == 2 {
+                writes.push(Write::Shred {
+                    circle: CircleId(r.array()?),
+                });
+                continue;
+            }
             let tree = Tree::from_code(r.byte()?).ok_or(BatchDecodeError("unknown tree"))?;
             let klen = r.len_u32()?;
             let key = r.take(klen)?.to_vec();
@@ -773,14 +859,33 @@ pub trait Store: Send + Sync + fmt::Debug {
         }
     }
 
-    /// An attachment, opened.
-    fn blob(&self, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError> {
-        self.get(Tree::Blobs, hash)
+    /// An attachment of `circle`, opened (one stored before schema 3 is under its hash
+    /// alone).
+    fn blob(&self, circle: &CircleId, hash: &[u8; 32]) -> Result<Option<Opened>, StoreError> {
+        match self.get(Tree::Blobs, &keys::blob(circle, hash))? {
+            Some(v) => Ok(Some(v)),
+            None => self.get(Tree::Blobs, hash),
+        }
     }
 
-    /// Whether an attachment is held, without opening it.
-    fn has_blob(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
-        self.contains(Tree::Blobs, hash)
+    /// Whether an attachment of `circle` is held, without opening it.
+    fn has_blob(&self, circle: &CircleId, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self.contains(Tree::Blobs, &keys::blob(circle, hash))?
+            || self.contains(Tree::Blobs, hash)?)
+    }
+
+    /// What is kept of each circle closed here, opened.
+    fn tombstones(&self) -> Result<Vec<(CircleId, Opened)>, StoreError> {
+        Ok(self
+            .scan(Tree::Closed, b"")?
+            .into_iter()
+            .filter_map(|(k, v)| Some((CircleId(k.as_slice().try_into().ok()?), v)))
+            .collect())
+    }
+
+    /// The audit trail without content kept of a circle closed here.
+    fn closed_audit(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError> {
+        self.get(Tree::Closed, &keys::closed_audit(circle))
     }
 
     /// A node metadata value.
@@ -878,6 +983,9 @@ mod tests {
                 value
             }),
             (tree(), bytes()).prop_map(|(tree, key)| Write::Delete { tree, key }),
+            any::<[u8; 32]>().prop_map(|c| Write::Shred {
+                circle: CircleId(c)
+            }),
         ]
     }
 

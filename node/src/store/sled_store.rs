@@ -6,6 +6,7 @@
 //! ```text
 //! DIR/lock      held (flock) while a process uses the store
 //! DIR/journal   every acknowledged batch, checksummed (see `journal`)
+//! DIR/circle-keys  each circle's own key at rest (see `circle_keys`)
 //! DIR/db/       the sled database: the indexes that reads and sync use
 //! ```
 //!
@@ -26,8 +27,12 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use super::circle_keys::CircleKeys;
 use super::journal::{Journal, JournalError};
-use super::{Batch, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write};
+use super::{
+    Batch, CIRCLE_TREES, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write,
+};
+use crate::circle::membership::CircleId;
 use crate::crypto::StorageKey;
 
 const LOCK_FILE: &str = "lock";
@@ -116,6 +121,8 @@ pub struct SledStore {
     db: sled::Db,
     trees: BTreeMap<Tree, sled::Tree>,
     key: StorageKey,
+    /// Each circle's own key (shared with the writer, which forgets a shredded one).
+    circle_keys: Arc<Mutex<CircleKeys>>,
     jobs: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     /// Set by the writer once a write failed.
@@ -200,16 +207,18 @@ fn open_trees(dir: &Path, db: &sled::Db) -> Result<BTreeMap<Tree, sled::Tree>, S
         .collect()
 }
 
-/// Applies a batch's writes one by one. Atomicity comes from the journal (a group is
-/// replayed whole after a crash) and from readers waiting until the group is applied
-/// (`Settled`), not from sled: sled's `apply_batch` held memory for every write of a large
-/// batch for the life of the process (importing 100 000 professionals of the directory:
-/// 640 MB resident against 76 MB written one by one, and faster).
+/// Applies a batch's writes one by one; returns the circles shredded, whose keys the caller
+/// forgets. Atomicity comes from the journal (a group is replayed whole after a crash) and
+/// from readers waiting until the group is applied (`Settled`), not from sled: sled's
+/// `apply_batch` held memory for every write of a large batch for the life of the process
+/// (importing 100 000 professionals of the directory: 640 MB resident against 76 MB written
+/// one by one, and faster).
 fn apply(
     dir: &Path,
     trees: &BTreeMap<Tree, sled::Tree>,
     writes: &[Write],
-) -> Result<(), StoreError> {
+) -> Result<Vec<CircleId>, StoreError> {
+    let mut shredded = Vec::new();
     for w in writes {
         let result = match w {
             Write::Put { tree, key, value } => trees
@@ -218,8 +227,27 @@ fn apply(
             Write::Delete { tree, key } => trees
                 .get(tree)
                 .map(|t| t.remove(key.as_slice()).map(|_| ())),
+            Write::Shred { circle } => {
+                shredded.push(*circle);
+                Some(shred(trees, circle))
+            }
         };
         result.transpose().map_err(|e| from_sled(dir, e))?;
+    }
+    Ok(shredded)
+}
+
+/// Deletes every row of `circle` in the trees keyed by circle.
+fn shred(trees: &BTreeMap<Tree, sled::Tree>, circle: &CircleId) -> sled::Result<()> {
+    for t in CIRCLE_TREES {
+        let Some(tree) = trees.get(&t) else { continue };
+        let keys: Vec<sled::IVec> = tree
+            .scan_prefix(circle.0)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in keys {
+            tree.remove(k)?;
+        }
     }
     Ok(())
 }
@@ -244,6 +272,9 @@ impl SledStore {
         let mut report = OpenReport::default();
 
         let fresh = !journal_path.exists() && !db_path.exists();
+        // Circles shredded by the journal's records applied at opening: their keys are
+        // forgotten once the circles' keys are read (after the key check).
+        let mut shredded = Vec::new();
         if fresh {
             Journal::create(&journal_path).map_err(|e| from_journal(dir, e))?;
         } else if !journal_path.exists() {
@@ -256,7 +287,8 @@ impl SledStore {
             Ok(db) => db,
             Err(reason) => {
                 tracing::warn!(store = %dir.display(), %reason, "the database does not open; rebuilding it from the journal");
-                let (db, aside, replayed) = rebuild(dir, &reason)?;
+                let (db, aside, replayed, gone) = rebuild(dir, &reason)?;
+                shredded.extend(gone);
                 report.rebuilt = true;
                 report.moved_aside = aside;
                 report.replayed = replayed;
@@ -269,6 +301,7 @@ impl SledStore {
             db,
             trees,
             key,
+            circle_keys: Arc::new(Mutex::new(CircleKeys::in_memory())),
             jobs: None,
             writer: None,
             failed: Arc::new(AtomicBool::new(false)),
@@ -277,8 +310,12 @@ impl SledStore {
             _lock: lock,
         };
         let journal = store.check_schema().and_then(|()| {
-            let mut journal = store.catch_up(&journal_path)?;
+            let mut journal = store.catch_up(&journal_path, &mut shredded)?;
             store.check_key(fresh, &mut journal)?;
+            // Only a store of this identity's has its circles' keys read.
+            let mut keys = CircleKeys::load(dir, &store.key)?;
+            keys.forget(&shredded, &store.key)?;
+            store.circle_keys = Arc::new(Mutex::new(keys));
             Ok(journal)
         });
         match journal {
@@ -302,10 +339,11 @@ impl SledStore {
         if !dir.join(JOURNAL_FILE).exists() {
             return Err(damaged(dir, "its journal is missing"));
         }
-        let (db, aside, replayed) = rebuild(dir, "repair requested")?;
+        let (db, aside, replayed, shredded) = rebuild(dir, "repair requested")?;
         drop(db);
         drop(lock);
         let store = SledStore::open(dir, key)?;
+        store.forget(&shredded)?;
         let mut report = store.report.clone();
         report.rebuilt = true;
         report.moved_aside = aside;
@@ -365,6 +403,10 @@ impl SledStore {
             0 => Ok(()),
             // 2 adds the `received` tree: items received before have no time of receipt.
             1 => Ok(()),
+            // 3 seals each circle's values with the circle's own key and keys attachments
+            // by circle: values written before stay readable with the storage key (and
+            // operations as they were, unsealed), attachments under their hash alone.
+            2 => Ok(()),
             other => Err(damaged(
                 &self.dir,
                 format!("no migration from store schema {other}"),
@@ -373,7 +415,11 @@ impl SledStore {
     }
 
     /// Applies the journal records the database may not hold yet.
-    fn catch_up(&mut self, journal_path: &Path) -> Result<Journal, StoreError> {
+    fn catch_up(
+        &mut self,
+        journal_path: &Path,
+        shredded: &mut Vec<CircleId>,
+    ) -> Result<Journal, StoreError> {
         let meta = self.tree(Tree::Meta)?;
         let mark = meta
             .get(META_JOURNAL)
@@ -390,7 +436,7 @@ impl SledStore {
         }
         for (_, record) in &scan.records {
             let batch = Batch::decode(record).map_err(|e| damaged(&self.dir, e))?;
-            apply(&self.dir, &self.trees, &batch.writes)?;
+            shredded.extend(apply(&self.dir, &self.trees, &batch.writes)?);
         }
         self.report.replayed += scan.records.len();
         self.report.dropped = scan.dropped;
@@ -428,7 +474,7 @@ impl SledStore {
                     .append(&b.encode())
                     .map_err(|e| from_journal(&self.dir, e))?;
                 journal.sync().map_err(|e| from_journal(&self.dir, e))?;
-                apply(&self.dir, &self.trees, &b.writes)
+                apply(&self.dir, &self.trees, &b.writes).map(|_| ())
             }
             None => Err(damaged(&self.dir, "its key check is missing")),
         }
@@ -449,6 +495,8 @@ impl SledStore {
             dir: self.dir.clone(),
             db: self.db.clone(),
             trees: self.trees.clone(),
+            circle_keys: self.circle_keys.clone(),
+            key: self.key.clone(),
             journal,
             failed: None,
             failed_flag: self.failed.clone(),
@@ -469,16 +517,39 @@ impl SledStore {
         }
     }
 
-    /// Seals the values of sealed trees in place.
+    /// Forgets the keys of circles shredded (by journal records applied again).
+    fn forget(&self, shredded: &[CircleId]) -> Result<(), StoreError> {
+        if shredded.is_empty() {
+            return Ok(());
+        }
+        self.circle_keys
+            .lock()
+            .map_err(|_| damaged(&self.dir, "the circles' keys are poisoned"))?
+            .forget(shredded, &self.key)
+    }
+
+    /// Seals the values of sealed trees in place: with their circle's own key (made, and
+    /// made durable, first if the circle has none yet), or with the storage key.
     fn seal(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        let mut circle_keys = None;
         for w in &mut batch.writes {
             if let Write::Put { tree, key, value } = w
                 && tree.sealed()
             {
-                let sealed = self
-                    .key
-                    .seal(&place(*tree, key), value)
-                    .map_err(|e| damaged(&self.dir, e))?;
+                let place = place(*tree, key);
+                let sealed = match tree.sealing_circle(key) {
+                    Some(circle) => {
+                        let keys = match &mut circle_keys {
+                            Some(k) => k,
+                            None => circle_keys.insert(self.circle_keys.lock().map_err(|_| {
+                                damaged(&self.dir, "the circles' keys are poisoned")
+                            })?),
+                        };
+                        keys.get_or_make(&circle, &self.key)?.seal(&place, value)
+                    }
+                    None => self.key.seal(&place, value),
+                }
+                .map_err(|e| damaged(&self.dir, e))?;
                 let plain = std::mem::replace(value, sealed);
                 drop(Zeroizing::new(plain));
             }
@@ -492,8 +563,23 @@ impl SledStore {
         key: &[u8],
         value: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let place = place(tree, key);
+        if let Some(circle) = tree.sealing_circle(key) {
+            let keys = self
+                .circle_keys
+                .lock()
+                .map_err(|_| damaged(&self.dir, "the circles' keys are poisoned"))?;
+            if let Some(opened) = keys.get(&circle).and_then(|k| k.open(&place, value).ok()) {
+                return Ok(opened);
+            }
+            // Written before schema 3: operations were not sealed, the rest was sealed
+            // with the storage key.
+            if tree == Tree::Ops {
+                return Ok(Zeroizing::new(value.to_vec()));
+            }
+        }
         self.key
-            .open(&place(tree, key), value)
+            .open(&place, value)
             .map_err(|_| StoreError::BadValue {
                 path: self.dir.clone(),
                 what: format!("a sealed value in {}", tree.name()),
@@ -589,7 +675,10 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
 }
 
 /// Moves the database aside (if any) and rebuilds it from the whole journal.
-fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), StoreError> {
+fn rebuild(
+    dir: &Path,
+    why: &str,
+) -> Result<(sled::Db, Option<PathBuf>, usize, Vec<CircleId>), StoreError> {
     let journal_path = dir.join(JOURNAL_FILE);
     let (journal, scan) = Journal::open(&journal_path, 0).map_err(|e| match e {
         JournalError::NotAJournal { .. } => {
@@ -608,8 +697,9 @@ fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), 
     }
     let db = open_sled(&tmp).map_err(|e| damaged(dir, e))?;
     let trees = open_trees(dir, &db)?;
+    let mut shredded = Vec::new();
     for b in &batches {
-        apply(dir, &trees, &b.writes)?;
+        shredded.extend(apply(dir, &trees, &b.writes)?);
     }
     trees
         .get(&Tree::Meta)
@@ -636,7 +726,7 @@ fn rebuild(dir: &Path, why: &str) -> Result<(sled::Db, Option<PathBuf>, usize), 
         .map_err(|e| StoreError::io(dir, &e))?;
     let db = open_sled_released(&db_path).map_err(|e| damaged(dir, e))?;
     tracing::warn!(store = %dir.display(), batches = batches.len(), "the database was rebuilt from the journal");
-    Ok((db, aside, batches.len()))
+    Ok((db, aside, batches.len(), shredded))
 }
 
 /// The writer thread's state.
@@ -644,6 +734,8 @@ struct Writer {
     dir: PathBuf,
     db: sled::Db,
     trees: BTreeMap<Tree, sled::Tree>,
+    circle_keys: Arc<Mutex<CircleKeys>>,
+    key: StorageKey,
     journal: Journal,
     /// After a failed write every later one fails too: a later batch may chain on the
     /// failed one (an envelope's `prev`), and a gap must never be acknowledged.
@@ -718,7 +810,7 @@ impl Writer {
         self.unflushed += batch
             .writes
             .iter()
-            .filter(|w| !w.tree().journaled())
+            .filter(|w| !w.journaled())
             .map(|w| w.size() as u64)
             .sum::<u64>();
         let journaled = self.journal_group(&batch);
@@ -732,7 +824,17 @@ impl Writer {
             let _ = reply.send(journaled.clone());
         }
         if ok {
-            let applied = apply(&self.dir, &self.trees, &batch.writes);
+            let applied = apply(&self.dir, &self.trees, &batch.writes).and_then(|shredded| {
+                if shredded.is_empty() {
+                    return Ok(());
+                }
+                // The rows are gone from the trees; forgetting the key makes every copy
+                // left (the journal's, sled's old segments) unreadable.
+                self.circle_keys
+                    .lock()
+                    .map_err(|_| damaged(&self.dir, "the circles' keys are poisoned"))?
+                    .forget(&shredded, &self.key)
+            });
             self.settled.applied(self.group);
             if let Err(e) = applied {
                 // The journal holds the group: the next start applies it again.
@@ -749,7 +851,7 @@ impl Writer {
                 cause: e.to_string(),
             });
         }
-        if !batch.writes.iter().any(|w| w.tree().journaled()) {
+        if !batch.writes.iter().any(|w| w.journaled()) {
             return Ok(());
         }
         let result = self
@@ -899,6 +1001,67 @@ mod tests {
                 f.display()
             );
         }
+    }
+
+    #[test]
+    fn a_shredded_circles_copies_in_the_journal_open_with_no_key_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let other = CircleId([4; 32]);
+        let mut b = record("Jeanne Durand");
+        b.put(
+            Tree::Ops,
+            crate::store::keys::op(&circle(), &[1; 32]),
+            b"an op with sealed keys".to_vec(),
+        );
+        b.blob(&circle(), b"%PDF compte-rendu");
+        b.circle(&other, b"Paul Martin");
+        s.commit(b).unwrap();
+        let mut shred = Batch::new();
+        shred.shred(&circle());
+        s.commit(shred).unwrap();
+        assert_eq!(record_text(&s), None);
+        assert_eq!(
+            s.circle(&other).unwrap().map(|v| v.to_vec()),
+            Some(b"Paul Martin".to_vec()),
+            "another circle is untouched"
+        );
+        assert!(s.scan(Tree::Ops, &circle().0).unwrap().is_empty());
+        s.close().unwrap();
+
+        // What is left: the journal still holds the circle's sealed values; neither the
+        // device's storage key nor any circle key left opens one.
+        let left = CircleKeys::load(dir.path(), &key()).unwrap();
+        assert!(left.get(&circle()).is_none() && left.get(&other).is_some());
+        let (_, scan) = Journal::open(&dir.path().join(JOURNAL_FILE), 0).unwrap();
+        let mut copies = 0;
+        for (_, record) in scan.records {
+            for w in Batch::decode(&record).unwrap().writes {
+                if let Write::Put {
+                    tree,
+                    key: k,
+                    value,
+                } = w
+                    && tree.sealed()
+                    && k.starts_with(&circle().0)
+                {
+                    copies += 1;
+                    let place = place(tree, &k);
+                    assert!(key().open(&place, &value).is_err());
+                    assert!(
+                        left.get(&other)
+                            .is_some_and(|o| o.open(&place, &value).is_err())
+                    );
+                }
+            }
+        }
+        assert_eq!(copies, 3, "the record, the operation and the document");
+        // Reopening (and a rebuild from the journal) gives the circle back to nobody.
+        let report = SledStore::repair(dir.path(), key()).unwrap();
+        assert!(report.rebuilt);
+        let s = open(dir.path());
+        assert_eq!(record_text(&s), None);
+        assert!(s.circle(&other).unwrap().is_some());
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

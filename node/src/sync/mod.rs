@@ -184,6 +184,12 @@ pub enum Message {
         circle: CircleId,
         devices: Vec<DeviceId>,
     },
+    /// Sent by a relay to a member's device that brought or asked about a circle's
+    /// closing: the relay's signed receipt of the envelopes it deleted (handled by the
+    /// node, which keeps it with the circle's tombstone).
+    Deleted {
+        receipt: Box<crate::tombstone::DeletionReceipt>,
+    },
 }
 
 /// Why a message from the peer was refused (recorded; the connection may go on).
@@ -251,6 +257,11 @@ pub trait Local {
     /// One operation's bytes.
     fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
         Some(self.membership(circle)?.get(hash)?.bytes().to_vec())
+    }
+    /// The `Close` operation of a circle closed and shredded here: a peer that still
+    /// holds the circle is sent it instead of being asked for the circle.
+    fn closed(&self, _circle: &CircleId) -> Option<Vec<u8>> {
+        None
     }
     /// The version vector of one document.
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector;
@@ -621,6 +632,8 @@ impl PeerSync {
                             out.push(self.have(local, circle));
                             ours.push((circle, mine));
                         }
+                    } else if let Some(close) = local.closed(&circle) {
+                        out.push(self.tell_closed(circle, close));
                     } else {
                         self.offer(local, circle);
                     }
@@ -652,6 +665,8 @@ impl PeerSync {
                         if local.digest(&circle) != digest {
                             out.push(self.have(local, circle));
                         }
+                    } else if let Some(close) = local.closed(&circle) {
+                        out.push(self.tell_closed(circle, close));
                     } else {
                         self.offer(local, circle);
                     }
@@ -683,8 +698,10 @@ impl PeerSync {
                     return Err(SyncRejection::TooLarge(bytes));
                 }
                 // Data of a circle not held here is passed on: the node joins it only if
-                // its operations make this device a member.
-                if local.knows(&circle) && !local.shares(&self.peer, &circle) {
+                // its operations make this device a member. A circle closed here is passed
+                // on too (the node takes nothing of it; a relay answers with its receipt).
+                let closed = local.closed(&circle);
+                if closed.is_none() && local.knows(&circle) && !local.shares(&self.peer, &circle) {
                     return Err(SyncRejection::NotShared);
                 }
                 self.stats.data_bytes_received += bytes as u64;
@@ -699,6 +716,12 @@ impl PeerSync {
                 self.asked.retain(|(c, _)| *c != circle);
                 let mut out = vec![ack];
                 out.extend(self.ask_offered(local));
+                // A circle closed here: a peer that did not send the closing is told.
+                if let Some(close) = closed
+                    && !ops.contains(&close)
+                {
+                    out.push(self.tell_closed(circle, close));
+                }
                 Ok((
                     out,
                     Some(Received {
@@ -731,7 +754,21 @@ impl PeerSync {
             | Message::InviteSeek { .. }
             | Message::InviteAt { .. }
             | Message::Pair { .. }
-            | Message::PairAnswer { .. } => Ok((Vec::new(), None)),
+            | Message::PairAnswer { .. }
+            | Message::Deleted { .. } => Ok((Vec::new(), None)),
+        }
+    }
+
+    /// The `Close` operation of a circle closed here, for a peer that still holds it
+    /// (counted in flight like any data: the peer acknowledges it).
+    pub fn tell_closed(&mut self, circle: CircleId, close: Vec<u8>) -> Message {
+        self.in_flight += close.len();
+        self.stats.sent += 1;
+        self.stats.data_bytes_sent += close.len() as u64;
+        Message::Data {
+            circle,
+            ops: vec![close],
+            envelopes: Vec::new(),
         }
     }
 

@@ -895,7 +895,8 @@ fn parents_first(mut ops: Vec<SignedOp>) -> Vec<SignedOp> {
     let mut slots: Vec<Option<SignedOp>> = ops.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
-fn sealed_keys(body: &OpBody) -> &[SealedKey] {
+/// The epoch keys an operation carries, sealed to devices.
+pub(crate) fn sealed_keys(body: &OpBody) -> &[SealedKey] {
     match body {
         OpBody::Genesis { sealed, .. }
         | OpBody::AddMember { sealed, .. }

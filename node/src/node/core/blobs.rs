@@ -150,7 +150,7 @@ impl NodeCore {
         // rather than being read and opened again for each part.
         let content = match &self.serving {
             Some((h, c)) if *h == hash => c.clone(),
-            _ => match self.circles.store.blob(&hash) {
+            _ => match self.circles.store.blob(&circle, &hash) {
                 Ok(Some(c)) => {
                     let c = std::sync::Arc::new(c);
                     self.serving = Some((hash, c.clone()));
@@ -234,7 +234,7 @@ impl NodeCore {
             return Vec::new();
         }
         let mut batch = Batch::new();
-        batch.blob(&done.received);
+        batch.blob(&circle, &done.received);
         self.write_batch(batch, After::default());
         Vec::new()
     }

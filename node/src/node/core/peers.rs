@@ -103,6 +103,7 @@ impl NodeCore {
             self.out.extend(seeks);
             let open = self.open_invites(None);
             self.out.push(Effect::Send(device, open));
+            self.ask_receipts(device);
         }
     }
 
@@ -273,6 +274,10 @@ impl NodeCore {
                 self.met(device, circle, devices);
                 return None;
             }
+            Message::Deleted { receipt } => {
+                self.deletion_receipt(device, *receipt);
+                return None;
+            }
             m => m,
         };
         // The peer's stream may deliver before ours to it is open: its state starts here.
@@ -340,6 +345,10 @@ impl NodeCore {
     /// invite.
     #[tracing::instrument(skip_all, fields(circle = %r.circle))]
     fn apply(&mut self, from: DeviceId, r: Received, chosen: bool) -> Taken {
+        // A circle closed here takes nothing more (the peer was told by the sync).
+        if self.circles.closed.contains_key(&r.circle) {
+            return Taken::default();
+        }
         let joined = !self.circles.open.contains_key(&r.circle);
         if joined {
             // A circle from another of this member's devices, or one such a device added
@@ -440,7 +449,16 @@ impl NodeCore {
                 staged.batch.rejection(&circle, record);
             }
         }
+        let closed = self
+            .circles
+            .open
+            .get(&circle)
+            .is_some_and(|c| c.resolution().closed);
         self.stage_from(circle, staged, Some(from));
+        if closed {
+            self.shred_closed(circle, Some(from));
+            return taken;
+        }
         if incomplete && let Some(peer) = self.peers.get_mut(&from) {
             let ask = peer
                 .sync
