@@ -128,6 +128,10 @@ pub struct Tombstone {
     pub devices: Vec<DeviceId>,
     /// The relays' receipts, one per relay.
     pub receipts: Vec<DeletionReceipt>,
+    /// The hash (hex) of the patient's objection that suspended the circle before it
+    /// closed, if it did: the relays' receipts may be for it.
+    #[serde(default)]
+    pub withdrawal: Option<String>,
 }
 
 impl Tombstone {
@@ -141,33 +145,54 @@ impl Tombstone {
         OpHash(*blake3::hash(&self.close_op()).as_bytes())
     }
 
-    /// Keeps `receipt` sent by `from` if it is a valid receipt of this closing, from that
-    /// relay, not held yet; returns whether it was new.
+    /// Keeps `receipt` sent by `from` if it is a valid receipt of this closing (or of the
+    /// objection that suspended the circle before it), from that relay, not held yet;
+    /// returns whether it was new.
     pub fn keep(
         &mut self,
         from: &DeviceId,
         receipt: DeletionReceipt,
     ) -> Result<bool, ReceiptError> {
-        if receipt.relay != *from {
-            return Err(ReceiptError::NotSender);
-        }
-        if receipt.close != self.close_hash() {
-            return Err(ReceiptError::OtherClosing);
-        }
-        receipt.verify()?;
-        if self.receipts.iter().any(|r| r.relay == receipt.relay)
-            || self.receipts.len() >= MAX_RECEIPTS
-        {
-            return Ok(false);
-        }
-        self.receipts.push(receipt);
-        Ok(true)
+        let withdrawal = self
+            .withdrawal
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| b.try_into().ok())
+            .map(OpHash);
+        let ending = match withdrawal {
+            Some(w) if w == receipt.close => w,
+            _ => self.close_hash(),
+        };
+        keep_receipt(&mut self.receipts, &ending, from, receipt)
     }
 
     /// Whether `relay` has given its receipt.
     pub fn has_receipt(&self, relay: &DeviceId) -> bool {
         self.receipts.iter().any(|r| r.relay == *relay)
     }
+}
+
+/// Adds `receipt`, sent by `from`, to `held` (the receipts for the operation `ending` that
+/// ended the circle's sharing: its closing, or the patient's objection) if it is valid and
+/// new; returns whether it was.
+pub fn keep_receipt(
+    held: &mut Vec<DeletionReceipt>,
+    ending: &OpHash,
+    from: &DeviceId,
+    receipt: DeletionReceipt,
+) -> Result<bool, ReceiptError> {
+    if receipt.relay != *from {
+        return Err(ReceiptError::NotSender);
+    }
+    if receipt.close != *ending {
+        return Err(ReceiptError::OtherClosing);
+    }
+    receipt.verify()?;
+    if held.iter().any(|r| r.relay == receipt.relay) || held.len() >= MAX_RECEIPTS {
+        return Ok(false);
+    }
+    held.push(receipt);
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -188,6 +213,7 @@ mod tests {
             close: hex::encode(close),
             devices: Vec::new(),
             receipts: Vec::new(),
+            withdrawal: None,
         }
     }
 

@@ -319,3 +319,114 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
         );
     }
 }
+
+/// The patient objects to sharing: recorded by the nurse, every member's node stops sending
+/// and taking the circle's data and keeps what it held, read-only; the relay deletes its
+/// copy and each member's node gets its signed receipt; a note the physiotherapist wrote
+/// offline afterwards reaches no one.
+#[test]
+fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
+    const LATE: &str = "Séance de kinésithérapie du soir, écrite hors ligne";
+    const REASON: &str = "Le patient ne souhaite plus que son dossier soit partagé";
+    let relay_home = TestHome::new();
+    let relay = Relay::start(
+        &relay_home,
+        &[],
+        &[
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let (a, b, c) = (TestHome::new(), TestHome::new(), TestHome::new());
+    a.init("Dr Hélène Brissac", "médecin généraliste");
+    b.init("Karim Benali", "infirmier");
+    c.init("Sophie Marchetti", "masseur-kinésithérapeute");
+    let circle = a.create_circle(PATIENT);
+    a.json(&["circle", "relays", &circle, &relay.address_on("127.0.0.1")]);
+    a.add_member(&circle, &b.card(), "professional");
+    a.add_member(&circle, &c.card(), "professional");
+    let node_a = node(&a, &relay, &[]);
+    let node_b = node(&b, &relay, &[&node_a]);
+    let mut node_c = node(&c, &relay, &[&node_a]);
+    b.accept(&circle);
+    c.accept(&circle);
+    a.json(&["note", "add", &circle, NOTES[0]]);
+    for home in [&b, &c] {
+        assert!(
+            wait_until(60, || home.note_texts(&circle)
+                == vec![NOTES[0].to_string()]),
+            "a member's node never got the note"
+        );
+    }
+    node_c.stop();
+
+    // The nurse records the patient's objection.
+    let shown = b.json(&[
+        "patient",
+        "consent",
+        &circle,
+        "--withdraw",
+        "--reason",
+        REASON,
+    ]);
+    assert_eq!(shown["suspended"]["reason"], REASON, "{shown}");
+    let suspended = |home: &TestHome| home.json(&["circle", "show", &circle])["suspended"].clone();
+    assert!(
+        wait_until(60, || !suspended(&a).is_null()),
+        "the coordinator's node never learnt of the objection"
+    );
+    // What each held stays, read-only.
+    assert_eq!(a.note_texts(&circle), vec![NOTES[0].to_string()]);
+    for home in [&a, &b] {
+        let refused = home.cercle(&["note", "add", &circle, "une note de trop"]);
+        assert_ne!(refused.code, Some(0));
+        assert!(refused.stderr.contains("suspended"), "{}", refused.stderr);
+    }
+    // The relay deleted its copy; the coordinator's node holds its signed receipt.
+    let receipt = || {
+        suspended(&a)["receipts"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+    };
+    assert!(
+        wait_until(60, || receipt().is_some()),
+        "no receipt from the relay: {}",
+        a.cercle(&["circle", "show", &circle]).stdout
+    );
+    let receipt = receipt().unwrap_or_default();
+    assert_eq!(receipt["verified"], true, "{receipt}");
+    assert_eq!(receipt["peer_id"], relay.peer_id().as_str());
+    assert!(
+        a.cercle(&["circle", "show", &circle])
+            .stdout
+            .contains("SHARING SUSPENDED")
+    );
+    let trail = a.json(&["audit", &circle]);
+    assert!(
+        trail["writes"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["action"] == "consent_withdrawn")),
+        "{trail}"
+    );
+
+    // The physiotherapist, offline, writes a note before learning of it; back online,
+    // her node learns of the objection and the note reaches no one.
+    c.json(&["note", "add", &circle, LATE]);
+    let _node_c = node(&c, &relay, &[&node_a, &node_b]);
+    assert!(
+        wait_until(60, || !suspended(&c).is_null()),
+        "C's node never learnt of the objection"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for home in [&a, &b] {
+        assert!(
+            !home.note_texts(&circle).contains(&LATE.to_string()),
+            "a note written after the objection was taken"
+        );
+    }
+    assert!(c.note_texts(&circle).contains(&LATE.to_string()));
+    let refused = c.cercle(&["note", "add", &circle, "encore une"]);
+    assert_ne!(refused.code, Some(0));
+}

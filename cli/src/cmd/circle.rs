@@ -300,6 +300,27 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
                 }
             ));
         }
+        if let Some(sus) = &view.suspended {
+            s.push_str(&format!(
+                "SHARING SUSPENDED: the patient objected ({}), recorded by {} on {}; read-only\n",
+                sus.reason,
+                sus.by_name.as_deref().unwrap_or("a member"),
+                crate::output::human_time(cercle_crdt::Timestamp(sus.at))
+            ));
+            for r in &sus.receipts {
+                s.push_str(&format!(
+                    "  relay {}: deleted {} envelopes ({} bytes), receipt {}\n",
+                    r.peer_id,
+                    r.envelopes,
+                    r.bytes,
+                    if r.verified {
+                        "signature verified"
+                    } else {
+                        "SIGNATURE DOES NOT VERIFY"
+                    }
+                ));
+            }
+        }
         for f in &view.forks {
             s.push_str(&format!(
                 "fork: a device of {} ({}) signed two versions of its {} #{} (see `cercle audit`)\n",

@@ -8,6 +8,8 @@ use cercle_node::ops::patient::{
     PatientShow, PatientView,
 };
 
+use cercle_node::ops::closing::ConsentWithdraw;
+
 use crate::Context;
 use crate::backend::ask;
 use crate::output::answer;
@@ -52,6 +54,18 @@ pub(crate) enum PatientCommand {
         item: String,
         /// Why, e.g. "saisie erronée".
         #[arg(long)]
+        reason: String,
+    },
+    /// Record that the patient objects to sharing (professionals and coordinators): every
+    /// member's node stops sending and taking the circle's data and keeps what it holds,
+    /// read-only ("partage suspendu"); the relays delete their copy and sign a receipt.
+    Consent {
+        circle: String,
+        /// The patient objects to sharing (the only change this command makes).
+        #[arg(long, required = true)]
+        withdraw: bool,
+        /// Why, as the patient said it.
+        #[arg(long, requires = "withdraw")]
         reason: String,
     },
     /// Record that a medication was stopped, and why; it stays in the list as stopped.
@@ -167,6 +181,19 @@ pub(crate) fn run(ctx: &Context, cmd: PatientCommand) -> anyhow::Result<()> {
             };
             let done = ask(ctx, remove)?;
             return crate::output::added(ctx.json, done.circle, done.ids, ("Item", "removed"));
+        }
+        PatientCommand::Consent {
+            circle,
+            withdraw: _,
+            reason,
+        } => {
+            let view = ask(ctx, ConsentWithdraw { circle, reason })?;
+            return answer(ctx.json, &view, || {
+                format!(
+                    "sharing suspended in circle {}: the patient objected; every member's node stops sending and taking its data and keeps what it holds, read-only (`cercle circle show` shows the relays' receipts)",
+                    &view.id[..12]
+                )
+            });
         }
         PatientCommand::Stop {
             circle,

@@ -147,6 +147,8 @@ pub(crate) struct CircleHead {
     pub(crate) team: bool,
     /// Closed and shredded here: only its audit trail without content is left.
     pub(crate) closed: bool,
+    /// The patient objected to sharing (the reason): read-only, no longer synced.
+    pub(crate) suspended: Option<String>,
 }
 
 impl CircleHead {
@@ -503,6 +505,7 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                             h2 {
                                 a href=(r.head.url(r.head.home_tab())) { (r.head.patient) }
                                 @if r.head.team { " " span class="pill ok team" { (w.team) } }
+                                @if r.head.suspended.is_some() { " " span class="pill warn suspended" { (w.suspended_banner) } }
                                 " " (badge(r.head.alerts, w.alerts_open, "alert"))
                                 (badge(r.head.unread, w.unread, "unread"))
                             }
@@ -579,6 +582,11 @@ fn circle_page(ctx: &Ctx, head: &CircleHead, tab: Tab, body: Markup) -> Markup {
         Some(&head.id),
         html! {
             h1 { (head.patient) }
+            @if let Some(reason) = &head.suspended {
+                p class="pill warn suspended" id="suspended" role="status" {
+                    (w.suspended_banner) " : " (reason)
+                }
+            }
             nav aria-label=(w.sections) id="live-tabs" data-live class="tabs" {
                 @for t in head.tabs() {
                     a href=(head.url(t)) aria-current=[(t == tab).then_some("page")] {
@@ -1027,6 +1035,23 @@ pub(crate) fn members(
                                 input type="number" id="reminder-hours" name="hours" min="0" max="720" required value=(summary.reminder_hours);
                             }
                             button type="submit" { (w.save) }
+                        }
+                    }
+                }
+            }
+            @if matches!(head.role.as_str(), "coordinator" | "professional") && head.suspended.is_none() && !head.team {
+                section class="card" aria-labelledby="withdraw" {
+                    h2 id="withdraw" { (w.withdraw_title) }
+                    p { (w.withdraw_help) }
+                    details class="edit" id="withdraw-details" {
+                        summary { (w.withdraw_title) "…" }
+                        form method="post" action=(format!("/c/{}/consent-withdraw", head.id)) {
+                            (hidden_csrf(ctx))
+                            div {
+                                label for="withdraw-reason" { (w.withdraw_reason) }
+                                textarea id="withdraw-reason" name="reason" required maxlength="500" {}
+                            }
+                            button type="submit" id="withdraw-button" { (w.withdraw_button) }
                         }
                     }
                 }

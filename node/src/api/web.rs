@@ -33,7 +33,7 @@ use crate::ops::audit::Audit;
 use crate::ops::circles::{
     CircleAccept, CircleCreate, CircleDecline, CircleList, CircleShow, CircleSummary,
 };
-use crate::ops::closing::CircleClose;
+use crate::ops::closing::{CircleClose, ConsentWithdraw};
 use crate::ops::directory::DirectorySearch;
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
 use crate::ops::export::{Export, ExportFormat};
@@ -105,6 +105,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/c/{circle}/invites", post(invite_create))
         .route("/c/{circle}/reminder", post(reminder_set))
         .route("/c/{circle}/close", post(circle_close))
+        .route("/c/{circle}/consent-withdraw", post(consent_withdraw))
         .route("/c/{circle}/activity", get(activity))
         .route("/c/{circle}/audit", get(audit))
         .merge(devices::routes())
@@ -364,6 +365,7 @@ impl Session {
             role,
             team: summary.team,
             closed: false,
+            suspended: summary.suspended.map(|s| s.reason),
         };
         Ok((head, notes, messages, me))
     }
@@ -1072,6 +1074,19 @@ async fn reminder_set(
         .await
 }
 
+/// Records the patient's objection to sharing.
+async fn consent_withdraw(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let back = format!("/c/{circle}/members");
+    let reason = f.typed().remove("reason").unwrap_or_default();
+    s.submit(&headers, &f.csrf, ConsentWithdraw { circle, reason }, back)
+        .await
+}
+
 /// Closes the circle for good (the form's box must be ticked).
 async fn circle_close(
     s: Session,
@@ -1490,6 +1505,7 @@ async fn audit(s: Session, Path(circle): Path<String>) -> Response {
                     role: String::new(),
                     team: false,
                     closed: true,
+                    suspended: None,
                 }
             }
         };

@@ -229,6 +229,58 @@ impl Circle {
         self.append_op(me, OpBody::Close, now)
     }
 
+    /// Records the patient's objection to sharing (coordinator or professional): every
+    /// member's node stops sending and taking the circle's data, and the new epoch is
+    /// sealed to nobody.
+    pub fn withdraw_consent(
+        &mut self,
+        me: &LocalIdentity,
+        reason: &str,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        self.require_role(
+            me,
+            |r| {
+                matches!(
+                    r,
+                    cercle_crdt::Role::Coordinator | cercle_crdt::Role::Professional
+                )
+            },
+            "recording the patient's objection",
+        )?;
+        let reason = reason.trim();
+        let max = super::membership::MAX_CONSENT_REASON;
+        let fault = if reason.is_empty() {
+            Some(cercle_crdt::schema::Fault::Empty)
+        } else if reason.len() > max {
+            Some(cercle_crdt::schema::Fault::TooLong {
+                len: reason.len(),
+                max,
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = fault {
+            return Err(CircleError::Write(cercle_crdt::WriteError::InvalidValue {
+                field: "reason",
+                reason,
+            }));
+        }
+        let epoch = crate::crypto::EpochId::generate(rng);
+        let body = OpBody::WithdrawConsent {
+            reason: reason.to_string(),
+            epoch,
+        };
+        self.append_op(me, body, now)
+    }
+
+    /// The operation that recorded the patient's objection, once recorded.
+    pub fn withdrawal_op(&self) -> Option<SignedOp> {
+        let hash = self.resolution().suspended.as_ref()?.op;
+        self.membership.log().get(&hash).cloned()
+    }
+
     /// The operation that closed the circle, once it is closed (the log holds only
     /// operations valid in their own past, so any `Close` in it is the coordinator's).
     pub fn close_op(&self) -> Option<SignedOp> {
@@ -270,6 +322,13 @@ impl Circle {
         body: OpBody,
         now: Timestamp,
     ) -> Result<Staged, CircleError> {
+        if let Some(s) = &self.resolution().suspended
+            && !matches!(body, OpBody::Close)
+        {
+            return Err(CircleError::Suspended {
+                reason: s.reason.clone(),
+            });
+        }
         let op = SignedOp::sign(
             me,
             OpContent {

@@ -107,6 +107,11 @@ pub enum CircleError {
     /// before reading it: this is a bug).
     #[error("circle {circle} was read while at rest; this is a bug, please report it")]
     AtRest { circle: String },
+    /// The patient objected to sharing: the circle is read-only.
+    #[error(
+        "sharing is suspended in this circle: the patient objected ({reason}); it is read-only, and a coordinator may close it"
+    )]
+    Suspended { reason: String },
 }
 
 /// What a circle is, as recorded locally (sealed at rest).

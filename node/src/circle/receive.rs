@@ -100,6 +100,18 @@ impl Circle {
         if envelopes.is_empty() {
             return receipt;
         }
+        // The patient objected to sharing: nothing more is taken (what a member wrote
+        // before learning of it stays with them).
+        if self.resolution().suspended.is_some() {
+            let hash = *blake3::hash(&envelopes[0]).as_bytes();
+            let reason = serde_json::json!({"reason": "suspended", "envelopes": envelopes.len()});
+            let message = format!(
+                "{} envelopes not taken: sharing is suspended (the patient objected)",
+                envelopes.len()
+            );
+            refuse(&mut receipt, "suspended", None, hash, reason, message);
+            return receipt;
+        }
         if self.docs.is_none() {
             // The node wakes a circle before giving it envelopes; unconfirmed, they come
             // again.

@@ -67,6 +67,14 @@ impl Circle {
         rng: &mut SecureRng,
         f: impl FnOnce(&mut D) -> Result<T, WriteError>,
     ) -> Written<Result<T, CircleError>> {
+        if let Some(s) = &self.resolution().suspended {
+            return Written {
+                value: Err(CircleError::Suspended {
+                    reason: s.reason.clone(),
+                }),
+                staged: Staged::default(),
+            };
+        }
         if let Err(e) = self.require_role(me, D::may_write, D::ACTION) {
             return Written {
                 value: Err(e),

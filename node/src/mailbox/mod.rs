@@ -726,7 +726,8 @@ impl Mailbox {
                 .map(|(_, e)| Refusal::Op(e.to_string())),
         );
         let changed = !intake.new.is_empty();
-        if held.resolution().closed {
+        // Closed, or the patient objected to sharing: the relay keeps nothing more of it.
+        if held.resolution().closed || held.resolution().suspended.is_some() {
             match self.close(&circle, now) {
                 Ok(d) => delivery.deleted = d,
                 Err(e) => {
@@ -888,19 +889,24 @@ impl Mailbox {
             .unwrap_or_default()
     }
 
-    /// `circle` just closed: its record first (a crash after it finishes the rest at the
-    /// next opening), then its envelopes and operations deleted and its key forgotten.
+    /// `circle` just closed, or its sharing was suspended: its record first (a crash after
+    /// it finishes the rest at the next opening), then its envelopes and operations deleted
+    /// and its key forgotten.
     fn close(&mut self, circle: &CircleId, now: i64) -> Result<Option<Deletion>, MailboxError> {
         let Some(held) = self.circles.get(circle) else {
             return Ok(None);
         };
-        let Some(close) = held
-            .membership
-            .log()
+        // The operation that ended the sharing: the closing, or the patient's objection.
+        let log = held.membership.log();
+        let ending = log
             .ops()
             .find(|op| matches!(op.content().body, OpBody::Close))
-            .cloned()
-        else {
+            .or_else(|| {
+                let w = held.resolution().suspended.as_ref()?;
+                log.get(&w.op)
+            })
+            .cloned();
+        let Some(close) = ending else {
             return Ok(None);
         };
         let closed = Closed {

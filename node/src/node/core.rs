@@ -32,7 +32,7 @@ use crate::store::{Batch, Store, StoreError};
 use crate::sync::{Local, Message, Vector};
 
 pub(crate) mod blobs;
-mod closing;
+pub(crate) mod closing;
 pub(crate) mod devices;
 pub(crate) mod invitations;
 pub(crate) mod invites;
@@ -272,6 +272,14 @@ impl Local for Circles {
     }
 
     fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Vec<Vec<u8>> {
+        // The patient objected to sharing: nothing of the circle is sent any more.
+        if self
+            .open
+            .get(&log.circle)
+            .is_some_and(|c| c.resolution().suspended.is_some())
+        {
+            return Vec::new();
+        }
         if let Some(fresh) = self.fresh.range(log, from, limit) {
             return fresh;
         }
@@ -669,6 +677,16 @@ impl NodeCore {
         {
             after.membership_changed = false;
             after.envelopes.clear();
+        }
+        if after.membership_changed
+            && let Some(circle) = after.circle
+            && self
+                .circles
+                .open
+                .get(&circle)
+                .is_some_and(|c| c.resolution().suspended.is_some())
+        {
+            self.suspended(circle);
         }
         if after.membership_changed {
             self.relays_changed();

@@ -33,6 +33,7 @@ use crate::identity::LocalIdentity;
 use crate::net::{self, NetCommand, NetConfig, NetEvent, Outbox, Undelivered};
 use crate::ops::{Answer, NodeError, Operation, Request};
 use crate::store::{Store, Ticket};
+pub(crate) use core::closing::suspended_receipts;
 pub use core::{Circles, Effect, Input, NodeCore, Now, RequestId, WriteId};
 
 /// Requests and network events waiting for the core, at most (the senders wait beyond).

@@ -168,6 +168,7 @@ pub(crate) fn trail(c: &Circle, store: &dyn Store, me: &DeviceId) -> Result<Audi
             OpBody::SetRelays { relays } => ("relays_set", Some(relays.join(" "))),
             OpBody::SetReminder { hours } => ("reminder_set", Some(format!("{hours} h"))),
             OpBody::Close => ("circle_closed", None),
+            OpBody::WithdrawConsent { reason, .. } => ("consent_withdrawn", Some(reason.clone())),
             OpBody::AddDevice { certificate, .. } => {
                 ("device_added", Some(certificate.device.short()))
             }

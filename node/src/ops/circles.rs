@@ -373,6 +373,21 @@ pub struct CircleSummary {
     /// shows the evidence).
     #[serde(default)]
     pub forks: Vec<ForkNotice>,
+    /// The patient's objection to sharing, once recorded: the circle is read-only.
+    #[serde(default)]
+    pub suspended: Option<SuspensionRow>,
+}
+
+/// The patient's objection to sharing, as the team sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SuspensionRow {
+    /// When (the recording device's time, milliseconds), by whom, and why.
+    pub at: i64,
+    pub by: Option<String>,
+    pub by_name: Option<String>,
+    pub reason: String,
+    /// The relays' signed receipts of the circle's deletion.
+    pub receipts: Vec<super::closing::ReceiptRow>,
 }
 
 /// A device caught signing two versions of its log, as the team sees it.
@@ -428,6 +443,19 @@ pub(crate) fn summary(c: &Circle, refused: usize, store: &dyn Store) -> CircleSu
         team: c.info().team,
         epoch: r.epoch.map(|e| e.to_string()),
         closed: r.closed,
+        suspended: r.suspended.as_ref().map(|s| {
+            let by = c.certified_devices().get(&s.by).copied();
+            SuspensionRow {
+                at: s.at,
+                by: by.map(|m| m.to_hex()),
+                by_name: by.and_then(|m| profiles.get(&m).map(|p| p.name.clone())),
+                reason: s.reason.clone(),
+                receipts: crate::node::suspended_receipts(store, &c.id())
+                    .iter()
+                    .map(super::closing::ReceiptRow::of)
+                    .collect(),
+            }
+        }),
         members: r
             .members
             .iter()

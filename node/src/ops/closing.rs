@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{NodeError, Operation};
 use crate::circle::membership::CircleId;
 use crate::node::NodeCore;
-use crate::tombstone::Tombstone;
+use crate::tombstone::{DeletionReceipt, Tombstone};
 
 /// Closes a circle: every member's node destroys its keys and all its content, keeping only
 /// the audit rows without content; the relays delete it and send a signed receipt.
@@ -44,6 +44,22 @@ pub struct ReceiptRow {
     pub signature: String,
 }
 
+impl ReceiptRow {
+    pub(crate) fn of(r: &DeletionReceipt) -> ReceiptRow {
+        ReceiptRow {
+            relay: r.relay.to_string(),
+            peer_id: crate::net::peer_of(&r.relay)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            at: r.at,
+            envelopes: r.envelopes,
+            bytes: r.bytes,
+            verified: r.verify().is_ok(),
+            signature: r.signature.clone(),
+        }
+    }
+}
+
 impl ClosedRow {
     pub(crate) fn of(circle: &CircleId, t: &Tombstone) -> ClosedRow {
         ClosedRow {
@@ -52,22 +68,28 @@ impl ClosedRow {
             closed_by: t.closed_by.to_hex(),
             closed_by_name: t.closed_by_name.clone(),
             shredded_at: t.shredded_at,
-            receipts: t
-                .receipts
-                .iter()
-                .map(|r| ReceiptRow {
-                    relay: r.relay.to_string(),
-                    peer_id: crate::net::peer_of(&r.relay)
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    at: r.at,
-                    envelopes: r.envelopes,
-                    bytes: r.bytes,
-                    verified: r.verify().is_ok(),
-                    signature: r.signature.clone(),
-                })
-                .collect(),
+            receipts: t.receipts.iter().map(ReceiptRow::of).collect(),
         }
+    }
+}
+
+/// Records the patient's objection to sharing (coordinator or professional): every
+/// member's node stops sending and taking the circle's data and keeps what it holds,
+/// read-only; the relays delete their copy and sign a receipt.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ConsentWithdraw {
+    pub circle: String,
+    /// Why, as the patient said it (kept in the membership log: no care data).
+    pub reason: String,
+}
+
+impl Operation for ConsentWithdraw {
+    type Answer = super::circles::CircleSummary;
+
+    fn run(self, core: &mut NodeCore) -> Result<super::circles::CircleSummary, NodeError> {
+        super::members::change(core, &self.circle, Vec::new(), |c, a| {
+            c.withdraw_consent(a.me, &self.reason, a.now, a.rng)
+        })
     }
 }
 

@@ -138,6 +138,7 @@ impl From<CircleError> for NodeError {
             | CircleError::Op(_)
             | CircleError::TooManyRelays { .. } => ErrorKind::BadInput,
             CircleError::NotAllowed { .. }
+            | CircleError::Suspended { .. }
             | CircleError::NoEpochKey
             | CircleError::NotInvited { .. } => ErrorKind::NotAllowed,
             CircleError::AlreadyMember { .. } => ErrorKind::Conflict,

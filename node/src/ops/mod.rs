@@ -131,6 +131,7 @@ operations! {
     circles::CircleAccept,
     circles::CircleDecline,
     closing::CircleClose,
+    closing::ConsentWithdraw,
     members::MemberAdd,
     members::MemberRemove,
     roles::RoleChange,

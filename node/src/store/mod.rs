@@ -142,7 +142,8 @@ pub enum Tree {
     Directory,
     /// What is kept of each circle closed here, with no care data (sealed with the device's
     /// storage key): circle → its [`Tombstone`](crate::tombstone::Tombstone), and circle ‖
-    /// `a` → its audit trail without content.
+    /// `a` → its audit trail without content; circle ‖ `r` → the relays' receipts for a
+    /// circle whose sharing the patient suspended.
     Closed,
 }
 
@@ -451,6 +452,12 @@ pub(crate) mod keys {
         k.push(b'a');
         k
     }
+
+    pub(crate) fn deletion_receipts(circle: &CircleId) -> Vec<u8> {
+        let mut k = circle.0.to_vec();
+        k.push(b'r');
+        k
+    }
 }
 
 /// Writes that become durable together.
@@ -559,6 +566,16 @@ impl Batch {
             tree: Tree::Blobs,
             key: hash.to_vec(),
         });
+    }
+
+    /// The relays' deletion receipts of a circle whose sharing the patient suspended
+    /// (JSON; sealed with the device's storage key).
+    pub fn deletion_receipts(&mut self, circle: &CircleId, receipts: &[u8]) {
+        self.put(
+            Tree::Closed,
+            keys::deletion_receipts(circle),
+            receipts.to_vec(),
+        );
     }
 
     /// Every row of `circle` deleted and its key forgotten (see [`Write::Shred`]).
@@ -881,6 +898,11 @@ pub trait Store: Send + Sync + fmt::Debug {
             .into_iter()
             .filter_map(|(k, v)| Some((CircleId(k.as_slice().try_into().ok()?), v)))
             .collect())
+    }
+
+    /// The relays' deletion receipts kept for a circle whose sharing was suspended.
+    fn deletion_receipts(&self, circle: &CircleId) -> Result<Option<Opened>, StoreError> {
+        self.get(Tree::Closed, &keys::deletion_receipts(circle))
     }
 
     /// The audit trail without content kept of a circle closed here.

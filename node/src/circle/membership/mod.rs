@@ -185,7 +185,15 @@ pub enum OpBody {
         epoch: EpochId,
         sealed: Vec<SealedKey>,
     },
+    /// The patient objected to sharing (recorded by a coordinator or a professional, with
+    /// the reason): every member's node stops sending and taking the circle's data, keeps
+    /// what it holds read-only, and `epoch` starts a key epoch sealed to nobody. Nothing
+    /// but a `Close` takes effect after it.
+    WithdrawConsent { reason: String, epoch: EpochId },
 }
+
+/// The longest reason of a consent withdrawal, in bytes.
+pub const MAX_CONSENT_REASON: usize = 500;
 
 /// Operations waiting for a missing parent, at most, and their bytes (a peer cannot grow
 /// them without bound).
@@ -400,6 +408,17 @@ pub struct MemberState {
     seniority: usize,
 }
 
+/// The patient's objection to sharing, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suspension {
+    /// The recording device and its time (milliseconds).
+    pub by: DeviceId,
+    pub at: i64,
+    pub reason: String,
+    /// The operation that recorded it.
+    pub op: OpHash,
+}
+
 /// Why a logged operation has no effect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]
@@ -419,6 +438,9 @@ pub enum VoidReason {
     /// Its signing device was revoked by a concurrent revocation.
     #[error("its device was revoked concurrently")]
     RevokedConcurrently,
+    /// The patient objected to sharing before it: only a closing takes effect.
+    #[error("sharing is suspended: the patient objected")]
+    Suspended,
 }
 
 /// A member's removal, as the envelope checks need it.
@@ -480,6 +502,8 @@ pub struct Resolution {
     /// Every epoch, oldest first.
     pub epochs: Vec<EpochId>,
     pub closed: bool,
+    /// The patient's objection to sharing, once recorded.
+    pub suspended: Option<Suspension>,
     /// Operations without effect, and why.
     pub void: BTreeMap<OpHash, VoidReason>,
 }
@@ -907,6 +931,7 @@ pub(crate) fn sealed_keys(body: &OpBody) -> &[SealedKey] {
         OpBody::ChangeRole { .. }
         | OpBody::SetRelays { .. }
         | OpBody::SetReminder { .. }
+        | OpBody::WithdrawConsent { .. }
         | OpBody::Close => &[],
     }
 }

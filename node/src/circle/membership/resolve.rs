@@ -84,10 +84,16 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
         (OpBody::AddDevice { .. } | OpBody::RevokeDevice { .. }, Some((m, _))) => {
             judge_device(past, &content.body, &m)
         }
+        (OpBody::WithdrawConsent { reason, .. }, Some((m, _))) => {
+            judge_withdrawal(past, &m, reason)
+        }
         (_, Some((m, _))) if past.role(&m) != Some(Role::Coordinator) => {
             Err(VoidReason::NotCoordinator)
         }
         _ if past.closed => Err(VoidReason::Closed),
+        (body, _) if past.suspended.is_some() && !matches!(body, OpBody::Close) => {
+            Err(VoidReason::Suspended)
+        }
         (OpBody::AddMember { grant, .. }, _)
             if past.members.contains_key(&grant.member)
                 || grant.devices.is_empty()
@@ -119,6 +125,27 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
     Verdict { author, outcome }
 }
 
+/// The patient's objection, recorded by a coordinator or a professional, once, with a
+/// reason, in a circle still open.
+fn judge_withdrawal(past: &Resolution, author: &MemberId, reason: &str) -> Result<(), VoidReason> {
+    if !matches!(
+        past.role(author),
+        Some(Role::Coordinator | Role::Professional)
+    ) {
+        return Err(VoidReason::NotCoordinator);
+    }
+    if past.closed {
+        return Err(VoidReason::Closed);
+    }
+    if past.suspended.is_some() {
+        return Err(VoidReason::Suspended);
+    }
+    if reason.trim().is_empty() || reason.len() > super::MAX_CONSENT_REASON {
+        return Err(VoidReason::BadTarget);
+    }
+    Ok(())
+}
+
 /// A device's addition or revocation: by a device of the member it concerns or by a
 /// coordinator's; to a current member; an added device certified by that member and no
 /// one's yet; a revoked one the member's, and not their last.
@@ -133,6 +160,9 @@ fn judge_device(past: &Resolution, body: &OpBody, author: &MemberId) -> Result<(
     }
     if past.closed {
         return Err(VoidReason::Closed);
+    }
+    if past.suspended.is_some() {
+        return Err(VoidReason::Suspended);
     }
     let Some(state) = past.members.get(member) else {
         return Err(VoidReason::BadTarget);
@@ -252,6 +282,16 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
         }
         OpBody::SetReminder { hours } => state.reminder_hours = Some(*hours),
         OpBody::Close => state.closed = true,
+        OpBody::WithdrawConsent { reason, epoch } => {
+            state.suspended = Some(super::Suspension {
+                by: op.content().device,
+                at: op.content().at,
+                reason: reason.clone(),
+                op: op.hash(),
+            });
+            state.epoch = Some(*epoch);
+            state.epochs.push(*epoch);
+        }
     }
 }
 

@@ -535,7 +535,15 @@ fn body_of(people: &[LocalIdentity], n: usize, body: u8, target: usize, role: us
     let sibling = &people[(target + people.len() / 2) % people.len()];
     let target = &people[target % people.len()];
     let role = Role::ALL[role % 4];
-    match body % 11 {
+    match body % 12 {
+        11 => OpBody::WithdrawConsent {
+            reason: if n.is_multiple_of(5) {
+                String::new()
+            } else {
+                "le patient s'oppose au partage".into()
+            },
+            epoch: EpochId([n as u8; 16]),
+        },
         9 => OpBody::AddDevice {
             certificate: sibling.certificate.clone(),
             sealed: vec![],
@@ -619,7 +627,7 @@ fn script(max: usize) -> impl Strategy<Value = Script> {
         (
             prop::collection::vec(any::<usize>(), 1..3),
             any::<usize>(),
-            0u8..11,
+            0u8..12,
             any::<usize>(),
             any::<usize>(),
         ),

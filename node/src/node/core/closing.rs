@@ -1,5 +1,9 @@
-//! A circle closed for good: once its `Close` operation is taken here (written by this
-//! node's coordinator, or received), the circle is shredded at once: its tombstone and its
+//! A circle whose sharing ended. Suspended (the patient objected): the circle stays here,
+//! read-only, nothing of it is sent or taken (`Circle::receive`, `Circles::envelopes`), and
+//! each relay connected is sent the objection, to which it answers with its signed receipt
+//! of the circle's deletion, kept in the store. Closed for good: once its `Close` operation
+//! is taken here (written by this node's coordinator, or received), the circle is shredded
+//! at once: its tombstone and its
 //! audit trail without content are written, then every row of it is deleted and its own key
 //! at rest forgotten (`Write::Shred`), in that order, in one batch. The other members'
 //! devices connected and the relays are then sent the `Close` operation; a relay answers
@@ -15,7 +19,7 @@ use crate::node::core::{Effect, NodeCore};
 use crate::ops::NodeError;
 use crate::ops::audit::AuditTrail;
 use crate::store::{Batch, Store};
-use crate::tombstone::{DeletionReceipt, MAX_TOLD, Tombstone};
+use crate::tombstone::{DeletionReceipt, MAX_TOLD, Tombstone, keep_receipt};
 
 /// How long after shredding a node still asks a relay for its receipt (milliseconds).
 const ASK_RECEIPTS_FOR: i64 = 30 * 24 * 3600 * 1000;
@@ -36,6 +40,16 @@ pub(crate) fn tombstones(store: &dyn Store) -> Result<BTreeMap<CircleId, Tombsto
         }
     }
     Ok(out)
+}
+
+/// The relays' receipts kept for a circle whose sharing was suspended.
+pub(crate) fn suspended_receipts(store: &dyn Store, circle: &CircleId) -> Vec<DeletionReceipt> {
+    store
+        .deletion_receipts(circle)
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default()
 }
 
 /// The audit trail as kept once the circle is shredded: who did what and when, without
@@ -99,6 +113,12 @@ impl NodeCore {
             tracing::error!(%circle, "a closing by a device of no member; not shredded");
             return;
         };
+        let withdrawal = c.withdrawal_op().map(|w| hex::encode(w.hash().0));
+        let receipts = if withdrawal.is_some() {
+            suspended_receipts(store.as_ref(), &circle)
+        } else {
+            Vec::new()
+        };
         let tombstone = Tombstone {
             closed_at: close.content().at,
             closed_by,
@@ -106,7 +126,8 @@ impl NodeCore {
             shredded_at: self.now.millis(),
             close: hex::encode(close.bytes()),
             devices,
-            receipts: Vec::new(),
+            receipts,
+            withdrawal,
         };
         let mut batch = Batch::new();
         let audit = trail.and_then(|t| serde_json::to_vec(&t).ok());
@@ -151,21 +172,38 @@ impl NodeCore {
     /// was signed by the relay that sent it.
     pub(crate) fn deletion_receipt(&mut self, from: DeviceId, receipt: DeletionReceipt) {
         let circle = receipt.circle;
-        let Some(t) = self.circles.closed.get_mut(&circle) else {
-            tracing::debug!(%circle, relay = %from, "a deletion receipt for a circle not closed here");
-            return;
-        };
-        match t.keep(&from, receipt) {
-            Ok(true) => {
-                tracing::info!(%circle, relay = %from, "a relay's deletion receipt kept");
+        let store = self.circles.store.clone();
+        let kept = if let Some(t) = self.circles.closed.get_mut(&circle) {
+            t.keep(&from, receipt).map(|new| {
                 let mut batch = Batch::new();
                 batch.tombstone(&circle, &serde_json::to_vec(&*t).unwrap_or_default(), None);
+                new.then_some(batch)
+            })
+        } else if let Some(w) = self
+            .circles
+            .open
+            .get(&circle)
+            .and_then(|c| c.resolution().suspended.as_ref())
+        {
+            let mut held = suspended_receipts(store.as_ref(), &circle);
+            keep_receipt(&mut held, &w.op, &from, receipt).map(|new| {
+                let mut batch = Batch::new();
+                batch.deletion_receipts(&circle, &serde_json::to_vec(&held).unwrap_or_default());
+                new.then_some(batch)
+            })
+        } else {
+            tracing::debug!(%circle, relay = %from, "a deletion receipt for a circle neither closed nor suspended here");
+            return;
+        };
+        match kept {
+            Ok(Some(batch)) => {
+                tracing::info!(%circle, relay = %from, "a relay's deletion receipt kept");
                 self.write_batch(batch, Default::default());
                 self.out.push(Effect::Event(NodeEvent::Closed {
                     circle: circle.to_string(),
                 }));
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => {
                 if self.refused(from, "deletion_receipt") {
                     tracing::warn!(%circle, relay = %from, reason = %e, "refused a deletion receipt");
@@ -174,29 +212,72 @@ impl NodeCore {
         }
     }
 
-    /// A relay connected: the circles closed here lately whose receipt it has not given
-    /// are sent to it again (it answers with its receipt).
+    /// A relay connected: the circles closed here lately, and the circles suspended, whose
+    /// receipt it has not given are sent to it again (it answers with its receipt).
     pub(crate) fn ask_receipts(&mut self, relay: DeviceId) {
         if !self.is_relay(&relay) {
             return;
         }
         let now = self.now.millis();
-        let Some(peer) = self.peers.get_mut(&relay) else {
-            return;
-        };
-        let mut sends = Vec::new();
-        for (circle, t) in self
+        let store = self.circles.store.clone();
+        let mut asked: Vec<(CircleId, Vec<u8>)> = self
             .circles
             .closed
             .iter()
             .filter(|(_, t)| now - t.shredded_at < ASK_RECEIPTS_FOR && !t.has_receipt(&relay))
             .take(MAX_ASKED)
-        {
-            sends.push(Effect::Send(
-                relay,
-                peer.sync.tell_closed(*circle, t.close_op()),
-            ));
+            .map(|(c, t)| (*c, t.close_op()))
+            .collect();
+        for (id, c) in &self.circles.open {
+            if asked.len() >= MAX_ASKED {
+                break;
+            }
+            let Some(op) = c.withdrawal_op() else {
+                continue;
+            };
+            if !suspended_receipts(store.as_ref(), id)
+                .iter()
+                .any(|r| r.relay == relay)
+            {
+                asked.push((*id, op.bytes().to_vec()));
+            }
         }
+        let Some(peer) = self.peers.get_mut(&relay) else {
+            return;
+        };
+        let sends: Vec<Effect> = asked
+            .into_iter()
+            .map(|(circle, op)| Effect::Send(relay, peer.sync.tell_closed(circle, op)))
+            .collect();
         self.out.extend(sends);
+    }
+
+    /// `circle`'s sharing was just suspended here (its objection is durable): the relays
+    /// connected are sent the objection (each deletes its copy and answers with a receipt).
+    pub(crate) fn suspended(&mut self, circle: CircleId) {
+        let Some(op) = self
+            .circles
+            .open
+            .get(&circle)
+            .and_then(|c| c.withdrawal_op())
+        else {
+            return;
+        };
+        tracing::info!(%circle, "the patient objected to sharing: the circle is read-only and no longer synced");
+        let relays: Vec<DeviceId> = self
+            .peers
+            .keys()
+            .filter(|d| self.is_relay(d))
+            .copied()
+            .collect();
+        for relay in relays {
+            if let Some(peer) = self.peers.get_mut(&relay) {
+                let m = peer.sync.tell_closed(circle, op.bytes().to_vec());
+                self.out.push(Effect::Send(relay, m));
+            }
+        }
+        self.out.push(Effect::Event(NodeEvent::Closed {
+            circle: circle.to_string(),
+        }));
     }
 }
