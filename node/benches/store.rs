@@ -280,6 +280,33 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
         (extra, compare_cold(dir.path(), &me, &id, rounds))
     };
 
+    // Closing it among a GP's 1 000 circles: every row deleted, its key forgotten (the
+    // file of circle keys rewritten without it).
+    let (shred, others) = {
+        let store = open_store(dir.path(), &me);
+        let others = 999u32;
+        let mut b = Batch::new();
+        for i in 0..others {
+            let mut other = [7u8; 32];
+            other[..4].copy_from_slice(&i.to_be_bytes());
+            b.circle(&CircleId(other), b"a record");
+        }
+        store.commit(b).unwrap_or_else(|e| panic!("{e}"));
+        let circle: CircleId = id.parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut b = Batch::new();
+        b.shred(&circle);
+        let started = Instant::now();
+        store.commit(b).unwrap_or_else(|e| panic!("{e}"));
+        // Acknowledged once journaled; a read waits until the rows are gone too.
+        assert!(
+            store
+                .circle(&circle)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+        (started.elapsed(), others)
+    };
+
     let speedup = flush.as_secs_f64() / group.as_secs_f64();
     let store_speedup = store_each.as_secs_f64() / store_group.as_secs_f64();
     let ratio = cold.ours.as_secs_f64() / cold.bare.as_secs_f64();
@@ -322,7 +349,13 @@ fn run(n: usize, rounds: usize) -> serde_json::Value {
         cold_tail.bare.as_secs_f64() * 1e3,
         cold_tail.notes
     );
+    eprintln!(
+        "closing it among {} circles (acknowledged, every row deleted, its key forgotten): {:.1} ms",
+        others + 1,
+        shred.as_secs_f64() * 1e3
+    );
     serde_json::json!({
+        "shred_ms": shred.as_secs_f64() * 1e3,
         "notes": n,
         "flush_per_note_ms": flush.as_secs_f64() * 1e3,
         "flush_per_note_notes_per_s": per_s(flush),

@@ -264,6 +264,7 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
     // Nothing more is written to it.
     let late = a.cercle(&["note", "add", &circle, "trop tard"]);
     assert_ne!(late.code, Some(0));
+    assert!(late.stderr.contains("was closed"), "{}", late.stderr);
 
     // C's node, back, is told of the closing and shreds too.
     let mut node_c = node(&c, &relay, &[&node_a, &node_b]);

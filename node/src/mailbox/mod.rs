@@ -699,6 +699,18 @@ impl Mailbox {
         let mut ops_batch = sled::Batch::default();
         let mut sealing = Ok(());
         if !new_ops.is_empty() {
+            // A new circle's key is made durable before anything sealed with it reaches
+            // sled, which flushes on its own schedule too.
+            let made = self
+                .keys
+                .get_or_make(&circle, &self.storage)
+                .map(|_| ())
+                .and_then(|()| self.keys.sync());
+            if let Err(e) = made {
+                sealing = Err(e.to_string());
+            }
+        }
+        if !new_ops.is_empty() && sealing.is_ok() {
             match self.keys.get_or_make(&circle, &self.storage) {
                 Ok(key) => {
                     for op in new_ops {

@@ -214,11 +214,19 @@ impl Circles {
         {
             return Ok(id);
         }
-        Ok(crate::circle::pick(
-            query,
-            self.open.keys().copied(),
-            |id| *id,
-        )?)
+        match crate::circle::pick(query, self.open.keys().copied(), |id| *id) {
+            Ok(id) => Ok(id),
+            Err(e) => match crate::circle::pick(query, self.closed.iter(), |(id, _)| **id) {
+                // A circle closed here: said so, rather than "no circle matches".
+                Ok((id, _)) => {
+                    let short = &id.to_string()[..12];
+                    Err(NodeError::not_found(format!(
+                        "circle {short} was closed by its coordinator and is shredded on this device; `cercle audit {short}` shows what is kept"
+                    )))
+                }
+                Err(_) => Err(e.into()),
+            },
+        }
     }
 }
 

@@ -15,8 +15,9 @@
 //!
 //! `DIR/circle-keys`: a 16-byte magic, then one 104-byte record per circle: its id, then
 //! its 32-byte key sealed with the storage key (XChaCha20-Poly1305, bound to the circle).
-//! A circle's key is appended (and `fsync`ed) before anything sealed with it is handed to
-//! the journal; forgetting one rewrites the whole file beside it, `fsync`s it and renames
+//! A circle's key is appended when first needed, and `fsync`ed ([`CircleKeys::sync`]) by
+//! the writer before the journal record of anything sealed with it is (one flush for all the
+//! circles a group of writes starts); forgetting one rewrites the whole file beside it, `fsync`s it and renames
 //! it over (the old file's blocks are the file system's, not in any file of the home). A
 //! record torn by a crash is one that was never used: it is dropped.
 
@@ -42,6 +43,9 @@ const RECORD: usize = 32 + 24 + 32 + 16;
 pub(crate) struct CircleKeys {
     path: Option<PathBuf>,
     keys: BTreeMap<CircleId, StorageKey>,
+    /// Keys appended and not flushed yet; the file was created by one of them.
+    unsynced: bool,
+    created: bool,
 }
 
 impl std::fmt::Debug for CircleKeys {
@@ -68,6 +72,8 @@ impl CircleKeys {
         CircleKeys {
             path: None,
             keys: BTreeMap::new(),
+            unsynced: false,
+            created: false,
         }
     }
 
@@ -105,6 +111,8 @@ impl CircleKeys {
         Ok(CircleKeys {
             path: Some(path),
             keys,
+            unsynced: false,
+            created: false,
         })
     }
 
@@ -113,7 +121,7 @@ impl CircleKeys {
         self.keys.get(circle)
     }
 
-    /// The key of `circle`, made and made durable first if it has none.
+    /// The key of `circle`, made if it has none (durable once [`CircleKeys::sync`] returns).
     pub(crate) fn get_or_make(
         &mut self,
         circle: &CircleId,
@@ -135,7 +143,7 @@ impl CircleKeys {
     }
 
     fn append(
-        &self,
+        &mut self,
         circle: &CircleId,
         key: &[u8; 32],
         storage: &StorageKey,
@@ -161,16 +169,33 @@ impl CircleKeys {
         {
             // A torn record from a crash: rewritten without it before appending.
             drop(file);
-            self.rewrite(storage)?;
+            self.rewrite_all(storage)?;
             return self.append(circle, key, storage);
         }
         record.extend_from_slice(&circle.0);
         record.extend_from_slice(&sealed);
         file.write_all(&record).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        if len == 0 {
+        self.unsynced = true;
+        self.created |= len == 0;
+        Ok(())
+    }
+
+    /// Makes the keys appended since the last call durable: called before the journal
+    /// takes anything sealed with them.
+    pub(crate) fn sync(&mut self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.unsynced {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| StoreError::io(path, &e);
+        File::open(path).and_then(|f| f.sync_data()).map_err(io)?;
+        if self.created {
             sync_dir(path)?;
         }
+        self.unsynced = false;
+        self.created = false;
         Ok(())
     }
 
@@ -186,7 +211,7 @@ impl CircleKeys {
             self.keys.remove(c);
         }
         if self.keys.len() != before {
-            self.rewrite(storage)?;
+            self.rewrite_all(storage)?;
         }
         Ok(())
     }
@@ -216,6 +241,14 @@ impl CircleKeys {
         drop(file);
         fs::rename(&tmp, path).map_err(io)?;
         sync_dir(path)
+    }
+
+    /// Rewrites the file (after a torn record) and says everything in it is durable.
+    fn rewrite_all(&mut self, storage: &StorageKey) -> Result<(), StoreError> {
+        self.rewrite(storage)?;
+        self.unsynced = false;
+        self.created = false;
+        Ok(())
     }
 }
 

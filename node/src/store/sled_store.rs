@@ -851,6 +851,17 @@ impl Writer {
                 cause: e.to_string(),
             });
         }
+        // The circles' keys the group's values are sealed with are durable before any of
+        // them reaches the journal or sled (whose own flushes may come at any time).
+        let keys = self
+            .circle_keys
+            .lock()
+            .map_err(|_| damaged(&self.dir, "the circles' keys are poisoned"))
+            .and_then(|mut k| k.sync());
+        if let Err(e) = keys {
+            self.fail(e.clone());
+            return Err(e);
+        }
         if !batch.writes.iter().any(|w| w.journaled()) {
             return Ok(());
         }

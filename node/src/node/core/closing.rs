@@ -1,14 +1,16 @@
-//! A circle whose sharing ended. Suspended (the patient objected): the circle stays here,
-//! read-only, nothing of it is sent or taken (`Circle::receive`, `Circles::envelopes`), and
-//! each relay connected is sent the objection, to which it answers with its signed receipt
-//! of the circle's deletion, kept in the store. Closed for good: once its `Close` operation
-//! is taken here (written by this node's coordinator, or received), the circle is shredded
-//! at once: its tombstone and its
-//! audit trail without content are written, then every row of it is deleted and its own key
-//! at rest forgotten (`Write::Shred`), in that order, in one batch. The other members'
-//! devices connected and the relays are then sent the `Close` operation; a relay answers
-//! with its signed deletion receipt, kept with the tombstone. A member's node that missed
-//! the closing is sent it when it next lists the circle (`sync::Local::closed`).
+//! A circle whose sharing ended.
+//!
+//! - **Suspended** (the patient objected): the circle stays here, read-only; nothing of it
+//!   is sent or taken (`Circle::receive`, `Circles::envelopes`); each relay connected is
+//!   sent the objection and answers with its signed receipt of the circle's deletion, kept
+//!   in the store.
+//! - **Closed** for good: once its `Close` operation is taken here (written by this node's
+//!   coordinator, or received), the circle is shredded at once: its tombstone and its audit
+//!   trail without content are written, then every row of it is deleted and its own key at
+//!   rest forgotten (`Write::Shred`), in that order, in one batch. The other members'
+//!   devices connected and the relays are then sent the `Close` operation; a relay answers
+//!   with its signed deletion receipt, kept with the tombstone. A member's node that missed
+//!   the closing is sent it when it next lists the circle (`sync::Local::closed`).
 
 use std::collections::BTreeMap;
 
