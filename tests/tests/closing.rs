@@ -143,11 +143,11 @@ fn node(home: &TestHome, relay: &Relay, peers: &[&Daemon]) -> Daemon {
     Daemon::start(home, &[], &args)
 }
 
-#[test]
-fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_signs_a_receipt() {
-    let relay_home = TestHome::new();
+/// A relay on loopback, and its home.
+fn relay_on_loopback() -> (TestHome, Relay) {
+    let home = TestHome::new();
     let relay = Relay::start(
-        &relay_home,
+        &home,
         &[],
         &[
             "--listen",
@@ -156,6 +156,12 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
             "127.0.0.1:0",
         ],
     );
+    (home, relay)
+}
+
+/// A GP (coordinator), a nurse and a physiotherapist in the patient's circle, which names
+/// `relay`; their nodes not started yet.
+fn team(relay: &Relay) -> (TestHome, TestHome, TestHome, String) {
     let (a, b, c) = (TestHome::new(), TestHome::new(), TestHome::new());
     a.init("Dr Hélène Brissac", "médecin généraliste");
     b.init("Karim Benali", "infirmier");
@@ -164,6 +170,13 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
     a.json(&["circle", "relays", &circle, &relay.address_on("127.0.0.1")]);
     a.add_member(&circle, &b.card(), "professional");
     a.add_member(&circle, &c.card(), "professional");
+    (a, b, c, circle)
+}
+
+#[test]
+fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_signs_a_receipt() {
+    let (relay_home, relay) = relay_on_loopback();
+    let (a, b, c, circle) = team(&relay);
 
     let mut node_a = node(&a, &relay, &[]);
     let mut node_b = node(&b, &relay, &[&node_a]);
@@ -329,25 +342,8 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
 fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
     const LATE: &str = "Séance de kinésithérapie du soir, écrite hors ligne";
     const REASON: &str = "Le patient ne souhaite plus que son dossier soit partagé";
-    let relay_home = TestHome::new();
-    let relay = Relay::start(
-        &relay_home,
-        &[],
-        &[
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-    );
-    let (a, b, c) = (TestHome::new(), TestHome::new(), TestHome::new());
-    a.init("Dr Hélène Brissac", "médecin généraliste");
-    b.init("Karim Benali", "infirmier");
-    c.init("Sophie Marchetti", "masseur-kinésithérapeute");
-    let circle = a.create_circle(PATIENT);
-    a.json(&["circle", "relays", &circle, &relay.address_on("127.0.0.1")]);
-    a.add_member(&circle, &b.card(), "professional");
-    a.add_member(&circle, &c.card(), "professional");
+    let (_relay_home, relay) = relay_on_loopback();
+    let (a, b, c, circle) = team(&relay);
     let node_a = node(&a, &relay, &[]);
     let node_b = node(&b, &relay, &[&node_a]);
     let mut node_c = node(&c, &relay, &[&node_a]);

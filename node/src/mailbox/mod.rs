@@ -947,13 +947,7 @@ impl Mailbox {
     /// Deletes every row of `circle` but its closing's record.
     fn delete_rows(&self, circle: &CircleId) -> Result<(), MailboxError> {
         for tree in [&self.ops, &self.envelopes, &self.circles_tree] {
-            let keys: Vec<sled::IVec> = tree
-                .scan_prefix(circle.0)
-                .keys()
-                .collect::<Result<_, _>>()?;
-            for k in keys {
-                tree.remove(k)?;
-            }
+            crate::store::delete_prefix(tree, &circle.0)?;
         }
         Ok(())
     }
@@ -968,17 +962,8 @@ impl Mailbox {
             .map(|(c, _)| *c)
             .collect();
         for circle in &old {
-            for tree in [&self.ops, &self.envelopes, &self.circles_tree] {
-                let keys: Vec<sled::IVec> = tree
-                    .scan_prefix(circle.0)
-                    .keys()
-                    .collect::<Result<_, _>>()?;
-                let mut batch = sled::Batch::default();
-                for k in keys {
-                    batch.remove(k);
-                }
-                tree.apply_batch(batch)?;
-            }
+            self.delete_rows(circle)?;
+            self.keys.forget(&[*circle], &self.storage)?;
             let before = self.circles.get(circle).map_or((0, 0, 0), Held::size);
             self.circles.remove(circle);
             self.index(circle);

@@ -37,8 +37,8 @@ mod memory;
 mod sled_store;
 
 pub use memory::MemoryStore;
-pub(crate) use sled_store::once_released;
 pub use sled_store::{OpenReport, SledStore, in_use};
+pub(crate) use sled_store::{delete_prefix, once_released};
 
 /// A value opened from a sealed tree; zeroed when dropped.
 pub type Opened = Zeroizing<Vec<u8>>;

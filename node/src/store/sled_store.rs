@@ -240,14 +240,19 @@ fn apply(
 /// Deletes every row of `circle` in the trees keyed by circle.
 fn shred(trees: &BTreeMap<Tree, sled::Tree>, circle: &CircleId) -> sled::Result<()> {
     for t in CIRCLE_TREES {
-        let Some(tree) = trees.get(&t) else { continue };
-        let keys: Vec<sled::IVec> = tree
-            .scan_prefix(circle.0)
-            .keys()
-            .collect::<Result<_, _>>()?;
-        for k in keys {
-            tree.remove(k)?;
+        if let Some(tree) = trees.get(&t) {
+            delete_prefix(tree, &circle.0)?;
         }
+    }
+    Ok(())
+}
+
+/// Deletes every key of `tree` starting with `prefix`, one by one (see [`apply`] on why not
+/// in one sled batch).
+pub(crate) fn delete_prefix(tree: &sled::Tree, prefix: &[u8]) -> sled::Result<()> {
+    let keys: Vec<sled::IVec> = tree.scan_prefix(prefix).keys().collect::<Result<_, _>>()?;
+    for k in keys {
+        tree.remove(k)?;
     }
     Ok(())
 }
