@@ -179,6 +179,7 @@ struct Metrics {
     mailbox_ops: Gauge,
     mailbox_envelopes: Gauge,
     mailbox_bytes: Gauge,
+    mailbox_closed: Gauge,
     mailbox_stored: Counter,
     mailbox_refusals: Family<MailboxRefusal, Counter>,
 }
@@ -234,6 +235,11 @@ impl Metrics {
             "cercle_relay_mailbox_circles",
             "Circles held in the mailbox",
             self.mailbox_circles.clone(),
+        );
+        registry.register(
+            "cercle_relay_mailbox_closed_circles",
+            "Circles closed or suspended whose envelopes were deleted (their receipts are given on request)",
+            self.mailbox_closed.clone(),
         );
         registry.register(
             "cercle_relay_mailbox_ops",
@@ -292,6 +298,7 @@ impl Metrics {
         gauge(&self.mailbox_ops, t.ops);
         gauge(&self.mailbox_envelopes, t.envelopes);
         gauge(&self.mailbox_bytes, t.bytes);
+        gauge(&self.mailbox_closed, t.closed);
     }
 
     fn refused(&self, kind: &str) {

@@ -268,6 +268,12 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
             .stdout
             .contains("signature verified")
     );
+    let metrics = relay.metrics();
+    assert_eq!(
+        metrics.value("cercle_relay_mailbox_closed_circles", &[]),
+        1.0
+    );
+    assert_eq!(metrics.value("cercle_relay_mailbox_envelopes", &[]), 0.0);
     // What is kept: the trail without content, still shown.
     let trail = a.json(&["audit", &circle]);
     let writes = trail["writes"].as_array().cloned().unwrap_or_default();

@@ -239,6 +239,8 @@ pub struct Totals {
     pub ops: u64,
     pub envelopes: u64,
     pub bytes: u64,
+    /// Circles closed or suspended whose deletion is kept (to answer with its receipt).
+    pub closed: u64,
 }
 
 /// One circle's line in an operator's listing: sizes and timing, nothing else.
@@ -511,7 +513,10 @@ impl Mailbox {
 
     /// The circles held, in all.
     pub fn totals(&self) -> Totals {
-        self.totals
+        Totals {
+            closed: self.closed.len() as u64,
+            ..self.totals
+        }
     }
 
     /// Walks every circle to count what is held (on opening; then kept up to date).
