@@ -395,7 +395,7 @@ impl Exchange {
         if !fresh {
             return;
         }
-        let Some(close) = self.mailbox.closed(&deleted.circle) else {
+        let Some(close) = self.mailbox.closed(&deleted.circle, &device) else {
             return;
         };
         let members = self.mailbox.devices_of(&deleted.circle);

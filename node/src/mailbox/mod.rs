@@ -1023,8 +1023,9 @@ impl Local for Mailbox {
         self.circles.get(circle).map(|h| h.membership.log())
     }
 
-    fn closed(&self, circle: &CircleId) -> Option<Vec<u8>> {
-        self.closed.get(circle).map(|c| c.close.clone())
+    fn closed(&self, circle: &CircleId, device: &DeviceId) -> Option<Vec<u8>> {
+        let c = self.closed.get(circle)?;
+        c.devices.contains(device).then(|| c.close.clone())
     }
 
     fn vector(&self, circle: &CircleId, doc: DocKind) -> Vector {
@@ -1185,6 +1186,44 @@ mod tests {
         assert_eq!(mailbox.refused_pulls(&scene.nurse.device(), &[id]), 0);
         let d = mailbox.receive(&stranger.device(), scene.push(envelopes), 10);
         assert_eq!(d.refused, vec![Refusal::NotMember]);
+    }
+
+    #[test]
+    fn a_closed_circle_is_deleted_its_key_forgotten_and_only_its_members_told() {
+        let mut scene = Scene::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = open(dir.path(), MailboxLimits::default());
+        let first = scene.note("un");
+        mailbox.receive(&scene.gp.device(), scene.push(first), 10);
+        assert_eq!(mailbox.totals().envelopes, 1);
+        let id = scene.circle.id();
+        let _ = scene.circle.close(&scene.gp, Timestamp(5)).unwrap();
+        let d = mailbox.receive(&scene.gp.device(), scene.push(Vec::new()), 20_000);
+        let deleted = d
+            .deleted
+            .expect("the closing is answered with the deletion");
+        assert_eq!((deleted.envelopes, deleted.at), (1, 20));
+        assert_eq!(mailbox.totals().envelopes, 0);
+        assert_eq!(mailbox.totals().closed, 1);
+        // Nothing of it is shared, pulled or taken any more; a member asking again gets
+        // the same deletion, a stranger nothing.
+        assert!(mailbox.shared_with(&scene.nurse.device()).is_empty());
+        let late = scene.note("deux");
+        let d = mailbox.receive(&scene.nurse.device(), scene.push(late), 30_000);
+        assert_eq!(d.deleted.map(|x| x.close), Some(deleted.close));
+        assert_eq!(d.refused, vec![Refusal::Closed]);
+        let stranger = person("Inconnu");
+        let d = mailbox.receive(&stranger.device(), scene.push(Vec::new()), 30_000);
+        assert!(d.deleted.is_none());
+        assert!(mailbox.closed(&id, &scene.nurse.device()).is_some());
+        assert!(mailbox.closed(&id, &stranger.device()).is_none());
+        // Reopened: still closed, its operations gone and its key forgotten.
+        drop(mailbox);
+        let mailbox = open(dir.path(), MailboxLimits::default());
+        assert_eq!(mailbox.totals().closed, 1);
+        assert!(mailbox.membership(&id).is_none());
+        assert!(mailbox.keys.get(&id).is_none());
+        assert_eq!(mailbox.records().count(), 0, "no op nor envelope left");
     }
 
     #[test]

@@ -268,8 +268,12 @@ impl Local for Circles {
             || self.declined.contains(circle)
     }
 
-    fn closed(&self, circle: &CircleId) -> Option<Vec<u8>> {
-        self.closed.get(circle).map(|t| t.close_op())
+    fn closed(&self, circle: &CircleId, device: &DeviceId) -> Option<Vec<u8>> {
+        let t = self.closed.get(circle)?;
+        let told = t.devices.contains(device)
+            || self.relays.contains(device)
+            || self.named_relays.contains(device);
+        told.then(|| t.close_op())
     }
 
     fn vector(&self, circle: &CircleId, doc: cercle_crdt::DocKind) -> Vector {

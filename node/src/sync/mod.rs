@@ -258,9 +258,11 @@ pub trait Local {
     fn op(&self, circle: &CircleId, hash: &OpHash) -> Option<Vec<u8>> {
         Some(self.membership(circle)?.get(hash)?.bytes().to_vec())
     }
-    /// The `Close` operation of a circle closed and shredded here: a peer that still
-    /// holds the circle is sent it instead of being asked for the circle.
-    fn closed(&self, _circle: &CircleId) -> Option<Vec<u8>> {
+    /// The operation that ended a circle's sharing here (its `Close`, at a relay also a
+    /// patient's objection), for `device` if it was a member's device of the circle (or a
+    /// relay of it): a peer that still holds the circle is sent it instead of being asked
+    /// for the circle; anyone else learns nothing.
+    fn closed(&self, _circle: &CircleId, _device: &DeviceId) -> Option<Vec<u8>> {
         None
     }
     /// The version vector of one document.
@@ -632,7 +634,7 @@ impl PeerSync {
                             out.push(self.have(local, circle));
                             ours.push((circle, mine));
                         }
-                    } else if let Some(close) = local.closed(&circle) {
+                    } else if let Some(close) = local.closed(&circle, &self.peer) {
                         out.push(self.tell_closed(circle, close));
                     } else {
                         self.offer(local, circle);
@@ -665,7 +667,7 @@ impl PeerSync {
                         if local.digest(&circle) != digest {
                             out.push(self.have(local, circle));
                         }
-                    } else if let Some(close) = local.closed(&circle) {
+                    } else if let Some(close) = local.closed(&circle, &self.peer) {
                         out.push(self.tell_closed(circle, close));
                     } else {
                         self.offer(local, circle);
@@ -700,7 +702,7 @@ impl PeerSync {
                 // Data of a circle not held here is passed on: the node joins it only if
                 // its operations make this device a member. A circle closed here is passed
                 // on too (the node takes nothing of it; a relay answers with its receipt).
-                let closed = local.closed(&circle);
+                let closed = local.closed(&circle, &self.peer);
                 if closed.is_none() && local.knows(&circle) && !local.shares(&self.peer, &circle) {
                     return Err(SyncRejection::NotShared);
                 }
