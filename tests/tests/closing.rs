@@ -356,6 +356,7 @@ fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
     b.accept(&circle);
     c.accept(&circle);
     a.json(&["note", "add", &circle, NOTES[0]]);
+    b.json(&["msg", "send", &circle, "Je passe demain à 9 h"]);
     for home in [&b, &c] {
         assert!(
             wait_until(60, || home.note_texts(&circle)
@@ -363,6 +364,15 @@ fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
             "a member's node never got the note"
         );
     }
+    let messages = |home: &TestHome| {
+        home.json(&["msg", "list", &circle, "--no-mark-read"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert!(
+        wait_until(60, || messages(&a) == 1),
+        "the message never came"
+    );
     node_c.stop();
 
     // The nurse records the patient's objection.
@@ -380,8 +390,10 @@ fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
         wait_until(60, || !suspended(&a).is_null()),
         "the coordinator's node never learnt of the objection"
     );
-    // What each held stays, read-only.
+    // What each held stays, read-only; reading an unread message writes no receipt.
     assert_eq!(a.note_texts(&circle), vec![NOTES[0].to_string()]);
+    let listed = a.json(&["msg", "list", &circle]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     for home in [&a, &b] {
         let refused = home.cercle(&["note", "add", &circle, "une note de trop"]);
         assert_ne!(refused.code, Some(0));

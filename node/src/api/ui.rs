@@ -152,9 +152,15 @@ pub(crate) struct CircleHead {
 }
 
 impl CircleHead {
-    /// Whether this member may write notes, tasks and documents.
+    /// Whether this member may write notes, tasks and documents (never in a circle whose
+    /// patient objected to sharing).
     pub(crate) fn writes_care(&self) -> bool {
-        matches!(self.role.as_str(), "coordinator" | "professional")
+        matches!(self.role.as_str(), "coordinator" | "professional") && self.suspended.is_none()
+    }
+
+    /// Whether this member may write messages (and read receipts) here.
+    pub(crate) fn writes_messages(&self) -> bool {
+        self.role != "observer" && self.suspended.is_none()
     }
 
     fn url(&self, tab: Tab) -> String {
@@ -856,7 +862,7 @@ pub(crate) fn messages(ctx: &Ctx, head: &CircleHead, messages: &[MessageRow], me
                 // The page posts this once shown (live.js); without scripts, it is a button.
                 form id="mark-read" data-live method="post" action=(format!("{}/read", head.url(Tab::Messages))) data-unread=(unread) {
                     (hidden_csrf(ctx))
-                    @if unread > 0 { button type="submit" class="link" { (w.mark_read) } }
+                    @if unread > 0 && head.writes_messages() { button type="submit" class="link" { (w.mark_read) } }
                 }
                 ol id="live-messages" data-live class="thread" {
                     @if messages.is_empty() { li class="muted" { (w.no_messages) } }
@@ -875,7 +881,7 @@ pub(crate) fn messages(ctx: &Ctx, head: &CircleHead, messages: &[MessageRow], me
                     }
                 }
             }
-            @if head.role != "observer" {
+            @if head.writes_messages() {
                 section class="card" aria-labelledby="new-message" {
                     h2 id="new-message" { (w.new_message) }
                     form method="post" action=(head.url(Tab::Messages)) {

@@ -68,6 +68,9 @@ impl Operation for MsgList {
 
     fn run(self, core: &mut NodeCore) -> Result<Messages, NodeError> {
         let by = core.me().member();
+        // A circle whose patient objected to sharing is read-only: reading it writes no
+        // receipt.
+        let suspended = core.circle(&self.circle)?.resolution().suspended.is_some();
         let unread: Vec<String> = core
             .circle(&self.circle)?
             .thread()?
@@ -76,7 +79,7 @@ impl Operation for MsgList {
             .filter(|m| m.author != by && m.read_by.iter().all(|r| r.by != by))
             .map(|m| m.id)
             .collect();
-        if self.mark_read && !unread.is_empty() {
+        if self.mark_read && !suspended && !unread.is_empty() {
             core.write::<Thread, _>(&self.circle, |t, by, now| {
                 unread
                     .iter()
