@@ -50,7 +50,8 @@ pub enum NodeEvent {
     /// Alerts addressed to this node's member waited unacknowledged longer than the
     /// circle's reminder delay: `open` alerts wait for them in the circle.
     Reminder { circle: String, open: usize },
-    /// A circle was closed and shredded here, or a relay's deletion receipt for it came.
+    /// A circle's sharing ended here (closed and shredded, or suspended by the patient's
+    /// objection), or a relay's deletion receipt for it came.
     Closed { circle: String },
 }
 

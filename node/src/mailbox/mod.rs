@@ -701,40 +701,15 @@ impl Mailbox {
             new_ops.push(genesis);
             delivery.ops += 1;
         }
-        let mut ops_batch = sled::Batch::default();
-        let mut sealing = Ok(());
-        if !new_ops.is_empty() {
-            // A new circle's key is made durable before anything sealed with it reaches
-            // sled, which flushes on its own schedule too.
-            let made = self
-                .keys
-                .get_or_make(&circle, &self.storage)
-                .map(|_| ())
-                .and_then(|()| self.keys.sync());
-            if let Err(e) = made {
-                sealing = Err(e.to_string());
+        let ops_batch = match sealed_ops(&mut self.keys, &self.storage, &circle, &new_ops) {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(%circle, error = %e, "cannot seal a circle's operations; refusing pushes until restarted");
+                self.failed = true;
+                delivery.refused.push(Refusal::Unavailable);
+                return delivery;
             }
-        }
-        if !new_ops.is_empty() && sealing.is_ok() {
-            match self.keys.get_or_make(&circle, &self.storage) {
-                Ok(key) => {
-                    for op in new_ops {
-                        let k = keys::op(&circle, &op.hash().0);
-                        match key.seal(&op_place(&k), op.bytes()) {
-                            Ok(sealed) => ops_batch.insert(k, sealed),
-                            Err(e) => sealing = Err(e.to_string()),
-                        }
-                    }
-                }
-                Err(e) => sealing = Err(e.to_string()),
-            }
-        }
-        if let Err(e) = sealing {
-            tracing::error!(%circle, error = %e, "cannot seal a circle's operations; refusing pushes until restarted");
-            self.failed = true;
-            delivery.refused.push(Refusal::Unavailable);
-            return delivery;
-        }
+        };
         delivery.ops += intake.new.len();
         delivery.refused.extend(
             intake
@@ -990,6 +965,35 @@ impl Mailbox {
         }
         Ok(old.len())
     }
+}
+
+/// `ops` of `circle` sealed with the circle's key, made first if it has none and made
+/// durable before anything sealed with it reaches sled (which flushes on its own schedule
+/// too).
+fn sealed_ops(
+    keys: &mut CircleKeys,
+    storage: &StorageKey,
+    circle: &CircleId,
+    ops: &[&SignedOp],
+) -> Result<sled::Batch, String> {
+    let mut batch = sled::Batch::default();
+    if ops.is_empty() {
+        return Ok(batch);
+    }
+    keys.get_or_make(circle, storage)
+        .map_err(|e| e.to_string())?;
+    keys.sync().map_err(|e| e.to_string())?;
+    let key = keys
+        .get(circle)
+        .ok_or_else(|| "the circle's key was just made".to_string())?;
+    for op in ops {
+        let k = keys::op(circle, &op.hash().0);
+        let sealed = key
+            .seal(&op_place(&k), op.bytes())
+            .map_err(|e| e.to_string())?;
+        batch.insert(k, sealed);
+    }
+    Ok(batch)
 }
 
 /// The place an operation is sealed to: its key in the `ops` tree.

@@ -231,6 +231,12 @@ impl Circles {
 }
 
 impl Circles {
+    /// Whether `device` is a relay of this node: one it was started with or one a circle
+    /// names.
+    pub(crate) fn is_relay(&self, device: &DeviceId) -> bool {
+        self.relays.contains(device) || self.named_relays.contains(device)
+    }
+
     /// Whether `device` may have circle `c`'s data: a relay this node uses (it holds
     /// every circle), a relay the circle names, or a device of a current member.
     fn circle_shared(&self, c: &Circle, device: &DeviceId) -> bool {
@@ -270,9 +276,7 @@ impl Local for Circles {
 
     fn closed(&self, circle: &CircleId, device: &DeviceId) -> Option<Vec<u8>> {
         let t = self.closed.get(circle)?;
-        let told = t.devices.contains(device)
-            || self.relays.contains(device)
-            || self.named_relays.contains(device);
+        let told = t.devices.contains(device) || self.is_relay(device);
         told.then(|| t.close_op())
     }
 

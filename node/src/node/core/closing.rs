@@ -153,9 +153,8 @@ impl NodeCore {
         let close = close.bytes().to_vec();
         let mut sends = Vec::new();
         for (device, peer) in &mut self.peers {
-            let relay =
-                self.circles.relays.contains(device) || self.circles.named_relays.contains(device);
-            if Some(*device) == from || !(relay || tombstone.devices.contains(device)) {
+            let told = self.circles.is_relay(device) || tombstone.devices.contains(device);
+            if Some(*device) == from || !told {
                 continue;
             }
             sends.push(Effect::Send(

@@ -168,7 +168,7 @@ impl NodeCore {
 
     /// Whether `device` is one of this node's relays (given at start or named by a circle).
     pub(crate) fn is_relay(&self, device: &DeviceId) -> bool {
-        self.circles.relays.contains(device) || self.circles.named_relays.contains(device)
+        self.circles.is_relay(device)
     }
 
     /// Joins without an answer yet: dial the inviter again, or ask again if connected; a
