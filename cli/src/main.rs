@@ -66,6 +66,10 @@ enum Command {
     Invite(cmd::invite::InviteCommand),
     /// Join a circle with an invite code (your node must be running).
     Join(cmd::invite::JoinArgs),
+    /// Read a patient's record in an emergency with their emergency code, if a
+    /// coordinator named you on call for them: read-only, 24 hours at most, and the team
+    /// sees it (your node must be running).
+    Breakglass(cmd::emergency::BreakGlassArgs),
     /// Read and change the patient file.
     #[command(subcommand)]
     Patient(cmd::patient::PatientCommand),
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Command::Circle(c) => cmd::circle::run(&ctx, c),
         Command::Invite(c) => cmd::invite::run(&ctx, c),
         Command::Join(args) => cmd::invite::join(&ctx, args),
+        Command::Breakglass(args) => cmd::emergency::break_glass(&ctx, args),
         Command::Patient(c) => cmd::patient::run(&ctx, c),
         Command::Note(c) => cmd::note::run(&ctx, c),
         Command::Msg(c) => cmd::msg::run(&ctx, c),

@@ -34,6 +34,7 @@ mod bucket;
 pub mod circle;
 pub mod crypto;
 pub mod directory;
+pub mod emergency;
 pub mod envelope;
 pub mod home;
 pub mod identity;

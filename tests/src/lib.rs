@@ -275,6 +275,15 @@ pub fn pair_on_loopback(a: &TestHome, b: &TestHome, circle: &str) -> (Daemon, Da
     (node_a, node_b)
 }
 
+/// `home`'s node on loopback only (no mDNS), using `relay` and dialing each of `peers`.
+pub fn up_with_relay(home: &TestHome, relay: &Relay, peers: &[&Daemon]) -> Daemon {
+    let mut args = loopback_args(peers);
+    args.push("--relay".into());
+    args.push(relay.address_on("127.0.0.1"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(home, &[], &args)
+}
+
 /// The arguments of `cercle up` for [`up_on_loopback`].
 pub fn loopback_args(peers: &[&Daemon]) -> Vec<String> {
     let mut args: Vec<String> = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]

@@ -130,17 +130,7 @@ fn state(home: &TestHome, circle: &str) -> String {
 }
 
 fn node(home: &TestHome, relay: &Relay, peers: &[&Daemon]) -> Daemon {
-    let mut args: Vec<String> = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--relay"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.push(relay.address_on("127.0.0.1"));
-    for p in peers {
-        args.push("--peer".into());
-        args.push(p.tcp_address());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(home, &[], &args)
+    cercle_tests::up_with_relay(home, relay, peers)
 }
 
 /// A relay on loopback, and its home.

@@ -98,6 +98,23 @@ pub(crate) enum CircleCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Show who may break the glass, or (coordinators) add an on-call professional from
+    /// their contact card, or remove one by name.
+    OnCall {
+        circle: String,
+        #[arg(long, conflicts_with = "remove")]
+        card: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        remove: Option<String>,
+    },
+    /// Print the patient's emergency code (and its QR) to leave at the patient's home: an
+    /// on-call professional uses it with `cercle breakglass`. It holds no care data.
+    EmergencyCode {
+        circle: String,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
     /// Change a member's role.
     Role {
         circle: String,
@@ -220,6 +237,14 @@ pub(crate) fn run(ctx: &Context, cmd: CircleCommand) -> anyhow::Result<()> {
                 )
             })
         }
+        CircleCommand::OnCall {
+            circle,
+            card,
+            remove,
+        } => crate::cmd::emergency::on_call(ctx, circle, card, remove),
+        CircleCommand::EmergencyCode { circle, no_qr } => {
+            crate::cmd::emergency::code(ctx, circle, no_qr)
+        }
         CircleCommand::Role {
             circle,
             member,
@@ -320,6 +345,27 @@ fn show_circle(ctx: &Context, view: &CircleSummary) -> anyhow::Result<()> {
                     }
                 ));
             }
+        }
+        for e in &view.emergency {
+            s.push_str(&format!(
+                "EMERGENCY ACCESS by {}{} until {}: {} (granted by {})\n",
+                e.name.as_deref().unwrap_or("an on-call professional"),
+                e.profession
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!(", {p}"))
+                    .unwrap_or_default(),
+                crate::output::human_time(cercle_crdt::Timestamp(e.until)),
+                e.reason.as_deref().unwrap_or("reason not readable here"),
+                e.granted_by_name.as_deref().unwrap_or("a member"),
+            ));
+        }
+        if !view.on_call.is_empty() {
+            let names: Vec<&str> = view.on_call.iter().map(|o| o.name.as_str()).collect();
+            s.push_str(&format!(
+                "on call (may break the glass): {}\n",
+                names.join(", ")
+            ));
         }
         for f in &view.forks {
             s.push_str(&format!(

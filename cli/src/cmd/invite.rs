@@ -104,37 +104,31 @@ pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
             "joining needs the network: start your node with `cercle up` in another terminal, then run this command again"
         );
     };
-    let mut view = client.ask(Join { code: text })?;
-    let spinner = progress_spinner("reaching the inviter");
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    while view.state == "reaching" || view.state == "accepted" {
-        if Instant::now() > deadline {
-            spinner.finish_and_clear();
+    let view = client.ask(Join { code: text })?;
+    let short = matches!(code, AnyCode::Short(_));
+    let view = follow(
+        &client,
+        view,
+        args.timeout,
+        ["reaching the inviter", "added; receiving the circle"],
+        |view| {
             if view.state == "accepted" {
-                anyhow::bail!(
+                anyhow::anyhow!(
                     "you were added to the circle but its data has not arrived yet; it will when a member is reachable (see `cercle circle list`)"
-                );
-            }
-            if matches!(code, AnyCode::Short(_)) {
-                anyhow::bail!(
+                )
+            } else if short {
+                anyhow::anyhow!(
                     "the inviter could not be found within {} s: their node must be running on your network, or both nodes must use the same relay (`cercle config set relays ADDRESS`); or ask for the long code",
                     args.timeout
-                );
+                )
+            } else {
+                anyhow::anyhow!(
+                    "the inviter could not be reached within {} s; their node must be running (on your network or through a relay); try again later",
+                    args.timeout
+                )
             }
-            anyhow::bail!(
-                "the inviter could not be reached within {} s; their node must be running (on your network or through a relay); try again later",
-                args.timeout
-            );
-        }
-        if view.state == "accepted" {
-            spinner.set_message("added; receiving the circle");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        view = client.ask(JoinStatus {
-            invite: view.invite.clone(),
-        })?;
-    }
-    spinner.finish_and_clear();
+        },
+    )?;
     if view.state == "refused" {
         anyhow::bail!(
             "the inviter refused: {}",
@@ -142,6 +136,35 @@ pub(crate) fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<()> {
         );
     }
     print_joined(ctx, &view)
+}
+
+/// Follows a join (or an emergency access, which the node follows as one) until it is
+/// done or refused, with a spinner saying `words` (reaching, then added); past `timeout`
+/// seconds, the error `late` words for where it stands.
+pub(crate) fn follow(
+    client: &Client,
+    mut view: JoinView,
+    timeout: u64,
+    words: [&'static str; 2],
+    late: impl Fn(&JoinView) -> anyhow::Error,
+) -> anyhow::Result<JoinView> {
+    let spinner = progress_spinner(words[0]);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    while view.state == "reaching" || view.state == "accepted" {
+        if Instant::now() > deadline {
+            spinner.finish_and_clear();
+            return Err(late(&view));
+        }
+        if view.state == "accepted" {
+            spinner.set_message(words[1]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        view = client.ask(JoinStatus {
+            invite: view.invite.clone(),
+        })?;
+    }
+    spinner.finish_and_clear();
+    Ok(view)
 }
 
 fn print_joined(ctx: &Context, view: &JoinView) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub(crate) mod demo;
 pub(crate) mod device;
 pub(crate) mod directory;
 pub(crate) mod doc;
+pub(crate) mod emergency;
 pub(crate) mod export;
 pub(crate) mod init;
 pub(crate) mod invite;

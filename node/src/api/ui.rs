@@ -149,6 +149,8 @@ pub(crate) struct CircleHead {
     pub(crate) closed: bool,
     /// The patient objected to sharing (the reason): read-only, no longer synced.
     pub(crate) suspended: Option<String>,
+    /// Emergency accesses under way: the team is told on every page of the circle.
+    pub(crate) emergency: Vec<crate::ops::circles::EmergencyRow>,
 }
 
 impl CircleHead {
@@ -542,6 +544,8 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                 a href="/new" { (w.new_circle_link) }
                 " · "
                 a href="/join" { (w.join_link) }
+                " · "
+                a href="/emergency" id="emergency-link" { (w.emergency_link) }
             }
             @if !list.damaged.is_empty() {
                 section class="card" {
@@ -591,6 +595,14 @@ fn circle_page(ctx: &Ctx, head: &CircleHead, tab: Tab, body: Markup) -> Markup {
             @if let Some(reason) = &head.suspended {
                 p class="pill warn suspended" id="suspended" role="status" {
                     (w.suspended_banner) " : " (reason)
+                }
+            }
+            @for e in &head.emergency {
+                p class="pill warn emergency" role="status" {
+                    (w.emergency_banner) " " strong { (e.name.as_deref().unwrap_or("?")) }
+                    @if let Some(p) = e.profession.as_deref().filter(|p| !p.is_empty()) { " (" (p) ")" }
+                    @if let Some(r) = &e.reason { ", " (w.emergency_reason) " : " (r) }
+                    ", " (w.emergency_until) " " (ctx.when(e.until))
                 }
             }
             nav aria-label=(w.sections) id="live-tabs" data-live class="tabs" {
@@ -1045,6 +1057,44 @@ pub(crate) fn members(
                     }
                 }
             }
+            @if !head.team {
+                section class="card" aria-labelledby="on-call" {
+                    h2 id="on-call" { (w.on_call_title) }
+                    p { (w.on_call_help) }
+                    @if summary.on_call.is_empty() { p class="muted" id="on-call-none" { (w.on_call_none) } }
+                    ul id="on-call-list" {
+                        @for o in &summary.on_call {
+                            li {
+                                strong { (o.name) } @if !o.profession.is_empty() { " — " (o.profession) }
+                                @if head.role == "coordinator" {
+                                    form method="post" action=(format!("/c/{}/on-call", head.id)) class="inline" {
+                                        (hidden_csrf(ctx))
+                                        input type="hidden" name="remove" value=(o.member);
+                                        " " button type="submit" class="secondary" { (w.on_call_remove) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if head.role == "coordinator" && head.suspended.is_none() {
+                        details class="edit" id="on-call-details" {
+                            summary { (w.on_call_add) }
+                            form method="post" action=(format!("/c/{}/on-call", head.id)) {
+                                (hidden_csrf(ctx))
+                                div {
+                                    label for="on-call-card" { (w.on_call_add) }
+                                    textarea id="on-call-card" name="card" rows="3" required maxlength="4000"
+                                        autocomplete="off" autocapitalize="off" spellcheck="false" {}
+                                }
+                                button type="submit" { (w.save) }
+                            }
+                        }
+                    }
+                    @if head.suspended.is_none() {
+                        p { a href=(format!("/c/{}/emergency-code", head.id)) id="emergency-code-link" { (w.emergency_code_print) } }
+                    }
+                }
+            }
             @if matches!(head.role.as_str(), "coordinator" | "professional") && head.suspended.is_none() && !head.team {
                 section class="card" aria-labelledby="withdraw" {
                     h2 id="withdraw" { (w.withdraw_title) }
@@ -1139,6 +1189,63 @@ pub(crate) fn members(
 pub(crate) struct DirectoryResults {
     pub(crate) query: String,
     pub(crate) professionals: Vec<Professional>,
+}
+
+/// The page an on-call professional asks for emergency access from: the patient's code,
+/// why, and for how long.
+pub(crate) fn emergency(ctx: &Ctx) -> Markup {
+    let w = ctx.w();
+    document(
+        ctx,
+        w.emergency_title,
+        None,
+        html! {
+            h1 { (w.emergency_title) }
+            section class="card narrow" {
+                p id="emergency-help" { (w.emergency_help) }
+                form method="post" action="/emergency" {
+                    (hidden_csrf(ctx))
+                    label for="emergency-code" { (w.emergency_code) }
+                    textarea id="emergency-code" name="code" rows="3" required maxlength="4000"
+                        autocomplete="off" autocapitalize="off" spellcheck="false" aria-describedby="emergency-help" {}
+                    label for="emergency-reason" { (w.emergency_reason_label) }
+                    textarea id="emergency-reason" name="reason" rows="2" required maxlength="500" {}
+                    label for="emergency-hours" { (w.emergency_duration) }
+                    select id="emergency-hours" name="hours" {
+                        @for h in [1, 4, 12, 24] {
+                            option value=(h) selected[h == 24] { (h) " " (w.emergency_hours) }
+                        }
+                    }
+                    button type="submit" { (w.emergency_ask) }
+                }
+            }
+        },
+    )
+}
+
+/// The patient's emergency code to print and leave at the patient's home.
+pub(crate) fn emergency_code(
+    ctx: &Ctx,
+    head: &CircleHead,
+    view: &crate::ops::emergency::EmergencyCodeView,
+) -> Markup {
+    let w = ctx.w();
+    circle_page(
+        ctx,
+        head,
+        Tab::Patient,
+        html! {
+            section class="card emergency-code" aria-labelledby="emergency-code-title" {
+                h2 id="emergency-code-title" { (w.emergency_code) " — " (view.patient) }
+                p { (w.emergency_code_help) }
+                div class="qr" { (qr(&view.code.to_ascii_uppercase())) }
+                p class="mono code" id="emergency-code-text" { (view.code) }
+                h3 { (w.on_call_title) }
+                @if view.on_call.is_empty() { p class="muted" { (w.on_call_none) } }
+                ul { @for o in &view.on_call { li { (o.name) @if !o.profession.is_empty() { " — " (o.profession) } } } }
+            }
+        },
+    )
 }
 
 /// The invite code as a QR code (SVG), or nothing when it does not fit one.

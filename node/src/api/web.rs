@@ -36,6 +36,7 @@ use crate::ops::circles::{
 use crate::ops::closing::{CircleClose, ConsentWithdraw};
 use crate::ops::directory::DirectorySearch;
 use crate::ops::documents::{DocAdd, DocGet, DocList, MAX_DOCUMENT_BYTES};
+use crate::ops::emergency::{BreakGlassAsk, EmergencyCodeMake, OnCallSet};
 use crate::ops::export::{Export, ExportFormat};
 use crate::ops::invite::InviteCreate;
 use crate::ops::join::{Join, JoinStatus};
@@ -74,6 +75,9 @@ pub(super) fn routes() -> Router<Api> {
         .route("/circles", post(circle_create))
         .route("/join", get(join_page).post(join_start))
         .route("/join/{invite}", get(join_status))
+        .route("/emergency", get(emergency_page).post(emergency_start))
+        .route("/c/{circle}/emergency-code", get(emergency_code))
+        .route("/c/{circle}/on-call", post(on_call_set))
         .route("/ui/events", get(events))
         .route("/ui/style.css", get(style))
         .route("/ui/live.js", get(script))
@@ -366,6 +370,7 @@ impl Session {
             team: summary.team,
             closed: false,
             suspended: summary.suspended.map(|s| s.reason),
+            emergency: summary.emergency,
         };
         Ok((head, notes, messages, me))
     }
@@ -716,6 +721,74 @@ async fn join_start(
         Ok(view) => back_to(format!("/join/{}", view.invite)),
         Err(refused) => refused,
     }
+}
+
+async fn emergency_page(s: Session) -> Response {
+    page(ui::emergency(&s.ctx))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EmergencyForm {
+    #[serde(default)]
+    csrf: String,
+    code: String,
+    reason: String,
+    #[serde(default)]
+    hours: u32,
+}
+
+/// Asks for emergency access with a patient's code, then shows where it stands (as a join).
+async fn emergency_start(
+    s: Session,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<EmergencyForm>,
+) -> Response {
+    let back = "/emergency";
+    if let Err(refused) = s.check(&headers, &f.csrf) {
+        return refused;
+    }
+    let ask = BreakGlassAsk {
+        code: f.code,
+        reason: f.reason,
+        minutes: f.hours.clamp(1, 24) * 60,
+    };
+    match s.ask(ask, back).await {
+        Ok(view) => back_to(format!("/join/{}", view.invite)),
+        Err(refused) => refused,
+    }
+}
+
+async fn emergency_code(s: Session, Path(circle): Path<String>) -> Response {
+    let run = async {
+        let (head, _, _, _) = s.head(&circle, false).await?;
+        let view = s
+            .ask(
+                EmergencyCodeMake {
+                    circle: head.id.clone(),
+                },
+                &format!("/c/{}/members", head.id),
+            )
+            .await?;
+        Ok(page(ui::emergency_code(&s.ctx, &head, &view)))
+    };
+    run.await.unwrap_or_else(|r: Response| r)
+}
+
+/// Adds an on-call professional from their card, or removes one (coordinators).
+async fn on_call_set(
+    s: Session,
+    headers: HeaderMap,
+    Path(circle): Path<String>,
+    axum::Form(f): axum::Form<FieldsForm>,
+) -> Response {
+    let back = format!("/c/{circle}/members");
+    let mut typed = f.typed();
+    let set = OnCallSet {
+        circle,
+        add: typed.remove("card"),
+        remove: typed.remove("remove"),
+    };
+    s.submit(&headers, &f.csrf, set, back).await
 }
 
 async fn join_status(s: Session, Path(invite): Path<String>) -> Response {
@@ -1506,6 +1579,7 @@ async fn audit(s: Session, Path(circle): Path<String>) -> Response {
                     team: false,
                     closed: true,
                     suspended: None,
+                    emergency: Vec::new(),
                 }
             }
         };

@@ -6,7 +6,10 @@
 use cercle_crdt::{MemberId, Role, Timestamp};
 
 use super::keys::{Without, binding, seal_to};
-use super::membership::{MAX_RELAYS, MemberGrant, OpBody, OpContent, SignedOp};
+use super::membership::{
+    Emergency, EmergencyAbout, MAX_CONSENT_REASON, MAX_EMERGENCY_MILLIS, MAX_ON_CALL, MAX_RELAYS,
+    MemberGrant, OnCall, OpBody, OpContent, OpNote, SignedOp,
+};
 use super::{Circle, CircleError, Staged};
 use crate::crypto::SecureRng;
 use crate::identity::{ContactCard, DeviceCertificate, DeviceId, LocalIdentity};
@@ -85,7 +88,12 @@ impl Circle {
         now: Timestamp,
         rng: &mut SecureRng,
     ) -> Result<Staged, CircleError> {
-        self.require_coordinator(me, "removing members")?;
+        // An emergency access is ended by any member who writes; a member, by a coordinator.
+        if self.resolution().emergency.contains_key(member) {
+            self.require_role(me, Role::writes_anything, "ending an emergency access")?;
+        } else {
+            self.require_coordinator(me, "removing members")?;
+        }
         let state = self
             .resolution()
             .members
@@ -273,6 +281,154 @@ impl Circle {
             epoch,
         };
         self.append_op(me, body, now)
+    }
+
+    /// Names who may break the glass (replacing the earlier list; empty for no one):
+    /// their keys in the clear for the rule, their names sealed with the current epoch.
+    pub fn set_on_call(
+        &mut self,
+        me: &LocalIdentity,
+        on_call: Vec<OnCall>,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        self.require_coordinator(me, "naming who may break the glass")?;
+        if on_call.len() > MAX_ON_CALL {
+            return Err(CircleError::TooManyOnCall { max: MAX_ON_CALL });
+        }
+        let names = self.seal_note(me, &on_call, rng)?;
+        let members = on_call.iter().map(|o| o.member).collect();
+        self.append_op(me, OpBody::SetOnCall { members, names }, now)
+    }
+
+    /// `value` sealed with the current epoch's key, for an operation.
+    fn seal_note<T: serde::Serialize>(
+        &self,
+        me: &LocalIdentity,
+        value: &T,
+        rng: &mut SecureRng,
+    ) -> Result<OpNote, CircleError> {
+        let epoch = self.resolution().epoch.ok_or(CircleError::NoEpochKey)?;
+        let keys = self.epoch_keys(me);
+        let key = keys.get(&epoch).ok_or(CircleError::NoEpochKey)?;
+        Ok(OpNote::seal(rng, &self.id, (epoch, key), value)?)
+    }
+
+    /// The on-call list with the names this device can open (a name sealed under an
+    /// epoch it does not hold shows as the member's short id).
+    pub fn on_call_list(&self, me: &LocalIdentity) -> Vec<OnCall> {
+        let r = self.resolution();
+        if r.on_call.is_empty() {
+            return Vec::new();
+        }
+        let keys = self.epoch_keys(me);
+        let named: Vec<OnCall> = r
+            .on_call_names
+            .as_ref()
+            .and_then(|n| n.open(&self.id, &keys))
+            .unwrap_or_default();
+        r.on_call
+            .iter()
+            .map(|m| {
+                named
+                    .iter()
+                    .find(|o| o.member == *m)
+                    .cloned()
+                    .unwrap_or_else(|| OnCall {
+                        member: *m,
+                        name: m.short(),
+                        profession: String::new(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The emergency accesses under way, with who and why where this device can open it.
+    pub fn emergencies(
+        &self,
+        me: &LocalIdentity,
+    ) -> Vec<(MemberId, Emergency, Option<EmergencyAbout>)> {
+        let r = self.resolution();
+        if r.emergency.is_empty() {
+            return Vec::new();
+        }
+        let keys = self.epoch_keys(me);
+        r.emergency
+            .iter()
+            .map(|(m, e)| (*m, e.clone(), e.about.open(&self.id, &keys)))
+            .collect()
+    }
+
+    /// Lets the on-call professional of `card` read the circle until `until` (at most 24
+    /// hours from now) for `reason`: they are added as an observer and given the current
+    /// epoch's key only. Any member who writes grants it; the list is the coordinator's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn break_glass(
+        &mut self,
+        me: &LocalIdentity,
+        card: &ContactCard,
+        reason: &str,
+        until: i64,
+        now: Timestamp,
+        rng: &mut SecureRng,
+    ) -> Result<Staged, CircleError> {
+        self.require_role(me, Role::writes_anything, "granting an emergency access")?;
+        if self.resolution().emergency.contains_key(&me.member()) {
+            return Err(CircleError::NotAllowed {
+                role: "emergency access".into(),
+                action: "granting an emergency access",
+            });
+        }
+        if !self.resolution().on_call(&card.member) {
+            return Err(CircleError::NotOnCall {
+                name: card.profile.name.clone(),
+            });
+        }
+        if self.resolution().members.contains_key(&card.member) {
+            return Err(CircleError::AlreadyMember {
+                name: card.profile.name.clone(),
+            });
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_CONSENT_REASON {
+            return Err(CircleError::Write(cercle_crdt::WriteError::InvalidValue {
+                field: "reason",
+                reason: if reason.is_empty() {
+                    cercle_crdt::schema::Fault::Empty
+                } else {
+                    cercle_crdt::schema::Fault::TooLong {
+                        len: reason.len(),
+                        max: MAX_CONSENT_REASON,
+                    }
+                },
+            }));
+        }
+        let until = until.min(now.millis() + MAX_EMERGENCY_MILLIS);
+        let epoch = self.resolution().epoch.ok_or(CircleError::NoEpochKey)?;
+        let keys = self.epoch_keys(me);
+        let key = keys.get(&epoch).ok_or(CircleError::NoEpochKey)?;
+        let binding = binding(self.membership.log());
+        let sealed = seal_to(rng, &binding, (epoch, key), &card.devices)?;
+        let about = EmergencyAbout {
+            name: card.profile.name.clone(),
+            profession: card.profile.profession.clone(),
+            reason: reason.to_string(),
+        };
+        let about = OpNote::seal(rng, &self.id, (epoch, key), &about)?;
+        let body = OpBody::BreakGlass {
+            grant: MemberGrant {
+                member: card.member,
+                devices: card.devices.clone(),
+                role: Role::Observer,
+            },
+            until,
+            sealed,
+            about,
+        };
+        let mut staged = self.append_op(me, body, now)?;
+        self.names.insert(card.member, card.profile.clone());
+        self.record_into(&mut staged.batch)?;
+        Ok(staged)
     }
 
     /// The operation that recorded the patient's objection, once recorded.

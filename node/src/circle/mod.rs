@@ -103,6 +103,14 @@ pub enum CircleError {
     /// More relays than a circle may name.
     #[error("a circle may use at most {max} relays")]
     TooManyRelays { max: usize },
+    /// More on-call professionals than a circle may name.
+    #[error("a circle may name at most {max} on-call professionals")]
+    TooManyOnCall { max: usize },
+    /// An emergency access asked by someone the circle's on-call list does not name.
+    #[error(
+        "{name} is not on this circle's on-call list; a coordinator adds them with `cercle circle on-call`"
+    )]
+    NotOnCall { name: String },
     /// The circle's documents were asked for while it rests (the node wakes a circle
     /// before reading it: this is a bug).
     #[error("circle {circle} was read while at rest; this is a bug, please report it")]
@@ -434,9 +442,11 @@ impl Circle {
         for op in self.membership().ops() {
             let certificates = match &op.content().body {
                 membership::OpBody::Genesis { creator, .. } => creator.devices.iter().collect(),
-                membership::OpBody::AddMember { grant, .. } => grant.devices.iter().collect(),
                 membership::OpBody::AddDevice { certificate, .. } => vec![certificate],
-                _ => Vec::new(),
+                body => body
+                    .grant()
+                    .map(|g| g.devices.iter().collect())
+                    .unwrap_or_default(),
             };
             for cert in certificates {
                 devices.insert(cert.device, cert.member);

@@ -166,6 +166,7 @@ impl Exchange {
 
     /// A device's sync stream opened: the exchange starts with a `Summary`.
     pub fn connected(&mut self, device: DeviceId, now_ms: i64) -> Step {
+        self.mailbox.set_now(now_ms);
         let messages = match self.peers.get_mut(&device) {
             // Its messages arrived before our stream to it opened: a `Summary` completes it.
             Some(sync) => sync.resync(&self.mailbox, now_ms),
@@ -245,6 +246,7 @@ impl Exchange {
     /// does not name it, a quota, a member removed from a circle it still offers) refuses
     /// honest peers too, so it is only counted.
     pub fn message(&mut self, device: DeviceId, message: Message, now_ms: i64) -> Step {
+        self.mailbox.set_now(now_ms);
         let now_us = now_ms.saturating_mul(1000);
         if self.refusals.ignores(&device, now_us) {
             return Step {
@@ -472,6 +474,7 @@ impl Exchange {
 
     /// Periodic work: anti-entropy with each device, and the retention sweep.
     pub fn tick(&mut self, now_ms: i64) -> Step {
+        self.mailbox.set_now(now_ms);
         let mut step = Step::default();
         for (device, sync) in &mut self.peers {
             step.sends.extend(

@@ -320,6 +320,9 @@ pub struct Mailbox {
     /// Writes applied since the last [`Mailbox::commit`].
     unflushed: bool,
     totals: Totals,
+    /// The time of the message being handled (milliseconds): a reader let in by an
+    /// emergency access is served only until it ends.
+    now: i64,
 }
 
 impl Mailbox {
@@ -383,6 +386,7 @@ impl Mailbox {
             failed: false,
             unflushed: false,
             totals: Totals::default(),
+            now: 0,
         };
         mailbox.load()?;
         Ok(mailbox)
@@ -1011,16 +1015,38 @@ fn serves(limits: &MailboxLimits, resolution: &Resolution) -> bool {
     }
 }
 
+impl Mailbox {
+    /// The time of the message being handled (milliseconds).
+    pub(crate) fn set_now(&mut self, now_ms: i64) {
+        self.now = now_ms;
+    }
+
+    /// Whether `device`, a member's, is served `circle` now: not once an emergency access
+    /// it holds has ended (its removal may not have arrived yet).
+    fn serves_now(&self, circle: &CircleId, device: &DeviceId) -> bool {
+        self.circles.get(circle).is_none_or(|h| {
+            let r = h.membership.resolution();
+            r.emergency.is_empty() || r.reader_at(device, self.now).is_some()
+        })
+    }
+}
+
 impl Local for Mailbox {
     fn shared_with(&self, device: &DeviceId) -> Vec<CircleId> {
         self.members
             .get(device)
-            .map(|s| s.iter().copied().collect())
+            .map(|s| {
+                s.iter()
+                    .filter(|c| self.serves_now(c, device))
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn shares(&self, device: &DeviceId, circle: &CircleId) -> bool {
         self.members.get(device).is_some_and(|s| s.contains(circle))
+            && self.serves_now(circle, device)
     }
 
     fn membership(&self, circle: &CircleId) -> Option<&MembershipLog> {

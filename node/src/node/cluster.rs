@@ -893,6 +893,8 @@ fn message_kind(m: &Message) -> &'static str {
         Message::Ack { .. } => "ack",
         Message::Join { .. } => "join",
         Message::JoinAnswer { .. } => "join_answer",
+        Message::BreakGlass { .. } => "break_glass",
+        Message::Consulted { .. } => "consulted",
         Message::BlobWant { .. } => "blob_want",
         Message::BlobPart { .. } => "blob_part",
         Message::Met { .. } => "met",

@@ -34,6 +34,7 @@ use crate::sync::{Local, Message, Vector};
 pub(crate) mod blobs;
 pub(crate) mod closing;
 pub(crate) mod devices;
+pub(crate) mod emergency;
 pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
@@ -164,6 +165,9 @@ pub struct Circles {
     pub(crate) fresh: writes::Fresh,
     /// What is kept of the circles closed and shredded here.
     pub(crate) closed: BTreeMap<CircleId, crate::tombstone::Tombstone>,
+    /// The time of the input being handled (milliseconds): an emergency access is shared
+    /// with only until it expires.
+    pub(crate) now: i64,
 }
 
 impl Circles {
@@ -201,6 +205,7 @@ impl Circles {
             named_relays: BTreeSet::new(),
             fresh: writes::Fresh::default(),
             closed,
+            now: 0,
         };
         Ok((circles, snapshots))
     }
@@ -238,10 +243,13 @@ impl Circles {
     }
 
     /// Whether `device` may have circle `c`'s data: a relay this node uses (it holds
-    /// every circle), a relay the circle names, or a device of a current member.
+    /// every circle), a relay the circle names, or a device of a current member (one let
+    /// in by an emergency access only until it expires).
     fn circle_shared(&self, c: &Circle, device: &DeviceId) -> bool {
         let r = c.resolution();
-        self.relays.contains(device) || r.names_relay(device) || r.member_of(device).is_some()
+        self.relays.contains(device)
+            || r.names_relay(device)
+            || r.reader_at(device, self.now).is_some()
     }
 }
 
@@ -352,6 +360,8 @@ pub struct NodeCore {
     siblings_dialed: i64,
     /// The member's devices and revoked devices as last reconciled.
     siblings_seen: (Vec<DeviceId>, Vec<DeviceId>),
+    /// Reads under an emergency access: told to the team, and kept of the readers'.
+    pub(crate) reads: emergency::Reads,
 }
 
 impl NodeCore {
@@ -375,6 +385,7 @@ impl NodeCore {
             running: false,
             joins: BTreeMap::new(),
             crowded: BTreeSet::new(),
+            reads: emergency::Reads::default(),
             fetches: BTreeMap::new(),
             serving: None,
             rng,
@@ -400,6 +411,7 @@ impl NodeCore {
     /// any writes due since opening.
     pub fn start(&mut self, running: bool, relays: BTreeSet<DeviceId>, now: Now) -> Vec<Effect> {
         self.now = now;
+        self.circles.now = now.millis();
         self.running = running;
         self.circles.relays = relays;
         if running {
@@ -419,6 +431,7 @@ impl NodeCore {
     /// Handles one input at time `now`; returns what the shell must do, in order.
     pub fn handle(&mut self, input: Input, now: Now) -> Vec<Effect> {
         self.now = now;
+        self.circles.now = now.millis();
         match input {
             Input::Request(id, request) => self.request(id, request),
             Input::Connected {
@@ -434,6 +447,7 @@ impl NodeCore {
             Input::Durable(id) => self.durable(id),
             Input::WriteFailed(id, e) => self.write_failed(id, e),
             Input::Tick => {
+                self.end_emergencies();
                 self.tick();
                 self.tick_devices();
                 self.remind();

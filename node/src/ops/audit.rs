@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Names, NodeError, Operation};
 use crate::circle::Circle;
 use crate::circle::membership::OpBody;
-use crate::identity::DeviceId;
+use crate::identity::LocalIdentity;
 use crate::node::NodeCore;
 use crate::store::{ItemReceipt, Store};
 
@@ -93,7 +93,6 @@ impl Operation for Audit {
 
     fn run(self, core: &mut NodeCore) -> Result<AuditTrail, NodeError> {
         let store = core.circles.store.clone();
-        let me = core.me().device();
         let mut trail = match super::closing::find_closed(core, &self.circle) {
             // A circle closed here: the trail kept without content when it was shredded.
             Some(id) => match store.closed_audit(&id)? {
@@ -105,8 +104,8 @@ impl Operation for Audit {
                 },
             },
             None => {
-                let (c, _) = core.circle_mut(&self.circle)?;
-                trail(c, store.as_ref(), &me)?
+                let (c, author) = core.circle_mut(&self.circle)?;
+                trail(c, store.as_ref(), author.me)?
             }
         };
         if let Some(since) = self.since {
@@ -120,8 +119,14 @@ impl Operation for Audit {
 }
 
 /// The trail of `c` as this node (device `me`) holds it.
-pub(crate) fn trail(c: &Circle, store: &dyn Store, me: &DeviceId) -> Result<AuditTrail, NodeError> {
-    let names = Names::of(c);
+pub(crate) fn trail(
+    c: &Circle,
+    store: &dyn Store,
+    me: &LocalIdentity,
+) -> Result<AuditTrail, NodeError> {
+    let keys = c.epoch_keys(me);
+    let names = Names::of(c).with_on_call(c, me);
+    let me = &me.device();
     let devices = c.certified_devices();
     let receipts = store.receipts(&c.id())?;
     let mut writes = Vec::new();
@@ -173,6 +178,33 @@ pub(crate) fn trail(c: &Circle, store: &dyn Store, me: &DeviceId) -> Result<Audi
                 ("device_added", Some(certificate.device.short()))
             }
             OpBody::RevokeDevice { device, .. } => ("device_revoked", Some(device.short())),
+            OpBody::SetOnCall { members, .. } => (
+                "on_call_set",
+                Some(
+                    members
+                        .iter()
+                        .filter_map(&name_of)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ),
+            OpBody::BreakGlass {
+                grant,
+                until,
+                about,
+                ..
+            } => {
+                let name = name_of(&grant.member).unwrap_or_default();
+                let until = crate::invite::human_date(*until);
+                let why = about
+                    .open::<crate::circle::membership::EmergencyAbout>(&c.id(), &keys)
+                    .map(|a| a.reason)
+                    .unwrap_or_default();
+                (
+                    "emergency_access",
+                    Some(format!("{name}: {why} (until {until})")),
+                )
+            }
         };
         let item = crate::circle::op_item(&op.hash());
         row(
@@ -223,6 +255,20 @@ pub(crate) fn trail(c: &Circle, store: &dyn Store, me: &DeviceId) -> Result<Audi
                 }
             }
         }
+    }
+    // What an on-call professional read under an emergency access, as their node told.
+    for read in crate::node::core::emergency::reads(store, &c.id()) {
+        writes.push(AuditWrite {
+            at: read.at,
+            received: (read.device != *me).then_some(read.received),
+            member: read.member.to_hex(),
+            name: names.get(&read.member),
+            device: Some(read.device.to_string()),
+            document: read.what.clone(),
+            action: "emergency_read".into(),
+            item: String::new(),
+            about: None,
+        });
     }
     writes.sort_by_key(|w| (w.received.unwrap_or(w.at), w.at));
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeError, Operation};
 use crate::circle::{About, Circle, CircleInfo};
-use crate::identity::Profile;
+use crate::identity::{LocalIdentity, Profile};
 use crate::node::NodeCore;
 use crate::store::Store;
 
@@ -376,6 +376,46 @@ pub struct CircleSummary {
     /// The patient's objection to sharing, once recorded: the circle is read-only.
     #[serde(default)]
     pub suspended: Option<SuspensionRow>,
+    /// Who may break the glass (the coordinator's list).
+    #[serde(default)]
+    pub on_call: Vec<OnCallRow>,
+    /// Emergency accesses under way (until their member is removed).
+    #[serde(default)]
+    pub emergency: Vec<EmergencyRow>,
+}
+
+/// An on-call professional a circle names.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OnCallRow {
+    pub member: String,
+    pub name: String,
+    pub profession: String,
+}
+
+impl OnCallRow {
+    pub(crate) fn of(o: crate::circle::membership::OnCall) -> OnCallRow {
+        OnCallRow {
+            member: o.member.to_hex(),
+            name: o.name,
+            profession: o.profession,
+        }
+    }
+}
+
+/// An emergency access, as the team sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EmergencyRow {
+    /// Who reads (hex, and name and profession when this device can open them).
+    pub member: String,
+    pub name: Option<String>,
+    pub profession: Option<String>,
+    /// Why, as they gave it.
+    pub reason: Option<String>,
+    /// When granted and until when (milliseconds), and by whom.
+    pub at: i64,
+    pub until: i64,
+    pub granted_by: Option<String>,
+    pub granted_by_name: Option<String>,
 }
 
 /// The patient's objection to sharing, as the team sees it.
@@ -427,16 +467,40 @@ impl Operation for CircleShow {
 
     fn run(self, core: &mut NodeCore) -> Result<CircleSummary, NodeError> {
         let store = core.circles.store.clone();
-        let c = core.circle(&self.circle)?;
+        let (c, a) = core.circle_mut(&self.circle)?;
         let refused = store.rejections(&c.id()).map_or(0, |r| r.len());
-        Ok(summary(c, refused, store.as_ref()))
+        Ok(summary(c, a.me, refused, store.as_ref()))
     }
 }
 
 /// A circle's members and epoch, for people.
-pub(crate) fn summary(c: &Circle, refused: usize, store: &dyn Store) -> CircleSummary {
+pub(crate) fn summary(
+    c: &Circle,
+    me: &LocalIdentity,
+    refused: usize,
+    store: &dyn Store,
+) -> CircleSummary {
     let r = c.resolution();
     let profiles = c.profiles();
+    let on_call: Vec<OnCallRow> = c.on_call_list(me).into_iter().map(OnCallRow::of).collect();
+    let devices = c.certified_devices();
+    let emergency = c
+        .emergencies(me)
+        .into_iter()
+        .map(|(m, e, about)| {
+            let by = devices.get(&e.by).copied();
+            EmergencyRow {
+                member: m.to_hex(),
+                name: about.as_ref().map(|a| a.name.clone()),
+                profession: about.as_ref().map(|a| a.profession.clone()),
+                reason: about.map(|a| a.reason),
+                at: e.at,
+                until: e.until,
+                granted_by: by.map(|m| m.to_hex()),
+                granted_by_name: by.and_then(|m| profiles.get(&m).map(|p| p.name.clone())),
+            }
+        })
+        .collect();
     CircleSummary {
         id: c.info().id.clone(),
         patient: c.info().patient.clone(),
@@ -492,6 +556,8 @@ pub(crate) fn summary(c: &Circle, refused: usize, store: &dyn Store) -> CircleSu
         waiting_operations: c.membership().waiting(),
         refused,
         forks: forks(c, store, &profiles),
+        on_call,
+        emergency,
     }
 }
 

@@ -136,10 +136,12 @@ impl From<CircleError> for NodeError {
             | CircleError::AmbiguousMember { .. }
             | CircleError::Write(_)
             | CircleError::Op(_)
-            | CircleError::TooManyRelays { .. } => ErrorKind::BadInput,
+            | CircleError::TooManyRelays { .. }
+            | CircleError::TooManyOnCall { .. } => ErrorKind::BadInput,
             CircleError::NotAllowed { .. }
             | CircleError::Suspended { .. }
             | CircleError::NoEpochKey
+            | CircleError::NotOnCall { .. }
             | CircleError::NotInvited { .. } => ErrorKind::NotAllowed,
             CircleError::AlreadyMember { .. } => ErrorKind::Conflict,
             CircleError::Store(s) => return NodeError::from(s.clone()),

@@ -53,8 +53,8 @@ impl Operation for Export {
         let store = core.circles.store.clone();
         let now = core.now();
         let me = core.me.member();
-        let device = core.me.device();
-        let (c, _) = core.circle_mut(&self.circle)?;
+        let (c, author) = core.circle_mut(&self.circle)?;
+        let identity = author.me;
         if self.format == ExportFormat::Fhir {
             super::about_a_patient(c, "patient to export as FHIR; export it as json")?;
         }
@@ -86,7 +86,7 @@ impl Operation for Export {
                 vec![json_file("circle.json", &all)?]
             }
             ExportFormat::Fhir => {
-                let audit = audit_entries(&super::audit::trail(c, store.as_ref(), &device)?);
+                let audit = audit_entries(&super::audit::trail(c, store.as_ref(), identity)?);
                 vec![json_file(
                     "circle.fhir.json",
                     &fhir_bundle(c, now, &audit)?,
@@ -95,6 +95,7 @@ impl Operation for Export {
         };
         // Taking a patient's file out of the circle is worth a line in the log.
         tracing::info!(circle = %c.id(), format = ?self.format, "circle exported");
+        core.consulted(&self.circle, "export");
         Ok(Exported { files })
     }
 }

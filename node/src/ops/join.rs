@@ -57,24 +57,7 @@ impl Operation for Join {
             }
         }
         let id = code.id();
-        if core.joins.len() >= MAX_JOINS && !core.joins.contains_key(&id) {
-            // The oldest finished join makes room; with none finished, the request waits.
-            let done = core
-                .joins
-                .iter()
-                .find(|(_, j)| j.state != JoinState::Reaching)
-                .map(|(k, _)| k.clone());
-            match done {
-                Some(k) => {
-                    core.joins.remove(&k);
-                }
-                None => {
-                    return Err(NodeError::unavailable(format!(
-                        "{MAX_JOINS} joins are under way; wait for one to finish"
-                    )));
-                }
-            }
-        }
+        make_room(core, &id)?;
         core.joins.insert(id.clone(), Joining::new(code, now));
         // The inviter may be connected already (a full code's, or on the LAN); a short code
         // is also looked for at the relays.
@@ -93,6 +76,28 @@ impl Operation for Join {
     }
 }
 
+/// Room for one more join under `id`: the oldest finished join makes room; with none
+/// finished, the request is refused (to be asked again).
+pub(crate) fn make_room(core: &mut NodeCore, id: &str) -> Result<(), NodeError> {
+    if core.joins.len() < MAX_JOINS || core.joins.contains_key(id) {
+        return Ok(());
+    }
+    let done = core
+        .joins
+        .iter()
+        .find(|(_, j)| j.state != JoinState::Reaching)
+        .map(|(k, _)| k.clone());
+    match done {
+        Some(k) => {
+            core.joins.remove(&k);
+            Ok(())
+        }
+        None => Err(NodeError::unavailable(format!(
+            "{MAX_JOINS} joins are under way; wait for one to finish"
+        ))),
+    }
+}
+
 /// Where a join started with [`Join`] stands.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JoinStatus {
@@ -107,7 +112,7 @@ impl Operation for JoinStatus {
     }
 }
 
-fn view(core: &NodeCore, id: &str) -> Result<JoinView, NodeError> {
+pub(crate) fn view(core: &NodeCore, id: &str) -> Result<JoinView, NodeError> {
     let j = core.joins.get(id).ok_or_else(|| {
         NodeError::not_found(format!("no join with invite {id:?} is under way here"))
     })?;

@@ -66,7 +66,8 @@ pub(crate) fn change(
     let id = c.id();
     let refused = core.circles.store.rejections(&id).map_or(0, |r| r.len());
     let store = core.circles.store.clone();
-    let answer = summary(core.circle(circle)?, refused, store.as_ref());
+    let (c, a) = core.circle_mut(circle)?;
+    let answer = summary(c, a.me, refused, store.as_ref());
     core.stage(id, staged);
     core.after_writes(then);
     Ok(answer)

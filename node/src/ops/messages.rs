@@ -71,6 +71,7 @@ impl Operation for MsgList {
         // A circle whose patient objected to sharing is read-only: reading it writes no
         // receipt.
         let suspended = core.circle(&self.circle)?.resolution().suspended.is_some();
+        core.consulted(&self.circle, "thread");
         let unread: Vec<String> = core
             .circle(&self.circle)?
             .thread()?

@@ -40,6 +40,7 @@ pub mod closing;
 pub mod devices;
 pub mod directory;
 pub mod documents;
+pub mod emergency;
 pub mod export;
 pub mod invite;
 pub mod join;
@@ -169,6 +170,9 @@ operations! {
     directory::DirectoryImport,
     directory::DirectorySearch,
     audit::Audit,
+    emergency::OnCallSet,
+    emergency::EmergencyCodeMake,
+    emergency::BreakGlassAsk,
 }
 
 /// Every kind of answer, by variant and type: the [`Answer`] enum (its JSON tag is the
@@ -225,6 +229,7 @@ answers! {
     Notes(notes::Notes),
     Invite(invite::InviteView),
     Join(join::JoinView),
+    EmergencyCode(emergency::EmergencyCodeView),
     Patient(patient::PatientView),
     Messages(messages::Messages),
     Tasks(tasks::Tasks),
@@ -282,6 +287,15 @@ impl Names {
 
     pub(crate) fn get(&self, member: &MemberId) -> Option<String> {
         self.0.get(member).cloned()
+    }
+
+    /// With the names of the circle's on-call list that `me` can open, for those without
+    /// a profile here (one let in by an emergency access publishes none).
+    pub(crate) fn with_on_call(mut self, c: &Circle, me: &crate::identity::LocalIdentity) -> Names {
+        for o in c.on_call_list(me) {
+            self.0.entry(o.member).or_insert(o.name);
+        }
+        self
     }
 
     pub(crate) fn receipt(&self, by: &MemberId, at: Timestamp) -> ReceiptRow {

@@ -180,9 +180,9 @@ impl Operation for NoteList {
     fn run(self, core: &mut NodeCore) -> Result<Notes, NodeError> {
         let store = core.circles.store.clone();
         let me = core.me.member();
-        Ok(Notes {
-            notes: notes(core.circle(&self.circle)?, store.as_ref(), &me)?,
-        })
+        let notes = notes(core.circle(&self.circle)?, store.as_ref(), &me)?;
+        core.consulted(&self.circle, "liaison_notebook");
+        Ok(Notes { notes })
     }
 }
 

@@ -64,7 +64,9 @@ impl Operation for PatientShow {
 
     fn run(self, core: &mut NodeCore) -> Result<PatientView, NodeError> {
         let store = core.circles.store.clone();
-        view(core.circle(&self.circle)?, store.as_ref())
+        let view = view(core.circle(&self.circle)?, store.as_ref())?;
+        core.consulted(&self.circle, "patient_file");
+        Ok(view)
     }
 }
 

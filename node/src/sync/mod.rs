@@ -121,6 +121,25 @@ pub enum Message {
         secret: Vec<u8>,
         card: String,
     },
+    /// An on-call professional asks a member's node for emergency read access to a circle
+    /// (from its emergency code), with why and their contact card (handled by the node,
+    /// see [`crate::emergency`]); answered with a `JoinAnswer` for `request`.
+    BreakGlass {
+        request: String,
+        circle: CircleId,
+        reason: String,
+        /// How long, at most 24 hours.
+        minutes: u32,
+        card: String,
+    },
+    /// A member let in by an emergency access read `what` (a document kind, or `export`)
+    /// of `circle` at `at`: told to the team's connected devices, which keep it in the
+    /// circle's audit trail (handled by the node).
+    Consulted {
+        circle: CircleId,
+        what: String,
+        at: i64,
+    },
     /// The inviter's answer to a `Join`: no reason if the member was added. To a `Join`
     /// made from a short code, the accepted answer names the circle and proves the
     /// inviter holds the invite ([`crate::invite::answer_proof`]).
@@ -749,6 +768,8 @@ impl PeerSync {
             // this protocol's.
             Message::Join { .. }
             | Message::JoinAnswer { .. }
+            | Message::BreakGlass { .. }
+            | Message::Consulted { .. }
             | Message::BlobWant { .. }
             | Message::BlobPart { .. }
             | Message::Met { .. }

@@ -643,6 +643,11 @@ pub(crate) fn patient(
                     a href=(format!("/c/{}/export.fhir.json", head.id)) download { (w.export_fhir) }
                     " " span class="muted" { (w.export_fhir_hint) }
                 }
+                @if head.suspended.is_none() && head.role != "observer" {
+                    p class="export" {
+                        a href=(format!("/c/{}/emergency-code", head.id)) id="patient-emergency-code" { (w.emergency_code_print) }
+                    }
+                }
                 (tasks(ctx, head, p, names))
             }
         },

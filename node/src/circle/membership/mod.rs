@@ -190,7 +190,112 @@ pub enum OpBody {
     /// what it holds read-only, and `epoch` starts a key epoch sealed to nobody. Nothing
     /// but a `Close` takes effect after it.
     WithdrawConsent { reason: String, epoch: EpochId },
+    /// Names who may break the glass (replacing any earlier list): the on-call
+    /// professionals who, with the patient's emergency code, are given read access for a
+    /// while. A coordinator's; at most [`MAX_ON_CALL`]. Their names are in `names`, sealed
+    /// with an epoch key (a relay learns no one's name).
+    SetOnCall {
+        members: Vec<MemberId>,
+        names: OpNote,
+    },
+    /// Emergency read access: a member of the circle's on-call list is added as an
+    /// observer until `until` (at most [`MAX_EMERGENCY_MILLIS`] after the operation), by
+    /// any member who writes (the node that was asked, checking the list). `sealed` gives
+    /// the on-call devices the current epoch's key only; `about` (who and why) is sealed
+    /// with it. When it expires a member removes them, which starts an epoch without them.
+    BreakGlass {
+        grant: MemberGrant,
+        until: i64,
+        sealed: Vec<SealedKey>,
+        about: OpNote,
+    },
 }
+
+impl OpBody {
+    /// The member an operation adds, with their devices: an addition or an emergency
+    /// access.
+    pub fn grant(&self) -> Option<&MemberGrant> {
+        match self {
+            OpBody::AddMember { grant, .. } | OpBody::BreakGlass { grant, .. } => Some(grant),
+            _ => None,
+        }
+    }
+}
+
+/// Words an operation carries for the members only: sealed with the key of `epoch`
+/// (XChaCha20-Poly1305, the circle and epoch authenticated with it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpNote {
+    pub epoch: EpochId,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl fmt::Debug for OpNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpNote({} bytes)", self.data.len())
+    }
+}
+
+/// The longest sealed note an operation carries.
+pub const MAX_OP_NOTE: usize = 8 * 1024;
+
+impl OpNote {
+    fn header(circle: &CircleId, epoch: &EpochId) -> Vec<u8> {
+        let mut h = b"cercle op note v1".to_vec();
+        h.extend_from_slice(&circle.0);
+        h.extend_from_slice(&epoch.0);
+        h
+    }
+
+    /// `value` as JSON sealed with `key`, the key of `epoch` in `circle`.
+    pub fn seal<T: Serialize>(
+        rng: &mut crate::crypto::SecureRng,
+        circle: &CircleId,
+        (epoch, key): (EpochId, &crate::crypto::EpochKey),
+        value: &T,
+    ) -> Result<OpNote, crate::crypto::CryptoError> {
+        let json = serde_json::to_vec(value).map_err(|_| crate::crypto::CryptoError::Decrypt)?;
+        let data = key.encrypt(rng, &OpNote::header(circle, &epoch), &json)?;
+        Ok(OpNote { epoch, data })
+    }
+
+    /// The value, if `keys` has the epoch's key and it opens and decodes.
+    pub fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        circle: &CircleId,
+        keys: &BTreeMap<EpochId, crate::crypto::EpochKey>,
+    ) -> Option<T> {
+        let key = keys.get(&self.epoch)?;
+        let json = key
+            .decrypt(&OpNote::header(circle, &self.epoch), &self.data)
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// Who an on-call professional is, as `SetOnCall` seals it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnCall {
+    pub member: MemberId,
+    pub name: String,
+    #[serde(default)]
+    pub profession: String,
+}
+
+/// Who was let in and why, as `BreakGlass` seals it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyAbout {
+    pub name: String,
+    #[serde(default)]
+    pub profession: String,
+    pub reason: String,
+}
+
+/// On-call professionals a circle names, at most.
+pub const MAX_ON_CALL: usize = 32;
+/// The longest emergency access: 24 hours.
+pub const MAX_EMERGENCY_MILLIS: i64 = 24 * 3_600_000;
 
 /// The longest reason of a consent withdrawal, in bytes.
 pub const MAX_CONSENT_REASON: usize = 500;
@@ -419,6 +524,19 @@ pub struct Suspension {
     pub op: OpHash,
 }
 
+/// An emergency access under way, as recorded by its `BreakGlass`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Emergency {
+    /// The device that granted it and when (milliseconds, as its author wrote).
+    pub by: DeviceId,
+    pub at: i64,
+    /// Until when (milliseconds).
+    pub until: i64,
+    /// Who and why, sealed.
+    #[serde(skip)]
+    pub about: OpNote,
+}
+
 /// Why a logged operation has no effect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]
@@ -504,6 +622,12 @@ pub struct Resolution {
     pub closed: bool,
     /// The patient's objection to sharing, once recorded.
     pub suspended: Option<Suspension>,
+    /// Who may break the glass (the last `SetOnCall`), and their names sealed.
+    pub on_call: Vec<MemberId>,
+    #[serde(skip)]
+    pub on_call_names: Option<OpNote>,
+    /// The members added by an emergency access, until they are removed.
+    pub emergency: BTreeMap<MemberId, Emergency>,
     /// Operations without effect, and why.
     pub void: BTreeMap<OpHash, VoidReason>,
 }
@@ -536,6 +660,21 @@ impl Resolution {
             .iter()
             .find(|(_, r)| r.had(device))
             .map(|(m, r)| (*m, r.role, r.cutoff(device, doc)))
+    }
+
+    /// The member owning `device` if they may read the circle at `now`: a current member,
+    /// an emergency access only until it expires.
+    pub fn reader_at(&self, device: &DeviceId, now: i64) -> Option<&MemberId> {
+        let (m, _) = self.member_of(device)?;
+        self.emergency
+            .get(m)
+            .is_none_or(|e| now < e.until)
+            .then_some(m)
+    }
+
+    /// Whether `member` is on the circle's on-call list.
+    pub fn on_call(&self, member: &MemberId) -> bool {
+        self.on_call.contains(member)
     }
 
     /// A member's role, if they are a current member.
@@ -927,11 +1066,13 @@ pub(crate) fn sealed_keys(body: &OpBody) -> &[SealedKey] {
         | OpBody::RemoveMember { sealed, .. }
         | OpBody::RotateKey { sealed, .. }
         | OpBody::AddDevice { sealed, .. }
+        | OpBody::BreakGlass { sealed, .. }
         | OpBody::RevokeDevice { sealed, .. } => sealed,
         OpBody::ChangeRole { .. }
         | OpBody::SetRelays { .. }
         | OpBody::SetReminder { .. }
         | OpBody::WithdrawConsent { .. }
+        | OpBody::SetOnCall { .. }
         | OpBody::Close => &[],
     }
 }

@@ -27,8 +27,8 @@ use cercle_crdt::{MemberId, Role};
 use crate::identity::DeviceId;
 
 use super::{
-    MAX_RELAY_ADDRESS, MAX_RELAYS, MAX_REMINDER_HOURS, MemberState, OpBody, OpHash, Resolution,
-    SignedOp, VoidReason,
+    MAX_EMERGENCY_MILLIS, MAX_ON_CALL, MAX_OP_NOTE, MAX_RELAY_ADDRESS, MAX_RELAYS,
+    MAX_REMINDER_HOURS, MemberState, OpBody, OpHash, Resolution, SignedOp, VoidReason,
 };
 
 /// A position in the linear order `L`.
@@ -87,6 +87,19 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
         (OpBody::WithdrawConsent { reason, .. }, Some((m, _))) => {
             judge_withdrawal(past, &m, reason)
         }
+        (OpBody::BreakGlass { .. }, Some((m, _))) => judge_break_glass(past, op, &m),
+        // An emergency access ends with its member's removal, by any member who writes.
+        (OpBody::RemoveMember { member, .. }, Some((m, _)))
+            if past.emergency.contains_key(member)
+                && past.role(&m).is_some_and(Role::writes_anything)
+                && !past.emergency.contains_key(&m) =>
+        {
+            if past.closed {
+                Err(VoidReason::Closed)
+            } else {
+                Ok(())
+            }
+        }
         (_, Some((m, _))) if past.role(&m) != Some(Role::Coordinator) => {
             Err(VoidReason::NotCoordinator)
         }
@@ -120,6 +133,11 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
         (OpBody::SetReminder { hours }, _) if *hours > MAX_REMINDER_HOURS => {
             Err(VoidReason::BadTarget)
         }
+        (OpBody::SetOnCall { members, names }, _)
+            if members.len() > MAX_ON_CALL || names.data.len() > MAX_OP_NOTE =>
+        {
+            Err(VoidReason::BadTarget)
+        }
         _ => Ok(()),
     };
     Verdict { author, outcome }
@@ -144,6 +162,51 @@ fn judge_withdrawal(past: &Resolution, author: &MemberId, reason: &str) -> Resul
         return Err(VoidReason::BadTarget);
     }
     Ok(())
+}
+
+/// An emergency access: by a member who writes (not one let in by another emergency), in
+/// a circle open and shared, to an observer on the on-call list who is not a member, with
+/// certified devices that are no one's yet, and an end within 24 hours.
+fn judge_break_glass(
+    past: &Resolution,
+    op: &SignedOp,
+    author: &MemberId,
+) -> Result<(), VoidReason> {
+    let content = op.content();
+    let OpBody::BreakGlass {
+        grant,
+        until,
+        about,
+        ..
+    } = &content.body
+    else {
+        return Err(VoidReason::BadTarget);
+    };
+    if !past.role(author).is_some_and(Role::writes_anything) || past.emergency.contains_key(author)
+    {
+        return Err(VoidReason::NotCoordinator);
+    }
+    if past.closed {
+        return Err(VoidReason::Closed);
+    }
+    if past.suspended.is_some() {
+        return Err(VoidReason::Suspended);
+    }
+    let fits = past.on_call(&grant.member)
+        && !past.members.contains_key(&grant.member)
+        && grant.role == Role::Observer
+        && !grant.devices.is_empty()
+        && grant.devices.iter().all(|d| {
+            d.member == grant.member && d.verify().is_ok() && past.member_of(&d.device).is_none()
+        })
+        && about.data.len() <= MAX_OP_NOTE
+        && *until > content.at
+        && until.saturating_sub(content.at) <= MAX_EMERGENCY_MILLIS;
+    if fits {
+        Ok(())
+    } else {
+        Err(VoidReason::BadTarget)
+    }
 }
 
 /// A device's addition or revocation: by a device of the member it concerns or by a
@@ -218,12 +281,17 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
             epoch,
             ..
         } => {
+            // An emergency access that ends leaves no former member behind (they wrote
+            // nothing, and may be added to the team later).
+            let emergency = state.emergency.remove(member).is_some();
             if let Some(gone) = state.members.remove(member) {
-                let removal = super::Removal {
-                    role: gone.role,
-                    logs: logs.clone(),
-                };
-                state.removed.insert(*member, removal);
+                if !emergency {
+                    let removal = super::Removal {
+                        role: gone.role,
+                        logs: logs.clone(),
+                    };
+                    state.removed.insert(*member, removal);
+                }
                 state.epoch = Some(*epoch);
                 state.epochs.push(*epoch);
             }
@@ -282,6 +350,33 @@ pub(super) fn apply(state: &mut Resolution, op: &SignedOp, position: Pos) {
         }
         OpBody::SetReminder { hours } => state.reminder_hours = Some(*hours),
         OpBody::Close => state.closed = true,
+        OpBody::SetOnCall { members, names } => {
+            state.on_call = members.clone();
+            state.on_call_names = Some(names.clone());
+        }
+        OpBody::BreakGlass {
+            grant,
+            until,
+            about,
+            ..
+        } => {
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                state.members.entry(grant.member)
+            {
+                slot.insert(MemberState {
+                    role: Role::Observer,
+                    devices: grant.devices.clone(),
+                    seniority: position,
+                });
+                let emergency = super::Emergency {
+                    by: op.content().device,
+                    at: op.content().at,
+                    until: *until,
+                    about: about.clone(),
+                };
+                state.emergency.insert(grant.member, emergency);
+            }
+        }
         OpBody::WithdrawConsent { reason, epoch } => {
             state.suspended = Some(super::Suspension {
                 by: op.content().device,

@@ -527,6 +527,92 @@ fn a_log_of_ten_thousand_operations_resolves_and_grows_by_appends() {
     assert_eq!(loaded.resolution(), m.resolution());
 }
 
+fn note() -> OpNote {
+    OpNote {
+        epoch: EpochId([3; 16]),
+        data: vec![1; 40],
+    }
+}
+
+fn break_glass_body(who: &LocalIdentity, until: i64) -> OpBody {
+    OpBody::BreakGlass {
+        grant: grant(who, Role::Observer),
+        until,
+        sealed: vec![],
+        about: note(),
+    }
+}
+
+#[test]
+fn only_someone_on_the_on_call_list_breaks_the_glass_for_a_day_at_most_and_any_writer_ends_it() {
+    let (gp, nurse, parent, doctor, other) = (
+        person("GP"),
+        person("Nurse"),
+        person("Parent"),
+        person("On call"),
+        person("Other"),
+    );
+    let mut m = circle_of(&gp);
+    add(&mut m, &gp, &nurse, Role::Professional);
+    add(&mut m, &gp, &parent, Role::Observer);
+    // Nobody on call yet: refused.
+    let early = next(&m, &nurse, break_glass_body(&doctor, 3_600_000));
+    assert!(take(&mut m, &early).is_err());
+    // Only a coordinator names who is on call.
+    let by_nurse = next(
+        &m,
+        &nurse,
+        OpBody::SetOnCall {
+            members: vec![doctor.member()],
+            names: note(),
+        },
+    );
+    assert!(take(&mut m, &by_nurse).is_err());
+    let listed = next(
+        &m,
+        &gp,
+        OpBody::SetOnCall {
+            members: vec![doctor.member()],
+            names: note(),
+        },
+    );
+    m.append(listed).unwrap();
+    assert!(m.resolution().on_call(&doctor.member()));
+    // Someone else, an observer's grant, or more than a day: refused.
+    for (by, who, until) in [
+        (&nurse, &other, 3_600_000),
+        (&parent, &doctor, 3_600_000),
+        (&nurse, &doctor, MAX_EMERGENCY_MILLIS + 1),
+        (&nurse, &doctor, 0),
+    ] {
+        let o = next(&m, by, break_glass_body(who, until));
+        assert!(take(&mut m, &o).is_err(), "{:?}", o.content().body);
+    }
+    // A professional's grant: an observer until then.
+    m.append(next(&m, &nurse, break_glass_body(&doctor, 3_600_000)))
+        .unwrap();
+    let r = m.resolution();
+    assert_eq!(r.role(&doctor.member()), Some(Role::Observer));
+    assert_eq!(r.emergency[&doctor.member()].until, 3_600_000);
+    assert!(r.reader_at(&doctor.device(), 3_599_999).is_some());
+    assert!(r.reader_at(&doctor.device(), 3_600_000).is_none());
+    // She cannot let anyone else in, nor remove anyone.
+    let hers = next(&m, &doctor, remove_body(&nurse));
+    assert!(take(&mut m, &hers).is_err());
+    // A professional may not remove a member, but ends an emergency access.
+    let not_hers = next(&m, &nurse, remove_body(&parent));
+    assert!(take(&mut m, &not_hers).is_err());
+    m.append(next(&m, &nurse, remove_body(&doctor))).unwrap();
+    let r = m.resolution();
+    assert!(r.emergency.is_empty() && r.role(&doctor.member()).is_none());
+    assert_eq!(r.epoch, Some(EpochId([7; 16])));
+    // No former member is left behind: she may be let in again another night.
+    assert!(!r.removed.contains_key(&doctor.member()));
+    m.append(next(&m, &gp, break_glass_body(&doctor, 7_200_000)))
+        .unwrap();
+    assert!(m.resolution().emergency.contains_key(&doctor.member()));
+}
+
 /// A random log: (parent choices, author index, body choice, target index, role index).
 type Script = Vec<(Vec<usize>, usize, u8, usize, usize)>;
 
@@ -535,7 +621,29 @@ fn body_of(people: &[LocalIdentity], n: usize, body: u8, target: usize, role: us
     let sibling = &people[(target + people.len() / 2) % people.len()];
     let target = &people[target % people.len()];
     let role = Role::ALL[role % 4];
-    match body % 12 {
+    match body % 14 {
+        12 => OpBody::SetOnCall {
+            members: vec![target.member(), sibling.member()],
+            names: note(),
+        },
+        // Now and then for longer than a day, or with a role other than observer.
+        13 => OpBody::BreakGlass {
+            grant: grant(
+                target,
+                if n.is_multiple_of(3) {
+                    role
+                } else {
+                    Role::Observer
+                },
+            ),
+            until: if n.is_multiple_of(4) {
+                MAX_EMERGENCY_MILLIS + 1
+            } else {
+                3_600_000
+            },
+            sealed: vec![],
+            about: note(),
+        },
         11 => OpBody::WithdrawConsent {
             reason: if n.is_multiple_of(5) {
                 String::new()
@@ -627,7 +735,7 @@ fn script(max: usize) -> impl Strategy<Value = Script> {
         (
             prop::collection::vec(any::<usize>(), 1..3),
             any::<usize>(),
-            0u8..12,
+            0u8..14,
             any::<usize>(),
             any::<usize>(),
         ),

@@ -128,7 +128,7 @@ impl NodeCore {
         let Some(c) = self.circles.open.get(&circle) else {
             return Vec::new();
         };
-        if c.resolution().member_of(&from).is_none() {
+        if c.resolution().reader_at(&from, self.now.millis()).is_none() {
             tracing::warn!(peer = %from, %circle, "refused a document to a device that is not a member");
             return Vec::new();
         }

@@ -58,6 +58,18 @@ pub(crate) fn suspended_receipts(store: &dyn Store, circle: &CircleId) -> Vec<De
 /// the patient file's words (an item's title, a document's name).
 fn without_content(mut trail: AuditTrail) -> AuditTrail {
     for w in &mut trail.writes {
+        // Reasons are the patient's business: the objection's and an emergency's go, the
+        // on-call professional's name stays.
+        match w.action.as_str() {
+            "consent_withdrawn" => w.about = None,
+            "emergency_access" => {
+                w.about = w
+                    .about
+                    .as_deref()
+                    .map(|a| a.split(':').next().unwrap_or_default().to_string());
+            }
+            _ => {}
+        }
         if w.document == cercle_crdt::DocKind::PatientFile.as_str() {
             w.about = w
                 .about
@@ -85,7 +97,7 @@ impl NodeCore {
         };
         let store = self.circles.store.clone();
         let me = self.me.device();
-        let trail = match crate::ops::audit::trail(c, store.as_ref(), &me) {
+        let trail = match crate::ops::audit::trail(c, store.as_ref(), &self.me) {
             Ok(t) => Some(without_content(t)),
             Err(e) => {
                 tracing::warn!(%circle, error = %e, "a closed circle's trail cannot be read; it is not kept");

@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use cercle_crdt::{DocKind, MemberId, Role};
 
 use super::NodeCore;
-use crate::circle::membership::{CircleId, OpBody, SignedOp};
+use crate::circle::membership::{CircleId, SignedOp};
 use crate::circle::{Circle, CircleInfo, Staged};
 use crate::envelope::Envelope;
 use crate::identity::DeviceId;
@@ -80,10 +80,10 @@ struct Joined {
 
 /// Whether `op` adds a member with `device` among their devices.
 fn adds_member_device(op: &SignedOp, device: DeviceId) -> bool {
-    match &op.content().body {
-        OpBody::AddMember { grant, .. } => grant.devices.iter().any(|d| d.device == device),
-        _ => false,
-    }
+    op.content()
+        .body
+        .grant()
+        .is_some_and(|g| g.devices.iter().any(|d| d.device == device))
 }
 
 /// The declined circles the store remembers.

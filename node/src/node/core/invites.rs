@@ -6,6 +6,7 @@ use super::writes::After;
 use super::{Effect, NodeCore};
 use crate::circle::CircleError;
 use crate::circle::membership::CircleId;
+use crate::emergency::EmergencyCode;
 use crate::identity::{ContactCard, DeviceId};
 use crate::invite::{
     AnyCode, InviteError, InviteRecord, MAX_OPEN_INVITES, RECORD_PREFIX, SECRET_BYTES, ShortCode,
@@ -45,6 +46,13 @@ pub(crate) enum Given {
         code: ShortCode,
         circle: Option<CircleId>,
     },
+    /// A patient's emergency code: any device it names may grant read access; the request
+    /// carries why and for how long.
+    Emergency {
+        code: Box<EmergencyCode>,
+        reason: String,
+        minutes: u32,
+    },
 }
 
 impl Joining {
@@ -70,11 +78,54 @@ impl Joining {
         }
     }
 
+    /// An emergency access asked with `code`.
+    pub(crate) fn emergency(
+        code: EmergencyCode,
+        reason: String,
+        minutes: u32,
+        now: i64,
+    ) -> Joining {
+        Joining {
+            secret: [0; SECRET_BYTES],
+            inviter: None,
+            from: Given::Emergency {
+                code: Box::new(code),
+                reason,
+                minutes,
+            },
+            state: JoinState::Reaching,
+            last_try: now,
+        }
+    }
+
     /// The circle joined, once known.
     pub(crate) fn circle(&self) -> Option<CircleId> {
         match &self.from {
             Given::Full { circle, .. } => Some(*circle),
             Given::Short { circle, .. } => *circle,
+            Given::Emergency { code, .. } => Some(code.circle),
+        }
+    }
+
+    /// The message asking `device` to let this one in.
+    fn ask(&self, id: &str, me: &DeviceId, device: &DeviceId, card: &str) -> Message {
+        match &self.from {
+            Given::Emergency {
+                code,
+                reason,
+                minutes,
+            } => Message::BreakGlass {
+                request: id.to_string(),
+                circle: code.circle,
+                reason: reason.clone(),
+                minutes: *minutes,
+                card: card.to_string(),
+            },
+            _ => Message::Join {
+                invite: id.to_string(),
+                secret: self.proof_for(me, device),
+                card: card.to_string(),
+            },
         }
     }
 
@@ -86,6 +137,7 @@ impl Joining {
             Given::Short { .. } => {
                 join_proof(blake3::hash(&self.secret).as_bytes(), me, inviter).to_vec()
             }
+            Given::Emergency { .. } => Vec::new(),
         }
     }
 
@@ -125,6 +177,15 @@ impl NodeCore {
                 tracing::info!(peer = %device, "found the inviter of a short code");
                 j.inviter = Some(*device);
             }
+            // An emergency code: the first device it names that is connected is asked.
+            if let Given::Emergency { code, .. } = &j.from
+                && j.inviter.is_none()
+                && j.state == JoinState::Reaching
+                && code.names(device)
+            {
+                tracing::info!(peer = %device, "asking a member's device for emergency access");
+                j.inviter = Some(*device);
+            }
         }
         let wanted = |j: &Joining| j.inviter == Some(*device) && j.state == JoinState::Reaching;
         if !self.joins.values().any(wanted) {
@@ -135,16 +196,7 @@ impl NodeCore {
         self.joins
             .iter()
             .filter(|(_, j)| wanted(j))
-            .map(|(id, j)| {
-                Effect::Send(
-                    *device,
-                    Message::Join {
-                        invite: id.clone(),
-                        secret: j.proof_for(&me, device),
-                        card: card.clone(),
-                    },
-                )
-            })
+            .map(|(id, j)| Effect::Send(*device, j.ask(id, &me, device, &card)))
             .collect()
     }
 
@@ -186,6 +238,12 @@ impl NodeCore {
                 (Some(inviter), _) if self.peers.contains_key(&inviter) => ask.push(inviter),
                 (_, Given::Full { addresses, .. }) => {
                     out.extend(addresses.iter().cloned().map(Effect::Dial));
+                }
+                // Gone or not found yet: any device the code names, connected or dialed.
+                (_, Given::Emergency { code, .. }) => {
+                    j.inviter = None;
+                    out.extend(code.dials().into_iter().map(Effect::Dial));
+                    ask.extend(self.peers.keys().copied().filter(|d| code.names(d)));
                 }
                 // Found once and gone: looked for again.
                 (Some(_), Given::Short { .. }) => {
@@ -310,6 +368,7 @@ impl NodeCore {
         }
         let named = match &j.from {
             Given::Short { circle, .. } => *circle,
+            Given::Emergency { code, .. } => Some(code.circle),
             Given::Full { .. } => None,
         };
         j.state = match answer.refused {

@@ -219,6 +219,20 @@ impl NodeCore {
                 self.join_asked(device, invite, &secret, &card);
                 return None;
             }
+            Message::BreakGlass {
+                request,
+                circle,
+                reason,
+                minutes,
+                card,
+            } => {
+                self.break_glass_asked(device, request, circle, &reason, minutes, &card);
+                return None;
+            }
+            Message::Consulted { circle, what, at } => {
+                self.consulted_by(device, circle, &what, at);
+                return None;
+            }
             Message::JoinAnswer {
                 invite,
                 refused,
