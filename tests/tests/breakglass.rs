@@ -201,6 +201,13 @@ fn an_on_call_doctor_reads_with_the_emergency_code_the_team_sees_it_and_it_ends_
         !on_call.note_texts(&circle).iter().any(|n| n == AFTER),
         "the on-call doctor received a note written after the access ended"
     );
+    // Her own node says the access ended.
+    let hers = WebSession::login(&on_call.ui_link());
+    let (_, page) = hers.get(&format!("/c/{circle}"));
+    assert!(
+        page.contains("terminé le"),
+        "her page does not say the access ended: {page}"
+    );
     node_on_call.stop();
     node_nurse.stop();
     node_gp.stop();

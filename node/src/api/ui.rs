@@ -149,8 +149,9 @@ pub(crate) struct CircleHead {
     pub(crate) closed: bool,
     /// The patient objected to sharing (the reason): read-only, no longer synced.
     pub(crate) suspended: Option<String>,
-    /// Emergency accesses under way: the team is told on every page of the circle.
-    pub(crate) emergency: Vec<crate::ops::circles::EmergencyRow>,
+    /// Emergency accesses not yet removed, and whether each has ended by this node's
+    /// clock: the team is told on every page of the circle.
+    pub(crate) emergency: Vec<(crate::ops::circles::EmergencyRow, bool)>,
 }
 
 impl CircleHead {
@@ -597,12 +598,12 @@ fn circle_page(ctx: &Ctx, head: &CircleHead, tab: Tab, body: Markup) -> Markup {
                     (w.suspended_banner) " : " (reason)
                 }
             }
-            @for e in &head.emergency {
+            @for (e, ended) in &head.emergency {
                 p class="pill warn emergency" role="status" {
                     (w.emergency_banner) " " strong { (e.name.as_deref().unwrap_or("?")) }
                     @if let Some(p) = e.profession.as_deref().filter(|p| !p.is_empty()) { " (" (p) ")" }
                     @if let Some(r) = &e.reason { ", " (w.emergency_reason) " : " (r) }
-                    ", " (w.emergency_until) " " (ctx.when(e.until))
+                    ", " @if *ended { (w.emergency_ended) } @else { (w.emergency_until) } " " (ctx.when(e.until))
                 }
             }
             nav aria-label=(w.sections) id="live-tabs" data-live class="tabs" {

@@ -370,7 +370,17 @@ impl Session {
             team: summary.team,
             closed: false,
             suspended: summary.suspended.map(|s| s.reason),
-            emergency: summary.emergency,
+            emergency: {
+                let now = crate::node::now().millis();
+                summary
+                    .emergency
+                    .into_iter()
+                    .map(|e| {
+                        let ended = e.until <= now;
+                        (e, ended)
+                    })
+                    .collect()
+            },
         };
         Ok((head, notes, messages, me))
     }

@@ -184,9 +184,11 @@ impl NodeCore {
             return;
         };
         let r = c.resolution();
-        if !r.emergency.contains_key(&me) {
+        let Some(access) = r.emergency.get(&me) else {
             return;
-        }
+        };
+        // Once it ended, the team takes no more reads from her devices: kept here only.
+        let ended = access.until <= now;
         if self
             .reads
             .told
@@ -200,8 +202,9 @@ impl NodeCore {
             .peers
             .keys()
             .filter(|d| {
-                r.reader_at(d, now)
-                    .is_some_and(|m| !r.emergency.contains_key(m))
+                !ended
+                    && r.reader_at(d, now)
+                        .is_some_and(|m| !r.emergency.contains_key(m))
             })
             .copied()
             .collect();
