@@ -1,7 +1,8 @@
 //! Break-glass with real nodes and a relay on loopback.
 //!
-//! The story: a GP (coordinator) and a nurse share a patient's circle through a relay. The
-//! GP names the territory's on-call doctor and prints the patient's emergency code. At
+//! The story: a GP (coordinator) and a nurse share a patient's circle through a relay; a
+//! physiotherapist left it between their two notes (a new key epoch). The GP names the
+//! territory's on-call doctor and prints the patient's emergency code. At
 //! night the on-call doctor, whose node shares no circle with the team and knows only the
 //! code, asks for access with a reason: a member's node checks the on-call list and lets
 //! her read within seconds; the nurse's pages show the banner with her name, the reason and
@@ -50,6 +51,10 @@ fn an_on_call_doctor_reads_with_the_emergency_code_the_team_sees_it_and_it_ends_
     let circle = gp.create_circle(PATIENT);
     gp.json(&["circle", "relays", &circle, &relay.address_on("127.0.0.1")]);
     gp.add_member(&circle, &nurse.card(), "professional");
+    let former = TestHome::new();
+    former.init("Sophie Marchetti", "masseur-kinésithérapeute");
+    gp.add_member(&circle, &former.card(), "professional");
+    let epoch = |home: &TestHome| home.json(&["circle", "show", &circle])["epoch"].clone();
 
     // Only a coordinator names who may break the glass.
     let listed = gp.json(&["circle", "on-call", &circle, "--card", &on_call.card()]);
@@ -66,6 +71,13 @@ fn an_on_call_doctor_reads_with_the_emergency_code_the_team_sees_it_and_it_ends_
         not_coordinator.stderr
     );
     gp.json(&["note", "add", &circle, NOTES[0]]);
+    // A member leaves: what follows is sealed in a new epoch, and the on-call doctor must
+    // read both.
+    gp.json(&["circle", "remove", &circle, "Sophie"]);
+    assert!(
+        wait_until(60, || epoch(&nurse) == epoch(&gp)),
+        "the nurse's node did not take the removal's epoch"
+    );
     nurse.json(&["note", "add", &circle, NOTES[1]]);
     assert!(
         wait_until(60, || gp.note_texts(&circle).len() == 2
@@ -174,7 +186,6 @@ fn an_on_call_doctor_reads_with_the_emergency_code_the_team_sees_it_and_it_ends_
     node_stranger.stop();
 
     // The access expires: a member's node removes her and starts a new key epoch.
-    let epoch = |home: &TestHome| home.json(&["circle", "show", &circle])["epoch"].clone();
     let epoch_before = epoch(&gp);
     assert!(
         wait_until(150, || emergency_members(&gp, &circle).is_empty()

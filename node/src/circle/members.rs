@@ -360,8 +360,10 @@ impl Circle {
     }
 
     /// Lets the on-call professional of `card` read the circle until `until` (at most 24
-    /// hours from now) for `reason`: they are added as an observer and given the current
-    /// epoch's key only. Any member who writes grants it; the list is the coordinator's.
+    /// hours from now) for `reason`: they are added as an observer and given every epoch
+    /// key this device reads (without the earlier epochs', a circle that ever rotated its
+    /// key would show them nothing: the documents are built from their whole history).
+    /// Any member who writes grants it; the list is the coordinator's.
     #[allow(clippy::too_many_arguments)]
     pub fn break_glass(
         &mut self,
@@ -408,7 +410,10 @@ impl Circle {
         let keys = self.epoch_keys(me);
         let key = keys.get(&epoch).ok_or(CircleError::NoEpochKey)?;
         let binding = binding(self.membership.log());
-        let sealed = seal_to(rng, &binding, (epoch, key), &card.devices)?;
+        let mut sealed = Vec::new();
+        for (e, k) in &keys {
+            sealed.extend(seal_to(rng, &binding, (*e, k), &card.devices)?);
+        }
         let about = EmergencyAbout {
             name: card.profile.name.clone(),
             profession: card.profile.profession.clone(),

@@ -201,8 +201,9 @@ pub enum OpBody {
     /// Emergency read access: a member of the circle's on-call list is added as an
     /// observer until `until` (at most [`MAX_EMERGENCY_MILLIS`] after the operation), by
     /// any member who writes (the node that was asked, checking the list). `sealed` gives
-    /// the on-call devices the current epoch's key only; `about` (who and why) is sealed
-    /// with it. When it expires a member removes them, which starts an epoch without them.
+    /// the on-call devices the epoch keys the granting device reads (the record is read
+    /// whole, its history included); `about` (who and why) is sealed with the current
+    /// one. When it expires a member removes them, which starts an epoch without them.
     BreakGlass {
         grant: MemberGrant,
         until: i64,

@@ -1,6 +1,6 @@
 //! The node core's side of break-glass on a member's node: an on-call professional's
 //! request checked against the circle's on-call list and granted (an observer until the
-//! access expires, the current epoch's key sealed to their devices), and, once it expires,
+//! access expires, the circle's epoch keys sealed to their devices), and, once it expires,
 //! their removal, which starts an epoch without them. What the on-call professional reads
 //! is told to the team's connected devices (`Message::Consulted`, once a minute per kind of
 //! read) and kept in the circle's audit trail there and on the reader's node. The code and the request's checks
