@@ -322,8 +322,15 @@ impl NodeCore {
     /// counts as a current member's device, and is not connected to yet, is reached through
     /// that relay (by the side with the lower device key). An introduction from a peer that is
     /// not a relay of this node (given at start or named by a circle) is refused; one for a
-    /// circle not held here (an invitation not answered yet) is let go.
+    /// circle not held here is let go first.
     fn met(&mut self, relay: DeviceId, circle: CircleId, devices: Vec<DeviceId>) {
+        // A circle not held here yet (an invitation not answered, a circle an emergency
+        // access is bringing, whose relay this node does not count as its own yet): let
+        // go, from anyone, at no cost.
+        if !self.circles.open.contains_key(&circle) {
+            tracing::debug!(peer = %relay, %circle, "an introduction for a circle not held here");
+            return;
+        }
         let refusal = if !self.is_relay(&relay) {
             Some("not_a_relay")
         } else if devices.len() > MAX_MET_DEVICES {
