@@ -1,8 +1,6 @@
 //! `cercle device pair|list|revoke`: a member's devices. A new device is paired with
 //! `cercle init --pair CODE` (see `init`).
 
-use std::io::IsTerminal;
-
 use cercle_node::ops::devices::{DeviceList, DevicePair, DeviceRevoke};
 
 use crate::Context;
@@ -43,13 +41,7 @@ pub(crate) fn run(ctx: &Context, cmd: DeviceCommand) -> anyhow::Result<()> {
                     "Pairing code for a new device of yours (single use, until {until}):\n\n{}\n",
                     view.code
                 );
-                if !no_qr
-                    && std::io::stdout().is_terminal()
-                    && let Some(qr) = crate::cmd::invite::qr_text(&view.code)
-                {
-                    s.push('\n');
-                    s.push_str(&qr);
-                }
+                crate::cmd::invite::push_qr(&mut s, &view.code, no_qr);
                 s.push_str("\nOn the new machine run `cercle init --pair CODE` while this node runs; it then receives your circles.");
                 s
             })?;
@@ -125,13 +117,7 @@ pub(crate) fn phone(ctx: &Context, cmd: PhoneCommand) -> anyhow::Result<()> {
                     "Open this link on the phone (once, within 10 minutes), on the same network:\n\n{link}\n\nThe phone must show the certificate fingerprint {}\n",
                     view["fingerprint"].as_str().unwrap_or_default()
                 );
-                if !no_qr
-                    && std::io::stdout().is_terminal()
-                    && let Some(qr) = crate::cmd::invite::qr_text(&link)
-                {
-                    s.push('\n');
-                    s.push_str(&qr);
-                }
+                crate::cmd::invite::push_qr(&mut s, &link, no_qr);
                 s
             })?;
         }

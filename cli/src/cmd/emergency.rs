@@ -6,7 +6,6 @@ use cercle_node::ContactCard;
 use cercle_node::emergency::{EmergencyCode, MAX_MINUTES, check_request};
 use cercle_node::ops::circles::CircleShow;
 use cercle_node::ops::emergency::{BreakGlassAsk, EmergencyCodeMake, OnCallSet};
-use std::io::IsTerminal;
 
 use crate::Context;
 use crate::backend::{Client, ask};
@@ -86,13 +85,7 @@ pub(crate) fn code(ctx: &Context, circle: String, no_qr: bool) -> anyhow::Result
             &view.circle[..12],
             view.code
         );
-        if !no_qr
-            && std::io::stdout().is_terminal()
-            && let Some(qr) = crate::cmd::invite::qr_text(&view.code)
-        {
-            s.push('\n');
-            s.push_str(&qr);
-        }
+        crate::cmd::invite::push_qr(&mut s, &view.code, no_qr);
         if view.on_call.is_empty() {
             s.push_str("\nNo one may use it yet: a coordinator names the on-call professionals with `cercle circle on-call CIRCLE --card CARD`.");
         } else {

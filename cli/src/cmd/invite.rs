@@ -66,18 +66,23 @@ pub(crate) fn run(ctx: &Context, cmd: InviteCommand) -> anyhow::Result<()> {
             view.code,
             view.short
         );
-        if !no_qr
-            && std::io::stdout().is_terminal()
-            && let Some(qr) = qr_text(&view.code)
-        {
-            s.push('\n');
-            s.push_str(&qr);
-        }
+        push_qr(&mut s, &view.code, no_qr);
         s.push_str(
             "\nThe invitee runs `cercle join CODE` with either code (the short one finds this node on your network or through a relay you both use); keep this node running until they have joined.",
         );
         s
     })
+}
+
+/// Appends `code`'s QR to `s` when it is for a terminal and the user did not say `--no-qr`.
+pub(crate) fn push_qr(s: &mut String, code: &str, no_qr: bool) {
+    if !no_qr
+        && std::io::stdout().is_terminal()
+        && let Some(qr) = qr_text(code)
+    {
+        s.push('\n');
+        s.push_str(&qr);
+    }
 }
 
 /// The code as a QR code drawn with half blocks, for a phone to read off the terminal.

@@ -257,24 +257,7 @@ impl Circle {
             },
             "recording the patient's objection",
         )?;
-        let reason = reason.trim();
-        let max = super::membership::MAX_CONSENT_REASON;
-        let fault = if reason.is_empty() {
-            Some(cercle_crdt::schema::Fault::Empty)
-        } else if reason.len() > max {
-            Some(cercle_crdt::schema::Fault::TooLong {
-                len: reason.len(),
-                max,
-            })
-        } else {
-            None
-        };
-        if let Some(reason) = fault {
-            return Err(CircleError::Write(cercle_crdt::WriteError::InvalidValue {
-                field: "reason",
-                reason,
-            }));
-        }
+        let reason = checked_reason(reason)?;
         let epoch = crate::crypto::EpochId::generate(rng);
         let body = OpBody::WithdrawConsent {
             reason: reason.to_string(),
@@ -391,20 +374,7 @@ impl Circle {
                 name: card.profile.name.clone(),
             });
         }
-        let reason = reason.trim();
-        if reason.is_empty() || reason.len() > MAX_CONSENT_REASON {
-            return Err(CircleError::Write(cercle_crdt::WriteError::InvalidValue {
-                field: "reason",
-                reason: if reason.is_empty() {
-                    cercle_crdt::schema::Fault::Empty
-                } else {
-                    cercle_crdt::schema::Fault::TooLong {
-                        len: reason.len(),
-                        max: MAX_CONSENT_REASON,
-                    }
-                },
-            }));
-        }
+        let reason = checked_reason(reason)?;
         let until = until.min(now.millis() + MAX_EMERGENCY_MILLIS);
         let epoch = self.resolution().epoch.ok_or(CircleError::NoEpochKey)?;
         let keys = self.epoch_keys(me);
@@ -510,4 +480,24 @@ impl Circle {
             membership_changed: true,
         })
     }
+}
+
+/// A reason as an operation records it (a patient's objection, an emergency access):
+/// trimmed, not empty, at most [`MAX_CONSENT_REASON`] bytes.
+fn checked_reason(reason: &str) -> Result<&str, CircleError> {
+    let reason = reason.trim();
+    let fault = if reason.is_empty() {
+        cercle_crdt::schema::Fault::Empty
+    } else if reason.len() > MAX_CONSENT_REASON {
+        cercle_crdt::schema::Fault::TooLong {
+            len: reason.len(),
+            max: MAX_CONSENT_REASON,
+        }
+    } else {
+        return Ok(reason);
+    };
+    Err(CircleError::Write(cercle_crdt::WriteError::InvalidValue {
+        field: "reason",
+        reason: fault,
+    }))
 }

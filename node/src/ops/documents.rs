@@ -126,7 +126,7 @@ impl Operation for DocGet {
             NodeError::internal(format!("the document {:?} names no content", document.name))
         })?;
         if let Some(content) = store.blob(&circle, &hash)? {
-            core.consulted(&self.circle, "document");
+            core.consulted(circle, "document");
             let received = content.len() as u64;
             return Ok(Document {
                 document,

@@ -94,8 +94,9 @@ impl Operation for Export {
             }
         };
         // Taking a patient's file out of the circle is worth a line in the log.
-        tracing::info!(circle = %c.id(), format = ?self.format, "circle exported");
-        core.consulted(&self.circle, "export");
+        let id = c.id();
+        tracing::info!(circle = %id, format = ?self.format, "circle exported");
+        core.consulted(id, "export");
         Ok(Exported { files })
     }
 }

@@ -70,8 +70,9 @@ impl Operation for MsgList {
         let by = core.me().member();
         // A circle whose patient objected to sharing is read-only: reading it writes no
         // receipt.
-        let suspended = core.circle(&self.circle)?.resolution().suspended.is_some();
-        core.consulted(&self.circle, "thread");
+        let c = core.circle(&self.circle)?;
+        let (id, suspended) = (c.id(), c.resolution().suspended.is_some());
+        core.consulted(id, "thread");
         let unread: Vec<String> = core
             .circle(&self.circle)?
             .thread()?

@@ -180,8 +180,9 @@ impl Operation for NoteList {
     fn run(self, core: &mut NodeCore) -> Result<Notes, NodeError> {
         let store = core.circles.store.clone();
         let me = core.me.member();
-        let notes = notes(core.circle(&self.circle)?, store.as_ref(), &me)?;
-        core.consulted(&self.circle, "liaison_notebook");
+        let c = core.circle(&self.circle)?;
+        let (id, notes) = (c.id(), notes(c, store.as_ref(), &me)?);
+        core.consulted(id, "liaison_notebook");
         Ok(Notes { notes })
     }
 }

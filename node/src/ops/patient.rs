@@ -64,8 +64,9 @@ impl Operation for PatientShow {
 
     fn run(self, core: &mut NodeCore) -> Result<PatientView, NodeError> {
         let store = core.circles.store.clone();
-        let view = view(core.circle(&self.circle)?, store.as_ref())?;
-        core.consulted(&self.circle, "patient_file");
+        let c = core.circle(&self.circle)?;
+        let (id, view) = (c.id(), view(c, store.as_ref())?);
+        core.consulted(id, "patient_file");
         Ok(view)
     }
 }

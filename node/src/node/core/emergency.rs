@@ -174,12 +174,9 @@ impl NodeCore {
     /// This node's member read `what` of `circle` (a document kind's name, `document` or
     /// `export`): under an emergency access, it is kept here and told to the connected
     /// devices of the team, once a minute per kind.
-    pub(crate) fn consulted(&mut self, circle: &str, what: &'static str) {
+    pub(crate) fn consulted(&mut self, id: CircleId, what: &'static str) {
         let now = self.now.millis();
         let me = self.me.member();
-        let Ok(id) = self.circles.find(circle) else {
-            return;
-        };
         let Some(c) = self.circles.open.get(&id) else {
             return;
         };
@@ -198,16 +195,18 @@ impl NodeCore {
             return;
         }
         self.reads.told.insert((id, what), now);
-        let team: Vec<DeviceId> = self
-            .peers
-            .keys()
-            .filter(|d| {
-                !ended
-                    && r.reader_at(d, now)
+        let team: Vec<DeviceId> = if ended {
+            Vec::new()
+        } else {
+            self.peers
+                .keys()
+                .filter(|d| {
+                    r.reader_at(d, now)
                         .is_some_and(|m| !r.emergency.contains_key(m))
-            })
-            .copied()
-            .collect();
+                })
+                .copied()
+                .collect()
+        };
         let message = Message::Consulted {
             circle: id,
             what: what.to_string(),
