@@ -495,9 +495,16 @@ pub async fn run(
                             tokio::spawn(crate::net::open_stream(device, *peer, false, control.clone(), net_tx.clone(), drop_tx.clone()));
                         }
                     }
-                    SwarmEvent::ConnectionClosed { peer_id: peer, num_established: 0, .. } => {
+                    SwarmEvent::ConnectionClosed { peer_id: peer, num_established, .. } => {
                         if let Some(device) = device_of(peer) {
                             let _ = net_tx.send(NetEvent::Disconnected { device }).await;
+                            // Another connection remains: the stream to the member may have
+                            // been on the closed one, where what is written is lost. The
+                            // exchange starts again on a new stream, as the member's side
+                            // does.
+                            if *num_established > 0 {
+                                tokio::spawn(crate::net::open_stream(device, *peer, false, control.clone(), net_tx.clone(), drop_tx.clone()));
+                            }
                         }
                     }
                     _ => {}
@@ -578,6 +585,12 @@ async fn carry(
                 );
                 outbox.disconnected(&device);
                 let _ = set_aside.try_send(device);
+            }
+            for device in &step.half_open {
+                tracing::info!(%device, "a member's stream delivered nothing since the mailbox's opened; disconnecting it");
+                outbox.disconnected(device);
+                exchange.disconnected(device);
+                let _ = drop_peer.try_send(*device);
             }
             // Not on disk: neither acknowledged nor passed on (the members push it again
             // to a restarted relay).

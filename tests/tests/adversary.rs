@@ -124,6 +124,13 @@ fn refusal_lines(path: &std::path::Path) -> usize {
         .count()
 }
 
+/// The last `lines` lines of the log at `path`, to say what a process saw when a test fails.
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// `home` lists `note` as written, and no rewrite of it.
 fn a_note_stands(home: &TestHome, circle: &str, note: &str) {
     let notes = home.note_texts(circle);
@@ -578,8 +585,9 @@ fn a_member_gone_bad_at_the_relay_is_refused_counted_and_set_aside() {
             .as_u64()
             .unwrap_or_default()
             >= 1),
-        "B never refused the rewrite the relay passed on: {}",
-        b.json(&["status"])
+        "B never refused the rewrite the relay passed on: {}\nthe relay's log ends with:\n{}",
+        b.json(&["status"]),
+        log_tail(&relay_log, 40)
     );
     for home in [&a, &b] {
         a_note_stands(home, &circle, A_NOTE);

@@ -108,6 +108,9 @@ pub struct Step {
     pub set_aside: Option<DeviceId>,
     /// The message was dropped unread: its device is set aside.
     pub ignored: bool,
+    /// Devices whose streams delivered nothing since the relay's opened
+    /// ([`crate::sync::HALF_OPEN_MS`]): disconnect them, their next connection starts afresh.
+    pub half_open: Vec<DeviceId>,
 }
 
 /// The mailbox and the protocol state of each connected device.
@@ -477,6 +480,10 @@ impl Exchange {
         self.mailbox.set_now(now_ms);
         let mut step = Step::default();
         for (device, sync) in &mut self.peers {
+            if sync.half_open(now_ms) {
+                step.half_open.push(*device);
+                continue;
+            }
             step.sends.extend(
                 sync.tick(&self.mailbox, now_ms)
                     .into_iter()

@@ -506,7 +506,8 @@ pub const WRITE_STALL: Duration = Duration::from_secs(20);
 /// Opens the sync stream to a newly connected peer and writes the core's messages to it.
 /// A stream that breaks while the core still writes to the peer (one of two connections
 /// closed, a reset) is opened again: the core sees a new `Connected` and says `Hello`, so
-/// what was lost on the way is asked for again.
+/// what was lost on the way is asked for again. A peer to which no stream opens after
+/// [`STREAM_ATTEMPTS`] tries in a row is disconnected (through `stalled`).
 pub(crate) async fn open_stream(
     device: DeviceId,
     peer: PeerId,
@@ -568,6 +569,11 @@ pub(crate) async fn open_stream(
         }
         failures = if wrote { 1 } else { failures + 1 };
     }
+    // Were it still connected with no stream to write on, the peer would hear nothing from
+    // this side while its own messages kept coming: it is disconnected, and the next connection
+    // (members redial their relays and configured peers) starts the exchange afresh.
+    tracing::debug!(%peer, "cannot open a sync stream to the peer; disconnecting it");
+    let _ = stalled.try_send(device);
 }
 
 /// Lines about what peers' streams and frames did wrong, at most [`PEER_LINES_PER_MINUTE`]

@@ -824,7 +824,7 @@ impl Cluster {
                 self.applied.push((i, circle, at));
             }
             // Links are the scenario's to make; other events have no reader.
-            Effect::Event(_) | Effect::Dial(_) | Effect::SetAside(_) => {}
+            Effect::Event(_) | Effect::Dial(_) | Effect::SetAside(_) | Effect::Disconnect(_) => {}
         }
     }
 

@@ -139,6 +139,10 @@ pub enum Effect {
     /// Set a peer device aside for what it sends: disconnect it and read none of its
     /// streams for [`SET_ASIDE_FOR`].
     SetAside(DeviceId),
+    /// Disconnect a peer device whose stream to this node delivered nothing since this
+    /// node's stream to it opened ([`crate::sync::HALF_OPEN_MS`]): the next connection
+    /// starts afresh.
+    Disconnect(DeviceId),
 }
 
 /// The circles held by this node, as the sync protocol reads them.

@@ -556,6 +556,13 @@ impl Shell {
                         );
                     }
                 }
+                Effect::Disconnect(device) => {
+                    if let Some(peer) = crate::net::peer_of(&device)
+                        && self.net.try_send(NetCommand::Disconnect(peer)).is_err()
+                    {
+                        tracing::warn!("the network is busy; a half-open peer stays for now");
+                    }
+                }
                 Effect::Meet { device, via } => {
                     if self.net.try_send(NetCommand::Meet { device, via }).is_err() {
                         tracing::debug!(

@@ -75,6 +75,12 @@ pub const MAX_MET_DEVICES: usize = 256;
 /// Anti-entropy: a new `Summary` this often (milliseconds) while connected.
 pub const RESYNC_EVERY_MS: i64 = 60_000;
 
+/// Each side's first message on its stream is a `Summary`: a peer whose stream to us has
+/// delivered nothing this long (milliseconds) after ours to it opened is on a half-open
+/// connection (its stream was dropped on the way, say), and is disconnected so that the
+/// next connection starts afresh.
+pub const HALF_OPEN_MS: i64 = 20_000;
+
 /// A digest of what a node holds of one circle.
 pub type Digest = [u8; 32];
 
@@ -373,6 +379,8 @@ pub struct PeerSync {
     offered: BTreeSet<CircleId>,
     /// This side listed its circles (a `Hello`) since its last `Summary`.
     listed: bool,
+    /// When this side's stream to the peer opened, while nothing was received from it.
+    waiting_since: Option<i64>,
     /// Messages sent and received, and data bytes, for status and tests.
     pub stats: SyncStats,
 }
@@ -400,6 +408,7 @@ impl PeerSync {
             asked: Vec::new(),
             offered: BTreeSet::new(),
             listed: false,
+            waiting_since: None,
             stats: SyncStats::default(),
         }
     }
@@ -421,6 +430,9 @@ impl PeerSync {
 
     /// The first messages of a connection.
     pub fn connected(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
+        if self.stats.received == 0 {
+            self.waiting_since = Some(now);
+        }
         self.queue.clear();
         self.owed = self.owed.saturating_add(self.in_flight).min(MAX_OWED);
         self.in_flight = 0;
@@ -439,6 +451,18 @@ impl PeerSync {
     /// each side answers with what it lacks or has.
     pub fn resync(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
         vec![self.start_round(local, now)]
+    }
+
+    /// Whether the connection is half-open: this side's stream opened [`HALF_OPEN_MS`] ago
+    /// or more and the peer's has delivered nothing. True once; the wait starts again.
+    pub fn half_open(&mut self, now: i64) -> bool {
+        match self.waiting_since {
+            Some(at) if self.stats.received == 0 && now - at >= HALF_OPEN_MS => {
+                self.waiting_since = Some(now);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The membership of `circles` changed here, which the digests do not follow by pushes:
@@ -1356,6 +1380,35 @@ mod tests {
             bytes: before as u64,
         };
         assert_eq!(p.receive(&a, again, 3), Err(SyncRejection::BadAck));
+    }
+
+    #[test]
+    fn a_peer_silent_since_our_stream_opened_is_half_open_once_per_wait() {
+        let (a, b) = pair();
+        // Our stream opened at 0; the peer's says nothing.
+        let mut silent = PeerSync::new(B);
+        let _ = silent.connected(&a, 0);
+        assert!(!silent.half_open(HALF_OPEN_MS - 1));
+        assert!(silent.half_open(HALF_OPEN_MS));
+        // Told once; the wait starts again.
+        assert!(!silent.half_open(HALF_OPEN_MS + 1));
+        assert!(silent.half_open(2 * HALF_OPEN_MS));
+        // A peer whose Summary arrived is never half-open, however long it stays quiet.
+        let mut heard = PeerSync::new(B);
+        let summary = heard.connected(&a, 0);
+        let mut other = PeerSync::new(A);
+        let first = other.connected(&b, 0);
+        assert_eq!(summary.len(), 1);
+        for m in first {
+            assert!(heard.receive(&a, m, 5).is_ok());
+        }
+        assert!(!heard.half_open(10 * HALF_OPEN_MS));
+        // Nor a peer whose messages came before our stream opened.
+        let mut early = PeerSync::new(B);
+        let hello = Message::Hello { circles: vec![] };
+        assert!(early.receive(&a, hello, 0).is_ok());
+        let _ = early.resync(&a, 1);
+        assert!(!early.half_open(10 * HALF_OPEN_MS));
     }
 
     #[test]

@@ -528,6 +528,11 @@ impl NodeCore {
         let now = self.now.millis();
         let mut out = Vec::new();
         for (device, peer) in &mut self.peers {
+            if peer.sync.half_open(now) {
+                tracing::info!(peer = %device, "a peer's stream delivered nothing since ours opened; reconnecting");
+                out.push(Effect::Disconnect(*device));
+                continue;
+            }
             let sent = peer.sync.tick(&self.circles, now);
             out.extend(sent.into_iter().map(|m| Effect::Send(*device, m)));
         }
