@@ -85,6 +85,7 @@ fn fhir_export(nb: &LiaisonNotebook) -> usize {
         members: &[],
         exported_at: Timestamp(T0),
         audit: &[],
+        objection: None,
     });
     serde_json::to_vec(&bundle).map_or(0, |b| b.len())
 }

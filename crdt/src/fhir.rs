@@ -78,6 +78,20 @@ pub struct CircleRecord<'a> {
     pub exported_at: Timestamp,
     /// The exporting node's audit trail: one `AuditEvent` each.
     pub audit: &'a [AuditEntry],
+    /// The patient's objection to sharing, recorded in the membership log: it stands over
+    /// the patient file's consent.
+    pub objection: Option<&'a Objection>,
+}
+
+/// The patient's objection to sharing, as the exporting node reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objection {
+    /// The recording device's time.
+    pub at: Timestamp,
+    /// Who recorded it, when known.
+    pub by: Option<MemberId>,
+    /// Why, when the exporting node can open it.
+    pub reason: Option<String>,
 }
 
 /// One row of the exporting node's audit trail (a write it accepted, data it refused, a
@@ -386,6 +400,10 @@ impl<'a> Builder<'a> {
     }
 
     fn consent(&mut self) {
+        if let Some(objection) = self.record.objection {
+            self.objection(objection);
+            return;
+        }
         let Some(consent) = self.record.patient_file.consent() else {
             return;
         };
@@ -417,6 +435,31 @@ impl<'a> Builder<'a> {
             consent.recorded_at,
             Act::Update,
         );
+    }
+
+    /// The objection as an active opt-out that denies sharing from its time on (it stands
+    /// over the consent the patient file recorded before).
+    fn objection(&mut self, objection: &Objection) {
+        let mut policy = json!({ "coding": [{ "system": ACT_CODE, "code": "OPTOUT" }] });
+        if let Some(reason) = objection.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            policy["text"] = json!(reason);
+        }
+        let id = self.id("consent", "");
+        let resource = json!({
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": { "coding": [{ "system": CONSENT_SCOPE, "code": "patient-privacy" }] },
+            "category": [{ "coding": [{ "system": LOINC, "code": "59284-0" }] }],
+            "patient": self.subject(),
+            "dateTime": instant(objection.at),
+            "performer": [self.subject()],
+            "policyRule": policy,
+            "provision": { "type": "deny", "period": { "start": instant(objection.at) } },
+        });
+        self.push(&id, resource);
+        if let Some(by) = &objection.by {
+            self.provenance(&id, "consent", by, objection.at, Act::Update);
+        }
     }
 
     fn care_plan(&mut self) {
@@ -1299,6 +1342,7 @@ mod tests {
             thread: &d.th,
             members,
             exported_at: Timestamp(1_795_000_100_000),
+            objection: None,
             audit: &[
                 AuditEntry {
                     recorded: Timestamp(1_795_000_000_500),
@@ -1359,6 +1403,43 @@ mod tests {
         // One per act: identity verified, consent, 5 list items, task added and done,
         // document, 4 notes, 1 amendment, 1 acknowledgement, 1 message, 1 read receipt.
         assert_eq!(count("Provenance"), 1 + 1 + 5 + 2 + 1 + 4 + 1 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn the_patients_objection_stands_over_the_consent_of_the_patient_file() {
+        let d = full_circle();
+        let objection = Objection {
+            at: Timestamp(1_795_000_050_000),
+            by: Some(NURSE),
+            reason: Some("ne souhaite plus que son dossier soit partagé".into()),
+        };
+        let b = bundle(&CircleRecord {
+            circle: "c1rc1e",
+            closed: false,
+            patient_file: &d.pf,
+            notebook: &d.nb,
+            thread: &d.th,
+            members: &team(),
+            exported_at: Timestamp(1_795_000_100_000),
+            objection: Some(&objection),
+            audit: &[],
+        });
+        check_r4(&b).unwrap_or_else(|e| panic!("{e}\n{b:#}"));
+        let consents = of_type(&b, "Consent");
+        assert_eq!(consents.len(), 1, "one consent: the objection");
+        let c = consents[0];
+        assert_eq!(c["status"], "active");
+        assert_eq!(c["policyRule"]["coding"][0]["code"], "OPTOUT");
+        assert_eq!(
+            c["policyRule"]["text"],
+            "ne souhaite plus que son dossier soit partagé"
+        );
+        assert_eq!(c["provision"]["type"], "deny");
+        assert_eq!(c["dateTime"], c["provision"]["period"]["start"]);
+        // Without the objection, the patient file's consent is what is exported.
+        let given = export(&d, &team(), false);
+        let given = of_type(&given, "Consent");
+        assert_eq!(given[0]["policyRule"]["coding"][0]["code"], "OPTIN");
     }
 
     #[test]

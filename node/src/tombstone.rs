@@ -132,6 +132,10 @@ pub struct Tombstone {
     /// closed, if it did: the relays' receipts may be for it.
     #[serde(default)]
     pub withdrawal: Option<String>,
+    /// The relays that kept a copy when it closed (the circle's and this node's own): a
+    /// receipt is awaited from each.
+    #[serde(default)]
+    pub relays: Vec<DeviceId>,
 }
 
 impl Tombstone {
@@ -164,6 +168,15 @@ impl Tombstone {
             _ => self.close_hash(),
         };
         keep_receipt(&mut self.receipts, &ending, from, receipt)
+    }
+
+    /// The relays that kept a copy and have not given their receipt yet.
+    pub fn awaited(&self) -> Vec<DeviceId> {
+        self.relays
+            .iter()
+            .filter(|r| !self.has_receipt(r))
+            .copied()
+            .collect()
     }
 
     /// Whether `relay` has given its receipt.
@@ -214,6 +227,7 @@ mod tests {
             devices: Vec::new(),
             receipts: Vec::new(),
             withdrawal: None,
+            relays: Vec::new(),
         }
     }
 
@@ -224,9 +238,12 @@ mod tests {
         let relay = key(3);
         let r = DeletionReceipt::sign(&relay, CircleId([9; 32]), t.close_hash(), 5, 10, 2000);
         let from = r.relay;
+        t.relays = vec![from, DeviceId(key(4).verifying_key().to_bytes())];
+        assert_eq!(t.awaited().len(), 2);
         assert_eq!(t.keep(&from, r.clone()), Ok(true));
         assert_eq!(t.keep(&from, r.clone()), Ok(false));
         assert!(t.has_receipt(&from));
+        assert_eq!(t.awaited(), vec![t.relays[1]]);
         // Sent by another device than the relay that signed it.
         let mut other = tombstone(&close);
         assert_eq!(

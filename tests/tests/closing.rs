@@ -253,6 +253,13 @@ fn a_closed_circle_is_shredded_on_every_members_node_and_at_the_relay_which_sign
     assert_eq!(receipt["verified"], true, "{receipt}");
     assert_eq!(receipt["peer_id"], relay.peer_id().as_str());
     assert!(receipt["envelopes"].as_u64().unwrap_or(0) > 0, "{receipt}");
+    // The one relay that kept it gave its receipt: none is awaited.
+    let row = a.json(&["circle", "list"]);
+    let row = row
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == circle.as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(row["awaited"], serde_json::json!([]), "{row}");
     assert!(
         a.cercle(&["circle", "list"])
             .stdout
@@ -410,11 +417,29 @@ fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
     );
     let trail = a.json(&["audit", &circle]);
     assert!(
-        trail["writes"]
-            .as_array()
-            .is_some_and(|w| w.iter().any(|w| w["action"] == "consent_withdrawn")),
+        trail["writes"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w["action"] == "consent_withdrawn" && w["about"] == REASON)),
         "{trail}"
     );
+    // Handed over as FHIR, the record says the patient opted out, and why.
+    let bundle = a.fhir_export(&circle);
+    cercle_tests::checkers::validate_fhir(&a.path().join("c.fhir.json"));
+    let consent = bundle["entry"]
+        .as_array()
+        .and_then(|e| {
+            e.iter()
+                .map(|e| &e["resource"])
+                .find(|r| r["resourceType"] == "Consent")
+                .cloned()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        consent["policyRule"]["coding"][0]["code"], "OPTOUT",
+        "{consent}"
+    );
+    assert_eq!(consent["policyRule"]["text"], REASON, "{consent}");
+    assert_eq!(consent["provision"]["type"], "deny", "{consent}");
 
     // The physiotherapist, offline, writes a note before learning of it; back online,
     // her node learns of the objection and the note reaches no one.

@@ -547,5 +547,10 @@ fn closed_line(c: &ClosedRow) -> String {
             }
         ));
     }
+    for p in &c.awaited {
+        s.push_str(&format!(
+            "\n              relay {p}: deletion receipt awaited"
+        ));
+    }
     s
 }

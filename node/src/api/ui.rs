@@ -566,7 +566,12 @@ pub(crate) fn home(ctx: &Ctx, rows: &[CircleRow], list: &crate::ops::circles::Ci
                                 (w.closed_by) " " (c.closed_by_name.as_deref().unwrap_or(&c.closed_by[..12.min(c.closed_by.len())]))
                                 " · " a href=(format!("/c/{}/audit", c.circle)) { (w.audit) }
                                 ul {
-                                    @if c.receipts.is_empty() { li class="muted" { (w.receipt_none) } }
+                                    @if c.receipts.is_empty() && c.awaited.is_empty() { li class="muted" { (w.receipt_no_relay) } }
+                                    @for p in &c.awaited {
+                                        li class="receipt awaited muted" {
+                                            (w.receipt_relay) " " code { (&p[..16.min(p.len())]) } " : " (w.receipt_awaited)
+                                        }
+                                    }
                                     @for r in &c.receipts {
                                         li class="receipt" {
                                             (w.receipt_relay) " " code { (&r.peer_id[..16.min(r.peer_id.len())]) } " : "

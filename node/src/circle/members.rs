@@ -8,7 +8,7 @@ use cercle_crdt::{MemberId, Role, Timestamp};
 use super::keys::{Without, binding, seal_to};
 use super::membership::{
     Emergency, EmergencyAbout, MAX_CONSENT_REASON, MAX_EMERGENCY_MILLIS, MAX_ON_CALL, MAX_RELAYS,
-    MemberGrant, OnCall, OpBody, OpContent, OpNote, SignedOp,
+    MemberGrant, OnCall, OpBody, OpContent, OpNote, SignedOp, Suspension,
 };
 use super::{Circle, CircleError, Staged};
 use crate::crypto::SecureRng;
@@ -257,12 +257,9 @@ impl Circle {
             },
             "recording the patient's objection",
         )?;
-        let reason = checked_reason(reason)?;
+        let reason = self.seal_note(me, &checked_reason(reason)?, rng)?;
         let epoch = crate::crypto::EpochId::generate(rng);
-        let body = OpBody::WithdrawConsent {
-            reason: reason.to_string(),
-            epoch,
-        };
+        let body = OpBody::WithdrawConsent { reason, epoch };
         self.append_op(me, body, now)
     }
 
@@ -340,6 +337,23 @@ impl Circle {
             .iter()
             .map(|(m, e)| (*m, e.clone(), e.about.open(&self.id, &keys)))
             .collect()
+    }
+
+    /// The patient's objection, if recorded, with its reason as this device opens it.
+    pub fn suspension(&self, me: &LocalIdentity) -> Option<(&Suspension, Option<String>)> {
+        let s = self.resolution().suspended.as_ref()?;
+        let keys = self.epoch_keys(me);
+        Some((s, s.reason.open(&self.id, &keys)))
+    }
+
+    /// What a change meets in a circle whose sharing the patient suspended.
+    pub(super) fn suspended_error(&self, me: &LocalIdentity) -> Option<CircleError> {
+        self.suspension(me)
+            .map(|(_, reason)| CircleError::Suspended {
+                reason: reason.unwrap_or_else(|| {
+                    "its reason is sealed with a key this device does not hold".into()
+                }),
+            })
     }
 
     /// Lets the on-call professional of `card` read the circle until `until` (at most 24
@@ -453,12 +467,10 @@ impl Circle {
         body: OpBody,
         now: Timestamp,
     ) -> Result<Staged, CircleError> {
-        if let Some(s) = &self.resolution().suspended
-            && !matches!(body, OpBody::Close)
+        if !matches!(body, OpBody::Close)
+            && let Some(e) = self.suspended_error(me)
         {
-            return Err(CircleError::Suspended {
-                reason: s.reason.clone(),
-            });
+            return Err(e);
         }
         let op = SignedOp::sign(
             me,

@@ -568,3 +568,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(starts_with_hex(&id, &prefix), written.starts_with(&prefix));
     }
 }
+
+#[test]
+fn the_patients_objection_is_sealed_in_the_log_and_opened_by_the_members() {
+    const REASON: &str = "ne souhaite plus que son dossier soit partagé";
+    let (_dir, home, gp) = setup();
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    let nurse = person("Paul");
+    let staged = c
+        .add_member(
+            &gp,
+            &nurse.public().card(&[]),
+            Role::Professional,
+            Timestamp(2),
+            &mut rng(),
+        )
+        .unwrap();
+    keep(home.as_ref(), staged);
+    let staged = c
+        .withdraw_consent(&gp, &format!("  {REASON} "), Timestamp(3), &mut rng())
+        .unwrap();
+    keep(home.as_ref(), staged);
+    // Every operation as it travels and as a relay keeps it: no word of the reason.
+    for op in c.membership().ops() {
+        let bytes = op.bytes();
+        assert!(
+            !bytes.windows(REASON.len()).any(|w| w == REASON.as_bytes()),
+            "the reason is in the clear in the log"
+        );
+    }
+    let (suspension, reason) = c.suspension(&gp).unwrap();
+    assert_eq!(reason.as_deref(), Some(REASON));
+    assert_eq!(suspension.by, gp.device());
+    // The nurse's node, which holds the keys of the epochs she was given, reads it too.
+    let theirs = open(home.as_ref(), &nurse, &c.id());
+    assert_eq!(
+        theirs.suspension(&nurse).unwrap().1.as_deref(),
+        Some(REASON)
+    );
+    // An empty reason is the writer's mistake, refused before anything is signed.
+    let mut other = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    assert!(matches!(
+        other.withdraw_consent(&gp, "  ", Timestamp(4), &mut rng()),
+        Err(CircleError::Write(_))
+    ));
+}

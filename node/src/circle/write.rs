@@ -67,11 +67,9 @@ impl Circle {
         rng: &mut SecureRng,
         f: impl FnOnce(&mut D) -> Result<T, WriteError>,
     ) -> Written<Result<T, CircleError>> {
-        if let Some(s) = &self.resolution().suspended {
+        if let Some(e) = self.suspended_error(me) {
             return Written {
-                value: Err(CircleError::Suspended {
-                    reason: s.reason.clone(),
-                }),
+                value: Err(e),
                 staged: Staged::default(),
             };
         }

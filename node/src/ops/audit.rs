@@ -173,7 +173,9 @@ pub(crate) fn trail(
             OpBody::SetRelays { relays } => ("relays_set", Some(relays.join(" "))),
             OpBody::SetReminder { hours } => ("reminder_set", Some(format!("{hours} h"))),
             OpBody::Close => ("circle_closed", None),
-            OpBody::WithdrawConsent { reason, .. } => ("consent_withdrawn", Some(reason.clone())),
+            OpBody::WithdrawConsent { reason, .. } => {
+                ("consent_withdrawn", reason.open::<String>(&c.id(), &keys))
+            }
             OpBody::AddDevice { certificate, .. } => {
                 ("device_added", Some(certificate.device.short()))
             }

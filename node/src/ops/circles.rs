@@ -507,13 +507,13 @@ pub(crate) fn summary(
         team: c.info().team,
         epoch: r.epoch.map(|e| e.to_string()),
         closed: r.closed,
-        suspended: r.suspended.as_ref().map(|s| {
+        suspended: c.suspension(me).map(|(s, reason)| {
             let by = c.certified_devices().get(&s.by).copied();
             SuspensionRow {
                 at: s.at,
                 by: by.map(|m| m.to_hex()),
                 by_name: by.and_then(|m| profiles.get(&m).map(|p| p.name.clone())),
-                reason: s.reason.clone(),
+                reason: reason.unwrap_or_default(),
                 receipts: crate::node::suspended_receipts(store, &c.id())
                     .iter()
                     .map(super::closing::ReceiptRow::of)

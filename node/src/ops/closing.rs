@@ -27,6 +27,10 @@ pub struct ClosedRow {
     pub shredded_at: i64,
     /// The relays' deletion receipts.
     pub receipts: Vec<ReceiptRow>,
+    /// The peer ids of the relays that kept a copy and have not given their receipt yet
+    /// (none, and no receipt: no relay kept the circle).
+    #[serde(default)]
+    pub awaited: Vec<String>,
 }
 
 /// A relay's deletion receipt, as shown.
@@ -69,6 +73,12 @@ impl ClosedRow {
             closed_by_name: t.closed_by_name.clone(),
             shredded_at: t.shredded_at,
             receipts: t.receipts.iter().map(ReceiptRow::of).collect(),
+            awaited: t
+                .awaited()
+                .iter()
+                .filter_map(crate::net::peer_of)
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }

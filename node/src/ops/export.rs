@@ -89,7 +89,7 @@ impl Operation for Export {
                 let audit = audit_entries(&super::audit::trail(c, store.as_ref(), identity)?);
                 vec![json_file(
                     "circle.fhir.json",
-                    &fhir_bundle(c, now, &audit)?,
+                    &fhir_bundle(c, identity, now, &audit)?,
                 )?]
             }
         };
@@ -133,9 +133,11 @@ fn audit_entries(trail: &AuditTrail) -> Vec<AuditEntry> {
 }
 
 /// The circle as a FHIR R4 bundle: the members as the membership log has them now, and
-/// anyone else whose profile was published here (a former member who wrote).
+/// anyone else whose profile was published here (a former member who wrote); the
+/// patient's objection, if recorded, as the consent that stands.
 fn fhir_bundle(
     c: &Circle,
+    me: &crate::identity::LocalIdentity,
     now: Timestamp,
     audit: &[AuditEntry],
 ) -> Result<serde_json::Value, NodeError> {
@@ -160,7 +162,13 @@ fn fhir_bundle(
             adeli: profile.and_then(|p| p.adeli),
         })
         .collect();
+    let objection = c.suspension(me).map(|(s, reason)| fhir::Objection {
+        at: Timestamp(s.at),
+        by: c.certified_devices().get(&s.by).copied(),
+        reason,
+    });
     Ok(fhir::bundle(&CircleRecord {
+        objection: objection.as_ref(),
         circle: &c.info().id,
         closed: resolution.closed,
         patient_file: c.patient_file()?,

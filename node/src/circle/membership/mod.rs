@@ -186,10 +186,11 @@ pub enum OpBody {
         sealed: Vec<SealedKey>,
     },
     /// The patient objected to sharing (recorded by a coordinator or a professional, with
-    /// the reason): every member's node stops sending and taking the circle's data, keeps
-    /// what it holds read-only, and `epoch` starts a key epoch sealed to nobody. Nothing
-    /// but a `Close` takes effect after it.
-    WithdrawConsent { reason: String, epoch: EpochId },
+    /// the reason, sealed with the epoch key then current: it may say something of the
+    /// patient's care, and a relay holds the log): every member's node stops sending and
+    /// taking the circle's data, keeps what it holds read-only, and `epoch` starts a key
+    /// epoch sealed to nobody. Nothing but a `Close` takes effect after it.
+    WithdrawConsent { reason: OpNote, epoch: EpochId },
     /// Names who may break the glass (replacing any earlier list): the on-call
     /// professionals who, with the patient's emergency code, are given read access for a
     /// while. A coordinator's; at most [`MAX_ON_CALL`]. Their names are in `names`, sealed
@@ -520,7 +521,8 @@ pub struct Suspension {
     /// The recording device and its time (milliseconds).
     pub by: DeviceId,
     pub at: i64,
-    pub reason: String,
+    /// Why, sealed (see [`OpBody::WithdrawConsent`]).
+    pub reason: OpNote,
     /// The operation that recorded it.
     pub op: OpHash,
 }

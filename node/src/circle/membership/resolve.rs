@@ -145,7 +145,11 @@ pub(super) fn judge(past: &Resolution, op: &SignedOp, position: Pos, rootless: b
 
 /// The patient's objection, recorded by a coordinator or a professional, once, with a
 /// reason, in a circle still open.
-fn judge_withdrawal(past: &Resolution, author: &MemberId, reason: &str) -> Result<(), VoidReason> {
+fn judge_withdrawal(
+    past: &Resolution,
+    author: &MemberId,
+    reason: &super::OpNote,
+) -> Result<(), VoidReason> {
     if !matches!(
         past.role(author),
         Some(Role::Coordinator | Role::Professional)
@@ -158,7 +162,7 @@ fn judge_withdrawal(past: &Resolution, author: &MemberId, reason: &str) -> Resul
     if past.suspended.is_some() {
         return Err(VoidReason::Suspended);
     }
-    if reason.trim().is_empty() || reason.len() > super::MAX_CONSENT_REASON {
+    if reason.data.is_empty() || reason.data.len() > MAX_OP_NOTE {
         return Err(VoidReason::BadTarget);
     }
     Ok(())

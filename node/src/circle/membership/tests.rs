@@ -646,9 +646,12 @@ fn body_of(people: &[LocalIdentity], n: usize, body: u8, target: usize, role: us
         },
         11 => OpBody::WithdrawConsent {
             reason: if n.is_multiple_of(5) {
-                String::new()
+                OpNote {
+                    epoch: EpochId([3; 16]),
+                    data: Vec::new(),
+                }
             } else {
-                "le patient s'oppose au partage".into()
+                note()
             },
             epoch: EpochId([n as u8; 16]),
         },

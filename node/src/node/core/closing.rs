@@ -133,7 +133,17 @@ impl NodeCore {
         } else {
             Vec::new()
         };
+        let relays: Vec<DeviceId> = c
+            .resolution()
+            .relay_devices
+            .iter()
+            .chain(&self.circles.relays)
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let tombstone = Tombstone {
+            relays,
             closed_at: close.content().at,
             closed_by,
             closed_by_name: names.get(&closed_by),

@@ -2,6 +2,8 @@
 //! following the answer (invitee), and admitting a member who proves a code's secret
 //! (inviter). The code, the record and their checks are in [`crate::invite`].
 
+use std::collections::BTreeSet;
+
 use super::writes::After;
 use super::{Effect, NodeCore};
 use crate::circle::CircleError;
@@ -52,6 +54,9 @@ pub(crate) enum Given {
         code: Box<EmergencyCode>,
         reason: String,
         minutes: u32,
+        /// The devices that refused: one whose copy of the on-call list is older, or whose
+        /// member cannot grant, may refuse where another grants.
+        refused_by: BTreeSet<DeviceId>,
     },
 }
 
@@ -92,6 +97,7 @@ impl Joining {
                 code: Box::new(code),
                 reason,
                 minutes,
+                refused_by: BTreeSet::new(),
             },
             state: JoinState::Reaching,
             last_try: now,
@@ -114,6 +120,7 @@ impl Joining {
                 code,
                 reason,
                 minutes,
+                ..
             } => Message::BreakGlass {
                 request: id.to_string(),
                 circle: code.circle,
@@ -177,11 +184,15 @@ impl NodeCore {
                 tracing::info!(peer = %device, "found the inviter of a short code");
                 j.inviter = Some(*device);
             }
-            // An emergency code: the first device it names that is connected is asked.
-            if let Given::Emergency { code, .. } = &j.from
+            // An emergency code: the first device it names that is connected is asked (one
+            // that refused already is not asked again).
+            if let Given::Emergency {
+                code, refused_by, ..
+            } = &j.from
                 && j.inviter.is_none()
                 && j.state == JoinState::Reaching
                 && code.names(device)
+                && !refused_by.contains(device)
             {
                 tracing::info!(peer = %device, "asking a member's device for emergency access");
                 j.inviter = Some(*device);
@@ -366,6 +377,30 @@ impl NodeCore {
                 }
             }
         }
+        // An emergency access refused by one device: another the code names, connected
+        // and not asked yet, is asked (at most the code's devices, each once).
+        if let Given::Emergency {
+            code, refused_by, ..
+        } = &mut j.from
+            && answer.refused.is_some()
+        {
+            refused_by.insert(*from);
+            let next = self
+                .peers
+                .keys()
+                .find(|d| code.names(d) && !refused_by.contains(d))
+                .copied();
+            if let Some(next) = next {
+                tracing::info!(peer = %from, next = %next, "an emergency access refused by one member's device; asking another");
+                j.inviter = None;
+                let asks = self.send_joins(&next);
+                self.out.extend(asks);
+                return;
+            }
+        }
+        let Some(j) = self.joins.get_mut(&answer.invite) else {
+            return;
+        };
         let named = match &j.from {
             Given::Short { circle, .. } => *circle,
             Given::Emergency { code, .. } => Some(code.circle),

@@ -331,7 +331,14 @@ impl NodeCore {
             tracing::debug!(peer = %relay, %circle, "an introduction for a circle not held here");
             return;
         }
-        let refusal = if !self.is_relay(&relay) {
+        // The circle's own list (in memory at once) or a relay this node uses: the set of
+        // relays the circles name is brought up to date only once a change is durable.
+        let names = self
+            .circles
+            .open
+            .get(&circle)
+            .is_some_and(|c| c.resolution().names_relay(&relay));
+        let refusal = if !names && !self.is_relay(&relay) {
             Some("not_a_relay")
         } else if devices.len() > MAX_MET_DEVICES {
             Some("too_many_items")

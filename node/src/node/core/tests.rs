@@ -921,3 +921,50 @@ fn one_circle_is_shared_exactly_when_the_list_of_shared_circles_holds_it() {
     // A holds both circles, B joined one, C none.
     assert_eq!(shared, 3);
 }
+
+/// A member's device whose copy of the on-call list is older refuses an emergency access:
+/// the on-call doctor's node asks another device the patient's code names, which grants it.
+#[test]
+fn an_emergency_access_one_device_refuses_is_asked_of_another_the_code_names() {
+    use crate::ops::emergency::{BreakGlassAsk, EmergencyCodeMake, OnCallSet};
+    let mut c = cluster(&["Dr Martin", "Julien", "Dr Astreinte"]);
+    let (circle, code) = circle_and_code(&mut c, 0);
+    c.connect(0, 1);
+    let invite = join(&mut c, 1, &code);
+    c.run_for(5_000);
+    assert_eq!(state(&mut c, 1, &invite).0, "joined");
+    // The GP names the on-call doctor while the nurse's node is away: hers does not know.
+    c.disconnect(0, 1);
+    let card = c.members[2].core.me.public().card(&[]).encode();
+    let on_call = OnCallSet {
+        circle: circle.clone(),
+        add: Some(card),
+        remove: None,
+    };
+    c.ask(0, on_call, WAIT).unwrap();
+    let made = c
+        .ask(
+            0,
+            EmergencyCodeMake {
+                circle: circle.clone(),
+            },
+            WAIT,
+        )
+        .unwrap();
+    let ask = BreakGlassAsk {
+        code: made.code,
+        reason: "Chute à domicile, appel du 15".into(),
+        minutes: 60,
+    };
+    let request = c.ask(2, ask, WAIT).unwrap().invite;
+    // The nurse's device is met first and asked; the GP's is connected when she refuses.
+    c.connect(2, 1);
+    c.connect(2, 0);
+    c.run_for(5_000);
+    let refused = c.members[1].core.refusals.counts();
+    assert_eq!(refused.get("break_glass_refused"), Some(&1), "{refused:?}");
+    let (answer, reason) = state(&mut c, 2, &request);
+    assert_eq!(answer, "joined", "{reason:?}");
+    let list = c.ask(2, CircleList {}, WAIT).unwrap();
+    assert_eq!(list.circles.len(), 1);
+}
