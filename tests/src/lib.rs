@@ -135,7 +135,21 @@ pub fn finish_child(mut child: Child, what: &str) -> Output {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not finish within {COMMAND_LIMIT:?}");
+            // What it had said: whether it hung before its answer or after it, and its log.
+            let out = stdout.join().unwrap_or_default();
+            let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "{what} did not finish within {COMMAND_LIMIT:?} ({} bytes on its standard output); its standard error ends with:\n{tail}",
+                out.len()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
@@ -872,4 +886,18 @@ pub fn http_request(
             .collect();
         (status, headers, response.text().await.unwrap_or_default())
     })
+}
+
+/// The resources of type `kind` in a FHIR bundle, in its order.
+pub fn fhir_resources(bundle: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| &e["resource"])
+                .filter(|r| r["resourceType"] == kind)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -202,6 +202,47 @@ fn a_stranger_sending_many_streams_of_unfinished_large_frames_costs_the_node_lit
     );
 }
 
+/// A stranger that connects, takes the node's stream and never opens its own (a half-open
+/// connection: its side could tell the node nothing) holds its connection for a bounded
+/// wait, then is disconnected; the node goes on serving its members meanwhile.
+#[test]
+fn a_peer_that_never_speaks_is_disconnected_after_a_bounded_wait() {
+    let (a, b, circle) = homes();
+    let args = loopback_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node_a = Daemon::start(&a, &[], &args);
+    let _node_b = up_on_loopback(&b, &[&node_a]);
+    b.accept(&circle);
+    // The same against a relay, at the same time.
+    let relay_home = TestHome::new();
+    let relay = Relay::start(&relay_home, &[], &RELAY_ON_LOOPBACK);
+    let mute = |to: &str| {
+        adversary(&["mute", &format!("to={to}"), "secs=60"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the adversary: {e}"))
+    };
+    let at_node = mute(&node_a.tcp_address());
+    let at_relay = mute(&relay.addresses()[0]);
+    for (who, attack) in [("the node", at_node), ("the relay", at_relay)] {
+        let out = attack
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("the adversary did not finish: {e}"));
+        assert!(out.status.success(), "the adversary failed");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("the adversary's report is not JSON ({e})"));
+        assert_eq!(report["disconnected"], true, "{who} kept it: {report}");
+        // It was heard from (the Summary came), then let go after the wait.
+        assert!(report["messages_heard"].as_u64() >= Some(1), "{report}");
+        let after = report["after_ms"].as_u64().unwrap_or_default();
+        assert!(
+            after >= cercle_node::sync::HALF_OPEN_MS as u64,
+            "{who} let go before the wait was over: {report}"
+        );
+    }
+    a_note_still_reaches_b(&a, &b, &circle, "Pansement refait, plaie propre");
+}
+
 #[test]
 fn a_member_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
     let (a, b, circle, node_a, _node_b) = team();
@@ -705,15 +746,7 @@ fn a_circles_audit_lists_each_members_writes_with_both_times_and_the_refusals() 
     // In the FHIR export, one AuditEvent per row, valid against HL7's R4 schema.
     let bundle = a.fhir_export(&circle);
     cercle_tests::checkers::validate_fhir(&a.path().join("c.fhir.json"));
-    let events: Vec<&serde_json::Value> = bundle["entry"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|e| &e["resource"])
-                .filter(|r| r["resourceType"] == "AuditEvent")
-                .collect()
-        })
-        .unwrap_or_default();
+    let events = cercle_tests::fhir_resources(&bundle, "AuditEvent");
     assert!(
         events
             .iter()

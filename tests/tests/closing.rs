@@ -425,14 +425,8 @@ fn a_patients_objection_stops_sharing_and_the_relay_signs_its_deletion() {
     // Handed over as FHIR, the record says the patient opted out, and why.
     let bundle = a.fhir_export(&circle);
     cercle_tests::checkers::validate_fhir(&a.path().join("c.fhir.json"));
-    let consent = bundle["entry"]
-        .as_array()
-        .and_then(|e| {
-            e.iter()
-                .map(|e| &e["resource"])
-                .find(|r| r["resourceType"] == "Consent")
-                .cloned()
-        })
+    let consent = cercle_tests::fhir_resources(&bundle, "Consent")
+        .pop()
         .unwrap_or_default();
     assert_eq!(
         consent["policyRule"]["coding"][0]["code"], "OPTOUT",

@@ -472,13 +472,7 @@ fn every_command_answers_in_json() {
 
     let bundle = a.fhir_export(&circle);
     assert_eq!(bundle["resourceType"], "Bundle");
-    let observations: Vec<&serde_json::Value> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
-        .filter(|r| r["resourceType"] == "Observation")
-        .collect();
+    let observations = cercle_tests::fhir_resources(&bundle, "Observation");
     assert_eq!(
         observations.len(),
         content["liaison_notebook"].as_array().map_or(0, Vec::len)

@@ -337,14 +337,10 @@ fn vital_signs_given_as_values_reach_the_other_member_and_its_valid_fhir_export(
     // against HL7's FHIR R4 schema.
     let bundle = b.fhir_export(&circle);
     validate_fhir(&b.path().join("c.fhir.json"));
-    let signs: Vec<&serde_json::Value> = bundle["entry"]
-        .as_array()
+    let signs: Vec<serde_json::Value> = cercle_tests::fhir_resources(&bundle, "Observation")
         .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
         .filter(|r| {
-            r["resourceType"] == "Observation"
-                && r["category"][0]["coding"][0]["code"] == "vital-signs"
+            r["category"][0]["coding"][0]["code"] == "vital-signs"
                 && r["code"]["coding"][0]["system"] == "http://loinc.org"
                 && r["code"]["coding"][0]["code"] != "85353-1"
         })

@@ -40,6 +40,22 @@ fn keep_batch(store: &dyn Store, batch: Batch) {
     drop(store.submit(batch));
 }
 
+/// `by` adds `who` with `role` at `at`, kept as the shell would.
+fn add(
+    store: &dyn Store,
+    c: &mut Circle,
+    by: &LocalIdentity,
+    who: &LocalIdentity,
+    role: Role,
+    at: i64,
+) {
+    let card = who.public().card(&[]);
+    let staged = c
+        .add_member(by, &card, role, Timestamp(at), &mut rng())
+        .unwrap();
+    keep(store, staged);
+}
+
 fn create(store: &dyn Store, me: &LocalIdentity, update: &IdentityUpdate) -> Circle {
     let (c, staged) = Circle::create(me, update, Timestamp(1), &mut rng()).unwrap();
     keep(store, staged);
@@ -103,16 +119,7 @@ fn the_documents_are_written_only_through_the_role_check() {
     let (_dir, home, gp) = setup();
     let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
     let carer = person("Marie");
-    let staged = c
-        .add_member(
-            &gp,
-            &carer.public().card(&[]),
-            Role::Caregiver,
-            Timestamp(2),
-            &mut rng(),
-        )
-        .unwrap();
-    keep(home.as_ref(), staged);
+    add(home.as_ref(), &mut c, &gp, &carer, Role::Caregiver, 2);
     let w = c.write::<LiaisonNotebook, _>(&carer, Timestamp(3), &mut rng(), |nb| {
         nb.add_entry(carer.member(), note("x"), Timestamp(3))
     });
@@ -129,16 +136,7 @@ fn a_removed_member_reads_what_came_before_and_nothing_after() {
     let (_dir, home, gp) = setup();
     let nurse = person("Paul");
     let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
-    let staged = c
-        .add_member(
-            &gp,
-            &nurse.public().card(&[]),
-            Role::Professional,
-            Timestamp(2),
-            &mut rng(),
-        )
-        .unwrap();
-    keep(home.as_ref(), staged);
+    add(home.as_ref(), &mut c, &gp, &nurse, Role::Professional, 2);
     let e0 = c.resolution().epoch.unwrap();
     let k0 = c.epoch_keys(&gp).remove(&e0).unwrap();
     let before = k0.encrypt(&mut rng(), b"h", b"avant").unwrap();
@@ -173,16 +171,7 @@ fn a_removal_cuts_each_device_off_after_its_last_change_seen_here() {
     let physio = person("Physio");
     let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
     let role = Role::Professional;
-    let staged = c
-        .add_member(
-            &gp,
-            &physio.public().card(&[]),
-            role,
-            Timestamp(2),
-            &mut rng(),
-        )
-        .unwrap();
-    keep(home.as_ref(), staged);
+    add(home.as_ref(), &mut c, &gp, &physio, role, 2);
     // The physiotherapist's two notes reach this node as a peer's envelopes.
     let mut theirs = LiaisonNotebook::new(physio.actor());
     let mut ids = Vec::new();
@@ -254,16 +243,7 @@ fn a_newcomer_receives_the_history_keys() {
         .unwrap();
     keep(home.as_ref(), staged);
     let newcomer = person("New");
-    let staged = c
-        .add_member(
-            &gp,
-            &newcomer.public().card(&[]),
-            Role::Caregiver,
-            Timestamp(4),
-            &mut rng(),
-        )
-        .unwrap();
-    keep(home.as_ref(), staged);
+    add(home.as_ref(), &mut c, &gp, &newcomer, Role::Caregiver, 4);
     assert_eq!(
         c.epoch_keys(&newcomer).len(),
         2,
@@ -575,16 +555,7 @@ fn the_patients_objection_is_sealed_in_the_log_and_opened_by_the_members() {
     let (_dir, home, gp) = setup();
     let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
     let nurse = person("Paul");
-    let staged = c
-        .add_member(
-            &gp,
-            &nurse.public().card(&[]),
-            Role::Professional,
-            Timestamp(2),
-            &mut rng(),
-        )
-        .unwrap();
-    keep(home.as_ref(), staged);
+    add(home.as_ref(), &mut c, &gp, &nurse, Role::Professional, 2);
     let staged = c
         .withdraw_consent(&gp, &format!("  {REASON} "), Timestamp(3), &mut rng())
         .unwrap();

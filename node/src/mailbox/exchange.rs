@@ -257,6 +257,9 @@ impl Exchange {
                 ..Step::default()
             };
         }
+        if let Some(sync) = self.peers.get_mut(&device) {
+            sync.heard();
+        }
         let mut step = self.take(device, message, now_ms);
         for (direction, reason) in &step.refused {
             if POLICY.contains(reason) {

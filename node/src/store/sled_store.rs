@@ -115,6 +115,9 @@ impl Drop for Release {
     }
 }
 
+/// How long closing the store waits for its writer's last flush.
+const SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The sled-backed [`Store`].
 pub struct SledStore {
     dir: PathBuf,
@@ -616,9 +619,22 @@ impl SledStore {
 
     fn shutdown(&mut self) -> Result<(), StoreError> {
         self.jobs = None;
-        if let Some(h) = self.writer.take()
-            && h.join().is_err()
-        {
+        let Some(h) = self.writer.take() else {
+            return Ok(());
+        };
+        // The writer's last act is sled's flush, which a disk that was full can keep
+        // waiting for ever: past the patience, the store is left as after a failed write
+        // (its journal holds everything acknowledged, and the next opening replays it).
+        let deadline = std::time::Instant::now() + SHUTDOWN_PATIENCE;
+        while !h.is_finished() {
+            if std::time::Instant::now() > deadline {
+                self.failed.store(true, Ordering::SeqCst);
+                tracing::warn!(store = %self.dir.display(), "the database did not finish its last flush in {SHUTDOWN_PATIENCE:?}; the journal covers it");
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if h.join().is_err() {
             return Err(damaged(&self.dir, "the store's writer failed"));
         }
         Ok(())
@@ -907,7 +923,9 @@ impl Writer {
                 self.marked = upto;
                 self.unflushed = 0;
             }
-            Err(e) => tracing::warn!(error = %e, "flushing the database; the journal covers it"),
+            // The journal covers what sled did not keep; a flush after sled's own write
+            // failed may wait for ever, so none is tried again (nor any write).
+            Err(e) => self.fail(from_sled(&self.dir, e)),
         }
     }
 }

@@ -453,11 +453,17 @@ impl PeerSync {
         vec![self.start_round(local, now)]
     }
 
+    /// The peer's stream delivered a message, of any kind (a pairing device's, say, which
+    /// the sync does not read): the connection is not half-open.
+    pub fn heard(&mut self) {
+        self.waiting_since = None;
+    }
+
     /// Whether the connection is half-open: this side's stream opened [`HALF_OPEN_MS`] ago
     /// or more and the peer's has delivered nothing. True once; the wait starts again.
     pub fn half_open(&mut self, now: i64) -> bool {
         match self.waiting_since {
-            Some(at) if self.stats.received == 0 && now - at >= HALF_OPEN_MS => {
+            Some(at) if now - at >= HALF_OPEN_MS => {
                 self.waiting_since = Some(now);
                 true
             }
@@ -653,6 +659,7 @@ impl PeerSync {
         now: i64,
     ) -> Result<(Vec<Message>, Option<Received>), SyncRejection> {
         self.stats.received += 1;
+        self.heard();
         // The whole list only for the messages that list circles.
         let shared =
             || -> BTreeSet<CircleId> { local.shared_with(&self.peer).into_iter().collect() };
@@ -1409,6 +1416,11 @@ mod tests {
         assert!(early.receive(&a, hello, 0).is_ok());
         let _ = early.resync(&a, 1);
         assert!(!early.half_open(10 * HALF_OPEN_MS));
+        // Nor one whose first message is not the sync's (a device being paired).
+        let mut pairing = PeerSync::new(B);
+        let _ = pairing.connected(&a, 0);
+        pairing.heard();
+        assert!(!pairing.half_open(10 * HALF_OPEN_MS));
     }
 
     #[test]

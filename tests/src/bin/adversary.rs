@@ -10,6 +10,9 @@
 //!     of them and never the rest
 //! adversary never-read to=ADDR identity=FILE secs=SECS
 //!     connects as that identity, says Hello, and never reads what it is sent
+//! adversary mute to=ADDR secs=SECS
+//!     connects as a stranger, reads the sync stream the node opens, and never opens one
+//!     of its own (a half-open connection): says whether and when it was disconnected
 //! adversary member to=ADDR identity=FILE circle=ID flood=N [secs=S]
 //!     a member gone bad: fetches the circle like any member, writes one honest note,
 //!     then replays it, forges it, forks its own log, rewrites another member's note (a
@@ -266,6 +269,43 @@ async fn never_read(args: &Args) {
             "disconnected": disconnected.is_some(),
             "after_ms": disconnected.map(|d| d.as_millis() as u64),
             "streams_held": held.len(),
+        })
+    );
+}
+
+/// Connects with a fresh key, reads what the node sends on its stream, and says nothing.
+async fn mute(args: &Args) {
+    let secs = Duration::from_secs(number(args, "secs"));
+    let mut swarm = swarm(libp2p::identity::Keypair::generate_ed25519());
+    let incoming = swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(SYNC_PROTOCOL)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut messages = read_incoming(incoming);
+    connect(&mut swarm, arg(args, "to")).await;
+    let started = Instant::now();
+    let until = tokio::time::Instant::now() + secs;
+    let mut heard = 0u64;
+    let mut disconnected = None;
+    while disconnected.is_none() {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            Some(_) = messages.recv() => heard += 1,
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::ConnectionClosed { num_established: 0, .. } = event {
+                    disconnected = Some(started.elapsed());
+                }
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "disconnected": disconnected.is_some(),
+            "after_ms": disconnected.map(|d| d.as_millis() as u64),
+            "messages_heard": heard,
         })
     );
 }
@@ -794,6 +834,7 @@ async fn main() {
         "identity" => identity(&args),
         "streams" => streams(&args).await,
         "never-read" => never_read(&args).await,
+        "mute" => mute(&args).await,
         "member" => member(&args).await,
         "discover" => discover(&args).await,
         "meet" => meet(&args).await,

@@ -185,6 +185,9 @@ impl NodeCore {
         if self.refusals.ignores(&device, self.now.0) {
             return None;
         }
+        if let Some(p) = self.peers.get_mut(&device) {
+            p.sync.heard();
+        }
         let now = self.now.millis();
         if self.pairing.is_some() {
             if let Message::PairAnswer {
