@@ -399,66 +399,59 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The consent that stands: the patient's objection, once recorded, as an active
+    /// opt-out that denies sharing from its time on; otherwise the patient file's consent.
     fn consent(&mut self) {
-        if let Some(objection) = self.record.objection {
-            self.objection(objection);
-            return;
-        }
-        let Some(consent) = self.record.patient_file.consent() else {
-            return;
-        };
-        let (status, rule) = match consent.status {
-            ConsentStatus::Given => ("active", "OPTIN"),
-            ConsentStatus::Refused => ("rejected", "OPTOUT"),
-            ConsentStatus::Withdrawn => ("inactive", "OPTOUT"),
+        let (status, rule, text, at, by, provision) = match self.record.objection {
+            Some(o) => (
+                "active",
+                "OPTOUT",
+                o.reason.clone(),
+                o.at,
+                o.by,
+                Some(json!({ "type": "deny", "period": { "start": instant(o.at) } })),
+            ),
+            None => {
+                let Some(consent) = self.record.patient_file.consent() else {
+                    return;
+                };
+                let (status, rule) = match consent.status {
+                    ConsentStatus::Given => ("active", "OPTIN"),
+                    ConsentStatus::Refused => ("rejected", "OPTOUT"),
+                    ConsentStatus::Withdrawn => ("inactive", "OPTOUT"),
+                };
+                let by = Some(consent.recorded_by);
+                (
+                    status,
+                    rule,
+                    Some(consent.scope),
+                    consent.recorded_at,
+                    by,
+                    None,
+                )
+            }
         };
         let mut policy = json!({ "coding": [{ "system": ACT_CODE, "code": rule }] });
-        if !consent.scope.trim().is_empty() {
-            policy["text"] = json!(consent.scope);
+        if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+            policy["text"] = json!(text);
         }
         let id = self.id("consent", "");
-        let resource = json!({
+        let mut resource = json!({
             "resourceType": "Consent",
             "status": status,
             "scope": { "coding": [{ "system": CONSENT_SCOPE, "code": "patient-privacy" }] },
             "category": [{ "coding": [{ "system": LOINC, "code": "59284-0" }] }],
             "patient": self.subject(),
-            "dateTime": instant(consent.recorded_at),
+            "dateTime": instant(at),
             "performer": [self.subject()],
             "policyRule": policy,
         });
-        self.push(&id, resource);
-        self.provenance(
-            &id,
-            "consent",
-            &consent.recorded_by,
-            consent.recorded_at,
-            Act::Update,
-        );
-    }
-
-    /// The objection as an active opt-out that denies sharing from its time on (it stands
-    /// over the consent the patient file recorded before).
-    fn objection(&mut self, objection: &Objection) {
-        let mut policy = json!({ "coding": [{ "system": ACT_CODE, "code": "OPTOUT" }] });
-        if let Some(reason) = objection.reason.as_deref().filter(|r| !r.trim().is_empty()) {
-            policy["text"] = json!(reason);
+        if let Some(provision) = provision {
+            resource["provision"] = provision;
         }
-        let id = self.id("consent", "");
-        let resource = json!({
-            "resourceType": "Consent",
-            "status": "active",
-            "scope": { "coding": [{ "system": CONSENT_SCOPE, "code": "patient-privacy" }] },
-            "category": [{ "coding": [{ "system": LOINC, "code": "59284-0" }] }],
-            "patient": self.subject(),
-            "dateTime": instant(objection.at),
-            "performer": [self.subject()],
-            "policyRule": policy,
-            "provision": { "type": "deny", "period": { "start": instant(objection.at) } },
-        });
         self.push(&id, resource);
-        if let Some(by) = &objection.by {
-            self.provenance(&id, "consent", by, objection.at, Act::Update);
+        if let Some(by) = &by {
+            self.provenance(&id, "consent", by, at, Act::Update);
         }
     }
 

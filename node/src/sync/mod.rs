@@ -379,8 +379,10 @@ pub struct PeerSync {
     offered: BTreeSet<CircleId>,
     /// This side listed its circles (a `Hello`) since its last `Summary`.
     listed: bool,
-    /// When this side's stream to the peer opened, while nothing was received from it.
-    waiting_since: Option<i64>,
+    /// When this side's stream to the peer first opened.
+    opened_at: Option<i64>,
+    /// The peer's stream has delivered a message, of any kind.
+    heard: bool,
     /// Messages sent and received, and data bytes, for status and tests.
     pub stats: SyncStats,
 }
@@ -408,7 +410,8 @@ impl PeerSync {
             asked: Vec::new(),
             offered: BTreeSet::new(),
             listed: false,
-            waiting_since: None,
+            opened_at: None,
+            heard: false,
             stats: SyncStats::default(),
         }
     }
@@ -430,9 +433,7 @@ impl PeerSync {
 
     /// The first messages of a connection.
     pub fn connected(&mut self, local: &dyn Local, now: i64) -> Vec<Message> {
-        if self.stats.received == 0 {
-            self.waiting_since = Some(now);
-        }
+        self.opened_at.get_or_insert(now);
         self.queue.clear();
         self.owed = self.owed.saturating_add(self.in_flight).min(MAX_OWED);
         self.in_flight = 0;
@@ -456,15 +457,18 @@ impl PeerSync {
     /// The peer's stream delivered a message, of any kind (a pairing device's, say, which
     /// the sync does not read): the connection is not half-open.
     pub fn heard(&mut self) {
-        self.waiting_since = None;
+        self.heard = true;
     }
 
     /// Whether the connection is half-open: this side's stream opened [`HALF_OPEN_MS`] ago
     /// or more and the peer's has delivered nothing. True once; the wait starts again.
     pub fn half_open(&mut self, now: i64) -> bool {
-        match self.waiting_since {
+        if self.heard {
+            return false;
+        }
+        match self.opened_at {
             Some(at) if now - at >= HALF_OPEN_MS => {
-                self.waiting_since = Some(now);
+                self.opened_at = Some(now);
                 true
             }
             _ => false,

@@ -91,6 +91,16 @@ fn swarm_with<B: NetworkBehaviour>(
         .build()
 }
 
+/// The sync streams peers open to this swarm.
+fn accept_sync(swarm: &Swarm<Behaviour>) -> libp2p_stream::IncomingStreams {
+    swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(SYNC_PROTOCOL)
+        .unwrap_or_else(|e| fail(&e.to_string()))
+}
+
 /// Dials `to` and drives the swarm until connected; returns the peer.
 async fn connect(swarm: &mut Swarm<Behaviour>, to: &str) -> PeerId {
     let address: Multiaddr = to
@@ -209,12 +219,7 @@ impl Session {
         let me = load(arg(args, "identity"));
         let key = cercle_node::net::keypair(&me).unwrap_or_else(|e| fail(&e.to_string()));
         let mut swarm = swarm(key);
-        let incoming = swarm
-            .behaviour()
-            .stream
-            .new_control()
-            .accept(SYNC_PROTOCOL)
-            .unwrap_or_else(|e| fail(&e.to_string()));
+        let incoming = accept_sync(&swarm);
         let peer = connect(&mut swarm, arg(args, "to")).await;
         let mut control = swarm.behaviour().stream.new_control();
         let ours = control
@@ -277,12 +282,7 @@ async fn never_read(args: &Args) {
 async fn mute(args: &Args) {
     let secs = Duration::from_secs(number(args, "secs"));
     let mut swarm = swarm(libp2p::identity::Keypair::generate_ed25519());
-    let incoming = swarm
-        .behaviour()
-        .stream
-        .new_control()
-        .accept(SYNC_PROTOCOL)
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let incoming = accept_sync(&swarm);
     let mut messages = read_incoming(incoming);
     connect(&mut swarm, arg(args, "to")).await;
     let started = Instant::now();
@@ -462,11 +462,8 @@ async fn rogue_relay(args: &Args) {
     swarm
         .listen_on(listen)
         .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
-    let mut control = swarm.behaviour().stream.new_control();
-    let incoming = control
-        .accept(SYNC_PROTOCOL)
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let mut from_rx = read_incoming(incoming);
+    let control = swarm.behaviour().stream.new_control();
+    let mut from_rx = read_incoming(accept_sync(&swarm));
     // One writer task per connected peer, fed through a channel.
     let mut writers: BTreeMap<PeerId, tokio::sync::mpsc::Sender<Message>> = BTreeMap::new();
     let mut held: BTreeMap<CircleId, Held> = BTreeMap::new();

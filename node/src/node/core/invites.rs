@@ -379,28 +379,26 @@ impl NodeCore {
         }
         // An emergency access refused by one device: another the code names, connected
         // and not asked yet, is asked (at most the code's devices, each once).
+        let mut next = None;
         if let Given::Emergency {
             code, refused_by, ..
         } = &mut j.from
             && answer.refused.is_some()
         {
             refused_by.insert(*from);
-            let next = self
+            next = self
                 .peers
                 .keys()
                 .find(|d| code.names(d) && !refused_by.contains(d))
                 .copied();
-            if let Some(next) = next {
-                tracing::info!(peer = %from, next = %next, "an emergency access refused by one member's device; asking another");
-                j.inviter = None;
-                let asks = self.send_joins(&next);
-                self.out.extend(asks);
-                return;
-            }
         }
-        let Some(j) = self.joins.get_mut(&answer.invite) else {
+        if let Some(next) = next {
+            tracing::info!(peer = %from, next = %next, "an emergency access refused by one member's device; asking another");
+            j.inviter = None;
+            let asks = self.send_joins(&next);
+            self.out.extend(asks);
             return;
-        };
+        }
         let named = match &j.from {
             Given::Short { circle, .. } => *circle,
             Given::Emergency { code, .. } => Some(code.circle),
