@@ -171,6 +171,8 @@ impl Header {
 pub struct Envelope {
     pub header: Header,
     bytes: Vec<u8>,
+    /// BLAKE3 of `bytes`, computed once.
+    hash: [u8; 32],
     header_len: usize,
     payload: std::ops::Range<usize>,
 }
@@ -260,6 +262,7 @@ impl Envelope {
         }
         Ok(Envelope {
             header,
+            hash: *blake3::hash(&bytes).as_bytes(),
             bytes,
             header_len,
             payload: start..end,
@@ -309,6 +312,12 @@ impl Envelope {
 
     /// Checks 1–2 (size, decoding) without the signature: for [`EnvelopeLog::check`], which
     /// checks the signature of a run of one log's envelopes on its last one.
+    /// Decodes an envelope this node stored after checking its signature (when it came),
+    /// without checking the signature again.
+    pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Envelope, EnvelopeRejection> {
+        Envelope::decode_unsigned(bytes)
+    }
+
     fn decode_unsigned(bytes: &[u8]) -> Result<Envelope, EnvelopeRejection> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeRejection::Oversized { size: bytes.len() });
@@ -358,6 +367,7 @@ impl Envelope {
                 epoch,
                 deps,
             },
+            hash: *blake3::hash(bytes).as_bytes(),
             bytes: bytes.to_vec(),
             header_len,
             payload: start..end,
@@ -371,7 +381,7 @@ impl Envelope {
 
     /// BLAKE3 hash of the whole envelope (what the next envelope's `prev` names).
     pub fn hash(&self) -> [u8; 32] {
-        *blake3::hash(&self.bytes).as_bytes()
+        self.hash
     }
 
     /// Decrypts, decompresses and parses the changes (no other check).
@@ -558,6 +568,42 @@ impl EnvelopeLog {
                 bytes: env.bytes.clone(),
             },
         );
+    }
+
+    /// Continues a device's log from the position and hash of its last envelope when its
+    /// bytes are not kept: a later copy of it then counts as already held, never as a fork.
+    pub fn resume_at(&mut self, device: DeviceId, doc: DocKind, seq: u64, hash: [u8; 32]) {
+        let head = LogHead {
+            seq,
+            hash,
+            bytes: Vec::new(),
+        };
+        self.heads.insert((device, doc), head);
+    }
+
+    /// Checks 4, 6 and 7 again for an envelope held but not checked yet (it passed the
+    /// others when it came, its position in its log included): the writer, as the
+    /// membership stands now; its opening; the changes being its device's own.
+    pub fn open_stored(
+        &self,
+        env: Envelope,
+        view: &CircleView<'_>,
+    ) -> Result<Accepted, EnvelopeRejection> {
+        let (role, member) = self.check_writer(&env, view)?;
+        let changes = match view.keys {
+            Some(keys) => open_own(&env, keys)?,
+            None => Vec::new(),
+        };
+        let h = &env.header;
+        Ok(Accepted {
+            doc: h.doc,
+            device: h.device,
+            seq: h.seq,
+            member,
+            role,
+            changes,
+            envelope: env,
+        })
     }
 
     /// The sequence number of the last envelope held from `device` in `doc` (0: none).
@@ -804,17 +850,7 @@ impl EnvelopeLog {
             return Err(EnvelopeRejection::Fork { seq: h.seq });
         }
         let changes = match view.keys {
-            Some(keys) => {
-                let epoch_key = keys.get(&h.epoch).ok_or_else(|| EnvelopeRejection::NoKey {
-                    epoch: h.epoch.to_string(),
-                })?;
-                let changes = env.open(epoch_key)?;
-                let actor = h.device.actor();
-                if changes.iter().any(|c| *c.actor_id() != actor) {
-                    return Err(EnvelopeRejection::ForeignChange);
-                }
-                changes
-            }
+            Some(keys) => open_own(&env, keys)?,
             None => Vec::new(),
         };
         self.pending.insert(
@@ -840,7 +876,9 @@ impl EnvelopeLog {
     /// different, validly signed bytes at the head are a fork, kept as evidence.
     fn fork_evidence(&self, env: &Envelope) -> Option<ForkEvidence> {
         let head = self.head(&(env.header.device, env.header.doc))?;
-        (head.seq == env.header.seq && head.bytes != env.bytes).then(|| ForkEvidence {
+        // Without the head's bytes (not kept), nothing shows a fork.
+        let known = !head.bytes.is_empty();
+        (known && head.seq == env.header.seq && head.bytes != env.bytes).then(|| ForkEvidence {
             device: env.header.device,
             doc: env.header.doc,
             seq: head.seq,
@@ -848,6 +886,24 @@ impl EnvelopeLog {
             second: env.bytes.clone(),
         })
     }
+}
+
+/// Checks 6 and 7: the envelope opens with its epoch's key, and its changes are its
+/// device's own.
+fn open_own(
+    env: &Envelope,
+    keys: &BTreeMap<EpochId, EpochKey>,
+) -> Result<Vec<Change>, EnvelopeRejection> {
+    let h = &env.header;
+    let epoch_key = keys.get(&h.epoch).ok_or_else(|| EnvelopeRejection::NoKey {
+        epoch: h.epoch.to_string(),
+    })?;
+    let changes = env.open(epoch_key)?;
+    let actor = h.device.actor();
+    if changes.iter().any(|c| *c.actor_id() != actor) {
+        return Err(EnvelopeRejection::ForeignChange);
+    }
+    Ok(changes)
 }
 
 fn reject(out: &mut Checked, device: Option<DeviceId>, bytes: &[u8], reason: EnvelopeRejection) {

@@ -37,6 +37,8 @@ impl Circle {
             progress: BTreeMap::new(),
             keys: KeySchedule::default(),
             log: EnvelopeLog::default(),
+            log_ready: me.is_some(),
+            unchecked: BTreeMap::new(),
             deferred: Vec::new(),
             defer_limit: super::MAX_DEFERRED_BYTES,
         }
@@ -145,6 +147,11 @@ impl Circle {
             circle.progress.insert(kind, state);
         }
         circle.waiting = record.waiting;
+        circle.unchecked = record
+            .unchecked
+            .into_iter()
+            .map(|u| ((u.doc, u.device), u.unchecked))
+            .collect();
         let mut batch = Batch::new();
         let listed = match record.listing {
             Some(listing) => {
@@ -171,25 +178,36 @@ impl Circle {
             return Ok(Batch::new());
         }
         self.docs = Some(Box::new(Docs::new(me.actor())));
-        self.log = crate::envelope::EnvelopeLog::default();
+        // A log made ready at rest may be ahead of the store (envelopes taken in unchecked
+        // on their way to the disk): it is kept.
+        let read_log = !self.log_ready;
+        if read_log {
+            self.log = crate::envelope::EnvelopeLog::default();
+        }
         let keys = self.epoch_keys(me);
         for kind in DocKind::ALL {
-            if let Err(e) = self.load_doc(store, kind, me, &keys) {
+            if let Err(e) = self.load_doc(store, kind, me, &keys, read_log) {
                 self.docs = None;
+                if read_log {
+                    self.log = crate::envelope::EnvelopeLog::default();
+                }
                 return Err(e);
             }
         }
+        self.log_ready = true;
         tracing::debug!(circle = %self.id, "woken");
         Ok(self.snapshots(super::SNAPSHOT_ON_OPEN))
     }
 
-    /// Loads one document: its snapshot, then every stored envelope after it.
+    /// Loads one document: its snapshot, then every stored envelope after it up to the
+    /// first not checked yet; `read_log`: continue each device's log from its last one.
     fn load_doc(
         &mut self,
         store: &dyn Store,
         kind: DocKind,
         me: &LocalIdentity,
         keys: &BTreeMap<EpochId, EpochKey>,
+        read_log: bool,
     ) -> Result<(), CircleError> {
         let circle_id = self.id.to_string();
         let damaged = |what: &str, reason: String| CircleError::Load {
@@ -214,25 +232,36 @@ impl Circle {
                 device: *device,
             };
             let from = applied.get(device).copied().unwrap_or(0) + 1;
-            // The receive checks continue each device's log from its last envelope.
-            let first = from.min(head.seq);
-            for bytes in store.envelopes(&log, first, usize::MAX)? {
-                let env =
-                    Envelope::decode(&bytes).map_err(|e| damaged("envelope", e.to_string()))?;
-                if env.header.seq == head.seq {
-                    self.log.resume(&env);
+            // Envelopes not checked yet are not applied: they are checked first.
+            let upto = self
+                .unchecked
+                .get(&(kind, *device))
+                .map_or(head.seq, |u| u.from.saturating_sub(1).min(head.seq));
+            let mut resumed = !read_log;
+            if from <= upto {
+                let wanted = usize::try_from(upto - from + 1).unwrap_or(usize::MAX);
+                for bytes in store.envelopes(&log, from, wanted)? {
+                    let env =
+                        Envelope::decode(&bytes).map_err(|e| damaged("envelope", e.to_string()))?;
+                    if env.header.seq > upto {
+                        break;
+                    }
+                    if env.header.seq == head.seq && !resumed {
+                        self.log.resume(&env);
+                        resumed = true;
+                    }
+                    let key = keys.get(&env.header.epoch).ok_or_else(|| {
+                        damaged("envelope", "no key for its epoch on this device".into())
+                    })?;
+                    changes.extend(
+                        env.open(key)
+                            .map_err(|e| damaged("envelope", e.to_string()))?,
+                    );
+                    count += 1;
                 }
-                if env.header.seq < from {
-                    continue;
-                }
-                let key = keys.get(&env.header.epoch).ok_or_else(|| {
-                    damaged("envelope", "no key for its epoch on this device".into())
-                })?;
-                changes.extend(
-                    env.open(key)
-                        .map_err(|e| damaged("envelope", e.to_string()))?,
-                );
-                count += 1;
+            }
+            if !resumed {
+                self.resume_log(store, &log, head)?;
             }
             applied.insert(*device, head.seq);
         }
@@ -249,12 +278,75 @@ impl Circle {
         Ok(())
     }
 
+    /// The receive checks continue `log` from its last envelope held, `head`: from its
+    /// bytes, or from its position and hash alone when they are not kept (an envelope
+    /// refused when it was checked after its arrival).
+    fn resume_log(
+        &mut self,
+        store: &dyn Store,
+        log: &LogId,
+        head: &crate::store::Head,
+    ) -> Result<(), CircleError> {
+        let stored = store.envelopes(log, head.seq, 1)?;
+        let env = stored
+            .first()
+            .and_then(|b| Envelope::decode_stored(b).ok())
+            .filter(|e| e.header.seq == head.seq && e.hash() == head.hash);
+        match env {
+            Some(env) => self.log.resume(&env),
+            None => self.log.resume_at(log.device, log.doc, head.seq, head.hash),
+        }
+        Ok(())
+    }
+
+    /// Makes the receive checks of a circle at rest continue each device's log, so that it
+    /// takes envelopes in unchecked (the last envelope of each log is read; the documents
+    /// are not). Nothing if ready.
+    pub fn ready_log(&mut self, store: &dyn Store) -> Result<(), CircleError> {
+        if self.log_ready {
+            return Ok(());
+        }
+        self.log = EnvelopeLog::default();
+        for kind in DocKind::ALL {
+            for (device, head) in &store.heads(&self.id, kind)? {
+                let log = LogId {
+                    circle: self.id,
+                    doc: kind,
+                    device: *device,
+                };
+                self.resume_log(store, &log, head)?;
+            }
+        }
+        self.log_ready = true;
+        Ok(())
+    }
+
     /// Joins a circle this node does not hold yet, from operations a member sent: they must
     /// start from the genesis named by `circle` and make `me`'s device a member.
     pub fn join(
         me: &LocalIdentity,
         circle: CircleId,
         ops: &[Vec<u8>],
+    ) -> Result<(Circle, Staged), CircleError> {
+        Circle::join_as(me, circle, ops, true)
+    }
+
+    /// Joins a circle as [`Circle::join`] does, at rest: what comes next is taken in at
+    /// once, unchecked, and checked when the node gets to it, so that a member joined to
+    /// many circles at once holds them all quickly.
+    pub fn join_resting(
+        me: &LocalIdentity,
+        circle: CircleId,
+        ops: &[Vec<u8>],
+    ) -> Result<(Circle, Staged), CircleError> {
+        Circle::join_as(me, circle, ops, false)
+    }
+
+    fn join_as(
+        me: &LocalIdentity,
+        circle: CircleId,
+        ops: &[Vec<u8>],
+        awake: bool,
     ) -> Result<(Circle, Staged), CircleError> {
         let not_invited = || CircleError::NotInvited {
             circle: circle.to_string(),
@@ -294,7 +386,15 @@ impl Circle {
             probable_duplicates: Vec::new(),
             team: false,
         };
-        let joined = Circle::assemble(info, circle, membership, BTreeMap::new(), Some(me));
+        let mut joined = Circle::assemble(
+            info,
+            circle,
+            membership,
+            BTreeMap::new(),
+            awake.then_some(me),
+        );
+        // Nothing of it is stored yet: its logs are ready, empty.
+        joined.log_ready = true;
         joined.record_into(&mut staged.batch)?;
         tracing::debug!(circle = %circle, "a circle joined from a member's operations");
         Ok((joined, staged))

@@ -34,7 +34,7 @@ mod write;
 
 pub use keys::held_epoch_keys;
 pub(crate) use receive::op_item;
-pub use receive::{MAX_DEFERRED_BYTES, Receipt};
+pub use receive::{CHECK_AT_ONCE, MAX_DEFERRED_BYTES, Receipt};
 pub use write::CircleDocument;
 
 use crate::crypto::CryptoError;
@@ -170,6 +170,32 @@ struct CircleRecord {
     /// the next opening, the same operations are not checked again.
     #[serde(default, with = "crate::identity::hex_bytes::option")]
     ops_checked: Option<[u8; 32]>,
+    /// Envelopes held but not yet opened and checked against the documents' rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unchecked: Vec<UncheckedLog>,
+}
+
+/// Where a device's envelopes in one document are held but not yet checked (checks 6–8:
+/// opening, the device's own changes, the document's rules) nor applied: taken in while
+/// the circle rested, with the checks that need no key (as a relay takes them). Kept in
+/// the circle's record, so that they are checked after a restart as well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Unchecked {
+    /// The first sequence number not checked yet.
+    pub(crate) from: u64,
+    /// When the first of them arrived (the time of receipt kept for their items).
+    pub(crate) at: i64,
+    /// The peer it came from (for the record of a refusal).
+    pub(crate) by: String,
+}
+
+/// An [`Unchecked`] with its log, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UncheckedLog {
+    doc: DocKind,
+    device: DeviceId,
+    #[serde(flatten)]
+    unchecked: Unchecked,
 }
 
 /// A change of a circle, done in memory and waiting to be made durable: the batch to write,
@@ -296,6 +322,11 @@ pub struct Circle {
     keys: keys::KeySchedule,
     /// The receive side's checks: each device's last accepted envelope per document.
     log: EnvelopeLog,
+    /// Whether `log` continues every device's log from its last envelope held, which a
+    /// circle at rest needs to take envelopes in unchecked.
+    log_ready: bool,
+    /// Envelopes held but not checked yet, per document and device (kept in the record).
+    unchecked: BTreeMap<(DocKind, DeviceId), Unchecked>,
     /// Envelopes that passed the checks but wait for another device's changes (bounded).
     deferred: Vec<Vec<crate::envelope::Accepted>>,
     /// The bound of `deferred`, in bytes: [`MAX_DEFERRED_BYTES`].
@@ -366,12 +397,48 @@ impl Circle {
         Ok(self.notebook()?.entries())
     }
 
-    /// Per document, the last sequence number held from each device (its version vector).
+    /// Per document, the last sequence number held from each device (its version vector),
+    /// checked or not.
     pub fn vector(&self, doc: DocKind) -> BTreeMap<DeviceId, u64> {
         self.progress
             .get(&doc)
             .map(|s| s.applied.clone())
             .unwrap_or_default()
+    }
+
+    /// Per document, the last sequence number applied to the document from each device:
+    /// the version vector without the envelopes not checked yet.
+    fn applied_vector(&self, doc: DocKind) -> BTreeMap<DeviceId, u64> {
+        let mut vector = self.vector(doc);
+        for ((d, device), u) in &self.unchecked {
+            if *d != doc {
+                continue;
+            }
+            match u.from {
+                0 | 1 => vector.remove(device),
+                from => vector.insert(*device, from - 1),
+            };
+        }
+        vector
+    }
+
+    /// The last sequence number applied to `doc` from `device` (0: none).
+    fn applied_from(&self, doc: DocKind, device: &DeviceId) -> u64 {
+        let held = self
+            .progress
+            .get(&doc)
+            .and_then(|s| s.applied.get(device))
+            .copied()
+            .unwrap_or(0);
+        match self.unchecked.get(&(doc, *device)) {
+            Some(u) => held.min(u.from.saturating_sub(1)),
+            None => held,
+        }
+    }
+
+    /// Envelopes held here and not yet checked nor applied, in how many device logs.
+    pub fn unchecked_logs(&self) -> usize {
+        self.unchecked.len()
     }
 
     /// The patient's identity as the circles list shows it (birth date, INS, names), kept
@@ -386,7 +453,7 @@ impl Circle {
     /// change since (readable at rest).
     pub fn waiting_alerts(&self, me: &MemberId) -> Option<&WaitingAlerts> {
         self.waiting.as_ref().filter(|w| {
-            w.notebook == self.vector(DocKind::LiaisonNotebook)
+            w.notebook == self.applied_vector(DocKind::LiaisonNotebook)
                 && w.role == self.resolution().role(me)
         })
     }
@@ -397,7 +464,7 @@ impl Circle {
         let role = self.resolution().role(me);
         let alerts = self.notebook()?.alerts_waiting_for(me, role);
         let read = WaitingAlerts {
-            notebook: self.vector(DocKind::LiaisonNotebook),
+            notebook: self.applied_vector(DocKind::LiaisonNotebook),
             role,
             alerts: alerts.into_iter().map(|(a, at)| (a, at.millis())).collect(),
         };
@@ -496,16 +563,21 @@ impl Circle {
     /// while the circle rests (its documents were saved before it went to rest).
     pub fn snapshots(&mut self, threshold: usize) -> Batch {
         let mut batch = Batch::new();
+        // What each document holds: not the envelopes still to check.
+        let mut covers: BTreeMap<DocKind, _> = DocKind::ALL
+            .into_iter()
+            .map(|kind| (kind, self.applied_vector(kind)))
+            .collect();
         let Some(docs) = self.docs.as_deref_mut() else {
             return batch;
         };
         for kind in DocKind::ALL {
+            let covers = covers.remove(&kind).unwrap_or_default();
             let state = self.progress.entry(kind).or_default();
             if state.since_snapshot < threshold.max(1) {
                 continue;
             }
             state.since_snapshot = 0;
-            let covers = state.applied.clone();
             let snapshot = crate::store::Snapshot {
                 covers,
                 doc: docs.replica_mut(kind).save(),
@@ -531,6 +603,7 @@ impl Circle {
         let batch = self.snapshots(SNAPSHOT_ON_OPEN);
         self.docs = None;
         self.log = EnvelopeLog::default();
+        self.log_ready = false;
         batch
     }
 
@@ -559,6 +632,15 @@ impl Circle {
             listing: Some(self.listing.clone()),
             waiting: self.waiting.clone(),
             ops_checked: self.ops_checked,
+            unchecked: self
+                .unchecked
+                .iter()
+                .map(|((doc, device), u)| UncheckedLog {
+                    doc: *doc,
+                    device: *device,
+                    unchecked: u.clone(),
+                })
+                .collect(),
         };
         let bytes = Zeroizing::new(serde_json::to_vec(&record).map_err(|e| CircleError::Load {
             circle: self.info.id.clone(),

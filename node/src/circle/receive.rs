@@ -16,10 +16,12 @@ use std::collections::BTreeMap;
 
 use cercle_crdt::{Change, DocKind, Rejection, Timestamp};
 
-use super::{Circle, Staged};
-use crate::envelope::{Accepted, CircleView, EnvelopeRef, Rejected};
+use super::{Circle, CircleError, Staged, Unchecked};
+use crate::envelope::{
+    Accepted, CircleView, Envelope, EnvelopeRef, EnvelopeRejection, LogId, Rejected,
+};
 use crate::identity::{DeviceId, LocalIdentity};
-use crate::store::{ForkRecord, RejectionRecord};
+use crate::store::{ForkRecord, RejectionRecord, Store};
 
 /// What receiving a peer's operations and envelopes did.
 #[derive(Debug, Default)]
@@ -44,10 +46,43 @@ pub struct Receipt {
     /// Alerts from other members addressed to this node's member among the notes applied
     /// (what the member is told of).
     pub new_alerts: usize,
+    /// Envelopes taken in unchecked (by [`Circle::receive`]); device logs still holding
+    /// some (after [`Circle::check_unchecked`]).
+    pub unchecked: usize,
+}
+
+/// Envelopes checked and applied at most per [`Circle::check_unchecked`], so that the
+/// node answers between two rounds of the work.
+pub const CHECK_AT_ONCE: usize = 512;
+
+/// A rejection record for what `from` sent, at `now`.
+fn record(
+    now: Timestamp,
+    from: &str,
+    device: Option<DeviceId>,
+    hash: [u8; 32],
+    reason: serde_json::Value,
+    message: String,
+) -> RejectionRecord {
+    RejectionRecord {
+        at: now.millis(),
+        from: from.to_string(),
+        device: device.map(|d| d.to_string()),
+        reason,
+        message,
+        hash: hex::encode(hash),
+    }
 }
 
 impl Circle {
     /// Receives a peer's operations, then envelopes. `from` names the peer in the records.
+    ///
+    /// An awake circle checks the envelopes in full and applies them. A circle at rest (or
+    /// one that still holds envelopes not checked) takes them in with the checks that need
+    /// no key, as a relay does (1–5: size, decoding, signature, writer, chain), stores
+    /// them, and checks and applies them later ([`Circle::check_unchecked`]): a member who
+    /// joins a thousand circles holds them all at once, and nothing reaches a document
+    /// without every check.
     #[tracing::instrument(skip_all, fields(circle = %self.id, peer = from))]
     pub fn receive(
         &mut self,
@@ -59,29 +94,14 @@ impl Circle {
     ) -> Receipt {
         let mut receipt = Receipt::default();
         let id = self.id;
-        let refuse = |receipt: &mut Receipt,
-                      code: &'static str,
-                      device: Option<DeviceId>,
-                      hash: [u8; 32],
-                      reason: serde_json::Value,
-                      message: String| {
-            let record = RejectionRecord {
-                at: now.millis(),
-                from: from.to_string(),
-                device: device.map(|d| d.to_string()),
-                reason,
-                message,
-                hash: hex::encode(hash),
-            };
-            receipt.rejected.push((code, record));
-        };
 
         // Operations first: envelopes cannot be checked without them.
         let intake = self.membership.take_in(ops);
         for (hash, e) in intake.refused {
             let reason = serde_json::json!({"reason": "membership_op"});
             let message = format!("membership operation refused: {e}");
-            refuse(&mut receipt, "membership_op", None, hash, reason, message);
+            let r = record(now, from, None, hash, reason, message);
+            receipt.rejected.push(("membership_op", r));
         }
         if !intake.new.is_empty() {
             self.keys.forget();
@@ -109,14 +129,12 @@ impl Circle {
                 "{} envelopes not taken: sharing is suspended (the patient objected)",
                 envelopes.len()
             );
-            refuse(&mut receipt, "suspended", None, hash, reason, message);
+            let r = record(now, from, None, hash, reason, message);
+            receipt.rejected.push(("suspended", r));
             return receipt;
         }
-        if self.docs.is_none() {
-            // The node wakes a circle before giving it envelopes; unconfirmed, they come
-            // again.
-            tracing::error!(circle = %id, "envelopes given to a circle at rest; left for later");
-            receipt.incomplete = true;
+        if self.docs.is_none() || !self.unchecked.is_empty() {
+            self.take_unchecked(from, envelopes, now, &mut receipt);
             return receipt;
         }
 
@@ -128,21 +146,58 @@ impl Circle {
             keys: Some(keys),
         };
         let checked = self.log.check(envelopes, &view);
-        receipt.replays = checked.replays;
+        self.note_checked(
+            from,
+            now,
+            checked.replays,
+            checked.rejected,
+            checked.forks,
+            &mut receipt,
+        );
+        // Consecutive envelopes of one author in one document are validated and applied as
+        // one batch: Automerge's cost per apply grows with the document, so one apply per
+        // envelope would make a large catch-up quadratic. If the batch is refused, its
+        // envelopes are tried one by one so that only the bad one is lost. Envelopes whose
+        // changes depend on another device's not applied yet wait (they are not refused):
+        // they are tried again whenever something else applied, here or in a later receipt.
+        let todo: Vec<Vec<Accepted>> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .chain(group_by_author(checked.accepted))
+            .collect();
+        let waiting = self.apply_groups(me, from, todo, now, Arrived::Now, &mut receipt);
+        self.defer(waiting);
+        receipt.incomplete = !self.deferred.is_empty() || self.log.waiting() > 0;
+        if receipt.applied.contains_key(&DocKind::PatientFile) {
+            self.relist(&mut receipt.staged);
+        }
+        receipt
+    }
+
+    /// What the envelope checks refused and caught, into the receipt.
+    fn note_checked(
+        &self,
+        from: &str,
+        now: Timestamp,
+        replays: usize,
+        rejected: Vec<Rejected>,
+        forks: Vec<crate::envelope::ForkEvidence>,
+        receipt: &mut Receipt,
+    ) {
+        receipt.replays += replays;
         for Rejected {
             device,
             hash,
             reason,
-        } in checked.rejected
+        } in rejected
         {
             let json = serde_json::to_value(&reason).unwrap_or_default();
-            let code = reason.kind();
-            refuse(&mut receipt, code, device, hash, json, reason.to_string());
+            let r = record(now, from, device, hash, json, reason.to_string());
+            receipt.rejected.push((reason.kind(), r));
         }
-        for fork in checked.forks {
+        for fork in forks {
             receipt.forks += 1;
             receipt.staged.batch.fork(
-                &id,
+                &self.id,
                 &ForkRecord {
                     device: fork.device,
                     doc: fork.doc,
@@ -152,17 +207,208 @@ impl Circle {
                 },
             );
         }
-        let patient_before = self.info.patient.clone();
-        // Consecutive envelopes of one author in one document are validated and applied as
-        // one batch: Automerge's cost per apply grows with the document, so one apply per
-        // envelope would make a large catch-up quadratic. If the batch is refused, its
-        // envelopes are tried one by one so that only the bad one is lost. Envelopes whose
-        // changes depend on another device's not applied yet wait (they are not refused):
-        // they are tried again whenever something else applied, here or in a later receipt.
-        let mut todo: Vec<Vec<Accepted>> = std::mem::take(&mut self.deferred)
-            .into_iter()
-            .chain(group_by_author(checked.accepted))
+    }
+
+    /// Takes envelopes in unchecked: the checks that need no key, then stored and passed
+    /// on like any other; opened, checked and applied by [`Circle::check_unchecked`].
+    fn take_unchecked(
+        &mut self,
+        from: &str,
+        envelopes: &[Vec<u8>],
+        now: Timestamp,
+        receipt: &mut Receipt,
+    ) {
+        if !self.log_ready {
+            // The node readies the log of a circle at rest before giving it envelopes;
+            // unconfirmed, they come again.
+            tracing::error!(circle = %self.id, "envelopes given to a circle whose log is not read; left for later");
+            receipt.incomplete = true;
+            return;
+        }
+        let view = CircleView {
+            circle: self.id,
+            resolution: self.membership.resolution(),
+            holders: self.membership.holders(),
+            keys: None,
+        };
+        let checked = self.log.check(envelopes, &view);
+        self.note_checked(
+            from,
+            now,
+            checked.replays,
+            checked.rejected,
+            checked.forks,
+            receipt,
+        );
+        for a in checked.accepted {
+            self.log.confirm(&a.envelope);
+            receipt.staged.batch.envelope(&a.envelope);
+            receipt.staged.envelopes.push(EnvelopeRef {
+                log: a.envelope.header.log(),
+                seq: a.seq,
+            });
+            self.progress(a.doc).applied.insert(a.device, a.seq);
+            self.unchecked
+                .entry((a.doc, a.device))
+                .or_insert_with(|| Unchecked {
+                    from: a.seq,
+                    at: now.millis(),
+                    by: from.to_string(),
+                });
+            receipt.unchecked += 1;
+        }
+        if receipt.unchecked > 0
+            && let Err(e) = self.record_into(&mut receipt.staged.batch)
+        {
+            tracing::error!(error = %e, "cannot record the envelopes to check");
+        }
+        receipt.incomplete = self.log.waiting() > 0;
+    }
+
+    /// Checks and applies up to `limit` envelopes held but not checked yet (the circle
+    /// must be awake): each is opened and its writer checked again as the membership
+    /// stands now (4, 6, 7), then the document's rules (8). What passes is applied, its
+    /// items dated from the envelopes' arrival; what fails is recorded and forgotten, so
+    /// that it never reaches the document. Envelopes waiting for another device's changes
+    /// stay to check. The receipt's `unchecked` counts what is left.
+    pub fn check_unchecked(
+        &mut self,
+        store: &dyn Store,
+        me: &LocalIdentity,
+        limit: usize,
+    ) -> Result<Receipt, CircleError> {
+        let mut receipt = Receipt::default();
+        if self.docs.is_none() || self.unchecked.is_empty() {
+            receipt.unchecked = self.unchecked.len();
+            return Ok(receipt);
+        }
+        let id = self.id;
+        let keys = self.keys.readable(&self.membership, me);
+        let view = CircleView {
+            circle: id,
+            resolution: self.membership.resolution(),
+            holders: self.membership.holders(),
+            keys: Some(keys),
+        };
+        let mut budget = limit.max(1);
+        let mut opened: Vec<Accepted> = Vec::new();
+        // Per log, the last sequence number read.
+        let mut read: BTreeMap<(DocKind, DeviceId), u64> = BTreeMap::new();
+        let mut refused: Vec<(LogId, u64, Unchecked, EnvelopeRejection, [u8; 32])> = Vec::new();
+        for ((doc, device), u) in &self.unchecked {
+            if budget == 0 {
+                break;
+            }
+            let held = self
+                .progress
+                .get(doc)
+                .and_then(|s| s.applied.get(device))
+                .copied()
+                .unwrap_or(0);
+            let log = LogId {
+                circle: id,
+                doc: *doc,
+                device: *device,
+            };
+            let whole = usize::try_from(held.saturating_sub(u.from) + 1).unwrap_or(usize::MAX);
+            let count = whole.min(budget);
+            let mut last = u.from.saturating_sub(1);
+            for bytes in store.envelopes(&log, u.from, count)? {
+                let env = match Envelope::decode_stored(&bytes) {
+                    Ok(env) if env.header.seq <= held => env,
+                    Ok(_) => break,
+                    Err(reason) => {
+                        // Stored bytes that do not decode: the position is unknown.
+                        tracing::error!(circle = %id, %reason, "a held envelope does not decode");
+                        continue;
+                    }
+                };
+                let (seq, hash) = (env.header.seq, env.hash());
+                last = seq;
+                match self.log.open_stored(env, &view) {
+                    Ok(a) => opened.push(a),
+                    Err(reason) => refused.push((log, seq, u.clone(), reason, hash)),
+                }
+            }
+            // Read to the log's end, even where envelopes are missing.
+            if count == whole {
+                last = held;
+            }
+            read.insert((*doc, *device), last);
+            budget = budget.saturating_sub(count);
+        }
+        for (log, seq, u, reason, hash) in refused {
+            let json = serde_json::json!({"reason": reason.kind(), "seq": seq});
+            let message = format!("refused when checked after its arrival: {reason}");
+            let r = record(
+                Timestamp(u.at),
+                &u.by,
+                Some(log.device),
+                hash,
+                json,
+                message,
+            );
+            receipt.rejected.push((reason.kind(), r));
+            receipt.staged.batch.forget_envelope(&log, seq);
+        }
+        // When each log's envelopes arrived, for their items' records.
+        let arrivals: BTreeMap<(DocKind, DeviceId), (i64, String)> = self
+            .unchecked
+            .iter()
+            .map(|(k, u)| (*k, (u.at, u.by.clone())))
             .collect();
+        let groups = group_by_author(opened);
+        let waiting = self.apply_groups(
+            me,
+            "",
+            groups,
+            Timestamp(0),
+            Arrived::Held(&arrivals),
+            &mut receipt,
+        );
+        // Each log now continues from its first envelope still waiting, or after the
+        // last read; a log read to its end and with nothing waiting is checked.
+        let mut first_waiting: BTreeMap<(DocKind, DeviceId), u64> = BTreeMap::new();
+        for a in waiting.iter().flatten() {
+            let e = first_waiting.entry((a.doc, a.device)).or_insert(a.seq);
+            *e = (*e).min(a.seq);
+        }
+        for (key, last) in read {
+            let held = self
+                .progress
+                .get(&key.0)
+                .and_then(|s| s.applied.get(&key.1))
+                .copied()
+                .unwrap_or(0);
+            let next = first_waiting.get(&key).copied().unwrap_or(last + 1);
+            if next > held {
+                self.unchecked.remove(&key);
+            } else if let Some(u) = self.unchecked.get_mut(&key) {
+                u.from = next;
+            }
+        }
+        receipt.unchecked = self.unchecked.len();
+        if receipt.applied.contains_key(&DocKind::PatientFile) {
+            self.relist(&mut receipt.staged);
+        }
+        self.record_into(&mut receipt.staged.batch)?;
+        Ok(receipt)
+    }
+
+    /// Validates and applies runs of one author's envelopes, again while any applied
+    /// (some wait for another's changes); returns those still waiting. `arrived`: when
+    /// the items were received, for their records; envelopes checked after their arrival
+    /// are already stored and pushed.
+    fn apply_groups(
+        &mut self,
+        me: &LocalIdentity,
+        from: &str,
+        mut todo: Vec<Vec<Accepted>>,
+        now: Timestamp,
+        arrived: Arrived<'_>,
+        receipt: &mut Receipt,
+    ) -> Vec<Vec<Accepted>> {
+        let id = self.id;
         // Whom this node's alerts are for: its member, with their role (the membership
         // does not change while envelopes are applied).
         let member = me.member();
@@ -178,12 +424,19 @@ impl Circle {
                     .first()
                     .map(|a| a.device)
                     .filter(|d| group.iter().all(|a| a.device == *d));
+                let (at, from) = match (&arrived, group.first()) {
+                    (Arrived::Held(held), Some(a)) => match held.get(&(a.doc, a.device)) {
+                        Some((at, by)) => (Timestamp(*at), by.as_str()),
+                        None => (now, from),
+                    },
+                    _ => (now, from),
+                };
                 let (outcomes, rest, created) = self.apply_group(group);
                 for item in created {
                     receipt
                         .staged
                         .batch
-                        .received(&id, &item, now, device.as_ref());
+                        .received(&id, &item, at, device.as_ref());
                     if doc == Some(DocKind::LiaisonNotebook)
                         && self
                             .docs
@@ -194,32 +447,46 @@ impl Circle {
                     }
                 }
                 for (a, outcome) in outcomes {
+                    let stored = matches!(arrived, Arrived::Held(_));
                     match outcome {
                         Ok(()) => {
                             progress = true;
                             tracing::debug!(doc = %a.doc, device = %a.device, seq = a.seq, "applied");
-                            self.log.confirm(&a.envelope);
-                            receipt.staged.batch.envelope(&a.envelope);
-                            receipt.staged.envelopes.push(EnvelopeRef {
-                                log: a.envelope.header.log(),
-                                seq: a.seq,
-                            });
+                            if !stored {
+                                self.log.confirm(&a.envelope);
+                                receipt.staged.batch.envelope(&a.envelope);
+                                receipt.staged.envelopes.push(EnvelopeRef {
+                                    log: a.envelope.header.log(),
+                                    seq: a.seq,
+                                });
+                            }
                             let state = self.progress(a.doc);
-                            state.applied.insert(a.device, a.seq);
+                            if state.applied.get(&a.device).is_none_or(|s| *s < a.seq) {
+                                state.applied.insert(a.device, a.seq);
+                            }
                             state.since_snapshot += 1;
                             *receipt.applied.entry(a.doc).or_default() += 1;
                         }
                         Err(e) => {
-                            // Refused for good: a later copy is a replay, not refused again.
-                            self.log.confirm(&a.envelope);
-                            refuse(
-                                &mut receipt,
-                                "schema",
+                            let hash = a.envelope.hash();
+                            if stored {
+                                // Held, never to be applied.
+                                let log = a.envelope.header.log();
+                                receipt.staged.batch.forget_envelope(&log, a.seq);
+                            } else {
+                                // Refused for good: a later copy is a replay, not refused
+                                // again.
+                                self.log.confirm(&a.envelope);
+                            }
+                            let r = record(
+                                at,
+                                from,
                                 Some(a.device),
-                                *blake3::hash(a.envelope.bytes()).as_bytes(),
+                                hash,
                                 serde_json::json!({"reason": "schema", "seq": a.seq}),
                                 format!("change refused by the {} rules: {e}", a.doc),
                             );
+                            receipt.rejected.push(("schema", r));
                         }
                     }
                 }
@@ -229,26 +496,18 @@ impl Circle {
             }
             todo = waiting;
             if !progress || todo.is_empty() {
-                break;
+                return todo;
             }
         }
-        self.defer(todo);
-        receipt.incomplete = !self.deferred.is_empty() || self.log.waiting() > 0;
-        let listing_before = self.listing.clone();
-        if receipt.applied.contains_key(&DocKind::PatientFile)
-            && let Some(docs) = self.docs.as_deref()
-        {
-            let pf = &docs.patient_file;
-            (self.info.patient, self.info.team) = (pf.title(), pf.team().is_some());
-            self.listing = super::Listing::of(pf);
-        }
-        if (self.info.patient != patient_before || self.listing != listing_before)
-            && let Err(e) = self.record_into(&mut receipt.staged.batch)
-        {
-            tracing::error!(error = %e, "cannot record the circle's new patient name");
-        }
-        receipt
     }
+}
+
+/// When the envelopes being applied arrived.
+enum Arrived<'a> {
+    /// Now: they are new, to store and pass on.
+    Now,
+    /// Earlier, per log, from a peer: held already (checked after their arrival).
+    Held(&'a BTreeMap<(DocKind, DeviceId), (i64, String)>),
 }
 
 /// Envelopes kept waiting for other devices' changes, per circle, at most (in bytes): past
@@ -270,15 +529,10 @@ impl Circle {
         Vec<String>,
     ) {
         let (doc, author) = (group[0].doc, group[0].author());
-        // Copies of what this node confirmed meanwhile are dropped.
+        // Copies of what this node applied meanwhile are dropped.
         let group: Vec<Accepted> = group
             .into_iter()
-            .filter(|a| {
-                self.progress(a.doc)
-                    .applied
-                    .get(&a.device)
-                    .is_none_or(|s| *s < a.seq)
-            })
+            .filter(|a| self.applied_from(a.doc, &a.device) < a.seq)
             .collect();
         if group.is_empty() {
             return (Vec::new(), Vec::new(), Vec::new());

@@ -486,6 +486,7 @@ fn a_record_written_before_the_listing_opens_the_circle_once_to_write_it() {
         listing: None,
         waiting: None,
         ops_checked: None,
+        unchecked: Vec::new(),
     };
     drop(c);
     let mut batch = Batch::new();
@@ -583,4 +584,105 @@ fn the_patients_objection_is_sealed_in_the_log_and_opened_by_the_members() {
         other.withdraw_consent(&gp, "  ", Timestamp(4), &mut rng()),
         Err(CircleError::Write(_))
     ));
+}
+
+#[test]
+fn envelopes_taken_in_at_rest_are_held_then_checked_and_a_bad_one_never_reaches_the_notebook() {
+    let (_dir, home, gp) = setup();
+    let nurse = person("Julien");
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    add(home.as_ref(), &mut c, &gp, &nurse, Role::Professional, 2);
+    add_note(home.as_ref(), &mut c, &gp, "Tension 13/8", 3);
+    let id = c.id();
+    let epoch = c.resolution().epoch.unwrap();
+    let key = c.epoch_keys(&nurse).remove(&epoch).unwrap();
+    // The nurse writes a note, then one that claims to be the GP's: validly signed, and
+    // against the notebook's rules.
+    let mut theirs = LiaisonNotebook::new(nurse.actor());
+    let mut envelopes = Vec::new();
+    let mut prev = [0; 32];
+    for (seq, author) in [(1, nurse.member()), (2, gp.member())] {
+        theirs
+            .add_entry(author, note(&format!("Passage {seq}")), Timestamp(4))
+            .unwrap();
+        let slot = crate::envelope::Slot {
+            circle: id,
+            doc: DocKind::LiaisonNotebook,
+            seq,
+            prev,
+        };
+        let changes = theirs.replica_mut().take_local_changes();
+        let env =
+            crate::envelope::Envelope::seal(&nurse, slot, (epoch, &key), &changes, &mut rng())
+                .unwrap();
+        prev = env.hash();
+        envelopes.push(env.bytes().to_vec());
+    }
+    drop(c);
+
+    // At rest, they are taken in with the checks that need no key, and held.
+    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
+    keep_batch(home.as_ref(), batch);
+    c.ready_log(home.as_ref()).unwrap();
+    let receipt = c.receive(&gp, "nurse", &[], &envelopes, Timestamp(5));
+    assert_eq!(receipt.unchecked, 2);
+    assert!(receipt.applied.is_empty() && receipt.rejected.is_empty());
+    assert_eq!(receipt.staged.envelopes.len(), 2, "passed on once durable");
+    keep(home.as_ref(), receipt.staged);
+    let held = c.vector(DocKind::LiaisonNotebook);
+    assert_eq!(
+        held.get(&nurse.device()),
+        Some(&2),
+        "peers are not sent them again"
+    );
+    // A copy is a replay, taken in at rest too.
+    let again = c.receive(&gp, "relay", &[], &envelopes, Timestamp(6));
+    assert_eq!((again.replays, again.unchecked), (2, 0));
+    drop(c);
+
+    // Held across a restart; woken, the notebook has only what was checked, and a
+    // snapshot taken now does not cover them.
+    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
+    keep_batch(home.as_ref(), batch);
+    assert_eq!(c.unchecked_logs(), 1);
+    keep_batch(home.as_ref(), c.wake(home.as_ref(), &gp).unwrap());
+    assert_eq!(c.notes().unwrap().len(), 1);
+    keep_batch(home.as_ref(), c.snapshots(1));
+    let snapshot = home
+        .snapshot(&id, DocKind::LiaisonNotebook)
+        .unwrap()
+        .unwrap();
+    assert_eq!(snapshot.covers.get(&nurse.device()), None);
+
+    // Checked: the first applies, dated from its arrival; the second is refused and
+    // forgotten.
+    let receipt = c
+        .check_unchecked(home.as_ref(), &gp, CHECK_AT_ONCE)
+        .unwrap();
+    assert_eq!(receipt.applied.get(&DocKind::LiaisonNotebook), Some(&1));
+    assert_eq!(receipt.rejected.len(), 1, "{:?}", receipt.rejected);
+    assert_eq!(receipt.rejected[0].0, "schema");
+    assert_eq!(receipt.rejected[0].1.from, "nurse");
+    assert_eq!(receipt.unchecked, 0);
+    assert!(receipt.staged.envelopes.is_empty(), "not pushed twice");
+    keep(home.as_ref(), receipt.staged);
+    let texts: Vec<String> = c.notes().unwrap().into_iter().map(|n| n.text).collect();
+    assert_eq!(texts, ["Tension 13/8", "Passage 1"]);
+    let log = crate::envelope::LogId {
+        circle: id,
+        doc: DocKind::LiaisonNotebook,
+        device: nurse.device(),
+    };
+    assert!(home.envelopes(&log, 2, 1).unwrap().is_empty());
+    drop(c);
+
+    // Opened again, nothing is left to check and the refused note never comes back; the
+    // nurse's log still continues after it.
+    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
+    keep_batch(home.as_ref(), batch);
+    assert_eq!(c.unchecked_logs(), 0);
+    keep_batch(home.as_ref(), c.wake(home.as_ref(), &gp).unwrap());
+    assert_eq!(c.notes().unwrap().len(), 2);
+    let receipt = c.receive(&gp, "nurse", &[], &envelopes[1..], Timestamp(7));
+    assert_eq!((receipt.replays, receipt.forks), (1, 0));
 }

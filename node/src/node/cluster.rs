@@ -64,6 +64,8 @@ pub struct Member {
     /// Invitations the node announced ([`crate::api::NodeEvent::Invited`]) since its
     /// user last looked.
     invited: usize,
+    /// Alerts the node told its user of ([`crate::api::NodeEvent::Alert`]).
+    pub alerts: usize,
 }
 
 /// A relay of the cluster: the relay's exchange over its mailbox.
@@ -189,6 +191,7 @@ impl Cluster {
                 answers: BTreeMap::new(),
                 next_request: 0,
                 invited: 0,
+                alerts: 0,
             });
         }
         let ends = members
@@ -706,8 +709,19 @@ impl Cluster {
         self.now = self.now.max(until);
     }
 
-    /// Carries out the next thing due; `false` if nothing is.
+    /// Carries out the next thing due; `false` if nothing is. A node with background work
+    /// ([`NodeCore::has_work`]) does a slice of it whenever nothing is due at the instant,
+    /// as a node's thread does when its queue is empty.
     pub fn step(&mut self) -> bool {
+        let now = self.now;
+        if self
+            .queue
+            .first_key_value()
+            .is_none_or(|((at, _), _)| *at > now)
+            && self.idle_work()
+        {
+            return true;
+        }
         let Some(((at, _), due)) = self.queue.pop_first() else {
             return false;
         };
@@ -749,6 +763,19 @@ impl Cluster {
             }
         }
         true
+    }
+
+    /// A slice of background work for each node that has some and is not held; whether
+    /// any had.
+    fn idle_work(&mut self) -> bool {
+        let mut worked = false;
+        for i in 0..self.members.len() {
+            if !self.held.contains_key(&i) && self.members[i].core.has_work() {
+                self.input(i, Input::Idle);
+                worked = true;
+            }
+        }
+        worked
     }
 
     /// A message arriving at virtual time `at`: lost if its connection broke, else noted,
@@ -819,6 +846,7 @@ impl Cluster {
                 }
             }
             Effect::Event(crate::api::NodeEvent::Invited { .. }) => self.members[i].invited += 1,
+            Effect::Event(crate::api::NodeEvent::Alert { .. }) => self.members[i].alerts += 1,
             Effect::Event(crate::api::NodeEvent::Applied { circle, .. }) if self.record_applied => {
                 let at = self.elapsed_ms();
                 self.applied.push((i, circle, at));

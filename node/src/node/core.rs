@@ -39,6 +39,7 @@ pub(crate) mod invitations;
 pub(crate) mod invites;
 mod peers;
 mod reminders;
+mod settling;
 pub use crate::refusals::SET_ASIDE_FOR;
 mod writes;
 
@@ -116,6 +117,9 @@ pub enum Input {
     WriteFailed(WriteId, StoreError),
     /// Time passed: anti-entropy, retries.
     Tick,
+    /// Nothing else is waiting: a slice of the background work, if
+    /// [`NodeCore::has_work`] (circles settling).
+    Idle,
 }
 
 /// What the shell must do, in order.
@@ -240,6 +244,11 @@ impl Circles {
 }
 
 impl Circles {
+    /// The circles held here (open, at rest or awake).
+    pub fn held(&self) -> impl Iterator<Item = &Circle> {
+        self.open.values()
+    }
+
     /// Whether `device` is a relay of this node: one it was started with or one a circle
     /// names.
     pub(crate) fn is_relay(&self, device: &DeviceId) -> bool {
@@ -366,6 +375,13 @@ pub struct NodeCore {
     siblings_seen: (Vec<DeviceId>, Vec<DeviceId>),
     /// Reads under an emergency access: told to the team, and kept of the readers'.
     pub(crate) reads: emergency::Reads,
+    /// Circles holding envelopes not checked yet, or just joined: they settle when the
+    /// node is idle ([`Input::Idle`]).
+    settling: BTreeSet<CircleId>,
+    /// A slice of that work is due whatever else the node is doing (one a tick).
+    slice_owed: bool,
+    /// How fast envelopes are being taken in unchecked.
+    intake: settling::Intake,
 }
 
 impl NodeCore {
@@ -380,6 +396,13 @@ impl NodeCore {
     ) -> Result<NodeCore, NodeError> {
         let (circles, snapshots) = Circles::open(store, &me)?;
         let devices = devices::load_records(circles.store.as_ref());
+        // Envelopes held unchecked when the node stopped are checked now.
+        let settling = circles
+            .open
+            .iter()
+            .filter(|(_, c)| c.unchecked_logs() > 0)
+            .map(|(id, _)| *id)
+            .collect();
         let mut core = NodeCore {
             me,
             circles,
@@ -403,6 +426,9 @@ impl NodeCore {
             devices,
             siblings_dialed: 0,
             siblings_seen: Default::default(),
+            settling,
+            slice_owed: false,
+            intake: settling::Intake::default(),
         };
         if !snapshots.is_empty() {
             core.write_batch(snapshots, After::default());
@@ -456,7 +482,9 @@ impl NodeCore {
                 self.tick_devices();
                 self.remind();
                 self.rest_idle();
+                self.slice_owed = !self.settling.is_empty();
             }
+            Input::Idle => self.settle(),
         }
         std::mem::take(&mut self.out)
     }
@@ -601,7 +629,8 @@ impl NodeCore {
             if over == 0 && now - at < REST_AFTER_MS {
                 break;
             }
-            if self.writes.touches(&id) {
+            // A circle settling stays awake until it has settled.
+            if self.writes.touches(&id) || self.settling.contains(&id) {
                 continue;
             }
             let Some(c) = self.circles.open.get_mut(&id) else {
@@ -653,12 +682,23 @@ impl NodeCore {
             return;
         }
         let envelopes = staged.envelopes.len();
+        // Kept in memory to push only if a peer is there to take them (one connecting
+        // meanwhile has them read from the store).
+        let pushed = envelopes > 0
+            && self
+                .peers
+                .keys()
+                .any(|d| Some(*d) != from && self.circles.shares(d, &circle));
         let after = After {
             circle: Some(circle),
             envelopes: staged.envelopes,
             except: from,
             membership_changed: staged.membership_changed,
-            fresh: writes::Fresh::staged(&staged.batch),
+            fresh: if pushed {
+                writes::Fresh::staged(&staged.batch)
+            } else {
+                Vec::new()
+            },
             ..After::default()
         };
         let write = self.write_batch(staged.batch, after);
@@ -754,7 +794,13 @@ impl NodeCore {
 
     /// Publishes this member's profile in a circle's thread if it is missing or outdated.
     pub(crate) fn publish_profile(&mut self, circle: CircleId) {
-        let Some(c) = self.circles.open.get_mut(&circle).filter(|c| c.is_awake()) else {
+        // Not before its envelopes held are applied: the profile may be among them.
+        let Some(c) = self
+            .circles
+            .open
+            .get_mut(&circle)
+            .filter(|c| c.is_awake() && c.unchecked_logs() == 0)
+        else {
             return;
         };
         let written = c.publish_profile(&self.me, self.now.timestamp(), &mut self.rng);

@@ -394,6 +394,8 @@ impl Shell {
                         },
                         None => break,
                     },
+                    // Nothing waiting: a slice of the background work.
+                    () = std::future::ready(()), if held.is_none() && core.has_work() => Input::Idle,
                 };
                 let effects = core.handle(next, now());
                 self.carry_out(&mut core, effects);

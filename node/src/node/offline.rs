@@ -35,7 +35,19 @@ impl OfflineNode {
             next: 0,
         };
         node.carry_out(started, None)?;
+        node.settle()?;
         Ok(node)
+    }
+
+    /// Checks and applies every envelope held unchecked (taken in by a command, or left
+    /// by a node that stopped before it got to them), so that what this command reads
+    /// and leaves behind is settled.
+    fn settle(&mut self) -> Result<(), NodeError> {
+        while self.core.has_work() {
+            let effects = self.core.handle(Input::Idle, now());
+            self.carry_out(effects, None)?;
+        }
+        Ok(())
     }
 
     /// Carries out one request; returns once its writes are durable.
@@ -43,8 +55,11 @@ impl OfflineNode {
         let id = RequestId(self.next);
         self.next += 1;
         let effects = self.core.handle(Input::Request(id, request), now());
-        self.carry_out(effects, Some(id))?
-            .unwrap_or_else(|| Err(NodeError::internal("the request was not answered")))
+        let answer = self
+            .carry_out(effects, Some(id))?
+            .unwrap_or_else(|| Err(NodeError::internal("the request was not answered")));
+        self.settle()?;
+        answer
     }
 
     /// Carries out one operation, typed.

@@ -528,6 +528,16 @@ impl Batch {
         self.put(Tree::Heads, keys::head(&log), head);
     }
 
+    /// Forgets a held envelope refused when it was checked after its arrival: its changes
+    /// were never applied, and must never be. Its log's head stays (its position and
+    /// hash), so that the device's next envelopes still chain on it.
+    pub fn forget_envelope(&mut self, log: &LogId, seq: u64) {
+        self.writes.push(Write::Delete {
+            tree: Tree::Envelopes,
+            key: keys::envelope(log, seq),
+        });
+    }
+
     /// A document's snapshot (sealed by the store; not journaled, since the envelopes it
     /// covers rebuild it).
     pub fn snapshot(&mut self, circle: &CircleId, doc: DocKind, snapshot: &Snapshot) {

@@ -678,11 +678,11 @@ impl PeerSync {
                 if circles.len() > MAX_CHANGED {
                     return Err(SyncRejection::TooMany);
                 }
-                let shared = shared();
+                // A few circles: each looked up, not every circle listed.
                 let mut out = Vec::new();
                 let mut ours = Vec::new();
                 for (circle, digest) in circles {
-                    if shared.contains(&circle) {
+                    if local.shares(&self.peer, &circle) {
                         let mine = local.digest(&circle);
                         if mine != digest {
                             out.push(self.have(local, circle));

@@ -24,6 +24,8 @@ use crate::sync::{Message, wire};
 
 /// Ends in a window beyond which the pool shares them out even if only ticks.
 const MANY_ENDS: usize = 32;
+/// Slices of background work a node does in one window, at most.
+const IDLE_SLICES: usize = 8;
 
 /// A relay's input: a device's message, or the tick (`None`).
 type RelayInput = Option<(DeviceId, Message)>;
@@ -82,7 +84,13 @@ impl Cluster {
             let later = self.queue.split_off(&(end, 0));
             let due = std::mem::replace(&mut self.queue, later);
             self.now = self.now.max(start);
-            let (nodes, relays) = self.window_inputs(due);
+            let (mut nodes, relays) = self.window_inputs(due);
+            // Nodes with background work take part in the window too.
+            for (i, m) in self.members.iter().enumerate() {
+                if !self.held.contains_key(&i) && m.core.has_work() {
+                    nodes.entry(i).or_default();
+                }
+            }
             let outs = self.run_ends(nodes, relays, end);
             self.now = self.now.max(end - 1);
             self.carry_out(outs);
@@ -239,7 +247,18 @@ impl Job<'_> {
                     .map(|(k, (at, input))| ((at, k), input))
                     .collect();
                 let mut seq = waiting.len();
-                while let Some(((at, _), input)) = waiting.pop_first() {
+                // Background work once the window's inputs are taken, at its last instant,
+                // a few slices at most.
+                let mut slices = 0;
+                loop {
+                    let ((at, _), input) = match waiting.pop_first() {
+                        Some(next) => next,
+                        None if slices < IDLE_SLICES && member.core.has_work() => {
+                            slices += 1;
+                            ((end - 1, 0), Input::Idle)
+                        }
+                        None => break,
+                    };
                     if let Input::Durable(write) = &input {
                         out.push(Out::Note(format!("{at} durable {i} {}", write.0)));
                     }

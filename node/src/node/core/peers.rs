@@ -392,6 +392,18 @@ impl NodeCore {
                 return Taken::default();
             }
         }
+        // What the user chose to take in is checked at once, to tell them what was taken
+        // and what refused (unless the circle still holds envelopes to check first).
+        if chosen
+            && self
+                .circles
+                .open
+                .get(&r.circle)
+                .is_some_and(|c| c.unchecked_logs() == 0)
+            && self.wake(r.circle).is_err()
+        {
+            return Taken::default();
+        }
         self.take_data(from, r, joined)
     }
 
@@ -411,10 +423,12 @@ impl NodeCore {
     /// Joins `circle` from a member's operations; `false` if they do not make this device
     /// a member.
     pub(super) fn join_from(&mut self, from: DeviceId, circle: CircleId, ops: &[Vec<u8>]) -> bool {
-        match Circle::join(&self.me, circle, ops) {
+        // At rest: what comes next is taken in at once, and checked when the node is idle.
+        match Circle::join_resting(&self.me, circle, ops) {
             Ok((c, staged)) => {
                 tracing::info!(%circle, "joined a circle");
                 self.circles.open.insert(circle, c);
+                self.settle_later(circle);
                 self.stage_from(circle, staged, Some(from));
                 true
             }
@@ -425,15 +439,29 @@ impl NodeCore {
         }
     }
 
-    /// Checks and stages data of a circle held here (`joined`: just now).
+    /// Checks and stages data of a circle held here (`joined`: just now). An awake circle
+    /// checks envelopes in full and applies them; one at rest takes them in unchecked, to
+    /// settle when the node is idle ([`NodeCore::settle`]).
     pub(super) fn take_data(&mut self, from: DeviceId, r: Received, joined: bool) -> Taken {
         let Received {
             circle,
             ops,
             envelopes,
         } = r;
-        if !envelopes.is_empty() && self.wake(circle).is_err() {
-            return Taken::default();
+        if !envelopes.is_empty() {
+            let checks_all = self
+                .circles
+                .open
+                .get(&circle)
+                .is_some_and(|c| c.is_awake() && c.unchecked_logs() == 0);
+            let ready = if checks_all {
+                self.wake(circle).is_ok()
+            } else {
+                self.ready_to_take(circle)
+            };
+            if !ready {
+                return Taken::default();
+            }
         }
         let Some(c) = self.circles.open.get_mut(&circle) else {
             return Taken::default();
@@ -445,9 +473,44 @@ impl NodeCore {
             &envelopes,
             self.now.timestamp(),
         );
-        // Shown at once (the documents hold it); passed on to others once durable here.
+        if receipt.unchecked > 0 {
+            self.took_unchecked(circle, receipt.unchecked);
+        }
+        let incomplete = receipt.incomplete;
+        let taken = self.took(circle, Some(from), receipt);
+        let closed = self
+            .circles
+            .open
+            .get(&circle)
+            .is_some_and(|c| c.resolution().closed);
+        if closed {
+            self.shred_closed(circle, Some(from));
+            return taken;
+        }
+        if incomplete && let Some(peer) = self.peers.get_mut(&from) {
+            let ask = peer
+                .sync
+                .ask_missing(&self.circles, circle, self.now.millis());
+            self.send_all(from, ask);
+        }
+        if joined {
+            self.publish_profile(circle);
+        }
+        taken
+    }
+
+    /// What receiving (or checking held envelopes) did in `circle`: shown at once (the
+    /// documents hold it), alerts told of, refusals recorded within the budget of the peer
+    /// they came `from` (of their writing device for held envelopes), and staged; passed
+    /// on to others once durable here.
+    pub(super) fn took(
+        &mut self,
+        circle: CircleId,
+        from: Option<DeviceId>,
+        receipt: crate::circle::Receipt,
+    ) -> Taken {
         for (doc, count) in &receipt.applied {
-            tracing::debug!(%doc, count, "applied envelopes from a peer");
+            tracing::debug!(%doc, count, "applied envelopes");
             self.out.push(Effect::Event(NodeEvent::Applied {
                 circle: circle.to_string(),
                 doc: doc.as_str().to_string(),
@@ -455,7 +518,9 @@ impl NodeCore {
                 at_micros: self.now.0,
             }));
         }
-        if receipt.new_alerts > 0 {
+        if receipt.new_alerts > 0
+            && let Some(c) = self.circles.open.get(&circle)
+        {
             let me = self.me.member();
             let role = c.resolution().role(&me);
             let open = c.notebook().map_or(0, |nb| nb.open_alerts_for(&me, role));
@@ -471,34 +536,25 @@ impl NodeCore {
             refused: receipt.rejected.len(),
             replayed: receipt.replays,
         };
-        let incomplete = receipt.incomplete;
         self.replayed += receipt.replays as u64;
         let mut staged = receipt.staged;
         for (code, record) in &receipt.rejected {
-            if self.refused(from, code) {
-                tracing::warn!(peer = %from, %circle, reason = %record.message, "refused data from a peer");
+            let counted = from.or_else(|| {
+                record
+                    .device
+                    .clone()
+                    .and_then(|d| DeviceId::try_from(d).ok())
+            });
+            let record_it = match counted {
+                Some(device) => self.refused(device, code),
+                None => true,
+            };
+            if record_it {
+                tracing::warn!(peer = ?counted, %circle, reason = %record.message, "refused data");
                 staged.batch.rejection(&circle, record);
             }
         }
-        let closed = self
-            .circles
-            .open
-            .get(&circle)
-            .is_some_and(|c| c.resolution().closed);
-        self.stage_from(circle, staged, Some(from));
-        if closed {
-            self.shred_closed(circle, Some(from));
-            return taken;
-        }
-        if incomplete && let Some(peer) = self.peers.get_mut(&from) {
-            let ask = peer
-                .sync
-                .ask_missing(&self.circles, circle, self.now.millis());
-            self.send_all(from, ask);
-        }
-        if joined {
-            self.publish_profile(circle);
-        }
+        self.stage_from(circle, staged, from);
         taken
     }
 

@@ -968,3 +968,55 @@ fn an_emergency_access_one_device_refuses_is_asked_of_another_the_code_names() {
     let list = c.ask(2, CircleList {}, WAIT).unwrap();
     assert_eq!(list.circles.len(), 1);
 }
+
+#[test]
+fn a_second_device_holds_its_members_circles_at_once_then_checks_each_and_tells_of_alerts() {
+    const CIRCLES: usize = 40;
+    const NOTES: usize = 5;
+    let mut c = cluster(&["Dr Martin", "second computer", "Julien"]);
+    let circles: Vec<String> = (0..CIRCLES).map(|_| new_circle(&mut c, 0)).collect();
+    for circle in &circles {
+        for n in 0..NOTES {
+            note(&mut c, 0, circle, &format!("passage {n}"));
+        }
+    }
+    // A nurse in the first circle raises an alert for its coordinators.
+    c.add_member(0, &circles[0], 2, Role::Professional, WAIT)
+        .unwrap();
+    c.connect(0, 2);
+    c.run_for(2_000);
+    assert_eq!(c.accept_invitations(2, WAIT), 1);
+    c.run_for(2_000);
+    let alert = crate::ops::notes::NoteAdd {
+        circle: circles[0].clone(),
+        texts: vec!["chute ce matin".into()],
+        kind: cercle_crdt::EntryKind::Alert,
+        at: None,
+        vitals: None,
+        to: None,
+    };
+    c.ask(2, alert, WAIT).unwrap();
+    c.run_for(2_000);
+    assert_eq!(c.members[0].alerts, 1);
+
+    // The second computer takes every circle in unchecked (stored, signatures and chains
+    // checked), then checks and applies each while idle, and tells of the alert then.
+    c.pair(0, 1).unwrap();
+    c.connect(0, 1);
+    c.run_for(10_000);
+    let second = &c.members[1].core;
+    assert_eq!(second.circles().held().count(), CIRCLES);
+    assert_eq!(second.settling(), 0, "every circle checked");
+    assert!(
+        second.circles().held().all(|x| x.unchecked_logs() == 0),
+        "nothing left unchecked"
+    );
+    assert_eq!(c.members[1].alerts, 1, "the alert is told of once checked");
+    let mut first = texts(&mut c, 1, &circles[0]);
+    first.sort();
+    assert_eq!(first.len(), NOTES + 1);
+    assert!(first.contains(&"chute ce matin".to_string()));
+    for circle in &circles[1..] {
+        assert_eq!(texts(&mut c, 1, circle).len(), NOTES);
+    }
+}

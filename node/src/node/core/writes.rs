@@ -114,6 +114,8 @@ impl Fresh {
 pub(crate) struct Writes {
     next: u64,
     pending: BTreeMap<WriteId, After>,
+    /// Pending writes per circle whose envelopes they hold.
+    circles: HashMap<CircleId, usize>,
 }
 
 impl Writes {
@@ -132,15 +134,16 @@ impl Writes {
                 "many writes wait for the disk"
             );
         }
+        if let Some(circle) = after.circle {
+            *self.circles.entry(circle).or_default() += 1;
+        }
         self.pending.insert(id, after);
         id
     }
 
     /// Whether a write still pending holds envelopes of `circle`.
     pub(crate) fn touches(&self, circle: &CircleId) -> bool {
-        self.pending
-            .values()
-            .any(|a| a.circle.as_ref() == Some(circle))
+        self.circles.contains_key(circle)
     }
 
     /// The last write asked for since `first` and still pending.
@@ -169,7 +172,16 @@ impl Writes {
 
     /// A write's outcome came: what was to follow it.
     pub(crate) fn done(&mut self, id: WriteId) -> Option<After> {
-        self.pending.remove(&id)
+        let after = self.pending.remove(&id)?;
+        if let Some(circle) = &after.circle
+            && let Some(count) = self.circles.get_mut(circle)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.circles.remove(circle);
+            }
+        }
+        Some(after)
     }
 
     /// Writes waiting for their outcome.
