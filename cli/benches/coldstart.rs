@@ -11,7 +11,9 @@
 //! - **time to ready**: from the process's spawn until its API answers `status` with a
 //!   listening address (an answering API and a listening network), the keys sealed with a
 //!   passphrase as a professional's are (Argon2id included, the same in both homes);
-//! - **resident memory** (`VmRSS`) when ready, and after 2 s at rest.
+//! - **resident memory** (`VmRSS`) when ready, and after 2 s at rest;
+//! - then **a second computer of the GP** paired with the large home: from its node's
+//!   spawn until it lists every circle, holds every envelope and has checked them all.
 //!
 //! `CERCLE_BENCH_CIRCLES` (default 1 000) and `CERCLE_BENCH_NOTES` (default 100) set the
 //! size; `CERCLE_BENCH_HOME=DIR` keeps the homes in `DIR` and starts from them again (to
@@ -140,6 +142,114 @@ async fn start(http: &reqwest::Client, node: &mut Node) -> Start {
     }
 }
 
+/// The node's status once its API answers with a listening address.
+async fn ready(http: &reqwest::Client, node: &mut Node) -> cercle_node::ops::status::NodeStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the node did not start");
+        if let Ok(Some(api)) = ApiFile::read(&node.home)
+            && let Some(Answer::Status(s)) = call(http, &api, Status {}.into()).await
+            && s.running
+            && !s.addresses.is_empty()
+        {
+            node.api = Some(api);
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A second computer of the GP, paired with the home `first` (of `circles` circles): from
+/// the spawn of its `cercle up` until it lists every circle, until it holds every envelope
+/// the first holds, and until it has checked and applied them all (its status).
+async fn second_device(
+    http: &reqwest::Client,
+    root: &Path,
+    first: &str,
+    circles: usize,
+) -> serde_json::Value {
+    // On a copy of the home: pairing adds a device to every circle, and the cold starts
+    // measure the home as filled.
+    let copy = format!("{first}-copy");
+    let _ = std::fs::remove_dir_all(root.join(&copy));
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(root.join(first))
+        .arg(root.join(&copy))
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "cannot copy the home");
+    let mut gp = Node::sealed(root, &copy, PASSPHRASE);
+    gp.up(&[]);
+    let held = ready(http, &mut gp).await.held_envelopes;
+    let code = ask(http, &gp, cercle_node::ops::devices::DevicePair {})
+        .await
+        .code;
+    let home = root.join(format!("{first}-second"));
+    let _ = std::fs::remove_dir_all(&home);
+    let out = std::process::Command::new(nodes::BIN)
+        .arg("--home")
+        .arg(&home)
+        .args(["--json", "init", "--pair", &code])
+        .env("CERCLE_PASSPHRASE", PASSPHRASE)
+        .output()
+        .expect("cercle init --pair");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut second = Node::sealed(root, &format!("{first}-second"), PASSPHRASE);
+    let t = Instant::now();
+    second.spawn(&[]);
+    let up = ready(http, &mut second).await;
+    let started = t.elapsed();
+    let api = second.api().clone();
+    let (mut listed, mut all_held) = (None, None);
+    let deadline = t + Duration::from_secs(600);
+    let settled = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the second device did not catch up: {listed:?} {all_held:?}"
+        );
+        if let Some(Answer::Status(s)) = call(http, &api, Status {}.into()).await {
+            if listed.is_none()
+                && let Some(Answer::Circles(l)) =
+                    call(http, &api, cercle_node::ops::circles::CircleList {}.into()).await
+                && l.circles.len() == circles
+            {
+                listed = Some(t.elapsed());
+            }
+            if all_held.is_none() && s.held_envelopes >= held {
+                all_held = Some(t.elapsed());
+            }
+            if listed.is_some() && all_held.is_some() && s.settling == 0 {
+                break t.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    eprintln!(
+        "  a second device of the GP, from the spawn of its node (ready after {:.0} ms, {} envelopes to take): every circle listed {:.0} ms, every envelope held {:.0} ms, every envelope checked and applied {:.0} ms",
+        ms(Some(started)),
+        held,
+        ms(listed),
+        ms(all_held),
+        ms(Some(settled)),
+    );
+    drop(up);
+    second.stop();
+    gp.stop();
+    serde_json::json!({
+        "envelopes": held,
+        "ready_ms": ms(Some(started)),
+        "every_circle_listed_ms": ms(listed),
+        "every_envelope_held_ms": ms(all_held),
+        "every_envelope_applied_ms": ms(Some(settled)),
+    })
+}
+
 /// A home of `circles` × `notes`, filled, restarted once, then started `rounds` times.
 async fn measure(
     http: &reqwest::Client,
@@ -227,7 +337,9 @@ fn main() {
         "  ratio {circles} circles / 1 circle: {ratio:.2} (target ≤ 1.5); memory at rest {:.1} MiB (target ≤ 100 MiB)",
         many["rss_rest_mib"].as_f64().unwrap_or(f64::NAN)
     );
-    let report = serde_json::json!({ "one": one, "many": many, "ratio": ratio });
+    let second = runtime.block_on(second_device(&http, root, "many", circles));
+    let report =
+        serde_json::json!({ "one": one, "many": many, "ratio": ratio, "second_device": second });
     if bench {
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
         let _ = std::fs::create_dir_all(&out);

@@ -222,6 +222,13 @@ pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
                 s.replayed_envelopes
             ));
         }
+        out.push_str(&format!("\nenvelopes held: {}", s.held_envelopes));
+        if s.settling > 0 {
+            out.push_str(&format!(
+                "\ncircles with envelopes still to check: {}",
+                s.settling
+            ));
+        }
         out
     })
 }

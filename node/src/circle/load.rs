@@ -273,6 +273,12 @@ impl Circle {
         }
         let state = self.progress(kind);
         state.own = heads.get(&me.device()).copied();
+        // What the circle took in at rest may still be on its way to the disk: the store's
+        // heads are then behind what it holds.
+        for (device, seq) in std::mem::take(&mut state.applied) {
+            let held = applied.entry(device).or_insert(seq);
+            *held = (*held).max(seq);
+        }
         state.applied = applied;
         state.since_snapshot = count;
         Ok(())

@@ -436,6 +436,14 @@ impl Circle {
         }
     }
 
+    /// Envelopes held here, in all documents (the sum of the version vectors).
+    pub fn held_envelopes(&self) -> u64 {
+        self.progress
+            .values()
+            .flat_map(|s| s.applied.values())
+            .sum()
+    }
+
     /// Envelopes held here and not yet checked nor applied, in how many device logs.
     pub fn unchecked_logs(&self) -> usize {
         self.unchecked.len()

@@ -686,3 +686,47 @@ fn envelopes_taken_in_at_rest_are_held_then_checked_and_a_bad_one_never_reaches_
     let receipt = c.receive(&gp, "nurse", &[], &envelopes[1..], Timestamp(7));
     assert_eq!((receipt.replays, receipt.forks), (1, 0));
 }
+
+#[test]
+fn a_circle_woken_while_what_it_took_in_at_rest_is_on_its_way_to_the_disk_loses_none_of_it() {
+    let (_dir, home, gp) = setup();
+    let nurse = person("Julien");
+    let mut c = create(home.as_ref(), &gp, &IdentityUpdate::default());
+    add(home.as_ref(), &mut c, &gp, &nurse, Role::Professional, 2);
+    let id = c.id();
+    let epoch = c.resolution().epoch.unwrap();
+    let key = c.epoch_keys(&nurse).remove(&epoch).unwrap();
+    let mut theirs = LiaisonNotebook::new(nurse.actor());
+    theirs
+        .add_entry(nurse.member(), note("Passage du soir"), Timestamp(4))
+        .unwrap();
+    let slot = crate::envelope::Slot {
+        circle: id,
+        doc: DocKind::LiaisonNotebook,
+        seq: 1,
+        prev: [0; 32],
+    };
+    let changes = theirs.replica_mut().take_local_changes();
+    let env =
+        crate::envelope::Envelope::seal(&nurse, slot, (epoch, &key), &changes, &mut rng()).unwrap();
+    drop(c);
+    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
+    keep_batch(home.as_ref(), batch);
+    c.ready_log(home.as_ref()).unwrap();
+    let receipt = c.receive(&gp, "nurse", &[], &[env.bytes().to_vec()], Timestamp(5));
+    assert_eq!(receipt.unchecked, 1);
+    // Someone reads the circle before the store holds what it took in.
+    keep_batch(home.as_ref(), c.wake(home.as_ref(), &gp).unwrap());
+    assert_eq!(
+        c.vector(DocKind::LiaisonNotebook).get(&nurse.device()),
+        Some(&1),
+        "still held: a peer is not asked for it again, nor is it left unchecked"
+    );
+    keep(home.as_ref(), receipt.staged);
+    let checked = c
+        .check_unchecked(home.as_ref(), &gp, CHECK_AT_ONCE)
+        .unwrap();
+    assert_eq!(checked.applied.get(&DocKind::LiaisonNotebook), Some(&1));
+    let texts: Vec<String> = c.notes().unwrap().into_iter().map(|n| n.text).collect();
+    assert_eq!(texts, ["Passage du soir"]);
+}

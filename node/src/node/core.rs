@@ -382,6 +382,8 @@ pub struct NodeCore {
     slice_owed: bool,
     /// How fast envelopes are being taken in unchecked.
     intake: settling::Intake,
+    /// The circles' relays as last told to the shell.
+    told_relays: Option<Vec<String>>,
 }
 
 impl NodeCore {
@@ -429,6 +431,7 @@ impl NodeCore {
             settling,
             slice_owed: false,
             intake: settling::Intake::default(),
+            told_relays: None,
         };
         if !snapshots.is_empty() {
             core.write_batch(snapshots, After::default());
@@ -820,7 +823,12 @@ impl NodeCore {
             .values()
             .flat_map(|c| c.resolution().relay_devices.iter().copied())
             .collect();
-        self.out.push(Effect::Relays(named));
+        // Told only when the list changed: a member joining a thousand circles of the same
+        // relays tells the shell once.
+        if self.told_relays.as_ref() != Some(&named) {
+            self.told_relays = Some(named.clone());
+            self.out.push(Effect::Relays(named));
+        }
     }
 
     /// The relays the circles name, each once.

@@ -38,6 +38,13 @@ pub struct NodeStatus {
     /// replayed): never applied twice.
     #[serde(default)]
     pub replayed_envelopes: u64,
+    /// Envelopes held here, in all circles and documents (checked or not).
+    #[serde(default)]
+    pub held_envelopes: u64,
+    /// Circles holding envelopes not checked yet: they are checked and applied while the
+    /// node is idle.
+    #[serde(default)]
+    pub settling: usize,
 }
 
 /// One connected peer.

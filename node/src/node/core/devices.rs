@@ -513,6 +513,9 @@ impl NodeCore {
         if !connected {
             let record = record.clone();
             self.keep_record(record);
+            // Dialed again at the next tick, not a minute later: a connection lost in the
+            // middle of a catch-up (a peer slow to read is let go) resumes at once.
+            self.siblings_dialed = 0;
         }
     }
 

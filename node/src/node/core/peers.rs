@@ -668,6 +668,8 @@ impl NodeCore {
             refused_unrecorded: self.refusals.unrecorded(),
             ignored_messages: self.refusals.ignored(),
             replayed_envelopes: self.replayed,
+            held_envelopes: self.circles.open.values().map(Circle::held_envelopes).sum(),
+            settling: self.settling(),
         }
     }
 }

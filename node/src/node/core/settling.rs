@@ -132,7 +132,7 @@ impl NodeCore {
         self.rest_idle();
     }
 
-    /// Circles with envelopes held but not checked yet.
+    /// Circles still to settle: envelopes held but not checked yet, or just joined.
     pub fn settling(&self) -> usize {
         self.settling.len()
     }

@@ -1020,3 +1020,28 @@ fn a_second_device_holds_its_members_circles_at_once_then_checks_each_and_tells_
         assert_eq!(texts(&mut c, 1, circle).len(), NOTES);
     }
 }
+
+#[test]
+fn a_sibling_lost_in_a_catch_up_is_dialed_again_at_the_next_tick() {
+    use crate::node::core::{Effect, Input, Now};
+    let mut c = cluster(&["Dr Martin", "second computer"]);
+    c.pair(0, 1).unwrap();
+    c.connect(0, 1);
+    c.run_for(2_000);
+    let first = c.members[0].device;
+    let dials = |effects: Vec<Effect>| {
+        effects
+            .into_iter()
+            .filter(|e| matches!(e, Effect::Dial(_)))
+            .count()
+    };
+    let at = c.now_ms();
+    let second = &mut c.members[1].core;
+    let lost = second.handle(Input::Disconnected { device: first }, Now::from_millis(at));
+    assert_eq!(dials(lost), 0);
+    // Within the minute of the last dial, the next tick dials the first device again.
+    let tick = second.handle(Input::Tick, Now::from_millis(at + 1_000));
+    assert!(dials(tick) > 0, "the first device is dialed again");
+    let later = second.handle(Input::Tick, Now::from_millis(at + 2_000));
+    assert_eq!(dials(later), 0, "then once a minute");
+}
