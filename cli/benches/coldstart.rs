@@ -117,19 +117,8 @@ struct Start {
 async fn start(http: &reqwest::Client, node: &mut Node) -> Start {
     let t = Instant::now();
     node.spawn(&[]);
-    let deadline = t + Duration::from_secs(120);
-    let ready = loop {
-        assert!(Instant::now() < deadline, "the node did not start");
-        if let Ok(Some(api)) = ApiFile::read(&node.home)
-            && let Some(Answer::Status(s)) = call(http, &api, Status {}.into()).await
-            && s.running
-            && !s.addresses.is_empty()
-        {
-            node.api = Some(api);
-            break t.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    ready(http, node).await;
+    let ready = t.elapsed();
     let pid = node.child.as_ref().expect("running").id();
     let rss_ready_kib = resident_kib(pid);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -185,21 +174,9 @@ async fn second_device(
     let code = ask(http, &gp, cercle_node::ops::devices::DevicePair {})
         .await
         .code;
-    let home = root.join(format!("{first}-second"));
-    let _ = std::fs::remove_dir_all(&home);
-    let out = std::process::Command::new(nodes::BIN)
-        .arg("--home")
-        .arg(&home)
-        .args(["--json", "init", "--pair", &code])
-        .env("CERCLE_PASSPHRASE", PASSPHRASE)
-        .output()
-        .expect("cercle init --pair");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut second = Node::sealed(root, &format!("{first}-second"), PASSPHRASE);
+    let name = format!("{first}-second");
+    let _ = std::fs::remove_dir_all(root.join(&name));
+    let mut second = Node::pair_sealed(root, &name, &code, PASSPHRASE);
     let t = Instant::now();
     second.spawn(&[]);
     let up = ready(http, &mut second).await;

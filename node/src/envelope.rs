@@ -487,6 +487,20 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// `env`, written by `member`'s device with `role`, carrying `changes`.
+    fn of(env: Envelope, member: MemberId, role: Role, changes: Vec<Change>) -> Accepted {
+        let h = &env.header;
+        Accepted {
+            doc: h.doc,
+            device: h.device,
+            seq: h.seq,
+            member,
+            role,
+            changes,
+            envelope: env,
+        }
+    }
+
     /// Who wrote the changes, as the document's validation needs it.
     pub fn author(&self) -> ChangeAuthor {
         ChangeAuthor {
@@ -594,16 +608,7 @@ impl EnvelopeLog {
             Some(keys) => open_own(&env, keys)?,
             None => Vec::new(),
         };
-        let h = &env.header;
-        Ok(Accepted {
-            doc: h.doc,
-            device: h.device,
-            seq: h.seq,
-            member,
-            role,
-            changes,
-            envelope: env,
-        })
+        Ok(Accepted::of(env, member, role, changes))
     }
 
     /// The sequence number of the last envelope held from `device` in `doc` (0: none).
@@ -861,15 +866,7 @@ impl EnvelopeLog {
                 bytes: env.bytes.clone(),
             },
         );
-        Ok(Accepted {
-            doc: h.doc,
-            device: h.device,
-            seq: h.seq,
-            member,
-            role,
-            changes,
-            envelope: env,
-        })
+        Ok(Accepted::of(env, member, role, changes))
     }
 
     /// An envelope at an already-filled position: the same bytes are a replay (`None`);

@@ -68,6 +68,25 @@ impl Node {
         }
     }
 
+    /// A home paired (`init --pair code`) with a running first device, sealed with
+    /// `passphrase`.
+    pub(crate) fn pair_sealed(root: &Path, name: &str, code: &str, passphrase: &str) -> Node {
+        let home = root.join(name);
+        let out = Command::new(BIN)
+            .arg("--home")
+            .arg(&home)
+            .args(["--json", "init", "--pair", code])
+            .env("CERCLE_PASSPHRASE", passphrase)
+            .output()
+            .expect("cercle init --pair");
+        assert!(
+            out.status.success(),
+            "cercle init --pair: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Node::sealed(root, name, passphrase)
+    }
+
     /// A home made earlier with `init_sealed`.
     pub(crate) fn sealed(root: &Path, name: &str, passphrase: &str) -> Node {
         Node {

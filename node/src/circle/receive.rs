@@ -138,22 +138,7 @@ impl Circle {
             return receipt;
         }
 
-        let keys = self.keys.readable(&self.membership, me);
-        let view = CircleView {
-            circle: id,
-            resolution: self.membership.resolution(),
-            holders: self.membership.holders(),
-            keys: Some(keys),
-        };
-        let checked = self.log.check(envelopes, &view);
-        self.note_checked(
-            from,
-            now,
-            checked.replays,
-            checked.rejected,
-            checked.forks,
-            &mut receipt,
-        );
+        let accepted = self.check(Some(me), from, envelopes, now, &mut receipt);
         // Consecutive envelopes of one author in one document are validated and applied as
         // one batch: Automerge's cost per apply grows with the document, so one apply per
         // envelope would make a large catch-up quadratic. If the batch is refused, its
@@ -162,7 +147,7 @@ impl Circle {
         // they are tried again whenever something else applied, here or in a later receipt.
         let todo: Vec<Vec<Accepted>> = std::mem::take(&mut self.deferred)
             .into_iter()
-            .chain(group_by_author(checked.accepted))
+            .chain(group_by_author(accepted))
             .collect();
         let waiting = self.apply_groups(me, from, todo, now, Arrived::Now, &mut receipt);
         self.defer(waiting);
@@ -173,28 +158,36 @@ impl Circle {
         receipt
     }
 
-    /// What the envelope checks refused and caught, into the receipt.
-    fn note_checked(
-        &self,
+    /// Runs the envelope checks (1–7 with `me`'s keys, 1–5 without: as a relay), with
+    /// what they refused and caught into the receipt; the envelopes accepted.
+    fn check(
+        &mut self,
+        me: Option<&LocalIdentity>,
         from: &str,
+        envelopes: &[Vec<u8>],
         now: Timestamp,
-        replays: usize,
-        rejected: Vec<Rejected>,
-        forks: Vec<crate::envelope::ForkEvidence>,
         receipt: &mut Receipt,
-    ) {
-        receipt.replays += replays;
+    ) -> Vec<Accepted> {
+        let keys = me.map(|me| self.keys.readable(&self.membership, me));
+        let view = CircleView {
+            circle: self.id,
+            resolution: self.membership.resolution(),
+            holders: self.membership.holders(),
+            keys,
+        };
+        let checked = self.log.check(envelopes, &view);
+        receipt.replays += checked.replays;
         for Rejected {
             device,
             hash,
             reason,
-        } in rejected
+        } in checked.rejected
         {
             let json = serde_json::to_value(&reason).unwrap_or_default();
             let r = record(now, from, device, hash, json, reason.to_string());
             receipt.rejected.push((reason.kind(), r));
         }
-        for fork in forks {
+        for fork in checked.forks {
             receipt.forks += 1;
             receipt.staged.batch.fork(
                 &self.id,
@@ -207,6 +200,7 @@ impl Circle {
                 },
             );
         }
+        checked.accepted
     }
 
     /// Takes envelopes in unchecked: the checks that need no key, then stored and passed
@@ -225,22 +219,7 @@ impl Circle {
             receipt.incomplete = true;
             return;
         }
-        let view = CircleView {
-            circle: self.id,
-            resolution: self.membership.resolution(),
-            holders: self.membership.holders(),
-            keys: None,
-        };
-        let checked = self.log.check(envelopes, &view);
-        self.note_checked(
-            from,
-            now,
-            checked.replays,
-            checked.rejected,
-            checked.forks,
-            receipt,
-        );
-        for a in checked.accepted {
+        for a in self.check(None, from, envelopes, now, receipt) {
             self.log.confirm(&a.envelope);
             receipt.staged.batch.envelope(&a.envelope);
             receipt.staged.envelopes.push(EnvelopeRef {

@@ -30,6 +30,13 @@ fn setup() -> ((), Arc<dyn Store>, LocalIdentity) {
     )
 }
 
+/// Opens circle `id` of the store at rest for `me`, keeping what the opening writes.
+fn reopen(store: &dyn Store, me: &LocalIdentity, id: &CircleId) -> Circle {
+    let (c, batch) = Circle::open(store, me, id).unwrap();
+    keep_batch(store, batch);
+    c
+}
+
 /// Keeps a staged change in the store, as the node's shell does.
 fn keep(store: &dyn Store, staged: Staged) {
     keep_batch(store, staged.batch);
@@ -621,8 +628,7 @@ fn envelopes_taken_in_at_rest_are_held_then_checked_and_a_bad_one_never_reaches_
     drop(c);
 
     // At rest, they are taken in with the checks that need no key, and held.
-    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
-    keep_batch(home.as_ref(), batch);
+    let mut c = reopen(home.as_ref(), &gp, &id);
     c.ready_log(home.as_ref()).unwrap();
     let receipt = c.receive(&gp, "nurse", &[], &envelopes, Timestamp(5));
     assert_eq!(receipt.unchecked, 2);
@@ -642,8 +648,7 @@ fn envelopes_taken_in_at_rest_are_held_then_checked_and_a_bad_one_never_reaches_
 
     // Held across a restart; woken, the notebook has only what was checked, and a
     // snapshot taken now does not cover them.
-    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
-    keep_batch(home.as_ref(), batch);
+    let mut c = reopen(home.as_ref(), &gp, &id);
     assert_eq!(c.unchecked_logs(), 1);
     keep_batch(home.as_ref(), c.wake(home.as_ref(), &gp).unwrap());
     assert_eq!(c.notes().unwrap().len(), 1);
@@ -678,8 +683,7 @@ fn envelopes_taken_in_at_rest_are_held_then_checked_and_a_bad_one_never_reaches_
 
     // Opened again, nothing is left to check and the refused note never comes back; the
     // nurse's log still continues after it.
-    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
-    keep_batch(home.as_ref(), batch);
+    let mut c = reopen(home.as_ref(), &gp, &id);
     assert_eq!(c.unchecked_logs(), 0);
     keep_batch(home.as_ref(), c.wake(home.as_ref(), &gp).unwrap());
     assert_eq!(c.notes().unwrap().len(), 2);
@@ -710,8 +714,7 @@ fn a_circle_woken_while_what_it_took_in_at_rest_is_on_its_way_to_the_disk_loses_
     let env =
         crate::envelope::Envelope::seal(&nurse, slot, (epoch, &key), &changes, &mut rng()).unwrap();
     drop(c);
-    let (mut c, batch) = Circle::open(home.as_ref(), &gp, &id).unwrap();
-    keep_batch(home.as_ref(), batch);
+    let mut c = reopen(home.as_ref(), &gp, &id);
     c.ready_log(home.as_ref()).unwrap();
     let receipt = c.receive(&gp, "nurse", &[], &[env.bytes().to_vec()], Timestamp(5));
     assert_eq!(receipt.unchecked, 1);
