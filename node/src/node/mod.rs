@@ -12,6 +12,10 @@
 //!                            └──────────┘
 //! ```
 //!
+//! When nothing waits in its queue and the core has background work (circles settling:
+//! envelopes taken in at rest to check and apply), the core thread gives it
+//! [`Input::Idle`], one bounded slice at a time.
+//!
 //! A write is answered, and its envelopes pushed to peers, only once the store has made it
 //! durable: a peer never holds an envelope this node could lose in a crash (which would let
 //! the device sign a different one at the same position, a fork).
