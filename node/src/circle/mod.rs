@@ -422,14 +422,18 @@ impl Circle {
         vector
     }
 
-    /// The last sequence number applied to `doc` from `device` (0: none).
-    fn applied_from(&self, doc: DocKind, device: &DeviceId) -> u64 {
-        let held = self
-            .progress
+    /// The last sequence number held from `device` in `doc`, checked or not (0: none).
+    fn held_from(&self, doc: DocKind, device: &DeviceId) -> u64 {
+        self.progress
             .get(&doc)
             .and_then(|s| s.applied.get(device))
             .copied()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// The last sequence number applied to `doc` from `device` (0: none).
+    fn applied_from(&self, doc: DocKind, device: &DeviceId) -> u64 {
+        let held = self.held_from(doc, device);
         match self.unchecked.get(&(doc, *device)) {
             Some(u) => held.min(u.from.saturating_sub(1)),
             None => held,

@@ -149,7 +149,8 @@ impl Circle {
             .into_iter()
             .chain(group_by_author(accepted))
             .collect();
-        let waiting = self.apply_groups(me, from, todo, now, Arrived::Now, &mut receipt);
+        let arrived = Arrived::Now { at: now, from };
+        let waiting = self.apply_groups(me, todo, &arrived, &mut receipt);
         self.defer(waiting);
         receipt.incomplete = !self.deferred.is_empty() || self.log.waiting() > 0;
         if receipt.applied.contains_key(&DocKind::PatientFile) {
@@ -262,6 +263,12 @@ impl Circle {
             return Ok(receipt);
         }
         let id = self.id;
+        // Each log to check: from where, and up to the last envelope held.
+        let logs: Vec<((DocKind, DeviceId), Unchecked, u64)> = self
+            .unchecked
+            .iter()
+            .map(|(key, u)| (*key, u.clone(), self.held_from(key.0, &key.1)))
+            .collect();
         let keys = self.keys.readable(&self.membership, me);
         let view = CircleView {
             circle: id,
@@ -274,20 +281,14 @@ impl Circle {
         // Per log, the last sequence number read.
         let mut read: BTreeMap<(DocKind, DeviceId), u64> = BTreeMap::new();
         let mut refused: Vec<(LogId, u64, Unchecked, EnvelopeRejection, [u8; 32])> = Vec::new();
-        for ((doc, device), u) in &self.unchecked {
+        for ((doc, device), u, held) in logs {
             if budget == 0 {
                 break;
             }
-            let held = self
-                .progress
-                .get(doc)
-                .and_then(|s| s.applied.get(device))
-                .copied()
-                .unwrap_or(0);
             let log = LogId {
                 circle: id,
-                doc: *doc,
-                device: *device,
+                doc,
+                device,
             };
             let whole = usize::try_from(held.saturating_sub(u.from) + 1).unwrap_or(usize::MAX);
             let count = whole.min(budget);
@@ -313,7 +314,7 @@ impl Circle {
             if count == whole {
                 last = held;
             }
-            read.insert((*doc, *device), last);
+            read.insert((doc, device), last);
             budget = budget.saturating_sub(count);
         }
         for (log, seq, u, reason, hash) in refused {
@@ -337,14 +338,7 @@ impl Circle {
             .map(|(k, u)| (*k, (u.at, u.by.clone())))
             .collect();
         let groups = group_by_author(opened);
-        let waiting = self.apply_groups(
-            me,
-            "",
-            groups,
-            Timestamp(0),
-            Arrived::Held(&arrivals),
-            &mut receipt,
-        );
+        let waiting = self.apply_groups(me, groups, &Arrived::Held(&arrivals), &mut receipt);
         // Each log now continues from its first envelope still waiting, or after the
         // last read; a log read to its end and with nothing waiting is checked.
         let mut first_waiting: BTreeMap<(DocKind, DeviceId), u64> = BTreeMap::new();
@@ -353,12 +347,7 @@ impl Circle {
             *e = (*e).min(a.seq);
         }
         for (key, last) in read {
-            let held = self
-                .progress
-                .get(&key.0)
-                .and_then(|s| s.applied.get(&key.1))
-                .copied()
-                .unwrap_or(0);
+            let held = self.held_from(key.0, &key.1);
             let next = first_waiting.get(&key).copied().unwrap_or(last + 1);
             if next > held {
                 self.unchecked.remove(&key);
@@ -381,10 +370,8 @@ impl Circle {
     fn apply_groups(
         &mut self,
         me: &LocalIdentity,
-        from: &str,
         mut todo: Vec<Vec<Accepted>>,
-        now: Timestamp,
-        arrived: Arrived<'_>,
+        arrived: &Arrived<'_>,
         receipt: &mut Receipt,
     ) -> Vec<Vec<Accepted>> {
         let id = self.id;
@@ -403,13 +390,7 @@ impl Circle {
                     .first()
                     .map(|a| a.device)
                     .filter(|d| group.iter().all(|a| a.device == *d));
-                let (at, from) = match (&arrived, group.first()) {
-                    (Arrived::Held(held), Some(a)) => match held.get(&(a.doc, a.device)) {
-                        Some((at, by)) => (Timestamp(*at), by.as_str()),
-                        None => (now, from),
-                    },
-                    _ => (now, from),
-                };
+                let (at, from) = arrived.of(group.first());
                 let (outcomes, rest, created) = self.apply_group(group);
                 for item in created {
                     receipt
@@ -483,10 +464,22 @@ impl Circle {
 
 /// When the envelopes being applied arrived.
 enum Arrived<'a> {
-    /// Now: they are new, to store and pass on.
-    Now,
+    /// Now, from peer `from`: they are new, to store and pass on.
+    Now { at: Timestamp, from: &'a str },
     /// Earlier, per log, from a peer: held already (checked after their arrival).
     Held(&'a BTreeMap<(DocKind, DeviceId), (i64, String)>),
+}
+
+impl Arrived<'_> {
+    /// When the envelopes of `first`'s log arrived, and from which peer.
+    fn of(&self, first: Option<&Accepted>) -> (Timestamp, &str) {
+        match self {
+            Arrived::Now { at, from } => (*at, from),
+            Arrived::Held(held) => first
+                .and_then(|a| held.get(&(a.doc, a.device)))
+                .map_or((Timestamp(0), ""), |(at, by)| (Timestamp(*at), by.as_str())),
+        }
+    }
 }
 
 /// Envelopes kept waiting for other devices' changes, per circle, at most (in bytes): past

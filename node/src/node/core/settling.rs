@@ -47,7 +47,15 @@ impl NodeCore {
     /// one slice of this work a tick so that an alert among them is not held back long.
     pub fn has_work(&self) -> bool {
         let pouring = self.now.millis() < self.intake.busy_until;
-        (!pouring || self.slice_owed) && self.settling.iter().any(|id| !self.writes.touches(id))
+        (!pouring || self.slice_owed) && self.next_to_settle().is_some()
+    }
+
+    /// The first circle that can settle now: none of its writes on the way to the disk.
+    fn next_to_settle(&self) -> Option<CircleId> {
+        self.settling
+            .iter()
+            .find(|id| !self.writes.touches(id))
+            .copied()
     }
 
     /// `count` envelopes were just taken in unchecked into circle `id`.
@@ -86,12 +94,7 @@ impl NodeCore {
     /// [`CHECK_AT_ONCE`] envelopes (it stays awake until it has settled).
     pub(super) fn settle(&mut self) {
         self.slice_owed = false;
-        let Some(id) = self
-            .settling
-            .iter()
-            .find(|id| !self.writes.touches(id))
-            .copied()
-        else {
+        let Some(id) = self.next_to_settle() else {
             return;
         };
         if !self.circles.open.contains_key(&id) {
