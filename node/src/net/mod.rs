@@ -16,8 +16,8 @@
 //! only.
 //!
 //! Per connected Cercle peer there is one outbound stream, written by a task fed from a
-//! channel of [`PEER_QUEUE`] messages (a peer that does not read fills it and is
-//! disconnected), and one inbound stream, read by a task that forwards each frame to the
+//! channel of at most [`PEER_QUEUE_BYTES`] of encoded frames (a peer that does not read
+//! fills it and is disconnected), and one inbound stream, read by a task that forwards each frame to the
 //! core through a bounded channel (so a peer faster than the core is slowed down by TCP,
 //! not buffered here).
 
@@ -40,7 +40,7 @@ use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
 mod outbox;
 mod relays;
 
-pub use outbox::{MAX_EARLY, PEER_QUEUE};
+pub use outbox::{MAX_EARLY, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, PeerWriter};
 pub(crate) use outbox::{Outbox, Undelivered};
 pub use relays::relay_device;
 use relays::{Relays, relay_peer};
@@ -108,7 +108,7 @@ pub enum NetEvent {
         /// The stream goes through a relay's circuit (no direct connection to the peer
         /// when it opened).
         relayed: bool,
-        writer: mpsc::Sender<Message>,
+        writer: PeerWriter,
     },
     /// The last connection to the peer closed.
     Disconnected { device: DeviceId },
@@ -549,11 +549,13 @@ pub(crate) async fn open_stream(
         loop {
             // The core dropped the writer: the peer is gone, or a newer stream replaced
             // this one.
-            let Some(message) = queue.recv().await else {
+            let Some(frame) = queue.recv().await else {
                 return;
             };
-            let bytes = wire::encode(&message);
-            match tokio::time::timeout(WRITE_STALL, framed.send(bytes::Bytes::from(bytes))).await {
+            let len = frame.len();
+            let sent = tokio::time::timeout(WRITE_STALL, framed.send(frame)).await;
+            queue.written(len);
+            match sent {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "sync stream closed; opening another");

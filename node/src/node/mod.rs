@@ -42,6 +42,8 @@ pub use core::{Circles, Effect, Input, NodeCore, Now, RequestId, WriteId};
 
 /// Requests and network events waiting for the core, at most (the senders wait beyond).
 pub const INPUT_QUEUE: usize = 1024;
+/// How long the core thread polls for a write's outcome before it sleeps.
+const POLL_FOR_DURABLE: std::time::Duration = std::time::Duration::from_micros(500);
 /// Writes handed to the store and not yet reported durable, at most: the core thread
 /// waits for one to complete before handing over another.
 pub const WRITES_IN_FLIGHT: usize = 1024;
@@ -93,11 +95,11 @@ pub enum RunError {
 /// A request's reply channel.
 pub type Reply = oneshot::Sender<Result<Answer, NodeError>>;
 
-/// What the core thread receives from the rest of the program.
+/// What the core thread receives from the rest of the program (the network's events come
+/// on their own queue, straight from the streams that read them).
 #[derive(Debug)]
 pub(crate) enum ToCore {
-    Request(Request, Reply),
-    Net(NetEvent),
+    Request(Box<Request>, Reply),
     Tick,
     Stop,
 }
@@ -115,7 +117,7 @@ impl NodeHandle {
         let (reply, answer) = oneshot::channel();
         let stopping = || NodeError::unavailable("the node is stopping");
         self.input
-            .send(ToCore::Request(request, reply))
+            .send(ToCore::Request(Box::new(request), reply))
             .await
             .map_err(|_| stopping())?;
         answer.await.unwrap_or_else(|_| Err(stopping()))
@@ -157,7 +159,7 @@ pub async fn run(
     let started = core.start(true, config.net.relay_devices()?, now());
 
     let (input_tx, input_rx) = mpsc::channel::<ToCore>(INPUT_QUEUE);
-    let (net_events_tx, mut net_events_rx) = mpsc::channel::<NetEvent>(net::INBOUND_QUEUE);
+    let (net_events_tx, net_events_rx) = mpsc::channel::<NetEvent>(net::INBOUND_QUEUE);
     let (net_cmd_tx, net_cmd_rx) = mpsc::channel::<NetCommand>(NET_COMMANDS);
     let (events_tx, _) = broadcast::channel::<NodeEvent>(EVENTS);
     let handle = NodeHandle {
@@ -204,15 +206,6 @@ pub async fn run(
     let token = api::ApiToken::load(&config.home)?;
 
     let net = tokio::spawn(net::run(key, config.net.clone(), net_events_tx, net_cmd_rx));
-    // Network events go to the core through the same queue as requests.
-    let forward_input = input_tx.clone();
-    let forwarder = tokio::spawn(async move {
-        while let Some(e) = net_events_rx.recv().await {
-            if forward_input.send(ToCore::Net(e)).await.is_err() {
-                break;
-            }
-        }
-    });
     let tick_input = input_tx.clone();
     let ticker = tokio::spawn(async move {
         let mut t = tokio::time::interval(TICK);
@@ -227,7 +220,7 @@ pub async fn run(
     let shell = Shell::new(store, net_cmd_tx, events_tx);
     let core_thread = std::thread::Builder::new()
         .name("cercle-core".into())
-        .spawn(move || shell.drive(core, started, input_rx))
+        .spawn(move || shell.drive(core, started, input_rx, net_events_rx))
         .map_err(|e| RunError::Api {
             address: bound.to_string(),
             reason: format!("cannot start the core thread: {e}"),
@@ -287,7 +280,6 @@ pub async fn run(
         lan.abort();
     }
     ticker.abort();
-    forwarder.abort();
     stop(&config, &input_tx, core_thread).await;
     Ok(())
 }
@@ -323,6 +315,8 @@ struct Shell {
     outcomes: mpsc::Receiver<Input>,
     in_flight: usize,
     waiter: Option<std::thread::JoinHandle<()>>,
+    /// Whether the core thread polls for a write's outcome ([`Shell::poll_for_outcome`]).
+    polls: bool,
 }
 
 impl Shell {
@@ -362,42 +356,49 @@ impl Shell {
             outcomes,
             in_flight: 0,
             waiter,
+            polls: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
 
-    /// The core thread: takes inputs one at a time (write outcomes first) and carries out
-    /// the effects.
+    /// The core thread: takes inputs one at a time (write outcomes first, then requests and
+    /// ticks, then the network's events) and carries out the effects.
     fn drive(
         mut self,
         mut core: NodeCore,
         started: Vec<Effect>,
         mut input: mpsc::Receiver<ToCore>,
+        mut net: mpsc::Receiver<NetEvent>,
     ) {
         self.carry_out(&mut core, started);
-        // An input read from the queue while gathering a peer's data, not yet given.
-        let mut held: Option<ToCore> = None;
+        // An event read from the network's queue while gathering a peer's data, not yet
+        // given.
+        let mut held: Option<NetEvent> = None;
         futures::executor::block_on(async {
             loop {
+                if held.is_none() && !core.has_work() {
+                    self.poll_for_outcome(&input, &net);
+                }
                 let next = tokio::select! {
                     biased;
                     Some(outcome) = self.outcomes.recv() => {
                         self.in_flight -= 1;
                         outcome
                     }
-                    i = async { held.take() }, if held.is_some() => match i {
-                        Some(i) => match self.take(i, &mut input, &mut held) {
-                            Some(i) => i,
-                            None => break,
-                        },
+                    i = input.recv() => match i {
+                        Some(ToCore::Request(request, reply)) => {
+                            let id = RequestId(self.next_request);
+                            self.next_request += 1;
+                            self.replies.insert(id, reply);
+                            Input::Request(id, *request)
+                        }
+                        Some(ToCore::Tick) => Input::Tick,
+                        Some(ToCore::Stop) | None => break,
+                    },
+                    e = async { held.take() }, if held.is_some() => match e {
+                        Some(e) => self.take(e, &mut net, &mut held),
                         None => continue,
                     },
-                    i = input.recv() => match i {
-                        Some(i) => match self.take(i, &mut input, &mut held) {
-                            Some(i) => i,
-                            None => break,
-                        },
-                        None => break,
-                    },
+                    Some(e) = net.recv() => self.take(e, &mut net, &mut held),
                     // Nothing waiting: a slice of the background work.
                     () = std::future::ready(()), if held.is_none() && core.has_work() => Input::Idle,
                 };
@@ -424,34 +425,45 @@ impl Shell {
         drop(core);
     }
 
-    /// What the core takes for `item` from the queue: `None` to stop. A peer's data
-    /// message comes with the data messages from the same peer right behind it in the
-    /// queue (at most [`GATHERED`] messages, [`GATHERED_BYTES`] of data), so that a
-    /// backlog is applied in one batch; the first other item read is `held` for next.
+    /// With a write in flight and nothing else to do, waits for its outcome by polling, for
+    /// at most [`POLL_FOR_DURABLE`], rather than sleeping at once: on the machine of
+    /// BENCHMARKS.md a sleeping thread took 50-100 µs to wake, a tenth of a note's way from
+    /// one member to another, and the journal's flush 0.2-0.4 ms. Not on a single core,
+    /// where polling would hold up the thread it waits for.
+    fn poll_for_outcome(&self, input: &mpsc::Receiver<ToCore>, net: &mpsc::Receiver<NetEvent>) {
+        if self.in_flight == 0 || !self.polls {
+            return;
+        }
+        let until = std::time::Instant::now() + POLL_FOR_DURABLE;
+        while self.outcomes.is_empty()
+            && input.is_empty()
+            && net.is_empty()
+            && std::time::Instant::now() < until
+        {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// What the core takes for a network event. A peer's data message comes with the data
+    /// messages from the same peer right behind it in the queue (at most [`GATHERED`]
+    /// messages, [`GATHERED_BYTES`] of data), so that a backlog is applied in one batch; the
+    /// first other event read is `held` for next.
     fn take(
         &mut self,
-        item: ToCore,
-        input: &mut mpsc::Receiver<ToCore>,
-        held: &mut Option<ToCore>,
-    ) -> Option<Input> {
-        Some(match item {
-            ToCore::Stop => return None,
-            ToCore::Tick => Input::Tick,
-            ToCore::Request(request, reply) => {
-                let id = RequestId(self.next_request);
-                self.next_request += 1;
-                self.replies.insert(id, reply);
-                Input::Request(id, request)
-            }
-            ToCore::Net(NetEvent::Message { device, message }) if message.data_size().is_some() => {
+        event: NetEvent,
+        queue: &mut mpsc::Receiver<NetEvent>,
+        held: &mut Option<NetEvent>,
+    ) -> Input {
+        match event {
+            NetEvent::Message { device, message } if message.data_size().is_some() => {
                 let mut bytes = message.data_size().unwrap_or(0);
                 let mut messages = vec![message];
                 while messages.len() < GATHERED && bytes < GATHERED_BYTES {
-                    match input.try_recv() {
-                        Ok(ToCore::Net(NetEvent::Message {
+                    match queue.try_recv() {
+                        Ok(NetEvent::Message {
                             device: from,
                             message,
-                        })) if from == device && message.data_size().is_some() => {
+                        }) if from == device && message.data_size().is_some() => {
                             bytes += message.data_size().unwrap_or(0);
                             messages.push(message);
                         }
@@ -469,8 +481,8 @@ impl Shell {
                     Input::Messages { device, messages }
                 }
             }
-            ToCore::Net(e) => self.net_event(e),
-        })
+            e => self.net_event(e),
+        }
     }
 
     /// A network event as the core takes it (the outbox learns of writers here).

@@ -10,8 +10,9 @@
 //! DIR/db/       the sled database: the indexes that reads and sync use
 //! ```
 //!
-//! A batch is acknowledged once its journal record is `fdatasync`ed; it is then applied to
-//! sled, which flushes on its own schedule. The database records (in `meta/journal`) a
+//! A batch is acknowledged once its journal record is `fdatasync`ed; it is applied to sled
+//! when the writer is idle or holds back enough (a read asks for it first), and sled
+//! flushes on its own schedule. The database records (in `meta/journal`) a
 //! journal offset that it is known to hold everything before; at start-up the records after
 //! it are applied again (writes are idempotent and replayed in order). If sled cannot open
 //! its files, they are moved aside and the database is rebuilt from the whole journal.
@@ -51,6 +52,15 @@ const MAX_GROUP: usize = 1024;
 const MARK_EVERY_BYTES: u64 = 4 * 1024 * 1024;
 /// ...or after this long without writes.
 const MARK_IDLE: Duration = Duration::from_millis(500);
+/// Acknowledged groups wait to be applied to sled until the writer has had nothing to do
+/// for this long (or a reader waits for them, or there are [`APPLY_GROUPS`] of them, or
+/// [`APPLY_BYTES`]): applying them right after the flush took the CPU the note's push
+/// needed at that moment.
+const APPLY_IDLE: Duration = Duration::from_millis(3);
+/// Acknowledged groups held back from sled, at most...
+const APPLY_GROUPS: usize = 64;
+/// ... and their bytes, at most.
+const APPLY_BYTES: usize = 1024 * 1024;
 
 /// What happened when the store was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,8 +75,13 @@ pub struct OpenReport {
     pub dropped: u64,
 }
 
-/// A batch queued to the writer thread, and where to say when it is durable.
-struct Job(Batch, SyncSender<Result<(), StoreError>>);
+/// What the writer thread is asked to do.
+enum Job {
+    /// A batch to make durable, and where to say when it is.
+    Write(Batch, SyncSender<Result<(), StoreError>>),
+    /// A reader waits for the acknowledged groups to be in sled.
+    Settle,
+}
 
 /// Where the writer thread is: a group of batches is acknowledged once its journal record
 /// is flushed, then applied to sled; a read first waits for every acknowledged group to be
@@ -77,11 +92,18 @@ struct Settled {
     acked: AtomicU64,
     /// The last group applied to sled (or given up on: `u64::MAX` once the writer stops).
     applied: AtomicU64,
+    /// A reader asked the writer to apply what it holds back, which it has not begun yet.
+    asked: AtomicBool,
     lock: Mutex<()>,
     changed: Condvar,
 }
 
 impl Settled {
+    /// Whether every group acknowledged so far is in sled.
+    fn holds_all(&self) -> bool {
+        self.applied.load(Ordering::SeqCst) >= self.acked.load(Ordering::SeqCst)
+    }
+
     /// Returns once every group acknowledged so far is in sled.
     fn wait(&self) {
         let want = self.acked.load(Ordering::SeqCst);
@@ -371,7 +393,16 @@ impl SledStore {
 
     /// A tree to read, once every acknowledged write is in it.
     fn tree(&self, t: Tree) -> Result<&sled::Tree, StoreError> {
-        self.settled.wait();
+        if !self.settled.holds_all() {
+            // The writer holds groups back from sled until it is idle: it is asked (once
+            // until it begins) to apply them now.
+            if !self.settled.asked.swap(true, Ordering::SeqCst)
+                && let Some(jobs) = &self.jobs
+            {
+                let _ = jobs.send(Job::Settle);
+            }
+            self.settled.wait();
+        }
         self.trees
             .get(&t)
             .ok_or_else(|| damaged(&self.dir, "missing tree"))
@@ -512,6 +543,7 @@ impl SledStore {
             group: 0,
             marked: 0,
             unflushed: 0,
+            held: Held::default(),
         };
         let handle = std::thread::Builder::new()
             .name("cercle-store".into())
@@ -772,6 +804,17 @@ struct Writer {
     /// Bytes of writes outside the journal (snapshots, the directory) applied since the
     /// database was last flushed: nothing else makes them durable.
     unflushed: u64,
+    /// Groups acknowledged and not yet applied to sled.
+    held: Held,
+}
+
+/// The writes of groups acknowledged (their journal record flushed) and not yet applied to
+/// sled, in order.
+#[derive(Debug, Default)]
+struct Held {
+    writes: Vec<Write>,
+    groups: usize,
+    bytes: usize,
 }
 
 impl Writer {
@@ -779,29 +822,49 @@ impl Writer {
         let _release = Release(self.settled.clone());
         self.marked = self.journal.len();
         loop {
-            let first = if self.journal.len() > self.marked || self.unflushed > 0 {
-                match jobs.recv_timeout(MARK_IDLE) {
+            let idle = if self.held.groups > 0 {
+                Some(APPLY_IDLE)
+            } else if self.journal.len() > self.marked || self.unflushed > 0 {
+                Some(MARK_IDLE)
+            } else {
+                None
+            };
+            let first = match idle {
+                Some(idle) => match jobs.recv_timeout(idle) {
                     Ok(j) => j,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.mark();
+                        if self.held.groups > 0 {
+                            self.apply_held();
+                        } else {
+                            self.mark();
+                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match jobs.recv() {
+                },
+                None => match jobs.recv() {
                     Ok(j) => j,
                     Err(_) => break,
-                }
+                },
             };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match jobs.try_recv() {
-                    Ok(j) => group.push(j),
-                    Err(_) => break,
+            let mut settle = false;
+            let mut group = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write(batch, reply) => group.push((batch, reply)),
+                    Job::Settle => settle = true,
+                }
+                if group.len() < MAX_GROUP {
+                    next = jobs.try_recv().ok();
                 }
             }
-            self.commit_group(group);
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            if settle || self.held.groups >= APPLY_GROUPS || self.held.bytes >= APPLY_BYTES {
+                self.apply_held();
+            }
             if self.journal.len() - self.marked >= MARK_EVERY_BYTES
                 || self.unflushed >= MARK_EVERY_BYTES
             {
@@ -818,12 +881,12 @@ impl Writer {
     /// acknowledged together, so it may be durable together. It is acknowledged once the
     /// journal holds it, then applied to sled (readers wait for that; a crash before the
     /// end replays the whole record at the next start).
-    fn commit_group(&mut self, group: Vec<Job>) {
+    fn commit_group(&mut self, group: Vec<(Batch, SyncSender<Result<(), StoreError>>)>) {
         let started = Instant::now();
         let n = group.len();
         let mut writes = Vec::new();
         let mut replies = Vec::with_capacity(n);
-        for Job(batch, reply) in group {
+        for (batch, reply) in group {
             writes.extend(batch.writes);
             replies.push(reply);
         }
@@ -835,8 +898,11 @@ impl Writer {
             .map(|w| w.size() as u64)
             .sum::<u64>();
         let journaled = self.journal_group(&batch);
-        let ok = journaled.is_ok();
-        if ok {
+        if journaled.is_ok() {
+            // Held before readers can learn of the group: a read waits for what it holds.
+            self.held.bytes += batch.writes.iter().map(Write::size).sum::<usize>();
+            self.held.writes.extend(batch.writes);
+            self.held.groups += 1;
             self.group += 1;
             self.settled.acked.store(self.group, Ordering::SeqCst);
         }
@@ -844,25 +910,32 @@ impl Writer {
             // The caller may have stopped waiting; nothing to do then.
             let _ = reply.send(journaled.clone());
         }
-        if ok {
-            let applied = apply(&self.dir, &self.trees, &batch.writes).and_then(|shredded| {
-                if shredded.is_empty() {
-                    return Ok(());
-                }
-                // The rows are gone from the trees; forgetting the key makes every copy
-                // left (the journal's, sled's old segments) unreadable.
-                self.circle_keys
-                    .lock()
-                    .map_err(|_| damaged(&self.dir, "the circles' keys are poisoned"))?
-                    .forget(&shredded, &self.key)
-            });
-            self.settled.applied(self.group);
-            if let Err(e) = applied {
-                // The journal holds the group: the next start applies it again.
-                self.fail(e);
-            }
-        }
         tracing::trace!(batches = n, elapsed = ?started.elapsed(), "group committed");
+    }
+
+    /// Applies the groups held back to sled, and tells the readers waiting for them.
+    fn apply_held(&mut self) {
+        self.settled.asked.store(false, Ordering::SeqCst);
+        let held = std::mem::take(&mut self.held);
+        if held.groups == 0 {
+            return;
+        }
+        let applied = apply(&self.dir, &self.trees, &held.writes).and_then(|shredded| {
+            if shredded.is_empty() {
+                return Ok(());
+            }
+            // The rows are gone from the trees; forgetting the key makes every copy left
+            // (the journal's, sled's old segments) unreadable.
+            self.circle_keys
+                .lock()
+                .map_err(|_| damaged(&self.dir, "the circles' keys are poisoned"))?
+                .forget(&shredded, &self.key)
+        });
+        self.settled.applied(self.group);
+        if let Err(e) = applied {
+            // The journal holds the groups: the next start applies them again.
+            self.fail(e);
+        }
     }
 
     /// Appends the group to the journal and flushes it.
@@ -907,6 +980,8 @@ impl Writer {
 
     /// Flushes the database, then records that it holds the journal up to where it was.
     fn mark(&mut self) {
+        // The position recorded covers only what sled holds.
+        self.apply_held();
         if self.failed.is_some() {
             return;
         }
@@ -936,7 +1011,7 @@ impl Store for SledStore {
             return Ticket::ready(Err(e));
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Job(batch, tx), rx)
+        self.send(Job::Write(batch, tx), rx)
     }
 
     fn location(&self) -> &Path {
@@ -1210,8 +1285,9 @@ mod tests {
 
     #[test]
     fn a_write_acknowledged_is_read_back_at_once() {
-        // Acknowledged once the journal holds it, applied to sled just after: a read right
-        // after the acknowledgement waits for that, and never misses the write.
+        // Acknowledged once the journal holds it, applied to sled only when the writer is
+        // idle: a read right after the acknowledgement asks the writer for it and waits,
+        // and never misses the write (nor waits for the writer's idle time: 300 reads).
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         for i in 0..300u32 {
