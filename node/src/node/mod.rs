@@ -427,9 +427,10 @@ impl Shell {
 
     /// With a write in flight and nothing else to do, waits for its outcome by polling, for
     /// at most [`POLL_FOR_DURABLE`], rather than sleeping at once: on the machine of
-    /// BENCHMARKS.md a sleeping thread took 50-100 µs to wake, a tenth of a note's way from
-    /// one member to another, and the journal's flush 0.2-0.4 ms. Not on a single core,
-    /// where polling would hold up the thread it waits for.
+    /// BENCHMARKS.md the core woke 50 µs after the outcome came (8 µs when polling), on a
+    /// note's way of about 1 ms from one member to another, and the journal's flush takes
+    /// 0.2-0.4 ms. Not on a single core, where polling would hold up the thread it waits
+    /// for.
     fn poll_for_outcome(&self, input: &mpsc::Receiver<ToCore>, net: &mpsc::Receiver<NetEvent>) {
         if self.in_flight == 0 || !self.polls {
             return;
