@@ -746,9 +746,10 @@ impl EnvelopeLog {
         if h.circle != view.circle {
             return refuse(out, EnvelopeRejection::WrongCircle);
         }
-        if let Err(reason) = self.check_writer(&env, view) {
-            return refuse(out, reason);
-        }
+        let writer = match self.check_writer(&env, view) {
+            Ok(writer) => writer,
+            Err(reason) => return refuse(out, reason),
+        };
         let key = (h.device, h.doc);
         let last = self.head(&key).map_or(0, |h| h.seq);
         if h.seq <= last {
@@ -776,7 +777,7 @@ impl EnvelopeLog {
             waiting.insert(h.seq, env);
             return;
         }
-        match self.accept(env, view) {
+        match self.accept(env, writer, view) {
             Ok(a) => out.accepted.push(a),
             Err(reason) => return refuse(out, reason),
         }
@@ -788,7 +789,11 @@ impl EnvelopeLog {
         {
             let device = next.header.device;
             let bytes = next.bytes.clone();
-            match self.accept(next, view) {
+            // Checked again: the membership may have changed since it came.
+            match self
+                .check_writer(&next, view)
+                .and_then(|writer| self.accept(next, writer, view))
+            {
                 Ok(a) => out.accepted.push(a),
                 Err(reason) => {
                     reject(out, Some(device), &bytes, reason);
@@ -848,13 +853,14 @@ impl EnvelopeLog {
         Ok((role, member))
     }
 
-    /// Checks 5–7 for the envelope that extends the device's log.
+    /// Checks 5–7 for the envelope that extends the device's log, its writer (`role`,
+    /// `member`) checked (4).
     fn accept(
         &mut self,
         env: Envelope,
+        (role, member): (Role, MemberId),
         view: &CircleView<'_>,
     ) -> Result<Accepted, EnvelopeRejection> {
-        let (role, member) = self.check_writer(&env, view)?;
         let h = env.header.clone();
         let key = (h.device, h.doc);
         let expected_prev = self.head(&key).map_or([0u8; 32], |h| h.hash);

@@ -80,9 +80,11 @@ impl PeerWriter {
         if self.queued.load(Ordering::Acquire) + len > PEER_QUEUE_BYTES {
             return Err(mpsc::error::TrySendError::Full(frame));
         }
-        self.frames.try_send(frame)?;
+        // Counted before the writer can take it (and count it written).
         self.queued.fetch_add(len, Ordering::AcqRel);
-        Ok(())
+        self.frames.try_send(frame).inspect_err(|_| {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+        })
     }
 }
 

@@ -40,7 +40,8 @@ use crate::store::{Store, Ticket};
 pub(crate) use core::closing::suspended_receipts;
 pub use core::{Circles, Effect, Input, NodeCore, Now, RequestId, WriteId};
 
-/// Requests and network events waiting for the core, at most (the senders wait beyond).
+/// Requests and ticks waiting for the core, at most (the senders wait beyond; the
+/// network's events have their own queue, `net::INBOUND_QUEUE`).
 pub const INPUT_QUEUE: usize = 1024;
 /// How long the core thread polls for a write's outcome before it sleeps.
 const POLL_FOR_DURABLE: std::time::Duration = std::time::Duration::from_micros(500);
@@ -375,7 +376,10 @@ impl Shell {
         let mut held: Option<NetEvent> = None;
         futures::executor::block_on(async {
             loop {
-                if held.is_none() && !core.has_work() {
+                // Background work is asked for once per turn (it looks through the circles
+                // settling).
+                let idle_work = held.is_none() && core.has_work();
+                if held.is_none() && !idle_work {
                     self.poll_for_outcome(&input, &net);
                 }
                 let next = tokio::select! {
@@ -400,7 +404,7 @@ impl Shell {
                     },
                     Some(e) = net.recv() => self.take(e, &mut net, &mut held),
                     // Nothing waiting: a slice of the background work.
-                    () = std::future::ready(()), if held.is_none() && core.has_work() => Input::Idle,
+                    () = std::future::ready(()), if idle_work => Input::Idle,
                 };
                 let effects = core.handle(next, now());
                 self.carry_out(&mut core, effects);
