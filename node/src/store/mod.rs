@@ -112,7 +112,7 @@ impl StoreError {
 }
 
 /// The store's trees. Each write names one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tree {
     /// Node metadata (schema version, journal position, key check).
     Meta,
@@ -261,6 +261,14 @@ impl Write {
         }
     }
 
+    /// The row it sets or deletes (none for a shred, which deletes many).
+    fn row(&self) -> Option<(Tree, &[u8])> {
+        match self {
+            Write::Put { tree, key, .. } | Write::Delete { tree, key } => Some((*tree, key)),
+            Write::Shred { .. } => None,
+        }
+    }
+
     /// The bytes it puts in the database.
     pub(crate) fn size(&self) -> usize {
         match self {
@@ -269,6 +277,30 @@ impl Write {
             Write::Shred { .. } => 32,
         }
     }
+}
+
+/// Drops every put or delete of a row that a later write of `writes` sets or deletes again:
+/// applied in order, what is left ends the store in the same state, with less to seal,
+/// journal and apply (a run of one device's envelopes moves its log's head once per
+/// envelope; a circle's record is written once per message received). A shred deletes
+/// rows and never hides an earlier write's row from a later one, so it is kept in place.
+pub(crate) fn coalesce(writes: &mut Vec<Write>) {
+    if writes.len() < 2 {
+        return;
+    }
+    let keep: Vec<bool> = {
+        let mut later = std::collections::HashSet::with_capacity(writes.len());
+        writes
+            .iter()
+            .rev()
+            .map(|w| w.row().is_none_or(|row| later.insert(row)))
+            .collect()
+    };
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    let mut kept = keep.into_iter().rev();
+    writes.retain(|_| kept.next().unwrap_or(true));
 }
 
 /// The last envelope of one device in one document.
@@ -505,6 +537,11 @@ impl Batch {
             .collect()
     }
 
+    /// Keeps only the last write of each row (see [`coalesce`]).
+    pub fn coalesce(&mut self) {
+        coalesce(&mut self.writes);
+    }
+
     /// Moves `other`'s writes after this batch's.
     pub fn extend(&mut self, other: Batch) {
         self.writes.extend(other.writes);
@@ -659,7 +696,11 @@ impl Batch {
     /// The journal record of the journaled writes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let writes: Vec<&Write> = self.writes.iter().filter(|w| w.journaled()).collect();
-        let mut out = vec![BATCH_VERSION];
+        // Sized once: a group's record is up to a few megabytes, grown it was copied again
+        // and again.
+        let size = 5 + writes.iter().map(|w| 10 + w.size()).sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        out.push(BATCH_VERSION);
         out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
         for w in writes {
             match w {
@@ -1021,6 +1062,48 @@ mod tests {
         ]
     }
 
+    /// Writes over a few rows of two circles, so that they overwrite and shred each other.
+    fn row_write() -> impl Strategy<Value = Write> {
+        let tree = prop::sample::select(vec![
+            Tree::Meta,
+            Tree::Circles,
+            Tree::Heads,
+            Tree::Envelopes,
+        ]);
+        let key = (0u8..2, 0u8..3).prop_map(|(c, k)| {
+            let mut key = vec![c; 32];
+            key.push(k);
+            key
+        });
+        prop_oneof![
+            4 => (tree.clone(), key.clone(), prop::collection::vec(any::<u8>(), 0..4))
+                .prop_map(|(tree, key, value)| Write::Put { tree, key, value }),
+            2 => (tree, key).prop_map(|(tree, key)| Write::Delete { tree, key }),
+            1 => (0u8..2).prop_map(|c| Write::Shred { circle: CircleId([c; 32]) }),
+        ]
+    }
+
+    /// The rows `writes` leave, applied in order.
+    fn applied(writes: &[Write]) -> BTreeMap<(Tree, Vec<u8>), Vec<u8>> {
+        let mut rows = BTreeMap::new();
+        for w in writes {
+            match w {
+                Write::Put { tree, key, value } => {
+                    rows.insert((*tree, key.clone()), value.clone());
+                }
+                Write::Delete { tree, key } => {
+                    rows.remove(&(*tree, key.clone()));
+                }
+                Write::Shred { circle } => {
+                    rows.retain(|(t, k), _| {
+                        !(CIRCLE_TREES.contains(t) && k.starts_with(&circle.0))
+                    });
+                }
+            }
+        }
+        rows
+    }
+
     proptest! {
         #[test]
         fn envelope_keys_split_back_into_their_parts(circle in any::<[u8; 32]>(), doc in 0usize..3, device in any::<[u8; 32]>(), seq in any::<u64>(), noise in prop::collection::vec(any::<u8>(), 0..100)) {
@@ -1035,6 +1118,19 @@ mod tests {
         fn batches_round_trip_through_their_journal_record(writes in prop::collection::vec(write(), 0..12)) {
             let batch = Batch { writes };
             prop_assert_eq!(Batch::decode(&batch.encode()), Ok(batch));
+        }
+
+        #[test]
+        fn coalesced_writes_end_the_store_as_all_of_them_do(writes in prop::collection::vec(row_write(), 0..40)) {
+            let mut coalesced = writes.clone();
+            coalesce(&mut coalesced);
+            prop_assert_eq!(applied(&coalesced), applied(&writes));
+            // No row is written twice any more.
+            let mut rows: Vec<_> = coalesced.iter().filter_map(Write::row).collect();
+            let n = rows.len();
+            rows.sort();
+            rows.dedup();
+            prop_assert_eq!(rows.len(), n);
         }
 
         #[test]

@@ -58,8 +58,10 @@ pub const MAX_ITEMS: usize = 100_000;
 /// At most this many circles in one `Changed` (a node names the one whose membership
 /// changed; an answer, some of those).
 pub const MAX_CHANGED: usize = 64;
-/// At most this many circles unknown here are asked for at a time.
-pub const MAX_UNKNOWN_ASKED: usize = 16;
+/// At most this many circles unknown here are asked for at a time (with 16, a second
+/// device taking 1 000 circles waited between asks; what they send is bounded by the
+/// sender's [`MAX_IN_FLIGHT`] whatever the number asked).
+pub const MAX_UNKNOWN_ASKED: usize = 64;
 /// Circles offered by the peer, not held here and not asked for yet, kept at most (the
 /// rest are offered again by the next `Hello`). Sized for a professional in 1 500 circles
 /// meeting a new device of theirs.
