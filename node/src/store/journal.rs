@@ -176,10 +176,7 @@ impl Journal {
         // batches, megabytes) is not copied into a record first.
         let written = self.file.seek(SeekFrom::Start(self.len)).and_then(|_| {
             if payload.len() <= COPIED_PAYLOAD {
-                let mut record = Vec::with_capacity(header.len() + payload.len());
-                record.extend_from_slice(&header);
-                record.extend_from_slice(payload);
-                self.file.write_all(&record)
+                self.file.write_all(&record(&header, payload))
             } else {
                 self.file.write_all(&header)?;
                 self.file.write_all(payload)
@@ -272,12 +269,18 @@ fn header(payload: &[u8]) -> [u8; RECORD_HEADER] {
     out
 }
 
+/// A record as written to the file, its `header` already made.
+fn record(header: &[u8; RECORD_HEADER], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(RECORD_HEADER + payload.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(payload);
+    out
+}
+
 /// A record as written to the file.
 #[cfg(test)]
 fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = header(payload).to_vec();
-    out.extend_from_slice(payload);
-    out
+    record(&header(payload), payload)
 }
 
 /// The valid records at the start of `bytes` (which begins at file offset `base`), and how

@@ -868,7 +868,7 @@ impl Writer {
                 }
             }
             if !group.is_empty() {
-                self.commit_group(group);
+                self.commit_group(group, bytes);
             }
             if settle || self.held.groups >= APPLY_GROUPS || self.held.bytes >= APPLY_BYTES {
                 self.apply_held();
@@ -888,8 +888,13 @@ impl Writer {
     /// The whole group becomes one journal record (one write, one flush): it is
     /// acknowledged together, so it may be durable together. It is acknowledged once the
     /// journal holds it, then applied to sled (readers wait for that; a crash before the
-    /// end replays the whole record at the next start).
-    fn commit_group(&mut self, group: Vec<(Batch, SyncSender<Result<(), StoreError>>)>) {
+    /// end replays the whole record at the next start). `bytes`: what its writes put in
+    /// the database, counted as the group was gathered.
+    fn commit_group(
+        &mut self,
+        group: Vec<(Batch, SyncSender<Result<(), StoreError>>)>,
+        bytes: usize,
+    ) {
         let started = Instant::now();
         let n = group.len();
         let mut writes = Vec::new();
@@ -908,7 +913,7 @@ impl Writer {
         let journaled = self.journal_group(&batch);
         if journaled.is_ok() {
             // Held before readers can learn of the group: a read waits for what it holds.
-            self.held.bytes += batch.writes.iter().map(Write::size).sum::<usize>();
+            self.held.bytes += bytes;
             self.held.writes.extend(batch.writes);
             self.held.groups += 1;
             self.group += 1;
