@@ -153,7 +153,15 @@ pub enum Effect {
 #[derive(Debug)]
 pub struct Circles {
     pub(crate) store: Arc<dyn Store>,
+    /// The circles in memory. Put in and taken out only with [`Circles::put_open`] and
+    /// [`Circles::take_open`], which count the changes (the member's devices are cached
+    /// against them).
     pub(crate) open: BTreeMap<CircleId, Circle>,
+    /// Circles put in `open` or taken out of it so far.
+    pub(crate) open_changes: u64,
+    /// The circle put in `open` last, when that was the last change to it and it was new
+    /// there.
+    pub(crate) last_put: Option<CircleId>,
     /// Circles of the store that could not be opened, and why: shown as damaged, neither
     /// synced nor written, while every other circle works.
     pub(crate) damaged: BTreeMap<CircleId, String>,
@@ -179,6 +187,26 @@ pub struct Circles {
 }
 
 impl Circles {
+    /// Puts `circle` in memory (in place of the one there, if any).
+    pub(crate) fn put_open(&mut self, id: CircleId, circle: Circle) {
+        self.open_changes += 1;
+        let replaced = self.open.insert(id, circle);
+        self.last_put = replaced.is_none().then_some(id);
+    }
+
+    /// Takes a circle out of memory.
+    pub(crate) fn take_open(&mut self, id: &CircleId) -> Option<Circle> {
+        self.open_changes += 1;
+        self.last_put = None;
+        self.open.remove(id)
+    }
+
+    /// What the member's devices found in the circles depend on: the circles in memory and
+    /// their membership logs, which only grow while a circle is in memory.
+    pub(crate) fn membership_version(&self) -> (u64, usize) {
+        let ops = self.open.values().map(|c| c.membership().len()).sum();
+        (self.open_changes, ops)
+    }
     /// Opens every circle in the store; documents needing a new snapshot give a batch. A
     /// circle that does not open is set aside as damaged: one bad circle never stops the
     /// node.
@@ -204,6 +232,8 @@ impl Circles {
         let circles = Circles {
             store,
             open,
+            open_changes: 0,
+            last_put: None,
             damaged,
             used: BTreeMap::new(),
             invited: BTreeMap::new(),
@@ -373,6 +403,12 @@ pub struct NodeCore {
     siblings_dialed: i64,
     /// The member's devices and revoked devices as last reconciled.
     siblings_seen: (Vec<DeviceId>, Vec<DeviceId>),
+    /// Device records kept so far (see `keep_record`).
+    records_kept: u64,
+    /// The member's devices as last gathered, and what they were gathered from: each
+    /// circle joined asked twice, and gathering them again over every circle made a
+    /// catch-up of 1 000 circles quadratic (10 % of its receiving core's time).
+    siblings_cache: std::cell::RefCell<Option<(devices::SiblingsVersion, devices::Siblings)>>,
     /// Reads under an emergency access: told to the team, and kept of the readers'.
     pub(crate) reads: emergency::Reads,
     /// Circles holding envelopes not checked yet, or just joined: they settle when the
@@ -428,6 +464,8 @@ impl NodeCore {
             devices,
             siblings_dialed: 0,
             siblings_seen: Default::default(),
+            records_kept: 0,
+            siblings_cache: std::cell::RefCell::new(None),
             settling,
             slice_owed: false,
             intake: settling::Intake::default(),
@@ -588,7 +626,7 @@ impl NodeCore {
             }
             Err(e) => {
                 tracing::error!(circle = %id, error = %e, "a circle could not be woken; it is set aside as damaged");
-                self.circles.open.remove(&id);
+                self.circles.take_open(&id);
                 self.circles.used.remove(&id);
                 self.circles.damaged.insert(id, e.to_string());
                 Err(e.into())

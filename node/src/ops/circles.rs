@@ -321,7 +321,7 @@ impl Operation for CircleCreate {
         let (c, staged) = Circle::create_about(a.me, &about, a.now, a.rng)?;
         let info = c.info().clone();
         let id = c.id();
-        core.circles.open.insert(id, c);
+        core.circles.put_open(id, c);
         // No member shares it yet; relays (which keep a mailbox of every circle) get all
         // of it from the Hello that follows once durable.
         core.stage(id, staged);

@@ -284,12 +284,17 @@ impl Write {
 /// journal and apply (a run of one device's envelopes moves its log's head once per
 /// envelope; a circle's record is written once per message received). A shred deletes
 /// rows and never hides an earlier write's row from a later one, so it is kept in place.
+/// Rows are hashed with foldhash, seeded per call: SipHash over every row of a catch-up's
+/// batches was 8 % of the receiving core's time.
 pub(crate) fn coalesce(writes: &mut Vec<Write>) {
     if writes.len() < 2 {
         return;
     }
     let keep: Vec<bool> = {
-        let mut later = std::collections::HashSet::with_capacity(writes.len());
+        let mut later = std::collections::HashSet::with_capacity_and_hasher(
+            writes.len(),
+            foldhash::quality::RandomState::default(),
+        );
         writes
             .iter()
             .rev()

@@ -164,7 +164,7 @@ impl NodeCore {
             batch.forget_blob(h);
         }
         batch.shred(&circle);
-        self.circles.open.remove(&circle);
+        self.circles.take_open(&circle);
         self.circles.used.remove(&circle);
         self.circles.damaged.remove(&circle);
         self.circles.invited.remove(&circle);

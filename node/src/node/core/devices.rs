@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use super::writes::After;
 use super::{Effect, NodeCore};
+use crate::circle::Circle;
 use crate::circle::membership::{CircleId, OpBody, SignedOp};
 use crate::identity::{DeviceCertificate, DeviceId, PublicIdentity};
 use crate::ops::NodeError;
@@ -61,11 +62,20 @@ impl Pairing {
 }
 
 /// The member's devices known here, by device: from the records kept and the circles held.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Siblings {
     pub(crate) certificates: BTreeMap<DeviceId, DeviceCertificate>,
     /// Those revoked (in a circle, or by this device).
     pub(crate) revoked: BTreeMap<DeviceId, i64>,
+}
+
+/// What [`Siblings`] were gathered from: they are the same while it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SiblingsVersion {
+    /// Device records kept.
+    records: u64,
+    /// [`super::Circles::membership_version`].
+    circles: (u64, usize),
 }
 
 /// The member's device records the store keeps.
@@ -315,11 +325,68 @@ impl NodeCore {
             Err(e) => tracing::error!(error = %e, "cannot keep a device's record"),
         }
         self.devices.insert(record.certificate.device, record);
+        self.records_kept += 1;
     }
 
     /// The member's other devices known here: the records kept and the devices of this
-    /// member in the circles held, with those revoked anywhere.
+    /// member in the circles held, with those revoked anywhere. Gathered again only when
+    /// a record was kept, a circle taken out of memory, or a membership log grew; a circle
+    /// just put in memory (a catch-up joins one after the other) is looked at alone.
     pub(crate) fn siblings(&self) -> Siblings {
+        let version = SiblingsVersion {
+            records: self.records_kept,
+            circles: self.circles.membership_version(),
+        };
+        if let Ok(mut cache) = self.siblings_cache.try_borrow_mut()
+            && let Some((v, s)) = cache.as_mut()
+        {
+            if *v == version {
+                return s.clone();
+            }
+            if self
+                .only_put_since(v, &version)
+                .is_some_and(|c| self.brings_nothing(c, s))
+            {
+                *v = version;
+                return s.clone();
+            }
+        }
+        let s = self.gather_siblings();
+        if let Ok(mut cache) = self.siblings_cache.try_borrow_mut() {
+            *cache = Some((version, s.clone()));
+        }
+        s
+    }
+
+    /// The circle put in memory since `then`, if that is the only change from `then` to
+    /// `now`.
+    fn only_put_since(&self, then: &SiblingsVersion, now: &SiblingsVersion) -> Option<&Circle> {
+        let id = self.circles.last_put?;
+        let c = self.circles.open.get(&id)?;
+        let (changes, ops) = now.circles;
+        (then.records == now.records
+            && then.circles.0 + 1 == changes
+            && then.circles.1 + c.membership().len() == ops)
+            .then_some(c)
+    }
+
+    /// Whether circle `c` holds no device of the member outside `known` (with the same
+    /// certificate), and no revocation of one.
+    fn brings_nothing(&self, c: &Circle, known: &Siblings) -> bool {
+        let member = self.me.member();
+        let me = self.me.device();
+        let res = c.resolution();
+        res.revoked.values().all(|r| r.member != member)
+            && res.members.get(&member).is_none_or(|state| {
+                state
+                    .devices
+                    .iter()
+                    .all(|d| d.device == me || known.certificates.get(&d.device) == Some(d))
+            })
+    }
+
+    /// [`NodeCore::siblings`], gathered over every record and circle.
+    pub(super) fn gather_siblings(&self) -> Siblings {
         let member = self.me.member();
         let mut s = Siblings::default();
         for r in self.devices.values() {

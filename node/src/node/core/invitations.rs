@@ -381,7 +381,7 @@ impl NodeCore {
             }
         }
         tracing::info!(%circle, "joined a circle");
-        self.circles.open.insert(circle, joined);
+        self.circles.put_open(circle, joined);
         self.stage_from(circle, staged, Some(from));
         self.take_data(from, invitation.data, true);
         self.membership_changed(circle);

@@ -427,7 +427,7 @@ impl NodeCore {
         match Circle::join_resting(&self.me, circle, ops) {
             Ok((c, staged)) => {
                 tracing::info!(%circle, "joined a circle");
-                self.circles.open.insert(circle, c);
+                self.circles.put_open(circle, c);
                 self.settle_later(circle);
                 self.stage_from(circle, staged, Some(from));
                 true

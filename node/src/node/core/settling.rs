@@ -81,7 +81,7 @@ impl NodeCore {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(circle = %id, error = %e, "a circle's logs could not be read; it is set aside as damaged");
-                self.circles.open.remove(&id);
+                self.circles.take_open(&id);
                 self.circles.used.remove(&id);
                 self.settling.remove(&id);
                 self.circles.damaged.insert(id, e.to_string());

@@ -518,6 +518,7 @@ fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_sp
     c.run_for(5_000);
     let paired = c.ask(1, PairStatus {}, WAIT).unwrap();
     assert_eq!(paired.state, "paired", "{paired:?}");
+    siblings_as_gathered(&c);
     let identity = paired.identity.unwrap();
     let me = c.members[1].core.me();
     let keys = crate::identity::LocalIdentity::from_secrets(&me.secrets(), me.public()).unwrap();
@@ -540,6 +541,7 @@ fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_sp
         counts.sort_unstable();
         assert_eq!(counts, vec![1, 2], "circle {k}");
     }
+    siblings_as_gathered(&c);
 
     // The coordinator (not the member) revokes the new device in the first circle only:
     // the member's devices do not spread that to the other circle.
@@ -579,6 +581,7 @@ fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_sp
         vec![1, 2],
         "a coordinator's revocation spread to another circle"
     );
+    siblings_as_gathered(&c);
 
     // The member revokes it from the first device: gone from every circle.
     let revoked = DeviceRevoke {
@@ -590,6 +593,15 @@ fn a_paired_device_joins_its_members_circles_and_only_its_members_revocations_sp
         let mut counts = devices_of(&mut c, 2, k);
         counts.sort_unstable();
         assert_eq!(counts, vec![1, 1], "circle {k}");
+    }
+    siblings_as_gathered(&c);
+}
+
+/// Every node's member's devices, as cached, are those gathered afresh over its records
+/// and circles (each node asked for them as the circles changed).
+fn siblings_as_gathered(c: &Cluster) {
+    for (i, m) in c.members.iter().enumerate() {
+        assert_eq!(m.core.siblings(), m.core.gather_siblings(), "node {i}");
     }
 }
 
@@ -1044,4 +1056,39 @@ fn a_sibling_lost_in_a_catch_up_is_dialed_again_at_the_next_tick() {
     assert!(dials(tick) > 0, "the first device is dialed again");
     let later = second.handle(Input::Tick, Now::from_millis(at + 2_000));
     assert_eq!(dials(later), 0, "then once a minute");
+}
+
+#[test]
+fn the_members_devices_follow_a_device_added_in_a_circle_after_they_were_gathered() {
+    let mut c = cluster(&["Dr Martin"]);
+    let k = new_circle(&mut c, 0);
+    let id: crate::circle::membership::CircleId = k.parse().unwrap();
+    let core = &mut c.members[0].core;
+    assert!(core.siblings().certificates.is_empty());
+    // Another device of the member, added in this circle only (no record kept of it).
+    let now = core.now();
+    let other = core.me.new_device(now, &mut core.rng).unwrap();
+    let certificate = other.certificate.clone();
+    let circle = core.circles.open.get_mut(&id).unwrap();
+    let staged = circle
+        .add_device(&core.me, &certificate, now, &mut core.rng)
+        .unwrap();
+    core.stage(id, staged);
+    let siblings = core.siblings();
+    assert!(
+        siblings.certificates.contains_key(&other.device()),
+        "{siblings:?}"
+    );
+    assert_eq!(siblings, core.gather_siblings());
+    // Taken out of memory, the circle no longer counts; put back, it does again.
+    let taken = core.circles.take_open(&id).unwrap();
+    assert!(core.siblings().certificates.is_empty());
+    core.circles.put_open(id, taken);
+    assert!(core.siblings().certificates.contains_key(&other.device()));
+    // A new circle that holds no other device of the member leaves them as they were.
+    new_circle(&mut c, 0);
+    let core = &c.members[0].core;
+    assert_eq!(core.circles.open.len(), 2);
+    assert_eq!(core.siblings(), core.gather_siblings());
+    assert!(core.siblings().certificates.contains_key(&other.device()));
 }
