@@ -207,6 +207,7 @@ impl Circles {
         let ops = self.open.values().map(|c| c.membership().len()).sum();
         (self.open_changes, ops)
     }
+
     /// Opens every circle in the store; documents needing a new snapshot give a batch. A
     /// circle that does not open is set aside as damaged: one bad circle never stops the
     /// node.
