@@ -317,8 +317,6 @@ struct Shell {
     outcomes: mpsc::Receiver<Input>,
     in_flight: usize,
     waiter: Option<std::thread::JoinHandle<()>>,
-    /// Whether the core thread polls for a write's outcome ([`Shell::poll_for_outcome`]).
-    polls: bool,
 }
 
 impl Shell {
@@ -358,7 +356,6 @@ impl Shell {
             outcomes,
             in_flight: 0,
             waiter,
-            polls: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
 
@@ -431,13 +428,15 @@ impl Shell {
     }
 
     /// With a write in flight and nothing else to do, waits for its outcome by polling, for
-    /// at most [`POLL_FOR_DURABLE`], rather than sleeping at once: on the machine of
-    /// BENCHMARKS.md the core woke 50 µs after the outcome came (8 µs when polling), on a
-    /// note's way of about 1 ms from one member to another, and the journal's flush takes
-    /// 0.2-0.4 ms. Not on a single core, where polling would hold up the thread it waits
-    /// for.
+    /// at most [`POLL_FOR_DURABLE`], rather than sleeping at once: a note's answer and its
+    /// push to the circle's members wait for that outcome, and a sleeping core thread (on
+    /// an idle processor, which a virtual machine's host may have descheduled) wakes tens
+    /// of microseconds after it. Each turn yields the processor, so that a thread ready to
+    /// run goes first: the store's writer this core waits for, the network, or another
+    /// process. Spinning without yielding held the writer off its flush for up to 0.2 ms
+    /// when both cores of the machine of BENCHMARKS.md were taken by spinning nodes.
     fn poll_for_outcome(&self, input: &mpsc::Receiver<ToCore>, net: &mpsc::Receiver<NetEvent>) {
-        if self.in_flight == 0 || !self.polls {
+        if self.in_flight == 0 {
             return;
         }
         let until = std::time::Instant::now() + POLL_FOR_DURABLE;
@@ -446,7 +445,7 @@ impl Shell {
             && net.is_empty()
             && std::time::Instant::now() < until
         {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     }
 
