@@ -654,8 +654,16 @@ mod tests {
         fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
             self.reads.scan(tree, prefix)
         }
-        fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError> {
+        fn range(
+            &self,
+            tree: Tree,
+            keys: Keys,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
             self.reads.range(tree, keys, limit)
+        }
+        fn last(&self, tree: Tree, keys: Keys) -> Result<Option<(Vec<u8>, Opened)>, StoreError> {
+            self.reads.last(tree, keys)
         }
     }
 

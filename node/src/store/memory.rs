@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use zeroize::Zeroizing;
 
-use super::{Batch, Keys, Opened, Store, StoreError, Ticket, Tree, Write};
+use super::{Batch, Keys, Opened, Store, StoreError, Ticket, Tree, Write, keys, run};
 
 /// One tree's keys and values, in key order.
 type Values = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -57,6 +57,23 @@ impl MemoryStore {
     }
 }
 
+/// Forgets the envelope under `key`: its row, or its place in a run (see `run`). A row that
+/// does not decode stays as it is: nothing here is a node's store on a disk.
+fn forget_envelope(envelopes: &mut Values, key: &[u8]) {
+    let floor =
+        keys::split_envelope(key).map_or_else(|| key.to_vec(), |(log, _)| keys::envelope(&log, 0));
+    let Some((row_key, row)) = envelopes.range(floor..=key.to_vec()).next_back() else {
+        return;
+    };
+    let writes = run::forget(key, row_key, row).unwrap_or_default();
+    for (k, v) in writes {
+        match v {
+            Some(v) => envelopes.insert(k, v),
+            None => envelopes.remove(&k),
+        };
+    }
+}
+
 impl Store for MemoryStore {
     fn submit(&self, batch: Batch) -> Ticket {
         self.with(|trees| {
@@ -65,6 +82,10 @@ impl Store for MemoryStore {
                     Write::Put { tree, key, value } => {
                         trees.entry(tree).or_default().insert(key, value);
                     }
+                    Write::Delete {
+                        tree: Tree::Envelopes,
+                        key,
+                    } => forget_envelope(trees.entry(Tree::Envelopes).or_default(), &key),
                     Write::Delete { tree, key } => {
                         trees.entry(tree).or_default().remove(&key);
                     }
@@ -106,15 +127,27 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError> {
+    fn range(
+        &self,
+        tree: Tree,
+        keys: Keys,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
         Ok(self.with(|t| {
             let Some(t) = t.get(&tree) else {
                 return Vec::new();
             };
             t.range(keys)
                 .take(limit)
-                .map(|(_, v)| Zeroizing::new(v.clone()))
+                .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
                 .collect()
+        }))
+    }
+
+    fn last(&self, tree: Tree, keys: Keys) -> Result<Option<(Vec<u8>, Opened)>, StoreError> {
+        Ok(self.with(|t| {
+            let (k, v) = t.get(&tree)?.range(keys).next_back()?;
+            Some((k.clone(), Zeroizing::new(v.clone())))
         }))
     }
 }

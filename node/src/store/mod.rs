@@ -34,6 +34,7 @@ use crate::reader::Reader;
 pub(crate) mod circle_keys;
 pub mod journal;
 mod memory;
+pub(crate) mod run;
 mod sled_store;
 
 pub use memory::MemoryStore;
@@ -47,7 +48,7 @@ pub type Opened = Zeroizing<Vec<u8>>;
 pub type Keys = std::ops::RangeInclusive<Vec<u8>>;
 
 /// The store's on-disk schema version (see `SledStore::migrate`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Why the store failed. Cloneable: one failed flush answers every write that shared it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +122,8 @@ pub enum Tree {
     /// Signed membership operations (sealed with the circle's key: they carry its epoch
     /// keys): circle ‖ op hash.
     Ops,
-    /// Envelopes: circle ‖ doc ‖ device ‖ seq (big-endian).
+    /// Envelopes: circle ‖ doc ‖ device ‖ seq (big-endian) → the envelope, or a run of the
+    /// device's envelopes from that one on (schema 4; see [`run`]).
     Envelopes,
     /// Version vectors: circle ‖ doc ‖ device → seq ‖ envelope hash.
     Heads,
@@ -261,11 +263,21 @@ impl Write {
         }
     }
 
-    /// The row it sets or deletes (none for a shred, which deletes many).
+    /// The row it sets or deletes, whatever was there before: none for a shred, which
+    /// deletes many, nor for the envelopes' rows, where a key names the first envelope
+    /// of a run and deleting one envelope splits the run it is in ([`run`]).
     fn row(&self) -> Option<(Tree, &[u8])> {
         match self {
+            Write::Put {
+                tree: Tree::Envelopes,
+                ..
+            }
+            | Write::Delete {
+                tree: Tree::Envelopes,
+                ..
+            }
+            | Write::Shred { .. } => None,
             Write::Put { tree, key, .. } | Write::Delete { tree, key } => Some((*tree, key)),
-            Write::Shred { .. } => None,
         }
     }
 
@@ -283,7 +295,9 @@ impl Write {
 /// applied in order, what is left ends the store in the same state, with less to seal,
 /// journal and apply (a run of one device's envelopes moves its log's head once per
 /// envelope; a circle's record is written once per message received). A shred deletes
-/// rows and never hides an earlier write's row from a later one, so it is kept in place.
+/// rows and never hides an earlier write's row from a later one, so it is kept in place;
+/// so are the envelopes' rows (each is written once, and runs make their keys no
+/// statement about the envelopes a row holds).
 /// Rows are hashed with foldhash, seeded per call: SipHash over every row of a catch-up's
 /// batches was 8 % of the receiving core's time.
 pub(crate) fn coalesce(writes: &mut Vec<Write>) {
@@ -536,9 +550,11 @@ impl Batch {
                     tree: Tree::Envelopes,
                     value,
                     ..
-                } => Some(value.clone()),
+                } => Some(run::envelopes(value).unwrap_or_default()),
                 _ => None,
             })
+            .flatten()
+            .map(<[u8]>::to_vec)
             .collect()
     }
 
@@ -557,17 +573,72 @@ impl Batch {
     }
 
     /// An envelope accepted or sealed here, which becomes its device's head in its document.
+    /// The envelope after the one this batch has just stored for the same log extends that
+    /// row into a run ([`run`]), and that head's write takes the new head.
     pub fn envelope(&mut self, env: &Envelope) {
         let h = &env.header;
         let log = h.log();
+        let mut head = Vec::with_capacity(40);
+        head.extend_from_slice(&h.seq.to_be_bytes());
+        head.extend_from_slice(&env.hash());
+        if let Some((row, at)) = self.open_run(&log, h.seq, env.bytes().len()) {
+            if let Some(Write::Put { value, .. }) = self.writes.get_mut(row) {
+                run::append(value, env.bytes());
+            }
+            if let Some(Write::Put { value, .. }) = self.writes.get_mut(at) {
+                *value = head;
+            }
+            return;
+        }
         self.put(
             Tree::Envelopes,
             keys::envelope(&log, h.seq),
             env.bytes().to_vec(),
         );
-        let mut head = h.seq.to_be_bytes().to_vec();
-        head.extend_from_slice(&env.hash());
         self.put(Tree::Heads, keys::head(&log), head);
+    }
+
+    /// Where this batch's last write of an envelopes' row and its last write of a head are,
+    /// if they are `log`'s, its row ends just before `seq` and has room for `size` more
+    /// bytes: nothing written after them touches those trees, so extending the one and
+    /// replacing the other leaves the store as writing the envelope and its head anew
+    /// would. Only the last few writes are looked at.
+    fn open_run(&self, log: &LogId, seq: u64, size: usize) -> Option<(usize, usize)> {
+        const LOOK_BACK: usize = 8;
+        let (mut row, mut head) = (None, None);
+        for (i, w) in self.writes.iter().enumerate().rev().take(LOOK_BACK) {
+            match w {
+                Write::Put {
+                    tree: Tree::Envelopes,
+                    key,
+                    value,
+                } if row.is_none() => row = Some((i, key, value)),
+                Write::Put {
+                    tree: Tree::Heads,
+                    key,
+                    ..
+                } if head.is_none() => head = Some((i, key)),
+                Write::Put {
+                    tree: Tree::Envelopes | Tree::Heads,
+                    ..
+                }
+                | Write::Delete {
+                    tree: Tree::Envelopes | Tree::Heads,
+                    ..
+                }
+                | Write::Shred { .. } => break,
+                _ => {}
+            }
+            if row.is_some() && head.is_some() {
+                break;
+            }
+        }
+        let ((row, key, value), (at, head_key)) = (row?, head?);
+        let (of, first) = keys::split_envelope(key)?;
+        let next = first.checked_add(run::count(value).ok()?)?;
+        let fits = value.len() + 4 + size <= run::MAX_RUN_BYTES;
+        (of == *log && next == seq && fits && head_key.as_slice() == &key[..key.len() - 8])
+            .then_some((row, at))
     }
 
     /// Forgets a held envelope refused when it was checked after its arrival: its changes
@@ -824,8 +895,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Every key and value under `prefix`, in key order.
     fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError>;
 
-    /// The values of the keys in `keys`, in order, at most `limit`.
-    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError>;
+    /// The keys and values in `keys`, in order, at most `limit`.
+    fn range(
+        &self,
+        tree: Tree,
+        keys: Keys,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError>;
+
+    /// The last key in `keys` and its value.
+    fn last(&self, tree: Tree, keys: Keys) -> Result<Option<(Vec<u8>, Opened)>, StoreError>;
 
     /// Submits `batch` and waits until it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
@@ -890,11 +969,47 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(ops.into_iter().map(|(_, v)| v.to_vec()).collect())
     }
 
-    /// Envelopes of one log from sequence number `from` on, at most `limit`.
+    /// Envelopes of one log from sequence number `from` on, at most `limit`. A row holds
+    /// one envelope or a run of them ([`run`]): the row before `from` may hold it, and
+    /// the rows after are read a few at a time, as each may hold many.
     fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        let keys = keys::envelope(log, from)..=keys::envelope(log, u64::MAX);
-        let found = self.range(Tree::Envelopes, keys, limit)?;
-        Ok(found.into_iter().map(|v| v.to_vec()).collect())
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let unreadable = |e: run::RunDecodeError| self.bad(&e.to_string());
+        if limit == 0 {
+            return Ok(out);
+        }
+        if let Some(before) = from.checked_sub(1) {
+            let keys = keys::envelope(log, 0)..=keys::envelope(log, before);
+            if let Some((key, row)) = self.last(Tree::Envelopes, keys)? {
+                let (_, first) =
+                    keys::split_envelope(&key).ok_or_else(|| self.bad("an envelope's key"))?;
+                let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+                let held = run::envelopes(&row).map_err(unreadable)?;
+                out.extend(held.into_iter().skip(skip).take(limit).map(<[u8]>::to_vec));
+            }
+        }
+        let end = keys::envelope(log, u64::MAX);
+        let mut start = keys::envelope(log, from);
+        let mut rows = limit.min(16);
+        while out.len() < limit {
+            let found = self.range(Tree::Envelopes, start..=end.clone(), rows)?;
+            let more = found.len() == rows;
+            for (_, row) in &found {
+                let held = run::envelopes(row).map_err(unreadable)?;
+                let room = limit - out.len().min(limit);
+                out.extend(held.into_iter().take(room).map(<[u8]>::to_vec));
+            }
+            match found.into_iter().next_back() {
+                // The next key after the last row's.
+                Some((mut last, _)) if more && out.len() < limit => {
+                    last.push(0);
+                    start = last;
+                    rows = rows.saturating_mul(4).min(limit);
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     /// The version vector of a document: each device's last envelope.
@@ -1016,7 +1131,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         to.extend_from_slice(&[0xff; 4]);
         let keys = self.range(Tree::Directory, from..=to, limit)?;
         let mut found = Vec::with_capacity(keys.len());
-        for key in keys {
+        for (_, key) in keys {
             if let Some(v) = self.get(Tree::Directory, &key)? {
                 found.extend(serde_json::from_slice(&v).ok());
             }

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use super::circle_keys::CircleKeys;
 use super::journal::{Journal, JournalError};
 use super::{
-    Batch, CIRCLE_TREES, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write,
+    Batch, CIRCLE_TREES, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write, keys,
 };
 use crate::circle::membership::CircleId;
 use crate::crypto::StorageKey;
@@ -253,6 +253,15 @@ fn apply(
             Write::Put { tree, key, value } => trees
                 .get(tree)
                 .map(|t| t.insert(key.as_slice(), value.as_slice()).map(|_| ())),
+            Write::Delete {
+                tree: Tree::Envelopes,
+                key,
+            } => {
+                if let Some(t) = trees.get(&Tree::Envelopes) {
+                    forget_envelope(dir, t, key)?;
+                }
+                continue;
+            }
             Write::Delete { tree, key } => trees
                 .get(tree)
                 .map(|t| t.remove(key.as_slice()).map(|_| ())),
@@ -264,6 +273,25 @@ fn apply(
         result.transpose().map_err(|e| from_sled(dir, e))?;
     }
     Ok(shredded)
+}
+
+/// Forgets the envelope under `key`: its row, or its place in a run (see `run`).
+fn forget_envelope(dir: &Path, tree: &sled::Tree, key: &[u8]) -> Result<(), StoreError> {
+    let floor =
+        keys::split_envelope(key).map_or_else(|| key.to_vec(), |(log, _)| keys::envelope(&log, 0));
+    let Some(found) = tree.range(floor..=key.to_vec()).next_back() else {
+        return Ok(());
+    };
+    let (row_key, row) = found.map_err(|e| from_sled(dir, e))?;
+    let writes = super::run::forget(key, &row_key, &row).map_err(|e| damaged(dir, e))?;
+    for (k, v) in writes {
+        match v {
+            Some(v) => tree.insert(k, v),
+            None => tree.remove(k),
+        }
+        .map_err(|e| from_sled(dir, e))?;
+    }
+    Ok(())
 }
 
 /// Deletes every row of `circle` in the trees keyed by circle.
@@ -450,6 +478,9 @@ impl SledStore {
             // by circle: values written before stay readable with the storage key (and
             // operations as they were, unsealed), attachments under their hash alone.
             2 => Ok(()),
+            // 4 keeps a run of one device's consecutive envelopes in one row (`run`): the
+            // rows written before are each one envelope, which a run's reader reads as such.
+            3 => Ok(()),
             other => Err(damaged(
                 &self.dir,
                 format!("no migration from store schema {other}"),
@@ -1057,15 +1088,30 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<Vec<Opened>, StoreError> {
+    fn range(
+        &self,
+        tree: Tree,
+        keys: Keys,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
         self.tree(tree)?
             .range(keys)
             .take(limit)
             .map(|r| {
                 let (k, v) = r.map_err(|e| from_sled(&self.dir, e))?;
-                self.opened(tree, &k, &v)
+                Ok((k.to_vec(), self.opened(tree, &k, &v)?))
             })
             .collect()
+    }
+
+    fn last(&self, tree: Tree, keys: Keys) -> Result<Option<(Vec<u8>, Opened)>, StoreError> {
+        match self.tree(tree)?.range(keys).next_back() {
+            None => Ok(None),
+            Some(r) => {
+                let (k, v) = r.map_err(|e| from_sled(&self.dir, e))?;
+                Ok(Some((k.to_vec(), self.opened(tree, &k, &v)?)))
+            }
+        }
     }
 }
 

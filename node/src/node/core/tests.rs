@@ -237,8 +237,15 @@ impl crate::store::Store for FillingDisk {
         tree: crate::store::Tree,
         keys: crate::store::Keys,
         limit: usize,
-    ) -> Result<Vec<crate::store::Opened>, crate::store::StoreError> {
+    ) -> Result<Vec<(Vec<u8>, crate::store::Opened)>, crate::store::StoreError> {
         self.inner.range(tree, keys, limit)
+    }
+    fn last(
+        &self,
+        tree: crate::store::Tree,
+        keys: crate::store::Keys,
+    ) -> Result<Option<(Vec<u8>, crate::store::Opened)>, crate::store::StoreError> {
+        self.inner.last(tree, keys)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::envelope::EnvelopeRef;
 use crate::envelope::LogId;
 use crate::identity::DeviceId;
 use crate::ops::{Answer, NodeError};
-use crate::store::{Batch, Tree, Write, keys};
+use crate::store::{Batch, Tree, Write, keys, run};
 
 /// Writes waiting for their outcome past which a warning is logged: the shell's bounded
 /// queues hold the core back before this many, unless the disk stalled.
@@ -72,7 +72,15 @@ impl Fresh {
                 if size > FRESH_PER_WRITE {
                     return Vec::new();
                 }
-                out.push((key.clone(), value.clone()));
+                // A run's envelopes, each under its own key.
+                let (Some((log, first)), Ok(held)) =
+                    (keys::split_envelope(key), run::envelopes(value))
+                else {
+                    continue;
+                };
+                for (seq, envelope) in (first..).zip(held) {
+                    out.push((keys::envelope(&log, seq), envelope.to_vec()));
+                }
             }
         }
         out
