@@ -27,6 +27,12 @@ const VERSION: u8 = 1;
 /// Magic, version and count.
 const HEADER: usize = 7;
 
+/// Rows of one log, each with the sequence number of its first envelope.
+type Rows = Vec<(u64, Vec<u8>)>;
+
+/// Rows to set (`Some`) or delete (`None`), under their keys, in the order to apply them.
+type RowWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Why a stored row of envelopes does not decode (a damaged store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a row of envelopes does not decode: {0}")]
@@ -114,12 +120,7 @@ pub(crate) fn encode(envelopes: &[&[u8]]) -> Vec<u8> {
 /// The rows standing for `row` (whose first envelope is `first`) once its envelope `seq`
 /// is forgotten, each with its first sequence number: the envelopes before `seq` and
 /// those after it. `None` if the row does not hold `seq`.
-#[allow(clippy::type_complexity)]
-pub(crate) fn without(
-    first: u64,
-    row: &[u8],
-    seq: u64,
-) -> Result<Option<Vec<(u64, Vec<u8>)>>, RunDecodeError> {
+pub(crate) fn without(first: u64, row: &[u8], seq: u64) -> Result<Option<Rows>, RunDecodeError> {
     let all = envelopes(row)?;
     let Some(at) = seq
         .checked_sub(first)
@@ -143,12 +144,7 @@ pub(crate) fn without(
 /// order to apply them; nothing if the row does not hold the envelope. The envelopes after
 /// it are put in their own row before the row itself is cut, so that a crash between the
 /// two leaves rows that the journal's replay of the same forget puts right.
-#[allow(clippy::type_complexity)]
-pub(crate) fn forget(
-    key: &[u8],
-    row_key: &[u8],
-    row: &[u8],
-) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, RunDecodeError> {
+pub(crate) fn forget(key: &[u8], row_key: &[u8], row: &[u8]) -> Result<RowWrites, RunDecodeError> {
     let (Some((log, seq)), Some((row_log, first))) = (
         super::keys::split_envelope(key),
         super::keys::split_envelope(row_key),
@@ -166,7 +162,7 @@ pub(crate) fn forget(
     let Some(rows) = without(first, row, seq)? else {
         return Ok(Vec::new());
     };
-    let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = rows
+    let mut writes: RowWrites = rows
         .into_iter()
         .map(|(start, r)| (super::keys::envelope(&log, start), Some(r)))
         .collect();
