@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use zeroize::Zeroizing;
 
-use super::{Batch, Keys, Opened, Store, StoreError, Ticket, Tree, Write, keys, run};
+use super::{Batch, Keys, Opened, Store, StoreError, Ticket, Tree, Write, run};
 
 /// One tree's keys and values, in key order.
 type Values = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -60,8 +60,7 @@ impl MemoryStore {
 /// Forgets the envelope under `key`: its row, or its place in a run (see `run`). A row that
 /// does not decode stays as it is: nothing here is a node's store on a disk.
 fn forget_envelope(envelopes: &mut Values, key: &[u8]) {
-    let floor =
-        keys::split_envelope(key).map_or_else(|| key.to_vec(), |(log, _)| keys::envelope(&log, 0));
+    let floor = run::first_key_of_log(key);
     let Some((row_key, row)) = envelopes.range(floor..=key.to_vec()).next_back() else {
         return;
     };

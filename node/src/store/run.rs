@@ -139,6 +139,13 @@ pub(crate) fn without(first: u64, row: &[u8], seq: u64) -> Result<Option<Rows>, 
     Ok(Some(rows))
 }
 
+/// The lowest key of the log of the envelope under `key`: where the search for the row
+/// that holds it starts (`key` itself if it is not an envelope's key).
+pub(crate) fn first_key_of_log(key: &[u8]) -> Vec<u8> {
+    super::keys::split_envelope(key)
+        .map_or_else(|| key.to_vec(), |(log, _)| super::keys::envelope(&log, 0))
+}
+
 /// How forgetting the envelope under `key` changes `row`, the last row of its log at or
 /// before that key (under `row_key`): the rows to set (`Some`) or delete (`None`), in the
 /// order to apply them; nothing if the row does not hold the envelope. The envelopes after

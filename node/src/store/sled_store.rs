@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use super::circle_keys::CircleKeys;
 use super::journal::{Journal, JournalError};
 use super::{
-    Batch, CIRCLE_TREES, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write, keys,
+    Batch, CIRCLE_TREES, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write, run,
 };
 use crate::circle::membership::CircleId;
 use crate::crypto::StorageKey;
@@ -277,13 +277,12 @@ fn apply(
 
 /// Forgets the envelope under `key`: its row, or its place in a run (see `run`).
 fn forget_envelope(dir: &Path, tree: &sled::Tree, key: &[u8]) -> Result<(), StoreError> {
-    let floor =
-        keys::split_envelope(key).map_or_else(|| key.to_vec(), |(log, _)| keys::envelope(&log, 0));
+    let floor = run::first_key_of_log(key);
     let Some(found) = tree.range(floor..=key.to_vec()).next_back() else {
         return Ok(());
     };
     let (row_key, row) = found.map_err(|e| from_sled(dir, e))?;
-    let writes = super::run::forget(key, &row_key, &row).map_err(|e| damaged(dir, e))?;
+    let writes = run::forget(key, &row_key, &row).map_err(|e| damaged(dir, e))?;
     for (k, v) in writes {
         match v {
             Some(v) => tree.insert(k, v),
