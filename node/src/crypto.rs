@@ -286,6 +286,36 @@ pub fn open_epoch_key(
     Ok(EpochKey(Zeroizing::new(bytes)))
 }
 
+/// Devices' public keys decompressed on a thread, at most, before the cache starts over.
+const VERIFYING_KEYS_KEPT: usize = 1024;
+
+/// The Ed25519 public key `bytes` name, decompressed and checked once per thread: a
+/// catch-up checks the signatures of the same few devices thousands of times, and
+/// decompressing the key was a tenth of each check. A key that does not decompress is
+/// not kept, and the cache starts over once it holds [`VERIFYING_KEYS_KEPT`] keys, so
+/// peers naming ever new devices cost what they cost without it.
+pub(crate) fn verifying_key(
+    bytes: &[u8; 32],
+) -> Result<ed25519_dalek::VerifyingKey, ed25519_dalek::SignatureError> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static KEYS: RefCell<HashMap<[u8; 32], ed25519_dalek::VerifyingKey, foldhash::fast::RandomState>> =
+            RefCell::new(HashMap::default());
+    }
+    if let Some(key) = KEYS.with_borrow(|keys| keys.get(bytes).copied()) {
+        return Ok(key);
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)?;
+    KEYS.with_borrow_mut(|keys| {
+        if keys.len() >= VERIFYING_KEYS_KEPT {
+            keys.clear();
+        }
+        keys.insert(*bytes, key);
+    });
+    Ok(key)
+}
+
 /// The X25519 public key of a secret (for tests and for checking certificates).
 pub fn x25519_public(secret: &[u8; 32]) -> [u8; 32] {
     X25519HkdfSha256::sk_to_pk(
@@ -311,6 +341,34 @@ mod tests {
     fn device() -> LocalIdentity {
         let p = Profile::new("A", "médecin", None, None).unwrap();
         LocalIdentity::generate(p, cercle_crdt::Timestamp(1)).unwrap()
+    }
+
+    #[test]
+    fn kept_verifying_keys_are_the_keys_and_a_bad_one_is_refused_every_time() {
+        use ed25519_dalek::{Signer, SigningKey};
+        let signer = SigningKey::from_bytes(&[5; 32]);
+        let public = signer.verifying_key().to_bytes();
+        let signature = signer.sign(b"note");
+        for _ in 0..2 {
+            let key = verifying_key(&public).unwrap();
+            assert_eq!(key.to_bytes(), public);
+            assert!(key.verify_strict(b"note", &signature).is_ok());
+            assert!(key.verify_strict(b"other", &signature).is_err());
+        }
+        // A y-coordinate no point of the curve has.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        assert!(ed25519_dalek::VerifyingKey::from_bytes(&bad).is_err());
+        assert!(verifying_key(&bad).is_err());
+        assert!(verifying_key(&bad).is_err());
+        // More devices than are kept: each still decompresses to itself.
+        for i in 0..(VERIFYING_KEYS_KEPT + 10) as u32 {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let k = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+            assert_eq!(verifying_key(&k).unwrap().to_bytes(), k);
+        }
+        assert_eq!(verifying_key(&public).unwrap().to_bytes(), public);
     }
 
     #[test]

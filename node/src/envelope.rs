@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
 use cercle_crdt::{Change, ChangeAuthor, DocKind, MemberId, Role};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use serde::Serialize;
 
 use crate::circle::membership::{CircleId, Resolution};
@@ -304,7 +304,7 @@ impl Envelope {
             .get(end..)
             .and_then(|s| s.try_into().ok())
             .ok_or(EnvelopeRejection::BadSignature)?;
-        let key = VerifyingKey::from_bytes(&self.header.device.0)
+        let key = crate::crypto::verifying_key(&self.header.device.0)
             .map_err(|_| EnvelopeRejection::BadSignature)?;
         key.verify_strict(&self.bytes[..end], &Signature::from_bytes(&signature))
             .map_err(|_| EnvelopeRejection::BadSignature)

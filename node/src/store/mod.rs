@@ -994,16 +994,19 @@ pub trait Store: Send + Sync + fmt::Debug {
         while out.len() < limit {
             let found = self.range(Tree::Envelopes, start..=end.clone(), rows)?;
             let more = found.len() == rows;
-            for (_, row) in &found {
-                let held = run::envelopes(row).map_err(unreadable)?;
+            // The next key after the last row's.
+            let next = found.last().map(|(key, _)| {
+                let mut next = key.clone();
+                next.push(0);
+                next
+            });
+            for (_, row) in found {
                 let room = limit - out.len().min(limit);
-                out.extend(held.into_iter().take(room).map(<[u8]>::to_vec));
+                run::take_into(row, room, &mut out).map_err(unreadable)?;
             }
-            match found.into_iter().next_back() {
-                // The next key after the last row's.
-                Some((mut last, _)) if more && out.len() < limit => {
-                    last.push(0);
-                    start = last;
+            match next {
+                Some(next) if more && out.len() < limit => {
+                    start = next;
                     rows = rows.saturating_mul(4).min(limit);
                 }
                 _ => break,

@@ -79,6 +79,24 @@ pub(crate) fn envelopes(row: &[u8]) -> Result<Vec<&[u8]>, RunDecodeError> {
     Ok(out)
 }
 
+/// Moves up to `room` envelopes of `row` to the end of `out`: a row that is one envelope
+/// is moved, not copied (a sending node reads a catch-up's envelopes this way).
+pub(crate) fn take_into(
+    mut row: super::Opened,
+    room: usize,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), RunDecodeError> {
+    if room == 0 {
+        return Ok(());
+    }
+    if !is_run(&row) {
+        out.push(std::mem::take(&mut *row));
+        return Ok(());
+    }
+    out.extend(envelopes(&row)?.into_iter().take(room).map(<[u8]>::to_vec));
+    Ok(())
+}
+
 /// Appends `envelope` to `row`, which becomes a run if it was one envelope.
 pub(crate) fn append(row: &mut Vec<u8>, envelope: &[u8]) {
     if !is_run(row) {

@@ -58,7 +58,7 @@ pub use log::MembershipLog;
 use resolve::Resolver;
 
 use cercle_crdt::{DocKind, MemberId, Role};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{EpochId, SealedKey};
@@ -440,8 +440,8 @@ impl SignedOp {
             return Err(OpError::Malformed("a genesis has no parents".into()));
         }
         if signature {
-            let key =
-                VerifyingKey::from_bytes(&content.device.0).map_err(|_| OpError::BadSignature)?;
+            let key = crate::crypto::verifying_key(&content.device.0)
+                .map_err(|_| OpError::BadSignature)?;
             let sig_bytes: [u8; 64] = sig.try_into().map_err(|_| OpError::BadSignature)?;
             let mut signed = SIGNATURE_CONTEXT.to_vec();
             signed.extend_from_slice(payload);
