@@ -610,7 +610,7 @@ mod tests {
     use std::sync::{Mutex, PoisonError};
 
     use super::*;
-    use crate::store::{Batch, Keys, MemoryStore, Opened, StoreError, Tree};
+    use crate::store::{Batch, KeyValues, Keys, MemoryStore, Opened, StoreError, Tree};
 
     /// A disk that takes its time: each write completes only when the test lets it, and
     /// the most writes ever waiting at once is counted.
@@ -654,12 +654,7 @@ mod tests {
         fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
             self.reads.scan(tree, prefix)
         }
-        fn range(
-            &self,
-            tree: Tree,
-            keys: Keys,
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
+        fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<KeyValues, StoreError> {
             self.reads.range(tree, keys, limit)
         }
         fn last(&self, tree: Tree, keys: Keys) -> Result<Option<(Vec<u8>, Opened)>, StoreError> {

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use zeroize::Zeroizing;
 
-use super::{Batch, Keys, Opened, Store, StoreError, Ticket, Tree, Write, run};
+use super::{Batch, KeyValues, Keys, Opened, Store, StoreError, Ticket, Tree, Write, run};
 
 /// One tree's keys and values, in key order.
 type Values = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -126,12 +126,7 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn range(
-        &self,
-        tree: Tree,
-        keys: Keys,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
+    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<KeyValues, StoreError> {
         Ok(self.with(|t| {
             let Some(t) = t.get(&tree) else {
                 return Vec::new();

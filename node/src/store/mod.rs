@@ -47,6 +47,9 @@ pub type Opened = Zeroizing<Vec<u8>>;
 /// A range of keys of one tree, both ends included.
 pub type Keys = std::ops::RangeInclusive<Vec<u8>>;
 
+/// Keys and their opened values, in key order.
+pub type KeyValues = Vec<(Vec<u8>, Opened)>;
+
 /// The store's on-disk schema version (see `SledStore::migrate`).
 pub const SCHEMA_VERSION: u32 = 4;
 
@@ -896,12 +899,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Opened)>, StoreError>;
 
     /// The keys and values in `keys`, in order, at most `limit`.
-    fn range(
-        &self,
-        tree: Tree,
-        keys: Keys,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError>;
+    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<KeyValues, StoreError>;
 
     /// The last key in `keys` and its value.
     fn last(&self, tree: Tree, keys: Keys) -> Result<Option<(Vec<u8>, Opened)>, StoreError>;

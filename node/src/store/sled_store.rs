@@ -31,7 +31,8 @@ use zeroize::Zeroizing;
 use super::circle_keys::CircleKeys;
 use super::journal::{Journal, JournalError};
 use super::{
-    Batch, CIRCLE_TREES, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree, Write, run,
+    Batch, CIRCLE_TREES, KeyValues, Keys, Opened, SCHEMA_VERSION, Store, StoreError, Ticket, Tree,
+    Write, run,
 };
 use crate::circle::membership::CircleId;
 use crate::crypto::StorageKey;
@@ -1087,12 +1088,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn range(
-        &self,
-        tree: Tree,
-        keys: Keys,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Opened)>, StoreError> {
+    fn range(&self, tree: Tree, keys: Keys, limit: usize) -> Result<KeyValues, StoreError> {
         self.tree(tree)?
             .range(keys)
             .take(limit)

@@ -237,7 +237,7 @@ impl crate::store::Store for FillingDisk {
         tree: crate::store::Tree,
         keys: crate::store::Keys,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, crate::store::Opened)>, crate::store::StoreError> {
+    ) -> Result<crate::store::KeyValues, crate::store::StoreError> {
         self.inner.range(tree, keys, limit)
     }
     fn last(
