@@ -968,15 +968,23 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 
     /// Envelopes of one log from sequence number `from` on, at most `limit`. A row holds
-    /// one envelope or a run of them ([`run`]): the row before `from` may hold it, and
-    /// the rows after are read a few at a time, as each may hold many.
+    /// one envelope or a run of them ([`run`]): unless a row starts at `from`, the row
+    /// before may hold it; the rows after are read a few at a time, as each may hold many.
     fn envelopes(&self, log: &LogId, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out: Vec<Vec<u8>> = Vec::new();
         let unreadable = |e: run::RunDecodeError| self.bad(&e.to_string());
         if limit == 0 {
             return Ok(out);
         }
-        if let Some(before) = from.checked_sub(1) {
+        let end = keys::envelope(log, u64::MAX);
+        let start = keys::envelope(log, from);
+        let mut rows = limit.min(16);
+        let mut found = self.range(Tree::Envelopes, start.clone()..=end.clone(), rows)?;
+        // The rows of a log do not overlap: one starting at `from` leaves none before it
+        // holding `from` (a log stored one envelope a row is read without looking back).
+        if found.first().is_none_or(|(key, _)| *key != start)
+            && let Some(before) = from.checked_sub(1)
+        {
             let keys = keys::envelope(log, 0)..=keys::envelope(log, before);
             if let Some((key, row)) = self.last(Tree::Envelopes, keys)? {
                 let (_, first) =
@@ -986,11 +994,7 @@ pub trait Store: Send + Sync + fmt::Debug {
                 out.extend(held.into_iter().skip(skip).take(limit).map(<[u8]>::to_vec));
             }
         }
-        let end = keys::envelope(log, u64::MAX);
-        let mut start = keys::envelope(log, from);
-        let mut rows = limit.min(16);
-        while out.len() < limit {
-            let found = self.range(Tree::Envelopes, start..=end.clone(), rows)?;
+        loop {
             let more = found.len() == rows;
             // The next key after the last row's.
             let next = found.last().map(|(key, _)| {
@@ -1004,8 +1008,8 @@ pub trait Store: Send + Sync + fmt::Debug {
             }
             match next {
                 Some(next) if more && out.len() < limit => {
-                    start = next;
                     rows = rows.saturating_mul(4).min(limit);
+                    found = self.range(Tree::Envelopes, next..=end.clone(), rows)?;
                 }
                 _ => break,
             }
